@@ -1,0 +1,103 @@
+#ifndef FLOODGATE_CONFIG_H
+#define FLOODGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "usertable.h"
+#include "window.h"
+
+#define CONFIG_RULES_MAX     32 /* one bit each in struct usertable_policy */
+#define CONFIG_NAME_MAX      64
+#define CONFIG_PATH_MAX      1024
+#define CONFIG_LIST_MAX      4096 /* exempt entries, overrides */
+
+#define CONFIG_ACTION_FREEZE  (1u << 0)
+#define CONFIG_ACTION_HOLD    (1u << 1)
+#define CONFIG_ACTION_SUSPEND (1u << 2)
+#define CONFIG_ACTION_ALERT   (1u << 3)
+
+enum config_mode { CONFIG_MODE_ENFORCE = 0, CONFIG_MODE_MONITOR };
+enum config_backend { CONFIG_BACKEND_EXIM = 0, CONFIG_BACKEND_CPANEL, CONFIG_BACKEND_COMMAND };
+
+struct config_rule {
+    char name[CONFIG_NAME_MAX];
+    enum usertable_scope scope;
+    enum window_metric metric;
+    int64_t window_ms;
+    uint64_t above;     /* trips when the sliding value is strictly greater */
+    uint32_t actions;   /* CONFIG_ACTION_* */
+    unsigned line;      /* where it was defined, for messages */
+};
+
+struct config_override {
+    char account[CONFIG_NAME_MAX];
+    double factor;      /* thresholds of this account's identities are multiplied by it */
+};
+
+/* Parsed and validated configuration; every string is owned by the struct. */
+struct config {
+    char *path;                  /* file it came from */
+    enum config_mode mode;
+    struct config_rule rules[CONFIG_RULES_MAX];
+    size_t nrules;
+    char **exempt_mailboxes;     /* lowercased */
+    size_t nexempt_mailboxes;
+    char **exempt_accounts;
+    size_t nexempt_accounts;
+    struct config_override *overrides;
+    size_t noverrides;
+    int64_t cooldown_ms;         /* default 1h */
+    char *userdomains_file;      /* default /etc/userdomains */
+    char *localdomains_file;     /* default /etc/localdomains */
+    char *log_file;              /* default /var/log/exim_mainlog */
+    char *state_dir;             /* default /var/lib/floodgate */
+    char *audit_log;             /* default /var/log/floodgate/audit.jsonl */
+    char *control_socket;        /* default /run/floodgate/ctl.sock */
+    uint32_t max_identities;     /* default 200000 */
+
+    /* actions */
+    enum config_backend backend; /* default exim */
+    char *exim_path;             /* default /usr/sbin/exim */
+    char *spool_dir;             /* default /var/spool/exim */
+    char *blocklist_file;        /* exim backend; default /etc/exim/floodgate-blocklist */
+    char *whmapi1_path;          /* default /usr/local/cpanel/bin/whmapi1 */
+    char *uapi_path;             /* default /usr/local/cpanel/bin/uapi */
+    char *command_path;          /* command backend: the operator's executable */
+    int64_t action_timeout_ms;   /* default 30s */
+    uint32_t freeze_batch;       /* message ids per exim -Mf; default 50 */
+    uint32_t max_actions_per_hour; /* circuit breaker; default 100 */
+};
+
+/* Error detail for a person: which file, line and key, and what is wrong. */
+struct diag {
+    char file[CONFIG_PATH_MAX];
+    unsigned line;
+    unsigned column;
+    char key[CONFIG_NAME_MAX];
+    char msg[256];
+};
+
+/* Format @d as "file:line:column: key: message" into @buf. */
+void diag_format(const struct diag *d, char *buf, size_t size);
+
+/*
+ * Parse and validate a whole configuration. @name labels messages. Returns 0 and *ret
+ * (owned, config_free()), or -EINVAL (a bad value, unknown key, wrong type; *reterr filled
+ * when non-NULL), -ENOMEM. Never returns a half-valid config.
+ */
+int config_parse(const char *buf, size_t len, const char *name, struct config **ret,
+                 struct diag *reterr);
+/* Read @path and config_parse() it; -errno of open/read is reported in *reterr too. */
+int config_load(const char *path, struct config **ret, struct diag *reterr);
+/* A config with every default and no rules. */
+struct config *config_new_default(void);
+void config_free(struct config *c);
+
+bool config_is_exempt_mailbox(const struct config *c, const char *mailbox);
+bool config_is_exempt_account(const struct config *c, const char *account);
+/* Threshold factor for an account (1.0 when none). */
+double config_factor(const struct config *c, const char *account);
+
+#endif

@@ -1,0 +1,97 @@
+#ifndef FLOODGATE_UTIL_H
+#define FLOODGATE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define FG_MUST_CHECK     __attribute__((warn_unused_result))
+#define FG_PRINTF(fi, ai) __attribute__((format(printf, fi, ai)))
+#else
+#define FG_MUST_CHECK
+#define FG_PRINTF(fi, ai)
+#endif
+
+/* A slice of bytes owned by someone else; never NUL-terminated by contract. */
+struct fg_str {
+    const char *p;
+    size_t len;
+};
+
+#define FG_STR_NULL ((struct fg_str){ NULL, 0 })
+
+static inline struct fg_str
+fg_str_make(const char *p, size_t len)
+{
+    return (struct fg_str){ p, len };
+}
+
+bool fg_str_eq(struct fg_str s, const char *lit);
+bool fg_str_has_prefix(struct fg_str s, const char *lit);
+bool fg_str_eq_nocase(struct fg_str a, struct fg_str b);
+
+/*
+ * Bounded readers: parse the whole of [p, p+len) or fail. No locale, no sign, no
+ * whitespace. Return 0 and write @ret only on success, -EINVAL on a non-digit or empty
+ * input, -ERANGE when the value does not fit.
+ */
+int util_parse_u64(const char *p, size_t len, uint64_t *ret);
+int util_parse_u32(const char *p, size_t len, uint32_t *ret);
+
+/*
+ * Parse a duration such as "90s", "10m", "1h", "24h", "7d" or "250ms" into milliseconds.
+ * A bare number means seconds. Returns 0, -EINVAL (syntax), -ERANGE (overflow or zero).
+ */
+int util_parse_duration_ms(const char *s, int64_t *ret);
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
+int64_t util_days_from_civil(int64_t y, unsigned m, unsigned d);
+
+/* Format epoch milliseconds as "YYYY-MM-DD HH:MM:SS" (UTC) into @buf (>= 20 bytes). */
+void util_format_time(int64_t ms, char *buf, size_t size);
+
+/* Overflow-checked size arithmetic: return false when the result would not fit. */
+static inline bool
+util_add_size(size_t a, size_t b, size_t *ret)
+{
+    return !__builtin_add_overflow(a, b, ret);
+}
+
+static inline bool
+util_mul_size(size_t a, size_t b, size_t *ret)
+{
+    return !__builtin_mul_overflow(a, b, ret);
+}
+
+/* A byte buffer with a hard cap set at init; appends past the cap fail with -E2BIG. */
+struct strbuf {
+    char *p;
+    size_t len;
+    size_t cap;
+    size_t max;
+};
+
+void strbuf_init(struct strbuf *b, size_t max);
+void strbuf_done(struct strbuf *b);
+void strbuf_reset(struct strbuf *b);
+int strbuf_append(struct strbuf *b, const char *p, size_t len) FG_MUST_CHECK;
+int strbuf_appends(struct strbuf *b, const char *s) FG_MUST_CHECK;
+int strbuf_printf(struct strbuf *b, const char *fmt, ...) FG_PRINTF(2, 3) FG_MUST_CHECK;
+/* Append @p as the body of a JSON string (without quotes), escaping as RFC 8259 wants. */
+int strbuf_append_json(struct strbuf *b, const char *p, size_t len) FG_MUST_CHECK;
+/* NUL-terminated view of the buffer ("" when empty). Borrowed until the next append. */
+const char *strbuf_cstr(struct strbuf *b);
+
+/* Copy a slice into a fixed buffer with a terminator; -E2BIG if it does not fit. */
+int util_copy_str(char *dst, size_t size, struct fg_str s) FG_MUST_CHECK;
+
+static inline char
+util_ascii_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+#endif
