@@ -77,16 +77,16 @@ struct strbuf {
 void strbuf_init(struct strbuf *b, size_t max);
 void strbuf_done(struct strbuf *b);
 void strbuf_reset(struct strbuf *b);
-int strbuf_append(struct strbuf *b, const char *p, size_t len) FG_MUST_CHECK;
-int strbuf_appends(struct strbuf *b, const char *s) FG_MUST_CHECK;
-int strbuf_printf(struct strbuf *b, const char *fmt, ...) FG_PRINTF(2, 3) FG_MUST_CHECK;
+int strbuf_append(struct strbuf *b, const char *p, size_t len);
+int strbuf_appends(struct strbuf *b, const char *s);
+int strbuf_printf(struct strbuf *b, const char *fmt, ...) FG_PRINTF(2, 3);
 /* Append @p as the body of a JSON string (without quotes), escaping as RFC 8259 wants. */
-int strbuf_append_json(struct strbuf *b, const char *p, size_t len) FG_MUST_CHECK;
+int strbuf_append_json(struct strbuf *b, const char *p, size_t len);
 /* NUL-terminated view of the buffer ("" when empty). Borrowed until the next append. */
 const char *strbuf_cstr(struct strbuf *b);
 
 /* Copy a slice into a fixed buffer with a terminator; -E2BIG if it does not fit. */
-int util_copy_str(char *dst, size_t size, struct fg_str s) FG_MUST_CHECK;
+int util_copy_str(char *dst, size_t size, struct fg_str s);
 
 static inline char
 util_ascii_lower(char c)
