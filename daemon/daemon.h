@@ -1,0 +1,29 @@
+#ifndef FLOODGATE_DAEMON_H
+#define FLOODGATE_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "attrib.h"
+#include "config.h"
+
+/* Shared by floodgated's modes (main.c, replay.c, live.c). */
+
+/*
+ * Load the userdomains and localdomains files named by @cfg into new maps. A missing
+ * file is a warning (owners stay unknown), a malformed line an error naming file and line.
+ * Returns 0 and *ret (owned), or a negative errno.
+ */
+int daemon_maps_load(const struct config *cfg, const uint8_t key[SIPHASH_KEY_LEN],
+                     struct attrib_maps **ret);
+
+/* A random SipHash key from getrandom(). */
+void daemon_random_key(uint8_t key[SIPHASH_KEY_LEN]);
+
+/* floodgated --replay: returns the process exit status. */
+int replay_main(const struct config *cfg, char **files, int nfiles, bool json);
+
+/* The service: takes @cfg (freed by the caller after return); returns the exit status. */
+int live_main(const char *config_path, struct config *cfg);
+
+#endif

@@ -1,0 +1,360 @@
+/*
+ * replay.c - floodgated --replay: finished logs (plain or .gz, or - for stdin) through the
+ * same pipeline as the live daemon, as fast as the disk allows. The log's timestamps are
+ * the clock; trips are reported, never acted on. Prints a summary for a person, or one
+ * JSON object with --json (documented in docs/replay.md).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "clock.h"
+#include "daemon.h"
+#include "engine.h"
+#include "log.h"
+
+#define REPLAY_READ_BYTES (1u << 20)
+#define REPLAY_LINE_MAX   (2 * EXIMLOG_RECORD_MAX) /* longer lines are cut (tail R8) */
+#define REPLAY_QUEUED_MAX 0
+
+struct replay_trip {
+    struct engine_notice n;
+};
+
+struct replay {
+    struct engine *engine;
+    struct eximlog_joiner joiner;
+    struct replay_trip *trips;
+    size_t ntrips, captrips;
+    uint64_t lines, bytes, cut_lines;
+    uint64_t pending_line; /* first line of the record the joiner is assembling */
+};
+
+static int
+replay_keep(struct replay *rp, const struct engine_notice *n)
+{
+    if (n->kind != ENGINE_TRIP)
+        return 0;
+    if (rp->ntrips == rp->captrips) {
+        size_t cap = rp->captrips ? rp->captrips * 2 : 64;
+        struct replay_trip *t = realloc(rp->trips, cap * sizeof(*t));
+        if (!t)
+            return -ENOMEM;
+        rp->trips = t;
+        rp->captrips = cap;
+    }
+    rp->trips[rp->ntrips++].n = *n;
+    return 0;
+}
+
+static int
+replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line)
+{
+    struct engine_notice notes[ENGINE_NOTICES_MAX];
+    size_t n = engine_feed(rp->engine, rec, line, notes, N_ELEMS(notes));
+
+    for (size_t i = 0; i < n; i++)
+        if (replay_keep(rp, &notes[i]) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+static int
+replay_line(struct replay *rp, const char *p, size_t len, uint64_t start)
+{
+    struct eximlog_record rec;
+    uint64_t line = ++rp->lines;
+    uint64_t first = rp->pending_line;
+    int r = eximlog_joiner_push(&rp->joiner, p, len, start, start + len + 1, &rec);
+
+    if (rp->joiner.pending && rp->joiner.start == start)
+        rp->pending_line = line;
+    if (r > 0)
+        return replay_record(rp, &rec, first);
+    return 0;
+}
+
+static int
+replay_flush(struct replay *rp)
+{
+    struct eximlog_record rec;
+
+    if (eximlog_joiner_flush(&rp->joiner, true, &rec) > 0)
+        return replay_record(rp, &rec, rp->pending_line);
+    return 0;
+}
+
+static int
+replay_file(struct replay *rp, const char *path, char *buf, char *carry)
+{
+    size_t ncarry = 0;
+    bool cutting = false;
+    uint64_t off = 0;
+    gzFile gz;
+    int fd, r = 0;
+
+    fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return log_emit(LOG_ERR, -errno, NULL, "%s: cannot open", path);
+    gz = gzdopen(fd, "rb");
+    if (!gz) {
+        (void)close(fd);
+        return log_emit(LOG_ERR, -ENOMEM, NULL, "%s: cannot open", path);
+    }
+    (void)gzbuffer(gz, REPLAY_READ_BYTES);
+    for (;;) {
+        int n = gzread(gz, buf, REPLAY_READ_BYTES);
+        const char *p = buf, *end;
+        if (n < 0) {
+            int zerr;
+            const char *msg = gzerror(gz, &zerr);
+            r = log_emit(LOG_ERR, -EIO, NULL, "%s: read error: %s", path, msg);
+            break;
+        }
+        if (n == 0)
+            break;
+        end = buf + n;
+        rp->bytes += (uint64_t)n;
+        while (p < end && r == 0) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t take = (size_t)((nl ? nl : end) - p);
+            if (cutting) {
+                /* the rest of an over-long line: never a line of its own */
+                if (nl)
+                    cutting = false;
+                off += take + (nl ? 1 : 0);
+                p = nl ? nl + 1 : end;
+                continue;
+            }
+            if (!nl) {
+                if (ncarry + take > REPLAY_LINE_MAX) {
+                    rp->cut_lines++;
+                    r = replay_line(rp, carry, ncarry, off - ncarry);
+                    ncarry = 0;
+                    cutting = true;
+                } else {
+                    memcpy(carry + ncarry, p, take);
+                    ncarry += take;
+                }
+                off += take;
+                break;
+            }
+            if (ncarry) {
+                size_t room = REPLAY_LINE_MAX - ncarry;
+                if (take > room) {
+                    take = room;
+                    rp->cut_lines++;
+                }
+                memcpy(carry + ncarry, p, take);
+                r = replay_line(rp, carry, ncarry + take, off - ncarry);
+                ncarry = 0;
+            } else {
+                r = replay_line(rp, p, take, off);
+            }
+            off += (size_t)(nl - p) + 1;
+            p = nl + 1;
+        }
+        if (r < 0)
+            break;
+    }
+    if (r == 0 && ncarry)
+        r = replay_line(rp, carry, ncarry, off - ncarry); /* last line without a newline */
+    if (r == 0)
+        r = replay_flush(rp);
+    (void)gzclose(gz);
+    return r;
+}
+
+struct replay_ident {
+    enum usertable_scope scope;
+    const char *id;
+    uint64_t messages, recipients;
+};
+
+static int
+replay_ident_cmp(const void *a, const void *b)
+{
+    const struct replay_ident *x = a, *y = b;
+
+    if (x->scope != y->scope)
+        return x->scope < y->scope ? -1 : 1;
+    if (x->messages != y->messages)
+        return x->messages > y->messages ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static struct replay_ident *
+replay_identities(struct engine *e, size_t *ret_n)
+{
+    struct usertable *t = engine_table(e);
+    size_t n = usertable_count(t), k = 0, pos = 0;
+    struct replay_ident *v = calloc(n ? n : 1, sizeof(*v));
+    struct usertable_entry *ent;
+
+    if (!v)
+        return NULL;
+    while ((ent = usertable_next(t, &pos)) && k < n) {
+        if (usertable_entry_total(ent, WINDOW_MESSAGES) == 0)
+            continue; /* only seen failing to authenticate */
+        v[k].scope = usertable_entry_scope(ent);
+        v[k].id = usertable_entry_key(ent);
+        v[k].messages = usertable_entry_total(ent, WINDOW_MESSAGES);
+        v[k].recipients = usertable_entry_total(ent, WINDOW_RECIPIENTS);
+        k++;
+    }
+    qsort(v, k, sizeof(*v), replay_ident_cmp);
+    *ret_n = k;
+    return v;
+}
+
+static void
+replay_json_str(struct strbuf *b, const char *s)
+{
+    if (!s || !s[0]) {
+        (void)strbuf_appends(b, "null");
+        return;
+    }
+    (void)strbuf_append(b, "\"", 1);
+    (void)strbuf_append_json(b, s, strlen(s));
+    (void)strbuf_append(b, "\"", 1);
+}
+
+static void
+replay_print_json(struct replay *rp, double secs)
+{
+    const struct engine_stats *st = engine_stats(rp->engine);
+    size_t nid = 0;
+    struct replay_ident *ids = replay_identities(rp->engine, &nid);
+    struct strbuf b;
+    char acct[ATTRIB_ACCOUNT_MAX];
+
+    strbuf_init(&b, SIZE_MAX / 2);
+    (void)strbuf_printf(&b,
+                        "{\"lines\":%llu,\"bytes\":%llu,\"records\":%llu,\"parse_errors\":%llu,"
+                        "\"arrivals\":%llu,\"outbound\":%llu,\"seconds\":%.3f,\"identities\":[",
+                        (unsigned long long)rp->lines, (unsigned long long)rp->bytes,
+                        (unsigned long long)st->records, (unsigned long long)st->parse_errors,
+                        (unsigned long long)st->arrivals, (unsigned long long)st->outbound, secs);
+    for (size_t i = 0; ids && i < nid; i++) {
+        engine_account_of(rp->engine, ids[i].scope, ids[i].id, acct, sizeof(acct));
+        (void)strbuf_printf(&b, "%s{\"scope\":\"%s\",\"id\":", i ? "," : "",
+                            usertable_scope_name(ids[i].scope));
+        replay_json_str(&b, ids[i].id);
+        (void)strbuf_appends(&b, ",\"account\":");
+        replay_json_str(&b, acct);
+        (void)strbuf_printf(&b, ",\"messages\":%llu,\"recipients\":%llu}",
+                            (unsigned long long)ids[i].messages,
+                            (unsigned long long)ids[i].recipients);
+    }
+    (void)strbuf_appends(&b, "],\"trips\":[");
+    for (size_t i = 0; i < rp->ntrips; i++) {
+        const struct engine_notice *n = &rp->trips[i].n;
+        (void)strbuf_printf(&b, "%s{\"rule\":", i ? "," : "");
+        replay_json_str(&b, n->verdict.rule_name);
+        (void)strbuf_printf(&b, ",\"scope\":\"%s\",\"id\":", usertable_scope_name(n->scope));
+        replay_json_str(&b, n->id);
+        (void)strbuf_appends(&b, ",\"account\":");
+        replay_json_str(&b, n->account);
+        (void)strbuf_appends(&b, ",\"at\":");
+        replay_json_str(&b, n->at);
+        (void)strbuf_printf(&b, ",\"line\":%llu,\"value\":%llu,\"window_s\":%lld}",
+                            (unsigned long long)n->line, (unsigned long long)n->verdict.value,
+                            (long long)(n->verdict.window_ms / 1000));
+    }
+    (void)strbuf_appends(&b, "]}\n");
+    (void)fwrite(strbuf_cstr(&b), 1, b.len, stdout);
+    strbuf_done(&b);
+    free(ids);
+}
+
+static void
+replay_print_text(struct replay *rp, double secs)
+{
+    const struct engine_stats *st = engine_stats(rp->engine);
+    size_t nid = 0, shown[SCOPE__MAX] = { 0 };
+    struct replay_ident *ids = replay_identities(rp->engine, &nid);
+    char acct[ATTRIB_ACCOUNT_MAX];
+
+    printf("lines %llu, %.1f MB in %.3f s (%.0f MB/s, %.0f lines/s)\n",
+           (unsigned long long)rp->lines, (double)rp->bytes / 1e6, secs,
+           secs > 0 ? (double)rp->bytes / 1e6 / secs : 0.0,
+           secs > 0 ? (double)rp->lines / secs : 0.0);
+    printf("records %llu, parse errors %llu, other %llu, cut lines %llu\n",
+           (unsigned long long)st->records, (unsigned long long)st->parse_errors,
+           (unsigned long long)st->other, (unsigned long long)rp->cut_lines);
+    printf("arrivals %llu: outbound %llu, inbound %llu, bounces %llu, service %llu, "
+           "local only %llu\n",
+           (unsigned long long)st->arrivals, (unsigned long long)st->outbound,
+           (unsigned long long)st->inbound, (unsigned long long)st->bounces,
+           (unsigned long long)st->service, (unsigned long long)st->local_only);
+    printf("deliveries %llu, deferrals %llu, failures %llu, log injection attempts %llu\n",
+           (unsigned long long)st->deliveries, (unsigned long long)st->deferrals,
+           (unsigned long long)st->failures, (unsigned long long)st->cwd_forged);
+    printf("\ntop senders:\n");
+    for (size_t i = 0; ids && i < nid; i++) {
+        if (shown[ids[i].scope]++ >= 5)
+            continue;
+        engine_account_of(rp->engine, ids[i].scope, ids[i].id, acct, sizeof(acct));
+        printf("  %-8s %-50s account %-12s %6llu messages %7llu recipients\n",
+               usertable_scope_name(ids[i].scope), ids[i].id, acct[0] ? acct : "-",
+               (unsigned long long)ids[i].messages, (unsigned long long)ids[i].recipients);
+    }
+    printf("\n%zu trip%s:\n", rp->ntrips, rp->ntrips == 1 ? "" : "s");
+    for (size_t i = 0; i < rp->ntrips; i++) {
+        const struct engine_notice *n = &rp->trips[i].n;
+        printf("  %s line %llu  %-16s %s %s: %llu > %llu in %llds\n", n->at,
+               (unsigned long long)n->line, n->verdict.rule_name, usertable_scope_name(n->scope),
+               n->id, (unsigned long long)n->verdict.value,
+               (unsigned long long)n->verdict.threshold,
+               (long long)(n->verdict.window_ms / 1000));
+    }
+    free(ids);
+}
+
+int
+replay_main(const struct config *cfg, char **files, int nfiles, bool json)
+{
+    struct engine_params ep = { .cfg = cfg };
+    struct attrib_maps *maps = NULL;
+    struct replay rp;
+    char *buf = NULL, *carry = NULL;
+    int64_t t0;
+    int r;
+
+    memset(&rp, 0, sizeof(rp));
+    daemon_random_key(ep.key);
+    r = daemon_maps_load(cfg, ep.key, &maps);
+    if (r < 0)
+        return 1;
+    ep.maps = maps;
+    r = engine_new(&ep, &rp.engine);
+    buf = malloc(REPLAY_READ_BYTES);
+    carry = malloc(REPLAY_LINE_MAX);
+    if (r < 0 || !buf || !carry) {
+        log_emit(LOG_ERR, -ENOMEM, NULL, "replay: cannot start");
+        r = -ENOMEM;
+        goto out;
+    }
+    eximlog_joiner_init(&rp.joiner);
+    t0 = clock_mono_ms(&clock_real);
+    for (int i = 0; i < nfiles && r == 0; i++)
+        r = replay_file(&rp, files[i], buf, carry);
+    if (r == 0) {
+        double secs = (double)(clock_mono_ms(&clock_real) - t0) / 1000.0;
+        if (json)
+            replay_print_json(&rp, secs);
+        else
+            replay_print_text(&rp, secs);
+    }
+out:
+    free(buf);
+    free(carry);
+    free(rp.trips);
+    engine_free(rp.engine);
+    attrib_maps_free(maps);
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,411 @@
+/*
+ * attrib.c - who sent it: an arrival record to the identities it counts against.
+ *
+ * DESIGN.md "Attribution" and exim-log-format.md 9.2 define the rules. The only evidence
+ * we trust is what Exim itself decided: the authenticated id (A=), the calling user of a
+ * local submission (U= without H=), and the cwd= record written by the same process just
+ * before the arrival. The envelope sender is never an identity (cPanel lets any local
+ * user set it); a sender that differs from the authenticated mailbox is counted as a
+ * mismatch against that mailbox.
+ *
+ * cwd= records are held in a small ring (ATTRIB_CWD_SLOTS) for ATTRIB_CWD_TTL_MS of log
+ * time. With +pid a cwd= record ties only to the arrival with the same pid; without it,
+ * to the next local arrival (the newest pending cwd= without a pid). A cwd= record is
+ * never an arrival itself, so a forged one can at worst name the wrong directory for a
+ * message its own process submitted.
+ *
+ * The domain maps are an open-addressing table keyed by SipHash of the lowercased domain;
+ * they are built once per load and only read afterwards.
+ */
+#include "attrib.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct attrib_domain {
+    char *name;  /* lowercased; NULL: empty slot */
+    char *owner; /* NULL: local domain without a known owner */
+    uint64_t hash;
+};
+
+struct attrib_maps {
+    uint8_t key[SIPHASH_KEY_LEN];
+    struct attrib_domain *slots;
+    size_t cap; /* power of two */
+    size_t count;
+};
+
+#define ATTRIB_DOMAIN_MAX 255
+
+struct attrib_maps *
+attrib_maps_new(const uint8_t key[SIPHASH_KEY_LEN])
+{
+    struct attrib_maps *m = calloc(1, sizeof(*m));
+
+    if (!m)
+        return NULL;
+    memcpy(m->key, key, SIPHASH_KEY_LEN);
+    return m;
+}
+
+void
+attrib_maps_free(struct attrib_maps *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->cap; i++) {
+        free(m->slots[i].name);
+        free(m->slots[i].owner);
+    }
+    free(m->slots);
+    free(m);
+}
+
+/* Lowercase @d into @buf, dropping a leading "www." as cPanel's lookups do. */
+static size_t
+attrib_domain_norm(struct fg_str d, char buf[ATTRIB_DOMAIN_MAX + 1])
+{
+    size_t n = 0;
+
+    if (d.len > 4 && fg_str_eq_nocase(fg_str_make(d.p, 4), fg_str_make("www.", 4))) {
+        d.p += 4;
+        d.len -= 4;
+    }
+    if (d.len > ATTRIB_DOMAIN_MAX)
+        return 0;
+    for (size_t i = 0; i < d.len; i++)
+        buf[n++] = util_ascii_lower(d.p[i]);
+    buf[n] = '\0';
+    return n;
+}
+
+static const struct attrib_domain *
+attrib_maps_find(const struct attrib_maps *m, struct fg_str domain)
+{
+    char name[ATTRIB_DOMAIN_MAX + 1];
+    size_t n = attrib_domain_norm(domain, name);
+    uint64_t h;
+
+    if (n == 0 || m->cap == 0)
+        return NULL;
+    h = siphash(name, n, m->key);
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const struct attrib_domain *s = &m->slots[i];
+        if (!s->name)
+            return NULL;
+        if (s->hash == h && strcmp(s->name, name) == 0)
+            return s;
+    }
+}
+
+static int
+attrib_maps_grow(struct attrib_maps *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 1024;
+    struct attrib_domain *slots = calloc(cap, sizeof(*slots));
+
+    if (!slots)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->cap; i++) {
+        struct attrib_domain *s = &m->slots[i];
+        size_t j;
+        if (!s->name)
+            continue;
+        for (j = s->hash & (cap - 1); slots[j].name; j = (j + 1) & (cap - 1))
+            ;
+        slots[j] = *s;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
+    return 0;
+}
+
+static int
+attrib_maps_put(struct attrib_maps *m, struct fg_str domain, struct fg_str owner)
+{
+    char name[ATTRIB_DOMAIN_MAX + 1];
+    size_t n = attrib_domain_norm(domain, name), i;
+    uint64_t h;
+    int r;
+
+    if (n == 0)
+        return -EBADMSG;
+    if ((m->count + 1) * 4 > m->cap * 3) {
+        r = attrib_maps_grow(m);
+        if (r < 0)
+            return r;
+    }
+    h = siphash(name, n, m->key);
+    for (i = h & (m->cap - 1); m->slots[i].name; i = (i + 1) & (m->cap - 1))
+        if (m->slots[i].hash == h && strcmp(m->slots[i].name, name) == 0)
+            break;
+    if (!m->slots[i].name) {
+        m->slots[i].name = strndup(name, n);
+        if (!m->slots[i].name)
+            return -ENOMEM;
+        m->slots[i].hash = h;
+        m->count++;
+    }
+    if (owner.len && !m->slots[i].owner) {
+        m->slots[i].owner = strndup(owner.p, owner.len);
+        if (!m->slots[i].owner)
+            return -ENOMEM;
+    }
+    return 1;
+}
+
+static struct fg_str
+attrib_trim(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    return fg_str_make(p, (size_t)(end - p));
+}
+
+int
+attrib_maps_add(struct attrib_maps *m, const char *buf, size_t len, bool owners,
+                unsigned *ret_line)
+{
+    const char *p = buf, *end = buf + len;
+    unsigned line = 0;
+    int added = 0;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        struct fg_str text = attrib_trim(p, eol), domain, owner = FG_STR_NULL;
+        int r;
+
+        line++;
+        p = nl ? nl + 1 : end;
+        if (text.len == 0 || text.p[0] == '#')
+            continue;
+        if (owners) {
+            const char *colon = memchr(text.p, ':', text.len);
+            if (!colon)
+                goto bad;
+            domain = attrib_trim(text.p, colon);
+            owner = attrib_trim(colon + 1, text.p + text.len);
+            if (fg_str_eq(domain, "*"))
+                continue;
+            if (owner.len == 0 || owner.len >= ATTRIB_ACCOUNT_MAX)
+                goto bad;
+        } else {
+            domain = text;
+        }
+        r = attrib_maps_put(m, domain, owner);
+        if (r == -EBADMSG)
+            goto bad;
+        if (r < 0)
+            return r;
+        added++;
+        continue;
+    bad:
+        if (ret_line)
+            *ret_line = line;
+        return -EBADMSG;
+    }
+    return added;
+}
+
+const char *
+attrib_maps_owner(const struct attrib_maps *m, struct fg_str domain)
+{
+    const struct attrib_domain *s = m ? attrib_maps_find(m, domain) : NULL;
+
+    return s ? s->owner : NULL;
+}
+
+bool
+attrib_maps_is_local(const struct attrib_maps *m, struct fg_str domain)
+{
+    return m && attrib_maps_find(m, domain) != NULL;
+}
+
+size_t
+attrib_maps_count(const struct attrib_maps *m)
+{
+    return m ? m->count : 0;
+}
+
+void
+attrib_init(struct attrib *a)
+{
+    memset(a, 0, sizeof(*a));
+}
+
+void
+attrib_note_cwd(struct attrib *a, const struct exim_event *ev)
+{
+    struct attrib_cwd *c;
+
+    if (ev->type != EXIM_CWD || !(ev->flags & EXIM_F_CWD_SUBMISSION))
+        return;
+    if (ev->cwd.len == 0 || ev->cwd.len >= sizeof(c->dir)) {
+        a->keys_too_long++;
+        return;
+    }
+    c = &a->cwd[a->next];
+    if (c->used)
+        a->cwd_unmatched++;
+    a->next = (a->next + 1) % ATTRIB_CWD_SLOTS;
+    c->used = true;
+    c->has_pid = ev->has_pid;
+    c->pid = ev->pid;
+    c->ts_ms = ev->ts_ms;
+    c->len = ev->cwd.len;
+    memcpy(c->dir, ev->cwd.p, ev->cwd.len);
+    c->dir[c->len] = '\0';
+}
+
+/* The pending cwd= record of the process that wrote @ev, consumed; NULL if none. */
+static struct attrib_cwd *
+attrib_take_cwd(struct attrib *a, const struct exim_event *ev)
+{
+    struct attrib_cwd *best = NULL;
+
+    for (size_t i = 0; i < ATTRIB_CWD_SLOTS; i++) {
+        struct attrib_cwd *c = &a->cwd[i];
+        if (!c->used)
+            continue;
+        if (ev->ts_ms - c->ts_ms > ATTRIB_CWD_TTL_MS) {
+            c->used = false;
+            a->cwd_unmatched++;
+            continue;
+        }
+        if (c->has_pid != ev->has_pid || (c->has_pid && c->pid != ev->pid))
+            continue;
+        if (!best || c->ts_ms >= best->ts_ms)
+            best = c;
+    }
+    if (best)
+        best->used = false;
+    return best;
+}
+
+/* cPanel logins: user@domain, or user+domain / user%domain / user:domain (first one). */
+static size_t
+attrib_mailbox_norm(struct fg_str set_id, char *buf, size_t size)
+{
+    bool at = memchr(set_id.p, '@', set_id.len) != NULL;
+    size_t n = 0;
+
+    if (set_id.len >= size)
+        return 0;
+    for (size_t i = 0; i < set_id.len; i++) {
+        char c = util_ascii_lower(set_id.p[i]);
+        if (!at && (c == '+' || c == '%' || c == ':')) {
+            c = '@';
+            at = true;
+        }
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static bool
+attrib_proto_is_local(struct fg_str proto)
+{
+    return fg_str_eq(proto, "local") || fg_str_has_prefix(proto, "local-");
+}
+
+/* Sender without quotes or angle brackets, lowercased, compared with the mailbox. */
+static bool
+attrib_sender_matches(struct fg_str sender, const char *mailbox, size_t mlen)
+{
+    if (sender.len >= 2 && sender.p[0] == '<' && sender.p[sender.len - 1] == '>') {
+        sender.p++;
+        sender.len -= 2;
+    }
+    return fg_str_eq_nocase(sender, fg_str_make(mailbox, mlen));
+}
+
+static void
+attrib_set(char *dst, size_t size, const char *src, size_t len)
+{
+    if (len >= size)
+        len = size - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+int
+attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_event *ev,
+               struct attrib_result *ret)
+{
+    struct attrib_cwd *cwd = NULL;
+    size_t mlen = 0, pos = 0;
+    struct fg_str addr;
+    bool local = !ev->host.len && attrib_proto_is_local(ev->proto);
+
+    ret->flags = 0;
+    ret->mailbox[0] = ret->account[0] = ret->script[0] = '\0';
+    ret->remote_rcpts = 0;
+    if (ev->type != EXIM_ARRIVAL)
+        return 0;
+    if (local)
+        cwd = attrib_take_cwd(a, ev);
+
+    if (fg_str_eq(ev->sender, "<>"))
+        ret->flags |= ATTRIB_BOUNCE;
+    if (fg_str_has_prefix(ev->set_id, "__cpanel__service__"))
+        ret->flags |= ATTRIB_SERVICE;
+
+    if (ev->set_id.len) {
+        mlen = attrib_mailbox_norm(ev->set_id, ret->mailbox, sizeof(ret->mailbox));
+        if (mlen == 0) {
+            a->keys_too_long++;
+        } else {
+            const char *at = memchr(ret->mailbox, '@', mlen);
+            const char *owner;
+            if (!at) {
+                /* a set_id without a domain is the cPanel account's system mailbox */
+                attrib_set(ret->account, sizeof(ret->account), ret->mailbox, mlen);
+            } else {
+                owner = attrib_maps_owner(
+                    m, fg_str_make(at + 1, (size_t)(ret->mailbox + mlen - (at + 1))));
+                if (owner)
+                    attrib_set(ret->account, sizeof(ret->account), owner, strlen(owner));
+            }
+            if (at && !(ret->flags & ATTRIB_BOUNCE) &&
+                !attrib_sender_matches(ev->sender, ret->mailbox, mlen))
+                ret->flags |= ATTRIB_MISMATCH;
+        }
+    } else if (local && ev->ident.len) {
+        attrib_set(ret->account, sizeof(ret->account), ev->ident.p, ev->ident.len);
+        if (fg_str_eq(ev->ident, "nobody"))
+            ret->flags |= ATTRIB_NOBODY;
+    } else if (ev->host.len) {
+        ret->flags |= ATTRIB_INBOUND;
+    }
+
+    if (cwd && ret->account[0]) {
+        size_t alen = strlen(ret->account);
+        if (alen + 1 + cwd->len < sizeof(ret->script)) {
+            memcpy(ret->script, ret->account, alen);
+            ret->script[alen] = ':';
+            memcpy(ret->script + alen + 1, cwd->dir, cwd->len + 1);
+            ret->flags |= ATTRIB_SCRIPT;
+        } else {
+            a->keys_too_long++;
+        }
+    }
+
+    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0)
+        if (!attrib_maps_is_local(m, eximlog_addr_domain(addr)))
+            ret->remote_rcpts++;
+    if (ev->nrcpt > 0 && ret->remote_rcpts == 0)
+        ret->flags |= ATTRIB_LOCAL_ONLY;
+
+    if (ret->flags & (ATTRIB_BOUNCE | ATTRIB_SERVICE | ATTRIB_INBOUND | ATTRIB_LOCAL_ONLY))
+        return 0;
+    if (!ret->mailbox[0] && !ret->account[0])
+        return 0;
+    ret->flags |= ATTRIB_OUTBOUND;
+    return 1;
+}

@@ -1,0 +1,90 @@
+#ifndef FLOODGATE_ATTRIB_H
+#define FLOODGATE_ATTRIB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eximlog.h"
+#include "siphash.h"
+#include "usertable.h"
+
+#define ATTRIB_ACCOUNT_MAX 64 /* cPanel user names are at most 16; 64 leaves room */
+#define ATTRIB_CWD_SLOTS   64 /* pending cwd= records waiting for their arrival */
+#define ATTRIB_CWD_TTL_MS  5000 /* a cwd= record older than this is not tied to an arrival */
+
+/* struct attrib_result.flags */
+#define ATTRIB_OUTBOUND   (1u << 0) /* counts toward send limits */
+#define ATTRIB_BOUNCE     (1u << 1) /* null sender: bounce or notice from this host */
+#define ATTRIB_SERVICE    (1u << 2) /* cPanel service sender (__cpanel__service__...) */
+#define ATTRIB_INBOUND    (1u << 3) /* from a remote host without authentication */
+#define ATTRIB_LOCAL_ONLY (1u << 4) /* every recipient is in a local domain */
+#define ATTRIB_MISMATCH   (1u << 5) /* envelope sender differs from the authenticated mailbox */
+#define ATTRIB_NOBODY     (1u << 6) /* submitted by the web server user (U=nobody) */
+#define ATTRIB_SCRIPT     (1u << 7) /* tied to a cwd= record: script identity set */
+
+/*
+ * Domain maps from cPanel's /etc/userdomains ("domain: user") and /etc/localdomains (one
+ * domain per line). Pure once loaded; lookups are case-insensitive and strip "www.".
+ */
+struct attrib_maps;
+
+struct attrib_maps *attrib_maps_new(const uint8_t key[SIPHASH_KEY_LEN]);
+void attrib_maps_free(struct attrib_maps *m);
+/*
+ * Add the lines of a userdomains file (@owners true: "domain: user") or a localdomains
+ * file (@owners false: "domain"). Borrows @buf. Returns the number of domains added, or
+ * -EBADMSG with *@ret_line set to the first malformed line, or -ENOMEM. The "*: nobody"
+ * catch-all line is ignored (an unknown owner stays unknown).
+ */
+int attrib_maps_add(struct attrib_maps *m, const char *buf, size_t len, bool owners,
+                    unsigned *ret_line);
+/* Owner account of @domain, or NULL. Borrowed while @m lives. */
+const char *attrib_maps_owner(const struct attrib_maps *m, struct fg_str domain);
+/* True when @domain is delivered on this host (in either file). */
+bool attrib_maps_is_local(const struct attrib_maps *m, struct fg_str domain);
+size_t attrib_maps_count(const struct attrib_maps *m);
+
+/* The identities one arrival counts against; empty strings mean "none". */
+struct attrib_result {
+    uint32_t flags;
+    char mailbox[USERTABLE_KEY_MAX];
+    char account[ATTRIB_ACCOUNT_MAX];
+    char script[USERTABLE_KEY_MAX];
+    uint32_t remote_rcpts; /* recipients outside the local domains */
+};
+
+/* Per-stream attribution state: cwd= records waiting for their arrival. */
+struct attrib_cwd {
+    bool used;
+    bool has_pid;
+    uint32_t pid;
+    int64_t ts_ms;
+    size_t len;
+    char dir[USERTABLE_KEY_MAX];
+};
+
+struct attrib {
+    struct attrib_cwd cwd[ATTRIB_CWD_SLOTS];
+    size_t next;               /* round-robin slot to reuse */
+    uint64_t cwd_unmatched;    /* cwd= submissions that never met their arrival */
+    uint64_t keys_too_long;    /* identities refused: over USERTABLE_KEY_MAX */
+};
+
+void attrib_init(struct attrib *a);
+
+/* Remember a cwd= submission record so the arrival of the same process can use it. */
+void attrib_note_cwd(struct attrib *a, const struct exim_event *ev);
+
+/*
+ * Attribute an arrival (DESIGN.md "Attribution"): mailbox from A=<auth>:<set_id>
+ * (lowercased, cPanel's user+domain / user%domain / user:domain forms mapped to
+ * user@domain), account from U= for local submissions or else the owner of the mailbox's
+ * domain, script = account:cwd from the tied cwd= record. Bounces, cPanel service senders,
+ * unauthenticated mail from remote hosts and mail to local domains only are not outbound.
+ * Pure given @m. Returns 1 when the arrival is outbound, 0 when not (flags say why).
+ */
+int attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_event *ev,
+                   struct attrib_result *ret);
+
+#endif

@@ -1,0 +1,453 @@
+/*
+ * engine.c - the pipeline between the tailer and the actions: parse a record, attribute
+ * it, count it, evaluate the policy, and say what tripped.
+ *
+ * It owns the identity table, the table of queued messages and the policy; it borrows
+ * the configuration and the domain maps. It never acts: trips come back as notices and
+ * the caller (the live daemon or --replay) decides what to do with them. Time is the
+ * record's own timestamp, clamped so that it never goes backwards (two merged logs or a
+ * clock step must not revive old counts), so replay and live agree exactly.
+ *
+ * Delivery lines carry only a message id: they find their identities through msgtrack.
+ * Failures and deferrals that our own hold or suspension caused (R=enforce_mail_permissions)
+ * and "retry time not reached" repeats are never counted.
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct engine {
+    const struct config *cfg;
+    const struct attrib_maps *maps;
+    struct policy *policy;
+    struct usertable *table;
+    struct msgtrack *msgs;
+    struct attrib attrib;
+    struct engine_stats stats;
+    uint8_t key[SIPHASH_KEY_LEN];
+    int64_t now_ms;
+};
+
+static struct usertable *
+engine_table_new(const struct engine *e, const struct policy *p)
+{
+    struct usertable_params up;
+
+    memset(&up, 0, sizeof(up));
+    up.cap = e->cfg->max_identities;
+    memcpy(up.key, e->key, SIPHASH_KEY_LEN);
+    policy_usertable_series(p, &up);
+    return usertable_new(&up);
+}
+
+int
+engine_new(const struct engine_params *p, struct engine **ret)
+{
+    struct engine *e;
+
+    if (!p->cfg)
+        return -EINVAL;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->cfg = p->cfg;
+    e->maps = p->maps;
+    memcpy(e->key, p->key, SIPHASH_KEY_LEN);
+    attrib_init(&e->attrib);
+    e->policy = policy_new(e->cfg);
+    if (e->policy)
+        e->table = engine_table_new(e, e->policy);
+    e->msgs = msgtrack_new(0, e->key);
+    if (!e->policy || !e->table || !e->msgs) {
+        engine_free(e);
+        return -ENOMEM;
+    }
+    *ret = e;
+    return 0;
+}
+
+void
+engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    policy_free(e->policy);
+    usertable_free(e->table);
+    msgtrack_free(e->msgs);
+    free(e);
+}
+
+static bool
+engine_same_series(const struct usertable_params *a, const struct usertable_params *b)
+{
+    for (size_t s = 0; s < SCOPE__MAX; s++) {
+        if (a->nseries[s] != b->nseries[s])
+            return false;
+        for (size_t i = 0; i < a->nseries[s]; i++)
+            if (a->series[s][i].metric != b->series[s][i].metric ||
+                a->series[s][i].window_ms != b->series[s][i].window_ms)
+                return false;
+    }
+    return a->cap == b->cap;
+}
+
+int
+engine_set_config(struct engine *e, const struct config *cfg)
+{
+    const struct config *old = e->cfg;
+    struct usertable_params up;
+    struct usertable *table;
+    struct policy *p = policy_new(cfg);
+
+    if (!p)
+        return -ENOMEM;
+    memset(&up, 0, sizeof(up));
+    up.cap = cfg->max_identities;
+    memcpy(up.key, e->key, SIPHASH_KEY_LEN);
+    policy_usertable_series(p, &up);
+    if (engine_same_series(&up, usertable_params(e->table))) {
+        policy_free(e->policy);
+        e->policy = p;
+        e->cfg = cfg;
+        return 0;
+    }
+    e->cfg = cfg;
+    table = engine_table_new(e, p);
+    if (!table) {
+        e->cfg = old;
+        policy_free(p);
+        return -ENOMEM;
+    }
+    usertable_free(e->table);
+    policy_free(e->policy);
+    e->table = table;
+    e->policy = p;
+    /* queued messages pointed into the old table: their refs are stale now */
+    msgtrack_free(e->msgs);
+    e->msgs = msgtrack_new(0, e->key);
+    return e->msgs ? 1 : -ENOMEM;
+}
+
+void
+engine_set_maps(struct engine *e, const struct attrib_maps *maps)
+{
+    e->maps = maps;
+}
+
+void
+engine_account_of(const struct engine *e, enum usertable_scope scope, const char *id, char *buf,
+                  size_t size)
+{
+    const char *sep, *owner;
+    size_t n;
+
+    buf[0] = '\0';
+    switch (scope) {
+    case SCOPE_ACCOUNT:
+        n = strlen(id);
+        break;
+    case SCOPE_SCRIPT:
+        sep = strchr(id, ':');
+        n = sep ? (size_t)(sep - id) : 0;
+        break;
+    case SCOPE_MAILBOX:
+        sep = strchr(id, '@');
+        if (!sep) {
+            n = strlen(id);
+            break;
+        }
+        owner = attrib_maps_owner(e->maps, fg_str_make(sep + 1, strlen(sep + 1)));
+        id = owner ? owner : "";
+        n = strlen(id);
+        break;
+    default:
+        n = 0;
+    }
+    if (n >= size)
+        n = 0;
+    memcpy(buf, id, n);
+    buf[n] = '\0';
+}
+
+static void
+engine_notice_fill(struct engine_notice *n, enum engine_notice_kind kind,
+                   enum usertable_scope scope, const char *id, const char *account,
+                   const struct engine *e, struct usertable_entry *ent,
+                   const struct exim_event *ev, uint64_t line)
+{
+    memset(n, 0, sizeof(*n));
+    n->kind = kind;
+    n->scope = scope;
+    (void)util_copy_str(n->id, sizeof(n->id), fg_str_make(id, strlen(id)));
+    (void)util_copy_str(n->account, sizeof(n->account), fg_str_make(account, strlen(account)));
+    n->ref = usertable_ref(e->table, ent);
+    n->at_ms = ev->ts_ms;
+    (void)util_copy_str(n->at, sizeof(n->at), ev->time);
+    n->line = line;
+    (void)util_copy_str(n->msgid, sizeof(n->msgid), ev->msgid);
+}
+
+/* Count one outbound arrival against one identity and evaluate its rules. */
+static size_t
+engine_count(struct engine *e, enum usertable_scope scope, const char *id, const char *account,
+             const struct exim_event *ev, const struct attrib_result *ar,
+             struct msgtrack_msg *msg, uint64_t line, struct engine_notice *ret, size_t max)
+{
+    struct policy_verdict v[POLICY_VERDICTS_MAX];
+    struct usertable_entry *ent;
+    size_t k = 0, n, pos = 0;
+    struct fg_str addr;
+    bool was_tripped;
+    int r;
+
+    r = usertable_get(e->table, scope, id, strlen(id), e->now_ms, true, &ent);
+    if (r <= 0) {
+        e->stats.keys_refused++;
+        return 0;
+    }
+    was_tripped = usertable_entry_policy(ent)->tripped != 0;
+    usertable_add(e->table, ent, WINDOW_MESSAGES, e->now_ms, 1);
+    usertable_add(e->table, ent, WINDOW_RECIPIENTS, e->now_ms, ar->remote_rcpts);
+    if (ar->flags & ATTRIB_MISMATCH)
+        usertable_add(e->table, ent, WINDOW_MISMATCH, e->now_ms, 1);
+    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0) {
+        struct fg_str dom = eximlog_addr_domain(addr);
+        char low[256];
+        if (dom.len == 0 || dom.len >= sizeof(low) || attrib_maps_is_local(e->maps, dom))
+            continue;
+        for (size_t i = 0; i < dom.len; i++)
+            low[i] = util_ascii_lower(dom.p[i]);
+        usertable_add_distinct(e->table, ent, WINDOW_DOMAINS, e->now_ms,
+                               siphash(low, dom.len, e->key));
+    }
+    if (ev->host_ip.len)
+        usertable_add_distinct(e->table, ent, WINDOW_IPS, e->now_ms,
+                               siphash(ev->host_ip.p, ev->host_ip.len, e->key));
+    if (msg)
+        msg->refs[scope] = usertable_ref(e->table, ent);
+
+    if (was_tripped && k < max) {
+        engine_notice_fill(&ret[k++], ENGINE_TRIPPED_ARRIVAL, scope, id, account, e, ent, ev,
+                           line);
+    }
+    n = policy_eval(e->policy, e->table, ent, account[0] ? account : NULL, e->now_ms, v,
+                    N_ELEMS(v));
+    for (size_t i = 0; i < n && k < max; i++) {
+        engine_notice_fill(&ret[k], ENGINE_TRIP, scope, id, account, e, ent, ev, line);
+        ret[k++].verdict = v[i];
+        e->stats.trips++;
+    }
+    return k;
+}
+
+static size_t
+engine_arrival(struct engine *e, const struct exim_event *ev, uint64_t line,
+               struct engine_notice *ret, size_t max)
+{
+    struct attrib_result ar;
+    struct msgtrack_msg *msg;
+    size_t k = 0;
+
+    e->stats.arrivals++;
+    if (attrib_arrival(&e->attrib, e->maps, ev, &ar) <= 0) {
+        if (ar.flags & ATTRIB_BOUNCE)
+            e->stats.bounces++;
+        else if (ar.flags & ATTRIB_SERVICE)
+            e->stats.service++;
+        else if (ar.flags & ATTRIB_LOCAL_ONLY)
+            e->stats.local_only++;
+        else if (ar.flags & ATTRIB_INBOUND)
+            e->stats.inbound++;
+        return 0;
+    }
+    e->stats.outbound++;
+    msg = msgtrack_add(e->msgs, ev->msgid, e->now_ms);
+    if (msg) {
+        msg->rcpts_counted = ev->nrcpt;
+        if (ev->flags & EXIM_F_RCPT_TRUNC)
+            msg->flags |= MSGTRACK_TRUNCATED;
+    }
+    if (ar.mailbox[0])
+        k += engine_count(e, SCOPE_MAILBOX, ar.mailbox, ar.account, ev, &ar, msg, line,
+                          ret + k, max - k);
+    if (ar.account[0])
+        k += engine_count(e, SCOPE_ACCOUNT, ar.account, ar.account, ev, &ar, msg, line,
+                          ret + k, max - k);
+    if (ar.script[0])
+        k += engine_count(e, SCOPE_SCRIPT, ar.script, ar.account, ev, &ar, msg, line, ret + k,
+                          max - k);
+    return k;
+}
+
+/* Add @n of @m to every identity of a tracked message. */
+static void
+engine_count_msg(struct engine *e, struct msgtrack_msg *msg, enum window_metric m, uint32_t n)
+{
+    for (size_t s = 0; s < SCOPE__MAX; s++) {
+        struct usertable_entry *ent;
+        if (msg->refs[s].slot == UINT32_MAX)
+            continue;
+        ent = usertable_deref(e->table, msg->refs[s]);
+        if (ent)
+            usertable_add(e->table, ent, m, e->now_ms, n);
+    }
+}
+
+static void
+engine_delivery(struct engine *e, const struct exim_event *ev)
+{
+    struct msgtrack_msg *msg;
+
+    switch (ev->type) {
+    case EXIM_DELIVERY:
+        e->stats.deliveries++;
+        break;
+    case EXIM_DEFER:
+        e->stats.deferrals++;
+        break;
+    default:
+        e->stats.failures++;
+    }
+    if (ev->flags & EXIM_F_ENFORCED) {
+        e->stats.enforced++;
+        return;
+    }
+    msg = msgtrack_get(e->msgs, ev->msgid);
+    if (!msg)
+        return;
+    if (ev->type == EXIM_DEFER) {
+        if (!(ev->flags & EXIM_F_RETRY_WAIT))
+            engine_count_msg(e, msg, WINDOW_DEFERRED, 1);
+        return;
+    }
+    if (fg_str_eq(ev->flag, "*>") || fg_str_eq(ev->flag, ">>"))
+        return;
+    if (ev->type == EXIM_FAIL)
+        engine_count_msg(e, msg, WINDOW_FAILED, 1);
+    msg->rcpts_final++;
+    /* a cut for-list undercounted the recipients: the delivery lines tell the rest */
+    if ((msg->flags & MSGTRACK_TRUNCATED) && msg->rcpts_final > msg->rcpts_counted)
+        engine_count_msg(e, msg, WINDOW_RECIPIENTS, 1);
+}
+
+static void
+engine_authfail(struct engine *e, const struct exim_event *ev)
+{
+    char box[USERTABLE_KEY_MAX];
+    struct usertable_entry *ent;
+    const char *at;
+    size_t n = 0;
+
+    if (ev->set_id.len == 0 || ev->set_id.len >= sizeof(box))
+        return;
+    for (size_t i = 0; i < ev->set_id.len; i++)
+        box[n++] = util_ascii_lower(ev->set_id.p[i]);
+    box[n] = '\0';
+    at = strchr(box, '@');
+    /* only mailboxes of hosted domains: random names from a scanner must not fill the table */
+    if (!at || !attrib_maps_is_local(e->maps, fg_str_make(at + 1, strlen(at + 1))))
+        return;
+    if (usertable_get(e->table, SCOPE_MAILBOX, box, n, e->now_ms, true, &ent) > 0)
+        usertable_add(e->table, ent, WINDOW_AUTHFAIL, e->now_ms, 1);
+}
+
+size_t
+engine_feed(struct engine *e, const struct eximlog_record *rec, uint64_t line,
+            struct engine_notice *ret, size_t max)
+{
+    struct exim_event ev;
+    int r;
+
+    e->stats.records++;
+    if (rec->flags & EXIM_F_CWD_FORGED)
+        e->stats.cwd_forged++;
+    if (rec->flags & EXIM_F_INCOMPLETE)
+        e->stats.incomplete++;
+    r = eximlog_parse(rec->text, rec->len, &ev);
+    if (r < 0) {
+        e->stats.parse_errors++;
+        return 0;
+    }
+    if (ev.ts_ms > e->now_ms)
+        e->now_ms = ev.ts_ms;
+    ev.ts_ms = e->now_ms;
+    if (r == 0) {
+        e->stats.other++;
+        return 0;
+    }
+    switch (ev.type) {
+    case EXIM_ARRIVAL:
+        if (rec->flags & EXIM_F_CWD_FORGED)
+            return 0;
+        return engine_arrival(e, &ev, line, ret, max);
+    case EXIM_DELIVERY:
+    case EXIM_DEFER:
+    case EXIM_FAIL:
+        engine_delivery(e, &ev);
+        return 0;
+    case EXIM_COMPLETED:
+        e->stats.completed++;
+        (void)msgtrack_remove(e->msgs, ev.msgid);
+        return 0;
+    case EXIM_FROZEN:
+    case EXIM_UNFROZEN: {
+        struct msgtrack_msg *msg = msgtrack_get(e->msgs, ev.msgid);
+        if (msg && ev.type == EXIM_FROZEN)
+            msg->flags |= MSGTRACK_FROZEN;
+        else if (msg)
+            msg->flags &= ~MSGTRACK_FROZEN;
+        return 0;
+    }
+    case EXIM_CWD:
+        if (!(rec->flags & EXIM_F_CWD_FORGED))
+            attrib_note_cwd(&e->attrib, &ev);
+        return 0;
+    case EXIM_AUTH_FAIL:
+        engine_authfail(e, &ev);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+size_t
+engine_queued(const struct engine *e, const struct engine_notice *n,
+              char (*ret)[MSGTRACK_ID_MAX + 1], size_t max)
+{
+    return msgtrack_queued(e->msgs, n->scope, n->ref, ret, max);
+}
+
+int
+engine_release(struct engine *e, enum usertable_scope scope, const char *id, int64_t now_ms)
+{
+    struct usertable_entry *ent;
+    int r;
+
+    if (scope >= SCOPE__MAX)
+        return -EINVAL;
+    r = usertable_get(e->table, scope, id, strlen(id), now_ms, false, &ent);
+    if (r <= 0)
+        return r == 0 ? 0 : r;
+    policy_release(e->policy, ent, now_ms > e->now_ms ? now_ms : e->now_ms);
+    return 1;
+}
+
+const struct engine_stats *
+engine_stats(const struct engine *e)
+{
+    return &e->stats;
+}
+
+struct usertable *
+engine_table(struct engine *e)
+{
+    return e->table;
+}
+
+int64_t
+engine_now_ms(const struct engine *e)
+{
+    return e->now_ms;
+}

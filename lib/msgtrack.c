@@ -1,0 +1,237 @@
+/*
+ * msgtrack.c - messages in the queue, as the log tells it: an arrival adds one, its
+ * Completed line removes it. Delivery lines find the identities of their message here
+ * (they carry only the id), and a trip asks for the identity's queued ids to freeze.
+ *
+ * Bounded: at most cap messages (MSGTRACK_CAP_DEFAULT); when full the oldest arrival is
+ * forgotten and counted (a message queued that long is the retry queue's concern, and
+ * freezing confirms every id against the spool anyway). Entries live in one array
+ * linked by index into an age list (oldest first) and a free list; the hash is
+ * open-addressing over SipHash of the id with backward-shift deletion, so there are no
+ * tombstones and lookups stay short at 50% load.
+ */
+#include "msgtrack.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MSGTRACK_NONE UINT32_MAX
+
+struct msgtrack_node {
+    struct msgtrack_msg msg;
+    uint32_t prev, next; /* age list, or free list (next) */
+    bool used;
+};
+
+struct msgtrack {
+    uint8_t key[SIPHASH_KEY_LEN];
+    struct msgtrack_node *nodes;
+    uint32_t cap;
+    uint32_t *index; /* hash slot -> node, MSGTRACK_NONE empty */
+    size_t nindex;   /* power of two >= 2 * cap */
+    uint32_t oldest, newest, free;
+    uint32_t fresh; /* nodes [fresh, cap) were never used: untouched pages stay unmapped */
+    size_t count;
+    uint64_t forgotten;
+};
+
+struct msgtrack *
+msgtrack_new(uint32_t cap, const uint8_t key[SIPHASH_KEY_LEN])
+{
+    struct msgtrack *t = calloc(1, sizeof(*t));
+
+    if (!t)
+        return NULL;
+    t->cap = cap ? cap : MSGTRACK_CAP_DEFAULT;
+    for (t->nindex = 16; t->nindex < (size_t)t->cap * 2;)
+        t->nindex *= 2;
+    t->nodes = calloc(t->cap, sizeof(*t->nodes));
+    t->index = malloc(t->nindex * sizeof(*t->index));
+    if (!t->nodes || !t->index) {
+        msgtrack_free(t);
+        return NULL;
+    }
+    memcpy(t->key, key, SIPHASH_KEY_LEN);
+    memset(t->index, 0xff, t->nindex * sizeof(*t->index));
+    t->free = MSGTRACK_NONE;
+    t->oldest = t->newest = MSGTRACK_NONE;
+    return t;
+}
+
+void
+msgtrack_free(struct msgtrack *t)
+{
+    if (!t)
+        return;
+    free(t->nodes);
+    free(t->index);
+    free(t);
+}
+
+static size_t
+msgtrack_home(const struct msgtrack *t, const char *id, size_t len)
+{
+    return (size_t)siphash(id, len, t->key) & (t->nindex - 1);
+}
+
+/* Index slot holding @id, or the empty slot where it would go. */
+static size_t
+msgtrack_slot(const struct msgtrack *t, struct fg_str id)
+{
+    size_t i = msgtrack_home(t, id.p, id.len);
+
+    for (;; i = (i + 1) & (t->nindex - 1)) {
+        uint32_t n = t->index[i];
+        if (n == MSGTRACK_NONE)
+            return i;
+        if (strlen(t->nodes[n].msg.id) == id.len && memcmp(t->nodes[n].msg.id, id.p, id.len) == 0)
+            return i;
+    }
+}
+
+static void
+msgtrack_unindex(struct msgtrack *t, size_t i)
+{
+    size_t j = i;
+
+    t->index[i] = MSGTRACK_NONE;
+    for (;;) {
+        j = (j + 1) & (t->nindex - 1);
+        uint32_t n = t->index[j];
+        if (n == MSGTRACK_NONE)
+            return;
+        const char *id = t->nodes[n].msg.id;
+        size_t home = msgtrack_home(t, id, strlen(id));
+        /* move n back to i unless its home lies cyclically in (i, j] */
+        bool stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+        if (stays)
+            continue;
+        t->index[i] = n;
+        t->index[j] = MSGTRACK_NONE;
+        i = j;
+    }
+}
+
+static void
+msgtrack_unlink(struct msgtrack *t, uint32_t n)
+{
+    struct msgtrack_node *x = &t->nodes[n];
+
+    if (x->prev != MSGTRACK_NONE)
+        t->nodes[x->prev].next = x->next;
+    else
+        t->oldest = x->next;
+    if (x->next != MSGTRACK_NONE)
+        t->nodes[x->next].prev = x->prev;
+    else
+        t->newest = x->prev;
+    x->used = false;
+    x->next = t->free;
+    t->free = n;
+    t->count--;
+}
+
+static void
+msgtrack_drop(struct msgtrack *t, uint32_t n)
+{
+    const char *id = t->nodes[n].msg.id;
+
+    msgtrack_unindex(t, msgtrack_slot(t, fg_str_make(id, strlen(id))));
+    msgtrack_unlink(t, n);
+}
+
+struct msgtrack_msg *
+msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms)
+{
+    struct msgtrack_node *x;
+    size_t slot;
+    uint32_t n;
+
+    if (id.len == 0 || id.len > MSGTRACK_ID_MAX)
+        return NULL;
+    slot = msgtrack_slot(t, id);
+    if (t->index[slot] != MSGTRACK_NONE)
+        return NULL;
+    if (t->free == MSGTRACK_NONE && t->fresh < t->cap) {
+        t->nodes[t->fresh].next = MSGTRACK_NONE;
+        t->free = t->fresh++;
+    }
+    if (t->free == MSGTRACK_NONE) {
+        msgtrack_drop(t, t->oldest);
+        t->forgotten++;
+        slot = msgtrack_slot(t, id);
+    }
+    n = t->free;
+    x = &t->nodes[n];
+    t->free = x->next;
+    memset(&x->msg, 0, sizeof(x->msg));
+    memcpy(x->msg.id, id.p, id.len);
+    for (size_t i = 0; i < MSGTRACK_REFS; i++)
+        x->msg.refs[i].slot = UINT32_MAX;
+    x->msg.arrived_ms = ts_ms;
+    x->used = true;
+    x->prev = t->newest;
+    x->next = MSGTRACK_NONE;
+    if (t->newest != MSGTRACK_NONE)
+        t->nodes[t->newest].next = n;
+    else
+        t->oldest = n;
+    t->newest = n;
+    t->index[slot] = n;
+    t->count++;
+    return &x->msg;
+}
+
+struct msgtrack_msg *
+msgtrack_get(struct msgtrack *t, struct fg_str id)
+{
+    uint32_t n;
+
+    if (id.len == 0 || id.len > MSGTRACK_ID_MAX)
+        return NULL;
+    n = t->index[msgtrack_slot(t, id)];
+    return n == MSGTRACK_NONE ? NULL : &t->nodes[n].msg;
+}
+
+bool
+msgtrack_remove(struct msgtrack *t, struct fg_str id)
+{
+    size_t slot;
+    uint32_t n;
+
+    if (id.len == 0 || id.len > MSGTRACK_ID_MAX)
+        return false;
+    slot = msgtrack_slot(t, id);
+    n = t->index[slot];
+    if (n == MSGTRACK_NONE)
+        return false;
+    msgtrack_unindex(t, slot);
+    msgtrack_unlink(t, n);
+    return true;
+}
+
+size_t
+msgtrack_queued(const struct msgtrack *t, enum usertable_scope scope, struct usertable_ref ref,
+                char (*ret)[MSGTRACK_ID_MAX + 1], size_t max)
+{
+    size_t k = 0;
+
+    for (uint32_t n = t->oldest; n != MSGTRACK_NONE && k < max; n = t->nodes[n].next) {
+        const struct msgtrack_msg *m = &t->nodes[n].msg;
+        if (m->refs[scope].slot == ref.slot && m->refs[scope].gen == ref.gen)
+            memcpy(ret[k++], m->id, MSGTRACK_ID_MAX + 1);
+    }
+    return k;
+}
+
+size_t
+msgtrack_count(const struct msgtrack *t)
+{
+    return t->count;
+}
+
+uint64_t
+msgtrack_forgotten(const struct msgtrack *t)
+{
+    return t->forgotten;
+}
