@@ -23,7 +23,7 @@ void daemon_random_key(uint8_t key[SIPHASH_KEY_LEN]);
 /* floodgated --replay: returns the process exit status. */
 int replay_main(const struct config *cfg, char **files, int nfiles, bool json);
 
-/* The service: takes @cfg (freed by the caller after return); returns the exit status. */
+/* The service: takes @cfg (a reload replaces and frees it); returns the exit status. */
 int live_main(const char *config_path, struct config *cfg);
 
 #endif

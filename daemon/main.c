@@ -100,10 +100,9 @@ main(int argc, char **argv)
         config_free(cfg);
         return 0;
     }
-    if (replay)
-        r = replay_main(cfg, argv + optind, argc - optind, json);
-    else
-        r = live_main(path, cfg);
+    if (!replay)
+        return live_main(path, cfg); /* takes cfg: a reload replaces it */
+    r = replay_main(cfg, argv + optind, argc - optind, json);
     config_free(cfg);
     return r;
 }

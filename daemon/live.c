@@ -1,0 +1,560 @@
+/*
+ * live.c - the service: the tailer feeds the engine, trips go to the audit log, the
+ * journal and the actions; state is checkpointed about once a second.
+ *
+ * Wiring only (STYLE.md): every decision lives in lib/. One libev loop, one struct daemon
+ * reached from watchers through w->data. Signals arrive as libev watchers: SIGHUP reloads
+ * (parse and validate the whole new configuration, swap only if valid), SIGTERM/SIGINT
+ * checkpoint and exit 0. systemd: READY=1 after the first catch-up, STATUS= every few
+ * seconds, WATCHDOG=1 from a loop timer, RELOADING=1 / READY=1 around a reload.
+ *
+ * State (DESIGN.md "State and restarts"): one file, "state", holds the tail position and
+ * the counters snapshot together, written tmp + fsync + rename + fsync(dir), so a crash
+ * restores a position and counters that belong together; lines after it are read again
+ * and counted once more (at most the last second's, counted in the log).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <systemd/sd-daemon.h>
+
+#include "action.h"
+#include "clock.h"
+#include "ctl.h"
+#include "daemon.h"
+#include "engine.h"
+#include "log.h"
+#include "state.h"
+#include "tail.h"
+
+#define LIVE_CHECKPOINT_MS 1000
+#define LIVE_STATUS_MS     5000
+#define LIVE_STATE_FILE    "state"
+#define LIVE_STATE_MAGIC   "FLOODGATE-STATE 1\n"
+#define LIVE_STATE_MAX     (512u << 20)
+#define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
+
+struct daemon {
+    struct ev_loop *loop;
+    const char *config_path;
+    struct config *cfg;
+    struct attrib_maps *maps;
+    struct engine *engine;
+    struct tail *tail;
+    struct action *action;
+    struct spawner *spawner;
+    struct ctl *ctl;
+    uint8_t key[SIPHASH_KEY_LEN];
+    int lock_fd;
+    int audit_fd;
+    bool ready;
+    bool dirty;          /* records applied since the last checkpoint */
+    bool state_failing;  /* the last checkpoint failed: log again only on recovery */
+    uint64_t lines;      /* records fed */
+    uint64_t status_lines;
+    int64_t status_mono;
+    ev_signal sighup, sigterm, sigint;
+    ev_timer checkpoint, status, watchdog;
+};
+
+static void
+live_audit(struct daemon *d, const char *json_line)
+{
+    size_t len = strlen(json_line);
+
+    if (d->audit_fd < 0)
+        return;
+    /* one write() per line, O_APPEND: lines from a crash are whole or absent */
+    if (write(d->audit_fd, json_line, len) != (ssize_t)len)
+        log_emit(LOG_WARNING, -errno, NULL, "audit log: short write");
+}
+
+static void
+live_audit_cb(void *ctx, const char *json_line)
+{
+    live_audit(ctx, json_line);
+}
+
+static void
+live_trip(struct daemon *d, const struct engine_notice *n)
+{
+    static char ids[LIVE_QUEUED_MAX][MSGTRACK_ID_MAX + 1];
+    const char *scope = usertable_scope_name(n->scope);
+    struct strbuf b;
+    char value[24], when[24];
+    size_t nids;
+    const struct log_field fields[] = {
+        { "MESSAGE_ID", LOG_MSGID_TRIP }, { "RULE", n->verdict.rule_name },
+        { "SCOPE", scope },               { "IDENTITY", n->id },
+        { "ACCOUNT", n->account[0] ? n->account : NULL },
+        { "VALUE", value },               { "LOG_TIME", n->at },
+        { NULL, NULL },
+    };
+
+    (void)snprintf(value, sizeof(value), "%" PRIu64, n->verdict.value);
+    log_emit(LOG_NOTICE, 0, fields, "tripped %s: %s %s %" PRIu64 " > %" PRIu64 " in %llds",
+             n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold,
+             (long long)(n->verdict.window_ms / 1000));
+
+    strbuf_init(&b, 16384);
+    (void)snprintf(when, sizeof(when), "%lld", (long long)clock_now_ms(&clock_real));
+    (void)strbuf_appends(&b, "{\"event\":\"trip\",\"rule\":\"");
+    (void)strbuf_append_json(&b, n->verdict.rule_name, strlen(n->verdict.rule_name));
+    (void)strbuf_printf(&b, "\",\"scope\":\"%s\",\"id\":\"", scope);
+    (void)strbuf_append_json(&b, n->id, strlen(n->id));
+    (void)strbuf_appends(&b, "\",\"account\":");
+    if (n->account[0]) {
+        (void)strbuf_append(&b, "\"", 1);
+        (void)strbuf_append_json(&b, n->account, strlen(n->account));
+        (void)strbuf_append(&b, "\"", 1);
+    } else {
+        (void)strbuf_appends(&b, "null");
+    }
+    (void)strbuf_printf(&b,
+                        ",\"at\":\"%s\",\"line\":%" PRIu64 ",\"value\":%" PRIu64
+                        ",\"threshold\":%" PRIu64 ",\"window_s\":%lld,\"detected_at\":%s,"
+                        "\"msgid\":\"%s\",\"mode\":\"%s\"}\n",
+                        n->at, n->line, n->verdict.value, n->verdict.threshold,
+                        (long long)(n->verdict.window_ms / 1000), when, n->msgid,
+                        d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
+    live_audit(d, strbuf_cstr(&b));
+    strbuf_done(&b);
+
+    nids = engine_queued(d->engine, n, ids, LIVE_QUEUED_MAX);
+    struct action_request req = {
+        .rule = n->verdict.rule_name,
+        .scope = n->scope,
+        .id = n->id,
+        .account = n->account[0] ? n->account : NULL,
+        .actions = n->verdict.actions,
+        .msgids = (const char(*)[MSGTRACK_ID_MAX + 1])ids,
+        .nmsgids = nids,
+    };
+    (void)action_trip(d->action, &req);
+}
+
+static void
+live_on_record(void *ctx, const struct eximlog_record *rec)
+{
+    struct daemon *d = ctx;
+    struct engine_notice notes[ENGINE_NOTICES_MAX];
+    size_t n = engine_feed(d->engine, rec, ++d->lines, notes, N_ELEMS(notes));
+
+    d->dirty = true;
+    for (size_t i = 0; i < n; i++) {
+        if (notes[i].kind == ENGINE_TRIP) {
+            live_trip(d, &notes[i]);
+        } else {
+            const char(*one)[MSGTRACK_ID_MAX + 1] =
+                (const char(*)[MSGTRACK_ID_MAX + 1])notes[i].msgid;
+            (void)action_freeze_more(d->action, notes[i].scope, notes[i].id, one, 1);
+        }
+    }
+}
+
+/* --- state ----------------------------------------------------------------------- */
+
+static int
+live_state_write(void *ctx, const void *p, size_t n)
+{
+    return strbuf_append(ctx, p, n);
+}
+
+static int
+live_checkpoint_now(struct daemon *d)
+{
+    struct tail_pos pos;
+    struct strbuf b;
+    char text[STATE_CHECKPOINT_MAX];
+    int r;
+
+    if (!d->tail)
+        return 0;
+    tail_position(d->tail, &pos);
+    if (pos.ino == 0)
+        return 0;
+    r = state_checkpoint_encode(&pos, text, sizeof(text));
+    if (r < 0)
+        return r;
+    strbuf_init(&b, LIVE_STATE_MAX);
+    r = strbuf_appends(&b, LIVE_STATE_MAGIC);
+    if (r == 0)
+        r = strbuf_printf(&b, "%zu\n%s", strlen(text), text);
+    if (r == 0)
+        r = usertable_save(engine_table(d->engine), live_state_write, &b);
+    if (r == 0)
+        r = state_write_atomic(d->cfg->state_dir, LIVE_STATE_FILE, b.p, b.len);
+    strbuf_done(&b);
+    if (r < 0 && !d->state_failing)
+        log_emit(LOG_ERR, r, NULL, "cannot write the checkpoint in %s; still counting, "
+                 "a restart would read the lines since the last good one again",
+                 d->cfg->state_dir);
+    else if (r == 0 && d->state_failing)
+        log_emit(LOG_NOTICE, 0, NULL, "checkpoint in %s written again", d->cfg->state_dir);
+    d->state_failing = r < 0;
+    if (r == 0)
+        d->dirty = false;
+    return r;
+}
+
+/* Restore counters and position; *ret_pos.ino stays 0 when there is no usable state. */
+static int
+live_state_load(struct daemon *d, struct tail_pos *ret_pos)
+{
+    char *buf = NULL, *p, *end, *nl;
+    size_t len = 0, tlen;
+    uint64_t v;
+    int r;
+
+    memset(ret_pos, 0, sizeof(*ret_pos));
+    r = state_read_file(d->cfg->state_dir, LIVE_STATE_FILE, LIVE_STATE_MAX, &buf, &len);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return log_emit(LOG_ERR, r, NULL, "%s/%s: cannot read", d->cfg->state_dir,
+                        LIVE_STATE_FILE);
+    p = buf;
+    end = buf + len;
+    r = -EBADMSG;
+    if (len < strlen(LIVE_STATE_MAGIC) || memcmp(p, LIVE_STATE_MAGIC, strlen(LIVE_STATE_MAGIC)))
+        goto bad;
+    p += strlen(LIVE_STATE_MAGIC);
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl || util_parse_u64(p, (size_t)(nl - p), &v) < 0 || v > (uint64_t)(end - nl - 1))
+        goto bad;
+    tlen = (size_t)v;
+    p = nl + 1;
+    r = state_checkpoint_decode(p, tlen, ret_pos);
+    if (r < 0)
+        goto bad;
+    p += tlen;
+    r = usertable_load(engine_table(d->engine), p, (size_t)(end - p));
+    if (r < 0) {
+        /* the position alone is still worth resuming from: counters restart at zero */
+        log_emit(LOG_WARNING, r, NULL, "%s/%s: counters snapshot unusable, starting them empty",
+                 d->cfg->state_dir, LIVE_STATE_FILE);
+        r = 0;
+    }
+    free(buf);
+    return 0;
+bad:
+    free(buf);
+    memset(ret_pos, 0, sizeof(*ret_pos));
+    log_emit(LOG_ERR, r, NULL, "%s/%s: corrupt; ignoring it (counters start empty)",
+             d->cfg->state_dir, LIVE_STATE_FILE);
+    return 0;
+}
+
+/* --- systemd and timers ---------------------------------------------------------- */
+
+static void
+live_notify_status(struct daemon *d)
+{
+    const struct engine_stats *st = engine_stats(d->engine);
+    int64_t mono = clock_mono_ms(&clock_real), lag = 0;
+    double rate = 0;
+
+    if (mono > d->status_mono)
+        rate = (double)(d->lines - d->status_lines) * 1000.0 / (double)(mono - d->status_mono);
+    d->status_lines = d->lines;
+    d->status_mono = mono;
+    if (engine_now_ms(d->engine) > 0)
+        lag = (clock_now_ms(&clock_real) - engine_now_ms(d->engine)) / 1000;
+    (void)sd_notifyf(0,
+                     "STATUS=%s; %.0f records/s, log time lag %llds, %zu identities, "
+                     "%" PRIu64 " trips",
+                     d->ready ? "following" : "catching up", rate, (long long)lag,
+                     usertable_count(engine_table(d->engine)), st->trips);
+}
+
+static void
+live_checkpoint_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct daemon *d = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (!d->ready && tail_caught_up(d->tail)) {
+        d->ready = true;
+        log_emit(LOG_INFO, 0, NULL, "caught up with %s", d->cfg->log_file);
+        (void)sd_notify(0, "READY=1");
+        live_notify_status(d);
+    }
+    if (d->dirty)
+        (void)live_checkpoint_now(d);
+}
+
+static void
+live_status_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    live_notify_status(w->data);
+}
+
+static void
+live_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    (void)sd_notify(0, "WATCHDOG=1");
+}
+
+static void
+live_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    log_emit(LOG_INFO, 0, NULL, "signal %d: checkpointing and stopping", w->signum);
+    (void)sd_notify(0, "STOPPING=1");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+live_reload(struct daemon *d)
+{
+    struct config *next = NULL;
+    struct attrib_maps *maps = NULL;
+    struct diag diag;
+    char msg[sizeof(diag.file) + sizeof(diag.msg) + 128];
+    const struct log_field fields[] = { { "MESSAGE_ID", LOG_MSGID_RELOAD }, { NULL, NULL } };
+    int r;
+
+    memset(&diag, 0, sizeof(diag));
+    r = config_load(d->config_path, &next, &diag);
+    if (r < 0) {
+        diag_format(&diag, msg, sizeof(msg));
+        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config: %s", msg);
+        return;
+    }
+    if (strcmp(next->log_file, d->cfg->log_file) != 0 ||
+        strcmp(next->state_dir, d->cfg->state_dir) != 0)
+        log_emit(LOG_WARNING, 0, fields, "log_file and state_dir changes need a restart");
+    r = daemon_maps_load(next, d->key, &maps);
+    if (r < 0) {
+        config_free(next);
+        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
+        return;
+    }
+    r = action_set_config(d->action, next);
+    if (r < 0) {
+        attrib_maps_free(maps);
+        config_free(next);
+        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
+        return;
+    }
+    r = engine_set_config(d->engine, next);
+    if (r < 0) {
+        (void)action_set_config(d->action, d->cfg);
+        attrib_maps_free(maps);
+        config_free(next);
+        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
+        return;
+    }
+    engine_set_maps(d->engine, maps);
+    attrib_maps_free(d->maps);
+    d->maps = maps;
+    config_free(d->cfg);
+    d->cfg = next;
+    log_emit(LOG_NOTICE, 0, fields, "reloaded %s: %zu rules, mode %s%s", d->config_path,
+             next->nrules, next->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
+             r == 1 ? " (new windows: counters restarted)" : "");
+}
+
+static void
+live_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct daemon *d = w->data;
+
+    (void)loop;
+    (void)revents;
+    (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld",
+                     (long long)clock_mono_ms(&clock_real) * 1000);
+    live_reload(d);
+    (void)sd_notify(0, "READY=1");
+}
+
+/* --- control socket ---------------------------------------------------------------- */
+
+static int
+live_ctl_release(void *ctx, enum usertable_scope scope, const char *id, struct strbuf *out)
+{
+    struct daemon *d = ctx;
+    int r = action_release(d->action, scope, id);
+    int e = engine_release(d->engine, scope, id, clock_now_ms(&clock_real));
+
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if (r == -ENOENT && e <= 0)
+        return -ENOENT;
+    d->dirty = true;
+    return strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"id\":\"",
+                         usertable_scope_name(scope)) ||
+           strbuf_append_json(out, id, strlen(id)) || strbuf_appends(out, "\"}");
+}
+
+static int
+live_ctl_status(void *ctx, struct strbuf *out)
+{
+    struct daemon *d = ctx;
+    const struct engine_stats *st = engine_stats(d->engine);
+    struct tail_stats ts;
+
+    tail_get_stats(d->tail, &ts);
+    return strbuf_printf(out,
+                         "{\"ready\":%s,\"mode\":\"%s\",\"log_file\":\"%s\",\"records\":%" PRIu64
+                         ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64
+                         ",\"trips\":%" PRIu64 ",\"identities\":%zu,\"rotations\":%" PRIu64
+                         ",\"truncations\":%" PRIu64 ",\"log_time\":%lld}",
+                         d->ready ? "true" : "false",
+                         d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
+                         d->cfg->log_file, st->records, st->parse_errors, st->outbound,
+                         st->trips, usertable_count(engine_table(d->engine)), ts.rotations,
+                         ts.truncations, (long long)engine_now_ms(d->engine));
+}
+
+/* --- start and stop ---------------------------------------------------------------- */
+
+static void
+live_free(struct daemon *d)
+{
+    ctl_free(d->ctl);
+    tail_free(d->tail);
+    action_free(d->action);
+    spawner_free(d->spawner);
+    engine_free(d->engine);
+    attrib_maps_free(d->maps);
+    if (d->audit_fd >= 0)
+        (void)close(d->audit_fd);
+    if (d->lock_fd >= 0)
+        (void)close(d->lock_fd);
+    config_free(d->cfg);
+}
+
+static int
+live_open_audit(struct daemon *d)
+{
+    char dir[CONFIG_PATH_MAX];
+    char *slash;
+
+    (void)snprintf(dir, sizeof(dir), "%s", d->cfg->audit_log);
+    slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        (void)mkdir(dir, 0750);
+    }
+    d->audit_fd = open(d->cfg->audit_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (d->audit_fd < 0)
+        return log_emit(LOG_ERR, -errno, NULL, "%s: cannot open the audit log",
+                        d->cfg->audit_log);
+    return 0;
+}
+
+int
+live_main(const char *config_path, struct config *cfg)
+{
+    struct daemon d = { .config_path = config_path, .cfg = cfg, .lock_fd = -1, .audit_fd = -1 };
+    struct engine_params ep;
+    struct tail_pos pos;
+    uint64_t wd_usec = 0;
+    int r;
+
+    d.loop = EV_DEFAULT;
+    daemon_random_key(d.key);
+    if (mkdir(cfg->state_dir, 0750) < 0 && errno != EEXIST) {
+        r = log_emit(LOG_ERR, -errno, NULL, "%s: cannot create the state directory",
+                     cfg->state_dir);
+        goto out;
+    }
+    r = state_lock(cfg->state_dir, &d.lock_fd);
+    if (r < 0) {
+        log_emit(LOG_ERR, r, NULL, "%s: another floodgated holds this state directory",
+                 cfg->state_dir);
+        goto out;
+    }
+    r = daemon_maps_load(cfg, d.key, &d.maps);
+    if (r < 0)
+        goto out;
+    ep = (struct engine_params){ .cfg = cfg, .maps = d.maps };
+    memcpy(ep.key, d.key, SIPHASH_KEY_LEN);
+    r = engine_new(&ep, &d.engine);
+    if (r < 0)
+        goto out;
+    r = live_open_audit(&d);
+    if (r < 0)
+        goto out;
+    d.spawner = spawner_new(d.loop, "/", &r);
+    if (!d.spawner)
+        goto out;
+    struct action_params ap = {
+        .loop = d.loop, .clock = &clock_real, .cfg = cfg, .spawner = d.spawner,
+        .audit = live_audit_cb, .ctx = &d,
+    };
+    r = action_open(&ap, &d.action);
+    if (r < 0) {
+        log_emit(LOG_ERR, r, NULL, "cannot start the actions");
+        goto out;
+    }
+    r = live_state_load(&d, &pos);
+    if (r < 0)
+        goto out;
+    struct ctl_params cp = {
+        .loop = d.loop, .path = cfg->control_socket, .ctx = &d,
+        .status = live_ctl_status, .release = live_ctl_release,
+    };
+    r = ctl_open(&cp, &d.ctl);
+    if (r < 0)
+        log_emit(LOG_WARNING, r, NULL, "%s: control socket unavailable; floodgatectl will "
+                 "not reach this daemon", cfg->control_socket);
+    struct tail_params tp = {
+        .loop = d.loop, .path = cfg->log_file, .clock = &clock_real,
+        .on_record = live_on_record, .ctx = &d, .resume = pos.ino ? &pos : NULL,
+    };
+    r = tail_open(&tp, &d.tail);
+    if (r < 0) {
+        log_emit(LOG_ERR, r, NULL, "%s: cannot follow", cfg->log_file);
+        goto out;
+    }
+
+    ev_signal_init(&d.sighup, live_hup_cb, SIGHUP);
+    ev_signal_init(&d.sigterm, live_stop_cb, SIGTERM);
+    ev_signal_init(&d.sigint, live_stop_cb, SIGINT);
+    d.sighup.data = d.sigterm.data = d.sigint.data = &d;
+    ev_signal_start(d.loop, &d.sighup);
+    ev_signal_start(d.loop, &d.sigterm);
+    ev_signal_start(d.loop, &d.sigint);
+    ev_timer_init(&d.checkpoint, live_checkpoint_cb, 0.05, LIVE_CHECKPOINT_MS / 1000.0);
+    ev_timer_init(&d.status, live_status_cb, LIVE_STATUS_MS / 1000.0, LIVE_STATUS_MS / 1000.0);
+    d.checkpoint.data = d.status.data = d.watchdog.data = &d;
+    ev_timer_start(d.loop, &d.checkpoint);
+    ev_timer_start(d.loop, &d.status);
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+        ev_timer_init(&d.watchdog, live_watchdog_cb, 0, (double)wd_usec / 2e6);
+        ev_timer_start(d.loop, &d.watchdog);
+    }
+    d.status_mono = clock_mono_ms(&clock_real);
+    log_emit(LOG_INFO, 0, NULL, "following %s (%s mode, %zu rules, state in %s)", cfg->log_file,
+             cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce", cfg->nrules,
+             cfg->state_dir);
+
+    ev_run(d.loop, 0);
+
+    r = live_checkpoint_now(&d);
+    ev_signal_stop(d.loop, &d.sighup);
+    ev_signal_stop(d.loop, &d.sigterm);
+    ev_signal_stop(d.loop, &d.sigint);
+    ev_timer_stop(d.loop, &d.checkpoint);
+    ev_timer_stop(d.loop, &d.status);
+    ev_timer_stop(d.loop, &d.watchdog);
+out:
+    live_free(&d);
+    return r < 0 ? 1 : 0;
+}
