@@ -993,11 +993,13 @@ config_check(struct config_parser *p, const struct config_top_ctx *tc)
     return 0;
 }
 
+/* Load the one document of @buf into p->doc; on failure nothing is left to delete. */
 static int
 config_load_document(struct config_parser *p, const char *buf, size_t len)
 {
     yaml_parser_t y;
     yaml_document_t extra;
+    const yaml_node_t *root;
     int r = 0;
 
     if (!yaml_parser_initialize(&y))
@@ -1006,24 +1008,26 @@ config_load_document(struct config_parser *p, const char *buf, size_t len)
     yaml_parser_set_encoding(&y, YAML_UTF8_ENCODING);
     if (!yaml_parser_load(&y, &p->doc)) {
         r = config_yaml_error(p, &y, buf, len);
-        memset(&p->doc, 0, sizeof(p->doc));
         goto out;
     }
     if (!yaml_document_get_root_node(&p->doc)) {
         r = config_fail_at(p, -EINVAL, 1, 1, "", "empty file: expected a map of settings");
-        goto out;
+        goto fail;
     }
     if (!yaml_parser_load(&y, &extra)) {
         r = config_yaml_error(p, &y, buf, len);
-        goto out;
+        goto fail;
     }
-    if (yaml_document_get_root_node(&extra)) {
-        const yaml_node_t *root = yaml_document_get_root_node(&extra);
+    root = yaml_document_get_root_node(&extra);
+    if (root)
         r = config_fail_at(p, -EINVAL, (unsigned)root->start_mark.line + 1,
                            (unsigned)root->start_mark.column + 1, "",
                            "more than one YAML document");
-    }
     yaml_document_delete(&extra);
+    if (r == 0)
+        goto out;
+fail:
+    yaml_document_delete(&p->doc);
 out:
     yaml_parser_delete(&y);
     return r;
