@@ -34,14 +34,14 @@
 
 #include "util.h"
 
-#define CONFIG_PATHKEY_MAX   256            /* key paths while walking; diag keeps 64 */
-#define CONFIG_WINDOW_MIN_MS 1000           /* a rule window of at least 1s */
-#define CONFIG_WINDOW_MAX_MS (7 * 86400000LL) /* and at most 7 days: counters are in memory */
-#define CONFIG_COOLDOWN_MAX_MS (30 * 86400000LL)
-#define CONFIG_TIMEOUT_MAX_MS  (3600000LL)  /* an action command slower than 1h is hung */
-#define CONFIG_FACTOR_MAX      1000000.0
-#define CONFIG_IDENTITIES_MAX  10000000u    /* about 2 GB of counters; more is a typo */
-#define CONFIG_FREEZE_BATCH_MAX 1000u       /* exim -Mf argv stays far below ARG_MAX */
+#define CONFIG_PATHKEY_MAX      256              /* key paths while walking; diag keeps 64 */
+#define CONFIG_WINDOW_MIN_MS    1000             /* a rule window of at least 1s */
+#define CONFIG_WINDOW_MAX_MS    (7 * 86400000LL) /* and at most 7 days: counters are in memory */
+#define CONFIG_COOLDOWN_MAX_MS  (30 * 86400000LL)
+#define CONFIG_TIMEOUT_MAX_MS   (3600000LL) /* an action command slower than 1h is hung */
+#define CONFIG_FACTOR_MAX       1000000.0
+#define CONFIG_IDENTITIES_MAX   10000000u /* about 2 GB of counters; more is a typo */
+#define CONFIG_FREEZE_BATCH_MAX 1000u     /* exim -Mf argv stays far below ARG_MAX */
 #define CONFIG_ACTIONS_HOUR_MAX 100000u
 
 struct config_parser {
@@ -79,13 +79,12 @@ static const char *const config_backend_names[] = {
     [CONFIG_BACKEND_COMMAND] = "command",
 };
 
-static void
-config_diag_set(struct diag *d, const char *file, unsigned line, unsigned column,
-                const char *key, const char *fmt, va_list ap) FG_PRINTF(6, 0);
+static void config_diag_set(struct diag *d, const char *file, unsigned line, unsigned column,
+                            const char *key, const char *fmt, va_list ap) FG_PRINTF(6, 0);
 
 static void
-config_diag_set(struct diag *d, const char *file, unsigned line, unsigned column,
-                const char *key, const char *fmt, va_list ap)
+config_diag_set(struct diag *d, const char *file, unsigned line, unsigned column, const char *key,
+                const char *fmt, va_list ap)
 {
     if (!d)
         return;
@@ -100,13 +99,12 @@ config_diag_set(struct diag *d, const char *file, unsigned line, unsigned column
         d->msg[0] = '\0';
 }
 
-static int
-config_fail_at(struct config_parser *p, int err, unsigned line, unsigned column,
-               const char *path, const char *fmt, ...) FG_PRINTF(6, 7);
+static int config_fail_at(struct config_parser *p, int err, unsigned line, unsigned column,
+                          const char *path, const char *fmt, ...) FG_PRINTF(6, 7);
 
 static int
-config_fail_at(struct config_parser *p, int err, unsigned line, unsigned column,
-               const char *path, const char *fmt, ...)
+config_fail_at(struct config_parser *p, int err, unsigned line, unsigned column, const char *path,
+               const char *fmt, ...)
 {
     va_list ap;
 
@@ -116,14 +114,12 @@ config_fail_at(struct config_parser *p, int err, unsigned line, unsigned column,
     return err;
 }
 
-static int
-config_fail(struct config_parser *p, const yaml_node_t *n, const char *path, const char *fmt,
-            ...) FG_PRINTF(4, 5);
+static int config_fail(struct config_parser *p, const yaml_node_t *n, const char *path,
+                       const char *fmt, ...) FG_PRINTF(4, 5);
 
 /* Report a problem with node @n (its start mark); returns -EINVAL. */
 static int
-config_fail(struct config_parser *p, const yaml_node_t *n, const char *path, const char *fmt,
-            ...)
+config_fail(struct config_parser *p, const yaml_node_t *n, const char *path, const char *fmt, ...)
 {
     va_list ap;
     unsigned line = n ? (unsigned)n->start_mark.line + 1 : 0;
@@ -143,8 +139,7 @@ diag_format(const struct diag *d, char *buf, size_t size)
     if (size == 0)
         return;
     if (d->line > 0 && d->key[0])
-        r = snprintf(buf, size, "%s:%u:%u: %s: %s", d->file, d->line, d->column, d->key,
-                     d->msg);
+        r = snprintf(buf, size, "%s:%u:%u: %s: %s", d->file, d->line, d->column, d->key, d->msg);
     else if (d->line > 0)
         r = snprintf(buf, size, "%s:%u:%u: %s", d->file, d->line, d->column, d->msg);
     else if (d->key[0])
@@ -308,8 +303,8 @@ config_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t ma
 }
 
 static int
-config_list_item(struct config_parser *p, yaml_node_t *list, size_t i, const char *path,
-                 char *sub, size_t subsize, yaml_node_t **ret)
+config_list_item(struct config_parser *p, yaml_node_t *list, size_t i, const char *path, char *sub,
+                 size_t subsize, yaml_node_t **ret)
 {
     if (config_path_index(sub, subsize, path, i) < 0)
         return config_fail(p, list, path, "malformed key");
@@ -409,8 +404,8 @@ config_parse_u64(struct config_parser *p, yaml_node_t *n, const char *path, uint
     if (r < 0)
         return r;
     if (s[0] == '-')
-        return config_fail(p, n, path, "'%s' is negative; expected an integer from %llu to %llu",
-                           s, (unsigned long long)min, (unsigned long long)max);
+        return config_fail(p, n, path, "'%s' is negative; expected an integer from %llu to %llu", s,
+                           (unsigned long long)min, (unsigned long long)max);
     r = util_parse_u64(s, strlen(s), &v);
     if (r == -EINVAL)
         return config_fail(p, n, path, "'%s' is not a non-negative integer", s);
@@ -455,8 +450,8 @@ config_parse_factor(struct config_parser *p, yaml_node_t *n, const char *path, d
         r = flen > 9 ? -EINVAL : util_parse_u64(dot + 1, flen, &fp);
     }
     if (r < 0 || ip > (uint64_t)CONFIG_FACTOR_MAX)
-        return config_fail(p, n, path, "factor '%s' is not a number from 0 to %.0f (e.g. 2.5)",
-                           s, CONFIG_FACTOR_MAX);
+        return config_fail(p, n, path, "factor '%s' is not a number from 0 to %.0f (e.g. 2.5)", s,
+                           CONFIG_FACTOR_MAX);
     for (size_t i = 0; i < flen; i++)
         scale *= 10.0;
     v = (double)ip + (double)fp / scale;
@@ -485,8 +480,8 @@ config_name_valid(const char *s, bool allow_at)
 }
 
 static int
-config_parse_name(struct config_parser *p, yaml_node_t *n, const char *path, char *buf,
-                  size_t size, const char *what)
+config_parse_name(struct config_parser *p, yaml_node_t *n, const char *path, char *buf, size_t size,
+                  const char *what)
 {
     const char *s;
     int r;
@@ -497,8 +492,8 @@ config_parse_name(struct config_parser *p, yaml_node_t *n, const char *path, cha
     if (strlen(s) >= size)
         return config_fail(p, n, path, "%s is longer than %zu bytes", what, size - 1);
     if (!config_name_valid(s, false))
-        return config_fail(p, n, path,
-                           "%s '%s' may only hold letters, digits, '-', '_' and '.'", what, s);
+        return config_fail(p, n, path, "%s '%s' may only hold letters, digits, '-', '_' and '.'",
+                           what, s);
     memcpy(buf, s, strlen(s) + 1);
     return 0;
 }
@@ -524,8 +519,7 @@ struct config_rule_ctx {
 };
 
 static int
-config_parse_rule_actions(struct config_parser *p, yaml_node_t *n, const char *path,
-                          uint32_t *ret)
+config_parse_rule_actions(struct config_parser *p, yaml_node_t *n, const char *path, uint32_t *ret)
 {
     char sub[CONFIG_PATHKEY_MAX];
     uint32_t bits = 0;
@@ -552,8 +546,8 @@ config_parse_rule_actions(struct config_parser *p, yaml_node_t *n, const char *p
             if (strcmp(s, config_action_names[a].name) == 0)
                 break;
         if (a == N_ELEMS(config_action_names))
-            return config_fail(p, item, sub,
-                               "unknown action '%s' (freeze, hold, suspend or alert)", s);
+            return config_fail(p, item, sub, "unknown action '%s' (freeze, hold, suspend or alert)",
+                               s);
         if (bits & config_action_names[a].bit)
             return config_fail(p, item, sub, "duplicate action '%s'", s);
         bits |= config_action_names[a].bit;
@@ -602,8 +596,8 @@ config_rule_pair(struct config_parser *p, const char *key, yaml_node_t *v, const
     }
     if (strcmp(key, "window") == 0) {
         rc->seen |= CONFIG_RULE_WINDOW;
-        return config_parse_duration(p, v, path, false, CONFIG_WINDOW_MIN_MS,
-                                     CONFIG_WINDOW_MAX_MS, &rule->window_ms);
+        return config_parse_duration(p, v, path, false, CONFIG_WINDOW_MIN_MS, CONFIG_WINDOW_MAX_MS,
+                                     &rule->window_ms);
     }
     if (strcmp(key, "above") == 0) {
         rc->seen |= CONFIG_RULE_ABOVE;
@@ -635,8 +629,7 @@ config_check_series(struct config_parser *p, const yaml_node_t *n, const char *p
         distinct += first;
     }
     if (distinct > USERTABLE_SERIES_MAX)
-        return config_fail(p, n, path,
-                           "more than %d distinct (metric, window) pairs for scope %s",
+        return config_fail(p, n, path, "more than %d distinct (metric, window) pairs for scope %s",
                            USERTABLE_SERIES_MAX, config_scope_names[last->scope]);
     return 0;
 }
@@ -843,8 +836,7 @@ config_parse_overrides(struct config_parser *p, yaml_node_t *n, const char *path
             return config_fail(p, item, sub, "missing required key 'factor'");
         for (size_t j = 0; j < i; j++)
             if (strcmp(c->overrides[j].account, oc.o->account) == 0)
-                return config_fail(p, item, sub, "second override for account '%s'",
-                                   oc.o->account);
+                return config_fail(p, item, sub, "second override for account '%s'", oc.o->account);
         c->noverrides = i + 1;
     }
     return 0;
@@ -891,8 +883,7 @@ config_actions_pair(struct config_parser *p, const char *key, yaml_node_t *v, co
     if (strcmp(key, "freeze_batch") == 0)
         return config_parse_u32(p, v, path, 1, CONFIG_FREEZE_BATCH_MAX, &c->freeze_batch);
     if (strcmp(key, "max_per_hour") == 0)
-        return config_parse_u32(p, v, path, 1, CONFIG_ACTIONS_HOUR_MAX,
-                                &c->max_actions_per_hour);
+        return config_parse_u32(p, v, path, 1, CONFIG_ACTIONS_HOUR_MAX, &c->max_actions_per_hour);
     return -ENOENT;
 }
 
@@ -942,8 +933,7 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
     if (strcmp(key, "overrides") == 0)
         return config_parse_overrides(p, v, path);
     if (strcmp(key, "cooldown") == 0)
-        return config_parse_duration(p, v, path, true, 0, CONFIG_COOLDOWN_MAX_MS,
-                                     &c->cooldown_ms);
+        return config_parse_duration(p, v, path, true, 0, CONFIG_COOLDOWN_MAX_MS, &c->cooldown_ms);
     if (strcmp(key, "max_identities") == 0)
         return config_parse_u32(p, v, path, 1, CONFIG_IDENTITIES_MAX, &c->max_identities);
     if (strcmp(key, "actions") == 0) {
@@ -975,8 +965,8 @@ config_yaml_error(struct config_parser *p, const yaml_parser_t *y, const char *b
         }
     }
     if (y->context)
-        return config_fail_at(p, -EINVAL, line, column, "", "YAML syntax error: %s %s",
-                              y->context, y->problem ? y->problem : "");
+        return config_fail_at(p, -EINVAL, line, column, "", "YAML syntax error: %s %s", y->context,
+                              y->problem ? y->problem : "");
     return config_fail_at(p, -EINVAL, line, column, "", "YAML syntax error: %s",
                           y->problem ? y->problem : "unknown problem");
 }

@@ -18,19 +18,19 @@
 #include "util.h"
 #include "window_metric_fallback.h"
 
-#define RULE(name, extra)                                                                    \
-    "  - name: " name "\n"                                                                   \
-    "    scope: mailbox\n"                                                                   \
-    "    metric: recipients\n"                                                               \
-    "    window: 10m\n"                                                                      \
-    "    above: 300\n"                                                                       \
+#define RULE(name, extra)                                                                          \
+    "  - name: " name "\n"                                                                         \
+    "    scope: mailbox\n"                                                                         \
+    "    metric: recipients\n"                                                                     \
+    "    window: 10m\n"                                                                            \
+    "    above: 300\n"                                                                             \
     "    actions: [freeze, alert]\n" extra
 
 /* A rule whose one line under test follows the fixed lines name..metric (line 5 of file). */
-#define RULE_WITH(line)                                                                      \
-    "rules:\n"                                                                               \
-    "  - name: r0\n"                                                                         \
-    "    scope: mailbox\n"                                                                   \
+#define RULE_WITH(line)                                                                            \
+    "rules:\n"                                                                                     \
+    "  - name: r0\n"                                                                               \
+    "    scope: mailbox\n"                                                                         \
     "    metric: recipients\n" line
 
 struct config_case {
@@ -49,16 +49,14 @@ static const struct config_case bad[] = {
     { "top is a scalar", "hello\n", 1, 1, "", "expected a map of settings at the top, got a scalar",
       0 },
     { "top is a list", "- mode\n", 1, 1, "", "got a list", 0 },
-    { "syntax: unclosed flow list", "mode: enforce\nrules: [\n", 3, 1, "", "YAML syntax error",
-      0 },
+    { "syntax: unclosed flow list", "mode: enforce\nrules: [\n", 3, 1, "", "YAML syntax error", 0 },
     { "syntax: bad indentation", "mode: enforce\n  cooldown: 1h\n", 2, 11, "",
       "mapping values are not allowed", 0 },
-    { "syntax: tab indentation", "exempt:\n\tmailboxes: []\n", 2, 1, "",
-      "cannot start any token", 0 },
-    { "syntax: invalid utf-8", "mode: enforce\nlog_file: /x\xff\n", 2, 13, "",
-      "YAML syntax error", 0 },
-    { "unknown top key", "mode: enforce\nmoed: monitor\n", 2, 1, "moed", "unknown key 'moed'",
+    { "syntax: tab indentation", "exempt:\n\tmailboxes: []\n", 2, 1, "", "cannot start any token",
       0 },
+    { "syntax: invalid utf-8", "mode: enforce\nlog_file: /x\xff\n", 2, 13, "", "YAML syntax error",
+      0 },
+    { "unknown top key", "mode: enforce\nmoed: monitor\n", 2, 1, "moed", "unknown key 'moed'", 0 },
     { "duplicate top key", "mode: enforce\ncooldown: 1h\nmode: monitor\n", 3, 1, "mode",
       "duplicate key 'mode' (first on line 1)", 0 },
     { "bad mode", "mode: on\n", 1, 7, "mode", "unknown mode 'on'", 0 },
@@ -71,8 +69,7 @@ static const struct config_case bad[] = {
     { "two documents", "mode: enforce\n---\nmode: monitor\n", 3, 1, "",
       "more than one YAML document", 0 },
     { "rules is a map", "rules:\n  name: x\n", 2, 3, "rules", "expected a list, got a map", 0 },
-    { "rule is a scalar", "rules:\n  - r0\n", 2, 5, "rules[0]", "expected a map, got a scalar",
-      0 },
+    { "rule is a scalar", "rules:\n  - r0\n", 2, 5, "rules[0]", "expected a map, got a scalar", 0 },
     { "unknown rule key", RULE_WITH("    windw: 10m\n"), 5, 5, "rules[0].windw",
       "unknown key 'windw'", 0 },
     { "duplicate rule key",
@@ -84,21 +81,22 @@ static const struct config_case bad[] = {
       "rules:\n  - scope: mailbox\n    metric: messages\n    window: 1m\n    above: 1\n"
       "    actions: [alert]\n",
       2, 5, "rules[0]", "missing required key 'name'", 0 },
-    { "second rule's window", "rules:\n" RULE("r0", "") "  - name: r1\n    scope: account\n    metric: failed\n"
-      "    window: 10x\n", 11, 13,
-      "rules[1].window", "bad duration '10x'", 0 },
+    { "second rule's window",
+      "rules:\n" RULE("r0", "") "  - name: r1\n    scope: account\n    metric: failed\n"
+                                "    window: 10x\n",
+      11, 13, "rules[1].window", "bad duration '10x'", 0 },
     { "window with no unit or number", RULE_WITH("    window: m\n"), 5, 13, "rules[0].window",
       "bad duration 'm'", 0 },
-    { "window negative", RULE_WITH("    window: -5m\n"), 5, 13, "rules[0].window",
-      "bad duration", 0 },
-    { "window zero", RULE_WITH("    window: 0m\n"), 5, 13, "rules[0].window",
-      "greater than zero", 0 },
-    { "window over 7 days", RULE_WITH("    window: 8d\n"), 5, 13, "rules[0].window",
-      "out of range", 0 },
+    { "window negative", RULE_WITH("    window: -5m\n"), 5, 13, "rules[0].window", "bad duration",
+      0 },
+    { "window zero", RULE_WITH("    window: 0m\n"), 5, 13, "rules[0].window", "greater than zero",
+      0 },
+    { "window over 7 days", RULE_WITH("    window: 8d\n"), 5, 13, "rules[0].window", "out of range",
+      0 },
     { "window just over 7 days", RULE_WITH("    window: 169h\n"), 5, 13, "rules[0].window",
       "out of range", 0 },
-    { "window under 1s", RULE_WITH("    window: 500ms\n"), 5, 13, "rules[0].window",
-      "out of range", 0 },
+    { "window under 1s", RULE_WITH("    window: 500ms\n"), 5, 13, "rules[0].window", "out of range",
+      0 },
     { "window overflows", RULE_WITH("    window: 99999999999999999999d\n"), 5, 13,
       "rules[0].window", "bad duration", 0 },
     { "window is a list", RULE_WITH("    window: [10m]\n"), 5, 13, "rules[0].window",
@@ -110,22 +108,19 @@ static const struct config_case bad[] = {
       "not a non-negative integer", 0 },
     { "above plus sign", RULE_WITH("    above: +5\n"), 5, 12, "rules[0].above",
       "not a non-negative integer", 0 },
-    { "above overflows", RULE_WITH("    above: 18446744073709551616\n"), 5, 12,
-      "rules[0].above", "out of range", 0 },
+    { "above overflows", RULE_WITH("    above: 18446744073709551616\n"), 5, 12, "rules[0].above",
+      "out of range", 0 },
     { "above is a map", RULE_WITH("    above: {n: 1}\n"), 5, 12, "rules[0].above",
       "expected a scalar, got a map", 0 },
-    { "unknown scope",
-      "rules:\n  - name: r0\n    scope: domain\n", 3, 12, "rules[0].scope",
+    { "unknown scope", "rules:\n  - name: r0\n    scope: domain\n", 3, 12, "rules[0].scope",
       "unknown scope 'domain'", 0 },
-    { "unknown metric",
-      "rules:\n  - name: r0\n    scope: mailbox\n    metric: bytes\n", 4, 13, "rules[0].metric",
-      "unknown metric 'bytes'", 0 },
-    { "unknown action", RULE_WITH("    actions: [freeze, delete]\n"), 5, 23,
-      "rules[0].actions[1]", "unknown action 'delete'", 0 },
+    { "unknown metric", "rules:\n  - name: r0\n    scope: mailbox\n    metric: bytes\n", 4, 13,
+      "rules[0].metric", "unknown metric 'bytes'", 0 },
+    { "unknown action", RULE_WITH("    actions: [freeze, delete]\n"), 5, 23, "rules[0].actions[1]",
+      "unknown action 'delete'", 0 },
     { "actions is a scalar", RULE_WITH("    actions: freeze\n"), 5, 14, "rules[0].actions",
       "expected a list, got a scalar", 0 },
-    { "actions empty", RULE_WITH("    actions: []\n"), 5, 14, "rules[0].actions", "no actions",
-      0 },
+    { "actions empty", RULE_WITH("    actions: []\n"), 5, 14, "rules[0].actions", "no actions", 0 },
     { "action twice", RULE_WITH("    actions: [alert, alert]\n"), 5, 22, "rules[0].actions[1]",
       "duplicate action 'alert'", 0 },
     { "action is a list", RULE_WITH("    actions: [[alert]]\n"), 5, 15, "rules[0].actions[0]",
@@ -135,13 +130,13 @@ static const struct config_case bad[] = {
     { "rule name with a space", "rules:\n  - name: my rule\n", 2, 11, "rules[0].name",
       "may only hold", 0 },
     { "rule name too long",
-      "rules:\n  - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 2,
-      11, "rules[0].name", "longer than 63 bytes", 0 },
+      "rules:\n  - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+      2, 11, "rules[0].name", "longer than 63 bytes", 0 },
     { "rule name starts with a dash", "rules:\n  - name: -r\n", 2, 11, "rules[0].name",
       "may only hold", 0 },
     { "exempt is a list", "exempt: [a]\n", 1, 9, "exempt", "expected a map, got a list", 0 },
-    { "exempt unknown key", "exempt:\n  users: [a]\n", 2, 3, "exempt.users",
-      "unknown key 'users'", 0 },
+    { "exempt unknown key", "exempt:\n  users: [a]\n", 2, 3, "exempt.users", "unknown key 'users'",
+      0 },
     { "exempt mailbox without @", "exempt:\n  mailboxes: [a@b.example, nobody]\n", 2, 28,
       "exempt.mailboxes[1]", "'nobody' is not a mailbox", 0 },
     { "exempt mailbox two @", "exempt:\n  mailboxes: [a@b@c]\n", 2, 15, "exempt.mailboxes[0]",
@@ -177,8 +172,7 @@ static const struct config_case bad[] = {
     { "cooldown over 30 days", "cooldown: 31d\n", 1, 11, "cooldown", "out of range", 0 },
     { "relative log_file", "log_file: var/log/exim_mainlog\n", 1, 11, "log_file",
       "'var/log/exim_mainlog' is not an absolute path", 0 },
-    { "relative state_dir", "state_dir: ./state\n", 1, 12, "state_dir", "not an absolute path",
-      0 },
+    { "relative state_dir", "state_dir: ./state\n", 1, 12, "state_dir", "not an absolute path", 0 },
     { "path with a newline", "audit_log: \"/var/log/a\\nb\"\n", 1, 12, "audit_log",
       "control character", 0 },
     { "max_identities zero", "max_identities: 0\n", 1, 17, "max_identities",
@@ -187,20 +181,19 @@ static const struct config_case bad[] = {
       "out of range", 0 },
     { "actions is a list", "actions: [freeze]\n", 1, 10, "actions", "expected a map, got a list",
       0 },
-    { "actions unknown key", "actions:\n  backend: exim\n  dry_run: yes\n", 3, 3,
-      "actions.dry_run", "unknown key 'dry_run'", 0 },
+    { "actions unknown key", "actions:\n  backend: exim\n  dry_run: yes\n", 3, 3, "actions.dry_run",
+      "unknown key 'dry_run'", 0 },
     { "unknown backend", "actions:\n  backend: postfix\n", 2, 12, "actions.backend",
       "unknown backend 'postfix'", 0 },
     { "relative exim_path", "actions:\n  exim_path: exim\n", 2, 14, "actions.exim_path",
       "not an absolute path", 0 },
     { "relative command", "actions:\n  command: bin/act\n", 2, 12, "actions.command",
       "not an absolute path", 0 },
-    { "command backend without command", "actions:\n  backend: command\n", 2, 3,
-      "actions.command", "needs actions.command", 0 },
+    { "command backend without command", "actions:\n  backend: command\n", 2, 3, "actions.command",
+      "needs actions.command", 0 },
     { "timeout zero", "actions:\n  timeout: 0s\n", 2, 12, "actions.timeout", "greater than zero",
       0 },
-    { "timeout over 1h", "actions:\n  timeout: 2h\n", 2, 12, "actions.timeout", "out of range",
-      0 },
+    { "timeout over 1h", "actions:\n  timeout: 2h\n", 2, 12, "actions.timeout", "out of range", 0 },
     { "freeze_batch zero", "actions:\n  freeze_batch: 0\n", 2, 17, "actions.freeze_batch",
       "out of range (1 to 1000)", 0 },
     { "max_per_hour words", "actions:\n  max_per_hour: many\n", 2, 17, "actions.max_per_hour",
@@ -219,11 +212,11 @@ static const struct config_case good[] = {
       0, 0, NULL, NULL, 0 },
     { "window 1s", RULE_WITH("    window: 1s\n    above: 0\n    actions: [alert]\n"), 0, 0, NULL,
       NULL, 0 },
-    { "quoted numbers",
-      RULE_WITH("    window: '10m'\n    above: \"300\"\n    actions: [alert]\n"), 0, 0, NULL,
-      NULL, 0 },
-    { "largest above", RULE_WITH("    window: 1m\n    above: 18446744073709551615\n"
-                                 "    actions: [alert]\n"),
+    { "quoted numbers", RULE_WITH("    window: '10m'\n    above: \"300\"\n    actions: [alert]\n"),
+      0, 0, NULL, NULL, 0 },
+    { "largest above",
+      RULE_WITH("    window: 1m\n    above: 18446744073709551615\n"
+                "    actions: [alert]\n"),
       0, 0, NULL, NULL, 0 },
     { "exempt lists empty", "exempt:\n  mailboxes: []\n  accounts: []\n", 0, 0, NULL, NULL, 0 },
     { "backend command", "actions:\n  backend: command\n  command: /usr/local/sbin/act\n", 0, 0,
@@ -243,10 +236,9 @@ START_TEST(test_config_parse_bad)
     ck_assert_msg(r == (t->err ? t->err : -EINVAL), "%s: r=%d", t->name, r);
     ck_assert_msg(c == (struct config *)0x1, "%s: ret written on failure", t->name);
     ck_assert_msg(strcmp(d.file, "test.yml") == 0, "%s: file '%s'", t->name, d.file);
-    ck_assert_msg(d.line == t->line, "%s: line %u, want %u (%s)", t->name, d.line, t->line,
-                  d.msg);
-    ck_assert_msg(t->column == 0 || d.column == t->column, "%s: column %u, want %u (%s)",
-                  t->name, d.column, t->column, d.msg);
+    ck_assert_msg(d.line == t->line, "%s: line %u, want %u (%s)", t->name, d.line, t->line, d.msg);
+    ck_assert_msg(t->column == 0 || d.column == t->column, "%s: column %u, want %u (%s)", t->name,
+                  d.column, t->column, d.msg);
     ck_assert_msg(strcmp(d.key, t->key) == 0, "%s: key '%s', want '%s' (%s)", t->name, d.key,
                   t->key, d.msg);
     ck_assert_msg(strstr(d.msg, t->msg) != NULL, "%s: message '%s' lacks '%s'", t->name, d.msg,
@@ -350,28 +342,29 @@ START_TEST(test_config_values)
 {
     static const char y[] =
         "mode: monitor\n"
-        "rules:\n" RULE("r0", "") "  - name: script.burst_1\n"
-        "    scope: script\n"
-        "    metric: authfail\n"
-        "    window: 24h\n"
-        "    above: 0\n"
-        "    actions: [suspend, hold, freeze, alert]\n"
-        "exempt:\n"
-        "  mailboxes: [News@BigClient.Example, a@b.example, news@bigclient.example]\n"
-        "  accounts: [reseller1, nobody]\n"
-        "overrides:\n"
-        "  - account: big\n"
-        "    factor: 5\n"
-        "  - account: small\n"
-        "    factor: 0.25\n"
-        "cooldown: 90m\n"
-        "log_file: /var/log/exim/main.log\n"
-        "max_identities: 10000000\n"
-        "actions:\n"
-        "  backend: cpanel\n"
-        "  timeout: 1m\n"
-        "  freeze_batch: 1000\n"
-        "  max_per_hour: 7\n";
+        "rules:\n" RULE(
+            "r0", "") "  - name: script.burst_1\n"
+                      "    scope: script\n"
+                      "    metric: authfail\n"
+                      "    window: 24h\n"
+                      "    above: 0\n"
+                      "    actions: [suspend, hold, freeze, alert]\n"
+                      "exempt:\n"
+                      "  mailboxes: [News@BigClient.Example, a@b.example, news@bigclient.example]\n"
+                      "  accounts: [reseller1, nobody]\n"
+                      "overrides:\n"
+                      "  - account: big\n"
+                      "    factor: 5\n"
+                      "  - account: small\n"
+                      "    factor: 0.25\n"
+                      "cooldown: 90m\n"
+                      "log_file: /var/log/exim/main.log\n"
+                      "max_identities: 10000000\n"
+                      "actions:\n"
+                      "  backend: cpanel\n"
+                      "  timeout: 1m\n"
+                      "  freeze_batch: 1000\n"
+                      "  max_per_hour: 7\n";
     struct config *c = NULL;
     struct diag d;
 
@@ -429,8 +422,12 @@ START_TEST(test_config_factor_parse)
         const char *text;
         double want;
     } rows[] = {
-        { "5", 5.0 }, { "0.5", 0.5 }, { "2.25", 2.25 }, { "1000000", 1000000.0 },
-        { "0.000000001", 1e-9 }, { "007", 7.0 },
+        { "5", 5.0 },
+        { "0.5", 0.5 },
+        { "2.25", 2.25 },
+        { "1000000", 1000000.0 },
+        { "0.000000001", 1e-9 },
+        { "007", 7.0 },
     };
 
     for (size_t i = 0; i < N_ELEMS(rows); i++) {
@@ -440,11 +437,10 @@ START_TEST(test_config_factor_parse)
         double got;
 
         (void)snprintf(y, sizeof(y), "overrides:\n  - account: a\n    factor: %s\n", rows[i].text);
-        ck_assert_msg(config_parse(y, strlen(y), "f", &c, &d) == 0, "%s: %s", rows[i].text,
-                      d.msg);
+        ck_assert_msg(config_parse(y, strlen(y), "f", &c, &d) == 0, "%s: %s", rows[i].text, d.msg);
         got = config_factor(c, "a");
-        ck_assert_msg(got > rows[i].want * 0.999999 && got < rows[i].want * 1.000001,
-                      "%s: got %g", rows[i].text, got);
+        ck_assert_msg(got > rows[i].want * 0.999999 && got < rows[i].want * 1.000001, "%s: got %g",
+                      rows[i].text, got);
         config_free(c);
     }
 }

@@ -67,55 +67,54 @@ usertable_entry_policy(struct usertable_entry *e)
  * Series: mailbox 0 = (recipients, 10m), 1 = (messages, 1h); script 0 = (messages, 5m);
  * account 0 = (messages, 1h), 1 = (failed, 1h).
  */
-static const char policy_yaml[] =
-    "rules:\n"
-    "  - name: mb-rcpt\n"
-    "    scope: mailbox\n"
-    "    metric: recipients\n"
-    "    window: 10m\n"
-    "    above: 300\n"
-    "    actions: [freeze, suspend, alert]\n"
-    "  - name: mb-msgs\n"
-    "    scope: mailbox\n"
-    "    metric: messages\n"
-    "    window: 1h\n"
-    "    above: 100\n"
-    "    actions: [alert]\n"
-    "  - name: mb-rcpt-high\n"
-    "    scope: mailbox\n"
-    "    metric: recipients\n"
-    "    window: 10m\n"
-    "    above: 500\n"
-    "    actions: [alert]\n"
-    "  - name: script-msgs\n"
-    "    scope: script\n"
-    "    metric: messages\n"
-    "    window: 5m\n"
-    "    above: 50\n"
-    "    actions: [freeze, hold, alert]\n"
-    "  - name: acct-msgs\n"
-    "    scope: account\n"
-    "    metric: messages\n"
-    "    window: 1h\n"
-    "    above: 500\n"
-    "    actions: [freeze, hold, alert]\n"
-    "  - name: acct-failed\n"
-    "    scope: account\n"
-    "    metric: failed\n"
-    "    window: 1h\n"
-    "    above: 0\n"
-    "    actions: [alert]\n"
-    "exempt:\n"
-    "  mailboxes: [VIP@Example.com]\n"
-    "  accounts: [reseller1]\n"
-    "overrides:\n"
-    "  - account: big\n"
-    "    factor: 5\n"
-    "  - account: small\n"
-    "    factor: 0.5\n"
-    "  - account: odd\n"
-    "    factor: 0.3333\n"
-    "cooldown: 1h\n";
+static const char policy_yaml[] = "rules:\n"
+                                  "  - name: mb-rcpt\n"
+                                  "    scope: mailbox\n"
+                                  "    metric: recipients\n"
+                                  "    window: 10m\n"
+                                  "    above: 300\n"
+                                  "    actions: [freeze, suspend, alert]\n"
+                                  "  - name: mb-msgs\n"
+                                  "    scope: mailbox\n"
+                                  "    metric: messages\n"
+                                  "    window: 1h\n"
+                                  "    above: 100\n"
+                                  "    actions: [alert]\n"
+                                  "  - name: mb-rcpt-high\n"
+                                  "    scope: mailbox\n"
+                                  "    metric: recipients\n"
+                                  "    window: 10m\n"
+                                  "    above: 500\n"
+                                  "    actions: [alert]\n"
+                                  "  - name: script-msgs\n"
+                                  "    scope: script\n"
+                                  "    metric: messages\n"
+                                  "    window: 5m\n"
+                                  "    above: 50\n"
+                                  "    actions: [freeze, hold, alert]\n"
+                                  "  - name: acct-msgs\n"
+                                  "    scope: account\n"
+                                  "    metric: messages\n"
+                                  "    window: 1h\n"
+                                  "    above: 500\n"
+                                  "    actions: [freeze, hold, alert]\n"
+                                  "  - name: acct-failed\n"
+                                  "    scope: account\n"
+                                  "    metric: failed\n"
+                                  "    window: 1h\n"
+                                  "    above: 0\n"
+                                  "    actions: [alert]\n"
+                                  "exempt:\n"
+                                  "  mailboxes: [VIP@Example.com]\n"
+                                  "  accounts: [reseller1]\n"
+                                  "overrides:\n"
+                                  "  - account: big\n"
+                                  "    factor: 5\n"
+                                  "  - account: small\n"
+                                  "    factor: 0.5\n"
+                                  "  - account: odd\n"
+                                  "    factor: 0.3333\n"
+                                  "cooldown: 1h\n";
 
 #define R(i) (1u << (i))
 #define NOW  1700000000000LL
@@ -126,43 +125,76 @@ struct policy_case {
     const char *key;
     const char *account;
     uint64_t value[3];
-    uint32_t want;          /* rules that fire */
-    uint64_t threshold0;    /* threshold in the first verdict, 0: not checked */
+    uint32_t want;       /* rules that fire */
+    uint64_t threshold0; /* threshold in the first verdict, 0: not checked */
 };
 
 static const struct policy_case cases[] = {
     { "nothing counted", SCOPE_MAILBOX, "a@b.example", "acct", { 0, 0 }, 0, 0 },
     { "at the threshold", SCOPE_MAILBOX, "a@b.example", "acct", { 300, 100 }, 0, 0 },
     { "one over", SCOPE_MAILBOX, "a@b.example", "acct", { 301, 0 }, R(0), 300 },
-    { "shared series, both rules", SCOPE_MAILBOX, "a@b.example", "acct", { 501, 0 },
-      R(0) | R(2), 300 },
-    { "every mailbox rule", SCOPE_MAILBOX, "a@b.example", NULL, { 501, 101 },
-      R(0) | R(1) | R(2), 300 },
+    { "shared series, both rules",
+      SCOPE_MAILBOX,
+      "a@b.example",
+      "acct",
+      { 501, 0 },
+      R(0) | R(2),
+      300 },
+    { "every mailbox rule",
+      SCOPE_MAILBOX,
+      "a@b.example",
+      NULL,
+      { 501, 101 },
+      R(0) | R(1) | R(2),
+      300 },
     { "messages only", SCOPE_MAILBOX, "a@b.example", NULL, { 0, 101 }, R(1), 100 },
     { "huge value", SCOPE_MAILBOX, "a@b.example", NULL, { UINT64_MAX, 0 }, R(0) | R(2), 300 },
-    { "exempt mailbox, any case", SCOPE_MAILBOX, "vip@EXAMPLE.com", "acct", { 9999, 9999 }, 0,
+    { "exempt mailbox, any case", SCOPE_MAILBOX, "vip@EXAMPLE.com", "acct", { 9999, 9999 }, 0, 0 },
+    { "exempt account of a mailbox",
+      SCOPE_MAILBOX,
+      "x@reseller.example",
+      "reseller1",
+      { 9999, 9999 },
+      0,
       0 },
-    { "exempt account of a mailbox", SCOPE_MAILBOX, "x@reseller.example", "reseller1",
-      { 9999, 9999 }, 0, 0 },
     { "factor 5, at threshold", SCOPE_MAILBOX, "a@big.example", "big", { 1500, 500 }, 0, 0 },
     { "factor 5, over", SCOPE_MAILBOX, "a@big.example", "big", { 1501, 0 }, R(0), 1500 },
     { "factor 0.5, at threshold", SCOPE_MAILBOX, "a@s.example", "small", { 150, 50 }, 0, 0 },
-    { "factor 0.5, over", SCOPE_MAILBOX, "a@s.example", "small", { 151, 51 }, R(0) | R(1),
-      150 },
-    { "factor 0.5 below base", SCOPE_MAILBOX, "a@s.example", "small", { 251, 0 }, R(0) | R(2),
+    { "factor 0.5, over", SCOPE_MAILBOX, "a@s.example", "small", { 151, 51 }, R(0) | R(1), 150 },
+    { "factor 0.5 below base",
+      SCOPE_MAILBOX,
+      "a@s.example",
+      "small",
+      { 251, 0 },
+      R(0) | R(2),
       150 },
     { "factor 0.3333 rounds down", SCOPE_MAILBOX, "a@o.example", "odd", { 100, 0 }, R(0), 99 },
     { "factor 0.3333 at floor", SCOPE_MAILBOX, "a@o.example", "odd", { 99, 34 }, R(1), 33 },
     { "script over", SCOPE_SCRIPT, "joe:/home/joe/public_html/x", "joe", { 51 }, R(3), 50 },
     { "script at threshold", SCOPE_SCRIPT, "joe:/home/joe/public_html/x", "joe", { 50 }, 0, 0 },
-    { "script account from key, exempt", SCOPE_SCRIPT, "reseller1:/home/reseller1/x", NULL,
-      { 5000 }, 0, 0 },
-    { "script account from key, factor", SCOPE_SCRIPT, "big:/home/big/x", NULL, { 251 }, R(3),
+    { "script account from key, exempt",
+      SCOPE_SCRIPT,
+      "reseller1:/home/reseller1/x",
+      NULL,
+      { 5000 },
+      0,
+      0 },
+    { "script account from key, factor",
+      SCOPE_SCRIPT,
+      "big:/home/big/x",
+      NULL,
+      { 251 },
+      R(3),
       250 },
     { "script key without account", SCOPE_SCRIPT, "weird", NULL, { 51 }, R(3), 50 },
     { "account over", SCOPE_ACCOUNT, "joe", NULL, { 501, 0 }, R(4), 500 },
     { "account above 0", SCOPE_ACCOUNT, "joe", NULL, { 0, 1 }, R(5), 0 },
-    { "account key is the account, exempt", SCOPE_ACCOUNT, "reseller1", NULL, { 9999, 9999 }, 0,
+    { "account key is the account, exempt",
+      SCOPE_ACCOUNT,
+      "reseller1",
+      NULL,
+      { 9999, 9999 },
+      0,
       0 },
     { "account key is the account, factor", SCOPE_ACCOUNT, "big", NULL, { 2500, 0 }, 0, 0 },
     { "account factor over", SCOPE_ACCOUNT, "big", NULL, { 2501, 0 }, R(4), 2500 },
