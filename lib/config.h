@@ -12,6 +12,7 @@
 #define CONFIG_NAME_MAX      64
 #define CONFIG_PATH_MAX      1024
 #define CONFIG_LIST_MAX      4096 /* exempt entries, overrides */
+#define CONFIG_FILE_MAX      (1024 * 1024) /* config_load() and config_parse() refuse more */
 
 #define CONFIG_ACTION_FREEZE  (1u << 0)
 #define CONFIG_ACTION_HOLD    (1u << 1)

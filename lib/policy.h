@@ -24,13 +24,17 @@ struct policy;
 
 /*
  * Compile @cfg's rules: one series per distinct (scope, metric, window), shared by rules.
- * Keeps @cfg borrowed for the policy's life. Returns owned, NULL when out of memory.
+ * Keeps @cfg borrowed for the policy's life. Returns owned, NULL when out of memory or when
+ * a scope needs more than USERTABLE_SERIES_MAX series (config_parse() never accepts that).
  */
 struct policy *policy_new(const struct config *cfg);
-void policy_free(struct policy *p);
+void policy_free(struct policy *p); /* NULL-safe */
 
 /* Fill @ret with the series every identity needs (feed to struct usertable_params). */
 void policy_usertable_series(const struct policy *p, struct usertable_params *ret);
+
+/* Index, within the series of its scope, of the series rule @rule reads (for display). */
+size_t policy_rule_series(const struct policy *p, size_t rule);
 
 /*
  * Evaluate every rule of the entry's scope, pure in the sense of DESIGN.md: counters,

@@ -101,4 +101,14 @@ int usertable_load(struct usertable *t, const void *buf, size_t len);
 /* Iteration in unspecified order: pass *@pos = 0 first; returns NULL at the end. */
 struct usertable_entry *usertable_next(struct usertable *t, size_t *pos);
 
+/*
+ * Additions. A table is full when it holds its cap: the next create evicts. Allocation
+ * failures inside usertable_add() and usertable_add_distinct() (which return nothing) drop
+ * the event and are counted here, so the daemon can log and export them.
+ */
+bool usertable_is_full(const struct usertable *t);
+uint64_t usertable_nomem(const struct usertable *t);
+/* Counter storage of the entry: false while sparse (a few exact events), true once dense. */
+bool usertable_entry_is_dense(const struct usertable_entry *e);
+
 #endif
