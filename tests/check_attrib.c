@@ -238,7 +238,7 @@ START_TEST(test_attrib_maps_many)
         ck_assert_int_eq(attrib_maps_add(m, line, (size_t)n, true, NULL), 1);
     }
     ck_assert_uint_eq(attrib_maps_count(m), 5000);
-    ck_assert_str_eq(attrib_maps_owner(m, S("d4999.example")), "u53");
+    ck_assert_str_eq(attrib_maps_owner(m, S("d4999.example")), "u52");
     attrib_maps_free(m);
 }
 END_TEST
