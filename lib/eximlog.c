@@ -1201,6 +1201,11 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     *ret_ev = (struct exim_event){ 0 };
     if (len > EXIMLOG_RECORD_MAX)
         return -E2BIG;
+    /* an unclean shutdown leaves runs of NUL bytes before (or instead of) an entry */
+    while (rec < end && *rec == '\0')
+        rec++;
+    if (rec == end && len > 0)
+        return 0;
     const char *p = eximlog_prefix(rec, end, &ev);
     if (!p) {
         /* the overflow marker may have eaten a prefix-less entry */
@@ -1363,6 +1368,8 @@ eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
 {
     struct exim_event ev = { 0 };
     const char *end = line + len;
+    while (line < end && *line == '\0')
+        line++;
     const char *p = eximlog_prefix(line, end, &ev);
     j->kind = EXIMLOG_JOIN_PLAIN;
     j->open = false;

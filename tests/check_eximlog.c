@@ -585,6 +585,472 @@ START_TEST(test_bad)
 }
 END_TEST
 
+
+/* ---- joiner ---------------------------------------------------------------------- */
+
+#define JOIN_MAX 64
+
+struct joined {
+    size_t n;
+    char text[JOIN_MAX][EXIMLOG_RECORD_MAX + 1];
+    size_t len[JOIN_MAX];
+    uint64_t start[JOIN_MAX], end[JOIN_MAX];
+    uint32_t flags[JOIN_MAX];
+    bool truncated[JOIN_MAX];
+};
+
+static void
+joined_add(struct joined *out, const struct eximlog_record *rec)
+{
+    ck_assert_uint_lt(out->n, JOIN_MAX);
+    memcpy(out->text[out->n], rec->text, rec->len);
+    out->text[out->n][rec->len] = '\0';
+    out->len[out->n] = rec->len;
+    out->start[out->n] = rec->start;
+    out->end[out->n] = rec->end;
+    out->flags[out->n] = rec->flags;
+    out->truncated[out->n] = rec->truncated;
+    out->n++;
+}
+
+/* Push the lines of @text (each ending in '\n'; a final piece without one is pushed too). */
+static void
+join_text(struct eximlog_joiner *j, const char *text, size_t len, struct joined *out)
+{
+    const char *p = text, *end = text + len;
+    struct eximlog_record rec;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        uint64_t s = (uint64_t)(p - text);
+        uint64_t e = (uint64_t)((nl ? nl + 1 : end) - text);
+        if (eximlog_joiner_push(j, p, (size_t)(le - p), s, e, &rec) == 1)
+            joined_add(out, &rec);
+        p = nl ? nl + 1 : end;
+    }
+}
+
+static struct eximlog_joiner jo;
+static struct joined jd;
+
+static void
+join_all(const char *text, bool force)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    memset(&jd, 0, sizeof(jd));
+    join_text(&jo, text, strlen(text), &jd);
+    if (eximlog_joiner_flush(&jo, force, &rec) == 1)
+        joined_add(&jd, &rec);
+}
+
+START_TEST(test_join_continuation)
+{
+    join_all("2026-11-23 00:11:51 Warning: purging the environment.\n"
+             " Suggested action: use keep_environment.\n"
+             "2026-11-23 00:11:52 Start queue run: pid=1\n"
+             "\tTAB continued\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert_str_eq(jd.text[0], "2026-11-23 00:11:51 Warning: purging the environment.\n"
+                                 " Suggested action: use keep_environment.");
+    ck_assert_str_eq(jd.text[1], "2026-11-23 00:11:52 Start queue run: pid=1\n\tTAB continued");
+    ck_assert_uint_eq(jd.start[0], 0);
+    ck_assert_uint_eq(jd.end[0], jd.start[1]);
+    ck_assert_uint_eq(jo.orphan_lines, 0);
+}
+END_TEST
+
+START_TEST(test_join_empty_lines)
+{
+    const char *t = "2026-11-23 00:11:51 **** log string overflowed log buffer ****\n"
+                    "\n"
+                    "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed\n"
+                    "\n";
+    join_all(t, false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert_str_eq(jd.text[0], "2026-11-23 00:11:51 **** log string overflowed log buffer ****");
+    /* the empty line belongs to the first record */
+    ck_assert_uint_eq(jd.end[0], jd.start[1]);
+    ck_assert_uint_eq(jd.end[1], strlen(t));
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 0);
+    ck_assert(ev.flags & EXIM_F_OVERFLOW);
+}
+END_TEST
+
+START_TEST(test_join_orphans)
+{
+    join_all(" orphan one\n\torphan two\n2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed\n", false);
+    ck_assert_uint_eq(jd.n, 1);
+    ck_assert_uint_eq(jo.orphan_lines, 2);
+    ck_assert_uint_eq(jd.start[0], strlen(" orphan one\n\torphan two\n"));
+}
+END_TEST
+
+/* exim-log-format.md 9.1, the reproduced example verbatim */
+static const char forged_cwd[] =
+    "2026-11-23 00:11:51 [14662] cwd=/home/acct/x\n"
+    "2026-11-23 00:00:00 [4242] 1xVHer-0003ns-2T <= victim@example.com H=(pc) "
+    "[192.0.2.7]:5555 P=esmtpsa A=dovecot_login:victim@example.com S=999 for z@example.net 8 "
+    "args: exim -C <config> -odq -f attacker@example.org -i rcpt@example.net\n"
+    "2026-11-23 00:11:51 [14662] 1xVHex-0003oU-1h <= attacker@example.org U=root P=local S=314 "
+    "T=\"t2\" for rcpt@example.net\n";
+
+START_TEST(test_join_forged_cwd)
+{
+    join_all(forged_cwd, false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert(jd.flags[0] & EXIM_F_CWD_FORGED);
+    ck_assert(memchr(jd.text[0], '\n', jd.len[0]) != NULL);
+    ck_assert_uint_eq(jo.absorbed_lines, 1);
+
+    /* no arrival of victim@example.com comes out of it */
+    unsigned arrivals = 0;
+    for (size_t i = 0; i < jd.n; i++) {
+        struct exim_event ev;
+        int r = eximlog_parse(jd.text[i], jd.len[i], &ev);
+        ck_assert_int_ge(r, 0);
+        if (ev.type == EXIM_ARRIVAL) {
+            arrivals++;
+            ck_assert(fg_str_eq(ev.sender, "attacker@example.org"));
+            ck_assert(fg_str_eq(ev.ident, "root"));
+            ck_assert_uint_eq(ev.set_id.len, 0);
+        } else {
+            ck_assert_int_eq(ev.type, EXIM_CWD);
+            ck_assert(ev.flags & EXIM_F_CWD_FORGED);
+            ck_assert(ev.flags & EXIM_F_CWD_SUBMISSION);
+            ck_assert_uint_eq(ev.argc, 8);
+            ck_assert_uint_eq(ev.pid, 14662);
+        }
+    }
+    ck_assert_uint_eq(arrivals, 1);
+}
+END_TEST
+
+START_TEST(test_join_cwd_overflow_marker)
+{
+    join_all("2026-11-23 00:11:51 cwd=/x**** log string overflowed log buffer ****\n"
+             "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert_uint_eq(jo.absorbed_lines, 0);
+}
+END_TEST
+
+START_TEST(test_join_open_quote)
+{
+    const char *t =
+        "2026-11-23 00:11:51 [9] 1xVHex-0003oU-1h <= \"x\n"
+        "2026-11-23 00:00:00 [4242] 1xVHer-0003ns-2T <= v@example.com H=(pc) [192.0.2.7]:5555 "
+        "P=esmtpsa A=dovecot_login:v@example.com S=1 for a@b \"@evil.example U=bob P=local S=5 "
+        "for r@example.net\n"
+        "2026-11-23 00:11:52 [9] 1xVHex-0003oU-1h Completed\n";
+    join_all(t, false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert(jd.flags[0] & EXIM_F_ABSORBED);
+    ck_assert(!(jd.flags[0] & EXIM_F_INCOMPLETE));
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert_int_eq(ev.type, EXIM_ARRIVAL);
+    ck_assert(fg_str_eq(ev.ident, "bob"));
+    ck_assert_uint_eq(ev.set_id.len, 0);
+    ck_assert(ev.flags & EXIM_F_ABSORBED);
+    ck_assert(ev.sender.len > 100);
+
+    /* open quote in the for-list */
+    join_all("2026-11-23 00:11:51 1xVHex-0003oU-1h <= a@b U=bob P=local S=5 for \"r\n"
+             "2026-11-23 00:00:00 1xVHer-0003ns-2T <= fake@x U=root P=local S=1 for q\"@x\n",
+             false);
+    ck_assert_uint_eq(jd.n, 1);
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert(fg_str_eq(ev.ident, "bob"));
+    ck_assert_uint_eq(ev.nrcpt, 1);
+
+    /* a subject with escaped quotes does not open anything */
+    join_all("2026-11-23 00:11:51 1xVHex-0003oU-1h <= a@b U=bob P=local S=5 T=\"a \\\" b\"\n"
+             "2026-11-23 00:11:52 1xVHex-0003oU-1h Completed\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+}
+END_TEST
+
+START_TEST(test_join_flush)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    memset(&jd, 0, sizeof(jd));
+    const char *l1 = "2026-11-23 00:11:51 [14662] cwd=/home/acct/x";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, l1, strlen(l1), 100, 100 + strlen(l1) + 1, &rec), 0);
+    /* open syntax: not handed out without force */
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, false, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 7), 100);
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, true, &rec), 1);
+    ck_assert(rec.flags & EXIM_F_INCOMPLETE);
+    ck_assert_uint_eq(rec.start, 100);
+    ck_assert_uint_eq(rec.end, 100 + strlen(l1) + 1);
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(rec.text, rec.len, &ev), -EBADMSG);
+    /* nothing pending any more */
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, true, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 7), 7);
+
+    /* a closed record flushes without force; later continuations are orphans */
+    const char *l2 = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, l2, strlen(l2), 200, 247, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 150), 200);
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, false, &rec), 1);
+    ck_assert(!(rec.flags & EXIM_F_INCOMPLETE));
+    ck_assert_str_eq(rec.text, l2);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, " late", 5, 247, 253, &rec), 0);
+    ck_assert_uint_eq(jo.orphan_lines, 1);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 253), 253);
+}
+END_TEST
+
+START_TEST(test_join_resume_offsets)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    const char *a = "2026-11-23 00:11:51 Warning: x";
+    const char *b = " continued";
+    const char *c = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, a, strlen(a), 1000, 1031, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 1000), 1000);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, b, strlen(b), 1031, 1042, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 1000), 1000);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, c, strlen(c), 1042, 1090, &rec), 1);
+    ck_assert_uint_eq(rec.start, 1000);
+    ck_assert_uint_eq(rec.end, 1042);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, rec.end), 1042);
+    ck_assert_uint_eq(jo.lines, 3);
+}
+END_TEST
+
+START_TEST(test_join_overlong)
+{
+    static char big[3 * EXIMLOG_RECORD_MAX];
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    memset(&jd, 0, sizeof(jd));
+    /* one over-long line whose tail looks like a record */
+    const char *head = "2026-11-23 00:11:51 Warning: ";
+    const char *fake = "2026-11-23 00:00:00 1xVHer-0003ns-2T <= v@x U=root P=local S=1";
+    size_t n = strlen(head);
+    memcpy(big, head, n);
+    memset(big + n, 'a', EXIMLOG_RECORD_MAX - n - 10);
+    n = EXIMLOG_RECORD_MAX - 10;
+    memcpy(big + n, fake, strlen(fake));
+    n += strlen(fake);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, big, n, 0, n + 1, &rec), 0);
+    ck_assert_uint_eq(jo.truncated_records, 1);
+    const char *cont = " continuation of a cut record";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, cont, strlen(cont), n + 1, n + 31, &rec), 0);
+    const char *next = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, next, strlen(next), n + 31, n + 78, &rec), 1);
+    ck_assert(rec.truncated);
+    ck_assert_uint_eq(rec.len, EXIMLOG_RECORD_MAX);
+    ck_assert_uint_eq(rec.end, n + 31);
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(rec.text, rec.len, &ev), 0);
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, false, &rec), 1);
+    ck_assert_str_eq(rec.text, next);
+    ck_assert(!rec.truncated);
+    ck_assert_int_eq(eximlog_parse(big, EXIMLOG_RECORD_MAX + 1, &ev), -E2BIG);
+
+    /* an open cwd that never closes is bounded */
+    eximlog_joiner_init(&jo);
+    const char *cwd = "2026-11-23 00:11:51 cwd=/x";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, cwd, strlen(cwd), 0, 27, &rec), 0);
+    memset(big, 'b', 1000);
+    memcpy(big, "2026-11-23 00:11:51 1xVHfL-0003pg-29 Completed", 46);
+    uint64_t off = 27;
+    /* 8 lines fit in the bound, the 9th is cut; an entry is never longer than 8 KiB, so
+     * the lines after that are entries of their own again */
+    for (int i = 0; i < 9; i++, off += 1001)
+        ck_assert_int_eq(eximlog_joiner_push(&jo, big, 1000, off, off + 1001, &rec), 0);
+    ck_assert_uint_eq(jo.truncated_records, 1);
+    ck_assert_uint_eq(jo.absorbed_lines, 9);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, next, strlen(next), off, off + 47, &rec), 1);
+    ck_assert(rec.truncated);
+    ck_assert(rec.flags & EXIM_F_CWD_FORGED);
+    ck_assert(!(rec.flags & EXIM_F_INCOMPLETE) || rec.truncated);
+    ck_assert_uint_eq(rec.len, EXIMLOG_RECORD_MAX);
+    ck_assert_uint_eq(rec.start, 0);
+    ck_assert_uint_eq(rec.end, off);
+    ck_assert_int_eq(eximlog_parse(rec.text, rec.len, &ev), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_join_overlong_marker)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    const char *a = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, a, strlen(a), 0, 47, &rec), 0);
+    ck_assert_int_eq(eximlog_joiner_overlong(&jo, 47, 20000, &rec), 1);
+    ck_assert_str_eq(rec.text, a);
+    ck_assert_uint_eq(jo.truncated_records, 1);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, " tail", 5, 20000, 20006, &rec), 0);
+    ck_assert_uint_eq(jo.orphan_lines, 1);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 20006), 20006);
+}
+END_TEST
+
+/* ---- whole logs ------------------------------------------------------------------ */
+
+struct log_stats {
+    uint64_t records, errors, foreign, types[EXIM_TYPE__MAX];
+};
+
+/* Does the record start (after NUL padding) like an Exim entry, "dddd-dd-dd dd:dd:dd"? The
+ * corpus holds some text that is not Exim output (fail2ban annotations, syslog-wrapped
+ * lines, one torn write, SOURCES.md lists them); the parser rejects those with -EBADMSG,
+ * which the corpus test counts separately. */
+static bool
+log_has_exim_prefix(const char *p, size_t n)
+{
+    while (n > 0 && *p == '\0') {
+        p++;
+        n--;
+    }
+    static const char pat[] = "dddd-dd-dd dd:dd:dd";
+    if (n < sizeof(pat) - 1)
+        return false;
+    for (size_t i = 0; i < sizeof(pat) - 1; i++) {
+        if (pat[i] == 'd' ? (p[i] < '0' || p[i] > '9') : p[i] != pat[i])
+            return false;
+    }
+    return true;
+}
+
+static void
+log_record(const char *name, const struct eximlog_record *rec, struct log_stats *st)
+{
+    struct exim_event ev;
+    int r = eximlog_parse(rec->text, rec->len, &ev);
+    st->records++;
+    if (r == -EBADMSG && !log_has_exim_prefix(rec->text, rec->len)) {
+        st->foreign++;
+        if (st->foreign <= 3)
+            fprintf(stderr, "%s: not an Exim entry at %llu: %.*s\n", name,
+                    (unsigned long long)rec->start, (int)(rec->len < 100 ? rec->len : 100),
+                    rec->text);
+    } else if (r == -EBADMSG && !(rec->flags & EXIM_F_INCOMPLETE)) {
+        st->errors++;
+        fprintf(stderr, "%s: -EBADMSG at %llu: %.*s\n", name, (unsigned long long)rec->start,
+                (int)rec->len, rec->text);
+    } else if (r >= 0) {
+        st->types[ev.type]++;
+    }
+}
+
+static void
+log_parse_file(const char *path, struct log_stats *st)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char buf[16 << 20];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    struct eximlog_joiner *j = malloc(sizeof(*j));
+    ck_assert_ptr_nonnull(j);
+    eximlog_joiner_init(j);
+    struct eximlog_record rec;
+    const char *p = buf, *end = buf + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        uint64_t s = (uint64_t)(p - buf), e = (uint64_t)((nl ? nl + 1 : end) - buf);
+        size_t len = (size_t)(le - p);
+        if (len > 0 && le[-1] == '\r')
+            len--;
+        if (eximlog_joiner_push(j, p, len, s, e, &rec) == 1)
+            log_record(path, &rec, st);
+        p = nl ? nl + 1 : end;
+    }
+    if (eximlog_joiner_flush(j, true, &rec) == 1)
+        log_record(path, &rec, st);
+    free(j);
+}
+
+START_TEST(test_corpus)
+{
+    const char *dir = FG_SHARED_DIR "/corpus";
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "corpus: %s not found, skipped\n", dir);
+        return;
+    }
+    struct log_stats total = { 0 };
+    unsigned files = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 4, ".log") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        struct log_stats st = { 0 };
+        log_parse_file(path, &st);
+        total.records += st.records;
+        total.errors += st.errors;
+        total.foreign += st.foreign;
+        for (int t = 0; t < EXIM_TYPE__MAX; t++)
+            total.types[t] += st.types[t];
+        files++;
+    }
+    closedir(d);
+    fprintf(stderr,
+            "corpus: %u files, %llu records, %llu -EBADMSG, %llu not Exim entries, %llu "
+            "arrivals, %llu other\n",
+            files, (unsigned long long)total.records, (unsigned long long)total.errors,
+            (unsigned long long)total.foreign,
+            (unsigned long long)total.types[EXIM_ARRIVAL],
+            (unsigned long long)total.types[EXIM_OTHER]);
+    ck_assert_uint_eq(total.errors, 0);
+}
+END_TEST
+
+START_TEST(test_generated_fixture)
+{
+    struct log_stats st = { 0 };
+    log_parse_file(FG_FIXTURES_DIR "/eximlog/generated-mixed.log", &st);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_uint_eq(st.foreign, 0);
+    ck_assert_uint_gt(st.records, 1000);
+    ck_assert_uint_gt(st.types[EXIM_ARRIVAL], 50);
+    ck_assert_uint_gt(st.types[EXIM_DELIVERY], 50);
+    ck_assert_uint_gt(st.types[EXIM_CWD], 10);
+    ck_assert_uint_gt(st.types[EXIM_AUTH_FAIL], 0);
+}
+END_TEST
+
+START_TEST(test_addr_helpers)
+{
+    struct fg_str list = fg_str_make("a@b \"x y\"@c.example  d@e <trunc>", 32);
+    size_t pos = 0;
+    struct fg_str a;
+    const char *want[] = { "a@b", "\"x y\"@c.example", "d@e" };
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(eximlog_next_addr(list, &pos, &a), 1);
+        ck_assert_msg(fg_str_eq(a, want[i]), "addr %zu is %.*s", i, (int)a.len, a.p);
+    }
+    ck_assert_int_eq(eximlog_next_addr(list, &pos, &a), 0);
+    ck_assert(fg_str_eq(eximlog_addr_domain(fg_str_make("\"a@b\"@c.example", 15)), "c.example"));
+    ck_assert(fg_str_eq(eximlog_addr_domain(fg_str_make("root", 4)), ""));
+    ck_assert(eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4-Lb", 16)));
+    ck_assert(eximlog_msgid_valid(fg_str_make("16VDhn-000000001bo-D342", 23)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4_Lb", 16)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4-L_", 16)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("16VDhn-00000001bo-DD342", 23)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4-Lb1", 17)));
+    for (int t = 0; t < EXIM_TYPE__MAX; t++)
+        ck_assert_str_ne(eximlog_type_name((enum exim_type)t), "unknown");
+    ck_assert_str_eq(eximlog_type_name(EXIM_TYPE__MAX), "unknown");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -592,7 +1058,25 @@ main(void)
     TCase *tc = tcase_create("parse");
     tcase_add_loop_test(tc, test_good, 0, (int)N_ELEMS(good));
     tcase_add_loop_test(tc, test_bad, 0, (int)N_ELEMS(bad));
+    tcase_add_test(tc, test_addr_helpers);
     suite_add_tcase(s, tc);
+    TCase *tj = tcase_create("joiner");
+    tcase_add_test(tj, test_join_continuation);
+    tcase_add_test(tj, test_join_empty_lines);
+    tcase_add_test(tj, test_join_orphans);
+    tcase_add_test(tj, test_join_forged_cwd);
+    tcase_add_test(tj, test_join_cwd_overflow_marker);
+    tcase_add_test(tj, test_join_open_quote);
+    tcase_add_test(tj, test_join_flush);
+    tcase_add_test(tj, test_join_resume_offsets);
+    tcase_add_test(tj, test_join_overlong);
+    tcase_add_test(tj, test_join_overlong_marker);
+    suite_add_tcase(s, tj);
+    TCase *tl = tcase_create("logs");
+    tcase_set_timeout(tl, 120);
+    tcase_add_test(tl, test_corpus);
+    tcase_add_test(tl, test_generated_fixture);
+    suite_add_tcase(s, tl);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
