@@ -54,14 +54,9 @@ eximlog_is_hex(char c)
     return (eximlog_class[(unsigned char)c] & 4) != 0;
 }
 
-/* True when [p, end) starts with the literal @lit. */
-static inline bool
-eximlog_starts(const char *p, const char *end, const char *lit, size_t n)
-{
-    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
-}
-
-#define EXIMLOG_STARTS(p, end, lit) eximlog_starts((p), (end), (lit), sizeof(lit) - 1)
+/* Literal prefix test; the constant length lets the compiler inline the comparison. */
+#define EXIMLOG_STARTS(p, end, lit)                                                            \
+    ((size_t)((end) - (p)) >= sizeof(lit) - 1 && memcmp((p), (lit), sizeof(lit) - 1) == 0)
 
 static inline struct fg_str
 eximlog_slice(const char *b, const char *e)
@@ -483,7 +478,7 @@ eximlog_arrival_tag(const char *p, const char *end, const char **val)
     }
     for (size_t i = 0; i < N_ELEMS(eximlog_arrival_tags); i++) {
         const struct eximlog_tag *t = &eximlog_arrival_tags[i];
-        if (n < t->len || memcmp(p, t->name, t->len) != 0)
+        if (t->name[0] != p[0] || n < t->len || memcmp(p, t->name, t->len) != 0)
             continue;
         if (t->name[t->len - 1] == '=') {
             *val = p + t->len;
