@@ -6,12 +6,13 @@
  * whole logs: the shared corpus (skipped when absent) and a generated fixture must split
  * and parse without a single -EBADMSG.
  */
-#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <check.h>
 
 #include "eximlog.h"
 
@@ -22,8 +23,8 @@ struct good {
     const char *line;
     int ret;
     enum exim_type type;
-    uint32_t flags;    /* must be set */
-    uint32_t noflags;  /* must be clear */
+    uint32_t flags;   /* must be set */
+    uint32_t noflags; /* must be clear */
     const char *msgid;
     const char *sender;
     const char *host_ip;
@@ -31,24 +32,27 @@ struct good {
     const char *proto;
     const char *auth;
     const char *set_id;
-    int64_t size;      /* -1: not checked */
+    int64_t size; /* -1: not checked */
     const char *subject;
-    int nrcpt;         /* -1: not checked */
+    int nrcpt; /* -1: not checked */
     const char *addr;
     const char *router;
     const char *transport;
     const char *text;
     const char *cwd;
-    int argc;          /* -1: not checked */
+    int argc; /* -1: not checked */
     const char *args;
-    int64_t ts_ms;     /* 0: not checked */
-    int pid;           /* -1: not checked, 0: must be absent */
+    int64_t ts_ms; /* 0: not checked */
+    int pid;       /* -1: not checked, 0: must be absent */
     const char *host;
 };
 
 /* G() presets "not checked" values that a case may override. */
 #pragma GCC diagnostic ignored "-Woverride-init"
-#define G(...) { .size = -1, .nrcpt = -1, .argc = -1, .pid = -1, __VA_ARGS__ }
+#define G(...)                                                                                     \
+    {                                                                                              \
+        .size = -1, .nrcpt = -1, .argc = -1, .pid = -1, __VA_ARGS__                                \
+    }
 
 /* 2019-04-21 04:33:14 read as UTC */
 #define TS_E1 INT64_C(1555821194000)
@@ -62,12 +66,12 @@ static const struct good good[] = {
               "A=dovecot_login:user@customer.example S=91991 "
               "id=012901d4f836$03fad680$0bf08380$@com T=\"RE: (subject replaced)\" for "
               "a@partner.example b@customer.example",
-      .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_ANOMALOUS | EXIM_F_LOCAL |
-      EXIM_F_AMBIGUOUS_HOST, .msgid = "1hIAif-00H7J4-Lb", .sender = "user@customer.example",
-      .host_ip = "203.0.113.213", .host = "client.isp.example (LAPTOP) [203.0.113.213]:64606",
-      .proto = "esmtpsa", .auth = "dovecot_login", .set_id = "user@customer.example",
-      .size = 91991, .subject = "RE: (subject replaced)", .nrcpt = 2, .ts_ms = TS_E1,
-      .pid = 0),
+      .ret = 1, .type = EXIM_ARRIVAL,
+      .noflags = EXIM_F_ANOMALOUS | EXIM_F_LOCAL | EXIM_F_AMBIGUOUS_HOST,
+      .msgid = "1hIAif-00H7J4-Lb", .sender = "user@customer.example", .host_ip = "203.0.113.213",
+      .host = "client.isp.example (LAPTOP) [203.0.113.213]:64606", .proto = "esmtpsa",
+      .auth = "dovecot_login", .set_id = "user@customer.example", .size = 91991,
+      .subject = "RE: (subject replaced)", .nrcpt = 2, .ts_ms = TS_E1, .pid = 0),
     G(.name = "E14 spec arrival with ident",
       .line = "2002-10-31 08:57:53 16ZCW1-0005MB-00 <= kryten@dwarf.fict.example "
               "H=mailer.fict.example [192.168.123.123] U=exim P=smtp S=5678 "
@@ -99,14 +103,14 @@ static const struct good good[] = {
       .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_LOCAL, .pid = 14736,
       .ts_ms = INT64_C(1795392735672), .msgid = "1xVHfL-0003pg-29", .nrcpt = 1),
     G(.name = "zone +0100 is subtracted",
-      .line = "2026-11-23 01:12:15.672 +0100 1xVHfL-0003pg-29 <= a@b U=root P=local S=1",
-      .ret = 1, .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735672), .pid = 0),
+      .line = "2026-11-23 01:12:15.672 +0100 1xVHfL-0003pg-29 <= a@b U=root P=local S=1", .ret = 1,
+      .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735672), .pid = 0),
     G(.name = "zone -0730 is added",
-      .line = "2026-11-22 16:42:15 -0730 [7] 1xVHfL-0003pg-29 <= a@b U=root P=local S=1",
-      .ret = 1, .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735000), .pid = 7),
+      .line = "2026-11-22 16:42:15 -0730 [7] 1xVHfL-0003pg-29 <= a@b U=root P=local S=1", .ret = 1,
+      .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735000), .pid = 7),
     G(.name = "fakereject (=",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 (= a@b H=[192.0.2.1]:25 P=esmtp S=10",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_FAKEREJECT, .host_ip = "192.0.2.1"),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 (= a@b H=[192.0.2.1]:25 P=esmtp S=10", .ret = 1,
+      .type = EXIM_ARRIVAL, .flags = EXIM_F_FAKEREJECT, .host_ip = "192.0.2.1"),
     G(.name = "null sender bounce with R=",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= <> R=1xVHex-0003oU-1h U=mailnull "
               "P=local S=2000 T=\"Mail delivery failed: returning message to sender\" for "
@@ -191,11 +195,11 @@ static const struct good good[] = {
               "from <\"x> y\"@e.org> for c@d",
       .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_ANOMALOUS, .nrcpt = 1),
     G(.name = "out-of-order tag is anomalous",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b P=local U=u S=9",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_ANOMALOUS),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b P=local U=u S=9", .ret = 1,
+      .type = EXIM_ARRIVAL, .flags = EXIM_F_ANOMALOUS),
     G(.name = "P=local-esmtp is local",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local-esmtp S=9",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_LOCAL),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local-esmtp S=9", .ret = 1,
+      .type = EXIM_ARRIVAL, .flags = EXIM_F_LOCAL),
     G(.name = "localhost SMTP is not local",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b H=localhost (x) [127.0.0.1]:4321 "
               "P=esmtp S=9",
@@ -220,24 +224,23 @@ static const struct good good[] = {
     G(.name = "E20 -> with C=",
       .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 -> two@remote <list@test.ex> R=all "
               "T=smtp H=127.0.0.1 [127.0.0.1] C=\"250 OK\"",
-      .ret = 1, .type = EXIM_DELIVERY, .addr = "two@remote", .router = "all",
-      .transport = "smtp"),
+      .ret = 1, .type = EXIM_DELIVERY, .addr = "two@remote", .router = "all", .transport = "smtp"),
     G(.name = "E20 *> suppressed",
       .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 *> accept <accept@y> R=accept "
               "T=appendfile",
       .ret = 1, .type = EXIM_DELIVERY, .addr = "accept", .router = "accept",
       .transport = "appendfile"),
     G(.name = "cutthrough >>",
-      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 >> a@b R=r T=t H=x [1.2.3.4]",
-      .ret = 1, .type = EXIM_DELIVERY, .addr = "a@b", .router = "r", .transport = "t"),
+      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 >> a@b R=r T=t H=x [1.2.3.4]", .ret = 1,
+      .type = EXIM_DELIVERY, .addr = "a@b", .router = "r", .transport = "t"),
     G(.name = "parents, quoted address",
       .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => \"a b\"@gmail.com (p1@x, p2@y) "
               "<top@x> F=<s@x> R=dkim_lookuphost T=dkim_remote_smtp",
       .ret = 1, .type = EXIM_DELIVERY, .addr = "\"a b\"@gmail.com", .router = "dkim_lookuphost",
       .transport = "dkim_remote_smtp"),
     G(.name = "blackhole",
-      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => :blackhole: <a@b> R=bh",
-      .ret = 1, .type = EXIM_DELIVERY, .addr = ":blackhole:", .router = "bh"),
+      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => :blackhole: <a@b> R=bh", .ret = 1,
+      .type = EXIM_DELIVERY, .addr = ":blackhole:", .router = "bh"),
     G(.name = "E15 spec deferral",
       .line = "2002-12-19 16:20:23 16aiQz-0002Q5-00 == marvin@endrest.example R=dnslookup "
               "T=smtp defer (146): Connection refused",
@@ -260,8 +263,7 @@ static const struct good good[] = {
       .line = "2002-12-19 16:20:23 16aiQz-0002Q5-00 == a@defer.example R=enforce_mail_permissions "
               "defer (-1): \"Sender x has an outgoing mail hold.  Message will be reattempted "
               "later\"",
-      .ret = 1, .type = EXIM_DEFER, .flags = EXIM_F_ENFORCED,
-      .router = "enforce_mail_permissions"),
+      .ret = 1, .type = EXIM_DEFER, .flags = EXIM_F_ENFORCED, .router = "enforce_mail_permissions"),
     G(.name = "E4 cPanel failure, enforced",
       .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb ** b@partner.example <B@partner.example> "
               "R=enforce_mail_permissions: Domain customer.example has exceeded the max defers "
@@ -291,25 +293,21 @@ static const struct good good[] = {
       .ret = 1, .type = EXIM_FAIL, .addr = "defer@example.net", .router = "",
       .text = "retry timeout exceeded"),
     G(.name = "failure T= with colon",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 ** a@b <c@d> R=r T=t: SMTP error",
-      .ret = 1, .type = EXIM_FAIL, .router = "r", .transport = "t", .text = "SMTP error"),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 ** a@b <c@d> R=r T=t: SMTP error", .ret = 1,
+      .type = EXIM_FAIL, .router = "r", .transport = "t", .text = "SMTP error"),
 
     /* ---- other message records ---- */
-    G(.name = "Completed",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed", .ret = 1,
+    G(.name = "Completed", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed", .ret = 1,
       .type = EXIM_COMPLETED, .msgid = "1hIAif-00H7J4-Lb"),
-    G(.name = "Completed QT=",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed QT=1s", .ret = 1,
-      .type = EXIM_COMPLETED),
-    G(.name = "frozen by root",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb frozen by root", .ret = 1,
-      .type = EXIM_FROZEN, .text = "root"),
+    G(.name = "Completed QT=", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed QT=1s",
+      .ret = 1, .type = EXIM_COMPLETED),
+    G(.name = "frozen by root", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb frozen by root",
+      .ret = 1, .type = EXIM_FROZEN, .text = "root"),
     G(.name = "Frozen (delivery error message)",
       .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Frozen (delivery error message)", .ret = 1,
       .type = EXIM_FROZEN),
-    G(.name = "unfrozen by root",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb unfrozen by root", .ret = 1,
-      .type = EXIM_UNFROZEN, .text = "root"),
+    G(.name = "unfrozen by root", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb unfrozen by root",
+      .ret = 1, .type = EXIM_UNFROZEN, .text = "root"),
     G(.name = "Unfrozen by auto-thaw",
       .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Unfrozen by auto-thaw", .ret = 1,
       .type = EXIM_UNFROZEN, .text = "auto-thaw"),
@@ -345,49 +343,46 @@ static const struct good good[] = {
       .line = "2015-10-26 22:01:30 cwd=/usr/local/cpanel/whostmgr/docroot 5 args: /usr/sbin/exim "
               "-bd -q1h -oP /var/spool/exim/exim-daemon.pid",
       .ret = 1, .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION, .argc = 5),
-    G(.name = "E7 -bpc",
-      .line = "2019-09-20 14:18:00 cwd=/root 2 args: exim -bpc", .ret = 1, .type = EXIM_CWD,
-      .noflags = EXIM_F_CWD_SUBMISSION, .cwd = "/root", .argc = 2, .args = "exim -bpc"),
+    G(.name = "E7 -bpc", .line = "2019-09-20 14:18:00 cwd=/root 2 args: exim -bpc", .ret = 1,
+      .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION, .cwd = "/root", .argc = 2,
+      .args = "exim -bpc"),
     G(.name = "PHP with -f",
       .line = "2019-09-20 14:18:00 [77] cwd=/home/u/public_html 4 args: /usr/sbin/sendmail -t -i "
               "-fuser@domain",
       .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION, .pid = 77, .argc = 4),
     G(.name = "plain recipients",
-      .line = "2019-09-20 14:18:00 cwd=/home/u 4 args: sendmail -f a@b rcpt@example.net",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
+      .line = "2019-09-20 14:18:00 cwd=/home/u 4 args: sendmail -f a@b rcpt@example.net", .ret = 1,
+      .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
     G(.name = "-oi with recipient",
-      .line = "2019-09-20 14:18:00 cwd=/home/u 3 args: sendmail -oi r@x",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
-    G(.name = "-bs",
-      .line = "2019-09-20 14:18:00 cwd=/home/u 2 args: sendmail -bs",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
+      .line = "2019-09-20 14:18:00 cwd=/home/u 3 args: sendmail -oi r@x", .ret = 1,
+      .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
+    G(.name = "-bs", .line = "2019-09-20 14:18:00 cwd=/home/u 2 args: sendmail -bs", .ret = 1,
+      .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
     G(.name = "bounce generation -f <> -E",
       .line = "2019-09-20 14:18:00 cwd=/var/spool/exim 7 args: /usr/sbin/exim -t -oem -oi -f <> "
               "-E1hIAif-00H7J4-Lb",
       .ret = 1, .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION, .argc = 7),
-    G(.name = "queue runner -q",
-      .line = "2019-09-20 14:18:00 cwd=/ 2 args: /usr/sbin/exim -qG", .ret = 1,
-      .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
+    G(.name = "queue runner -q", .line = "2019-09-20 14:18:00 cwd=/ 2 args: /usr/sbin/exim -qG",
+      .ret = 1, .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
     G(.name = "freeze -Mf",
       .line = "2019-09-20 14:18:00 cwd=/ 3 args: /usr/sbin/exim -Mf 1hIAif-00H7J4-Lb", .ret = 1,
       .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
     G(.name = "-bV / -bP are not submissions",
-      .line = "2019-09-20 14:18:00 cwd=/ 3 args: /usr/sbin/exim -bP x", .ret = 1,
-      .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
+      .line = "2019-09-20 14:18:00 cwd=/ 3 args: /usr/sbin/exim -bP x", .ret = 1, .type = EXIM_CWD,
+      .noflags = EXIM_F_CWD_SUBMISSION),
     G(.name = "cwd with spaces and 'args:' in dir; last wins",
       .line = "2019-09-20 14:18:00 cwd=/home/u/a 9 args: b 3 args: sendmail -t -i", .ret = 1,
       .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION | EXIM_F_CWD_MULTI,
       .cwd = "/home/u/a 9 args: b", .argc = 3, .args = "sendmail -t -i"),
-    G(.name = "cwd (failed)",
-      .line = "2019-09-20 14:18:00 cwd= (failed) 2 args: exim -bpc", .ret = 1,
-      .type = EXIM_CWD, .cwd = " (failed)", .argc = 2),
+    G(.name = "cwd (failed)", .line = "2019-09-20 14:18:00 cwd= (failed) 2 args: exim -bpc",
+      .ret = 1, .type = EXIM_CWD, .cwd = " (failed)", .argc = 2),
     G(.name = "9.1 forged cwd joined record",
       .line = "2026-11-23 00:11:51 [14662] cwd=/home/acct/x\n2026-11-23 00:00:00 [4242] "
               "1xVHer-0003ns-2T <= victim@example.com H=(pc) [192.0.2.7]:5555 P=esmtpsa "
               "A=dovecot_login:victim@example.com S=999 for z@example.net 8 args: exim -C "
               "<config> -odq -f attacker@example.org -i rcpt@example.net",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_FORGED | EXIM_F_CWD_SUBMISSION,
-      .argc = 8, .pid = 14662, .auth = "", .set_id = "",
+      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_FORGED | EXIM_F_CWD_SUBMISSION, .argc = 8,
+      .pid = 14662, .auth = "", .set_id = "",
       .args = "exim -C <config> -odq -f attacker@example.org -i rcpt@example.net"),
 
     /* ---- records without an id ---- */
@@ -429,8 +424,8 @@ static const struct good good[] = {
       .line = "2026-11-23 00:12:15 F=<a@b> rejected by non-SMTP ACL: nope", .ret = 1,
       .type = EXIM_REJECT, .sender = "a@b"),
     G(.name = "H= warning is other",
-      .line = "2026-11-23 00:12:15 H=(x) [192.0.2.1]:4455 Warning: \"SpamAssassin ...\"",
-      .ret = 0, .type = EXIM_OTHER),
+      .line = "2026-11-23 00:12:15 H=(x) [192.0.2.1]:4455 Warning: \"SpamAssassin ...\"", .ret = 0,
+      .type = EXIM_OTHER),
     G(.name = "connection open",
       .line = "2026-11-23 00:12:15 SMTP connection from [192.0.2.1]:4455 (TCP/IP connection "
               "count = 3)",
@@ -446,8 +441,8 @@ static const struct good good[] = {
     G(.name = "E16 queue run with zone",
       .line = "2003-04-25 11:17:07 +0100 Start queue run: pid=12762", .ret = 1,
       .type = EXIM_QUEUE_RUN, .ts_ms = INT64_C(1051265827000)),
-    G(.name = "End queue run",
-      .line = "2003-04-25 11:17:07 End queue run: pid=12762", .ret = 1, .type = EXIM_QUEUE_RUN),
+    G(.name = "End queue run", .line = "2003-04-25 11:17:07 End queue run: pid=12762", .ret = 1,
+      .type = EXIM_QUEUE_RUN),
     G(.name = "cPanel SMTP connection identification is other",
       .line = "2003-04-25 11:17:07 SMTP connection identification H=localhost A=127.0.0.1 "
               "P=38822 U=acct ID=1001 S=acct B=identify_local_connection",
@@ -470,8 +465,8 @@ static const struct good good[] = {
       .line = "2026-11-23 00:11:51 1xVHfL-0003pg-29 <= a@b U=x P=local**** log string "
               "overflowed log buffer ****",
       .ret = 0, .type = EXIM_OTHER, .flags = EXIM_F_OVERFLOW),
-    G(.name = "argument list tail ...",
-      .line = "2026-11-23 00:11:51 ... more args", .ret = 0, .type = EXIM_OTHER),
+    G(.name = "argument list tail ...", .line = "2026-11-23 00:11:51 ... more args", .ret = 0,
+      .type = EXIM_OTHER),
 };
 
 struct bad {
@@ -482,8 +477,7 @@ struct bad {
 
 static const struct bad bad[] = {
     { "arrival without S=", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local", -EBADMSG },
-    { "arrival with S=x", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local S=x",
-      -EBADMSG },
+    { "arrival with S=x", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local S=x", -EBADMSG },
     { "arrival with empty S=", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local S=",
       -EBADMSG },
     { "arrival without sender", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= ", -EBADMSG },
@@ -523,8 +517,8 @@ check_str(const char *name, const char *field, struct fg_str got, const char *wa
         return;
     size_t n = strlen(want);
     ck_assert_msg(got.len == n && (n == 0 || memcmp(got.p, want, n) == 0),
-                  "%s: %s is '%.*s', want '%s'", name, field, (int)got.len,
-                  got.p ? got.p : "", want);
+                  "%s: %s is '%.*s', want '%s'", name, field, (int)got.len, got.p ? got.p : "",
+                  want);
 }
 
 START_TEST(test_good)
@@ -535,8 +529,8 @@ START_TEST(test_good)
     ck_assert_msg(r == g->ret, "%s: returned %d, want %d", g->name, r, g->ret);
     ck_assert_msg(ev.type == g->type, "%s: type %s, want %s", g->name, eximlog_type_name(ev.type),
                   eximlog_type_name(g->type));
-    ck_assert_msg((ev.flags & g->flags) == g->flags, "%s: flags 0x%x lack 0x%x", g->name,
-                  ev.flags, g->flags);
+    ck_assert_msg((ev.flags & g->flags) == g->flags, "%s: flags 0x%x lack 0x%x", g->name, ev.flags,
+                  g->flags);
     ck_assert_msg((ev.flags & g->noflags) == 0, "%s: flags 0x%x have 0x%x", g->name, ev.flags,
                   ev.flags & g->noflags);
     check_str(g->name, "msgid", ev.msgid, g->msgid);
@@ -558,8 +552,8 @@ START_TEST(test_good)
         ck_assert_msg(ev.size == (uint64_t)g->size, "%s: size %llu, want %lld", g->name,
                       (unsigned long long)ev.size, (long long)g->size);
     if (g->nrcpt >= 0)
-        ck_assert_msg(ev.nrcpt == (uint32_t)g->nrcpt, "%s: nrcpt %u, want %d", g->name,
-                      ev.nrcpt, g->nrcpt);
+        ck_assert_msg(ev.nrcpt == (uint32_t)g->nrcpt, "%s: nrcpt %u, want %d", g->name, ev.nrcpt,
+                      g->nrcpt);
     if (g->argc >= 0)
         ck_assert_msg(ev.argc == (uint32_t)g->argc, "%s: argc %u, want %d", g->name, ev.argc,
                       g->argc);
@@ -584,7 +578,6 @@ START_TEST(test_bad)
     ck_assert_msg(r == b->ret, "%s: returned %d, want %d", b->name, r, b->ret);
 }
 END_TEST
-
 
 /* ---- joiner ---------------------------------------------------------------------- */
 
@@ -1005,8 +998,7 @@ START_TEST(test_corpus)
             "corpus: %u files, %llu records, %llu -EBADMSG, %llu not Exim entries, %llu "
             "arrivals, %llu other\n",
             files, (unsigned long long)total.records, (unsigned long long)total.errors,
-            (unsigned long long)total.foreign,
-            (unsigned long long)total.types[EXIM_ARRIVAL],
+            (unsigned long long)total.foreign, (unsigned long long)total.types[EXIM_ARRIVAL],
             (unsigned long long)total.types[EXIM_OTHER]);
     ck_assert_uint_eq(total.errors, 0);
 }
