@@ -54,14 +54,9 @@ eximlog_is_hex(char c)
     return (eximlog_class[(unsigned char)c] & 4) != 0;
 }
 
-/* True when [p, end) starts with the literal @lit. */
-static inline bool
-eximlog_starts(const char *p, const char *end, const char *lit, size_t n)
-{
-    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
-}
-
-#define EXIMLOG_STARTS(p, end, lit) eximlog_starts((p), (end), (lit), sizeof(lit) - 1)
+/* Literal prefix test; the constant length lets the compiler inline the comparison. */
+#define EXIMLOG_STARTS(p, end, lit)                                                                \
+    ((size_t)((end) - (p)) >= sizeof(lit) - 1 && memcmp((p), (lit), sizeof(lit) - 1) == 0)
 
 static inline struct fg_str
 eximlog_slice(const char *b, const char *e)
@@ -143,13 +138,20 @@ eximlog_msgid_valid(struct fg_str id)
 }
 
 static const char *const eximlog_type_names[EXIM_TYPE__MAX] = {
-    [EXIM_OTHER] = "other",           [EXIM_ARRIVAL] = "arrival",
-    [EXIM_DELIVERY] = "delivery",     [EXIM_DEFER] = "defer",
-    [EXIM_FAIL] = "fail",             [EXIM_COMPLETED] = "completed",
-    [EXIM_FROZEN] = "frozen",         [EXIM_UNFROZEN] = "unfrozen",
-    [EXIM_MSG_OTHER] = "msg_other",   [EXIM_CWD] = "cwd",
-    [EXIM_AUTH_FAIL] = "auth_fail",   [EXIM_REJECT] = "reject",
-    [EXIM_CONNECTION] = "connection", [EXIM_QUEUE_RUN] = "queue_run",
+    [EXIM_OTHER] = "other",
+    [EXIM_ARRIVAL] = "arrival",
+    [EXIM_DELIVERY] = "delivery",
+    [EXIM_DEFER] = "defer",
+    [EXIM_FAIL] = "fail",
+    [EXIM_COMPLETED] = "completed",
+    [EXIM_FROZEN] = "frozen",
+    [EXIM_UNFROZEN] = "unfrozen",
+    [EXIM_MSG_OTHER] = "msg_other",
+    [EXIM_CWD] = "cwd",
+    [EXIM_AUTH_FAIL] = "auth_fail",
+    [EXIM_REJECT] = "reject",
+    [EXIM_CONNECTION] = "connection",
+    [EXIM_QUEUE_RUN] = "queue_run",
 };
 
 const char *
@@ -223,8 +225,7 @@ eximlog_prefix(const char *p, const char *end, struct exim_event *ev)
     static const unsigned char mdays[13] = { 0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
     unsigned y, mo, d, h, mi, s, ms = 0;
 
-    if (end - p < 19 || p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' ||
-        p[16] != ':')
+    if (end - p < 19 || p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' || p[16] != ':')
         return NULL;
     if (!eximlog_digits(p, 4, &y) || !eximlog_digits(p + 5, 2, &mo) ||
         !eximlog_digits(p + 8, 2, &d) || !eximlog_digits(p + 11, 2, &h) ||
@@ -247,8 +248,7 @@ eximlog_prefix(const char *p, const char *end, struct exim_event *ev)
     /* zone: "+HHMM " or "-HHMM " */
     if (end - p >= 5 && (p[0] == '+' || p[0] == '-') && (end - p == 5 || p[5] == ' ')) {
         unsigned zh, zm;
-        if (eximlog_digits(p + 1, 2, &zh) && eximlog_digits(p + 3, 2, &zm) && zm < 60 &&
-            zh < 24) {
+        if (eximlog_digits(p + 1, 2, &zh) && eximlog_digits(p + 3, 2, &zm) && zm < 60 && zh < 24) {
             int64_t off = (int64_t)zh * 3600000 + (int64_t)zm * 60000;
             t -= (p[0] == '+') ? off : -off;
             p += (end - p == 5) ? 5 : 6;
@@ -440,25 +440,28 @@ struct eximlog_tag {
     unsigned char idx;
 };
 
-#define EXIMLOG_TAG(s, i) { s, sizeof(s) - 1, i }
+#define EXIMLOG_TAG(s, i)                                                                          \
+    {                                                                                              \
+        s, sizeof(s) - 1, i                                                                        \
+    }
 
 static const struct eximlog_tag eximlog_arrival_tags[] = {
-    EXIMLOG_TAG("R=", EXIMLOG_A_R),        EXIMLOG_TAG("DS", EXIMLOG_A_DS),
-    EXIMLOG_TAG("H=", EXIMLOG_A_H),        EXIMLOG_TAG("I=", EXIMLOG_A_I),
-    EXIMLOG_TAG("TFO", EXIMLOG_A_TFO),     EXIMLOG_TAG("TFO*", EXIMLOG_A_TFO),
-    EXIMLOG_TAG("U=", EXIMLOG_A_U),        EXIMLOG_TAG("Ci=", EXIMLOG_A_CI),
-    EXIMLOG_TAG("P=", EXIMLOG_A_P),        EXIMLOG_TAG("SPF", EXIMLOG_A_SPF),
-    EXIMLOG_TAG("SPF=", EXIMLOG_A_SPF),    EXIMLOG_TAG("X=", EXIMLOG_A_X),
-    EXIMLOG_TAG("CV=", EXIMLOG_A_CV),      EXIMLOG_TAG("DN=", EXIMLOG_A_DN),
-    EXIMLOG_TAG("SNI=", EXIMLOG_A_SNI),    EXIMLOG_TAG("A=", EXIMLOG_A_A),
-    EXIMLOG_TAG("PRDR", EXIMLOG_A_PRDR),   EXIMLOG_TAG("PRX=", EXIMLOG_A_PRX),
-    EXIMLOG_TAG("K", EXIMLOG_A_K),         EXIMLOG_TAG("S=", EXIMLOG_A_S),
-    EXIMLOG_TAG("M8S=", EXIMLOG_A_M8S),    EXIMLOG_TAG("DKIM=", EXIMLOG_A_DKIM),
-    EXIMLOG_TAG("ARC", EXIMLOG_A_ARC),     EXIMLOG_TAG("DMARC", EXIMLOG_A_DMARC),
+    EXIMLOG_TAG("R=", EXIMLOG_A_R),         EXIMLOG_TAG("DS", EXIMLOG_A_DS),
+    EXIMLOG_TAG("H=", EXIMLOG_A_H),         EXIMLOG_TAG("I=", EXIMLOG_A_I),
+    EXIMLOG_TAG("TFO", EXIMLOG_A_TFO),      EXIMLOG_TAG("TFO*", EXIMLOG_A_TFO),
+    EXIMLOG_TAG("U=", EXIMLOG_A_U),         EXIMLOG_TAG("Ci=", EXIMLOG_A_CI),
+    EXIMLOG_TAG("P=", EXIMLOG_A_P),         EXIMLOG_TAG("SPF", EXIMLOG_A_SPF),
+    EXIMLOG_TAG("SPF=", EXIMLOG_A_SPF),     EXIMLOG_TAG("X=", EXIMLOG_A_X),
+    EXIMLOG_TAG("CV=", EXIMLOG_A_CV),       EXIMLOG_TAG("DN=", EXIMLOG_A_DN),
+    EXIMLOG_TAG("SNI=", EXIMLOG_A_SNI),     EXIMLOG_TAG("A=", EXIMLOG_A_A),
+    EXIMLOG_TAG("PRDR", EXIMLOG_A_PRDR),    EXIMLOG_TAG("PRX=", EXIMLOG_A_PRX),
+    EXIMLOG_TAG("K", EXIMLOG_A_K),          EXIMLOG_TAG("S=", EXIMLOG_A_S),
+    EXIMLOG_TAG("M8S=", EXIMLOG_A_M8S),     EXIMLOG_TAG("DKIM=", EXIMLOG_A_DKIM),
+    EXIMLOG_TAG("ARC", EXIMLOG_A_ARC),      EXIMLOG_TAG("DMARC", EXIMLOG_A_DMARC),
     EXIMLOG_TAG("DMARC=", EXIMLOG_A_DMARC), EXIMLOG_TAG("RT=", EXIMLOG_A_RT),
-    EXIMLOG_TAG("Q=", EXIMLOG_A_Q),        EXIMLOG_TAG("id=", EXIMLOG_A_ID),
-    EXIMLOG_TAG("id*=", EXIMLOG_A_ID),     EXIMLOG_TAG("T=", EXIMLOG_A_T),
-    EXIMLOG_TAG("from", EXIMLOG_A_FROM),   EXIMLOG_TAG("for", EXIMLOG_A_FOR),
+    EXIMLOG_TAG("Q=", EXIMLOG_A_Q),         EXIMLOG_TAG("id=", EXIMLOG_A_ID),
+    EXIMLOG_TAG("id*=", EXIMLOG_A_ID),      EXIMLOG_TAG("T=", EXIMLOG_A_T),
+    EXIMLOG_TAG("from", EXIMLOG_A_FROM),    EXIMLOG_TAG("for", EXIMLOG_A_FOR),
 };
 
 /*
@@ -483,7 +486,7 @@ eximlog_arrival_tag(const char *p, const char *end, const char **val)
     }
     for (size_t i = 0; i < N_ELEMS(eximlog_arrival_tags); i++) {
         const struct eximlog_tag *t = &eximlog_arrival_tags[i];
-        if (n < t->len || memcmp(p, t->name, t->len) != 0)
+        if (t->name[0] != p[0] || n < t->len || memcmp(p, t->name, t->len) != 0)
             continue;
         if (t->name[t->len - 1] == '=') {
             *val = p + t->len;
@@ -497,8 +500,9 @@ eximlog_arrival_tag(const char *p, const char *end, const char **val)
     return 0;
 }
 
-static const char *const eximlog_arrival_host_follow[] = { " I=", " TFO", " U=", " Ci=", " P=",
-                                                           NULL };
+static const char *const eximlog_arrival_host_follow[] = {
+    " I=", " TFO", " U=", " Ci=", " P=", NULL
+};
 
 /* Is the token at @p (after a space) one that may follow A=<auth>:<set_id> ? */
 static bool
@@ -874,9 +878,9 @@ eximlog_find_args(const char *p, const char *end, const char **num, size_t *coun
 static bool
 eximlog_opt_takes_value(const char *p, size_t n)
 {
-    static const char *const opts[] = { "-f", "-F", "-r", "-C", "-L", "-oMa", "-oMaa",
-                                        "-oMai", "-oMas", "-oMi", "-oMm", "-oMr", "-oMs",
-                                        "-oMt", "-oP", "-oPX", "-X", "-z" };
+    static const char *const opts[] = { "-f",    "-F",    "-r",    "-C",   "-L",   "-oMa",
+                                        "-oMaa", "-oMai", "-oMas", "-oMi", "-oMm", "-oMr",
+                                        "-oMs",  "-oMt",  "-oP",   "-oPX", "-X",   "-z" };
     for (size_t i = 0; i < N_ELEMS(opts); i++)
         if (strlen(opts[i]) == n && memcmp(opts[i], p, n) == 0)
             return true;
@@ -1022,9 +1026,11 @@ eximlog_auth_fail(struct exim_event *ev, const char *p, const char *sp, const ch
     return 1;
 }
 
-static const char *const eximlog_reject_follow[] = { " I=", " U=", " X=", " CV=", " DN=",
-                                                     " SNI=", " F=", " A=", " rejected ",
-                                                     " temporarily rejected ", NULL };
+static const char *const eximlog_reject_follow[] = {
+    " I=",   " U=", " X=", " CV=",       " DN=",
+    " SNI=", " F=", " A=", " rejected ", " temporarily rejected ",
+    NULL
+};
 
 /* "H=<host> [..] [F=<sender>] [A=auth:id] rejected|temporarily rejected ..." or
  * "F=<sender> rejected ...". Other H= lines (warnings, verify failures) are EXIM_OTHER. */
@@ -1049,7 +1055,8 @@ eximlog_reject(struct exim_event *ev, const char *p, const char *end)
     }
     while (q < end) {
         const char *e;
-        if (EXIMLOG_STARTS(q, end, "rejected ") || EXIMLOG_STARTS(q, end, "temporarily rejected ")) {
+        if (EXIMLOG_STARTS(q, end, "rejected ") ||
+            EXIMLOG_STARTS(q, end, "temporarily rejected ")) {
             t.type = EXIM_REJECT;
             t.text = eximlog_slice(q, end);
             const char *r = (const char *)memchr(q, ' ', (size_t)(end - q)) + 1;
@@ -1118,12 +1125,11 @@ eximlog_no_id(struct exim_event *ev, const char *p, const char *end)
         return eximlog_connection(ev, p + 21, end);
     if (EXIMLOG_STARTS(p, end, "no MAIL in SMTP connection from "))
         return eximlog_connection(ev, p + 32, end);
-    if (EXIMLOG_STARTS(p, end, "SMTP call from ") ||
-        EXIMLOG_STARTS(p, end, "Connection from ") ||
+    if (EXIMLOG_STARTS(p, end, "SMTP call from ") || EXIMLOG_STARTS(p, end, "Connection from ") ||
         EXIMLOG_STARTS(p, end, "SMTP protocol error") ||
         EXIMLOG_STARTS(p, end, "SMTP protocol synchronization error") ||
         EXIMLOG_STARTS(p, end, "unexpected disconnection while reading SMTP command from ") ||
-        EXIMLOG_STARTS(p, end, "SMTP command timeout on connection from ") ||
+        EXIMLOG_STARTS(p, end, "SMTP command timeout") ||
         EXIMLOG_STARTS(p, end, "TLS error on connection from "))
         return eximlog_connection(ev, NULL, end);
     if (EXIMLOG_STARTS(p, end, "Start queue run:") || EXIMLOG_STARTS(p, end, "End queue run:")) {
@@ -1143,8 +1149,8 @@ eximlog_no_id(struct exim_event *ev, const char *p, const char *end)
     if (sp && end - sp >= 3 && (sp + 3 == end || sp[3] == ' ')) {
         char a = sp[1], b = sp[2];
         bool flag = ((a == '<' || a == '(') && b == '=') || (a == '=' && b == '>') ||
-                    (a == '-' && b == '>') || (a == '*' && b == '>') ||
-                    (a == '>' && b == '>') || (a == '*' && b == '*') || (a == '=' && b == '=');
+                    (a == '-' && b == '>') || (a == '*' && b == '>') || (a == '>' && b == '>') ||
+                    (a == '*' && b == '*') || (a == '=' && b == '=');
         if (flag && sp - p >= 14 && sp - p <= 25 && memchr(p, '-', (size_t)(sp - p)))
             return -EBADMSG;
     }
@@ -1201,6 +1207,11 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     *ret_ev = (struct exim_event){ 0 };
     if (len > EXIMLOG_RECORD_MAX)
         return -E2BIG;
+    /* an unclean shutdown leaves runs of NUL bytes before (or instead of) an entry */
+    while (rec < end && *rec == '\0')
+        rec++;
+    if (rec == end && len > 0)
+        return 0;
     const char *p = eximlog_prefix(rec, end, &ev);
     if (!p) {
         /* the overflow marker may have eaten a prefix-less entry */
@@ -1309,8 +1320,8 @@ eximlog_joiner_has_args(const char *p, const char *end)
     size_t count;
     if (eximlog_find_args(p, end, &num, &count))
         return true;
-    return memmem(p, (size_t)(end - p), EXIMLOG_OVERFLOW_MARK,
-                  sizeof(EXIMLOG_OVERFLOW_MARK) - 1) != NULL;
+    return memmem(p, (size_t)(end - p), EXIMLOG_OVERFLOW_MARK, sizeof(EXIMLOG_OVERFLOW_MARK) - 1) !=
+           NULL;
 }
 
 static void
@@ -1363,6 +1374,8 @@ eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
 {
     struct exim_event ev = { 0 };
     const char *end = line + len;
+    while (line < end && *line == '\0')
+        line++;
     const char *p = eximlog_prefix(line, end, &ev);
     j->kind = EXIMLOG_JOIN_PLAIN;
     j->open = false;

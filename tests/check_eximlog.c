@@ -6,12 +6,13 @@
  * whole logs: the shared corpus (skipped when absent) and a generated fixture must split
  * and parse without a single -EBADMSG.
  */
-#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <check.h>
 
 #include "eximlog.h"
 
@@ -22,8 +23,8 @@ struct good {
     const char *line;
     int ret;
     enum exim_type type;
-    uint32_t flags;    /* must be set */
-    uint32_t noflags;  /* must be clear */
+    uint32_t flags;   /* must be set */
+    uint32_t noflags; /* must be clear */
     const char *msgid;
     const char *sender;
     const char *host_ip;
@@ -31,24 +32,27 @@ struct good {
     const char *proto;
     const char *auth;
     const char *set_id;
-    int64_t size;      /* -1: not checked */
+    int64_t size; /* -1: not checked */
     const char *subject;
-    int nrcpt;         /* -1: not checked */
+    int nrcpt; /* -1: not checked */
     const char *addr;
     const char *router;
     const char *transport;
     const char *text;
     const char *cwd;
-    int argc;          /* -1: not checked */
+    int argc; /* -1: not checked */
     const char *args;
-    int64_t ts_ms;     /* 0: not checked */
-    int pid;           /* -1: not checked, 0: must be absent */
+    int64_t ts_ms; /* 0: not checked */
+    int pid;       /* -1: not checked, 0: must be absent */
     const char *host;
 };
 
 /* G() presets "not checked" values that a case may override. */
 #pragma GCC diagnostic ignored "-Woverride-init"
-#define G(...) { .size = -1, .nrcpt = -1, .argc = -1, .pid = -1, __VA_ARGS__ }
+#define G(...)                                                                                     \
+    {                                                                                              \
+        .size = -1, .nrcpt = -1, .argc = -1, .pid = -1, __VA_ARGS__                                \
+    }
 
 /* 2019-04-21 04:33:14 read as UTC */
 #define TS_E1 INT64_C(1555821194000)
@@ -62,12 +66,12 @@ static const struct good good[] = {
               "A=dovecot_login:user@customer.example S=91991 "
               "id=012901d4f836$03fad680$0bf08380$@com T=\"RE: (subject replaced)\" for "
               "a@partner.example b@customer.example",
-      .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_ANOMALOUS | EXIM_F_LOCAL |
-      EXIM_F_AMBIGUOUS_HOST, .msgid = "1hIAif-00H7J4-Lb", .sender = "user@customer.example",
-      .host_ip = "203.0.113.213", .host = "client.isp.example (LAPTOP) [203.0.113.213]:64606",
-      .proto = "esmtpsa", .auth = "dovecot_login", .set_id = "user@customer.example",
-      .size = 91991, .subject = "RE: (subject replaced)", .nrcpt = 2, .ts_ms = TS_E1,
-      .pid = 0),
+      .ret = 1, .type = EXIM_ARRIVAL,
+      .noflags = EXIM_F_ANOMALOUS | EXIM_F_LOCAL | EXIM_F_AMBIGUOUS_HOST,
+      .msgid = "1hIAif-00H7J4-Lb", .sender = "user@customer.example", .host_ip = "203.0.113.213",
+      .host = "client.isp.example (LAPTOP) [203.0.113.213]:64606", .proto = "esmtpsa",
+      .auth = "dovecot_login", .set_id = "user@customer.example", .size = 91991,
+      .subject = "RE: (subject replaced)", .nrcpt = 2, .ts_ms = TS_E1, .pid = 0),
     G(.name = "E14 spec arrival with ident",
       .line = "2002-10-31 08:57:53 16ZCW1-0005MB-00 <= kryten@dwarf.fict.example "
               "H=mailer.fict.example [192.168.123.123] U=exim P=smtp S=5678 "
@@ -99,14 +103,14 @@ static const struct good good[] = {
       .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_LOCAL, .pid = 14736,
       .ts_ms = INT64_C(1795392735672), .msgid = "1xVHfL-0003pg-29", .nrcpt = 1),
     G(.name = "zone +0100 is subtracted",
-      .line = "2026-11-23 01:12:15.672 +0100 1xVHfL-0003pg-29 <= a@b U=root P=local S=1",
-      .ret = 1, .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735672), .pid = 0),
+      .line = "2026-11-23 01:12:15.672 +0100 1xVHfL-0003pg-29 <= a@b U=root P=local S=1", .ret = 1,
+      .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735672), .pid = 0),
     G(.name = "zone -0730 is added",
-      .line = "2026-11-22 16:42:15 -0730 [7] 1xVHfL-0003pg-29 <= a@b U=root P=local S=1",
-      .ret = 1, .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735000), .pid = 7),
+      .line = "2026-11-22 16:42:15 -0730 [7] 1xVHfL-0003pg-29 <= a@b U=root P=local S=1", .ret = 1,
+      .type = EXIM_ARRIVAL, .ts_ms = INT64_C(1795392735000), .pid = 7),
     G(.name = "fakereject (=",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 (= a@b H=[192.0.2.1]:25 P=esmtp S=10",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_FAKEREJECT, .host_ip = "192.0.2.1"),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 (= a@b H=[192.0.2.1]:25 P=esmtp S=10", .ret = 1,
+      .type = EXIM_ARRIVAL, .flags = EXIM_F_FAKEREJECT, .host_ip = "192.0.2.1"),
     G(.name = "null sender bounce with R=",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= <> R=1xVHex-0003oU-1h U=mailnull "
               "P=local S=2000 T=\"Mail delivery failed: returning message to sender\" for "
@@ -191,11 +195,11 @@ static const struct good good[] = {
               "from <\"x> y\"@e.org> for c@d",
       .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_ANOMALOUS, .nrcpt = 1),
     G(.name = "out-of-order tag is anomalous",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b P=local U=u S=9",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_ANOMALOUS),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b P=local U=u S=9", .ret = 1,
+      .type = EXIM_ARRIVAL, .flags = EXIM_F_ANOMALOUS),
     G(.name = "P=local-esmtp is local",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local-esmtp S=9",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_LOCAL),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local-esmtp S=9", .ret = 1,
+      .type = EXIM_ARRIVAL, .flags = EXIM_F_LOCAL),
     G(.name = "localhost SMTP is not local",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b H=localhost (x) [127.0.0.1]:4321 "
               "P=esmtp S=9",
@@ -220,24 +224,23 @@ static const struct good good[] = {
     G(.name = "E20 -> with C=",
       .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 -> two@remote <list@test.ex> R=all "
               "T=smtp H=127.0.0.1 [127.0.0.1] C=\"250 OK\"",
-      .ret = 1, .type = EXIM_DELIVERY, .addr = "two@remote", .router = "all",
-      .transport = "smtp"),
+      .ret = 1, .type = EXIM_DELIVERY, .addr = "two@remote", .router = "all", .transport = "smtp"),
     G(.name = "E20 *> suppressed",
       .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 *> accept <accept@y> R=accept "
               "T=appendfile",
       .ret = 1, .type = EXIM_DELIVERY, .addr = "accept", .router = "accept",
       .transport = "appendfile"),
     G(.name = "cutthrough >>",
-      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 >> a@b R=r T=t H=x [1.2.3.4]",
-      .ret = 1, .type = EXIM_DELIVERY, .addr = "a@b", .router = "r", .transport = "t"),
+      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 >> a@b R=r T=t H=x [1.2.3.4]", .ret = 1,
+      .type = EXIM_DELIVERY, .addr = "a@b", .router = "r", .transport = "t"),
     G(.name = "parents, quoted address",
       .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => \"a b\"@gmail.com (p1@x, p2@y) "
               "<top@x> F=<s@x> R=dkim_lookuphost T=dkim_remote_smtp",
       .ret = 1, .type = EXIM_DELIVERY, .addr = "\"a b\"@gmail.com", .router = "dkim_lookuphost",
       .transport = "dkim_remote_smtp"),
     G(.name = "blackhole",
-      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => :blackhole: <a@b> R=bh",
-      .ret = 1, .type = EXIM_DELIVERY, .addr = ":blackhole:", .router = "bh"),
+      .line = "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => :blackhole: <a@b> R=bh", .ret = 1,
+      .type = EXIM_DELIVERY, .addr = ":blackhole:", .router = "bh"),
     G(.name = "E15 spec deferral",
       .line = "2002-12-19 16:20:23 16aiQz-0002Q5-00 == marvin@endrest.example R=dnslookup "
               "T=smtp defer (146): Connection refused",
@@ -260,8 +263,7 @@ static const struct good good[] = {
       .line = "2002-12-19 16:20:23 16aiQz-0002Q5-00 == a@defer.example R=enforce_mail_permissions "
               "defer (-1): \"Sender x has an outgoing mail hold.  Message will be reattempted "
               "later\"",
-      .ret = 1, .type = EXIM_DEFER, .flags = EXIM_F_ENFORCED,
-      .router = "enforce_mail_permissions"),
+      .ret = 1, .type = EXIM_DEFER, .flags = EXIM_F_ENFORCED, .router = "enforce_mail_permissions"),
     G(.name = "E4 cPanel failure, enforced",
       .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb ** b@partner.example <B@partner.example> "
               "R=enforce_mail_permissions: Domain customer.example has exceeded the max defers "
@@ -291,25 +293,21 @@ static const struct good good[] = {
       .ret = 1, .type = EXIM_FAIL, .addr = "defer@example.net", .router = "",
       .text = "retry timeout exceeded"),
     G(.name = "failure T= with colon",
-      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 ** a@b <c@d> R=r T=t: SMTP error",
-      .ret = 1, .type = EXIM_FAIL, .router = "r", .transport = "t", .text = "SMTP error"),
+      .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 ** a@b <c@d> R=r T=t: SMTP error", .ret = 1,
+      .type = EXIM_FAIL, .router = "r", .transport = "t", .text = "SMTP error"),
 
     /* ---- other message records ---- */
-    G(.name = "Completed",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed", .ret = 1,
+    G(.name = "Completed", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed", .ret = 1,
       .type = EXIM_COMPLETED, .msgid = "1hIAif-00H7J4-Lb"),
-    G(.name = "Completed QT=",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed QT=1s", .ret = 1,
-      .type = EXIM_COMPLETED),
-    G(.name = "frozen by root",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb frozen by root", .ret = 1,
-      .type = EXIM_FROZEN, .text = "root"),
+    G(.name = "Completed QT=", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed QT=1s",
+      .ret = 1, .type = EXIM_COMPLETED),
+    G(.name = "frozen by root", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb frozen by root",
+      .ret = 1, .type = EXIM_FROZEN, .text = "root"),
     G(.name = "Frozen (delivery error message)",
       .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Frozen (delivery error message)", .ret = 1,
       .type = EXIM_FROZEN),
-    G(.name = "unfrozen by root",
-      .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb unfrozen by root", .ret = 1,
-      .type = EXIM_UNFROZEN, .text = "root"),
+    G(.name = "unfrozen by root", .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb unfrozen by root",
+      .ret = 1, .type = EXIM_UNFROZEN, .text = "root"),
     G(.name = "Unfrozen by auto-thaw",
       .line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Unfrozen by auto-thaw", .ret = 1,
       .type = EXIM_UNFROZEN, .text = "auto-thaw"),
@@ -345,49 +343,46 @@ static const struct good good[] = {
       .line = "2015-10-26 22:01:30 cwd=/usr/local/cpanel/whostmgr/docroot 5 args: /usr/sbin/exim "
               "-bd -q1h -oP /var/spool/exim/exim-daemon.pid",
       .ret = 1, .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION, .argc = 5),
-    G(.name = "E7 -bpc",
-      .line = "2019-09-20 14:18:00 cwd=/root 2 args: exim -bpc", .ret = 1, .type = EXIM_CWD,
-      .noflags = EXIM_F_CWD_SUBMISSION, .cwd = "/root", .argc = 2, .args = "exim -bpc"),
+    G(.name = "E7 -bpc", .line = "2019-09-20 14:18:00 cwd=/root 2 args: exim -bpc", .ret = 1,
+      .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION, .cwd = "/root", .argc = 2,
+      .args = "exim -bpc"),
     G(.name = "PHP with -f",
       .line = "2019-09-20 14:18:00 [77] cwd=/home/u/public_html 4 args: /usr/sbin/sendmail -t -i "
               "-fuser@domain",
       .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION, .pid = 77, .argc = 4),
     G(.name = "plain recipients",
-      .line = "2019-09-20 14:18:00 cwd=/home/u 4 args: sendmail -f a@b rcpt@example.net",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
+      .line = "2019-09-20 14:18:00 cwd=/home/u 4 args: sendmail -f a@b rcpt@example.net", .ret = 1,
+      .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
     G(.name = "-oi with recipient",
-      .line = "2019-09-20 14:18:00 cwd=/home/u 3 args: sendmail -oi r@x",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
-    G(.name = "-bs",
-      .line = "2019-09-20 14:18:00 cwd=/home/u 2 args: sendmail -bs",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
+      .line = "2019-09-20 14:18:00 cwd=/home/u 3 args: sendmail -oi r@x", .ret = 1,
+      .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
+    G(.name = "-bs", .line = "2019-09-20 14:18:00 cwd=/home/u 2 args: sendmail -bs", .ret = 1,
+      .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION),
     G(.name = "bounce generation -f <> -E",
       .line = "2019-09-20 14:18:00 cwd=/var/spool/exim 7 args: /usr/sbin/exim -t -oem -oi -f <> "
               "-E1hIAif-00H7J4-Lb",
       .ret = 1, .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION, .argc = 7),
-    G(.name = "queue runner -q",
-      .line = "2019-09-20 14:18:00 cwd=/ 2 args: /usr/sbin/exim -qG", .ret = 1,
-      .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
+    G(.name = "queue runner -q", .line = "2019-09-20 14:18:00 cwd=/ 2 args: /usr/sbin/exim -qG",
+      .ret = 1, .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
     G(.name = "freeze -Mf",
       .line = "2019-09-20 14:18:00 cwd=/ 3 args: /usr/sbin/exim -Mf 1hIAif-00H7J4-Lb", .ret = 1,
       .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
     G(.name = "-bV / -bP are not submissions",
-      .line = "2019-09-20 14:18:00 cwd=/ 3 args: /usr/sbin/exim -bP x", .ret = 1,
-      .type = EXIM_CWD, .noflags = EXIM_F_CWD_SUBMISSION),
+      .line = "2019-09-20 14:18:00 cwd=/ 3 args: /usr/sbin/exim -bP x", .ret = 1, .type = EXIM_CWD,
+      .noflags = EXIM_F_CWD_SUBMISSION),
     G(.name = "cwd with spaces and 'args:' in dir; last wins",
       .line = "2019-09-20 14:18:00 cwd=/home/u/a 9 args: b 3 args: sendmail -t -i", .ret = 1,
       .type = EXIM_CWD, .flags = EXIM_F_CWD_SUBMISSION | EXIM_F_CWD_MULTI,
       .cwd = "/home/u/a 9 args: b", .argc = 3, .args = "sendmail -t -i"),
-    G(.name = "cwd (failed)",
-      .line = "2019-09-20 14:18:00 cwd= (failed) 2 args: exim -bpc", .ret = 1,
-      .type = EXIM_CWD, .cwd = " (failed)", .argc = 2),
+    G(.name = "cwd (failed)", .line = "2019-09-20 14:18:00 cwd= (failed) 2 args: exim -bpc",
+      .ret = 1, .type = EXIM_CWD, .cwd = " (failed)", .argc = 2),
     G(.name = "9.1 forged cwd joined record",
       .line = "2026-11-23 00:11:51 [14662] cwd=/home/acct/x\n2026-11-23 00:00:00 [4242] "
               "1xVHer-0003ns-2T <= victim@example.com H=(pc) [192.0.2.7]:5555 P=esmtpsa "
               "A=dovecot_login:victim@example.com S=999 for z@example.net 8 args: exim -C "
               "<config> -odq -f attacker@example.org -i rcpt@example.net",
-      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_FORGED | EXIM_F_CWD_SUBMISSION,
-      .argc = 8, .pid = 14662, .auth = "", .set_id = "",
+      .ret = 1, .type = EXIM_CWD, .flags = EXIM_F_CWD_FORGED | EXIM_F_CWD_SUBMISSION, .argc = 8,
+      .pid = 14662, .auth = "", .set_id = "",
       .args = "exim -C <config> -odq -f attacker@example.org -i rcpt@example.net"),
 
     /* ---- records without an id ---- */
@@ -429,8 +424,8 @@ static const struct good good[] = {
       .line = "2026-11-23 00:12:15 F=<a@b> rejected by non-SMTP ACL: nope", .ret = 1,
       .type = EXIM_REJECT, .sender = "a@b"),
     G(.name = "H= warning is other",
-      .line = "2026-11-23 00:12:15 H=(x) [192.0.2.1]:4455 Warning: \"SpamAssassin ...\"",
-      .ret = 0, .type = EXIM_OTHER),
+      .line = "2026-11-23 00:12:15 H=(x) [192.0.2.1]:4455 Warning: \"SpamAssassin ...\"", .ret = 0,
+      .type = EXIM_OTHER),
     G(.name = "connection open",
       .line = "2026-11-23 00:12:15 SMTP connection from [192.0.2.1]:4455 (TCP/IP connection "
               "count = 3)",
@@ -446,8 +441,8 @@ static const struct good good[] = {
     G(.name = "E16 queue run with zone",
       .line = "2003-04-25 11:17:07 +0100 Start queue run: pid=12762", .ret = 1,
       .type = EXIM_QUEUE_RUN, .ts_ms = INT64_C(1051265827000)),
-    G(.name = "End queue run",
-      .line = "2003-04-25 11:17:07 End queue run: pid=12762", .ret = 1, .type = EXIM_QUEUE_RUN),
+    G(.name = "End queue run", .line = "2003-04-25 11:17:07 End queue run: pid=12762", .ret = 1,
+      .type = EXIM_QUEUE_RUN),
     G(.name = "cPanel SMTP connection identification is other",
       .line = "2003-04-25 11:17:07 SMTP connection identification H=localhost A=127.0.0.1 "
               "P=38822 U=acct ID=1001 S=acct B=identify_local_connection",
@@ -470,8 +465,8 @@ static const struct good good[] = {
       .line = "2026-11-23 00:11:51 1xVHfL-0003pg-29 <= a@b U=x P=local**** log string "
               "overflowed log buffer ****",
       .ret = 0, .type = EXIM_OTHER, .flags = EXIM_F_OVERFLOW),
-    G(.name = "argument list tail ...",
-      .line = "2026-11-23 00:11:51 ... more args", .ret = 0, .type = EXIM_OTHER),
+    G(.name = "argument list tail ...", .line = "2026-11-23 00:11:51 ... more args", .ret = 0,
+      .type = EXIM_OTHER),
 };
 
 struct bad {
@@ -482,8 +477,7 @@ struct bad {
 
 static const struct bad bad[] = {
     { "arrival without S=", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local", -EBADMSG },
-    { "arrival with S=x", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local S=x",
-      -EBADMSG },
+    { "arrival with S=x", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local S=x", -EBADMSG },
     { "arrival with empty S=", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b U=u P=local S=",
       -EBADMSG },
     { "arrival without sender", "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= ", -EBADMSG },
@@ -523,8 +517,8 @@ check_str(const char *name, const char *field, struct fg_str got, const char *wa
         return;
     size_t n = strlen(want);
     ck_assert_msg(got.len == n && (n == 0 || memcmp(got.p, want, n) == 0),
-                  "%s: %s is '%.*s', want '%s'", name, field, (int)got.len,
-                  got.p ? got.p : "", want);
+                  "%s: %s is '%.*s', want '%s'", name, field, (int)got.len, got.p ? got.p : "",
+                  want);
 }
 
 START_TEST(test_good)
@@ -535,8 +529,8 @@ START_TEST(test_good)
     ck_assert_msg(r == g->ret, "%s: returned %d, want %d", g->name, r, g->ret);
     ck_assert_msg(ev.type == g->type, "%s: type %s, want %s", g->name, eximlog_type_name(ev.type),
                   eximlog_type_name(g->type));
-    ck_assert_msg((ev.flags & g->flags) == g->flags, "%s: flags 0x%x lack 0x%x", g->name,
-                  ev.flags, g->flags);
+    ck_assert_msg((ev.flags & g->flags) == g->flags, "%s: flags 0x%x lack 0x%x", g->name, ev.flags,
+                  g->flags);
     ck_assert_msg((ev.flags & g->noflags) == 0, "%s: flags 0x%x have 0x%x", g->name, ev.flags,
                   ev.flags & g->noflags);
     check_str(g->name, "msgid", ev.msgid, g->msgid);
@@ -558,8 +552,8 @@ START_TEST(test_good)
         ck_assert_msg(ev.size == (uint64_t)g->size, "%s: size %llu, want %lld", g->name,
                       (unsigned long long)ev.size, (long long)g->size);
     if (g->nrcpt >= 0)
-        ck_assert_msg(ev.nrcpt == (uint32_t)g->nrcpt, "%s: nrcpt %u, want %d", g->name,
-                      ev.nrcpt, g->nrcpt);
+        ck_assert_msg(ev.nrcpt == (uint32_t)g->nrcpt, "%s: nrcpt %u, want %d", g->name, ev.nrcpt,
+                      g->nrcpt);
     if (g->argc >= 0)
         ck_assert_msg(ev.argc == (uint32_t)g->argc, "%s: argc %u, want %d", g->name, ev.argc,
                       g->argc);
@@ -585,6 +579,470 @@ START_TEST(test_bad)
 }
 END_TEST
 
+/* ---- joiner ---------------------------------------------------------------------- */
+
+#define JOIN_MAX 64
+
+struct joined {
+    size_t n;
+    char text[JOIN_MAX][EXIMLOG_RECORD_MAX + 1];
+    size_t len[JOIN_MAX];
+    uint64_t start[JOIN_MAX], end[JOIN_MAX];
+    uint32_t flags[JOIN_MAX];
+    bool truncated[JOIN_MAX];
+};
+
+static void
+joined_add(struct joined *out, const struct eximlog_record *rec)
+{
+    ck_assert_uint_lt(out->n, JOIN_MAX);
+    memcpy(out->text[out->n], rec->text, rec->len);
+    out->text[out->n][rec->len] = '\0';
+    out->len[out->n] = rec->len;
+    out->start[out->n] = rec->start;
+    out->end[out->n] = rec->end;
+    out->flags[out->n] = rec->flags;
+    out->truncated[out->n] = rec->truncated;
+    out->n++;
+}
+
+/* Push the lines of @text (each ending in '\n'; a final piece without one is pushed too). */
+static void
+join_text(struct eximlog_joiner *j, const char *text, size_t len, struct joined *out)
+{
+    const char *p = text, *end = text + len;
+    struct eximlog_record rec;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        uint64_t s = (uint64_t)(p - text);
+        uint64_t e = (uint64_t)((nl ? nl + 1 : end) - text);
+        if (eximlog_joiner_push(j, p, (size_t)(le - p), s, e, &rec) == 1)
+            joined_add(out, &rec);
+        p = nl ? nl + 1 : end;
+    }
+}
+
+static struct eximlog_joiner jo;
+static struct joined jd;
+
+static void
+join_all(const char *text, bool force)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    memset(&jd, 0, sizeof(jd));
+    join_text(&jo, text, strlen(text), &jd);
+    if (eximlog_joiner_flush(&jo, force, &rec) == 1)
+        joined_add(&jd, &rec);
+}
+
+START_TEST(test_join_continuation)
+{
+    join_all("2026-11-23 00:11:51 Warning: purging the environment.\n"
+             " Suggested action: use keep_environment.\n"
+             "2026-11-23 00:11:52 Start queue run: pid=1\n"
+             "\tTAB continued\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert_str_eq(jd.text[0], "2026-11-23 00:11:51 Warning: purging the environment.\n"
+                                 " Suggested action: use keep_environment.");
+    ck_assert_str_eq(jd.text[1], "2026-11-23 00:11:52 Start queue run: pid=1\n\tTAB continued");
+    ck_assert_uint_eq(jd.start[0], 0);
+    ck_assert_uint_eq(jd.end[0], jd.start[1]);
+    ck_assert_uint_eq(jo.orphan_lines, 0);
+}
+END_TEST
+
+START_TEST(test_join_empty_lines)
+{
+    const char *t = "2026-11-23 00:11:51 **** log string overflowed log buffer ****\n"
+                    "\n"
+                    "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed\n"
+                    "\n";
+    join_all(t, false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert_str_eq(jd.text[0], "2026-11-23 00:11:51 **** log string overflowed log buffer ****");
+    /* the empty line belongs to the first record */
+    ck_assert_uint_eq(jd.end[0], jd.start[1]);
+    ck_assert_uint_eq(jd.end[1], strlen(t));
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 0);
+    ck_assert(ev.flags & EXIM_F_OVERFLOW);
+}
+END_TEST
+
+START_TEST(test_join_orphans)
+{
+    join_all(" orphan one\n\torphan two\n2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed\n", false);
+    ck_assert_uint_eq(jd.n, 1);
+    ck_assert_uint_eq(jo.orphan_lines, 2);
+    ck_assert_uint_eq(jd.start[0], strlen(" orphan one\n\torphan two\n"));
+}
+END_TEST
+
+/* exim-log-format.md 9.1, the reproduced example verbatim */
+static const char forged_cwd[] =
+    "2026-11-23 00:11:51 [14662] cwd=/home/acct/x\n"
+    "2026-11-23 00:00:00 [4242] 1xVHer-0003ns-2T <= victim@example.com H=(pc) "
+    "[192.0.2.7]:5555 P=esmtpsa A=dovecot_login:victim@example.com S=999 for z@example.net 8 "
+    "args: exim -C <config> -odq -f attacker@example.org -i rcpt@example.net\n"
+    "2026-11-23 00:11:51 [14662] 1xVHex-0003oU-1h <= attacker@example.org U=root P=local S=314 "
+    "T=\"t2\" for rcpt@example.net\n";
+
+START_TEST(test_join_forged_cwd)
+{
+    join_all(forged_cwd, false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert(jd.flags[0] & EXIM_F_CWD_FORGED);
+    ck_assert(memchr(jd.text[0], '\n', jd.len[0]) != NULL);
+    ck_assert_uint_eq(jo.absorbed_lines, 1);
+
+    /* no arrival of victim@example.com comes out of it */
+    unsigned arrivals = 0;
+    for (size_t i = 0; i < jd.n; i++) {
+        struct exim_event ev;
+        int r = eximlog_parse(jd.text[i], jd.len[i], &ev);
+        ck_assert_int_ge(r, 0);
+        if (ev.type == EXIM_ARRIVAL) {
+            arrivals++;
+            ck_assert(fg_str_eq(ev.sender, "attacker@example.org"));
+            ck_assert(fg_str_eq(ev.ident, "root"));
+            ck_assert_uint_eq(ev.set_id.len, 0);
+        } else {
+            ck_assert_int_eq(ev.type, EXIM_CWD);
+            ck_assert(ev.flags & EXIM_F_CWD_FORGED);
+            ck_assert(ev.flags & EXIM_F_CWD_SUBMISSION);
+            ck_assert_uint_eq(ev.argc, 8);
+            ck_assert_uint_eq(ev.pid, 14662);
+        }
+    }
+    ck_assert_uint_eq(arrivals, 1);
+}
+END_TEST
+
+START_TEST(test_join_cwd_overflow_marker)
+{
+    join_all("2026-11-23 00:11:51 cwd=/x**** log string overflowed log buffer ****\n"
+             "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert_uint_eq(jo.absorbed_lines, 0);
+}
+END_TEST
+
+START_TEST(test_join_open_quote)
+{
+    const char *t =
+        "2026-11-23 00:11:51 [9] 1xVHex-0003oU-1h <= \"x\n"
+        "2026-11-23 00:00:00 [4242] 1xVHer-0003ns-2T <= v@example.com H=(pc) [192.0.2.7]:5555 "
+        "P=esmtpsa A=dovecot_login:v@example.com S=1 for a@b \"@evil.example U=bob P=local S=5 "
+        "for r@example.net\n"
+        "2026-11-23 00:11:52 [9] 1xVHex-0003oU-1h Completed\n";
+    join_all(t, false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert(jd.flags[0] & EXIM_F_ABSORBED);
+    ck_assert(!(jd.flags[0] & EXIM_F_INCOMPLETE));
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert_int_eq(ev.type, EXIM_ARRIVAL);
+    ck_assert(fg_str_eq(ev.ident, "bob"));
+    ck_assert_uint_eq(ev.set_id.len, 0);
+    ck_assert(ev.flags & EXIM_F_ABSORBED);
+    ck_assert(ev.sender.len > 100);
+
+    /* open quote in the for-list */
+    join_all("2026-11-23 00:11:51 1xVHex-0003oU-1h <= a@b U=bob P=local S=5 for \"r\n"
+             "2026-11-23 00:00:00 1xVHer-0003ns-2T <= fake@x U=root P=local S=1 for q\"@x\n",
+             false);
+    ck_assert_uint_eq(jd.n, 1);
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert(fg_str_eq(ev.ident, "bob"));
+    ck_assert_uint_eq(ev.nrcpt, 1);
+
+    /* a subject with escaped quotes does not open anything */
+    join_all("2026-11-23 00:11:51 1xVHex-0003oU-1h <= a@b U=bob P=local S=5 T=\"a \\\" b\"\n"
+             "2026-11-23 00:11:52 1xVHex-0003oU-1h Completed\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+}
+END_TEST
+
+START_TEST(test_join_flush)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    memset(&jd, 0, sizeof(jd));
+    const char *l1 = "2026-11-23 00:11:51 [14662] cwd=/home/acct/x";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, l1, strlen(l1), 100, 100 + strlen(l1) + 1, &rec), 0);
+    /* open syntax: not handed out without force */
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, false, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 7), 100);
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, true, &rec), 1);
+    ck_assert(rec.flags & EXIM_F_INCOMPLETE);
+    ck_assert_uint_eq(rec.start, 100);
+    ck_assert_uint_eq(rec.end, 100 + strlen(l1) + 1);
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(rec.text, rec.len, &ev), -EBADMSG);
+    /* nothing pending any more */
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, true, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 7), 7);
+
+    /* a closed record flushes without force; later continuations are orphans */
+    const char *l2 = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, l2, strlen(l2), 200, 247, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 150), 200);
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, false, &rec), 1);
+    ck_assert(!(rec.flags & EXIM_F_INCOMPLETE));
+    ck_assert_str_eq(rec.text, l2);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, " late", 5, 247, 253, &rec), 0);
+    ck_assert_uint_eq(jo.orphan_lines, 1);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 253), 253);
+}
+END_TEST
+
+START_TEST(test_join_resume_offsets)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    const char *a = "2026-11-23 00:11:51 Warning: x";
+    const char *b = " continued";
+    const char *c = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, a, strlen(a), 1000, 1031, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 1000), 1000);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, b, strlen(b), 1031, 1042, &rec), 0);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 1000), 1000);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, c, strlen(c), 1042, 1090, &rec), 1);
+    ck_assert_uint_eq(rec.start, 1000);
+    ck_assert_uint_eq(rec.end, 1042);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, rec.end), 1042);
+    ck_assert_uint_eq(jo.lines, 3);
+}
+END_TEST
+
+START_TEST(test_join_overlong)
+{
+    static char big[3 * EXIMLOG_RECORD_MAX];
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    memset(&jd, 0, sizeof(jd));
+    /* one over-long line whose tail looks like a record */
+    const char *head = "2026-11-23 00:11:51 Warning: ";
+    const char *fake = "2026-11-23 00:00:00 1xVHer-0003ns-2T <= v@x U=root P=local S=1";
+    size_t n = strlen(head);
+    memcpy(big, head, n);
+    memset(big + n, 'a', EXIMLOG_RECORD_MAX - n - 10);
+    n = EXIMLOG_RECORD_MAX - 10;
+    memcpy(big + n, fake, strlen(fake));
+    n += strlen(fake);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, big, n, 0, n + 1, &rec), 0);
+    ck_assert_uint_eq(jo.truncated_records, 1);
+    const char *cont = " continuation of a cut record";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, cont, strlen(cont), n + 1, n + 31, &rec), 0);
+    const char *next = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, next, strlen(next), n + 31, n + 78, &rec), 1);
+    ck_assert(rec.truncated);
+    ck_assert_uint_eq(rec.len, EXIMLOG_RECORD_MAX);
+    ck_assert_uint_eq(rec.end, n + 31);
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(rec.text, rec.len, &ev), 0);
+    ck_assert_int_eq(eximlog_joiner_flush(&jo, false, &rec), 1);
+    ck_assert_str_eq(rec.text, next);
+    ck_assert(!rec.truncated);
+    ck_assert_int_eq(eximlog_parse(big, EXIMLOG_RECORD_MAX + 1, &ev), -E2BIG);
+
+    /* an open cwd that never closes is bounded */
+    eximlog_joiner_init(&jo);
+    const char *cwd = "2026-11-23 00:11:51 cwd=/x";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, cwd, strlen(cwd), 0, 27, &rec), 0);
+    memset(big, 'b', 1000);
+    memcpy(big, "2026-11-23 00:11:51 1xVHfL-0003pg-29 Completed", 46);
+    uint64_t off = 27;
+    /* 8 lines fit in the bound, the 9th is cut; an entry is never longer than 8 KiB, so
+     * the lines after that are entries of their own again */
+    for (int i = 0; i < 9; i++, off += 1001)
+        ck_assert_int_eq(eximlog_joiner_push(&jo, big, 1000, off, off + 1001, &rec), 0);
+    ck_assert_uint_eq(jo.truncated_records, 1);
+    ck_assert_uint_eq(jo.absorbed_lines, 9);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, next, strlen(next), off, off + 47, &rec), 1);
+    ck_assert(rec.truncated);
+    ck_assert(rec.flags & EXIM_F_CWD_FORGED);
+    ck_assert(!(rec.flags & EXIM_F_INCOMPLETE) || rec.truncated);
+    ck_assert_uint_eq(rec.len, EXIMLOG_RECORD_MAX);
+    ck_assert_uint_eq(rec.start, 0);
+    ck_assert_uint_eq(rec.end, off);
+    ck_assert_int_eq(eximlog_parse(rec.text, rec.len, &ev), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_join_overlong_marker)
+{
+    struct eximlog_record rec;
+    eximlog_joiner_init(&jo);
+    const char *a = "2026-11-23 00:11:52 1xVHfL-0003pg-29 Completed";
+    ck_assert_int_eq(eximlog_joiner_push(&jo, a, strlen(a), 0, 47, &rec), 0);
+    ck_assert_int_eq(eximlog_joiner_overlong(&jo, 47, 20000, &rec), 1);
+    ck_assert_str_eq(rec.text, a);
+    ck_assert_uint_eq(jo.truncated_records, 1);
+    ck_assert_int_eq(eximlog_joiner_push(&jo, " tail", 5, 20000, 20006, &rec), 0);
+    ck_assert_uint_eq(jo.orphan_lines, 1);
+    ck_assert_uint_eq(eximlog_joiner_resume(&jo, 20006), 20006);
+}
+END_TEST
+
+/* ---- whole logs ------------------------------------------------------------------ */
+
+struct log_stats {
+    uint64_t records, errors, foreign, types[EXIM_TYPE__MAX];
+};
+
+/* Does the record start (after NUL padding) like an Exim entry, "dddd-dd-dd dd:dd:dd"? The
+ * corpus holds some text that is not Exim output (fail2ban annotations, syslog-wrapped
+ * lines, one torn write, SOURCES.md lists them); the parser rejects those with -EBADMSG,
+ * which the corpus test counts separately. */
+static bool
+log_has_exim_prefix(const char *p, size_t n)
+{
+    while (n > 0 && *p == '\0') {
+        p++;
+        n--;
+    }
+    static const char pat[] = "dddd-dd-dd dd:dd:dd";
+    if (n < sizeof(pat) - 1)
+        return false;
+    for (size_t i = 0; i < sizeof(pat) - 1; i++) {
+        if (pat[i] == 'd' ? (p[i] < '0' || p[i] > '9') : p[i] != pat[i])
+            return false;
+    }
+    return true;
+}
+
+static void
+log_record(const char *name, const struct eximlog_record *rec, struct log_stats *st)
+{
+    struct exim_event ev;
+    int r = eximlog_parse(rec->text, rec->len, &ev);
+    st->records++;
+    if (r == -EBADMSG && !log_has_exim_prefix(rec->text, rec->len)) {
+        st->foreign++;
+        if (st->foreign <= 3)
+            fprintf(stderr, "%s: not an Exim entry at %llu: %.*s\n", name,
+                    (unsigned long long)rec->start, (int)(rec->len < 100 ? rec->len : 100),
+                    rec->text);
+    } else if (r == -EBADMSG && !(rec->flags & EXIM_F_INCOMPLETE)) {
+        st->errors++;
+        fprintf(stderr, "%s: -EBADMSG at %llu: %.*s\n", name, (unsigned long long)rec->start,
+                (int)rec->len, rec->text);
+    } else if (r >= 0) {
+        st->types[ev.type]++;
+    }
+}
+
+static void
+log_parse_file(const char *path, struct log_stats *st)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char buf[16 << 20];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    struct eximlog_joiner *j = malloc(sizeof(*j));
+    ck_assert_ptr_nonnull(j);
+    eximlog_joiner_init(j);
+    struct eximlog_record rec;
+    const char *p = buf, *end = buf + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        uint64_t s = (uint64_t)(p - buf), e = (uint64_t)((nl ? nl + 1 : end) - buf);
+        size_t len = (size_t)(le - p);
+        if (len > 0 && le[-1] == '\r')
+            len--;
+        if (eximlog_joiner_push(j, p, len, s, e, &rec) == 1)
+            log_record(path, &rec, st);
+        p = nl ? nl + 1 : end;
+    }
+    if (eximlog_joiner_flush(j, true, &rec) == 1)
+        log_record(path, &rec, st);
+    free(j);
+}
+
+START_TEST(test_corpus)
+{
+    const char *dir = FG_SHARED_DIR "/corpus";
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "corpus: %s not found, skipped\n", dir);
+        return;
+    }
+    struct log_stats total = { 0 };
+    unsigned files = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 4, ".log") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        struct log_stats st = { 0 };
+        log_parse_file(path, &st);
+        total.records += st.records;
+        total.errors += st.errors;
+        total.foreign += st.foreign;
+        for (int t = 0; t < EXIM_TYPE__MAX; t++)
+            total.types[t] += st.types[t];
+        files++;
+    }
+    closedir(d);
+    fprintf(stderr,
+            "corpus: %u files, %llu records, %llu -EBADMSG, %llu not Exim entries, %llu "
+            "arrivals, %llu other\n",
+            files, (unsigned long long)total.records, (unsigned long long)total.errors,
+            (unsigned long long)total.foreign, (unsigned long long)total.types[EXIM_ARRIVAL],
+            (unsigned long long)total.types[EXIM_OTHER]);
+    ck_assert_uint_eq(total.errors, 0);
+}
+END_TEST
+
+START_TEST(test_generated_fixture)
+{
+    struct log_stats st = { 0 };
+    log_parse_file(FG_FIXTURES_DIR "/eximlog/generated-mixed.log", &st);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_uint_eq(st.foreign, 0);
+    ck_assert_uint_gt(st.records, 1000);
+    ck_assert_uint_gt(st.types[EXIM_ARRIVAL], 50);
+    ck_assert_uint_gt(st.types[EXIM_DELIVERY], 50);
+    ck_assert_uint_gt(st.types[EXIM_CWD], 10);
+    ck_assert_uint_gt(st.types[EXIM_AUTH_FAIL], 0);
+}
+END_TEST
+
+START_TEST(test_addr_helpers)
+{
+    struct fg_str list = fg_str_make("a@b \"x y\"@c.example  d@e <trunc>", 32);
+    size_t pos = 0;
+    struct fg_str a;
+    const char *want[] = { "a@b", "\"x y\"@c.example", "d@e" };
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(eximlog_next_addr(list, &pos, &a), 1);
+        ck_assert_msg(fg_str_eq(a, want[i]), "addr %zu is %.*s", i, (int)a.len, a.p);
+    }
+    ck_assert_int_eq(eximlog_next_addr(list, &pos, &a), 0);
+    ck_assert(fg_str_eq(eximlog_addr_domain(fg_str_make("\"a@b\"@c.example", 15)), "c.example"));
+    ck_assert(fg_str_eq(eximlog_addr_domain(fg_str_make("root", 4)), ""));
+    ck_assert(eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4-Lb", 16)));
+    ck_assert(eximlog_msgid_valid(fg_str_make("16VDhn-000000001bo-D342", 23)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4_Lb", 16)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4-L_", 16)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("16VDhn-00000001bo-DD342", 23)));
+    ck_assert(!eximlog_msgid_valid(fg_str_make("1hIAif-00H7J4-Lb1", 17)));
+    for (int t = 0; t < EXIM_TYPE__MAX; t++)
+        ck_assert_str_ne(eximlog_type_name((enum exim_type)t), "unknown");
+    ck_assert_str_eq(eximlog_type_name(EXIM_TYPE__MAX), "unknown");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -592,7 +1050,25 @@ main(void)
     TCase *tc = tcase_create("parse");
     tcase_add_loop_test(tc, test_good, 0, (int)N_ELEMS(good));
     tcase_add_loop_test(tc, test_bad, 0, (int)N_ELEMS(bad));
+    tcase_add_test(tc, test_addr_helpers);
     suite_add_tcase(s, tc);
+    TCase *tj = tcase_create("joiner");
+    tcase_add_test(tj, test_join_continuation);
+    tcase_add_test(tj, test_join_empty_lines);
+    tcase_add_test(tj, test_join_orphans);
+    tcase_add_test(tj, test_join_forged_cwd);
+    tcase_add_test(tj, test_join_cwd_overflow_marker);
+    tcase_add_test(tj, test_join_open_quote);
+    tcase_add_test(tj, test_join_flush);
+    tcase_add_test(tj, test_join_resume_offsets);
+    tcase_add_test(tj, test_join_overlong);
+    tcase_add_test(tj, test_join_overlong_marker);
+    suite_add_tcase(s, tj);
+    TCase *tl = tcase_create("logs");
+    tcase_set_timeout(tl, 120);
+    tcase_add_test(tl, test_corpus);
+    tcase_add_test(tl, test_generated_fixture);
+    suite_add_tcase(s, tl);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
