@@ -1198,6 +1198,20 @@ eximlog_ends_overflow(const char *p, const char *end)
     return (size_t)(end - p) >= n && memcmp(end - n, EXIMLOG_OVERFLOW_MARK, n) == 0;
 }
 
+/* Does [p, end) start like "dddd-dd-dd dd:dd:dd"? */
+static bool
+eximlog_date_shaped(const char *p, const char *end)
+{
+    static const char pat[] = "dddd-dd-dd dd:dd:dd";
+
+    if ((size_t)(end - p) < sizeof(pat) - 1)
+        return false;
+    for (size_t i = 0; i < sizeof(pat) - 1; i++)
+        if (pat[i] == 'd' ? (p[i] < '0' || p[i] > '9') : p[i] != pat[i])
+            return false;
+    return true;
+}
+
 int
 eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
 {
@@ -1219,7 +1233,12 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
             ret_ev->flags = EXIM_F_OVERFLOW;
             return 0;
         }
-        return -EBADMSG;
+        /* a date-shaped start with impossible values is a damaged entry; anything else
+         * (syslog framing, annotations, a torn write) is not Exim's and not an error */
+        if (eximlog_date_shaped(rec, end))
+            return -EBADMSG;
+        ret_ev->flags = EXIM_F_FOREIGN;
+        return 0;
     }
     ev.body = eximlog_slice(p, end);
     bool overflow = eximlog_ends_overflow(p, end);

@@ -42,6 +42,7 @@ enum exim_type {
 #define EXIM_F_ENFORCED       (1u << 10) /* consequence of a hold/suspension (R=enforce_mail_permissions) */
 #define EXIM_F_ABSORBED       (1u << 11) /* the record swallowed a physical line that did not start
                                             with a space/tab (raw newline in a field: 9.1) */
+#define EXIM_F_FOREIGN        (1u << 13) /* no Exim prefix at all: not Exim's text (type OTHER) */
 #define EXIM_F_CWD_MULTI      (1u << 12) /* cwd= text holds several " N args: " parts */
 
 /*
