@@ -149,8 +149,11 @@ setup(void)
 static void
 teardown(void)
 {
+    char cmd[300];
     spawner_free(&fs->ops);
     test_config_free(cfg);
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    (void)!system(cmd);
 }
 
 static struct action *
