@@ -1,0 +1,1563 @@
+/*
+ * action.c - freeze, then hold or suspend, then report; the ledger; release.
+ *
+ * Owns: turning a verdict into external effects in the order DESIGN.md "Actions" fixes
+ * (freeze queued mail first, so neither a suspension's bounces nor a hold's notices are
+ * generated for it; then the backend step), confirming every message id in the spool
+ * before exim -Mf sees it (DESIGN.md "Trust"), the per-hour circuit breaker, monitor mode,
+ * and the ledger that makes all of it survive a restart. Does not own: deciding (lib/policy),
+ * alerting (the done callback hands the outcome to the caller), exemptions (the caller
+ * does not trip exempt identities), the backends' mechanics (action_<name>.c).
+ *
+ * Requests become jobs in one FIFO, and only the head job runs, one external command at
+ * a time: this is the rate cap on exim -Mf (one batch of cfg->freeze_batch ids in flight,
+ * whatever the number of identities) and it keeps the order of effects obvious. A job is
+ * a small state machine: FREEZE (batches, then one delayed retry of "is locked" ids) ->
+ * BACKEND -> DONE for a trip; UNBLOCK -> THAW -> DONE for a release. We learn which ids
+ * we froze from exim's per-id lines ("Message <id> is now frozen"), never from its exit
+ * status, which is 1 as soon as any id did not change (cpanel.md §4.1). "is already
+ * frozen" ids are not recorded as ours: someone else froze them and a release must not
+ * thaw them.
+ *
+ * Ledger: a text file, one "E" line per identity followed by its "F <msgid>" lines,
+ * fields tab-separated and percent-encoded. It is rewritten whole, atomically, after every
+ * step; entries released more than ACTION_LEDGER_KEEP_MS ago are dropped then.
+ */
+#include "action.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "action_backend.h"
+#include "log.h"
+#include "util.h"
+
+#define ACTION_LEDGER_NAME      "actions.ledger"
+#define ACTION_LEDGER_MAGIC     "floodgate-ledger 1"
+#define ACTION_LEDGER_MAX       (64u << 20) /* refuse to load a larger ledger */
+#define ACTION_LEDGER_KEEP_MS   (30LL * 24 * 3600 * 1000) /* released entries kept 30 days */
+#define ACTION_FROZEN_MAX       100000 /* ids recorded per identity; more are not frozen */
+#define ACTION_BATCH_MAX        500    /* cap on cfg->freeze_batch (argv size) */
+#define ACTION_LOCKED_RETRY_MS  2000   /* "is locked": a delivery is running; try once more */
+#define ACTION_BREAKER_MAX      10000  /* cap on cfg->max_actions_per_hour's ring */
+#define ACTION_HOUR_MS          (3600LL * 1000)
+#define ACTION_AUDIT_MAX        (64u << 10)
+#define ACTION_RULE_MAX         CONFIG_NAME_MAX
+
+enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
+
+struct action_entry {
+    struct action_entry *next;
+    enum usertable_scope scope;
+    char *id;
+    char *account; /* may be NULL */
+    char rule[ACTION_RULE_MAX];
+    enum action_state state;
+    uint32_t want;        /* CONFIG_ACTION_HOLD/SUSPEND asked for */
+    uint32_t done;        /* ... applied by us */
+    bool preexisting;     /* backend said it was already in force, not ours */
+    int64_t acted_ms, released_ms;
+    char **frozen;
+    size_t nfrozen, capfrozen;
+    bool busy;            /* a job refers to it */
+};
+
+enum job_kind { JOB_TRIP, JOB_FREEZE_MORE, JOB_RELEASE, JOB_RESUME };
+enum job_phase { PH_FREEZE, PH_BACKEND, PH_UNBLOCK, PH_THAW, PH_DONE };
+
+struct action_job {
+    struct action_job *next;
+    struct action *a;
+    enum job_kind kind;
+    enum job_phase phase;
+    struct action_entry *e;
+    char **ids; /* to freeze (owned strings) */
+    size_t nids, pos;
+    char **locked;
+    size_t nlocked;
+    bool retried;
+    uint32_t unblock_left; /* release: bits still to undo */
+    struct action_outcome out;
+};
+
+struct action {
+    struct ev_loop *loop;
+    const struct clock *clock;
+    const struct config *cfg;
+    struct spawner *spawner;
+    const struct action_backend *backend;
+    struct action_backend_env env;
+    action_audit_fn audit;
+    void *audit_ctx;
+    action_done_fn done;
+    void *done_ctx;
+    spool_owner_fn owner;
+    void *owner_ctx;
+    char *exim_config;
+    char *hold_file, *susp_file;
+    char *ledger_path;
+    struct action_entry *entries;
+    struct action_job *head, *tail;
+    size_t njobs;
+    bool inflight;
+    bool pumping;
+    ev_timer retry_timer;
+    int64_t *breaker; /* mono ms of recent trips, ring */
+    size_t breaker_cap, breaker_n, breaker_pos;
+};
+
+static void action_pump(struct action *a);
+
+static const char *
+action_scope_name(enum usertable_scope s)
+{
+    switch (s) {
+    case SCOPE_MAILBOX:
+        return "mailbox";
+    case SCOPE_ACCOUNT:
+        return "account";
+    case SCOPE_SCRIPT:
+        return "script";
+    case SCOPE__MAX:
+        break;
+    }
+    return "?";
+}
+
+static int
+action_scope_parse(const char *s, enum usertable_scope *ret)
+{
+    for (int i = 0; i < SCOPE__MAX; i++)
+        if (strcmp(s, action_scope_name((enum usertable_scope)i)) == 0) {
+            *ret = (enum usertable_scope)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* Shared helpers (action_backend.h). */
+
+int64_t
+action_timeout_ms(const struct config *cfg)
+{
+    return cfg->action_timeout_ms > 0 ? cfg->action_timeout_ms : 30000;
+}
+
+int
+action_write_atomic(const char *path, const char *buf, size_t len, unsigned mode)
+{
+    char tmp[CONFIG_PATH_MAX + 16], dir[CONFIG_PATH_MAX];
+    const char *slash;
+    int fd, r = 0;
+    size_t off = 0;
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
+    if (fd < 0)
+        return -errno;
+    while (off < len) {
+        ssize_t n = write(fd, buf + off, len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (r == 0 && fchmod(fd, (mode_t)mode) < 0)
+        r = -errno;
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0) {
+        (void)unlink(tmp);
+        return r;
+    }
+    slash = strrchr(path, '/');
+    if (slash) {
+        size_t n = (size_t)(slash - path);
+        if (n == 0)
+            n = 1;
+        if (n >= sizeof(dir))
+            return -ENAMETOOLONG;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    } else {
+        memcpy(dir, ".", 2);
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) < 0)
+        r = -errno;
+    (void)close(fd);
+    return r;
+}
+
+int
+action_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char *buf;
+    size_t got = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || st.st_size < 0) {
+        int r = -errno;
+        (void)close(fd);
+        return r;
+    }
+    if ((uint64_t)st.st_size > max) {
+        (void)close(fd);
+        return -EFBIG;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        (void)close(fd);
+        return -ENOMEM;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    (void)close(fd);
+    buf[got] = '\0';
+    *ret = buf;
+    if (ret_len)
+        *ret_len = got;
+    return 0;
+}
+
+int
+action_list_contains(const char *path, const char *key)
+{
+    char *buf = NULL;
+    size_t klen = strlen(key);
+    int r = action_read_file(path, 16u << 20, &buf, NULL);
+
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    r = 0;
+    for (char *line = buf; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        size_t k = 0;
+        while (k < n && line[k] != ':' && line[k] != ' ' && line[k] != '\t' && line[k] != '\r')
+            k++;
+        if (line[0] != '#' && k > 0 && k == klen &&
+            fg_str_eq_nocase(fg_str_make(line, k), fg_str_make(key, klen))) {
+            r = 1;
+            break;
+        }
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+    free(buf);
+    return r;
+}
+
+/* Audit lines. */
+
+struct action_audit {
+    struct strbuf b;
+    bool first;
+};
+
+static void
+audit_begin(const struct action *a, struct action_audit *au, const char *event,
+            const char *rule, enum usertable_scope scope, const char *id)
+{
+    strbuf_init(&au->b, ACTION_AUDIT_MAX);
+    (void)strbuf_printf(&au->b, "{\"ts\":%lld,\"event\":\"%s\"",
+                        (long long)clock_now_ms(a->clock), event);
+    if (rule) {
+        (void)strbuf_appends(&au->b, ",\"rule\":\"");
+        (void)strbuf_append_json(&au->b, rule, strlen(rule));
+        (void)strbuf_appends(&au->b, "\"");
+    }
+    (void)strbuf_printf(&au->b, ",\"scope\":\"%s\",\"id\":\"", action_scope_name(scope));
+    (void)strbuf_append_json(&au->b, id, strlen(id));
+    (void)strbuf_appends(&au->b, "\"");
+    au->first = true;
+}
+
+static void
+audit_str(struct action_audit *au, const char *key, const char *val, size_t len)
+{
+    (void)strbuf_printf(&au->b, ",\"%s\":\"", key);
+    (void)strbuf_append_json(&au->b, val, len);
+    (void)strbuf_appends(&au->b, "\"");
+}
+
+static void
+audit_num(struct action_audit *au, const char *key, long long v)
+{
+    (void)strbuf_printf(&au->b, ",\"%s\":%lld", key, v);
+}
+
+static void
+audit_bool(struct action_audit *au, const char *key, bool v)
+{
+    (void)strbuf_printf(&au->b, ",\"%s\":%s", key, v ? "true" : "false");
+}
+
+static void
+audit_ids(struct action_audit *au, const char *key, char *const *ids, size_t n)
+{
+    (void)strbuf_printf(&au->b, ",\"%s\":[", key);
+    for (size_t i = 0; i < n; i++)
+        (void)strbuf_printf(&au->b, "%s\"%s\"", i ? "," : "", ids[i]); /* validated ids */
+    (void)strbuf_appends(&au->b, "]");
+}
+
+static void
+audit_result(struct action_audit *au, const struct spawn_result *res)
+{
+    char st[128];
+
+    if (!res)
+        return;
+    spawn_result_describe(res, st, sizeof(st));
+    audit_str(au, "status", st, strlen(st));
+    if (res->err_len)
+        audit_str(au, "stderr", res->err_text, res->err_len);
+    if (res->out_len)
+        audit_str(au, "stdout", res->out, res->out_len);
+}
+
+static void
+audit_end(struct action *a, struct action_audit *au)
+{
+    if (strbuf_appends(&au->b, "}") == 0 && a->audit)
+        a->audit(a->audit_ctx, strbuf_cstr(&au->b));
+    strbuf_done(&au->b);
+}
+
+static void
+action_log(int prio, int err, const char *rule, enum usertable_scope scope, const char *id,
+           const char *fmt_what, const char *detail)
+{
+    const struct log_field f[] = {
+        { "MESSAGE_ID", LOG_MSGID_ACTION },
+        { "RULE", rule },
+        { "SCOPE", action_scope_name(scope) },
+        { "IDENTITY", id },
+        { "DETAIL", detail },
+        { NULL, NULL },
+    };
+    (void)log_emit(prio, err, f, "action: %s", fmt_what);
+}
+
+/* Entries. */
+
+static struct action_entry *
+action_find(const struct action *a, enum usertable_scope scope, const char *id)
+{
+    for (struct action_entry *e = a->entries; e; e = e->next)
+        if (e->scope == scope && (scope == SCOPE_MAILBOX ? strcasecmp(e->id, id) == 0
+                                                          : strcmp(e->id, id) == 0))
+            return e;
+    return NULL;
+}
+
+static void
+entry_free(struct action_entry *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->nfrozen; i++)
+        free(e->frozen[i]);
+    free(e->frozen);
+    free(e->id);
+    free(e->account);
+    free(e);
+}
+
+static bool
+entry_has_frozen(const struct action_entry *e, const char *msgid)
+{
+    for (size_t i = 0; i < e->nfrozen; i++)
+        if (strcmp(e->frozen[i], msgid) == 0)
+            return true;
+    return false;
+}
+
+static int
+entry_add_frozen(struct action_entry *e, const char *msgid)
+{
+    if (entry_has_frozen(e, msgid))
+        return 0;
+    if (e->nfrozen == e->capfrozen) {
+        size_t cap = e->capfrozen ? e->capfrozen * 2 : 16, bytes;
+        if (!util_mul_size(cap, sizeof(char *), &bytes))
+            return -ENOMEM;
+        char **n = realloc(e->frozen, bytes);
+        if (!n)
+            return -ENOMEM;
+        e->frozen = n;
+        e->capfrozen = cap;
+    }
+    if (!(e->frozen[e->nfrozen] = strdup(msgid)))
+        return -ENOMEM;
+    e->nfrozen++;
+    return 0;
+}
+
+static void
+entry_clear_frozen(struct action_entry *e)
+{
+    for (size_t i = 0; i < e->nfrozen; i++)
+        free(e->frozen[i]);
+    e->nfrozen = 0;
+}
+
+/* Ledger. */
+
+static void
+ledger_put(struct strbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || c == '%')
+            (void)strbuf_printf(b, "%%%02X", c);
+        else
+            (void)strbuf_append(b, s, 1);
+    }
+}
+
+static int
+ledger_unescape(const char *p, size_t len, char **ret)
+{
+    char *o = malloc(len + 1);
+    size_t n = 0;
+
+    if (!o)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '%') {
+            unsigned v = 0;
+            if (i + 2 >= len) {
+                free(o);
+                return -EBADMSG;
+            }
+            for (int k = 1; k <= 2; k++) {
+                char c = p[i + (size_t)k];
+                v <<= 4;
+                if (c >= '0' && c <= '9')
+                    v |= (unsigned)(c - '0');
+                else if (c >= 'A' && c <= 'F')
+                    v |= (unsigned)(c - 'A' + 10);
+                else {
+                    free(o);
+                    return -EBADMSG;
+                }
+            }
+            if (v == 0) {
+                free(o);
+                return -EBADMSG;
+            }
+            o[n++] = (char)v;
+            i += 2;
+        } else {
+            o[n++] = p[i];
+        }
+    }
+    o[n] = '\0';
+    *ret = o;
+    return 0;
+}
+
+static int
+ledger_save(struct action *a)
+{
+    struct strbuf b;
+    int64_t now = clock_now_ms(a->clock);
+    int r;
+
+    strbuf_init(&b, ACTION_LEDGER_MAX);
+    (void)strbuf_appends(&b, ACTION_LEDGER_MAGIC "\n");
+    for (struct action_entry *e = a->entries; e; e = e->next) {
+        static const char *const st[] = { "acting", "acted", "released" };
+        if (e->state == ENTRY_RELEASED && !e->busy && now - e->released_ms > ACTION_LEDGER_KEEP_MS)
+            continue;
+        (void)strbuf_printf(&b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", st[e->state],
+                            action_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
+                            (long long)e->acted_ms, (long long)e->released_ms);
+        ledger_put(&b, e->id);
+        (void)strbuf_appends(&b, "\t");
+        ledger_put(&b, e->account ? e->account : "-");
+        (void)strbuf_appends(&b, "\t");
+        ledger_put(&b, e->rule);
+        (void)strbuf_appends(&b, "\n");
+        for (size_t i = 0; i < e->nfrozen; i++)
+            (void)strbuf_printf(&b, "F\t%s\n", e->frozen[i]);
+    }
+    r = strbuf_appends(&b, "");
+    if (r == 0)
+        r = action_write_atomic(a->ledger_path, b.p ? b.p : "", b.len, 0600);
+    strbuf_done(&b);
+    if (r < 0)
+        (void)log_emit(LOG_ERR, r, NULL, "action: cannot write the ledger %s", a->ledger_path);
+    return r;
+}
+
+/* Split @line on tabs into at most @max fields (in place). Returns the count. */
+static size_t
+ledger_split(char *line, char **f, size_t max)
+{
+    size_t n = 0;
+
+    f[n++] = line;
+    for (char *p = line; *p && n < max; p++)
+        if (*p == '\t') {
+            *p = '\0';
+            f[n++] = p + 1;
+        }
+    return n;
+}
+
+static int
+ledger_parse_i64(const char *s, int64_t *ret)
+{
+    uint64_t v;
+    int r = util_parse_u64(s, strlen(s), &v);
+    if (r < 0 || v > INT64_MAX)
+        return -EBADMSG;
+    *ret = (int64_t)v;
+    return 0;
+}
+
+static int
+ledger_parse_entry(char **f, size_t n, struct action_entry **ret)
+{
+    struct action_entry *e;
+    uint32_t want, done, pre;
+    int r;
+
+    if (n != 10)
+        return -EBADMSG;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    if (strcmp(f[1], "acting") == 0)
+        e->state = ENTRY_ACTING;
+    else if (strcmp(f[1], "acted") == 0)
+        e->state = ENTRY_ACTED;
+    else if (strcmp(f[1], "released") == 0)
+        e->state = ENTRY_RELEASED;
+    else
+        goto bad;
+    if (action_scope_parse(f[2], &e->scope) < 0 || util_parse_u32(f[3], strlen(f[3]), &want) < 0 ||
+        util_parse_u32(f[4], strlen(f[4]), &done) < 0 ||
+        util_parse_u32(f[5], strlen(f[5]), &pre) < 0 || ledger_parse_i64(f[6], &e->acted_ms) < 0 ||
+        ledger_parse_i64(f[7], &e->released_ms) < 0)
+        goto bad;
+    e->want = want;
+    e->done = done;
+    e->preexisting = pre != 0;
+    if ((r = ledger_unescape(f[8], strlen(f[8]), &e->id)) < 0 ||
+        (r = ledger_unescape(f[9], strlen(f[9]), &e->account)) < 0)
+        goto fail;
+    if (strcmp(e->account, "-") == 0) {
+        free(e->account);
+        e->account = NULL;
+    }
+    *ret = e;
+    return 0;
+bad:
+    r = -EBADMSG;
+fail:
+    entry_free(e);
+    return r;
+}
+
+static int
+ledger_load(struct action *a)
+{
+    char *buf = NULL, *line, *f[12];
+    struct action_entry *last = NULL;
+    int r = action_read_file(a->ledger_path, ACTION_LEDGER_MAX, &buf, NULL);
+
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    line = buf;
+    char *nl = strchr(line, '\n');
+    if (!nl || (size_t)(nl - line) != strlen(ACTION_LEDGER_MAGIC) ||
+        memcmp(line, ACTION_LEDGER_MAGIC, strlen(ACTION_LEDGER_MAGIC)) != 0) {
+        r = -EBADMSG;
+        goto out;
+    }
+    for (line = nl + 1; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl) {
+            r = -EBADMSG; /* a complete file always ends with a newline */
+            goto out;
+        }
+        *nl = '\0';
+        size_t n = ledger_split(line, f, N_ELEMS(f));
+        if (strcmp(f[0], "E") == 0) {
+            struct action_entry *e = NULL;
+            char *rule = NULL;
+            /* the rule is field 10 (index 9 after E..account is 9 fields + rule) */
+            if (n != 11) {
+                r = -EBADMSG;
+                goto out;
+            }
+            if ((r = ledger_parse_entry(f, 10, &e)) < 0)
+                goto out;
+            if ((r = ledger_unescape(f[10], strlen(f[10]), &rule)) < 0 ||
+                strlen(rule) >= sizeof(e->rule)) {
+                free(rule);
+                entry_free(e);
+                r = r < 0 ? r : -EBADMSG;
+                goto out;
+            }
+            memcpy(e->rule, rule, strlen(rule) + 1);
+            free(rule);
+            if (last)
+                last->next = e;
+            else
+                a->entries = e;
+            last = e;
+        } else if (strcmp(f[0], "F") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
+            if ((r = entry_add_frozen(last, f[1])) < 0)
+                goto out;
+        } else {
+            r = -EBADMSG;
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    free(buf);
+    return r;
+}
+
+/* Jobs. */
+
+static void
+job_free(struct action_job *j)
+{
+    for (size_t i = 0; i < j->nids; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    for (size_t i = 0; i < j->nlocked; i++)
+        free(j->locked[i]);
+    free(j->locked);
+    free(j);
+}
+
+static void
+job_enqueue(struct action *a, struct action_job *j)
+{
+    j->a = a;
+    j->e->busy = true;
+    if (a->tail)
+        a->tail->next = j;
+    else
+        a->head = j;
+    a->tail = j;
+    a->njobs++;
+}
+
+static struct action_job *
+job_new(enum job_kind kind, struct action_entry *e, const char *what)
+{
+    struct action_job *j = calloc(1, sizeof(*j));
+
+    if (!j)
+        return NULL;
+    j->kind = kind;
+    j->e = e;
+    j->out.what = what;
+    j->out.rule = e->rule;
+    j->out.scope = e->scope;
+    j->out.id = e->id;
+    return j;
+}
+
+/* Lower-case a mailbox, copy others: the ledger and the blocklist key on this form. */
+static char *
+action_norm_id(enum usertable_scope scope, const char *id)
+{
+    char *s = strdup(id);
+    if (s && scope == SCOPE_MAILBOX)
+        for (char *p = s; *p; p++)
+            *p = util_ascii_lower(*p);
+    return s;
+}
+
+static bool
+action_valid_identity(enum usertable_scope scope, const char *id)
+{
+    const char *colon;
+    char user[SPAWN_USER_MAX + 1];
+
+    if (!id)
+        return false;
+    switch (scope) {
+    case SCOPE_MAILBOX:
+        return spawn_valid_mailbox(id);
+    case SCOPE_ACCOUNT:
+        return spawn_valid_user(id);
+    case SCOPE_SCRIPT:
+        colon = strchr(id, ':');
+        if (!colon || !spawn_valid_text(id) ||
+            util_copy_str(user, sizeof(user), fg_str_make(id, (size_t)(colon - id))) < 0)
+            return false;
+        return spawn_valid_user(user);
+    case SCOPE__MAX:
+        break;
+    }
+    return false;
+}
+
+/*
+ * Confirm candidate ids against the spool and the identity; append the confirmed ones
+ * (not yet frozen by us) to the job. Unconfirmed ids are audited: a log line naming a
+ * message that is not the identity's may be a forgery (DESIGN.md "Trust").
+ */
+static int
+job_collect(struct action *a, struct action_job *j, const char *const *msgids, size_t n)
+{
+    char buf[SPOOL_HEADER_READ_MAX];
+    char **bad = NULL;
+    size_t nbad = 0;
+    int r = 0;
+
+    if (n == 0)
+        return 0;
+    j->ids = calloc(n, sizeof(char *));
+    bad = calloc(n, sizeof(char *));
+    if (!j->ids || !bad) {
+        free(bad);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *id = msgids[i];
+        struct spool_header h;
+        size_t len = 0;
+        bool dup = false;
+
+        if (!spawn_valid_msgid(id)) {
+            bad[nbad++] = (char *)(uintptr_t)"(invalid)";
+            continue;
+        }
+        for (size_t k = 0; k < j->nids && !dup; k++)
+            dup = strcmp(j->ids[k], id) == 0;
+        if (dup || entry_has_frozen(j->e, id))
+            continue;
+        if (j->e->nfrozen + j->nids >= ACTION_FROZEN_MAX)
+            break;
+        r = spool_read_header(a->cfg->spool_dir, id, buf, sizeof(buf), &len);
+        if (r == -ENOENT)
+            continue; /* left the queue already */
+        if (r < 0 || spool_parse_header(buf, len, &h) < 0 ||
+            !spool_confirm(&h, j->e->scope, j->e->id, a->owner, a->owner_ctx)) {
+            bad[nbad++] = (char *)(uintptr_t)id;
+            continue;
+        }
+        if (!(j->ids[j->nids] = strdup(id))) {
+            free(bad);
+            return -ENOMEM;
+        }
+        j->nids++;
+    }
+    j->out.confirmed += j->nids;
+    if (nbad) {
+        struct action_audit au;
+        audit_begin(a, &au, "unconfirmed", j->e->rule, j->e->scope, j->e->id);
+        audit_ids(&au, "ids", bad, nbad);
+        audit_end(a, &au);
+        action_log(LOG_WARNING, 0, j->e->rule, j->e->scope, j->e->id,
+                   "message ids not confirmed in the spool, not frozen", NULL);
+    }
+    free(bad);
+    return 0;
+}
+
+static size_t
+action_batch(const struct action *a)
+{
+    uint32_t b = a->cfg->freeze_batch;
+    return b == 0 ? 50 : (b > ACTION_BATCH_MAX ? ACTION_BATCH_MAX : b);
+}
+
+/* argv: exim [-C cfg] -Mf|-Mt ids... ; the strings are borrowed from the job/entry. */
+static int
+action_exim_argv(struct action *a, const char *op, char *const *ids, size_t n, char ***ret)
+{
+    size_t k = 0;
+    char **argv = calloc(n + 5, sizeof(char *));
+
+    if (!argv)
+        return -ENOMEM;
+    argv[k++] = a->cfg->exim_path;
+    if (a->exim_config) {
+        argv[k++] = (char *)(uintptr_t)"-C";
+        argv[k++] = a->exim_config;
+    }
+    argv[k++] = (char *)(uintptr_t)op;
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = ids[i];
+    argv[k] = NULL;
+    *ret = argv;
+    return 0;
+}
+
+/* Does exim's output say "Message <id> <what>"? */
+static bool
+action_exim_says(const char *out, const char *id, const char *what)
+{
+    char needle[64];
+    (void)snprintf(needle, sizeof(needle), "Message %s %s", id, what);
+    return strstr(out, needle) != NULL;
+}
+
+struct job_batch {
+    struct action_job *j;
+    size_t start, n;
+    bool thaw;
+};
+
+static void
+job_batch_done(void *ctx, const struct spawn_result *res)
+{
+    struct job_batch *bt = ctx;
+    struct action_job *j = bt->j;
+    struct action *a = j->a;
+    struct action_entry *e = j->e;
+    char **ids = bt->thaw ? e->frozen : j->ids;
+    char **mine = calloc(bt->n ? bt->n : 1, sizeof(char *));
+    size_t nmine = 0, nfail = 0;
+    struct action_audit au;
+    char st[128];
+
+    for (size_t i = bt->start; i < bt->start + bt->n; i++) {
+        const char *id = ids[i];
+        char gone[64];
+
+        /* "Spool data file for <id> does not exist": it left the queue; not a failure. */
+        (void)snprintf(gone, sizeof(gone), "%s does not exist", id);
+        if (strstr(res->out, gone) || strstr(res->err_text, gone))
+            continue;
+        if (!bt->thaw && action_exim_says(res->out, id, "is now frozen")) {
+            if (entry_add_frozen(e, id) == 0 && mine)
+                mine[nmine++] = ids[i];
+            j->out.frozen++;
+        } else if (!bt->thaw && action_exim_says(res->out, id, "is locked") && !j->retried) {
+            char **l = realloc(j->locked, (j->nlocked + 1) * sizeof(char *));
+            if (l) {
+                j->locked = l;
+                if ((l[j->nlocked] = strdup(id)))
+                    j->nlocked++;
+            }
+        } else if (!bt->thaw && action_exim_says(res->out, id, "is already frozen")) {
+            continue; /* frozen by someone else: not ours to thaw later */
+        } else if (bt->thaw && (action_exim_says(res->out, id, "is no longer frozen") ||
+                                action_exim_says(res->out, id, "is not frozen"))) {
+            if (mine)
+                mine[nmine++] = ids[i];
+            j->out.frozen++;
+        } else {
+            nfail++; /* exim failed, timed out, or said something we do not know */
+        }
+    }
+    j->out.failed += nfail;
+    audit_begin(a, &au, bt->thaw ? "thaw" : "freeze", e->rule, e->scope, e->id);
+    audit_ids(&au, "ids", ids + bt->start, bt->n);
+    audit_ids(&au, bt->thaw ? "thawed" : "frozen", mine, nmine);
+    audit_bool(&au, "ok", nfail == 0);
+    audit_result(&au, res);
+    audit_end(a, &au);
+    spawn_result_describe(res, st, sizeof(st));
+    {
+        char what[160];
+        (void)snprintf(what, sizeof(what), "exim %s: %zu of %zu ids %s (%s)",
+                       bt->thaw ? "-Mt" : "-Mf", nmine, bt->n,
+                       bt->thaw ? "thawed" : "frozen", st);
+        action_log(nfail ? LOG_WARNING : LOG_NOTICE, 0, e->rule, e->scope, e->id, what,
+                   res->err_len ? res->err_text : NULL);
+    }
+    free(mine);
+    free(bt);
+    (void)ledger_save(a);
+    a->inflight = false;
+    action_pump(a);
+}
+
+/* Start one exim batch over ids[start..]; returns 1 started, 0 nothing started. */
+static int
+job_start_batch(struct action *a, struct action_job *j, bool thaw)
+{
+    char **ids = thaw ? j->e->frozen : j->ids;
+    size_t total = thaw ? j->e->nfrozen : j->nids;
+    size_t n = total - j->pos, batch = action_batch(a);
+    struct job_batch *bt;
+    char **argv = NULL;
+    int r;
+
+    if (n > batch)
+        n = batch;
+    bt = calloc(1, sizeof(*bt));
+    if (!bt || action_exim_argv(a, thaw ? "-Mt" : "-Mf", ids + j->pos, n, &argv) < 0) {
+        free(bt);
+        j->out.failed += n;
+        j->pos += n;
+        return 0;
+    }
+    bt->j = j;
+    bt->start = j->pos;
+    bt->n = n;
+    bt->thaw = thaw;
+    j->pos += n;
+    r = spawner_run(a->spawner, argv, action_timeout_ms(a->cfg), job_batch_done, bt);
+    free(argv);
+    if (r < 0) {
+        struct action_audit au;
+        audit_begin(a, &au, thaw ? "thaw" : "freeze", j->e->rule, j->e->scope, j->e->id);
+        audit_ids(&au, "ids", ids + bt->start, n);
+        audit_bool(&au, "ok", false);
+        audit_str(&au, "error", strerror(-r), strlen(strerror(-r)));
+        audit_end(a, &au);
+        action_log(LOG_ERR, r, j->e->rule, j->e->scope, j->e->id, "cannot run exim", NULL);
+        j->out.failed += n;
+        free(bt);
+        return 0;
+    }
+    a->inflight = true;
+    return 1;
+}
+
+static void
+action_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct action *a = w->data;
+
+    (void)loop;
+    (void)revents;
+    a->inflight = false;
+    action_pump(a);
+}
+
+/* The locked ids become the job's ids for one more pass after a short delay. */
+static int
+job_retry_locked(struct action *a, struct action_job *j)
+{
+    for (size_t i = 0; i < j->nids; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    j->ids = j->locked;
+    j->nids = j->nlocked;
+    j->locked = NULL;
+    j->nlocked = 0;
+    j->pos = 0;
+    j->retried = true;
+    if (!a->loop)
+        return 0;
+    ev_timer_set(&a->retry_timer, (double)ACTION_LOCKED_RETRY_MS / 1000.0, 0.);
+    ev_timer_start(a->loop, &a->retry_timer);
+    a->inflight = true;
+    return 1;
+}
+
+static const char *
+action_be_op_name(uint32_t op, bool undo)
+{
+    if (op & CONFIG_ACTION_SUSPEND)
+        return undo ? "unsuspend" : "suspend";
+    return undo ? "unhold" : "hold";
+}
+
+static void
+action_target_of(const struct action_entry *e, struct action_target *t, char *user,
+                 size_t usize)
+{
+    t->scope = e->scope;
+    t->id = e->id;
+    t->rule = e->rule;
+    t->account = e->account;
+    if (e->scope == SCOPE_ACCOUNT) {
+        t->account = e->id;
+    } else if (e->scope == SCOPE_SCRIPT) {
+        const char *colon = strchr(e->id, ':');
+        if (colon &&
+            util_copy_str(user, usize, fg_str_make(e->id, (size_t)(colon - e->id))) == 0)
+            t->account = user;
+    }
+}
+
+struct be_call {
+    struct action_job *j;
+    uint32_t op;
+    bool undo;
+};
+
+static void
+job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool undo, int code,
+                   const struct spawn_result *res, const char *detail)
+{
+    struct action_entry *e = j->e;
+    struct action_audit au;
+    const char *name = action_be_op_name(op, undo);
+    char what[128];
+
+    if (code == ACTION_BE_DONE) {
+        if (undo)
+            e->done &= ~op;
+        else
+            e->done |= op;
+        j->out.backend_done |= op;
+    } else if (code == ACTION_BE_ALREADY) {
+        if (undo)
+            e->done &= ~op; /* nothing of ours left to undo */
+        else
+            e->preexisting = true;
+        j->out.backend_preexisting = !undo;
+    } else {
+        j->out.backend_err = code < 0 ? code : -EIO;
+    }
+    audit_begin(a, &au, name, e->rule, e->scope, e->id);
+    audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
+    audit_bool(&au, "ok", code > 0);
+    if (code == ACTION_BE_ALREADY)
+        audit_bool(&au, "already", true);
+    if (code < 0)
+        audit_str(&au, "error", strerror(-code), strlen(strerror(-code)));
+    if (detail)
+        audit_str(&au, "detail", detail, strlen(detail));
+    audit_result(&au, res);
+    audit_end(a, &au);
+    (void)snprintf(what, sizeof(what), "%s %s through %s", name,
+                   code == ACTION_BE_DONE      ? "done"
+                   : code == ACTION_BE_ALREADY ? "already in force (not ours)"
+                                               : "failed",
+                   a->backend->name);
+    action_log(code > 0 ? LOG_NOTICE : LOG_ERR, code < 0 ? code : 0, e->rule, e->scope, e->id,
+               what, detail ? detail : (res && res->err_len ? res->err_text : NULL));
+    (void)ledger_save(a);
+}
+
+static void
+job_backend_done(void *ctx, int code, const struct spawn_result *res, const char *detail)
+{
+    struct be_call *c = ctx;
+    struct action_job *j = c->j;
+    struct action *a = j->a;
+
+    job_backend_result(a, j, c->op, c->undo, code, res, detail);
+    free(c);
+    a->inflight = false;
+    action_pump(a);
+}
+
+/* Returns 1 when a command is in flight, 0 when the step finished synchronously. */
+static int
+job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
+{
+    struct action_target t;
+    char user[SPAWN_USER_MAX + 1];
+    struct be_call *c = calloc(1, sizeof(*c));
+    int r;
+
+    if (!c) {
+        job_backend_result(a, j, op, undo, -ENOMEM, NULL, NULL);
+        return 0;
+    }
+    c->j = j;
+    c->op = op;
+    c->undo = undo;
+    action_target_of(j->e, &t, user, sizeof(user));
+    if (undo)
+        r = a->backend->release(&a->env, &t, op, job_backend_done, c);
+    else if (op & CONFIG_ACTION_SUSPEND)
+        r = a->backend->suspend(&a->env, &t, job_backend_done, c);
+    else
+        r = a->backend->hold(&a->env, &t, job_backend_done, c);
+    if (r == ACTION_BE_PENDING) {
+        a->inflight = true;
+        return 1;
+    }
+    free(c);
+    job_backend_result(a, j, op, undo, r, NULL, NULL);
+    return 0;
+}
+
+static void
+job_finish(struct action *a, struct action_job *j)
+{
+    struct action_entry *e = j->e;
+    struct action_audit au;
+    const char *event = "acted";
+
+    if (j->kind == JOB_TRIP || j->kind == JOB_RESUME) {
+        if (e->state == ENTRY_ACTING)
+            e->state = ENTRY_ACTED;
+    } else if (j->kind == JOB_RELEASE) {
+        event = "released";
+        e->state = ENTRY_RELEASED;
+        e->released_ms = clock_now_ms(a->clock);
+        entry_clear_frozen(e);
+    } else {
+        event = "freeze_more";
+    }
+    e->busy = false;
+    (void)ledger_save(a);
+    audit_begin(a, &au, event, e->rule, e->scope, e->id);
+    audit_num(&au, "confirmed", (long long)j->out.confirmed);
+    audit_num(&au, j->kind == JOB_RELEASE ? "thawed" : "frozen", (long long)j->out.frozen);
+    audit_num(&au, "failed", (long long)j->out.failed);
+    if (j->kind != JOB_FREEZE_MORE) {
+        audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
+        audit_num(&au, "backend_done", (long long)j->out.backend_done);
+        audit_bool(&au, "backend_preexisting", j->out.backend_preexisting);
+        audit_bool(&au, "backend_ok", j->out.backend_err == 0);
+    }
+    audit_end(a, &au);
+    if (a->done)
+        a->done(a->done_ctx, &j->out);
+}
+
+/* Run the job's next step. 1: something is in flight; 0: the job is finished. */
+static int
+job_step(struct action *a, struct action_job *j)
+{
+    for (;;) {
+        switch (j->phase) {
+        case PH_FREEZE:
+            if (j->kind == JOB_FREEZE_MORE && j->e->state == ENTRY_RELEASED)
+                j->pos = j->nids; /* released while queued: do not freeze any more */
+            if (j->pos < j->nids) {
+                if (job_start_batch(a, j, false))
+                    return 1;
+                continue;
+            }
+            if (j->nlocked && !j->retried) {
+                if (job_retry_locked(a, j))
+                    return 1;
+                continue;
+            }
+            j->phase = (j->kind == JOB_FREEZE_MORE) ? PH_DONE : PH_BACKEND;
+            continue;
+        case PH_BACKEND: {
+            uint32_t op = j->e->want & ~j->e->done;
+            j->phase = PH_DONE;
+            if (op && !j->e->preexisting && job_backend_call(a, j, op, false))
+                return 1;
+            continue;
+        }
+        case PH_UNBLOCK: {
+            uint32_t op = j->unblock_left & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
+                                                                   : CONFIG_ACTION_HOLD;
+            if (!j->unblock_left) {
+                j->phase = PH_THAW;
+                j->pos = 0;
+                continue;
+            }
+            j->unblock_left &= ~op;
+            if (job_backend_call(a, j, op, true))
+                return 1;
+            continue;
+        }
+        case PH_THAW:
+            if (j->pos < j->e->nfrozen) {
+                if (job_start_batch(a, j, true))
+                    return 1;
+                continue;
+            }
+            j->phase = PH_DONE;
+            continue;
+        case PH_DONE:
+            return 0;
+        }
+    }
+}
+
+static void
+action_pump(struct action *a)
+{
+    if (a->pumping)
+        return; /* a synchronous completion inside job_step: the outer loop goes on */
+    a->pumping = true;
+    while (a->head && !a->inflight) {
+        struct action_job *j = a->head;
+        if (job_step(a, j))
+            break;
+        a->head = j->next;
+        if (!a->head)
+            a->tail = NULL;
+        a->njobs--;
+        job_finish(a, j);
+        job_free(j);
+    }
+    a->pumping = false;
+}
+
+/* Circuit breaker: trips in the last hour (monotonic). */
+static bool
+action_breaker_allows(struct action *a)
+{
+    int64_t now = clock_mono_ms(a->clock);
+    size_t live = 0;
+
+    if (a->breaker_cap == 0)
+        return true;
+    for (size_t i = 0; i < a->breaker_n; i++)
+        if (now - a->breaker[i] < ACTION_HOUR_MS)
+            live++;
+    if (live >= a->breaker_cap)
+        return false;
+    a->breaker[a->breaker_pos] = now;
+    a->breaker_pos = (a->breaker_pos + 1) % a->breaker_cap;
+    if (a->breaker_n < a->breaker_cap)
+        a->breaker_n++;
+    return true;
+}
+
+static int
+action_monitor_trip(struct action *a, const struct action_request *req, struct action_entry *tmp)
+{
+    struct action_job *j = job_new(JOB_TRIP, tmp, "trip");
+    struct action_audit au;
+    uint32_t op = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
+                  : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
+                                                       : 0;
+    int r;
+
+    if (!j)
+        return -ENOMEM;
+    r = (req->actions & CONFIG_ACTION_FREEZE) ? job_collect(a, j, req->msgids, req->nmsgids) : 0;
+    if (r == 0) {
+        audit_begin(a, &au, "would_act", tmp->rule, tmp->scope, tmp->id);
+        audit_ids(&au, "would_freeze", j->ids, j->nids);
+        if (op)
+            audit_str(&au, "would", action_be_op_name(op, false),
+                      strlen(action_be_op_name(op, false)));
+        audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
+        audit_end(a, &au);
+        action_log(LOG_NOTICE, 0, tmp->rule, tmp->scope, tmp->id, "monitor mode: would act",
+                   NULL);
+        j->out.monitor = true;
+        if (a->done)
+            a->done(a->done_ctx, &j->out);
+    }
+    job_free(j);
+    return r;
+}
+
+int
+action_trip(struct action *a, const struct action_request *req)
+{
+    struct action_entry *e, tmp;
+    struct action_job *j;
+    int r;
+
+    if (!req || !req->rule || !spawn_valid_text(req->rule) ||
+        strlen(req->rule) >= ACTION_RULE_MAX || !action_valid_identity(req->scope, req->id) ||
+        (req->account && !spawn_valid_user(req->account)))
+        return -EINVAL;
+    e = action_find(a, req->scope, req->id);
+    if (e && e->state != ENTRY_RELEASED) {
+        if (a->cfg->mode != CONFIG_MODE_MONITOR && (req->actions & CONFIG_ACTION_FREEZE) &&
+            req->nmsgids)
+            (void)action_freeze_more(a, req->scope, req->id, req->msgids, req->nmsgids);
+        return -EALREADY;
+    }
+    if (a->cfg->mode == CONFIG_MODE_MONITOR) {
+        memset(&tmp, 0, sizeof(tmp));
+        tmp.scope = req->scope;
+        tmp.id = (char *)(uintptr_t)req->id;
+        memcpy(tmp.rule, req->rule, strlen(req->rule) + 1);
+        return action_monitor_trip(a, req, &tmp);
+    }
+    if (!action_breaker_allows(a)) {
+        struct action_audit au;
+        audit_begin(a, &au, "circuit_open", req->rule, req->scope, req->id);
+        audit_num(&au, "max_actions_per_hour", a->cfg->max_actions_per_hour);
+        audit_end(a, &au);
+        action_log(LOG_ERR, 0, req->rule, req->scope, req->id,
+                   "circuit breaker open: max_actions_per_hour reached, not acting", NULL);
+        return -EBUSY;
+    }
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e || !(e->id = action_norm_id(req->scope, req->id))) {
+            entry_free(e);
+            return -ENOMEM;
+        }
+        e->scope = req->scope;
+        e->next = a->entries;
+        a->entries = e;
+    }
+    free(e->account);
+    e->account = req->account ? strdup(req->account) : NULL;
+    memcpy(e->rule, req->rule, strlen(req->rule) + 1);
+    e->state = ENTRY_ACTING;
+    e->want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
+              : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
+                                                   : 0;
+    e->done = 0;
+    e->preexisting = false;
+    e->acted_ms = clock_now_ms(a->clock);
+    e->released_ms = 0;
+    j = job_new(JOB_TRIP, e, "trip");
+    if (!j)
+        return -ENOMEM;
+    if ((req->actions & CONFIG_ACTION_FREEZE) &&
+        (r = job_collect(a, j, req->msgids, req->nmsgids)) < 0) {
+        job_free(j);
+        return r;
+    }
+    {
+        struct action_audit au;
+        audit_begin(a, &au, "trip", e->rule, e->scope, e->id);
+        audit_num(&au, "candidates", (long long)req->nmsgids);
+        audit_num(&au, "confirmed", (long long)j->nids);
+        audit_num(&au, "want", (long long)e->want);
+        audit_end(a, &au);
+    }
+    job_enqueue(a, j);
+    r = ledger_save(a); /* "acting" is on disk before the first effect */
+    action_pump(a);
+    return r < 0 ? r : 0;
+}
+
+int
+action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
+                   const char *const *msgids, size_t nmsgids)
+{
+    struct action_entry *e = id ? action_find(a, scope, id) : NULL;
+    struct action_job *j;
+    int r;
+
+    if (!e || e->state == ENTRY_RELEASED)
+        return -ENOENT;
+    if (a->cfg->mode == CONFIG_MODE_MONITOR)
+        return 0;
+    for (struct action_job *q = a->head; q; q = q->next)
+        if (q->e == e && q->kind == JOB_RELEASE)
+            return -ENOENT;
+    j = job_new(JOB_FREEZE_MORE, e, "freeze_more");
+    if (!j)
+        return -ENOMEM;
+    if ((r = job_collect(a, j, msgids, nmsgids)) < 0 || j->nids == 0) {
+        job_free(j);
+        return r;
+    }
+    job_enqueue(a, j);
+    action_pump(a);
+    return 0;
+}
+
+bool
+action_is_active(const struct action *a, enum usertable_scope scope, const char *id)
+{
+    const struct action_entry *e = id ? action_find(a, scope, id) : NULL;
+    return e && e->state != ENTRY_RELEASED;
+}
+
+int
+action_release(struct action *a, enum usertable_scope scope, const char *id)
+{
+    struct action_entry *e = id ? action_find(a, scope, id) : NULL;
+    struct action_job *j;
+    struct action_audit au;
+
+    if (!e || e->state == ENTRY_RELEASED)
+        return -ENOENT;
+    for (struct action_job *q = a->head; q; q = q->next)
+        if (q->e == e && q->kind != JOB_FREEZE_MORE)
+            return -EBUSY;
+    j = job_new(JOB_RELEASE, e, "release");
+    if (!j)
+        return -ENOMEM;
+    j->phase = PH_UNBLOCK;
+    j->unblock_left = e->preexisting ? 0 : e->done;
+    e->want = 0;
+    audit_begin(a, &au, "release", e->rule, e->scope, e->id);
+    audit_num(&au, "undo", (long long)j->unblock_left);
+    audit_ids(&au, "thaw", e->frozen, e->nfrozen);
+    audit_end(a, &au);
+    job_enqueue(a, j);
+    action_pump(a);
+    return 0;
+}
+
+size_t
+action_frozen_ids(const struct action *a, enum usertable_scope scope, const char *id,
+                  const char *const **ret)
+{
+    const struct action_entry *e = id ? action_find(a, scope, id) : NULL;
+
+    *ret = e ? (const char *const *)e->frozen : NULL;
+    return e ? e->nfrozen : 0;
+}
+
+size_t
+action_pending(const struct action *a)
+{
+    return a->njobs;
+}
+
+static const struct action_backend *const action_backends[] = {
+    &action_backend_cpanel,
+    &action_backend_exim,
+    &action_backend_command,
+};
+
+const struct action_backend *
+action_backend_lookup(const char *name)
+{
+    for (size_t i = 0; name && i < N_ELEMS(action_backends); i++)
+        if (strcmp(action_backends[i]->name, name) == 0)
+            return action_backends[i];
+    return NULL;
+}
+
+const char *
+action_backend_name(const struct action_backend *be)
+{
+    return be->name;
+}
+
+static const char *
+action_backend_config_name(enum config_backend b)
+{
+    switch (b) {
+    case CONFIG_BACKEND_EXIM:
+        return "exim";
+    case CONFIG_BACKEND_CPANEL:
+        return "cpanel";
+    case CONFIG_BACKEND_COMMAND:
+        return "command";
+    }
+    return NULL;
+}
+
+static char *
+action_strdup_or(const char *s, const char *dflt)
+{
+    return strdup(s ? s : dflt);
+}
+
+int
+action_open(const struct action_params *p, struct action **ret)
+{
+    struct action *a;
+    char path[CONFIG_PATH_MAX];
+    int r;
+
+    if (!p || !p->clock || !p->cfg || !p->state_dir || !p->spawner || !p->cfg->exim_path ||
+        !p->cfg->spool_dir)
+        return -EINVAL;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", p->state_dir, ACTION_LEDGER_NAME) >=
+        sizeof(path))
+        return -ENAMETOOLONG;
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->loop = p->loop;
+    a->clock = p->clock;
+    a->cfg = p->cfg;
+    a->spawner = p->spawner;
+    a->audit = p->audit;
+    a->audit_ctx = p->audit_ctx;
+    a->done = p->done;
+    a->done_ctx = p->done_ctx;
+    a->owner = p->owner;
+    a->owner_ctx = p->owner_ctx;
+    a->backend = p->backend ? p->backend
+                            : action_backend_lookup(action_backend_config_name(p->cfg->backend));
+    a->ledger_path = strdup(path);
+    a->hold_file = action_strdup_or(p->hold_users_file, "/etc/outgoing_mail_hold_users");
+    a->susp_file =
+        action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
+    a->exim_config = p->exim_config ? strdup(p->exim_config) : NULL;
+    a->breaker_cap = p->cfg->max_actions_per_hour > ACTION_BREAKER_MAX
+                         ? ACTION_BREAKER_MAX
+                         : p->cfg->max_actions_per_hour;
+    a->breaker = a->breaker_cap ? calloc(a->breaker_cap, sizeof(int64_t)) : NULL;
+    if (!a->backend || !a->ledger_path || !a->hold_file || !a->susp_file ||
+        (p->exim_config && !a->exim_config) || (a->breaker_cap && !a->breaker)) {
+        r = a->backend ? -ENOMEM : -EINVAL;
+        action_free(a);
+        return r;
+    }
+    a->env.cfg = a->cfg;
+    a->env.spawner = a->spawner;
+    a->env.hold_users_file = a->hold_file;
+    a->env.suspended_users_file = a->susp_file;
+    ev_init(&a->retry_timer, action_retry_cb);
+    a->retry_timer.data = a;
+    r = ledger_load(a);
+    if (r < 0) {
+        (void)log_emit(LOG_ERR, r, NULL, "action: cannot load the ledger %s", a->ledger_path);
+        action_free(a);
+        return r;
+    }
+    /* A restart cut a trip short: finish its backend step (backends check state first). */
+    if (a->cfg->mode != CONFIG_MODE_MONITOR)
+        for (struct action_entry *e = a->entries; e; e = e->next) {
+            if (e->state != ENTRY_ACTING)
+                continue;
+            struct action_job *j = job_new(JOB_RESUME, e, "resume");
+            if (!j)
+                continue;
+            j->phase = PH_BACKEND;
+            job_enqueue(a, j);
+        }
+    *ret = a;
+    action_pump(a);
+    return 0;
+}
+
+void
+action_free(struct action *a)
+{
+    if (!a)
+        return;
+    if (a->loop)
+        ev_timer_stop(a->loop, &a->retry_timer);
+    /* Jobs in flight hold callbacks registered with the spawner: the caller frees the
+     * spawner first (which kills and forgets them) or has waited for action_pending() == 0. */
+    while (a->head) {
+        struct action_job *j = a->head;
+        a->head = j->next;
+        job_free(j);
+    }
+    while (a->entries) {
+        struct action_entry *e = a->entries;
+        a->entries = e->next;
+        entry_free(e);
+    }
+    free(a->breaker);
+    free(a->ledger_path);
+    free(a->hold_file);
+    free(a->susp_file);
+    free(a->exim_config);
+    free(a);
+}

@@ -1,0 +1,139 @@
+#ifndef FLOODGATE_ACTION_H
+#define FLOODGATE_ACTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "config.h"
+#include "spawn.h"
+#include "spool.h"
+#include "usertable.h"
+
+struct ev_loop;
+struct action;
+struct action_backend;
+
+/*
+ * lib/action: what floodgate does to a tripped identity (DESIGN.md "Actions").
+ *
+ *   action_trip()        freeze the identity's queued mail (each id confirmed in the spool
+ *                        first, exim -Mf in batches of cfg->freeze_batch, one command at a
+ *                        time), then hold or suspend it through the configured backend,
+ *                        then report (audit line + done callback: the caller alerts).
+ *   action_freeze_more() freeze new arrivals of an identity already acted on.
+ *   action_release()     undo the hold/suspension floodgate made, then thaw exactly the
+ *                        messages floodgate froze.
+ *
+ * Every step is logged (log_emit, MESSAGE_ID=LOG_MSGID_ACTION) and written as one JSON line
+ * to the audit callback: {"ts":<ms>,"event":"freeze|thaw|hold|suspend|unhold|unsuspend|
+ * trip|acted|would_act|freeze_more|release|released|circuit_open|unconfirmed|error",
+ * "rule":..,"scope":..,"id":.., plus per-event fields ("ok", "status", "ids", "frozen",
+ * "stderr", ...)}. Requests run one external command at a time, in the order made.
+ *
+ * The ledger <state_dir>/actions.ledger keeps, per identity, the state (acting, acted,
+ * released), the backend actions wanted and done, whether the backend found the identity
+ * already held/suspended by someone else (then release does not undo it), and every
+ * message id floodgate froze. It is rewritten atomically after every step, so after a
+ * restart action_is_active() still answers, a trip is not repeated, a release thaws what
+ * was frozen before the restart, and a backend step cut short by the restart is re-run.
+ *
+ * cfg->mode == CONFIG_MODE_MONITOR: nothing is spawned and nothing written but the audit
+ * ("would_act" with the confirmed ids and the backend step). cfg->max_actions_per_hour
+ * (0: no cap) caps trips per sliding hour; a trip over the cap is refused with -EBUSY,
+ * logged at LOG_ERR and audited as "circuit_open".
+ */
+
+/* The JSON text is borrowed for the call; one line, no trailing newline. */
+typedef void (*action_audit_fn)(void *ctx, const char *json_line);
+
+/* What a finished request did, for the caller's "acted" alert. Borrowed for the call. */
+struct action_outcome {
+    const char *what;       /* "trip", "freeze_more", "release", "resume" */
+    const char *rule;
+    enum usertable_scope scope;
+    const char *id;
+    bool monitor;           /* monitor mode: nothing was done */
+    size_t confirmed;       /* ids confirmed in the spool (trip, freeze_more) */
+    size_t frozen;          /* ids this request froze (or thawed, for a release) */
+    size_t failed;          /* ids that could not be frozen/thawed */
+    uint32_t backend_done;  /* CONFIG_ACTION_HOLD/SUSPEND applied (or undone, for release) */
+    bool backend_preexisting; /* the backend found it already held/suspended by others */
+    int backend_err;        /* 0, or -errno of the failed backend step */
+};
+typedef void (*action_done_fn)(void *ctx, const struct action_outcome *o);
+
+struct action_params {
+    struct ev_loop *loop;       /* for the retry timer of "is locked" ids; may be NULL */
+    const struct clock *clock;  /* borrowed, must outlive the action */
+    const struct config *cfg;   /* borrowed, must outlive the action (swap: reopen) */
+    const char *state_dir;      /* borrowed during action_open() */
+    struct spawner *spawner;    /* borrowed, must outlive the action */
+    action_audit_fn audit;      /* may be NULL */
+    void *audit_ctx;
+    action_done_fn done;        /* may be NULL */
+    void *done_ctx;
+    spool_owner_fn owner;       /* domain -> account map for account confirmation; or NULL */
+    void *owner_ctx;
+    const char *exim_config;    /* passed as "-C <path>" to exim (e.g. /etc/exim_outgoing.conf
+                                 * on cPanel MailScanner setups); NULL: none */
+    const char *hold_users_file;      /* cpanel: NULL = /etc/outgoing_mail_hold_users */
+    const char *suspended_users_file; /* cpanel: NULL = /etc/outgoing_mail_suspended_users */
+    const struct action_backend *backend; /* NULL: the one cfg->backend names */
+};
+
+/*
+ * Open the action module: copies what it keeps of @p's strings, loads the ledger and
+ * schedules any backend step a restart interrupted. Returns 0 and *@ret (owned,
+ * action_free()), -EINVAL (missing params), -EBADMSG (the ledger is corrupt: it is left
+ * untouched for the operator), -ENOMEM, or -errno reading the ledger.
+ */
+int action_open(const struct action_params *p, struct action **ret);
+/* Forget requests in flight (their commands are the spawner's to kill) and free. */
+void action_free(struct action *a);
+
+struct action_request {
+    const char *rule;             /* rule name (spawn_valid_text) */
+    enum usertable_scope scope;
+    const char *id;               /* mailbox address, account name or "user:/dir" */
+    const char *account;          /* owning account or NULL; needed by cpanel for mailboxes */
+    uint32_t actions;             /* CONFIG_ACTION_*: FREEZE, HOLD, SUSPEND (SUSPEND wins) */
+    const char *const *msgids;    /* candidate queued ids from the log, may be NULL */
+    size_t nmsgids;
+};
+
+/*
+ * Act on a tripped identity. Borrows @req for the call. Returns 0 (scheduled; done() follows),
+ * -EALREADY (already acted and not released: nothing repeated, the new ids are frozen as
+ * by action_freeze_more()), -EBUSY (circuit breaker open), -EINVAL (an argument fails its
+ * validator), -ENOMEM, or -errno writing the ledger.
+ */
+int action_trip(struct action *a, const struct action_request *req);
+
+/* Freeze @msgids of an identity that is active. Returns 0, -ENOENT (not active), -EINVAL. */
+int action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
+                       const char *const *msgids, size_t nmsgids);
+
+/* Acted on (or acting) and not released, per the ledger. */
+bool action_is_active(const struct action *a, enum usertable_scope scope, const char *id);
+
+/*
+ * Undo floodgate's hold/suspension of the identity, thaw what floodgate froze, mark it
+ * released. Returns 0 (scheduled), -ENOENT (not active), -EBUSY (a request for it is still
+ * running), -ENOMEM.
+ */
+int action_release(struct action *a, enum usertable_scope scope, const char *id);
+
+/* Ids floodgate froze for the identity (borrowed until the next call into the module). */
+size_t action_frozen_ids(const struct action *a, enum usertable_scope scope, const char *id,
+                         const char *const **ret);
+
+/* Requests queued or running (for tests and for a clean shutdown). */
+size_t action_pending(const struct action *a);
+
+/* Backend by name ("exim", "cpanel", "command"), NULL when unknown. */
+const struct action_backend *action_backend_lookup(const char *name);
+const char *action_backend_name(const struct action_backend *be);
+
+#endif

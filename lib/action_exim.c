@@ -1,0 +1,264 @@
+/*
+ * action_exim.c - backend for plain Exim hosts: a blocklist file the ACL snippet in
+ * conf/exim-acl.conf consults with lsearch (cpanel.md §7).
+ *
+ * Owns: the lines of the blocklist file that look like ours; every other line (an
+ * operator's own key, a comment) is kept as it is. One line per (action, identity):
+ *
+ *     <key>: <hold|suspend> <scope> <identity, %-encoded> <rule>
+ *
+ * <key> is what Exim knows at ACL time: the lower-cased mailbox for a mailbox (matched
+ * against $authenticated_id), the account name for an account and for a script "user:/dir"
+ * (matched against $authenticated_id for SMTP AUTH as the system user and against
+ * $sender_ident for local submissions; Exim cannot tell a script's directory). lsearch
+ * ends a key at the colon and returns the rest as $value, whose first word tells the ACL
+ * to deny (suspend, 5xx) or defer (hold, 4xx). suspend lines are written before hold lines
+ * because lsearch returns the first line of a key.
+ *
+ * The file is rewritten whole and atomically on every change (tmp + fsync + rename +
+ * fsync(dir)); Exim reopens it for each message, so no reload is needed. Mode 0644: the
+ * Exim user reads it in the daemon's receiving processes. Everything is synchronous.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action_backend.h"
+#include "util.h"
+
+#define EXIM_BLOCKLIST_MAX (16u << 20)
+#define EXIM_HEADER        "# floodgate blocklist: rewritten by floodgated on every change\n"
+
+struct exim_line {
+    char key[SPAWN_MAILBOX_MAX + 1];
+    char op[16];
+    char scope[16];
+    char ident[SPAWN_TEXT_MAX * 3 + 1];
+};
+
+static void
+exim_encode(char *dst, size_t size, const char *s)
+{
+    size_t n = 0;
+
+    for (; *s && n + 4 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || c == '%' || c == ':' || c == '#')
+            n += (size_t)snprintf(dst + n, size - n, "%%%02X", c);
+        else
+            dst[n++] = (char)c;
+    }
+    dst[n] = '\0';
+}
+
+static int
+exim_key(const struct action_target *t, char *key, size_t size)
+{
+    const char *src = t->scope == SCOPE_MAILBOX ? t->id : t->account;
+    size_t n;
+
+    if (!src || (n = strlen(src)) == 0 || n >= size)
+        return -EINVAL;
+    for (size_t i = 0; i <= n; i++)
+        key[i] = util_ascii_lower(src[i]);
+    return 0;
+}
+
+static const char *
+exim_scope_name(enum usertable_scope s)
+{
+    return s == SCOPE_MAILBOX ? "mailbox" : s == SCOPE_ACCOUNT ? "account" : "script";
+}
+
+/* Copy the next space-separated word of *@p into @dst; false when none or too long. */
+static bool
+exim_word(const char **p, char *dst, size_t size)
+{
+    const char *s = *p, *e;
+
+    while (*s == ' ')
+        s++;
+    e = s;
+    while (*e && *e != ' ')
+        e++;
+    if (e == s || (size_t)(e - s) >= size)
+        return false;
+    memcpy(dst, s, (size_t)(e - s));
+    dst[e - s] = '\0';
+    *p = e;
+    return true;
+}
+
+/* Parse a line of ours; false for foreign lines. Borrows @line (NUL-terminated). */
+static bool
+exim_parse_line(const char *line, struct exim_line *l)
+{
+    const char *colon = strchr(line, ':'), *p;
+    size_t k;
+
+    if (!colon || line[0] == '#' || (k = (size_t)(colon - line)) == 0 || k >= sizeof(l->key))
+        return false;
+    memcpy(l->key, line, k);
+    l->key[k] = '\0';
+    p = colon + 1;
+    if (!exim_word(&p, l->op, sizeof(l->op)) || !exim_word(&p, l->scope, sizeof(l->scope)) ||
+        !exim_word(&p, l->ident, sizeof(l->ident)))
+        return false;
+    return strcmp(l->op, "hold") == 0 || strcmp(l->op, "suspend") == 0;
+}
+
+static bool
+exim_line_is(const struct exim_line *l, const char *op, const struct action_target *t,
+             const char *enc)
+{
+    return (!op || strcmp(l->op, op) == 0) && strcmp(l->scope, exim_scope_name(t->scope)) == 0 &&
+           strcmp(l->ident, enc) == 0;
+}
+
+/*
+ * Rewrite the file: drop our lines for (@drop_op, @t) when @drop_op, add one for
+ * (@add_op, @t) when @add_op and absent. *@ret_found: such a line existed before.
+ */
+static int
+exim_rewrite(const struct action_backend_env *env, const struct action_target *t,
+             const char *add_op, const char *drop_op, bool *ret_found)
+{
+    const char *path = env->cfg->blocklist_file;
+    char *buf = NULL, enc[sizeof(((struct exim_line *)0)->ident)], key[SPAWN_MAILBOX_MAX + 1];
+    struct strbuf susp, hold, other;
+    bool found = false;
+    int r;
+
+    if (!path || exim_key(t, key, sizeof(key)) < 0 || !spawn_valid_text(t->rule))
+        return -EINVAL;
+    exim_encode(enc, sizeof(enc), t->id);
+    r = action_read_file(path, EXIM_BLOCKLIST_MAX, &buf, NULL);
+    if (r == -ENOENT) {
+        buf = strdup("");
+        r = buf ? 0 : -ENOMEM;
+    }
+    if (r < 0)
+        return r;
+    strbuf_init(&susp, EXIM_BLOCKLIST_MAX);
+    strbuf_init(&hold, EXIM_BLOCKLIST_MAX);
+    strbuf_init(&other, EXIM_BLOCKLIST_MAX);
+    for (char *line = buf, *nl; *line; line = nl + 1) {
+        struct exim_line l;
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        if (strncmp(line, "# floodgate blocklist:", 22) == 0) {
+            /* ours, rewritten below */
+        } else if (exim_parse_line(line, &l)) {
+            bool match = exim_line_is(&l, add_op ? add_op : drop_op, t, enc);
+            found = found || match;
+            if (!(drop_op && exim_line_is(&l, drop_op, t, enc))) {
+                struct strbuf *b = strcmp(l.op, "suspend") == 0 ? &susp : &hold;
+                (void)strbuf_appends(b, line);
+                (void)strbuf_appends(b, "\n");
+            }
+        } else if (line[0]) {
+            (void)strbuf_appends(&other, line);
+            (void)strbuf_appends(&other, "\n");
+        }
+        if (!nl)
+            break;
+    }
+    free(buf);
+    if (add_op && !found) {
+        struct strbuf *b = strcmp(add_op, "suspend") == 0 ? &susp : &hold;
+        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, exim_scope_name(t->scope), enc,
+                            t->rule);
+    }
+    {
+        struct strbuf out;
+        strbuf_init(&out, EXIM_BLOCKLIST_MAX * 2);
+        r = strbuf_appends(&out, EXIM_HEADER);
+        if (r == 0)
+            r = strbuf_append(&out, strbuf_cstr(&other), other.len);
+        if (r == 0)
+            r = strbuf_append(&out, strbuf_cstr(&susp), susp.len);
+        if (r == 0)
+            r = strbuf_append(&out, strbuf_cstr(&hold), hold.len);
+        if (r == 0)
+            r = action_write_atomic(path, strbuf_cstr(&out), out.len, 0644);
+        strbuf_done(&out);
+    }
+    strbuf_done(&susp);
+    strbuf_done(&hold);
+    strbuf_done(&other);
+    if (r == 0 && ret_found)
+        *ret_found = found;
+    return r;
+}
+
+static int
+exim_hold(const struct action_backend_env *env, const struct action_target *t,
+          action_be_done_fn done, void *ctx)
+{
+    (void)done;
+    (void)ctx;
+    int r = exim_rewrite(env, t, "hold", NULL, NULL);
+    return r < 0 ? r : ACTION_BE_DONE;
+}
+
+static int
+exim_suspend(const struct action_backend_env *env, const struct action_target *t,
+             action_be_done_fn done, void *ctx)
+{
+    (void)done;
+    (void)ctx;
+    int r = exim_rewrite(env, t, "suspend", NULL, NULL);
+    return r < 0 ? r : ACTION_BE_DONE;
+}
+
+static int
+exim_release(const struct action_backend_env *env, const struct action_target *t, uint32_t what,
+             action_be_done_fn done, void *ctx)
+{
+    (void)done;
+    (void)ctx;
+    int r = exim_rewrite(env, t, NULL, (what & CONFIG_ACTION_SUSPEND) ? "suspend" : "hold", NULL);
+    return r < 0 ? r : ACTION_BE_DONE;
+}
+
+static int
+exim_query(const struct action_backend_env *env, const struct action_target *t, uint32_t *ret)
+{
+    char *buf = NULL, enc[sizeof(((struct exim_line *)0)->ident)];
+    uint32_t bits = 0;
+    int r;
+
+    if (!env->cfg->blocklist_file)
+        return -EINVAL;
+    exim_encode(enc, sizeof(enc), t->id);
+    r = action_read_file(env->cfg->blocklist_file, EXIM_BLOCKLIST_MAX, &buf, NULL);
+    if (r == -ENOENT) {
+        *ret = 0;
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    for (char *line = buf, *nl; *line; line = nl + 1) {
+        struct exim_line l;
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        if (exim_parse_line(line, &l) && exim_line_is(&l, NULL, t, enc))
+            bits |= strcmp(l.op, "suspend") == 0 ? CONFIG_ACTION_SUSPEND : CONFIG_ACTION_HOLD;
+        if (!nl)
+            break;
+    }
+    free(buf);
+    *ret = bits;
+    return 0;
+}
+
+const struct action_backend action_backend_exim = {
+    .name = "exim",
+    .hold = exim_hold,
+    .suspend = exim_suspend,
+    .release = exim_release,
+    .query = exim_query,
+};

@@ -1,0 +1,242 @@
+/*
+ * spool.c - confirm queued messages against Exim's spool before acting on them.
+ *
+ * Owns: finding a message's -H file (flat or split_spool_directory layout), parsing its
+ * envelope lines (the pure spool_parse_header()), and deciding whether a message belongs
+ * to an identity (the pure spool_confirm()). Does not own: freezing (lib/action runs exim
+ * -Mf), listing the queue (we never scan it: the daemon knows ids from the log and each
+ * check is one open() of one file, cpanel.md §4.3).
+ *
+ * The -H format (Exim spec "Format of spool files", spool_out.c): "<id>-H", "<login> <uid>
+ * <gid>", "<sender>", "<time> <warning count>", then option lines that start with '-',
+ * then the non-recipients tree. We stop at the first line after line 4 that does not
+ * start with '-', so a header text a sender controls is never read as an option.
+ */
+#include "spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spawn.h"
+
+/* Next line of [*pos, end): returns false when no complete line is left. */
+static bool
+spool_next_line(const char *buf, size_t len, size_t *pos, struct fg_str *ret)
+{
+    const char *nl;
+
+    if (*pos >= len)
+        return false;
+    nl = memchr(buf + *pos, '\n', len - *pos);
+    if (!nl)
+        return false;
+    *ret = fg_str_make(buf + *pos, (size_t)(nl - (buf + *pos)));
+    *pos = (size_t)(nl - buf) + 1;
+    return true;
+}
+
+static int
+spool_parse_u32_field(struct fg_str *rest, uint32_t *ret)
+{
+    const char *sp = memchr(rest->p, ' ', rest->len);
+    size_t n = sp ? (size_t)(sp - rest->p) : rest->len;
+    int r = util_parse_u32(rest->p, n, ret);
+    if (r < 0)
+        return r;
+    rest->p += sp ? n + 1 : n;
+    rest->len -= sp ? n + 1 : n;
+    return 0;
+}
+
+static int
+spool_parse_ids(struct fg_str l, struct spool_header *h)
+{
+    const char *sp = memchr(l.p, ' ', l.len);
+    struct fg_str rest;
+
+    if (!sp || sp == l.p)
+        return -EBADMSG;
+    h->login = fg_str_make(l.p, (size_t)(sp - l.p));
+    rest = fg_str_make(sp + 1, l.len - h->login.len - 1);
+    if (spool_parse_u32_field(&rest, &h->uid) < 0 || spool_parse_u32_field(&rest, &h->gid) < 0 ||
+        rest.len != 0)
+        return -EBADMSG;
+    return 0;
+}
+
+/* One option line "-name value": sets the fields we use, ignores the rest. */
+static void
+spool_parse_option(struct fg_str l, struct spool_header *h)
+{
+    const char *p = l.p + 1, *end = l.p + l.len, *name, *sp;
+    struct fg_str n, v;
+
+    if (p < end && *p == '-') { /* tainted value */
+        p++;
+        if (p < end && *p == '(') {
+            const char *cl = memchr(p, ')', (size_t)(end - p));
+            if (!cl)
+                return;
+            p = cl + 1;
+        }
+    }
+    name = p;
+    sp = memchr(name, ' ', (size_t)(end - name));
+    n = fg_str_make(name, (size_t)((sp ? sp : end) - name));
+    v = sp ? fg_str_make(sp + 1, (size_t)(end - sp - 1)) : fg_str_make(end, 0);
+    if (fg_str_eq(n, "auth_id"))
+        h->auth_id = v;
+    else if (fg_str_eq(n, "ident"))
+        h->ident = v;
+    else if (fg_str_eq(n, "host_address"))
+        h->host_address = v;
+    else if (fg_str_eq(n, "host_auth"))
+        h->host_auth = v;
+    else if (fg_str_eq(n, "local"))
+        h->local = true;
+    else if (fg_str_eq(n, "frozen")) {
+        uint64_t t = 0;
+        h->frozen = true;
+        if (util_parse_u64(v.p, v.len, &t) == 0 && t <= INT64_MAX)
+            h->frozen_s = (int64_t)t;
+    }
+}
+
+int
+spool_parse_header(const char *buf, size_t len, struct spool_header *ret)
+{
+    struct spool_header h;
+    struct fg_str l;
+    size_t pos = 0;
+    uint64_t t;
+
+    memset(&h, 0, sizeof(h));
+    if (!spool_next_line(buf, len, &pos, &l) || l.len < 3 || l.p[l.len - 2] != '-' ||
+        l.p[l.len - 1] != 'H')
+        return -EBADMSG;
+    h.id = fg_str_make(l.p, l.len - 2);
+    if (!spool_next_line(buf, len, &pos, &l) || spool_parse_ids(l, &h) < 0)
+        return -EBADMSG;
+    if (!spool_next_line(buf, len, &pos, &l) || l.len < 2 || l.p[0] != '<' ||
+        l.p[l.len - 1] != '>')
+        return -EBADMSG;
+    h.sender = fg_str_make(l.p + 1, l.len - 2);
+    if (!spool_next_line(buf, len, &pos, &l))
+        return -EBADMSG;
+    {
+        const char *sp = memchr(l.p, ' ', l.len);
+        if (!sp || util_parse_u64(l.p, (size_t)(sp - l.p), &t) < 0 || t > INT64_MAX)
+            return -EBADMSG;
+        h.received_s = (int64_t)t;
+    }
+    for (;;) {
+        if (!spool_next_line(buf, len, &pos, &l))
+            return -EBADMSG; /* cut inside the options: cannot tell */
+        if (l.len == 0 || l.p[0] != '-')
+            break;
+        spool_parse_option(l, &h);
+    }
+    *ret = h;
+    return 0;
+}
+
+static int
+spool_read_path(const char *path, char *buf, size_t size, size_t *ret_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    size_t got = 0;
+
+    if (fd < 0)
+        return -errno;
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            (void)close(fd);
+            return r;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    (void)close(fd);
+    *ret_len = got;
+    return 0;
+}
+
+int
+spool_read_header(const char *spool_dir, const char *msgid, char *buf, size_t size,
+                  size_t *ret_len)
+{
+    char path[4096];
+    int n, r;
+
+    if (!spawn_valid_msgid(msgid))
+        return -EINVAL;
+    n = snprintf(path, sizeof(path), "%s/input/%s-H", spool_dir, msgid);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return -ENAMETOOLONG;
+    r = spool_read_path(path, buf, size, ret_len);
+    if (r != -ENOENT)
+        return r;
+    (void)snprintf(path, sizeof(path), "%s/input/%c/%s-H", spool_dir, msgid[5], msgid);
+    return spool_read_path(path, buf, size, ret_len);
+}
+
+static bool
+spool_eq_nocase(struct fg_str a, const char *b)
+{
+    return a.p && fg_str_eq_nocase(a, fg_str_make(b, strlen(b)));
+}
+
+static bool
+spool_confirm_account(const struct spool_header *h, struct fg_str acct, spool_owner_fn owner,
+                      void *owner_ctx)
+{
+    char name[SPAWN_USER_MAX + 1];
+    const char *at;
+
+    if (acct.len == 0 || util_copy_str(name, sizeof(name), acct) < 0)
+        return false;
+    if (h->ident.p && fg_str_eq_nocase(h->ident, acct) && !h->host_address.p)
+        return true;
+    if (!h->auth_id.p)
+        return false;
+    if (fg_str_eq_nocase(h->auth_id, acct))
+        return true;
+    at = memchr(h->auth_id.p, '@', h->auth_id.len);
+    if (!at || !owner)
+        return false;
+    return owner(owner_ctx,
+                 fg_str_make(at + 1, h->auth_id.len - (size_t)(at + 1 - h->auth_id.p)), name);
+}
+
+bool
+spool_confirm(const struct spool_header *h, enum usertable_scope scope, const char *id,
+              spool_owner_fn owner, void *owner_ctx)
+{
+    const char *colon;
+
+    if (!id || !id[0])
+        return false;
+    switch (scope) {
+    case SCOPE_MAILBOX:
+        return spool_eq_nocase(h->auth_id, id);
+    case SCOPE_ACCOUNT:
+        return spool_confirm_account(h, fg_str_make(id, strlen(id)), owner, owner_ctx);
+    case SCOPE_SCRIPT:
+        colon = strchr(id, ':');
+        if (!colon)
+            return false;
+        return spool_confirm_account(h, fg_str_make(id, (size_t)(colon - id)), owner,
+                                     owner_ctx);
+    case SCOPE__MAX:
+        break;
+    }
+    return false;
+}

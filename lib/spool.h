@@ -1,0 +1,61 @@
+#ifndef FLOODGATE_SPOOL_H
+#define FLOODGATE_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "usertable.h"
+#include "util.h"
+
+#define SPOOL_HEADER_READ_MAX 16384 /* bytes of a -H file read: the envelope comes first */
+
+/*
+ * The envelope part of an Exim -H spool file (cpanel.md §4.4). Slices borrow the buffer
+ * given to spool_parse_header(); absent options are { NULL, 0 }.
+ */
+struct spool_header {
+    struct fg_str id;           /* line 1 without "-H" */
+    struct fg_str login;        /* line 2: submitting process's login */
+    uint32_t uid, gid;
+    struct fg_str sender;       /* line 3 without the brackets; empty for bounces */
+    int64_t received_s;         /* line 4 */
+    struct fg_str auth_id;      /* -auth_id */
+    struct fg_str ident;        /* -ident */
+    struct fg_str host_address; /* -host_address: present for mail that came over TCP */
+    struct fg_str host_auth;    /* -host_auth: the authenticator's driver name */
+    bool local;                 /* -local */
+    bool frozen;                /* -frozen <epoch> */
+    int64_t frozen_s;
+};
+
+/*
+ * Pure: parse the first lines of a -H file. Option lines may be written "-name value",
+ * "--name value" (tainted) or "--(quoter)name value". @len may cut the file anywhere after
+ * the option lines. Returns 0, or -EBADMSG (not a -H file, or cut inside the envelope).
+ */
+int spool_parse_header(const char *buf, size_t len, struct spool_header *ret);
+
+/*
+ * Read the first @size bytes of the -H file of @msgid under @spool_dir, trying
+ * input/<id>-H and then input/<6th char of id>/<id>-H (split_spool_directory). Borrows the
+ * strings. Returns 0 and *@ret_len, -EINVAL (not a valid message id), -ENOENT (in neither
+ * place: the message has left the queue), or another -errno.
+ */
+int spool_read_header(const char *spool_dir, const char *msgid, char *buf, size_t size,
+                      size_t *ret_len);
+
+/* Does @account own mail domain @domain (e.g. /etc/userdomains)? Borrowed arguments. */
+typedef bool (*spool_owner_fn)(void *ctx, struct fg_str domain, const char *account);
+
+/*
+ * Pure: does the message @h belong to identity (@scope, @id)? (cpanel.md §5, DESIGN.md
+ * "Trust".) mailbox: -auth_id equals @id, ignoring case. account: a local submission
+ * (-ident equals @id, no -host_address), or -auth_id equals @id, or -auth_id is an address
+ * whose domain @owner says @id owns (@owner may be NULL). script ("user:/dir"): as the
+ * account "user". Returns true only on a positive match.
+ */
+bool spool_confirm(const struct spool_header *h, enum usertable_scope scope, const char *id,
+                   spool_owner_fn owner, void *owner_ctx);
+
+#endif

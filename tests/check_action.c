@@ -1,0 +1,542 @@
+/*
+ * check_action.c - lib/action with a recording fake spawner (order of effects, monitor
+ * mode, circuit breaker, ledger across a restart, exact thaw, batching, confirmation), and
+ * the cpanel backend against stand-in whmapi1/uapi scripts run by the real spawner
+ * (tests/e2e/cpanel-stub/: cPanel itself cannot run here).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <ev.h>
+
+#include "action.h"
+#include "clock.h"
+#include "config.h"
+#include "fake_spawner.h"
+#include "log.h"
+#include "util.h"
+
+#define T0 1795456990000LL
+
+static char dir[256], spool[300], state[300], blocklist[300];
+static struct clock_fake fclock;
+static struct clock clk;
+static struct config *cfg;
+static struct fake_spawner *fs;
+static char events[64][48]; /* "freeze", "hold", ..., "alert" in order */
+static size_t nevents;
+static char audit[64][2048];
+static size_t naudit;
+static struct action_outcome last;
+static int ndone;
+
+static void
+test_config_free(struct config *c)
+{
+    if (!c)
+        return;
+    free(c->exim_path);
+    free(c->spool_dir);
+    free(c->blocklist_file);
+    free(c->whmapi1_path);
+    free(c->uapi_path);
+    free(c->command_path);
+    free(c);
+}
+
+static void
+add_event(const char *e)
+{
+    if (nevents < N_ELEMS(events))
+        (void)snprintf(events[nevents++], sizeof(events[0]), "%s", e);
+}
+
+static void
+on_audit(void *ctx, const char *line)
+{
+    (void)ctx;
+    if (naudit < N_ELEMS(audit))
+        (void)snprintf(audit[naudit++], sizeof(audit[0]), "%s", line);
+    const char *ev = strstr(line, "\"event\":\"");
+    if (ev) {
+        char name[48];
+        size_t n = strcspn(ev + 9, "\"");
+        if (n < sizeof(name)) {
+            memcpy(name, ev + 9, n);
+            name[n] = '\0';
+            if (strcmp(name, "freeze") == 0 || strcmp(name, "hold") == 0 ||
+                strcmp(name, "suspend") == 0 || strcmp(name, "thaw") == 0 ||
+                strcmp(name, "unhold") == 0 || strcmp(name, "unsuspend") == 0)
+                add_event(name);
+        }
+    }
+}
+
+static void
+on_done(void *ctx, const struct action_outcome *o)
+{
+    (void)ctx;
+    last = *o;
+    ndone++;
+    add_event("alert");
+}
+
+static bool
+audit_has(const char *needle)
+{
+    for (size_t i = 0; i < naudit; i++)
+        if (strstr(audit[i], needle))
+            return true;
+    return false;
+}
+
+static void
+write_h(const char *id, const char *opts)
+{
+    char path[512];
+    (void)snprintf(path, sizeof(path), "%s/input/%s-H", spool, id);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s-H\nDebian-exim 102 105\n<x@example.org>\n1795456990 0\n%sXX\n1\nr@x\n\n", id,
+            opts);
+    fclose(f);
+}
+
+static void
+setup(void)
+{
+    (void)snprintf(dir, sizeof(dir), "/tmp/check_action.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    (void)snprintf(spool, sizeof(spool), "%s/spool", dir);
+    (void)snprintf(state, sizeof(state), "%s/state", dir);
+    (void)snprintf(blocklist, sizeof(blocklist), "%s/blocklist", dir);
+    ck_assert_int_eq(mkdir(spool, 0700), 0);
+    char in[400];
+    (void)snprintf(in, sizeof(in), "%s/input", spool);
+    ck_assert_int_eq(mkdir(in, 0700), 0);
+    ck_assert_int_eq(mkdir(state, 0700), 0);
+    clk = clock_fake_init(&fclock, T0);
+    cfg = calloc(1, sizeof(*cfg));
+    ck_assert_ptr_nonnull(cfg);
+    cfg->mode = CONFIG_MODE_ENFORCE;
+    cfg->backend = CONFIG_BACKEND_EXIM;
+    cfg->exim_path = strdup("/usr/sbin/exim");
+    cfg->spool_dir = strdup(spool);
+    cfg->blocklist_file = strdup(blocklist);
+    cfg->whmapi1_path = strdup("/usr/local/cpanel/bin/whmapi1");
+    cfg->uapi_path = strdup("/usr/local/cpanel/bin/uapi");
+    cfg->action_timeout_ms = 10000;
+    cfg->freeze_batch = 50;
+    cfg->max_actions_per_hour = 100;
+    fs = fake_spawner_new();
+    nevents = naudit = 0;
+    ndone = 0;
+    memset(&last, 0, sizeof(last));
+    log_setup(LOG_SINK_STDERR, LOG_WARNING);
+    /* mailbox box@example.com over SMTP AUTH; account acct1 locally; another mailbox */
+    write_h("1xVYNi-0001Xt-01", "--auth_id box@example.com\n-host_address [127.0.0.1]:1\n");
+    write_h("1xVYNi-0001Xt-02", "--auth_id Box@Example.com\n-host_address [127.0.0.1]:2\n");
+    write_h("1xVYNi-0001Xt-03", "--auth_id other@example.com\n-host_address [127.0.0.1]:3\n");
+    write_h("1xVYNi-0001Xt-04", "--ident acct1\n-auth_id acct1\n-local\n");
+    write_h("1xVYNi-0001Xt-05", "--ident acct1\n-auth_id acct1\n-local\n");
+}
+
+static void
+teardown(void)
+{
+    char cmd[300];
+    spawner_free(&fs->ops);
+    test_config_free(cfg);
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    (void)!system(cmd);
+}
+
+static struct action *
+open_action(struct spawner *sp, const struct action_backend *be)
+{
+    struct action_params p = {
+        .loop = NULL,
+        .clock = &clk,
+        .cfg = cfg,
+        .state_dir = state,
+        .spawner = sp,
+        .audit = on_audit,
+        .done = on_done,
+        .backend = be,
+    };
+    struct action *a = NULL;
+    ck_assert_int_eq(action_open(&p, &a), 0);
+    return a;
+}
+
+static const char *const box_ids[] = { "1xVYNi-0001Xt-01", "1xVYNi-0001Xt-02", "1xVYNi-0001Xt-03",
+                                       "1xVYNi-0001Xt-09" /* gone */ };
+
+static struct action_request
+box_req(uint32_t actions)
+{
+    struct action_request r = {
+        .rule = "mailbox-burst",
+        .scope = SCOPE_MAILBOX,
+        .id = "Box@Example.com",
+        .account = "acct1",
+        .actions = actions,
+        .msgids = box_ids,
+        .nmsgids = N_ELEMS(box_ids),
+    };
+    return r;
+}
+
+START_TEST(test_action_order_freeze_hold_alert)
+{
+    struct action *a;
+    struct action_request r;
+
+    cfg->backend = CONFIG_BACKEND_CPANEL;
+    a = open_action(&fs->ops, NULL);
+    r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD | CONFIG_ACTION_ALERT);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 2);
+    ck_assert_str_eq(fs->calls[0], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-01 1xVYNi-0001Xt-02");
+    ck_assert_str_eq(fs->calls[1], "/usr/local/cpanel/bin/uapi --user=acct1 --output=json "
+                                   "Email hold_outgoing email=box@example.com");
+    ck_assert_uint_eq(nevents, 3);
+    ck_assert_str_eq(events[0], "freeze");
+    ck_assert_str_eq(events[1], "hold");
+    ck_assert_str_eq(events[2], "alert");
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_uint_eq(last.frozen, 2);
+    ck_assert_uint_eq(last.confirmed, 2);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    ck_assert(audit_has("\"event\":\"unconfirmed\""));
+    ck_assert(audit_has("1xVYNi-0001Xt-03")); /* named as unconfirmed, never frozen */
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_monitor_spawns_nothing)
+{
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_SUSPEND);
+
+    cfg->mode = CONFIG_MODE_MONITOR;
+    a = open_action(&fs->ops, NULL);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 0);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert(last.monitor);
+    ck_assert(audit_has("\"event\":\"would_act\""));
+    ck_assert(audit_has("\"would\":\"suspend\""));
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_int_eq(access(blocklist, F_OK), -1);
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_circuit_breaker)
+{
+    struct action *a;
+    char id[64];
+
+    cfg->max_actions_per_hour = 2;
+    a = open_action(&fs->ops, NULL);
+    for (int i = 0; i < 3; i++) {
+        struct action_request r = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = id,
+                                    .actions = CONFIG_ACTION_HOLD };
+        (void)snprintf(id, sizeof(id), "user%d", i);
+        ck_assert_int_eq(action_trip(a, &r), i < 2 ? 0 : -EBUSY);
+    }
+    ck_assert(audit_has("\"event\":\"circuit_open\""));
+    ck_assert(!action_is_active(a, SCOPE_ACCOUNT, "user2"));
+    clock_fake_advance(&fclock, 3600 * 1000 + 1);
+    struct action_request r = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "user2",
+                                .actions = CONFIG_ACTION_HOLD };
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    action_free(a);
+}
+END_TEST
+
+static bool
+file_has(const char *path, const char *needle)
+{
+    char buf[8192];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+START_TEST(test_action_ledger_restart)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_SUSPEND);
+    const char *const *ids;
+
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(file_has(blocklist, "box@example.com: suspend mailbox box@example.com mailbox-burst"));
+    action_free(a);
+
+    /* restart: a new module, a new spawner, the same state dir */
+    struct fake_spawner *fs2 = fake_spawner_new();
+    a = open_action(&fs2->ops, NULL);
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "BOX@example.com"));
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 2);
+    ck_assert_int_eq(action_trip(a, &r), -EALREADY); /* not repeated */
+    fake_spawner_flush(fs2);
+    ck_assert_uint_eq(fs2->ncalls, 0); /* both ids are already ours: nothing to freeze */
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs2);
+    ck_assert_uint_eq(fs2->ncalls, 1);
+    ck_assert_str_eq(fs2->calls[0], "/usr/sbin/exim -Mt 1xVYNi-0001Xt-01 1xVYNi-0001Xt-02");
+    ck_assert(!file_has(blocklist, "box@example.com:"));
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    action_free(a);
+
+    /* and after another restart it stays released */
+    a = open_action(&fs2->ops, NULL);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), -ENOENT);
+    action_free(a);
+    spawner_free(&fs2->ops);
+}
+END_TEST
+
+START_TEST(test_action_release_thaws_exactly_ours)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE);
+
+    fs->already_frozen = "1xVYNi-0001Xt-01"; /* frozen by someone else before us */
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.frozen, 1);
+    /* a new arrival of the same identity */
+    const char *more[] = { "1xVYNi-0001Xt-02", "1xVYNi-0001Xt-04" };
+    write_h("1xVYNi-0001Xt-06", "--auth_id box@example.com\n-host_address [127.0.0.1]:6\n");
+    const char *more2[] = { "1xVYNi-0001Xt-06" };
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", more, 2), 0);
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", more2, 1), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_ge(fake_spawner_find(fs, "-Mt"), 0);
+    ck_assert_str_eq(fs->calls[fs->ncalls - 1],
+                     "/usr/sbin/exim -Mt 1xVYNi-0001Xt-02 1xVYNi-0001Xt-06");
+    ck_assert_int_eq(fake_spawner_find(fs, "1xVYNi-0001Xt-04"), -1); /* not the mailbox's */
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_batches)
+{
+    struct action *a;
+    const char *ids[5];
+    char buf[5][32];
+
+    cfg->freeze_batch = 2;
+    a = open_action(&fs->ops, NULL);
+    for (int i = 0; i < 5; i++) {
+        (void)snprintf(buf[i], sizeof(buf[i]), "1xVYNi-0001Xu-%02d", i);
+        write_h(buf[i], "--ident acct1\n-local\n");
+        ids[i] = buf[i];
+    }
+    struct action_request r = { .rule = "script-burst", .scope = SCOPE_SCRIPT,
+                                .id = "acct1:/home/acct1/public_html", .actions =
+                                CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD, .msgids = ids,
+                                .nmsgids = 5 };
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 3); /* 2 + 2 + 1; the exim backend spawns nothing */
+    ck_assert_uint_eq(last.frozen, 5);
+    ck_assert(file_has(blocklist, "acct1: hold script acct1%3A/home/acct1/public_html"));
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_rejects_bad_input)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = { .rule = "r", .scope = SCOPE_MAILBOX, .id = "-oX@example.com",
+                                .actions = CONFIG_ACTION_HOLD };
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.scope = SCOPE_ACCOUNT;
+    r.id = "root;rm";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.id = "ok";
+    r.rule = "--evil";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    ck_assert_uint_eq(fs->ncalls, 0);
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_corrupt_ledger_refused)
+{
+    char path[400];
+    struct action *a = NULL;
+    struct action_params p = { .clock = &clk, .cfg = cfg, .state_dir = state,
+                               .spawner = &fs->ops };
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    FILE *f = fopen(path, "w");
+    fputs("floodgate-ledger 1\nE\tacted\tmailbox\n", f);
+    fclose(f);
+    ck_assert_int_eq(action_open(&p, &a), -EBADMSG);
+}
+END_TEST
+
+/* cpanel backend against the stand-in scripts, with the real spawner. */
+
+static char stubdir[400], holdf[400], suspf[400], argvlog[400];
+
+static void
+setup_stubs(void)
+{
+    char cmd[2048];
+    (void)snprintf(stubdir, sizeof(stubdir), "%s/bin", dir);
+    (void)snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/../e2e/cpanel-stub/whmapi1 "
+                   "%s/../e2e/cpanel-stub/uapi %s/", stubdir, FG_FIXTURES_DIR,
+                   FG_FIXTURES_DIR, stubdir);
+    ck_assert_int_eq(system(cmd), 0);
+    (void)snprintf(holdf, sizeof(holdf), "%s/outgoing_mail_hold_users", dir);
+    (void)snprintf(suspf, sizeof(suspf), "%s/outgoing_mail_suspended_users", dir);
+    (void)snprintf(argvlog, sizeof(argvlog), "%s/argv.log", dir);
+    free(cfg->whmapi1_path);
+    free(cfg->uapi_path);
+    (void)snprintf(cmd, sizeof(cmd), "%s/whmapi1", stubdir);
+    cfg->whmapi1_path = strdup(cmd);
+    (void)snprintf(cmd, sizeof(cmd), "%s/uapi", stubdir);
+    cfg->uapi_path = strdup(cmd);
+    cfg->backend = CONFIG_BACKEND_CPANEL;
+}
+
+static struct action *
+open_cpanel(struct spawner *sp)
+{
+    struct action_params p = {
+        .loop = EV_DEFAULT, .clock = &clk, .cfg = cfg, .state_dir = state, .spawner = sp,
+        .audit = on_audit, .done = on_done, .hold_users_file = holdf,
+        .suspended_users_file = suspf,
+    };
+    struct action *a = NULL;
+    ck_assert_int_eq(action_open(&p, &a), 0);
+    return a;
+}
+
+START_TEST(test_action_cpanel_stub_mailbox_suspend)
+{
+    struct spawner *sp;
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_SUSPEND);
+
+    setup_stubs();
+    sp = spawner_new(EV_DEFAULT, state, NULL);
+    a = open_cpanel(sp);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    ev_run(EV_DEFAULT, 0);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_int_eq(last.backend_err, 0);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_SUSPEND);
+    ck_assert(file_has(argvlog, "uapi --user=acct1 --output=json Email suspend_outgoing "
+                                "email=box@example.com"));
+    ck_assert(file_has(suspf, "box@example.com\n"));
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    ev_run(EV_DEFAULT, 0);
+    ck_assert(file_has(argvlog, "Email unsuspend_outgoing email=box@example.com"));
+    ck_assert(!file_has(suspf, "box@example.com"));
+    action_free(a);
+    spawner_free(sp);
+}
+END_TEST
+
+START_TEST(test_action_cpanel_stub_preexisting_and_failure)
+{
+    struct spawner *sp;
+    struct action *a;
+    FILE *f;
+
+    setup_stubs();
+    f = fopen(holdf, "w");
+    fputs("# held by the admin\nacct2\n", f);
+    fclose(f);
+    sp = spawner_new(EV_DEFAULT, state, NULL);
+    a = open_cpanel(sp);
+    struct action_request r = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct2",
+                                .actions = CONFIG_ACTION_HOLD };
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    ev_run(EV_DEFAULT, 0);
+    ck_assert(last.backend_preexisting);
+    ck_assert_int_eq(access(argvlog, F_OK), -1); /* no call: it was held already */
+    ck_assert_int_eq(action_release(a, SCOPE_ACCOUNT, "acct2"), 0);
+    ev_run(EV_DEFAULT, 0);
+    ck_assert_int_eq(access(argvlog, F_OK), -1); /* not ours: not undone */
+    ck_assert(file_has(holdf, "acct2"));
+
+    /* WHM says no: metadata.result 0 */
+    struct action_request r2 = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "fgfail",
+                                 .actions = CONFIG_ACTION_SUSPEND };
+    ck_assert_int_eq(action_trip(a, &r2), 0);
+    ev_run(EV_DEFAULT, 0);
+    ck_assert(file_has(argvlog, "whmapi1 --output=json suspend_outgoing_email user=fgfail"));
+    ck_assert_int_eq(last.backend_err, -EIO);
+    ck_assert(audit_has("metadata.result=0: The user fgfail is not a cPanel user."));
+    /* an account hold with the real whmapi1 stand-in */
+    struct action_request r3 = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct3",
+                                 .actions = CONFIG_ACTION_HOLD };
+    ck_assert_int_eq(action_trip(a, &r3), 0);
+    ev_run(EV_DEFAULT, 0);
+    ck_assert(file_has(argvlog, "whmapi1 --output=json hold_outgoing_email user=acct3"));
+    ck_assert(file_has(holdf, "acct3"));
+    ck_assert_int_eq(action_release(a, SCOPE_ACCOUNT, "acct3"), 0);
+    ev_run(EV_DEFAULT, 0);
+    ck_assert(file_has(argvlog, "whmapi1 --output=json release_outgoing_email user=acct3"));
+    ck_assert(!file_has(holdf, "acct3"));
+    action_free(a);
+    spawner_free(sp);
+}
+END_TEST
+
+static Suite *
+action_suite(void)
+{
+    Suite *s = suite_create("action");
+    TCase *tc = tcase_create("fake");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_action_order_freeze_hold_alert);
+    tcase_add_test(tc, test_action_monitor_spawns_nothing);
+    tcase_add_test(tc, test_action_circuit_breaker);
+    tcase_add_test(tc, test_action_ledger_restart);
+    tcase_add_test(tc, test_action_release_thaws_exactly_ours);
+    tcase_add_test(tc, test_action_batches);
+    tcase_add_test(tc, test_action_rejects_bad_input);
+    tcase_add_test(tc, test_action_corrupt_ledger_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cpanel_stub");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_action_cpanel_stub_mailbox_suspend);
+    tcase_add_test(tc, test_action_cpanel_stub_preexisting_and_failure);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(action_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

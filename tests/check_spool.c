@@ -1,0 +1,245 @@
+/*
+ * check_spool.c - the -H parser on real spool files and on tables of cut and hostile
+ * inputs, identity confirmation, and finding files in flat and split spools.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "spool.h"
+#include "util.h"
+
+static size_t
+read_fixture(const char *name, char *buf, size_t size)
+{
+    char path[1024];
+    (void)snprintf(path, sizeof(path), "%s/spool/%s", FG_FIXTURES_DIR, name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "fixture %s", path);
+    size_t n = fread(buf, 1, size, f);
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_spool_parse_real_smtp)
+{
+    char buf[SPOOL_HEADER_READ_MAX];
+    size_t n = read_fixture("smtp-auth-frozen-H", buf, sizeof(buf));
+    struct spool_header h;
+
+    ck_assert_int_eq(spool_parse_header(buf, n, &h), 0);
+    ck_assert(fg_str_eq(h.id, "1xVYNi-0001Xt-23"));
+    ck_assert(fg_str_eq(h.login, "Debian-exim"));
+    ck_assert_uint_eq(h.uid, 102);
+    ck_assert(fg_str_eq(h.sender, "box@example.com"));
+    ck_assert(fg_str_eq(h.auth_id, "box@example.com"));
+    ck_assert(fg_str_eq(h.host_address, "[127.0.0.1]:60398"));
+    ck_assert(fg_str_eq(h.host_auth, "plain"));
+    ck_assert(h.frozen);
+    ck_assert_int_eq(h.frozen_s, 1795457018);
+    ck_assert(!h.local);
+    ck_assert_ptr_null(h.ident.p);
+    ck_assert(spool_confirm(&h, SCOPE_MAILBOX, "Box@Example.COM", NULL, NULL));
+    ck_assert(!spool_confirm(&h, SCOPE_MAILBOX, "other@example.com", NULL, NULL));
+    ck_assert(!spool_confirm(&h, SCOPE_ACCOUNT, "box", NULL, NULL));
+}
+END_TEST
+
+START_TEST(test_spool_parse_real_local)
+{
+    char buf[SPOOL_HEADER_READ_MAX];
+    size_t n = read_fixture("local-ident-H", buf, sizeof(buf));
+    struct spool_header h;
+
+    ck_assert_int_eq(spool_parse_header(buf, n, &h), 0);
+    ck_assert(fg_str_eq(h.ident, "alice"));
+    ck_assert(fg_str_eq(h.auth_id, "root"));
+    ck_assert(fg_str_eq(h.sender, "root@fg-test.example"));
+    ck_assert(h.local);
+    ck_assert(!h.frozen);
+    ck_assert(spool_confirm(&h, SCOPE_ACCOUNT, "alice", NULL, NULL));
+    ck_assert(spool_confirm(&h, SCOPE_SCRIPT, "alice:/home/alice/public_html", NULL, NULL));
+    ck_assert(!spool_confirm(&h, SCOPE_ACCOUNT, "bob", NULL, NULL));
+    ck_assert(!spool_confirm(&h, SCOPE_MAILBOX, "alice", NULL, NULL));
+    /* cut inside the options: not confirmable */
+    const char *opt = strstr(buf, "-local\n");
+    ck_assert_int_eq(spool_parse_header(buf, (size_t)(opt - buf) + 3, &h), -EBADMSG);
+}
+END_TEST
+
+struct parse_case {
+    const char *name;
+    const char *in;
+    int ret;
+    const char *auth_id; /* NULL: absent */
+    const char *ident;
+    bool frozen;
+};
+
+static const struct parse_case parse_cases[] = {
+    { "minimal", "1xVYNi-0001Xt-23-H\nu 1 2\n<>\n100 0\nXX\n", 0, NULL, NULL, false },
+    { "quoter", "id-H\nu 1 2\n<a@b>\n100 0\n--(pgsql)auth_id x@y\n-ident u\nXX\n", 0, "x@y",
+      "u", false },
+    { "frozen", "id-H\nu 1 2\n<a@b>\n100 0\n-frozen 17\n-manual_thaw\nXX\n", 0, NULL, NULL,
+      true },
+    { "empty auth", "id-H\nu 1 2\n<a@b>\n100 0\n-auth_id\nXX\n", 0, "", NULL, false },
+    { "header not option", "id-H\nu 1 2\n<a@b>\n100 0\nXX\n1\nr@x\n\n020F -auth_id evil\n", 0,
+      NULL, NULL, false },
+    { "no -H", "id\nu 1 2\n<a@b>\n100 0\nXX\n", -EBADMSG, NULL, NULL, false },
+    { "bad uid", "id-H\nu x 2\n<a@b>\n100 0\nXX\n", -EBADMSG, NULL, NULL, false },
+    { "extra ids", "id-H\nu 1 2 3\n<a@b>\n100 0\nXX\n", -EBADMSG, NULL, NULL, false },
+    { "no brackets", "id-H\nu 1 2\na@b\n100 0\nXX\n", -EBADMSG, NULL, NULL, false },
+    { "bad time", "id-H\nu 1 2\n<a@b>\nabc 0\nXX\n", -EBADMSG, NULL, NULL, false },
+    { "cut", "id-H\nu 1 2\n<a@b>\n100 0\n-auth_id x", -EBADMSG, NULL, NULL, false },
+    { "empty", "", -EBADMSG, NULL, NULL, false },
+};
+
+START_TEST(test_spool_parse_table)
+{
+    const struct parse_case *c = &parse_cases[_i];
+    struct spool_header h;
+    int r = spool_parse_header(c->in, strlen(c->in), &h);
+
+    ck_assert_msg(r == c->ret, "%s: %d", c->name, r);
+    if (r < 0)
+        return;
+    if (c->auth_id)
+        ck_assert_msg(h.auth_id.p && fg_str_eq(h.auth_id, c->auth_id), "%s", c->name);
+    else
+        ck_assert_msg(!h.auth_id.p, "%s", c->name);
+    if (c->ident)
+        ck_assert_msg(h.ident.p && fg_str_eq(h.ident, c->ident), "%s", c->name);
+    ck_assert_msg(h.frozen == c->frozen, "%s", c->name);
+}
+END_TEST
+
+static bool
+owner_stub(void *ctx, struct fg_str domain, const char *account)
+{
+    (void)ctx;
+    return fg_str_eq(domain, "example.com") && strcmp(account, "exacct") == 0;
+}
+
+struct confirm_case {
+    const char *name;
+    const char *in;
+    enum usertable_scope scope;
+    const char *id;
+    bool ok;
+};
+
+static const struct confirm_case confirm_cases[] = {
+    { "mailbox ok", "i-H\nu 1 2\n<a@b>\n1 0\n-auth_id a@example.com\n-host_address 1.2.3.4\nXX\n",
+      SCOPE_MAILBOX, "A@EXAMPLE.com", true },
+    { "mailbox other", "i-H\nu 1 2\n<a@b>\n1 0\n-auth_id a@example.com\nXX\n", SCOPE_MAILBOX,
+      "b@example.com", false },
+    { "mailbox no auth", "i-H\nu 1 2\n<a@example.com>\n1 0\nXX\n", SCOPE_MAILBOX,
+      "a@example.com", false },
+    { "mailbox prefix", "i-H\nu 1 2\n<a@b>\n1 0\n-auth_id a@example.com.evil\nXX\n",
+      SCOPE_MAILBOX, "a@example.com", false },
+    { "account local", "i-H\nu 1 2\n<x@y>\n1 0\n-ident acct\n-local\nXX\n", SCOPE_ACCOUNT,
+      "acct", true },
+    { "account remote ident", "i-H\nu 1 2\n<x@y>\n1 0\n-ident acct\n-host_address 1.2.3.4\nXX\n",
+      SCOPE_ACCOUNT, "acct", false },
+    { "account auth owner", "i-H\nu 1 2\n<x@y>\n1 0\n-auth_id box@example.com\nXX\n",
+      SCOPE_ACCOUNT, "exacct", true },
+    { "account auth not owner", "i-H\nu 1 2\n<x@y>\n1 0\n-auth_id box@example.org\nXX\n",
+      SCOPE_ACCOUNT, "exacct", false },
+    { "account system login", "i-H\nu 1 2\n<x@y>\n1 0\n-auth_id acct\n-host_address 1.2.3.4\nXX\n",
+      SCOPE_ACCOUNT, "acct", true },
+    { "script", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\nXX\n", SCOPE_SCRIPT, "acct:/home/acct/x",
+      true },
+    { "script no colon", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\nXX\n", SCOPE_SCRIPT, "acct",
+      false },
+    { "script other", "i-H\nu 1 2\n<x@y>\n1 0\n--ident bob\nXX\n", SCOPE_SCRIPT, "acct:/x",
+      false },
+};
+
+START_TEST(test_spool_confirm_table)
+{
+    const struct confirm_case *c = &confirm_cases[_i];
+    struct spool_header h;
+
+    ck_assert_msg(spool_parse_header(c->in, strlen(c->in), &h) == 0, "%s", c->name);
+    ck_assert_msg(spool_confirm(&h, c->scope, c->id, owner_stub, NULL) == c->ok, "%s", c->name);
+}
+END_TEST
+
+static char tmpdir[256];
+
+static void
+setup_tmp(void)
+{
+    (void)snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_spool.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(test_spool_read_flat_and_split)
+{
+    char path[512], buf[SPOOL_HEADER_READ_MAX];
+    size_t n = 0;
+    struct spool_header h;
+
+    setup_tmp();
+    (void)snprintf(path, sizeof(path), "%s/input", tmpdir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/input/1xVYNi-0001Xt-23-H", tmpdir);
+    write_file(path, "1xVYNi-0001Xt-23-H\nu 1 2\n<a@b>\n1 0\n-auth_id a@b\nXX\n");
+    ck_assert_int_eq(spool_read_header(tmpdir, "1xVYNi-0001Xt-23", buf, sizeof(buf), &n), 0);
+    ck_assert_int_eq(spool_parse_header(buf, n, &h), 0);
+    ck_assert(fg_str_eq(h.id, "1xVYNi-0001Xt-23"));
+    /* split: 6th character of the id */
+    (void)snprintf(path, sizeof(path), "%s/input/r", tmpdir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/input/r/1xVYNr-0001Yf-21-H", tmpdir);
+    write_file(path, "1xVYNr-0001Yf-21-H\nu 1 2\n<a@b>\n1 0\nXX\n");
+    ck_assert_int_eq(spool_read_header(tmpdir, "1xVYNr-0001Yf-21", buf, sizeof(buf), &n), 0);
+    ck_assert_int_eq(spool_read_header(tmpdir, "1xVYNz-0001Yf-21", buf, sizeof(buf), &n),
+                     -ENOENT);
+    ck_assert_int_eq(spool_read_header(tmpdir, "../../etc/passwd", buf, sizeof(buf), &n),
+                     -EINVAL);
+    ck_assert_int_eq(spool_read_header(tmpdir, "-xVYNr-0001Yf-21", buf, sizeof(buf), &n),
+                     -EINVAL);
+}
+END_TEST
+
+static Suite *
+spool_suite(void)
+{
+    Suite *s = suite_create("spool");
+    TCase *tc = tcase_create("parse");
+    tcase_add_test(tc, test_spool_parse_real_smtp);
+    tcase_add_test(tc, test_spool_parse_real_local);
+    tcase_add_loop_test(tc, test_spool_parse_table, 0, (int)N_ELEMS(parse_cases));
+    tcase_add_loop_test(tc, test_spool_confirm_table, 0, (int)N_ELEMS(confirm_cases));
+    suite_add_tcase(s, tc);
+    tc = tcase_create("files");
+    tcase_add_test(tc, test_spool_read_flat_and_split);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(spool_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
