@@ -613,17 +613,24 @@ static int
 tail_add_file(struct tail *t, struct tail_file *f, size_t at)
 {
     if (t->nfiles == TAIL_MAX_FILES) {
-        /* Never silently: the oldest predecessor's unread bytes become a gap. */
-        struct tail_file *old = t->files[0];
-        if (old->live)
-            return -E2BIG;
-        t->st.gaps++;
-        (void)log_emit(LOG_WARNING, 0, NULL, "%s: too many files open, closing it unread",
-                       old->name);
+        /* Close a finished predecessor early; failing that, the oldest, as a gap. */
+        size_t k = 0;
+        struct tail_file *old;
+        while (k < t->nfiles && !tail_file_finished(t->files[k]))
+            k++;
+        if (k == t->nfiles) {
+            k = 0;
+            if (t->files[0]->live)
+                return -E2BIG;
+            t->st.gaps++;
+            (void)log_emit(LOG_WARNING, 0, NULL, "%s: too many files open, closing it unread",
+                           t->files[0]->name);
+        }
+        old = t->files[k];
         tail_file_close(t, old);
-        memmove(t->files, t->files + 1, (t->nfiles - 1) * sizeof(t->files[0]));
+        memmove(t->files + k, t->files + k + 1, (t->nfiles - k - 1) * sizeof(t->files[0]));
         t->nfiles--;
-        if (at > 0)
+        if (at > k)
             at--;
     }
     memmove(t->files + at + 1, t->files + at, (t->nfiles - at) * sizeof(t->files[0]));
@@ -820,6 +827,30 @@ tail_check_path(struct tail *t)
 /* ---- reading ---- */
 
 /*
+ * A predecessor rewritten under us (a rotated name reused by the next copytruncate, a
+ * compressor rewriting in place): its new content is not ours to read. Finish it as is.
+ */
+static void
+tail_drop_predecessor(struct tail *t, struct tail_file *f)
+{
+    struct eximlog_record rec;
+
+    if (!tail_file_finished(f)) {
+        t->st.gaps++;
+        (void)log_emit(LOG_WARNING, 0, NULL,
+                       "%s: rotated file rewritten at offset %llu before we finished it",
+                       f->name, (unsigned long long)f->read_off);
+    }
+    if (eximlog_joiner_flush(&f->j, false, &rec) == 1)
+        tail_emit(t, &rec);
+    eximlog_joiner_init(&f->j);
+    f->partial_len = 0;
+    f->skipping = false;
+    f->at_eof = true;
+    f->last_data_ms -= t->grace_ms; /* closed by tail_expire() in this pass */
+}
+
+/*
  * Read one file within *@budget. Returns true when it reached its end (the next file
  * may be read), false when the budget ran out or an error stopped it.
  */
@@ -833,6 +864,10 @@ tail_file_read(struct tail *t, struct tail_file *f, size_t *budget)
         bool copy = false;
         if (fstat(f->fd, &st) < 0)
             return true;
+        if (!f->live && ((uint64_t)st.st_size < f->read_off || !tail_file_tail_ok(f))) {
+            tail_drop_predecessor(t, f);
+            return true;
+        }
         if ((uint64_t)st.st_size < f->read_off)
             copy = tail_truncated(t, f, "truncated");
         else if (!tail_file_tail_ok(f) || tail_file_grow_fp(f, (uint64_t)st.st_size) < 0)
@@ -1141,8 +1176,12 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
             g = tail_open_cand(t, &c[i], pos->fp_len, h, &ok);
             if (!g)
                 continue;
-            if (ok && memcmp(h, pos->fp, 32) == 0 &&
-                (g->gz || (tail_marker_ok(g->fd, pos)))) {
+            /* An empty file had no fingerprint: its inode alone identifies it. */
+            if (pos->fp_len == 0)
+                ok = pass == 0 && !g->gz;
+            else
+                ok = ok && memcmp(h, pos->fp, 32) == 0;
+            if (ok && (g->gz || tail_marker_ok(g->fd, pos))) {
                 m = g;
                 found = i;
             } else {
