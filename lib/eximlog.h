@@ -40,6 +40,9 @@ enum exim_type {
 #define EXIM_F_OVERFLOW       (1u << 8) /* "**** log string overflowed log buffer ****" */
 #define EXIM_F_INCOMPLETE     (1u << 9) /* record handed on before its syntax was complete */
 #define EXIM_F_ENFORCED       (1u << 10) /* consequence of a hold/suspension (R=enforce_mail_permissions) */
+#define EXIM_F_ABSORBED       (1u << 11) /* the record swallowed a physical line that did not start
+                                            with a space/tab (raw newline in a field: 9.1) */
+#define EXIM_F_CWD_MULTI      (1u << 12) /* cwd= text holds several " N args: " parts */
 
 /*
  * One parsed record. Every slice points into the record text given to eximlog_parse()
@@ -54,6 +57,7 @@ struct exim_event {
     bool has_pid;
     uint32_t pid;
     struct fg_str msgid; /* 16 or 23 characters, validated */
+    struct fg_str body;  /* everything after the prefix and message id */
 
     /* EXIM_ARRIVAL */
     struct fg_str sender;    /* envelope sender as logged ("<>" for the null sender), quotes kept */
@@ -81,7 +85,11 @@ struct exim_event {
     uint32_t argc;           /* N of " N args:" */
     struct fg_str args;      /* the argv text after "args: " */
 
-    /* EXIM_AUTH_FAIL: auth = authenticator, set_id = set_id, host_ip = client */
+    /* EXIM_AUTH_FAIL: auth = authenticator, set_id = set_id, host = the host part,
+       host_ip = client */
+    /* EXIM_REJECT: host, host_ip, sender (F=, without <>), auth/set_id (A=), addr (the RCPT
+       address, without <>), text (from "rejected" / "temporarily rejected" on) */
+    /* EXIM_CONNECTION: host_ip (when one peer is unambiguous), text = body */
 };
 
 /*
@@ -128,6 +136,11 @@ struct eximlog_joiner {
     uint64_t lines;    /* physical lines pushed, ever */
     uint64_t truncated_records;
     uint64_t orphan_lines; /* continuation lines with no record to continue */
+    uint64_t absorbed_lines; /* lines swallowed by an open cwd=/quote (rules 2-3 of 9.1) */
+    uint8_t kind;          /* what the pending record is: EXIMLOG_JOIN_* (internal) */
+    bool quote;            /* arrival: inside a double quote at the end of the text */
+    bool esc;              /* arrival: a backslash inside quotes escapes the next byte */
+    char out[EXIMLOG_RECORD_MAX + 1]; /* the record handed out last */
 };
 
 /* A complete record handed out by the joiner; text borrowed until the next push/flush. */
@@ -162,5 +175,14 @@ int eximlog_joiner_flush(struct eximlog_joiner *j, bool force, struct eximlog_re
  * nothing is pending. A checkpoint never passes it.
  */
 uint64_t eximlog_joiner_resume(const struct eximlog_joiner *j, uint64_t committed_end);
+
+/*
+ * The tailer met a line longer than its own cap (tailer-reliability.md 5.4) and skipped
+ * [@start, @end) without passing the text. Closes the pending record like a new record
+ * would (written to @ret, returns 1), counts a truncated record, and makes sure nothing of
+ * the skipped bytes starts or continues a record.
+ */
+int eximlog_joiner_overlong(struct eximlog_joiner *j, uint64_t start, uint64_t end,
+                            struct eximlog_record *ret);
 
 #endif

@@ -1,0 +1,1490 @@
+/*
+ * eximlog.c - the Exim main log parser and record splitter (exim-log-format.md).
+ *
+ * eximlog_parse() reads one complete record strictly from left to right: the prefix
+ * (date, time, optional .mmm, +HHMM, [pid], each optional part on its own), an optional
+ * message id, then the body by record type. Arrivals are walked field by field in Exim's
+ * fixed order (5.1) and never searched for " A=" or " S=": the sender, HELO, id=, subject
+ * and recipients are chosen by whoever sent the mail. H= is resolved by collecting every
+ * bracketed address that could end the host part (5.3); more than one is flagged
+ * ambiguous. Unknown record types are EXIM_OTHER, never errors.
+ *
+ * The joiner turns physical lines into records (1.3, 9.1): continuation lines are
+ * appended, empty lines dropped, and a cwd= entry without its " N args:" part or an
+ * arrival ending inside an open double quote swallows the following lines, even ones that
+ * look like timestamped records, up to EXIMLOG_RECORD_MAX. A swallowed line never starts
+ * a record.
+ *
+ * Pure: no syscalls, no allocation, no logging. Slices point into the caller's text.
+ */
+#include "eximlog.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define EXIMLOG_OVERFLOW_MARK "**** log string overflowed log buffer ****"
+
+/* Byte classes: 1 = [0-9A-Za-z] (message id digits), 2 = decimal digit, 4 = hex digit. */
+static const unsigned char eximlog_class[256] = {
+    ['0'] = 7, ['1'] = 7, ['2'] = 7, ['3'] = 7, ['4'] = 7, ['5'] = 7, ['6'] = 7, ['7'] = 7,
+    ['8'] = 7, ['9'] = 7, ['A'] = 5, ['B'] = 5, ['C'] = 5, ['D'] = 5, ['E'] = 5, ['F'] = 5,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1,
+    ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 5, ['b'] = 5, ['c'] = 5, ['d'] = 5,
+    ['e'] = 5, ['f'] = 5, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static inline bool
+eximlog_is_alnum(char c)
+{
+    return (eximlog_class[(unsigned char)c] & 1) != 0;
+}
+
+static inline bool
+eximlog_is_digit(char c)
+{
+    return (eximlog_class[(unsigned char)c] & 2) != 0;
+}
+
+static inline bool
+eximlog_is_hex(char c)
+{
+    return (eximlog_class[(unsigned char)c] & 4) != 0;
+}
+
+/* Literal prefix test; the constant length lets the compiler inline the comparison. */
+#define EXIMLOG_STARTS(p, end, lit)                                                                \
+    ((size_t)((end) - (p)) >= sizeof(lit) - 1 && memcmp((p), (lit), sizeof(lit) - 1) == 0)
+
+static inline struct fg_str
+eximlog_slice(const char *b, const char *e)
+{
+    return fg_str_make(b, (size_t)(e - b));
+}
+
+/* Read exactly @n digits at @p into @ret. */
+static bool
+eximlog_digits(const char *p, size_t n, unsigned *ret)
+{
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!eximlog_is_digit(p[i]))
+            return false;
+        v = v * 10 + (unsigned)(p[i] - '0');
+    }
+    *ret = v;
+    return true;
+}
+
+/*
+ * Quote-aware token: from @p up to the first space outside double quotes (or @end).
+ * Inside quotes a backslash escapes the next byte. *@open tells whether the text ended
+ * inside a quote.
+ */
+static const char *
+eximlog_qtoken(const char *p, const char *end, bool *open)
+{
+    bool inq = false;
+    while (p < end) {
+        if (!inq) {
+            const char *sp = memchr(p, ' ', (size_t)(end - p));
+            const char *lim = sp ? sp : end;
+            const char *q = memchr(p, '"', (size_t)(lim - p));
+            if (!q) {
+                p = lim;
+                break;
+            }
+            inq = true;
+            p = q + 1;
+        } else {
+            char c = *p;
+            if (c == '\\')
+                p += (end - p >= 2) ? 2 : 1;
+            else if (c == '"') {
+                inq = false;
+                p++;
+            } else
+                p++;
+        }
+    }
+    if (open)
+        *open = inq;
+    return p;
+}
+
+bool
+eximlog_msgid_valid(struct fg_str id)
+{
+    size_t a, b;
+    if (id.len == 16) {
+        a = 6;
+        b = 6;
+    } else if (id.len == 23) {
+        a = 6;
+        b = 11;
+    } else
+        return false;
+    if (!id.p || id.p[a] != '-' || id.p[a + 1 + b] != '-')
+        return false;
+    for (size_t i = 0; i < id.len; i++) {
+        if (i == a || i == a + 1 + b)
+            continue;
+        if (!eximlog_is_alnum(id.p[i]))
+            return false;
+    }
+    return true;
+}
+
+static const char *const eximlog_type_names[EXIM_TYPE__MAX] = {
+    [EXIM_OTHER] = "other",
+    [EXIM_ARRIVAL] = "arrival",
+    [EXIM_DELIVERY] = "delivery",
+    [EXIM_DEFER] = "defer",
+    [EXIM_FAIL] = "fail",
+    [EXIM_COMPLETED] = "completed",
+    [EXIM_FROZEN] = "frozen",
+    [EXIM_UNFROZEN] = "unfrozen",
+    [EXIM_MSG_OTHER] = "msg_other",
+    [EXIM_CWD] = "cwd",
+    [EXIM_AUTH_FAIL] = "auth_fail",
+    [EXIM_REJECT] = "reject",
+    [EXIM_CONNECTION] = "connection",
+    [EXIM_QUEUE_RUN] = "queue_run",
+};
+
+const char *
+eximlog_type_name(enum exim_type t)
+{
+    if ((unsigned)t >= EXIM_TYPE__MAX)
+        return "unknown";
+    return eximlog_type_names[t];
+}
+
+int
+eximlog_next_addr(struct fg_str list, size_t *pos, struct fg_str *ret_addr)
+{
+    const char *end = list.p + list.len;
+    while (*pos < list.len) {
+        const char *p = list.p + *pos;
+        while (p < end && (*p == ' ' || *p == '\n' || *p == '\t'))
+            p++;
+        if (p >= end) {
+            *pos = list.len;
+            return 0;
+        }
+        const char *e = eximlog_qtoken(p, end, NULL);
+        *pos = (size_t)(e - list.p);
+        if ((size_t)(e - p) == 7 && memcmp(p, "<trunc>", 7) == 0)
+            continue;
+        *ret_addr = eximlog_slice(p, e);
+        return 1;
+    }
+    return 0;
+}
+
+struct fg_str
+eximlog_addr_domain(struct fg_str addr)
+{
+    const char *at = NULL;
+    bool inq = false;
+    for (size_t i = 0; i < addr.len; i++) {
+        char c = addr.p[i];
+        if (inq && c == '\\') {
+            i++;
+        } else if (c == '"') {
+            inq = !inq;
+        } else if (!inq && c == '@') {
+            at = addr.p + i;
+        }
+    }
+    if (!at)
+        return fg_str_make(addr.p ? addr.p + addr.len : NULL, 0);
+    const char *e = addr.p + addr.len;
+    if (e > at + 1 && e[-1] == '>')
+        e--;
+    return eximlog_slice(at + 1, e);
+}
+
+/* ---- prefix ---------------------------------------------------------------------- */
+
+static bool
+eximlog_leap(unsigned y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/*
+ * Parse the prefix into @ev; returns the body start, or NULL when there is no valid
+ * date and time.
+ */
+static const char *
+eximlog_prefix(const char *p, const char *end, struct exim_event *ev)
+{
+    static const unsigned char mdays[13] = { 0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    unsigned y, mo, d, h, mi, s, ms = 0;
+
+    if (end - p < 19 || p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' || p[16] != ':')
+        return NULL;
+    if (!eximlog_digits(p, 4, &y) || !eximlog_digits(p + 5, 2, &mo) ||
+        !eximlog_digits(p + 8, 2, &d) || !eximlog_digits(p + 11, 2, &h) ||
+        !eximlog_digits(p + 14, 2, &mi) || !eximlog_digits(p + 17, 2, &s))
+        return NULL;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo] || (mo == 2 && d == 29 && !eximlog_leap(y)) ||
+        h > 23 || mi > 59 || s > 60)
+        return NULL;
+    ev->time = fg_str_make(p, 19);
+    p += 19;
+    if (end - p >= 4 && p[0] == '.' && eximlog_digits(p + 1, 3, &ms))
+        p += 4;
+
+    int64_t t = util_days_from_civil(y, mo, d) * 86400000 + (int64_t)h * 3600000 +
+                (int64_t)mi * 60000 + (int64_t)s * 1000 + ms;
+    if (p < end && *p != ' ')
+        return NULL;
+    if (p < end)
+        p++;
+    /* zone: "+HHMM " or "-HHMM " */
+    if (end - p >= 5 && (p[0] == '+' || p[0] == '-') && (end - p == 5 || p[5] == ' ')) {
+        unsigned zh, zm;
+        if (eximlog_digits(p + 1, 2, &zh) && eximlog_digits(p + 3, 2, &zm) && zm < 60 && zh < 24) {
+            int64_t off = (int64_t)zh * 3600000 + (int64_t)zm * 60000;
+            t -= (p[0] == '+') ? off : -off;
+            p += (end - p == 5) ? 5 : 6;
+        }
+    }
+    ev->ts_ms = t;
+    /* pid: "[digits] " */
+    if (p < end && *p == '[') {
+        const char *q = p + 1;
+        while (q < end && q - p <= 11 && eximlog_is_digit(*q))
+            q++;
+        uint32_t pid;
+        if (q < end && *q == ']' && q > p + 1 && (q + 1 == end || q[1] == ' ') &&
+            util_parse_u32(p + 1, (size_t)(q - p - 1), &pid) == 0) {
+            ev->has_pid = true;
+            ev->pid = pid;
+            p = (q + 1 == end) ? q + 1 : q + 2;
+        }
+    }
+    /* message id */
+    size_t rest = (size_t)(end - p);
+    for (size_t n = 16; n <= 23; n += 7) {
+        if (rest >= n && (rest == n || p[n] == ' ') && p[6] == '-' &&
+            eximlog_msgid_valid(fg_str_make(p, n))) {
+            ev->msgid = fg_str_make(p, n);
+            p += (rest == n) ? n : n + 1;
+            break;
+        }
+    }
+    return p;
+}
+
+/* ---- host parts (5.3) ------------------------------------------------------------ */
+
+/* A syntactically valid IPv4 or IPv6 literal. */
+static bool
+eximlog_ip_valid(const char *p, size_t n)
+{
+    if (n == 0 || n > 45)
+        return false;
+    if (memchr(p, ':', n) == NULL) {
+        unsigned parts = 0, digits = 0, v = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (eximlog_is_digit(p[i])) {
+                v = v * 10 + (unsigned)(p[i] - '0');
+                if (++digits > 3 || v > 255)
+                    return false;
+            } else if (p[i] == '.' && digits > 0) {
+                parts++;
+                digits = 0;
+                v = 0;
+            } else
+                return false;
+        }
+        return digits > 0 && parts == 3;
+    }
+    unsigned colons = 0, hex = 0;
+    bool dbl = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == ':') {
+            colons++;
+            if (i + 1 < n && p[i + 1] == ':') {
+                if (dbl)
+                    return false;
+                dbl = true;
+            }
+            hex = 0;
+        } else if (eximlog_is_hex(c)) {
+            if (++hex > 4)
+                return false;
+        } else if (c == '.') {
+            hex = 0; /* embedded IPv4 tail; checked loosely */
+        } else
+            return false;
+    }
+    return colons >= 2 && colons <= 7;
+}
+
+/*
+ * Is [s, b) a possible host text before the peer literal: empty, "name ", "(helo) " or
+ * "name (helo) "? The HELO may contain anything, the name no space.
+ */
+static bool
+eximlog_host_form(const char *s, const char *b)
+{
+    if (s == b)
+        return true;
+    if (b[-1] != ' ')
+        return false;
+    const char *u = b - 1;
+    if (u == s)
+        return false;
+    if (u[-1] == ')') {
+        if (*s == '(')
+            return true;
+        const char *sp = memchr(s, ' ', (size_t)(u - s));
+        return sp && sp + 1 < u && sp[1] == '(' && memchr(s, '(', (size_t)(sp - s)) == NULL;
+    }
+    return memchr(s, ' ', (size_t)(u - s)) == NULL && memchr(s, '(', (size_t)(u - s)) == NULL;
+}
+
+struct eximlog_cand {
+    const char *ip, *ip_end; /* inside the brackets */
+    const char *end;         /* past "]" and ":port" */
+};
+
+#define EXIMLOG_CAND_MAX 8
+
+/*
+ * Collect the bracketed addresses in [s, end) that may end a host part: a valid literal,
+ * an optional ":port", then the end of the record or one of @follow (each starting right
+ * after the literal), and host text of a legal shape before it. Returns the count (the
+ * first EXIMLOG_CAND_MAX are stored).
+ */
+static size_t
+eximlog_host_cands(const char *s, const char *end, const char *const *follow,
+                   struct eximlog_cand *c)
+{
+    size_t n = 0;
+    const char *p = s;
+    while (p < end) {
+        const char *b = memchr(p, '[', (size_t)(end - p));
+        if (!b)
+            break;
+        p = b + 1;
+        const char *cl = memchr(b, ']', (size_t)(end - b) < 48 ? (size_t)(end - b) : 48);
+        if (!cl || !eximlog_ip_valid(b + 1, (size_t)(cl - b - 1)))
+            continue;
+        const char *e = cl + 1;
+        if (e + 1 < end && *e == ':' && eximlog_is_digit(e[1])) {
+            e++;
+            while (e < end && eximlog_is_digit(*e))
+                e++;
+        }
+        bool ok = (e == end);
+        for (size_t i = 0; !ok && follow[i]; i++) {
+            size_t fl = strlen(follow[i]);
+            ok = (size_t)(end - e) >= fl && memcmp(e, follow[i], fl) == 0;
+        }
+        if (!ok || !eximlog_host_form(s, b))
+            continue;
+        if (n < EXIMLOG_CAND_MAX)
+            c[n] = (struct eximlog_cand){ b + 1, cl, e };
+        n++;
+    }
+    return n;
+}
+
+/* ---- arrivals (5.1) -------------------------------------------------------------- */
+
+/* Positions in the table of 5.1, doubled so the development-branch items fit between. */
+enum {
+    EXIMLOG_A_SENDER = 4,
+    EXIMLOG_A_R = 6,
+    EXIMLOG_A_DS = 8,
+    EXIMLOG_A_H = 10,
+    EXIMLOG_A_I = 12,
+    EXIMLOG_A_TFO = 14,
+    EXIMLOG_A_U = 16,
+    EXIMLOG_A_CI = 18,
+    EXIMLOG_A_P = 20,
+    EXIMLOG_A_L = 22,
+    EXIMLOG_A_SPF = 23,
+    EXIMLOG_A_X = 24,
+    EXIMLOG_A_CV = 26,
+    EXIMLOG_A_DN = 28,
+    EXIMLOG_A_SNI = 30,
+    EXIMLOG_A_A = 32,
+    EXIMLOG_A_PRDR = 34,
+    EXIMLOG_A_PRX = 36,
+    EXIMLOG_A_K = 38,
+    EXIMLOG_A_S = 40,
+    EXIMLOG_A_M8S = 42,
+    EXIMLOG_A_DKIM = 44,
+    EXIMLOG_A_ARC = 46,
+    EXIMLOG_A_DMARC = 47,
+    EXIMLOG_A_RT = 48,
+    EXIMLOG_A_Q = 50,
+    EXIMLOG_A_ID = 52,
+    EXIMLOG_A_T = 54,
+    EXIMLOG_A_FROM = 56,
+    EXIMLOG_A_FOR = 58,
+};
+
+struct eximlog_tag {
+    const char *name; /* "X=" for valued tags, "K" for bare flags */
+    unsigned char len;
+    unsigned char idx;
+};
+
+#define EXIMLOG_TAG(s, i)                                                                          \
+    {                                                                                              \
+        s, sizeof(s) - 1, i                                                                        \
+    }
+
+static const struct eximlog_tag eximlog_arrival_tags[] = {
+    EXIMLOG_TAG("R=", EXIMLOG_A_R),         EXIMLOG_TAG("DS", EXIMLOG_A_DS),
+    EXIMLOG_TAG("H=", EXIMLOG_A_H),         EXIMLOG_TAG("I=", EXIMLOG_A_I),
+    EXIMLOG_TAG("TFO", EXIMLOG_A_TFO),      EXIMLOG_TAG("TFO*", EXIMLOG_A_TFO),
+    EXIMLOG_TAG("U=", EXIMLOG_A_U),         EXIMLOG_TAG("Ci=", EXIMLOG_A_CI),
+    EXIMLOG_TAG("P=", EXIMLOG_A_P),         EXIMLOG_TAG("SPF", EXIMLOG_A_SPF),
+    EXIMLOG_TAG("SPF=", EXIMLOG_A_SPF),     EXIMLOG_TAG("X=", EXIMLOG_A_X),
+    EXIMLOG_TAG("CV=", EXIMLOG_A_CV),       EXIMLOG_TAG("DN=", EXIMLOG_A_DN),
+    EXIMLOG_TAG("SNI=", EXIMLOG_A_SNI),     EXIMLOG_TAG("A=", EXIMLOG_A_A),
+    EXIMLOG_TAG("PRDR", EXIMLOG_A_PRDR),    EXIMLOG_TAG("PRX=", EXIMLOG_A_PRX),
+    EXIMLOG_TAG("K", EXIMLOG_A_K),          EXIMLOG_TAG("S=", EXIMLOG_A_S),
+    EXIMLOG_TAG("M8S=", EXIMLOG_A_M8S),     EXIMLOG_TAG("DKIM=", EXIMLOG_A_DKIM),
+    EXIMLOG_TAG("ARC", EXIMLOG_A_ARC),      EXIMLOG_TAG("DMARC", EXIMLOG_A_DMARC),
+    EXIMLOG_TAG("DMARC=", EXIMLOG_A_DMARC), EXIMLOG_TAG("RT=", EXIMLOG_A_RT),
+    EXIMLOG_TAG("Q=", EXIMLOG_A_Q),         EXIMLOG_TAG("id=", EXIMLOG_A_ID),
+    EXIMLOG_TAG("id*=", EXIMLOG_A_ID),      EXIMLOG_TAG("T=", EXIMLOG_A_T),
+    EXIMLOG_TAG("from", EXIMLOG_A_FROM),    EXIMLOG_TAG("for", EXIMLOG_A_FOR),
+};
+
+/*
+ * Identify the arrival tag at @p (just after a space). Bare words must be followed by a
+ * space or the end; "L" flags are any run of L followed by -.* characters. Returns the
+ * table position (0: unknown) and the value start in *@val.
+ */
+static unsigned
+eximlog_arrival_tag(const char *p, const char *end, const char **val)
+{
+    size_t n = (size_t)(end - p);
+    const char *sp = memchr(p, ' ', n);
+    size_t tl = sp ? (size_t)(sp - p) : n; /* length of the bare token */
+    if (tl >= 1 && p[0] == 'L') {
+        size_t i = 1;
+        while (i < tl && (p[i] == '-' || p[i] == '.' || p[i] == '*' || p[i] == 'L'))
+            i++;
+        if (i == tl) {
+            *val = p + tl;
+            return EXIMLOG_A_L;
+        }
+    }
+    for (size_t i = 0; i < N_ELEMS(eximlog_arrival_tags); i++) {
+        const struct eximlog_tag *t = &eximlog_arrival_tags[i];
+        if (t->name[0] != p[0] || n < t->len || memcmp(p, t->name, t->len) != 0)
+            continue;
+        if (t->name[t->len - 1] == '=') {
+            *val = p + t->len;
+            return t->idx;
+        }
+        if (tl == t->len) {
+            *val = p + t->len;
+            return t->idx;
+        }
+    }
+    return 0;
+}
+
+static const char *const eximlog_arrival_host_follow[] = {
+    " I=", " TFO", " U=", " Ci=", " P=", NULL
+};
+
+/* Is the token at @p (after a space) one that may follow A=<auth>:<set_id> ? */
+static bool
+eximlog_after_auth(const char *p, const char *end)
+{
+    const char *v;
+    unsigned idx = eximlog_arrival_tag(p, end, &v);
+    return idx == EXIMLOG_A_PRDR || idx == EXIMLOG_A_PRX || idx == EXIMLOG_A_K ||
+           idx == EXIMLOG_A_S;
+}
+
+/*
+ * Walk arrival fields from @p (at the space before a field, or @end) having passed
+ * position @idx. Returns 0, or -EBADMSG for a malformed value of a known field; stops at
+ * the first unknown or out-of-order token with EXIM_F_ANOMALOUS. *@got_s tells whether
+ * S= was read.
+ */
+static int eximlog_arrival_fields(struct exim_event *ev, const char *p, const char *end,
+                                  unsigned idx, bool *got_s);
+
+static int
+eximlog_arrival_host(struct exim_event *ev, const char *v, const char *end, bool *got_s)
+{
+    struct eximlog_cand c[EXIMLOG_CAND_MAX];
+    size_t n = eximlog_host_cands(v, end, eximlog_arrival_host_follow, c);
+    if (n == 0)
+        return -EBADMSG;
+    if (n == 1) {
+        ev->host = eximlog_slice(v, c[0].end);
+        ev->host_ip = eximlog_slice(c[0].ip, c[0].ip_end);
+        return eximlog_arrival_fields(ev, c[0].end, end, EXIMLOG_A_H, got_s);
+    }
+    /* Several candidates: the HELO carries an injection. Take the last one whose rest
+     * parses cleanly, else the last one; either way the record is flagged. */
+    ev->flags |= EXIM_F_AMBIGUOUS_HOST;
+    size_t stored = n < EXIMLOG_CAND_MAX ? n : EXIMLOG_CAND_MAX;
+    for (size_t i = stored; i-- > 0;) {
+        struct exim_event t = *ev;
+        bool s = false;
+        t.host = eximlog_slice(v, c[i].end);
+        t.host_ip = eximlog_slice(c[i].ip, c[i].ip_end);
+        if (eximlog_arrival_fields(&t, c[i].end, end, EXIMLOG_A_H, &s) == 0 && s &&
+            !(t.flags & EXIM_F_ANOMALOUS)) {
+            *ev = t;
+            *got_s = true;
+            return 0;
+        }
+    }
+    ev->host = eximlog_slice(v, c[stored - 1].end);
+    ev->host_ip = eximlog_slice(c[stored - 1].ip, c[stored - 1].ip_end);
+    return eximlog_arrival_fields(ev, c[stored - 1].end, end, EXIMLOG_A_H, got_s);
+}
+
+/* DN="...": '"' is not escaped inside, so the value ends at a quote followed by a field
+ * that may come after DN (or the end). */
+static const char *
+eximlog_dn_end(const char *v, const char *end)
+{
+    if (v >= end || *v != '"')
+        return NULL;
+    const char *p = v + 1;
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q)
+            return NULL;
+        if (q + 1 == end)
+            return end;
+        if (q[1] == ' ') {
+            const char *val;
+            unsigned idx = eximlog_arrival_tag(q + 2, end, &val);
+            if (idx > EXIMLOG_A_DN && idx <= EXIMLOG_A_S)
+                return q + 1;
+        }
+        p = q + 1;
+    }
+    return NULL;
+}
+
+/* T="...": ends at the first quote not escaped by a backslash. */
+static const char *
+eximlog_subject_end(const char *v, const char *end)
+{
+    if (v >= end || *v != '"')
+        return NULL;
+    const char *p = v + 1;
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q)
+            return NULL;
+        size_t bs = 0;
+        while (q - bs > v + 1 && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return q + 1;
+        p = q + 1;
+    }
+    return NULL;
+}
+
+static int
+eximlog_arrival_fields(struct exim_event *ev, const char *p, const char *end, unsigned idx,
+                       bool *got_s)
+{
+    while (p < end) {
+        if (*p != ' ' || p + 1 >= end)
+            goto anomalous;
+        p++;
+        const char *v, *e;
+        unsigned tag = eximlog_arrival_tag(p, end, &v);
+        if (tag == 0 || tag <= idx)
+            goto anomalous;
+        idx = tag;
+        switch (tag) {
+        case EXIMLOG_A_H:
+            return eximlog_arrival_host(ev, v, end, got_s);
+        case EXIMLOG_A_DN:
+            e = eximlog_dn_end(v, end);
+            if (!e)
+                goto anomalous;
+            break;
+        case EXIMLOG_A_SNI:
+            e = (v < end && *v == '"') ? eximlog_qtoken(v, end, NULL) : NULL;
+            if (!e) {
+                e = memchr(v, ' ', (size_t)(end - v));
+                e = e ? e : end;
+            }
+            break;
+        case EXIMLOG_A_A: {
+            e = memchr(v, ' ', (size_t)(end - v));
+            e = e ? e : end;
+            const char *colon = memchr(v, ':', (size_t)(e - v));
+            ev->auth = eximlog_slice(v, colon ? colon : e);
+            ev->set_id = colon ? eximlog_slice(colon + 1, e) : fg_str_make(e, 0);
+            if (ev->auth.len == 0 || e == end || !eximlog_after_auth(e + 1, end)) {
+                ev->flags |= EXIM_F_ANOMALOUS;
+                return 0;
+            }
+            break;
+        }
+        case EXIMLOG_A_S: {
+            e = memchr(v, ' ', (size_t)(end - v));
+            e = e ? e : end;
+            if (util_parse_u64(v, (size_t)(e - v), &ev->size) < 0)
+                return -EBADMSG;
+            *got_s = true;
+            break;
+        }
+        case EXIMLOG_A_ID:
+            e = eximlog_qtoken(v, end, NULL);
+            break;
+        case EXIMLOG_A_T:
+            e = eximlog_subject_end(v, end);
+            if (!e)
+                return -EBADMSG;
+            ev->subject = eximlog_slice(v + 1, e - 1);
+            break;
+        case EXIMLOG_A_FROM: {
+            if (v + 2 > end || v[0] != ' ' || v[1] != '<')
+                goto anomalous;
+            /* raw sender in <>: quote-aware up to '>' then space or end */
+            const char *q = v + 2;
+            bool inq = false;
+            e = NULL;
+            for (; q < end; q++) {
+                if (inq && *q == '\\' && q + 1 < end)
+                    q++;
+                else if (*q == '"')
+                    inq = !inq;
+                else if (!inq && *q == '>' && (q + 1 == end || q[1] == ' ')) {
+                    e = q + 1;
+                    break;
+                }
+            }
+            if (!e)
+                return -EBADMSG;
+            break;
+        }
+        case EXIMLOG_A_FOR: {
+            if (v >= end || *v != ' ')
+                goto anomalous;
+            ev->rcpts = eximlog_slice(v + 1, end);
+            size_t pos = 0;
+            struct fg_str a;
+            uint32_t n = 0;
+            while (eximlog_next_addr(ev->rcpts, &pos, &a) == 1)
+                n++;
+            ev->nrcpt = n;
+            if (ev->rcpts.len >= 7 && memcmp(end - 7, "<trunc>", 7) == 0)
+                ev->flags |= EXIM_F_RCPT_TRUNC;
+            return 0;
+        }
+        default:
+            e = memchr(v, ' ', (size_t)(end - v));
+            e = e ? e : end;
+            if (tag == EXIMLOG_A_R)
+                ev->bounce_of = eximlog_slice(v, e);
+            else if (tag == EXIMLOG_A_U)
+                ev->ident = eximlog_slice(v, e);
+            else if (tag == EXIMLOG_A_P)
+                ev->proto = eximlog_slice(v, e);
+            else if (tag == EXIMLOG_A_I || tag == EXIMLOG_A_PRX || tag == EXIMLOG_A_X ||
+                     tag == EXIMLOG_A_CV || tag == EXIMLOG_A_CI) {
+                if (e == v)
+                    goto anomalous;
+            }
+            break;
+        }
+        p = e;
+    }
+    return 0;
+anomalous:
+    ev->flags |= EXIM_F_ANOMALOUS;
+    return 0;
+}
+
+static int
+eximlog_arrival(struct exim_event *ev, const char *p, const char *end)
+{
+    ev->type = EXIM_ARRIVAL;
+    if (p[0] == '(')
+        ev->flags |= EXIM_F_FAKEREJECT;
+    ev->flag = fg_str_make(p, 2);
+    p += 3;
+    if (p >= end || *p == ' ')
+        return -EBADMSG;
+    bool open;
+    const char *e = eximlog_qtoken(p, end, &open);
+    ev->sender = eximlog_slice(p, e);
+    if (open)
+        return -EBADMSG;
+    bool got_s = false;
+    int r = eximlog_arrival_fields(ev, e, end, EXIMLOG_A_SENDER, &got_s);
+    if (r < 0)
+        return r;
+    if (!got_s && !(ev->flags & EXIM_F_ANOMALOUS))
+        return -EBADMSG;
+    if (ev->proto.len == 0 && !(ev->flags & EXIM_F_ANOMALOUS))
+        return -EBADMSG;
+    if (!ev->host.p && (fg_str_eq(ev->proto, "local") || fg_str_has_prefix(ev->proto, "local-")))
+        ev->flags |= EXIM_F_LOCAL;
+    return 1;
+}
+
+/* ---- deliveries (6) -------------------------------------------------------------- */
+
+static bool
+eximlog_starts_nocase(const char *p, const char *end, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(end - p) < n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (util_ascii_lower(p[i]) != lit[i])
+            return false;
+    return true;
+}
+
+/* @p at "defer (": is it "defer (N): retry time not reached..."? */
+static bool
+eximlog_retry_wait(const char *p, const char *end)
+{
+    const char *q = p + 7;
+    if (q < end && *q == '-')
+        q++;
+    while (q < end && eximlog_is_digit(*q))
+        q++;
+    if (!EXIMLOG_STARTS(q, end, "): "))
+        return false;
+    return eximlog_starts_nocase(q + 3, end, "retry time not reached");
+}
+
+static int
+eximlog_delivery(struct exim_event *ev, const char *p, const char *end)
+{
+    char f0 = p[0];
+    bool fail = (f0 == '*' && p[1] == '*');
+    bool defer = (f0 == '=' && p[1] == '=');
+    ev->type = fail ? EXIM_FAIL : defer ? EXIM_DEFER : EXIM_DELIVERY;
+    ev->flag = fg_str_make(p, 2);
+    p += 3;
+    if (p >= end || *p == ' ')
+        return -EBADMSG;
+
+    /* address part: final [(parents)] [<top>] */
+    const char *e = eximlog_qtoken(p, end, NULL);
+    if (fail && e > p + 1 && e[-1] == ':' && (e == end || *e == ' ')) {
+        ev->addr = eximlog_slice(p, e - 1);
+        ev->text = (e + 1 < end) ? eximlog_slice(e + 1, end) : fg_str_make(end, 0);
+        return 1;
+    }
+    ev->addr = eximlog_slice(p, e);
+    p = e;
+    if (end - p > 2 && p[1] == '(') {
+        const char *q = memchr(p + 2, ')', (size_t)(end - p - 2));
+        if (q && (q + 1 == end || q[1] == ' '))
+            p = q + 1;
+    }
+    if (end - p > 2 && p[1] == '<') {
+        e = eximlog_qtoken(p + 1, end, NULL);
+        if (e[-1] == '>')
+            p = e;
+        else if (fail && e[-1] == ':' && e - 2 > p && e[-2] == '>') {
+            ev->text = (e + 1 < end) ? eximlog_slice(e + 1, end) : fg_str_make(end, 0);
+            return 1;
+        }
+    }
+
+    /* fields up to the separator */
+    while (p < end) {
+        if (*p != ' ' || p + 1 >= end)
+            break;
+        p++;
+        if (!fail && !defer && ev->router.p && ev->transport.p)
+            break;
+        if (defer && EXIMLOG_STARTS(p, end, "defer (")) {
+            ev->text = eximlog_slice(p, end);
+            if (eximlog_retry_wait(p, end))
+                ev->flags |= EXIM_F_RETRY_WAIT;
+            break;
+        }
+        if (*p == ':' && (p + 1 == end || p[1] == ' ')) { /* 4.99 " : " */
+            ev->text = (p + 2 <= end) ? eximlog_slice(p + 2 < end ? p + 2 : end, end)
+                                      : fg_str_make(end, 0);
+            break;
+        }
+        e = eximlog_qtoken(p, end, NULL);
+        bool sep = (fail || defer) && e[-1] == ':' && (e == end || *e == ' ');
+        const char *ve = sep ? e - 1 : e;
+        if (EXIMLOG_STARTS(p, end, "R=") && !ev->router.p)
+            ev->router = eximlog_slice(p + 2, ve);
+        else if (EXIMLOG_STARTS(p, end, "T=") && !ev->transport.p)
+            ev->transport = eximlog_slice(p + 2, ve);
+        if (sep) {
+            ev->text = (e + 1 < end) ? eximlog_slice(e + 1, end) : fg_str_make(end, 0);
+            break;
+        }
+        p = e;
+    }
+    if (fg_str_eq(ev->router, "enforce_mail_permissions"))
+        ev->flags |= EXIM_F_ENFORCED;
+    return 1;
+}
+
+/* ---- cwd= (7) -------------------------------------------------------------------- */
+
+/* Find the last " N args:" in [p, end): *@num at N, returns the position of " args:". */
+static const char *
+eximlog_find_args(const char *p, const char *end, const char **num, size_t *count)
+{
+    const char *found = NULL;
+    *count = 0;
+    const char *q = p;
+    while (q < end) {
+        const char *a = memmem(q, (size_t)(end - q), " args:", 6);
+        if (!a)
+            break;
+        q = a + 6;
+        if (q < end && *q != ' ')
+            continue;
+        const char *d = a;
+        while (d > p && eximlog_is_digit(d[-1]))
+            d--;
+        if (d == a || d == p || d[-1] != ' ')
+            continue;
+        found = a;
+        *num = d;
+        (*count)++;
+    }
+    return found;
+}
+
+/* Exim options that take the next argument as their value. */
+static bool
+eximlog_opt_takes_value(const char *p, size_t n)
+{
+    static const char *const opts[] = { "-f",    "-F",    "-r",    "-C",   "-L",   "-oMa",
+                                        "-oMaa", "-oMai", "-oMas", "-oMi", "-oMm", "-oMr",
+                                        "-oMs",  "-oMt",  "-oP",   "-oPX", "-X",   "-z" };
+    for (size_t i = 0; i < N_ELEMS(opts); i++)
+        if (strlen(opts[i]) == n && memcmp(opts[i], p, n) == 0)
+            return true;
+    return false;
+}
+
+/* Argument tokens as Exim writes them: wrapped in '"' when they contain white space. */
+static const char *
+eximlog_arg_end(const char *p, const char *end)
+{
+    if (*p == '"') {
+        const char *q = p + 1;
+        while (q < end) {
+            const char *c = memchr(q, '"', (size_t)(end - q));
+            if (!c)
+                break;
+            if (c + 1 == end || c[1] == ' ')
+                return c + 1;
+            q = c + 1;
+        }
+    }
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    return sp ? sp : end;
+}
+
+/* Does this argument list (argv[0] first) read a message? (7) */
+static bool
+eximlog_cwd_submission(const char *p, const char *end)
+{
+    bool reads = false, never = false, dash_e = false, null_sender = false, rcpt = false;
+    bool opts = true, first = true;
+    while (p < end) {
+        while (p < end && *p == ' ')
+            p++;
+        if (p >= end)
+            break;
+        const char *e = eximlog_arg_end(p, end);
+        size_t n = (size_t)(e - p);
+        if (first) {
+            first = false;
+        } else if (opts && n == 2 && p[0] == '-' && p[1] == '-') {
+            opts = false;
+        } else if (opts && n >= 2 && p[0] == '-') {
+            if (p[1] == 'M' || p[1] == 'q')
+                never = true;
+            else if (p[1] == 'b' && n >= 3) {
+                if (p[2] == 'm' || p[2] == 's' || p[2] == 'S')
+                    reads = true;
+                else if (p[2] != 'n')
+                    never = true;
+            } else if (n == 2 && p[1] == 't')
+                reads = true;
+            else if (p[1] == 'E')
+                dash_e = true;
+            else if (n == 4 && memcmp(p, "-f<>", 4) == 0)
+                null_sender = true;
+            if (eximlog_opt_takes_value(p, n)) {
+                const char *v = e;
+                while (v < end && *v == ' ')
+                    v++;
+                if (v < end) {
+                    const char *ve = eximlog_arg_end(v, end);
+                    if ((p[1] == 'f' || p[1] == 'r') && ve - v == 2 && v[0] == '<' && v[1] == '>')
+                        null_sender = true;
+                    e = ve;
+                }
+            }
+        } else {
+            opts = false;
+            rcpt = true;
+        }
+        p = e;
+    }
+    if (never || (dash_e && null_sender))
+        return false;
+    return reads || rcpt;
+}
+
+static int
+eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
+{
+    ev->type = EXIM_CWD;
+    const char *num = NULL;
+    size_t count;
+    const char *a = eximlog_find_args(p + 4, end, &num, &count);
+    if (!a)
+        return -EBADMSG;
+    if (count > 1)
+        ev->flags |= EXIM_F_CWD_MULTI;
+    if (util_parse_u32(num, (size_t)(a - num), &ev->argc) < 0)
+        return -EBADMSG;
+    ev->cwd = eximlog_slice(p + 4, num - 1);
+    const char *args = a + 6;
+    if (args < end)
+        args++;
+    ev->args = eximlog_slice(args, end);
+    if (memchr(p, '\n', (size_t)(end - p))) {
+        const char *q = p;
+        while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+            q++;
+            if (q < end && *q != ' ' && *q != '\t') {
+                ev->flags |= EXIM_F_CWD_FORGED | EXIM_F_ABSORBED;
+                break;
+            }
+        }
+    }
+    if (eximlog_cwd_submission(args, end))
+        ev->flags |= EXIM_F_CWD_SUBMISSION;
+    return 1;
+}
+
+/* ---- records without a flag ------------------------------------------------------ */
+
+static const char *const eximlog_authfail_follow[] = { ": ", " I=", " U=", NULL };
+
+/* "<auth> authenticator failed for [H=]<host>[ I=..][ U=..]: <text>[ (set_id=<id>)]" */
+static int
+eximlog_auth_fail(struct exim_event *ev, const char *p, const char *sp, const char *end)
+{
+    static const char lit[] = " authenticator failed for ";
+    ev->type = EXIM_AUTH_FAIL;
+    ev->auth = eximlog_slice(p, sp);
+    const char *h = sp + sizeof(lit) - 1;
+    if (EXIMLOG_STARTS(h, end, "H="))
+        h += 2;
+    struct eximlog_cand c[EXIMLOG_CAND_MAX];
+    size_t n = eximlog_host_cands(h, end, eximlog_authfail_follow, c);
+    if (n == 0)
+        return -EBADMSG;
+    if (n > 1)
+        ev->flags |= EXIM_F_AMBIGUOUS_HOST;
+    size_t k = (n < EXIMLOG_CAND_MAX ? n : EXIMLOG_CAND_MAX) - 1;
+    ev->host = eximlog_slice(h, c[k].end);
+    ev->host_ip = eximlog_slice(c[k].ip, c[k].ip_end);
+    ev->text = ev->host;
+    const char *q = c[k].end;
+    const char *colon = memmem(q, (size_t)(end - q), ": ", 2);
+    if (!colon)
+        return 1;
+    const char *s = memmem(colon, (size_t)(end - colon), " (set_id=", 9);
+    if (s && end[-1] == ')')
+        ev->set_id = eximlog_slice(s + 9, end - 1);
+    return 1;
+}
+
+static const char *const eximlog_reject_follow[] = {
+    " I=",   " U=", " X=", " CV=",       " DN=",
+    " SNI=", " F=", " A=", " rejected ", " temporarily rejected ",
+    NULL
+};
+
+/* "H=<host> [..] [F=<sender>] [A=auth:id] rejected|temporarily rejected ..." or
+ * "F=<sender> rejected ...". Other H= lines (warnings, verify failures) are EXIM_OTHER. */
+static int
+eximlog_reject(struct exim_event *ev, const char *p, const char *end)
+{
+    const char *q = p;
+    struct exim_event t = *ev;
+    if (EXIMLOG_STARTS(p, end, "H=")) {
+        struct eximlog_cand c[EXIMLOG_CAND_MAX];
+        size_t n = eximlog_host_cands(p + 2, end, eximlog_reject_follow, c);
+        if (n == 0)
+            return 0;
+        if (n > 1)
+            t.flags |= EXIM_F_AMBIGUOUS_HOST;
+        size_t k = (n < EXIMLOG_CAND_MAX ? n : EXIMLOG_CAND_MAX) - 1;
+        t.host = eximlog_slice(p + 2, c[k].end);
+        t.host_ip = eximlog_slice(c[k].ip, c[k].ip_end);
+        q = c[k].end;
+        if (q < end)
+            q++;
+    }
+    while (q < end) {
+        const char *e;
+        if (EXIMLOG_STARTS(q, end, "rejected ") ||
+            EXIMLOG_STARTS(q, end, "temporarily rejected ")) {
+            t.type = EXIM_REJECT;
+            t.text = eximlog_slice(q, end);
+            const char *r = (const char *)memchr(q, ' ', (size_t)(end - q)) + 1;
+            if (*q == 't')
+                r = (const char *)memchr(r, ' ', (size_t)(end - r)) + 1;
+            if (EXIMLOG_STARTS(r, end, "RCPT <")) {
+                const char *a = r + 6;
+                const char *ae = eximlog_qtoken(a, end, NULL);
+                if (ae > a && ae[-1] == ':')
+                    ae--;
+                if (ae > a && ae[-1] == '>')
+                    t.addr = eximlog_slice(a, ae - 1);
+            }
+            *ev = t;
+            return 1;
+        }
+        e = eximlog_qtoken(q, end, NULL);
+        if (EXIMLOG_STARTS(q, end, "F=<") && e[-1] == '>')
+            t.sender = eximlog_slice(q + 3, e - 1);
+        else if (EXIMLOG_STARTS(q, end, "A=")) {
+            e = memchr(q, ' ', (size_t)(end - q));
+            e = e ? e : end;
+            const char *colon = memchr(q, ':', (size_t)(e - q));
+            t.auth = eximlog_slice(q + 2, colon ? colon : e);
+            t.set_id = colon ? eximlog_slice(colon + 1, e) : fg_str_make(e, 0);
+        } else if (!(EXIMLOG_STARTS(q, end, "I=") || EXIMLOG_STARTS(q, end, "U=") ||
+                     EXIMLOG_STARTS(q, end, "X=") || EXIMLOG_STARTS(q, end, "CV=") ||
+                     EXIMLOG_STARTS(q, end, "SNI=") || EXIMLOG_STARTS(q, end, "DN=")))
+            return 0; /* some other H= line */
+        if (e >= end)
+            break;
+        q = e + 1;
+    }
+    return 0;
+}
+
+static const char *const eximlog_conn_follow[] = { " ", ":", NULL };
+
+static int
+eximlog_connection(struct exim_event *ev, const char *h, const char *end)
+{
+    ev->type = EXIM_CONNECTION;
+    ev->text = ev->body;
+    if (!h)
+        return 1;
+    struct eximlog_cand c[EXIMLOG_CAND_MAX];
+    size_t n = eximlog_host_cands(h, end, eximlog_conn_follow, c);
+    if (n >= 1) {
+        ev->host = eximlog_slice(h, c[0].end);
+        ev->host_ip = eximlog_slice(c[0].ip, c[0].ip_end);
+    }
+    if (n > 1)
+        ev->flags |= EXIM_F_AMBIGUOUS_HOST;
+    return 1;
+}
+
+static int
+eximlog_no_id(struct exim_event *ev, const char *p, const char *end)
+{
+    size_t n = (size_t)(end - p);
+    if (EXIMLOG_STARTS(p, end, "cwd="))
+        return eximlog_cwd(ev, p, end);
+    if (EXIMLOG_STARTS(p, end, "H=") || EXIMLOG_STARTS(p, end, "F=<"))
+        return eximlog_reject(ev, p, end);
+    if (EXIMLOG_STARTS(p, end, "SMTP connection from "))
+        return eximlog_connection(ev, p + 21, end);
+    if (EXIMLOG_STARTS(p, end, "no MAIL in SMTP connection from "))
+        return eximlog_connection(ev, p + 32, end);
+    if (EXIMLOG_STARTS(p, end, "SMTP call from ") || EXIMLOG_STARTS(p, end, "Connection from ") ||
+        EXIMLOG_STARTS(p, end, "SMTP protocol error") ||
+        EXIMLOG_STARTS(p, end, "SMTP protocol synchronization error") ||
+        EXIMLOG_STARTS(p, end, "unexpected disconnection while reading SMTP command from ") ||
+        EXIMLOG_STARTS(p, end, "SMTP command timeout") ||
+        EXIMLOG_STARTS(p, end, "TLS error on connection from "))
+        return eximlog_connection(ev, NULL, end);
+    if (EXIMLOG_STARTS(p, end, "Start queue run:") || EXIMLOG_STARTS(p, end, "End queue run:")) {
+        ev->type = EXIM_QUEUE_RUN;
+        ev->text = ev->body;
+        return 1;
+    }
+    /* "<auth> authenticator failed for " */
+    const char *sp = memchr(p, ' ', n);
+    if (sp && sp > p && EXIMLOG_STARTS(sp, end, " authenticator failed for "))
+        return eximlog_auth_fail(ev, p, sp, end);
+    /* a flag record whose message id is missing or malformed */
+    if (n >= 3 && (p[2] == ' ' || n == 2)) {
+        if ((p[0] == '<' || p[0] == '(') && p[1] == '=')
+            return -EBADMSG;
+    }
+    if (sp && end - sp >= 3 && (sp + 3 == end || sp[3] == ' ')) {
+        char a = sp[1], b = sp[2];
+        bool flag = ((a == '<' || a == '(') && b == '=') || (a == '=' && b == '>') ||
+                    (a == '-' && b == '>') || (a == '*' && b == '>') || (a == '>' && b == '>') ||
+                    (a == '*' && b == '*') || (a == '=' && b == '=');
+        if (flag && sp - p >= 14 && sp - p <= 25 && memchr(p, '-', (size_t)(sp - p)))
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+static int
+eximlog_with_id(struct exim_event *ev, const char *p, const char *end)
+{
+    size_t n = (size_t)(end - p);
+    if (n >= 2 && (n == 2 || p[2] == ' ')) {
+        char a = p[0], b = p[1];
+        if ((a == '<' || a == '(') && b == '=')
+            return eximlog_arrival(ev, p, end);
+        if ((a == '=' && b == '>') || (a == '-' && b == '>') || (a == '*' && b == '>') ||
+            (a == '>' && b == '>') || (a == '*' && b == '*') || (a == '=' && b == '='))
+            return eximlog_delivery(ev, p, end);
+    }
+    ev->text = ev->body;
+    if (EXIMLOG_STARTS(p, end, "Completed") && (n == 9 || p[9] == ' ')) {
+        ev->type = EXIM_COMPLETED;
+    } else if (EXIMLOG_STARTS(p, end, "frozen by ")) {
+        ev->type = EXIM_FROZEN;
+        ev->text = eximlog_slice(p + 10, end);
+    } else if (EXIMLOG_STARTS(p, end, "Frozen") && (n == 6 || p[6] == ' ')) {
+        ev->type = EXIM_FROZEN;
+    } else if (EXIMLOG_STARTS(p, end, "unfrozen by ")) {
+        ev->type = EXIM_UNFROZEN;
+        ev->text = eximlog_slice(p + 12, end);
+    } else if (EXIMLOG_STARTS(p, end, "Unfrozen by ")) {
+        ev->type = EXIM_UNFROZEN;
+        ev->text = eximlog_slice(p + 12, end);
+    } else {
+        ev->type = EXIM_MSG_OTHER;
+    }
+    return 1;
+}
+
+static bool
+eximlog_ends_overflow(const char *p, const char *end)
+{
+    static const size_t n = sizeof(EXIMLOG_OVERFLOW_MARK) - 1;
+    while (end > p && (end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    return (size_t)(end - p) >= n && memcmp(end - n, EXIMLOG_OVERFLOW_MARK, n) == 0;
+}
+
+int
+eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
+{
+    struct exim_event ev = { 0 };
+    const char *end = rec + len;
+
+    *ret_ev = (struct exim_event){ 0 };
+    if (len > EXIMLOG_RECORD_MAX)
+        return -E2BIG;
+    /* an unclean shutdown leaves runs of NUL bytes before (or instead of) an entry */
+    while (rec < end && *rec == '\0')
+        rec++;
+    if (rec == end && len > 0)
+        return 0;
+    const char *p = eximlog_prefix(rec, end, &ev);
+    if (!p) {
+        /* the overflow marker may have eaten a prefix-less entry */
+        if (eximlog_ends_overflow(rec, end)) {
+            ret_ev->flags = EXIM_F_OVERFLOW;
+            return 0;
+        }
+        return -EBADMSG;
+    }
+    ev.body = eximlog_slice(p, end);
+    bool overflow = eximlog_ends_overflow(p, end);
+    struct exim_event base = ev;
+    int r = ev.msgid.p ? eximlog_with_id(&ev, p, end) : eximlog_no_id(&ev, p, end);
+    if (overflow) {
+        /* a cut arrival lost its structured tail: nothing in it can be trusted */
+        if (r < 0 || (ev.type == EXIM_ARRIVAL && (ev.flags & EXIM_F_ANOMALOUS))) {
+            ev = base;
+            r = 0;
+        }
+        ev.flags |= EXIM_F_OVERFLOW;
+    }
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        /* keep what identifies the line, drop half-read fields */
+        uint32_t f = ev.flags;
+        ev = base;
+        ev.type = EXIM_OTHER;
+        ev.flags = f & EXIM_F_OVERFLOW;
+    }
+    if (ev.type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
+        const char *q = p;
+        while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+            q++;
+            if (q < end && *q != ' ' && *q != '\t') {
+                ev.flags |= EXIM_F_ABSORBED;
+                break;
+            }
+        }
+    }
+    *ret_ev = ev;
+    return r;
+}
+
+/* ---- joiner (1.3, 9.1) ----------------------------------------------------------- */
+
+enum {
+    EXIMLOG_JOIN_PLAIN = 0,
+    EXIMLOG_JOIN_CWD,
+    EXIMLOG_JOIN_ARRIVAL,
+};
+
+void
+eximlog_joiner_init(struct eximlog_joiner *j)
+{
+    j->len = 0;
+    j->pending = false;
+    j->open = false;
+    j->truncated = false;
+    j->absorbed = false;
+    j->start = 0;
+    j->end = 0;
+    j->lines = 0;
+    j->truncated_records = 0;
+    j->orphan_lines = 0;
+    j->absorbed_lines = 0;
+    j->kind = EXIMLOG_JOIN_PLAIN;
+    j->quote = false;
+    j->esc = false;
+}
+
+/* Advance the quote state of an arrival over [p, end). */
+static void
+eximlog_joiner_scan_quotes(struct eximlog_joiner *j, const char *p, const char *end)
+{
+    bool inq = j->quote, esc = j->esc;
+    while (p < end) {
+        if (esc) {
+            esc = false;
+            p++;
+            continue;
+        }
+        if (!inq) {
+            const char *q = memchr(p, '"', (size_t)(end - p));
+            if (!q)
+                break;
+            inq = true;
+            p = q + 1;
+            continue;
+        }
+        if (*p == '\\')
+            esc = true;
+        else if (*p == '"')
+            inq = false;
+        p++;
+    }
+    j->quote = inq;
+    j->esc = esc;
+}
+
+/* Does [p, end) contain " <digits> args:" or the overflow marker? */
+static bool
+eximlog_joiner_has_args(const char *p, const char *end)
+{
+    const char *num;
+    size_t count;
+    if (eximlog_find_args(p, end, &num, &count))
+        return true;
+    return memmem(p, (size_t)(end - p), EXIMLOG_OVERFLOW_MARK, sizeof(EXIMLOG_OVERFLOW_MARK) - 1) !=
+           NULL;
+}
+
+static void
+eximlog_joiner_append(struct eximlog_joiner *j, const char *p, size_t n, bool newline)
+{
+    size_t room = EXIMLOG_RECORD_MAX - j->len;
+    if (j->truncated)
+        return;
+    if (newline) {
+        if (room == 0) {
+            j->truncated = true;
+            j->truncated_records++;
+            return;
+        }
+        j->buf[j->len++] = '\n';
+        room--;
+    }
+    if (n > room) {
+        n = room;
+        j->truncated = true;
+        j->truncated_records++;
+    }
+    memcpy(j->buf + j->len, p, n);
+    j->len += n;
+}
+
+static void
+eximlog_joiner_emit(struct eximlog_joiner *j, struct eximlog_record *ret)
+{
+    memcpy(j->out, j->buf, j->len);
+    j->out[j->len] = '\0';
+    ret->text = j->out;
+    ret->len = j->len;
+    ret->start = j->start;
+    ret->end = j->end;
+    ret->flags = 0;
+    if (j->open)
+        ret->flags |= EXIM_F_INCOMPLETE;
+    if (j->absorbed)
+        ret->flags |= EXIM_F_ABSORBED | (j->kind == EXIMLOG_JOIN_CWD ? EXIM_F_CWD_FORGED : 0);
+    ret->truncated = j->truncated;
+    j->pending = false;
+    j->open = false;
+    j->len = 0;
+}
+
+/* Classify a line that starts a record and decide whether its syntax is open. */
+static void
+eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
+{
+    struct exim_event ev = { 0 };
+    const char *end = line + len;
+    while (line < end && *line == '\0')
+        line++;
+    const char *p = eximlog_prefix(line, end, &ev);
+    j->kind = EXIMLOG_JOIN_PLAIN;
+    j->open = false;
+    j->quote = false;
+    j->esc = false;
+    j->truncated = false;
+    j->absorbed = false;
+    if (!p)
+        return;
+    if (!ev.msgid.p && EXIMLOG_STARTS(p, end, "cwd=")) {
+        j->kind = EXIMLOG_JOIN_CWD;
+        j->open = !eximlog_joiner_has_args(p + 4, end);
+    } else if (ev.msgid.p && end - p >= 3 && (p[0] == '<' || p[0] == '(') && p[1] == '=' &&
+               p[2] == ' ') {
+        j->kind = EXIMLOG_JOIN_ARRIVAL;
+        eximlog_joiner_scan_quotes(j, p + 3, end);
+        j->open = j->quote;
+    }
+}
+
+int
+eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint64_t start,
+                    uint64_t end, struct eximlog_record *ret)
+{
+    j->lines++;
+    if (j->pending && j->open) {
+        /* rules 2 and 3: the entry is not finished, whatever this line looks like */
+        j->end = end;
+        if (len > 0 && line[0] != ' ' && line[0] != '\t') {
+            j->absorbed = true;
+            j->absorbed_lines++;
+        }
+        size_t before = j->len;
+        eximlog_joiner_append(j, line, len, true);
+        const char *seg = j->buf + before;
+        const char *segend = j->buf + j->len;
+        if (j->kind == EXIMLOG_JOIN_CWD)
+            j->open = !eximlog_joiner_has_args(seg, segend);
+        else {
+            eximlog_joiner_scan_quotes(j, seg, segend);
+            j->open = j->quote;
+        }
+        if (j->truncated)
+            j->open = false; /* bounded: the rest of the entry is lost, never a record */
+        return 0;
+    }
+    if (len == 0) {
+        if (j->pending)
+            j->end = end;
+        return 0;
+    }
+    if (line[0] == ' ' || line[0] == '\t') {
+        if (!j->pending) {
+            j->orphan_lines++;
+            return 0;
+        }
+        j->end = end;
+        eximlog_joiner_append(j, line, len, true);
+        return 0;
+    }
+    int r = 0;
+    if (j->pending) {
+        eximlog_joiner_emit(j, ret);
+        r = 1;
+    }
+    j->pending = true;
+    j->start = start;
+    j->end = end;
+    j->len = 0;
+    j->truncated = false;
+    eximlog_joiner_begin(j, line, len);
+    eximlog_joiner_append(j, line, len, false);
+    if (j->truncated)
+        j->open = false;
+    return r;
+}
+
+int
+eximlog_joiner_flush(struct eximlog_joiner *j, bool force, struct eximlog_record *ret)
+{
+    if (!j->pending)
+        return 0;
+    if (j->open && !force)
+        return 0;
+    eximlog_joiner_emit(j, ret);
+    return 1;
+}
+
+uint64_t
+eximlog_joiner_resume(const struct eximlog_joiner *j, uint64_t committed_end)
+{
+    return j->pending ? j->start : committed_end;
+}
+
+int
+eximlog_joiner_overlong(struct eximlog_joiner *j, uint64_t start, uint64_t end,
+                        struct eximlog_record *ret)
+{
+    int r = 0;
+    (void)start;
+    j->lines++;
+    j->truncated_records++;
+    if (j->pending) {
+        if (j->open) {
+            j->end = end; /* the skipped line belonged to the open entry */
+            j->truncated = true;
+        }
+        eximlog_joiner_emit(j, ret);
+        r = 1;
+    }
+    return r;
+}
