@@ -175,6 +175,7 @@ struct tail_file {
     bool live;
     bool at_eof;             /* the last read in the last pass returned 0 */
     bool skipping;           /* inside an over-long line: discard up to its newline */
+    bool aligning;           /* skipping the rest of a line we started inside (no count) */
     uint32_t tail_len;
     char tail[TAIL_CHECK_BYTES]; /* the last bytes before read_off, re-checked each pass */
     int64_t last_data_ms;    /* mono time of the last byte read or of demotion */
@@ -362,17 +363,13 @@ tail_push_line(struct tail *t, struct tail_file *f, const char *p, size_t len, u
 }
 
 /*
- * An over-long run without a newline: close the record in progress (its lines are
- * complete) and discard the run up to its newline. Its bytes never reach the joiner, so
- * text after the cut can never start a record (R8, 5.4).
+ * An over-long run without a newline: stop buffering and discard it up to its newline.
+ * Its bytes never reach the joiner, so text after the cut can never start a record (R8,
+ * 5.4); tail_skip_done() tells the joiner the byte range once the newline is found.
  */
 static void
 tail_cut_line(struct tail *t, struct tail_file *f)
 {
-    struct eximlog_record rec;
-
-    if (eximlog_joiner_flush(&f->j, true, &rec) == 1)
-        tail_emit(t, &rec);
     t->st.long_lines++;
     f->partial_len = 0;
     f->skipping = true;
@@ -383,6 +380,19 @@ tail_cut_line(struct tail *t, struct tail_file *f)
                        f->name, TAIL_LINE_MAX, (unsigned long long)f->line_end,
                        (unsigned long long)t->st.long_lines);
     }
+}
+
+static void
+tail_skip_done(struct tail *t, struct tail_file *f, uint64_t end)
+{
+    struct eximlog_record rec;
+
+    f->skipping = false;
+    if (f->aligning)
+        f->aligning = false;
+    else if (eximlog_joiner_overlong(&f->j, f->line_end, end, &rec) == 1)
+        tail_emit(t, &rec);
+    f->line_end = end;
 }
 
 /* Split @n bytes read at f->read_off into physical lines. */
@@ -416,16 +426,12 @@ tail_feed(struct tail *t, struct tail_file *f, const char *p, size_t n)
         uint64_t next = off + seg + (nl ? 1 : 0);
 
         if (f->skipping) {
-            if (nl) {
-                f->skipping = false;
-                f->line_end = next;
-            }
+            if (nl)
+                tail_skip_done(t, f, next);
         } else if (f->partial_len + seg > TAIL_LINE_MAX) {
             tail_cut_line(t, f);
-            if (nl) {
-                f->skipping = false;
-                f->line_end = next;
-            }
+            if (nl)
+                tail_skip_done(t, f, next);
         } else if (!nl) {
             memcpy(f->partial + f->partial_len, p, seg);
             f->partial_len += seg;
@@ -808,7 +814,7 @@ tail_check_path(struct tail *t)
         if (at > 0 && tail_pread_full(fd, &c, 1, at - 1) != 1)
             c = '\n';
         tail_file_seek(f, at);
-        f->skipping = c != '\n';
+        f->skipping = f->aligning = c != '\n';
     }
     t->start_valid = false;
     (void)tail_file_grow_fp(f, (uint64_t)fst.st_size);
