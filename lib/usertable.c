@@ -1041,8 +1041,10 @@ usertable_save(const struct usertable *t, usertable_write_fn write, void *ctx)
     usertable_w_flush(&w);
     for (size_t i = 0; i < 4; i++)
         crc[i] = (unsigned char)(w.crc >> (8 * i));
-    if (!w.err && write(ctx, crc, sizeof(crc)) < 0)
-        w.err = -EIO;
+    if (!w.err)
+        w.err = write(ctx, crc, sizeof(crc));
+    if (w.err > 0)
+        w.err = 0;
     free(w.buf);
     return w.err;
 }
