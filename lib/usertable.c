@@ -65,6 +65,10 @@
 #define USERTABLE_INLINE_MIN   4  /* events inline in the entry: a mailbox's first message */
 #define USERTABLE_EV_BITS      28
 #define USERTABLE_EV_MAX       ((UINT32_C(1) << USERTABLE_EV_BITS) - 1)
+#define USERTABLE_EV_PAIR      15u /* code: messages (high 10 bits) and recipients (low 18) */
+#define USERTABLE_PAIR_RBITS   18
+#define USERTABLE_PAIR_MMAX    ((UINT32_C(1) << (USERTABLE_EV_BITS - USERTABLE_PAIR_RBITS)) - 1)
+#define USERTABLE_PAIR_RMAX    ((UINT32_C(1) << USERTABLE_PAIR_RBITS) - 1)
 #define USERTABLE_MALLOC_HDR   8  /* glibc chunk header, 16-byte chunks: sized to use slack */
 #define USERTABLE_BUCKETS_MIN  1024
 #define USERTABLE_SLOTS_MIN    1024
@@ -185,16 +189,31 @@ usertable_ev_get(const struct usertable_entry *e, size_t i)
     return ev;
 }
 
-static enum window_metric
-usertable_ev_metric(struct usertable_event ev)
+/* The metric of an event, or USERTABLE_EV_PAIR. */
+static unsigned
+usertable_ev_code(struct usertable_event ev)
 {
-    return (enum window_metric)(ev.mv >> USERTABLE_EV_BITS);
+    return ev.mv >> USERTABLE_EV_BITS;
 }
 
 static uint32_t
 usertable_ev_value(struct usertable_event ev)
 {
     return ev.mv & USERTABLE_EV_MAX;
+}
+
+/* The amount of summed metric @m that @ev carries. */
+static uint32_t
+usertable_ev_amount(struct usertable_event ev, enum window_metric m)
+{
+    if (usertable_ev_code(ev) == USERTABLE_EV_PAIR) {
+        if (m == WINDOW_MESSAGES)
+            return usertable_ev_value(ev) >> USERTABLE_PAIR_RBITS;
+        if (m == WINDOW_RECIPIENTS)
+            return ev.mv & USERTABLE_PAIR_RMAX;
+        return 0;
+    }
+    return usertable_ev_code(ev) == (unsigned)m ? usertable_ev_value(ev) : 0;
 }
 
 /* Absolute unit number of @ev, read relative to the entry's newest unit. */
@@ -392,12 +411,25 @@ usertable_sparse_merge(struct usertable_entry *e,
     }
     for (size_t i = e->nev; i-- > 0;) {
         struct usertable_event *p = usertable_ev(e, i);
+        uint32_t msgs, rcpts;
 
         if (p->t != ev.t)
             break;
-        if ((p->mv >> USERTABLE_EV_BITS) == (ev.mv >> USERTABLE_EV_BITS) &&
+        if (usertable_ev_code(*p) == usertable_ev_code(ev) &&
             usertable_ev_value(*p) + usertable_ev_value(ev) <= USERTABLE_EV_MAX) {
             p->mv += usertable_ev_value(ev);
+            return true;
+        }
+        /* A message and its recipients share one event: 8 bytes per message saved. */
+        if (usertable_ev_code(ev) > WINDOW_RECIPIENTS)
+            continue;
+        if (usertable_ev_code(*p) > WINDOW_RECIPIENTS && usertable_ev_code(*p) != USERTABLE_EV_PAIR)
+            continue;
+        msgs = usertable_ev_amount(*p, WINDOW_MESSAGES) + usertable_ev_amount(ev, WINDOW_MESSAGES);
+        rcpts = usertable_ev_amount(*p, WINDOW_RECIPIENTS) +
+                usertable_ev_amount(ev, WINDOW_RECIPIENTS);
+        if (msgs <= USERTABLE_PAIR_MMAX && rcpts <= USERTABLE_PAIR_RMAX) {
+            p->mv = USERTABLE_EV_PAIR << USERTABLE_EV_BITS | msgs << USERTABLE_PAIR_RBITS | rcpts;
             return true;
         }
     }
@@ -473,8 +505,18 @@ usertable_promote(struct usertable *t, struct usertable_entry *e)
     usertable_counters_clear(t, e);
     e->store = w;
     e->dense = 1;
-    for (size_t i = 0; i < n; i++)
-        usertable_dense_add(t, e, usertable_ev_metric(ev[i]), ts[i], usertable_ev_value(ev[i]));
+    for (size_t i = 0; i < n; i++) {
+        unsigned code = usertable_ev_code(ev[i]);
+
+        if (code != USERTABLE_EV_PAIR) {
+            usertable_dense_add(t, e, (enum window_metric)code, ts[i], usertable_ev_value(ev[i]));
+            continue;
+        }
+        usertable_dense_add(t, e, WINDOW_MESSAGES, ts[i],
+                            usertable_ev_amount(ev[i], WINDOW_MESSAGES));
+        usertable_dense_add(t, e, WINDOW_RECIPIENTS, ts[i],
+                            usertable_ev_amount(ev[i], WINDOW_RECIPIENTS));
+    }
     return 0;
 }
 
@@ -574,11 +616,12 @@ usertable_sum(const struct usertable *t, const struct usertable_entry *e, size_t
     for (size_t i = 0; i < e->nev; i++) {
         struct usertable_event ev = usertable_ev_get(e, i);
 
-        if (usertable_ev_metric(ev) != s->metric)
-            continue;
-        if (nb - window_bucket_of(usertable_ev_unit(t, e, ev), k) > WINDOW_BUCKETS)
-            continue;
-        sum += window_metric_is_distinct(s->metric) ? 1 : usertable_ev_value(ev);
+        uint32_t v = window_metric_is_distinct(s->metric)
+                         ? usertable_ev_code(ev) == (unsigned)s->metric
+                         : usertable_ev_amount(ev, s->metric);
+
+        if (v && nb - window_bucket_of(usertable_ev_unit(t, e, ev), k) <= WINDOW_BUCKETS)
+            sum += v;
     }
     return sum;
 }
@@ -980,13 +1023,27 @@ usertable_save_entry(const struct usertable *t, const struct usertable_entry *e,
     }
     usertable_w_u64(w, e->dense, 1);
     if (!e->dense) {
-        usertable_w_u64(w, e->nev, 1);
+        size_t n = e->nev;
+
+        for (size_t i = 0; i < e->nev; i++)
+            n += usertable_ev_code(usertable_ev_get(e, i)) == USERTABLE_EV_PAIR;
+        usertable_w_u64(w, n, 1);
         for (size_t i = 0; i < e->nev; i++) {
             struct usertable_event ev = usertable_ev_get(e, i);
+            uint64_t ts = (uint64_t)(usertable_ev_unit(t, e, ev) * unit);
+            unsigned code = usertable_ev_code(ev);
 
-            usertable_w_u64(w, (uint64_t)(usertable_ev_unit(t, e, ev) * unit), 8);
-            usertable_w_u64(w, (uint64_t)usertable_ev_metric(ev), 1);
-            usertable_w_u64(w, usertable_ev_value(ev), 4);
+            usertable_w_u64(w, ts, 8);
+            if (code != USERTABLE_EV_PAIR) {
+                usertable_w_u64(w, code, 1);
+                usertable_w_u64(w, usertable_ev_value(ev), 4);
+                continue;
+            }
+            usertable_w_u64(w, WINDOW_MESSAGES, 1);
+            usertable_w_u64(w, usertable_ev_amount(ev, WINDOW_MESSAGES), 4);
+            usertable_w_u64(w, ts, 8);
+            usertable_w_u64(w, WINDOW_RECIPIENTS, 1);
+            usertable_w_u64(w, usertable_ev_amount(ev, WINDOW_RECIPIENTS), 4);
         }
         return;
     }
@@ -1129,7 +1186,7 @@ usertable_load_sparse(struct usertable *t, struct usertable_entry *e,
     size_t n = (size_t)usertable_r_u64(r, 1);
     int64_t prev = INT64_MIN;
 
-    if (n > USERTABLE_SPARSE_MAX)
+    if (n > 2 * USERTABLE_SPARSE_MAX) /* pairs are saved as two events */
         return -EBADMSG;
     for (size_t i = 0; i < n && !r->bad; i++) {
         int64_t ts = usertable_r_time(r);
