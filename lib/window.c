@@ -9,10 +9,12 @@
  * [(nb - 60) * B, now]. Since nb * B <= now < (nb + 1) * B, that span starts more than
  * 61 * B and at most 60 * B before now, so:
  *   - an event at t with now - t < W (<= 60 * B) always counts;
- *   - an event at t with now - t >= W + B (>= 61 * B) never counts;
+ *   - an event at t with now - t >= 61 * B (W + B when 60 * B = W) never counts;
  *   - in between (one sub-bucket's worth of log time) it may count: the error bound is the
  *     content of at most one sub-bucket, always an over-count, never an under-count.
- * When W is a multiple of 60 ms (every whole-minute window), B = W / 60 exactly. add is
+ * When W is a multiple of 60 ms (whole minutes, or multiples of 3 s), 60 * B = W and the
+ * edge is exactly W + B; otherwise 60 * B exceeds W by up to 59 ms and the edge moves out
+ * by as much (tested with W = 1000 ms, B = 17 ms). add is
  * O(1) amortized: moving the head clears the buckets it passes, at most 61 of them.
  *
  * Log time goes backwards a little when lines come out of order or two logs are merged. An

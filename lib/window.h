@@ -33,7 +33,8 @@ bool window_metric_is_distinct(enum window_metric m);
 /*
  * The ring. A window of W ms has buckets of B = ceil(W / WINDOW_BUCKETS) ms; the ring keeps
  * WINDOW_SLOTS of them: the partial newest bucket and the WINDOW_BUCKETS full ones before it.
- * An event at t counts in window_sum(now) when now - t < W and never when now - t >= W + B.
+ * An event at t counts in window_sum(now) when now - t < W and never when now - t >= 61 * B,
+ * which is W + B when W is a multiple of 60 ms (any whole number of minutes, or of 3 s).
  * Windows run from WINDOW_BUCKETS ms to WINDOW_MS_MAX (bucket numbers then fit 32-bit
  * wrapping arithmetic in lib/usertable's sparse events).
  */
