@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -69,11 +70,13 @@ static void
 live_audit(struct daemon *d, const char *json_line)
 {
     size_t len = strlen(json_line);
+    bool nl = len > 0 && json_line[len - 1] == '\n';
+    struct iovec iov[2] = { { (void *)(uintptr_t)json_line, len }, { (void *)(uintptr_t)"\n", 1 } };
 
     if (d->audit_fd < 0)
         return;
-    /* one write() per line, O_APPEND: lines from a crash are whole or absent */
-    if (write(d->audit_fd, json_line, len) != (ssize_t)len)
+    /* one writev() per line, O_APPEND: lines from a crash are whole or absent */
+    if (writev(d->audit_fd, iov, nl ? 1 : 2) != (ssize_t)(len + (nl ? 0 : 1)))
         log_emit(LOG_WARNING, -errno, NULL, "audit log: short write");
 }
 
@@ -87,10 +90,12 @@ static void
 live_trip(struct daemon *d, const struct engine_notice *n)
 {
     static char ids[LIVE_QUEUED_MAX][MSGTRACK_ID_MAX + 1];
+    static const char *idp[LIVE_QUEUED_MAX];
     const char *scope = usertable_scope_name(n->scope);
     struct strbuf b;
     char value[24], when[24];
     size_t nids;
+    int r;
     const struct log_field fields[] = {
         { "MESSAGE_ID", LOG_MSGID_TRIP }, { "RULE", n->verdict.rule_name },
         { "SCOPE", scope },               { "IDENTITY", n->id },
@@ -129,16 +134,20 @@ live_trip(struct daemon *d, const struct engine_notice *n)
     strbuf_done(&b);
 
     nids = engine_queued(d->engine, n, ids, LIVE_QUEUED_MAX);
+    for (size_t i = 0; i < nids; i++)
+        idp[i] = ids[i];
     struct action_request req = {
         .rule = n->verdict.rule_name,
         .scope = n->scope,
         .id = n->id,
         .account = n->account[0] ? n->account : NULL,
         .actions = n->verdict.actions,
-        .msgids = (const char(*)[MSGTRACK_ID_MAX + 1])ids,
+        .msgids = idp,
         .nmsgids = nids,
     };
-    (void)action_trip(d->action, &req);
+    r = action_trip(d->action, &req);
+    if (r < 0 && r != -EALREADY)
+        log_emit(LOG_WARNING, r, fields, "no action taken for %s %s", scope, n->id);
 }
 
 static void
@@ -152,10 +161,10 @@ live_on_record(void *ctx, const struct eximlog_record *rec)
     for (size_t i = 0; i < n; i++) {
         if (notes[i].kind == ENGINE_TRIP) {
             live_trip(d, &notes[i]);
-        } else {
-            const char(*one)[MSGTRACK_ID_MAX + 1] =
-                (const char(*)[MSGTRACK_ID_MAX + 1])notes[i].msgid;
-            (void)action_freeze_more(d->action, notes[i].scope, notes[i].id, one, 1);
+        } else if (action_is_active(d->action, notes[i].scope, notes[i].id)) {
+            /* until the block shows in the log, new arrivals are still accepted */
+            const char *one = notes[i].msgid;
+            (void)action_freeze_more(d->action, notes[i].scope, notes[i].id, &one, 1);
         }
     }
 }
@@ -191,7 +200,7 @@ live_checkpoint_now(struct daemon *d)
     if (r == 0)
         r = usertable_save(engine_table(d->engine), live_state_write, &b);
     if (r == 0)
-        r = state_write_atomic(d->cfg->state_dir, LIVE_STATE_FILE, b.p, b.len);
+        r = state_write_atomic(d->cfg->state_dir, LIVE_STATE_FILE, b.p, b.len, 0);
     strbuf_done(&b);
     if (r < 0 && !d->state_failing)
         log_emit(LOG_ERR, r, NULL, "cannot write the checkpoint in %s; still counting, "
@@ -318,11 +327,58 @@ live_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static bool
+live_owner_cb(void *ctx, struct fg_str domain, const char *account)
+{
+    struct daemon *d = ctx;
+    const char *owner = attrib_maps_owner(d->maps, domain);
+
+    return owner && strcmp(owner, account) == 0;
+}
+
+static void
+live_action_done_cb(void *ctx, const struct action_outcome *o)
+{
+    const struct log_field fields[] = {
+        { "MESSAGE_ID", LOG_MSGID_ACTION }, { "RULE", o->rule },
+        { "SCOPE", usertable_scope_name(o->scope) }, { "IDENTITY", o->id },
+        { NULL, NULL },
+    };
+
+    (void)ctx;
+    log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
+             "%s %s %s: %s%zu frozen of %zu confirmed, %zu failed%s%s", o->what,
+             usertable_scope_name(o->scope), o->id, o->monitor ? "monitor mode, would act: " : "",
+             o->frozen, o->confirmed, o->failed,
+             (o->backend_done & CONFIG_ACTION_SUSPEND) ? ", suspended"
+             : (o->backend_done & CONFIG_ACTION_HOLD) ? ", held"
+                                                      : "",
+             o->backend_preexisting ? " (already in force by others)" : "");
+}
+
+/* /etc/exim_outgoing.conf: cPanel's outgoing instance when MailScanner-style setups use it */
+#define LIVE_EXIM_OUTGOING_CONF "/etc/exim_outgoing.conf"
+
+static int
+live_action_open(struct daemon *d, const struct config *cfg, struct action **ret)
+{
+    struct action_params ap = {
+        .loop = d->loop, .clock = &clock_real, .cfg = cfg, .state_dir = cfg->state_dir,
+        .spawner = d->spawner, .audit = live_audit_cb, .audit_ctx = d,
+        .done = live_action_done_cb, .done_ctx = d, .owner = live_owner_cb, .owner_ctx = d,
+        .exim_config = access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF
+                                                                   : NULL,
+    };
+
+    return action_open(&ap, ret);
+}
+
 static void
 live_reload(struct daemon *d)
 {
     struct config *next = NULL;
     struct attrib_maps *maps = NULL;
+    struct action *action = NULL;
     struct diag diag;
     char msg[sizeof(diag.file) + sizeof(diag.msg) + 128];
     const struct log_field fields[] = { { "MESSAGE_ID", LOG_MSGID_RELOAD }, { NULL, NULL } };
@@ -344,21 +400,24 @@ live_reload(struct daemon *d)
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
         return;
     }
-    r = action_set_config(d->action, next);
+    r = live_action_open(d, next, &action);
     if (r < 0) {
         attrib_maps_free(maps);
         config_free(next);
-        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
+        log_emit(LOG_ERR, r, fields, "reload failed (actions), keeping the running config");
         return;
     }
     r = engine_set_config(d->engine, next);
     if (r < 0) {
-        (void)action_set_config(d->action, d->cfg);
+        action_free(action);
         attrib_maps_free(maps);
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
         return;
     }
+    /* the ledger is on disk: requests cut short here are resumed by the new instance */
+    action_free(d->action);
+    d->action = action;
     engine_set_maps(d->engine, maps);
     attrib_maps_free(d->maps);
     d->maps = maps;
@@ -396,9 +455,11 @@ live_ctl_release(void *ctx, enum usertable_scope scope, const char *id, struct s
     if (r == -ENOENT && e <= 0)
         return -ENOENT;
     d->dirty = true;
-    return strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"id\":\"",
-                         usertable_scope_name(scope)) ||
-           strbuf_append_json(out, id, strlen(id)) || strbuf_appends(out, "\"}");
+    r = strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"actions\":%s,\"id\":\"",
+                      usertable_scope_name(scope), r == 0 ? "true" : "false");
+    if (r == 0)
+        r = strbuf_append_json(out, id, strlen(id));
+    return r < 0 ? r : strbuf_appends(out, "\"}");
 }
 
 static int
@@ -491,14 +552,10 @@ live_main(const char *config_path, struct config *cfg)
     r = live_open_audit(&d);
     if (r < 0)
         goto out;
-    d.spawner = spawner_new(d.loop, "/", &r);
+    d.spawner = spawner_new(d.loop, cfg->state_dir, &r);
     if (!d.spawner)
         goto out;
-    struct action_params ap = {
-        .loop = d.loop, .clock = &clock_real, .cfg = cfg, .spawner = d.spawner,
-        .audit = live_audit_cb, .ctx = &d,
-    };
-    r = action_open(&ap, &d.action);
+    r = live_action_open(&d, cfg, &d.action);
     if (r < 0) {
         log_emit(LOG_ERR, r, NULL, "cannot start the actions");
         goto out;
