@@ -64,6 +64,7 @@ struct daemon {
     int64_t status_mono;
     ev_signal sighup, sigterm, sigint;
     ev_timer checkpoint, status, watchdog;
+    struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 };
 
 static void
@@ -154,8 +155,8 @@ static void
 live_on_record(void *ctx, const struct eximlog_record *rec)
 {
     struct daemon *d = ctx;
-    struct engine_notice notes[ENGINE_NOTICES_MAX];
-    size_t n = engine_feed(d->engine, rec, ++d->lines, notes, N_ELEMS(notes));
+    struct engine_notice *notes = d->notes;
+    size_t n = engine_feed(d->engine, rec, ++d->lines, notes, N_ELEMS(d->notes));
 
     d->dirty = true;
     for (size_t i = 0; i < n; i++) {

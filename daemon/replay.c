@@ -19,7 +19,6 @@
 
 #define REPLAY_READ_BYTES (1u << 20)
 #define REPLAY_LINE_MAX   (2 * EXIMLOG_RECORD_MAX) /* longer lines are cut (tail R8) */
-#define REPLAY_QUEUED_MAX 0
 
 struct replay_trip {
     struct engine_notice n;
@@ -32,6 +31,7 @@ struct replay {
     size_t ntrips, captrips;
     uint64_t lines, bytes, cut_lines;
     uint64_t pending_line; /* first line of the record the joiner is assembling */
+    struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 };
 
 static int
@@ -54,11 +54,10 @@ replay_keep(struct replay *rp, const struct engine_notice *n)
 static int
 replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line)
 {
-    struct engine_notice notes[ENGINE_NOTICES_MAX];
-    size_t n = engine_feed(rp->engine, rec, line, notes, N_ELEMS(notes));
+    size_t n = engine_feed(rp->engine, rec, line, rp->notes, N_ELEMS(rp->notes));
 
     for (size_t i = 0; i < n; i++)
-        if (replay_keep(rp, &notes[i]) < 0)
+        if (replay_keep(rp, &rp->notes[i]) < 0)
             return -ENOMEM;
     return 0;
 }
@@ -94,24 +93,31 @@ replay_file(struct replay *rp, const char *path, char *buf, char *carry)
     size_t ncarry = 0;
     bool cutting = false;
     uint64_t off = 0;
-    gzFile gz;
+    unsigned char magic[2];
+    gzFile gz = NULL;
     int fd, r = 0;
 
     fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return log_emit(LOG_ERR, -errno, NULL, "%s: cannot open", path);
-    gz = gzdopen(fd, "rb");
-    if (!gz) {
-        (void)close(fd);
-        return log_emit(LOG_ERR, -ENOMEM, NULL, "%s: cannot open", path);
+    /* plain files are read directly: zlib's transparent mode would copy every byte twice */
+    if (strcmp(path, "-") == 0 || (pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f &&
+                                   magic[1] == 0x8b)) {
+        gz = gzdopen(fd, "rb");
+        if (!gz) {
+            (void)close(fd);
+            return log_emit(LOG_ERR, -ENOMEM, NULL, "%s: cannot open", path);
+        }
+        (void)gzbuffer(gz, REPLAY_READ_BYTES);
     }
-    (void)gzbuffer(gz, REPLAY_READ_BYTES);
     for (;;) {
-        int n = gzread(gz, buf, REPLAY_READ_BYTES);
+        ssize_t n = gz ? gzread(gz, buf, REPLAY_READ_BYTES) : read(fd, buf, REPLAY_READ_BYTES);
         const char *p = buf, *end;
+        if (n < 0 && !gz && errno == EINTR)
+            continue;
         if (n < 0) {
             int zerr;
-            const char *msg = gzerror(gz, &zerr);
+            const char *msg = gz ? gzerror(gz, &zerr) : strerror(errno);
             r = log_emit(LOG_ERR, -EIO, NULL, "%s: read error: %s", path, msg);
             break;
         }
@@ -165,7 +171,10 @@ replay_file(struct replay *rp, const char *path, char *buf, char *carry)
         r = replay_line(rp, carry, ncarry, off - ncarry); /* last line without a newline */
     if (r == 0)
         r = replay_flush(rp);
-    (void)gzclose(gz);
+    if (gz)
+        (void)gzclose(gz);
+    else
+        (void)close(fd);
     return r;
 }
 
@@ -320,18 +329,21 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
 {
     struct engine_params ep = { .cfg = cfg };
     struct attrib_maps *maps = NULL;
-    struct replay rp;
+    struct replay *rp = calloc(1, sizeof(*rp));
     char *buf = NULL, *carry = NULL;
     int64_t t0;
     int r;
 
-    memset(&rp, 0, sizeof(rp));
+    if (!rp)
+        return 1;
     daemon_random_key(ep.key);
     r = daemon_maps_load(cfg, ep.key, &maps);
-    if (r < 0)
+    if (r < 0) {
+        free(rp);
         return 1;
+    }
     ep.maps = maps;
-    r = engine_new(&ep, &rp.engine);
+    r = engine_new(&ep, &rp->engine);
     buf = malloc(REPLAY_READ_BYTES);
     carry = malloc(REPLAY_LINE_MAX);
     if (r < 0 || !buf || !carry) {
@@ -339,22 +351,23 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
         r = -ENOMEM;
         goto out;
     }
-    eximlog_joiner_init(&rp.joiner);
+    eximlog_joiner_init(&rp->joiner);
     t0 = clock_mono_ms(&clock_real);
     for (int i = 0; i < nfiles && r == 0; i++)
-        r = replay_file(&rp, files[i], buf, carry);
+        r = replay_file(rp, files[i], buf, carry);
     if (r == 0) {
         double secs = (double)(clock_mono_ms(&clock_real) - t0) / 1000.0;
         if (json)
-            replay_print_json(&rp, secs);
+            replay_print_json(rp, secs);
         else
-            replay_print_text(&rp, secs);
+            replay_print_text(rp, secs);
     }
 out:
     free(buf);
     free(carry);
-    free(rp.trips);
-    engine_free(rp.engine);
+    free(rp->trips);
+    engine_free(rp->engine);
+    free(rp);
     attrib_maps_free(maps);
     return r < 0 ? 1 : 0;
 }

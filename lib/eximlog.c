@@ -128,12 +128,16 @@ eximlog_msgid_valid(struct fg_str id)
         return false;
     if (!id.p || id.p[a] != '-' || id.p[a + 1 + b] != '-')
         return false;
-    for (size_t i = 0; i < id.len; i++) {
-        if (i == a || i == a + 1 + b)
-            continue;
-        if (!eximlog_is_alnum(id.p[i]))
-            return false;
-    }
+    /* three runs of base-62 digits around the two dashes (hot path: no per-byte branch) */
+    unsigned ok = 1;
+    for (size_t i = 0; i < a; i++)
+        ok &= eximlog_class[(unsigned char)id.p[i]];
+    for (size_t i = a + 1; i < a + 1 + b; i++)
+        ok &= eximlog_class[(unsigned char)id.p[i]];
+    for (size_t i = a + 2 + b; i < id.len; i++)
+        ok &= eximlog_class[(unsigned char)id.p[i]];
+    if (!(ok & 1))
+        return false;
     return true;
 }
 
@@ -260,11 +264,14 @@ eximlog_prefix(const char *p, const char *end, struct exim_event *ev)
         const char *q = p + 1;
         while (q < end && q - p <= 11 && eximlog_is_digit(*q))
             q++;
-        uint32_t pid;
+        /* at most 11 digits: a uint64_t cannot overflow here */
+        uint64_t pid = 0;
+        for (const char *c = p + 1; c < q; c++)
+            pid = pid * 10 + (uint64_t)(*c - '0');
         if (q < end && *q == ']' && q > p + 1 && (q + 1 == end || q[1] == ' ') &&
-            util_parse_u32(p + 1, (size_t)(q - p - 1), &pid) == 0) {
+            pid <= UINT32_MAX) {
             ev->has_pid = true;
-            ev->pid = pid;
+            ev->pid = (uint32_t)pid;
             p = (q + 1 == end) ? q + 1 : q + 2;
         }
     }
@@ -445,24 +452,73 @@ struct eximlog_tag {
         s, sizeof(s) - 1, i                                                                        \
     }
 
+/* Grouped by first byte: eximlog_arrival_tag() looks only at its group (hot path). */
 static const struct eximlog_tag eximlog_arrival_tags[] = {
-    EXIMLOG_TAG("R=", EXIMLOG_A_R),         EXIMLOG_TAG("DS", EXIMLOG_A_DS),
-    EXIMLOG_TAG("H=", EXIMLOG_A_H),         EXIMLOG_TAG("I=", EXIMLOG_A_I),
-    EXIMLOG_TAG("TFO", EXIMLOG_A_TFO),      EXIMLOG_TAG("TFO*", EXIMLOG_A_TFO),
-    EXIMLOG_TAG("U=", EXIMLOG_A_U),         EXIMLOG_TAG("Ci=", EXIMLOG_A_CI),
-    EXIMLOG_TAG("P=", EXIMLOG_A_P),         EXIMLOG_TAG("SPF", EXIMLOG_A_SPF),
-    EXIMLOG_TAG("SPF=", EXIMLOG_A_SPF),     EXIMLOG_TAG("X=", EXIMLOG_A_X),
-    EXIMLOG_TAG("CV=", EXIMLOG_A_CV),       EXIMLOG_TAG("DN=", EXIMLOG_A_DN),
-    EXIMLOG_TAG("SNI=", EXIMLOG_A_SNI),     EXIMLOG_TAG("A=", EXIMLOG_A_A),
-    EXIMLOG_TAG("PRDR", EXIMLOG_A_PRDR),    EXIMLOG_TAG("PRX=", EXIMLOG_A_PRX),
-    EXIMLOG_TAG("K", EXIMLOG_A_K),          EXIMLOG_TAG("S=", EXIMLOG_A_S),
-    EXIMLOG_TAG("M8S=", EXIMLOG_A_M8S),     EXIMLOG_TAG("DKIM=", EXIMLOG_A_DKIM),
-    EXIMLOG_TAG("ARC", EXIMLOG_A_ARC),      EXIMLOG_TAG("DMARC", EXIMLOG_A_DMARC),
-    EXIMLOG_TAG("DMARC=", EXIMLOG_A_DMARC), EXIMLOG_TAG("RT=", EXIMLOG_A_RT),
-    EXIMLOG_TAG("Q=", EXIMLOG_A_Q),         EXIMLOG_TAG("id=", EXIMLOG_A_ID),
-    EXIMLOG_TAG("id*=", EXIMLOG_A_ID),      EXIMLOG_TAG("T=", EXIMLOG_A_T),
-    EXIMLOG_TAG("from", EXIMLOG_A_FROM),    EXIMLOG_TAG("for", EXIMLOG_A_FOR),
+    /* 0 */ EXIMLOG_TAG("A=", EXIMLOG_A_A),
+    /* 1 */ EXIMLOG_TAG("ARC", EXIMLOG_A_ARC),
+    /* 2 */ EXIMLOG_TAG("CV=", EXIMLOG_A_CV),
+    /* 3 */ EXIMLOG_TAG("Ci=", EXIMLOG_A_CI),
+    /* 4 */ EXIMLOG_TAG("DS", EXIMLOG_A_DS),
+    /* 5 */ EXIMLOG_TAG("DN=", EXIMLOG_A_DN),
+    /* 6 */ EXIMLOG_TAG("DKIM=", EXIMLOG_A_DKIM),
+    /* 7 */ EXIMLOG_TAG("DMARC", EXIMLOG_A_DMARC),
+    /* 8 */ EXIMLOG_TAG("DMARC=", EXIMLOG_A_DMARC),
+    /* 9 */ EXIMLOG_TAG("H=", EXIMLOG_A_H),
+    /* 10 */ EXIMLOG_TAG("I=", EXIMLOG_A_I),
+    /* 11 */ EXIMLOG_TAG("K", EXIMLOG_A_K),
+    /* 12 */ EXIMLOG_TAG("M8S=", EXIMLOG_A_M8S),
+    /* 13 */ EXIMLOG_TAG("P=", EXIMLOG_A_P),
+    /* 14 */ EXIMLOG_TAG("PRDR", EXIMLOG_A_PRDR),
+    /* 15 */ EXIMLOG_TAG("PRX=", EXIMLOG_A_PRX),
+    /* 16 */ EXIMLOG_TAG("Q=", EXIMLOG_A_Q),
+    /* 17 */ EXIMLOG_TAG("R=", EXIMLOG_A_R),
+    /* 18 */ EXIMLOG_TAG("RT=", EXIMLOG_A_RT),
+    /* 19 */ EXIMLOG_TAG("S=", EXIMLOG_A_S),
+    /* 20 */ EXIMLOG_TAG("SPF", EXIMLOG_A_SPF),
+    /* 21 */ EXIMLOG_TAG("SPF=", EXIMLOG_A_SPF),
+    /* 22 */ EXIMLOG_TAG("SNI=", EXIMLOG_A_SNI),
+    /* 23 */ EXIMLOG_TAG("T=", EXIMLOG_A_T),
+    /* 24 */ EXIMLOG_TAG("TFO", EXIMLOG_A_TFO),
+    /* 25 */ EXIMLOG_TAG("TFO*", EXIMLOG_A_TFO),
+    /* 26 */ EXIMLOG_TAG("U=", EXIMLOG_A_U),
+    /* 27 */ EXIMLOG_TAG("X=", EXIMLOG_A_X),
+    /* 28 */ EXIMLOG_TAG("for", EXIMLOG_A_FOR),
+    /* 29 */ EXIMLOG_TAG("from", EXIMLOG_A_FROM),
+    /* 30 */ EXIMLOG_TAG("id=", EXIMLOG_A_ID),
+    /* 31 */ EXIMLOG_TAG("id*=", EXIMLOG_A_ID),
 };
+
+/* The rows of eximlog_arrival_tags[] that start with @c, as [*lo, *hi). */
+static void
+eximlog_tag_group(char c, size_t *lo, size_t *hi)
+{
+#define EXIMLOG_GROUP(ch, l, h)                                                                    \
+    case ch:                                                                                       \
+        *lo = l;                                                                                   \
+        *hi = h;                                                                                   \
+        return
+    switch (c) {
+        EXIMLOG_GROUP('A', 0, 2);
+        EXIMLOG_GROUP('C', 2, 4);
+        EXIMLOG_GROUP('D', 4, 9);
+        EXIMLOG_GROUP('H', 9, 10);
+        EXIMLOG_GROUP('I', 10, 11);
+        EXIMLOG_GROUP('K', 11, 12);
+        EXIMLOG_GROUP('M', 12, 13);
+        EXIMLOG_GROUP('P', 13, 16);
+        EXIMLOG_GROUP('Q', 16, 17);
+        EXIMLOG_GROUP('R', 17, 19);
+        EXIMLOG_GROUP('S', 19, 23);
+        EXIMLOG_GROUP('T', 23, 26);
+        EXIMLOG_GROUP('U', 26, 27);
+        EXIMLOG_GROUP('X', 27, 28);
+        EXIMLOG_GROUP('f', 28, 30);
+        EXIMLOG_GROUP('i', 30, 32);
+    default:
+        *lo = *hi = 0;
+    }
+#undef EXIMLOG_GROUP
+}
 
 /*
  * Identify the arrival tag at @p (just after a space). Bare words must be followed by a
@@ -472,27 +528,26 @@ static const struct eximlog_tag eximlog_arrival_tags[] = {
 static unsigned
 eximlog_arrival_tag(const char *p, const char *end, const char **val)
 {
-    size_t n = (size_t)(end - p);
-    const char *sp = memchr(p, ' ', n);
-    size_t tl = sp ? (size_t)(sp - p) : n; /* length of the bare token */
-    if (tl >= 1 && p[0] == 'L') {
+    size_t n = (size_t)(end - p), lo, hi;
+
+    if (n == 0)
+        return 0;
+    if (p[0] == 'L') {
         size_t i = 1;
-        while (i < tl && (p[i] == '-' || p[i] == '.' || p[i] == '*' || p[i] == 'L'))
+        while (i < n && (p[i] == '-' || p[i] == '.' || p[i] == '*' || p[i] == 'L'))
             i++;
-        if (i == tl) {
-            *val = p + tl;
+        if (i == n || p[i] == ' ') {
+            *val = p + i;
             return EXIMLOG_A_L;
         }
     }
-    for (size_t i = 0; i < N_ELEMS(eximlog_arrival_tags); i++) {
+    eximlog_tag_group(p[0], &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
         const struct eximlog_tag *t = &eximlog_arrival_tags[i];
-        if (t->name[0] != p[0] || n < t->len || memcmp(p, t->name, t->len) != 0)
+        if (n < t->len || memcmp(p, t->name, t->len) != 0)
             continue;
-        if (t->name[t->len - 1] == '=') {
-            *val = p + t->len;
-            return t->idx;
-        }
-        if (tl == t->len) {
+        /* valued tags end in '='; bare words must end at a space or the end */
+        if (t->name[t->len - 1] == '=' || n == t->len || p[t->len] == ' ') {
             *val = p + t->len;
             return t->idx;
         }
@@ -1198,6 +1253,23 @@ eximlog_ends_overflow(const char *p, const char *end)
     return (size_t)(end - p) >= n && memcmp(end - n, EXIMLOG_OVERFLOW_MARK, n) == 0;
 }
 
+/* Reset @ev to what its prefix said: time, pid, message id, body, the overflow flag. */
+static void
+eximlog_keep_prefix(struct exim_event *ev)
+{
+    struct exim_event base = { 0 };
+
+    base.type = EXIM_OTHER;
+    base.flags = ev->flags & EXIM_F_OVERFLOW;
+    base.ts_ms = ev->ts_ms;
+    base.time = ev->time;
+    base.has_pid = ev->has_pid;
+    base.pid = ev->pid;
+    base.msgid = ev->msgid;
+    base.body = ev->body;
+    *ev = base;
+}
+
 /* Does [p, end) start like "dddd-dd-dd dd:dd:dd"? */
 static bool
 eximlog_date_shaped(const char *p, const char *end)
@@ -1218,16 +1290,20 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     struct exim_event ev = { 0 };
     const char *end = rec + len;
 
-    *ret_ev = (struct exim_event){ 0 };
-    if (len > EXIMLOG_RECORD_MAX)
+    if (len > EXIMLOG_RECORD_MAX) {
+        *ret_ev = ev;
         return -E2BIG;
+    }
     /* an unclean shutdown leaves runs of NUL bytes before (or instead of) an entry */
     while (rec < end && *rec == '\0')
         rec++;
-    if (rec == end && len > 0)
+    if (rec == end && len > 0) {
+        *ret_ev = ev;
         return 0;
+    }
     const char *p = eximlog_prefix(rec, end, &ev);
     if (!p) {
+        *ret_ev = ev;
         /* the overflow marker may have eaten a prefix-less entry */
         if (eximlog_ends_overflow(rec, end)) {
             ret_ev->flags = EXIM_F_OVERFLOW;
@@ -1242,25 +1318,19 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     }
     ev.body = eximlog_slice(p, end);
     bool overflow = eximlog_ends_overflow(p, end);
-    struct exim_event base = ev;
     int r = ev.msgid.p ? eximlog_with_id(&ev, p, end) : eximlog_no_id(&ev, p, end);
     if (overflow) {
         /* a cut arrival lost its structured tail: nothing in it can be trusted */
-        if (r < 0 || (ev.type == EXIM_ARRIVAL && (ev.flags & EXIM_F_ANOMALOUS))) {
-            ev = base;
+        if (r < 0 || (ev.type == EXIM_ARRIVAL && (ev.flags & EXIM_F_ANOMALOUS)))
             r = 0;
-        }
         ev.flags |= EXIM_F_OVERFLOW;
     }
-    if (r < 0)
+    if (r < 0) {
+        *ret_ev = (struct exim_event){ 0 };
         return r;
-    if (r == 0) {
-        /* keep what identifies the line, drop half-read fields */
-        uint32_t f = ev.flags;
-        ev = base;
-        ev.type = EXIM_OTHER;
-        ev.flags = f & EXIM_F_OVERFLOW;
     }
+    if (r == 0)
+        eximlog_keep_prefix(&ev); /* keep what identifies the line, drop half-read fields */
     if (ev.type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
         const char *q = p;
         while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
@@ -1387,15 +1457,57 @@ eximlog_joiner_emit(struct eximlog_joiner *j, struct eximlog_record *ret)
     j->len = 0;
 }
 
+/*
+ * The joiner only needs to know where a line's text starts and whether it carries a
+ * message id, for every line: skip the prefix by its shape and leave the checking of
+ * dates, zones and pids to eximlog_parse(), which runs once per record (hot path).
+ */
+static const char *
+eximlog_prefix_skip(const char *p, const char *end, bool *ret_has_id)
+{
+    *ret_has_id = false;
+    /* "dddd-dd-dd dd:dd:dd": the separators rule out nearly every non-entry at once */
+    if (end - p < 19 || p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' ||
+        p[16] != ':')
+        return NULL;
+    if (!eximlog_is_digit(p[0]) || !eximlog_is_digit(p[3]) || !eximlog_is_digit(p[5]) ||
+        !eximlog_is_digit(p[9]) || !eximlog_is_digit(p[11]) || !eximlog_is_digit(p[18]))
+        return NULL;
+    p += 19;
+    if (end - p >= 4 && p[0] == '.' && eximlog_is_digit(p[1]) && eximlog_is_digit(p[2]) &&
+        eximlog_is_digit(p[3]))
+        p += 4;
+    if (p < end && *p == ' ')
+        p++;
+    if (end - p >= 6 && (p[0] == '+' || p[0] == '-') && p[5] == ' ' && eximlog_is_digit(p[1]) &&
+        eximlog_is_digit(p[4]))
+        p += 6;
+    if (p < end && *p == '[') {
+        const char *q = p + 1;
+        while (q < end && q - p <= 11 && eximlog_is_digit(*q))
+            q++;
+        if (q < end && *q == ']' && q > p + 1 && q + 1 < end && q[1] == ' ')
+            p = q + 2;
+    }
+    for (size_t n = 16; n <= 23; n += 7) {
+        if ((size_t)(end - p) > n && p[n] == ' ' && p[6] == '-' &&
+            eximlog_msgid_valid(fg_str_make(p, n))) {
+            *ret_has_id = true;
+            return p + n + 1;
+        }
+    }
+    return p;
+}
+
 /* Classify a line that starts a record and decide whether its syntax is open. */
 static void
 eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
 {
-    struct exim_event ev = { 0 };
     const char *end = line + len;
+    bool has_id = false;
     while (line < end && *line == '\0')
         line++;
-    const char *p = eximlog_prefix(line, end, &ev);
+    const char *p = eximlog_prefix_skip(line, end, &has_id);
     j->kind = EXIMLOG_JOIN_PLAIN;
     j->open = false;
     j->quote = false;
@@ -1404,10 +1516,10 @@ eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
     j->absorbed = false;
     if (!p)
         return;
-    if (!ev.msgid.p && EXIMLOG_STARTS(p, end, "cwd=")) {
+    if (!has_id && EXIMLOG_STARTS(p, end, "cwd=")) {
         j->kind = EXIMLOG_JOIN_CWD;
         j->open = !eximlog_joiner_has_args(p + 4, end);
-    } else if (ev.msgid.p && end - p >= 3 && (p[0] == '<' || p[0] == '(') && p[1] == '=' &&
+    } else if (has_id && end - p >= 3 && (p[0] == '<' || p[0] == '(') && p[1] == '=' &&
                p[2] == ' ') {
         j->kind = EXIMLOG_JOIN_ARRIVAL;
         eximlog_joiner_scan_quotes(j, p + 3, end);

@@ -84,7 +84,7 @@ msgtrack_slot(const struct msgtrack *t, struct fg_str id)
         uint32_t n = t->index[i];
         if (n == MSGTRACK_NONE)
             return i;
-        if (strlen(t->nodes[n].msg.id) == id.len && memcmp(t->nodes[n].msg.id, id.p, id.len) == 0)
+        if (t->nodes[n].msg.idlen == id.len && memcmp(t->nodes[n].msg.id, id.p, id.len) == 0)
             return i;
     }
 }
@@ -100,8 +100,8 @@ msgtrack_unindex(struct msgtrack *t, size_t i)
         uint32_t n = t->index[j];
         if (n == MSGTRACK_NONE)
             return;
-        const char *id = t->nodes[n].msg.id;
-        size_t home = msgtrack_home(t, id, strlen(id));
+        const struct msgtrack_msg *m = &t->nodes[n].msg;
+        size_t home = msgtrack_home(t, m->id, m->idlen);
         /* move n back to i unless its home lies cyclically in (i, j] */
         bool stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (stays)
@@ -134,9 +134,9 @@ msgtrack_unlink(struct msgtrack *t, uint32_t n)
 static void
 msgtrack_drop(struct msgtrack *t, uint32_t n)
 {
-    const char *id = t->nodes[n].msg.id;
+    const struct msgtrack_msg *m = &t->nodes[n].msg;
 
-    msgtrack_unindex(t, msgtrack_slot(t, fg_str_make(id, strlen(id))));
+    msgtrack_unindex(t, msgtrack_slot(t, fg_str_make(m->id, m->idlen)));
     msgtrack_unlink(t, n);
 }
 
@@ -166,6 +166,7 @@ msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms)
     t->free = x->next;
     memset(&x->msg, 0, sizeof(x->msg));
     memcpy(x->msg.id, id.p, id.len);
+    x->msg.idlen = (uint8_t)id.len;
     for (size_t i = 0; i < MSGTRACK_REFS; i++)
         x->msg.refs[i].slot = UINT32_MAX;
     x->msg.arrived_ms = ts_ms;

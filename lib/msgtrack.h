@@ -20,6 +20,7 @@
 /* What we remember of an arrival until its Completed line. */
 struct msgtrack_msg {
     char id[MSGTRACK_ID_MAX + 1];
+    uint8_t idlen;
     struct usertable_ref refs[MSGTRACK_REFS]; /* per scope; slot UINT32_MAX: none */
     int64_t arrived_ms;
     uint32_t flags;
