@@ -396,16 +396,18 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
         }
     }
 
-    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0)
-        if (!attrib_maps_is_local(m, eximlog_addr_domain(addr)))
-            ret->remote_rcpts++;
-    if (ev->nrcpt > 0 && ret->remote_rcpts == 0)
-        ret->flags |= ATTRIB_LOCAL_ONLY;
-
-    if (ret->flags & (ATTRIB_BOUNCE | ATTRIB_SERVICE | ATTRIB_INBOUND | ATTRIB_LOCAL_ONLY))
+    /* inbound mail, bounces and service mail are decided without walking the recipients */
+    if (ret->flags & (ATTRIB_BOUNCE | ATTRIB_SERVICE | ATTRIB_INBOUND))
         return 0;
     if (!ret->mailbox[0] && !ret->account[0])
         return 0;
+    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0)
+        if (!attrib_maps_is_local(m, eximlog_addr_domain(addr)))
+            ret->remote_rcpts++;
+    if (ev->nrcpt > 0 && ret->remote_rcpts == 0) {
+        ret->flags |= ATTRIB_LOCAL_ONLY;
+        return 0;
+    }
     ret->flags |= ATTRIB_OUTBOUND;
     return 1;
 }

@@ -18,7 +18,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define ENGINE_DOMAINS_MAX 512 /* recipient domains of one message hashed for distinct counts */
+
+struct engine_hashes {
+    uint64_t domains[ENGINE_DOMAINS_MAX];
+    size_t ndomains;
+    uint64_t ip;
+    bool has_ip;
+};
+
 struct engine {
+    struct engine_hashes hashes; /* scratch for the arrival being counted */
     const struct config *cfg;
     const struct attrib_maps *maps;
     struct policy *policy;
@@ -189,16 +199,42 @@ engine_notice_fill(struct engine_notice *n, enum engine_notice_kind kind,
     (void)util_copy_str(n->msgid, sizeof(n->msgid), ev->msgid);
 }
 
+/*
+ * What an arrival contributes to the distinct metrics, hashed once for all its identities.
+ * Domains past ENGINE_DOMAINS_MAX in one message are not counted: a distinct count
+ * saturates far below that (WINDOW_DISTINCT_MAX) anyway.
+ */
+static void
+engine_hash_arrival(const struct engine *e, const struct exim_event *ev, struct engine_hashes *hs)
+{
+    struct fg_str addr;
+    size_t pos = 0;
+
+    hs->ndomains = 0;
+    while (hs->ndomains < ENGINE_DOMAINS_MAX && eximlog_next_addr(ev->rcpts, &pos, &addr) > 0) {
+        struct fg_str dom = eximlog_addr_domain(addr);
+        char low[256];
+        if (dom.len == 0 || dom.len >= sizeof(low) || attrib_maps_is_local(e->maps, dom))
+            continue;
+        for (size_t i = 0; i < dom.len; i++)
+            low[i] = util_ascii_lower(dom.p[i]);
+        hs->domains[hs->ndomains++] = siphash(low, dom.len, e->key);
+    }
+    hs->has_ip = ev->host_ip.len > 0;
+    if (hs->has_ip)
+        hs->ip = siphash(ev->host_ip.p, ev->host_ip.len, e->key);
+}
+
 /* Count one outbound arrival against one identity and evaluate its rules. */
 static size_t
 engine_count(struct engine *e, enum usertable_scope scope, const char *id, const char *account,
              const struct exim_event *ev, const struct attrib_result *ar,
-             struct msgtrack_msg *msg, uint64_t line, struct engine_notice *ret, size_t max)
+             const struct engine_hashes *hs, struct msgtrack_msg *msg, uint64_t line,
+             struct engine_notice *ret, size_t max)
 {
     struct policy_verdict v[POLICY_VERDICTS_MAX];
     struct usertable_entry *ent;
-    size_t k = 0, n, pos = 0;
-    struct fg_str addr;
+    size_t k = 0, n;
     bool was_tripped;
     int r;
 
@@ -212,19 +248,10 @@ engine_count(struct engine *e, enum usertable_scope scope, const char *id, const
     usertable_add(e->table, ent, WINDOW_RECIPIENTS, e->now_ms, ar->remote_rcpts);
     if (ar->flags & ATTRIB_MISMATCH)
         usertable_add(e->table, ent, WINDOW_MISMATCH, e->now_ms, 1);
-    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0) {
-        struct fg_str dom = eximlog_addr_domain(addr);
-        char low[256];
-        if (dom.len == 0 || dom.len >= sizeof(low) || attrib_maps_is_local(e->maps, dom))
-            continue;
-        for (size_t i = 0; i < dom.len; i++)
-            low[i] = util_ascii_lower(dom.p[i]);
-        usertable_add_distinct(e->table, ent, WINDOW_DOMAINS, e->now_ms,
-                               siphash(low, dom.len, e->key));
-    }
-    if (ev->host_ip.len)
-        usertable_add_distinct(e->table, ent, WINDOW_IPS, e->now_ms,
-                               siphash(ev->host_ip.p, ev->host_ip.len, e->key));
+    for (size_t i = 0; i < hs->ndomains; i++)
+        usertable_add_distinct(e->table, ent, WINDOW_DOMAINS, e->now_ms, hs->domains[i]);
+    if (hs->has_ip)
+        usertable_add_distinct(e->table, ent, WINDOW_IPS, e->now_ms, hs->ip);
     if (msg)
         msg->refs[scope] = usertable_ref(e->table, ent);
 
@@ -269,15 +296,16 @@ engine_arrival(struct engine *e, const struct exim_event *ev, uint64_t line,
         if (ev->flags & EXIM_F_RCPT_TRUNC)
             msg->flags |= MSGTRACK_TRUNCATED;
     }
+    engine_hash_arrival(e, ev, &e->hashes);
     if (ar.mailbox[0])
-        k += engine_count(e, SCOPE_MAILBOX, ar.mailbox, ar.account, ev, &ar, msg, line,
-                          ret + k, max - k);
+        k += engine_count(e, SCOPE_MAILBOX, ar.mailbox, ar.account, ev, &ar, &e->hashes, msg,
+                          line, ret + k, max - k);
     if (ar.account[0])
-        k += engine_count(e, SCOPE_ACCOUNT, ar.account, ar.account, ev, &ar, msg, line,
-                          ret + k, max - k);
+        k += engine_count(e, SCOPE_ACCOUNT, ar.account, ar.account, ev, &ar, &e->hashes, msg,
+                          line, ret + k, max - k);
     if (ar.script[0])
-        k += engine_count(e, SCOPE_SCRIPT, ar.script, ar.account, ev, &ar, msg, line, ret + k,
-                          max - k);
+        k += engine_count(e, SCOPE_SCRIPT, ar.script, ar.account, ev, &ar, &e->hashes, msg,
+                          line, ret + k, max - k);
     return k;
 }
 
