@@ -2,8 +2,9 @@
 # the systemd unit, whose paths depend on the prefix given at install time
 # (`cmake --install build --prefix /usr`), which configure-time variables cannot know.
 #
-# Set by CMakeLists.txt before this script runs: FG_SOURCE_DIR, FG_SBINDIR, FG_SYSCONFDIR,
-# FG_DOCDIR (as configured: relative to the prefix, or absolute), FG_UNITDIR.
+# Set by CMakeLists.txt before this script runs: FG_SOURCE_DIR, FG_BINARY_DIR, and
+# FG_SBINDIR, FG_SYSCONFDIR, FG_DOCDIR, FG_UNITDIR as configured (relative to the prefix,
+# or absolute).
 #
 # - /etc/floodgate/floodgate.yml is installed only when absent: an upgrade never replaces
 #   an operator's configuration (install(FILES) would; it has no "keep" mode). The new
@@ -48,7 +49,7 @@ if(EXISTS "${FG_SOURCE_DIR}/systemd/floodgate.service")
   string(REPLACE "/usr/sbin/floodgated" "${sbindir}/floodgated" unit "${unit}")
   string(REPLACE "/etc/floodgate/" "${confdir}/" unit "${unit}")
   string(REPLACE "/usr/share/doc/floodgate/" "${docdir}/" unit "${unit}")
-  set(tmpdir "${CMAKE_CURRENT_BINARY_DIR}/fg-install")
+  set(tmpdir "${FG_BINARY_DIR}/fg-install")
   file(MAKE_DIRECTORY "${tmpdir}")
   file(WRITE "${tmpdir}/floodgate.service" "${unit}")
   file(INSTALL DESTINATION "${unitdir}" TYPE FILE FILES "${tmpdir}/floodgate.service")
