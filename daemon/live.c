@@ -436,6 +436,12 @@ live_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
     (void)loop;
     (void)revents;
+    /* Before the first catch-up the unit is still starting: READY=1 here would end the
+     * start before the backlog is read. live_checkpoint_cb() sends it when caught up. */
+    if (!d->ready) {
+        live_reload(d);
+        return;
+    }
     (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld",
                      (long long)clock_mono_ms(&clock_real) * 1000);
     live_reload(d);
