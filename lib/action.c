@@ -1334,7 +1334,7 @@ action_trip(struct action *a, const struct action_request *req)
     }
     {
         struct action_audit au;
-        audit_begin(a, &au, "trip", e->rule, e->scope, e->id);
+        audit_begin(a, &au, "act", e->rule, e->scope, e->id);
         audit_num(&au, "candidates", (long long)req->nmsgids);
         audit_num(&au, "confirmed", (long long)j->nids);
         audit_num(&au, "want", (long long)e->want);
