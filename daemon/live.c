@@ -366,7 +366,8 @@ live_action_open(struct daemon *d, const struct config *cfg, struct action **ret
         .loop = d->loop, .clock = &clock_real, .cfg = cfg, .state_dir = cfg->state_dir,
         .spawner = d->spawner, .audit = live_audit_cb, .audit_ctx = d,
         .done = live_action_done_cb, .done_ctx = d, .owner = live_owner_cb, .owner_ctx = d,
-        .exim_config = access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF
+        .exim_config = cfg->exim_config                              ? cfg->exim_config
+                       : access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF
                                                                    : NULL,
     };
 
