@@ -293,6 +293,8 @@ check "mailbox: the $(wc -w <<<"$MBOX_IDS") messages floodgated froze are thawed
 check "script: the $(wc -w <<<"$SCRIPT_IDS") messages floodgated froze are thawed" \
     test "$(still_frozen "$SCRIPT_IDS")" = 0 -a -n "$SCRIPT_IDS"
 echo "FIGURE script_left_frozen_after_release_acl=$(eh_queue | grep -F '<webuser@shop.example>' | grep -cF '*** frozen ***')"
+check "floodgated logged the release" \
+    grep -qE "release mailbox bad@spam.example: [0-9]+ thawed, 0 failed, unsuspended" "$FG/floodgated.log"
 check "blocklist no longer lists the mailbox" not grep -q '^bad@spam.example:' "$EH_LIST"
 check "blocklist no longer lists webuser" not grep -q '^webuser:' "$EH_LIST"
 check "released mailbox accepted again" eh_submit_auth bad@spam.example bad@spam.example \
