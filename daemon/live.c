@@ -347,6 +347,16 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
     };
 
     (void)ctx;
+    if (strcmp(o->what, "release") == 0) {
+        /* for a release, frozen counts the ids thawed and backend_done what was undone */
+        log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
+                 "release %s %s: %zu thawed, %zu failed%s", usertable_scope_name(o->scope),
+                 o->id, o->frozen, o->failed,
+                 (o->backend_done & CONFIG_ACTION_SUSPEND) ? ", unsuspended"
+                 : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", unheld"
+                                                           : "");
+        return;
+    }
     log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
              "%s %s %s: %s%zu frozen of %zu confirmed, %zu failed%s%s", o->what,
              usertable_scope_name(o->scope), o->id, o->monitor ? "monitor mode, would act: " : "",
@@ -367,7 +377,8 @@ live_action_open(struct daemon *d, const struct config *cfg, struct action **ret
         .loop = d->loop, .clock = &clock_real, .cfg = cfg, .state_dir = cfg->state_dir,
         .spawner = d->spawner, .audit = live_audit_cb, .audit_ctx = d,
         .done = live_action_done_cb, .done_ctx = d, .owner = live_owner_cb, .owner_ctx = d,
-        .exim_config = access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF
+        .exim_config = cfg->exim_config                              ? cfg->exim_config
+                       : access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF
                                                                    : NULL,
     };
 

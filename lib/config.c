@@ -867,6 +867,8 @@ config_actions_pair(struct config_parser *p, const char *key, yaml_node_t *v, co
     }
     if (strcmp(key, "exim_path") == 0)
         return config_parse_path(p, v, path, &c->exim_path);
+    if (strcmp(key, "exim_config") == 0)
+        return config_parse_path(p, v, path, &c->exim_config);
     if (strcmp(key, "spool_dir") == 0)
         return config_parse_path(p, v, path, &c->spool_dir);
     if (strcmp(key, "blocklist_file") == 0)
@@ -1199,6 +1201,7 @@ config_free(struct config *c)
     free(c->audit_log);
     free(c->control_socket);
     free(c->exim_path);
+    free(c->exim_config);
     free(c->spool_dir);
     free(c->blocklist_file);
     free(c->whmapi1_path);

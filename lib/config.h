@@ -61,6 +61,8 @@ struct config {
     /* actions */
     enum config_backend backend; /* default exim */
     char *exim_path;             /* default /usr/sbin/exim */
+    char *exim_config;           /* passed as exim -C; NULL (default): /etc/exim_outgoing.conf
+                                  * when readable, else none */
     char *spool_dir;             /* default /var/spool/exim */
     char *blocklist_file;        /* exim backend; default /etc/exim/floodgate-blocklist */
     char *whmapi1_path;          /* default /usr/local/cpanel/bin/whmapi1 */

@@ -187,6 +187,8 @@ static const struct config_case bad[] = {
       "unknown backend 'postfix'", 0 },
     { "relative exim_path", "actions:\n  exim_path: exim\n", 2, 14, "actions.exim_path",
       "not an absolute path", 0 },
+    { "relative exim_config", "actions:\n  exim_config: exim.conf\n", 2, 16,
+      "actions.exim_config", "not an absolute path", 0 },
     { "relative command", "actions:\n  command: bin/act\n", 2, 12, "actions.command",
       "not an absolute path", 0 },
     { "command backend without command", "actions:\n  backend: command\n", 2, 3, "actions.command",
@@ -362,6 +364,7 @@ START_TEST(test_config_values)
                       "max_identities: 10000000\n"
                       "actions:\n"
                       "  backend: cpanel\n"
+                      "  exim_config: /etc/exim_outgoing.conf\n"
                       "  timeout: 1m\n"
                       "  freeze_batch: 1000\n"
                       "  max_per_hour: 7\n";
@@ -411,6 +414,7 @@ START_TEST(test_config_values)
     ck_assert_int_eq(c->action_timeout_ms, 60000);
     ck_assert_uint_eq(c->freeze_batch, 1000);
     ck_assert_uint_eq(c->max_actions_per_hour, 7);
+    ck_assert_str_eq(c->exim_config, "/etc/exim_outgoing.conf");
     ck_assert_ptr_null(c->command_path);
     config_free(c);
 }
@@ -463,6 +467,7 @@ START_TEST(test_config_defaults)
     ck_assert_uint_eq(c->max_identities, 200000);
     ck_assert_int_eq(c->backend, CONFIG_BACKEND_EXIM);
     ck_assert_str_eq(c->exim_path, "/usr/sbin/exim");
+    ck_assert_ptr_null(c->exim_config);
     ck_assert_str_eq(c->spool_dir, "/var/spool/exim");
     ck_assert_str_eq(c->blocklist_file, "/etc/exim/floodgate-blocklist");
     ck_assert_str_eq(c->whmapi1_path, "/usr/local/cpanel/bin/whmapi1");
