@@ -43,6 +43,12 @@
 #define CONFIG_IDENTITIES_MAX   10000000u /* about 2 GB of counters; more is a typo */
 #define CONFIG_FREEZE_BATCH_MAX 1000u     /* exim -Mf argv stays far below ARG_MAX */
 #define CONFIG_ACTIONS_HOUR_MAX 100000u
+/*
+ * Our schema nests four deep (top, rules, a rule, its actions). libyaml's scanner keeps a
+ * possible simple key per open flow collection and rescans them all on every token, so
+ * "[[[[..." costs O(depth^2): a 1 MiB file would take hours. Depth is checked first.
+ */
+#define CONFIG_DEPTH_MAX 16
 
 struct config_parser {
     yaml_document_t doc;
@@ -983,6 +989,42 @@ config_check(struct config_parser *p, const struct config_top_ctx *tc)
     return 0;
 }
 
+/* A first pass over the events: syntax errors and nesting, before any tree is built. */
+static int
+config_check_events(struct config_parser *p, const char *buf, size_t len)
+{
+    yaml_parser_t y;
+    yaml_event_t ev;
+    unsigned depth = 0;
+    bool end = false;
+    int r = 0;
+
+    if (!yaml_parser_initialize(&y))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&y, (const unsigned char *)buf, len);
+    yaml_parser_set_encoding(&y, YAML_UTF8_ENCODING);
+    while (!end) {
+        if (!yaml_parser_parse(&y, &ev)) {
+            r = config_yaml_error(p, &y, buf, len);
+            break;
+        }
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+            depth--;
+        end = ev.type == YAML_STREAM_END_EVENT;
+        if (depth > CONFIG_DEPTH_MAX) {
+            r = config_fail_at(p, -EINVAL, (unsigned)ev.start_mark.line + 1,
+                               (unsigned)ev.start_mark.column + 1, "",
+                               "nested deeper than %d levels", CONFIG_DEPTH_MAX);
+            end = true;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&y);
+    return r;
+}
+
 /* Load the one document of @buf into p->doc; on failure nothing is left to delete. */
 static int
 config_load_document(struct config_parser *p, const char *buf, size_t len)
@@ -990,8 +1032,11 @@ config_load_document(struct config_parser *p, const char *buf, size_t len)
     yaml_parser_t y;
     yaml_document_t extra;
     const yaml_node_t *root;
-    int r = 0;
+    int r;
 
+    r = config_check_events(p, buf, len);
+    if (r < 0)
+        return r;
     if (!yaml_parser_initialize(&y))
         return -ENOMEM;
     yaml_parser_set_input_string(&y, (const unsigned char *)buf, len);

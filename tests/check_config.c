@@ -66,6 +66,8 @@ static const struct config_case bad[] = {
     { "key is a list", "? [a, b]\n: c\n", 1, 3, "", "keys must be scalars", 0 },
     { "alias", "log_file: &p /var/log/x\nstate_dir: *p\n", 2, 1, "state_dir",
       "anchors and aliases are not supported", 0 },
+    { "nested too deep", "rules: [[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]\n", 1, 23, "",
+      "nested deeper than 16 levels", 0 },
     { "two documents", "mode: enforce\n---\nmode: monitor\n", 3, 1, "",
       "more than one YAML document", 0 },
     { "rules is a map", "rules:\n  name: x\n", 2, 3, "rules", "expected a list, got a map", 0 },
