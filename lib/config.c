@@ -236,9 +236,20 @@ config_expect(struct config_parser *p, const yaml_node_t *n, const char *path,
     return config_fail(p, n, path, "expected %s, got %s", want[type], config_kind_name(n));
 }
 
+/* A plain null ("key:" with nothing after it, "~", "null"): an empty list or map. */
+static bool
+config_is_null(const yaml_node_t *n)
+{
+    const char *s = (const char *)n->data.scalar.value;
+
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (strcmp(s, "") == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+            strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0);
+}
+
 /*
  * Walk the map @n: every key a scalar, none twice, each pair handed to @fn; an unknown key
- * is reported by name.
+ * is reported by name. A null is an empty map.
  */
 static int
 config_walk_map(struct config_parser *p, yaml_node_t *n, const char *path, config_pair_fn fn,
@@ -248,6 +259,8 @@ config_walk_map(struct config_parser *p, yaml_node_t *n, const char *path, confi
     yaml_node_pair_t *start, *top;
     int r;
 
+    if (config_is_null(n))
+        return 0;
     r = config_expect(p, n, path, YAML_MAPPING_NODE);
     if (r < 0)
         return r;
@@ -285,7 +298,7 @@ config_walk_map(struct config_parser *p, yaml_node_t *n, const char *path, confi
     return 0;
 }
 
-/* The item nodes of list @n, at most @max of them. */
+/* The number of items of list @n, at most @max of them; a null is an empty list. */
 static int
 config_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,
             size_t *ret_count)
@@ -293,6 +306,10 @@ config_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t ma
     size_t count;
     int r;
 
+    if (config_is_null(n)) {
+        *ret_count = 0;
+        return 0;
+    }
     r = config_expect(p, n, path, YAML_SEQUENCE_NODE);
     if (r < 0)
         return r;
@@ -471,17 +488,34 @@ config_parse_factor(struct config_parser *p, yaml_node_t *n, const char *path, d
 
 /* Names land in logs, journal fields and alerts: keep them to a plain alphabet. */
 static bool
-config_name_valid(const char *s, bool allow_at)
+config_name_valid(const char *s)
 {
     if (!s[0] || s[0] == '-' || s[0] == '.')
         return false;
     for (; *s; s++) {
         char ch = *s;
         if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '_' || ch == '.' || (allow_at && (ch == '@' || ch == '+')))
+            ch == '-' || ch == '_' || ch == '.')
             continue;
         return false;
     }
+    return true;
+}
+
+/*
+ * One '@' with text on both sides, no spaces or control characters. Local parts may hold
+ * most punctuation (o'brien@, a+tag@) and UTF-8, so nothing stricter is checked.
+ */
+static bool
+config_mailbox_valid(const char *s)
+{
+    const char *at = strchr(s, '@');
+
+    if (!at || at == s || !at[1] || strchr(at + 1, '@') || strlen(s) >= USERTABLE_KEY_MAX)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return false;
     return true;
 }
 
@@ -497,7 +531,7 @@ config_parse_name(struct config_parser *p, yaml_node_t *n, const char *path, cha
         return r;
     if (strlen(s) >= size)
         return config_fail(p, n, path, "%s is longer than %zu bytes", what, size - 1);
-    if (!config_name_valid(s, false))
+    if (!config_name_valid(s))
         return config_fail(p, n, path, "%s '%s' may only hold letters, digits, '-', '_' and '.'",
                            what, s);
     memcpy(buf, s, strlen(s) + 1);
@@ -719,7 +753,7 @@ config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bo
     }
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *item;
-        const char *s, *at;
+        const char *s;
 
         r = config_list_item(p, n, i, path, sub, sizeof(sub), &item);
         if (r < 0)
@@ -727,13 +761,11 @@ config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bo
         r = config_scalar(p, item, sub, &s);
         if (r < 0)
             goto fail;
-        at = strchr(s, '@');
-        if (mailbox && (strlen(s) >= USERTABLE_KEY_MAX || !at || at == s || !at[1] ||
-                        strchr(at + 1, '@') || !config_name_valid(s, true))) {
+        if (mailbox && !config_mailbox_valid(s)) {
             r = config_fail(p, item, sub, "'%s' is not a mailbox (user@domain)", s);
             goto fail;
         }
-        if (!mailbox && (strlen(s) >= CONFIG_NAME_MAX || !config_name_valid(s, false))) {
+        if (!mailbox && (strlen(s) >= CONFIG_NAME_MAX || !config_name_valid(s))) {
             r = config_fail(p, item, sub, "'%s' is not an account name", s);
             goto fail;
         }
@@ -1259,8 +1291,11 @@ config_free(struct config *c)
 bool
 config_is_exempt_mailbox(const struct config *c, const char *mailbox)
 {
-    struct fg_str m = fg_str_make(mailbox, strlen(mailbox));
+    struct fg_str m;
 
+    if (!mailbox)
+        return false;
+    m = fg_str_make(mailbox, strlen(mailbox));
     for (size_t i = 0; i < c->nexempt_mailboxes; i++) {
         const char *e = c->exempt_mailboxes[i];
         if (fg_str_eq_nocase(m, fg_str_make(e, strlen(e))))
@@ -1272,6 +1307,8 @@ config_is_exempt_mailbox(const struct config *c, const char *mailbox)
 bool
 config_is_exempt_account(const struct config *c, const char *account)
 {
+    if (!account)
+        return false;
     for (size_t i = 0; i < c->nexempt_accounts; i++)
         if (strcmp(c->exempt_accounts[i], account) == 0)
             return true;
