@@ -13,7 +13,10 @@
  * in range; rule names are unique; at most CONFIG_RULES_MAX rules and at most
  * USERTABLE_SERIES_MAX distinct (metric, window) pairs per scope, so lib/policy can
  * always compile what this module accepts. Anchors and aliases are refused: nothing here
- * needs them and they would let a small file expand into a large walk.
+ * needs them and they would let a small file expand into a large walk. Inputs are bounded
+ * before a tree is built: CONFIG_FILE_MAX bytes, CONFIG_DEPTH_MAX levels of nesting. A
+ * plain null where a list or map is expected ("overrides:" with every entry commented
+ * out) means empty.
  *
  * This module owns the config's strings; it does not log (callers format the diag) and,
  * besides libyaml and util, depends only on window_metric_parse(). Scope names are parsed
