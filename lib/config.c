@@ -13,7 +13,10 @@
  * in range; rule names are unique; at most CONFIG_RULES_MAX rules and at most
  * USERTABLE_SERIES_MAX distinct (metric, window) pairs per scope, so lib/policy can
  * always compile what this module accepts. Anchors and aliases are refused: nothing here
- * needs them and they would let a small file expand into a large walk.
+ * needs them and they would let a small file expand into a large walk. Inputs are bounded
+ * before a tree is built: CONFIG_FILE_MAX bytes, CONFIG_DEPTH_MAX levels of nesting. A
+ * plain null where a list or map is expected ("overrides:" with every entry commented
+ * out) means empty.
  *
  * This module owns the config's strings; it does not log (callers format the diag) and,
  * besides libyaml and util, depends only on window_metric_parse(). Scope names are parsed
@@ -43,6 +46,12 @@
 #define CONFIG_IDENTITIES_MAX   10000000u /* about 2 GB of counters; more is a typo */
 #define CONFIG_FREEZE_BATCH_MAX 1000u     /* exim -Mf argv stays far below ARG_MAX */
 #define CONFIG_ACTIONS_HOUR_MAX 100000u
+/*
+ * Our schema nests four deep (top, rules, a rule, its actions). libyaml's scanner keeps a
+ * possible simple key per open flow collection and rescans them all on every token, so
+ * "[[[[..." costs O(depth^2): a 1 MiB file would take hours. Depth is checked first.
+ */
+#define CONFIG_DEPTH_MAX 16
 
 struct config_parser {
     yaml_document_t doc;
@@ -230,9 +239,20 @@ config_expect(struct config_parser *p, const yaml_node_t *n, const char *path,
     return config_fail(p, n, path, "expected %s, got %s", want[type], config_kind_name(n));
 }
 
+/* A plain null ("key:" with nothing after it, "~", "null"): an empty list or map. */
+static bool
+config_is_null(const yaml_node_t *n)
+{
+    const char *s = (const char *)n->data.scalar.value;
+
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (strcmp(s, "") == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+            strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0);
+}
+
 /*
  * Walk the map @n: every key a scalar, none twice, each pair handed to @fn; an unknown key
- * is reported by name.
+ * is reported by name. A null is an empty map.
  */
 static int
 config_walk_map(struct config_parser *p, yaml_node_t *n, const char *path, config_pair_fn fn,
@@ -242,6 +262,8 @@ config_walk_map(struct config_parser *p, yaml_node_t *n, const char *path, confi
     yaml_node_pair_t *start, *top;
     int r;
 
+    if (config_is_null(n))
+        return 0;
     r = config_expect(p, n, path, YAML_MAPPING_NODE);
     if (r < 0)
         return r;
@@ -279,7 +301,7 @@ config_walk_map(struct config_parser *p, yaml_node_t *n, const char *path, confi
     return 0;
 }
 
-/* The item nodes of list @n, at most @max of them. */
+/* The number of items of list @n, at most @max of them; a null is an empty list. */
 static int
 config_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,
             size_t *ret_count)
@@ -287,6 +309,10 @@ config_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t ma
     size_t count;
     int r;
 
+    if (config_is_null(n)) {
+        *ret_count = 0;
+        return 0;
+    }
     r = config_expect(p, n, path, YAML_SEQUENCE_NODE);
     if (r < 0)
         return r;
@@ -465,17 +491,34 @@ config_parse_factor(struct config_parser *p, yaml_node_t *n, const char *path, d
 
 /* Names land in logs, journal fields and alerts: keep them to a plain alphabet. */
 static bool
-config_name_valid(const char *s, bool allow_at)
+config_name_valid(const char *s)
 {
     if (!s[0] || s[0] == '-' || s[0] == '.')
         return false;
     for (; *s; s++) {
         char ch = *s;
         if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '_' || ch == '.' || (allow_at && (ch == '@' || ch == '+')))
+            ch == '-' || ch == '_' || ch == '.')
             continue;
         return false;
     }
+    return true;
+}
+
+/*
+ * One '@' with text on both sides, no spaces or control characters. Local parts may hold
+ * most punctuation (o'brien@, a+tag@) and UTF-8, so nothing stricter is checked.
+ */
+static bool
+config_mailbox_valid(const char *s)
+{
+    const char *at = strchr(s, '@');
+
+    if (!at || at == s || !at[1] || strchr(at + 1, '@') || strlen(s) >= USERTABLE_KEY_MAX)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return false;
     return true;
 }
 
@@ -491,7 +534,7 @@ config_parse_name(struct config_parser *p, yaml_node_t *n, const char *path, cha
         return r;
     if (strlen(s) >= size)
         return config_fail(p, n, path, "%s is longer than %zu bytes", what, size - 1);
-    if (!config_name_valid(s, false))
+    if (!config_name_valid(s))
         return config_fail(p, n, path, "%s '%s' may only hold letters, digits, '-', '_' and '.'",
                            what, s);
     memcpy(buf, s, strlen(s) + 1);
@@ -713,7 +756,7 @@ config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bo
     }
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *item;
-        const char *s, *at;
+        const char *s;
 
         r = config_list_item(p, n, i, path, sub, sizeof(sub), &item);
         if (r < 0)
@@ -721,13 +764,11 @@ config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bo
         r = config_scalar(p, item, sub, &s);
         if (r < 0)
             goto fail;
-        at = strchr(s, '@');
-        if (mailbox && (strlen(s) >= USERTABLE_KEY_MAX || !at || at == s || !at[1] ||
-                        strchr(at + 1, '@') || !config_name_valid(s, true))) {
+        if (mailbox && !config_mailbox_valid(s)) {
             r = config_fail(p, item, sub, "'%s' is not a mailbox (user@domain)", s);
             goto fail;
         }
-        if (!mailbox && (strlen(s) >= CONFIG_NAME_MAX || !config_name_valid(s, false))) {
+        if (!mailbox && (strlen(s) >= CONFIG_NAME_MAX || !config_name_valid(s))) {
             r = config_fail(p, item, sub, "'%s' is not an account name", s);
             goto fail;
         }
@@ -985,6 +1026,42 @@ config_check(struct config_parser *p, const struct config_top_ctx *tc)
     return 0;
 }
 
+/* A first pass over the events: syntax errors and nesting, before any tree is built. */
+static int
+config_check_events(struct config_parser *p, const char *buf, size_t len)
+{
+    yaml_parser_t y;
+    yaml_event_t ev;
+    unsigned depth = 0;
+    bool end = false;
+    int r = 0;
+
+    if (!yaml_parser_initialize(&y))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&y, (const unsigned char *)buf, len);
+    yaml_parser_set_encoding(&y, YAML_UTF8_ENCODING);
+    while (!end) {
+        if (!yaml_parser_parse(&y, &ev)) {
+            r = config_yaml_error(p, &y, buf, len);
+            break;
+        }
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+            depth--;
+        end = ev.type == YAML_STREAM_END_EVENT;
+        if (depth > CONFIG_DEPTH_MAX) {
+            r = config_fail_at(p, -EINVAL, (unsigned)ev.start_mark.line + 1,
+                               (unsigned)ev.start_mark.column + 1, "",
+                               "nested deeper than %d levels", CONFIG_DEPTH_MAX);
+            end = true;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&y);
+    return r;
+}
+
 /* Load the one document of @buf into p->doc; on failure nothing is left to delete. */
 static int
 config_load_document(struct config_parser *p, const char *buf, size_t len)
@@ -992,8 +1069,11 @@ config_load_document(struct config_parser *p, const char *buf, size_t len)
     yaml_parser_t y;
     yaml_document_t extra;
     const yaml_node_t *root;
-    int r = 0;
+    int r;
 
+    r = config_check_events(p, buf, len);
+    if (r < 0)
+        return r;
     if (!yaml_parser_initialize(&y))
         return -ENOMEM;
     yaml_parser_set_input_string(&y, (const unsigned char *)buf, len);
@@ -1217,8 +1297,11 @@ config_free(struct config *c)
 bool
 config_is_exempt_mailbox(const struct config *c, const char *mailbox)
 {
-    struct fg_str m = fg_str_make(mailbox, strlen(mailbox));
+    struct fg_str m;
 
+    if (!mailbox)
+        return false;
+    m = fg_str_make(mailbox, strlen(mailbox));
     for (size_t i = 0; i < c->nexempt_mailboxes; i++) {
         const char *e = c->exempt_mailboxes[i];
         if (fg_str_eq_nocase(m, fg_str_make(e, strlen(e))))
@@ -1230,6 +1313,8 @@ config_is_exempt_mailbox(const struct config *c, const char *mailbox)
 bool
 config_is_exempt_account(const struct config *c, const char *account)
 {
+    if (!account)
+        return false;
     for (size_t i = 0; i < c->nexempt_accounts; i++)
         if (strcmp(c->exempt_accounts[i], account) == 0)
             return true;

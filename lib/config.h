@@ -88,7 +88,7 @@ void diag_format(const struct diag *d, char *buf, size_t size);
 /*
  * Parse and validate a whole configuration. @name labels messages. Returns 0 and *ret
  * (owned, config_free()), or -EINVAL (a bad value, unknown key, wrong type; *reterr filled
- * when non-NULL), -ENOMEM. Never returns a half-valid config.
+ * when non-NULL), -E2BIG (over CONFIG_FILE_MAX), -ENOMEM. Never returns a half-valid config.
  */
 int config_parse(const char *buf, size_t len, const char *name, struct config **ret,
                  struct diag *reterr);
@@ -96,7 +96,7 @@ int config_parse(const char *buf, size_t len, const char *name, struct config **
 int config_load(const char *path, struct config **ret, struct diag *reterr);
 /* A config with every default and no rules. */
 struct config *config_new_default(void);
-void config_free(struct config *c);
+void config_free(struct config *c); /* NULL-safe; frees half-built configs too */
 
 bool config_is_exempt_mailbox(const struct config *c, const char *mailbox);
 bool config_is_exempt_account(const struct config *c, const char *account);
