@@ -162,6 +162,8 @@ live_on_record(void *ctx, const struct eximlog_record *rec)
     for (size_t i = 0; i < n; i++) {
         if (notes[i].kind == ENGINE_TRIP) {
             live_trip(d, &notes[i]);
+        } else if (notes[i].kind == ENGINE_FROZEN_BY_ACL) {
+            (void)action_adopt_frozen(d->action, notes[i].scope, notes[i].id, notes[i].msgid);
         } else if (action_is_active(d->action, notes[i].scope, notes[i].id)) {
             /* until the block shows in the log, new arrivals are still accepted */
             const char *one = notes[i].msgid;

@@ -1407,6 +1407,34 @@ action_release(struct action *a, enum usertable_scope scope, const char *id)
     return 0;
 }
 
+int
+action_adopt_frozen(struct action *a, enum usertable_scope scope, const char *id,
+                    const char *msgid)
+{
+    struct action_entry *e = id ? action_find(a, scope, id) : NULL;
+    struct action_audit au;
+    int r;
+
+    if (!e || e->state == ENTRY_RELEASED)
+        return -ENOENT;
+    if (!spawn_valid_msgid(msgid))
+        return -EINVAL;
+    if (entry_has_frozen(e, msgid))
+        return 0;
+    if (e->nfrozen >= ACTION_FROZEN_MAX)
+        return -E2BIG;
+    r = entry_add_frozen(e, msgid);
+    if (r < 0)
+        return r;
+    char idbuf[SPAWN_MSGID_MAX + 1], *idp = idbuf;
+    (void)snprintf(idbuf, sizeof(idbuf), "%s", msgid); /* fits: spawn_valid_msgid() */
+    audit_begin(a, &au, "adopt_frozen", e->rule, e->scope, e->id);
+    audit_ids(&au, "ids", &idp, 1);
+    audit_end(a, &au);
+    r = ledger_save(a);
+    return r < 0 ? r : 1;
+}
+
 size_t
 action_frozen_ids(const struct action *a, enum usertable_scope scope, const char *id,
                   const char *const **ret)

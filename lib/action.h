@@ -125,6 +125,15 @@ bool action_is_active(const struct action *a, enum usertable_scope scope, const 
  */
 int action_release(struct action *a, enum usertable_scope scope, const char *id);
 
+/*
+ * Record @msgid as frozen on floodgate's behalf: a local submission that the ACL snippet
+ * froze on arrival ("frozen by ACL") because the identity is blocked. A release thaws it
+ * with the rest. Returns 1 (adopted), 0 (already known), -ENOENT (identity not active),
+ * -EINVAL (not a message id), -E2BIG (ACTION_FROZEN_MAX reached), or a ledger write error.
+ */
+int action_adopt_frozen(struct action *a, enum usertable_scope scope, const char *id,
+                        const char *msgid);
+
 /* Ids floodgate froze for the identity (borrowed until the next call into the module). */
 size_t action_frozen_ids(const struct action *a, enum usertable_scope scope, const char *id,
                          const char *const **ret);

@@ -381,6 +381,33 @@ engine_authfail(struct engine *e, const struct exim_event *ev)
         usertable_add(e->table, ent, WINDOW_AUTHFAIL, e->now_ms, 1);
 }
 
+/*
+ * The blocklist ACL freezes a blocked login's new local submissions on arrival: tell the
+ * caller which tripped identities the message belongs to, so a release thaws it too.
+ */
+static size_t
+engine_frozen_by_acl(struct engine *e, struct msgtrack_msg *msg, const struct exim_event *ev,
+                     uint64_t line, struct engine_notice *ret, size_t max)
+{
+    size_t k = 0;
+
+    for (size_t s = 0; s < SCOPE__MAX && k < max; s++) {
+        struct usertable_entry *ent;
+        char acct[ATTRIB_ACCOUNT_MAX];
+        const char *id;
+        if (msg->refs[s].slot == UINT32_MAX)
+            continue;
+        ent = usertable_deref(e->table, msg->refs[s]);
+        if (!ent || usertable_entry_policy(ent)->tripped == 0)
+            continue;
+        id = usertable_entry_key(ent);
+        engine_account_of(e, (enum usertable_scope)s, id, acct, sizeof(acct));
+        engine_notice_fill(&ret[k++], ENGINE_FROZEN_BY_ACL, (enum usertable_scope)s, id, acct, e,
+                           ent, ev, line);
+    }
+    return k;
+}
+
 size_t
 engine_feed(struct engine *e, const struct eximlog_record *rec, uint64_t line,
             struct engine_notice *ret, size_t max)
@@ -422,11 +449,14 @@ engine_feed(struct engine *e, const struct eximlog_record *rec, uint64_t line,
     case EXIM_FROZEN:
     case EXIM_UNFROZEN: {
         struct msgtrack_msg *msg = msgtrack_get(e->msgs, ev.msgid);
-        if (msg && ev.type == EXIM_FROZEN)
-            msg->flags |= MSGTRACK_FROZEN;
-        else if (msg)
+        if (!msg)
+            return 0;
+        if (ev.type == EXIM_UNFROZEN) {
             msg->flags &= ~MSGTRACK_FROZEN;
-        return 0;
+            return 0;
+        }
+        msg->flags |= MSGTRACK_FROZEN;
+        return fg_str_eq(ev.text, "ACL") ? engine_frozen_by_acl(e, msg, &ev, line, ret, max) : 0;
     }
     case EXIM_CWD:
         if (!(rec->flags & EXIM_F_CWD_FORGED))

@@ -22,6 +22,7 @@
 enum engine_notice_kind {
     ENGINE_TRIP,            /* a rule fired for an identity */
     ENGINE_TRIPPED_ARRIVAL, /* a new message from an identity that has tripped before */
+    ENGINE_FROZEN_BY_ACL,   /* Exim froze a tripped identity's new message ("frozen by ACL") */
 };
 
 struct engine_notice {
@@ -34,7 +35,7 @@ struct engine_notice {
     int64_t at_ms;                    /* log time of the record */
     char at[20];                      /* "YYYY-MM-DD HH:MM:SS" as logged */
     uint64_t line;                    /* first line of the record (caller's numbering) */
-    char msgid[MSGTRACK_ID_MAX + 1];  /* the arrival's message id */
+    char msgid[MSGTRACK_ID_MAX + 1];  /* the arrival's (or frozen message's) id */
 };
 
 struct engine_stats {

@@ -339,6 +339,34 @@ START_TEST(test_action_release_thaws_exactly_ours)
 }
 END_TEST
 
+START_TEST(test_action_adopt_frozen)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE);
+
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com",
+                                         "1xVYNi-0001Xt-09"),
+                     -ENOENT); /* not active yet */
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com", "-oXbad"), -EINVAL);
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com",
+                                         "1xVYNi-0001Xt-09"),
+                     1);
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com",
+                                         "1xVYNi-0001Xt-09"),
+                     0);
+    /* survives a restart (ledger) and is thawed by the release with the rest */
+    action_free(a);
+    a = open_action(&fs->ops, NULL);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_ptr_nonnull(strstr(fs->calls[fs->ncalls - 1], "1xVYNi-0001Xt-09"));
+    ck_assert_ptr_nonnull(strstr(fs->calls[fs->ncalls - 1], "-Mt"));
+    action_free(a);
+}
+END_TEST
+
 START_TEST(test_action_batches)
 {
     struct action *a;
@@ -518,6 +546,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_circuit_breaker);
     tcase_add_test(tc, test_action_ledger_restart);
     tcase_add_test(tc, test_action_release_thaws_exactly_ours);
+    tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_batches);
     tcase_add_test(tc, test_action_rejects_bad_input);
     tcase_add_test(tc, test_action_corrupt_ledger_refused);

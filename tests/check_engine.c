@@ -153,6 +153,30 @@ START_TEST(test_engine_other_mailboxes_do_not_trip)
 }
 END_TEST
 
+START_TEST(test_engine_frozen_by_acl)
+{
+    char id[32];
+    size_t n = 0;
+
+    for (int i = 0; i < 4; i++) {
+        (void)snprintf(id, sizeof(id), "1vwqhc-00JJJ%d-xm", i);
+        n = engine_smtp("00:01", id, "box@example.com", NULL);
+    }
+    ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 1);
+    /* a tripped identity's message frozen by the ACL: reported for adoption */
+    n = engine_feed_text("2026-03-02 10:00:02 1vwqhc-00JJJ3-xm frozen by ACL");
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_FROZEN_BY_ACL);
+    ck_assert_int_eq(fx.notes[0].scope, SCOPE_MAILBOX);
+    ck_assert_str_eq(fx.notes[0].id, "box@example.com");
+    ck_assert_str_eq(fx.notes[0].msgid, "1vwqhc-00JJJ3-xm");
+    /* frozen by an administrator, or a message of an identity that did not trip: nothing */
+    ck_assert_uint_eq(engine_feed_text("2026-03-02 10:00:02 1vwqhc-00JJJ2-xm frozen by root"), 0);
+    engine_smtp("00:03", "1vwqhc-00KKK1-xm", "calm@example.com", NULL);
+    ck_assert_uint_eq(engine_feed_text("2026-03-02 10:00:04 1vwqhc-00KKK1-xm frozen by ACL"), 0);
+}
+END_TEST
+
 START_TEST(test_engine_not_outbound)
 {
     /* inbound, bounce, cPanel service sender, local-only recipients */
@@ -321,6 +345,7 @@ engine_suite(void)
     tcase_add_test(tc, test_engine_trips_once_on_mailbox);
     tcase_add_test(tc, test_engine_other_mailboxes_do_not_trip);
     tcase_add_test(tc, test_engine_not_outbound);
+    tcase_add_test(tc, test_engine_frozen_by_acl);
     tcase_add_test(tc, test_engine_failures_and_deferrals);
     tcase_add_test(tc, test_engine_script_and_forged_cwd);
     tcase_add_test(tc, test_engine_release_and_cooldown);

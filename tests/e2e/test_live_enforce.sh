@@ -292,7 +292,9 @@ check "mailbox: the $(wc -w <<<"$MBOX_IDS") messages floodgated froze are thawed
     test "$(still_frozen "$MBOX_IDS")" = 0 -a -n "$MBOX_IDS"
 check "script: the $(wc -w <<<"$SCRIPT_IDS") messages floodgated froze are thawed" \
     test "$(still_frozen "$SCRIPT_IDS")" = 0 -a -n "$SCRIPT_IDS"
-echo "FIGURE script_left_frozen_after_release_acl=$(eh_queue | grep -F '<webuser@shop.example>' | grep -cF '*** frozen ***')"
+LEFT=$(eh_queue | grep -F '<webuser@shop.example>' | grep -cF '*** frozen ***')
+echo "FIGURE script_left_frozen_after_release_acl=$LEFT"
+check "script: messages the ACL froze on arrival are thawed too" test "$LEFT" = 0
 check "floodgated logged the release" \
     grep -qE "release mailbox bad@spam.example: [0-9]+ thawed, 0 failed, unsuspended" "$FG/floodgated.log"
 check "blocklist no longer lists the mailbox" not grep -q '^bad@spam.example:' "$EH_LIST"
