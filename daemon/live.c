@@ -58,6 +58,7 @@ struct daemon {
     int audit_fd;
     bool ready;
     bool dirty;          /* records applied since the last checkpoint */
+    bool have_state;     /* a checkpoint exists: without one a restart starts at the end */
     bool state_failing;  /* the last checkpoint failed: log again only on recovery */
     uint64_t lines;      /* records fed */
     uint64_t status_lines;
@@ -212,8 +213,10 @@ live_checkpoint_now(struct daemon *d)
     else if (r == 0 && d->state_failing)
         log_emit(LOG_NOTICE, 0, NULL, "checkpoint in %s written again", d->cfg->state_dir);
     d->state_failing = r < 0;
-    if (r == 0)
+    if (r == 0) {
         d->dirty = false;
+        d->have_state = true;
+    }
     return r;
 }
 
@@ -300,7 +303,10 @@ live_checkpoint_cb(struct ev_loop *loop, ev_timer *w, int revents)
         (void)sd_notify(0, "READY=1");
         live_notify_status(d);
     }
-    if (d->dirty)
+    /* A first start begins at the end of the log: record that position at once, or a
+     * crash before the first checkpoint would restart at the then end and skip the lines
+     * read (and those written) in between. */
+    if (d->dirty || !d->have_state)
         (void)live_checkpoint_now(d);
 }
 
@@ -583,6 +589,7 @@ live_main(const char *config_path, struct config *cfg)
     r = live_state_load(&d, &pos);
     if (r < 0)
         goto out;
+    d.have_state = pos.ino != 0;
     struct ctl_params cp = {
         .loop = d.loop, .path = cfg->control_socket, .ctx = &d,
         .status = live_ctl_status, .release = live_ctl_release,
