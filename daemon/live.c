@@ -9,9 +9,11 @@
  * seconds, WATCHDOG=1 from a loop timer, RELOADING=1 / READY=1 around a reload.
  *
  * State (DESIGN.md "State and restarts"): one file, "state", holds the tail position and
- * the counters snapshot together, written tmp + fsync + rename + fsync(dir), so a crash
- * restores a position and counters that belong together; lines after it are read again
- * and counted once more (at most the last second's, counted in the log).
+ * the counters snapshot together, written tmp + fsync + rename + fsync(dir) by a forked
+ * child about once a second and inline at shutdown. A crash restores a position and
+ * counters that belong together, so the lines read again after it are counted exactly
+ * once; only trips in the last unsaved second can be reported (never acted on: the action
+ * ledger says what was done) a second time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -65,6 +69,8 @@ struct daemon {
     int64_t status_mono;
     ev_signal sighup, sigterm, sigint;
     ev_timer checkpoint, status, watchdog;
+    ev_child saver;      /* the background checkpoint writer */
+    pid_t saver_pid;
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 };
 
@@ -181,20 +187,14 @@ live_state_write(void *ctx, const void *p, size_t n)
     return strbuf_append(ctx, p, n);
 }
 
+/* Serialize the tail position and the counters, as they are now, into one state file. */
 static int
-live_checkpoint_now(struct daemon *d)
+live_state_save(struct daemon *d, const struct tail_pos *pos)
 {
-    struct tail_pos pos;
-    struct strbuf b;
     char text[STATE_CHECKPOINT_MAX];
-    int r;
+    struct strbuf b;
+    int r = state_checkpoint_encode(pos, text, sizeof(text));
 
-    if (!d->tail)
-        return 0;
-    tail_position(d->tail, &pos);
-    if (pos.ino == 0)
-        return 0;
-    r = state_checkpoint_encode(&pos, text, sizeof(text));
     if (r < 0)
         return r;
     strbuf_init(&b, LIVE_STATE_MAX);
@@ -206,6 +206,12 @@ live_checkpoint_now(struct daemon *d)
     if (r == 0)
         r = state_write_atomic(d->cfg->state_dir, LIVE_STATE_FILE, b.p, b.len, 0);
     strbuf_done(&b);
+    return r;
+}
+
+static void
+live_checkpoint_done(struct daemon *d, int r)
+{
     if (r < 0 && !d->state_failing)
         log_emit(LOG_ERR, r, NULL, "cannot write the checkpoint in %s; still counting, "
                  "a restart would read the lines since the last good one again",
@@ -213,11 +219,88 @@ live_checkpoint_now(struct daemon *d)
     else if (r == 0 && d->state_failing)
         log_emit(LOG_NOTICE, 0, NULL, "checkpoint in %s written again", d->cfg->state_dir);
     d->state_failing = r < 0;
-    if (r == 0) {
-        d->dirty = false;
+    if (r < 0)
+        d->dirty = true; /* try again at the next tick */
+    else
         d->have_state = true;
+}
+
+static void
+live_saver_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct daemon *d = w->data;
+    int st = w->rstatus;
+
+    (void)revents;
+    ev_child_stop(loop, w);
+    d->saver_pid = 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        live_checkpoint_done(d, 0);
+    else
+        live_checkpoint_done(d, WIFEXITED(st) ? -WEXITSTATUS(st) : -EINTR);
+}
+
+/*
+ * Checkpoint without stopping the loop: a forked child serializes the counters as they
+ * were at the fork (copy-on-write, the position taken at the same instant) and writes the
+ * state file, while the parent goes on reading. Saving 200k identities in the loop itself
+ * took 50-90 ms every second (redis's BGSAVE has the same shape). @sync: in this process,
+ * for shutdown, or when fork() fails.
+ */
+static int
+live_checkpoint_now(struct daemon *d, bool sync)
+{
+    struct tail_pos pos;
+    pid_t pid;
+    int r;
+
+    if (!d->tail)
+        return 0;
+    if (d->saver_pid > 0 && !sync)
+        return 0; /* the previous save is still running; the next tick tries again */
+    tail_position(d->tail, &pos);
+    if (pos.ino == 0)
+        return 0;
+    d->dirty = false;
+    if (!sync) {
+        pid_t parent = getpid();
+        pid = fork();
+        if (pid == 0) {
+            /* dies with the daemon: an orphan must neither hold the state lock against
+             * the next daemon nor race it on the state file */
+            (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (d->lock_fd >= 0)
+                (void)close(d->lock_fd); /* the parent's descriptor keeps the lock */
+            if (getppid() != parent)
+                _exit(EINTR);
+            r = live_state_save(d, &pos);
+            _exit(r < 0 ? (-r & 0x7f) : 0);
+        }
+        if (pid > 0) {
+            d->saver_pid = pid;
+            ev_child_set(&d->saver, pid, 0);
+            ev_child_start(d->loop, &d->saver);
+            return 0;
+        }
+        log_emit(LOG_WARNING, -errno, NULL, "fork for the checkpoint failed; saving inline");
     }
+    r = live_state_save(d, &pos);
+    live_checkpoint_done(d, r);
     return r;
+}
+
+/* Wait for a background save in flight (shutdown), so the final one is the last word. */
+static void
+live_saver_wait(struct daemon *d)
+{
+    int st;
+
+    if (d->saver_pid <= 0)
+        return;
+    ev_child_stop(d->loop, &d->saver);
+    while (waitpid(d->saver_pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    d->saver_pid = 0;
 }
 
 /* Restore counters and position; *ret_pos.ino stays 0 when there is no usable state. */
@@ -307,7 +390,7 @@ live_checkpoint_cb(struct ev_loop *loop, ev_timer *w, int revents)
      * crash before the first checkpoint would restart at the then end and skip the lines
      * read (and those written) in between. */
     if (d->dirty || !d->have_state)
-        (void)live_checkpoint_now(d);
+        (void)live_checkpoint_now(d, false);
 }
 
 static void
@@ -608,6 +691,8 @@ live_main(const char *config_path, struct config *cfg)
         goto out;
     }
 
+    ev_child_init(&d.saver, live_saver_cb, 0, 0);
+    d.saver.data = &d;
     ev_signal_init(&d.sighup, live_hup_cb, SIGHUP);
     ev_signal_init(&d.sigterm, live_stop_cb, SIGTERM);
     ev_signal_init(&d.sigint, live_stop_cb, SIGINT);
@@ -631,7 +716,8 @@ live_main(const char *config_path, struct config *cfg)
 
     ev_run(d.loop, 0);
 
-    r = live_checkpoint_now(&d);
+    live_saver_wait(&d);
+    r = live_checkpoint_now(&d, true);
     ev_signal_stop(d.loop, &d.sighup);
     ev_signal_stop(d.loop, &d.sigterm);
     ev_signal_stop(d.loop, &d.sigint);

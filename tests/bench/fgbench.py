@@ -104,8 +104,13 @@ class Daemon:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.p.poll() is not None:
-                raise SystemExit("floodgated exited with %d; see %s/floodgated.err" % (
-                    self.p.returncode, self.tmp))
+                try:
+                    with open(os.path.join(self.tmp, "floodgated.err"), "rb") as f:
+                        tail = f.read()[-2000:].decode("utf-8", "replace")
+                except OSError:
+                    tail = ""
+                raise SystemExit("floodgated exited with %d; its last words:\n%s" % (
+                    self.p.returncode, tail))
             st = self.status()
             if st is not None and cond(st):
                 return st
