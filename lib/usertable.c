@@ -548,7 +548,7 @@ usertable_record(struct usertable *t, struct usertable_entry *e, enum window_met
         uint64_t *p = &e->tail[usertable_tot_idx(e, m)];
         *p = (*p > UINT64_MAX - v) ? UINT64_MAX : *p + v;
     }
-    if (ts_ms - e->newest_ms >= sc->span_ms)
+    if ((uint64_t)ts_ms - (uint64_t)e->newest_ms >= (uint64_t)sc->span_ms) /* ts_ms >= newest */
         usertable_counters_clear(t, e);
     e->newest_ms = ts_ms;
     if (!sc->used[m])
@@ -1204,7 +1204,8 @@ usertable_load_sparse(struct usertable *t, struct usertable_entry *e,
             v > USERTABLE_EV_MAX)
             return -EBADMSG;
         prev = ts;
-        if (newest - ts >= t->sc[e->scope].span_ms)
+        /* ts <= newest here: the unsigned difference cannot overflow, a signed one can */
+        if ((uint64_t)newest - (uint64_t)ts >= (uint64_t)t->sc[e->scope].span_ms)
             continue; /* counts nowhere; also keeps unit numbers within 2^31 of newest */
         if (e->nev == 0 && !e->dense)
             e->newest_ms = ts;
