@@ -2,62 +2,15 @@
  * maps.c - read cPanel's domain maps for attribution (the I/O half of lib/attrib).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
+#include "state.h"
 
 #define MAPS_FILE_MAX (64u << 20) /* /etc/userdomains of a very large host is a few MB */
-
-static int
-maps_read(const char *path, char **ret, size_t *ret_len)
-{
-    struct stat st;
-    char *buf = NULL;
-    size_t len = 0;
-    int fd, r = 0;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        goto out;
-    }
-    if (st.st_size < 0 || (uint64_t)st.st_size > MAPS_FILE_MAX) {
-        r = -E2BIG;
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        r = -ENOMEM;
-        goto out;
-    }
-    while (len < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = -errno;
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    *ret = buf;
-    *ret_len = len;
-    buf = NULL;
-out:
-    free(buf);
-    (void)close(fd);
-    return r;
-}
 
 static int
 maps_add_file(struct attrib_maps *m, const char *path, bool owners)
@@ -69,7 +22,7 @@ maps_add_file(struct attrib_maps *m, const char *path, bool owners)
 
     if (!path || !path[0])
         return 0;
-    r = maps_read(path, &buf, &len);
+    r = state_read_path(path, MAPS_FILE_MAX, &buf, &len);
     if (r == -ENOENT) {
         log_emit(LOG_WARNING, 0, NULL, "%s: not found; %s", path,
                  owners ? "mailboxes will have no account" : "no local domains known");

@@ -38,6 +38,7 @@
 
 #include "action_backend.h"
 #include "log.h"
+#include "state.h"
 #include "util.h"
 
 #define ACTION_LEDGER_NAME      "actions.ledger"
@@ -152,107 +153,11 @@ action_timeout_ms(const struct config *cfg)
 }
 
 int
-action_write_atomic(const char *path, const char *buf, size_t len, unsigned mode)
-{
-    char tmp[CONFIG_PATH_MAX + 16], dir[CONFIG_PATH_MAX];
-    const char *slash;
-    int fd, r = 0;
-    size_t off = 0;
-
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
-    if (fd < 0)
-        return -errno;
-    while (off < len) {
-        ssize_t n = write(fd, buf + off, len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            break;
-        }
-        off += (size_t)n;
-    }
-    if (r == 0 && fchmod(fd, (mode_t)mode) < 0)
-        r = -errno;
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0) {
-        (void)unlink(tmp);
-        return r;
-    }
-    slash = strrchr(path, '/');
-    if (slash) {
-        size_t n = (size_t)(slash - path);
-        if (n == 0)
-            n = 1;
-        if (n >= sizeof(dir))
-            return -ENAMETOOLONG;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    } else {
-        memcpy(dir, ".", 2);
-    }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) < 0)
-        r = -errno;
-    (void)close(fd);
-    return r;
-}
-
-int
-action_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf;
-    size_t got = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0 || st.st_size < 0) {
-        int r = -errno;
-        (void)close(fd);
-        return r;
-    }
-    if ((uint64_t)st.st_size > max) {
-        (void)close(fd);
-        return -EFBIG;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        (void)close(fd);
-        return -ENOMEM;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    (void)close(fd);
-    buf[got] = '\0';
-    *ret = buf;
-    if (ret_len)
-        *ret_len = got;
-    return 0;
-}
-
-int
 action_list_contains(const char *path, const char *key)
 {
     char *buf = NULL;
     size_t klen = strlen(key);
-    int r = action_read_file(path, 16u << 20, &buf, NULL);
+    int r = state_read_path(path, 16u << 20, &buf, NULL);
 
     if (r == -ENOENT)
         return 0;
@@ -516,7 +421,7 @@ ledger_save(struct action *a)
     }
     r = strbuf_appends(&b, "");
     if (r == 0)
-        r = action_write_atomic(a->ledger_path, b.p ? b.p : "", b.len, 0600);
+        r = state_write_path(a->ledger_path, b.p ? b.p : "", b.len, 0600);
     strbuf_done(&b);
     if (r < 0)
         (void)log_emit(LOG_ERR, r, NULL, "action: cannot write the ledger %s", a->ledger_path);
@@ -598,7 +503,7 @@ ledger_load(struct action *a)
 {
     char *buf = NULL, *line, *f[12];
     struct action_entry *last = NULL;
-    int r = action_read_file(a->ledger_path, ACTION_LEDGER_MAX, &buf, NULL);
+    int r = state_read_path(a->ledger_path, ACTION_LEDGER_MAX, &buf, NULL);
 
     if (r == -ENOENT)
         return 0;

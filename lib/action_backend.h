@@ -65,21 +65,11 @@ extern const struct action_backend action_backend_cpanel;
 extern const struct action_backend action_backend_command;
 
 /*
- * Write @len bytes to @path atomically: <path>.tmp, fsync, rename, fsync(dir), mode @mode.
- * Returns 0 or -errno. (Duplicates lib/state's state_write_atomic on purpose for now: to be
- * merged when lib/state lands.)
- */
-int action_write_atomic(const char *path, const char *buf, size_t len, unsigned mode);
-
-/*
  * Is @key listed in an lsearch-style file (cpanel.md §2.4: key up to the first ':' or white
  * space, case-insensitive, '#' and blank lines skipped)? Returns 1, 0 (also when the file
  * does not exist), or -errno.
  */
 int action_list_contains(const char *path, const char *key);
-
-/* Read a whole small file into a NUL-terminated malloc'd buffer (cap @max). -errno. */
-int action_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 
 /* Timeout for one backend or exim command. */
 int64_t action_timeout_ms(const struct config *cfg);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "action_backend.h"
+#include "state.h"
 #include "util.h"
 
 #define EXIM_BLOCKLIST_MAX (16u << 20)
@@ -133,7 +134,7 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
     if (!path || exim_key(t, key, sizeof(key)) < 0 || !spawn_valid_text(t->rule))
         return -EINVAL;
     exim_encode(enc, sizeof(enc), t->id);
-    r = action_read_file(path, EXIM_BLOCKLIST_MAX, &buf, NULL);
+    r = state_read_path(path, EXIM_BLOCKLIST_MAX, &buf, NULL);
     if (r == -ENOENT) {
         buf = strdup("");
         r = buf ? 0 : -ENOMEM;
@@ -182,7 +183,7 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
         if (r == 0)
             r = strbuf_append(&out, strbuf_cstr(&hold), hold.len);
         if (r == 0)
-            r = action_write_atomic(path, strbuf_cstr(&out), out.len, 0644);
+            r = state_write_path(path, strbuf_cstr(&out), out.len, 0644);
         strbuf_done(&out);
     }
     strbuf_done(&susp);
@@ -233,7 +234,7 @@ exim_query(const struct action_backend_env *env, const struct action_target *t, 
     if (!env->cfg->blocklist_file)
         return -EINVAL;
     exim_encode(enc, sizeof(enc), t->id);
-    r = action_read_file(env->cfg->blocklist_file, EXIM_BLOCKLIST_MAX, &buf, NULL);
+    r = state_read_path(env->cfg->blocklist_file, EXIM_BLOCKLIST_MAX, &buf, NULL);
     if (r == -ENOENT) {
         *ret = 0;
         return 0;

@@ -20,6 +20,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +64,9 @@ state_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int
-state_write_atomic(const char *dir, const char *name, const void *data, size_t len,
-                   unsigned flags)
+static int
+state_write_at(const char *dir, const char *name, const void *data, size_t len, unsigned flags,
+               mode_t mode)
 {
     char tmp[STATE_NAME_MAX + 8], prev[STATE_NAME_MAX + 8];
     int dfd, fd, r;
@@ -78,12 +79,14 @@ state_write_atomic(const char *dir, const char *name, const void *data, size_t l
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
-    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) {
         r = -errno;
         goto out;
     }
-    r = state_write_all(fd, data, len);
+    r = fchmod(fd, mode) < 0 ? -errno : 0; /* the umask must not narrow what readers need */
+    if (r == 0)
+        r = state_write_all(fd, data, len);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)
@@ -109,24 +112,52 @@ out:
 }
 
 int
-state_read_file(const char *dir, const char *name, size_t max, char **ret_buf, size_t *ret_len)
+state_write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                   unsigned flags)
+{
+    return state_write_at(dir, name, data, len, flags, 0600);
+}
+
+/* Split @path into its directory (into @dir) and its last component. */
+static int
+state_split(const char *path, char *dir, size_t size, const char **ret_name)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n;
+
+    if (!slash) {
+        (void)snprintf(dir, size, ".");
+        *ret_name = path;
+        return 0;
+    }
+    n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= size)
+        return -ENAMETOOLONG;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    *ret_name = slash + 1;
+    return 0;
+}
+
+int
+state_write_path(const char *path, const void *data, size_t len, unsigned mode)
+{
+    char dir[PATH_MAX];
+    const char *name;
+    int r = state_split(path, dir, sizeof(dir), &name);
+
+    return r < 0 ? r : state_write_at(dir, name, data, len, 0, (mode_t)mode);
+}
+
+/* Read all of @fd (at most @max bytes, NUL-terminated); takes @fd. */
+static int
+state_read_fd(int fd, size_t max, char **ret_buf, size_t *ret_len)
 {
     struct stat st;
     char *buf = NULL;
     size_t len = 0;
-    int dfd, fd, r;
+    int r = 0;
 
-    r = state_name_ok(name);
-    if (r < 0)
-        return r;
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
-    fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    r = fd < 0 ? -errno : 0;
-    (void)close(dfd);
-    if (r < 0)
-        return r;
     if (fstat(fd, &st) < 0) {
         r = -errno;
         goto out;
@@ -156,19 +187,47 @@ state_read_file(const char *dir, const char *name, size_t max, char **ret_buf, s
             break;
         len += (size_t)n;
         if (len > (size_t)st.st_size) {
-            /* Grew while we read: nobody but us writes it, so it is not ours. */
+            /* grew while we read: a writer is not using an atomic replace */
             r = -E2BIG;
             goto out;
         }
     }
     buf[len] = '\0';
     *ret_buf = buf;
-    *ret_len = len;
+    if (ret_len)
+        *ret_len = len;
     buf = NULL;
 out:
     free(buf);
     (void)close(fd);
     return r;
+}
+
+int
+state_read_path(const char *path, size_t max, char **ret_buf, size_t *ret_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    return fd < 0 ? -errno : state_read_fd(fd, max, ret_buf, ret_len);
+}
+
+int
+state_read_file(const char *dir, const char *name, size_t max, char **ret_buf, size_t *ret_len)
+{
+    int dfd, fd, r;
+
+    r = state_name_ok(name);
+    if (r < 0)
+        return r;
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    r = fd < 0 ? -errno : 0;
+    (void)close(dfd);
+    if (r < 0)
+        return r;
+    return state_read_fd(fd, max, ret_buf, ret_len);
 }
 
 int

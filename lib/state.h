@@ -32,6 +32,15 @@ int state_read_file(const char *dir, const char *name, size_t max, char **ret_bu
                     size_t *ret_len);
 
 /*
+ * The same for a file named by a full path outside the state directory (the exim
+ * backend's blocklist, the action ledger, cPanel's maps): write with @mode (not narrowed
+ * by the umask: other programs read these), read at most @max bytes, NUL-terminated.
+ * Same returns as state_write_atomic() and state_read_file().
+ */
+int state_write_path(const char *path, const void *data, size_t len, unsigned mode);
+int state_read_path(const char *path, size_t max, char **ret_buf, size_t *ret_len);
+
+/*
  * Take the state directory's lock (@dir/lock, flock) so that two daemons never share a
  * state directory. *@ret_fd holds the lock until closed (O_CLOEXEC). Returns 0, -EBUSY
  * when another process (or another open of the file) holds it, -errno.
