@@ -28,6 +28,8 @@ maps_add_file(struct attrib_maps *m, const char *path, bool owners)
                  owners ? "mailboxes will have no account" : "no local domains known");
         return 0;
     }
+    if (r == -EINVAL)
+        return log_emit(LOG_ERR, r, NULL, "%s: not a regular file", path);
     if (r < 0)
         return log_emit(LOG_ERR, r, NULL, "%s: cannot read", path);
     r = attrib_maps_add(m, buf, len, owners, &line);

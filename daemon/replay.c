@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -87,20 +89,99 @@ replay_flush(struct replay *rp)
     return 0;
 }
 
+/* Where the line splitter is in a file: a line cut across chunks waits in carry. */
+struct replay_cursor {
+    char *carry;
+    size_t ncarry;
+    bool cutting; /* skipping the rest of an over-long line */
+    uint64_t off;
+};
+
+/* Split @n bytes at @p into lines and push them; a partial last line goes to the carry. */
+static int
+replay_chunk(struct replay *rp, const char *p, size_t n, struct replay_cursor *c)
+{
+    const char *end = p + n;
+    int r = 0;
+
+    rp->bytes += n;
+    while (p < end && r == 0) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t take = (size_t)((nl ? nl : end) - p);
+        if (c->cutting) {
+            /* the rest of an over-long line: never a line of its own */
+            if (nl)
+                c->cutting = false;
+            c->off += take + (nl ? 1 : 0);
+            p = nl ? nl + 1 : end;
+            continue;
+        }
+        if (!nl) {
+            if (c->ncarry + take > REPLAY_LINE_MAX) {
+                rp->cut_lines++;
+                r = replay_line(rp, c->carry, c->ncarry, c->off - c->ncarry);
+                c->ncarry = 0;
+                c->cutting = true;
+            } else {
+                memcpy(c->carry + c->ncarry, p, take);
+                c->ncarry += take;
+            }
+            c->off += take;
+            break;
+        }
+        if (c->ncarry) {
+            size_t room = REPLAY_LINE_MAX - c->ncarry;
+            if (take > room) {
+                take = room;
+                rp->cut_lines++;
+            }
+            memcpy(c->carry + c->ncarry, p, take);
+            r = replay_line(rp, c->carry, c->ncarry + take, c->off - c->ncarry);
+            c->ncarry = 0;
+        } else {
+            r = replay_line(rp, p, take, c->off);
+        }
+        c->off += (size_t)(nl - p) + 1;
+        p = nl + 1;
+    }
+    return r;
+}
+
+/* A plain regular file: mapped, so its bytes are read in place, never copied. */
+static int
+replay_mapped(struct replay *rp, int fd, const char *path, struct replay_cursor *c, bool *ret_done)
+{
+    struct stat st;
+    void *map;
+    int r;
+
+    *ret_done = false;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
+        return 0;
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED)
+        return 0; /* read() it instead */
+    (void)madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL | MADV_WILLNEED);
+    r = replay_chunk(rp, map, (size_t)st.st_size, c);
+    (void)munmap(map, (size_t)st.st_size);
+    if (r < 0)
+        return log_emit(LOG_ERR, r, NULL, "%s: replay failed", path);
+    *ret_done = true;
+    return 0;
+}
+
 static int
 replay_file(struct replay *rp, const char *path, char *buf, char *carry)
 {
-    size_t ncarry = 0;
-    bool cutting = false;
-    uint64_t off = 0;
+    struct replay_cursor c = { .carry = carry };
     unsigned char magic[2];
     gzFile gz = NULL;
+    bool done = false;
     int fd, r = 0;
 
     fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return log_emit(LOG_ERR, -errno, NULL, "%s: cannot open", path);
-    /* plain files are read directly: zlib's transparent mode would copy every byte twice */
     if (strcmp(path, "-") == 0 || (pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f &&
                                    magic[1] == 0x8b)) {
         gz = gzdopen(fd, "rb");
@@ -109,10 +190,11 @@ replay_file(struct replay *rp, const char *path, char *buf, char *carry)
             return log_emit(LOG_ERR, -ENOMEM, NULL, "%s: cannot open", path);
         }
         (void)gzbuffer(gz, REPLAY_READ_BYTES);
+    } else {
+        r = replay_mapped(rp, fd, path, &c, &done);
     }
-    for (;;) {
+    while (!done && r == 0) {
         ssize_t n = gz ? gzread(gz, buf, REPLAY_READ_BYTES) : read(fd, buf, REPLAY_READ_BYTES);
-        const char *p = buf, *end;
         if (n < 0 && !gz && errno == EINTR)
             continue;
         if (n < 0) {
@@ -123,52 +205,10 @@ replay_file(struct replay *rp, const char *path, char *buf, char *carry)
         }
         if (n == 0)
             break;
-        end = buf + n;
-        rp->bytes += (uint64_t)n;
-        while (p < end && r == 0) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t take = (size_t)((nl ? nl : end) - p);
-            if (cutting) {
-                /* the rest of an over-long line: never a line of its own */
-                if (nl)
-                    cutting = false;
-                off += take + (nl ? 1 : 0);
-                p = nl ? nl + 1 : end;
-                continue;
-            }
-            if (!nl) {
-                if (ncarry + take > REPLAY_LINE_MAX) {
-                    rp->cut_lines++;
-                    r = replay_line(rp, carry, ncarry, off - ncarry);
-                    ncarry = 0;
-                    cutting = true;
-                } else {
-                    memcpy(carry + ncarry, p, take);
-                    ncarry += take;
-                }
-                off += take;
-                break;
-            }
-            if (ncarry) {
-                size_t room = REPLAY_LINE_MAX - ncarry;
-                if (take > room) {
-                    take = room;
-                    rp->cut_lines++;
-                }
-                memcpy(carry + ncarry, p, take);
-                r = replay_line(rp, carry, ncarry + take, off - ncarry);
-                ncarry = 0;
-            } else {
-                r = replay_line(rp, p, take, off);
-            }
-            off += (size_t)(nl - p) + 1;
-            p = nl + 1;
-        }
-        if (r < 0)
-            break;
+        r = replay_chunk(rp, buf, (size_t)n, &c);
     }
-    if (r == 0 && ncarry)
-        r = replay_line(rp, carry, ncarry, off - ncarry); /* last line without a newline */
+    if (r == 0 && c.ncarry)
+        r = replay_line(rp, c.carry, c.ncarry, c.off - c.ncarry); /* no final newline */
     if (r == 0)
         r = replay_flush(rp);
     if (gz)

@@ -1489,9 +1489,10 @@ eximlog_prefix_skip(const char *p, const char *end, bool *ret_has_id)
         if (q < end && *q == ']' && q > p + 1 && q + 1 < end && q[1] == ' ')
             p = q + 2;
     }
+    /* the id's shape only: a token that merely looks like one makes the line a record with
+     * an id here and an unknown record in eximlog_parse(), which checks every byte */
     for (size_t n = 16; n <= 23; n += 7) {
-        if ((size_t)(end - p) > n && p[n] == ' ' && p[6] == '-' &&
-            eximlog_msgid_valid(fg_str_make(p, n))) {
+        if ((size_t)(end - p) > n && p[n] == ' ' && p[6] == '-' && p[n - (n == 16 ? 3 : 5)] == '-') {
             *ret_has_id = true;
             return p + n + 1;
         }
