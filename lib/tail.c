@@ -142,6 +142,7 @@ struct tail {
 };
 
 static void tail_kick(struct tail *t);
+static void tail_add_between(struct tail *t, const struct tail_file *old, uint64_t live_ino);
 
 static int64_t
 tail_now(const struct tail *t)
@@ -391,7 +392,8 @@ tail_file_finished(const struct tail_file *f)
 struct tail_cand {
     char name[NAME_MAX + 1];
     bool gz;
-    int rank;                 /* larger = newer among equal mtimes */
+    int rank;                 /* larger = newer within a naming scheme */
+    bool dated;               /* -YYYYMMDD[HH] rather than .N */
     struct timespec mtime;
     uint64_t dev, ino;
 };
@@ -412,7 +414,8 @@ tail_all_digits(const char *p, size_t n)
  * (dateext), each optionally .gz? Sets the order rank (.1 newer than .2; later dates newer).
  */
 static bool
-tail_sibling_match(const char *base, const char *name, bool *ret_gz, int *ret_rank)
+tail_sibling_match(const char *base, const char *name, bool *ret_gz, int *ret_rank,
+                   bool *ret_dated)
 {
     size_t bl = strlen(base), nl = strlen(name);
     const char *s;
@@ -430,12 +433,14 @@ tail_sibling_match(const char *base, const char *name, bool *ret_gz, int *ret_ra
         for (size_t i = 1; i < sl; i++)
             v = v * 10 + (s[i] - '0');
         *ret_rank = -(int)v;
+        *ret_dated = false;
         return true;
     }
     if (s[0] == '-' && (sl == 9 || sl == 11) && tail_all_digits(s + 1, sl - 1)) {
         for (size_t i = 1; i < sl && i < 9; i++)
             v = v * 10 + (s[i] - '0');
         *ret_rank = (int)(v % 100000000);
+        *ret_dated = true;
         return true;
     }
     return false;
@@ -446,6 +451,11 @@ tail_cand_cmp(const void *a, const void *b)
 {
     const struct tail_cand *x = a, *y = b;
 
+    /* Within one naming scheme the name is the order: .1 is newer than .2(.gz) at the
+     * instant of the listing, whatever the mtimes say - a .gz being written has a fresh
+     * mtime until the compressor copies the original's. */
+    if (x->dated == y->dated && x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
     if (x->mtime.tv_sec != y->mtime.tv_sec)
         return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
     if (x->mtime.tv_nsec != y->mtime.tv_nsec)
@@ -469,7 +479,7 @@ tail_list_siblings(const struct tail *t, struct tail_cand *c, size_t max)
         struct stat st;
         char p[PATH_MAX];
 
-        if (!tail_sibling_match(t->base, de->d_name, &c[n].gz, &c[n].rank))
+        if (!tail_sibling_match(t->base, de->d_name, &c[n].gz, &c[n].rank, &c[n].dated))
             continue;
         if (snprintf(p, sizeof(p), "%s/%s", t->dir, de->d_name) >= (int)sizeof(p))
             continue;
@@ -742,8 +752,11 @@ tail_check_path(struct tail *t)
     }
     t->start_valid = false;
     (void)tail_file_grow_fp(f, (uint64_t)fst.st_size);
-    if (live)
+    if (live) {
         tail_demote_live(t);
+        /* Rotated more than once since we last looked: the files in between (R6). */
+        tail_add_between(t, live, (uint64_t)fst.st_ino);
+    }
     if (tail_add_file(t, f, t->nfiles) < 0) {
         tail_file_close(t, f);
         return;
@@ -1051,8 +1064,203 @@ tail_same_head(int fd, const struct tail_pos *pos)
 }
 
 /*
+ * The marker of a .gz candidate: decompress up to the bytes before the offset and compare
+ * them (R1, the same proof as for a plain file). Leaves the stream at pos->offset.
+ */
+static bool
+tail_gz_seek_verify(struct tail_file *g, const struct tail_pos *pos)
+{
+    char b[TAIL_MARKER_BYTES];
+    uint64_t at;
+
+    if (pos->marker_len > TAIL_MARKER_BYTES || pos->offset < pos->marker_len)
+        return false;
+    at = pos->offset - pos->marker_len;
+    if (gzseek(g->gz, (z_off_t)at, SEEK_SET) != (z_off_t)at)
+        return false;
+    if (pos->marker_len > 0 &&
+        (gzread(g->gz, b, pos->marker_len) != (int)pos->marker_len ||
+         tail_sha64(b, pos->marker_len) != pos->marker))
+        return false;
+    g->read_off = g->line_end = pos->offset;
+    return true;
+}
+
+/*
+ * Is the .gz @g a compressed twin of the plain file @fd (its fingerprint holds the
+ * decompressed head, fp_len bytes of it)? A gzip still being written has a fresh mtime
+ * and a truncated stream: the plain twin is the one to read (4.3).
+ */
+static bool
+tail_gz_twin_of(const struct tail_file *g, int fd)
+{
+    uint8_t h[32];
+
+    return g->gz && g->fp_len > 0 && tail_head_hash(fd, g->fp_len, h) == 0 &&
+           memcmp(h, g->fp, 32) == 0;
+}
+
+/* Do @a and @b hold the same content (a file and its twin)? */
+static bool
+tail_twins(const struct tail_file *a, const struct tail_file *b)
+{
+    if (a->ino == b->ino && a->dev == b->dev)
+        return true;
+    if (a->gz && !b->gz)
+        return tail_gz_twin_of(a, b->fd);
+    if (b->gz && !a->gz)
+        return tail_gz_twin_of(b, a->fd);
+    return a->fp_len > 0 && a->fp_len == b->fp_len && memcmp(a->fp, b->fp, 32) == 0;
+}
+
+/*
+ * Queue the rotated siblings c[from..n) (oldest first) from offset 0, before the live
+ * file: the chain from the checkpoint's file to the live one (R6). Skips the live inode,
+ * files already queued and twins (a .gz of a plain file, preferring the plain one). If
+ * they do not all fit next to the live file, the oldest are left out and counted as a gap.
+ */
+static void
+tail_add_siblings(struct tail *t, const struct tail_cand *c, size_t from, size_t n,
+                  uint64_t live_ino)
+{
+    struct tail_file *g[TAIL_SIBLINGS_MAX];
+    size_t ng = 0, room, skip;
+
+    for (size_t i = from; i < n; i++) {
+        uint8_t h[32];
+        bool ok, dup = false;
+        struct tail_file *f;
+
+        if (c[i].ino == live_ino)
+            continue;
+        f = tail_open_cand(t, &c[i], 0, h, &ok);
+        if (!f)
+            continue;
+        if (f->gz && f->fp_len == 0) {
+            tail_file_close(t, f); /* nothing decompressed: nothing to read */
+            continue;
+        }
+        for (size_t k = 0; k < t->nfiles && !dup; k++)
+            dup = tail_twins(t->files[k], f);
+        /* A .gz with a plain twin anywhere in the listing (even an older one, already
+         * read): the compressor is still writing it and its fresh mtime sorts it wrongly. */
+        for (size_t k = 0; k < n && !dup && f->gz; k++) {
+            char p[PATH_MAX];
+            int fd;
+
+            if (c[k].gz || k == i)
+                continue;
+            (void)snprintf(p, sizeof(p), "%s/%s", t->dir, c[k].name);
+            fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+            if (fd < 0)
+                continue;
+            dup = tail_gz_twin_of(f, fd);
+            (void)close(fd);
+        }
+        for (size_t k = 0; k < ng && !dup; k++) {
+            if (!tail_twins(g[k], f))
+                continue;
+            if (g[k]->gz && !f->gz) {
+                /* keep the plain twin, in the gz's place */
+                tail_file_close(t, g[k]);
+                g[k] = f;
+                f = NULL;
+            }
+            dup = true;
+        }
+        if (dup) {
+            if (f)
+                tail_file_close(t, f);
+            continue;
+        }
+        g[ng++] = f;
+    }
+    room = t->nfiles + 1 < TAIL_MAX_FILES ? TAIL_MAX_FILES - 1 - t->nfiles : 0;
+    skip = ng > room ? ng - room : 0;
+    if (skip > 0) {
+        t->st.gaps++;
+        (void)log_emit(LOG_WARNING, 0, NULL,
+                       "'%s': %zu rotated files to read after downtime, more than %d open "
+                       "files: the oldest %zu are skipped", t->path, ng, TAIL_MAX_FILES, skip);
+    }
+    for (size_t k = 0; k < ng; k++) {
+        if (k < skip || tail_add_file(t, g[k], t->nfiles) < 0) {
+            tail_file_close(t, g[k]);
+            continue;
+        }
+        g[k]->last_data_ms = tail_now(t);
+        tail_watch_file(t, g[k]);
+    }
+}
+
+/*
+ * The path names a new file: if the old live file @old is among the rotated siblings,
+ * every sibling newer than it was live in between, unseen (two rotations between two
+ * looks, e.g. a starved process): queue them before the new live file, never skip them.
+ */
+static void
+tail_add_between(struct tail *t, const struct tail_file *old, uint64_t live_ino)
+{
+    struct tail_cand c[TAIL_SIBLINGS_MAX];
+    size_t n = tail_list_siblings(t, c, N_ELEMS(c)), at = SIZE_MAX;
+
+    for (size_t i = n; i-- > 0 && at == SIZE_MAX;)
+        if (c[i].ino == old->ino && c[i].dev == old->dev && !c[i].gz)
+            at = i;
+    /* already compressed: by its fingerprint (plain first, then .gz) */
+    for (size_t pass = 0; pass < 2 && at == SIZE_MAX && old->fp_len > 0; pass++) {
+        for (size_t i = n; i-- > 0 && at == SIZE_MAX;) {
+            uint8_t h[32];
+            bool ok;
+            struct tail_file *g;
+
+            if (c[i].ino == live_ino || c[i].gz != (pass == 1))
+                continue;
+            g = tail_open_cand(t, &c[i], old->fp_len, h, &ok);
+            if (!g)
+                continue;
+            if (ok && memcmp(h, old->fp, 32) == 0)
+                at = i;
+            tail_file_close(t, g);
+        }
+    }
+    if (at != SIZE_MAX && at + 1 < n)
+        tail_add_siblings(t, c, at + 1, n, live_ino);
+}
+
+/*
+ * Queue the live file seen at resume, from 0, after the rotated ones. It must be held
+ * from here on: left to tail_check_path(), a rotation in between would turn it into a
+ * sibling we never listed, and its lines would be skipped.
+ */
+static void
+tail_resume_live(struct tail *t, int fd, const struct stat *st)
+{
+    struct tail_file *f;
+
+    if (fd < 0)
+        return;
+    f = tail_file_new(fd, st, t->base);
+    if (!f) {
+        (void)close(fd);
+        return;
+    }
+    f->live = true;
+    f->last_data_ms = tail_now(t);
+    (void)tail_file_grow_fp(f, (uint64_t)st->st_size);
+    if (tail_add_file(t, f, t->nfiles) < 0) {
+        tail_file_close(t, f);
+        return;
+    }
+    tail_watch_file(t, f);
+}
+
+/*
  * Build the file list from a checkpoint: its file at the offset (live or a rotated
  * sibling), newer siblings from 0, then the live file from 0 (via tail_check_path).
+ * If the checkpoint's file is gone (deleted by rotation while we were down), its unread
+ * rest is a gap, but every rotated sibling still there is newer than it: read them all,
+ * oldest first, then the live file - never jump to the live file and skip them.
  */
 static void
 tail_resume(struct tail *t, const struct tail_pos *pos)
@@ -1063,6 +1271,9 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
     struct tail_file *m = NULL;
     bool live_truncated = false;
     uint64_t live_ino = 0;
+    int live_fd = -1;
+    struct stat live_st;
+    size_t before;
 
     t->started = true;
     if (stat(t->path, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -1070,6 +1281,7 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
         struct stat fst;
         if (fd >= 0 && fstat(fd, &fst) == 0 && fst.st_ino == st.st_ino) {
             live_ino = (uint64_t)fst.st_ino;
+            live_st = fst;
             if ((uint64_t)fst.st_ino == pos->ino && tail_same_head(fd, pos)) {
                 if ((uint64_t)fst.st_size >= pos->offset && tail_marker_ok(fd, pos)) {
                     struct tail_file *f = tail_file_new(fd, &fst, t->base);
@@ -1089,19 +1301,27 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
                 }
                 live_truncated = true;
             }
+            live_fd = fd; /* the live file, read from 0 after the rotated ones */
+            fd = -1;
         }
         if (fd >= 0)
             (void)close(fd);
     }
-    /* Not the live file (rotated while we were down) or truncated: search the siblings. */
+    /*
+     * Not the live file (rotated while we were down) or truncated: search the siblings,
+     * newest first: by inode (pass 0), then by fingerprint among plain files (pass 1),
+     * then among .gz (pass 2) - a plain file beats its .gz twin, which may still be
+     * being written.
+     */
     n = tail_list_siblings(t, c, N_ELEMS(c));
-    for (size_t pass = 0; pass < 2 && !m; pass++) {
+    for (size_t pass = 0; pass < 3 && !m; pass++) {
         for (size_t i = n; i-- > 0 && !m;) {
             uint8_t h[32];
             bool ok;
             struct tail_file *g;
 
-            if (c[i].ino == live_ino || (pass == 0 && c[i].ino != pos->ino))
+            if (c[i].ino == live_ino || (pass == 0 && c[i].ino != pos->ino) ||
+                (pass == 1 && c[i].gz) || (pass == 2 && !c[i].gz))
                 continue;
             g = tail_open_cand(t, &c[i], pos->fp_len, h, &ok);
             if (!g)
@@ -1111,7 +1331,7 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
                 ok = pass == 0 && !g->gz;
             else
                 ok = ok && memcmp(h, pos->fp, 32) == 0;
-            if (ok && (g->gz || tail_marker_ok(g->fd, pos))) {
+            if (ok && (g->gz ? tail_gz_seek_verify(g, pos) : tail_marker_ok(g->fd, pos))) {
                 m = g;
                 found = i;
             } else {
@@ -1119,27 +1339,21 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
             }
         }
     }
-    if (m) {
-        if (m->gz) {
-            if (gzseek(m->gz, (z_off_t)pos->offset, SEEK_SET) < 0) {
-                tail_file_close(t, m);
-                m = NULL;
-            } else {
-                m->read_off = m->line_end = pos->offset;
-            }
-        } else {
-            tail_file_seek(m, pos->offset);
-        }
-    }
+    if (m && !m->gz)
+        tail_file_seek(m, pos->offset);
+    before = t->nfiles;
     if (!m) {
         t->st.gaps++;
         if (live_truncated)
             t->st.truncations++;
+        tail_add_siblings(t, c, 0, n, live_ino);
         (void)log_emit(LOG_WARNING, 0, NULL,
                        "checkpoint file of '%s' (inode %llu, offset %llu) not found%s: "
-                       "its unread rest is lost, reading the live file from 0",
+                       "its unread rest is lost, reading %zu rotated file(s) and the live "
+                       "file from 0",
                        t->path, (unsigned long long)pos->ino, (unsigned long long)pos->offset,
-                       live_truncated ? " (truncated in place)" : "");
+                       live_truncated ? " (truncated in place)" : "", t->nfiles - before);
+        tail_resume_live(t, live_fd, &live_st);
         return;
     }
     m->last_data_ms = tail_now(t);
@@ -1148,30 +1362,8 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
     (void)log_emit(LOG_INFO, 0, NULL, "resuming '%s' in rotated '%s' at offset %llu", t->path,
                    m->name, (unsigned long long)pos->offset);
     /* Newer siblings, oldest first; skip twins (a .gz of a file we already have). */
-    for (size_t i = found + 1; i < n; i++) {
-        uint8_t h[32];
-        bool ok, twin = false;
-        struct tail_file *g;
-
-        if (c[i].ino == live_ino)
-            continue;
-        g = tail_open_cand(t, &c[i], 0, h, &ok);
-        if (!g)
-            continue;
-        for (size_t k = 0; k < t->nfiles && !twin; k++)
-            twin = t->files[k]->fp_len == g->fp_len && g->fp_len > 0 &&
-                   memcmp(t->files[k]->fp, g->fp, 32) == 0;
-        if (twin) {
-            tail_file_close(t, g);
-            continue;
-        }
-        g->last_data_ms = tail_now(t);
-        if (tail_add_file(t, g, t->nfiles) < 0) {
-            tail_file_close(t, g);
-            break;
-        }
-        tail_watch_file(t, g);
-    }
+    tail_add_siblings(t, c, found + 1, n, live_ino);
+    tail_resume_live(t, live_fd, &live_st);
 }
 
 /* ---- public ---- */

@@ -75,8 +75,9 @@ struct tail;
 /*
  * Start tailing @p->path on @p->loop. With @p->resume, continue from that position,
  * following rotated siblings (<name>.1, .01, -YYYYMMDD, optionally .gz) if the file is no
- * longer live (tailer-reliability.md 7.5); a position that no longer verifies counts a
- * gap. Without it, start at the end of the live file (or at 0 with from_start, or when
+ * longer live (tailer-reliability.md 7.5); a position that no longer verifies, or whose file
+ * rotation deleted, counts a gap and reads every rotated sibling still there (all newer
+ * than it, oldest first) before the live file from 0 - never a silent jump to the live file. Without it, start at the end of the live file (or at 0 with from_start, or when
  * the file appears only later). A missing or unreadable file is not an error: it is
  * logged once and retried on the reconcile timer. Returns 0, -EINVAL, -ENOMEM or the
  * errno of inotify setup; records only flow from the loop, never from this call.

@@ -971,6 +971,187 @@ START_TEST(test_tail_copytruncate_while_stopped)
 }
 END_TEST
 
+/*
+ * Rotate like exicyclog / logrotate with delaycompress, keeping @keep rotated files: drop
+ * .keep.gz, shift .N.gz up, .1 -> .2 -> .2.gz, the live file -> .1.
+ */
+static void
+rotate_shift(int keep)
+{
+    char a[320], b[320];
+
+    (void)snprintf(a, sizeof(a), "%s.%d.gz", logpath, keep);
+    (void)unlink(a);
+    for (int i = keep - 1; i >= 2; i--) {
+        (void)snprintf(a, sizeof(a), "%s.%d.gz", logpath, i);
+        (void)snprintf(b, sizeof(b), "%s.%d.gz", logpath, i + 1);
+        (void)rename(a, b);
+    }
+    sub_path(a, sizeof(a), ".1");
+    sub_path(b, sizeof(b), ".2");
+    if (access(a, F_OK) == 0 && keep >= 2) {
+        char gz[320];
+        ck_assert_int_eq(rename(a, b), 0);
+        sub_path(gz, sizeof(gz), ".2.gz");
+        gzip_file(b, gz);
+    }
+    ck_assert_int_eq(rename(logpath, a), 0);
+}
+
+/* Checkpoint mid-file, then rotations: the unread rest of each file, in order. */
+static struct tail_pos
+checkpoint_at(uint32_t lines, uint32_t file_end)
+{
+    struct tail *t;
+    struct tail_pos pos;
+
+    append_lines(logpath, 0, lines);
+    t = open_tail_from_start();
+    ck_assert_uint_eq(wait_n(lines, 5000), lines);
+    run_for(20);
+    tail_position(t, &pos);
+    tail_free(t);
+    sink.n = 0;
+    append_lines(logpath, lines, file_end); /* written while we are down */
+    return pos;
+}
+
+/*
+ * Down for three rotations with delaycompress: the checkpoint's file went .1 -> .2.gz ->
+ * .3.gz (a new inode; found by the decompressed fingerprint, its marker checked in the
+ * decompressed stream), then every newer file from 0, then the live one. Exactly once.
+ */
+START_TEST(test_tail_resume_chain_gz)
+{
+    struct tail *t;
+    struct tail_pos pos = checkpoint_at(100, 250);
+    struct tail_stats st;
+
+    rotate_shift(5);                    /* A -> .1 */
+    append_lines(logpath, 250, 400);    /* B */
+    rotate_shift(5);                    /* A -> .2.gz, B -> .1 */
+    append_lines(logpath, 400, 550);    /* C */
+    rotate_shift(5);                    /* A -> .3.gz, B -> .2.gz, C -> .1 */
+    append_lines(logpath, 550, 600);    /* D, live */
+    {
+        struct tail_params p = { .resume = &pos };
+        t = open_tail(&p);
+    }
+    ck_assert_uint_eq(wait_n(500, 10000), 500);
+    run_for(100);
+    assert_exact(100, 600);
+    tail_get_stats(t, &st);
+    ck_assert_uint_eq(st.gaps, 0);
+    tail_free(t);
+}
+END_TEST
+
+/*
+ * Down so long that rotation deleted the checkpoint's file (the SIGKILL test's "run starts
+ * at 22500" failure): its unread rest is a gap, but every rotated file still there is newer
+ * and must be read, oldest first, before the live file - not skipped.
+ */
+START_TEST(test_tail_resume_checkpoint_rotated_away)
+{
+    struct tail *t;
+    struct tail_pos pos = checkpoint_at(100, 250);
+    struct tail_stats st;
+
+    rotate_shift(3);                    /* A -> .1 */
+    append_lines(logpath, 250, 400);    /* B */
+    rotate_shift(3);                    /* A -> .2.gz, B -> .1 */
+    append_lines(logpath, 400, 550);    /* C */
+    rotate_shift(3);                    /* A -> .3.gz, B -> .2.gz, C -> .1 */
+    append_lines(logpath, 550, 700);    /* D */
+    rotate_shift(3);                    /* A deleted, B -> .3.gz, C -> .2.gz, D -> .1 */
+    append_lines(logpath, 700, 750);    /* E, live */
+    {
+        struct tail_params p = { .resume = &pos };
+        t = open_tail(&p);
+    }
+    ck_assert_uint_eq(wait_n(500, 10000), 500);
+    run_for(100);
+    assert_exact(250, 750);
+    tail_get_stats(t, &st);
+    ck_assert_uint_eq(st.gaps, 1);
+    tail_free(t);
+}
+END_TEST
+
+/*
+ * Resume while the compressor is still writing .2.gz next to .2 (fresh mtime, truncated
+ * stream): the plain .2 is read, the half-written twin is not (it would repeat .2's head
+ * after .1, or end early).
+ */
+START_TEST(test_tail_resume_gz_being_written)
+{
+    char p1[320], p2[320], gz[320];
+    struct tail *t;
+    struct tail_pos pos = checkpoint_at(100, 250);
+    struct timespec ts = { 0, 20000000 };
+
+    sub_path(p1, sizeof(p1), ".1");
+    sub_path(p2, sizeof(p2), ".2");
+    sub_path(gz, sizeof(gz), ".2.gz");
+    ck_assert_int_eq(rename(logpath, p1), 0); /* A -> .1 */
+    append_lines(logpath, 250, 400);          /* B */
+    ck_assert_int_eq(rename(p1, p2), 0);      /* A -> .2 */
+    ck_assert_int_eq(rename(logpath, p1), 0); /* B -> .1 */
+    append_lines(logpath, 400, 450);          /* C, live */
+    (void)nanosleep(&ts, NULL);               /* the gzip's mtime is the newest */
+    {
+        /* a gzip stream cut short: A's first lines, no trailer, less than a fingerprint */
+        gzFile out = gzopen(gz, "wb");
+        char b[512];
+        struct stat st;
+        for (uint32_t s = 0; s < 3; s++) {
+            size_t n = fmt_line(b, sizeof(b), s);
+            ck_assert_int_eq(gzwrite(out, b, (unsigned)n), (int)n);
+        }
+        ck_assert_int_eq(gzclose_w(out), Z_OK);
+        ck_assert_int_eq(stat(gz, &st), 0);
+        ck_assert_int_eq(truncate(gz, st.st_size - 40), 0);
+    }
+    {
+        struct tail_params p = { .resume = &pos };
+        t = open_tail(&p);
+    }
+    ck_assert_uint_eq(wait_n(350, 10000), 350);
+    run_for(200);
+    assert_exact(100, 450);
+    tail_free(t);
+}
+END_TEST
+
+/*
+ * Two rotations between two looks (a starved tailer): the file that was live in between
+ * was never opened by us; it is found among the siblings and read before the new live one.
+ */
+START_TEST(test_tail_double_rotation_unseen)
+{
+    struct tail *t;
+    struct tail_stats st;
+
+    append_lines(logpath, 0, 100);
+    t = open_tail_from_start();
+    ck_assert_uint_eq(wait_n(100, 5000), 100);
+    run_for(20);
+    append_lines(logpath, 100, 150);    /* rest of A, unread */
+    rotate_shift(5);                    /* A -> .1 */
+    append_lines(logpath, 150, 300);    /* B: live, never seen */
+    rotate_shift(5);                    /* A -> .2.gz (A still open), B -> .1 */
+    append_lines(logpath, 300, 400);    /* C */
+    rotate_shift(5);                    /* B -> .2.gz, C -> .1 */
+    append_lines(logpath, 400, 450);    /* D, live */
+    ck_assert_uint_eq(wait_n(450, 10000), 450);
+    run_for(100);
+    assert_exact(0, 450);
+    tail_get_stats(t, &st);
+    ck_assert_uint_eq(st.gaps, 0);
+    tail_free(t);
+}
+END_TEST
+
 /* The checkpoint's file is gone for good: a gap, then the live file from 0. */
 START_TEST(test_tail_checkpoint_file_gone)
 {
@@ -1332,6 +1513,12 @@ START_TEST(test_tail_sigkill)
     ck_assert_int_eq(kill(probe, SIGTERM), 0);
     ck_assert_int_eq(waitpid(probe, &status, 0), probe);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "probe status %d", status);
+    if (getenv("CHECK_TAIL_KEEP")) { /* diagnostics: keep the probe's output */
+        char cmd[700];
+        (void)snprintf(cmd, sizeof(cmd), "cp %s %s", out, getenv("CHECK_TAIL_KEEP"));
+        if (system(cmd) != 0)
+            fprintf(stderr, "sigkill: could not keep %s\n", out);
+    }
     check_probe_output(out, SIGKILL_LINES);
 }
 END_TEST
@@ -1374,6 +1561,10 @@ tail_suite(void)
     tcase_add_test(tc, test_tail_rotation_while_stopped);
     tcase_add_test(tc, test_tail_copytruncate_while_stopped);
     tcase_add_test(tc, test_tail_checkpoint_file_gone);
+    tcase_add_test(tc, test_tail_resume_chain_gz);
+    tcase_add_test(tc, test_tail_resume_checkpoint_rotated_away);
+    tcase_add_test(tc, test_tail_resume_gz_being_written);
+    tcase_add_test(tc, test_tail_double_rotation_unseen);
     tcase_add_test(tc, test_tail_start_at_end);
     suite_add_tcase(s, tc);
 

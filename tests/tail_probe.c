@@ -75,6 +75,10 @@ probe_checkpoint(struct probe *p)
     if (state_checkpoint_save(p->statedir, &pos) < 0)
         return;
     p->saved = pos;
+    if (!getenv("TAIL_PROBE_QUIET"))
+        fprintf(stderr, "tail_probe[%d]: saved ino %llu offset %llu (last seq %lld)\n",
+                (int)getpid(), (unsigned long long)pos.ino, (unsigned long long)pos.offset,
+                p->last_seq);
     if (p->last_seq != p->saved_seq) {
         p->saved_seq = p->last_seq;
         n = snprintf(line, sizeof(line), "C %lld\n", p->last_seq);
@@ -113,7 +117,8 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: tail_probe <log> <state dir> <out>\n");
         return 2;
     }
-    log_setup(LOG_SINK_STDERR, LOG_ERR);
+    /* LOG_INFO: the resume decision (file, offset, gap) lands in the test's stderr */
+    log_setup(LOG_SINK_STDERR, getenv("TAIL_PROBE_QUIET") ? LOG_ERR : LOG_INFO);
     p.statedir = argv[2];
     r = state_lock(argv[2], &lock);
     if (r < 0)
@@ -122,6 +127,10 @@ main(int argc, char **argv)
     if (p.out < 0)
         return 2;
     r = state_checkpoint_load(argv[2], &pos);
+    if (r == 0 && !getenv("TAIL_PROBE_QUIET"))
+        fprintf(stderr, "tail_probe[%d]: checkpoint ino %llu offset %llu fp_len %u\n",
+                (int)getpid(), (unsigned long long)pos.ino, (unsigned long long)pos.offset,
+                (unsigned)pos.fp_len);
     tp.loop = loop;
     tp.path = argv[1];
     tp.clock = &clock_real;
