@@ -7,12 +7,13 @@
  * Without --scope the identity's form decides: "user:/path" is a script, "box@domain" a
  * mailbox, anything else an account.
  */
+#include "ctl.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "ctl.h"
 #include "usertable.h"
 #include "util.h"
 
@@ -78,8 +79,10 @@ int
 main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "socket", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
-        { "scope", required_argument, NULL, 'S' },  { "help", no_argument, NULL, 'h' },
+        { "socket", required_argument, NULL, 's' },
+        { "json", no_argument, NULL, 'j' },
+        { "scope", required_argument, NULL, 'S' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *sock = CTLCLI_DEFAULT_SOCKET, *scope = NULL;

@@ -61,15 +61,15 @@ struct daemon {
     int lock_fd;
     int audit_fd;
     bool ready;
-    bool dirty;          /* records applied since the last checkpoint */
-    bool have_state;     /* a checkpoint exists: without one a restart starts at the end */
-    bool state_failing;  /* the last checkpoint failed: log again only on recovery */
-    uint64_t lines;      /* records fed */
+    bool dirty;         /* records applied since the last checkpoint */
+    bool have_state;    /* a checkpoint exists: without one a restart starts at the end */
+    bool state_failing; /* the last checkpoint failed: log again only on recovery */
+    uint64_t lines;     /* records fed */
     uint64_t status_lines;
     int64_t status_mono;
     ev_signal sighup, sigterm, sigint;
     ev_timer checkpoint, status, watchdog;
-    ev_child saver;      /* the background checkpoint writer */
+    ev_child saver; /* the background checkpoint writer */
     pid_t saver_pid;
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 };
@@ -79,7 +79,8 @@ live_audit(struct daemon *d, const char *json_line)
 {
     size_t len = strlen(json_line);
     bool nl = len > 0 && json_line[len - 1] == '\n';
-    struct iovec iov[2] = { { (void *)(uintptr_t)json_line, len }, { (void *)(uintptr_t)"\n", 1 } };
+    struct iovec iov[2] = { { (void *)(uintptr_t)json_line, len },
+                            { (void *)(uintptr_t) "\n", 1 } };
 
     if (d->audit_fd < 0)
         return;
@@ -105,10 +106,13 @@ live_trip(struct daemon *d, const struct engine_notice *n)
     size_t nids;
     int r;
     const struct log_field fields[] = {
-        { "MESSAGE_ID", LOG_MSGID_TRIP }, { "RULE", n->verdict.rule_name },
-        { "SCOPE", scope },               { "IDENTITY", n->id },
+        { "MESSAGE_ID", LOG_MSGID_TRIP },
+        { "RULE", n->verdict.rule_name },
+        { "SCOPE", scope },
+        { "IDENTITY", n->id },
         { "ACCOUNT", n->account[0] ? n->account : NULL },
-        { "VALUE", value },               { "LOG_TIME", n->at },
+        { "VALUE", value },
+        { "LOG_TIME", n->at },
         { NULL, NULL },
     };
 
@@ -213,7 +217,8 @@ static void
 live_checkpoint_done(struct daemon *d, int r)
 {
     if (r < 0 && !d->state_failing)
-        log_emit(LOG_ERR, r, NULL, "cannot write the checkpoint in %s; still counting, "
+        log_emit(LOG_ERR, r, NULL,
+                 "cannot write the checkpoint in %s; still counting, "
                  "a restart would read the lines since the last good one again",
                  d->cfg->state_dir);
     else if (r == 0 && d->state_failing)
@@ -317,8 +322,7 @@ live_state_load(struct daemon *d, struct tail_pos *ret_pos)
     if (r == -ENOENT)
         return 0;
     if (r < 0)
-        return log_emit(LOG_ERR, r, NULL, "%s/%s: cannot read", d->cfg->state_dir,
-                        LIVE_STATE_FILE);
+        return log_emit(LOG_ERR, r, NULL, "%s/%s: cannot read", d->cfg->state_dir, LIVE_STATE_FILE);
     p = buf;
     end = buf + len;
     r = -EBADMSG;
@@ -432,8 +436,10 @@ static void
 live_action_done_cb(void *ctx, const struct action_outcome *o)
 {
     const struct log_field fields[] = {
-        { "MESSAGE_ID", LOG_MSGID_ACTION }, { "RULE", o->rule },
-        { "SCOPE", usertable_scope_name(o->scope) }, { "IDENTITY", o->id },
+        { "MESSAGE_ID", LOG_MSGID_ACTION },
+        { "RULE", o->rule },
+        { "SCOPE", usertable_scope_name(o->scope) },
+        { "IDENTITY", o->id },
         { NULL, NULL },
     };
 
@@ -441,8 +447,8 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
     if (strcmp(o->what, "release") == 0) {
         /* for a release, frozen counts the ids thawed and backend_done what was undone */
         log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
-                 "release %s %s: %zu thawed, %zu failed%s", usertable_scope_name(o->scope),
-                 o->id, o->frozen, o->failed,
+                 "release %s %s: %zu thawed, %zu failed%s", usertable_scope_name(o->scope), o->id,
+                 o->frozen, o->failed,
                  (o->backend_done & CONFIG_ACTION_SUSPEND) ? ", unsuspended"
                  : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", unheld"
                                                            : "");
@@ -453,8 +459,8 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
              usertable_scope_name(o->scope), o->id, o->monitor ? "monitor mode, would act: " : "",
              o->frozen, o->confirmed, o->failed,
              (o->backend_done & CONFIG_ACTION_SUSPEND) ? ", suspended"
-             : (o->backend_done & CONFIG_ACTION_HOLD) ? ", held"
-                                                      : "",
+             : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", held"
+                                                       : "",
              o->backend_preexisting ? " (already in force by others)" : "");
 }
 
@@ -465,12 +471,20 @@ static int
 live_action_open(struct daemon *d, const struct config *cfg, struct action **ret)
 {
     struct action_params ap = {
-        .loop = d->loop, .clock = &clock_real, .cfg = cfg, .state_dir = cfg->state_dir,
-        .spawner = d->spawner, .audit = live_audit_cb, .audit_ctx = d,
-        .done = live_action_done_cb, .done_ctx = d, .owner = live_owner_cb, .owner_ctx = d,
-        .exim_config = cfg->exim_config                              ? cfg->exim_config
+        .loop = d->loop,
+        .clock = &clock_real,
+        .cfg = cfg,
+        .state_dir = cfg->state_dir,
+        .spawner = d->spawner,
+        .audit = live_audit_cb,
+        .audit_ctx = d,
+        .done = live_action_done_cb,
+        .done_ctx = d,
+        .owner = live_owner_cb,
+        .owner_ctx = d,
+        .exim_config = cfg->exim_config                             ? cfg->exim_config
                        : access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF
-                                                                   : NULL,
+                                                                    : NULL,
     };
 
     return action_open(&ap, ret);
@@ -581,14 +595,14 @@ live_ctl_status(void *ctx, struct strbuf *out)
     tail_get_stats(d->tail, &ts);
     return strbuf_printf(out,
                          "{\"ready\":%s,\"mode\":\"%s\",\"log_file\":\"%s\",\"records\":%" PRIu64
-                         ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64
-                         ",\"trips\":%" PRIu64 ",\"identities\":%zu,\"rotations\":%" PRIu64
-                         ",\"truncations\":%" PRIu64 ",\"log_time\":%lld}",
+                         ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
+                         ",\"identities\":%zu,\"rotations\":%" PRIu64 ",\"truncations\":%" PRIu64
+                         ",\"log_time\":%lld}",
                          d->ready ? "true" : "false",
                          d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
-                         d->cfg->log_file, st->records, st->parse_errors, st->outbound,
-                         st->trips, usertable_count(engine_table(d->engine)), ts.rotations,
-                         ts.truncations, (long long)engine_now_ms(d->engine));
+                         d->cfg->log_file, st->records, st->parse_errors, st->outbound, st->trips,
+                         usertable_count(engine_table(d->engine)), ts.rotations, ts.truncations,
+                         (long long)engine_now_ms(d->engine));
 }
 
 /* --- start and stop ---------------------------------------------------------------- */
@@ -623,8 +637,7 @@ live_open_audit(struct daemon *d)
     }
     d->audit_fd = open(d->cfg->audit_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (d->audit_fd < 0)
-        return log_emit(LOG_ERR, -errno, NULL, "%s: cannot open the audit log",
-                        d->cfg->audit_log);
+        return log_emit(LOG_ERR, -errno, NULL, "%s: cannot open the audit log", d->cfg->audit_log);
     return 0;
 }
 
@@ -674,16 +687,25 @@ live_main(const char *config_path, struct config *cfg)
         goto out;
     d.have_state = pos.ino != 0;
     struct ctl_params cp = {
-        .loop = d.loop, .path = cfg->control_socket, .ctx = &d,
-        .status = live_ctl_status, .release = live_ctl_release,
+        .loop = d.loop,
+        .path = cfg->control_socket,
+        .ctx = &d,
+        .status = live_ctl_status,
+        .release = live_ctl_release,
     };
     r = ctl_open(&cp, &d.ctl);
     if (r < 0)
-        log_emit(LOG_WARNING, r, NULL, "%s: control socket unavailable; floodgatectl will "
-                 "not reach this daemon", cfg->control_socket);
+        log_emit(LOG_WARNING, r, NULL,
+                 "%s: control socket unavailable; floodgatectl will "
+                 "not reach this daemon",
+                 cfg->control_socket);
     struct tail_params tp = {
-        .loop = d.loop, .path = cfg->log_file, .clock = &clock_real,
-        .on_record = live_on_record, .ctx = &d, .resume = pos.ino ? &pos : NULL,
+        .loop = d.loop,
+        .path = cfg->log_file,
+        .clock = &clock_real,
+        .on_record = live_on_record,
+        .ctx = &d,
+        .resume = pos.ino ? &pos : NULL,
     };
     r = tail_open(&tp, &d.tail);
     if (r < 0) {
@@ -711,8 +733,7 @@ live_main(const char *config_path, struct config *cfg)
     }
     d.status_mono = clock_mono_ms(&clock_real);
     log_emit(LOG_INFO, 0, NULL, "following %s (%s mode, %zu rules, state in %s)", cfg->log_file,
-             cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce", cfg->nrules,
-             cfg->state_dir);
+             cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce", cfg->nrules, cfg->state_dir);
 
     ev_run(d.loop, 0);
 

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
 #include <zlib.h>
 
 #include "clock.h"
@@ -182,8 +183,8 @@ replay_file(struct replay *rp, const char *path, char *buf, char *carry)
     fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return log_emit(LOG_ERR, -errno, NULL, "%s: cannot open", path);
-    if (strcmp(path, "-") == 0 || (pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f &&
-                                   magic[1] == 0x8b)) {
+    if (strcmp(path, "-") == 0 ||
+        (pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b)) {
         gz = gzdopen(fd, "rb");
         if (!gz) {
             (void)close(fd);
@@ -358,8 +359,7 @@ replay_print_text(struct replay *rp, double secs)
         printf("  %s line %llu  %-16s %s %s: %llu > %llu in %llds\n", n->at,
                (unsigned long long)n->line, n->verdict.rule_name, usertable_scope_name(n->scope),
                n->id, (unsigned long long)n->verdict.value,
-               (unsigned long long)n->verdict.threshold,
-               (long long)(n->verdict.window_ms / 1000));
+               (unsigned long long)n->verdict.threshold, (long long)(n->verdict.window_ms / 1000));
     }
     free(ids);
 }

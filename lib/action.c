@@ -41,17 +41,17 @@
 #include "state.h"
 #include "util.h"
 
-#define ACTION_LEDGER_NAME      "actions.ledger"
-#define ACTION_LEDGER_MAGIC     "floodgate-ledger 1"
-#define ACTION_LEDGER_MAX       (64u << 20) /* refuse to load a larger ledger */
-#define ACTION_LEDGER_KEEP_MS   (30LL * 24 * 3600 * 1000) /* released entries kept 30 days */
-#define ACTION_FROZEN_MAX       100000 /* ids recorded per identity; more are not frozen */
-#define ACTION_BATCH_MAX        500    /* cap on cfg->freeze_batch (argv size) */
-#define ACTION_LOCKED_RETRY_MS  2000   /* "is locked": a delivery is running; try once more */
-#define ACTION_BREAKER_MAX      10000  /* cap on cfg->max_actions_per_hour's ring */
-#define ACTION_HOUR_MS          (3600LL * 1000)
-#define ACTION_AUDIT_MAX        (64u << 10)
-#define ACTION_RULE_MAX         CONFIG_NAME_MAX
+#define ACTION_LEDGER_NAME     "actions.ledger"
+#define ACTION_LEDGER_MAGIC    "floodgate-ledger 1"
+#define ACTION_LEDGER_MAX      (64u << 20)               /* refuse to load a larger ledger */
+#define ACTION_LEDGER_KEEP_MS  (30LL * 24 * 3600 * 1000) /* released entries kept 30 days */
+#define ACTION_FROZEN_MAX      100000 /* ids recorded per identity; more are not frozen */
+#define ACTION_BATCH_MAX       500    /* cap on cfg->freeze_batch (argv size) */
+#define ACTION_LOCKED_RETRY_MS 2000   /* "is locked": a delivery is running; try once more */
+#define ACTION_BREAKER_MAX     10000  /* cap on cfg->max_actions_per_hour's ring */
+#define ACTION_HOUR_MS         (3600LL * 1000)
+#define ACTION_AUDIT_MAX       (64u << 10)
+#define ACTION_RULE_MAX        CONFIG_NAME_MAX
 
 enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
 
@@ -62,13 +62,13 @@ struct action_entry {
     char *account; /* may be NULL */
     char rule[ACTION_RULE_MAX];
     enum action_state state;
-    uint32_t want;        /* CONFIG_ACTION_HOLD/SUSPEND asked for */
-    uint32_t done;        /* ... applied by us */
-    bool preexisting;     /* backend said it was already in force, not ours */
+    uint32_t want;    /* CONFIG_ACTION_HOLD/SUSPEND asked for */
+    uint32_t done;    /* ... applied by us */
+    bool preexisting; /* backend said it was already in force, not ours */
     int64_t acted_ms, released_ms;
     char **frozen;
     size_t nfrozen, capfrozen;
-    bool busy;            /* a job refers to it */
+    bool busy; /* a job refers to it */
 };
 
 enum job_kind { JOB_TRIP, JOB_FREEZE_MORE, JOB_RELEASE, JOB_RESUME };
@@ -191,12 +191,12 @@ struct action_audit {
 };
 
 static void
-audit_begin(const struct action *a, struct action_audit *au, const char *event,
-            const char *rule, enum usertable_scope scope, const char *id)
+audit_begin(const struct action *a, struct action_audit *au, const char *event, const char *rule,
+            enum usertable_scope scope, const char *id)
 {
     strbuf_init(&au->b, ACTION_AUDIT_MAX);
-    (void)strbuf_printf(&au->b, "{\"ts\":%lld,\"event\":\"%s\"",
-                        (long long)clock_now_ms(a->clock), event);
+    (void)strbuf_printf(&au->b, "{\"ts\":%lld,\"event\":\"%s\"", (long long)clock_now_ms(a->clock),
+                        event);
     if (rule) {
         (void)strbuf_appends(&au->b, ",\"rule\":\"");
         (void)strbuf_append_json(&au->b, rule, strlen(rule));
@@ -281,8 +281,8 @@ static struct action_entry *
 action_find(const struct action *a, enum usertable_scope scope, const char *id)
 {
     for (struct action_entry *e = a->entries; e; e = e->next)
-        if (e->scope == scope && (scope == SCOPE_MAILBOX ? strcasecmp(e->id, id) == 0
-                                                          : strcmp(e->id, id) == 0))
+        if (e->scope == scope &&
+            (scope == SCOPE_MAILBOX ? strcasecmp(e->id, id) == 0 : strcmp(e->id, id) == 0))
             return e;
     return NULL;
 }
@@ -669,7 +669,7 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
         bool dup = false;
 
         if (!spawn_valid_msgid(id)) {
-            bad[nbad++] = (char *)(uintptr_t)"(invalid)";
+            bad[nbad++] = (char *)(uintptr_t) "(invalid)";
             continue;
         }
         for (size_t k = 0; k < j->nids && !dup; k++)
@@ -723,7 +723,7 @@ action_exim_argv(struct action *a, const char *op, char *const *ids, size_t n, c
         return -ENOMEM;
     argv[k++] = a->cfg->exim_path;
     if (a->exim_config) {
-        argv[k++] = (char *)(uintptr_t)"-C";
+        argv[k++] = (char *)(uintptr_t) "-C";
         argv[k++] = a->exim_config;
     }
     argv[k++] = (char *)(uintptr_t)op;
@@ -803,8 +803,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
     {
         char what[160];
         (void)snprintf(what, sizeof(what), "exim %s: %zu of %zu ids %s (%s)",
-                       bt->thaw ? "-Mt" : "-Mf", nmine, bt->n,
-                       bt->thaw ? "thawed" : "frozen", st);
+                       bt->thaw ? "-Mt" : "-Mf", nmine, bt->n, bt->thaw ? "thawed" : "frozen", st);
         action_log(nfail ? LOG_WARNING : LOG_NOTICE, 0, e->rule, e->scope, e->id, what,
                    res->err_len ? res->err_text : NULL);
     }
@@ -899,8 +898,7 @@ action_be_op_name(uint32_t op, bool undo)
 }
 
 static void
-action_target_of(const struct action_entry *e, struct action_target *t, char *user,
-                 size_t usize)
+action_target_of(const struct action_entry *e, struct action_target *t, char *user, size_t usize)
 {
     t->scope = e->scope;
     t->id = e->id;
@@ -910,8 +908,7 @@ action_target_of(const struct action_entry *e, struct action_target *t, char *us
         t->account = e->id;
     } else if (e->scope == SCOPE_SCRIPT) {
         const char *colon = strchr(e->id, ':');
-        if (colon &&
-            util_copy_str(user, usize, fg_str_make(e->id, (size_t)(colon - e->id))) == 0)
+        if (colon && util_copy_str(user, usize, fg_str_make(e->id, (size_t)(colon - e->id))) == 0)
             t->account = user;
     }
 }
@@ -962,8 +959,8 @@ job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool und
                    : code == ACTION_BE_ALREADY ? "already in force (not ours)"
                                                : "failed",
                    a->backend->name);
-    action_log(code > 0 ? LOG_NOTICE : LOG_ERR, code < 0 ? code : 0, e->rule, e->scope, e->id,
-               what, detail ? detail : (res && res->err_len ? res->err_text : NULL));
+    action_log(code > 0 ? LOG_NOTICE : LOG_ERR, code < 0 ? code : 0, e->rule, e->scope, e->id, what,
+               detail ? detail : (res && res->err_len ? res->err_text : NULL));
     (void)ledger_save(a);
 }
 
@@ -1077,7 +1074,7 @@ job_step(struct action *a, struct action_job *j)
         }
         case PH_UNBLOCK: {
             uint32_t op = j->unblock_left & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
-                                                                   : CONFIG_ACTION_HOLD;
+                                                                  : CONFIG_ACTION_HOLD;
             if (!j->unblock_left) {
                 j->phase = PH_THAW;
                 j->pos = 0;
@@ -1164,8 +1161,7 @@ action_monitor_trip(struct action *a, const struct action_request *req, struct a
                       strlen(action_be_op_name(op, false)));
         audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
         audit_end(a, &au);
-        action_log(LOG_NOTICE, 0, tmp->rule, tmp->scope, tmp->id, "monitor mode: would act",
-                   NULL);
+        action_log(LOG_NOTICE, 0, tmp->rule, tmp->scope, tmp->id, "monitor mode: would act", NULL);
         j->out.monitor = true;
         if (a->done)
             a->done(a->done_ctx, &j->out);
@@ -1313,8 +1309,7 @@ action_release(struct action *a, enum usertable_scope scope, const char *id)
 }
 
 int
-action_adopt_frozen(struct action *a, enum usertable_scope scope, const char *id,
-                    const char *msgid)
+action_adopt_frozen(struct action *a, enum usertable_scope scope, const char *id, const char *msgid)
 {
     struct action_entry *e = id ? action_find(a, scope, id) : NULL;
     struct action_audit au;
@@ -1427,8 +1422,7 @@ action_open(const struct action_params *p, struct action **ret)
                             : action_backend_lookup(action_backend_config_name(p->cfg->backend));
     a->ledger_path = strdup(path);
     a->hold_file = action_strdup_or(p->hold_users_file, "/etc/outgoing_mail_hold_users");
-    a->susp_file =
-        action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
+    a->susp_file = action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
     a->exim_config = p->exim_config ? strdup(p->exim_config) : NULL;
     a->breaker_cap = p->cfg->max_actions_per_hour > ACTION_BREAKER_MAX
                          ? ACTION_BREAKER_MAX

@@ -50,34 +50,34 @@ typedef void (*action_audit_fn)(void *ctx, const char *json_line);
 
 /* What a finished request did, for the caller's "acted" alert. Borrowed for the call. */
 struct action_outcome {
-    const char *what;       /* "trip", "freeze_more", "release", "resume" */
+    const char *what; /* "trip", "freeze_more", "release", "resume" */
     const char *rule;
     enum usertable_scope scope;
     const char *id;
-    bool monitor;           /* monitor mode: nothing was done */
-    size_t confirmed;       /* ids confirmed in the spool (trip, freeze_more) */
-    size_t frozen;          /* ids this request froze (or thawed, for a release) */
-    size_t failed;          /* ids that could not be frozen/thawed */
-    uint32_t backend_done;  /* CONFIG_ACTION_HOLD/SUSPEND applied (or undone, for release) */
+    bool monitor;             /* monitor mode: nothing was done */
+    size_t confirmed;         /* ids confirmed in the spool (trip, freeze_more) */
+    size_t frozen;            /* ids this request froze (or thawed, for a release) */
+    size_t failed;            /* ids that could not be frozen/thawed */
+    uint32_t backend_done;    /* CONFIG_ACTION_HOLD/SUSPEND applied (or undone, for release) */
     bool backend_preexisting; /* the backend found it already held/suspended by others */
-    int backend_err;        /* 0, or -errno of the failed backend step */
+    int backend_err;          /* 0, or -errno of the failed backend step */
 };
 typedef void (*action_done_fn)(void *ctx, const struct action_outcome *o);
 
 struct action_params {
-    struct ev_loop *loop;       /* for the retry timer of "is locked" ids; may be NULL */
-    const struct clock *clock;  /* borrowed, must outlive the action */
-    const struct config *cfg;   /* borrowed, must outlive the action (swap: reopen) */
-    const char *state_dir;      /* borrowed during action_open() */
-    struct spawner *spawner;    /* borrowed, must outlive the action */
-    action_audit_fn audit;      /* may be NULL */
+    struct ev_loop *loop;      /* for the retry timer of "is locked" ids; may be NULL */
+    const struct clock *clock; /* borrowed, must outlive the action */
+    const struct config *cfg;  /* borrowed, must outlive the action (swap: reopen) */
+    const char *state_dir;     /* borrowed during action_open() */
+    struct spawner *spawner;   /* borrowed, must outlive the action */
+    action_audit_fn audit;     /* may be NULL */
     void *audit_ctx;
-    action_done_fn done;        /* may be NULL */
+    action_done_fn done; /* may be NULL */
     void *done_ctx;
-    spool_owner_fn owner;       /* domain -> account map for account confirmation; or NULL */
+    spool_owner_fn owner; /* domain -> account map for account confirmation; or NULL */
     void *owner_ctx;
-    const char *exim_config;    /* passed as "-C <path>" to exim (e.g. /etc/exim_outgoing.conf
-                                 * on cPanel MailScanner setups); NULL: none */
+    const char *exim_config;          /* passed as "-C <path>" to exim (e.g. /etc/exim_outgoing.conf
+                                       * on cPanel MailScanner setups); NULL: none */
     const char *hold_users_file;      /* cpanel: NULL = /etc/outgoing_mail_hold_users */
     const char *suspended_users_file; /* cpanel: NULL = /etc/outgoing_mail_suspended_users */
     const struct action_backend *backend; /* NULL: the one cfg->backend names */
@@ -94,12 +94,12 @@ int action_open(const struct action_params *p, struct action **ret);
 void action_free(struct action *a);
 
 struct action_request {
-    const char *rule;             /* rule name (spawn_valid_text) */
+    const char *rule; /* rule name (spawn_valid_text) */
     enum usertable_scope scope;
-    const char *id;               /* mailbox address, account name or "user:/dir" */
-    const char *account;          /* owning account or NULL; needed by cpanel for mailboxes */
-    uint32_t actions;             /* CONFIG_ACTION_*: FREEZE, HOLD, SUSPEND (SUSPEND wins) */
-    const char *const *msgids;    /* candidate queued ids from the log, may be NULL */
+    const char *id;            /* mailbox address, account name or "user:/dir" */
+    const char *account;       /* owning account or NULL; needed by cpanel for mailboxes */
+    uint32_t actions;          /* CONFIG_ACTION_*: FREEZE, HOLD, SUSPEND (SUSPEND wins) */
+    const char *const *msgids; /* candidate queued ids from the log, may be NULL */
     size_t nmsgids;
 };
 

@@ -24,9 +24,9 @@ struct action_backend_env {
 /* The identity a backend acts on; all validated by lib/action before any backend sees it. */
 struct action_target {
     enum usertable_scope scope;
-    const char *id;       /* mailbox (lower case), account, or "user:/dir" */
-    const char *account;  /* the owning account: for an account itself and for a script, the
-                           * user; for a mailbox as given by the caller (may be NULL) */
+    const char *id;      /* mailbox (lower case), account, or "user:/dir" */
+    const char *account; /* the owning account: for an account itself and for a script, the
+                          * user; for a mailbox as given by the caller (may be NULL) */
     const char *rule;
 };
 

@@ -30,9 +30,9 @@ static void
 command_done(void *ctx, const struct spawn_result *res)
 {
     struct command_call *c = ctx;
-    int code = spawn_result_ok(res) ? ACTION_BE_DONE
+    int code = spawn_result_ok(res)                                      ? ACTION_BE_DONE
                : (res->exited && res->exit_code == COMMAND_EXIT_ALREADY) ? ACTION_BE_ALREADY
-                                                                          : -EIO;
+                                                                         : -EIO;
     c->done(c->ctx, code, res, NULL);
     free(c);
 }
@@ -88,8 +88,8 @@ command_suspend(const struct action_backend_env *env, const struct action_target
 }
 
 static int
-command_release(const struct action_backend_env *env, const struct action_target *t,
-                uint32_t what, action_be_done_fn done, void *ctx)
+command_release(const struct action_backend_env *env, const struct action_target *t, uint32_t what,
+                action_be_done_fn done, void *ctx)
 {
     (void)what;
     return command_run(env, "release", t, done, ctx);

@@ -130,18 +130,17 @@ cpanel_done(void *ctx, const struct spawn_result *res)
 static const char *
 cpanel_state_file(const struct action_backend_env *env, enum cpanel_op op)
 {
-    return (op == CP_HOLD || op == CP_RELEASE) ? env->hold_users_file
-                                                : env->suspended_users_file;
+    return (op == CP_HOLD || op == CP_RELEASE) ? env->hold_users_file : env->suspended_users_file;
 }
 
 static int
-cpanel_call(const struct action_backend_env *env, const struct action_target *t,
-            enum cpanel_op op, action_be_done_fn done, void *ctx)
+cpanel_call(const struct action_backend_env *env, const struct action_target *t, enum cpanel_op op,
+            action_be_done_fn done, void *ctx)
 {
     static const char *const whm_fn[] = { "hold_outgoing_email", "suspend_outgoing_email",
                                           "release_outgoing_email", "unsuspend_outgoing_email" };
-    static const char *const uapi_fn[] = { "hold_outgoing", "suspend_outgoing",
-                                           "release_outgoing", "unsuspend_outgoing" };
+    static const char *const uapi_fn[] = { "hold_outgoing", "suspend_outgoing", "release_outgoing",
+                                           "unsuspend_outgoing" };
     const char *file = cpanel_state_file(env, op);
     bool mailbox = t->scope == SCOPE_MAILBOX, undo = (op == CP_RELEASE || op == CP_UNSUSPEND);
     char fn[32], userarg[SPAWN_USER_MAX + sizeof("--user=")], boxarg[SPAWN_MAILBOX_MAX + 8];
@@ -221,8 +220,8 @@ cpanel_suspend(const struct action_backend_env *env, const struct action_target 
 }
 
 static int
-cpanel_release(const struct action_backend_env *env, const struct action_target *t,
-               uint32_t what, action_be_done_fn done, void *ctx)
+cpanel_release(const struct action_backend_env *env, const struct action_target *t, uint32_t what,
+               action_be_done_fn done, void *ctx)
 {
     return cpanel_call(env, t, (what & CONFIG_ACTION_SUSPEND) ? CP_UNSUSPEND : CP_RELEASE, done,
                        ctx);

@@ -167,8 +167,7 @@ attrib_trim(const char *p, const char *end)
 }
 
 int
-attrib_maps_add(struct attrib_maps *m, const char *buf, size_t len, bool owners,
-                unsigned *ret_line)
+attrib_maps_add(struct attrib_maps *m, const char *buf, size_t len, bool owners, unsigned *ret_line)
 {
     const char *p = buf, *end = buf + len;
     unsigned line = 0;

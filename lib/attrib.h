@@ -9,8 +9,8 @@
 #include "siphash.h"
 #include "usertable.h"
 
-#define ATTRIB_ACCOUNT_MAX 64 /* cPanel user names are at most 16; 64 leaves room */
-#define ATTRIB_CWD_SLOTS   64 /* pending cwd= records waiting for their arrival */
+#define ATTRIB_ACCOUNT_MAX 64   /* cPanel user names are at most 16; 64 leaves room */
+#define ATTRIB_CWD_SLOTS   64   /* pending cwd= records waiting for their arrival */
 #define ATTRIB_CWD_TTL_MS  5000 /* a cwd= record older than this is not tied to an arrival */
 
 /* struct attrib_result.flags */
@@ -66,9 +66,9 @@ struct attrib_cwd {
 
 struct attrib {
     struct attrib_cwd cwd[ATTRIB_CWD_SLOTS];
-    size_t next;               /* round-robin slot to reuse */
-    uint64_t cwd_unmatched;    /* cwd= submissions that never met their arrival */
-    uint64_t keys_too_long;    /* identities refused: over USERTABLE_KEY_MAX */
+    size_t next;            /* round-robin slot to reuse */
+    uint64_t cwd_unmatched; /* cwd= submissions that never met their arrival */
+    uint64_t keys_too_long; /* identities refused: over USERTABLE_KEY_MAX */
 };
 
 void attrib_init(struct attrib *a);

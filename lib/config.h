@@ -8,11 +8,11 @@
 #include "usertable.h"
 #include "window.h"
 
-#define CONFIG_RULES_MAX     32 /* one bit each in struct usertable_policy */
-#define CONFIG_NAME_MAX      64
-#define CONFIG_PATH_MAX      1024
-#define CONFIG_LIST_MAX      4096 /* exempt entries, overrides */
-#define CONFIG_FILE_MAX      (1024 * 1024) /* config_load() and config_parse() refuse more */
+#define CONFIG_RULES_MAX 32 /* one bit each in struct usertable_policy */
+#define CONFIG_NAME_MAX  64
+#define CONFIG_PATH_MAX  1024
+#define CONFIG_LIST_MAX  4096          /* exempt entries, overrides */
+#define CONFIG_FILE_MAX  (1024 * 1024) /* config_load() and config_parse() refuse more */
 
 #define CONFIG_ACTION_FREEZE  (1u << 0)
 #define CONFIG_ACTION_HOLD    (1u << 1)
@@ -27,49 +27,49 @@ struct config_rule {
     enum usertable_scope scope;
     enum window_metric metric;
     int64_t window_ms;
-    uint64_t above;     /* trips when the sliding value is strictly greater */
-    uint32_t actions;   /* CONFIG_ACTION_* */
-    unsigned line;      /* where it was defined, for messages */
+    uint64_t above;   /* trips when the sliding value is strictly greater */
+    uint32_t actions; /* CONFIG_ACTION_* */
+    unsigned line;    /* where it was defined, for messages */
 };
 
 struct config_override {
     char account[CONFIG_NAME_MAX];
-    double factor;      /* thresholds of this account's identities are multiplied by it */
+    double factor; /* thresholds of this account's identities are multiplied by it */
 };
 
 /* Parsed and validated configuration; every string is owned by the struct. */
 struct config {
-    char *path;                  /* file it came from */
+    char *path; /* file it came from */
     enum config_mode mode;
     struct config_rule rules[CONFIG_RULES_MAX];
     size_t nrules;
-    char **exempt_mailboxes;     /* lowercased */
+    char **exempt_mailboxes; /* lowercased */
     size_t nexempt_mailboxes;
     char **exempt_accounts;
     size_t nexempt_accounts;
     struct config_override *overrides;
     size_t noverrides;
-    int64_t cooldown_ms;         /* default 1h */
-    char *userdomains_file;      /* default /etc/userdomains */
-    char *localdomains_file;     /* default /etc/localdomains */
-    char *log_file;              /* default /var/log/exim_mainlog */
-    char *state_dir;             /* default /var/lib/floodgate */
-    char *audit_log;             /* default /var/log/floodgate/audit.jsonl */
-    char *control_socket;        /* default /run/floodgate/ctl.sock */
-    uint32_t max_identities;     /* default 200000 */
+    int64_t cooldown_ms;     /* default 1h */
+    char *userdomains_file;  /* default /etc/userdomains */
+    char *localdomains_file; /* default /etc/localdomains */
+    char *log_file;          /* default /var/log/exim_mainlog */
+    char *state_dir;         /* default /var/lib/floodgate */
+    char *audit_log;         /* default /var/log/floodgate/audit.jsonl */
+    char *control_socket;    /* default /run/floodgate/ctl.sock */
+    uint32_t max_identities; /* default 200000 */
 
     /* actions */
-    enum config_backend backend; /* default exim */
-    char *exim_path;             /* default /usr/sbin/exim */
-    char *exim_config;           /* passed as exim -C; NULL (default): /etc/exim_outgoing.conf
-                                  * when readable, else none */
-    char *spool_dir;             /* default /var/spool/exim */
-    char *blocklist_file;        /* exim backend; default /etc/exim/floodgate-blocklist */
-    char *whmapi1_path;          /* default /usr/local/cpanel/bin/whmapi1 */
-    char *uapi_path;             /* default /usr/local/cpanel/bin/uapi */
-    char *command_path;          /* command backend: the operator's executable */
-    int64_t action_timeout_ms;   /* default 30s */
-    uint32_t freeze_batch;       /* message ids per exim -Mf; default 50 */
+    enum config_backend backend;   /* default exim */
+    char *exim_path;               /* default /usr/sbin/exim */
+    char *exim_config;             /* passed as exim -C; NULL (default): /etc/exim_outgoing.conf
+                                    * when readable, else none */
+    char *spool_dir;               /* default /var/spool/exim */
+    char *blocklist_file;          /* exim backend; default /etc/exim/floodgate-blocklist */
+    char *whmapi1_path;            /* default /usr/local/cpanel/bin/whmapi1 */
+    char *uapi_path;               /* default /usr/local/cpanel/bin/uapi */
+    char *command_path;            /* command backend: the operator's executable */
+    int64_t action_timeout_ms;     /* default 30s */
+    uint32_t freeze_batch;         /* message ids per exim -Mf; default 50 */
     uint32_t max_actions_per_hour; /* circuit breaker; default 100 */
 };
 

@@ -184,8 +184,8 @@ engine_account_of(const struct engine *e, enum usertable_scope scope, const char
 static void
 engine_notice_fill(struct engine_notice *n, enum engine_notice_kind kind,
                    enum usertable_scope scope, const char *id, const char *account,
-                   const struct engine *e, struct usertable_entry *ent,
-                   const struct exim_event *ev, uint64_t line)
+                   const struct engine *e, struct usertable_entry *ent, const struct exim_event *ev,
+                   uint64_t line)
 {
     memset(n, 0, sizeof(*n));
     n->kind = kind;
@@ -256,8 +256,7 @@ engine_count(struct engine *e, enum usertable_scope scope, const char *id, const
         msg->refs[scope] = usertable_ref(e->table, ent);
 
     if (was_tripped && k < max) {
-        engine_notice_fill(&ret[k++], ENGINE_TRIPPED_ARRIVAL, scope, id, account, e, ent, ev,
-                           line);
+        engine_notice_fill(&ret[k++], ENGINE_TRIPPED_ARRIVAL, scope, id, account, e, ent, ev, line);
     }
     n = policy_eval(e->policy, e->table, ent, account[0] ? account : NULL, e->now_ms, v,
                     N_ELEMS(v));
@@ -298,14 +297,14 @@ engine_arrival(struct engine *e, const struct exim_event *ev, uint64_t line,
     }
     engine_hash_arrival(e, ev, &e->hashes);
     if (ar.mailbox[0])
-        k += engine_count(e, SCOPE_MAILBOX, ar.mailbox, ar.account, ev, &ar, &e->hashes, msg,
-                          line, ret + k, max - k);
+        k += engine_count(e, SCOPE_MAILBOX, ar.mailbox, ar.account, ev, &ar, &e->hashes, msg, line,
+                          ret + k, max - k);
     if (ar.account[0])
-        k += engine_count(e, SCOPE_ACCOUNT, ar.account, ar.account, ev, &ar, &e->hashes, msg,
-                          line, ret + k, max - k);
+        k += engine_count(e, SCOPE_ACCOUNT, ar.account, ar.account, ev, &ar, &e->hashes, msg, line,
+                          ret + k, max - k);
     if (ar.script[0])
-        k += engine_count(e, SCOPE_SCRIPT, ar.script, ar.account, ev, &ar, &e->hashes, msg,
-                          line, ret + k, max - k);
+        k += engine_count(e, SCOPE_SCRIPT, ar.script, ar.account, ev, &ar, &e->hashes, msg, line,
+                          ret + k, max - k);
     return k;
 }
 

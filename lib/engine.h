@@ -32,10 +32,10 @@ struct engine_notice {
     char id[USERTABLE_KEY_MAX];
     char account[ATTRIB_ACCOUNT_MAX]; /* "" when unknown */
     struct usertable_ref ref;
-    int64_t at_ms;                    /* log time of the record */
-    char at[20];                      /* "YYYY-MM-DD HH:MM:SS" as logged */
-    uint64_t line;                    /* first line of the record (caller's numbering) */
-    char msgid[MSGTRACK_ID_MAX + 1];  /* the arrival's (or frozen message's) id */
+    int64_t at_ms;                   /* log time of the record */
+    char at[20];                     /* "YYYY-MM-DD HH:MM:SS" as logged */
+    uint64_t line;                   /* first line of the record (caller's numbering) */
+    char msgid[MSGTRACK_ID_MAX + 1]; /* the arrival's (or frozen message's) id */
 };
 
 struct engine_stats {
@@ -51,18 +51,18 @@ struct engine_stats {
     uint64_t deliveries;
     uint64_t deferrals;
     uint64_t failures;
-    uint64_t enforced;     /* deliveries refused by our own hold or suspension */
+    uint64_t enforced; /* deliveries refused by our own hold or suspension */
     uint64_t completed;
-    uint64_t cwd_forged;   /* cwd= records that absorbed lines: log injection attempts */
+    uint64_t cwd_forged; /* cwd= records that absorbed lines: log injection attempts */
     uint64_t incomplete;
     uint64_t keys_refused; /* identities over USERTABLE_KEY_MAX */
     uint64_t trips;
 };
 
 struct engine_params {
-    const struct config *cfg;         /* kept until engine_free or engine_set_config */
-    const struct attrib_maps *maps;   /* kept, may be NULL; engine_set_maps replaces it */
-    uint8_t key[SIPHASH_KEY_LEN];     /* hash key for every table */
+    const struct config *cfg;       /* kept until engine_free or engine_set_config */
+    const struct attrib_maps *maps; /* kept, may be NULL; engine_set_maps replaces it */
+    uint8_t key[SIPHASH_KEY_LEN];   /* hash key for every table */
 };
 
 struct engine;

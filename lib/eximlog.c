@@ -1467,8 +1467,7 @@ eximlog_prefix_skip(const char *p, const char *end, bool *ret_has_id)
 {
     *ret_has_id = false;
     /* "dddd-dd-dd dd:dd:dd": the separators rule out nearly every non-entry at once */
-    if (end - p < 19 || p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' ||
-        p[16] != ':')
+    if (end - p < 19 || p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' || p[16] != ':')
         return NULL;
     if (!eximlog_is_digit(p[0]) || !eximlog_is_digit(p[3]) || !eximlog_is_digit(p[5]) ||
         !eximlog_is_digit(p[9]) || !eximlog_is_digit(p[11]) || !eximlog_is_digit(p[18]))
@@ -1492,7 +1491,8 @@ eximlog_prefix_skip(const char *p, const char *end, bool *ret_has_id)
     /* the id's shape only: a token that merely looks like one makes the line a record with
      * an id here and an unknown record in eximlog_parse(), which checks every byte */
     for (size_t n = 16; n <= 23; n += 7) {
-        if ((size_t)(end - p) > n && p[n] == ' ' && p[6] == '-' && p[n - (n == 16 ? 3 : 5)] == '-') {
+        if ((size_t)(end - p) > n && p[n] == ' ' && p[6] == '-' &&
+            p[n - (n == 16 ? 3 : 5)] == '-') {
             *ret_has_id = true;
             return p + n + 1;
         }

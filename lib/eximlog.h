@@ -11,20 +11,21 @@
 #define EXIMLOG_RECORD_MAX 8192
 
 enum exim_type {
-    EXIM_OTHER = 0,   /* a record type we do not count (daemon start, warnings, ...) */
-    EXIM_ARRIVAL,     /* <= (and (= fakereject, flagged) */
-    EXIM_DELIVERY,    /* => -> *> >> */
-    EXIM_DEFER,       /* == */
-    EXIM_FAIL,        /* ** */
-    EXIM_COMPLETED,   /* <id> Completed */
-    EXIM_FROZEN,      /* <id> frozen by ..., Frozen ... */
-    EXIM_UNFROZEN,    /* <id> unfrozen by ..., Unfrozen by ... */
-    EXIM_MSG_OTHER,   /* another line with a message id (Sender identification, rejected after DATA ...) */
-    EXIM_CWD,         /* cwd=<dir> N args: ... */
-    EXIM_AUTH_FAIL,   /* <authenticator> authenticator failed for ... */
-    EXIM_REJECT,      /* H=... rejected RCPT / temporarily rejected ... */
-    EXIM_CONNECTION,  /* SMTP connection from ..., no MAIL in SMTP connection ..., lost ... */
-    EXIM_QUEUE_RUN,   /* Start queue run / End queue run */
+    EXIM_OTHER = 0,  /* a record type we do not count (daemon start, warnings, ...) */
+    EXIM_ARRIVAL,    /* <= (and (= fakereject, flagged) */
+    EXIM_DELIVERY,   /* => -> *> >> */
+    EXIM_DEFER,      /* == */
+    EXIM_FAIL,       /* ** */
+    EXIM_COMPLETED,  /* <id> Completed */
+    EXIM_FROZEN,     /* <id> frozen by ..., Frozen ... */
+    EXIM_UNFROZEN,   /* <id> unfrozen by ..., Unfrozen by ... */
+    EXIM_MSG_OTHER,  /* another line with a message id (Sender identification, rejected after DATA
+                        ...) */
+    EXIM_CWD,        /* cwd=<dir> N args: ... */
+    EXIM_AUTH_FAIL,  /* <authenticator> authenticator failed for ... */
+    EXIM_REJECT,     /* H=... rejected RCPT / temporarily rejected ... */
+    EXIM_CONNECTION, /* SMTP connection from ..., no MAIL in SMTP connection ..., lost ... */
+    EXIM_QUEUE_RUN,  /* Start queue run / End queue run */
     EXIM_TYPE__MAX,
 };
 
@@ -39,11 +40,13 @@ enum exim_type {
 #define EXIM_F_CWD_FORGED     (1u << 7) /* cwd= entry absorbed following physical lines */
 #define EXIM_F_OVERFLOW       (1u << 8) /* "**** log string overflowed log buffer ****" */
 #define EXIM_F_INCOMPLETE     (1u << 9) /* record handed on before its syntax was complete */
-#define EXIM_F_ENFORCED       (1u << 10) /* consequence of a hold/suspension (R=enforce_mail_permissions) */
-#define EXIM_F_ABSORBED       (1u << 11) /* the record swallowed a physical line that did not start
-                                            with a space/tab (raw newline in a field: 9.1) */
-#define EXIM_F_FOREIGN        (1u << 13) /* no Exim prefix at all: not Exim's text (type OTHER) */
-#define EXIM_F_CWD_MULTI      (1u << 12) /* cwd= text holds several " N args: " parts */
+#define EXIM_F_ENFORCED                                                                            \
+    (1u << 10) /* consequence of a hold/suspension (R=enforce_mail_permissions) */
+#define EXIM_F_ABSORBED                                                                            \
+    (1u << 11)                      /* the record swallowed a physical line that did not start     \
+                                       with a space/tab (raw newline in a field: 9.1) */
+#define EXIM_F_FOREIGN   (1u << 13) /* no Exim prefix at all: not Exim's text (type OTHER) */
+#define EXIM_F_CWD_MULTI (1u << 12) /* cwd= text holds several " N args: " parts */
 
 /*
  * One parsed record. Every slice points into the record text given to eximlog_parse()
@@ -52,9 +55,9 @@ enum exim_type {
 struct exim_event {
     enum exim_type type;
     uint32_t flags;
-    int64_t ts_ms;       /* log time as epoch ms: the local wall time read as UTC, minus the
-                            +HHMM offset when log_timezone is on */
-    struct fg_str time;  /* "YYYY-MM-DD HH:MM:SS" as written (for reports) */
+    int64_t ts_ms;      /* log time as epoch ms: the local wall time read as UTC, minus the
+                           +HHMM offset when log_timezone is on */
+    struct fg_str time; /* "YYYY-MM-DD HH:MM:SS" as written (for reports) */
     bool has_pid;
     uint32_t pid;
     struct fg_str msgid; /* 16 or 23 characters, validated */
@@ -82,9 +85,9 @@ struct exim_event {
     struct fg_str text;      /* defer / failure message, frozen-by user, auth-fail host ... */
 
     /* EXIM_CWD */
-    struct fg_str cwd;       /* the directory */
-    uint32_t argc;           /* N of " N args:" */
-    struct fg_str args;      /* the argv text after "args: " */
+    struct fg_str cwd;  /* the directory */
+    uint32_t argc;      /* N of " N args:" */
+    struct fg_str args; /* the argv text after "args: " */
 
     /* EXIM_AUTH_FAIL: auth = authenticator, set_id = set_id, host = the host part,
        host_ip = client */
@@ -128,19 +131,19 @@ const char *eximlog_type_name(enum exim_type t);
 struct eximlog_joiner {
     char buf[EXIMLOG_RECORD_MAX + 1];
     size_t len;
-    bool pending;      /* a record is being assembled */
-    bool open;         /* its syntax is unfinished (cwd= without args, open quote) */
-    bool truncated;    /* it hit EXIMLOG_RECORD_MAX */
-    bool absorbed;     /* it absorbed a line that started like a record */
-    uint64_t start;    /* offset of its first byte */
-    uint64_t end;      /* offset just past its last line's newline */
-    uint64_t lines;    /* physical lines pushed, ever */
+    bool pending;   /* a record is being assembled */
+    bool open;      /* its syntax is unfinished (cwd= without args, open quote) */
+    bool truncated; /* it hit EXIMLOG_RECORD_MAX */
+    bool absorbed;  /* it absorbed a line that started like a record */
+    uint64_t start; /* offset of its first byte */
+    uint64_t end;   /* offset just past its last line's newline */
+    uint64_t lines; /* physical lines pushed, ever */
     uint64_t truncated_records;
-    uint64_t orphan_lines; /* continuation lines with no record to continue */
-    uint64_t absorbed_lines; /* lines swallowed by an open cwd=/quote (rules 2-3 of 9.1) */
-    uint8_t kind;          /* what the pending record is: EXIMLOG_JOIN_* (internal) */
-    bool quote;            /* arrival: inside a double quote at the end of the text */
-    bool esc;              /* arrival: a backslash inside quotes escapes the next byte */
+    uint64_t orphan_lines;            /* continuation lines with no record to continue */
+    uint64_t absorbed_lines;          /* lines swallowed by an open cwd=/quote (rules 2-3 of 9.1) */
+    uint8_t kind;                     /* what the pending record is: EXIMLOG_JOIN_* (internal) */
+    bool quote;                       /* arrival: inside a double quote at the end of the text */
+    bool esc;                         /* arrival: a backslash inside quotes escapes the next byte */
     char out[EXIMLOG_RECORD_MAX + 1]; /* the record handed out last */
 };
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+
 #include <systemd/sd-journal.h>
 
 #define LOG_TEXT_MAX   2048
@@ -86,12 +87,12 @@ log_to_journal(const char *file, int line, const char *func, int prio, int err,
     char bufs[LOG_FIELDS_MAX + 8][LOG_TEXT_MAX];
     size_t n = 0;
 
-#define LOG_IOV(...)                                                                        \
-    do {                                                                                   \
-        int len_ = snprintf(bufs[n], LOG_TEXT_MAX, __VA_ARGS__);                          \
-        iov[n].iov_base = bufs[n];                                                        \
-        iov[n].iov_len = len_ < 0 ? 0 : (len_ >= LOG_TEXT_MAX ? LOG_TEXT_MAX - 1 : (size_t)len_); \
-        n++;                                                                               \
+#define LOG_IOV(...)                                                                               \
+    do {                                                                                           \
+        int len_ = snprintf(bufs[n], LOG_TEXT_MAX, __VA_ARGS__);                                   \
+        iov[n].iov_base = bufs[n];                                                                 \
+        iov[n].iov_len = len_ < 0 ? 0 : (len_ >= LOG_TEXT_MAX ? LOG_TEXT_MAX - 1 : (size_t)len_);  \
+        n++;                                                                                       \
     } while (0)
 
     LOG_IOV("MESSAGE=%s%s%s", msg, err < 0 ? ": " : "", err < 0 ? strerror(-err) : "");

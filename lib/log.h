@@ -17,7 +17,7 @@ struct log_field {
 };
 
 enum log_sink {
-    LOG_SINK_AUTO,    /* journald when JOURNAL_STREAM says it holds stderr, else stderr */
+    LOG_SINK_AUTO, /* journald when JOURNAL_STREAM says it holds stderr, else stderr */
     LOG_SINK_STDERR,
     LOG_SINK_JOURNAL,
 };
@@ -34,7 +34,7 @@ void log_setup(enum log_sink sink, int max_prio);
 int log_emit_at(const char *file, int line, const char *func, int prio, int err,
                 const struct log_field *fields, const char *fmt, ...) FG_PRINTF(7, 8);
 
-#define log_emit(prio, err, fields, ...)                                                     \
+#define log_emit(prio, err, fields, ...)                                                           \
     log_emit_at(__FILE__, __LINE__, __func__, (prio), (err), (fields), __VA_ARGS__)
 
 #endif

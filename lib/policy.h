@@ -14,10 +14,10 @@ struct policy_verdict {
     size_t rule;           /* index into config->rules */
     const char *rule_name; /* borrowed from the config */
     enum usertable_scope scope;
-    uint64_t value;        /* the sliding value that passed the threshold */
-    uint64_t threshold;    /* after the account's override factor */
+    uint64_t value;     /* the sliding value that passed the threshold */
+    uint64_t threshold; /* after the account's override factor */
     int64_t window_ms;
-    uint32_t actions;      /* CONFIG_ACTION_* */
+    uint32_t actions; /* CONFIG_ACTION_* */
 };
 
 struct policy;

@@ -10,22 +10,22 @@
 
 #define SIPHASH_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
-#define SIPHASH_ROUND(v0, v1, v2, v3)                                                       \
-    do {                                                                                   \
-        v0 += v1;                                                                          \
-        v1 = SIPHASH_ROTL(v1, 13);                                                         \
-        v1 ^= v0;                                                                          \
-        v0 = SIPHASH_ROTL(v0, 32);                                                         \
-        v2 += v3;                                                                          \
-        v3 = SIPHASH_ROTL(v3, 16);                                                         \
-        v3 ^= v2;                                                                          \
-        v0 += v3;                                                                          \
-        v3 = SIPHASH_ROTL(v3, 21);                                                         \
-        v3 ^= v0;                                                                          \
-        v2 += v1;                                                                          \
-        v1 = SIPHASH_ROTL(v1, 17);                                                         \
-        v1 ^= v2;                                                                          \
-        v2 = SIPHASH_ROTL(v2, 32);                                                         \
+#define SIPHASH_ROUND(v0, v1, v2, v3)                                                              \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = SIPHASH_ROTL(v1, 13);                                                                 \
+        v1 ^= v0;                                                                                  \
+        v0 = SIPHASH_ROTL(v0, 32);                                                                 \
+        v2 += v3;                                                                                  \
+        v3 = SIPHASH_ROTL(v3, 16);                                                                 \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = SIPHASH_ROTL(v3, 21);                                                                 \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = SIPHASH_ROTL(v1, 17);                                                                 \
+        v1 ^= v2;                                                                                  \
+        v2 = SIPHASH_ROTL(v2, 32);                                                                 \
     } while (0)
 
 static uint64_t

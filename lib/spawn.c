@@ -168,8 +168,7 @@ spawn_child_cb(struct ev_loop *loop, ev_child *w, int revents)
     if (j->fd_out >= 0)
         (void)spawn_read_into(j->fd_out, j->res.out, &j->res.out_len, &j->res.out_truncated);
     if (j->fd_err >= 0)
-        (void)spawn_read_into(j->fd_err, j->res.err_text, &j->res.err_len,
-                              &j->res.err_truncated);
+        (void)spawn_read_into(j->fd_err, j->res.err_text, &j->res.err_len, &j->res.err_truncated);
     spawn_job_unlink(j);
     j->done(j->ctx, &j->res);
     free(j);
@@ -205,8 +204,7 @@ spawn_pipe(int fds[2])
 }
 
 static int
-spawn_start(struct spawn_real *sp, char *const argv[], pid_t *ret_pid, int *ret_out,
-            int *ret_err)
+spawn_start(struct spawn_real *sp, char *const argv[], pid_t *ret_pid, int *ret_out, int *ret_err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -370,8 +368,7 @@ spawn_valid_user(const char *s)
         char c = s[n];
         if (n >= SPAWN_USER_MAX)
             return false;
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return false;
     }
     return true;
@@ -386,8 +383,8 @@ spawn_valid_mailbox(const char *s)
     if (!s || !(n = strlen(s)) || n > SPAWN_MAILBOX_MAX || s[0] == '-' || s[0] == '.')
         return false;
     at = strchr(s, '@');
-    if (!at || at == s || strchr(at + 1, '@') || at[1] == '\0' || at[1] == '.' ||
-        at[1] == '-' || at[-1] == '.')
+    if (!at || at == s || strchr(at + 1, '@') || at[1] == '\0' || at[1] == '.' || at[1] == '-' ||
+        at[-1] == '.')
         return false;
     for (const char *p = s; p < at; p++)
         if (!spawn_is_alnum(*p) && !strchr("!#$%&'*+/=?^_`{|}~.-", *p))

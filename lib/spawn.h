@@ -13,12 +13,12 @@ struct ev_loop;
 
 /* What became of one command. */
 struct spawn_result {
-    int err;          /* 0, or -errno when the command could not be started at all */
-    bool exited;      /* exited normally: see exit_code */
+    int err;     /* 0, or -errno when the command could not be started at all */
+    bool exited; /* exited normally: see exit_code */
     int exit_code;
-    bool signaled;    /* killed by a signal: see signo */
+    bool signaled; /* killed by a signal: see signo */
     int signo;
-    bool timed_out;   /* we killed its process group after the timeout */
+    bool timed_out;                 /* we killed its process group after the timeout */
     char out[SPAWN_OUTPUT_MAX + 1]; /* first bytes of stdout, NUL-terminated */
     size_t out_len;
     bool out_truncated;

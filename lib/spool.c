@@ -120,8 +120,7 @@ spool_parse_header(const char *buf, size_t len, struct spool_header *ret)
     h.id = fg_str_make(l.p, l.len - 2);
     if (!spool_next_line(buf, len, &pos, &l) || spool_parse_ids(l, &h) < 0)
         return -EBADMSG;
-    if (!spool_next_line(buf, len, &pos, &l) || l.len < 2 || l.p[0] != '<' ||
-        l.p[l.len - 1] != '>')
+    if (!spool_next_line(buf, len, &pos, &l) || l.len < 2 || l.p[0] != '<' || l.p[l.len - 1] != '>')
         return -EBADMSG;
     h.sender = fg_str_make(l.p + 1, l.len - 2);
     if (!spool_next_line(buf, len, &pos, &l))
@@ -170,8 +169,7 @@ spool_read_path(const char *path, char *buf, size_t size, size_t *ret_len)
 }
 
 int
-spool_read_header(const char *spool_dir, const char *msgid, char *buf, size_t size,
-                  size_t *ret_len)
+spool_read_header(const char *spool_dir, const char *msgid, char *buf, size_t size, size_t *ret_len)
 {
     char path[4096];
     int n, r;
@@ -212,8 +210,8 @@ spool_confirm_account(const struct spool_header *h, struct fg_str acct, spool_ow
     at = memchr(h->auth_id.p, '@', h->auth_id.len);
     if (!at || !owner)
         return false;
-    return owner(owner_ctx,
-                 fg_str_make(at + 1, h->auth_id.len - (size_t)(at + 1 - h->auth_id.p)), name);
+    return owner(owner_ctx, fg_str_make(at + 1, h->auth_id.len - (size_t)(at + 1 - h->auth_id.p)),
+                 name);
 }
 
 bool
@@ -233,8 +231,7 @@ spool_confirm(const struct spool_header *h, enum usertable_scope scope, const ch
         colon = strchr(id, ':');
         if (!colon)
             return false;
-        return spool_confirm_account(h, fg_str_make(id, (size_t)(colon - id)), owner,
-                                     owner_ctx);
+        return spool_confirm_account(h, fg_str_make(id, (size_t)(colon - id)), owner, owner_ctx);
     case SCOPE__MAX:
         break;
     }

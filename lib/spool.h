@@ -15,8 +15,8 @@
  * given to spool_parse_header(); absent options are { NULL, 0 }.
  */
 struct spool_header {
-    struct fg_str id;           /* line 1 without "-H" */
-    struct fg_str login;        /* line 2: submitting process's login */
+    struct fg_str id;    /* line 1 without "-H" */
+    struct fg_str login; /* line 2: submitting process's login */
     uint32_t uid, gid;
     struct fg_str sender;       /* line 3 without the brackets; empty for bounces */
     int64_t received_s;         /* line 4 */

@@ -20,20 +20,21 @@
 #include "state.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
 #include <zlib.h>
 
 #include "util.h"
 
-#define STATE_NAME_MAX    200
-#define STATE_CKPT_MAGIC  "floodgate-checkpoint"
+#define STATE_NAME_MAX     200
+#define STATE_CKPT_MAGIC   "floodgate-checkpoint"
 #define STATE_CKPT_VERSION 1
 
 static int
@@ -112,8 +113,7 @@ out:
 }
 
 int
-state_write_atomic(const char *dir, const char *name, const void *data, size_t len,
-                   unsigned flags)
+state_write_atomic(const char *dir, const char *name, const void *data, size_t len, unsigned flags)
 {
     return state_write_at(dir, name, data, len, flags, 0600);
 }
@@ -312,8 +312,7 @@ state_checkpoint_encode(const struct tail_pos *pos, char *buf, size_t size)
                  pos->marker_len, mk);
     if (n < 0 || (size_t)n >= size)
         return -E2BIG;
-    c = snprintf(buf + n, size - (size_t)n, "crc %08lx\n",
-                 crc32(0L, (const Bytef *)buf, (uInt)n));
+    c = snprintf(buf + n, size - (size_t)n, "crc %08lx\n", crc32(0L, (const Bytef *)buf, (uInt)n));
     if (c < 0 || (size_t)(n + c) >= size)
         return -E2BIG;
     return n + c;
@@ -355,8 +354,8 @@ state_checkpoint_decode(const char *buf, size_t len, struct tail_pos *ret)
         state_field(&p, end, "fp_len", &v) < 0 || util_parse_u32(v.p, v.len, &pos.fp_len) < 0 ||
         state_field(&p, end, "fp", &v) < 0 || state_unhex(v.p, v.len, pos.fp, 32) < 0 ||
         state_field(&p, end, "marker_len", &v) < 0 ||
-        util_parse_u32(v.p, v.len, &pos.marker_len) < 0 ||
-        state_field(&p, end, "marker", &v) < 0 || state_unhex(v.p, v.len, m, 8) < 0)
+        util_parse_u32(v.p, v.len, &pos.marker_len) < 0 || state_field(&p, end, "marker", &v) < 0 ||
+        state_unhex(v.p, v.len, m, 8) < 0)
         return -EBADMSG;
     crc_at = p;
     if (state_field(&p, end, "crc", &v) < 0 || state_unhex(v.p, v.len, c, 4) < 0 || p != end)

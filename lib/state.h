@@ -28,8 +28,7 @@ int state_write_atomic(const char *dir, const char *name, const void *data, size
  * Read @dir/@name whole. On success *@ret_buf is owned by the caller (free()), NUL
  * terminated after *@ret_len bytes. Returns 0, -ENOENT, -E2BIG (over @max bytes), -errno.
  */
-int state_read_file(const char *dir, const char *name, size_t max, char **ret_buf,
-                    size_t *ret_len);
+int state_read_file(const char *dir, const char *name, size_t max, char **ret_buf, size_t *ret_len);
 
 /*
  * The same for a file named by a full path outside the state directory (the exim

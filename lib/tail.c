@@ -42,23 +42,23 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <ev.h>
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #include "log.h"
 
-#define TAIL_READ_BYTES      (64 * 1024)
-#define TAIL_INOTIFY_BUF     (64 * 1024)
-#define TAIL_POLL_MS         250
+#define TAIL_READ_BYTES           (64 * 1024)
+#define TAIL_INOTIFY_BUF          (64 * 1024)
+#define TAIL_POLL_MS              250
 #define TAIL_DEFAULT_RECONCILE_MS 2000
 #define TAIL_DEFAULT_FLUSH_MS     200
 #define TAIL_DEFAULT_BUDGET       (256 * 1024)
-#define TAIL_SIBLINGS_MAX    64
-#define TAIL_LOG_EVERY_MS    60000
+#define TAIL_SIBLINGS_MAX         64
+#define TAIL_LOG_EVERY_MS         60000
 /* Re-read before every pass: a truncate-and-regrow past our offset shows up as a mismatch. */
-#define TAIL_CHECK_BYTES     64
+#define TAIL_CHECK_BYTES 64
 
 /* ---- SHA-256 (OpenSSL libcrypto), for fingerprints and markers ---- */
 
@@ -89,24 +89,24 @@ tail_sha64(const void *data, size_t len)
 
 struct tail_file {
     int fd;
-    gzFile gz;               /* rotated .gz found at resume; read sequentially */
-    int wd;                  /* inotify watch, -1 if none */
+    gzFile gz; /* rotated .gz found at resume; read sequentially */
+    int wd;    /* inotify watch, -1 if none */
     uint64_t dev, ino;
-    uint64_t read_off;       /* next byte to read (decompressed for .gz) */
-    uint64_t line_end;       /* end of the last line consumed (pushed or skipped) */
+    uint64_t read_off; /* next byte to read (decompressed for .gz) */
+    uint64_t line_end; /* end of the last line consumed (pushed or skipped) */
     uint32_t fp_len;
     uint8_t fp[32];
     bool live;
-    bool at_eof;             /* the last read in the last pass returned 0 */
-    bool skipping;           /* inside an over-long line: discard up to its newline */
-    bool aligning;           /* skipping the rest of a line we started inside (no count) */
+    bool at_eof;   /* the last read in the last pass returned 0 */
+    bool skipping; /* inside an over-long line: discard up to its newline */
+    bool aligning; /* skipping the rest of a line we started inside (no count) */
     uint32_t tail_len;
     char tail[TAIL_CHECK_BYTES]; /* the last bytes before read_off, re-checked each pass */
-    int64_t last_data_ms;    /* mono time of the last byte read or of demotion */
+    int64_t last_data_ms;        /* mono time of the last byte read or of demotion */
     size_t partial_len;
     char partial[TAIL_LINE_MAX];
     struct eximlog_joiner j;
-    char name[64];           /* for log lines */
+    char name[64]; /* for log lines */
 };
 
 struct tail {
@@ -127,13 +127,13 @@ struct tail {
 
     struct tail_file *files[TAIL_MAX_FILES]; /* oldest first; the live file, if any, last */
     size_t nfiles;
-    bool check_path;         /* stat the path in the next pass */
-    bool verify_heads;       /* re-hash the live file's head (truncate-and-regrow) */
+    bool check_path;   /* stat the path in the next pass */
+    bool verify_heads; /* re-hash the live file's head (truncate-and-regrow) */
     bool caught_up;
-    bool started;            /* the path was considered once (start-at-end applies) */
-    bool restart_pass;       /* a copy was inserted before the file being read */
+    bool started;      /* the path was considered once (start-at-end applies) */
+    bool restart_pass; /* a copy was inserted before the file being read */
     int64_t long_logged_ms;
-    bool start_valid;        /* no checkpoint: file at start and its size then */
+    bool start_valid; /* no checkpoint: file at start and its size then */
     uint64_t start_dev, start_ino, start_size;
     bool missing_logged, error_logged;
     int64_t overflow_logged_ms;
@@ -392,8 +392,8 @@ tail_file_finished(const struct tail_file *f)
 struct tail_cand {
     char name[NAME_MAX + 1];
     bool gz;
-    int rank;                 /* larger = newer within a naming scheme */
-    bool dated;               /* -YYYYMMDD[HH] rather than .N */
+    int rank;   /* larger = newer within a naming scheme */
+    bool dated; /* -YYYYMMDD[HH] rather than .N */
     struct timespec mtime;
     uint64_t dev, ino;
 };
@@ -414,8 +414,7 @@ tail_all_digits(const char *p, size_t n)
  * (dateext), each optionally .gz? Sets the order rank (.1 newer than .2; later dates newer).
  */
 static bool
-tail_sibling_match(const char *base, const char *name, bool *ret_gz, int *ret_rank,
-                   bool *ret_dated)
+tail_sibling_match(const char *base, const char *name, bool *ret_gz, int *ret_rank, bool *ret_dated)
 {
     size_t bl = strlen(base), nl = strlen(name);
     const char *s;
@@ -588,9 +587,8 @@ tail_watch_file(struct tail *t, struct tail_file *f)
         return;
     /* Through /proc the watch lands on our inode even if the name moved meanwhile. */
     (void)snprintf(p, sizeof(p), "/proc/self/fd/%d", f->fd);
-    f->wd = inotify_add_watch(t->ifd, p,
-                              IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVE_SELF |
-                                  IN_DELETE_SELF);
+    f->wd = inotify_add_watch(
+        t->ifd, p, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DELETE_SELF);
 }
 
 /*
@@ -709,8 +707,7 @@ tail_check_path(struct tail *t)
             tail_path_error(t, err, "stat");
         } else if (!t->missing_logged) {
             t->missing_logged = true;
-            (void)log_emit(LOG_WARNING, 0, NULL, "'%s' does not exist, waiting for it",
-                           t->path);
+            (void)log_emit(LOG_WARNING, 0, NULL, "'%s' does not exist, waiting for it", t->path);
         }
         return;
     }
@@ -781,8 +778,8 @@ tail_drop_predecessor(struct tail *t, struct tail_file *f)
     if (!tail_file_finished(f)) {
         t->st.gaps++;
         (void)log_emit(LOG_WARNING, 0, NULL,
-                       "%s: rotated file rewritten at offset %llu before we finished it",
-                       f->name, (unsigned long long)f->read_off);
+                       "%s: rotated file rewritten at offset %llu before we finished it", f->name,
+                       (unsigned long long)f->read_off);
     }
     if (eximlog_joiner_flush(&f->j, false, &rec) == 1)
         tail_emit(t, &rec);
@@ -882,15 +879,13 @@ tail_expire(struct tail *t)
         if (f->at_eof && f->j.pending && now - f->last_data_ms >= t->flush_ms &&
             eximlog_joiner_flush(&f->j, true, &rec) == 1)
             tail_emit(t, &rec);
-        if (f->live || !f->at_eof || now - f->last_data_ms < t->grace_ms ||
-            tail_file_kept(t, i)) {
+        if (f->live || !f->at_eof || now - f->last_data_ms < t->grace_ms || tail_file_kept(t, i)) {
             i++;
             continue;
         }
         if (f->partial_len > 0 || f->skipping) {
             t->st.partial_dropped++;
-            (void)log_emit(LOG_WARNING, 0, NULL, "%s: ends in a partial line, dropped",
-                           f->name);
+            (void)log_emit(LOG_WARNING, 0, NULL, "%s: ends in a partial line, dropped", f->name);
         }
         if (f->j.pending && eximlog_joiner_flush(&f->j, true, &rec) == 1)
             tail_emit(t, &rec);
@@ -1078,9 +1073,8 @@ tail_gz_seek_verify(struct tail_file *g, const struct tail_pos *pos)
     at = pos->offset - pos->marker_len;
     if (gzseek(g->gz, (z_off_t)at, SEEK_SET) != (z_off_t)at)
         return false;
-    if (pos->marker_len > 0 &&
-        (gzread(g->gz, b, pos->marker_len) != (int)pos->marker_len ||
-         tail_sha64(b, pos->marker_len) != pos->marker))
+    if (pos->marker_len > 0 && (gzread(g->gz, b, pos->marker_len) != (int)pos->marker_len ||
+                                tail_sha64(b, pos->marker_len) != pos->marker))
         return false;
     g->read_off = g->line_end = pos->offset;
     return true;
@@ -1181,7 +1175,8 @@ tail_add_siblings(struct tail *t, const struct tail_cand *c, size_t from, size_t
         t->st.gaps++;
         (void)log_emit(LOG_WARNING, 0, NULL,
                        "'%s': %zu rotated files to read after downtime, more than %d open "
-                       "files: the oldest %zu are skipped", t->path, ng, TAIL_MAX_FILES, skip);
+                       "files: the oldest %zu are skipped",
+                       t->path, ng, TAIL_MAX_FILES, skip);
     }
     for (size_t k = 0; k < ng; k++) {
         if (k < skip || tail_add_file(t, g[k], t->nfiles) < 0) {
@@ -1289,7 +1284,8 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
                         if ((uint64_t)fst.st_dev != pos->dev)
                             (void)log_emit(LOG_WARNING, 0, NULL,
                                            "'%s': device number changed, same inode and "
-                                           "content: resuming", t->path);
+                                           "content: resuming",
+                                           t->path);
                         f->live = true;
                         tail_file_seek(f, pos->offset);
                         f->last_data_ms = tail_now(t);
@@ -1399,8 +1395,8 @@ tail_open(const struct tail_params *p, struct tail **ret)
 
     t->path = strdup(p->path);
     slash = strrchr(p->path, '/');
-    t->dir = slash ? strndup(p->path, slash == p->path ? 1 : (size_t)(slash - p->path))
-                   : strdup(".");
+    t->dir =
+        slash ? strndup(p->path, slash == p->path ? 1 : (size_t)(slash - p->path)) : strdup(".");
     t->base = strdup(slash ? slash + 1 : p->path);
     if (!t->path || !t->dir || !t->base) {
         r = -ENOMEM;
@@ -1414,10 +1410,10 @@ tail_open(const struct tail_params *p, struct tail **ret)
     if (!p->no_inotify)
         t->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (t->ifd >= 0)
-        t->dir_wd = inotify_add_watch(t->ifd, t->dir,
-                                      IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                                          IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |
-                                          IN_EXCL_UNLINK);
+        t->dir_wd =
+            inotify_add_watch(t->ifd, t->dir,
+                              IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF |
+                                  IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK);
     if (t->dir_wd < 0) {
         if (!p->no_inotify)
             (void)log_emit(LOG_WARNING, -errno, NULL, "no inotify on '%s', polling every %d ms",

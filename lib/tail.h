@@ -38,36 +38,36 @@ typedef void (*tail_record_fn)(void *ctx, const struct eximlog_record *rec);
 
 /* Zero means "default" for every number. */
 struct tail_params {
-    struct ev_loop *loop;       /* borrowed, must outlive the tail */
-    const char *path;           /* the live log, e.g. /var/log/exim_mainlog (copied) */
-    const struct clock *clock;  /* borrowed; mono_ms drives flush and grace deadlines */
+    struct ev_loop *loop;      /* borrowed, must outlive the tail */
+    const char *path;          /* the live log, e.g. /var/log/exim_mainlog (copied) */
+    const struct clock *clock; /* borrowed; mono_ms drives flush and grace deadlines */
     tail_record_fn on_record;
     void *ctx;
     const struct tail_pos *resume; /* copied; NULL: no checkpoint */
-    bool from_start;            /* no checkpoint: read the live file from 0, not its end */
-    int64_t reconcile_ms;       /* stat safety net and retry period (2000) */
-    int64_t flush_ms;           /* idle time before an open record is forced out (200) */
-    int64_t grace_ms;           /* a drained predecessor stays open this long (reconcile_ms) */
-    size_t budget_bytes;        /* bytes read per loop iteration (256 KiB) */
-    bool no_inotify;            /* test seam / NFS: poll every min(reconcile_ms, 250) */
+    bool from_start;               /* no checkpoint: read the live file from 0, not its end */
+    int64_t reconcile_ms;          /* stat safety net and retry period (2000) */
+    int64_t flush_ms;              /* idle time before an open record is forced out (200) */
+    int64_t grace_ms;              /* a drained predecessor stays open this long (reconcile_ms) */
+    size_t budget_bytes;           /* bytes read per loop iteration (256 KiB) */
+    bool no_inotify;               /* test seam / NFS: poll every min(reconcile_ms, 250) */
 };
 
 struct tail_stats {
-    uint64_t lines;             /* physical lines pushed to the joiner */
-    uint64_t bytes;             /* bytes read */
-    uint64_t records;           /* records handed to on_record */
-    uint64_t rotations;         /* the path started naming another file */
-    uint64_t truncations;       /* size fell below the read offset or the head changed */
-    uint64_t gaps;              /* bytes that may have been lost (truncation, missing file) */
-    uint64_t long_lines;        /* lines over TAIL_LINE_MAX: cut and skipped to their newline */
-    uint64_t truncated_records; /* records the joiner cut at EXIMLOG_RECORD_MAX */
-    uint64_t incomplete_records;/* records forced out by flush_ms with open syntax */
-    uint64_t partial_dropped;   /* predecessor ended in a partial line after its grace */
-    uint64_t overflows;         /* IN_Q_OVERFLOW */
-    uint64_t open_errors;       /* open/stat of the path failed (EACCES, not regular ...) */
-    uint64_t recovered_copies;  /* copytruncate copies read to recover unread bytes */
+    uint64_t lines;              /* physical lines pushed to the joiner */
+    uint64_t bytes;              /* bytes read */
+    uint64_t records;            /* records handed to on_record */
+    uint64_t rotations;          /* the path started naming another file */
+    uint64_t truncations;        /* size fell below the read offset or the head changed */
+    uint64_t gaps;               /* bytes that may have been lost (truncation, missing file) */
+    uint64_t long_lines;         /* lines over TAIL_LINE_MAX: cut and skipped to their newline */
+    uint64_t truncated_records;  /* records the joiner cut at EXIMLOG_RECORD_MAX */
+    uint64_t incomplete_records; /* records forced out by flush_ms with open syntax */
+    uint64_t partial_dropped;    /* predecessor ended in a partial line after its grace */
+    uint64_t overflows;          /* IN_Q_OVERFLOW */
+    uint64_t open_errors;        /* open/stat of the path failed (EACCES, not regular ...) */
+    uint64_t recovered_copies;   /* copytruncate copies read to recover unread bytes */
     uint32_t files_open;
-    bool poll_mode;             /* inotify unavailable: polling */
+    bool poll_mode; /* inotify unavailable: polling */
 };
 
 struct tail;
@@ -77,10 +77,11 @@ struct tail;
  * following rotated siblings (<name>.1, .01, -YYYYMMDD, optionally .gz) if the file is no
  * longer live (tailer-reliability.md 7.5); a position that no longer verifies, or whose file
  * rotation deleted, counts a gap and reads every rotated sibling still there (all newer
- * than it, oldest first) before the live file from 0 - never a silent jump to the live file. Without it, start at the end of the live file (or at 0 with from_start, or when
- * the file appears only later). A missing or unreadable file is not an error: it is
- * logged once and retried on the reconcile timer. Returns 0, -EINVAL, -ENOMEM or the
- * errno of inotify setup; records only flow from the loop, never from this call.
+ * than it, oldest first) before the live file from 0 - never a silent jump to the live file.
+ * Without it, start at the end of the live file (or at 0 with from_start, or when the file appears
+ * only later). A missing or unreadable file is not an error: it is logged once and retried on the
+ * reconcile timer. Returns 0, -EINVAL, -ENOMEM or the errno of inotify setup; records only flow
+ * from the loop, never from this call.
  */
 int tail_open(const struct tail_params *p, struct tail **ret);
 

@@ -63,25 +63,26 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include <zlib.h>
 
-#define USERTABLE_NIL          UINT32_MAX
-#define USERTABLE_SPARSE_MAX   32 /* exact events before promotion: 256 bytes, a third of dense */
-#define USERTABLE_INLINE_MIN   4  /* events inline in the entry: a mailbox's first message */
-#define USERTABLE_EV_BITS      28
-#define USERTABLE_EV_MAX       ((UINT32_C(1) << USERTABLE_EV_BITS) - 1)
-#define USERTABLE_EV_PAIR      15u /* code: messages (high 10 bits) and recipients (low 18) */
-#define USERTABLE_PAIR_RBITS   18
-#define USERTABLE_PAIR_MMAX    ((UINT32_C(1) << (USERTABLE_EV_BITS - USERTABLE_PAIR_RBITS)) - 1)
-#define USERTABLE_PAIR_RMAX    ((UINT32_C(1) << USERTABLE_PAIR_RBITS) - 1)
-#define USERTABLE_MALLOC_HDR   8  /* glibc chunk header, 16-byte chunks: sized to use slack */
-#define USERTABLE_BUCKETS_MIN  1024
-#define USERTABLE_SLOTS_MIN    1024
-#define USERTABLE_LOAD_MAX     2 /* entries per hash bucket before doubling: chains of 1-2 */
-#define USERTABLE_TIME_MAX     (INT64_C(1) << 52) /* log times beyond are refused on load */
-#define USERTABLE_MAGIC        "FGUT"
-#define USERTABLE_VERSION      1
-#define USERTABLE_WBUF         65536
+#define USERTABLE_NIL         UINT32_MAX
+#define USERTABLE_SPARSE_MAX  32 /* exact events before promotion: 256 bytes, a third of dense */
+#define USERTABLE_INLINE_MIN  4  /* events inline in the entry: a mailbox's first message */
+#define USERTABLE_EV_BITS     28
+#define USERTABLE_EV_MAX      ((UINT32_C(1) << USERTABLE_EV_BITS) - 1)
+#define USERTABLE_EV_PAIR     15u /* code: messages (high 10 bits) and recipients (low 18) */
+#define USERTABLE_PAIR_RBITS  18
+#define USERTABLE_PAIR_MMAX   ((UINT32_C(1) << (USERTABLE_EV_BITS - USERTABLE_PAIR_RBITS)) - 1)
+#define USERTABLE_PAIR_RMAX   ((UINT32_C(1) << USERTABLE_PAIR_RBITS) - 1)
+#define USERTABLE_MALLOC_HDR  8 /* glibc chunk header, 16-byte chunks: sized to use slack */
+#define USERTABLE_BUCKETS_MIN 1024
+#define USERTABLE_SLOTS_MIN   1024
+#define USERTABLE_LOAD_MAX    2 /* entries per hash bucket before doubling: chains of 1-2 */
+#define USERTABLE_TIME_MAX    (INT64_C(1) << 52) /* log times beyond are refused on load */
+#define USERTABLE_MAGIC       "FGUT"
+#define USERTABLE_VERSION     1
+#define USERTABLE_WBUF        65536
 
 struct usertable_event {
     uint32_t t;  /* unit number mod 2^32 */
@@ -89,12 +90,12 @@ struct usertable_event {
 };
 
 struct usertable_scope_info {
-    int64_t unit_ms;                        /* gcd of the bucket widths */
-    int64_t span_ms;                        /* max 61 * B: older events count nowhere */
-    uint32_t span_units;                    /* span_ms / unit_ms */
+    int64_t unit_ms;     /* gcd of the bucket widths */
+    int64_t span_ms;     /* max 61 * B: older events count nowhere */
+    uint32_t span_units; /* span_ms / unit_ms */
     int64_t bucket_ms[USERTABLE_SERIES_MAX];
-    bool used[WINDOW_METRIC__MAX];          /* some series counts this metric */
-    uint8_t totmask;                        /* metrics with a lifetime total */
+    bool used[WINDOW_METRIC__MAX]; /* some series counts this metric */
+    uint8_t totmask;               /* metrics with a lifetime total */
 };
 
 struct usertable {
@@ -105,7 +106,7 @@ struct usertable {
     uint32_t *gens;
     uint32_t nslots, slots_cap;
     uint32_t *buckets;
-    uint32_t nbuckets; /* a power of two */
+    uint32_t nbuckets;           /* a power of two */
     uint32_t lru_head, lru_tail; /* most and least recently active */
     size_t count;
     uint64_t evictions, nomem;
@@ -363,8 +364,7 @@ usertable_sparse_drop(struct usertable_entry *e, size_t i, size_t k)
 }
 
 static int
-usertable_sparse_push(struct usertable_entry *e,
-                      struct usertable_event ev)
+usertable_sparse_push(struct usertable_entry *e, struct usertable_event ev)
 {
     if (e->nev >= USERTABLE_SPARSE_MAX)
         return -ENOSPC;
@@ -403,8 +403,7 @@ usertable_sparse_purge(const struct usertable *t, struct usertable_entry *e)
  * sighting of the same fragment. Returns true when @ev was absorbed.
  */
 static bool
-usertable_sparse_merge(struct usertable_entry *e,
-                       struct usertable_event ev, bool distinct)
+usertable_sparse_merge(struct usertable_entry *e, struct usertable_event ev, bool distinct)
 {
     if (distinct) {
         for (size_t i = 0; i < e->nev; i++) {
@@ -432,8 +431,8 @@ usertable_sparse_merge(struct usertable_entry *e,
         if (usertable_ev_code(*p) > WINDOW_RECIPIENTS && usertable_ev_code(*p) != USERTABLE_EV_PAIR)
             continue;
         msgs = usertable_ev_amount(*p, WINDOW_MESSAGES) + usertable_ev_amount(ev, WINDOW_MESSAGES);
-        rcpts = usertable_ev_amount(*p, WINDOW_RECIPIENTS) +
-                usertable_ev_amount(ev, WINDOW_RECIPIENTS);
+        rcpts =
+            usertable_ev_amount(*p, WINDOW_RECIPIENTS) + usertable_ev_amount(ev, WINDOW_RECIPIENTS);
         if (msgs <= USERTABLE_PAIR_MMAX && rcpts <= USERTABLE_PAIR_RMAX) {
             p->mv = USERTABLE_EV_PAIR << USERTABLE_EV_BITS | msgs << USERTABLE_PAIR_RBITS | rcpts;
             return true;
@@ -579,8 +578,8 @@ usertable_record(struct usertable *t, struct usertable_entry *e, enum window_met
 }
 
 void
-usertable_add(struct usertable *t, struct usertable_entry *e, enum window_metric m,
-              int64_t ts_ms, uint32_t n)
+usertable_add(struct usertable *t, struct usertable_entry *e, enum window_metric m, int64_t ts_ms,
+              uint32_t n)
 {
     if ((unsigned)m >= WINDOW_METRIC__MAX || window_metric_is_distinct(m))
         return;
@@ -778,8 +777,7 @@ usertable_entry_alloc(const struct usertable *t, unsigned scope, const char *key
 }
 
 static struct usertable_entry *
-usertable_find(const struct usertable *t, unsigned scope, const char *key, size_t len,
-               uint64_t h)
+usertable_find(const struct usertable *t, unsigned scope, const char *key, size_t len, uint64_t h)
 {
     for (uint32_t i = t->buckets[h & (t->nbuckets - 1)]; i != USERTABLE_NIL;) {
         struct usertable_entry *e = t->slots[i];
@@ -793,8 +791,8 @@ usertable_find(const struct usertable *t, unsigned scope, const char *key, size_
 
 /* Add a new identity; the caller checked that it is absent. */
 static int
-usertable_create(struct usertable *t, unsigned scope, const char *key, size_t len,
-                 int64_t now_ms, uint64_t h, struct usertable_entry **ret)
+usertable_create(struct usertable *t, unsigned scope, const char *key, size_t len, int64_t now_ms,
+                 uint64_t h, struct usertable_entry **ret)
 {
     struct usertable_entry *e;
     uint32_t slot, *head;
@@ -1187,8 +1185,8 @@ usertable_load_series(const struct usertable *t, struct usertable_reader *r,
 }
 
 static int
-usertable_load_sparse(struct usertable *t, struct usertable_entry *e,
-                      struct usertable_reader *r, int64_t newest)
+usertable_load_sparse(struct usertable *t, struct usertable_entry *e, struct usertable_reader *r,
+                      int64_t newest)
 {
     size_t n = (size_t)usertable_r_u64(r, 1);
     int64_t prev = INT64_MIN;
@@ -1200,8 +1198,7 @@ usertable_load_sparse(struct usertable *t, struct usertable_entry *e,
         uint64_t m = usertable_r_u64(r, 1);
         uint32_t v = (uint32_t)usertable_r_u64(r, 4);
 
-        if (r->bad || m >= WINDOW_METRIC__MAX || ts < prev || ts > newest ||
-            v > USERTABLE_EV_MAX)
+        if (r->bad || m >= WINDOW_METRIC__MAX || ts < prev || ts > newest || v > USERTABLE_EV_MAX)
             return -EBADMSG;
         prev = ts;
         /* ts <= newest here: the unsigned difference cannot overflow, a signed one can */

@@ -37,8 +37,8 @@ struct usertable_params {
 
 /* Per-identity policy state, owned by lib/policy, stored with the identity. */
 struct usertable_policy {
-    uint32_t tripped;         /* bit i: rule i has fired and not been released */
-    int64_t quiet_until_ms;   /* after a release: no new trip before this log time */
+    uint32_t tripped;       /* bit i: rule i has fired and not been released */
+    int64_t quiet_until_ms; /* after a release: no new trip before this log time */
 };
 
 /* A stable reference to an entry that survives its eviction (then deref gives NULL). */

@@ -77,8 +77,8 @@ util_parse_duration_ms(const char *s, int64_t *ret)
         const char *suffix;
         uint64_t ms;
     } units[] = {
-        { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
-        { "", 1000 },
+        { "ms", 1 },      { "s", 1000 },     { "m", 60000 },
+        { "h", 3600000 }, { "d", 86400000 }, { "", 1000 },
     };
     size_t n = strlen(s), digits = 0;
     uint64_t v, ms;
@@ -130,8 +130,8 @@ util_format_time(int64_t ms, char *buf, size_t size)
     int64_t m = mp < 10 ? mp + 3 : mp - 9;
     y += m <= 2;
     (void)snprintf(buf, size, "%04lld-%02lld-%02lld %02lld:%02lld:%02lld", (long long)y,
-                   (long long)m, (long long)d, (long long)(sod / 3600),
-                   (long long)(sod / 60 % 60), (long long)(sod % 60));
+                   (long long)m, (long long)d, (long long)(sod / 3600), (long long)(sod / 60 % 60),
+                   (long long)(sod % 60));
 }
 
 void

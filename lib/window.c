@@ -56,9 +56,8 @@ struct window_distinct {
 };
 
 static const char *const window_metric_names[WINDOW_METRIC__MAX] = {
-    [WINDOW_MESSAGES] = "messages", [WINDOW_RECIPIENTS] = "recipients",
-    [WINDOW_FAILED] = "failed",     [WINDOW_DEFERRED] = "deferred",
-    [WINDOW_DOMAINS] = "domains",   [WINDOW_IPS] = "ips",
+    [WINDOW_MESSAGES] = "messages", [WINDOW_RECIPIENTS] = "recipients", [WINDOW_FAILED] = "failed",
+    [WINDOW_DEFERRED] = "deferred", [WINDOW_DOMAINS] = "domains",       [WINDOW_IPS] = "ips",
     [WINDOW_MISMATCH] = "mismatch", [WINDOW_AUTHFAIL] = "authfail",
 };
 
@@ -188,8 +187,7 @@ window_export(const struct window *w, int64_t *ret_head, uint32_t ret_counts[WIN
 {
     *ret_head = w->head;
     for (int64_t i = 0; i < WINDOW_SLOTS; i++)
-        ret_counts[i] =
-            w->head == INT64_MIN ? 0 : w->n[window_slot(w->head - WINDOW_BUCKETS + i)];
+        ret_counts[i] = w->head == INT64_MIN ? 0 : w->n[window_slot(w->head - WINDOW_BUCKETS + i)];
 }
 
 void

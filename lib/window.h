@@ -104,8 +104,8 @@ bool window_distinct_is_empty(const struct window_distinct *d, int64_t now_ms);
  * Snapshot state: writes the newest bucket, the overflow bucket (INT64_MIN: none) and up to
  * WINDOW_DISTINCT_MAX items to @ret_items; returns the number of items.
  */
-size_t window_distinct_export(const struct window_distinct *d, int64_t *ret_head,
-                              int64_t *ret_sat, struct window_distinct_item *ret_items);
+size_t window_distinct_export(const struct window_distinct *d, int64_t *ret_head, int64_t *ret_sat,
+                              struct window_distinct_item *ret_items);
 /* Restore exported state; returns 0, -EINVAL (@n over the cap), -ENOMEM. */
 int window_distinct_import(struct window_distinct *d, int64_t head, int64_t sat,
                            const struct window_distinct_item *items, size_t n);

@@ -81,11 +81,11 @@ main(int argc, char **argv)
     log_setup(LOG_SINK_STDERR, LOG_DEBUG);
     memset(&cfg, 0, sizeof(cfg));
     memset(&ap, 0, sizeof(ap));
-    cfg.exim_path = (char *)(uintptr_t)"/usr/sbin/exim";
-    cfg.spool_dir = (char *)(uintptr_t)"/var/spool/exim";
-    cfg.blocklist_file = (char *)(uintptr_t)"/etc/exim/floodgate-blocklist";
-    cfg.whmapi1_path = (char *)(uintptr_t)"/usr/local/cpanel/bin/whmapi1";
-    cfg.uapi_path = (char *)(uintptr_t)"/usr/local/cpanel/bin/uapi";
+    cfg.exim_path = (char *)(uintptr_t) "/usr/sbin/exim";
+    cfg.spool_dir = (char *)(uintptr_t) "/var/spool/exim";
+    cfg.blocklist_file = (char *)(uintptr_t) "/etc/exim/floodgate-blocklist";
+    cfg.whmapi1_path = (char *)(uintptr_t) "/usr/local/cpanel/bin/whmapi1";
+    cfg.uapi_path = (char *)(uintptr_t) "/usr/local/cpanel/bin/uapi";
     cfg.action_timeout_ms = 30000;
     cfg.freeze_batch = 50;
     cfg.max_actions_per_hour = 100;

@@ -249,16 +249,18 @@ START_TEST(test_action_circuit_breaker)
     cfg->max_actions_per_hour = 2;
     a = open_action(&fs->ops, NULL);
     for (int i = 0; i < 3; i++) {
-        struct action_request r = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = id,
-                                    .actions = CONFIG_ACTION_HOLD };
+        struct action_request r = {
+            .rule = "r", .scope = SCOPE_ACCOUNT, .id = id, .actions = CONFIG_ACTION_HOLD
+        };
         (void)snprintf(id, sizeof(id), "user%d", i);
         ck_assert_int_eq(action_trip(a, &r), i < 2 ? 0 : -EBUSY);
     }
     ck_assert(audit_has("\"event\":\"circuit_open\""));
     ck_assert(!action_is_active(a, SCOPE_ACCOUNT, "user2"));
     clock_fake_advance(&fclock, 3600 * 1000 + 1);
-    struct action_request r = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "user2",
-                                .actions = CONFIG_ACTION_HOLD };
+    struct action_request r = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "user2", .actions = CONFIG_ACTION_HOLD
+    };
     ck_assert_int_eq(action_trip(a, &r), 0);
     action_free(a);
 }
@@ -285,7 +287,8 @@ START_TEST(test_action_ledger_restart)
 
     ck_assert_int_eq(action_trip(a, &r), 0);
     fake_spawner_flush(fs);
-    ck_assert(file_has(blocklist, "box@example.com: suspend mailbox box@example.com mailbox-burst"));
+    ck_assert(
+        file_has(blocklist, "box@example.com: suspend mailbox box@example.com mailbox-burst"));
     action_free(a);
 
     /* restart: a new module, a new spawner, the same state dir */
@@ -344,17 +347,14 @@ START_TEST(test_action_adopt_frozen)
     struct action *a = open_action(&fs->ops, NULL);
     struct action_request r = box_req(CONFIG_ACTION_FREEZE);
 
-    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com",
-                                         "1xVYNi-0001Xt-09"),
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com", "1xVYNi-0001Xt-09"),
                      -ENOENT); /* not active yet */
     ck_assert_int_eq(action_trip(a, &r), 0);
     fake_spawner_flush(fs);
     ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com", "-oXbad"), -EINVAL);
-    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com",
-                                         "1xVYNi-0001Xt-09"),
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com", "1xVYNi-0001Xt-09"),
                      1);
-    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com",
-                                         "1xVYNi-0001Xt-09"),
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com", "1xVYNi-0001Xt-09"),
                      0);
     /* survives a restart (ledger) and is thawed by the release with the rest */
     action_free(a);
@@ -380,9 +380,11 @@ START_TEST(test_action_batches)
         write_h(buf[i], "--ident acct1\n-local\n");
         ids[i] = buf[i];
     }
-    struct action_request r = { .rule = "script-burst", .scope = SCOPE_SCRIPT,
-                                .id = "acct1:/home/acct1/public_html", .actions =
-                                CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD, .msgids = ids,
+    struct action_request r = { .rule = "script-burst",
+                                .scope = SCOPE_SCRIPT,
+                                .id = "acct1:/home/acct1/public_html",
+                                .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+                                .msgids = ids,
                                 .nmsgids = 5 };
     ck_assert_int_eq(action_trip(a, &r), 0);
     fake_spawner_flush(fs);
@@ -396,8 +398,9 @@ END_TEST
 START_TEST(test_action_rejects_bad_input)
 {
     struct action *a = open_action(&fs->ops, NULL);
-    struct action_request r = { .rule = "r", .scope = SCOPE_MAILBOX, .id = "-oX@example.com",
-                                .actions = CONFIG_ACTION_HOLD };
+    struct action_request r = {
+        .rule = "r", .scope = SCOPE_MAILBOX, .id = "-oX@example.com", .actions = CONFIG_ACTION_HOLD
+    };
     ck_assert_int_eq(action_trip(a, &r), -EINVAL);
     r.scope = SCOPE_ACCOUNT;
     r.id = "root;rm";
@@ -414,8 +417,7 @@ START_TEST(test_action_corrupt_ledger_refused)
 {
     char path[400];
     struct action *a = NULL;
-    struct action_params p = { .clock = &clk, .cfg = cfg, .state_dir = state,
-                               .spawner = &fs->ops };
+    struct action_params p = { .clock = &clk, .cfg = cfg, .state_dir = state, .spawner = &fs->ops };
     (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
     FILE *f = fopen(path, "w");
     fputs("floodgate-ledger 1\nE\tacted\tmailbox\n", f);
@@ -433,9 +435,10 @@ setup_stubs(void)
 {
     char cmd[2048];
     (void)snprintf(stubdir, sizeof(stubdir), "%s/bin", dir);
-    (void)snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/../e2e/cpanel-stub/whmapi1 "
-                   "%s/../e2e/cpanel-stub/uapi %s/", stubdir, FG_FIXTURES_DIR,
-                   FG_FIXTURES_DIR, stubdir);
+    (void)snprintf(cmd, sizeof(cmd),
+                   "mkdir -p %s && cp %s/../e2e/cpanel-stub/whmapi1 "
+                   "%s/../e2e/cpanel-stub/uapi %s/",
+                   stubdir, FG_FIXTURES_DIR, FG_FIXTURES_DIR, stubdir);
     ck_assert_int_eq(system(cmd), 0);
     (void)snprintf(holdf, sizeof(holdf), "%s/outgoing_mail_hold_users", dir);
     (void)snprintf(suspf, sizeof(suspf), "%s/outgoing_mail_suspended_users", dir);
@@ -453,8 +456,14 @@ static struct action *
 open_cpanel(struct spawner *sp)
 {
     struct action_params p = {
-        .loop = EV_DEFAULT, .clock = &clk, .cfg = cfg, .state_dir = state, .spawner = sp,
-        .audit = on_audit, .done = on_done, .hold_users_file = holdf,
+        .loop = EV_DEFAULT,
+        .clock = &clk,
+        .cfg = cfg,
+        .state_dir = state,
+        .spawner = sp,
+        .audit = on_audit,
+        .done = on_done,
+        .hold_users_file = holdf,
         .suspended_users_file = suspf,
     };
     struct action *a = NULL;
@@ -500,8 +509,9 @@ START_TEST(test_action_cpanel_stub_preexisting_and_failure)
     fclose(f);
     sp = spawner_new(EV_DEFAULT, state, NULL);
     a = open_cpanel(sp);
-    struct action_request r = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct2",
-                                .actions = CONFIG_ACTION_HOLD };
+    struct action_request r = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct2", .actions = CONFIG_ACTION_HOLD
+    };
     ck_assert_int_eq(action_trip(a, &r), 0);
     ev_run(EV_DEFAULT, 0);
     ck_assert(last.backend_preexisting);
@@ -512,16 +522,18 @@ START_TEST(test_action_cpanel_stub_preexisting_and_failure)
     ck_assert(file_has(holdf, "acct2"));
 
     /* WHM says no: metadata.result 0 */
-    struct action_request r2 = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "fgfail",
-                                 .actions = CONFIG_ACTION_SUSPEND };
+    struct action_request r2 = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "fgfail", .actions = CONFIG_ACTION_SUSPEND
+    };
     ck_assert_int_eq(action_trip(a, &r2), 0);
     ev_run(EV_DEFAULT, 0);
     ck_assert(file_has(argvlog, "whmapi1 --output=json suspend_outgoing_email user=fgfail"));
     ck_assert_int_eq(last.backend_err, -EIO);
     ck_assert(audit_has("metadata.result=0: The user fgfail is not a cPanel user."));
     /* an account hold with the real whmapi1 stand-in */
-    struct action_request r3 = { .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct3",
-                                 .actions = CONFIG_ACTION_HOLD };
+    struct action_request r3 = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct3", .actions = CONFIG_ACTION_HOLD
+    };
     ck_assert_int_eq(action_trip(a, &r3), 0);
     ev_run(EV_DEFAULT, 0);
     ck_assert(file_has(argvlog, "whmapi1 --output=json hold_outgoing_email user=acct3"));

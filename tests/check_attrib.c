@@ -2,14 +2,15 @@
  * check_attrib.c - attribution rules (DESIGN.md "Attribution"), table-driven over
  * hand-built events, so the tests do not depend on the parser.
  */
-#include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <check.h>
+
 #include "attrib.h"
 
-static const uint8_t attrib_test_key[SIPHASH_KEY_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8,
+static const uint8_t attrib_test_key[SIPHASH_KEY_LEN] = { 1, 2,  3,  4,  5,  6,  7,  8,
                                                           9, 10, 11, 12, 13, 14, 15, 16 };
 
 static const char attrib_test_userdomains[] = "example.com: acct1\n"
@@ -43,14 +44,14 @@ static const struct attrib_case good[] = {
       "a%shop.example.net", "x@gmail.com", 1, 1, ATTRIB_OUTBOUND, "a@shop.example.net", "acct2" },
     { "www stripped", "b@www.example.com", "[192.0.2.1]", NULL, "esmtpa", "b@www.example.com",
       "x@gmail.com", 1, 1, ATTRIB_OUTBOUND, "b@www.example.com", "acct1" },
-    { "system mailbox", "acct1@host.example", "[192.0.2.1]", NULL, "esmtpa", "acct1",
-      "x@gmail.com", 1, 1, ATTRIB_OUTBOUND, "acct1", "acct1" },
+    { "system mailbox", "acct1@host.example", "[192.0.2.1]", NULL, "esmtpa", "acct1", "x@gmail.com",
+      1, 1, ATTRIB_OUTBOUND, "acct1", "acct1" },
     { "unknown domain", "z@elsewhere.org", "[192.0.2.1]", NULL, "esmtpa", "z@elsewhere.org",
       "x@gmail.com", 1, 1, ATTRIB_OUTBOUND, "z@elsewhere.org", "" },
     { "spoofed sender", "ceo@bank.example", "[192.0.2.1]", NULL, "esmtpsa", "a@example.com",
       "x@gmail.com", 1, 1, ATTRIB_OUTBOUND | ATTRIB_MISMATCH, "a@example.com", "acct1" },
-    { "local submission", "acct1@host.example", NULL, "acct1", "local", NULL, "x@gmail.com", 1,
-      1, ATTRIB_OUTBOUND, "", "acct1" },
+    { "local submission", "acct1@host.example", NULL, "acct1", "local", NULL, "x@gmail.com", 1, 1,
+      ATTRIB_OUTBOUND, "", "acct1" },
     { "nobody", "nobody@host.example", NULL, "nobody", "local", NULL, "x@gmail.com", 1, 1,
       ATTRIB_OUTBOUND | ATTRIB_NOBODY, "", "nobody" },
     { "bounce", "<>", NULL, "mailnull", "local", NULL, "x@gmail.com", 1, 0, ATTRIB_BOUNCE, "",
@@ -97,9 +98,9 @@ attrib_test_maps(void)
     unsigned line = 0;
 
     ck_assert_ptr_nonnull(m);
-    ck_assert_int_eq(attrib_maps_add(m, attrib_test_userdomains, strlen(attrib_test_userdomains),
-                                     true, &line),
-                     2);
+    ck_assert_int_eq(
+        attrib_maps_add(m, attrib_test_userdomains, strlen(attrib_test_userdomains), true, &line),
+        2);
     return m;
 }
 

@@ -3,7 +3,6 @@
  * real round trip over a unix socket in a temporary directory, served from a libev loop
  * in a child process while the parent plays floodgatectl.
  */
-#include <check.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <check.h>
 #include <ev.h>
 
 #include "ctl.h"
@@ -90,8 +90,9 @@ START_TEST(test_ctl_round_trip)
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-        struct ctl_params p = { .loop = loop, .path = path, .status = ctl_test_status,
-                                .release = ctl_test_release };
+        struct ctl_params p = {
+            .loop = loop, .path = path, .status = ctl_test_status, .release = ctl_test_release
+        };
         struct ctl *c = NULL;
         if (ctl_open(&p, &c) < 0)
             _exit(3);

@@ -4,9 +4,10 @@
  * identities, our own consequences and retry repeats never counted, release and
  * cooldown, a forged cwd= record never counted, reload keeping or resetting counters.
  */
-#include <check.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <check.h>
 
 #include "engine.h"
 
@@ -56,9 +57,8 @@ engine_setup(void)
     struct diag d;
 
     memset(&fx, 0, sizeof(fx));
-    ck_assert_int_eq(config_parse(engine_test_yaml, strlen(engine_test_yaml), "test.yml", &fx.cfg,
-                                  &d),
-                     0);
+    ck_assert_int_eq(
+        config_parse(engine_test_yaml, strlen(engine_test_yaml), "test.yml", &fx.cfg, &d), 0);
     fx.maps = attrib_maps_new(ep.key);
     ck_assert_int_eq(attrib_maps_add(fx.maps, ud, strlen(ud), true, NULL), 2);
     ep.cfg = fx.cfg;
@@ -114,7 +114,10 @@ START_TEST(test_engine_trips_once_on_mailbox)
     size_t n;
 
     for (int i = 0; i < 3; i++)
-        ck_assert_uint_eq(engine_smtp("00:0" "1", ids[i], "Box@Example.com", NULL), 0);
+        ck_assert_uint_eq(engine_smtp("00:0"
+                                      "1",
+                                      ids[i], "Box@Example.com", NULL),
+                          0);
     n = engine_smtp("00:02", ids[3], "box@example.com", NULL);
     ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 1);
     ck_assert_str_eq(fx.notes[0].id, "box@example.com");
@@ -278,11 +281,9 @@ START_TEST(test_engine_release_and_cooldown)
         n = engine_smtp("00:01", id, "box@example.com", NULL);
     }
     ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 1);
-    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "box@example.com",
-                                    engine_now_ms(fx.e)),
+    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "box@example.com", engine_now_ms(fx.e)),
                      1);
-    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "nobody@example.com",
-                                    engine_now_ms(fx.e)),
+    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "nobody@example.com", engine_now_ms(fx.e)),
                      0);
     /* within the cooldown (10m) the burst goes on without a new trip */
     n = engine_smtp("00:30", "1vwqhc-00FFF8-xm", "box@example.com", NULL);
@@ -301,8 +302,8 @@ START_TEST(test_engine_time_never_goes_back)
 {
     engine_smtp("05:00", "1vwqhc-00HHH1-xm", "box@example.com", NULL);
     engine_smtp("01:00", "1vwqhc-00HHH2-xm", "box@example.com", NULL);
-    ck_assert_int_eq(engine_now_ms(fx.e), util_days_from_civil(2026, 3, 2) * 86400000 +
-                                              (10 * 3600 + 5 * 60) * 1000LL);
+    ck_assert_int_eq(engine_now_ms(fx.e),
+                     util_days_from_civil(2026, 3, 2) * 86400000 + (10 * 3600 + 5 * 60) * 1000LL);
 }
 END_TEST
 

@@ -2,9 +2,10 @@
  * check_msgtrack.c - the table of queued messages: add, find, remove, forget the oldest
  * when full, and list an identity's queued ids in arrival order.
  */
-#include <check.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <check.h>
 
 #include "msgtrack.h"
 

@@ -84,13 +84,12 @@ struct parse_case {
 
 static const struct parse_case parse_cases[] = {
     { "minimal", "1xVYNi-0001Xt-23-H\nu 1 2\n<>\n100 0\nXX\n", 0, NULL, NULL, false },
-    { "quoter", "id-H\nu 1 2\n<a@b>\n100 0\n--(pgsql)auth_id x@y\n-ident u\nXX\n", 0, "x@y",
-      "u", false },
-    { "frozen", "id-H\nu 1 2\n<a@b>\n100 0\n-frozen 17\n-manual_thaw\nXX\n", 0, NULL, NULL,
-      true },
+    { "quoter", "id-H\nu 1 2\n<a@b>\n100 0\n--(pgsql)auth_id x@y\n-ident u\nXX\n", 0, "x@y", "u",
+      false },
+    { "frozen", "id-H\nu 1 2\n<a@b>\n100 0\n-frozen 17\n-manual_thaw\nXX\n", 0, NULL, NULL, true },
     { "empty auth", "id-H\nu 1 2\n<a@b>\n100 0\n-auth_id\nXX\n", 0, "", NULL, false },
-    { "header not option", "id-H\nu 1 2\n<a@b>\n100 0\nXX\n1\nr@x\n\n020F -auth_id evil\n", 0,
-      NULL, NULL, false },
+    { "header not option", "id-H\nu 1 2\n<a@b>\n100 0\nXX\n1\nr@x\n\n020F -auth_id evil\n", 0, NULL,
+      NULL, false },
     { "no -H", "id\nu 1 2\n<a@b>\n100 0\nXX\n", -EBADMSG, NULL, NULL, false },
     { "bad uid", "id-H\nu x 2\n<a@b>\n100 0\nXX\n", -EBADMSG, NULL, NULL, false },
     { "extra ids", "id-H\nu 1 2 3\n<a@b>\n100 0\nXX\n", -EBADMSG, NULL, NULL, false },
@@ -139,16 +138,16 @@ static const struct confirm_case confirm_cases[] = {
       SCOPE_MAILBOX, "A@EXAMPLE.com", true },
     { "mailbox other", "i-H\nu 1 2\n<a@b>\n1 0\n-auth_id a@example.com\nXX\n", SCOPE_MAILBOX,
       "b@example.com", false },
-    { "mailbox no auth", "i-H\nu 1 2\n<a@example.com>\n1 0\nXX\n", SCOPE_MAILBOX,
+    { "mailbox no auth", "i-H\nu 1 2\n<a@example.com>\n1 0\nXX\n", SCOPE_MAILBOX, "a@example.com",
+      false },
+    { "mailbox prefix", "i-H\nu 1 2\n<a@b>\n1 0\n-auth_id a@example.com.evil\nXX\n", SCOPE_MAILBOX,
       "a@example.com", false },
-    { "mailbox prefix", "i-H\nu 1 2\n<a@b>\n1 0\n-auth_id a@example.com.evil\nXX\n",
-      SCOPE_MAILBOX, "a@example.com", false },
-    { "account local", "i-H\nu 1 2\n<x@y>\n1 0\n-ident acct\n-local\nXX\n", SCOPE_ACCOUNT,
-      "acct", true },
+    { "account local", "i-H\nu 1 2\n<x@y>\n1 0\n-ident acct\n-local\nXX\n", SCOPE_ACCOUNT, "acct",
+      true },
     { "account remote ident", "i-H\nu 1 2\n<x@y>\n1 0\n-ident acct\n-host_address 1.2.3.4\nXX\n",
       SCOPE_ACCOUNT, "acct", false },
-    { "account auth owner", "i-H\nu 1 2\n<x@y>\n1 0\n-auth_id box@example.com\nXX\n",
-      SCOPE_ACCOUNT, "exacct", true },
+    { "account auth owner", "i-H\nu 1 2\n<x@y>\n1 0\n-auth_id box@example.com\nXX\n", SCOPE_ACCOUNT,
+      "exacct", true },
     { "account auth not owner", "i-H\nu 1 2\n<x@y>\n1 0\n-auth_id box@example.org\nXX\n",
       SCOPE_ACCOUNT, "exacct", false },
     { "account system login", "i-H\nu 1 2\n<x@y>\n1 0\n-auth_id acct\n-host_address 1.2.3.4\nXX\n",
@@ -157,8 +156,7 @@ static const struct confirm_case confirm_cases[] = {
       true },
     { "script no colon", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\nXX\n", SCOPE_SCRIPT, "acct",
       false },
-    { "script other", "i-H\nu 1 2\n<x@y>\n1 0\n--ident bob\nXX\n", SCOPE_SCRIPT, "acct:/x",
-      false },
+    { "script other", "i-H\nu 1 2\n<x@y>\n1 0\n--ident bob\nXX\n", SCOPE_SCRIPT, "acct:/x", false },
 };
 
 START_TEST(test_spool_confirm_table)
@@ -209,12 +207,9 @@ START_TEST(test_spool_read_flat_and_split)
     (void)snprintf(path, sizeof(path), "%s/input/r/1xVYNr-0001Yf-21-H", tmpdir);
     write_file(path, "1xVYNr-0001Yf-21-H\nu 1 2\n<a@b>\n1 0\nXX\n");
     ck_assert_int_eq(spool_read_header(tmpdir, "1xVYNr-0001Yf-21", buf, sizeof(buf), &n), 0);
-    ck_assert_int_eq(spool_read_header(tmpdir, "1xVYNz-0001Yf-21", buf, sizeof(buf), &n),
-                     -ENOENT);
-    ck_assert_int_eq(spool_read_header(tmpdir, "../../etc/passwd", buf, sizeof(buf), &n),
-                     -EINVAL);
-    ck_assert_int_eq(spool_read_header(tmpdir, "-xVYNr-0001Yf-21", buf, sizeof(buf), &n),
-                     -EINVAL);
+    ck_assert_int_eq(spool_read_header(tmpdir, "1xVYNz-0001Yf-21", buf, sizeof(buf), &n), -ENOENT);
+    ck_assert_int_eq(spool_read_header(tmpdir, "../../etc/passwd", buf, sizeof(buf), &n), -EINVAL);
+    ck_assert_int_eq(spool_read_header(tmpdir, "-xVYNr-0001Yf-21", buf, sizeof(buf), &n), -EINVAL);
 }
 END_TEST
 

@@ -48,8 +48,12 @@ teardown(void)
 static struct tail_pos
 sample_pos(void)
 {
-    struct tail_pos p = { .dev = 2049, .ino = 1234567, .offset = 987654321, .fp_len = 1024,
-                          .marker_len = 256, .marker = 0x0123456789abcdefULL };
+    struct tail_pos p = { .dev = 2049,
+                          .ino = 1234567,
+                          .offset = 987654321,
+                          .fp_len = 1024,
+                          .marker_len = 256,
+                          .marker = 0x0123456789abcdefULL };
     for (unsigned i = 0; i < 32; i++)
         p.fp[i] = (uint8_t)(i * 7 + 3);
     return p;

@@ -21,10 +21,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <check.h>
 #include <ev.h>
+#include <zlib.h>
 
 #include "clock.h"
 #include "log.h"
@@ -199,11 +199,10 @@ static void
 assert_exact(uint32_t from, uint32_t to)
 {
     ck_assert_uint_eq(sink.bad, 0);
-    ck_assert_msg(sink.n == (size_t)(to - from), "expected %u records, got %zu", to - from,
-                  sink.n);
+    ck_assert_msg(sink.n == (size_t)(to - from), "expected %u records, got %zu", to - from, sink.n);
     for (size_t i = 0; i < sink.n; i++)
-        ck_assert_msg(sink.seq[i] == from + i, "record %zu: seq %u, expected %zu", i,
-                      sink.seq[i], from + i);
+        ck_assert_msg(sink.seq[i] == from + i, "record %zu: seq %u, expected %zu", i, sink.seq[i],
+                      from + i);
 }
 
 /*
@@ -342,10 +341,10 @@ enum rot { ROT_NONE, ROT_RENAME, ROT_COPYTRUNCATE, ROT_DELETE };
 
 struct writer {
     uint32_t total;
-    uint32_t every;     /* rotate after this many lines (0: never) */
+    uint32_t every; /* rotate after this many lines (0: never) */
     enum rot rot;
-    uint32_t pace;      /* lines between 1 ms pauses (0: full speed) */
-    uint32_t w_lines;   /* copytruncate: lines written between the copy and the truncate */
+    uint32_t pace;    /* lines between 1 ms pauses (0: full speed) */
+    uint32_t w_lines; /* copytruncate: lines written between the copy and the truncate */
 };
 
 /* Child: write the lines, rotating as told; _exit() without touching the test's state. */
@@ -501,8 +500,9 @@ END_TEST
 START_TEST(test_tail_copytruncate_under_write)
 {
     /* w = 20 lines per rotation between the copy and the truncate: at most once. */
-    struct writer w = { .total = 30000, .every = 3000, .rot = ROT_COPYTRUNCATE, .w_lines = 20,
-                        .pace = 50 };
+    struct writer w = {
+        .total = 30000, .every = 3000, .rot = ROT_COPYTRUNCATE, .w_lines = 20, .pace = 50
+    };
     struct tail *t;
     struct tail_stats st;
     pid_t pid;
@@ -602,9 +602,9 @@ START_TEST(test_tail_copytruncate_paused)
     append_lines(logpath, 0, 100);
     t = open_tail_from_start();
     ck_assert_uint_eq(wait_n(100, 5000), 100);
-    append_lines(logpath, 100, 150);  /* unread */
+    append_lines(logpath, 100, 150); /* unread */
     copy_file(logpath, p1);
-    append_lines(logpath, 150, 160);  /* w: between copy and truncate */
+    append_lines(logpath, 150, 160); /* w: between copy and truncate */
     fd = open(logpath, O_WRONLY | O_TRUNC | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
     (void)close(fd);
@@ -915,17 +915,17 @@ START_TEST(test_tail_rotation_while_stopped)
     tail_free(t);
     sink.n = 0;
 
-    append_lines(logpath, 100, 200);            /* rest of file A */
-    ck_assert_int_eq(rename(logpath, p1), 0);   /* A -> .1 */
-    append_lines(logpath, 200, 300);            /* B */
+    append_lines(logpath, 100, 200);          /* rest of file A */
+    ck_assert_int_eq(rename(logpath, p1), 0); /* A -> .1 */
+    append_lines(logpath, 200, 300);          /* B */
     {
         char p2[320];
         sub_path(p2, sizeof(p2), ".2");
-        ck_assert_int_eq(rename(p1, p2), 0);    /* A -> .2 -> .2.gz (delaycompress) */
+        ck_assert_int_eq(rename(p1, p2), 0); /* A -> .2 -> .2.gz (delaycompress) */
         gzip_file(p2, p2gz);
     }
-    ck_assert_int_eq(rename(logpath, p1), 0);   /* B -> .1 */
-    append_lines(logpath, 300, 400);            /* C, live */
+    ck_assert_int_eq(rename(logpath, p1), 0); /* B -> .1 */
+    append_lines(logpath, 300, 400);          /* C, live */
     {
         struct tail_params p = { .resume = &pos };
         t = open_tail(&p);
@@ -1027,12 +1027,12 @@ START_TEST(test_tail_resume_chain_gz)
     struct tail_pos pos = checkpoint_at(100, 250);
     struct tail_stats st;
 
-    rotate_shift(5);                    /* A -> .1 */
-    append_lines(logpath, 250, 400);    /* B */
-    rotate_shift(5);                    /* A -> .2.gz, B -> .1 */
-    append_lines(logpath, 400, 550);    /* C */
-    rotate_shift(5);                    /* A -> .3.gz, B -> .2.gz, C -> .1 */
-    append_lines(logpath, 550, 600);    /* D, live */
+    rotate_shift(5);                 /* A -> .1 */
+    append_lines(logpath, 250, 400); /* B */
+    rotate_shift(5);                 /* A -> .2.gz, B -> .1 */
+    append_lines(logpath, 400, 550); /* C */
+    rotate_shift(5);                 /* A -> .3.gz, B -> .2.gz, C -> .1 */
+    append_lines(logpath, 550, 600); /* D, live */
     {
         struct tail_params p = { .resume = &pos };
         t = open_tail(&p);
@@ -1057,14 +1057,14 @@ START_TEST(test_tail_resume_checkpoint_rotated_away)
     struct tail_pos pos = checkpoint_at(100, 250);
     struct tail_stats st;
 
-    rotate_shift(3);                    /* A -> .1 */
-    append_lines(logpath, 250, 400);    /* B */
-    rotate_shift(3);                    /* A -> .2.gz, B -> .1 */
-    append_lines(logpath, 400, 550);    /* C */
-    rotate_shift(3);                    /* A -> .3.gz, B -> .2.gz, C -> .1 */
-    append_lines(logpath, 550, 700);    /* D */
-    rotate_shift(3);                    /* A deleted, B -> .3.gz, C -> .2.gz, D -> .1 */
-    append_lines(logpath, 700, 750);    /* E, live */
+    rotate_shift(3);                 /* A -> .1 */
+    append_lines(logpath, 250, 400); /* B */
+    rotate_shift(3);                 /* A -> .2.gz, B -> .1 */
+    append_lines(logpath, 400, 550); /* C */
+    rotate_shift(3);                 /* A -> .3.gz, B -> .2.gz, C -> .1 */
+    append_lines(logpath, 550, 700); /* D */
+    rotate_shift(3);                 /* A deleted, B -> .3.gz, C -> .2.gz, D -> .1 */
+    append_lines(logpath, 700, 750); /* E, live */
     {
         struct tail_params p = { .resume = &pos };
         t = open_tail(&p);
@@ -1136,13 +1136,13 @@ START_TEST(test_tail_double_rotation_unseen)
     t = open_tail_from_start();
     ck_assert_uint_eq(wait_n(100, 5000), 100);
     run_for(20);
-    append_lines(logpath, 100, 150);    /* rest of A, unread */
-    rotate_shift(5);                    /* A -> .1 */
-    append_lines(logpath, 150, 300);    /* B: live, never seen */
-    rotate_shift(5);                    /* A -> .2.gz (A still open), B -> .1 */
-    append_lines(logpath, 300, 400);    /* C */
-    rotate_shift(5);                    /* B -> .2.gz, C -> .1 */
-    append_lines(logpath, 400, 450);    /* D, live */
+    append_lines(logpath, 100, 150); /* rest of A, unread */
+    rotate_shift(5);                 /* A -> .1 */
+    append_lines(logpath, 150, 300); /* B: live, never seen */
+    rotate_shift(5);                 /* A -> .2.gz (A still open), B -> .1 */
+    append_lines(logpath, 300, 400); /* C */
+    rotate_shift(5);                 /* B -> .2.gz, C -> .1 */
+    append_lines(logpath, 400, 450); /* D, live */
     ck_assert_uint_eq(wait_n(450, 10000), 450);
     run_for(100);
     assert_exact(0, 450);
@@ -1304,7 +1304,7 @@ END_TEST
 /* ---- SIGKILL: tests/tail_probe restarted under a writer that rotates ---- */
 
 struct probe_run {
-    uint32_t first;   /* first seq emitted in this run, SEQ_NONE if none */
+    uint32_t first; /* first seq emitted in this run, SEQ_NONE if none */
     uint32_t last;
 };
 
@@ -1410,8 +1410,8 @@ check_probe_output(const char *out, uint32_t total)
                    landed without its C line; never after a record not emitted yet. */
                 uint32_t lo = run_ckpt == SEQ_NONE ? 0 : run_ckpt + 1;
                 uint32_t hi = last_emitted == SEQ_NONE ? 0 : last_emitted + 1;
-                ck_assert_msg(s >= lo && s <= hi, "run %u starts at %u, expected [%u, %u]",
-                              runs, s, lo, hi);
+                ck_assert_msg(s >= lo && s <= hi, "run %u starts at %u, expected [%u, %u]", runs, s,
+                              lo, hi);
                 run_start = false;
             } else {
                 ck_assert_msg(prev == SEQ_NONE || s == prev + 1, "run %u: %u after %u", runs, s,
@@ -1431,8 +1431,9 @@ check_probe_output(const char *out, uint32_t total)
     (void)fclose(f);
     for (uint32_t s = 0; s < total; s++)
         ck_assert_msg(cnt[s] >= 1, "seq %u lost", s);
-    fprintf(stderr, "sigkill: %u runs, %llu records, %u lines, %llu duplicates (all after the "
-                    "last checkpoint)\n",
+    fprintf(stderr,
+            "sigkill: %u runs, %llu records, %u lines, %llu duplicates (all after the "
+            "last checkpoint)\n",
             runs, (unsigned long long)records, total, (unsigned long long)dups);
     free(cnt);
 }

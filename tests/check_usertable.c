@@ -243,8 +243,7 @@ usertable_model_add(struct usertable_model *r, int64_t t, enum window_metric m, 
 }
 
 static uint64_t
-usertable_model_sum(const struct usertable_model *r, const struct usertable_series *s,
-                    int64_t now)
+usertable_model_sum(const struct usertable_model *r, const struct usertable_series *s, int64_t now)
 {
     int64_t b = window_bucket_ms(s->window_ms), nb;
     uint32_t seen[4096];
@@ -297,16 +296,14 @@ usertable_check_all(struct usertable *t, struct usertable_model *model, char key
 
         if (!model[id].n)
             continue;
-        ck_assert_int_eq(usertable_get(t, SCOPE_MAILBOX, keys[id], strlen(keys[id]), INT64_MIN,
-                                       false, &e),
-                         1);
+        ck_assert_int_eq(
+            usertable_get(t, SCOPE_MAILBOX, keys[id], strlen(keys[id]), INT64_MIN, false, &e), 1);
         for (size_t s = 0; s < p->nseries[SCOPE_MAILBOX]; s++) {
             uint64_t want = usertable_model_sum(&model[id], &p->series[SCOPE_MAILBOX][s], now);
             uint64_t got = usertable_sum(t, e, s, now);
 
-            ck_assert_msg(got == want, "id %zu series %zu now %lld: got %llu want %llu (%s)",
-                          id, s, (long long)now, (unsigned long long)got,
-                          (unsigned long long)want,
+            ck_assert_msg(got == want, "id %zu series %zu now %lld: got %llu want %llu (%s)", id, s,
+                          (long long)now, (unsigned long long)got, (unsigned long long)want,
                           usertable_entry_is_dense(e) ? "dense" : "sparse");
         }
         ck_assert_uint_eq(usertable_entry_total(e, WINDOW_MESSAGES),
@@ -481,7 +478,8 @@ usertable_assert_same(struct usertable *a, struct usertable *b, int64_t now)
                               usertable_entry_total(f, (enum window_metric)m));
         for (size_t i = 0; i < usertable_params(a)->nseries[s]; i++)
             for (int64_t dt = 0; dt < 4000000; dt += 250000)
-                ck_assert_uint_eq(usertable_sum(a, e, i, now + dt), usertable_sum(b, f, i, now + dt));
+                ck_assert_uint_eq(usertable_sum(a, e, i, now + dt),
+                                  usertable_sum(b, f, i, now + dt));
     }
 }
 

@@ -51,8 +51,12 @@ START_TEST(test_window_new_bounds)
         int64_t window_ms;
         bool ok;
     } cases[] = {
-        { 0, false },           { -60000, false }, { WINDOW_BUCKETS - 1, false },
-        { WINDOW_BUCKETS, true }, { 3600000, true }, { WINDOW_MS_MAX, true },
+        { 0, false },
+        { -60000, false },
+        { WINDOW_BUCKETS - 1, false },
+        { WINDOW_BUCKETS, true },
+        { 3600000, true },
+        { WINDOW_MS_MAX, true },
         { WINDOW_MS_MAX + 1, false },
     };
 
@@ -212,7 +216,8 @@ START_TEST(test_window_distinct_counts)
     ck_assert_uint_eq(window_distinct_count(d, 0), 0);
     for (uint64_t v = 0; v < 10; v++)
         for (int rep = 0; rep < 3; rep++)
-            ck_assert_int_eq(window_distinct_add(d, (int64_t)(v * 1000), v * 0x9e3779b97f4a7c15), 0);
+            ck_assert_int_eq(window_distinct_add(d, (int64_t)(v * 1000), v * 0x9e3779b97f4a7c15),
+                             0);
     ck_assert_uint_eq(window_distinct_count(d, 9000), 10);
     /* the same fragment is the same value: hashes differing only above 28 bits collide */
     ck_assert_int_eq(window_distinct_add(d, 9000, UINT64_C(1) << 40 | 12345), 0);

@@ -3,9 +3,9 @@
  *
  * Usage: tail_probe <log> <state dir> <out>. Takes the state dir lock, resumes from its
  * checkpoint (or reads the log from 0 without one), and appends to <out> with O_APPEND:
- * "R" when it is ready (SIGTERM handled from then on), each record's sequence number after the record, and "C <seq>"
- * after each durable checkpoint (every 100 ms when the position moved, and at SIGTERM),
- * where <seq> is the last record the checkpoint covers. The test kills it at random.
+ * "R" when it is ready (SIGTERM handled from then on), each record's sequence number after the
+ * record, and "C <seq>" after each durable checkpoint (every 100 ms when the position moved, and at
+ * SIGTERM), where <seq> is the last record the checkpoint covers. The test kills it at random.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -76,8 +76,9 @@ bench_key(uint32_t id, char *buf, size_t size)
         return SCOPE_MAILBOX;
     }
     if (id % 10 < 9) {
-        (void)snprintf(buf, size, "cpuser%" PRIu32 ":/home/cpuser%" PRIu32
-                       "/public_html/wp-content/x%" PRIu32, id / 10, id / 10, id % 10);
+        (void)snprintf(buf, size,
+                       "cpuser%" PRIu32 ":/home/cpuser%" PRIu32 "/public_html/wp-content/x%" PRIu32,
+                       id / 10, id / 10, id % 10);
         return SCOPE_SCRIPT;
     }
     (void)snprintf(buf, size, "cpuser%" PRIu32, id);

@@ -48,13 +48,12 @@ fake_answer(struct fake_spawner *f, char *const argv[], struct spawn_result *r)
         r->out_len = (size_t)snprintf(r->out, sizeof(r->out),
                                       "{\"metadata\":{\"reason\":\"OK\",\"result\":1}}");
     else if (strcmp(base, "uapi") == 0)
-        r->out_len = (size_t)snprintf(r->out, sizeof(r->out),
-                                      "{\"result\":{\"errors\":null,\"status\":1}}");
+        r->out_len =
+            (size_t)snprintf(r->out, sizeof(r->out), "{\"result\":{\"errors\":null,\"status\":1}}");
 }
 
 static int
-fake_run(struct spawner *s, char *const argv[], int64_t timeout_ms, spawn_done_fn done,
-         void *ctx)
+fake_run(struct spawner *s, char *const argv[], int64_t timeout_ms, spawn_done_fn done, void *ctx)
 {
     struct fake_spawner *f = (struct fake_spawner *)s;
     struct fake_job *j, **tail;

@@ -20,9 +20,9 @@ struct fake_spawner {
     struct spawner ops;
     char calls[FAKE_SPAWNER_CALLS_MAX][FAKE_SPAWNER_LINE_MAX];
     size_t ncalls;
-    int exit_code;               /* for every command; default 0 */
-    const char *already_frozen;  /* an id exim answers "is already frozen" for, or NULL */
-    int run_error;               /* run() returns it when non-zero */
+    int exit_code;              /* for every command; default 0 */
+    const char *already_frozen; /* an id exim answers "is already frozen" for, or NULL */
+    int run_error;              /* run() returns it when non-zero */
     struct fake_job *pending;
 };
 
