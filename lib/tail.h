@@ -16,8 +16,9 @@ struct ev_loop;
 #define TAIL_MARKER_BYTES 256
 /* A run of bytes without a newline longer than this is cut and skipped (twice Exim's 8 KiB). */
 #define TAIL_LINE_MAX (16 * 1024)
-/* Files open at once: the live file plus predecessors still draining. */
-#define TAIL_MAX_FILES 8
+/* Files open at once: the live file plus predecessors still draining, e.g. every log
+ * rotated while the daemon was down (a weekly rotation keeps far fewer). */
+#define TAIL_MAX_FILES 64
 
 /*
  * A resumable position: the file (identity + fingerprint) and the byte offset just past the
