@@ -148,23 +148,40 @@ replay_chunk(struct replay *rp, const char *p, size_t n, struct replay_cursor *c
     return r;
 }
 
-/* A plain regular file: mapped, so its bytes are read in place, never copied. */
+/*
+ * A plain regular file: mapped a window at a time, so its bytes are read in place and
+ * never copied, while resident memory stays at one window (a line across two windows
+ * goes through the carry, as with read()).
+ */
+#define REPLAY_MAP_WINDOW (16u << 20)
+
 static int
-replay_mapped(struct replay *rp, int fd, const char *path, struct replay_cursor *c, bool *ret_done)
+replay_mapped(struct replay *rp, int fd, const char *path, struct replay_cursor *c,
+              bool *ret_done)
 {
     struct stat st;
-    void *map;
-    int r;
+    uint64_t off = 0;
+    int r = 0;
 
     *ret_done = false;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
         return 0;
-    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED)
-        return 0; /* read() it instead */
-    (void)madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL | MADV_WILLNEED);
-    r = replay_chunk(rp, map, (size_t)st.st_size, c);
-    (void)munmap(map, (size_t)st.st_size);
+    while (off < (uint64_t)st.st_size && r == 0) {
+        size_t n = (uint64_t)st.st_size - off < REPLAY_MAP_WINDOW
+                       ? (size_t)((uint64_t)st.st_size - off)
+                       : REPLAY_MAP_WINDOW;
+        void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, (off_t)off);
+        if (map == MAP_FAILED) {
+            if (off == 0)
+                return 0; /* read() it instead */
+            return log_emit(LOG_ERR, -errno, NULL, "%s: cannot map at %llu", path,
+                            (unsigned long long)off);
+        }
+        (void)madvise(map, n, MADV_SEQUENTIAL | MADV_WILLNEED);
+        r = replay_chunk(rp, map, n, c);
+        (void)munmap(map, n);
+        off += n;
+    }
     if (r < 0)
         return log_emit(LOG_ERR, r, NULL, "%s: replay failed", path);
     *ret_done = true;
