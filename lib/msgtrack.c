@@ -20,6 +20,7 @@
 struct msgtrack_node {
     struct msgtrack_msg msg;
     uint32_t prev, next; /* age list, or free list (next) */
+    uint32_t home;       /* its hash slot: deletion moves neighbours without rehashing */
     bool used;
 };
 
@@ -74,11 +75,11 @@ msgtrack_home(const struct msgtrack *t, const char *id, size_t len)
     return (size_t)siphash(id, len, t->key) & (t->nindex - 1);
 }
 
-/* Index slot holding @id, or the empty slot where it would go. */
+/* Index slot holding @id, or the empty slot where it would go, probing from @home. */
 static size_t
-msgtrack_slot(const struct msgtrack *t, struct fg_str id)
+msgtrack_slot_from(const struct msgtrack *t, struct fg_str id, size_t home)
 {
-    size_t i = msgtrack_home(t, id.p, id.len);
+    size_t i = home;
 
     for (;; i = (i + 1) & (t->nindex - 1)) {
         uint32_t n = t->index[i];
@@ -87,6 +88,12 @@ msgtrack_slot(const struct msgtrack *t, struct fg_str id)
         if (t->nodes[n].msg.idlen == id.len && memcmp(t->nodes[n].msg.id, id.p, id.len) == 0)
             return i;
     }
+}
+
+static size_t
+msgtrack_slot(const struct msgtrack *t, struct fg_str id)
+{
+    return msgtrack_slot_from(t, id, msgtrack_home(t, id.p, id.len));
 }
 
 static void
@@ -100,8 +107,7 @@ msgtrack_unindex(struct msgtrack *t, size_t i)
         uint32_t n = t->index[j];
         if (n == MSGTRACK_NONE)
             return;
-        const struct msgtrack_msg *m = &t->nodes[n].msg;
-        size_t home = msgtrack_home(t, m->id, m->idlen);
+        size_t home = t->nodes[n].home;
         /* move n back to i unless its home lies cyclically in (i, j] */
         bool stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (stays)
@@ -134,9 +140,9 @@ msgtrack_unlink(struct msgtrack *t, uint32_t n)
 static void
 msgtrack_drop(struct msgtrack *t, uint32_t n)
 {
-    const struct msgtrack_msg *m = &t->nodes[n].msg;
+    const struct msgtrack_node *x = &t->nodes[n];
 
-    msgtrack_unindex(t, msgtrack_slot(t, fg_str_make(m->id, m->idlen)));
+    msgtrack_unindex(t, msgtrack_slot_from(t, fg_str_make(x->msg.id, x->msg.idlen), x->home));
     msgtrack_unlink(t, n);
 }
 
@@ -144,12 +150,13 @@ struct msgtrack_msg *
 msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms)
 {
     struct msgtrack_node *x;
-    size_t slot;
+    size_t slot, home;
     uint32_t n;
 
     if (id.len == 0 || id.len > MSGTRACK_ID_MAX)
         return NULL;
-    slot = msgtrack_slot(t, id);
+    home = msgtrack_home(t, id.p, id.len);
+    slot = msgtrack_slot_from(t, id, home);
     if (t->index[slot] != MSGTRACK_NONE)
         return NULL;
     if (t->free == MSGTRACK_NONE && t->fresh < t->cap) {
@@ -159,7 +166,7 @@ msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms)
     if (t->free == MSGTRACK_NONE) {
         msgtrack_drop(t, t->oldest);
         t->forgotten++;
-        slot = msgtrack_slot(t, id);
+        slot = msgtrack_slot_from(t, id, home);
     }
     n = t->free;
     x = &t->nodes[n];
@@ -170,6 +177,7 @@ msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms)
     for (size_t i = 0; i < MSGTRACK_REFS; i++)
         x->msg.refs[i].slot = UINT32_MAX;
     x->msg.arrived_ms = ts_ms;
+    x->home = (uint32_t)home;
     x->used = true;
     x->prev = t->newest;
     x->next = MSGTRACK_NONE;
