@@ -1247,6 +1247,32 @@ action_trip(struct action *a, const struct action_request *req)
     return r < 0 ? r : 0;
 }
 
+/* Move @from's confirmed ids into the queued job @to (not started yet), skipping repeats. */
+static int
+job_merge_ids(struct action_job *to, struct action_job *from)
+{
+    size_t bytes;
+    char **ids;
+
+    if (!util_mul_size(to->nids + from->nids, sizeof(char *), &bytes))
+        return -ENOMEM;
+    ids = realloc(to->ids, bytes);
+    if (!ids)
+        return -ENOMEM;
+    to->ids = ids;
+    for (size_t i = 0; i < from->nids; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < to->nids && !dup; k++)
+            dup = strcmp(to->ids[k], from->ids[i]) == 0;
+        if (dup)
+            continue;
+        to->ids[to->nids++] = from->ids[i];
+        to->out.confirmed++;
+        from->ids[i] = NULL;
+    }
+    return 0;
+}
+
 int
 action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
                    const char *const *msgids, size_t nmsgids)
@@ -1268,6 +1294,14 @@ action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
     if ((r = job_collect(a, j, msgids, nmsgids)) < 0 || j->nids == 0) {
         job_free(j);
         return r;
+    }
+    /* a burst of late arrivals: one exim -Mf for all of them, not one each in the queue */
+    for (struct action_job *q = a->head ? a->head->next : NULL; q; q = q->next) {
+        if (q->e == e && q->kind == JOB_FREEZE_MORE && q->pos == 0) {
+            r = job_merge_ids(q, j);
+            job_free(j);
+            return r;
+        }
     }
     job_enqueue(a, j);
     action_pump(a);

@@ -367,6 +367,33 @@ START_TEST(test_action_adopt_frozen)
 }
 END_TEST
 
+START_TEST(test_action_late_arrivals_share_one_freeze)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_SUSPEND);
+    const char *late1[] = { "1xVYNi-0001Xt-07" }, *late2[] = { "1xVYNi-0001Xt-08" };
+    size_t before;
+
+    write_h("1xVYNi-0001Xt-07", "--auth_id box@example.com\n-host_address [127.0.0.1]:7\n");
+    write_h("1xVYNi-0001Xt-08", "--auth_id box@example.com\n-host_address [127.0.0.1]:8\n");
+    ck_assert_int_eq(action_trip(a, &r), 0); /* its exim -Mf is in flight */
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", late1, 1), 0);
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", late2, 1), 0);
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", late2, 1), 0);
+    before = fs->ncalls;
+    fake_spawner_flush(fs);
+    /* the two late arrivals (one repeated) went into a single exim -Mf */
+    size_t late_calls = 0;
+    for (size_t i = before; i < fs->ncalls; i++)
+        if (strstr(fs->calls[i], "1xVYNi-0001Xt-07") || strstr(fs->calls[i], "1xVYNi-0001Xt-08")) {
+            late_calls++;
+            ck_assert_str_eq(fs->calls[i], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-07 1xVYNi-0001Xt-08");
+        }
+    ck_assert_uint_eq(late_calls, 1);
+    action_free(a);
+}
+END_TEST
+
 START_TEST(test_action_batches)
 {
     struct action *a;
@@ -559,6 +586,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_ledger_restart);
     tcase_add_test(tc, test_action_release_thaws_exactly_ours);
     tcase_add_test(tc, test_action_adopt_frozen);
+    tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
     tcase_add_test(tc, test_action_rejects_bad_input);
     tcase_add_test(tc, test_action_corrupt_ledger_refused);
