@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -118,19 +117,22 @@ replay_chunk(struct replay *rp, const char *p, size_t n, struct replay_cursor *c
             continue;
         }
         if (!nl) {
-            if (c->ncarry + take > REPLAY_LINE_MAX) {
+            /* a partial last line: keep up to REPLAY_LINE_MAX of it; past that it is cut
+             * there, pushed, and the rest skipped, wherever the chunk boundary fell */
+            size_t room = REPLAY_LINE_MAX - c->ncarry;
+            uint64_t start = c->off - c->ncarry;
+            memcpy(c->carry + c->ncarry, p, take < room ? take : room);
+            c->ncarry += take < room ? take : room;
+            if (take >= room && c->ncarry == REPLAY_LINE_MAX) {
                 rp->cut_lines++;
-                r = replay_line(rp, c->carry, c->ncarry, c->off - c->ncarry);
+                r = replay_line(rp, c->carry, c->ncarry, start);
                 c->ncarry = 0;
                 c->cutting = true;
-            } else {
-                memcpy(c->carry + c->ncarry, p, take);
-                c->ncarry += take;
             }
             c->off += take;
             break;
         }
-        if (c->ncarry) {
+        if (c->ncarry || take > REPLAY_LINE_MAX) {
             size_t room = REPLAY_LINE_MAX - c->ncarry;
             if (take > room) {
                 take = room;
@@ -148,53 +150,12 @@ replay_chunk(struct replay *rp, const char *p, size_t n, struct replay_cursor *c
     return r;
 }
 
-/*
- * A plain regular file: mapped a window at a time, so its bytes are read in place and
- * never copied, while resident memory stays at one window (a line across two windows
- * goes through the carry, as with read()).
- */
-#define REPLAY_MAP_WINDOW (16u << 20)
-
-static int
-replay_mapped(struct replay *rp, int fd, const char *path, struct replay_cursor *c,
-              bool *ret_done)
-{
-    struct stat st;
-    uint64_t off = 0;
-    int r = 0;
-
-    *ret_done = false;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
-        return 0;
-    while (off < (uint64_t)st.st_size && r == 0) {
-        size_t n = (uint64_t)st.st_size - off < REPLAY_MAP_WINDOW
-                       ? (size_t)((uint64_t)st.st_size - off)
-                       : REPLAY_MAP_WINDOW;
-        void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, (off_t)off);
-        if (map == MAP_FAILED) {
-            if (off == 0)
-                return 0; /* read() it instead */
-            return log_emit(LOG_ERR, -errno, NULL, "%s: cannot map at %llu", path,
-                            (unsigned long long)off);
-        }
-        (void)madvise(map, n, MADV_SEQUENTIAL | MADV_WILLNEED);
-        r = replay_chunk(rp, map, n, c);
-        (void)munmap(map, n);
-        off += n;
-    }
-    if (r < 0)
-        return log_emit(LOG_ERR, r, NULL, "%s: replay failed", path);
-    *ret_done = true;
-    return 0;
-}
-
 static int
 replay_file(struct replay *rp, const char *path, char *buf, char *carry)
 {
     struct replay_cursor c = { .carry = carry };
     unsigned char magic[2];
     gzFile gz = NULL;
-    bool done = false;
     int fd, r = 0;
 
     fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
@@ -208,10 +169,9 @@ replay_file(struct replay *rp, const char *path, char *buf, char *carry)
             return log_emit(LOG_ERR, -ENOMEM, NULL, "%s: cannot open", path);
         }
         (void)gzbuffer(gz, REPLAY_READ_BYTES);
-    } else {
-        r = replay_mapped(rp, fd, path, &c, &done);
     }
-    while (!done && r == 0) {
+    /* read(), not mmap(): a log truncated while it is replayed must not SIGBUS us */
+    while (r == 0) {
         ssize_t n = gz ? gzread(gz, buf, REPLAY_READ_BYTES) : read(fd, buf, REPLAY_READ_BYTES);
         if (n < 0 && !gz && errno == EINTR)
             continue;
