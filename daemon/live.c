@@ -43,7 +43,7 @@
 #define LIVE_CHECKPOINT_MS 1000
 #define LIVE_STATUS_MS     5000
 #define LIVE_STATE_FILE    "state"
-#define LIVE_STATE_MAGIC   "FLOODGATE-STATE 1\n"
+#define LIVE_STATE_MAGIC   "FLOODGATE-STATE 2\n"
 #define LIVE_STATE_MAX     (512u << 20)
 #define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
 
@@ -204,7 +204,10 @@ live_state_save(struct daemon *d, const struct tail_pos *pos)
     strbuf_init(&b, LIVE_STATE_MAX);
     r = strbuf_appends(&b, LIVE_STATE_MAGIC);
     if (r == 0)
-        r = strbuf_printf(&b, "%zu\n%s", strlen(text), text);
+        r = strbuf_printf(&b, "%zu\n%s%zu\n", strlen(text), text, d->cfg->nrules);
+    /* the rule names: an identity's trips are rule positions, remapped by name on load */
+    for (size_t i = 0; i < d->cfg->nrules && r == 0; i++)
+        r = strbuf_printf(&b, "%s\n", d->cfg->rules[i].name);
     if (r == 0)
         r = usertable_save(engine_table(d->engine), live_state_write, &b);
     if (r == 0)
@@ -308,12 +311,35 @@ live_saver_wait(struct daemon *d)
     d->saver_pid = 0;
 }
 
+/* Read "<n>\n" and n rule names, one a line, NUL-terminating them in place. */
+static int
+live_state_rule_names(char **pp, const char *end, char **names, size_t *ret_n)
+{
+    char *p = *pp, *nl = memchr(p, '\n', (size_t)(end - p));
+    uint64_t n;
+
+    if (!nl || util_parse_u64(p, (size_t)(nl - p), &n) < 0 || n > CONFIG_RULES_MAX)
+        return -EBADMSG;
+    p = nl + 1;
+    for (size_t i = 0; i < n; i++) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            return -EBADMSG;
+        *nl = '\0';
+        names[i] = p;
+        p = nl + 1;
+    }
+    *pp = p;
+    *ret_n = (size_t)n;
+    return 0;
+}
+
 /* Restore counters and position; *ret_pos.ino stays 0 when there is no usable state. */
 static int
 live_state_load(struct daemon *d, struct tail_pos *ret_pos)
 {
-    char *buf = NULL, *p, *end, *nl;
-    size_t len = 0, tlen;
+    char *buf = NULL, *p, *end, *nl, *names[CONFIG_RULES_MAX];
+    size_t len = 0, tlen, nnames = 0;
     uint64_t v;
     int r;
 
@@ -338,13 +364,16 @@ live_state_load(struct daemon *d, struct tail_pos *ret_pos)
     if (r < 0)
         goto bad;
     p += tlen;
+    r = live_state_rule_names(&p, end, names, &nnames);
+    if (r < 0)
+        goto bad;
     r = usertable_load(engine_table(d->engine), p, (size_t)(end - p));
-    if (r < 0) {
+    if (r < 0)
         /* the position alone is still worth resuming from: counters restart at zero */
         log_emit(LOG_WARNING, r, NULL, "%s/%s: counters snapshot unusable, starting them empty",
                  d->cfg->state_dir, LIVE_STATE_FILE);
-        r = 0;
-    }
+    else
+        engine_remap_trips(d->engine, (const char *const *)names, nnames);
     free(buf);
     return 0;
 bad:
@@ -571,7 +600,7 @@ live_ctl_release(void *ctx, enum usertable_scope scope, const char *id, struct s
 {
     struct daemon *d = ctx;
     int r = action_release(d->action, scope, id);
-    int e = engine_release(d->engine, scope, id, clock_now_ms(&clock_real));
+    int e = engine_release(d->engine, scope, id);
 
     if (r < 0 && r != -ENOENT)
         return r;

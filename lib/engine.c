@@ -103,16 +103,79 @@ engine_same_series(const struct usertable_params *a, const struct usertable_para
     return a->cap == b->cap;
 }
 
+/*
+ * Bit i of an identity's trips means "rule i of the config it tripped under". Map each
+ * bit to the rule of the same name in @to (dropped when the rule is gone), so a reload or
+ * a restart with edited rules neither forgets a trip nor pins it on another rule.
+ */
+static uint32_t
+engine_remap_bits(uint32_t bits, const char *const *from, size_t nfrom, const struct config *to)
+{
+    uint32_t out = 0;
+
+    for (size_t i = 0; i < nfrom && bits; i++) {
+        if (!(bits & (1u << i)))
+            continue;
+        for (size_t k = 0; k < to->nrules; k++)
+            if (strcmp(from[i], to->rules[k].name) == 0)
+                out |= 1u << k;
+    }
+    return out;
+}
+
+void
+engine_remap_trips(struct engine *e, const char *const *from, size_t nfrom)
+{
+    struct usertable_entry *ent;
+    size_t pos = 0;
+
+    while ((ent = usertable_next(e->table, &pos)) != NULL) {
+        struct usertable_policy *st = usertable_entry_policy(ent);
+        if (st->tripped)
+            st->tripped = engine_remap_bits(st->tripped, from, nfrom, e->cfg);
+    }
+}
+
+/* Carry the identities that tripped (and their cooldowns) into a table with new windows. */
+static int
+engine_carry_trips(struct engine *e, struct usertable *to, const char *const *from,
+                   size_t nfrom)
+{
+    struct usertable_entry *ent, *copy;
+    size_t pos = 0;
+    int r;
+
+    while ((ent = usertable_next(e->table, &pos)) != NULL) {
+        const struct usertable_policy *st = usertable_entry_policy(ent);
+        const char *key = usertable_entry_key(ent);
+        if (!st->tripped && !st->quiet_until_ms)
+            continue;
+        r = usertable_get(to, usertable_entry_scope(ent), key, strlen(key), e->now_ms, true,
+                          &copy);
+        if (r < 0)
+            return r;
+        usertable_entry_policy(copy)->tripped =
+            engine_remap_bits(st->tripped, from, nfrom, e->cfg);
+        usertable_entry_policy(copy)->quiet_until_ms = st->quiet_until_ms;
+    }
+    return 0;
+}
+
 int
 engine_set_config(struct engine *e, const struct config *cfg)
 {
     const struct config *old = e->cfg;
+    const char *names[CONFIG_RULES_MAX];
     struct usertable_params up;
-    struct usertable *table;
+    struct usertable *table = NULL;
+    struct msgtrack *msgs = NULL;
     struct policy *p = policy_new(cfg);
+    int r;
 
     if (!p)
         return -ENOMEM;
+    for (size_t i = 0; i < old->nrules; i++)
+        names[i] = old->rules[i].name; /* old stays alive until we return */
     memset(&up, 0, sizeof(up));
     up.cap = cfg->max_identities;
     memcpy(up.key, e->key, SIPHASH_KEY_LEN);
@@ -121,23 +184,29 @@ engine_set_config(struct engine *e, const struct config *cfg)
         policy_free(e->policy);
         e->policy = p;
         e->cfg = cfg;
+        engine_remap_trips(e, names, old->nrules);
         return 0;
     }
-    e->cfg = cfg;
-    table = engine_table_new(e, p);
-    if (!table) {
+    /* build everything first: a failure leaves the running config untouched */
+    table = usertable_new(&up);
+    msgs = msgtrack_new(0, e->key);
+    e->cfg = cfg; /* engine_carry_trips() maps onto the new rules */
+    r = (table && msgs) ? engine_carry_trips(e, table, names, old->nrules) : -ENOMEM;
+    if (r < 0) {
         e->cfg = old;
+        usertable_free(table);
+        msgtrack_free(msgs);
         policy_free(p);
-        return -ENOMEM;
+        return r;
     }
     usertable_free(e->table);
     policy_free(e->policy);
-    e->table = table;
-    e->policy = p;
     /* queued messages pointed into the old table: their refs are stale now */
     msgtrack_free(e->msgs);
-    e->msgs = msgtrack_new(0, e->key);
-    return e->msgs ? 1 : -ENOMEM;
+    e->table = table;
+    e->policy = p;
+    e->msgs = msgs;
+    return 1;
 }
 
 void
@@ -477,17 +546,19 @@ engine_queued(const struct engine *e, const struct engine_notice *n,
 }
 
 int
-engine_release(struct engine *e, enum usertable_scope scope, const char *id, int64_t now_ms)
+engine_release(struct engine *e, enum usertable_scope scope, const char *id)
 {
     struct usertable_entry *ent;
     int r;
 
     if (scope >= SCOPE__MAX)
         return -EINVAL;
-    r = usertable_get(e->table, scope, id, strlen(id), now_ms, false, &ent);
+    /* the pipeline's clock is log time: a wall-clock release time would move the identity
+     * hours ahead on a host west of UTC and keep it from ever tripping again meanwhile */
+    r = usertable_get(e->table, scope, id, strlen(id), e->now_ms, false, &ent);
     if (r <= 0)
         return r == 0 ? 0 : r;
-    policy_release(e->policy, ent, now_ms > e->now_ms ? now_ms : e->now_ms);
+    policy_release(e->policy, ent, e->now_ms);
     return 1;
 }
 

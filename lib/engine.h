@@ -83,15 +83,23 @@ size_t engine_queued(const struct engine *e, const struct engine_notice *n,
                      char (*ret)[MSGTRACK_ID_MAX + 1], size_t max);
 
 /*
- * Release an identity: its trips are cleared and its cooldown starts at @now_ms (log
- * time). Returns 1 when it was found, 0 when not, -EINVAL for a bad scope name.
+ * Release an identity: its trips are cleared and its cooldown starts now in log time (the
+ * newest record's). Returns 1 when it was found, 0 when not, -EINVAL for a bad scope.
  */
-int engine_release(struct engine *e, enum usertable_scope scope, const char *id, int64_t now_ms);
+int engine_release(struct engine *e, enum usertable_scope scope, const char *id);
+
+/*
+ * Rename the rule bits of every identity's trips: @from are the rule names, by position,
+ * of the config they were set under (a reload, a restored snapshot); each bit moves to
+ * the rule of the same name in the current config or is dropped.
+ */
+void engine_remap_trips(struct engine *e, const char *const *from, size_t nfrom);
 
 /*
  * Swap in a new configuration (reload). Counters survive when the new rules need the same
- * series; otherwise the table is rebuilt empty and 1 is returned. Keeps @cfg; the caller
- * frees the old one after this returns. 0 on a seamless swap, -ENOMEM (old config kept).
+ * series; otherwise the table is rebuilt (1 is returned) and only the trips and cooldowns
+ * carry over. Either way trips follow their rules by name. Keeps @cfg; the caller frees
+ * the old one after this returns. 0 on a seamless swap, -ENOMEM (old config kept).
  */
 int engine_set_config(struct engine *e, const struct config *cfg);
 void engine_set_maps(struct engine *e, const struct attrib_maps *maps);

@@ -281,9 +281,9 @@ START_TEST(test_engine_release_and_cooldown)
         n = engine_smtp("00:01", id, "box@example.com", NULL);
     }
     ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 1);
-    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "box@example.com", engine_now_ms(fx.e)),
+    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "box@example.com"),
                      1);
-    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "nobody@example.com", engine_now_ms(fx.e)),
+    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "nobody@example.com"),
                      0);
     /* within the cooldown (10m) the burst goes on without a new trip */
     n = engine_smtp("00:30", "1vwqhc-00FFF8-xm", "box@example.com", NULL);
@@ -336,6 +336,55 @@ START_TEST(test_engine_reload)
 }
 END_TEST
 
+START_TEST(test_engine_trips_follow_rule_names)
+{
+    /* the same series, rules in another order and one removed: the trip stays on its rule */
+    static const char moved[] = "rules:\n"
+                                "  - name: script-msgs\n    scope: script\n    metric: messages\n"
+                                "    window: 1m\n    above: 2\n    actions: [alert]\n"
+                                "  - name: box-deferred\n    scope: mailbox\n    metric: deferred\n"
+                                "    window: 10m\n    above: 2\n    actions: [alert]\n"
+                                "  - name: box-failed\n    scope: mailbox\n    metric: failed\n"
+                                "    window: 10m\n    above: 2\n    actions: [alert]\n"
+                                "  - name: box-msgs\n    scope: mailbox\n    metric: messages\n"
+                                "    window: 1m\n    above: 3\n    actions: [alert]\n";
+    static const char rewindowed[] = "rules:\n"
+                                     "  - name: box-msgs\n    scope: mailbox\n    metric: messages\n"
+                                     "    window: 5m\n    above: 3\n    actions: [alert]\n";
+    struct config *c1 = NULL, *c2 = NULL;
+    struct usertable_entry *ent;
+    struct diag d;
+    char id[32];
+    size_t n;
+
+    for (int i = 0; i < 4; i++) {
+        (void)snprintf(id, sizeof(id), "1vwqhc-00LLL%d-xm", i);
+        n = engine_smtp("00:01", id, "box@example.com", NULL);
+    }
+    ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 1);
+    ck_assert_int_eq(config_parse(moved, strlen(moved), "moved.yml", &c1, &d), 0);
+    ck_assert_int_ge(engine_set_config(fx.e, c1), 0); /* series in another order: rebuilt */
+    config_free(fx.cfg);
+    fx.cfg = c1;
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_MAILBOX, "box@example.com", 15,
+                                   engine_now_ms(fx.e), false, &ent),
+                     1);
+    ck_assert_uint_eq(usertable_entry_policy(ent)->tripped, 1u << 3); /* box-msgs is rule 3 now */
+    /* still tripped: more mail is a tripped arrival, not a new trip of another rule */
+    n = engine_smtp("00:02", "1vwqhc-00LLL8-xm", "box@example.com", NULL);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_TRIPPED_ARRIVAL);
+    /* new windows rebuild the table; the trip carries over */
+    ck_assert_int_eq(config_parse(rewindowed, strlen(rewindowed), "re.yml", &c2, &d), 0);
+    ck_assert_int_eq(engine_set_config(fx.e, c2), 1);
+    config_free(fx.cfg);
+    fx.cfg = c2;
+    n = engine_smtp("00:03", "1vwqhc-00LLL9-xm", "box@example.com", NULL);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_TRIPPED_ARRIVAL);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -352,6 +401,7 @@ engine_suite(void)
     tcase_add_test(tc, test_engine_release_and_cooldown);
     tcase_add_test(tc, test_engine_time_never_goes_back);
     tcase_add_test(tc, test_engine_reload);
+    tcase_add_test(tc, test_engine_trips_follow_rule_names);
     suite_add_tcase(s, tc);
     return s;
 }
