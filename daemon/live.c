@@ -66,6 +66,7 @@ struct daemon {
     bool state_failing; /* the last checkpoint failed: log again only on recovery */
     uint64_t lines;     /* records fed */
     uint64_t status_lines;
+    int64_t last_record_mono; /* when the newest record was read (0: none yet) */
     int64_t status_mono;
     ev_signal sighup, sigterm, sigint;
     ev_timer checkpoint, status, watchdog;
@@ -85,8 +86,9 @@ live_audit(struct daemon *d, const char *json_line)
     if (d->audit_fd < 0)
         return;
     /* one writev() per line, O_APPEND: lines from a crash are whole or absent */
-    if (writev(d->audit_fd, iov, nl ? 1 : 2) != (ssize_t)(len + (nl ? 0 : 1)))
-        log_emit(LOG_WARNING, -errno, NULL, "audit log: short write");
+    ssize_t n = writev(d->audit_fd, iov, nl ? 1 : 2);
+    if (n != (ssize_t)(len + (nl ? 0 : 1)))
+        log_emit(LOG_WARNING, n < 0 ? -errno : -EIO, NULL, "audit log: short write");
 }
 
 static void
@@ -170,6 +172,7 @@ live_on_record(void *ctx, const struct eximlog_record *rec)
     size_t n = engine_feed(d->engine, rec, ++d->lines, notes, N_ELEMS(d->notes));
 
     d->dirty = true;
+    d->last_record_mono = clock_mono_ms(&clock_real);
     for (size_t i = 0; i < n; i++) {
         if (notes[i].kind == ENGINE_TRIP) {
             live_trip(d, &notes[i]);
@@ -211,7 +214,7 @@ live_state_save(struct daemon *d, const struct tail_pos *pos)
     if (r == 0)
         r = usertable_save(engine_table(d->engine), live_state_write, &b);
     if (r == 0)
-        r = state_write_atomic(d->cfg->state_dir, LIVE_STATE_FILE, b.p, b.len, 0);
+        r = state_write_atomic(d->cfg->state_dir, LIVE_STATE_FILE, b.p, b.len, STATE_KEEP_PREV);
     strbuf_done(&b);
     return r;
 }
@@ -242,10 +245,7 @@ live_saver_cb(struct ev_loop *loop, ev_child *w, int revents)
     (void)revents;
     ev_child_stop(loop, w);
     d->saver_pid = 0;
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-        live_checkpoint_done(d, 0);
-    else
-        live_checkpoint_done(d, WIFEXITED(st) ? -WEXITSTATUS(st) : -EINTR);
+    live_checkpoint_done(d, WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO);
 }
 
 /*
@@ -282,7 +282,10 @@ live_checkpoint_now(struct daemon *d, bool sync)
             if (getppid() != parent)
                 _exit(EINTR);
             r = live_state_save(d, &pos);
-            _exit(r < 0 ? (-r & 0x7f) : 0);
+            /* an errno does not fit an exit status: say it here, exit 1 */
+            if (r < 0)
+                log_emit(LOG_ERR, r, NULL, "checkpoint writer: cannot save the state");
+            _exit(r < 0 ? 1 : 0);
         }
         if (pid > 0) {
             d->saver_pid = pid;
@@ -334,9 +337,12 @@ live_state_rule_names(char **pp, const char *end, char **names, size_t *ret_n)
     return 0;
 }
 
-/* Restore counters and position; *ret_pos.ino stays 0 when there is no usable state. */
+/*
+ * Restore counters and position from state file @name. Returns 0 (restored, or no file:
+ * *ret_pos.ino stays 0), -EBADMSG (corrupt: nothing restored), or -errno of the read.
+ */
 static int
-live_state_load(struct daemon *d, struct tail_pos *ret_pos)
+live_state_load_file(struct daemon *d, const char *name, struct tail_pos *ret_pos)
 {
     char *buf = NULL, *p, *end, *nl, *names[CONFIG_RULES_MAX];
     size_t len = 0, tlen, nnames = 0;
@@ -344,11 +350,11 @@ live_state_load(struct daemon *d, struct tail_pos *ret_pos)
     int r;
 
     memset(ret_pos, 0, sizeof(*ret_pos));
-    r = state_read_file(d->cfg->state_dir, LIVE_STATE_FILE, LIVE_STATE_MAX, &buf, &len);
+    r = state_read_file(d->cfg->state_dir, name, LIVE_STATE_MAX, &buf, &len);
     if (r == -ENOENT)
         return 0;
     if (r < 0)
-        return log_emit(LOG_ERR, r, NULL, "%s/%s: cannot read", d->cfg->state_dir, LIVE_STATE_FILE);
+        return r;
     p = buf;
     end = buf + len;
     r = -EBADMSG;
@@ -369,18 +375,41 @@ live_state_load(struct daemon *d, struct tail_pos *ret_pos)
         goto bad;
     r = usertable_load(engine_table(d->engine), p, (size_t)(end - p));
     if (r < 0)
-        /* the position alone is still worth resuming from: counters restart at zero */
-        log_emit(LOG_WARNING, r, NULL, "%s/%s: counters snapshot unusable, starting them empty",
-                 d->cfg->state_dir, LIVE_STATE_FILE);
-    else
-        engine_remap_trips(d->engine, (const char *const *)names, nnames);
+        goto bad;
+    engine_remap_trips(d->engine, (const char *const *)names, nnames);
     free(buf);
     return 0;
 bad:
     free(buf);
     memset(ret_pos, 0, sizeof(*ret_pos));
-    log_emit(LOG_ERR, r, NULL, "%s/%s: corrupt; ignoring it (counters start empty)",
-             d->cfg->state_dir, LIVE_STATE_FILE);
+    return -EBADMSG;
+}
+
+/*
+ * Restore the newest usable state: "state", else the generation before it ("state.prev",
+ * kept by every write), else start afresh. A corrupt file must not make the daemon skip
+ * to the end of the log when the one before it can still say where it was.
+ */
+static int
+live_state_load(struct daemon *d, struct tail_pos *ret_pos)
+{
+    static const char *const names[] = { LIVE_STATE_FILE, LIVE_STATE_FILE ".prev" };
+    int r = 0;
+
+    for (size_t i = 0; i < N_ELEMS(names); i++) {
+        r = live_state_load_file(d, names[i], ret_pos);
+        if (r == 0 && (ret_pos->ino || i + 1 == N_ELEMS(names)))
+            break;
+        if (r == 0)
+            continue; /* no "state": try the generation before it */
+        log_emit(LOG_ERR, r, NULL, "%s/%s: %s", d->cfg->state_dir, names[i],
+                 r == -EBADMSG ? "corrupt, not used" : "cannot read");
+    }
+    if (r < 0 && r != -EBADMSG)
+        return r;
+    if (ret_pos->ino == 0 && r == -EBADMSG)
+        log_emit(LOG_ERR, 0, NULL, "no usable state in %s: counters start empty",
+                 d->cfg->state_dir);
     return 0;
 }
 
@@ -390,19 +419,20 @@ static void
 live_notify_status(struct daemon *d)
 {
     const struct engine_stats *st = engine_stats(d->engine);
-    int64_t mono = clock_mono_ms(&clock_real), lag = 0;
+    int64_t mono = clock_mono_ms(&clock_real), idle_s = -1;
     double rate = 0;
 
     if (mono > d->status_mono)
         rate = (double)(d->lines - d->status_lines) * 1000.0 / (double)(mono - d->status_mono);
     d->status_lines = d->lines;
     d->status_mono = mono;
-    if (engine_now_ms(d->engine) > 0)
-        lag = (clock_now_ms(&clock_real) - engine_now_ms(d->engine)) / 1000;
+    /* the log's times are local and zoneless: compare monotonic clocks, not wall to log */
+    if (d->last_record_mono > 0)
+        idle_s = (mono - d->last_record_mono) / 1000;
     (void)sd_notifyf(0,
-                     "STATUS=%s; %.0f records/s, log time lag %llds, %zu identities, "
+                     "STATUS=%s; %.0f records/s, last record %llds ago, %zu identities, "
                      "%" PRIu64 " trips",
-                     d->ready ? "following" : "catching up", rate, (long long)lag,
+                     d->ready ? "following" : "catching up", rate, (long long)idle_s,
                      usertable_count(engine_table(d->engine)), st->trips);
 }
 
@@ -620,18 +650,24 @@ live_ctl_status(void *ctx, struct strbuf *out)
     struct daemon *d = ctx;
     const struct engine_stats *st = engine_stats(d->engine);
     struct tail_stats ts;
+    int r;
 
     tail_get_stats(d->tail, &ts);
-    return strbuf_printf(out,
-                         "{\"ready\":%s,\"mode\":\"%s\",\"log_file\":\"%s\",\"records\":%" PRIu64
-                         ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
-                         ",\"identities\":%zu,\"rotations\":%" PRIu64 ",\"truncations\":%" PRIu64
-                         ",\"log_time\":%lld}",
-                         d->ready ? "true" : "false",
-                         d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
-                         d->cfg->log_file, st->records, st->parse_errors, st->outbound, st->trips,
-                         usertable_count(engine_table(d->engine)), ts.rotations, ts.truncations,
-                         (long long)engine_now_ms(d->engine));
+    r = strbuf_printf(out, "{\"ready\":%s,\"mode\":\"%s\",\"log_file\":\"",
+                      d->ready ? "true" : "false",
+                      d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
+    if (r == 0)
+        r = strbuf_append_json(out, d->cfg->log_file, strlen(d->cfg->log_file));
+    if (r == 0)
+        r = strbuf_printf(out,
+                          "\",\"records\":%" PRIu64 ",\"parse_errors\":%" PRIu64
+                          ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
+                          ",\"identities\":%zu,\"rotations\":%" PRIu64 ",\"truncations\":%" PRIu64
+                          ",\"gaps\":%" PRIu64 ",\"log_time\":%lld}",
+                          st->records, st->parse_errors, st->outbound, st->trips,
+                          usertable_count(engine_table(d->engine)), ts.rotations, ts.truncations,
+                          ts.gaps, (long long)engine_now_ms(d->engine));
+    return r;
 }
 
 /* --- start and stop ---------------------------------------------------------------- */

@@ -286,8 +286,7 @@ attrib_take_cwd(struct attrib *a, const struct exim_event *ev)
     return best;
 }
 
-/* cPanel logins: user@domain, or user+domain / user%domain / user:domain (first one). */
-static size_t
+size_t
 attrib_mailbox_norm(struct fg_str set_id, char *buf, size_t size)
 {
     bool at = memchr(set_id.p, '@', set_id.len) != NULL;

@@ -45,6 +45,13 @@ const char *attrib_maps_owner(const struct attrib_maps *m, struct fg_str domain)
 bool attrib_maps_is_local(const struct attrib_maps *m, struct fg_str domain);
 size_t attrib_maps_count(const struct attrib_maps *m);
 
+/*
+ * A login as a mailbox identity: lowercased, cPanel's user+domain / user%domain /
+ * user:domain forms (the first of + % :) written user@domain. Writes @buf (NUL-terminated)
+ * and returns the length, or 0 when it does not fit in @size.
+ */
+size_t attrib_mailbox_norm(struct fg_str set_id, char *buf, size_t size);
+
 /* The identities one arrival counts against; empty strings mean "none". */
 struct attrib_result {
     uint32_t flags;

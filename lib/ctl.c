@@ -22,9 +22,12 @@
 
 #include "log.h"
 
+#define CTL_CLIENT_IDLE_S 5.0 /* a client that sends no full request by then is dropped */
+
 struct ctl_client {
     struct ctl *ctl;
     ev_io io;
+    ev_timer idle;
     int fd;
     char buf[CTL_REQUEST_MAX + 1];
     size_t len;
@@ -79,6 +82,9 @@ ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **wh
     }
     memcpy(ret->id, line, (size_t)(end - line));
     ret->id[end - line] = '\0';
+    if (ret->scope == SCOPE_MAILBOX) /* mailboxes are counted lowercased */
+        for (char *c = ret->id; *c; c++)
+            *c = util_ascii_lower(*c);
     ret->verb = CTL_RELEASE;
     return 0;
 }
@@ -87,6 +93,7 @@ static void
 ctl_client_close(struct ctl_client *c)
 {
     ev_io_stop(c->ctl->p.loop, &c->io);
+    ev_timer_stop(c->ctl->p.loop, &c->idle);
     (void)close(c->fd);
     c->ctl->nclients--;
     if (c->ctl->nclients == CTL_CLIENTS_MAX - 1)
@@ -103,7 +110,8 @@ ctl_reply(struct ctl_client *c, struct strbuf *out)
     (void)strbuf_append(out, "\n", 1);
     p = strbuf_cstr(out);
     left = out->len;
-    /* a blocking write with a send timeout: answers are small, clients are local */
+    /* a blocking write bounded by SO_SNDTIMEO: answers are small, clients are local */
+    (void)fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
     while (left > 0) {
         ssize_t n = write(c->fd, p, left);
         if (n < 0 && errno == EINTR)
@@ -183,6 +191,14 @@ ctl_client_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 static void
+ctl_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ctl_client_close(w->data);
+}
+
+static void
 ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct ctl *ctl = w->data;
@@ -214,6 +230,9 @@ ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     ev_io_init(&c->io, ctl_client_cb, fd, EV_READ);
     c->io.data = c;
     ev_io_start(loop, &c->io);
+    ev_timer_init(&c->idle, ctl_idle_cb, CTL_CLIENT_IDLE_S, 0);
+    c->idle.data = c;
+    ev_timer_start(loop, &c->idle);
     if (++ctl->nclients == CTL_CLIENTS_MAX)
         ev_io_stop(loop, &ctl->io);
 }

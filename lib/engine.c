@@ -138,8 +138,7 @@ engine_remap_trips(struct engine *e, const char *const *from, size_t nfrom)
 
 /* Carry the identities that tripped (and their cooldowns) into a table with new windows. */
 static int
-engine_carry_trips(struct engine *e, struct usertable *to, const char *const *from,
-                   size_t nfrom)
+engine_carry_trips(struct engine *e, struct usertable *to, const char *const *from, size_t nfrom)
 {
     struct usertable_entry *ent, *copy;
     size_t pos = 0;
@@ -150,12 +149,10 @@ engine_carry_trips(struct engine *e, struct usertable *to, const char *const *fr
         const char *key = usertable_entry_key(ent);
         if (!st->tripped && !st->quiet_until_ms)
             continue;
-        r = usertable_get(to, usertable_entry_scope(ent), key, strlen(key), e->now_ms, true,
-                          &copy);
+        r = usertable_get(to, usertable_entry_scope(ent), key, strlen(key), e->now_ms, true, &copy);
         if (r < 0)
             return r;
-        usertable_entry_policy(copy)->tripped =
-            engine_remap_bits(st->tripped, from, nfrom, e->cfg);
+        usertable_entry_policy(copy)->tripped = engine_remap_bits(st->tripped, from, nfrom, e->cfg);
         usertable_entry_policy(copy)->quiet_until_ms = st->quiet_until_ms;
     }
     return 0;
@@ -434,13 +431,10 @@ engine_authfail(struct engine *e, const struct exim_event *ev)
     char box[USERTABLE_KEY_MAX];
     struct usertable_entry *ent;
     const char *at;
-    size_t n = 0;
+    size_t n = attrib_mailbox_norm(ev->set_id, box, sizeof(box));
 
-    if (ev->set_id.len == 0 || ev->set_id.len >= sizeof(box))
+    if (n == 0)
         return;
-    for (size_t i = 0; i < ev->set_id.len; i++)
-        box[n++] = util_ascii_lower(ev->set_id.p[i]);
-    box[n] = '\0';
     at = strchr(box, '@');
     /* only mailboxes of hosted domains: random names from a scanner must not fill the table */
     if (!at || !attrib_maps_is_local(e->maps, fg_str_make(at + 1, strlen(at + 1))))

@@ -281,10 +281,8 @@ START_TEST(test_engine_release_and_cooldown)
         n = engine_smtp("00:01", id, "box@example.com", NULL);
     }
     ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 1);
-    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "box@example.com"),
-                     1);
-    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "nobody@example.com"),
-                     0);
+    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "box@example.com"), 1);
+    ck_assert_int_eq(engine_release(fx.e, SCOPE_MAILBOX, "nobody@example.com"), 0);
     /* within the cooldown (10m) the burst goes on without a new trip */
     n = engine_smtp("00:30", "1vwqhc-00FFF8-xm", "box@example.com", NULL);
     ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 0);
@@ -348,9 +346,10 @@ START_TEST(test_engine_trips_follow_rule_names)
                                 "    window: 10m\n    above: 2\n    actions: [alert]\n"
                                 "  - name: box-msgs\n    scope: mailbox\n    metric: messages\n"
                                 "    window: 1m\n    above: 3\n    actions: [alert]\n";
-    static const char rewindowed[] = "rules:\n"
-                                     "  - name: box-msgs\n    scope: mailbox\n    metric: messages\n"
-                                     "    window: 5m\n    above: 3\n    actions: [alert]\n";
+    static const char rewindowed[] =
+        "rules:\n"
+        "  - name: box-msgs\n    scope: mailbox\n    metric: messages\n"
+        "    window: 5m\n    above: 3\n    actions: [alert]\n";
     struct config *c1 = NULL, *c2 = NULL;
     struct usertable_entry *ent;
     struct diag d;
