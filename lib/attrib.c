@@ -80,16 +80,21 @@ attrib_domain_norm(struct fg_str d, char buf[ATTRIB_DOMAIN_MAX + 1])
     return n;
 }
 
+/* The entry of @domain or NULL; *@ret_hash (when given) gets the normalized name's hash. */
 static const struct attrib_domain *
-attrib_maps_find(const struct attrib_maps *m, struct fg_str domain)
+attrib_maps_find_hash(const struct attrib_maps *m, struct fg_str domain, uint64_t *ret_hash)
 {
     char name[ATTRIB_DOMAIN_MAX + 1];
     size_t n = attrib_domain_norm(domain, name);
     uint64_t h;
 
-    if (n == 0 || m->cap == 0)
+    if (n == 0)
         return NULL;
     h = siphash(name, n, m->key);
+    if (ret_hash)
+        *ret_hash = h;
+    if (m->cap == 0)
+        return NULL;
     for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         const struct attrib_domain *s = &m->slots[i];
         if (!s->name)
@@ -209,6 +214,12 @@ attrib_maps_add(struct attrib_maps *m, const char *buf, size_t len, bool owners,
         return -EBADMSG;
     }
     return added;
+}
+
+static const struct attrib_domain *
+attrib_maps_find(const struct attrib_maps *m, struct fg_str domain)
+{
+    return attrib_maps_find_hash(m, domain, NULL);
 }
 
 const char *
@@ -344,6 +355,7 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
     ret->flags = 0;
     ret->mailbox[0] = ret->account[0] = ret->script[0] = '\0';
     ret->remote_rcpts = 0;
+    ret->ndomains = 0;
     if (ev->type != EXIM_ARRIVAL)
         return 0;
     if (local)
@@ -399,9 +411,16 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
         return 0;
     if (!ret->mailbox[0] && !ret->account[0])
         return 0;
-    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0)
-        if (!attrib_maps_is_local(m, eximlog_addr_domain(addr)))
-            ret->remote_rcpts++;
+    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0) {
+        uint64_t h = 0;
+        struct fg_str dom = eximlog_addr_domain(addr);
+        if (m && attrib_maps_find_hash(m, dom, &h))
+            continue; /* a local domain */
+        ret->remote_rcpts++;
+        /* hashed once here for the distinct-domain counts of every identity */
+        if (dom.len && m && ret->ndomains < ATTRIB_DOMAINS_MAX)
+            ret->domains[ret->ndomains++] = h;
+    }
     if (ev->nrcpt > 0 && ret->remote_rcpts == 0) {
         ret->flags |= ATTRIB_LOCAL_ONLY;
         return 0;

@@ -12,6 +12,9 @@
 #define ATTRIB_ACCOUNT_MAX 64   /* cPanel user names are at most 16; 64 leaves room */
 #define ATTRIB_CWD_SLOTS   64   /* pending cwd= records waiting for their arrival */
 #define ATTRIB_CWD_TTL_MS  5000 /* a cwd= record older than this is not tied to an arrival */
+#define ATTRIB_DOMAINS_MAX                                                                         \
+    512 /* recipient domains hashed per message; distinct counts                                   \
+           saturate far below (WINDOW_DISTINCT_MAX) */
 
 /* struct attrib_result.flags */
 #define ATTRIB_OUTBOUND   (1u << 0) /* counts toward send limits */
@@ -59,6 +62,8 @@ struct attrib_result {
     char account[ATTRIB_ACCOUNT_MAX];
     char script[USERTABLE_KEY_MAX];
     uint32_t remote_rcpts; /* recipients outside the local domains */
+    uint32_t ndomains;     /* their domains, hashed with the maps' key (repeats included) */
+    uint64_t domains[ATTRIB_DOMAINS_MAX];
 };
 
 /* Per-stream attribution state: cwd= records waiting for their arrival. */

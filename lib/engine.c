@@ -18,17 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ENGINE_DOMAINS_MAX 512 /* recipient domains of one message hashed for distinct counts */
-
-struct engine_hashes {
-    uint64_t domains[ENGINE_DOMAINS_MAX];
-    size_t ndomains;
-    uint64_t ip;
-    bool has_ip;
-};
-
 struct engine {
-    struct engine_hashes hashes; /* scratch for the arrival being counted */
+    struct attrib_result ar;      /* scratch for the arrival being counted (4 KiB) */
+    struct attrib_maps *own_maps; /* empty maps when the caller has none */
     const struct config *cfg;
     const struct attrib_maps *maps;
     struct policy *policy;
@@ -64,13 +56,18 @@ engine_new(const struct engine_params *p, struct engine **ret)
         return -ENOMEM;
     e->cfg = p->cfg;
     e->maps = p->maps;
+    if (!e->maps) {
+        /* recipient domains are hashed with the maps' key: keep an empty map to hold one */
+        e->own_maps = attrib_maps_new(p->key);
+        e->maps = e->own_maps;
+    }
     memcpy(e->key, p->key, SIPHASH_KEY_LEN);
     attrib_init(&e->attrib);
     e->policy = policy_new(e->cfg);
     if (e->policy)
         e->table = engine_table_new(e, e->policy);
     e->msgs = msgtrack_new(0, e->key);
-    if (!e->policy || !e->table || !e->msgs) {
+    if (!e->policy || !e->table || !e->msgs || !e->maps) {
         engine_free(e);
         return -ENOMEM;
     }
@@ -86,6 +83,7 @@ engine_free(struct engine *e)
     policy_free(e->policy);
     usertable_free(e->table);
     msgtrack_free(e->msgs);
+    attrib_maps_free(e->own_maps);
     free(e);
 }
 
@@ -209,7 +207,7 @@ engine_set_config(struct engine *e, const struct config *cfg)
 void
 engine_set_maps(struct engine *e, const struct attrib_maps *maps)
 {
-    e->maps = maps;
+    e->maps = maps ? maps : e->own_maps;
 }
 
 void
@@ -265,38 +263,11 @@ engine_notice_fill(struct engine_notice *n, enum engine_notice_kind kind,
     (void)util_copy_str(n->msgid, sizeof(n->msgid), ev->msgid);
 }
 
-/*
- * What an arrival contributes to the distinct metrics, hashed once for all its identities.
- * Domains past ENGINE_DOMAINS_MAX in one message are not counted: a distinct count
- * saturates far below that (WINDOW_DISTINCT_MAX) anyway.
- */
-static void
-engine_hash_arrival(const struct engine *e, const struct exim_event *ev, struct engine_hashes *hs)
-{
-    struct fg_str addr;
-    size_t pos = 0;
-
-    hs->ndomains = 0;
-    while (hs->ndomains < ENGINE_DOMAINS_MAX && eximlog_next_addr(ev->rcpts, &pos, &addr) > 0) {
-        struct fg_str dom = eximlog_addr_domain(addr);
-        char low[256];
-        if (dom.len == 0 || dom.len >= sizeof(low) || attrib_maps_is_local(e->maps, dom))
-            continue;
-        for (size_t i = 0; i < dom.len; i++)
-            low[i] = util_ascii_lower(dom.p[i]);
-        hs->domains[hs->ndomains++] = siphash(low, dom.len, e->key);
-    }
-    hs->has_ip = ev->host_ip.len > 0;
-    if (hs->has_ip)
-        hs->ip = siphash(ev->host_ip.p, ev->host_ip.len, e->key);
-}
-
 /* Count one outbound arrival against one identity and evaluate its rules. */
 static size_t
 engine_count(struct engine *e, enum usertable_scope scope, const char *id, const char *account,
-             const struct exim_event *ev, const struct attrib_result *ar,
-             const struct engine_hashes *hs, struct msgtrack_msg *msg, uint64_t line,
-             struct engine_notice *ret, size_t max)
+             const struct exim_event *ev, const struct attrib_result *ar, uint64_t ip_hash,
+             struct msgtrack_msg *msg, uint64_t line, struct engine_notice *ret, size_t max)
 {
     struct policy_verdict v[POLICY_VERDICTS_MAX];
     struct usertable_entry *ent;
@@ -314,10 +285,10 @@ engine_count(struct engine *e, enum usertable_scope scope, const char *id, const
     usertable_add(e->table, ent, WINDOW_RECIPIENTS, e->now_ms, ar->remote_rcpts);
     if (ar->flags & ATTRIB_MISMATCH)
         usertable_add(e->table, ent, WINDOW_MISMATCH, e->now_ms, 1);
-    for (size_t i = 0; i < hs->ndomains; i++)
-        usertable_add_distinct(e->table, ent, WINDOW_DOMAINS, e->now_ms, hs->domains[i]);
-    if (hs->has_ip)
-        usertable_add_distinct(e->table, ent, WINDOW_IPS, e->now_ms, hs->ip);
+    for (size_t i = 0; i < ar->ndomains; i++)
+        usertable_add_distinct(e->table, ent, WINDOW_DOMAINS, e->now_ms, ar->domains[i]);
+    if (ev->host_ip.len)
+        usertable_add_distinct(e->table, ent, WINDOW_IPS, e->now_ms, ip_hash);
     if (msg)
         msg->refs[scope] = usertable_ref(e->table, ent);
 
@@ -338,19 +309,20 @@ static size_t
 engine_arrival(struct engine *e, const struct exim_event *ev, uint64_t line,
                struct engine_notice *ret, size_t max)
 {
-    struct attrib_result ar;
+    struct attrib_result *ar = &e->ar;
     struct msgtrack_msg *msg;
+    uint64_t ip_hash = 0;
     size_t k = 0;
 
     e->stats.arrivals++;
-    if (attrib_arrival(&e->attrib, e->maps, ev, &ar) <= 0) {
-        if (ar.flags & ATTRIB_BOUNCE)
+    if (attrib_arrival(&e->attrib, e->maps, ev, ar) <= 0) {
+        if (ar->flags & ATTRIB_BOUNCE)
             e->stats.bounces++;
-        else if (ar.flags & ATTRIB_SERVICE)
+        else if (ar->flags & ATTRIB_SERVICE)
             e->stats.service++;
-        else if (ar.flags & ATTRIB_LOCAL_ONLY)
+        else if (ar->flags & ATTRIB_LOCAL_ONLY)
             e->stats.local_only++;
-        else if (ar.flags & ATTRIB_INBOUND)
+        else if (ar->flags & ATTRIB_INBOUND)
             e->stats.inbound++;
         return 0;
     }
@@ -361,15 +333,16 @@ engine_arrival(struct engine *e, const struct exim_event *ev, uint64_t line,
         if (ev->flags & EXIM_F_RCPT_TRUNC)
             msg->flags |= MSGTRACK_TRUNCATED;
     }
-    engine_hash_arrival(e, ev, &e->hashes);
-    if (ar.mailbox[0])
-        k += engine_count(e, SCOPE_MAILBOX, ar.mailbox, ar.account, ev, &ar, &e->hashes, msg, line,
+    if (ev->host_ip.len)
+        ip_hash = siphash(ev->host_ip.p, ev->host_ip.len, e->key);
+    if (ar->mailbox[0])
+        k += engine_count(e, SCOPE_MAILBOX, ar->mailbox, ar->account, ev, ar, ip_hash, msg, line,
                           ret + k, max - k);
-    if (ar.account[0])
-        k += engine_count(e, SCOPE_ACCOUNT, ar.account, ar.account, ev, &ar, &e->hashes, msg, line,
+    if (ar->account[0])
+        k += engine_count(e, SCOPE_ACCOUNT, ar->account, ar->account, ev, ar, ip_hash, msg, line,
                           ret + k, max - k);
-    if (ar.script[0])
-        k += engine_count(e, SCOPE_SCRIPT, ar.script, ar.account, ev, &ar, &e->hashes, msg, line,
+    if (ar->script[0])
+        k += engine_count(e, SCOPE_SCRIPT, ar->script, ar->account, ev, ar, ip_hash, msg, line,
                           ret + k, max - k);
     return k;
 }

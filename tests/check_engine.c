@@ -384,6 +384,42 @@ START_TEST(test_engine_trips_follow_rule_names)
 }
 END_TEST
 
+START_TEST(test_engine_distinct_domains)
+{
+    static const char yaml[] = "rules:\n  - name: spread\n    scope: mailbox\n"
+                               "    metric: domains\n    window: 10m\n    above: 3\n"
+                               "    actions: [alert]\n";
+    static const char *const rcpts[] = {
+        "a@one.example b@ONE.example", /* one domain, twice */
+        "c@two.example d@example.com", /* example.com is local: not counted */
+        "e@www.two.example",           /* www. stripped: two.example again */
+        "f@three.example",
+        "g@four.example",
+    };
+    struct config *c = NULL;
+    struct diag d;
+    char line[512];
+    size_t n = 0;
+
+    ck_assert_int_eq(config_parse(yaml, strlen(yaml), "d.yml", &c, &d), 0);
+    ck_assert_int_ge(engine_set_config(fx.e, c), 0);
+    config_free(fx.cfg);
+    fx.cfg = c;
+    for (size_t i = 0; i < N_ELEMS(rcpts); i++) {
+        (void)snprintf(line, sizeof(line),
+                       "2026-03-02 10:00:0%zu 1vwqhc-00MMM%zu-xm <= box@example.com H=(pc) "
+                       "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:box@example.com S=1 for %s",
+                       i, i, rcpts[i]);
+        n = engine_feed_text(line);
+        /* one, two, two, three: 3 distinct, not above 3 yet */
+        if (i < 4)
+            ck_assert_msg(engine_count_trips(n, "spread") == 0, "tripped early at %zu", i);
+    }
+    ck_assert_uint_eq(engine_count_trips(n, "spread"), 1);
+    ck_assert_uint_eq(fx.notes[0].verdict.value, 4);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -401,6 +437,7 @@ engine_suite(void)
     tcase_add_test(tc, test_engine_time_never_goes_back);
     tcase_add_test(tc, test_engine_reload);
     tcase_add_test(tc, test_engine_trips_follow_rule_names);
+    tcase_add_test(tc, test_engine_distinct_domains);
     suite_add_tcase(s, tc);
     return s;
 }
