@@ -777,6 +777,11 @@ live_main(const char *config_path, struct config *cfg)
         log_emit(LOG_ERR, r, NULL, "%s: cannot follow", cfg->log_file);
         goto out;
     }
+    /* A first start begins at the end of the log: save that position before reading a
+     * line, or a crash before the first checkpoint restarts at the then end and skips
+     * everything in between. (No file yet: the first tick saves it once it is open.) */
+    if (!d.have_state)
+        (void)live_checkpoint_now(&d, true);
 
     ev_child_init(&d.saver, live_saver_cb, 0, 0);
     d.saver.data = &d;
