@@ -449,10 +449,12 @@ live_checkpoint_cb(struct ev_loop *loop, ev_timer *w, int revents)
         (void)sd_notify(0, "READY=1");
         live_notify_status(d);
     }
-    /* A first start begins at the end of the log: record that position at once, or a
-     * crash before the first checkpoint would restart at the then end and skip the lines
-     * read (and those written) in between. */
-    if (d->dirty || !d->have_state)
+    /* A first start begins at the end of the log: record that position at once and in
+     * this process (a background writer dies with us), or a crash before the first
+     * checkpoint would restart at the then end and skip the lines in between. */
+    if (!d->have_state)
+        (void)live_checkpoint_now(d, true);
+    else if (d->dirty)
         (void)live_checkpoint_now(d, false);
 }
 
@@ -777,11 +779,6 @@ live_main(const char *config_path, struct config *cfg)
         log_emit(LOG_ERR, r, NULL, "%s: cannot follow", cfg->log_file);
         goto out;
     }
-    /* A first start begins at the end of the log: save that position before reading a
-     * line, or a crash before the first checkpoint restarts at the then end and skips
-     * everything in between. (No file yet: the first tick saves it once it is open.) */
-    if (!d.have_state)
-        (void)live_checkpoint_now(&d, true);
 
     ev_child_init(&d.saver, live_saver_cb, 0, 0);
     d.saver.data = &d;
