@@ -80,12 +80,14 @@ struct action_job {
     enum job_kind kind;
     enum job_phase phase;
     struct action_entry *e;
-    char **ids; /* to freeze (owned strings) */
+    char **ids; /* to freeze, or (release) a copy of e->frozen to thaw; owned strings */
     size_t nids, pos;
+    bool *thawed; /* release: ids[i] was thawed or has left the queue */
     char **locked;
     size_t nlocked;
     bool retried;
     uint32_t unblock_left; /* release: bits still to undo */
+    bool undo_failed;      /* release: a backend undo step failed */
     struct action_outcome out;
 };
 
@@ -330,14 +332,6 @@ entry_add_frozen(struct action_entry *e, const char *msgid)
     return 0;
 }
 
-static void
-entry_clear_frozen(struct action_entry *e)
-{
-    for (size_t i = 0; i < e->nfrozen; i++)
-        free(e->frozen[i]);
-    e->nfrozen = 0;
-}
-
 /* Ledger. */
 
 static void
@@ -570,6 +564,7 @@ job_free(struct action_job *j)
     for (size_t i = 0; i < j->nids; i++)
         free(j->ids[i]);
     free(j->ids);
+    free(j->thawed);
     for (size_t i = 0; i < j->nlocked; i++)
         free(j->locked[i]);
     free(j->locked);
@@ -756,7 +751,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
     struct action_job *j = bt->j;
     struct action *a = j->a;
     struct action_entry *e = j->e;
-    char **ids = bt->thaw ? e->frozen : j->ids;
+    char **ids = j->ids;
     char **mine = calloc(bt->n ? bt->n : 1, sizeof(char *));
     size_t nmine = 0, nfail = 0;
     struct action_audit au;
@@ -768,8 +763,11 @@ job_batch_done(void *ctx, const struct spawn_result *res)
 
         /* "Spool data file for <id> does not exist": it left the queue; not a failure. */
         (void)snprintf(gone, sizeof(gone), "%s does not exist", id);
-        if (strstr(res->out, gone) || strstr(res->err_text, gone))
+        if (strstr(res->out, gone) || strstr(res->err_text, gone)) {
+            if (bt->thaw)
+                j->thawed[i] = true; /* nothing left to thaw: forget it */
             continue;
+        }
         if (!bt->thaw && action_exim_says(res->out, id, "is now frozen")) {
             if (entry_add_frozen(e, id) == 0 && mine)
                 mine[nmine++] = ids[i];
@@ -785,6 +783,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
             continue; /* frozen by someone else: not ours to thaw later */
         } else if (bt->thaw && (action_exim_says(res->out, id, "is no longer frozen") ||
                                 action_exim_says(res->out, id, "is not frozen"))) {
+            j->thawed[i] = true;
             if (mine)
                 mine[nmine++] = ids[i];
             j->out.frozen++;
@@ -818,9 +817,8 @@ job_batch_done(void *ctx, const struct spawn_result *res)
 static int
 job_start_batch(struct action *a, struct action_job *j, bool thaw)
 {
-    char **ids = thaw ? j->e->frozen : j->ids;
-    size_t total = thaw ? j->e->nfrozen : j->nids;
-    size_t n = total - j->pos, batch = action_batch(a);
+    char **ids = j->ids;
+    size_t n = j->nids - j->pos, batch = action_batch(a);
     struct job_batch *bt;
     char **argv = NULL;
     int r;
@@ -1009,6 +1007,55 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
     return 0;
 }
 
+/*
+ * A release thaws a copy of the entry's ids: e->frozen keeps each id until exim said it
+ * was thawed, so a failed or timed-out exim -Mt leaves it for the next release.
+ */
+static int
+job_thaw_prepare(struct action_job *j)
+{
+    const struct action_entry *e = j->e;
+
+    if (e->nfrozen == 0)
+        return 0;
+    j->ids = calloc(e->nfrozen, sizeof(char *));
+    j->thawed = calloc(e->nfrozen, sizeof(bool));
+    if (!j->ids || !j->thawed)
+        return -ENOMEM;
+    for (size_t i = 0; i < e->nfrozen; i++) {
+        if (!(j->ids[i] = strdup(e->frozen[i])))
+            return -ENOMEM;
+        j->nids++;
+    }
+    return 0;
+}
+
+/*
+ * Forget the ids the release thawed (or that left the queue); returns how many stay. The
+ * copy is in e->frozen's order and ids are only appended meanwhile (an adopted freeze), so
+ * one walk pairs them up.
+ */
+static size_t
+job_thaw_settle(struct action_job *j)
+{
+    struct action_entry *e = j->e;
+    size_t k = 0, n = 0;
+
+    for (size_t i = 0; i < e->nfrozen; i++) {
+        bool drop = false;
+        if (k < j->nids && strcmp(e->frozen[i], j->ids[k]) == 0) {
+            drop = j->thawed && j->thawed[k];
+            k++;
+        }
+        if (drop)
+            free(e->frozen[i]);
+        else
+            e->frozen[n++] = e->frozen[i];
+    }
+    e->nfrozen = n;
+    return n;
+}
+
 static void
 job_finish(struct action *a, struct action_job *j)
 {
@@ -1020,10 +1067,15 @@ job_finish(struct action *a, struct action_job *j)
         if (e->state == ENTRY_ACTING)
             e->state = ENTRY_ACTED;
     } else if (j->kind == JOB_RELEASE) {
-        event = "released";
-        e->state = ENTRY_RELEASED;
-        e->released_ms = clock_now_ms(a->clock);
-        entry_clear_frozen(e);
+        j->out.remaining = job_thaw_settle(j);
+        if (j->out.remaining == 0) {
+            event = "released";
+            e->state = ENTRY_RELEASED;
+            e->released_ms = clock_now_ms(a->clock);
+        } else {
+            /* still active, so a second release retries what is still frozen */
+            event = "release_incomplete";
+        }
     } else {
         event = "freeze_more";
     }
@@ -1033,6 +1085,8 @@ job_finish(struct action *a, struct action_job *j)
     audit_num(&au, "confirmed", (long long)j->out.confirmed);
     audit_num(&au, j->kind == JOB_RELEASE ? "thawed" : "frozen", (long long)j->out.frozen);
     audit_num(&au, "failed", (long long)j->out.failed);
+    if (j->kind == JOB_RELEASE)
+        audit_num(&au, "remaining", (long long)j->out.remaining);
     if (j->kind != JOB_FREEZE_MORE) {
         audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
         audit_num(&au, "backend_done", (long long)j->out.backend_done);
@@ -1078,6 +1132,10 @@ job_step(struct action *a, struct action_job *j)
             if (!j->unblock_left) {
                 j->phase = PH_THAW;
                 j->pos = 0;
+                if (job_thaw_prepare(j) < 0) {
+                    j->out.failed += j->e->nfrozen;
+                    j->phase = PH_DONE; /* nothing is marked thawed: all stay */
+                }
                 continue;
             }
             j->unblock_left &= ~op;
@@ -1086,7 +1144,7 @@ job_step(struct action *a, struct action_job *j)
             continue;
         }
         case PH_THAW:
-            if (j->pos < j->e->nfrozen) {
+            if (j->pos < j->nids) {
                 if (job_start_batch(a, j, true))
                     return 1;
                 continue;

@@ -28,7 +28,8 @@ struct action_backend;
  *
  * Every step is logged (log_emit, MESSAGE_ID=LOG_MSGID_ACTION) and written as one JSON line
  * to the audit callback: {"ts":<ms>,"event":"freeze|thaw|hold|suspend|unhold|unsuspend|
- * trip|acted|would_act|freeze_more|release|released|circuit_open|unconfirmed|error",
+ * trip|acted|would_act|freeze_more|release|released|release_incomplete|circuit_open|
+ * unconfirmed|error",
  * "rule":..,"scope":..,"id":.., plus per-event fields ("ok", "status", "ids", "frozen",
  * "stderr", ...)}. Requests run one external command at a time, in the order made.
  *
@@ -58,6 +59,7 @@ struct action_outcome {
     size_t confirmed;         /* ids confirmed in the spool (trip, freeze_more) */
     size_t frozen;            /* ids this request froze (or thawed, for a release) */
     size_t failed;            /* ids that could not be frozen/thawed */
+    size_t remaining;         /* release: ids still frozen by us; the identity stays active */
     uint32_t backend_done;    /* CONFIG_ACTION_HOLD/SUSPEND applied (or undone, for release) */
     bool backend_preexisting; /* the backend found it already held/suspended by others */
     int backend_err;          /* 0, or -errno of the failed backend step */
@@ -120,7 +122,8 @@ bool action_is_active(const struct action *a, enum usertable_scope scope, const 
 
 /*
  * Undo floodgate's hold/suspension of the identity, thaw what floodgate froze, mark it
- * released. Returns 0 (scheduled), -ENOENT (not active), -EBUSY (a request for it is still
+ * released. An id exim did not thaw (failure, timeout) stays recorded and the identity
+ * stays active ("release_incomplete"): calling again retries. Returns 0 (scheduled), -ENOENT (not active), -EBUSY (a request for it is still
  * running), -ENOMEM.
  */
 int action_release(struct action *a, enum usertable_scope scope, const char *id);
