@@ -940,6 +940,8 @@ job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool und
         j->out.backend_preexisting = !undo;
     } else {
         j->out.backend_err = code < 0 ? code : -EIO;
+        if (undo)
+            j->undo_failed = true; /* e->done keeps the bit: a later release retries */
     }
     audit_begin(a, &au, name, e->rule, e->scope, e->id);
     audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
@@ -1068,10 +1070,11 @@ job_finish(struct action *a, struct action_job *j)
             e->state = ENTRY_ACTED;
     } else if (j->kind == JOB_RELEASE) {
         j->out.remaining = job_thaw_settle(j);
-        if (j->out.remaining == 0) {
+        if (j->out.remaining == 0 && !j->undo_failed) {
             event = "released";
             e->state = ENTRY_RELEASED;
             e->released_ms = clock_now_ms(a->clock);
+            e->want = 0;
         } else {
             /* still active, so a second release retries what is still frozen */
             event = "release_incomplete";
@@ -1129,6 +1132,12 @@ job_step(struct action *a, struct action_job *j)
         case PH_UNBLOCK: {
             uint32_t op = j->unblock_left & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
                                                                   : CONFIG_ACTION_HOLD;
+            if (j->undo_failed) {
+                /* Thawing while the identity is still held or suspended would deliver
+                 * (or bounce to forged senders) exactly the mail we stopped. */
+                j->phase = PH_DONE;
+                continue;
+            }
             if (!j->unblock_left) {
                 j->phase = PH_THAW;
                 j->pos = 0;
@@ -1279,7 +1288,8 @@ action_trip(struct action *a, const struct action_request *req)
     e->want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
               : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
                                                    : 0;
-    e->done = 0;
+    /* e->done is not reset: a hold of ours still in force must stay recorded, or no
+     * release would ever undo it. */
     e->preexisting = false;
     e->acted_ms = clock_now_ms(a->clock);
     e->released_ms = 0;
@@ -1389,8 +1399,7 @@ action_release(struct action *a, enum usertable_scope scope, const char *id)
     if (!j)
         return -ENOMEM;
     j->phase = PH_UNBLOCK;
-    j->unblock_left = e->preexisting ? 0 : e->done;
-    e->want = 0;
+    j->unblock_left = e->done; /* set only for steps floodgate applied itself */
     audit_begin(a, &au, "release", e->rule, e->scope, e->id);
     audit_num(&au, "undo", (long long)j->unblock_left);
     audit_ids(&au, "thaw", e->frozen, e->nfrozen);

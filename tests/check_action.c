@@ -290,6 +290,49 @@ START_TEST(test_action_release_keeps_unthawed)
 }
 END_TEST
 
+START_TEST(test_action_failed_undo_keeps_mail_frozen)
+{
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_SUSPEND);
+    const char *const *ids;
+
+    cfg->backend = CONFIG_BACKEND_COMMAND;
+    cfg->command_path = strdup("/usr/local/sbin/fg-act");
+    a = open_action(&spoiler, NULL);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_SUSPEND);
+    /* the unsuspend fails: nothing may be thawed, the entry keeps its state */
+    spoil_match = " release ";
+    size_t before = fs->ncalls;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 1);
+    ck_assert_int_eq(fake_spawner_find(fs, "-Mt"), -1);
+    ck_assert_int_lt(last.backend_err, 0);
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 2);
+    ck_assert(audit_has("\"event\":\"release_incomplete\""));
+    /* a repeated trip does not forget the suspension in force */
+    ck_assert_int_eq(action_trip(a, &r), -EALREADY);
+    fake_spawner_flush(fs);
+    /* after a restart, the next release retries the unsuspend, then thaws */
+    action_free(a);
+    a = open_action(&spoiler, NULL);
+    spoil_match = NULL;
+    before = fs->ncalls;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 2);
+    ck_assert_str_eq(fs->calls[before], "/usr/local/sbin/fg-act release mailbox box@example.com "
+                                        "mailbox-burst");
+    ck_assert_str_eq(fs->calls[before + 1], "/usr/sbin/exim -Mt 1xVYNi-0001Xt-01 1xVYNi-0001Xt-02");
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_SUSPEND);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    action_free(a);
+}
+END_TEST
+
 static struct action_request
 box_req(uint32_t actions)
 {
@@ -699,6 +742,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_ledger_restart);
     tcase_add_test(tc, test_action_release_thaws_exactly_ours);
     tcase_add_test(tc, test_action_release_keeps_unthawed);
+    tcase_add_test(tc, test_action_failed_undo_keeps_mail_frozen);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
