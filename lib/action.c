@@ -97,6 +97,7 @@ struct action {
     const struct config *cfg;
     struct spawner *spawner;
     const struct action_backend *backend;
+    bool backend_fixed; /* given by the params: a config swap keeps it */
     struct action_backend_env env;
     action_audit_fn audit;
     void *audit_ctx;
@@ -104,7 +105,7 @@ struct action {
     void *done_ctx;
     spool_owner_fn owner;
     void *owner_ctx;
-    char *exim_config;
+    char *exim_config_fallback; /* "-C" when cfg->exim_config is NULL; may be NULL */
     char *hold_file, *susp_file;
     char *ledger_path;
     struct action_entry *entries;
@@ -113,8 +114,10 @@ struct action {
     bool inflight;
     bool pumping;
     ev_timer retry_timer;
-    int64_t *breaker; /* mono ms of recent trips, ring */
-    size_t breaker_cap, breaker_n, breaker_pos;
+    /* Mono ms of the last ACTION_BREAKER_MAX trips, a ring kept whatever the configured cap,
+     * so a reload that changes max_actions_per_hour neither forgets nor miscounts them. */
+    int64_t *breaker;
+    size_t breaker_n, breaker_pos;
 };
 
 static void action_pump(struct action *a);
@@ -716,10 +719,12 @@ action_exim_argv(struct action *a, const char *op, char *const *ids, size_t n, c
 
     if (!argv)
         return -ENOMEM;
+    char *conf = a->cfg->exim_config ? a->cfg->exim_config : a->exim_config_fallback;
+
     argv[k++] = a->cfg->exim_path;
-    if (a->exim_config) {
+    if (conf) {
         argv[k++] = (char *)(uintptr_t) "-C";
-        argv[k++] = a->exim_config;
+        argv[k++] = conf;
     }
     argv[k++] = (char *)(uintptr_t)op;
     for (size_t i = 0; i < n; i++)
@@ -1191,18 +1196,18 @@ static bool
 action_breaker_allows(struct action *a)
 {
     int64_t now = clock_mono_ms(a->clock);
-    size_t live = 0;
+    size_t live = 0, cap = a->cfg->max_actions_per_hour;
 
-    if (a->breaker_cap == 0)
-        return true;
-    for (size_t i = 0; i < a->breaker_n; i++)
+    if (cap > ACTION_BREAKER_MAX)
+        cap = ACTION_BREAKER_MAX;
+    for (size_t i = 0; cap && i < a->breaker_n; i++)
         if (now - a->breaker[i] < ACTION_HOUR_MS)
             live++;
-    if (live >= a->breaker_cap)
+    if (cap && live >= cap)
         return false;
     a->breaker[a->breaker_pos] = now;
-    a->breaker_pos = (a->breaker_pos + 1) % a->breaker_cap;
-    if (a->breaker_n < a->breaker_cap)
+    a->breaker_pos = (a->breaker_pos + 1) % ACTION_BREAKER_MAX;
+    if (a->breaker_n < ACTION_BREAKER_MAX)
         a->breaker_n++;
     return true;
 }
@@ -1493,6 +1498,37 @@ action_strdup_or(const char *s, const char *dflt)
     return strdup(s ? s : dflt);
 }
 
+static int
+action_config_backend(const struct action *a, const struct config *cfg,
+                      const struct action_backend **ret)
+{
+    if (!cfg || !cfg->exim_path || !cfg->spool_dir)
+        return -EINVAL;
+    *ret = a->backend_fixed ? a->backend
+                            : action_backend_lookup(action_backend_config_name(cfg->backend));
+    return *ret ? 0 : -EINVAL;
+}
+
+int
+action_set_config(struct action *a, const struct config *cfg)
+{
+    const struct action_backend *be;
+    int r = action_config_backend(a, cfg, &be);
+
+    if (r < 0)
+        return r;
+    /* A job half way through (a hold applied, its alert not sent) must finish with the
+     * backend it started with. */
+    if (be != a->backend && a->njobs > 0)
+        return -EBUSY;
+    /* Jobs and callbacks in flight hold no pointer into the config: each step reads a->cfg
+     * when it starts, and spawned argv are copied. So the swap is one assignment. */
+    a->cfg = cfg;
+    a->env.cfg = cfg;
+    a->backend = be;
+    return 0;
+}
+
 int
 action_open(const struct action_params *p, struct action **ret)
 {
@@ -1519,21 +1555,22 @@ action_open(const struct action_params *p, struct action **ret)
     a->done_ctx = p->done_ctx;
     a->owner = p->owner;
     a->owner_ctx = p->owner_ctx;
-    a->backend = p->backend ? p->backend
-                            : action_backend_lookup(action_backend_config_name(p->cfg->backend));
+    a->backend = p->backend;
+    a->backend_fixed = p->backend != NULL;
+    r = action_config_backend(a, p->cfg, &a->backend);
+    if (r < 0) {
+        action_free(a);
+        return r;
+    }
     a->ledger_path = strdup(path);
     a->hold_file = action_strdup_or(p->hold_users_file, "/etc/outgoing_mail_hold_users");
     a->susp_file = action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
-    a->exim_config = p->exim_config ? strdup(p->exim_config) : NULL;
-    a->breaker_cap = p->cfg->max_actions_per_hour > ACTION_BREAKER_MAX
-                         ? ACTION_BREAKER_MAX
-                         : p->cfg->max_actions_per_hour;
-    a->breaker = a->breaker_cap ? calloc(a->breaker_cap, sizeof(int64_t)) : NULL;
-    if (!a->backend || !a->ledger_path || !a->hold_file || !a->susp_file ||
-        (p->exim_config && !a->exim_config) || (a->breaker_cap && !a->breaker)) {
-        r = a->backend ? -ENOMEM : -EINVAL;
+    a->exim_config_fallback = p->exim_config ? strdup(p->exim_config) : NULL;
+    a->breaker = calloc(ACTION_BREAKER_MAX, sizeof(int64_t));
+    if (!a->ledger_path || !a->hold_file || !a->susp_file ||
+        (p->exim_config && !a->exim_config_fallback) || !a->breaker) {
         action_free(a);
-        return r;
+        return -ENOMEM;
     }
     a->env.cfg = a->cfg;
     a->env.spawner = a->spawner;
@@ -1586,6 +1623,6 @@ action_free(struct action *a)
     free(a->ledger_path);
     free(a->hold_file);
     free(a->susp_file);
-    free(a->exim_config);
+    free(a->exim_config_fallback);
     free(a);
 }

@@ -47,6 +47,7 @@ test_config_free(struct config *c)
     free(c->whmapi1_path);
     free(c->uapi_path);
     free(c->command_path);
+    free(c->exim_config);
     free(c);
 }
 
@@ -329,6 +330,76 @@ START_TEST(test_action_failed_undo_keeps_mail_frozen)
     ck_assert_str_eq(fs->calls[before + 1], "/usr/sbin/exim -Mt 1xVYNi-0001Xt-01 1xVYNi-0001Xt-02");
     ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_SUSPEND);
     ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    action_free(a);
+}
+END_TEST
+
+static struct config *
+config_copy(const struct config *c)
+{
+    struct config *n = calloc(1, sizeof(*n));
+
+    ck_assert_ptr_nonnull(n);
+    *n = *c;
+    n->exim_path = strdup(c->exim_path);
+    n->spool_dir = strdup(c->spool_dir);
+    n->blocklist_file = c->blocklist_file ? strdup(c->blocklist_file) : NULL;
+    n->whmapi1_path = c->whmapi1_path ? strdup(c->whmapi1_path) : NULL;
+    n->uapi_path = c->uapi_path ? strdup(c->uapi_path) : NULL;
+    n->command_path = c->command_path ? strdup(c->command_path) : NULL;
+    n->exim_config = NULL;
+    return n;
+}
+
+START_TEST(test_action_set_config_keeps_jobs)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    const char *acct_ids[] = { "1xVYNi-0001Xt-04", "1xVYNi-0001Xt-05" };
+    struct action_request r2 = { .rule = "acct",
+                                 .scope = SCOPE_ACCOUNT,
+                                 .id = "acct1",
+                                 .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+                                 .msgids = acct_ids,
+                                 .nmsgids = 2 };
+    struct config *next = config_copy(cfg), *bad;
+
+    ck_assert_int_eq(action_trip(a, &r), 0); /* its exim -Mf is in flight */
+    ck_assert_uint_eq(action_pending(a), 1);
+    next->freeze_batch = 1;
+    next->exim_config = strdup("/etc/exim_outgoing.conf");
+    /* a backend change waits for an empty queue; an invalid config is refused */
+    bad = config_copy(cfg);
+    bad->backend = CONFIG_BACKEND_CPANEL;
+    ck_assert_int_eq(action_set_config(a, bad), -EBUSY);
+    free(bad->spool_dir);
+    bad->spool_dir = NULL;
+    bad->backend = CONFIG_BACKEND_EXIM;
+    ck_assert_int_eq(action_set_config(a, bad), -EINVAL);
+    test_config_free(bad);
+    ck_assert_int_eq(action_set_config(a, next), 0);
+    test_config_free(cfg); /* the caller frees the old config at once (ASan: no later use) */
+    cfg = next;
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_uint_eq(last.frozen, 2);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    /* later jobs use the new batch size and exim_config */
+    size_t before = fs->ncalls;
+    ck_assert_int_eq(action_trip(a, &r2), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 2);
+    ck_assert_str_eq(fs->calls[before],
+                     "/usr/sbin/exim -C /etc/exim_outgoing.conf -Mf 1xVYNi-0001Xt-04");
+    ck_assert_str_eq(fs->calls[before + 1],
+                     "/usr/sbin/exim -C /etc/exim_outgoing.conf -Mf 1xVYNi-0001Xt-05");
+    /* with the queue empty the backend may change */
+    bad = config_copy(cfg);
+    bad->backend = CONFIG_BACKEND_CPANEL;
+    ck_assert_int_eq(action_set_config(a, bad), 0);
+    ck_assert_int_eq(action_set_config(a, cfg), 0);
+    test_config_free(bad);
     action_free(a);
 }
 END_TEST
@@ -743,6 +814,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_release_thaws_exactly_ours);
     tcase_add_test(tc, test_action_release_keeps_unthawed);
     tcase_add_test(tc, test_action_failed_undo_keeps_mail_frozen);
+    tcase_add_test(tc, test_action_set_config_keeps_jobs);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
