@@ -543,9 +543,8 @@ live_action_open(struct daemon *d, const struct config *cfg, struct action **ret
         .done_ctx = d,
         .owner = live_owner_cb,
         .owner_ctx = d,
-        .exim_config = cfg->exim_config                             ? cfg->exim_config
-                       : access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF
-                                                                    : NULL,
+        /* only when actions.exim_config is unset: lib/action prefers the config's */
+        .exim_config = access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0 ? LIVE_EXIM_OUTGOING_CONF : NULL,
     };
 
     return action_open(&ap, ret);
@@ -556,7 +555,6 @@ live_reload(struct daemon *d)
 {
     struct config *next = NULL;
     struct attrib_maps *maps = NULL;
-    struct action *action = NULL;
     struct diag diag;
     char msg[sizeof(diag.file) + sizeof(diag.msg) + 128];
     const struct log_field fields[] = { { "MESSAGE_ID", LOG_MSGID_RELOAD }, { NULL, NULL } };
@@ -578,24 +576,26 @@ live_reload(struct daemon *d)
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
         return;
     }
-    r = live_action_open(d, next, &action);
+    /* The running action instance takes the new config in place: a second instance would
+     * drop the queue and the breaker's count, and freeing the old one would leave a command
+     * in flight calling back into freed memory. */
+    r = action_set_config(d->action, next);
     if (r < 0) {
         attrib_maps_free(maps);
         config_free(next);
-        log_emit(LOG_ERR, r, fields, "reload failed (actions), keeping the running config");
+        log_emit(LOG_ERR, r, fields, "reload failed (actions%s), keeping the running config",
+                 r == -EBUSY ? ": backend changed while requests are queued, retry" : "");
         return;
     }
     r = engine_set_config(d->engine, next);
     if (r < 0) {
-        action_free(action);
+        /* the old config was accepted before and nothing ran since: this cannot fail */
+        (void)action_set_config(d->action, d->cfg);
         attrib_maps_free(maps);
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
         return;
     }
-    /* the ledger is on disk: requests cut short here are resumed by the new instance */
-    action_free(d->action);
-    d->action = action;
     engine_set_maps(d->engine, maps);
     attrib_maps_free(d->maps);
     d->maps = maps;

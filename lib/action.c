@@ -80,12 +80,14 @@ struct action_job {
     enum job_kind kind;
     enum job_phase phase;
     struct action_entry *e;
-    char **ids; /* to freeze (owned strings) */
+    char **ids; /* to freeze, or (release) a copy of e->frozen to thaw; owned strings */
     size_t nids, pos;
+    bool *thawed; /* release: ids[i] was thawed or has left the queue */
     char **locked;
     size_t nlocked;
     bool retried;
     uint32_t unblock_left; /* release: bits still to undo */
+    bool undo_failed;      /* release: a backend undo step failed */
     struct action_outcome out;
 };
 
@@ -95,6 +97,7 @@ struct action {
     const struct config *cfg;
     struct spawner *spawner;
     const struct action_backend *backend;
+    bool backend_fixed; /* given by the params: a config swap keeps it */
     struct action_backend_env env;
     action_audit_fn audit;
     void *audit_ctx;
@@ -102,7 +105,7 @@ struct action {
     void *done_ctx;
     spool_owner_fn owner;
     void *owner_ctx;
-    char *exim_config;
+    char *exim_config_fallback; /* "-C" when cfg->exim_config is NULL; may be NULL */
     char *hold_file, *susp_file;
     char *ledger_path;
     struct action_entry *entries;
@@ -111,8 +114,10 @@ struct action {
     bool inflight;
     bool pumping;
     ev_timer retry_timer;
-    int64_t *breaker; /* mono ms of recent trips, ring */
-    size_t breaker_cap, breaker_n, breaker_pos;
+    /* Mono ms of the last ACTION_BREAKER_MAX trips, a ring kept whatever the configured cap,
+     * so a reload that changes max_actions_per_hour neither forgets nor miscounts them. */
+    int64_t *breaker;
+    size_t breaker_n, breaker_pos;
 };
 
 static void action_pump(struct action *a);
@@ -328,14 +333,6 @@ entry_add_frozen(struct action_entry *e, const char *msgid)
         return -ENOMEM;
     e->nfrozen++;
     return 0;
-}
-
-static void
-entry_clear_frozen(struct action_entry *e)
-{
-    for (size_t i = 0; i < e->nfrozen; i++)
-        free(e->frozen[i]);
-    e->nfrozen = 0;
 }
 
 /* Ledger. */
@@ -570,6 +567,7 @@ job_free(struct action_job *j)
     for (size_t i = 0; i < j->nids; i++)
         free(j->ids[i]);
     free(j->ids);
+    free(j->thawed);
     for (size_t i = 0; i < j->nlocked; i++)
         free(j->locked[i]);
     free(j->locked);
@@ -721,10 +719,12 @@ action_exim_argv(struct action *a, const char *op, char *const *ids, size_t n, c
 
     if (!argv)
         return -ENOMEM;
+    char *conf = a->cfg->exim_config ? a->cfg->exim_config : a->exim_config_fallback;
+
     argv[k++] = a->cfg->exim_path;
-    if (a->exim_config) {
+    if (conf) {
         argv[k++] = (char *)(uintptr_t) "-C";
-        argv[k++] = a->exim_config;
+        argv[k++] = conf;
     }
     argv[k++] = (char *)(uintptr_t)op;
     for (size_t i = 0; i < n; i++)
@@ -756,7 +756,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
     struct action_job *j = bt->j;
     struct action *a = j->a;
     struct action_entry *e = j->e;
-    char **ids = bt->thaw ? e->frozen : j->ids;
+    char **ids = j->ids;
     char **mine = calloc(bt->n ? bt->n : 1, sizeof(char *));
     size_t nmine = 0, nfail = 0;
     struct action_audit au;
@@ -768,8 +768,11 @@ job_batch_done(void *ctx, const struct spawn_result *res)
 
         /* "Spool data file for <id> does not exist": it left the queue; not a failure. */
         (void)snprintf(gone, sizeof(gone), "%s does not exist", id);
-        if (strstr(res->out, gone) || strstr(res->err_text, gone))
+        if (strstr(res->out, gone) || strstr(res->err_text, gone)) {
+            if (bt->thaw)
+                j->thawed[i] = true; /* nothing left to thaw: forget it */
             continue;
+        }
         if (!bt->thaw && action_exim_says(res->out, id, "is now frozen")) {
             if (entry_add_frozen(e, id) == 0 && mine)
                 mine[nmine++] = ids[i];
@@ -785,6 +788,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
             continue; /* frozen by someone else: not ours to thaw later */
         } else if (bt->thaw && (action_exim_says(res->out, id, "is no longer frozen") ||
                                 action_exim_says(res->out, id, "is not frozen"))) {
+            j->thawed[i] = true;
             if (mine)
                 mine[nmine++] = ids[i];
             j->out.frozen++;
@@ -818,9 +822,8 @@ job_batch_done(void *ctx, const struct spawn_result *res)
 static int
 job_start_batch(struct action *a, struct action_job *j, bool thaw)
 {
-    char **ids = thaw ? j->e->frozen : j->ids;
-    size_t total = thaw ? j->e->nfrozen : j->nids;
-    size_t n = total - j->pos, batch = action_batch(a);
+    char **ids = j->ids;
+    size_t n = j->nids - j->pos, batch = action_batch(a);
     struct job_batch *bt;
     char **argv = NULL;
     int r;
@@ -942,6 +945,8 @@ job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool und
         j->out.backend_preexisting = !undo;
     } else {
         j->out.backend_err = code < 0 ? code : -EIO;
+        if (undo)
+            j->undo_failed = true; /* e->done keeps the bit: a later release retries */
     }
     audit_begin(a, &au, name, e->rule, e->scope, e->id);
     audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
@@ -1009,6 +1014,55 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
     return 0;
 }
 
+/*
+ * A release thaws a copy of the entry's ids: e->frozen keeps each id until exim said it
+ * was thawed, so a failed or timed-out exim -Mt leaves it for the next release.
+ */
+static int
+job_thaw_prepare(struct action_job *j)
+{
+    const struct action_entry *e = j->e;
+
+    if (e->nfrozen == 0)
+        return 0;
+    j->ids = calloc(e->nfrozen, sizeof(char *));
+    j->thawed = calloc(e->nfrozen, sizeof(bool));
+    if (!j->ids || !j->thawed)
+        return -ENOMEM;
+    for (size_t i = 0; i < e->nfrozen; i++) {
+        if (!(j->ids[i] = strdup(e->frozen[i])))
+            return -ENOMEM;
+        j->nids++;
+    }
+    return 0;
+}
+
+/*
+ * Forget the ids the release thawed (or that left the queue); returns how many stay. The
+ * copy is in e->frozen's order and ids are only appended meanwhile (an adopted freeze), so
+ * one walk pairs them up.
+ */
+static size_t
+job_thaw_settle(struct action_job *j)
+{
+    struct action_entry *e = j->e;
+    size_t k = 0, n = 0;
+
+    for (size_t i = 0; i < e->nfrozen; i++) {
+        bool drop = false;
+        if (k < j->nids && strcmp(e->frozen[i], j->ids[k]) == 0) {
+            drop = j->thawed && j->thawed[k];
+            k++;
+        }
+        if (drop)
+            free(e->frozen[i]);
+        else
+            e->frozen[n++] = e->frozen[i];
+    }
+    e->nfrozen = n;
+    return n;
+}
+
 static void
 job_finish(struct action *a, struct action_job *j)
 {
@@ -1020,10 +1074,16 @@ job_finish(struct action *a, struct action_job *j)
         if (e->state == ENTRY_ACTING)
             e->state = ENTRY_ACTED;
     } else if (j->kind == JOB_RELEASE) {
-        event = "released";
-        e->state = ENTRY_RELEASED;
-        e->released_ms = clock_now_ms(a->clock);
-        entry_clear_frozen(e);
+        j->out.remaining = job_thaw_settle(j);
+        if (j->out.remaining == 0 && !j->undo_failed) {
+            event = "released";
+            e->state = ENTRY_RELEASED;
+            e->released_ms = clock_now_ms(a->clock);
+            e->want = 0;
+        } else {
+            /* still active, so a second release retries what is still frozen */
+            event = "release_incomplete";
+        }
     } else {
         event = "freeze_more";
     }
@@ -1033,6 +1093,8 @@ job_finish(struct action *a, struct action_job *j)
     audit_num(&au, "confirmed", (long long)j->out.confirmed);
     audit_num(&au, j->kind == JOB_RELEASE ? "thawed" : "frozen", (long long)j->out.frozen);
     audit_num(&au, "failed", (long long)j->out.failed);
+    if (j->kind == JOB_RELEASE)
+        audit_num(&au, "remaining", (long long)j->out.remaining);
     if (j->kind != JOB_FREEZE_MORE) {
         audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
         audit_num(&au, "backend_done", (long long)j->out.backend_done);
@@ -1075,9 +1137,19 @@ job_step(struct action *a, struct action_job *j)
         case PH_UNBLOCK: {
             uint32_t op = j->unblock_left & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
                                                                   : CONFIG_ACTION_HOLD;
+            if (j->undo_failed) {
+                /* Thawing while the identity is still held or suspended would deliver
+                 * (or bounce to forged senders) exactly the mail we stopped. */
+                j->phase = PH_DONE;
+                continue;
+            }
             if (!j->unblock_left) {
                 j->phase = PH_THAW;
                 j->pos = 0;
+                if (job_thaw_prepare(j) < 0) {
+                    j->out.failed += j->e->nfrozen;
+                    j->phase = PH_DONE; /* nothing is marked thawed: all stay */
+                }
                 continue;
             }
             j->unblock_left &= ~op;
@@ -1086,7 +1158,7 @@ job_step(struct action *a, struct action_job *j)
             continue;
         }
         case PH_THAW:
-            if (j->pos < j->e->nfrozen) {
+            if (j->pos < j->nids) {
                 if (job_start_batch(a, j, true))
                     return 1;
                 continue;
@@ -1124,18 +1196,18 @@ static bool
 action_breaker_allows(struct action *a)
 {
     int64_t now = clock_mono_ms(a->clock);
-    size_t live = 0;
+    size_t live = 0, cap = a->cfg->max_actions_per_hour;
 
-    if (a->breaker_cap == 0)
-        return true;
-    for (size_t i = 0; i < a->breaker_n; i++)
+    if (cap > ACTION_BREAKER_MAX)
+        cap = ACTION_BREAKER_MAX;
+    for (size_t i = 0; cap && i < a->breaker_n; i++)
         if (now - a->breaker[i] < ACTION_HOUR_MS)
             live++;
-    if (live >= a->breaker_cap)
+    if (cap && live >= cap)
         return false;
     a->breaker[a->breaker_pos] = now;
-    a->breaker_pos = (a->breaker_pos + 1) % a->breaker_cap;
-    if (a->breaker_n < a->breaker_cap)
+    a->breaker_pos = (a->breaker_pos + 1) % ACTION_BREAKER_MAX;
+    if (a->breaker_n < ACTION_BREAKER_MAX)
         a->breaker_n++;
     return true;
 }
@@ -1221,7 +1293,8 @@ action_trip(struct action *a, const struct action_request *req)
     e->want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
               : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
                                                    : 0;
-    e->done = 0;
+    /* e->done is not reset: a hold of ours still in force must stay recorded, or no
+     * release would ever undo it. */
     e->preexisting = false;
     e->acted_ms = clock_now_ms(a->clock);
     e->released_ms = 0;
@@ -1331,8 +1404,7 @@ action_release(struct action *a, enum usertable_scope scope, const char *id)
     if (!j)
         return -ENOMEM;
     j->phase = PH_UNBLOCK;
-    j->unblock_left = e->preexisting ? 0 : e->done;
-    e->want = 0;
+    j->unblock_left = e->done; /* set only for steps floodgate applied itself */
     audit_begin(a, &au, "release", e->rule, e->scope, e->id);
     audit_num(&au, "undo", (long long)j->unblock_left);
     audit_ids(&au, "thaw", e->frozen, e->nfrozen);
@@ -1426,6 +1498,37 @@ action_strdup_or(const char *s, const char *dflt)
     return strdup(s ? s : dflt);
 }
 
+static int
+action_config_backend(const struct action *a, const struct config *cfg,
+                      const struct action_backend **ret)
+{
+    if (!cfg || !cfg->exim_path || !cfg->spool_dir)
+        return -EINVAL;
+    *ret = a->backend_fixed ? a->backend
+                            : action_backend_lookup(action_backend_config_name(cfg->backend));
+    return *ret ? 0 : -EINVAL;
+}
+
+int
+action_set_config(struct action *a, const struct config *cfg)
+{
+    const struct action_backend *be;
+    int r = action_config_backend(a, cfg, &be);
+
+    if (r < 0)
+        return r;
+    /* A job half way through (a hold applied, its alert not sent) must finish with the
+     * backend it started with. */
+    if (be != a->backend && a->njobs > 0)
+        return -EBUSY;
+    /* Jobs and callbacks in flight hold no pointer into the config: each step reads a->cfg
+     * when it starts, and spawned argv are copied. So the swap is one assignment. */
+    a->cfg = cfg;
+    a->env.cfg = cfg;
+    a->backend = be;
+    return 0;
+}
+
 int
 action_open(const struct action_params *p, struct action **ret)
 {
@@ -1452,21 +1555,22 @@ action_open(const struct action_params *p, struct action **ret)
     a->done_ctx = p->done_ctx;
     a->owner = p->owner;
     a->owner_ctx = p->owner_ctx;
-    a->backend = p->backend ? p->backend
-                            : action_backend_lookup(action_backend_config_name(p->cfg->backend));
+    a->backend = p->backend;
+    a->backend_fixed = p->backend != NULL;
+    r = action_config_backend(a, p->cfg, &a->backend);
+    if (r < 0) {
+        action_free(a);
+        return r;
+    }
     a->ledger_path = strdup(path);
     a->hold_file = action_strdup_or(p->hold_users_file, "/etc/outgoing_mail_hold_users");
     a->susp_file = action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
-    a->exim_config = p->exim_config ? strdup(p->exim_config) : NULL;
-    a->breaker_cap = p->cfg->max_actions_per_hour > ACTION_BREAKER_MAX
-                         ? ACTION_BREAKER_MAX
-                         : p->cfg->max_actions_per_hour;
-    a->breaker = a->breaker_cap ? calloc(a->breaker_cap, sizeof(int64_t)) : NULL;
-    if (!a->backend || !a->ledger_path || !a->hold_file || !a->susp_file ||
-        (p->exim_config && !a->exim_config) || (a->breaker_cap && !a->breaker)) {
-        r = a->backend ? -ENOMEM : -EINVAL;
+    a->exim_config_fallback = p->exim_config ? strdup(p->exim_config) : NULL;
+    a->breaker = calloc(ACTION_BREAKER_MAX, sizeof(int64_t));
+    if (!a->ledger_path || !a->hold_file || !a->susp_file ||
+        (p->exim_config && !a->exim_config_fallback) || !a->breaker) {
         action_free(a);
-        return r;
+        return -ENOMEM;
     }
     a->env.cfg = a->cfg;
     a->env.spawner = a->spawner;
@@ -1519,6 +1623,6 @@ action_free(struct action *a)
     free(a->ledger_path);
     free(a->hold_file);
     free(a->susp_file);
-    free(a->exim_config);
+    free(a->exim_config_fallback);
     free(a);
 }

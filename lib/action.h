@@ -28,7 +28,8 @@ struct action_backend;
  *
  * Every step is logged (log_emit, MESSAGE_ID=LOG_MSGID_ACTION) and written as one JSON line
  * to the audit callback: {"ts":<ms>,"event":"freeze|thaw|hold|suspend|unhold|unsuspend|
- * trip|acted|would_act|freeze_more|release|released|circuit_open|unconfirmed|error",
+ * trip|acted|would_act|freeze_more|release|released|release_incomplete|circuit_open|
+ * unconfirmed|error",
  * "rule":..,"scope":..,"id":.., plus per-event fields ("ok", "status", "ids", "frozen",
  * "stderr", ...)}. Requests run one external command at a time, in the order made.
  *
@@ -58,6 +59,7 @@ struct action_outcome {
     size_t confirmed;         /* ids confirmed in the spool (trip, freeze_more) */
     size_t frozen;            /* ids this request froze (or thawed, for a release) */
     size_t failed;            /* ids that could not be frozen/thawed */
+    size_t remaining;         /* release: ids still frozen by us; the identity stays active */
     uint32_t backend_done;    /* CONFIG_ACTION_HOLD/SUSPEND applied (or undone, for release) */
     bool backend_preexisting; /* the backend found it already held/suspended by others */
     int backend_err;          /* 0, or -errno of the failed backend step */
@@ -67,7 +69,7 @@ typedef void (*action_done_fn)(void *ctx, const struct action_outcome *o);
 struct action_params {
     struct ev_loop *loop;      /* for the retry timer of "is locked" ids; may be NULL */
     const struct clock *clock; /* borrowed, must outlive the action */
-    const struct config *cfg;  /* borrowed, must outlive the action (swap: reopen) */
+    const struct config *cfg;  /* borrowed until freed or replaced by action_set_config() */
     const char *state_dir;     /* borrowed during action_open() */
     struct spawner *spawner;   /* borrowed, must outlive the action */
     action_audit_fn audit;     /* may be NULL */
@@ -76,8 +78,9 @@ struct action_params {
     void *done_ctx;
     spool_owner_fn owner; /* domain -> account map for account confirmation; or NULL */
     void *owner_ctx;
-    const char *exim_config;          /* passed as "-C <path>" to exim (e.g. /etc/exim_outgoing.conf
-                                       * on cPanel MailScanner setups); NULL: none */
+    const char *exim_config; /* "-C <path>" for exim when cfg->exim_config is NULL (e.g.
+                              * /etc/exim_outgoing.conf on cPanel MailScanner setups);
+                              * NULL: none. cfg->exim_config wins. */
     const char *hold_users_file;      /* cpanel: NULL = /etc/outgoing_mail_hold_users */
     const char *suspended_users_file; /* cpanel: NULL = /etc/outgoing_mail_suspended_users */
     const struct action_backend *backend; /* NULL: the one cfg->backend names */
@@ -92,6 +95,16 @@ struct action_params {
 int action_open(const struct action_params *p, struct action **ret);
 /* Forget requests in flight (their commands are the spawner's to kill) and free. */
 void action_free(struct action *a);
+
+/*
+ * Use @cfg (borrowed until action_free() or the next swap) from now on, for reloads: the
+ * queue, requests in flight, the ledger and the circuit breaker's count are kept. Every
+ * later step reads the new values (freeze_batch, exim paths, exim_config, timeouts,
+ * max_actions_per_hour, backend). The caller may free the old config on return. Returns
+ * 0, -EINVAL (@cfg lacks exim_path or spool_dir, or names no known backend), or -EBUSY
+ * (cfg->backend changes while requests are queued: nothing is changed; retry later).
+ */
+int action_set_config(struct action *a, const struct config *cfg);
 
 struct action_request {
     const char *rule; /* rule name (spawn_valid_text) */
@@ -120,7 +133,8 @@ bool action_is_active(const struct action *a, enum usertable_scope scope, const 
 
 /*
  * Undo floodgate's hold/suspension of the identity, thaw what floodgate froze, mark it
- * released. Returns 0 (scheduled), -ENOENT (not active), -EBUSY (a request for it is still
+ * released. An id exim did not thaw (failure, timeout) stays recorded and the identity
+ * stays active ("release_incomplete"): calling again retries. Returns 0 (scheduled), -ENOENT (not active), -EBUSY (a request for it is still
  * running), -ENOMEM.
  */
 int action_release(struct action *a, enum usertable_scope scope, const char *id);

@@ -34,6 +34,7 @@ static char audit[64][2048];
 static size_t naudit;
 static struct action_outcome last;
 static int ndone;
+static const char *spoil_match, *spoil_id; /* see spoil_run() */
 
 static void
 test_config_free(struct config *c)
@@ -46,6 +47,7 @@ test_config_free(struct config *c)
     free(c->whmapi1_path);
     free(c->uapi_path);
     free(c->command_path);
+    free(c->exim_config);
     free(c);
 }
 
@@ -135,6 +137,7 @@ setup(void)
     cfg->max_actions_per_hour = 100;
     fs = fake_spawner_new();
     nevents = naudit = 0;
+    spoil_match = spoil_id = NULL;
     ndone = 0;
     memset(&last, 0, sizeof(last));
     log_setup(LOG_SINK_STDERR, LOG_WARNING);
@@ -174,8 +177,232 @@ open_action(struct spawner *sp, const struct action_backend *be)
     return a;
 }
 
+/*
+ * A spawner over the recording fake that spoils some answers: a command whose recorded
+ * line contains spoil_match gets exit status 1 and loses the exim lines naming spoil_id
+ * (every line when spoil_id is NULL), as when exim fails or times out part way.
+ */
+struct spoil_call {
+    spawn_done_fn done;
+    void *ctx;
+    bool spoil;
+};
+
+static void
+spoil_result(struct spawn_result *r)
+{
+    char keep[SPAWN_OUTPUT_MAX + 1];
+    size_t n = 0;
+
+    r->exit_code = 1;
+    for (char *line = r->out, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (spoil_id && !memmem(line, len, spoil_id, strlen(spoil_id)) && n + len < sizeof(keep)) {
+            memcpy(keep + n, line, len);
+            n += len;
+        }
+        if (!nl)
+            break;
+    }
+    memcpy(r->out, keep, n);
+    r->out[n] = '\0';
+    r->out_len = n;
+}
+
+static void
+spoil_done(void *ctx, const struct spawn_result *r)
+{
+    struct spoil_call *c = ctx;
+    struct spawn_result copy = *r;
+
+    if (c->spoil)
+        spoil_result(&copy);
+    c->done(c->ctx, &copy);
+    free(c);
+}
+
+static int
+spoil_run(struct spawner *s, char *const argv[], int64_t timeout_ms, spawn_done_fn done, void *ctx)
+{
+    struct spoil_call *c = calloc(1, sizeof(*c));
+    size_t before = fs->ncalls;
+    int r;
+
+    (void)s;
+    ck_assert_ptr_nonnull(c);
+    c->done = done;
+    c->ctx = ctx;
+    r = spawner_run(&fs->ops, argv, timeout_ms, spoil_done, c);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    c->spoil = spoil_match && fs->ncalls > before && strstr(fs->calls[before], spoil_match);
+    return 0;
+}
+
+static void
+spoil_free(struct spawner *s)
+{
+    (void)s;
+}
+
+static struct spawner spoiler = { .run = spoil_run, .free = spoil_free };
+
 static const char *const box_ids[] = { "1xVYNi-0001Xt-01", "1xVYNi-0001Xt-02", "1xVYNi-0001Xt-03",
                                        "1xVYNi-0001Xt-09" /* gone */ };
+
+static struct action_request
+box_req(uint32_t actions);
+
+START_TEST(test_action_release_keeps_unthawed)
+{
+    struct action *a = open_action(&spoiler, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE);
+    const char *const *ids;
+
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.frozen, 2);
+    /* exim -Mt thaws 01 but fails on 02 */
+    spoil_match = "-Mt";
+    spoil_id = "1xVYNi-0001Xt-02";
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.frozen, 1);
+    ck_assert_uint_eq(last.failed, 1);
+    ck_assert_uint_eq(last.remaining, 1);
+    ck_assert(audit_has("\"event\":\"release_incomplete\""));
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 1);
+    ck_assert_str_eq(ids[0], "1xVYNi-0001Xt-02");
+    /* survives a restart, and a second release retries only what is left */
+    action_free(a);
+    a = open_action(&spoiler, NULL);
+    spoil_match = NULL;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_str_eq(fs->calls[fs->ncalls - 1], "/usr/sbin/exim -Mt 1xVYNi-0001Xt-02");
+    ck_assert_uint_eq(last.remaining, 0);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 0);
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_failed_undo_keeps_mail_frozen)
+{
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_SUSPEND);
+    const char *const *ids;
+
+    cfg->backend = CONFIG_BACKEND_COMMAND;
+    cfg->command_path = strdup("/usr/local/sbin/fg-act");
+    a = open_action(&spoiler, NULL);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_SUSPEND);
+    /* the unsuspend fails: nothing may be thawed, the entry keeps its state */
+    spoil_match = " release ";
+    size_t before = fs->ncalls;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 1);
+    ck_assert_int_eq(fake_spawner_find(fs, "-Mt"), -1);
+    ck_assert_int_lt(last.backend_err, 0);
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 2);
+    ck_assert(audit_has("\"event\":\"release_incomplete\""));
+    /* a repeated trip does not forget the suspension in force */
+    ck_assert_int_eq(action_trip(a, &r), -EALREADY);
+    fake_spawner_flush(fs);
+    /* after a restart, the next release retries the unsuspend, then thaws */
+    action_free(a);
+    a = open_action(&spoiler, NULL);
+    spoil_match = NULL;
+    before = fs->ncalls;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 2);
+    ck_assert_str_eq(fs->calls[before], "/usr/local/sbin/fg-act release mailbox box@example.com "
+                                        "mailbox-burst");
+    ck_assert_str_eq(fs->calls[before + 1], "/usr/sbin/exim -Mt 1xVYNi-0001Xt-01 1xVYNi-0001Xt-02");
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_SUSPEND);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    action_free(a);
+}
+END_TEST
+
+static struct config *
+config_copy(const struct config *c)
+{
+    struct config *n = calloc(1, sizeof(*n));
+
+    ck_assert_ptr_nonnull(n);
+    *n = *c;
+    n->exim_path = strdup(c->exim_path);
+    n->spool_dir = strdup(c->spool_dir);
+    n->blocklist_file = c->blocklist_file ? strdup(c->blocklist_file) : NULL;
+    n->whmapi1_path = c->whmapi1_path ? strdup(c->whmapi1_path) : NULL;
+    n->uapi_path = c->uapi_path ? strdup(c->uapi_path) : NULL;
+    n->command_path = c->command_path ? strdup(c->command_path) : NULL;
+    n->exim_config = NULL;
+    return n;
+}
+
+START_TEST(test_action_set_config_keeps_jobs)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    const char *acct_ids[] = { "1xVYNi-0001Xt-04", "1xVYNi-0001Xt-05" };
+    struct action_request r2 = { .rule = "acct",
+                                 .scope = SCOPE_ACCOUNT,
+                                 .id = "acct1",
+                                 .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+                                 .msgids = acct_ids,
+                                 .nmsgids = 2 };
+    struct config *next = config_copy(cfg), *bad;
+
+    ck_assert_int_eq(action_trip(a, &r), 0); /* its exim -Mf is in flight */
+    ck_assert_uint_eq(action_pending(a), 1);
+    next->freeze_batch = 1;
+    next->exim_config = strdup("/etc/exim_outgoing.conf");
+    /* a backend change waits for an empty queue; an invalid config is refused */
+    bad = config_copy(cfg);
+    bad->backend = CONFIG_BACKEND_CPANEL;
+    ck_assert_int_eq(action_set_config(a, bad), -EBUSY);
+    free(bad->spool_dir);
+    bad->spool_dir = NULL;
+    bad->backend = CONFIG_BACKEND_EXIM;
+    ck_assert_int_eq(action_set_config(a, bad), -EINVAL);
+    test_config_free(bad);
+    ck_assert_int_eq(action_set_config(a, next), 0);
+    test_config_free(cfg); /* the caller frees the old config at once (ASan: no later use) */
+    cfg = next;
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_uint_eq(last.frozen, 2);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    /* later jobs use the new batch size and exim_config */
+    size_t before = fs->ncalls;
+    ck_assert_int_eq(action_trip(a, &r2), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 2);
+    ck_assert_str_eq(fs->calls[before],
+                     "/usr/sbin/exim -C /etc/exim_outgoing.conf -Mf 1xVYNi-0001Xt-04");
+    ck_assert_str_eq(fs->calls[before + 1],
+                     "/usr/sbin/exim -C /etc/exim_outgoing.conf -Mf 1xVYNi-0001Xt-05");
+    /* with the queue empty the backend may change */
+    bad = config_copy(cfg);
+    bad->backend = CONFIG_BACKEND_CPANEL;
+    ck_assert_int_eq(action_set_config(a, bad), 0);
+    ck_assert_int_eq(action_set_config(a, cfg), 0);
+    test_config_free(bad);
+    action_free(a);
+}
+END_TEST
 
 static struct action_request
 box_req(uint32_t actions)
@@ -585,6 +812,9 @@ action_suite(void)
     tcase_add_test(tc, test_action_circuit_breaker);
     tcase_add_test(tc, test_action_ledger_restart);
     tcase_add_test(tc, test_action_release_thaws_exactly_ours);
+    tcase_add_test(tc, test_action_release_keeps_unthawed);
+    tcase_add_test(tc, test_action_failed_undo_keeps_mail_frozen);
+    tcase_add_test(tc, test_action_set_config_keeps_jobs);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
