@@ -550,6 +550,40 @@ live_action_open(struct daemon *d, const struct config *cfg, struct action **ret
     return action_open(&ap, ret);
 }
 
+/*
+ * The log followed, the state directory (and its lock), the audit log and the control
+ * socket are bound at start: a reload keeps the running ones, says so, and applies the
+ * rest. Half-applying them would checkpoint into an unlocked directory, open an empty
+ * ledger there, and report a log the daemon does not follow.
+ */
+static int
+live_keep_bound_paths(struct daemon *d, struct config *next)
+{
+    struct {
+        const char *key;
+        char **now, *running;
+    } bound[] = {
+        { "log_file", &next->log_file, d->cfg->log_file },
+        { "state_dir", &next->state_dir, d->cfg->state_dir },
+        { "audit_log", &next->audit_log, d->cfg->audit_log },
+        { "control_socket", &next->control_socket, d->cfg->control_socket },
+    };
+
+    for (size_t i = 0; i < N_ELEMS(bound); i++) {
+        char *keep;
+        if (strcmp(*bound[i].now, bound[i].running) == 0)
+            continue;
+        keep = strdup(bound[i].running);
+        if (!keep)
+            return -ENOMEM;
+        log_emit(LOG_WARNING, 0, NULL, "reload: %s changes need a restart; still using %s",
+                 bound[i].key, bound[i].running);
+        free(*bound[i].now);
+        *bound[i].now = keep;
+    }
+    return 0;
+}
+
 static void
 live_reload(struct daemon *d)
 {
@@ -567,9 +601,12 @@ live_reload(struct daemon *d)
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config: %s", msg);
         return;
     }
-    if (strcmp(next->log_file, d->cfg->log_file) != 0 ||
-        strcmp(next->state_dir, d->cfg->state_dir) != 0)
-        log_emit(LOG_WARNING, 0, fields, "log_file and state_dir changes need a restart");
+    r = live_keep_bound_paths(d, next);
+    if (r < 0) {
+        config_free(next);
+        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
+        return;
+    }
     r = daemon_maps_load(next, d->key, &maps);
     if (r < 0) {
         config_free(next);

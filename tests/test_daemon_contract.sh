@@ -91,11 +91,11 @@ def burst(box, n):
     return out
 
 # --- configuration ------------------------------------------------------------------
-def write_config(rules, tail=""):
+def write_config(rules, tail="", state=None):
     body = ("mode: monitor\n"
             "log_file: %s\nstate_dir: %s\naudit_log: %s\ncontrol_socket: %s\n"
             "userdomains_file: %s\nlocaldomains_file: %s\n"
-            "rules:\n" % (LOG, STATE, AUDIT, CTL, os.path.join(TMP, "userdomains"),
+            "rules:\n" % (LOG, state or STATE, AUDIT, CTL, os.path.join(TMP, "userdomains"),
                           os.path.join(TMP, "localdomains")))
     for name, above in rules:
         body += ("  - name: %s\n    scope: mailbox\n    metric: messages\n"
@@ -292,8 +292,10 @@ try:
     print("ok 2 catch-up of %d lines in %.2fs, then READY=1; %s; %d pings, max gap %.2fs"
           % (len(backlog), notes[ready][0] - t0, status, len(pings), gap))
 
-    # 3. reload with a valid config: a rule the old config did not have
-    write_config([("new-burst", 5)])
+    # 3. reload with a valid config: a rule the old config did not have, and a state_dir
+    #    that is bound at start (kept, with a warning, never half-applied)
+    other_state = os.path.join(TMP, "other-state")
+    write_config([("new-burst", 5)], state=other_state)
     reloads = d.stderr().count("reloaded")
     mark = len(notes)
     os.kill(d.pid, signal.SIGHUP)
@@ -311,6 +313,12 @@ try:
         fail("fresh1 tripped %r, want new-burst" % e["rule"])
     if d.stderr().count("reloaded") <= reloads:
         fail("no 'reloaded' log line:\n" + d.stderr())
+    if "state_dir changes need a restart; still using" not in d.stderr():
+        fail("no warning that state_dir is kept:\n" + d.stderr())
+    time.sleep(1.5)  # a checkpoint after the reload must still go to the running state_dir
+    if os.path.exists(other_state):
+        fail("the reload half-applied state_dir: %s exists" % other_state)
+    write_config([("new-burst", 5)])
     print("ok 3 SIGHUP valid: RELOADING=1 + MONOTONIC_USEC, READY=1, new rule trips")
 
     # 4. reload with an invalid config: the running one stays
