@@ -20,7 +20,9 @@
  * thaw them.
  *
  * Ledger: a text file, one "E" line per identity followed by its "F <msgid>" lines,
- * fields tab-separated and percent-encoded. It is rewritten whole, atomically, after every
+ * fields tab-separated and percent-encoded. A backend step is recorded as attempted before
+ * it starts: if a restart cuts it short, the backend answers "already" when it is re-run,
+ * and that answer must count as floodgate's doing, or release would never undo it. It is rewritten whole, atomically, after every
  * step; entries released more than ACTION_LEDGER_KEEP_MS ago are dropped then.
  */
 #include "action.h"
@@ -42,7 +44,8 @@
 #include "util.h"
 
 #define ACTION_LEDGER_NAME     "actions.ledger"
-#define ACTION_LEDGER_MAGIC    "floodgate-ledger 1"
+#define ACTION_LEDGER_MAGIC    "floodgate-ledger 2"
+#define ACTION_LEDGER_MAGIC_V1 "floodgate-ledger 1" /* no attempted field: still read */
 #define ACTION_LEDGER_MAX      (64u << 20)               /* refuse to load a larger ledger */
 #define ACTION_LEDGER_KEEP_MS  (30LL * 24 * 3600 * 1000) /* released entries kept 30 days */
 #define ACTION_FROZEN_MAX      100000 /* ids recorded per identity; more are not frozen */
@@ -64,6 +67,7 @@ struct action_entry {
     enum action_state state;
     uint32_t want;    /* CONFIG_ACTION_HOLD/SUSPEND asked for */
     uint32_t done;    /* ... applied by us */
+    uint32_t attempted; /* ... started, outcome not known yet (a restart may cut it) */
     bool preexisting; /* backend said it was already in force, not ours */
     int64_t acted_ms, released_ms;
     char **frozen;
@@ -412,7 +416,7 @@ ledger_save(struct action *a)
         ledger_put(&b, e->account ? e->account : "-");
         (void)strbuf_appends(&b, "\t");
         ledger_put(&b, e->rule);
-        (void)strbuf_appends(&b, "\n");
+        (void)strbuf_printf(&b, "\t%u\n", e->attempted);
         for (size_t i = 0; i < e->nfrozen; i++)
             (void)strbuf_printf(&b, "F\t%s\n", e->frozen[i]);
     }
@@ -508,8 +512,12 @@ ledger_load(struct action *a)
         return r;
     line = buf;
     char *nl = strchr(line, '\n');
-    if (!nl || (size_t)(nl - line) != strlen(ACTION_LEDGER_MAGIC) ||
-        memcmp(line, ACTION_LEDGER_MAGIC, strlen(ACTION_LEDGER_MAGIC)) != 0) {
+    size_t efields = 12;
+    if (nl && (size_t)(nl - line) == strlen(ACTION_LEDGER_MAGIC_V1) &&
+        memcmp(line, ACTION_LEDGER_MAGIC_V1, strlen(ACTION_LEDGER_MAGIC_V1)) == 0) {
+        efields = 11;
+    } else if (!nl || (size_t)(nl - line) != strlen(ACTION_LEDGER_MAGIC) ||
+               memcmp(line, ACTION_LEDGER_MAGIC, strlen(ACTION_LEDGER_MAGIC)) != 0) {
         r = -EBADMSG;
         goto out;
     }
@@ -524,8 +532,8 @@ ledger_load(struct action *a)
         if (strcmp(f[0], "E") == 0) {
             struct action_entry *e = NULL;
             char *rule = NULL;
-            /* the rule is field 10 (index 9 after E..account is 9 fields + rule) */
-            if (n != 11) {
+            /* E, 9 fields to the account, the rule, then (version 2) attempted */
+            if (n != efields) {
                 r = -EBADMSG;
                 goto out;
             }
@@ -540,6 +548,11 @@ ledger_load(struct action *a)
             }
             memcpy(e->rule, rule, strlen(rule) + 1);
             free(rule);
+            if (n == 12 && util_parse_u32(f[11], strlen(f[11]), &e->attempted) < 0) {
+                entry_free(e);
+                r = -EBADMSG;
+                goto out;
+            }
             if (last)
                 last->next = e;
             else
@@ -920,17 +933,27 @@ struct be_call {
     struct action_job *j;
     uint32_t op;
     bool undo;
+    bool rerun; /* a restart cut an earlier attempt of this step short */
 };
 
 static void
-job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool undo, int code,
+job_backend_result(struct action *a, struct action_job *j, const struct be_call *c, int code,
                    const struct spawn_result *res, const char *detail)
 {
+    uint32_t op = c->op;
+    bool undo = c->undo;
     struct action_entry *e = j->e;
     struct action_audit au;
     const char *name = action_be_op_name(op, undo);
+    bool resumed = false;
     char what[128];
 
+    if (!undo && code == ACTION_BE_ALREADY && c->rerun) {
+        code = ACTION_BE_DONE; /* our own step, applied before a restart cut it short */
+        resumed = true;
+    }
+    if (!undo && code > 0)
+        e->attempted &= ~op;
     if (code == ACTION_BE_DONE) {
         if (undo)
             e->done &= ~op;
@@ -953,6 +976,8 @@ job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool und
     audit_bool(&au, "ok", code > 0);
     if (code == ACTION_BE_ALREADY)
         audit_bool(&au, "already", true);
+    if (resumed)
+        audit_bool(&au, "resumed", true);
     if (code < 0)
         audit_str(&au, "error", strerror(-code), strlen(strerror(-code)));
     if (detail)
@@ -976,7 +1001,7 @@ job_backend_done(void *ctx, int code, const struct spawn_result *res, const char
     struct action_job *j = c->j;
     struct action *a = j->a;
 
-    job_backend_result(a, j, c->op, c->undo, code, res, detail);
+    job_backend_result(a, j, c, code, res, detail);
     free(c);
     a->inflight = false;
     action_pump(a);
@@ -992,12 +1017,18 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
     int r;
 
     if (!c) {
-        job_backend_result(a, j, op, undo, -ENOMEM, NULL, NULL);
+        struct be_call tmp = { .j = j, .op = op, .undo = undo };
+        job_backend_result(a, j, &tmp, -ENOMEM, NULL, NULL);
         return 0;
     }
     c->j = j;
     c->op = op;
     c->undo = undo;
+    if (!undo) {
+        c->rerun = (j->e->attempted & op) != 0;
+        j->e->attempted |= op;
+        (void)ledger_save(a); /* on disk before the backend can act (logged on failure) */
+    }
     action_target_of(j->e, &t, user, sizeof(user));
     if (undo)
         r = a->backend->release(&a->env, &t, op, job_backend_done, c);
@@ -1009,8 +1040,8 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
         a->inflight = true;
         return 1;
     }
+    job_backend_result(a, j, c, r, NULL, NULL);
     free(c);
-    job_backend_result(a, j, op, undo, r, NULL, NULL);
     return 0;
 }
 
@@ -1296,6 +1327,7 @@ action_trip(struct action *a, const struct action_request *req)
     /* e->done is not reset: a hold of ours still in force must stay recorded, or no
      * release would ever undo it. */
     e->preexisting = false;
+    e->attempted = 0;
     e->acted_ms = clock_now_ms(a->clock);
     e->released_ms = 0;
     j = job_new(JOB_TRIP, e, "trip");

@@ -24,6 +24,7 @@
 #define T0 1795456990000LL
 
 static char dir[256], spool[300], state[300], blocklist[300];
+static char stubdir[400], holdf[400], suspf[400], argvlog[400];
 static struct clock_fake fclock;
 static struct clock clk;
 static struct config *cfg;
@@ -404,6 +405,99 @@ START_TEST(test_action_set_config_keeps_jobs)
 }
 END_TEST
 
+static void
+copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    FILE *in = fopen(from, "r"), *out;
+    size_t n;
+
+    ck_assert_ptr_nonnull(in);
+    out = fopen(to, "w");
+    ck_assert_ptr_nonnull(out);
+    n = fread(buf, 1, sizeof(buf), in);
+    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The cpanel backend on the recording spawner, its state files in the test directory. */
+static struct action *
+open_action_cpanel_files(struct spawner *sp)
+{
+    struct action_params p = {
+        .clock = &clk,
+        .cfg = cfg,
+        .state_dir = state,
+        .spawner = sp,
+        .audit = on_audit,
+        .done = on_done,
+        .hold_users_file = holdf,
+        .suspended_users_file = suspf,
+    };
+    struct action *a = NULL;
+
+    (void)snprintf(holdf, sizeof(holdf), "%s/outgoing_mail_hold_users", dir);
+    (void)snprintf(suspf, sizeof(suspf), "%s/outgoing_mail_suspended_users", dir);
+    cfg->backend = CONFIG_BACKEND_CPANEL;
+    ck_assert_int_eq(action_open(&p, &a), 0);
+    return a;
+}
+
+START_TEST(test_action_restart_during_hold_is_ours)
+{
+    struct action *a = open_action_cpanel_files(&fs->ops);
+    struct action_request r = box_req(CONFIG_ACTION_HOLD);
+    char ledger[400], saved[400];
+
+    (void)snprintf(ledger, sizeof(ledger), "%s/actions.ledger", state);
+    (void)snprintf(saved, sizeof(saved), "%s/ledger.at-crash", dir);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    ck_assert_int_ge(fake_spawner_find(fs, "hold_outgoing"), 0); /* uapi in flight */
+    copy_file(ledger, saved); /* the state a crash right now would leave */
+    fake_spawner_flush(fs);
+    action_free(a);
+
+    /* restart: cPanel applied our hold before the crash; the resumed step hears "already" */
+    copy_file(saved, ledger);
+    write_file(holdf, "box@example.com\n");
+    ndone = 0;
+    a = open_action_cpanel_files(&fs->ops);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_str_eq(last.what, "resume");
+    ck_assert(!last.backend_preexisting);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    /* so the release undoes it */
+    size_t before = fs->ncalls;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 1);
+    ck_assert_ptr_nonnull(strstr(fs->calls[before], "Email release_outgoing email=box@example.com"));
+    action_free(a);
+
+    /* a hold that really was someone else's stays "preexisting" */
+    write_file(holdf, "box@example.com\nacct9\n");
+    a = open_action_cpanel_files(&fs->ops);
+    struct action_request r2 = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct9", .actions = CONFIG_ACTION_HOLD
+    };
+    ck_assert_int_eq(action_trip(a, &r2), 0);
+    fake_spawner_flush(fs);
+    ck_assert(last.backend_preexisting);
+    ck_assert_uint_eq(last.backend_done, 0);
+    action_free(a);
+}
+END_TEST
+
 static struct action_request
 box_req(uint32_t actions)
 {
@@ -682,7 +776,6 @@ END_TEST
 
 /* cpanel backend against the stand-in scripts, with the real spawner. */
 
-static char stubdir[400], holdf[400], suspf[400], argvlog[400];
 
 static void
 setup_stubs(void)
@@ -815,6 +908,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_release_keeps_unthawed);
     tcase_add_test(tc, test_action_failed_undo_keeps_mail_frozen);
     tcase_add_test(tc, test_action_set_config_keeps_jobs);
+    tcase_add_test(tc, test_action_restart_during_hold_is_ours);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
