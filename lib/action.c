@@ -22,7 +22,9 @@
  * Ledger: a text file, one "E" line per identity followed by its "F <msgid>" lines,
  * fields tab-separated and percent-encoded. A backend step is recorded as attempted before
  * it starts: if a restart cuts it short, the backend answers "already" when it is re-run,
- * and that answer must count as floodgate's doing, or release would never undo it. It is rewritten whole, atomically, after every
+ * and that answer must count as floodgate's doing, or release would never undo it. In
+ * the same way the ids of an exim -Mf batch are written as "P <msgid>" lines before it
+ * runs; after a restart they are frozen again and "is already frozen" among them is ours. It is rewritten whole, atomically, after every
  * step; entries released more than ACTION_LEDGER_KEEP_MS ago are dropped then.
  */
 #include "action.h"
@@ -72,6 +74,8 @@ struct action_entry {
     int64_t acted_ms, released_ms;
     char **frozen;
     size_t nfrozen, capfrozen;
+    char **pending; /* ids of an exim -Mf batch running now: its outcome is not known yet */
+    size_t npending, cappending;
     bool busy; /* a job refers to it */
 };
 
@@ -90,6 +94,7 @@ struct action_job {
     char **locked;
     size_t nlocked;
     bool retried;
+    bool rerun; /* ids were pending at a restart: "already frozen" may be our own -Mf */
     uint32_t unblock_left; /* release: bits still to undo */
     bool undo_failed;      /* release: a backend undo step failed */
     struct action_outcome out;
@@ -304,39 +309,72 @@ entry_free(struct action_entry *e)
     for (size_t i = 0; i < e->nfrozen; i++)
         free(e->frozen[i]);
     free(e->frozen);
+    for (size_t i = 0; i < e->npending; i++)
+        free(e->pending[i]);
+    free(e->pending);
     free(e->id);
     free(e->account);
     free(e);
 }
 
 static bool
-entry_has_frozen(const struct action_entry *e, const char *msgid)
+action_ids_has(char *const *v, size_t n, const char *msgid)
 {
-    for (size_t i = 0; i < e->nfrozen; i++)
-        if (strcmp(e->frozen[i], msgid) == 0)
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], msgid) == 0)
             return true;
     return false;
+}
+
+/* Append a copy of @msgid unless present; the array grows geometrically. */
+static int
+action_ids_add(char ***v, size_t *n, size_t *cap, const char *msgid)
+{
+    if (action_ids_has(*v, *n, msgid))
+        return 0;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16, bytes;
+        if (!util_mul_size(ncap, sizeof(char *), &bytes))
+            return -ENOMEM;
+        char **nv = realloc(*v, bytes);
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = ncap;
+    }
+    if (!((*v)[*n] = strdup(msgid)))
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+static bool
+entry_has_frozen(const struct action_entry *e, const char *msgid)
+{
+    return action_ids_has(e->frozen, e->nfrozen, msgid);
 }
 
 static int
 entry_add_frozen(struct action_entry *e, const char *msgid)
 {
-    if (entry_has_frozen(e, msgid))
-        return 0;
-    if (e->nfrozen == e->capfrozen) {
-        size_t cap = e->capfrozen ? e->capfrozen * 2 : 16, bytes;
-        if (!util_mul_size(cap, sizeof(char *), &bytes))
-            return -ENOMEM;
-        char **n = realloc(e->frozen, bytes);
-        if (!n)
-            return -ENOMEM;
-        e->frozen = n;
-        e->capfrozen = cap;
-    }
-    if (!(e->frozen[e->nfrozen] = strdup(msgid)))
-        return -ENOMEM;
-    e->nfrozen++;
-    return 0;
+    return action_ids_add(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+}
+
+static int
+entry_add_pending(struct action_entry *e, const char *msgid)
+{
+    return action_ids_add(&e->pending, &e->npending, &e->cappending, msgid);
+}
+
+static void
+entry_drop_pending(struct action_entry *e, const char *msgid)
+{
+    for (size_t i = 0; i < e->npending; i++)
+        if (strcmp(e->pending[i], msgid) == 0) {
+            free(e->pending[i]);
+            e->pending[i] = e->pending[--e->npending]; /* order does not matter */
+            return;
+        }
 }
 
 /* Ledger. */
@@ -419,6 +457,8 @@ ledger_save(struct action *a)
         (void)strbuf_printf(&b, "\t%u\n", e->attempted);
         for (size_t i = 0; i < e->nfrozen; i++)
             (void)strbuf_printf(&b, "F\t%s\n", e->frozen[i]);
+        for (size_t i = 0; i < e->npending; i++)
+            (void)strbuf_printf(&b, "P\t%s\n", e->pending[i]);
     }
     r = strbuf_appends(&b, "");
     if (r == 0)
@@ -560,6 +600,9 @@ ledger_load(struct action *a)
             last = e;
         } else if (strcmp(f[0], "F") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
             if ((r = entry_add_frozen(last, f[1])) < 0)
+                goto out;
+        } else if (strcmp(f[0], "P") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
+            if ((r = entry_add_pending(last, f[1])) < 0)
                 goto out;
         } else {
             r = -EBADMSG;
@@ -798,7 +841,11 @@ job_batch_done(void *ctx, const struct spawn_result *res)
                     j->nlocked++;
             }
         } else if (!bt->thaw && action_exim_says(res->out, id, "is already frozen")) {
-            continue; /* frozen by someone else: not ours to thaw later */
+            if (!j->rerun)
+                continue; /* frozen by someone else: not ours to thaw later */
+            if (entry_add_frozen(e, id) == 0 && mine)
+                mine[nmine++] = ids[i]; /* our -Mf ran before the restart */
+            j->out.frozen++;
         } else if (bt->thaw && (action_exim_says(res->out, id, "is no longer frozen") ||
                                 action_exim_says(res->out, id, "is not frozen"))) {
             j->thawed[i] = true;
@@ -810,6 +857,9 @@ job_batch_done(void *ctx, const struct spawn_result *res)
         }
     }
     j->out.failed += nfail;
+    if (!bt->thaw)
+        for (size_t i = bt->start; i < bt->start + bt->n; i++)
+            entry_drop_pending(e, ids[i]);
     audit_begin(a, &au, bt->thaw ? "thaw" : "freeze", e->rule, e->scope, e->id);
     audit_ids(&au, "ids", ids + bt->start, bt->n);
     audit_ids(&au, bt->thaw ? "thawed" : "frozen", mine, nmine);
@@ -855,6 +905,12 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
     bt->n = n;
     bt->thaw = thaw;
     j->pos += n;
+    if (!thaw) {
+        /* on disk before exim runs, so a restart knows which ids may be frozen by us */
+        for (size_t i = 0; i < n; i++)
+            (void)entry_add_pending(j->e, ids[bt->start + i]);
+        (void)ledger_save(a);
+    }
     r = spawner_run(a->spawner, argv, action_timeout_ms(a->cfg), job_batch_done, bt);
     free(argv);
     if (r < 0) {
@@ -865,6 +921,8 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
         audit_str(&au, "error", strerror(-r), strlen(strerror(-r)));
         audit_end(a, &au);
         action_log(LOG_ERR, r, j->e->rule, j->e->scope, j->e->id, "cannot run exim", NULL);
+        for (size_t i = 0; !thaw && i < n; i++)
+            entry_drop_pending(j->e, ids[bt->start + i]);
         j->out.failed += n;
         free(bt);
         return 0;
@@ -1561,6 +1619,28 @@ action_set_config(struct action *a, const struct config *cfg)
     return 0;
 }
 
+/* The job re-runs the entry's pending exim -Mf ids, then (a trip) its backend step. */
+static int
+job_resume_pending(struct action_job *j)
+{
+    const struct action_entry *e = j->e;
+
+    j->phase = e->npending ? PH_FREEZE : PH_BACKEND;
+    j->rerun = true;
+    if (!e->npending)
+        return 0;
+    j->ids = calloc(e->npending, sizeof(char *));
+    if (!j->ids)
+        return -ENOMEM;
+    for (size_t i = 0; i < e->npending; i++) {
+        if (!(j->ids[i] = strdup(e->pending[i])))
+            return -ENOMEM;
+        j->nids++;
+    }
+    j->out.confirmed = j->nids;
+    return 0;
+}
+
 int
 action_open(const struct action_params *p, struct action **ret)
 {
@@ -1616,15 +1696,22 @@ action_open(const struct action_params *p, struct action **ret)
         action_free(a);
         return r;
     }
-    /* A restart cut a trip short: finish its backend step (backends check state first). */
+    /* A restart cut a trip or a freeze short: freeze its pending ids again, finish its
+     * backend step (backends check state first). */
     if (a->cfg->mode != CONFIG_MODE_MONITOR)
         for (struct action_entry *e = a->entries; e; e = e->next) {
-            if (e->state != ENTRY_ACTING)
+            if (e->state == ENTRY_RELEASED || (e->state != ENTRY_ACTING && !e->npending))
                 continue;
-            struct action_job *j = job_new(JOB_RESUME, e, "resume");
-            if (!j)
+            struct action_job *j = e->state == ENTRY_ACTING
+                                       ? job_new(JOB_RESUME, e, "resume")
+                                       : job_new(JOB_FREEZE_MORE, e, "freeze_more");
+            if (!j || job_resume_pending(j) < 0) {
+                if (j)
+                    job_free(j);
+                (void)log_emit(LOG_ERR, -ENOMEM, NULL, "action: cannot resume %s",
+                               e->id);
                 continue;
-            j->phase = PH_BACKEND;
+            }
             job_enqueue(a, j);
         }
     *ret = a;

@@ -37,6 +37,8 @@ static struct action_outcome last;
 static int ndone;
 static const char *spoil_match, *spoil_id; /* see spoil_run() */
 
+static bool file_has(const char *path, const char *needle);
+
 static void
 test_config_free(struct config *c)
 {
@@ -498,6 +500,39 @@ START_TEST(test_action_restart_during_hold_is_ours)
 }
 END_TEST
 
+START_TEST(test_action_restart_during_freeze_is_ours)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    const char *const *ids;
+    char ledger[400], saved[400];
+
+    (void)snprintf(ledger, sizeof(ledger), "%s/actions.ledger", state);
+    (void)snprintf(saved, sizeof(saved), "%s/ledger.at-crash", dir);
+    ck_assert_int_eq(action_trip(a, &r), 0); /* exim -Mf 01 02 in flight */
+    copy_file(ledger, saved);
+    ck_assert(file_has(saved, "P\t1xVYNi-0001Xt-01\n"));
+    fake_spawner_flush(fs);
+    ck_assert(!file_has(ledger, "P\t")); /* settled once exim answered */
+    action_free(a);
+
+    /* restart: the -Mf had frozen 01 before the crash; resumed, exim says "already" */
+    copy_file(saved, ledger);
+    unlink(blocklist);
+    fs->already_frozen = "1xVYNi-0001Xt-01";
+    size_t before = fs->ncalls;
+    a = open_action(&fs->ops, NULL);
+    fake_spawner_flush(fs);
+    ck_assert_str_eq(fs->calls[before], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-01 1xVYNi-0001Xt-02");
+    ck_assert_str_eq(last.what, "resume");
+    ck_assert_uint_eq(last.frozen, 2);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 2);
+    ck_assert(!file_has(ledger, "P\t"));
+    action_free(a);
+}
+END_TEST
+
 static struct action_request
 box_req(uint32_t actions)
 {
@@ -909,6 +944,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_failed_undo_keeps_mail_frozen);
     tcase_add_test(tc, test_action_set_config_keeps_jobs);
     tcase_add_test(tc, test_action_restart_during_hold_is_ours);
+    tcase_add_test(tc, test_action_restart_during_freeze_is_ours);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
