@@ -55,7 +55,10 @@
 #define ACTION_LOCKED_RETRY_MS 2000   /* "is locked": a delivery is running; try once more */
 #define ACTION_BREAKER_MAX     10000  /* cap on cfg->max_actions_per_hour's ring */
 #define ACTION_HOUR_MS         (3600LL * 1000)
-#define ACTION_AUDIT_MAX       (64u << 10)
+/* An audit line: two id lists of up to ACTION_AUDIT_IDS_MAX each, exim's stdout and stderr
+ * (SPAWN_OUTPUT_MAX each, up to 6 bytes per byte once JSON-escaped) and the fixed fields. */
+#define ACTION_AUDIT_IDS_MAX (16u << 10) /* bytes of ids per list; the rest are counted */
+#define ACTION_AUDIT_MAX     (2 * ACTION_AUDIT_IDS_MAX + 12 * SPAWN_OUTPUT_MAX + (8u << 10))
 #define ACTION_RULE_MAX        CONFIG_NAME_MAX
 
 enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
@@ -199,56 +202,80 @@ action_list_contains(const char *path, const char *key)
 
 /* Audit lines. */
 
+/* Errors are sticky: after a failed append nothing more is added and no line is emitted,
+ * so a line is whole or absent, never cut inside a field. */
 struct action_audit {
     struct strbuf b;
-    bool first;
+    int err;
 };
+
+static void
+audit_put(struct action_audit *au, int r)
+{
+    if (au->err == 0 && r < 0)
+        au->err = r;
+}
+
+static void audit_str(struct action_audit *au, const char *key, const char *val, size_t len);
 
 static void
 audit_begin(const struct action *a, struct action_audit *au, const char *event, const char *rule,
             enum usertable_scope scope, const char *id)
 {
     strbuf_init(&au->b, ACTION_AUDIT_MAX);
-    (void)strbuf_printf(&au->b, "{\"ts\":%lld,\"event\":\"%s\"", (long long)clock_now_ms(a->clock),
-                        event);
-    if (rule) {
-        (void)strbuf_appends(&au->b, ",\"rule\":\"");
-        (void)strbuf_append_json(&au->b, rule, strlen(rule));
-        (void)strbuf_appends(&au->b, "\"");
-    }
-    (void)strbuf_printf(&au->b, ",\"scope\":\"%s\",\"id\":\"", action_scope_name(scope));
-    (void)strbuf_append_json(&au->b, id, strlen(id));
-    (void)strbuf_appends(&au->b, "\"");
-    au->first = true;
+    au->err = 0;
+    audit_put(au, strbuf_printf(&au->b, "{\"ts\":%lld,\"event\":\"%s\"",
+                                (long long)clock_now_ms(a->clock), event));
+    if (rule)
+        audit_str(au, "rule", rule, strlen(rule));
+    audit_str(au, "scope", action_scope_name(scope), strlen(action_scope_name(scope)));
+    audit_str(au, "id", id, strlen(id));
 }
 
 static void
 audit_str(struct action_audit *au, const char *key, const char *val, size_t len)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":\"", key);
-    (void)strbuf_append_json(&au->b, val, len);
-    (void)strbuf_appends(&au->b, "\"");
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":\"", key));
+    if (au->err == 0)
+        audit_put(au, strbuf_append_json(&au->b, val, len));
+    if (au->err == 0)
+        audit_put(au, strbuf_appends(&au->b, "\""));
 }
 
 static void
 audit_num(struct action_audit *au, const char *key, long long v)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":%lld", key, v);
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":%lld", key, v));
 }
 
 static void
 audit_bool(struct action_audit *au, const char *key, bool v)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":%s", key, v ? "true" : "false");
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":%s", key, v ? "true" : "false"));
 }
 
+/* At most ACTION_AUDIT_IDS_MAX bytes of ids; the others are counted as "<key>_omitted". */
 static void
 audit_ids(struct action_audit *au, const char *key, char *const *ids, size_t n)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":[", key);
-    for (size_t i = 0; i < n; i++)
-        (void)strbuf_printf(&au->b, "%s\"%s\"", i ? "," : "", ids[i]); /* validated ids */
-    (void)strbuf_appends(&au->b, "]");
+    size_t used = 0, i;
+
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":[", key));
+    for (i = 0; i < n && au->err == 0; i++) {
+        size_t len = strlen(ids[i]) + 3;
+        if (used + len > ACTION_AUDIT_IDS_MAX)
+            break;
+        used += len;
+        audit_put(au, strbuf_printf(&au->b, "%s\"%s\"", i ? "," : "", ids[i])); /* validated */
+    }
+    if (au->err == 0)
+        audit_put(au, strbuf_appends(&au->b, "]"));
+    if (i < n && au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s_omitted\":%zu", key, n - i));
 }
 
 static void
@@ -269,8 +296,12 @@ audit_result(struct action_audit *au, const struct spawn_result *res)
 static void
 audit_end(struct action *a, struct action_audit *au)
 {
-    if (strbuf_appends(&au->b, "}") == 0 && a->audit)
+    if (au->err == 0)
+        audit_put(au, strbuf_appends(&au->b, "}"));
+    if (au->err == 0 && a->audit)
         a->audit(a->audit_ctx, strbuf_cstr(&au->b));
+    else if (au->err < 0)
+        (void)log_emit(LOG_WARNING, au->err, NULL, "action: audit line dropped");
     strbuf_done(&au->b);
 }
 
@@ -379,16 +410,19 @@ entry_drop_pending(struct action_entry *e, const char *msgid)
 
 /* Ledger. */
 
-static void
+static int
 ledger_put(struct strbuf *b, const char *s)
 {
-    for (; *s; s++) {
+    int r = 0;
+
+    for (; *s && r == 0; s++) {
         unsigned char c = (unsigned char)*s;
         if (c <= 0x20 || c >= 0x7f || c == '%')
-            (void)strbuf_printf(b, "%%%02X", c);
+            r = strbuf_printf(b, "%%%02X", c);
         else
-            (void)strbuf_append(b, s, 1);
+            r = strbuf_append(b, s, 1);
     }
+    return r;
 }
 
 static int
@@ -433,6 +467,39 @@ ledger_unescape(const char *p, size_t len, char **ret)
     return 0;
 }
 
+/* One entry's lines. Stops at the first failed append and returns it. */
+static int
+ledger_put_entry(struct strbuf *b, const struct action_entry *e)
+{
+    static const char *const st[] = { "acting", "acted", "released" };
+    int r;
+
+    r = strbuf_printf(b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", st[e->state],
+                      action_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
+                      (long long)e->acted_ms, (long long)e->released_ms);
+    if (r == 0)
+        r = ledger_put(b, e->id);
+    if (r == 0)
+        r = strbuf_appends(b, "\t");
+    if (r == 0)
+        r = ledger_put(b, e->account ? e->account : "-");
+    if (r == 0)
+        r = strbuf_appends(b, "\t");
+    if (r == 0)
+        r = ledger_put(b, e->rule);
+    if (r == 0)
+        r = strbuf_printf(b, "\t%u\n", e->attempted);
+    for (size_t i = 0; r == 0 && i < e->nfrozen; i++)
+        r = strbuf_printf(b, "F\t%s\n", e->frozen[i]);
+    for (size_t i = 0; r == 0 && i < e->npending; i++)
+        r = strbuf_printf(b, "P\t%s\n", e->pending[i]);
+    return r;
+}
+
+/*
+ * Rewrite the ledger. Any failed append aborts the write: after one, a later smaller
+ * append could still succeed and put F lines under the wrong E; the old file stays.
+ */
 static int
 ledger_save(struct action *a)
 {
@@ -441,28 +508,14 @@ ledger_save(struct action *a)
     int r;
 
     strbuf_init(&b, ACTION_LEDGER_MAX);
-    (void)strbuf_appends(&b, ACTION_LEDGER_MAGIC "\n");
-    for (struct action_entry *e = a->entries; e; e = e->next) {
-        static const char *const st[] = { "acting", "acted", "released" };
+    r = strbuf_appends(&b, ACTION_LEDGER_MAGIC "\n");
+    for (struct action_entry *e = a->entries; e && r == 0; e = e->next) {
         if (e->state == ENTRY_RELEASED && !e->busy && now - e->released_ms > ACTION_LEDGER_KEEP_MS)
             continue;
-        (void)strbuf_printf(&b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", st[e->state],
-                            action_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
-                            (long long)e->acted_ms, (long long)e->released_ms);
-        ledger_put(&b, e->id);
-        (void)strbuf_appends(&b, "\t");
-        ledger_put(&b, e->account ? e->account : "-");
-        (void)strbuf_appends(&b, "\t");
-        ledger_put(&b, e->rule);
-        (void)strbuf_printf(&b, "\t%u\n", e->attempted);
-        for (size_t i = 0; i < e->nfrozen; i++)
-            (void)strbuf_printf(&b, "F\t%s\n", e->frozen[i]);
-        for (size_t i = 0; i < e->npending; i++)
-            (void)strbuf_printf(&b, "P\t%s\n", e->pending[i]);
+        r = ledger_put_entry(&b, e);
     }
-    r = strbuf_appends(&b, "");
     if (r == 0)
-        r = state_write_path(a->ledger_path, b.p ? b.p : "", b.len, 0600);
+        r = state_write_path(a->ledger_path, strbuf_cstr(&b), b.len, 0600);
     strbuf_done(&b);
     if (r < 0)
         (void)log_emit(LOG_ERR, r, NULL, "action: cannot write the ledger %s", a->ledger_path);

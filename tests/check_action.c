@@ -35,6 +35,8 @@ static char audit[64][2048];
 static size_t naudit;
 static struct action_outcome last;
 static int ndone;
+static size_t audit_longest;  /* length of the longest audit line seen */
+static char audit_omitted[256]; /* the first "..._omitted":N seen */
 static const char *spoil_match, *spoil_id; /* see spoil_run() */
 
 static bool file_has(const char *path, const char *needle);
@@ -65,6 +67,13 @@ static void
 on_audit(void *ctx, const char *line)
 {
     (void)ctx;
+    if (strlen(line) > audit_longest)
+        audit_longest = strlen(line);
+    const char *om = strstr(line, "_omitted\":");
+    if (om && !audit_omitted[0]) {
+        ck_assert_int_eq(line[strlen(line) - 1], '}');
+        (void)snprintf(audit_omitted, sizeof(audit_omitted), "%.*s", (int)strcspn(om, ",}"), om);
+    }
     if (naudit < N_ELEMS(audit))
         (void)snprintf(audit[naudit++], sizeof(audit[0]), "%s", line);
     const char *ev = strstr(line, "\"event\":\"");
@@ -140,6 +149,8 @@ setup(void)
     cfg->max_actions_per_hour = 100;
     fs = fake_spawner_new();
     nevents = naudit = 0;
+    audit_longest = 0;
+    audit_omitted[0] = '\0';
     spoil_match = spoil_id = NULL;
     ndone = 0;
     memset(&last, 0, sizeof(last));
@@ -529,6 +540,32 @@ START_TEST(test_action_restart_during_freeze_is_ours)
     ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
     ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 2);
     ck_assert(!file_has(ledger, "P\t"));
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_audit_truncates_id_lists)
+{
+    char path[400];
+    struct action *a;
+    FILE *f;
+
+    /* an identity with 3000 frozen ids: the release's audit line would pass 64 KiB */
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
+               "acct1\tr\t0\n",
+            (long long)T0);
+    for (int i = 0; i < 3000; i++)
+        fprintf(f, "F\t1xVYNi-A%05d-00\n", i);
+    fclose(f);
+    a = open_action(&fs->ops, NULL);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    ck_assert(audit_has("\"event\":\"release\""));
+    ck_assert_str_eq(audit_omitted, "_omitted\":2138"); /* 862 ids of 19 bytes fit 16 KiB */
+    fake_spawner_flush(fs);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
     action_free(a);
 }
 END_TEST
@@ -945,6 +982,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_set_config_keeps_jobs);
     tcase_add_test(tc, test_action_restart_during_hold_is_ours);
     tcase_add_test(tc, test_action_restart_during_freeze_is_ours);
+    tcase_add_test(tc, test_action_audit_truncates_id_lists);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
