@@ -1389,6 +1389,8 @@ action_trip(struct action *a, const struct action_request *req)
 {
     struct action_entry *e, tmp;
     struct action_job *j;
+    char *account;
+    bool fresh;
     int r;
 
     if (!req || !req->rule || !spawn_valid_text(req->rule) ||
@@ -1418,19 +1420,37 @@ action_trip(struct action *a, const struct action_request *req)
                    "circuit breaker open: max_actions_per_hour reached, not acting", NULL);
         return -EBUSY;
     }
-    if (!e) {
+    /* Everything that can fail comes before the entry turns "acting": an entry left acting
+     * with no job would block the identity for good (-EALREADY, never released). */
+    fresh = !e;
+    if (fresh) {
         e = calloc(1, sizeof(*e));
         if (!e || !(e->id = action_norm_id(req->scope, req->id))) {
             entry_free(e);
             return -ENOMEM;
         }
         e->scope = req->scope;
+    }
+    memcpy(e->rule, req->rule, strlen(req->rule) + 1); /* job_collect() audits with it */
+    account = req->account ? strdup(req->account) : NULL;
+    j = job_new(JOB_TRIP, e, "trip");
+    r = (!j || (req->account && !account)) ? -ENOMEM : 0;
+    if (r == 0 && (req->actions & CONFIG_ACTION_FREEZE))
+        r = job_collect(a, j, req->msgids, req->nmsgids);
+    if (r < 0) {
+        if (j)
+            job_free(j);
+        free(account);
+        if (fresh)
+            entry_free(e);
+        return r;
+    }
+    if (fresh) {
         e->next = a->entries;
         a->entries = e;
     }
     free(e->account);
-    e->account = req->account ? strdup(req->account) : NULL;
-    memcpy(e->rule, req->rule, strlen(req->rule) + 1);
+    e->account = account;
     e->state = ENTRY_ACTING;
     e->want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
               : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
@@ -1441,14 +1461,6 @@ action_trip(struct action *a, const struct action_request *req)
     e->attempted = 0;
     e->acted_ms = clock_now_ms(a->clock);
     e->released_ms = 0;
-    j = job_new(JOB_TRIP, e, "trip");
-    if (!j)
-        return -ENOMEM;
-    if ((req->actions & CONFIG_ACTION_FREEZE) &&
-        (r = job_collect(a, j, req->msgids, req->nmsgids)) < 0) {
-        job_free(j);
-        return r;
-    }
     {
         struct action_audit au;
         audit_begin(a, &au, "act", e->rule, e->scope, e->id);
