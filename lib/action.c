@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,7 @@ struct action_job {
     enum job_phase phase;
     struct action_entry *e;
     char **ids; /* to freeze, or (release) a copy of e->frozen to thaw; owned strings */
-    size_t nids, pos;
+    size_t nids, capids, pos;
     bool *thawed; /* release: ids[i] was thawed or has left the queue */
     char **locked;
     size_t nlocked;
@@ -357,12 +358,10 @@ action_ids_has(char *const *v, size_t n, const char *msgid)
     return false;
 }
 
-/* Append a copy of @msgid unless present; the array grows geometrically. */
+/* Append a copy of @msgid; the array grows geometrically. */
 static int
-action_ids_add(char ***v, size_t *n, size_t *cap, const char *msgid)
+action_ids_append(char ***v, size_t *n, size_t *cap, const char *msgid)
 {
-    if (action_ids_has(*v, *n, msgid))
-        return 0;
     if (*n == *cap) {
         size_t ncap = *cap ? *cap * 2 : 16, bytes;
         if (!util_mul_size(ncap, sizeof(char *), &bytes))
@@ -379,6 +378,13 @@ action_ids_add(char ***v, size_t *n, size_t *cap, const char *msgid)
     return 0;
 }
 
+/* The same, unless @msgid is there already. */
+static int
+action_ids_add(char ***v, size_t *n, size_t *cap, const char *msgid)
+{
+    return action_ids_has(*v, *n, msgid) ? 0 : action_ids_append(v, n, cap, msgid);
+}
+
 static bool
 entry_has_frozen(const struct action_entry *e, const char *msgid)
 {
@@ -389,6 +395,12 @@ static int
 entry_add_frozen(struct action_entry *e, const char *msgid)
 {
     return action_ids_add(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+}
+
+static int
+entry_append_frozen(struct action_entry *e, const char *msgid)
+{
+    return action_ids_append(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
 }
 
 static int
@@ -652,7 +664,8 @@ ledger_load(struct action *a)
                 a->entries = e;
             last = e;
         } else if (strcmp(f[0], "F") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
-            if ((r = entry_add_frozen(last, f[1])) < 0)
+            /* no duplicate check: we wrote the file, and it would make loading O(n^2) */
+            if ((r = entry_append_frozen(last, f[1])) < 0)
                 goto out;
         } else if (strcmp(f[0], "P") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
             if ((r = entry_add_pending(last, f[1])) < 0)
@@ -769,6 +782,7 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
         free(bad);
         return -ENOMEM;
     }
+    j->capids = n;
     for (size_t i = 0; i < n; i++) {
         const char *id = msgids[i];
         struct spool_header h;
@@ -783,8 +797,12 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
             dup = strcmp(j->ids[k], id) == 0;
         if (dup || entry_has_frozen(j->e, id))
             continue;
-        if (j->e->nfrozen + j->nids >= ACTION_FROZEN_MAX)
+        if (j->e->nfrozen + j->nids >= ACTION_FROZEN_MAX) {
+            j->out.failed += n - i;
+            action_log(LOG_WARNING, 0, j->e->rule, j->e->scope, j->e->id,
+                       "ACTION_FROZEN_MAX ids recorded: newer ids are not frozen", NULL);
             break;
+        }
         r = spool_read_header(a->cfg->spool_dir, id, buf, sizeof(buf), &len);
         if (r == -ENOENT)
             continue; /* left the queue already */
@@ -1003,7 +1021,7 @@ job_retry_locked(struct action *a, struct action_job *j)
         free(j->ids[i]);
     free(j->ids);
     j->ids = j->locked;
-    j->nids = j->nlocked;
+    j->nids = j->capids = j->nlocked;
     j->locked = NULL;
     j->nlocked = 0;
     j->pos = 0;
@@ -1476,29 +1494,45 @@ action_trip(struct action *a, const struct action_request *req)
 }
 
 /* Move @from's confirmed ids into the queued job @to (not started yet), skipping repeats. */
+/*
+ * Ids beyond ACTION_FROZEN_MAX are counted as failed and not frozen: one identity could
+ * otherwise grow the queued job (and later the ledger) without bound. Returns how many
+ * were left out, or -ENOMEM. The array grows geometrically: a burst merges one id at a
+ * time, and exact reallocs would copy it O(n^2).
+ */
 static int
 job_merge_ids(struct action_job *to, struct action_job *from)
 {
-    size_t bytes;
-    char **ids;
+    size_t used = to->e->nfrozen + to->nids, dropped = 0;
 
-    if (!util_mul_size(to->nids + from->nids, sizeof(char *), &bytes))
-        return -ENOMEM;
-    ids = realloc(to->ids, bytes);
-    if (!ids)
-        return -ENOMEM;
-    to->ids = ids;
     for (size_t i = 0; i < from->nids; i++) {
         bool dup = false;
         for (size_t k = 0; k < to->nids && !dup; k++)
             dup = strcmp(to->ids[k], from->ids[i]) == 0;
         if (dup)
             continue;
+        if (used >= ACTION_FROZEN_MAX) {
+            dropped++;
+            continue;
+        }
+        if (to->nids == to->capids) {
+            size_t cap = to->capids ? to->capids * 2 : 16, bytes;
+            char **ids;
+            if (!util_mul_size(cap, sizeof(char *), &bytes))
+                return -ENOMEM;
+            ids = realloc(to->ids, bytes);
+            if (!ids)
+                return -ENOMEM;
+            to->ids = ids;
+            to->capids = cap;
+        }
         to->ids[to->nids++] = from->ids[i];
         to->out.confirmed++;
         from->ids[i] = NULL;
+        used++;
     }
-    return 0;
+    to->out.failed += dropped;
+    return (int)(dropped > INT_MAX ? INT_MAX : dropped);
 }
 
 int
@@ -1528,7 +1562,10 @@ action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
         if (q->e == e && q->kind == JOB_FREEZE_MORE && q->pos == 0) {
             r = job_merge_ids(q, j);
             job_free(j);
-            return r;
+            if (r > 0)
+                action_log(LOG_WARNING, 0, e->rule, e->scope, e->id,
+                           "ACTION_FROZEN_MAX ids recorded: newer ids are not frozen", NULL);
+            return r < 0 ? r : 0;
         }
     }
     job_enqueue(a, j);
@@ -1697,6 +1734,7 @@ job_resume_pending(struct action_job *j)
     j->ids = calloc(e->npending, sizeof(char *));
     if (!j->ids)
         return -ENOMEM;
+    j->capids = e->npending;
     for (size_t i = 0; i < e->npending; i++) {
         if (!(j->ids[i] = strdup(e->pending[i])))
             return -ENOMEM;

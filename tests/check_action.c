@@ -597,6 +597,42 @@ START_TEST(test_action_trip_enomem_leaves_nothing)
 }
 END_TEST
 
+START_TEST(test_action_merge_respects_frozen_max)
+{
+    char path[400];
+    struct action *a;
+    const char *m6[] = { "1xVYNi-0001Xt-06" }, *m7[] = { "1xVYNi-0001Xt-07" },
+               *m8[] = { "1xVYNi-0001Xt-08" };
+    FILE *f;
+
+    /* one id short of ACTION_FROZEN_MAX (100000) recorded for the mailbox */
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
+               "acct1\tr\t0\n",
+            (long long)T0);
+    for (int i = 0; i < 99999; i++)
+        fprintf(f, "F\t1xVYNi-%06d-00\n", i);
+    fclose(f);
+    for (int i = 6; i <= 8; i++) {
+        char id[32];
+        (void)snprintf(id, sizeof(id), "1xVYNi-0001Xt-%02d", i);
+        write_h(id, "--auth_id box@example.com\n-host_address [127.0.0.1]:6\n");
+    }
+    a = open_action(&fs->ops, NULL);
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", m6, 1), 0);
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", m7, 1), 0);
+    /* 07 fills the last place in the queued job; 08 would pass the cap */
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", m8, 1), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_ge(fake_spawner_find(fs, "-Mf 1xVYNi-0001Xt-07"), 0);
+    ck_assert_int_eq(fake_spawner_find(fs, "1xVYNi-0001Xt-08"), -1);
+    ck_assert_uint_eq(last.failed, 1);
+    action_free(a);
+}
+END_TEST
+
 static struct action_request
 box_req(uint32_t actions)
 {
@@ -1011,6 +1047,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_restart_during_freeze_is_ours);
     tcase_add_test(tc, test_action_audit_truncates_id_lists);
     tcase_add_test(tc, test_action_trip_enomem_leaves_nothing);
+    tcase_add_test(tc, test_action_merge_respects_frozen_max);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
