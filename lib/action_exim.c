@@ -12,8 +12,9 @@
  * (matched against $authenticated_id for SMTP AUTH as the system user and against
  * $sender_ident for local submissions; Exim cannot tell a script's directory). lsearch
  * ends a key at the colon and returns the rest as $value, whose first word tells the ACL
- * to deny (suspend, 5xx) or defer (hold, 4xx). suspend lines are written before hold lines
- * because lsearch returns the first line of a key.
+ * to deny (suspend, 5xx) or defer (hold, 4xx). lsearch returns the first line of a key,
+ * so our lines come first, suspend before hold, and the operator's lines after them: an
+ * operator's "bob: note" must not hide our "bob: suspend ...".
  *
  * The file is rewritten whole and atomically on every change (tmp + fsync + rename +
  * fsync(dir)); Exim reopens it for each message, so no reload is needed. Mode 0644: the
@@ -177,11 +178,11 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
         strbuf_init(&out, EXIM_BLOCKLIST_MAX * 2);
         r = strbuf_appends(&out, EXIM_HEADER);
         if (r == 0)
-            r = strbuf_append(&out, strbuf_cstr(&other), other.len);
-        if (r == 0)
             r = strbuf_append(&out, strbuf_cstr(&susp), susp.len);
         if (r == 0)
             r = strbuf_append(&out, strbuf_cstr(&hold), hold.len);
+        if (r == 0)
+            r = strbuf_append(&out, strbuf_cstr(&other), other.len);
         if (r == 0)
             r = state_write_path(path, strbuf_cstr(&out), out.len, 0644);
         strbuf_done(&out);

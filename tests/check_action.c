@@ -633,6 +633,31 @@ START_TEST(test_action_merge_respects_frozen_max)
 }
 END_TEST
 
+START_TEST(test_action_exim_lines_before_operator_lines)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "bob", .actions = CONFIG_ACTION_SUSPEND
+    };
+    char buf[4096];
+    FILE *f;
+    size_t n;
+
+    write_file(blocklist, "# the operator's own\nbob: note from the operator\n");
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    f = fopen(blocklist, "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* lsearch takes the first "bob:" line: it must be ours */
+    ck_assert_ptr_nonnull(strstr(buf, "bob: note from the operator"));
+    ck_assert_ptr_eq(strstr(buf, "\nbob:"), strstr(buf, "\nbob: suspend account bob r\n"));
+    action_free(a);
+}
+END_TEST
+
 static struct action_request
 box_req(uint32_t actions)
 {
@@ -1048,6 +1073,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_audit_truncates_id_lists);
     tcase_add_test(tc, test_action_trip_enomem_leaves_nothing);
     tcase_add_test(tc, test_action_merge_respects_frozen_max);
+    tcase_add_test(tc, test_action_exim_lines_before_operator_lines);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
