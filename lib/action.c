@@ -61,6 +61,7 @@
 #define ACTION_AUDIT_IDS_MAX (16u << 10) /* bytes of ids per list; the rest are counted */
 #define ACTION_AUDIT_MAX     (2 * ACTION_AUDIT_IDS_MAX + 12 * SPAWN_OUTPUT_MAX + (8u << 10))
 #define ACTION_RULE_MAX        CONFIG_NAME_MAX
+#define ACTION_LIST_MAX        (16u << 20) /* cPanel's outgoing_mail_*_users files */
 
 enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
 
@@ -175,8 +176,12 @@ action_list_contains(const char *path, const char *key)
 {
     char *buf = NULL;
     size_t klen = strlen(key);
-    int r = state_read_path(path, 16u << 20, &buf, NULL);
+    int r = state_read_path(path, ACTION_LIST_MAX, &buf, NULL);
 
+    /* cPanel edits these files in place: -E2BIG also means it grew while we read it. Once
+     * more is enough, an edit takes milliseconds; a file really over the cap fails again. */
+    if (r == -E2BIG)
+        r = state_read_path(path, ACTION_LIST_MAX, &buf, NULL);
     if (r == -ENOENT)
         return 0;
     if (r < 0)
