@@ -136,33 +136,6 @@ struct action {
 
 static void action_pump(struct action *a);
 
-static const char *
-action_scope_name(enum usertable_scope s)
-{
-    switch (s) {
-    case SCOPE_MAILBOX:
-        return "mailbox";
-    case SCOPE_ACCOUNT:
-        return "account";
-    case SCOPE_SCRIPT:
-        return "script";
-    case SCOPE__MAX:
-        break;
-    }
-    return "?";
-}
-
-static int
-action_scope_parse(const char *s, enum usertable_scope *ret)
-{
-    for (int i = 0; i < SCOPE__MAX; i++)
-        if (strcmp(s, action_scope_name((enum usertable_scope)i)) == 0) {
-            *ret = (enum usertable_scope)i;
-            return 0;
-        }
-    return -EINVAL;
-}
-
 /* Shared helpers (action_backend.h). */
 
 int64_t
@@ -234,7 +207,7 @@ audit_begin(const struct action *a, struct action_audit *au, const char *event, 
                                 (long long)clock_now_ms(a->clock), event));
     if (rule)
         audit_str(au, "rule", rule, strlen(rule));
-    audit_str(au, "scope", action_scope_name(scope), strlen(action_scope_name(scope)));
+    audit_str(au, "scope", usertable_scope_name(scope), strlen(usertable_scope_name(scope)));
     audit_str(au, "id", id, strlen(id));
 }
 
@@ -318,7 +291,7 @@ action_log(int prio, int err, const char *rule, enum usertable_scope scope, cons
     const struct log_field f[] = {
         { "MESSAGE_ID", LOG_MSGID_ACTION },
         { "RULE", rule },
-        { "SCOPE", action_scope_name(scope) },
+        { "SCOPE", usertable_scope_name(scope) },
         { "IDENTITY", id },
         { "DETAIL", detail },
         { NULL, NULL },
@@ -492,7 +465,7 @@ ledger_put_entry(struct strbuf *b, const struct action_entry *e)
     int r;
 
     r = strbuf_printf(b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", st[e->state],
-                      action_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
+                      usertable_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
                       (long long)e->acted_ms, (long long)e->released_ms);
     if (r == 0)
         r = ledger_put(b, e->id);
@@ -585,7 +558,7 @@ ledger_parse_entry(char **f, size_t n, struct action_entry **ret)
         e->state = ENTRY_RELEASED;
     else
         goto bad;
-    if (action_scope_parse(f[2], &e->scope) < 0 || util_parse_u32(f[3], strlen(f[3]), &want) < 0 ||
+    if (usertable_scope_parse(f[2], &e->scope) < 0 || util_parse_u32(f[3], strlen(f[3]), &want) < 0 ||
         util_parse_u32(f[4], strlen(f[4]), &done) < 0 ||
         util_parse_u32(f[5], strlen(f[5]), &pre) < 0 || ledger_parse_i64(f[6], &e->acted_ms) < 0 ||
         ledger_parse_i64(f[7], &e->released_ms) < 0)

@@ -67,12 +67,6 @@ exim_key(const struct action_target *t, char *key, size_t size)
     return 0;
 }
 
-static const char *
-exim_scope_name(enum usertable_scope s)
-{
-    return s == SCOPE_MAILBOX ? "mailbox" : s == SCOPE_ACCOUNT ? "account" : "script";
-}
-
 /* Copy the next space-separated word of *@p into @dst; false when none or too long. */
 static bool
 exim_word(const char **p, char *dst, size_t size)
@@ -114,7 +108,7 @@ static bool
 exim_line_is(const struct exim_line *l, const char *op, const struct action_target *t,
              const char *enc)
 {
-    return (!op || strcmp(l->op, op) == 0) && strcmp(l->scope, exim_scope_name(t->scope)) == 0 &&
+    return (!op || strcmp(l->op, op) == 0) && strcmp(l->scope, usertable_scope_name(t->scope)) == 0 &&
            strcmp(l->ident, enc) == 0;
 }
 
@@ -170,7 +164,7 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
     free(buf);
     if (add_op && !found) {
         struct strbuf *b = strcmp(add_op, "suspend") == 0 ? &susp : &hold;
-        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, exim_scope_name(t->scope), enc,
+        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope), enc,
                             t->rule);
     }
     {
