@@ -52,7 +52,7 @@
 #define ACTION_LEDGER_MAX      (64u << 20)               /* refuse to load a larger ledger */
 #define ACTION_LEDGER_KEEP_MS  (30LL * 24 * 3600 * 1000) /* released entries kept 30 days */
 #define ACTION_FROZEN_MAX      100000 /* ids recorded per identity; more are not frozen */
-#define ACTION_BATCH_MAX       500    /* cap on cfg->freeze_batch (argv size) */
+#define ACTION_BATCH_MAX       500    /* argv size; config.c rejects a larger freeze_batch */
 #define ACTION_LOCKED_RETRY_MS 2000   /* "is locked": a delivery is running; try once more */
 #define ACTION_BREAKER_MAX     10000  /* cap on cfg->max_actions_per_hour's ring */
 #define ACTION_HOUR_MS         (3600LL * 1000)
