@@ -784,7 +784,10 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
         r = spool_read_header(a->cfg->spool_dir, id, buf, sizeof(buf), &len);
         if (r == -ENOENT)
             continue; /* left the queue already */
+        /* The -H file must name the id we asked for: a file copied or linked under another
+         * name would confirm one message and freeze another. */
         if (r < 0 || spool_parse_header(buf, len, &h) < 0 ||
+            !fg_str_eq(h.id, id) ||
             !spool_confirm(&h, j->e->scope, j->e->id, a->owner, a->owner_ctx)) {
             bad[nbad++] = (char *)(uintptr_t)id;
             continue;

@@ -658,6 +658,28 @@ START_TEST(test_action_exim_lines_before_operator_lines)
 }
 END_TEST
 
+START_TEST(test_action_spool_id_must_match)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    const char *ids[] = { "1xVYNi-0001Xt-0A" };
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE);
+    char from[512], to[512];
+
+    /* the mailbox's -H file of message 01, found under another message's name */
+    (void)snprintf(from, sizeof(from), "%s/input/1xVYNi-0001Xt-01-H", spool);
+    (void)snprintf(to, sizeof(to), "%s/input/1xVYNi-0001Xt-0A-H", spool);
+    copy_file(from, to);
+    r.msgids = ids;
+    r.nmsgids = 1;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(fake_spawner_find(fs, "-Mf"), -1);
+    ck_assert_uint_eq(last.confirmed, 0);
+    ck_assert(audit_has("\"event\":\"unconfirmed\""));
+    action_free(a);
+}
+END_TEST
+
 static struct action_request
 box_req(uint32_t actions)
 {
@@ -1074,6 +1096,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_trip_enomem_leaves_nothing);
     tcase_add_test(tc, test_action_merge_respects_frozen_max);
     tcase_add_test(tc, test_action_exim_lines_before_operator_lines);
+    tcase_add_test(tc, test_action_spool_id_must_match);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
