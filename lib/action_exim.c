@@ -30,7 +30,8 @@
 #include "util.h"
 
 #define EXIM_BLOCKLIST_MAX (16u << 20)
-#define EXIM_HEADER        "# floodgate blocklist: rewritten by floodgated on every change\n"
+#define EXIM_HEADER_TAG    "# floodgate blocklist:" /* how we know our header line */
+#define EXIM_HEADER        EXIM_HEADER_TAG " rewritten by floodgated on every change\n"
 
 struct exim_line {
     char key[SPAWN_MAILBOX_MAX + 1];
@@ -144,7 +145,7 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
         nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
-        if (strncmp(line, "# floodgate blocklist:", 22) == 0) {
+        if (strncmp(line, EXIM_HEADER_TAG, sizeof(EXIM_HEADER_TAG) - 1) == 0) {
             /* ours, rewritten below */
         } else if (exim_parse_line(line, &l)) {
             bool match = exim_line_is(&l, add_op ? add_op : drop_op, t, enc);
