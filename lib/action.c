@@ -24,8 +24,9 @@
  * it starts: if a restart cuts it short, the backend answers "already" when it is re-run,
  * and that answer must count as floodgate's doing, or release would never undo it. In
  * the same way the ids of an exim -Mf batch are written as "P <msgid>" lines before it
- * runs; after a restart they are frozen again and "is already frozen" among them is ours. It is rewritten whole, atomically, after every
- * step; entries released more than ACTION_LEDGER_KEEP_MS ago are dropped then.
+ * runs; after a restart they are frozen again and "is already frozen" among them is ours.
+ * The ledger is rewritten whole, atomically, after every step; entries released more than
+ * ACTION_LEDGER_KEEP_MS ago are dropped then.
  */
 #include "action.h"
 
@@ -48,7 +49,7 @@
 
 #define ACTION_LEDGER_NAME     "actions.ledger"
 #define ACTION_LEDGER_MAGIC    "floodgate-ledger 2"
-#define ACTION_LEDGER_MAGIC_V1 "floodgate-ledger 1" /* no attempted field: still read */
+#define ACTION_LEDGER_MAGIC_V1 "floodgate-ledger 1"      /* no attempted field: still read */
 #define ACTION_LEDGER_MAX      (64u << 20)               /* refuse to load a larger ledger */
 #define ACTION_LEDGER_KEEP_MS  (30LL * 24 * 3600 * 1000) /* released entries kept 30 days */
 #define ACTION_FROZEN_MAX      100000 /* ids recorded per identity; more are not frozen */
@@ -60,8 +61,8 @@
  * (SPAWN_OUTPUT_MAX each, up to 6 bytes per byte once JSON-escaped) and the fixed fields. */
 #define ACTION_AUDIT_IDS_MAX (16u << 10) /* bytes of ids per list; the rest are counted */
 #define ACTION_AUDIT_MAX     (2 * ACTION_AUDIT_IDS_MAX + 12 * SPAWN_OUTPUT_MAX + (8u << 10))
-#define ACTION_RULE_MAX        CONFIG_NAME_MAX
-#define ACTION_LIST_MAX        (16u << 20) /* cPanel's outgoing_mail_*_users files */
+#define ACTION_RULE_MAX      CONFIG_NAME_MAX
+#define ACTION_LIST_MAX      (16u << 20) /* cPanel's outgoing_mail_*_users files */
 
 enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
 
@@ -72,10 +73,10 @@ struct action_entry {
     char *account; /* may be NULL */
     char rule[ACTION_RULE_MAX];
     enum action_state state;
-    uint32_t want;    /* CONFIG_ACTION_HOLD/SUSPEND asked for */
-    uint32_t done;    /* ... applied by us */
+    uint32_t want;      /* CONFIG_ACTION_HOLD/SUSPEND asked for */
+    uint32_t done;      /* ... applied by us */
     uint32_t attempted; /* ... started, outcome not known yet (a restart may cut it) */
-    bool preexisting; /* backend said it was already in force, not ours */
+    bool preexisting;   /* backend said it was already in force, not ours */
     int64_t acted_ms, released_ms;
     char **frozen;
     size_t nfrozen, capfrozen;
@@ -99,7 +100,7 @@ struct action_job {
     char **locked;
     size_t nlocked;
     bool retried;
-    bool rerun; /* ids were pending at a restart: "already frozen" may be our own -Mf */
+    bool rerun;            /* ids pending at a restart: "already frozen" may be our -Mf */
     uint32_t unblock_left; /* release: bits still to undo */
     bool undo_failed;      /* release: a backend undo step failed */
     struct action_outcome out;
@@ -558,7 +559,8 @@ ledger_parse_entry(char **f, size_t n, struct action_entry **ret)
         e->state = ENTRY_RELEASED;
     else
         goto bad;
-    if (usertable_scope_parse(f[2], &e->scope) < 0 || util_parse_u32(f[3], strlen(f[3]), &want) < 0 ||
+    if (usertable_scope_parse(f[2], &e->scope) < 0 ||
+        util_parse_u32(f[3], strlen(f[3]), &want) < 0 ||
         util_parse_u32(f[4], strlen(f[4]), &done) < 0 ||
         util_parse_u32(f[5], strlen(f[5]), &pre) < 0 || ledger_parse_i64(f[6], &e->acted_ms) < 0 ||
         ledger_parse_i64(f[7], &e->released_ms) < 0)
@@ -786,8 +788,7 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
             continue; /* left the queue already */
         /* The -H file must name the id we asked for: a file copied or linked under another
          * name would confirm one message and freeze another. */
-        if (r < 0 || spool_parse_header(buf, len, &h) < 0 ||
-            !fg_str_eq(h.id, id) ||
+        if (r < 0 || spool_parse_header(buf, len, &h) < 0 || !fg_str_eq(h.id, id) ||
             !spool_confirm(&h, j->e->scope, j->e->id, a->owner, a->owner_ctx)) {
             bad[nbad++] = (char *)(uintptr_t)id;
             continue;
@@ -1792,8 +1793,7 @@ action_open(const struct action_params *p, struct action **ret)
             if (!j || job_resume_pending(j) < 0) {
                 if (j)
                     job_free(j);
-                (void)log_emit(LOG_ERR, -ENOMEM, NULL, "action: cannot resume %s",
-                               e->id);
+                (void)log_emit(LOG_ERR, -ENOMEM, NULL, "action: cannot resume %s", e->id);
                 continue;
             }
             job_enqueue(a, j);

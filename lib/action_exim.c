@@ -109,8 +109,8 @@ static bool
 exim_line_is(const struct exim_line *l, const char *op, const struct action_target *t,
              const char *enc)
 {
-    return (!op || strcmp(l->op, op) == 0) && strcmp(l->scope, usertable_scope_name(t->scope)) == 0 &&
-           strcmp(l->ident, enc) == 0;
+    return (!op || strcmp(l->op, op) == 0) &&
+           strcmp(l->scope, usertable_scope_name(t->scope)) == 0 && strcmp(l->ident, enc) == 0;
 }
 
 /*
@@ -165,8 +165,8 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
     free(buf);
     if (add_op && !found) {
         struct strbuf *b = strcmp(add_op, "suspend") == 0 ? &susp : &hold;
-        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope), enc,
-                            t->rule);
+        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope),
+                            enc, t->rule);
     }
     {
         struct strbuf out;

@@ -357,8 +357,7 @@ spawn_reap_bounded(pid_t pid, long *budget_ms)
         if (r == pid || (r < 0 && errno != EINTR))
             return;
         if (*budget_ms <= 0) {
-            (void)log_emit(LOG_WARNING, 0, NULL, "spawn: pid %d not reaped at shutdown",
-                           (int)pid);
+            (void)log_emit(LOG_WARNING, 0, NULL, "spawn: pid %d not reaped at shutdown", (int)pid);
             return;
         }
         (void)nanosleep(&tick, NULL);

@@ -44,8 +44,7 @@ static char audit[64][2048];
 static size_t naudit;
 static struct action_outcome last;
 static int ndone;
-static size_t audit_longest;  /* length of the longest audit line seen */
-static char audit_omitted[256]; /* the first "..._omitted":N seen */
+static char audit_omitted[256];            /* the first "..._omitted":N seen */
 static const char *spoil_match, *spoil_id; /* see spoil_run() */
 
 static bool file_has(const char *path, const char *needle);
@@ -76,8 +75,6 @@ static void
 on_audit(void *ctx, const char *line)
 {
     (void)ctx;
-    if (strlen(line) > audit_longest)
-        audit_longest = strlen(line);
     const char *om = strstr(line, "_omitted\":");
     if (om && !audit_omitted[0]) {
         ck_assert_int_eq(line[strlen(line) - 1], '}');
@@ -158,7 +155,6 @@ setup(void)
     cfg->max_actions_per_hour = 100;
     fs = fake_spawner_new();
     nevents = naudit = 0;
-    audit_longest = 0;
     audit_omitted[0] = '\0';
     spoil_match = spoil_id = NULL;
     ndone = 0;
@@ -276,8 +272,7 @@ static struct spawner spoiler = { .run = spoil_run, .free = spoil_free };
 static const char *const box_ids[] = { "1xVYNi-0001Xt-01", "1xVYNi-0001Xt-02", "1xVYNi-0001Xt-03",
                                        "1xVYNi-0001Xt-09" /* gone */ };
 
-static struct action_request
-box_req(uint32_t actions);
+static struct action_request box_req(uint32_t actions);
 
 START_TEST(test_action_release_keeps_unthawed)
 {
@@ -503,7 +498,8 @@ START_TEST(test_action_restart_during_hold_is_ours)
     ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
     fake_spawner_flush(fs);
     ck_assert_uint_eq(fs->ncalls, before + 1);
-    ck_assert_ptr_nonnull(strstr(fs->calls[before], "Email release_outgoing email=box@example.com"));
+    ck_assert_ptr_nonnull(
+        strstr(fs->calls[before], "Email release_outgoing email=box@example.com"));
     action_free(a);
 
     /* a hold that really was someone else's stays "preexisting" */
@@ -563,8 +559,9 @@ START_TEST(test_action_audit_truncates_id_lists)
     (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
     f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
-               "acct1\tr\t0\n",
+    fprintf(f,
+            "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
+            "acct1\tr\t0\n",
             (long long)T0);
     for (int i = 0; i < 3000; i++)
         fprintf(f, "F\t1xVYNi-A%05d-00\n", i);
@@ -609,8 +606,9 @@ START_TEST(test_action_merge_respects_frozen_max)
     (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
     f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
-               "acct1\tr\t0\n",
+    fprintf(f,
+            "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
+            "acct1\tr\t0\n",
             (long long)T0);
     for (int i = 0; i < 99999; i++)
         fprintf(f, "F\t1xVYNi-%06d-00\n", i);
@@ -957,7 +955,6 @@ START_TEST(test_action_corrupt_ledger_refused)
 END_TEST
 
 /* cpanel backend against the stand-in scripts, with the real spawner. */
-
 
 static void
 setup_stubs(void)
