@@ -20,13 +20,19 @@
  * thaw them.
  *
  * Ledger: a text file, one "E" line per identity followed by its "F <msgid>" lines,
- * fields tab-separated and percent-encoded. It is rewritten whole, atomically, after every
- * step; entries released more than ACTION_LEDGER_KEEP_MS ago are dropped then.
+ * fields tab-separated and percent-encoded. A backend step is recorded as attempted before
+ * it starts: if a restart cuts it short, the backend answers "already" when it is re-run,
+ * and that answer must count as floodgate's doing, or release would never undo it. In
+ * the same way the ids of an exim -Mf batch are written as "P <msgid>" lines before it
+ * runs; after a restart they are frozen again and "is already frozen" among them is ours.
+ * The ledger is rewritten whole, atomically, after every step; entries released more than
+ * ACTION_LEDGER_KEEP_MS ago are dropped then.
  */
 #include "action.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,16 +48,21 @@
 #include "util.h"
 
 #define ACTION_LEDGER_NAME     "actions.ledger"
-#define ACTION_LEDGER_MAGIC    "floodgate-ledger 1"
+#define ACTION_LEDGER_MAGIC    "floodgate-ledger 2"
+#define ACTION_LEDGER_MAGIC_V1 "floodgate-ledger 1"      /* no attempted field: still read */
 #define ACTION_LEDGER_MAX      (64u << 20)               /* refuse to load a larger ledger */
 #define ACTION_LEDGER_KEEP_MS  (30LL * 24 * 3600 * 1000) /* released entries kept 30 days */
 #define ACTION_FROZEN_MAX      100000 /* ids recorded per identity; more are not frozen */
-#define ACTION_BATCH_MAX       500    /* cap on cfg->freeze_batch (argv size) */
+#define ACTION_BATCH_MAX       500    /* argv size; config.c rejects a larger freeze_batch */
 #define ACTION_LOCKED_RETRY_MS 2000   /* "is locked": a delivery is running; try once more */
 #define ACTION_BREAKER_MAX     10000  /* cap on cfg->max_actions_per_hour's ring */
 #define ACTION_HOUR_MS         (3600LL * 1000)
-#define ACTION_AUDIT_MAX       (64u << 10)
-#define ACTION_RULE_MAX        CONFIG_NAME_MAX
+/* An audit line: two id lists of up to ACTION_AUDIT_IDS_MAX each, exim's stdout and stderr
+ * (SPAWN_OUTPUT_MAX each, up to 6 bytes per byte once JSON-escaped) and the fixed fields. */
+#define ACTION_AUDIT_IDS_MAX (16u << 10) /* bytes of ids per list; the rest are counted */
+#define ACTION_AUDIT_MAX     (2 * ACTION_AUDIT_IDS_MAX + 12 * SPAWN_OUTPUT_MAX + (8u << 10))
+#define ACTION_RULE_MAX      CONFIG_NAME_MAX
+#define ACTION_LIST_MAX      (16u << 20) /* cPanel's outgoing_mail_*_users files */
 
 enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
 
@@ -62,12 +73,15 @@ struct action_entry {
     char *account; /* may be NULL */
     char rule[ACTION_RULE_MAX];
     enum action_state state;
-    uint32_t want;    /* CONFIG_ACTION_HOLD/SUSPEND asked for */
-    uint32_t done;    /* ... applied by us */
-    bool preexisting; /* backend said it was already in force, not ours */
+    uint32_t want;      /* CONFIG_ACTION_HOLD/SUSPEND asked for */
+    uint32_t done;      /* ... applied by us */
+    uint32_t attempted; /* ... started, outcome not known yet (a restart may cut it) */
+    bool preexisting;   /* backend said it was already in force, not ours */
     int64_t acted_ms, released_ms;
     char **frozen;
     size_t nfrozen, capfrozen;
+    char **pending; /* ids of an exim -Mf batch running now: its outcome is not known yet */
+    size_t npending, cappending;
     bool busy; /* a job refers to it */
 };
 
@@ -81,11 +95,12 @@ struct action_job {
     enum job_phase phase;
     struct action_entry *e;
     char **ids; /* to freeze, or (release) a copy of e->frozen to thaw; owned strings */
-    size_t nids, pos;
+    size_t nids, capids, pos;
     bool *thawed; /* release: ids[i] was thawed or has left the queue */
     char **locked;
     size_t nlocked;
     bool retried;
+    bool rerun;            /* ids pending at a restart: "already frozen" may be our -Mf */
     uint32_t unblock_left; /* release: bits still to undo */
     bool undo_failed;      /* release: a backend undo step failed */
     struct action_outcome out;
@@ -122,33 +137,6 @@ struct action {
 
 static void action_pump(struct action *a);
 
-static const char *
-action_scope_name(enum usertable_scope s)
-{
-    switch (s) {
-    case SCOPE_MAILBOX:
-        return "mailbox";
-    case SCOPE_ACCOUNT:
-        return "account";
-    case SCOPE_SCRIPT:
-        return "script";
-    case SCOPE__MAX:
-        break;
-    }
-    return "?";
-}
-
-static int
-action_scope_parse(const char *s, enum usertable_scope *ret)
-{
-    for (int i = 0; i < SCOPE__MAX; i++)
-        if (strcmp(s, action_scope_name((enum usertable_scope)i)) == 0) {
-            *ret = (enum usertable_scope)i;
-            return 0;
-        }
-    return -EINVAL;
-}
-
 /* Shared helpers (action_backend.h). */
 
 int64_t
@@ -162,8 +150,12 @@ action_list_contains(const char *path, const char *key)
 {
     char *buf = NULL;
     size_t klen = strlen(key);
-    int r = state_read_path(path, 16u << 20, &buf, NULL);
+    int r = state_read_path(path, ACTION_LIST_MAX, &buf, NULL);
 
+    /* cPanel edits these files in place: -E2BIG also means it grew while we read it. Once
+     * more is enough, an edit takes milliseconds; a file really over the cap fails again. */
+    if (r == -E2BIG)
+        r = state_read_path(path, ACTION_LIST_MAX, &buf, NULL);
     if (r == -ENOENT)
         return 0;
     if (r < 0)
@@ -190,56 +182,80 @@ action_list_contains(const char *path, const char *key)
 
 /* Audit lines. */
 
+/* Errors are sticky: after a failed append nothing more is added and no line is emitted,
+ * so a line is whole or absent, never cut inside a field. */
 struct action_audit {
     struct strbuf b;
-    bool first;
+    int err;
 };
+
+static void
+audit_put(struct action_audit *au, int r)
+{
+    if (au->err == 0 && r < 0)
+        au->err = r;
+}
+
+static void audit_str(struct action_audit *au, const char *key, const char *val, size_t len);
 
 static void
 audit_begin(const struct action *a, struct action_audit *au, const char *event, const char *rule,
             enum usertable_scope scope, const char *id)
 {
     strbuf_init(&au->b, ACTION_AUDIT_MAX);
-    (void)strbuf_printf(&au->b, "{\"ts\":%lld,\"event\":\"%s\"", (long long)clock_now_ms(a->clock),
-                        event);
-    if (rule) {
-        (void)strbuf_appends(&au->b, ",\"rule\":\"");
-        (void)strbuf_append_json(&au->b, rule, strlen(rule));
-        (void)strbuf_appends(&au->b, "\"");
-    }
-    (void)strbuf_printf(&au->b, ",\"scope\":\"%s\",\"id\":\"", action_scope_name(scope));
-    (void)strbuf_append_json(&au->b, id, strlen(id));
-    (void)strbuf_appends(&au->b, "\"");
-    au->first = true;
+    au->err = 0;
+    audit_put(au, strbuf_printf(&au->b, "{\"ts\":%lld,\"event\":\"%s\"",
+                                (long long)clock_now_ms(a->clock), event));
+    if (rule)
+        audit_str(au, "rule", rule, strlen(rule));
+    audit_str(au, "scope", usertable_scope_name(scope), strlen(usertable_scope_name(scope)));
+    audit_str(au, "id", id, strlen(id));
 }
 
 static void
 audit_str(struct action_audit *au, const char *key, const char *val, size_t len)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":\"", key);
-    (void)strbuf_append_json(&au->b, val, len);
-    (void)strbuf_appends(&au->b, "\"");
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":\"", key));
+    if (au->err == 0)
+        audit_put(au, strbuf_append_json(&au->b, val, len));
+    if (au->err == 0)
+        audit_put(au, strbuf_appends(&au->b, "\""));
 }
 
 static void
 audit_num(struct action_audit *au, const char *key, long long v)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":%lld", key, v);
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":%lld", key, v));
 }
 
 static void
 audit_bool(struct action_audit *au, const char *key, bool v)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":%s", key, v ? "true" : "false");
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":%s", key, v ? "true" : "false"));
 }
 
+/* At most ACTION_AUDIT_IDS_MAX bytes of ids; the others are counted as "<key>_omitted". */
 static void
 audit_ids(struct action_audit *au, const char *key, char *const *ids, size_t n)
 {
-    (void)strbuf_printf(&au->b, ",\"%s\":[", key);
-    for (size_t i = 0; i < n; i++)
-        (void)strbuf_printf(&au->b, "%s\"%s\"", i ? "," : "", ids[i]); /* validated ids */
-    (void)strbuf_appends(&au->b, "]");
+    size_t used = 0, i;
+
+    if (au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s\":[", key));
+    for (i = 0; i < n && au->err == 0; i++) {
+        size_t len = strlen(ids[i]) + 3;
+        if (used + len > ACTION_AUDIT_IDS_MAX)
+            break;
+        used += len;
+        audit_put(au, strbuf_printf(&au->b, "%s\"%s\"", i ? "," : "", ids[i])); /* validated */
+    }
+    if (au->err == 0)
+        audit_put(au, strbuf_appends(&au->b, "]"));
+    if (i < n && au->err == 0)
+        audit_put(au, strbuf_printf(&au->b, ",\"%s_omitted\":%zu", key, n - i));
 }
 
 static void
@@ -260,8 +276,12 @@ audit_result(struct action_audit *au, const struct spawn_result *res)
 static void
 audit_end(struct action *a, struct action_audit *au)
 {
-    if (strbuf_appends(&au->b, "}") == 0 && a->audit)
+    if (au->err == 0)
+        audit_put(au, strbuf_appends(&au->b, "}"));
+    if (au->err == 0 && a->audit)
         a->audit(a->audit_ctx, strbuf_cstr(&au->b));
+    else if (au->err < 0)
+        (void)log_emit(LOG_WARNING, au->err, NULL, "action: audit line dropped");
     strbuf_done(&au->b);
 }
 
@@ -272,7 +292,7 @@ action_log(int prio, int err, const char *rule, enum usertable_scope scope, cons
     const struct log_field f[] = {
         { "MESSAGE_ID", LOG_MSGID_ACTION },
         { "RULE", rule },
-        { "SCOPE", action_scope_name(scope) },
+        { "SCOPE", usertable_scope_name(scope) },
         { "IDENTITY", id },
         { "DETAIL", detail },
         { NULL, NULL },
@@ -300,53 +320,100 @@ entry_free(struct action_entry *e)
     for (size_t i = 0; i < e->nfrozen; i++)
         free(e->frozen[i]);
     free(e->frozen);
+    for (size_t i = 0; i < e->npending; i++)
+        free(e->pending[i]);
+    free(e->pending);
     free(e->id);
     free(e->account);
     free(e);
 }
 
 static bool
-entry_has_frozen(const struct action_entry *e, const char *msgid)
+action_ids_has(char *const *v, size_t n, const char *msgid)
 {
-    for (size_t i = 0; i < e->nfrozen; i++)
-        if (strcmp(e->frozen[i], msgid) == 0)
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], msgid) == 0)
             return true;
     return false;
+}
+
+/* Append a copy of @msgid; the array grows geometrically. */
+static int
+action_ids_append(char ***v, size_t *n, size_t *cap, const char *msgid)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16, bytes;
+        if (!util_mul_size(ncap, sizeof(char *), &bytes))
+            return -ENOMEM;
+        char **nv = realloc(*v, bytes);
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = ncap;
+    }
+    if (!((*v)[*n] = strdup(msgid)))
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+/* The same, unless @msgid is there already. */
+static int
+action_ids_add(char ***v, size_t *n, size_t *cap, const char *msgid)
+{
+    return action_ids_has(*v, *n, msgid) ? 0 : action_ids_append(v, n, cap, msgid);
+}
+
+static bool
+entry_has_frozen(const struct action_entry *e, const char *msgid)
+{
+    return action_ids_has(e->frozen, e->nfrozen, msgid);
 }
 
 static int
 entry_add_frozen(struct action_entry *e, const char *msgid)
 {
-    if (entry_has_frozen(e, msgid))
-        return 0;
-    if (e->nfrozen == e->capfrozen) {
-        size_t cap = e->capfrozen ? e->capfrozen * 2 : 16, bytes;
-        if (!util_mul_size(cap, sizeof(char *), &bytes))
-            return -ENOMEM;
-        char **n = realloc(e->frozen, bytes);
-        if (!n)
-            return -ENOMEM;
-        e->frozen = n;
-        e->capfrozen = cap;
-    }
-    if (!(e->frozen[e->nfrozen] = strdup(msgid)))
-        return -ENOMEM;
-    e->nfrozen++;
-    return 0;
+    return action_ids_add(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+}
+
+static int
+entry_append_frozen(struct action_entry *e, const char *msgid)
+{
+    return action_ids_append(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+}
+
+static int
+entry_add_pending(struct action_entry *e, const char *msgid)
+{
+    return action_ids_add(&e->pending, &e->npending, &e->cappending, msgid);
+}
+
+static void
+entry_drop_pending(struct action_entry *e, const char *msgid)
+{
+    for (size_t i = 0; i < e->npending; i++)
+        if (strcmp(e->pending[i], msgid) == 0) {
+            free(e->pending[i]);
+            e->pending[i] = e->pending[--e->npending]; /* order does not matter */
+            return;
+        }
 }
 
 /* Ledger. */
 
-static void
+static int
 ledger_put(struct strbuf *b, const char *s)
 {
-    for (; *s; s++) {
+    int r = 0;
+
+    for (; *s && r == 0; s++) {
         unsigned char c = (unsigned char)*s;
         if (c <= 0x20 || c >= 0x7f || c == '%')
-            (void)strbuf_printf(b, "%%%02X", c);
+            r = strbuf_printf(b, "%%%02X", c);
         else
-            (void)strbuf_append(b, s, 1);
+            r = strbuf_append(b, s, 1);
     }
+    return r;
 }
 
 static int
@@ -391,6 +458,39 @@ ledger_unescape(const char *p, size_t len, char **ret)
     return 0;
 }
 
+/* One entry's lines. Stops at the first failed append and returns it. */
+static int
+ledger_put_entry(struct strbuf *b, const struct action_entry *e)
+{
+    static const char *const st[] = { "acting", "acted", "released" };
+    int r;
+
+    r = strbuf_printf(b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", st[e->state],
+                      usertable_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
+                      (long long)e->acted_ms, (long long)e->released_ms);
+    if (r == 0)
+        r = ledger_put(b, e->id);
+    if (r == 0)
+        r = strbuf_appends(b, "\t");
+    if (r == 0)
+        r = ledger_put(b, e->account ? e->account : "-");
+    if (r == 0)
+        r = strbuf_appends(b, "\t");
+    if (r == 0)
+        r = ledger_put(b, e->rule);
+    if (r == 0)
+        r = strbuf_printf(b, "\t%u\n", e->attempted);
+    for (size_t i = 0; r == 0 && i < e->nfrozen; i++)
+        r = strbuf_printf(b, "F\t%s\n", e->frozen[i]);
+    for (size_t i = 0; r == 0 && i < e->npending; i++)
+        r = strbuf_printf(b, "P\t%s\n", e->pending[i]);
+    return r;
+}
+
+/*
+ * Rewrite the ledger. Any failed append aborts the write: after one, a later smaller
+ * append could still succeed and put F lines under the wrong E; the old file stays.
+ */
 static int
 ledger_save(struct action *a)
 {
@@ -399,26 +499,14 @@ ledger_save(struct action *a)
     int r;
 
     strbuf_init(&b, ACTION_LEDGER_MAX);
-    (void)strbuf_appends(&b, ACTION_LEDGER_MAGIC "\n");
-    for (struct action_entry *e = a->entries; e; e = e->next) {
-        static const char *const st[] = { "acting", "acted", "released" };
+    r = strbuf_appends(&b, ACTION_LEDGER_MAGIC "\n");
+    for (struct action_entry *e = a->entries; e && r == 0; e = e->next) {
         if (e->state == ENTRY_RELEASED && !e->busy && now - e->released_ms > ACTION_LEDGER_KEEP_MS)
             continue;
-        (void)strbuf_printf(&b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", st[e->state],
-                            action_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
-                            (long long)e->acted_ms, (long long)e->released_ms);
-        ledger_put(&b, e->id);
-        (void)strbuf_appends(&b, "\t");
-        ledger_put(&b, e->account ? e->account : "-");
-        (void)strbuf_appends(&b, "\t");
-        ledger_put(&b, e->rule);
-        (void)strbuf_appends(&b, "\n");
-        for (size_t i = 0; i < e->nfrozen; i++)
-            (void)strbuf_printf(&b, "F\t%s\n", e->frozen[i]);
+        r = ledger_put_entry(&b, e);
     }
-    r = strbuf_appends(&b, "");
     if (r == 0)
-        r = state_write_path(a->ledger_path, b.p ? b.p : "", b.len, 0600);
+        r = state_write_path(a->ledger_path, strbuf_cstr(&b), b.len, 0600);
     strbuf_done(&b);
     if (r < 0)
         (void)log_emit(LOG_ERR, r, NULL, "action: cannot write the ledger %s", a->ledger_path);
@@ -471,7 +559,8 @@ ledger_parse_entry(char **f, size_t n, struct action_entry **ret)
         e->state = ENTRY_RELEASED;
     else
         goto bad;
-    if (action_scope_parse(f[2], &e->scope) < 0 || util_parse_u32(f[3], strlen(f[3]), &want) < 0 ||
+    if (usertable_scope_parse(f[2], &e->scope) < 0 ||
+        util_parse_u32(f[3], strlen(f[3]), &want) < 0 ||
         util_parse_u32(f[4], strlen(f[4]), &done) < 0 ||
         util_parse_u32(f[5], strlen(f[5]), &pre) < 0 || ledger_parse_i64(f[6], &e->acted_ms) < 0 ||
         ledger_parse_i64(f[7], &e->released_ms) < 0)
@@ -508,8 +597,12 @@ ledger_load(struct action *a)
         return r;
     line = buf;
     char *nl = strchr(line, '\n');
-    if (!nl || (size_t)(nl - line) != strlen(ACTION_LEDGER_MAGIC) ||
-        memcmp(line, ACTION_LEDGER_MAGIC, strlen(ACTION_LEDGER_MAGIC)) != 0) {
+    size_t efields = 12;
+    if (nl && (size_t)(nl - line) == strlen(ACTION_LEDGER_MAGIC_V1) &&
+        memcmp(line, ACTION_LEDGER_MAGIC_V1, strlen(ACTION_LEDGER_MAGIC_V1)) == 0) {
+        efields = 11;
+    } else if (!nl || (size_t)(nl - line) != strlen(ACTION_LEDGER_MAGIC) ||
+               memcmp(line, ACTION_LEDGER_MAGIC, strlen(ACTION_LEDGER_MAGIC)) != 0) {
         r = -EBADMSG;
         goto out;
     }
@@ -524,8 +617,8 @@ ledger_load(struct action *a)
         if (strcmp(f[0], "E") == 0) {
             struct action_entry *e = NULL;
             char *rule = NULL;
-            /* the rule is field 10 (index 9 after E..account is 9 fields + rule) */
-            if (n != 11) {
+            /* E, 9 fields to the account, the rule, then (version 2) attempted */
+            if (n != efields) {
                 r = -EBADMSG;
                 goto out;
             }
@@ -540,13 +633,22 @@ ledger_load(struct action *a)
             }
             memcpy(e->rule, rule, strlen(rule) + 1);
             free(rule);
+            if (n == 12 && util_parse_u32(f[11], strlen(f[11]), &e->attempted) < 0) {
+                entry_free(e);
+                r = -EBADMSG;
+                goto out;
+            }
             if (last)
                 last->next = e;
             else
                 a->entries = e;
             last = e;
         } else if (strcmp(f[0], "F") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
-            if ((r = entry_add_frozen(last, f[1])) < 0)
+            /* no duplicate check: we wrote the file, and it would make loading O(n^2) */
+            if ((r = entry_append_frozen(last, f[1])) < 0)
+                goto out;
+        } else if (strcmp(f[0], "P") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
+            if ((r = entry_add_pending(last, f[1])) < 0)
                 goto out;
         } else {
             r = -EBADMSG;
@@ -660,6 +762,7 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
         free(bad);
         return -ENOMEM;
     }
+    j->capids = n;
     for (size_t i = 0; i < n; i++) {
         const char *id = msgids[i];
         struct spool_header h;
@@ -674,12 +777,18 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
             dup = strcmp(j->ids[k], id) == 0;
         if (dup || entry_has_frozen(j->e, id))
             continue;
-        if (j->e->nfrozen + j->nids >= ACTION_FROZEN_MAX)
+        if (j->e->nfrozen + j->nids >= ACTION_FROZEN_MAX) {
+            j->out.failed += n - i;
+            action_log(LOG_WARNING, 0, j->e->rule, j->e->scope, j->e->id,
+                       "ACTION_FROZEN_MAX ids recorded: newer ids are not frozen", NULL);
             break;
+        }
         r = spool_read_header(a->cfg->spool_dir, id, buf, sizeof(buf), &len);
         if (r == -ENOENT)
             continue; /* left the queue already */
-        if (r < 0 || spool_parse_header(buf, len, &h) < 0 ||
+        /* The -H file must name the id we asked for: a file copied or linked under another
+         * name would confirm one message and freeze another. */
+        if (r < 0 || spool_parse_header(buf, len, &h) < 0 || !fg_str_eq(h.id, id) ||
             !spool_confirm(&h, j->e->scope, j->e->id, a->owner, a->owner_ctx)) {
             bad[nbad++] = (char *)(uintptr_t)id;
             continue;
@@ -785,7 +894,11 @@ job_batch_done(void *ctx, const struct spawn_result *res)
                     j->nlocked++;
             }
         } else if (!bt->thaw && action_exim_says(res->out, id, "is already frozen")) {
-            continue; /* frozen by someone else: not ours to thaw later */
+            if (!j->rerun)
+                continue; /* frozen by someone else: not ours to thaw later */
+            if (entry_add_frozen(e, id) == 0 && mine)
+                mine[nmine++] = ids[i]; /* our -Mf ran before the restart */
+            j->out.frozen++;
         } else if (bt->thaw && (action_exim_says(res->out, id, "is no longer frozen") ||
                                 action_exim_says(res->out, id, "is not frozen"))) {
             j->thawed[i] = true;
@@ -797,6 +910,9 @@ job_batch_done(void *ctx, const struct spawn_result *res)
         }
     }
     j->out.failed += nfail;
+    if (!bt->thaw)
+        for (size_t i = bt->start; i < bt->start + bt->n; i++)
+            entry_drop_pending(e, ids[i]);
     audit_begin(a, &au, bt->thaw ? "thaw" : "freeze", e->rule, e->scope, e->id);
     audit_ids(&au, "ids", ids + bt->start, bt->n);
     audit_ids(&au, bt->thaw ? "thawed" : "frozen", mine, nmine);
@@ -842,6 +958,12 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
     bt->n = n;
     bt->thaw = thaw;
     j->pos += n;
+    if (!thaw) {
+        /* on disk before exim runs, so a restart knows which ids may be frozen by us */
+        for (size_t i = 0; i < n; i++)
+            (void)entry_add_pending(j->e, ids[bt->start + i]);
+        (void)ledger_save(a);
+    }
     r = spawner_run(a->spawner, argv, action_timeout_ms(a->cfg), job_batch_done, bt);
     free(argv);
     if (r < 0) {
@@ -852,6 +974,8 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
         audit_str(&au, "error", strerror(-r), strlen(strerror(-r)));
         audit_end(a, &au);
         action_log(LOG_ERR, r, j->e->rule, j->e->scope, j->e->id, "cannot run exim", NULL);
+        for (size_t i = 0; !thaw && i < n; i++)
+            entry_drop_pending(j->e, ids[bt->start + i]);
         j->out.failed += n;
         free(bt);
         return 0;
@@ -879,7 +1003,7 @@ job_retry_locked(struct action *a, struct action_job *j)
         free(j->ids[i]);
     free(j->ids);
     j->ids = j->locked;
-    j->nids = j->nlocked;
+    j->nids = j->capids = j->nlocked;
     j->locked = NULL;
     j->nlocked = 0;
     j->pos = 0;
@@ -920,17 +1044,27 @@ struct be_call {
     struct action_job *j;
     uint32_t op;
     bool undo;
+    bool rerun; /* a restart cut an earlier attempt of this step short */
 };
 
 static void
-job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool undo, int code,
+job_backend_result(struct action *a, struct action_job *j, const struct be_call *c, int code,
                    const struct spawn_result *res, const char *detail)
 {
+    uint32_t op = c->op;
+    bool undo = c->undo;
     struct action_entry *e = j->e;
     struct action_audit au;
     const char *name = action_be_op_name(op, undo);
+    bool resumed = false;
     char what[128];
 
+    if (!undo && code == ACTION_BE_ALREADY && c->rerun) {
+        code = ACTION_BE_DONE; /* our own step, applied before a restart cut it short */
+        resumed = true;
+    }
+    if (!undo && code > 0)
+        e->attempted &= ~op;
     if (code == ACTION_BE_DONE) {
         if (undo)
             e->done &= ~op;
@@ -953,6 +1087,8 @@ job_backend_result(struct action *a, struct action_job *j, uint32_t op, bool und
     audit_bool(&au, "ok", code > 0);
     if (code == ACTION_BE_ALREADY)
         audit_bool(&au, "already", true);
+    if (resumed)
+        audit_bool(&au, "resumed", true);
     if (code < 0)
         audit_str(&au, "error", strerror(-code), strlen(strerror(-code)));
     if (detail)
@@ -976,7 +1112,7 @@ job_backend_done(void *ctx, int code, const struct spawn_result *res, const char
     struct action_job *j = c->j;
     struct action *a = j->a;
 
-    job_backend_result(a, j, c->op, c->undo, code, res, detail);
+    job_backend_result(a, j, c, code, res, detail);
     free(c);
     a->inflight = false;
     action_pump(a);
@@ -992,12 +1128,18 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
     int r;
 
     if (!c) {
-        job_backend_result(a, j, op, undo, -ENOMEM, NULL, NULL);
+        struct be_call tmp = { .j = j, .op = op, .undo = undo };
+        job_backend_result(a, j, &tmp, -ENOMEM, NULL, NULL);
         return 0;
     }
     c->j = j;
     c->op = op;
     c->undo = undo;
+    if (!undo) {
+        c->rerun = (j->e->attempted & op) != 0;
+        j->e->attempted |= op;
+        (void)ledger_save(a); /* on disk before the backend can act (logged on failure) */
+    }
     action_target_of(j->e, &t, user, sizeof(user));
     if (undo)
         r = a->backend->release(&a->env, &t, op, job_backend_done, c);
@@ -1009,8 +1151,8 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
         a->inflight = true;
         return 1;
     }
+    job_backend_result(a, j, c, r, NULL, NULL);
     free(c);
-    job_backend_result(a, j, op, undo, r, NULL, NULL);
     return 0;
 }
 
@@ -1247,6 +1389,8 @@ action_trip(struct action *a, const struct action_request *req)
 {
     struct action_entry *e, tmp;
     struct action_job *j;
+    char *account;
+    bool fresh;
     int r;
 
     if (!req || !req->rule || !spawn_valid_text(req->rule) ||
@@ -1276,19 +1420,37 @@ action_trip(struct action *a, const struct action_request *req)
                    "circuit breaker open: max_actions_per_hour reached, not acting", NULL);
         return -EBUSY;
     }
-    if (!e) {
+    /* Everything that can fail comes before the entry turns "acting": an entry left acting
+     * with no job would block the identity for good (-EALREADY, never released). */
+    fresh = !e;
+    if (fresh) {
         e = calloc(1, sizeof(*e));
         if (!e || !(e->id = action_norm_id(req->scope, req->id))) {
             entry_free(e);
             return -ENOMEM;
         }
         e->scope = req->scope;
+    }
+    memcpy(e->rule, req->rule, strlen(req->rule) + 1); /* job_collect() audits with it */
+    account = req->account ? strdup(req->account) : NULL;
+    j = job_new(JOB_TRIP, e, "trip");
+    r = (!j || (req->account && !account)) ? -ENOMEM : 0;
+    if (r == 0 && (req->actions & CONFIG_ACTION_FREEZE))
+        r = job_collect(a, j, req->msgids, req->nmsgids);
+    if (r < 0) {
+        if (j)
+            job_free(j);
+        free(account);
+        if (fresh)
+            entry_free(e);
+        return r;
+    }
+    if (fresh) {
         e->next = a->entries;
         a->entries = e;
     }
     free(e->account);
-    e->account = req->account ? strdup(req->account) : NULL;
-    memcpy(e->rule, req->rule, strlen(req->rule) + 1);
+    e->account = account;
     e->state = ENTRY_ACTING;
     e->want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
               : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
@@ -1296,16 +1458,9 @@ action_trip(struct action *a, const struct action_request *req)
     /* e->done is not reset: a hold of ours still in force must stay recorded, or no
      * release would ever undo it. */
     e->preexisting = false;
+    e->attempted = 0;
     e->acted_ms = clock_now_ms(a->clock);
     e->released_ms = 0;
-    j = job_new(JOB_TRIP, e, "trip");
-    if (!j)
-        return -ENOMEM;
-    if ((req->actions & CONFIG_ACTION_FREEZE) &&
-        (r = job_collect(a, j, req->msgids, req->nmsgids)) < 0) {
-        job_free(j);
-        return r;
-    }
     {
         struct action_audit au;
         audit_begin(a, &au, "act", e->rule, e->scope, e->id);
@@ -1321,29 +1476,45 @@ action_trip(struct action *a, const struct action_request *req)
 }
 
 /* Move @from's confirmed ids into the queued job @to (not started yet), skipping repeats. */
+/*
+ * Ids beyond ACTION_FROZEN_MAX are counted as failed and not frozen: one identity could
+ * otherwise grow the queued job (and later the ledger) without bound. Returns how many
+ * were left out, or -ENOMEM. The array grows geometrically: a burst merges one id at a
+ * time, and exact reallocs would copy it O(n^2).
+ */
 static int
 job_merge_ids(struct action_job *to, struct action_job *from)
 {
-    size_t bytes;
-    char **ids;
+    size_t used = to->e->nfrozen + to->nids, dropped = 0;
 
-    if (!util_mul_size(to->nids + from->nids, sizeof(char *), &bytes))
-        return -ENOMEM;
-    ids = realloc(to->ids, bytes);
-    if (!ids)
-        return -ENOMEM;
-    to->ids = ids;
     for (size_t i = 0; i < from->nids; i++) {
         bool dup = false;
         for (size_t k = 0; k < to->nids && !dup; k++)
             dup = strcmp(to->ids[k], from->ids[i]) == 0;
         if (dup)
             continue;
+        if (used >= ACTION_FROZEN_MAX) {
+            dropped++;
+            continue;
+        }
+        if (to->nids == to->capids) {
+            size_t cap = to->capids ? to->capids * 2 : 16, bytes;
+            char **ids;
+            if (!util_mul_size(cap, sizeof(char *), &bytes))
+                return -ENOMEM;
+            ids = realloc(to->ids, bytes);
+            if (!ids)
+                return -ENOMEM;
+            to->ids = ids;
+            to->capids = cap;
+        }
         to->ids[to->nids++] = from->ids[i];
         to->out.confirmed++;
         from->ids[i] = NULL;
+        used++;
     }
-    return 0;
+    to->out.failed += dropped;
+    return (int)(dropped > INT_MAX ? INT_MAX : dropped);
 }
 
 int
@@ -1373,7 +1544,10 @@ action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
         if (q->e == e && q->kind == JOB_FREEZE_MORE && q->pos == 0) {
             r = job_merge_ids(q, j);
             job_free(j);
-            return r;
+            if (r > 0)
+                action_log(LOG_WARNING, 0, e->rule, e->scope, e->id,
+                           "ACTION_FROZEN_MAX ids recorded: newer ids are not frozen", NULL);
+            return r < 0 ? r : 0;
         }
     }
     job_enqueue(a, j);
@@ -1529,6 +1703,29 @@ action_set_config(struct action *a, const struct config *cfg)
     return 0;
 }
 
+/* The job re-runs the entry's pending exim -Mf ids, then (a trip) its backend step. */
+static int
+job_resume_pending(struct action_job *j)
+{
+    const struct action_entry *e = j->e;
+
+    j->phase = e->npending ? PH_FREEZE : PH_BACKEND;
+    j->rerun = true;
+    if (!e->npending)
+        return 0;
+    j->ids = calloc(e->npending, sizeof(char *));
+    if (!j->ids)
+        return -ENOMEM;
+    j->capids = e->npending;
+    for (size_t i = 0; i < e->npending; i++) {
+        if (!(j->ids[i] = strdup(e->pending[i])))
+            return -ENOMEM;
+        j->nids++;
+    }
+    j->out.confirmed = j->nids;
+    return 0;
+}
+
 int
 action_open(const struct action_params *p, struct action **ret)
 {
@@ -1584,15 +1781,21 @@ action_open(const struct action_params *p, struct action **ret)
         action_free(a);
         return r;
     }
-    /* A restart cut a trip short: finish its backend step (backends check state first). */
+    /* A restart cut a trip or a freeze short: freeze its pending ids again, finish its
+     * backend step (backends check state first). */
     if (a->cfg->mode != CONFIG_MODE_MONITOR)
         for (struct action_entry *e = a->entries; e; e = e->next) {
-            if (e->state != ENTRY_ACTING)
+            if (e->state == ENTRY_RELEASED || (e->state != ENTRY_ACTING && !e->npending))
                 continue;
-            struct action_job *j = job_new(JOB_RESUME, e, "resume");
-            if (!j)
+            struct action_job *j = e->state == ENTRY_ACTING
+                                       ? job_new(JOB_RESUME, e, "resume")
+                                       : job_new(JOB_FREEZE_MORE, e, "freeze_more");
+            if (!j || job_resume_pending(j) < 0) {
+                if (j)
+                    job_free(j);
+                (void)log_emit(LOG_ERR, -ENOMEM, NULL, "action: cannot resume %s", e->id);
                 continue;
-            j->phase = PH_BACKEND;
+            }
             job_enqueue(a, j);
         }
     *ret = a;

@@ -78,11 +78,11 @@ struct action_params {
     void *done_ctx;
     spool_owner_fn owner; /* domain -> account map for account confirmation; or NULL */
     void *owner_ctx;
-    const char *exim_config; /* "-C <path>" for exim when cfg->exim_config is NULL (e.g.
-                              * /etc/exim_outgoing.conf on cPanel MailScanner setups);
-                              * NULL: none. cfg->exim_config wins. */
-    const char *hold_users_file;      /* cpanel: NULL = /etc/outgoing_mail_hold_users */
-    const char *suspended_users_file; /* cpanel: NULL = /etc/outgoing_mail_suspended_users */
+    const char *exim_config;              /* exim "-C <path>" when cfg->exim_config is NULL (e.g.
+                                           * /etc/exim_outgoing.conf on cPanel MailScanner setups);
+                                           * NULL: none. cfg->exim_config wins. */
+    const char *hold_users_file;          /* cpanel: NULL = /etc/outgoing_mail_hold_users */
+    const char *suspended_users_file;     /* cpanel: NULL = /etc/outgoing_mail_suspended_users */
     const struct action_backend *backend; /* NULL: the one cfg->backend names */
 };
 
@@ -134,8 +134,8 @@ bool action_is_active(const struct action *a, enum usertable_scope scope, const 
 /*
  * Undo floodgate's hold/suspension of the identity, thaw what floodgate froze, mark it
  * released. An id exim did not thaw (failure, timeout) stays recorded and the identity
- * stays active ("release_incomplete"): calling again retries. Returns 0 (scheduled), -ENOENT (not active), -EBUSY (a request for it is still
- * running), -ENOMEM.
+ * stays active ("release_incomplete"): calling again retries. Returns 0 (scheduled),
+ * -ENOENT (not active), -EBUSY (a request for it is still running), -ENOMEM.
  */
 int action_release(struct action *a, enum usertable_scope scope, const char *id);
 

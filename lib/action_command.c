@@ -37,12 +37,6 @@ command_done(void *ctx, const struct spawn_result *res)
     free(c);
 }
 
-static const char *
-command_scope(enum usertable_scope s)
-{
-    return s == SCOPE_MAILBOX ? "mailbox" : s == SCOPE_ACCOUNT ? "account" : "script";
-}
-
 static int
 command_run(const struct action_backend_env *env, const char *op, const struct action_target *t,
             action_be_done_fn done, void *ctx)
@@ -61,7 +55,7 @@ command_run(const struct action_backend_env *env, const char *op, const struct a
     c->ctx = ctx;
     argv[0] = env->cfg->command_path;
     argv[1] = (char *)(uintptr_t)op;
-    argv[2] = (char *)(uintptr_t)command_scope(t->scope);
+    argv[2] = (char *)(uintptr_t)usertable_scope_name(t->scope);
     argv[3] = (char *)(uintptr_t)t->id;
     argv[4] = (char *)(uintptr_t)t->rule;
     argv[5] = NULL;

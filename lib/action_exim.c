@@ -12,8 +12,9 @@
  * (matched against $authenticated_id for SMTP AUTH as the system user and against
  * $sender_ident for local submissions; Exim cannot tell a script's directory). lsearch
  * ends a key at the colon and returns the rest as $value, whose first word tells the ACL
- * to deny (suspend, 5xx) or defer (hold, 4xx). suspend lines are written before hold lines
- * because lsearch returns the first line of a key.
+ * to deny (suspend, 5xx) or defer (hold, 4xx). lsearch returns the first line of a key,
+ * so our lines come first, suspend before hold, and the operator's lines after them: an
+ * operator's "bob: note" must not hide our "bob: suspend ...".
  *
  * The file is rewritten whole and atomically on every change (tmp + fsync + rename +
  * fsync(dir)); Exim reopens it for each message, so no reload is needed. Mode 0644: the
@@ -29,7 +30,8 @@
 #include "util.h"
 
 #define EXIM_BLOCKLIST_MAX (16u << 20)
-#define EXIM_HEADER        "# floodgate blocklist: rewritten by floodgated on every change\n"
+#define EXIM_HEADER_TAG    "# floodgate blocklist:" /* how we know our header line */
+#define EXIM_HEADER        EXIM_HEADER_TAG " rewritten by floodgated on every change\n"
 
 struct exim_line {
     char key[SPAWN_MAILBOX_MAX + 1];
@@ -64,12 +66,6 @@ exim_key(const struct action_target *t, char *key, size_t size)
     for (size_t i = 0; i <= n; i++)
         key[i] = util_ascii_lower(src[i]);
     return 0;
-}
-
-static const char *
-exim_scope_name(enum usertable_scope s)
-{
-    return s == SCOPE_MAILBOX ? "mailbox" : s == SCOPE_ACCOUNT ? "account" : "script";
 }
 
 /* Copy the next space-separated word of *@p into @dst; false when none or too long. */
@@ -113,8 +109,8 @@ static bool
 exim_line_is(const struct exim_line *l, const char *op, const struct action_target *t,
              const char *enc)
 {
-    return (!op || strcmp(l->op, op) == 0) && strcmp(l->scope, exim_scope_name(t->scope)) == 0 &&
-           strcmp(l->ident, enc) == 0;
+    return (!op || strcmp(l->op, op) == 0) &&
+           strcmp(l->scope, usertable_scope_name(t->scope)) == 0 && strcmp(l->ident, enc) == 0;
 }
 
 /*
@@ -149,7 +145,7 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
         nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
-        if (strncmp(line, "# floodgate blocklist:", 22) == 0) {
+        if (strncmp(line, EXIM_HEADER_TAG, sizeof(EXIM_HEADER_TAG) - 1) == 0) {
             /* ours, rewritten below */
         } else if (exim_parse_line(line, &l)) {
             bool match = exim_line_is(&l, add_op ? add_op : drop_op, t, enc);
@@ -169,19 +165,19 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
     free(buf);
     if (add_op && !found) {
         struct strbuf *b = strcmp(add_op, "suspend") == 0 ? &susp : &hold;
-        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, exim_scope_name(t->scope), enc,
-                            t->rule);
+        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope),
+                            enc, t->rule);
     }
     {
         struct strbuf out;
         strbuf_init(&out, EXIM_BLOCKLIST_MAX * 2);
         r = strbuf_appends(&out, EXIM_HEADER);
         if (r == 0)
-            r = strbuf_append(&out, strbuf_cstr(&other), other.len);
-        if (r == 0)
             r = strbuf_append(&out, strbuf_cstr(&susp), susp.len);
         if (r == 0)
             r = strbuf_append(&out, strbuf_cstr(&hold), hold.len);
+        if (r == 0)
+            r = strbuf_append(&out, strbuf_cstr(&other), other.len);
         if (r == 0)
             r = state_write_path(path, strbuf_cstr(&out), out.len, 0644);
         strbuf_done(&out);

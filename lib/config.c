@@ -44,7 +44,7 @@
 #define CONFIG_TIMEOUT_MAX_MS   (3600000LL) /* an action command slower than 1h is hung */
 #define CONFIG_FACTOR_MAX       1000000.0
 #define CONFIG_IDENTITIES_MAX   10000000u /* about 2 GB of counters; more is a typo */
-#define CONFIG_FREEZE_BATCH_MAX 1000u     /* exim -Mf argv stays far below ARG_MAX */
+#define CONFIG_FREEZE_BATCH_MAX 500u      /* lib/action's ACTION_BATCH_MAX: no silent cut */
 #define CONFIG_ACTIONS_HOUR_MAX 100000u
 /*
  * Our schema nests four deep (top, rules, a rule, its actions). libyaml's scanner keeps a

@@ -10,10 +10,14 @@
  *
  * Invariants: every descriptor we open is O_CLOEXEC, so concurrent children never inherit
  * each other's pipes; the child is reaped only through libev's SIGCHLD handling, so
- * nothing here calls waitpid(); the timeout sends SIGKILL to the whole process group
- * while the leader is still unreaped, so the group id cannot have been reused. A command's
- * callback runs exactly once, when the leader has been reaped; pipes are drained then and
- * closed even if a straggler of the group still holds them (we never wait on them).
+ * nothing here calls waitpid() but spawner_free(); the timeout sends SIGKILL to the whole
+ * process group while the leader is still unreaped, so the group id cannot have been
+ * reused. A command's callback runs exactly once, normally when the leader has been
+ * reaped; pipes are drained then and closed even if a straggler of the group still holds
+ * them (we never wait on them). A leader that is not reaped SPAWN_KILL_GRACE_MS after the
+ * SIGKILL (stuck in the kernel, or reaped behind libev's back) is killed again with a
+ * warning, and after SPAWN_KILL_TRIES attempts (or at once when its group is gone) it is
+ * reported as timed out and forgotten: one stuck child must not stall the caller's queue.
  *
  * Also here: the validators for arguments taken from log text, because every argv that
  * reaches run() passes one of them first.
@@ -28,9 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
+
+#include "log.h"
+
+#define SPAWN_KILL_GRACE_MS 5000 /* after a SIGKILL, how long the leader has to be reaped */
+#define SPAWN_KILL_TRIES    6    /* SIGKILLs before a command is given up on (~30 s) */
+#define SPAWN_FREE_WAIT_MS  2000 /* spawner_free(): time all killed children get to die */
 
 struct spawn_real;
 
@@ -44,6 +55,7 @@ struct spawn_job {
     int fd_out, fd_err;
     spawn_done_fn done;
     void *ctx;
+    unsigned kills; /* SIGKILLs sent after the timeout */
     struct spawn_result res;
 };
 
@@ -149,6 +161,19 @@ spawn_job_unlink(struct spawn_job *j)
         j->next->prev = j->prev;
 }
 
+/* Collect what output is left, report, forget. */
+static void
+spawn_job_finish(struct spawn_job *j)
+{
+    if (j->fd_out >= 0)
+        (void)spawn_read_into(j->fd_out, j->res.out, &j->res.out_len, &j->res.out_truncated);
+    if (j->fd_err >= 0)
+        (void)spawn_read_into(j->fd_err, j->res.err_text, &j->res.err_len, &j->res.err_truncated);
+    spawn_job_unlink(j);
+    j->done(j->ctx, &j->res);
+    free(j);
+}
+
 static void
 spawn_child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
@@ -165,13 +190,7 @@ spawn_child_cb(struct ev_loop *loop, ev_child *w, int revents)
     } else {
         return; /* stopped or continued: not the end */
     }
-    if (j->fd_out >= 0)
-        (void)spawn_read_into(j->fd_out, j->res.out, &j->res.out_len, &j->res.out_truncated);
-    if (j->fd_err >= 0)
-        (void)spawn_read_into(j->fd_err, j->res.err_text, &j->res.err_len, &j->res.err_truncated);
-    spawn_job_unlink(j);
-    j->done(j->ctx, &j->res);
-    free(j);
+    spawn_job_finish(j);
 }
 
 static void
@@ -179,12 +198,29 @@ spawn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct spawn_job *j = w->data;
 
+    int r;
+
     (void)revents;
-    /* The leader is not reaped yet (its callback would have stopped this timer), so the
-     * group id is still ours. */
+    /* The leader is not reaped by libev yet (its callback would have stopped this timer),
+     * so the group id is still ours. */
     j->res.timed_out = true;
-    (void)kill(-j->pid, SIGKILL);
-    ev_timer_stop(loop, w);
+    r = kill(-j->pid, SIGKILL) < 0 ? -errno : 0;
+    j->kills++;
+    if (r == 0 && j->kills < SPAWN_KILL_TRIES) {
+        if (j->kills > 1)
+            (void)log_emit(LOG_WARNING, 0, NULL,
+                           "spawn: pid %d not reaped %u s after SIGKILL, killing again",
+                           (int)j->pid, (j->kills - 1) * (SPAWN_KILL_GRACE_MS / 1000));
+        ev_timer_stop(loop, w);
+        ev_timer_set(w, (double)SPAWN_KILL_GRACE_MS / 1000.0, 0.);
+        ev_timer_start(loop, w);
+        return;
+    }
+    /* -ESRCH: the group is gone, so someone else reaped the leader and libev never will;
+     * otherwise it is stuck. Either way waiting longer would stall the caller's queue. */
+    (void)log_emit(LOG_ERR, r, NULL, "spawn: giving up on pid %d, not reaped after %u SIGKILLs",
+                   (int)j->pid, j->kills);
+    spawn_job_finish(j);
 }
 
 static int
@@ -306,17 +342,42 @@ spawn_real_run(struct spawner *s, char *const argv[], int64_t timeout_ms, spawn_
     return 0;
 }
 
+/*
+ * Reap @pid, killed just before, waiting at most *@budget_ms (shared by all children, so
+ * a shutdown never blocks long whatever their number). A child left is reaped by init
+ * once we exit.
+ */
+static void
+spawn_reap_bounded(pid_t pid, long *budget_ms)
+{
+    const struct timespec tick = { .tv_sec = 0, .tv_nsec = 10 * 1000 * 1000 };
+
+    for (;;) {
+        pid_t r = waitpid(pid, NULL, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            return;
+        if (*budget_ms <= 0) {
+            (void)log_emit(LOG_WARNING, 0, NULL, "spawn: pid %d not reaped at shutdown", (int)pid);
+            return;
+        }
+        (void)nanosleep(&tick, NULL);
+        *budget_ms -= 10;
+    }
+}
+
 static void
 spawn_real_free(struct spawner *s)
 {
     struct spawn_real *sp = (struct spawn_real *)s;
+    long budget_ms = SPAWN_FREE_WAIT_MS;
 
+    for (struct spawn_job *j = sp->jobs; j; j = j->next)
+        (void)kill(-j->pid, SIGKILL);
     while (sp->jobs) {
         struct spawn_job *j = sp->jobs;
-        (void)kill(-j->pid, SIGKILL);
         spawn_job_unlink(j);
         /* Reap here: nobody watches this pid any more and it must not stay a zombie. */
-        (void)waitpid(j->pid, NULL, 0);
+        spawn_reap_bounded(j->pid, &budget_ms);
         free(j);
     }
     free(sp->cwd);

@@ -23,7 +23,17 @@
 
 #define T0 1795456990000LL
 
+/* Under ASan, an impossible allocation returns NULL as it does in production instead of
+ * aborting: test_action_trip_enomem_leaves_nothing needs job_collect() to see it. */
+const char *__asan_default_options(void);
+const char *
+__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
 static char dir[256], spool[300], state[300], blocklist[300];
+static char stubdir[400], holdf[400], suspf[400], argvlog[400];
 static struct clock_fake fclock;
 static struct clock clk;
 static struct config *cfg;
@@ -34,7 +44,10 @@ static char audit[64][2048];
 static size_t naudit;
 static struct action_outcome last;
 static int ndone;
+static char audit_omitted[256];            /* the first "..._omitted":N seen */
 static const char *spoil_match, *spoil_id; /* see spoil_run() */
+
+static bool file_has(const char *path, const char *needle);
 
 static void
 test_config_free(struct config *c)
@@ -62,6 +75,11 @@ static void
 on_audit(void *ctx, const char *line)
 {
     (void)ctx;
+    const char *om = strstr(line, "_omitted\":");
+    if (om && !audit_omitted[0]) {
+        ck_assert_int_eq(line[strlen(line) - 1], '}');
+        (void)snprintf(audit_omitted, sizeof(audit_omitted), "%.*s", (int)strcspn(om, ",}"), om);
+    }
     if (naudit < N_ELEMS(audit))
         (void)snprintf(audit[naudit++], sizeof(audit[0]), "%s", line);
     const char *ev = strstr(line, "\"event\":\"");
@@ -137,6 +155,7 @@ setup(void)
     cfg->max_actions_per_hour = 100;
     fs = fake_spawner_new();
     nevents = naudit = 0;
+    audit_omitted[0] = '\0';
     spoil_match = spoil_id = NULL;
     ndone = 0;
     memset(&last, 0, sizeof(last));
@@ -253,8 +272,7 @@ static struct spawner spoiler = { .run = spoil_run, .free = spoil_free };
 static const char *const box_ids[] = { "1xVYNi-0001Xt-01", "1xVYNi-0001Xt-02", "1xVYNi-0001Xt-03",
                                        "1xVYNi-0001Xt-09" /* gone */ };
 
-static struct action_request
-box_req(uint32_t actions);
+static struct action_request box_req(uint32_t actions);
 
 START_TEST(test_action_release_keeps_unthawed)
 {
@@ -400,6 +418,262 @@ START_TEST(test_action_set_config_keeps_jobs)
     ck_assert_int_eq(action_set_config(a, bad), 0);
     ck_assert_int_eq(action_set_config(a, cfg), 0);
     test_config_free(bad);
+    action_free(a);
+}
+END_TEST
+
+static void
+copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    FILE *in = fopen(from, "r"), *out;
+    size_t n;
+
+    ck_assert_ptr_nonnull(in);
+    out = fopen(to, "w");
+    ck_assert_ptr_nonnull(out);
+    n = fread(buf, 1, sizeof(buf), in);
+    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The cpanel backend on the recording spawner, its state files in the test directory. */
+static struct action *
+open_action_cpanel_files(struct spawner *sp)
+{
+    struct action_params p = {
+        .clock = &clk,
+        .cfg = cfg,
+        .state_dir = state,
+        .spawner = sp,
+        .audit = on_audit,
+        .done = on_done,
+        .hold_users_file = holdf,
+        .suspended_users_file = suspf,
+    };
+    struct action *a = NULL;
+
+    (void)snprintf(holdf, sizeof(holdf), "%s/outgoing_mail_hold_users", dir);
+    (void)snprintf(suspf, sizeof(suspf), "%s/outgoing_mail_suspended_users", dir);
+    cfg->backend = CONFIG_BACKEND_CPANEL;
+    ck_assert_int_eq(action_open(&p, &a), 0);
+    return a;
+}
+
+START_TEST(test_action_restart_during_hold_is_ours)
+{
+    struct action *a = open_action_cpanel_files(&fs->ops);
+    struct action_request r = box_req(CONFIG_ACTION_HOLD);
+    char ledger[400], saved[400];
+
+    (void)snprintf(ledger, sizeof(ledger), "%s/actions.ledger", state);
+    (void)snprintf(saved, sizeof(saved), "%s/ledger.at-crash", dir);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    ck_assert_int_ge(fake_spawner_find(fs, "hold_outgoing"), 0); /* uapi in flight */
+    copy_file(ledger, saved); /* the state a crash right now would leave */
+    fake_spawner_flush(fs);
+    action_free(a);
+
+    /* restart: cPanel applied our hold before the crash; the resumed step hears "already" */
+    copy_file(saved, ledger);
+    write_file(holdf, "box@example.com\n");
+    ndone = 0;
+    a = open_action_cpanel_files(&fs->ops);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_str_eq(last.what, "resume");
+    ck_assert(!last.backend_preexisting);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    /* so the release undoes it */
+    size_t before = fs->ncalls;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before + 1);
+    ck_assert_ptr_nonnull(
+        strstr(fs->calls[before], "Email release_outgoing email=box@example.com"));
+    action_free(a);
+
+    /* a hold that really was someone else's stays "preexisting" */
+    write_file(holdf, "box@example.com\nacct9\n");
+    a = open_action_cpanel_files(&fs->ops);
+    struct action_request r2 = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct9", .actions = CONFIG_ACTION_HOLD
+    };
+    ck_assert_int_eq(action_trip(a, &r2), 0);
+    fake_spawner_flush(fs);
+    ck_assert(last.backend_preexisting);
+    ck_assert_uint_eq(last.backend_done, 0);
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_restart_during_freeze_is_ours)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    const char *const *ids;
+    char ledger[400], saved[400];
+
+    (void)snprintf(ledger, sizeof(ledger), "%s/actions.ledger", state);
+    (void)snprintf(saved, sizeof(saved), "%s/ledger.at-crash", dir);
+    ck_assert_int_eq(action_trip(a, &r), 0); /* exim -Mf 01 02 in flight */
+    copy_file(ledger, saved);
+    ck_assert(file_has(saved, "P\t1xVYNi-0001Xt-01\n"));
+    fake_spawner_flush(fs);
+    ck_assert(!file_has(ledger, "P\t")); /* settled once exim answered */
+    action_free(a);
+
+    /* restart: the -Mf had frozen 01 before the crash; resumed, exim says "already" */
+    copy_file(saved, ledger);
+    unlink(blocklist);
+    fs->already_frozen = "1xVYNi-0001Xt-01";
+    size_t before = fs->ncalls;
+    a = open_action(&fs->ops, NULL);
+    fake_spawner_flush(fs);
+    ck_assert_str_eq(fs->calls[before], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-01 1xVYNi-0001Xt-02");
+    ck_assert_str_eq(last.what, "resume");
+    ck_assert_uint_eq(last.frozen, 2);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 2);
+    ck_assert(!file_has(ledger, "P\t"));
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_audit_truncates_id_lists)
+{
+    char path[400];
+    struct action *a;
+    FILE *f;
+
+    /* an identity with 3000 frozen ids: the release's audit line would pass 64 KiB */
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
+            "acct1\tr\t0\n",
+            (long long)T0);
+    for (int i = 0; i < 3000; i++)
+        fprintf(f, "F\t1xVYNi-A%05d-00\n", i);
+    fclose(f);
+    a = open_action(&fs->ops, NULL);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    ck_assert(audit_has("\"event\":\"release\""));
+    ck_assert_str_eq(audit_omitted, "_omitted\":2138"); /* 862 ids of 19 bytes fit 16 KiB */
+    fake_spawner_flush(fs);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_trip_enomem_leaves_nothing)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+
+    r.nmsgids = (size_t)1 << 40; /* job_collect()'s arrays cannot be allocated */
+    ck_assert_int_eq(action_trip(a, &r), -ENOMEM);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_uint_eq(action_pending(a), 0);
+    /* the identity is not stuck: the next trip acts */
+    r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.frozen, 2);
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_merge_respects_frozen_max)
+{
+    char path[400];
+    struct action *a;
+    const char *m6[] = { "1xVYNi-0001Xt-06" }, *m7[] = { "1xVYNi-0001Xt-07" },
+               *m8[] = { "1xVYNi-0001Xt-08" };
+    FILE *f;
+
+    /* one id short of ACTION_FROZEN_MAX (100000) recorded for the mailbox */
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "floodgate-ledger 2\nE\tacted\tmailbox\t0\t0\t0\t%lld\t0\tbox@example.com\t"
+            "acct1\tr\t0\n",
+            (long long)T0);
+    for (int i = 0; i < 99999; i++)
+        fprintf(f, "F\t1xVYNi-%06d-00\n", i);
+    fclose(f);
+    for (int i = 6; i <= 8; i++) {
+        char id[32];
+        (void)snprintf(id, sizeof(id), "1xVYNi-0001Xt-%02d", i);
+        write_h(id, "--auth_id box@example.com\n-host_address [127.0.0.1]:6\n");
+    }
+    a = open_action(&fs->ops, NULL);
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", m6, 1), 0);
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", m7, 1), 0);
+    /* 07 fills the last place in the queued job; 08 would pass the cap */
+    ck_assert_int_eq(action_freeze_more(a, SCOPE_MAILBOX, "box@example.com", m8, 1), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_ge(fake_spawner_find(fs, "-Mf 1xVYNi-0001Xt-07"), 0);
+    ck_assert_int_eq(fake_spawner_find(fs, "1xVYNi-0001Xt-08"), -1);
+    ck_assert_uint_eq(last.failed, 1);
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_exim_lines_before_operator_lines)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = {
+        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "bob", .actions = CONFIG_ACTION_SUSPEND
+    };
+    char buf[4096];
+    FILE *f;
+    size_t n;
+
+    write_file(blocklist, "# the operator's own\nbob: note from the operator\n");
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    f = fopen(blocklist, "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* lsearch takes the first "bob:" line: it must be ours */
+    ck_assert_ptr_nonnull(strstr(buf, "bob: note from the operator"));
+    ck_assert_ptr_eq(strstr(buf, "\nbob:"), strstr(buf, "\nbob: suspend account bob r\n"));
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_spool_id_must_match)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    const char *ids[] = { "1xVYNi-0001Xt-0A" };
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE);
+    char from[512], to[512];
+
+    /* the mailbox's -H file of message 01, found under another message's name */
+    (void)snprintf(from, sizeof(from), "%s/input/1xVYNi-0001Xt-01-H", spool);
+    (void)snprintf(to, sizeof(to), "%s/input/1xVYNi-0001Xt-0A-H", spool);
+    copy_file(from, to);
+    r.msgids = ids;
+    r.nmsgids = 1;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(fake_spawner_find(fs, "-Mf"), -1);
+    ck_assert_uint_eq(last.confirmed, 0);
+    ck_assert(audit_has("\"event\":\"unconfirmed\""));
     action_free(a);
 }
 END_TEST
@@ -682,8 +956,6 @@ END_TEST
 
 /* cpanel backend against the stand-in scripts, with the real spawner. */
 
-static char stubdir[400], holdf[400], suspf[400], argvlog[400];
-
 static void
 setup_stubs(void)
 {
@@ -815,6 +1087,13 @@ action_suite(void)
     tcase_add_test(tc, test_action_release_keeps_unthawed);
     tcase_add_test(tc, test_action_failed_undo_keeps_mail_frozen);
     tcase_add_test(tc, test_action_set_config_keeps_jobs);
+    tcase_add_test(tc, test_action_restart_during_hold_is_ours);
+    tcase_add_test(tc, test_action_restart_during_freeze_is_ours);
+    tcase_add_test(tc, test_action_audit_truncates_id_lists);
+    tcase_add_test(tc, test_action_trip_enomem_leaves_nothing);
+    tcase_add_test(tc, test_action_merge_respects_frozen_max);
+    tcase_add_test(tc, test_action_exim_lines_before_operator_lines);
+    tcase_add_test(tc, test_action_spool_id_must_match);
     tcase_add_test(tc, test_action_adopt_frozen);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);

@@ -203,7 +203,9 @@ static const struct config_case bad[] = {
       0 },
     { "timeout over 1h", "actions:\n  timeout: 2h\n", 2, 12, "actions.timeout", "out of range", 0 },
     { "freeze_batch zero", "actions:\n  freeze_batch: 0\n", 2, 17, "actions.freeze_batch",
-      "out of range (1 to 1000)", 0 },
+      "out of range (1 to 500)", 0 },
+    { "freeze_batch over 500", "actions:\n  freeze_batch: 501\n", 2, 17, "actions.freeze_batch",
+      "out of range (1 to 500)", 0 },
     { "max_per_hour words", "actions:\n  max_per_hour: many\n", 2, 17, "actions.max_per_hour",
       "not a non-negative integer", 0 },
     { "flow map, unknown key", "{mode: enforce, colldown: 1h}\n", 1, 17, "colldown",
@@ -376,7 +378,7 @@ START_TEST(test_config_values)
                       "  backend: cpanel\n"
                       "  exim_config: /etc/exim_outgoing.conf\n"
                       "  timeout: 1m\n"
-                      "  freeze_batch: 1000\n"
+                      "  freeze_batch: 500\n"
                       "  max_per_hour: 7\n";
     struct config *c = NULL;
     struct diag d;
@@ -422,7 +424,7 @@ START_TEST(test_config_values)
     ck_assert_uint_eq(c->max_identities, 10000000);
     ck_assert_int_eq(c->backend, CONFIG_BACKEND_CPANEL);
     ck_assert_int_eq(c->action_timeout_ms, 60000);
-    ck_assert_uint_eq(c->freeze_batch, 1000);
+    ck_assert_uint_eq(c->freeze_batch, 500);
     ck_assert_uint_eq(c->max_actions_per_hour, 7);
     ck_assert_str_eq(c->exim_config, "/etc/exim_outgoing.conf");
     ck_assert_ptr_null(c->command_path);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -143,6 +144,29 @@ START_TEST(test_spawn_timeout_kills_group)
 }
 END_TEST
 
+/* The leader is reaped behind libev's back: the timeout must still end the command. */
+START_TEST(test_spawn_timeout_unreaped_leader)
+{
+    struct ev_loop *loop = EV_DEFAULT;
+    char p_true[] = "/bin/true";
+    char *argv[] = { p_true, NULL };
+    struct spawner *sp = spawner_new(loop, "/", NULL);
+    struct run_ctx c;
+    int st;
+
+    ck_assert_ptr_nonnull(sp);
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(spawner_run(sp, argv, 200, done_cb, &c), 0);
+    while (waitpid(-1, &st, 0) < 0 && errno == EINTR)
+        ;
+    ev_run(loop, 0); /* without the give-up, the child watcher keeps this running forever */
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert(c.res.timed_out);
+    ck_assert(!spawn_result_ok(&c.res));
+    spawner_free(sp);
+}
+END_TEST
+
 START_TEST(test_spawn_bad_argv)
 {
     char rel[] = "true", nx[] = "/nonexistent/bin/x";
@@ -242,6 +266,7 @@ spawn_suite(void)
     tcase_add_test(tc, test_spawn_environment_and_stdin);
     tcase_add_test(tc, test_spawn_output_capped);
     tcase_add_test(tc, test_spawn_timeout_kills_group);
+    tcase_add_test(tc, test_spawn_timeout_unreaped_leader);
     tcase_add_test(tc, test_spawn_bad_argv);
     tcase_add_test(tc, test_spawn_not_default_loop);
     tcase_add_test(tc, test_spawn_many_concurrent);
