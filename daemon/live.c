@@ -507,12 +507,13 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
     (void)ctx;
     if (strcmp(o->what, "release") == 0) {
         /* for a release, frozen counts the ids thawed and backend_done what was undone */
-        log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
-                 "release %s %s: %zu thawed, %zu failed%s", usertable_scope_name(o->scope), o->id,
-                 o->frozen, o->failed,
+        log_emit(o->backend_err < 0 || o->remaining ? LOG_WARNING : LOG_NOTICE, o->backend_err,
+                 fields, "release %s %s: %zu thawed, %zu failed%s%s",
+                 usertable_scope_name(o->scope), o->id, o->frozen, o->failed,
                  (o->backend_done & CONFIG_ACTION_SUSPEND) ? ", unsuspended"
                  : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", unheld"
-                                                           : "");
+                                                           : "",
+                 o->remaining ? "; not finished, release it again to retry" : "");
         return;
     }
     log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
