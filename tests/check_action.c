@@ -19,6 +19,7 @@
 #include "config.h"
 #include "fake_spawner.h"
 #include "log.h"
+#include "testdir.h"
 #include "util.h"
 
 #define T0 1795456990000LL
@@ -130,8 +131,7 @@ write_h(const char *id, const char *opts)
 static void
 setup(void)
 {
-    (void)snprintf(dir, sizeof(dir), "/tmp/check_action.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    testdir_make(dir, sizeof(dir), "check_action");
     (void)snprintf(spool, sizeof(spool), "%s/spool", dir);
     (void)snprintf(state, sizeof(state), "%s/state", dir);
     (void)snprintf(blocklist, sizeof(blocklist), "%s/blocklist", dir);
@@ -171,11 +171,9 @@ setup(void)
 static void
 teardown(void)
 {
-    char cmd[300];
     spawner_free(&fs->ops);
     test_config_free(cfg);
-    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    (void)!system(cmd);
+    testdir_remove(dir);
 }
 
 static struct action *

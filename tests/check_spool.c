@@ -13,6 +13,7 @@
 #include <check.h>
 
 #include "spool.h"
+#include "testdir.h"
 #include "util.h"
 
 static size_t
@@ -174,8 +175,7 @@ static char tmpdir[256];
 static void
 setup_tmp(void)
 {
-    (void)snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_spool.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    testdir_make(tmpdir, sizeof(tmpdir), "check_spool");
 }
 
 static void
@@ -210,6 +210,7 @@ START_TEST(test_spool_read_flat_and_split)
     ck_assert_int_eq(spool_read_header(tmpdir, "1xVYNz-0001Yf-21", buf, sizeof(buf), &n), -ENOENT);
     ck_assert_int_eq(spool_read_header(tmpdir, "../../etc/passwd", buf, sizeof(buf), &n), -EINVAL);
     ck_assert_int_eq(spool_read_header(tmpdir, "-xVYNr-0001Yf-21", buf, sizeof(buf), &n), -EINVAL);
+    testdir_remove(tmpdir);
 }
 END_TEST
 

@@ -17,32 +17,20 @@
 #include <check.h>
 
 #include "state.h"
+#include "testdir.h"
 
 static char dir[256];
-
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    (void)chmod(path, 0700);
-    return remove(path);
-}
 
 static void
 setup(void)
 {
-    const char *base = getenv("TMPDIR");
-
-    (void)snprintf(dir, sizeof(dir), "%s/check_state.XXXXXX", base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    testdir_make(dir, sizeof(dir), "check_state");
 }
 
 static void
 teardown(void)
 {
-    (void)nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(dir);
 }
 
 static struct tail_pos

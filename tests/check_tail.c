@@ -30,6 +30,7 @@
 #include "log.h"
 #include "state.h"
 #include "tail.h"
+#include "testdir.h"
 
 /* The burst: 1M lines normally; 200k under ASan, where each record costs ~5x more. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -259,23 +260,10 @@ open_tail_from_start(void)
     return open_tail(&p);
 }
 
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    (void)chmod(path, 0700);
-    return remove(path);
-}
-
 static void
 setup(void)
 {
-    const char *base = getenv("TMPDIR");
-
-    (void)snprintf(tmpdir, sizeof(tmpdir), "%s/check_tail.XXXXXX", base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    testdir_make(tmpdir, sizeof(tmpdir), "check_tail");
     (void)snprintf(logpath, sizeof(logpath), "%s/exim_mainlog", tmpdir);
     loop = ev_loop_new(EVFLAG_AUTO);
     ck_assert_ptr_nonnull(loop);
@@ -292,7 +280,7 @@ teardown(void)
     ev_timer_stop(loop, &heartbeat);
     ev_loop_destroy(loop);
     free(sink.seq);
-    (void)nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(tmpdir);
 }
 
 /* gzip @src into @dst (mtime kept, like gzip(1)) and unlink @src. */
