@@ -1198,7 +1198,8 @@ usertable_load_sparse(struct usertable *t, struct usertable_entry *e, struct use
         uint64_t m = usertable_r_u64(r, 1);
         uint32_t v = (uint32_t)usertable_r_u64(r, 4);
 
-        if (r->bad || m >= WINDOW_METRIC__MAX || ts < prev || ts > newest || v > USERTABLE_EV_MAX)
+        if (r->bad || ts == INT64_MIN || m >= WINDOW_METRIC__MAX || ts < prev || ts > newest ||
+            v > USERTABLE_EV_MAX)
             return -EBADMSG;
         prev = ts;
         /* ts <= newest here: the unsigned difference cannot overflow, a signed one can */
