@@ -20,6 +20,7 @@
 #include "fake_spawner.h"
 #include "log.h"
 #include "testdir.h"
+#include "testrun.h"
 #include "util.h"
 
 #define T0 1795456990000LL
@@ -176,22 +177,26 @@ teardown(void)
     testdir_remove(dir);
 }
 
+/* An action over the fixture's clock, config, state dir and recorders; @p adds the rest. */
+static struct action *
+open_action_from(struct action_params p, struct spawner *sp)
+{
+    struct action *a = NULL;
+
+    p.clock = &clk;
+    p.cfg = cfg;
+    p.state_dir = state;
+    p.spawner = sp;
+    p.audit = on_audit;
+    p.done = on_done;
+    ck_assert_int_eq(action_open(&p, &a), 0);
+    return a;
+}
+
 static struct action *
 open_action(struct spawner *sp, const struct action_backend *be)
 {
-    struct action_params p = {
-        .loop = NULL,
-        .clock = &clk,
-        .cfg = cfg,
-        .state_dir = state,
-        .spawner = sp,
-        .audit = on_audit,
-        .done = on_done,
-        .backend = be,
-    };
-    struct action *a = NULL;
-    ck_assert_int_eq(action_open(&p, &a), 0);
-    return a;
+    return open_action_from((struct action_params){ .backend = be }, sp);
 }
 
 /*
@@ -979,20 +984,10 @@ setup_stubs(void)
 static struct action *
 open_cpanel(struct spawner *sp)
 {
-    struct action_params p = {
-        .loop = EV_DEFAULT,
-        .clock = &clk,
-        .cfg = cfg,
-        .state_dir = state,
-        .spawner = sp,
-        .audit = on_audit,
-        .done = on_done,
-        .hold_users_file = holdf,
-        .suspended_users_file = suspf,
-    };
-    struct action *a = NULL;
-    ck_assert_int_eq(action_open(&p, &a), 0);
-    return a;
+    return open_action_from((struct action_params){ .loop = EV_DEFAULT,
+                                                    .hold_users_file = holdf,
+                                                    .suspended_users_file = suspf },
+                            sp);
 }
 
 START_TEST(test_action_cpanel_stub_mailbox_suspend)
@@ -1110,9 +1105,5 @@ action_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(action_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(action_suite());
 }

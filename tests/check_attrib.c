@@ -9,6 +9,7 @@
 #include <check.h>
 
 #include "attrib.h"
+#include "testrun.h"
 
 static const uint8_t attrib_test_key[SIPHASH_KEY_LEN] = { 1, 2,  3,  4,  5,  6,  7,  8,
                                                           9, 10, 11, 12, 13, 14, 15, 16 };
@@ -267,11 +268,5 @@ attrib_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(attrib_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return testrun_suite(attrib_suite());
 }

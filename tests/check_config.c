@@ -15,6 +15,7 @@
 #include <check.h>
 
 #include "config.h"
+#include "testrun.h"
 #include "util.h"
 #include "window_metric_fallback.h"
 
@@ -611,11 +612,5 @@ config_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(config_suite());
 }

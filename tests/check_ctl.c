@@ -15,6 +15,7 @@
 #include <ev.h>
 
 #include "ctl.h"
+#include "testrun.h"
 
 struct ctl_case {
     const char *name;
@@ -150,11 +151,5 @@ ctl_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(ctl_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return testrun_suite(ctl_suite());
 }

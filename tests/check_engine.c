@@ -10,6 +10,7 @@
 #include <check.h>
 
 #include "engine.h"
+#include "testrun.h"
 
 static const char engine_test_yaml[] = "mode: monitor\n"
                                        "cooldown: 10m\n"
@@ -445,11 +446,5 @@ engine_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(engine_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return testrun_suite(engine_suite());
 }

@@ -15,6 +15,7 @@
 #include <check.h>
 
 #include "eximlog.h"
+#include "testrun.h"
 
 /* A parsed record with its expectations. NULL string fields are not checked; "" means
  * "absent or empty". */
@@ -1071,9 +1072,5 @@ main(void)
     tcase_add_test(tl, test_corpus);
     tcase_add_test(tl, test_generated_fixture);
     suite_add_tcase(s, tl);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return testrun_suite(s);
 }

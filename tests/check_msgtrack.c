@@ -8,6 +8,7 @@
 #include <check.h>
 
 #include "msgtrack.h"
+#include "testrun.h"
 
 static const uint8_t msgtrack_test_key[SIPHASH_KEY_LEN] = { 9 };
 
@@ -118,11 +119,5 @@ msgtrack_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(msgtrack_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return testrun_suite(msgtrack_suite());
 }

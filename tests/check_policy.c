@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "policy.h"
+#include "testrun.h"
 #include "usertable.h"
 #include "util.h"
 #include "window_metric_fallback.h"
@@ -519,11 +520,5 @@ policy_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(policy_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(policy_suite());
 }

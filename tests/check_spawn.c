@@ -14,6 +14,7 @@
 #include <ev.h>
 
 #include "spawn.h"
+#include "testrun.h"
 #include "util.h"
 
 struct run_ctx {
@@ -280,9 +281,5 @@ spawn_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(spawn_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(spawn_suite());
 }

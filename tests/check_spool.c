@@ -14,6 +14,7 @@
 
 #include "spool.h"
 #include "testdir.h"
+#include "testrun.h"
 #include "util.h"
 
 static size_t
@@ -233,9 +234,5 @@ spool_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(spool_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(spool_suite());
 }

@@ -18,6 +18,7 @@
 
 #include "state.h"
 #include "testdir.h"
+#include "testrun.h"
 
 static char dir[256];
 
@@ -357,11 +358,5 @@ state_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(state_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(state_suite());
 }

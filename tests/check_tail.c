@@ -31,6 +31,7 @@
 #include "state.h"
 #include "tail.h"
 #include "testdir.h"
+#include "testrun.h"
 
 /* The burst: 1M lines normally; 200k under ASan, where each record costs ~5x more. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -1576,11 +1577,5 @@ tail_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(tail_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(tail_suite());
 }

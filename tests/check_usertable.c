@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "siphash.h"
+#include "testrun.h"
 #include "usertable.h"
 #include "util.h"
 
@@ -718,11 +719,5 @@ usertable_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(usertable_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(usertable_suite());
 }

@@ -7,6 +7,7 @@
 
 #include <check.h>
 
+#include "testrun.h"
 #include "util.h"
 #include "window.h"
 
@@ -314,11 +315,5 @@ window_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(window_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return testrun_suite(window_suite());
 }
