@@ -17,21 +17,21 @@ struct ev_loop;
  * URL's path, query or credentials (alerting.md A9): at most scheme://host[:port].
  */
 
-#define HTTP_BODY_MAX    4096 /* response bytes kept; the rest is read and discarded */
-#define HTTP_HEADERS_MAX 8
-#define HTTP_ERRMSG_MAX  256
+#define HTTP_BODY_MAX          4096 /* response bytes kept; the rest is read and discarded */
+#define HTTP_HEADERS_MAX       8
+#define HTTP_ERRMSG_MAX        256
 #define HTTP_RETRY_AFTER_MAX_S 3600 /* a longer Retry-After is clamped to this */
 
 /* How a request ended, when it got no HTTP status (alerting.md §5.3). */
 enum http_error {
-    HTTP_OK = 0,        /* a status line was received: see status */
-    HTTP_ERR_TIMEOUT,   /* connect or total timeout */
-    HTTP_ERR_CONNECT,   /* refused, unreachable */
-    HTTP_ERR_RESOLVE,   /* name did not resolve */
-    HTTP_ERR_SEND,      /* connection broke while sending */
-    HTTP_ERR_RECV,      /* connection broke while receiving, or closed with no answer */
-    HTTP_ERR_TLS,       /* certificate, CA file, handshake */
-    HTTP_ERR_CONFIG,    /* bad URL, protocol not allowed: a configuration error */
+    HTTP_OK = 0,      /* a status line was received: see status */
+    HTTP_ERR_TIMEOUT, /* connect or total timeout */
+    HTTP_ERR_CONNECT, /* refused, unreachable */
+    HTTP_ERR_RESOLVE, /* name did not resolve */
+    HTTP_ERR_SEND,    /* connection broke while sending */
+    HTTP_ERR_RECV,    /* connection broke while receiving, or closed with no answer */
+    HTTP_ERR_TLS,     /* certificate, CA file, handshake */
+    HTTP_ERR_CONFIG,  /* bad URL, protocol not allowed: a configuration error */
     HTTP_ERR_OTHER,
 };
 
@@ -54,10 +54,10 @@ struct http_request {
 
 struct http_response {
     enum http_error error;
-    int status;             /* HTTP status, 0 when error != HTTP_OK */
-    int64_t retry_after_s;  /* Retry-After in seconds, clamped to [0, HTTP_RETRY_AFTER_MAX_S];
-                             * -1 when absent */
-    int64_t duration_ms;    /* from http_post() to completion */
+    int status;                   /* HTTP status, 0 when error != HTTP_OK */
+    int64_t retry_after_s;        /* Retry-After in seconds, clamped to [0, HTTP_RETRY_AFTER_MAX_S];
+                                   * -1 when absent */
+    int64_t duration_ms;          /* from http_post() to completion */
     char body[HTTP_BODY_MAX + 1]; /* NUL-terminated, capped */
     size_t body_len;
     char errmsg[HTTP_ERRMSG_MAX]; /* redacted, for logs: "" when error == HTTP_OK */
