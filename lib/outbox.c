@@ -341,36 +341,81 @@ outbox_encode(struct outbox *ob, struct strbuf *out)
     return r;
 }
 
+/* Split @line (no newline) at single spaces into exactly @n tokens. */
+static bool
+outbox_tokens(struct fg_str line, struct fg_str *tok, size_t n)
+{
+    size_t k = 0, start = 0;
+
+    for (size_t i = 0; i <= line.len; i++) {
+        if (i < line.len && line.p[i] != ' ')
+            continue;
+        if (i == start || k == n)
+            return false; /* empty token or too many */
+        tok[k++] = fg_str_make(line.p + start, i - start);
+        start = i + 1;
+    }
+    return k == n;
+}
+
+static bool
+outbox_token_u64(struct fg_str t, uint64_t max, uint64_t *ret)
+{
+    return util_parse_u64(t.p, t.len, ret) == 0 && *ret <= max;
+}
+
+static bool
+outbox_token_name(struct fg_str t, char *buf, size_t size)
+{
+    return util_copy_str(buf, size, t) == 0 && outbox_name_valid(buf);
+}
+
 /* One "E ..." line at *pp (before @end): its fields into @e; *pp moves past the newline. */
 static int
 outbox_decode_line(const char **pp, const char *end, struct outbox_entry *e, size_t *body_len)
 {
     const char *nl = memchr(*pp, '\n', (size_t)(end - *pp));
-    char line[512];
-    long long created, next;
-    unsigned long attempts;
-    int prio, status, used = 0;
-    size_t blen;
+    struct fg_str tok[9];
+    uint64_t prio, created, next, attempts, status, blen;
 
-    if (!nl || (size_t)(nl - *pp) >= sizeof(line))
-        return -EBADMSG;
-    memcpy(line, *pp, (size_t)(nl - *pp));
-    line[nl - *pp] = '\0';
-    if (sscanf(line, "E %63s %63s %d %lld %lld %lu %d %zu%n", e->dest, e->event_id, &prio, &created,
-               &next, &attempts, &status, &blen, &used) != 8 ||
-        (size_t)used != strlen(line))
-        return -EBADMSG;
-    if (!outbox_name_valid(e->dest) || !outbox_name_valid(e->event_id) || prio < 0 ||
-        prio > OUTBOX_PRIO_INCIDENT || attempts > UINT32_MAX)
+    if (!nl || !outbox_tokens(fg_str_make(*pp, (size_t)(nl - *pp)), tok, N_ELEMS(tok)) ||
+        !fg_str_eq(tok[0], "E") || !outbox_token_name(tok[1], e->dest, sizeof(e->dest)) ||
+        !outbox_token_name(tok[2], e->event_id, sizeof(e->event_id)) ||
+        !outbox_token_u64(tok[3], OUTBOX_PRIO_INCIDENT, &prio) ||
+        !outbox_token_u64(tok[4], INT64_MAX, &created) ||
+        !outbox_token_u64(tok[5], INT64_MAX, &next) ||
+        !outbox_token_u64(tok[6], UINT32_MAX, &attempts) ||
+        !outbox_token_u64(tok[7], 999, &status) || !outbox_token_u64(tok[8], SIZE_MAX, &blen))
         return -EBADMSG;
     e->prio = (enum outbox_priority)prio;
-    e->created_ms = created;
-    e->next_ms = next;
+    e->created_ms = (int64_t)created;
+    e->next_ms = (int64_t)next;
     e->attempts = (uint32_t)attempts;
-    e->last_status = status;
-    *body_len = blen;
+    e->last_status = (int)status;
+    *body_len = (size_t)blen;
     *pp = nl + 1;
     return 0;
+}
+
+/* The hex digits of @t (at most 8) as a CRC. */
+static bool
+outbox_token_crc(struct fg_str t, unsigned long *ret)
+{
+    unsigned long v = 0;
+
+    if (t.len != 8)
+        return false;
+    for (size_t i = 0; i < t.len; i++) {
+        char c = t.p[i];
+        unsigned d = (c >= '0' && c <= '9')   ? (unsigned)(c - '0')
+                     : (c >= 'a' && c <= 'f') ? (unsigned)(c - 'a' + 10)
+                                              : 16u;
+        if (d > 15)
+            return false;
+        v = v << 4 | d;
+    }
+    *ret = v;
+    return true;
 }
 
 int
@@ -378,24 +423,22 @@ outbox_decode(struct outbox *ob, const char *buf, size_t len)
 {
     const char *p = buf, *end = buf + len, *trailer;
     struct outbox next = { .lim = ob->lim };
-    size_t count = 0;
-    unsigned long crc;
-    char tail[64];
-    int used = 0, r = -EBADMSG;
+    struct fg_str tok[3];
+    uint64_t count = 0;
+    unsigned long crc = 0;
+    int r = -EBADMSG;
 
     if (len < strlen(OUTBOX_MAGIC) || memcmp(buf, OUTBOX_MAGIC, strlen(OUTBOX_MAGIC)) != 0)
         return -EBADMSG;
     /* the trailer is the last line */
-    if (len < 2 || buf[len - 1] != '\n')
+    if (buf[len - 1] != '\n')
         return -EBADMSG;
     trailer = end - 1;
     while (trailer > buf && trailer[-1] != '\n')
         trailer--;
-    if ((size_t)(end - trailer) >= sizeof(tail))
-        return -EBADMSG;
-    memcpy(tail, trailer, (size_t)(end - trailer - 1));
-    tail[end - trailer - 1] = '\0';
-    if (sscanf(tail, "END %zu %8lx%n", &count, &crc, &used) != 2 || (size_t)used != strlen(tail) ||
+    if (!outbox_tokens(fg_str_make(trailer, (size_t)(end - trailer - 1)), tok, N_ELEMS(tok)) ||
+        !fg_str_eq(tok[0], "END") || !outbox_token_u64(tok[1], SIZE_MAX, &count) ||
+        !outbox_token_crc(tok[2], &crc) ||
         crc32(0L, (const Bytef *)buf, (uInt)(trailer - buf)) != crc)
         return -EBADMSG;
     p += strlen(OUTBOX_MAGIC);
