@@ -40,42 +40,9 @@
 #include "state.h"
 #include "tail.h"
 
-#define LIVE_CHECKPOINT_MS 1000
-#define LIVE_STATUS_MS     5000
-#define LIVE_STATE_FILE    "state"
-#define LIVE_STATE_MAGIC   "FLOODGATE-STATE 2\n"
-#define LIVE_STATE_MAX     (512u << 20)
-#define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
+#include "live.h"
 
-struct daemon {
-    struct ev_loop *loop;
-    const char *config_path;
-    struct config *cfg;
-    struct attrib_maps *maps;
-    struct engine *engine;
-    struct tail *tail;
-    struct action *action;
-    struct spawner *spawner;
-    struct ctl *ctl;
-    uint8_t key[SIPHASH_KEY_LEN];
-    int lock_fd;
-    int audit_fd;
-    bool ready;
-    bool dirty;         /* records applied since the last checkpoint */
-    bool have_state;    /* a checkpoint exists: without one a restart starts at the end */
-    bool state_failing; /* the last checkpoint failed: log again only on recovery */
-    uint64_t lines;     /* records fed */
-    uint64_t status_lines;
-    int64_t last_record_mono; /* when the newest record was read (0: none yet) */
-    int64_t status_mono;
-    ev_signal sighup, sigterm, sigint;
-    ev_timer checkpoint, status, watchdog;
-    ev_child saver; /* the background checkpoint writer */
-    pid_t saver_pid;
-    struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
-};
-
-static void
+void
 live_audit(struct daemon *d, const char *json_line)
 {
     size_t len = strlen(json_line);
@@ -663,53 +630,6 @@ live_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void)sd_notify(0, "READY=1");
 }
 
-/* --- control socket ---------------------------------------------------------------- */
-
-static int
-live_ctl_release(void *ctx, enum usertable_scope scope, const char *id, struct strbuf *out)
-{
-    struct daemon *d = ctx;
-    int r = action_release(d->action, scope, id);
-    int e = engine_release(d->engine, scope, id);
-
-    if (r < 0 && r != -ENOENT)
-        return r;
-    if (r == -ENOENT && e <= 0)
-        return -ENOENT;
-    d->dirty = true;
-    r = strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"actions\":%s,\"id\":\"",
-                      usertable_scope_name(scope), r == 0 ? "true" : "false");
-    if (r == 0)
-        r = strbuf_append_json(out, id, strlen(id));
-    return r < 0 ? r : strbuf_appends(out, "\"}");
-}
-
-static int
-live_ctl_status(void *ctx, struct strbuf *out)
-{
-    struct daemon *d = ctx;
-    const struct engine_stats *st = engine_stats(d->engine);
-    struct tail_stats ts;
-    int r;
-
-    tail_get_stats(d->tail, &ts);
-    r = strbuf_printf(out, "{\"ready\":%s,\"mode\":\"%s\",\"log_file\":\"",
-                      d->ready ? "true" : "false",
-                      d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
-    if (r == 0)
-        r = strbuf_append_json(out, d->cfg->log_file, strlen(d->cfg->log_file));
-    if (r == 0)
-        r = strbuf_printf(out,
-                          "\",\"records\":%" PRIu64 ",\"parse_errors\":%" PRIu64
-                          ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
-                          ",\"identities\":%zu,\"rotations\":%" PRIu64 ",\"truncations\":%" PRIu64
-                          ",\"gaps\":%" PRIu64 ",\"log_time\":%lld}",
-                          st->records, st->parse_errors, st->outbound, st->trips,
-                          usertable_count(engine_table(d->engine)), ts.rotations, ts.truncations,
-                          ts.gaps, (long long)engine_now_ms(d->engine));
-    return r;
-}
-
 /* --- start and stop ---------------------------------------------------------------- */
 
 static void
@@ -791,14 +711,7 @@ live_main(const char *config_path, struct config *cfg)
     if (r < 0)
         goto out;
     d.have_state = pos.ino != 0;
-    struct ctl_params cp = {
-        .loop = d.loop,
-        .path = cfg->control_socket,
-        .ctx = &d,
-        .status = live_ctl_status,
-        .release = live_ctl_release,
-    };
-    r = ctl_open(&cp, &d.ctl);
+    r = live_ctl_open(&d);
     if (r < 0)
         log_emit(LOG_WARNING, r, NULL,
                  "%s: control socket unavailable; floodgatectl will "

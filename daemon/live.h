@@ -1,0 +1,75 @@
+#ifndef FLOODGATE_LIVE_H
+#define FLOODGATE_LIVE_H
+
+/*
+ * live.h - the service's one struct, shared by the files that wire it: live.c (start,
+ * tail, state, signals, actions), live_ctl.c (the control socket's handlers),
+ * live_metrics.c (metrics), live_alert.c (alert delivery). Wiring only: every decision
+ * lives in lib/.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "action.h"
+#include "attrib.h"
+#include "config.h"
+#include "ctl.h"
+#include "engine.h"
+#include "spawn.h"
+#include "tail.h"
+#include "util.h"
+
+#define LIVE_CHECKPOINT_MS 1000
+#define LIVE_STATUS_MS     5000
+#define LIVE_STATE_FILE    "state"
+#define LIVE_STATE_MAGIC   "FLOODGATE-STATE 2\n"
+#define LIVE_STATE_MAX     (512u << 20)
+#define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
+
+struct daemon {
+    struct ev_loop *loop;
+    const char *config_path;
+    struct config *cfg;
+    struct attrib_maps *maps;
+    struct engine *engine;
+    struct tail *tail;
+    struct action *action;
+    struct spawner *spawner;
+    struct ctl *ctl;
+    uint8_t key[SIPHASH_KEY_LEN];
+    int lock_fd;
+    int audit_fd;
+    bool ready;
+    bool dirty;         /* records applied since the last checkpoint */
+    bool have_state;    /* a checkpoint exists: without one a restart starts at the end */
+    bool state_failing; /* the last checkpoint failed: log again only on recovery */
+    uint64_t lines;     /* records fed */
+    uint64_t status_lines;
+    int64_t last_record_mono; /* when the newest record was read (0: none yet) */
+    int64_t status_mono;
+    ev_signal sighup, sigterm, sigint;
+    ev_timer checkpoint, status, watchdog;
+    ev_child saver; /* the background checkpoint writer */
+    pid_t saver_pid;
+    struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
+
+    /* live_ctl.c (control socket) */
+    int64_t start_wall_ms; /* when the daemon started (uptime) */
+
+    /* live_metrics.c (Prometheus exposition) */
+    struct live_metrics *metrics;
+
+    /* live_alert.c (alert delivery) */
+    struct dispatch *alerts;
+};
+
+/* One JSON line to the audit log (a newline is added when missing). */
+void live_audit(struct daemon *d, const char *json_line);
+
+/* live_ctl.c: the control socket's handlers. */
+int live_ctl_open(struct daemon *d);
+
+#endif
