@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alert.h"
 #include "usertable.h"
 #include "window.h"
 
@@ -37,6 +38,46 @@ struct config_override {
     double factor; /* thresholds of this account's identities are multiplied by it */
 };
 
+#define CONFIG_DESTS_MAX 16
+
+/*
+ * One alert destination (alerts.destinations[i]). The URL and the secrets are credentials
+ * (alerting.md A9): never logged, never printed by floodgatectl; zeroed by config_free().
+ */
+struct config_dest {
+    char name[CONFIG_NAME_MAX];     /* [A-Za-z0-9_-], unique; metric label and log name */
+    enum alert_dest_type type;      /* slack, webhook, alertmanager */
+    char *url;                      /* from "url:" or the first line of "url_file:";
+                                     * alertmanager: the base, /api/v2/alerts is appended */
+    struct alert_secret secrets[ALERT_SECRETS_MAX]; /* webhook: "secret:"/"secret_file:"
+                                                     * (one or two whsec_ keys, new first) */
+    size_t nsecrets;
+    char *ca_file;                  /* NULL: the system's CA store */
+    bool allow_http;                /* http:// accepted, for a loopback host only */
+    double rate;                    /* sends per second; default slack 1, webhook 5, am 0 (none) */
+    double burst;                   /* default slack 3, webhook 10 */
+    int64_t connect_timeout_ms;     /* default slack 5s, webhook 5s, alertmanager 3s */
+    int64_t timeout_ms;             /* default slack 15s, webhook 30s, alertmanager 10s */
+    bool individual;                /* webhook: every incident as well as digests (default true) */
+    char *generator_url;            /* alertmanager: base of generatorURL; NULL: omitted */
+    unsigned line;                  /* where it was defined, for messages */
+};
+
+/* The alerts: section (alerting.md §5). No destinations: alerting is off. */
+struct config_alerts {
+    char *host_name;             /* NULL: gethostname() at start */
+    uint32_t digest_threshold;   /* incidents sent one by one per window; default 5 */
+    int64_t digest_interval_ms;  /* the grouping window; default 60s */
+    int64_t followup_ms;         /* "acted" sent at the latest this long after "tripped"; 30s */
+    int64_t resend_ms;           /* alertmanager re-send of firing alerts; default 60s */
+    int64_t resolved_keep_ms;    /* alertmanager: resolved alerts re-sent this long; 5m */
+    int64_t max_age_ms;          /* an undelivered alert expires; default 24h */
+    uint32_t max_pending;        /* per destination; default 10000 */
+    uint64_t max_bytes;          /* per destination; default 16 MiB */
+    struct config_dest *dests;
+    size_t ndests;
+};
+
 /* Parsed and validated configuration; every string is owned by the struct. */
 struct config {
     char *path; /* file it came from */
@@ -56,6 +97,10 @@ struct config {
     char *state_dir;         /* default /var/lib/floodgate */
     char *audit_log;         /* default /var/log/floodgate/audit.jsonl */
     char *control_socket;    /* default /run/floodgate/ctl.sock */
+    char *control_group;     /* members may run read-only floodgatectl commands; NULL: none */
+    char *metrics_file;      /* node_exporter textfile (tmp + rename every 15s); NULL: none */
+    char *metrics_listen;    /* "127.0.0.1:9567" / "[::1]:9567", loopback only; NULL: none */
+    struct config_alerts alerts;
     uint32_t max_identities; /* default 200000 */
 
     /* actions */
