@@ -552,7 +552,7 @@ live_keep_bound_paths(struct daemon *d, struct config *next)
     return 0;
 }
 
-static void
+void
 live_reload(struct daemon *d)
 {
     struct config *next = NULL;

@@ -17,6 +17,7 @@
 #include "attrib.h"
 #include "config.h"
 #include "ctl.h"
+#include "dispatch.h"
 #include "engine.h"
 #include "spawn.h"
 #include "tail.h"
@@ -69,7 +70,22 @@ struct daemon {
 /* One JSON line to the audit log (a newline is added when missing). */
 void live_audit(struct daemon *d, const char *json_line);
 
+/* Re-read the configuration; all or nothing (the running one is kept on any error). */
+void live_reload(struct daemon *d);
+
 /* live_ctl.c: the control socket's handlers. */
 int live_ctl_open(struct daemon *d);
+
+/*
+ * live_alert.c: alert delivery. Without alerts.destinations d->alerts is NULL and these
+ * do nothing (counts are 0, live_alert_test() is -ENOTSUP).
+ */
+int live_alert_open(struct daemon *d);
+void live_alert_free(struct daemon *d);
+size_t live_alert_pending(const struct daemon *d); /* alerts not yet delivered */
+size_t live_alert_dest_count(const struct daemon *d);
+void live_alert_dest_stats(const struct daemon *d, size_t i, struct dispatch_dest_stats *ret);
+/* floodgatectl test-alert: @done once per destination. 0, or -ENOTSUP (none configured). */
+int live_alert_test(struct daemon *d, dispatch_test_fn done, void *ctx);
 
 #endif
