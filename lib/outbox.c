@@ -289,6 +289,41 @@ outbox_expire(struct outbox *ob, int64_t now_ms)
     return n;
 }
 
+struct outbox_entry *
+outbox_find(struct outbox *ob, const char *dest, const char *event_id)
+{
+    for (size_t i = 0; i < ob->n; i++)
+        if (strcmp(ob->v[i]->dest, dest) == 0 && strcmp(ob->v[i]->event_id, event_id) == 0)
+            return ob->v[i];
+    return NULL;
+}
+
+struct outbox_entry *
+outbox_at(struct outbox *ob, size_t i)
+{
+    return i < ob->n ? ob->v[i] : NULL;
+}
+
+void
+outbox_remove(struct outbox *ob, struct outbox_entry *e)
+{
+    size_t i = outbox_index(ob, e);
+
+    if (i < ob->n)
+        outbox_remove_at(ob, i);
+}
+
+void
+outbox_set_limits(struct outbox *ob, const struct outbox_limits *lim)
+{
+    if (lim->max_entries)
+        ob->lim.max_entries = lim->max_entries;
+    if (lim->max_bytes)
+        ob->lim.max_bytes = lim->max_bytes;
+    if (lim->max_age_ms)
+        ob->lim.max_age_ms = lim->max_age_ms;
+}
+
 size_t
 outbox_count(const struct outbox *ob, const char *dest)
 {

@@ -34,6 +34,7 @@ struct outbox_entry {
     uint32_t attempts;
     int last_status; /* HTTP status of the last attempt, 0 none */
     bool inflight;   /* not persisted: after a restart it is simply due */
+    uint64_t tag;    /* the caller's, not persisted (0 after a decode) */
     char *body;
     size_t body_len;
 };
@@ -73,6 +74,15 @@ void outbox_done(struct outbox *ob, struct outbox_entry *e);
 void outbox_retry(struct outbox *ob, struct outbox_entry *e, int64_t next_ms, int status);
 /* Drop entries older than max_age_ms (in flight ones stay); returns how many. */
 size_t outbox_expire(struct outbox *ob, int64_t now_ms);
+
+/* The entry with this destination and event id, or NULL. */
+struct outbox_entry *outbox_find(struct outbox *ob, const char *dest, const char *event_id);
+/* Entry @i (insertion order) of outbox_count(ob, NULL), for scans; borrowed until a change. */
+struct outbox_entry *outbox_at(struct outbox *ob, size_t i);
+/* Forget @e (freed) without counting it delivered: it was replaced or its destination went. */
+void outbox_remove(struct outbox *ob, struct outbox_entry *e);
+/* New limits (a reload); entries over them go at the next outbox_add() or outbox_expire(). */
+void outbox_set_limits(struct outbox *ob, const struct outbox_limits *lim);
 
 /* Entries of @dest (NULL: all). */
 size_t outbox_count(const struct outbox *ob, const char *dest);

@@ -194,6 +194,31 @@ START_TEST(test_outbox_decode_damage)
 }
 END_TEST
 
+START_TEST(test_outbox_find_at_remove)
+{
+    struct outbox *ob = outbox_make(0, 0);
+    struct outbox_entry *e;
+    struct outbox_limits lim = { .max_entries = 1 };
+
+    ck_assert_int_eq(outbox_add(ob, "d", "e1", OUTBOX_PRIO_INCIDENT, 1, "a", 1), 0);
+    ck_assert_int_eq(outbox_add(ob, "d", "e2", OUTBOX_PRIO_INCIDENT, 2, "b", 1), 0);
+    ck_assert_ptr_null(outbox_find(ob, "x", "e1"));
+    e = outbox_find(ob, "d", "e2");
+    ck_assert_ptr_eq(outbox_at(ob, 1), e);
+    ck_assert_ptr_null(outbox_at(ob, 2));
+    outbox_remove(ob, e);
+    ck_assert_uint_eq(outbox_count(ob, NULL), 1);
+    ck_assert_uint_eq(outbox_stats(ob)->done, 0);
+    ck_assert_str_eq(outbox_at(ob, 0)->event_id, "e1");
+    /* a lower limit bites at the next add */
+    outbox_set_limits(ob, &lim);
+    ck_assert_int_eq(outbox_add(ob, "d", "e3", OUTBOX_PRIO_INCIDENT, 3, "c", 1), 0);
+    ck_assert_uint_eq(outbox_count(ob, "d"), 1);
+    ck_assert_ptr_nonnull(outbox_find(ob, "d", "e3"));
+    outbox_free(ob);
+}
+END_TEST
+
 static Suite *
 outbox_suite(void)
 {
@@ -204,6 +229,7 @@ outbox_suite(void)
     tcase_add_test(tc, test_outbox_due_retry_done);
     tcase_add_test(tc, test_outbox_limits);
     tcase_add_test(tc, test_outbox_expire);
+    tcase_add_test(tc, test_outbox_find_at_remove);
     suite_add_tcase(s, tc);
     tc = tcase_create("encoding");
     tcase_add_test(tc, test_outbox_roundtrip);
