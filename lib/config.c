@@ -18,23 +18,34 @@
  * plain null where a list or map is expected ("overrides:" with every entry commented
  * out) means empty.
  *
+ * Alert destinations carry credentials (a Slack URL is one; whsec_ keys): messages name
+ * the key, the file and at most a URL's host, never its path, query, user info or a key;
+ * url_file and secret_file are read through a small reader table (the one I/O of
+ * config_parse()) and refused when others may read or write them or their group may write
+ * them; what held a credential (read buffers, libyaml's copies of the file, the config's
+ * URLs and keys) is wiped with explicit_bzero() before it is freed.
+ *
  * This module owns the config's strings; it does not log (callers format the diag) and,
- * besides libyaml and util, depends only on window_metric_parse(). Scope names are parsed
- * here rather than through usertable.c so that tests can fake the identity table.
+ * besides libyaml and util, depends only on window_metric_parse(), alert_secret_decode()
+ * and outbox_name_valid(). Scope names are parsed here rather than through usertable.c so
+ * that tests can fake the identity table.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <yaml.h>
 
+#include "outbox.h"
 #include "util.h"
 
 #define CONFIG_PATHKEY_MAX      256              /* key paths while walking; diag keeps 64 */
@@ -53,6 +64,8 @@
  */
 #define CONFIG_DEPTH_MAX 16
 
+struct config_reader;
+
 struct config_parser {
     yaml_document_t doc;
     const char *name;
@@ -60,6 +73,7 @@ struct config_parser {
     unsigned char *visited; /* one byte per node: a second visit means an alias */
     size_t nnodes;
     struct config *c;
+    const struct config_reader *reader; /* url_file, secret_file */
 };
 
 /* Called for each pair of a map; returns -ENOENT for a key it does not know. */
@@ -455,9 +469,10 @@ config_parse_u32(struct config_parser *p, yaml_node_t *n, const char *path, uint
     return 0;
 }
 
-/* A decimal factor such as "5", "0.5" or "2.25": no exponent, sign or locale. */
+/* A decimal such as "5", "0.5" or "2.25", over 0 and at most @max: no exponent, sign or locale. */
 static int
-config_parse_factor(struct config_parser *p, yaml_node_t *n, const char *path, double *ret)
+config_parse_decimal(struct config_parser *p, yaml_node_t *n, const char *path, const char *what,
+                     double max, double *ret)
 {
     const char *s, *dot;
     uint64_t ip = 0, fp = 0;
@@ -475,16 +490,16 @@ config_parse_factor(struct config_parser *p, yaml_node_t *n, const char *path, d
         flen = strlen(dot + 1);
         r = flen > 9 ? -EINVAL : util_parse_u64(dot + 1, flen, &fp);
     }
-    if (r < 0 || ip > (uint64_t)CONFIG_FACTOR_MAX)
-        return config_fail(p, n, path, "factor '%s' is not a number from 0 to %.0f (e.g. 2.5)", s,
-                           CONFIG_FACTOR_MAX);
+    if (r < 0 || ip > (uint64_t)max)
+        return config_fail(p, n, path, "%s '%s' is not a number from 0 to %.0f (e.g. 2.5)", what, s,
+                           max);
     for (size_t i = 0; i < flen; i++)
         scale *= 10.0;
     v = (double)ip + (double)fp / scale;
     if (!(v > 0.0))
-        return config_fail(p, n, path, "factor must be greater than 0");
-    if (v > CONFIG_FACTOR_MAX)
-        return config_fail(p, n, path, "factor %s is over %.0f", s, CONFIG_FACTOR_MAX);
+        return config_fail(p, n, path, "%s must be greater than 0", what);
+    if (v > max)
+        return config_fail(p, n, path, "%s %s is over %.0f", what, s, max);
     *ret = v;
     return 0;
 }
@@ -837,7 +852,7 @@ config_override_pair(struct config_parser *p, const char *key, yaml_node_t *v, c
     }
     if (strcmp(key, "factor") == 0) {
         oc->seen |= 2u;
-        return config_parse_factor(p, v, path, &oc->o->factor);
+        return config_parse_decimal(p, v, path, "factor", CONFIG_FACTOR_MAX, &oc->o->factor);
     }
     return -ENOENT;
 }
@@ -930,6 +945,842 @@ config_actions_pair(struct config_parser *p, const char *key, yaml_node_t *v, co
     return -ENOENT;
 }
 
+/* Alerts: destinations, their URLs and secrets */
+
+#define CONFIG_URL_MAX        2048 /* a Slack URL is about 80 bytes; more is a paste error */
+#define CONFIG_CRED_FILE_MAX  4096 /* url_file, secret_file: a line or two */
+#define CONFIG_GROUP_MAX      32   /* shadow-utils' default group name limit */
+#define CONFIG_HOST_MAX       253  /* a DNS name */
+#define CONFIG_RATE_MAX       1000.0
+#define CONFIG_BURST_MAX      1000.0
+#define CONFIG_PENDING_MIN    10u
+#define CONFIG_PENDING_MAX    1000000u
+#define CONFIG_BYTES_MIN      (64ull * 1024)
+#define CONFIG_BYTES_MAX      (1024ull * 1024 * 1024)
+#define CONFIG_DIGEST_MAX     1000u
+#define CONFIG_CONNECT_MIN_MS 100
+#define CONFIG_CONNECT_MAX_MS 60000
+#define CONFIG_SEND_MIN_MS    1000
+#define CONFIG_SEND_MAX_MS    120000
+
+/*
+ * The files a destination names (url_file, secret_file) are read through this table, the
+ * one I/O of config_parse(); what they may be (regular, small, not readable by others) is
+ * decided by the caller on what it reports.
+ */
+struct config_reader {
+    /*
+     * Read the regular file @path: at most @size bytes into @buf, its length into *ret_len
+     * and its st_mode into *ret_mode. 0, -E2BIG (longer than @size), -EISDIR (not a regular
+     * file; *ret_mode set), or -errno of open/fstat/read.
+     */
+    int (*read)(void *ctx, const char *path, char *buf, size_t size, size_t *ret_len,
+                unsigned *ret_mode);
+    void *ctx;
+};
+
+static int
+config_read_file(void *ctx, const char *path, char *buf, size_t size, size_t *ret_len,
+                 unsigned *ret_mode)
+{
+    struct stat st;
+    size_t len = 0;
+    int fd, r = 0;
+
+    (void)ctx;
+    /* O_NONBLOCK: a FIFO put in place of the file must not hang a reload */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto out;
+    }
+    *ret_mode = (unsigned)st.st_mode;
+    if (!S_ISREG(st.st_mode)) {
+        r = -EISDIR;
+        goto out;
+    }
+    for (;;) {
+        char extra;
+        ssize_t n = len < size ? read(fd, buf + len, size - len) : read(fd, &extra, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (len == size) {
+            r = -E2BIG;
+            break;
+        }
+        len += (size_t)n;
+    }
+    *ret_len = len;
+out:
+    (void)close(fd);
+    return r;
+}
+
+static const struct config_reader config_reader_system = { config_read_file, NULL };
+
+static const char *const config_dest_type_names[] = {
+    [ALERT_DEST_SLACK] = "slack",
+    [ALERT_DEST_WEBHOOK] = "webhook",
+    [ALERT_DEST_ALERTMANAGER] = "alertmanager",
+};
+
+/* Per type (alerting.md §2.5, §3.3, §5.7, §5.8). */
+static const struct {
+    double rate, burst;
+    int64_t connect_timeout_ms, timeout_ms;
+    bool individual;
+} config_dest_defaults[] = {
+    [ALERT_DEST_SLACK] = { 1.0, 3.0, 5000, 15000, false },
+    [ALERT_DEST_WEBHOOK] = { 5.0, 10.0, 5000, 30000, true },
+    [ALERT_DEST_ALERTMANAGER] = { 0.0, 1.0, 3000, 10000, false },
+};
+
+enum {
+    CONFIG_DEST_NAME,
+    CONFIG_DEST_TYPE,
+    CONFIG_DEST_URL,
+    CONFIG_DEST_URL_FILE,
+    CONFIG_DEST_SECRET,
+    CONFIG_DEST_SECRET_FILE,
+    CONFIG_DEST_CA_FILE,
+    CONFIG_DEST_ALLOW_HTTP,
+    CONFIG_DEST_RATE,
+    CONFIG_DEST_BURST,
+    CONFIG_DEST_CONNECT_TIMEOUT,
+    CONFIG_DEST_TIMEOUT,
+    CONFIG_DEST_INDIVIDUAL,
+    CONFIG_DEST_GENERATOR_URL,
+    CONFIG_DEST__MAX
+};
+
+#define CONFIG_DEST_ALL                                                                            \
+    ((1u << ALERT_DEST_SLACK) | (1u << ALERT_DEST_WEBHOOK) | (1u << ALERT_DEST_ALERTMANAGER))
+#define CONFIG_DEST_WEBHOOK (1u << ALERT_DEST_WEBHOOK)
+#define CONFIG_DEST_AM      (1u << ALERT_DEST_ALERTMANAGER)
+
+/* The keys of a destination and the types each applies to (a bit per enum alert_dest_type). */
+static const struct {
+    const char *name;
+    unsigned types;
+} config_dest_keys[CONFIG_DEST__MAX] = {
+    [CONFIG_DEST_NAME] = { "name", CONFIG_DEST_ALL },
+    [CONFIG_DEST_TYPE] = { "type", CONFIG_DEST_ALL },
+    [CONFIG_DEST_URL] = { "url", CONFIG_DEST_ALL },
+    [CONFIG_DEST_URL_FILE] = { "url_file", CONFIG_DEST_ALL },
+    [CONFIG_DEST_SECRET] = { "secret", CONFIG_DEST_WEBHOOK },
+    [CONFIG_DEST_SECRET_FILE] = { "secret_file", CONFIG_DEST_WEBHOOK },
+    [CONFIG_DEST_CA_FILE] = { "ca_file", CONFIG_DEST_ALL },
+    [CONFIG_DEST_ALLOW_HTTP] = { "allow_http", CONFIG_DEST_ALL },
+    [CONFIG_DEST_RATE] = { "rate", CONFIG_DEST_ALL },
+    [CONFIG_DEST_BURST] = { "burst", CONFIG_DEST_ALL },
+    [CONFIG_DEST_CONNECT_TIMEOUT] = { "connect_timeout", CONFIG_DEST_ALL },
+    [CONFIG_DEST_TIMEOUT] = { "timeout", CONFIG_DEST_ALL },
+    [CONFIG_DEST_INDIVIDUAL] = { "individual", CONFIG_DEST_WEBHOOK },
+    [CONFIG_DEST_GENERATOR_URL] = { "generator_url", CONFIG_DEST_AM },
+};
+
+static int
+config_parse_bool(struct config_parser *p, yaml_node_t *n, const char *path, bool *ret)
+{
+    const char *s;
+    int r;
+
+    r = config_scalar(p, n, path, &s);
+    if (r < 0)
+        return r;
+    if (strcmp(s, "true") == 0 || strcmp(s, "True") == 0 || strcmp(s, "TRUE") == 0)
+        *ret = true;
+    else if (strcmp(s, "false") == 0 || strcmp(s, "False") == 0 || strcmp(s, "FALSE") == 0)
+        *ret = false;
+    else
+        return config_fail(p, n, path, "'%s' is not true or false", s);
+    return 0;
+}
+
+/* A size in bytes, bare or with a KiB, MiB or GiB suffix. */
+static int
+config_parse_bytes(struct config_parser *p, yaml_node_t *n, const char *path, uint64_t min,
+                   uint64_t max, uint64_t *ret)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {
+        { "", 1 }, { "KiB", 1024 }, { "MiB", 1024 * 1024 }, { "GiB", 1024 * 1024 * 1024 }
+    };
+    const char *s;
+    size_t digits;
+    uint64_t v;
+    int r;
+
+    r = config_scalar(p, n, path, &s);
+    if (r < 0)
+        return r;
+    digits = strspn(s, "0123456789");
+    for (size_t i = 0; i < N_ELEMS(units); i++) {
+        if (strcmp(s + digits, units[i].suffix) != 0)
+            continue;
+        r = util_parse_u64(s, digits, &v);
+        if (r == -EINVAL)
+            break;
+        if (r < 0 || v > max / units[i].mult || v * units[i].mult < min)
+            return config_fail(p, n, path, "size '%s' is out of range (%llu to %llu bytes)", s,
+                               (unsigned long long)min, (unsigned long long)max);
+        *ret = v * units[i].mult;
+        return 0;
+    }
+    return config_fail(p, n, path,
+                       "bad size '%s' (a number of bytes, or with KiB, MiB or GiB, e.g. 16MiB)", s);
+}
+
+static bool
+config_host_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.';
+}
+
+/* A DNS name as it goes into alerts: letters, digits, '-' and '.', not starting with either. */
+static int
+config_parse_host_name(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
+{
+    const char *s;
+    int r;
+
+    r = config_scalar(p, n, path, &s);
+    if (r < 0)
+        return r;
+    if (strlen(s) > CONFIG_HOST_MAX)
+        return config_fail(p, n, path, "host name is longer than %d bytes", CONFIG_HOST_MAX);
+    for (const char *q = s; *q; q++)
+        if (!config_host_char(*q) || (q == s && (*q == '-' || *q == '.')))
+            return config_fail(p, n, path,
+                               "host name '%s' may only hold letters, digits, '-' and '.'", s);
+    return config_parse_string(p, n, path, CONFIG_HOST_MAX + 1, ret);
+}
+
+/* A TCP port, 1 to 65535, all of [p, p+len). */
+static bool
+config_port_valid(const char *p, size_t len)
+{
+    uint64_t v;
+
+    return len > 0 && len <= 5 && util_parse_u64(p, len, &v) == 0 && v >= 1 && v <= 65535;
+}
+
+/* 127.0.0.0/8 as a dotted quad of plain decimals. */
+static bool
+config_ipv4_is_loopback(const char *h, size_t len)
+{
+    const char *end = h + len;
+    unsigned parts = 0;
+    uint64_t first = 0;
+
+    while (h < end) {
+        const char *dot = memchr(h, '.', (size_t)(end - h));
+        size_t n = dot ? (size_t)(dot - h) : (size_t)(end - h);
+        uint64_t v;
+
+        if (n == 0 || n > 3 || util_parse_u64(h, n, &v) < 0 || v > 255 || ++parts > 4)
+            return false;
+        if (parts == 1)
+            first = v;
+        h += n;
+        if (dot && ++h == end)
+            return false; /* a trailing dot */
+    }
+    return parts == 4 && first == 127;
+}
+
+static bool
+config_host_is_loopback(const char *h, size_t len)
+{
+    return (len == 9 && strncasecmp(h, "localhost", 9) == 0) ||
+           (len == 5 && memcmp(h, "[::1]", 5) == 0) || config_ipv4_is_loopback(h, len);
+}
+
+struct config_url {
+    bool https;
+    const char *host; /* with its brackets for an IPv6 literal */
+    size_t host_len;
+    const char *rest; /* the path, query and fragment: "" or from '/', '?' or '#' */
+};
+
+/*
+ * Split an http(s) URL. NULL, or the reason it is refused, phrased to follow "URL" and
+ * never quoting it: a URL may be a credential (a Slack webhook) or carry one (user:pass@).
+ */
+static const char *
+config_url_split(const char *s, struct config_url *ret)
+{
+    const char *auth, *end, *port;
+
+    if (strlen(s) > CONFIG_URL_MAX)
+        return "is longer than 2048 bytes";
+    for (const char *q = s; *q; q++)
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f)
+            return "contains a space or a control character";
+    if (strncasecmp(s, "https://", 8) == 0) {
+        ret->https = true;
+        auth = s + 8;
+    } else if (strncasecmp(s, "http://", 7) == 0) {
+        ret->https = false;
+        auth = s + 7;
+    } else {
+        return "must start with https:// (or http://)";
+    }
+    end = auth + strcspn(auth, "/?#");
+    if (memchr(auth, '@', (size_t)(end - auth)))
+        return "must not hold a user name or password (user:pass@)";
+    if (auth[0] == '[') {
+        const char *close = memchr(auth, ']', (size_t)(end - auth));
+        if (!close || close == auth + 1)
+            return "has a malformed IPv6 address";
+        for (const char *q = auth + 1; q < close; q++)
+            if (!strchr("0123456789abcdefABCDEF:.", *q))
+                return "has a malformed IPv6 address";
+        port = close + 1;
+    } else {
+        port = auth + strcspn(auth, ":/?#");
+        for (const char *q = auth; q < port; q++)
+            if (!config_host_char(*q) && *q != '_')
+                return "has a host with characters other than letters, digits, '-', '_', '.'";
+    }
+    if (port == auth)
+        return "has no host";
+    if (port < end && (*port != ':' || !config_port_valid(port + 1, (size_t)(end - port - 1))))
+        return "has a bad port (1 to 65535)";
+    ret->host = auth;
+    ret->host_len = (size_t)(port - auth);
+    ret->rest = end;
+    return NULL;
+}
+
+/* alertmanager's generator_url: a link put in each alert; one trailing '/' removed. */
+static int
+config_parse_generator_url(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
+{
+    struct config_url u;
+    const char *s, *why;
+    size_t len;
+    int r;
+
+    r = config_scalar(p, n, path, &s);
+    if (r < 0)
+        return r;
+    why = config_url_split(s, &u);
+    if (why)
+        return config_fail(p, n, path, "URL %s", why);
+    len = strlen(s);
+    if (u.rest[0] && s[len - 1] == '/')
+        len--;
+    free(*ret);
+    *ret = strndup(s, len);
+    return *ret ? 0 : -ENOMEM;
+}
+
+struct config_dest_ctx {
+    yaml_node_t *v[CONFIG_DEST__MAX];
+    char path[CONFIG_DEST__MAX][CONFIG_PATHKEY_MAX];
+};
+
+static int
+config_dest_pair(struct config_parser *p, const char *key, yaml_node_t *v, const char *path,
+                 void *ctx)
+{
+    struct config_dest_ctx *dc = ctx;
+
+    (void)p;
+    (void)path;
+    for (size_t i = 0; i < CONFIG_DEST__MAX; i++) {
+        if (strcmp(key, config_dest_keys[i].name) == 0) {
+            dc->v[i] = v;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/*
+ * Read a url_file or secret_file into @buf (NUL-terminated, at most @size - 1 bytes) and
+ * refuse one others may read or write or its group may write: it holds a credential.
+ */
+static int
+config_read_credential(struct config_parser *p, yaml_node_t *n, const char *path, const char *file,
+                       char *buf, size_t size)
+{
+    unsigned mode = 0;
+    size_t len = 0;
+    int r;
+
+    r = p->reader->read(p->reader->ctx, file, buf, size - 1, &len, &mode);
+    if (r == -E2BIG)
+        return config_fail(p, n, path, "%s is larger than %zu bytes", file, size - 1);
+    if (r == -EISDIR)
+        return config_fail(p, n, path, "%s is not a regular file", file);
+    if (r < 0)
+        return config_fail(p, n, path, "cannot read %s: %s", file, strerror(-r));
+    if (mode & (S_IRWXO | S_IWGRP))
+        return config_fail(p, n, path,
+                           "%s has mode %04o: it holds a credential, so others may not read or "
+                           "write it nor its group write it (use 0600 or 0640)",
+                           file, mode & 07777);
+    buf[len] = '\0';
+    if (strlen(buf) != len)
+        return config_fail(p, n, path, "%s contains a NUL byte", file);
+    return 0;
+}
+
+/* The next line of @s (advanced past it) into [*ret, *ret + *ret_len), trailing blanks cut. */
+static bool
+config_next_line(const char **s, const char **ret, size_t *ret_len)
+{
+    const char *start = *s, *end;
+    size_t len;
+
+    if (!*start)
+        return false;
+    end = start + strcspn(start, "\n");
+    len = (size_t)(end - start);
+    while (len > 0 && (start[len - 1] == '\r' || start[len - 1] == ' ' || start[len - 1] == '\t'))
+        len--;
+    *s = *end ? end + 1 : end;
+    *ret = start;
+    *ret_len = len;
+    return true;
+}
+
+/* Validate @url for @d and keep it; @file is where it came from (NULL: inline). */
+static int
+config_dest_set_url(struct config_parser *p, struct config_dest *d, yaml_node_t *n,
+                    const char *path, const char *url, const char *file)
+{
+    char what[CONFIG_PATH_MAX + 16];
+    struct config_url u;
+    const char *why;
+    size_t len;
+
+    if (snprintf(what, sizeof(what), file ? "the URL in %s" : "URL", file) < 0)
+        what[0] = '\0';
+    why = config_url_split(url, &u);
+    if (why)
+        return config_fail(p, n, path, "%s %s", what, why);
+    if (!u.https && !d->allow_http)
+        return config_fail(p, n, path, "%s is http://: set allow_http: true (loopback hosts only)",
+                           what);
+    if (!u.https && !config_host_is_loopback(u.host, u.host_len))
+        return config_fail(p, n, path,
+                           "%s is http:// to %.*s: only a loopback host (127.0.0.0/8, [::1], "
+                           "localhost) may be reached without TLS",
+                           what, (int)u.host_len, u.host);
+    len = strlen(url);
+    if (d->type == ALERT_DEST_ALERTMANAGER) {
+        if (strpbrk(u.rest, "?#"))
+            return config_fail(p, n, path,
+                               "%s is an Alertmanager base URL: no query or fragment (%s is "
+                               "appended to it)",
+                               what, "/api/v2/alerts");
+        if (u.rest[0] && url[len - 1] == '/')
+            len--;
+    }
+    d->url = strndup(url, len);
+    return d->url ? 0 : -ENOMEM;
+}
+
+/* One "whsec_" key for @d; @where names it in a message that must not quote it. */
+static int
+config_dest_add_secret(struct config_parser *p, struct config_dest *d, yaml_node_t *n,
+                       const char *path, const char *key, size_t len, const char *where)
+{
+    char tmp[CONFIG_CRED_FILE_MAX + 1];
+    int r = -EINVAL;
+
+    if (d->nsecrets == ALERT_SECRETS_MAX)
+        return config_fail(p, n, path, "%s: more than %d keys (the new one and the old one)", where,
+                           ALERT_SECRETS_MAX);
+    if (len < sizeof(tmp)) {
+        memcpy(tmp, key, len);
+        tmp[len] = '\0';
+        r = alert_secret_decode(tmp, &d->secrets[d->nsecrets]);
+        explicit_bzero(tmp, sizeof(tmp));
+    }
+    if (r < 0)
+        return config_fail(p, n, path,
+                           "%s is not a valid secret (whsec_ and the base64 of 24 to 64 bytes)",
+                           where);
+    d->nsecrets++;
+    return 0;
+}
+
+/* secret_file: one or two keys, one a line, the new one first; blank lines are skipped. */
+static int
+config_dest_secret_file(struct config_parser *p, struct config_dest *d, yaml_node_t *n,
+                        const char *path, const char *file)
+{
+    char buf[CONFIG_CRED_FILE_MAX + 1];
+    char where[CONFIG_PATH_MAX + 32];
+    const char *s = buf, *line;
+    unsigned lineno = 0;
+    size_t len;
+    int r;
+
+    r = config_read_credential(p, n, path, file, buf, sizeof(buf));
+    while (r == 0 && config_next_line(&s, &line, &len)) {
+        lineno++;
+        if (len == 0)
+            continue;
+        if (snprintf(where, sizeof(where), "line %u of %s", lineno, file) < 0)
+            where[0] = '\0';
+        r = config_dest_add_secret(p, d, n, path, line, len, where);
+    }
+    if (r == 0 && d->nsecrets == 0)
+        r = config_fail(p, n, path, "%s holds no secret", file);
+    explicit_bzero(buf, sizeof(buf));
+    return r;
+}
+
+/* url_file: the URL is the first line. */
+static int
+config_dest_url_file(struct config_parser *p, struct config_dest *d, yaml_node_t *n,
+                     const char *path, const char *file)
+{
+    char buf[CONFIG_CRED_FILE_MAX + 1];
+    const char *s = buf, *line;
+    size_t len = 0;
+    int r;
+
+    r = config_read_credential(p, n, path, file, buf, sizeof(buf));
+    if (r == 0 && (!config_next_line(&s, &line, &len) || len == 0))
+        r = config_fail(p, n, path, "%s: the first line is empty (it should hold the URL)", file);
+    if (r == 0) {
+        buf[line - buf + (ptrdiff_t)len] = '\0';
+        r = config_dest_set_url(p, d, n, path, line, file);
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return r;
+}
+
+/* A key holding a file name: parsed as an absolute path, handed to @fn, then forgotten. */
+static int
+config_dest_from_file(struct config_parser *p, struct config_dest *d, yaml_node_t *n,
+                      const char *path,
+                      int (*fn)(struct config_parser *, struct config_dest *, yaml_node_t *,
+                                const char *, const char *))
+{
+    char *file = NULL;
+    int r;
+
+    r = config_parse_path(p, n, path, &file);
+    if (r == 0)
+        r = fn(p, d, n, path, file);
+    free(file);
+    return r;
+}
+
+/* The connection settings of @d: each one optional, over its type's defaults. */
+static int
+config_dest_limits(struct config_parser *p, struct config_dest *d, const struct config_dest_ctx *dc)
+{
+    yaml_node_t *const *v = dc->v;
+    int r = 0;
+
+    if (v[CONFIG_DEST_RATE]) {
+        r = config_parse_decimal(p, v[CONFIG_DEST_RATE], dc->path[CONFIG_DEST_RATE], "rate",
+                                 CONFIG_RATE_MAX, &d->rate);
+        if (r < 0)
+            return r;
+    }
+    if (v[CONFIG_DEST_BURST]) {
+        r = config_parse_decimal(p, v[CONFIG_DEST_BURST], dc->path[CONFIG_DEST_BURST], "burst",
+                                 CONFIG_BURST_MAX, &d->burst);
+        if (r < 0)
+            return r;
+        if (d->burst < 1.0)
+            return config_fail(p, v[CONFIG_DEST_BURST], dc->path[CONFIG_DEST_BURST],
+                               "burst must be at least 1");
+    }
+    if (v[CONFIG_DEST_CONNECT_TIMEOUT]) {
+        r = config_parse_duration(
+            p, v[CONFIG_DEST_CONNECT_TIMEOUT], dc->path[CONFIG_DEST_CONNECT_TIMEOUT], false,
+            CONFIG_CONNECT_MIN_MS, CONFIG_CONNECT_MAX_MS, &d->connect_timeout_ms);
+        if (r < 0)
+            return r;
+    }
+    if (v[CONFIG_DEST_TIMEOUT]) {
+        r = config_parse_duration(p, v[CONFIG_DEST_TIMEOUT], dc->path[CONFIG_DEST_TIMEOUT], false,
+                                  CONFIG_SEND_MIN_MS, CONFIG_SEND_MAX_MS, &d->timeout_ms);
+        if (r < 0)
+            return r;
+    }
+    if (d->timeout_ms < d->connect_timeout_ms) {
+        unsigned k = v[CONFIG_DEST_TIMEOUT] ? CONFIG_DEST_TIMEOUT : CONFIG_DEST_CONNECT_TIMEOUT;
+        return config_fail(p, v[k], dc->path[k],
+                           "timeout (%lldms%s) is shorter than connect_timeout (%lldms%s)",
+                           (long long)d->timeout_ms, v[CONFIG_DEST_TIMEOUT] ? "" : ", the default",
+                           (long long)d->connect_timeout_ms,
+                           v[CONFIG_DEST_CONNECT_TIMEOUT] ? "" : ", the default");
+    }
+    return 0;
+}
+
+/* One alerts.destinations[i]; its keys are read after the walk, so their order is free. */
+static int
+config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, size_t i)
+{
+    struct config_alerts *a = &p->c->alerts;
+    struct config_dest *d = &a->dests[i];
+    struct config_dest_ctx dc;
+    yaml_node_t *const *v = dc.v;
+    const char *s;
+    size_t t;
+    int r;
+
+    memset(&dc, 0, sizeof(dc));
+    d->line = (unsigned)n->start_mark.line + 1;
+    r = config_walk_map(p, n, path, config_dest_pair, &dc);
+    if (r < 0)
+        return r;
+    for (size_t k = 0; k < CONFIG_DEST__MAX; k++)
+        if (config_path_key(dc.path[k], sizeof(dc.path[k]), path, config_dest_keys[k].name) < 0)
+            return config_fail(p, n, path, "malformed key");
+    if (!v[CONFIG_DEST_NAME])
+        return config_fail(p, n, path, "missing required key 'name'");
+    if (!v[CONFIG_DEST_TYPE])
+        return config_fail(p, n, path, "missing required key 'type'");
+
+    r = config_scalar(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE], &s);
+    if (r < 0)
+        return r;
+    for (t = 0; t < N_ELEMS(config_dest_type_names); t++)
+        if (strcmp(s, config_dest_type_names[t]) == 0)
+            break;
+    if (t == N_ELEMS(config_dest_type_names))
+        return config_fail(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE],
+                           "unknown destination type '%s' (slack, webhook or alertmanager)", s);
+    d->type = (enum alert_dest_type)t;
+    d->rate = config_dest_defaults[t].rate;
+    d->burst = config_dest_defaults[t].burst;
+    d->connect_timeout_ms = config_dest_defaults[t].connect_timeout_ms;
+    d->timeout_ms = config_dest_defaults[t].timeout_ms;
+    d->individual = config_dest_defaults[t].individual;
+
+    r = config_scalar(p, v[CONFIG_DEST_NAME], dc.path[CONFIG_DEST_NAME], &s);
+    if (r < 0)
+        return r;
+    if (strlen(s) >= sizeof(d->name))
+        return config_fail(p, v[CONFIG_DEST_NAME], dc.path[CONFIG_DEST_NAME],
+                           "destination name is longer than %zu bytes", sizeof(d->name) - 1);
+    if (!outbox_name_valid(s))
+        return config_fail(p, v[CONFIG_DEST_NAME], dc.path[CONFIG_DEST_NAME],
+                           "destination name '%s' may only hold letters, digits, '-' and '_'", s);
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(a->dests[j].name, s) == 0)
+            return config_fail(p, v[CONFIG_DEST_NAME], dc.path[CONFIG_DEST_NAME],
+                               "duplicate destination name '%s' (first on line %u)", s,
+                               a->dests[j].line);
+    memcpy(d->name, s, strlen(s) + 1);
+
+    for (size_t k = 0; k < CONFIG_DEST__MAX; k++)
+        if (v[k] && !(config_dest_keys[k].types & (1u << t)))
+            return config_fail(p, v[k], dc.path[k], "'%s' does not apply to type %s",
+                               config_dest_keys[k].name, config_dest_type_names[t]);
+    if (v[CONFIG_DEST_URL] && v[CONFIG_DEST_URL_FILE])
+        return config_fail(p, v[CONFIG_DEST_URL_FILE], dc.path[CONFIG_DEST_URL_FILE],
+                           "give either url or url_file, not both");
+    if (!v[CONFIG_DEST_URL] && !v[CONFIG_DEST_URL_FILE])
+        return config_fail(p, n, path, "missing required key 'url' (or 'url_file')");
+    if (v[CONFIG_DEST_SECRET] && v[CONFIG_DEST_SECRET_FILE])
+        return config_fail(p, v[CONFIG_DEST_SECRET_FILE], dc.path[CONFIG_DEST_SECRET_FILE],
+                           "give either secret or secret_file, not both");
+
+    if (v[CONFIG_DEST_ALLOW_HTTP]) {
+        r = config_parse_bool(p, v[CONFIG_DEST_ALLOW_HTTP], dc.path[CONFIG_DEST_ALLOW_HTTP],
+                              &d->allow_http);
+        if (r < 0)
+            return r;
+    }
+    if (v[CONFIG_DEST_CA_FILE]) {
+        r = config_parse_path(p, v[CONFIG_DEST_CA_FILE], dc.path[CONFIG_DEST_CA_FILE], &d->ca_file);
+        if (r < 0)
+            return r;
+    }
+    if (v[CONFIG_DEST_URL]) {
+        r = config_scalar(p, v[CONFIG_DEST_URL], dc.path[CONFIG_DEST_URL], &s);
+        if (r == 0)
+            r = config_dest_set_url(p, d, v[CONFIG_DEST_URL], dc.path[CONFIG_DEST_URL], s, NULL);
+    } else {
+        r = config_dest_from_file(p, d, v[CONFIG_DEST_URL_FILE], dc.path[CONFIG_DEST_URL_FILE],
+                                  config_dest_url_file);
+    }
+    if (r < 0)
+        return r;
+    if (v[CONFIG_DEST_SECRET]) {
+        r = config_scalar(p, v[CONFIG_DEST_SECRET], dc.path[CONFIG_DEST_SECRET], &s);
+        if (r == 0)
+            r = config_dest_add_secret(p, d, v[CONFIG_DEST_SECRET], dc.path[CONFIG_DEST_SECRET], s,
+                                       strlen(s), "secret");
+    } else if (v[CONFIG_DEST_SECRET_FILE]) {
+        r = config_dest_from_file(p, d, v[CONFIG_DEST_SECRET_FILE],
+                                  dc.path[CONFIG_DEST_SECRET_FILE], config_dest_secret_file);
+    }
+    if (r < 0)
+        return r;
+    r = config_dest_limits(p, d, &dc);
+    if (r < 0)
+        return r;
+    if (v[CONFIG_DEST_INDIVIDUAL]) {
+        r = config_parse_bool(p, v[CONFIG_DEST_INDIVIDUAL], dc.path[CONFIG_DEST_INDIVIDUAL],
+                              &d->individual);
+        if (r < 0)
+            return r;
+    }
+    if (v[CONFIG_DEST_GENERATOR_URL])
+        return config_parse_generator_url(p, v[CONFIG_DEST_GENERATOR_URL],
+                                          dc.path[CONFIG_DEST_GENERATOR_URL], &d->generator_url);
+    return 0;
+}
+
+/* alerts.destinations: at most CONFIG_DESTS_MAX, names unique. */
+static int
+config_parse_dests(struct config_parser *p, yaml_node_t *n, const char *path)
+{
+    struct config_alerts *a = &p->c->alerts;
+    char sub[CONFIG_PATHKEY_MAX];
+    size_t count;
+    int r;
+
+    r = config_list(p, n, path, CONFIG_DESTS_MAX, &count);
+    if (r == -EINVAL && n->type == YAML_SEQUENCE_NODE && p->diag)
+        (void)snprintf(p->diag->msg, sizeof(p->diag->msg), "more than %d destinations",
+                       CONFIG_DESTS_MAX);
+    if (r < 0 || count == 0)
+        return r;
+    a->dests = calloc(count, sizeof(*a->dests));
+    if (!a->dests)
+        return -ENOMEM;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item;
+
+        a->ndests = i + 1; /* so that config_free() wipes a half-read one */
+        r = config_list_item(p, n, i, path, sub, sizeof(sub), &item);
+        if (r < 0)
+            return r;
+        r = config_parse_dest(p, item, sub, i);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int
+config_alerts_pair(struct config_parser *p, const char *key, yaml_node_t *v, const char *path,
+                   void *ctx)
+{
+    static const struct {
+        const char *name;
+        int64_t min_ms, max_ms;
+        size_t offset;
+    } durations[] = {
+        { "digest_interval", 10000, 3600000, offsetof(struct config_alerts, digest_interval_ms) },
+        { "followup", 1000, 600000, offsetof(struct config_alerts, followup_ms) },
+        { "resend_interval", 10000, 600000, offsetof(struct config_alerts, resend_ms) },
+        { "resolved_keep", 60000, 3600000, offsetof(struct config_alerts, resolved_keep_ms) },
+        { "max_age", 60000, 7 * 86400000LL, offsetof(struct config_alerts, max_age_ms) },
+    };
+    struct config_alerts *a = &p->c->alerts;
+
+    (void)ctx;
+    for (size_t i = 0; i < N_ELEMS(durations); i++)
+        if (strcmp(key, durations[i].name) == 0)
+            return config_parse_duration(p, v, path, false, durations[i].min_ms,
+                                         durations[i].max_ms,
+                                         (int64_t *)((char *)a + durations[i].offset));
+    if (strcmp(key, "host_name") == 0)
+        return config_parse_host_name(p, v, path, &a->host_name);
+    if (strcmp(key, "digest_threshold") == 0)
+        return config_parse_u32(p, v, path, 1, CONFIG_DIGEST_MAX, &a->digest_threshold);
+    if (strcmp(key, "max_pending") == 0)
+        return config_parse_u32(p, v, path, CONFIG_PENDING_MIN, CONFIG_PENDING_MAX,
+                                &a->max_pending);
+    if (strcmp(key, "max_bytes") == 0)
+        return config_parse_bytes(p, v, path, CONFIG_BYTES_MIN, CONFIG_BYTES_MAX, &a->max_bytes);
+    if (strcmp(key, "destinations") == 0)
+        return config_parse_dests(p, v, path);
+    return -ENOENT;
+}
+
+/* Operator tooling: the control group and the metrics outputs */
+
+static int
+config_parse_group(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
+{
+    const char *s;
+    int r;
+
+    r = config_scalar(p, n, path, &s);
+    if (r < 0)
+        return r;
+    if (strlen(s) > CONFIG_GROUP_MAX)
+        return config_fail(p, n, path, "group name is longer than %d bytes", CONFIG_GROUP_MAX);
+    if (!config_name_valid(s))
+        return config_fail(p, n, path,
+                           "group name '%s' may only hold letters, digits, '-', '_' and '.'", s);
+    return config_parse_string(p, n, path, CONFIG_GROUP_MAX + 1, ret);
+}
+
+/* node_exporter's textfile collector reads only *.prom files. */
+static int
+config_parse_prom_path(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
+{
+    const char *s, *base;
+    size_t len;
+    int r;
+
+    r = config_scalar(p, n, path, &s);
+    if (r < 0)
+        return r;
+    len = strlen(s);
+    base = strrchr(s, '/');
+    base = base ? base + 1 : s;
+    if (len < 5 || strcmp(s + len - 5, ".prom") != 0 || strlen(base) <= 5)
+        return config_fail(p, n, path,
+                           "'%s' must end in .prom (the textfile collector reads only *.prom)", s);
+    return config_parse_path(p, n, path, ret);
+}
+
+/* host:port, the host 127.0.0.0/8, [::1] or localhost: the endpoint is never public. */
+static int
+config_parse_listen(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
+{
+    const char *s, *colon;
+    int r;
+
+    r = config_scalar(p, n, path, &s);
+    if (r < 0)
+        return r;
+    colon = s[0] == '[' ? strchr(s, ']') : strrchr(s, ':');
+    if (colon && s[0] == '[')
+        colon = colon[1] == ':' ? colon + 1 : NULL;
+    if (!colon)
+        return config_fail(p, n, path, "'%s' is not host:port (e.g. 127.0.0.1:9567)", s);
+    if (!config_host_is_loopback(s, (size_t)(colon - s)))
+        return config_fail(p, n, path,
+                           "'%s': only a loopback address (127.0.0.0/8, [::1] or localhost) "
+                           "may be listened on",
+                           s);
+    if (!config_port_valid(colon + 1, strlen(colon + 1)))
+        return config_fail(p, n, path, "'%s': the port must be from 1 to 65535", s);
+    return config_parse_string(p, n, path, CONFIG_PATH_MAX, ret);
+}
+
 struct config_top_ctx {
     yaml_node_t *actions; /* where actions: was, for checks across its keys */
 };
@@ -983,6 +1834,14 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
         tc->actions = v;
         return config_walk_map(p, v, path, config_actions_pair, NULL);
     }
+    if (strcmp(key, "control_group") == 0)
+        return config_parse_group(p, v, path, &c->control_group);
+    if (strcmp(key, "metrics_file") == 0)
+        return config_parse_prom_path(p, v, path, &c->metrics_file);
+    if (strcmp(key, "metrics_listen") == 0)
+        return config_parse_listen(p, v, path, &c->metrics_listen);
+    if (strcmp(key, "alerts") == 0)
+        return config_walk_map(p, v, path, config_alerts_pair, NULL);
     return -ENOENT;
 }
 
@@ -1026,6 +1885,29 @@ config_check(struct config_parser *p, const struct config_top_ctx *tc)
     return 0;
 }
 
+/*
+ * The file may hold URLs and secrets inline: libyaml's copies of it are wiped before they
+ * are freed (its parser buffers, the document's scalars).
+ */
+static void
+config_yaml_parser_delete(yaml_parser_t *y)
+{
+    if (y->buffer.start)
+        explicit_bzero(y->buffer.start, (size_t)(y->buffer.end - y->buffer.start));
+    if (y->raw_buffer.start)
+        explicit_bzero(y->raw_buffer.start, (size_t)(y->raw_buffer.end - y->raw_buffer.start));
+    yaml_parser_delete(y);
+}
+
+static void
+config_doc_delete(yaml_document_t *doc)
+{
+    for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++)
+        if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
+            explicit_bzero(n->data.scalar.value, n->data.scalar.length);
+    yaml_document_delete(doc);
+}
+
 /* A first pass over the events: syntax errors and nesting, before any tree is built. */
 static int
 config_check_events(struct config_parser *p, const char *buf, size_t len)
@@ -1058,7 +1940,7 @@ config_check_events(struct config_parser *p, const char *buf, size_t len)
         }
         yaml_event_delete(&ev);
     }
-    yaml_parser_delete(&y);
+    config_yaml_parser_delete(&y);
     return r;
 }
 
@@ -1095,13 +1977,13 @@ config_load_document(struct config_parser *p, const char *buf, size_t len)
         r = config_fail_at(p, -EINVAL, (unsigned)root->start_mark.line + 1,
                            (unsigned)root->start_mark.column + 1, "",
                            "more than one YAML document");
-    yaml_document_delete(&extra);
+    config_doc_delete(&extra);
     if (r == 0)
         goto out;
 fail:
-    yaml_document_delete(&p->doc);
+    config_doc_delete(&p->doc);
 out:
-    yaml_parser_delete(&y);
+    config_yaml_parser_delete(&y);
     return r;
 }
 
@@ -1109,7 +1991,11 @@ int
 config_parse(const char *buf, size_t len, const char *name, struct config **ret,
              struct diag *reterr)
 {
-    struct config_parser p = { .name = name ? name : "<config>", .diag = reterr };
+    struct config_parser p = {
+        .name = name ? name : "<config>",
+        .diag = reterr,
+        .reader = &config_reader_system,
+    };
     struct config_top_ctx tc = { NULL };
     bool loaded = false;
     yaml_node_t *root;
@@ -1152,7 +2038,7 @@ config_parse(const char *buf, size_t len, const char *name, struct config **ret,
     r = config_check(&p, &tc);
     if (r < 0)
         goto fail;
-    yaml_document_delete(&p.doc);
+    config_doc_delete(&p.doc);
     free(p.visited);
     *ret = p.c;
     return 0;
@@ -1160,7 +2046,7 @@ fail:
     if (r == -ENOMEM && reterr && !reterr->msg[0])
         (void)config_fail_at(&p, r, 0, 0, "", "out of memory");
     if (loaded)
-        yaml_document_delete(&p.doc);
+        config_doc_delete(&p.doc);
     free(p.visited);
     config_free(p.c);
     return r;
@@ -1215,6 +2101,8 @@ config_load(const char *path, struct config **ret, struct diag *reterr)
     }
     r = config_parse(buf, len, path, ret, reterr);
 out:
+    if (buf)
+        explicit_bzero(buf, len);
     free(buf);
     (void)close(fd);
     return r;
@@ -1242,6 +2130,14 @@ config_new_default(void)
     c->action_timeout_ms = 30000;
     c->freeze_batch = 50;
     c->max_actions_per_hour = 100;
+    c->alerts.digest_threshold = 5;
+    c->alerts.digest_interval_ms = 60000;
+    c->alerts.followup_ms = 30000;
+    c->alerts.resend_ms = 60000;
+    c->alerts.resolved_keep_ms = 300000;
+    c->alerts.max_age_ms = 86400000;
+    c->alerts.max_pending = 10000;
+    c->alerts.max_bytes = 16ull * 1024 * 1024;
     r |= config_set_default(&c->path, "<default>");
     r |= config_set_default(&c->userdomains_file, "/etc/userdomains");
     r |= config_set_default(&c->localdomains_file, "/etc/localdomains");
@@ -1259,6 +2155,30 @@ config_new_default(void)
         return NULL;
     }
     return c;
+}
+
+static void
+config_free_secret_string(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+/* URLs and keys are credentials: wiped before their memory is returned. */
+static void
+config_free_alerts(struct config_alerts *a)
+{
+    for (size_t i = 0; i < a->ndests; i++) {
+        struct config_dest *d = &a->dests[i];
+        config_free_secret_string(d->url);
+        config_free_secret_string(d->generator_url);
+        free(d->ca_file);
+    }
+    if (a->dests)
+        explicit_bzero(a->dests, a->ndests * sizeof(*a->dests));
+    free(a->dests);
+    free(a->host_name);
 }
 
 void
@@ -1287,6 +2207,10 @@ config_free(struct config *c)
     free(c->whmapi1_path);
     free(c->uapi_path);
     free(c->command_path);
+    free(c->control_group);
+    free(c->metrics_file);
+    free(c->metrics_listen);
+    config_free_alerts(&c->alerts);
     free(c);
 }
 

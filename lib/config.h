@@ -48,18 +48,21 @@ struct config_dest {
     char name[CONFIG_NAME_MAX];     /* [A-Za-z0-9_-], unique; metric label and log name */
     enum alert_dest_type type;      /* slack, webhook, alertmanager */
     char *url;                      /* from "url:" or the first line of "url_file:";
-                                     * alertmanager: the base, /api/v2/alerts is appended */
+                                     * alertmanager: the base, without one trailing '/'
+                                     * (/api/v2/alerts is appended) */
     struct alert_secret secrets[ALERT_SECRETS_MAX]; /* webhook: "secret:"/"secret_file:"
                                                      * (one or two whsec_ keys, new first) */
     size_t nsecrets;
     char *ca_file;                  /* NULL: the system's CA store */
     bool allow_http;                /* http:// accepted, for a loopback host only */
     double rate;                    /* sends per second; default slack 1, webhook 5, am 0 (none) */
-    double burst;                   /* default slack 3, webhook 10 */
+    double burst;                   /* default slack 3, webhook 10, am 1 (unused at rate 0) */
     int64_t connect_timeout_ms;     /* default slack 5s, webhook 5s, alertmanager 3s */
     int64_t timeout_ms;             /* default slack 15s, webhook 30s, alertmanager 10s */
-    bool individual;                /* webhook: every incident as well as digests (default true) */
-    char *generator_url;            /* alertmanager: base of generatorURL; NULL: omitted */
+    bool individual;                /* webhook: every incident as well as digests (default
+                                     * true); false for slack and alertmanager */
+    char *generator_url;            /* alertmanager: base of generatorURL, without one
+                                     * trailing '/'; NULL: omitted */
     unsigned line;                  /* where it was defined, for messages */
 };
 
@@ -99,7 +102,8 @@ struct config {
     char *control_socket;    /* default /run/floodgate/ctl.sock */
     char *control_group;     /* members may run read-only floodgatectl commands; NULL: none */
     char *metrics_file;      /* node_exporter textfile (tmp + rename every 15s); NULL: none */
-    char *metrics_listen;    /* "127.0.0.1:9567" / "[::1]:9567", loopback only; NULL: none */
+    char *metrics_listen;    /* "127.0.0.1:9567", "[::1]:9567" or "localhost:9567" as
+                              * written: 127.0.0.0/8, [::1] or localhost only; NULL: none */
     struct config_alerts alerts;
     uint32_t max_identities; /* default 200000 */
 
@@ -132,8 +136,10 @@ void diag_format(const struct diag *d, char *buf, size_t size);
 
 /*
  * Parse and validate a whole configuration. @name labels messages. Returns 0 and *ret
- * (owned, config_free()), or -EINVAL (a bad value, unknown key, wrong type; *reterr filled
- * when non-NULL), -E2BIG (over CONFIG_FILE_MAX), -ENOMEM. Never returns a half-valid config.
+ * (owned, config_free()), or -EINVAL (a bad value, unknown key, wrong type, an unreadable
+ * or too open url_file/secret_file; *reterr filled when non-NULL), -E2BIG (over
+ * CONFIG_FILE_MAX), -ENOMEM. Never returns a half-valid config. The only files it reads
+ * are the url_file and secret_file of alert destinations.
  */
 int config_parse(const char *buf, size_t len, const char *name, struct config **ret,
                  struct diag *reterr);

@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <check.h>
 
 #include "config.h"
+#include "testdir.h"
 #include "testrun.h"
 #include "util.h"
 #include "window_metric_fallback.h"
@@ -581,6 +583,776 @@ START_TEST(test_config_diag_format)
 }
 END_TEST
 
+/* Alerts, metrics and the control group */
+
+#define SLACK_URL  "https://hooks.slack.com/services/T000/B000/XXXXPATHSECRET"
+#define SECRET_A   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define SECRET_B   "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define DESTS_HEAD "alerts:\n  destinations:\n"
+
+/* One destination at line 3 with name, type and url on lines 3-5; @line is line 6. */
+#define DEST_WITH(type, url, line)                                                                 \
+    DESTS_HEAD "    - name: ops\n"                                                                 \
+               "      type: " type "\n"                                                            \
+               "      url: " url "\n" line
+#define SLACK_WITH(line) DEST_WITH("slack", SLACK_URL, line)
+#define WEBHOOK_WITH(line)                                                                         \
+    DEST_WITH("webhook", "https://siem.example.net/in?token=QUERYSECRET", line)
+#define AM_WITH(line) DEST_WITH("alertmanager", "https://am.example.net:9093/", line)
+
+struct config_alert_case {
+    const char *name;
+    const char *yaml;
+    unsigned line;
+    const char *key;
+    const char *msg;    /* substring of the message */
+    const char *hidden; /* must not appear in the formatted diag; NULL: nothing secret */
+};
+
+#define D0 "alerts.destinations[0]"
+
+static const struct config_alert_case alert_bad[] = {
+    /* the alerts: map */
+    { "alerts is a list", "alerts: [a]\n", 1, "alerts", "expected a map, got a list", NULL },
+    { "alerts unknown key", "alerts:\n  digest: 5\n", 2, "alerts.digest", "unknown key 'digest'",
+      NULL },
+    { "digest_threshold zero", "alerts:\n  digest_threshold: 0\n", 2, "alerts.digest_threshold",
+      "out of range (1 to 1000)", NULL },
+    { "digest_threshold over 1000", "alerts:\n  digest_threshold: 1001\n", 2,
+      "alerts.digest_threshold", "out of range", NULL },
+    { "digest_interval under 10s", "alerts:\n  digest_interval: 9s\n", 2, "alerts.digest_interval",
+      "out of range", NULL },
+    { "digest_interval over 1h", "alerts:\n  digest_interval: 61m\n", 2, "alerts.digest_interval",
+      "out of range", NULL },
+    { "followup zero", "alerts:\n  followup: 0s\n", 2, "alerts.followup", "greater than zero",
+      NULL },
+    { "followup under 1s", "alerts:\n  followup: 999ms\n", 2, "alerts.followup", "out of range",
+      NULL },
+    { "followup over 10m", "alerts:\n  followup: 11m\n", 2, "alerts.followup", "out of range",
+      NULL },
+    { "resend_interval under 10s", "alerts:\n  resend_interval: 5s\n", 2, "alerts.resend_interval",
+      "out of range", NULL },
+    { "resend_interval over 10m", "alerts:\n  resend_interval: 601s\n", 2, "alerts.resend_interval",
+      "out of range", NULL },
+    { "resolved_keep under 1m", "alerts:\n  resolved_keep: 59s\n", 2, "alerts.resolved_keep",
+      "out of range", NULL },
+    { "resolved_keep over 1h", "alerts:\n  resolved_keep: 2h\n", 2, "alerts.resolved_keep",
+      "out of range", NULL },
+    { "max_age under 1m", "alerts:\n  max_age: 30s\n", 2, "alerts.max_age", "out of range", NULL },
+    { "max_age over 7d", "alerts:\n  max_age: 8d\n", 2, "alerts.max_age", "out of range", NULL },
+    { "max_pending under 10", "alerts:\n  max_pending: 9\n", 2, "alerts.max_pending",
+      "out of range (10 to 1000000)", NULL },
+    { "max_pending over 1000000", "alerts:\n  max_pending: 1000001\n", 2, "alerts.max_pending",
+      "out of range", NULL },
+    { "max_bytes under 64KiB", "alerts:\n  max_bytes: 63KiB\n", 2, "alerts.max_bytes",
+      "out of range (65536 to 1073741824 bytes)", NULL },
+    { "max_bytes plain under 64KiB", "alerts:\n  max_bytes: 65535\n", 2, "alerts.max_bytes",
+      "out of range", NULL },
+    { "max_bytes over 1GiB", "alerts:\n  max_bytes: 1025MiB\n", 2, "alerts.max_bytes",
+      "out of range", NULL },
+    { "max_bytes overflows", "alerts:\n  max_bytes: 99999999999999999999GiB\n", 2,
+      "alerts.max_bytes", "out of range", NULL },
+    { "max_bytes with MB", "alerts:\n  max_bytes: 16MB\n", 2, "alerts.max_bytes", "bad size '16MB'",
+      NULL },
+    { "max_bytes with a space", "alerts:\n  max_bytes: 16 MiB\n", 2, "alerts.max_bytes", "bad size",
+      NULL },
+    { "max_bytes only a unit", "alerts:\n  max_bytes: MiB\n", 2, "alerts.max_bytes", "bad size",
+      NULL },
+    { "host_name with a space", "alerts:\n  host_name: my host\n", 2, "alerts.host_name",
+      "host name 'my host' may only hold", NULL },
+    { "host_name starts with a dash", "alerts:\n  host_name: -h\n", 2, "alerts.host_name",
+      "may only hold", NULL },
+    { "destinations is a map", "alerts:\n  destinations:\n    name: x\n", 3, "alerts.destinations",
+      "expected a list, got a map", NULL },
+    { "destination is a scalar", DESTS_HEAD "    - ops\n", 3, D0, "expected a map, got a scalar",
+      NULL },
+
+    /* a destination's keys */
+    { "unknown destination key", SLACK_WITH("      colour: red\n"), 6, D0 ".colour",
+      "unknown key 'colour'", "PATHSECRET" },
+    { "duplicate destination key", SLACK_WITH("      url: " SLACK_URL "\n"), 6, D0 ".url",
+      "duplicate key 'url' (first on line 5)", "PATHSECRET" },
+    { "missing name", DESTS_HEAD "    - type: slack\n      url: " SLACK_URL "\n", 3, D0,
+      "missing required key 'name'", "PATHSECRET" },
+    { "missing type", DESTS_HEAD "    - name: ops\n      url: " SLACK_URL "\n", 3, D0,
+      "missing required key 'type'", "PATHSECRET" },
+    { "missing url", DESTS_HEAD "    - name: ops\n      type: slack\n", 3, D0,
+      "missing required key 'url' (or 'url_file')", NULL },
+    { "unknown type", DEST_WITH("teams", SLACK_URL, ""), 4, D0 ".type",
+      "unknown destination type 'teams' (slack, webhook or alertmanager)", "PATHSECRET" },
+    { "type is a list", DEST_WITH("[slack]", SLACK_URL, ""), 4, D0 ".type",
+      "expected a scalar, got a list", "PATHSECRET" },
+    { "name with a dot",
+      DESTS_HEAD "    - name: ops.slack\n      type: slack\n      url: " SLACK_URL "\n", 3,
+      D0 ".name", "destination name 'ops.slack' may only hold letters, digits, '-' and '_'",
+      "PATHSECRET" },
+    { "name too long",
+      DESTS_HEAD "    - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+                 "      type: slack\n      url: " SLACK_URL "\n",
+      3, D0 ".name", "longer than 63 bytes", "PATHSECRET" },
+    { "duplicate destination name",
+      SLACK_WITH("    - name: ops\n      type: webhook\n      url: https://a.example/x\n"), 6,
+      "alerts.destinations[1].name", "duplicate destination name 'ops' (first on line 3)",
+      "PATHSECRET" },
+    { "url and url_file", SLACK_WITH("      url_file: /etc/floodgate/slack.url\n"), 6,
+      D0 ".url_file", "either url or url_file, not both", "PATHSECRET" },
+    { "url is a list", DEST_WITH("slack", "[" SLACK_URL "]", ""), 5, D0 ".url",
+      "expected a scalar, got a list", "PATHSECRET" },
+    { "relative url_file", DESTS_HEAD "    - name: ops\n      type: slack\n      url_file: x.url\n",
+      5, D0 ".url_file", "not an absolute path", NULL },
+    { "relative ca_file", SLACK_WITH("      ca_file: ca.pem\n"), 6, D0 ".ca_file",
+      "not an absolute path", "PATHSECRET" },
+
+    /* keys that do not apply to the type */
+    { "secret on slack", SLACK_WITH("      secret: " SECRET_A "\n"), 6, D0 ".secret",
+      "'secret' does not apply to type slack", "MfKQ9r8" },
+    { "secret_file on alertmanager", AM_WITH("      secret_file: /etc/floodgate/am.secret\n"), 6,
+      D0 ".secret_file", "'secret_file' does not apply to type alertmanager", NULL },
+    { "secret on alertmanager", AM_WITH("      secret: " SECRET_A "\n"), 6, D0 ".secret",
+      "does not apply", "MfKQ9r8" },
+    { "individual on slack", SLACK_WITH("      individual: true\n"), 6, D0 ".individual",
+      "'individual' does not apply to type slack", "PATHSECRET" },
+    { "individual on alertmanager", AM_WITH("      individual: false\n"), 6, D0 ".individual",
+      "does not apply", NULL },
+    { "generator_url on webhook",
+      WEBHOOK_WITH("      generator_url: https://floodgate.example.net/incident\n"), 6,
+      D0 ".generator_url", "'generator_url' does not apply to type webhook", "QUERYSECRET" },
+    { "generator_url on slack",
+      SLACK_WITH("      generator_url: https://floodgate.example.net/incident\n"), 6,
+      D0 ".generator_url", "does not apply", "PATHSECRET" },
+    { "secret and secret_file",
+      WEBHOOK_WITH("      secret: " SECRET_A "\n      secret_file: /etc/floodgate/s\n"), 7,
+      D0 ".secret_file", "either secret or secret_file, not both", "MfKQ9r8" },
+
+    /* URLs: the message never quotes the path, the query or a password */
+    { "http without allow_http", DEST_WITH("webhook", "http://127.0.0.1:8080/hook/PATHSECRET", ""),
+      5, D0 ".url", "URL is http://: set allow_http: true", "PATHSECRET" },
+    { "http to a remote host",
+      DEST_WITH("webhook", "http://siem.example.net/hook/PATHSECRET", "      allow_http: true\n"),
+      5, D0 ".url", "is http:// to siem.example.net: only a loopback host", "PATHSECRET" },
+    { "http to 128.0.0.1",
+      DEST_WITH("webhook", "http://128.0.0.1/PATHSECRET", "      allow_http: true\n"), 5, D0 ".url",
+      "only a loopback host", "PATHSECRET" },
+    { "http to a name under 127.0.0.1",
+      DEST_WITH("webhook", "http://127.0.0.1.evil.example/PATHSECRET", "      allow_http: true\n"),
+      5, D0 ".url", "only a loopback host", "PATHSECRET" },
+    { "http to [::2]",
+      DEST_WITH("webhook", "http://[::2]:80/PATHSECRET", "      allow_http: true\n"), 5, D0 ".url",
+      "only a loopback host", "PATHSECRET" },
+    { "userinfo", DEST_WITH("slack", "https://user:PASSWORD@hooks.slack.com/x/PATHSECRET", ""), 5,
+      D0 ".url", "must not hold a user name or password", "PASSWORD" },
+    { "user only", DEST_WITH("slack", "https://TOKENUSER@hooks.slack.com/x", ""), 5, D0 ".url",
+      "user name or password", "TOKENUSER" },
+    { "ftp scheme", DEST_WITH("slack", "ftp://hooks.slack.com/PATHSECRET", ""), 5, D0 ".url",
+      "URL must start with https://", "PATHSECRET" },
+    { "no scheme", DEST_WITH("slack", "hooks.slack.com/services/PATHSECRET", ""), 5, D0 ".url",
+      "must start with https://", "PATHSECRET" },
+    { "no host", DEST_WITH("slack", "https:///services/PATHSECRET", ""), 5, D0 ".url",
+      "URL has no host", "PATHSECRET" },
+    { "no host, only a port", DEST_WITH("slack", "https://:443/PATHSECRET", ""), 5, D0 ".url",
+      "has no host", "PATHSECRET" },
+    { "space in url", DEST_WITH("slack", "'https://hooks.slack.com/services/T0 PATHSECRET'", ""), 5,
+      D0 ".url", "contains a space or a control character", "PATHSECRET" },
+    { "newline in url", DEST_WITH("slack", "\"https://hooks.slack.com/\\nPATHSECRET\"", ""), 5,
+      D0 ".url", "control character", "PATHSECRET" },
+    { "bad port", DEST_WITH("slack", "https://hooks.slack.com:99999/PATHSECRET", ""), 5, D0 ".url",
+      "bad port", "PATHSECRET" },
+    { "port not a number", DEST_WITH("slack", "https://hooks.slack.com:PORTSECRET/x", ""), 5,
+      D0 ".url", "bad port", "PORTSECRET" },
+    { "host with a percent", DEST_WITH("slack", "https://hooks%2eslack.com/PATHSECRET", ""), 5,
+      D0 ".url", "host with characters", "PATHSECRET" },
+    { "bad ipv6", DEST_WITH("slack", "https://[::1/PATHSECRET", ""), 5, D0 ".url", "malformed IPv6",
+      "PATHSECRET" },
+    { "alertmanager with a query",
+      DEST_WITH("alertmanager", "https://am.example.net/?token=QUERYSECRET", ""), 5, D0 ".url",
+      "an Alertmanager base URL: no query or fragment", "QUERYSECRET" },
+    { "allow_http not a boolean", SLACK_WITH("      allow_http: maybe\n"), 6, D0 ".allow_http",
+      "'maybe' is not true or false", "PATHSECRET" },
+    { "generator_url ftp", AM_WITH("      generator_url: ftp://floodgate.example.net/PATHSECRET\n"),
+      6, D0 ".generator_url", "URL must start with https://", "PATHSECRET" },
+    { "generator_url with a password",
+      AM_WITH("      generator_url: https://u:PASSWORD@floodgate.example.net/\n"), 6,
+      D0 ".generator_url", "user name or password", "PASSWORD" },
+
+    /* secrets */
+    { "secret not base64", WEBHOOK_WITH("      secret: whsec_not!base64SECRETTEXT\n"), 6,
+      D0 ".secret", "secret is not a valid secret (whsec_ and the base64 of 24 to 64 bytes)",
+      "SECRETTEXT" },
+    { "secret too short", WEBHOOK_WITH("      secret: whsec_dGVzdFNFQ1JFVA==\n"), 6, D0 ".secret",
+      "not a valid secret", "dGVzdFNFQ1JFVA" },
+    { "secret is a list", WEBHOOK_WITH("      secret: [" SECRET_A "]\n"), 6, D0 ".secret",
+      "expected a scalar, got a list", "MfKQ9r8" },
+    { "relative secret_file", WEBHOOK_WITH("      secret_file: s.secret\n"), 6, D0 ".secret_file",
+      "not an absolute path", "QUERYSECRET" },
+
+    /* rate, burst, timeouts, individual */
+    { "rate zero", SLACK_WITH("      rate: 0\n"), 6, D0 ".rate", "rate must be greater than 0",
+      "PATHSECRET" },
+    { "rate negative", SLACK_WITH("      rate: -1\n"), 6, D0 ".rate", "not a number from 0 to 1000",
+      "PATHSECRET" },
+    { "rate over 1000", SLACK_WITH("      rate: 1000.5\n"), 6, D0 ".rate",
+      "rate 1000.5 is over 1000", "PATHSECRET" },
+    { "rate words", AM_WITH("      rate: fast\n"), 6, D0 ".rate", "rate 'fast' is not a number",
+      NULL },
+    { "burst under 1", WEBHOOK_WITH("      burst: 0.5\n"), 6, D0 ".burst",
+      "burst must be at least 1", "QUERYSECRET" },
+    { "burst over 1000", WEBHOOK_WITH("      burst: 1001\n"), 6, D0 ".burst",
+      "not a number from 0 to 1000", "QUERYSECRET" },
+    { "connect_timeout under 100ms", SLACK_WITH("      connect_timeout: 99ms\n"), 6,
+      D0 ".connect_timeout", "out of range (100ms to 60000ms)", "PATHSECRET" },
+    { "connect_timeout over 60s", SLACK_WITH("      connect_timeout: 61s\n"), 6,
+      D0 ".connect_timeout", "out of range", "PATHSECRET" },
+    { "timeout under 1s", SLACK_WITH("      timeout: 999ms\n"), 6, D0 ".timeout",
+      "out of range (1000ms to 120000ms)", "PATHSECRET" },
+    { "timeout over 120s", SLACK_WITH("      timeout: 3m\n"), 6, D0 ".timeout", "out of range",
+      "PATHSECRET" },
+    { "connect_timeout over the default timeout", SLACK_WITH("      connect_timeout: 20s\n"), 6,
+      D0 ".connect_timeout",
+      "timeout (15000ms, the default) is shorter than connect_timeout (20000ms)", "PATHSECRET" },
+    { "timeout under connect_timeout",
+      AM_WITH("      timeout: 2s\n      connect_timeout: 2500ms\n"), 6, D0 ".timeout",
+      "timeout (2000ms) is shorter than connect_timeout (2500ms)", NULL },
+    { "individual not a boolean", WEBHOOK_WITH("      individual: 1\n"), 6, D0 ".individual",
+      "'1' is not true or false", "QUERYSECRET" },
+
+    /* metrics and the control group */
+    { "metrics_file relative", "metrics_file: floodgate.prom\n", 1, "metrics_file",
+      "not an absolute path", NULL },
+    { "metrics_file without .prom", "metrics_file: /var/lib/node/floodgate.txt\n", 1,
+      "metrics_file", "must end in .prom", NULL },
+    { "metrics_file .prom.tmp", "metrics_file: /var/lib/node/floodgate.prom.tmp\n", 1,
+      "metrics_file", "must end in .prom", NULL },
+    { "metrics_file only .prom", "metrics_file: /var/lib/node/.prom\n", 1, "metrics_file",
+      "must end in .prom", NULL },
+    { "metrics_listen on every address", "metrics_listen: 0.0.0.0:9567\n", 1, "metrics_listen",
+      "only a loopback address", NULL },
+    { "metrics_listen on a LAN address", "metrics_listen: 192.168.1.5:9567\n", 1, "metrics_listen",
+      "only a loopback address", NULL },
+    { "metrics_listen on [::]", "metrics_listen: '[::]:9567'\n", 1, "metrics_listen",
+      "only a loopback address", NULL },
+    { "metrics_listen on a name", "metrics_listen: host7.example.net:9567\n", 1, "metrics_listen",
+      "only a loopback address", NULL },
+    { "metrics_listen short ipv4", "metrics_listen: 127.1:9567\n", 1, "metrics_listen",
+      "only a loopback address", NULL },
+    { "metrics_listen without port", "metrics_listen: 127.0.0.1\n", 1, "metrics_listen",
+      "is not host:port", NULL },
+    { "metrics_listen ipv6 without port", "metrics_listen: '[::1]9567'\n", 1, "metrics_listen",
+      "is not host:port", NULL },
+    { "metrics_listen port zero", "metrics_listen: 127.0.0.1:0\n", 1, "metrics_listen",
+      "the port must be from 1 to 65535", NULL },
+    { "metrics_listen port too big", "metrics_listen: localhost:65536\n", 1, "metrics_listen",
+      "the port must be from 1 to 65535", NULL },
+    { "metrics_listen port words", "metrics_listen: '[::1]:http'\n", 1, "metrics_listen",
+      "the port must be", NULL },
+    { "control_group with a space", "control_group: floodgate ro\n", 1, "control_group",
+      "group name 'floodgate ro' may only hold", NULL },
+    { "control_group with a dash first", "control_group: -ro\n", 1, "control_group",
+      "may only hold", NULL },
+    { "control_group too long", "control_group: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 1,
+      "control_group", "longer than 32 bytes", NULL },
+    { "control_group is a list", "control_group: [wheel]\n", 1, "control_group",
+      "expected a scalar, got a list", NULL },
+};
+
+START_TEST(test_config_alerts_bad)
+{
+    const struct config_alert_case *t = &alert_bad[_i];
+    struct config *c = NULL;
+    struct diag d;
+    char buf[1024];
+    int r;
+
+    r = config_parse(t->yaml, strlen(t->yaml), "test.yml", &c, &d);
+    diag_format(&d, buf, sizeof(buf));
+    ck_assert_msg(r == -EINVAL, "%s: r=%d", t->name, r);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(d.line == t->line, "%s: line %u, want %u (%s)", t->name, d.line, t->line, buf);
+    ck_assert_msg(strcmp(d.key, t->key) == 0, "%s: key '%s', want '%s' (%s)", t->name, d.key,
+                  t->key, buf);
+    ck_assert_msg(strstr(d.msg, t->msg) != NULL, "%s: message '%s' lacks '%s'", t->name, d.msg,
+                  t->msg);
+    ck_assert_msg(!t->hidden || !strstr(buf, t->hidden), "%s: '%s' leaks '%s'", t->name, buf,
+                  t->hidden);
+}
+END_TEST
+
+static const struct config_case alert_good[] = {
+    { "alerts with no destinations", "alerts:\n  digest_threshold: 1\n", 0, 0, NULL, NULL, 0 },
+    { "alerts null", "alerts:\n", 0, 0, NULL, NULL, 0 },
+    { "destinations null", "alerts:\n  destinations:\n", 0, 0, NULL, NULL, 0 },
+    { "http to 127.0.0.1 with allow_http",
+      DEST_WITH("webhook", "http://127.0.0.1:8080/hook", "      allow_http: true\n"), 0, 0, NULL,
+      NULL, 0 },
+    { "http to 127.255.0.9 with allow_http",
+      DEST_WITH("webhook", "http://127.255.0.9/hook", "      allow_http: true\n"), 0, 0, NULL, NULL,
+      0 },
+    { "http to [::1] with allow_http",
+      DEST_WITH("alertmanager", "'http://[::1]:9093'", "      allow_http: true\n"), 0, 0, NULL,
+      NULL, 0 },
+    { "http to localhost with allow_http",
+      DEST_WITH("slack", "http://LocalHost:8080/x", "      allow_http: TRUE\n"), 0, 0, NULL, NULL,
+      0 },
+    { "https with allow_http", SLACK_WITH("      allow_http: true\n"), 0, 0, NULL, NULL, 0 },
+    { "https ipv6 literal", DEST_WITH("alertmanager", "'https://[2001:db8::5]:9093'", ""), 0, 0,
+      NULL, NULL, 0 },
+    { "keys in any order",
+      DESTS_HEAD "    - secret: " SECRET_A "\n      url: https://a.example/x\n"
+                 "      individual: false\n      type: webhook\n      name: a_b-1\n",
+      0, 0, NULL, NULL, 0 },
+    { "flow style destination",
+      "alerts: {destinations: [{name: x, type: slack, url: 'https://h.example/x'}]}\n", 0, 0, NULL,
+      NULL, 0 },
+    { "metrics_listen 127.0.0.1", "metrics_listen: 127.0.0.1:9567\n", 0, 0, NULL, NULL, 0 },
+    { "metrics_listen 127.1.2.3:1", "metrics_listen: 127.1.2.3:1\n", 0, 0, NULL, NULL, 0 },
+    { "metrics_listen [::1]", "metrics_listen: '[::1]:65535'\n", 0, 0, NULL, NULL, 0 },
+    { "metrics_listen localhost", "metrics_listen: localhost:9567\n", 0, 0, NULL, NULL, 0 },
+    { "control_group", "control_group: floodgate-ro\n", 0, 0, NULL, NULL, 0 },
+    { "control_group of 32 bytes", "control_group: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b\n", 0, 0, NULL,
+      NULL, 0 },
+    { "max_bytes bounds", "alerts:\n  max_bytes: 64KiB\n", 0, 0, NULL, NULL, 0 },
+};
+
+START_TEST(test_config_alerts_good)
+{
+    const struct config_case *t = &alert_good[_i];
+    struct config *c = NULL;
+    struct diag d;
+    char buf[512];
+    int r;
+
+    r = config_parse(t->yaml, strlen(t->yaml), "test.yml", &c, &d);
+    diag_format(&d, buf, sizeof(buf));
+    ck_assert_msg(r == 0, "%s: r=%d %s", t->name, r, buf);
+    config_free(c);
+}
+END_TEST
+
+static struct config *
+config_test_parse_ok(const char *yaml)
+{
+    struct config *c = NULL;
+    struct diag d;
+    char buf[1024];
+    int r;
+
+    r = config_parse(yaml, strlen(yaml), "test.yml", &c, &d);
+    diag_format(&d, buf, sizeof(buf));
+    ck_assert_msg(r == 0, "r=%d %s", r, buf);
+    return c;
+}
+
+static void
+config_test_secret_eq(const struct alert_secret *got, const char *text)
+{
+    struct alert_secret want;
+
+    ck_assert_int_eq(alert_secret_decode(text, &want), 0);
+    ck_assert_uint_eq(got->len, want.len);
+    ck_assert(memcmp(got->key, want.key, want.len) == 0);
+}
+
+START_TEST(test_config_alerts_defaults)
+{
+    static const char y[] = DESTS_HEAD "    - name: ops-slack\n"
+                                       "      type: slack\n"
+                                       "      url: " SLACK_URL "\n"
+                                       "    - name: siem\n"
+                                       "      type: webhook\n"
+                                       "      url: https://siem.example.net/in\n"
+                                       "    - name: am1\n"
+                                       "      type: alertmanager\n"
+                                       "      url: https://am1.example.net:9093\n";
+    struct config *c = config_new_default();
+    const struct config_dest *d;
+
+    /* config_new_default */
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_null(c->control_group);
+    ck_assert_ptr_null(c->metrics_file);
+    ck_assert_ptr_null(c->metrics_listen);
+    ck_assert_ptr_null(c->alerts.host_name);
+    ck_assert_uint_eq(c->alerts.digest_threshold, 5);
+    ck_assert_int_eq(c->alerts.digest_interval_ms, 60000);
+    ck_assert_int_eq(c->alerts.followup_ms, 30000);
+    ck_assert_int_eq(c->alerts.resend_ms, 60000);
+    ck_assert_int_eq(c->alerts.resolved_keep_ms, 300000);
+    ck_assert_int_eq(c->alerts.max_age_ms, 86400000);
+    ck_assert_uint_eq(c->alerts.max_pending, 10000);
+    ck_assert_uint_eq(c->alerts.max_bytes, 16u * 1024 * 1024);
+    ck_assert_ptr_null(c->alerts.dests);
+    ck_assert_uint_eq(c->alerts.ndests, 0);
+    config_free(c);
+
+    /* parsed: the section's defaults and each type's */
+    c = config_test_parse_ok(y);
+    ck_assert_uint_eq(c->alerts.digest_threshold, 5);
+    ck_assert_int_eq(c->alerts.digest_interval_ms, 60000);
+    ck_assert_int_eq(c->alerts.followup_ms, 30000);
+    ck_assert_int_eq(c->alerts.resend_ms, 60000);
+    ck_assert_int_eq(c->alerts.resolved_keep_ms, 300000);
+    ck_assert_int_eq(c->alerts.max_age_ms, 86400000);
+    ck_assert_uint_eq(c->alerts.max_pending, 10000);
+    ck_assert_uint_eq(c->alerts.max_bytes, 16u * 1024 * 1024);
+    ck_assert_uint_eq(c->alerts.ndests, 3);
+
+    d = &c->alerts.dests[0];
+    ck_assert_str_eq(d->name, "ops-slack");
+    ck_assert_int_eq(d->type, ALERT_DEST_SLACK);
+    ck_assert_str_eq(d->url, SLACK_URL);
+    ck_assert_uint_eq(d->nsecrets, 0);
+    ck_assert_ptr_null(d->ca_file);
+    ck_assert(!d->allow_http);
+    ck_assert(d->rate == 1.0);
+    ck_assert(d->burst == 3.0);
+    ck_assert_int_eq(d->connect_timeout_ms, 5000);
+    ck_assert_int_eq(d->timeout_ms, 15000);
+    ck_assert(!d->individual);
+    ck_assert_ptr_null(d->generator_url);
+    ck_assert_uint_eq(d->line, 3);
+
+    d = &c->alerts.dests[1];
+    ck_assert_str_eq(d->name, "siem");
+    ck_assert_int_eq(d->type, ALERT_DEST_WEBHOOK);
+    ck_assert_str_eq(d->url, "https://siem.example.net/in");
+    ck_assert_uint_eq(d->nsecrets, 0); /* unsigned: allowed */
+    ck_assert(d->rate == 5.0);
+    ck_assert(d->burst == 10.0);
+    ck_assert_int_eq(d->connect_timeout_ms, 5000);
+    ck_assert_int_eq(d->timeout_ms, 30000);
+    ck_assert(d->individual);
+    ck_assert_uint_eq(d->line, 6);
+
+    d = &c->alerts.dests[2];
+    ck_assert_str_eq(d->name, "am1");
+    ck_assert_int_eq(d->type, ALERT_DEST_ALERTMANAGER);
+    ck_assert_str_eq(d->url, "https://am1.example.net:9093");
+    ck_assert(d->rate == 0.0);
+    ck_assert_int_eq(d->connect_timeout_ms, 3000);
+    ck_assert_int_eq(d->timeout_ms, 10000);
+    ck_assert(!d->individual);
+    ck_assert_ptr_null(d->generator_url);
+    config_free(c);
+}
+END_TEST
+
+START_TEST(test_config_alerts_values)
+{
+    static const char y[] = "control_group: floodgate-ro\n"
+                            "metrics_file: /var/lib/prometheus/node-exporter/floodgate.prom\n"
+                            "metrics_listen: '[::1]:9567'\n"
+                            "alerts:\n"
+                            "  host_name: host7.example.net\n"
+                            "  digest_threshold: 1000\n"
+                            "  digest_interval: 10s\n"
+                            "  followup: 1s\n"
+                            "  resend_interval: 10m\n"
+                            "  resolved_keep: 1h\n"
+                            "  max_age: 7d\n"
+                            "  max_pending: 1000000\n"
+                            "  max_bytes: 1GiB\n"
+                            "  destinations:\n"
+                            "    - name: siem\n"
+                            "      type: webhook\n"
+                            "      url: http://127.0.0.1:8080/in?x=1\n"
+                            "      allow_http: true\n"
+                            "      secret: " SECRET_B "\n"
+                            "      ca_file: /etc/floodgate/ca.pem\n"
+                            "      rate: 0.5\n"
+                            "      burst: 1\n"
+                            "      connect_timeout: 100ms\n"
+                            "      timeout: 120s\n"
+                            "      individual: false\n"
+                            "    - name: am\n"
+                            "      type: alertmanager\n"
+                            "      url: https://am.example.net:9093/\n"
+                            "      rate: 1000\n"
+                            "      burst: 1000\n"
+                            "      connect_timeout: 60s\n"
+                            "      timeout: 60s\n"
+                            "      generator_url: https://floodgate.example.net/incident/\n";
+    struct config *c = config_test_parse_ok(y);
+    const struct config_dest *d;
+
+    ck_assert_str_eq(c->control_group, "floodgate-ro");
+    ck_assert_str_eq(c->metrics_file, "/var/lib/prometheus/node-exporter/floodgate.prom");
+    ck_assert_str_eq(c->metrics_listen, "[::1]:9567");
+    ck_assert_str_eq(c->alerts.host_name, "host7.example.net");
+    ck_assert_uint_eq(c->alerts.digest_threshold, 1000);
+    ck_assert_int_eq(c->alerts.digest_interval_ms, 10000);
+    ck_assert_int_eq(c->alerts.followup_ms, 1000);
+    ck_assert_int_eq(c->alerts.resend_ms, 600000);
+    ck_assert_int_eq(c->alerts.resolved_keep_ms, 3600000);
+    ck_assert_int_eq(c->alerts.max_age_ms, 7 * 86400000LL);
+    ck_assert_uint_eq(c->alerts.max_pending, 1000000);
+    ck_assert_uint_eq(c->alerts.max_bytes, 1024u * 1024 * 1024);
+    ck_assert_uint_eq(c->alerts.ndests, 2);
+
+    d = &c->alerts.dests[0];
+    ck_assert_int_eq(d->type, ALERT_DEST_WEBHOOK);
+    ck_assert_str_eq(d->url, "http://127.0.0.1:8080/in?x=1");
+    ck_assert(d->allow_http);
+    ck_assert_uint_eq(d->nsecrets, 1);
+    config_test_secret_eq(&d->secrets[0], SECRET_B);
+    ck_assert_uint_eq(d->secrets[0].len, 32);
+    ck_assert_str_eq(d->ca_file, "/etc/floodgate/ca.pem");
+    ck_assert(d->rate == 0.5);
+    ck_assert(d->burst == 1.0);
+    ck_assert_int_eq(d->connect_timeout_ms, 100);
+    ck_assert_int_eq(d->timeout_ms, 120000);
+    ck_assert(!d->individual);
+    ck_assert_uint_eq(d->line, 15);
+
+    d = &c->alerts.dests[1];
+    ck_assert_int_eq(d->type, ALERT_DEST_ALERTMANAGER);
+    ck_assert_str_eq(d->url, "https://am.example.net:9093"); /* one trailing '/' removed */
+    ck_assert(d->rate == 1000.0);
+    ck_assert(d->burst == 1000.0);
+    ck_assert_int_eq(d->connect_timeout_ms, 60000);
+    ck_assert_int_eq(d->timeout_ms, 60000);
+    ck_assert_str_eq(d->generator_url, "https://floodgate.example.net/incident");
+    config_free(c);
+
+    /* sizes in plain bytes and KiB */
+    c = config_test_parse_ok("alerts:\n  max_bytes: 65536\n");
+    ck_assert_uint_eq(c->alerts.max_bytes, 65536);
+    config_free(c);
+    c = config_test_parse_ok("alerts:\n  max_bytes: 1048576KiB\n");
+    ck_assert_uint_eq(c->alerts.max_bytes, 1024u * 1024 * 1024);
+    config_free(c);
+}
+END_TEST
+
+/* At most CONFIG_DESTS_MAX destinations; URLs of at most 2048 bytes. */
+START_TEST(test_config_alerts_limits)
+{
+    struct config *c = NULL;
+    struct strbuf b;
+    struct diag d;
+    char url[2100];
+    char *y;
+
+    strbuf_init(&b, 1 << 20);
+    ck_assert_int_eq(strbuf_appends(&b, DESTS_HEAD), 0);
+    for (int i = 0; i <= CONFIG_DESTS_MAX; i++)
+        ck_assert_int_eq(strbuf_printf(&b,
+                                       "    - name: d%d\n      type: webhook\n"
+                                       "      url: https://h.example/%d\n",
+                                       i, i),
+                         0);
+    y = strdup(strbuf_cstr(&b));
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(config_parse(y, strlen(y), "t", &c, &d), -EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_str_eq(d.key, "alerts.destinations[16]");
+    ck_assert_uint_eq(d.line, 3 + 3 * CONFIG_DESTS_MAX);
+    ck_assert_ptr_nonnull(strstr(d.msg, "more than 16 destinations"));
+    /* without the last one, all 16 are there */
+    y[strlen(y) -
+      strlen("    - name: d16\n      type: webhook\n      url: https://h.example/16\n")] = '\0';
+    c = config_test_parse_ok(y);
+    ck_assert_uint_eq(c->alerts.ndests, CONFIG_DESTS_MAX);
+    ck_assert_str_eq(c->alerts.dests[15].name, "d15");
+    config_free(c);
+    free(y);
+
+    /* a URL of exactly 2048 bytes, then 2049 */
+    memset(url, 'a', sizeof(url));
+    memcpy(url, "https://h.example/", 18);
+    url[2048] = '\0';
+    strbuf_reset(&b);
+    ck_assert_int_eq(strbuf_printf(&b,
+                                   SLACK_WITH("") "    - name: long\n      type: slack\n"
+                                                  "      url: %s\n",
+                                   url),
+                     0);
+    c = config_test_parse_ok(strbuf_cstr(&b));
+    ck_assert_uint_eq(strlen(c->alerts.dests[1].url), 2048);
+    config_free(c);
+    url[2048] = 'a';
+    url[2049] = '\0';
+    strbuf_reset(&b);
+    ck_assert_int_eq(strbuf_printf(&b,
+                                   SLACK_WITH("") "    - name: long\n      type: slack\n"
+                                                  "      url: %s\n",
+                                   url),
+                     0);
+    c = NULL;
+    ck_assert_int_eq(config_parse(strbuf_cstr(&b), b.len, "t", &c, &d), -EINVAL);
+    ck_assert_str_eq(d.key, "alerts.destinations[1].url");
+    ck_assert_uint_eq(d.line, 8);
+    ck_assert_ptr_nonnull(strstr(d.msg, "longer than 2048 bytes"));
+    ck_assert_ptr_null(strstr(d.msg, "aaaa"));
+    strbuf_done(&b);
+}
+END_TEST
+
+/* url_file and secret_file: real files in a temporary directory. */
+
+static char config_test_dir[256];
+
+static void
+config_files_setup(void)
+{
+    testdir_make(config_test_dir, sizeof(config_test_dir), "check_config");
+}
+
+static void
+config_files_teardown(void)
+{
+    testdir_remove(config_test_dir);
+}
+
+/* Write @text to @name in the test directory with @mode; returns the path (static). */
+static const char *
+config_test_file(const char *name, const char *text, mode_t mode)
+{
+    static char path[512];
+    int fd;
+
+    (void)snprintf(path, sizeof(path), "%s/%s", config_test_dir, name);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    ck_assert_int_eq(fchmod(fd, mode), 0);
+    ck_assert_int_eq(close(fd), 0);
+    return path;
+}
+
+/* Parse a destination of @type whose line 6 is "<key>: <path>"; 0 or -EINVAL with *d. */
+static int
+config_test_file_dest(const char *type, const char *key, const char *path, struct config **ret,
+                      struct diag *d)
+{
+    char y[2048];
+
+    if (strcmp(key, "url_file") == 0)
+        (void)snprintf(y, sizeof(y),
+                       DESTS_HEAD "    - name: ops\n      type: %s\n      allow_http: false\n"
+                                  "      url_file: %s\n",
+                       type, path);
+    else
+        (void)snprintf(y, sizeof(y),
+                       DESTS_HEAD "    - name: ops\n      type: %s\n      url: https://a.example/\n"
+                                  "      %s: %s\n",
+                       type, key, path);
+    *ret = NULL;
+    return config_parse(y, strlen(y), "test.yml", ret, d);
+}
+
+/* The diag of a refused file: line 6, the key, a piece of the message, no secret. */
+static void
+config_test_file_refused(const char *type, const char *key, const char *path, const char *msg,
+                         const char *hidden)
+{
+    struct config *c;
+    struct diag d;
+    char want[64], buf[1024];
+
+    ck_assert_int_eq(config_test_file_dest(type, key, path, &c, &d), -EINVAL);
+    ck_assert_ptr_null(c);
+    diag_format(&d, buf, sizeof(buf));
+    (void)snprintf(want, sizeof(want), "alerts.destinations[0].%s", key);
+    ck_assert_msg(d.line == 6, "line %u: %s", d.line, buf);
+    ck_assert_str_eq(d.key, want);
+    ck_assert_msg(strstr(d.msg, msg) != NULL, "'%s' lacks '%s'", buf, msg);
+    ck_assert_msg(strstr(d.msg, path) != NULL || strstr(msg, "absolute") != NULL ||
+                      strstr(msg, "does not apply") != NULL,
+                  "'%s' does not name the file", buf);
+    ck_assert_msg(!hidden || !strstr(buf, hidden), "'%s' leaks '%s'", buf, hidden);
+}
+
+START_TEST(test_config_url_file)
+{
+    struct config *c;
+    struct diag d;
+    const char *path;
+
+    /* 0600: the first line, its line end and blanks cut; the rest ignored */
+    path = config_test_file("slack.url", SLACK_URL " \r\nsecond line\n", 0600);
+    ck_assert_int_eq(config_test_file_dest("slack", "url_file", path, &c, &d), 0);
+    ck_assert_str_eq(c->alerts.dests[0].url, SLACK_URL);
+    config_free(c);
+
+    /* 0640 (root:floodgate, say) and 0400 are fine; no final newline either */
+    path = config_test_file("am.url", "https://am.example.net:9093/", 0640);
+    ck_assert_int_eq(config_test_file_dest("alertmanager", "url_file", path, &c, &d), 0);
+    ck_assert_str_eq(c->alerts.dests[0].url, "https://am.example.net:9093");
+    config_free(c);
+    path = config_test_file("ro.url", SLACK_URL "\n", 0400);
+    ck_assert_int_eq(config_test_file_dest("slack", "url_file", path, &c, &d), 0);
+    config_free(c);
+
+    path = config_test_file("world.url", SLACK_URL "\n", 0644);
+    config_test_file_refused("slack", "url_file", path, "has mode 0644", "PATHSECRET");
+    path = config_test_file("groupw.url", SLACK_URL "\n", 0620);
+    config_test_file_refused("slack", "url_file", path, "has mode 0620", "PATHSECRET");
+    path = config_test_file("worldw.url", SLACK_URL "\n", 0602);
+    config_test_file_refused("slack", "url_file", path, "has mode 0602", "PATHSECRET");
+    path = config_test_file("empty.url", "\nhttps://a.example/\n", 0600);
+    config_test_file_refused("slack", "url_file", path, "the first line is empty", NULL);
+    path = config_test_file("http.url", "http://hooks.example.net/PATHSECRET\n", 0600);
+    config_test_file_refused("webhook", "url_file", path, "the URL in", "PATHSECRET");
+    config_test_file_refused("webhook", "url_file", path, "set allow_http: true", "PATHSECRET");
+    path = config_test_file("zero.url", "", 0600);
+    config_test_file_refused("slack", "url_file", path, "the first line is empty", NULL);
+
+    /* missing, a directory, too large */
+    {
+        char missing[512], big[5000];
+
+        (void)snprintf(missing, sizeof(missing), "%s/missing.url", config_test_dir);
+        config_test_file_refused("slack", "url_file", missing, "cannot read", NULL);
+        config_test_file_refused("slack", "url_file", config_test_dir, "not a regular file", NULL);
+        memset(big, 'a', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        path = config_test_file("big.url", big, 0600);
+        config_test_file_refused("slack", "url_file", path, "larger than 4096 bytes", NULL);
+    }
+}
+END_TEST
+
+START_TEST(test_config_secret_file)
+{
+    struct config *c;
+    struct diag d;
+    const char *path;
+
+    /* one key */
+    path = config_test_file("one.secret", SECRET_A "\n", 0600);
+    ck_assert_int_eq(config_test_file_dest("webhook", "secret_file", path, &c, &d), 0);
+    ck_assert_uint_eq(c->alerts.dests[0].nsecrets, 1);
+    config_test_secret_eq(&c->alerts.dests[0].secrets[0], SECRET_A);
+    config_free(c);
+
+    /* a rotation: the new key first, the old one second; CRLF and blank lines are fine */
+    path = config_test_file("two.secret", SECRET_B "\r\n\n" SECRET_A "\n\n", 0600);
+    ck_assert_int_eq(config_test_file_dest("webhook", "secret_file", path, &c, &d), 0);
+    ck_assert_uint_eq(c->alerts.dests[0].nsecrets, 2);
+    config_test_secret_eq(&c->alerts.dests[0].secrets[0], SECRET_B);
+    config_test_secret_eq(&c->alerts.dests[0].secrets[1], SECRET_A);
+    config_free(c);
+
+    path = config_test_file("bad.secret", SECRET_A "\nwhsec_BADKEYTEXT\n", 0600);
+    config_test_file_refused("webhook", "secret_file", path, "line 2 of", "BADKEYTEXT");
+    config_test_file_refused("webhook", "secret_file", path, "is not a valid secret", "MfKQ9r8");
+    path = config_test_file("three.secret", SECRET_A "\n" SECRET_B "\n" SECRET_A "\n", 0600);
+    config_test_file_refused("webhook", "secret_file", path, "more than 2 keys", "MfKQ9r8");
+    path = config_test_file("blank.secret", "\n\n", 0600);
+    config_test_file_refused("webhook", "secret_file", path, "holds no secret", NULL);
+    path = config_test_file("world.secret", SECRET_A "\n", 0644);
+    config_test_file_refused("webhook", "secret_file", path, "has mode 0644", "MfKQ9r8");
+    path = config_test_file("group.secret", SECRET_A "\n", 0620);
+    config_test_file_refused("webhook", "secret_file", path, "has mode 0620", "MfKQ9r8");
+    config_test_file_refused("webhook", "secret_file", "/nonexistent/floodgate.secret",
+                             "cannot read /nonexistent/floodgate.secret", NULL);
+    config_test_file_refused("webhook", "secret_file", "relative.secret", "not an absolute path",
+                             NULL);
+    /* the file is named, but a slack destination may not have one at all */
+    path = config_test_file("slack.secret", SECRET_A "\n", 0600);
+    config_test_file_refused("slack", "secret_file", path, "does not apply", "MfKQ9r8");
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -605,6 +1377,20 @@ config_suite(void)
     tc = tcase_create("files");
     tcase_add_test(tc, test_config_load_errors);
     tcase_add_test(tc, test_config_diag_format);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("alerts");
+    tcase_add_loop_test(tc, test_config_alerts_bad, 0, (int)N_ELEMS(alert_bad));
+    tcase_add_loop_test(tc, test_config_alerts_good, 0, (int)N_ELEMS(alert_good));
+    tcase_add_test(tc, test_config_alerts_defaults);
+    tcase_add_test(tc, test_config_alerts_values);
+    tcase_add_test(tc, test_config_alerts_limits);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("credential_files");
+    tcase_add_checked_fixture(tc, config_files_setup, config_files_teardown);
+    tcase_add_test(tc, test_config_url_file);
+    tcase_add_test(tc, test_config_secret_file);
     suite_add_tcase(s, tc);
     return s;
 }
