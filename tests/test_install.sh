@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `cmake --install` into a temporary DESTDIR: every file lands where the unit and the docs
 # say, a second install keeps an edited floodgate.yml, the installed binary accepts the
-# installed config (what ExecStartPre= runs), the unit passes `systemd-analyze verify`
+# installed config (what ExecStartPre= runs), the manual pages are in place, the unit
+# passes `systemd-analyze verify`
 # and its `systemd-analyze security --offline` exposure stays at most FG_MAX_EXPOSURE
 # (both skipped without systemd-analyze). A /usr/local install gets a unit naming
 # /usr/local paths.
@@ -31,6 +32,8 @@ want=(usr/sbin/floodgated etc/floodgate/floodgate.yml etc/floodgate/floodgate.ym
       etc/floodgate/exim-acl.conf "${unit#"$root"/}")
 [ -x "$build/floodgatectl" ] && want+=(usr/sbin/floodgatectl)
 [ -f "$src/docs/operating.md" ] && want+=(usr/share/doc/floodgate/operating.md)
+want+=(usr/share/man/man8/floodgated.8 usr/share/man/man8/floodgatectl.8
+       usr/share/man/man5/floodgate.yml.5)
 for f in "${want[@]}"; do
     [ -f "$root/$f" ] || fail "not installed: /$f (installed: $(cd "$root" && find . -type f))"
 done
@@ -39,7 +42,8 @@ for f in usr/sbin/floodgated usr/sbin/floodgatectl; do
 done
 # nothing outside the expected trees (a relative SYSCONFDIR would give /usr/etc)
 extra=$(cd "$root" && find . -type f | sed 's|^\./||' | grep -v -e '^usr/sbin/' \
-    -e '^etc/floodgate/' -e "^${unitdir#/}/" -e '^usr/share/doc/floodgate/' || true)
+    -e '^etc/floodgate/' -e "^${unitdir#/}/" -e '^usr/share/doc/floodgate/' \
+    -e '^usr/share/man/man[58]/floodgate' || true)
 [ -z "$extra" ] || fail "unexpected files installed: $extra"
 cmp -s "$src/systemd/floodgate.service" "$unit" || fail "prefix /usr: unit differs from systemd/"
 cmp -s "$src/conf/floodgate.yml" "$root/etc/floodgate/floodgate.yml" || fail "config differs"
