@@ -1461,8 +1461,8 @@ config_dest_url_file(struct config_parser *p, struct config_dest *d, yaml_node_t
     if (r == 0 && (!config_next_line(&s, &line, &len) || len == 0))
         r = config_fail(p, n, path, "%s: the first line is empty (it should hold the URL)", file);
     if (r == 0) {
-        buf[line - buf + (ptrdiff_t)len] = '\0';
-        r = config_dest_set_url(p, d, n, path, line, file);
+        buf[len] = '\0'; /* the first line starts the buffer */
+        r = config_dest_set_url(p, d, n, path, buf, file);
     }
     explicit_bzero(buf, sizeof(buf));
     return r;
