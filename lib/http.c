@@ -43,8 +43,8 @@
 
 /* Requests in flight per client: far above what the token buckets let through. */
 #define HTTP_INFLIGHT_MAX 1024
-/* A header line we build: name, ": ", value; the dispatcher's longest is a signature list. */
-#define HTTP_HEADER_LINE_MAX 2048
+/* A header line we build ("name: value"): room for a long bearer token. */
+#define HTTP_HEADER_LINE_MAX 8192
 /* The longest Retry-After value we parse (an IMF-fixdate is 29 bytes). */
 #define HTTP_RETRY_AFTER_LEN_MAX 64
 

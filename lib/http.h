@@ -76,21 +76,36 @@ struct http_transport {
 struct http_client;
 
 /*
- * A client on @loop; at most @max_per_host connections per host (CURLMOPT_MAX_HOST_CONNECTIONS).
- * Fails with -ENOTSUP when libcurl has no asynchronous resolver (CURL_VERSION_ASYNCHDNS).
+ * A client on @loop (kept until http_client_free()); at most @max_per_host connections per
+ * host (CURLMOPT_MAX_HOST_CONNECTIONS, 0: no limit). Returns 0 and *ret (owned), -EINVAL,
+ * -ENOMEM, or -ENOTSUP when libcurl has no asynchronous resolver (CURL_VERSION_ASYNCHDNS).
  */
 int http_client_new(struct ev_loop *loop, long max_per_host, struct http_client **ret);
-/* Cancel everything in flight without calling back; NULL-safe. */
+/*
+ * Cancel everything in flight without calling back; NULL-safe. May be called from a done
+ * callback: the rest is cancelled at once and the client freed when the callback returns.
+ */
 void http_client_free(struct http_client *c);
+/*
+ * Start a POST of @rq (borrowed: URL, headers and body are copied). @done is then called
+ * exactly once, from the loop, with @done_ctx (kept until then). Returns 0, -EINVAL (a NULL
+ * field, a timeout <= 0, a header name or value that is not a single header line), -E2BIG
+ * (more than HTTP_HEADERS_MAX headers, or one too long), -EAGAIN (too many in flight),
+ * -ECANCELED (the client is being freed), -ENOMEM; then @done is never called. A URL or
+ * protocol libcurl refuses is reported through @done as HTTP_ERR_CONFIG.
+ */
 int http_post(struct http_client *c, const struct http_request *rq, http_done_fn done,
               void *done_ctx);
+/* Requests started and not yet called back (0 for NULL). */
 size_t http_inflight(const struct http_client *c);
 /* The transport for @c (its post calls http_post). */
 struct http_transport http_client_transport(struct http_client *c);
 
 /*
  * Write "scheme://host[:port]" of @url into @buf (never the path, query or userinfo).
- * Pure. Returns 0, or -EINVAL when @url has no scheme and host (buf then holds "?").
+ * Pure. Returns 0, -EINVAL when @url has no scheme and host or its host holds spaces or
+ * control bytes, -E2BIG when @size is too small (@buf then holds "?", or "" if it fits
+ * no more).
  */
 int http_url_redact(const char *url, char *buf, size_t size);
 

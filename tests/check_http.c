@@ -109,6 +109,7 @@ sink_start_on(struct sink *s, int port)
 
     if (!python3_found()) {
         printf("check_http: python3 not found; the loopback sink tests are skipped\n");
+        (void)fflush(stdout);
         return false;
     }
     if (!s->dir[0]) {
@@ -750,8 +751,13 @@ on_done_chain(void *ctx, const struct http_response *r)
     ch->calls++;
     ch->sl.r = *r;
     if (ch->free_client) {
+        struct http_client *dying = hc;
+
         http_client_free(hc);
         hc = NULL;
+        /* still whole until this callback returns, but taking nothing new */
+        ck_assert_int_eq(http_post(dying, ch->rq, on_done_chain, ch), -ECANCELED);
+        ck_assert_uint_eq(http_inflight(dying), 0);
         ev_break(loop, EVBREAK_ALL);
         return;
     }
@@ -788,12 +794,14 @@ START_TEST(test_http_callbacks_reenter)
     memset(other, 0, sizeof(other));
     for (int i = 0; i < 3; i++) {
         other[i].free_client = true;
+        other[i].rq = &rq_hang;
         ck_assert_int_eq(http_post(hc, &rq_hang, on_done_chain, &other[i]), 0);
     }
     for (int i = 0; i < 100 && sink_count(&s) < 3; i++)
         (void)run_loop(50);
     memset(&ch, 0, sizeof(ch));
     ch.free_client = true;
+    ch.rq = &rq;
     ck_assert_int_eq(http_post(hc, &rq, on_done_chain, &ch), 0);
     ck_assert(!run_loop(WAIT_MS));
     ck_assert_int_eq(ch.calls, 1);
@@ -862,6 +870,21 @@ START_TEST(test_http_bad_requests)
     ck_assert_int_eq(http_post(NULL, &rq, on_done, &sl), -EINVAL);
     ck_assert_uint_eq(http_inflight(hc), 0);
     ck_assert_int_eq(sl.calls, 0);
+    {
+        /* bounded: the request after HTTP_INFLIGHT_MAX (1024) waits for the caller */
+        size_t n = 0;
+        int r;
+
+        rq = request("http://127.0.0.1:1/");
+        while ((r = http_post(hc, &rq, on_done, &sl)) == 0 && n < 5000)
+            n++;
+        ck_assert_int_eq(r, -EAGAIN);
+        ck_assert_uint_eq(n, 1024);
+        ck_assert_uint_eq(http_inflight(hc), 1024);
+        http_client_free(hc); /* cancels them all, silently */
+        hc = NULL;
+        ck_assert_int_eq(sl.calls, 0);
+    }
     ck_assert_int_eq(http_client_new(NULL, 4, &hc), -EINVAL); /* hc untouched on failure */
     ck_assert_int_eq(http_client_new(loop, -1, &hc), -EINVAL);
 }
