@@ -1,31 +1,593 @@
 /*
  * ctl.c - floodgatectl: ask the running floodgated over its control socket.
  *
- *   floodgatectl [--socket PATH] [--json] status
- *   floodgatectl [--socket PATH] [--json] release [--scope mailbox|account|script] IDENTITY
+ *   floodgatectl [--socket PATH] [--json] COMMAND [OPTIONS] [ARGS]
  *
- * Without --scope the identity's form decides: "user:/path" is a script, "box@domain" a
- * mailbox, anything else an account.
+ * Every command prints text for people, or with --json the daemon's one-line JSON answer
+ * as is. Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage.
+ *
+ * An IDENTITY is "box@domain" (mailbox), "user" (account) or "user:/dir" (script); the
+ * form decides unless --scope is given or the identity is written "scope:identity".
  */
 #include "ctl.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "usertable.h"
 #include "util.h"
 
+#ifndef FLOODGATE_VERSION
+#define FLOODGATE_VERSION "unknown"
+#endif
+
 #define CTLCLI_DEFAULT_SOCKET "/run/floodgate/ctl.sock"
+#define CTLCLI_JSON_DEPTH     16
+
+static const char ctlcli_help[] =
+    "usage: floodgatectl [--socket PATH] [--json] COMMAND [OPTIONS] [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  status                        version, uptime, mode, log position and lag, counts\n"
+    "  top [--scope S] [--window W] [-n N]\n"
+    "                                heaviest senders now, per rule window (N <= 100)\n"
+    "  show IDENTITY                 counters, trips, queued messages, action, history\n"
+    "  held                          identities floodgate holds, suspends or froze\n"
+    "  release IDENTITY              undo floodgate's actions and clear its trips\n"
+    "  hold IDENTITY [--reason TEXT] freeze its queued mail and hold it (manual)\n"
+    "  reload                        re-read the configuration (all or nothing)\n"
+    "  test-alert                    send a test alert to every destination\n"
+    "  alert-enable NAME             re-enable a disabled alert destination\n"
+    "\n"
+    "options:\n"
+    "  --socket PATH   control socket (default " CTLCLI_DEFAULT_SOCKET ")\n"
+    "  --json          print the daemon's JSON answer (one line)\n"
+    "  --scope S       mailbox, account or script (default: from the identity's form)\n"
+    "  --version, --help\n"
+    "\n"
+    "IDENTITY: box@domain (mailbox), user (account), user:/dir (script), or scope:identity.\n"
+    "Exit status: 0 done, 1 refused or failed, 2 usage.\n";
+
+/* --- a small JSON reader for the daemon's answers ----------------------------------- */
+
+enum jv_type { JV_NULL, JV_BOOL, JV_NUM, JV_STR, JV_ARR, JV_OBJ };
+
+struct jv {
+    enum jv_type t;
+    bool b;
+    char *s; /* JV_STR: the decoded text; JV_NUM: the number as written */
+    struct jv *kids;
+    char **keys; /* JV_OBJ */
+    size_t n;
+};
+
+struct jp {
+    const char *p, *end;
+};
 
 static void
-ctlcli_usage(FILE *f)
+jv_free(struct jv *v)
 {
-    fputs("usage: floodgatectl [--socket PATH] [--json] status\n"
-          "       floodgatectl [--socket PATH] [--json] release [--scope SCOPE] IDENTITY\n"
-          "  IDENTITY: box@domain (mailbox), user (account) or user:/dir (script)\n",
-          f);
+    for (size_t i = 0; i < v->n; i++) {
+        jv_free(&v->kids[i]);
+        if (v->keys)
+            free(v->keys[i]);
+    }
+    free(v->kids);
+    free(v->keys);
+    free(v->s);
+}
+
+static void
+jp_ws(struct jp *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int
+jp_utf8(struct strbuf *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else {
+        u[0] = (char)(0xe0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    }
+    return strbuf_append(b, u, n);
+}
+
+static int
+jp_string(struct jp *j, char **ret)
+{
+    struct strbuf b;
+    int r = 0;
+
+    strbuf_init(&b, CTL_RESPONSE_MAX);
+    j->p++; /* the opening quote */
+    while (r == 0 && j->p < j->end && *j->p != '"') {
+        if (*j->p != '\\') {
+            r = strbuf_append(&b, j->p++, 1);
+            continue;
+        }
+        if (j->end - j->p < 2) {
+            r = -EBADMSG;
+            break;
+        }
+        char c = j->p[1];
+        j->p += 2;
+        switch (c) {
+        case 'n':
+            r = strbuf_append(&b, "\n", 1);
+            break;
+        case 't':
+            r = strbuf_append(&b, "\t", 1);
+            break;
+        case 'r':
+            r = strbuf_append(&b, "\r", 1);
+            break;
+        case 'b':
+            r = strbuf_append(&b, "\b", 1);
+            break;
+        case 'f':
+            r = strbuf_append(&b, "\f", 1);
+            break;
+        case 'u': {
+            unsigned cp = 0;
+            if (j->end - j->p < 4) {
+                r = -EBADMSG;
+                break;
+            }
+            for (int k = 0; k < 4; k++) {
+                char h = *j->p++;
+                cp <<= 4;
+                if (h >= '0' && h <= '9')
+                    cp |= (unsigned)(h - '0');
+                else if (h >= 'a' && h <= 'f')
+                    cp |= (unsigned)(h - 'a' + 10);
+                else if (h >= 'A' && h <= 'F')
+                    cp |= (unsigned)(h - 'A' + 10);
+                else
+                    r = -EBADMSG;
+            }
+            if (r == 0)
+                r = jp_utf8(&b, cp);
+            break;
+        }
+        default:
+            r = strbuf_append(&b, &c, 1);
+            break;
+        }
+    }
+    if (r == 0 && j->p >= j->end)
+        r = -EBADMSG;
+    if (r < 0) {
+        strbuf_done(&b);
+        return r;
+    }
+    j->p++; /* the closing quote */
+    *ret = strdup(strbuf_cstr(&b));
+    strbuf_done(&b);
+    return *ret ? 0 : -ENOMEM;
+}
+
+static int jp_value(struct jp *j, struct jv *v, int depth);
+
+static int
+jp_push(struct jv *v, size_t *cap)
+{
+    if (v->n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    struct jv *k = realloc(v->kids, ncap * sizeof(*k));
+    if (!k)
+        return -ENOMEM;
+    v->kids = k;
+    if (v->t == JV_OBJ) {
+        char **keys = realloc(v->keys, ncap * sizeof(*keys));
+        if (!keys)
+            return -ENOMEM;
+        v->keys = keys;
+    }
+    *cap = ncap;
+    return 0;
+}
+
+static int
+jp_container(struct jp *j, struct jv *v, int depth)
+{
+    char close = v->t == JV_OBJ ? '}' : ']';
+    size_t cap = 0;
+    int r;
+
+    j->p++;
+    jp_ws(j);
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return 0;
+    }
+    for (;;) {
+        char *key = NULL;
+        jp_ws(j);
+        if (v->t == JV_OBJ) {
+            if (j->p >= j->end || *j->p != '"')
+                return -EBADMSG;
+            if ((r = jp_string(j, &key)) < 0)
+                return r;
+            jp_ws(j);
+            if (j->p >= j->end || *j->p != ':') {
+                free(key);
+                return -EBADMSG;
+            }
+            j->p++;
+        }
+        if ((r = jp_push(v, &cap)) < 0) {
+            free(key);
+            return r;
+        }
+        memset(&v->kids[v->n], 0, sizeof(v->kids[0]));
+        if (v->t == JV_OBJ)
+            v->keys[v->n] = key;
+        v->n++;
+        if ((r = jp_value(j, &v->kids[v->n - 1], depth + 1)) < 0)
+            return r;
+        jp_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p == close) {
+            j->p++;
+            return 0;
+        }
+        return -EBADMSG;
+    }
+}
+
+static int
+jp_value(struct jp *j, struct jv *v, int depth)
+{
+    const char *start;
+
+    if (depth > CTLCLI_JSON_DEPTH)
+        return -EBADMSG;
+    jp_ws(j);
+    if (j->p >= j->end)
+        return -EBADMSG;
+    switch (*j->p) {
+    case '{':
+        v->t = JV_OBJ;
+        return jp_container(j, v, depth);
+    case '[':
+        v->t = JV_ARR;
+        return jp_container(j, v, depth);
+    case '"':
+        v->t = JV_STR;
+        return jp_string(j, &v->s);
+    case 't':
+    case 'f':
+    case 'n': {
+        static const char *const words[] = { "true", "false", "null" };
+        for (size_t i = 0; i < N_ELEMS(words); i++) {
+            size_t len = strlen(words[i]);
+            if ((size_t)(j->end - j->p) >= len && memcmp(j->p, words[i], len) == 0) {
+                v->t = i == 2 ? JV_NULL : JV_BOOL;
+                v->b = i == 0;
+                j->p += len;
+                return 0;
+            }
+        }
+        return -EBADMSG;
+    }
+    default:
+        start = j->p;
+        while (j->p < j->end && strchr("+-0123456789.eE", *j->p))
+            j->p++;
+        if (j->p == start)
+            return -EBADMSG;
+        v->t = JV_NUM;
+        v->s = strndup(start, (size_t)(j->p - start));
+        return v->s ? 0 : -ENOMEM;
+    }
+}
+
+static const struct jv *
+jv_get(const struct jv *o, const char *key)
+{
+    static const struct jv none = { .t = JV_NULL };
+
+    for (size_t i = 0; o && o->t == JV_OBJ && i < o->n; i++)
+        if (strcmp(o->keys[i], key) == 0)
+            return &o->kids[i];
+    return &none;
+}
+
+static const char *
+jv_str(const struct jv *o, const char *key)
+{
+    const struct jv *v = jv_get(o, key);
+    return (v->t == JV_STR || v->t == JV_NUM) ? v->s : "";
+}
+
+static long long
+jv_num(const struct jv *o, const char *key)
+{
+    const struct jv *v = jv_get(o, key);
+    return v->t == JV_NUM ? strtoll(v->s, NULL, 10) : 0;
+}
+
+static bool
+jv_bool(const struct jv *o, const char *key)
+{
+    return jv_get(o, key)->b;
+}
+
+/* --- formatting --------------------------------------------------------------------- */
+
+static void
+ctlcli_window(long long ms, char *buf, size_t size)
+{
+    static const struct {
+        long long ms;
+        const char *unit;
+    } units[] = { { 86400000LL, "d" }, { 3600000LL, "h" }, { 60000LL, "m" }, { 1000LL, "s" } };
+
+    for (size_t i = 0; i < N_ELEMS(units); i++)
+        if (ms >= units[i].ms && ms % units[i].ms == 0) {
+            (void)snprintf(buf, size, "%lld%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    (void)snprintf(buf, size, "%lldms", ms);
+}
+
+/* Wall-clock epoch ms in local time; "-" for 0. */
+static void
+ctlcli_wall(long long ms, char *buf, size_t size)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms <= 0 || !localtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        (void)snprintf(buf, size, "-");
+}
+
+/* The log's own (zoneless) ms, printed as logged; "-" for 0. */
+static void
+ctlcli_logtime(long long ms, char *buf, size_t size)
+{
+    if (ms <= 0)
+        (void)snprintf(buf, size, "-");
+    else
+        util_format_time(ms, buf, size);
+}
+
+static void
+ctlcli_print_value(const struct jv *v)
+{
+    switch (v->t) {
+    case JV_NULL:
+        fputs("-", stdout);
+        break;
+    case JV_BOOL:
+        fputs(v->b ? "yes" : "no", stdout);
+        break;
+    case JV_NUM:
+    case JV_STR:
+        fputs(v->s, stdout);
+        break;
+    default:
+        fputs("...", stdout);
+        break;
+    }
+}
+
+static void
+ctlcli_status(const struct jv *o)
+{
+    char t[32];
+
+    for (size_t i = 0; i < o->n; i++) {
+        printf("%s: ", o->keys[i]);
+        if (strcmp(o->keys[i], "log_time") == 0) {
+            ctlcli_logtime(strtoll(o->kids[i].s ? o->kids[i].s : "0", NULL, 10), t, sizeof(t));
+            fputs(t, stdout);
+        } else {
+            ctlcli_print_value(&o->kids[i]);
+        }
+        putchar('\n');
+    }
+}
+
+static void
+ctlcli_top(const struct jv *o)
+{
+    const struct jv *tables = jv_get(o, "tables");
+    char w[32];
+
+    for (size_t i = 0; i < tables->n; i++) {
+        const struct jv *tb = &tables->kids[i], *rows = jv_get(tb, "rows");
+        int vw = 5;
+        ctlcli_window(jv_num(tb, "window_ms"), w, sizeof(w));
+        printf("%s%s %s per %s\n", i ? "\n" : "", jv_str(tb, "scope"), jv_str(tb, "metric"), w);
+        for (size_t k = 0; k < rows->n; k++) {
+            int len = (int)strlen(jv_str(&rows->kids[k], "value"));
+            vw = len > vw ? len : vw;
+        }
+        printf("  %3s  %*s  %s\n", "#", vw, "VALUE", "IDENTITY");
+        for (size_t k = 0; k < rows->n; k++)
+            printf("  %3zu  %*s  %s\n", k + 1, vw, jv_str(&rows->kids[k], "value"),
+                   jv_str(&rows->kids[k], "id"));
+        if (rows->n == 0)
+            printf("  (nobody counted now)\n");
+    }
+}
+
+static const char *
+ctlcli_what(const struct jv *e, char *buf, size_t size)
+{
+    const char *applied = jv_str(e, "applied");
+
+    if (strcmp(applied, "none") != 0)
+        (void)snprintf(buf, size, "%s+%lld frozen", applied, jv_num(e, "frozen"));
+    else
+        (void)snprintf(buf, size, "%s (%s)+%lld frozen", jv_str(e, "what"), jv_str(e, "state"),
+                       jv_num(e, "frozen"));
+    return buf;
+}
+
+static void
+ctlcli_held(const struct jv *o)
+{
+    static const char *const head[] = { "SCOPE", "IDENTITY", "WHAT", "SINCE", "RULE", "REASON" };
+    const struct jv *list = jv_get(o, "held");
+    int w[N_ELEMS(head)];
+    char since[32], what[96];
+
+    if (list->n == 0) {
+        printf("floodgate holds nothing\n");
+        return;
+    }
+    for (size_t c = 0; c < N_ELEMS(head); c++)
+        w[c] = (int)strlen(head[c]);
+    for (size_t i = 0; i < list->n; i++) {
+        const struct jv *e = &list->kids[i];
+        const char *cols[] = {
+            jv_str(e, "scope"),    jv_str(e, "id"),   ctlcli_what(e, what, sizeof(what)),
+            "0000-00-00 00:00:00", jv_str(e, "rule"), ""
+        };
+        for (size_t c = 0; c < N_ELEMS(cols); c++)
+            w[c] = (int)strlen(cols[c]) > w[c] ? (int)strlen(cols[c]) : w[c];
+    }
+    printf("%-*s  %-*s  %-*s  %-*s  %-*s  %s\n", w[0], head[0], w[1], head[1], w[2], head[2], w[3],
+           head[3], w[4], head[4], head[5]);
+    for (size_t i = 0; i < list->n; i++) {
+        const struct jv *e = &list->kids[i];
+        ctlcli_wall(jv_num(e, "since_ms"), since, sizeof(since));
+        printf("%-*s  %-*s  %-*s  %-*s  %-*s  %s\n", w[0], jv_str(e, "scope"), w[1],
+               jv_str(e, "id"), w[2], ctlcli_what(e, what, sizeof(what)), w[3], since, w[4],
+               jv_str(e, "rule"), *jv_str(e, "reason") ? jv_str(e, "reason") : "-");
+    }
+    if (jv_bool(o, "truncated"))
+        printf("(%lld in all; the first %zu shown)\n", jv_num(o, "count"), list->n);
+}
+
+static void
+ctlcli_show(const struct jv *o)
+{
+    const struct jv *act = jv_get(o, "action"), *q = jv_get(o, "queued");
+    const struct jv *hist = jv_get(o, "history"), *tr = jv_get(o, "tripped");
+    char t[32], w[32];
+
+    printf("%s %s", jv_str(o, "scope"), jv_str(o, "id"));
+    if (*jv_str(o, "account"))
+        printf(" (account %s)", jv_str(o, "account"));
+    printf("\n\ncounters:\n");
+    if (!jv_bool(o, "counted")) {
+        printf("  not counted now\n");
+    } else {
+        const struct jv *series = jv_get(o, "series"), *tot = jv_get(o, "totals");
+        for (size_t i = 0; i < series->n; i++) {
+            ctlcli_window(jv_num(&series->kids[i], "window_ms"), w, sizeof(w));
+            printf("  %s per %s: %s\n", jv_str(&series->kids[i], "metric"), w,
+                   jv_str(&series->kids[i], "value"));
+        }
+        printf("  totals:");
+        for (size_t i = 0; i < tot->n; i++)
+            printf("%s %s %s", i ? "," : "", tot->keys[i], tot->kids[i].s ? tot->kids[i].s : "0");
+        ctlcli_logtime(jv_num(o, "last_log_ms"), t, sizeof(t));
+        printf("\n  last activity: %s\n", t);
+        printf("  tripped:");
+        for (size_t i = 0; i < tr->n; i++)
+            printf("%s %s", i ? "," : "", tr->kids[i].s);
+        printf("%s\n", tr->n ? "" : " none");
+        ctlcli_logtime(jv_num(o, "cooldown_until_log_ms"), t, sizeof(t));
+        printf("  cooldown until: %s\n", t);
+    }
+    printf("\naction:\n");
+    if (act->t != JV_OBJ) {
+        printf("  none\n");
+    } else {
+        ctlcli_wall(jv_num(act, "since_ms"), t, sizeof(t));
+        printf("  state: %s\n  wanted: %s\n  applied: %s%s\n  frozen: %lld\n  rule: %s%s\n"
+               "  since: %s\n",
+               jv_str(act, "state"), jv_str(act, "what"), jv_str(act, "applied"),
+               jv_bool(act, "preexisting") ? " (already in force by others)" : "",
+               jv_num(act, "frozen"), jv_str(act, "rule"),
+               jv_bool(act, "manual") ? " (manual)" : "", t);
+        if (*jv_str(act, "reason"))
+            printf("  reason: %s\n", jv_str(act, "reason"));
+    }
+    printf("\nqueued messages: %lld\n", jv_num(o, "queued_count"));
+    for (size_t i = 0; i < q->n; i++)
+        printf("  %s\n", q->kids[i].s);
+    printf("\nhistory:\n");
+    for (size_t i = 0; i < hist->n; i++) {
+        ctlcli_wall(jv_num(&hist->kids[i], "at_ms"), t, sizeof(t));
+        printf("  %s  %s%s%s\n", t, jv_str(&hist->kids[i], "event"),
+               *jv_str(&hist->kids[i], "rule") ? " by rule " : "", jv_str(&hist->kids[i], "rule"));
+    }
+    if (hist->n == 0)
+        printf("  none\n");
+}
+
+/* One line per destination; 1 when any failed or did not answer. */
+static int
+ctlcli_test_alert(const struct jv *o)
+{
+    const struct jv *res = jv_get(o, "results");
+    size_t failed = 0;
+
+    for (size_t i = 0; i < res->n; i++) {
+        const struct jv *e = &res->kids[i];
+        bool ok = jv_bool(e, "ok");
+        failed += !ok;
+        printf("%s: %s (status %s%s%s)\n", jv_str(e, "dest"), ok ? "ok" : "FAILED",
+               jv_str(e, "status"), *jv_str(e, "detail") ? ": " : "", jv_str(e, "detail"));
+    }
+    if (jv_bool(o, "ok"))
+        return 0;
+    fprintf(stderr, "floodgatectl: test-alert: %zu of %lld destinations failed, %lld answered\n",
+            failed + (size_t)(jv_num(o, "expected") - jv_num(o, "answered")), jv_num(o, "expected"),
+            jv_num(o, "answered"));
+    return 1;
+}
+
+/* --- arguments ---------------------------------------------------------------------- */
+
+struct ctlcli {
+    const char *sock;
+    bool json;
+    const char *scope;
+    const char *window;
+    const char *n;
+    const char *reason;
+};
+
+static int FG_PRINTF(1, 2) ctlcli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("floodgatectl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (floodgatectl --help)\n", stderr);
+    return 2;
 }
 
 static const char *
@@ -40,39 +602,192 @@ ctlcli_guess_scope(const char *id)
     return "account";
 }
 
-/* Print a flat JSON object as "key: value" lines (the daemon's answers are flat). */
-static void
-ctlcli_print_text(const char *json)
+/* "scope identity" of @arg into @buf; 0 or 2 (usage). */
+static int
+ctlcli_identity(const struct ctlcli *o, const char *arg, char *buf, size_t size)
 {
-    bool in_str = false;
-    int depth = 0;
+    const char *scope = o->scope, *id = arg, *colon = strchr(arg, ':');
+    enum usertable_scope sc;
 
-    for (const char *p = json; *p && *p != '\n'; p++) {
-        if (*p == '"' && (p == json || p[-1] != '\\')) {
-            in_str = !in_str;
-            continue;
+    if (!scope && colon && colon[1] != '/') {
+        char pre[16];
+        size_t len = (size_t)(colon - arg);
+        if (len < sizeof(pre)) {
+            memcpy(pre, arg, len);
+            pre[len] = '\0';
+            if (usertable_scope_parse(pre, &sc) == 0) {
+                scope = usertable_scope_name(sc);
+                id = colon + 1;
+            }
         }
-        if (!in_str && (*p == '{' || *p == '[')) {
-            depth++;
-            if (depth == 1)
-                continue;
-        }
-        if (!in_str && (*p == '}' || *p == ']')) {
-            depth--;
-            if (depth == 0)
-                continue;
-        }
-        if (!in_str && depth == 1 && *p == ',') {
-            putchar('\n');
-            continue;
-        }
-        if (!in_str && depth == 1 && *p == ':') {
-            fputs(": ", stdout);
-            continue;
-        }
-        putchar(*p);
     }
-    putchar('\n');
+    if (!scope)
+        scope = ctlcli_guess_scope(id);
+    if (usertable_scope_parse(scope, &sc) < 0)
+        return ctlcli_usage_error("--scope: '%s' is not mailbox, account or script", scope);
+    if (!*id || strlen(id) >= USERTABLE_KEY_MAX)
+        return ctlcli_usage_error("identity '%s' is empty or too long", id);
+    for (const char *c = id; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return ctlcli_usage_error("identity%s holds control characters", "");
+    if ((size_t)snprintf(buf, size, "%s %s", scope, id) >= size)
+        return ctlcli_usage_error("identity%s too long", "");
+    return 0;
+}
+
+/* Options of one command (after its name); leaves optind at its first operand. */
+static int
+ctlcli_options(int argc, char **argv, const char *allowed, struct ctlcli *o)
+{
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "json", no_argument, NULL, 'j' },
+        { "scope", required_argument, NULL, 'S' },
+        { "window", required_argument, NULL, 'w' },
+        { "reason", required_argument, NULL, 'r' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(ctlcli_help, stdout);
+            exit(0);
+        }
+        if (c == '?' || (c != 's' && c != 'j' && !strchr(allowed, c)))
+            return ctlcli_usage_error("%s: option not valid here", argv[0]);
+        switch (c) {
+        case 's':
+            o->sock = optarg;
+            break;
+        case 'j':
+            o->json = true;
+            break;
+        case 'S':
+            o->scope = optarg;
+            break;
+        case 'w':
+            o->window = optarg;
+            break;
+        case 'n':
+            o->n = optarg;
+            break;
+        case 'r':
+            o->reason = optarg;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Build the request line of argv (the command and its arguments); 0 or 2. */
+static int
+ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
+{
+    const char *cmd = argv[0];
+    char idbuf[USERTABLE_KEY_MAX + 16];
+    int r, nargs;
+
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "held") == 0 || strcmp(cmd, "reload") == 0 ||
+        strcmp(cmd, "test-alert") == 0) {
+        if ((r = ctlcli_options(argc, argv, "", o)) != 0)
+            return r;
+        if (optind != argc)
+            return ctlcli_usage_error("%s takes no arguments", cmd);
+        (void)snprintf(req, size, "%s", cmd);
+        return 0;
+    }
+    if (strcmp(cmd, "top") == 0) {
+        enum usertable_scope sc;
+        int64_t ms;
+        uint64_t n;
+        size_t len;
+        if ((r = ctlcli_options(argc, argv, "Swn", o)) != 0)
+            return r;
+        if (optind != argc)
+            return ctlcli_usage_error("%s takes no arguments", cmd);
+        if (o->scope && usertable_scope_parse(o->scope, &sc) < 0)
+            return ctlcli_usage_error("--scope: '%s' is not mailbox, account or script", o->scope);
+        if (o->window && util_parse_duration_ms(o->window, &ms) < 0)
+            return ctlcli_usage_error("--window: '%s' is not a duration (60s, 10m, 1h)", o->window);
+        if (o->n && (util_parse_u64(o->n, strlen(o->n), &n) < 0 || n < 1 || n > CTL_TOP_MAX))
+            return ctlcli_usage_error("-n: '%s' is not a number from 1 to 100", o->n);
+        len = (size_t)snprintf(req, size, "top");
+        if (o->scope)
+            len += (size_t)snprintf(req + len, size - len, " scope=%s", o->scope);
+        if (o->window)
+            len += (size_t)snprintf(req + len, size - len, " window=%s", o->window);
+        if (o->n)
+            (void)snprintf(req + len, size - len, " n=%s", o->n);
+        return 0;
+    }
+    if (strcmp(cmd, "show") == 0 || strcmp(cmd, "release") == 0 || strcmp(cmd, "hold") == 0) {
+        bool hold = strcmp(cmd, "hold") == 0;
+        if ((r = ctlcli_options(argc, argv, hold ? "Sr" : "S", o)) != 0)
+            return r;
+        nargs = argc - optind;
+        if (nargs != 1)
+            return ctlcli_usage_error("%s needs one IDENTITY", cmd);
+        if ((r = ctlcli_identity(o, argv[optind], idbuf, sizeof(idbuf))) != 0)
+            return r;
+        if (o->reason) {
+            size_t len = strlen(o->reason);
+            if (len == 0 || len > CTL_REASON_MAX)
+                return ctlcli_usage_error("--reason: %s", "1 to 200 characters");
+            for (const char *c = o->reason; *c; c++)
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+                    return ctlcli_usage_error("--reason: %s", "printable ASCII only");
+        }
+        if ((size_t)snprintf(req, size, "%s %s%s%s", cmd, idbuf, o->reason ? "\t" : "",
+                             o->reason ? o->reason : "") >= size)
+            return ctlcli_usage_error("%s: request too long", cmd);
+        return 0;
+    }
+    if (strcmp(cmd, "alert-enable") == 0) {
+        if ((r = ctlcli_options(argc, argv, "", o)) != 0)
+            return r;
+        if (argc - optind != 1)
+            return ctlcli_usage_error("%s needs one destination NAME", cmd);
+        if ((size_t)snprintf(req, size, "%s %s", cmd, argv[optind]) >= size)
+            return ctlcli_usage_error("%s: name too long", cmd);
+        return 0;
+    }
+    return ctlcli_usage_error("unknown command '%s'", cmd);
+}
+
+/* Human output of a successful answer; returns the exit status. */
+static int
+ctlcli_print(const char *cmd, const struct jv *o)
+{
+    if (strcmp(cmd, "status") == 0) {
+        ctlcli_status(o);
+    } else if (strcmp(cmd, "top") == 0) {
+        ctlcli_top(o);
+    } else if (strcmp(cmd, "show") == 0) {
+        ctlcli_show(o);
+    } else if (strcmp(cmd, "held") == 0) {
+        ctlcli_held(o);
+    } else if (strcmp(cmd, "release") == 0) {
+        printf("released %s %s%s\n", jv_str(o, "scope"), jv_str(o, "id"),
+               jv_bool(o, "actions") ? " (floodgate's actions are being undone)"
+                                     : " (trips cleared; nothing was held)");
+    } else if (strcmp(cmd, "hold") == 0) {
+        if (jv_bool(o, "monitor"))
+            printf("monitor mode: would hold %s %s (%lld queued); nothing done\n",
+                   jv_str(o, "scope"), jv_str(o, "id"), jv_num(o, "queued"));
+        else
+            printf("holding %s %s (%lld queued messages to freeze)\n", jv_str(o, "scope"),
+                   jv_str(o, "id"), jv_num(o, "queued"));
+    } else if (strcmp(cmd, "reload") == 0) {
+        printf("%s\n", jv_str(o, "message"));
+    } else if (strcmp(cmd, "test-alert") == 0) {
+        return ctlcli_test_alert(o);
+    } else if (strcmp(cmd, "alert-enable") == 0) {
+        printf("enabled %s\n", jv_str(o, "enabled"));
+    }
+    return 0;
 }
 
 int
@@ -81,68 +796,69 @@ main(int argc, char **argv)
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "json", no_argument, NULL, 'j' },
-        { "scope", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    const char *sock = CTLCLI_DEFAULT_SOCKET, *scope = NULL;
-    enum usertable_scope sc;
-    bool json = false;
+    struct ctlcli o = { .sock = CTLCLI_DEFAULT_SOCKET };
     char req[CTL_REQUEST_MAX];
     struct strbuf out;
+    struct jv v = { .t = JV_NULL };
+    struct jp j;
+    const char *cmd;
     int c, r;
 
-    while ((c = getopt_long(argc, argv, "s:jS:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
         case 's':
-            sock = optarg;
+            o.sock = optarg;
             break;
         case 'j':
-            json = true;
-            break;
-        case 'S':
-            scope = optarg;
+            o.json = true;
             break;
         case 'h':
-            ctlcli_usage(stdout);
+            fputs(ctlcli_help, stdout);
+            return 0;
+        case 'V':
+            printf("floodgatectl %s\n", FLOODGATE_VERSION);
             return 0;
         default:
-            ctlcli_usage(stderr);
-            return 2;
+            return ctlcli_usage_error("%s", "bad option");
         }
     }
-    if (optind < argc && strcmp(argv[optind], "status") == 0 && optind + 1 == argc) {
-        (void)snprintf(req, sizeof(req), "status");
-    } else if (optind + 2 == argc && strcmp(argv[optind], "release") == 0) {
-        const char *id = argv[optind + 1];
-        if (!scope)
-            scope = ctlcli_guess_scope(id);
-        if (usertable_scope_parse(scope, &sc) < 0) {
-            fprintf(stderr, "floodgatectl: --scope: '%s' is not mailbox, account or script\n",
-                    scope);
-            return 2;
-        }
-        if ((size_t)snprintf(req, sizeof(req), "release %s %s", scope, id) >= sizeof(req)) {
-            fprintf(stderr, "floodgatectl: identity too long\n");
-            return 2;
-        }
-    } else {
-        ctlcli_usage(stderr);
-        return 2;
-    }
+    if (optind >= argc)
+        return ctlcli_usage_error("%s", "no command given");
+    cmd = argv[optind];
+    r = ctlcli_request(argc - optind, argv + optind, &o, req, sizeof(req));
+    if (r != 0)
+        return r;
     strbuf_init(&out, CTL_RESPONSE_MAX);
-    r = ctl_call(sock, req, &out);
+    r = ctl_call(o.sock, req, &out);
     if (r < 0) {
-        fprintf(stderr, "floodgatectl: %s: %s%s\n", sock, strerror(-r),
-                (r == -ENOENT || r == -ECONNREFUSED) ? " (is floodgated running?)" : "");
+        fprintf(stderr, "floodgatectl: %s: %s%s\n", o.sock, strerror(-r),
+                (r == -ENOENT || r == -ECONNREFUSED) ? " (is floodgated running?)"
+                : r == -EACCES                       ? " (needs root or the control group)"
+                                                     : "");
         strbuf_done(&out);
         return 1;
     }
-    if (json)
+    j = (struct jp){ strbuf_cstr(&out), strbuf_cstr(&out) + out.len };
+    if (out.len == 0 || jp_value(&j, &v, 0) < 0 || v.t != JV_OBJ) {
+        fprintf(stderr, "floodgatectl: %s: no valid answer from the daemon\n", o.sock);
+        jv_free(&v);
+        strbuf_done(&out);
+        return 1;
+    }
+    if (jv_get(&v, "error")->t == JV_STR) {
+        fprintf(stderr, "floodgatectl: %s\n", jv_str(&v, "error"));
+        r = 1;
+    } else if (o.json) {
         fputs(strbuf_cstr(&out), stdout);
-    else
-        ctlcli_print_text(strbuf_cstr(&out));
-    r = strstr(strbuf_cstr(&out), "{\"error\"") == strbuf_cstr(&out) ? 1 : 0;
+        r = strcmp(cmd, "test-alert") == 0 && !jv_bool(&v, "ok") ? 1 : 0;
+    } else {
+        r = ctlcli_print(cmd, &v);
+    }
+    jv_free(&v);
     strbuf_done(&out);
     return r;
 }

@@ -552,8 +552,8 @@ live_keep_bound_paths(struct daemon *d, struct config *next)
     return 0;
 }
 
-void
-live_reload(struct daemon *d)
+int
+live_reload(struct daemon *d, char *out, size_t size)
 {
     struct config *next = NULL;
     struct attrib_maps *maps = NULL;
@@ -567,19 +567,25 @@ live_reload(struct daemon *d)
     if (r < 0) {
         diag_format(&diag, msg, sizeof(msg));
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config: %s", msg);
-        return;
+        if (out)
+            (void)snprintf(out, size, "%s", msg);
+        return r;
     }
     r = live_keep_bound_paths(d, next);
     if (r < 0) {
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
-        return;
+        if (out)
+            (void)snprintf(out, size, "%s", strerror(-r));
+        return r;
     }
     r = daemon_maps_load(next, d->key, &maps);
     if (r < 0) {
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
-        return;
+        if (out)
+            (void)snprintf(out, size, "%s", strerror(-r));
+        return r;
     }
     /* The running action instance takes the new config in place: a second instance would
      * drop the queue and the breaker's count, and freeing the old one would leave a command
@@ -590,7 +596,9 @@ live_reload(struct daemon *d)
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed (actions%s), keeping the running config",
                  r == -EBUSY ? ": backend changed while requests are queued, retry" : "");
-        return;
+        if (out)
+            (void)snprintf(out, size, "actions: %s", strerror(-r));
+        return r;
     }
     r = engine_set_config(d->engine, next);
     if (r < 0) {
@@ -599,7 +607,9 @@ live_reload(struct daemon *d)
         attrib_maps_free(maps);
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
-        return;
+        if (out)
+            (void)snprintf(out, size, "%s", strerror(-r));
+        return r;
     }
     engine_set_maps(d->engine, maps);
     attrib_maps_free(d->maps);
@@ -609,6 +619,10 @@ live_reload(struct daemon *d)
     log_emit(LOG_NOTICE, 0, fields, "reloaded %s: %zu rules, mode %s%s", d->config_path,
              next->nrules, next->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
              r == 1 ? " (new windows: counters restarted)" : "");
+    live_ctl_reconfigure(d);
+    if (out)
+        (void)snprintf(out, size, "reloaded %s: %zu rules", d->config_path, next->nrules);
+    return 0;
 }
 
 static void
@@ -621,12 +635,12 @@ live_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     /* Before the first catch-up the unit is still starting: READY=1 here would end the
      * start before the backlog is read. live_checkpoint_cb() sends it when caught up. */
     if (!d->ready) {
-        live_reload(d);
+        (void)live_reload(d, NULL, 0);
         return;
     }
     (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld",
                      (long long)clock_mono_ms(&clock_real) * 1000);
-    live_reload(d);
+    (void)live_reload(d, NULL, 0);
     (void)sd_notify(0, "READY=1");
 }
 
@@ -635,7 +649,7 @@ live_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static void
 live_free(struct daemon *d)
 {
-    ctl_free(d->ctl);
+    live_ctl_close(d);
     tail_free(d->tail);
     action_free(d->action);
     spawner_free(d->spawner);
@@ -676,6 +690,7 @@ live_main(const char *config_path, struct config *cfg)
     int r;
 
     d.loop = EV_DEFAULT;
+    d.start_wall_ms = clock_now_ms(&clock_real);
     daemon_random_key(d.key);
     if (mkdir(cfg->state_dir, 0750) < 0 && errno != EEXIST) {
         r = log_emit(LOG_ERR, -errno, NULL, "%s: cannot create the state directory",

@@ -59,6 +59,7 @@ struct daemon {
 
     /* live_ctl.c (control socket) */
     int64_t start_wall_ms; /* when the daemon started (uptime) */
+    struct live_ctl_test *ctl_tests; /* test-alert requests still collecting results */
 
     /* live_metrics.c (Prometheus exposition) */
     struct live_metrics *metrics;
@@ -70,11 +71,18 @@ struct daemon {
 /* One JSON line to the audit log (a newline is added when missing). */
 void live_audit(struct daemon *d, const char *json_line);
 
-/* Re-read the configuration; all or nothing (the running one is kept on any error). */
-void live_reload(struct daemon *d);
+/*
+ * Re-read the configuration; all or nothing (the running one is kept on any error).
+ * 0, or -errno with the reason (config errors as file:line:column) in @msg; @msg may be NULL.
+ */
+int live_reload(struct daemon *d, char *msg, size_t size);
 
 /* live_ctl.c: the control socket's handlers. */
 int live_ctl_open(struct daemon *d);
+/* After a reload: resolve control_group again and apply it to the socket. */
+void live_ctl_reconfigure(struct daemon *d);
+/* Close the socket and forget test-alert requests in flight. */
+void live_ctl_close(struct daemon *d);
 
 /*
  * live_alert.c: alert delivery. Without alerts.destinations d->alerts is NULL and these
@@ -87,5 +95,7 @@ size_t live_alert_dest_count(const struct daemon *d);
 void live_alert_dest_stats(const struct daemon *d, size_t i, struct dispatch_dest_stats *ret);
 /* floodgatectl test-alert: @done once per destination. 0, or -ENOTSUP (none configured). */
 int live_alert_test(struct daemon *d, dispatch_test_fn done, void *ctx);
+/* floodgatectl alert-enable: re-enable a disabled destination. 0 or -ENOENT. */
+int live_alert_enable(struct daemon *d, const char *name);
 
 #endif

@@ -1,60 +1,696 @@
 /*
  * live_ctl.c - the control socket's handlers: each floodgatectl request is answered from
- * the running daemon's modules (lib/ctl parses and guards the socket).
+ * the running daemon's modules (lib/ctl parses the request, checks the peer and guards the
+ * socket; lib/engine, lib/action and the alert wiring hold the answers).
+ *
+ * Lists are capped (LIVE_CTL_LIST_MAX identities, LIVE_CTL_QUEUED_SHOWN message ids) so an
+ * answer fits CTL_RESPONSE_MAX; a cut list says so with "truncated". Times named *_ms are
+ * wall-clock epoch milliseconds, except *_log_ms: the log's own (zoneless) timestamps.
  */
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "live.h"
 #include "log.h"
 #include "usertable.h"
 
-static int
-live_ctl_release(void *ctx, enum usertable_scope scope, const char *id, struct strbuf *out)
-{
-    struct daemon *d = ctx;
-    int r = action_release(d->action, scope, id);
-    int e = engine_release(d->engine, scope, id);
+#ifndef FLOODGATE_VERSION
+#define FLOODGATE_VERSION "unknown"
+#endif
 
-    if (r < 0 && r != -ENOENT)
-        return r;
-    if (r == -ENOENT && e <= 0)
-        return -ENOENT;
-    d->dirty = true;
-    r = strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"actions\":%s,\"id\":\"",
-                      usertable_scope_name(scope), r == 0 ? "true" : "false");
+#define LIVE_CTL_LIST_MAX     200  /* identities in one held answer */
+#define LIVE_CTL_QUEUED_SHOWN 20   /* recent queued message ids in one show answer */
+#define LIVE_CTL_TEST_S       30.0 /* test-alert waits this long for every destination */
+#define LIVE_CTL_MANUAL_RULE  "manual"
+
+/* A test-alert request collecting one result per destination. */
+struct live_ctl_test {
+    struct live_ctl_test *next;
+    struct daemon *d;
+    uint64_t token;
+    size_t expect, got;
+    bool failed;
+    bool answered; /* the client has its answer (or the deadline passed) */
+    bool in_call;  /* inside live_alert_test(): results may arrive synchronously */
+    struct strbuf results;
+    ev_timer deadline;
+};
+
+static int
+live_ctl_str(struct strbuf *out, const char *key, const char *val)
+{
+    int r = strbuf_printf(out, "\"%s\":\"", key);
+
     if (r == 0)
-        r = strbuf_append_json(out, id, strlen(id));
-    return r < 0 ? r : strbuf_appends(out, "\"}");
+        r = strbuf_append_json(out, val, strlen(val));
+    return r < 0 ? r : strbuf_appends(out, "\"");
 }
 
-static int
-live_ctl_status(void *ctx, struct strbuf *out)
+static const char *
+live_ctl_mode(const struct daemon *d)
 {
-    struct daemon *d = ctx;
+    return d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce";
+}
+
+/* --- status ------------------------------------------------------------------------- */
+
+static int
+live_ctl_status(struct daemon *d, struct strbuf *out)
+{
     const struct engine_stats *st = engine_stats(d->engine);
+    int64_t mono = clock_mono_ms(&clock_real), wall = clock_now_ms(&clock_real);
+    int64_t since_record = -1, lag_s = 0;
+    uint64_t lag_bytes = 0;
     struct tail_stats ts;
+    struct tail_pos pos;
+    struct stat sb;
+    double rate = 0;
     int r;
 
     tail_get_stats(d->tail, &ts);
-    r = strbuf_printf(out, "{\"ready\":%s,\"mode\":\"%s\",\"log_file\":\"",
-                      d->ready ? "true" : "false",
-                      d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
+    tail_position(d->tail, &pos);
+    if (stat(d->cfg->log_file, &sb) == 0) {
+        /* the file the path names now; while an older one is still being read, all of it
+         * is still to come */
+        if ((uint64_t)sb.st_ino == pos.ino && (uint64_t)sb.st_dev == pos.dev)
+            lag_bytes = (uint64_t)sb.st_size > pos.offset ? (uint64_t)sb.st_size - pos.offset : 0;
+        else
+            lag_bytes = (uint64_t)sb.st_size;
+    }
+    if (d->last_record_mono > 0)
+        since_record = (mono - d->last_record_mono) / 1000;
+    if (lag_bytes > 0 && since_record > 0)
+        lag_s = since_record;
+    if (mono > d->status_mono)
+        rate = (double)(d->lines - d->status_lines) * 1000.0 / (double)(mono - d->status_mono);
+    r = strbuf_appends(out, "{");
     if (r == 0)
-        r = strbuf_append_json(out, d->cfg->log_file, strlen(d->cfg->log_file));
+        r = live_ctl_str(out, "version", FLOODGATE_VERSION);
     if (r == 0)
-        r = strbuf_printf(out,
-                          "\",\"records\":%" PRIu64 ",\"parse_errors\":%" PRIu64
-                          ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
-                          ",\"identities\":%zu,\"rotations\":%" PRIu64 ",\"truncations\":%" PRIu64
-                          ",\"gaps\":%" PRIu64 ",\"log_time\":%lld}",
-                          st->records, st->parse_errors, st->outbound, st->trips,
-                          usertable_count(engine_table(d->engine)), ts.rotations, ts.truncations,
-                          ts.gaps, (long long)engine_now_ms(d->engine));
+        r = strbuf_printf(out, ",\"uptime_s\":%lld,\"ready\":%s,\"mode\":\"%s\",",
+                          (long long)((wall - d->start_wall_ms) / 1000),
+                          d->ready ? "true" : "false", live_ctl_mode(d));
+    if (r == 0)
+        r = live_ctl_str(out, "log_file", d->cfg->log_file);
+    if (r == 0)
+        r = strbuf_printf(
+            out,
+            ",\"offset\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",\"lag_s\":%lld,"
+            "\"last_record_s\":%lld,\"lines_per_s\":%.1f,\"records\":%" PRIu64
+            ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
+            ",\"identities\":%zu,\"held\":%zu,\"outbox\":%zu,\"rotations\":%" PRIu64
+            ",\"truncations\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"log_time\":%lld}",
+            pos.offset, lag_bytes, (long long)lag_s, (long long)since_record, rate, st->records,
+            st->parse_errors, st->outbound, st->trips, usertable_count(engine_table(d->engine)),
+            action_list(d->action, false, NULL, NULL), live_alert_pending(d), ts.rotations,
+            ts.truncations, ts.gaps, (long long)engine_now_ms(d->engine));
     return r;
 }
 
+/* --- top ---------------------------------------------------------------------------- */
+
+static int
+live_ctl_top(struct daemon *d, const struct ctl_request *req, struct strbuf *out)
+{
+    const struct usertable_params *up = usertable_params(engine_table(d->engine));
+    struct engine_top_row *rows = calloc(req->n, sizeof(*rows));
+    size_t tables = 0;
+    int r;
+
+    if (!rows)
+        return -ENOMEM;
+    r = strbuf_printf(out, "{\"now_log_ms\":%lld,\"tables\":[",
+                      (long long)engine_now_ms(d->engine));
+    for (int s = 0; s < SCOPE__MAX && r == 0; s++) {
+        if (!req->any_scope && (enum usertable_scope)s != req->scope)
+            continue;
+        for (size_t i = 0; i < up->nseries[s] && r == 0; i++) {
+            const struct usertable_series *se = &up->series[s][i];
+            size_t n;
+            if (req->window_ms && se->window_ms != req->window_ms)
+                continue;
+            n = engine_top(d->engine, (enum usertable_scope)s, i, rows, req->n);
+            r = strbuf_printf(out,
+                              "%s{\"scope\":\"%s\",\"metric\":\"%s\",\"window_ms\":%lld,"
+                              "\"rows\":[",
+                              tables++ ? "," : "", usertable_scope_name((enum usertable_scope)s),
+                              window_metric_name(se->metric), (long long)se->window_ms);
+            for (size_t k = 0; k < n && r == 0; k++) {
+                r = strbuf_appends(out, k ? ",{" : "{");
+                if (r == 0)
+                    r = live_ctl_str(out, "id", rows[k].id);
+                if (r == 0)
+                    r = strbuf_printf(out, ",\"value\":%" PRIu64 "}", rows[k].value);
+            }
+            if (r == 0)
+                r = strbuf_appends(out, "]}");
+        }
+    }
+    free(rows);
+    if (r == -E2BIG) {
+        strbuf_reset(out);
+        (void)strbuf_appends(out, "answer too large: narrow it with --scope, --window or -n");
+        return r;
+    }
+    if (r == 0 && tables == 0) {
+        strbuf_reset(out);
+        (void)strbuf_appends(out, req->window_ms ? "no rule of that scope uses that window"
+                                                 : "no rule counts that scope");
+        return -EINVAL;
+    }
+    return r < 0 ? r : strbuf_appends(out, "]}");
+}
+
+/* --- held and show ------------------------------------------------------------------ */
+
+static const char *
+live_ctl_what(uint32_t want)
+{
+    return (want & CONFIG_ACTION_SUSPEND) ? "suspend"
+           : (want & CONFIG_ACTION_HOLD)  ? "hold"
+                                          : "freeze";
+}
+
+/* One action record as the members of a JSON object (no braces). */
+static int
+live_ctl_info(struct strbuf *out, const struct action_info *in)
+{
+    int r = strbuf_printf(out, "\"scope\":\"%s\",", usertable_scope_name(in->scope));
+
+    if (r == 0)
+        r = live_ctl_str(out, "id", in->id);
+    if (r == 0)
+        r = strbuf_appends(out, ",");
+    if (r == 0)
+        r = live_ctl_str(out, "account", in->account ? in->account : "");
+    if (r == 0)
+        r = strbuf_appends(out, ",");
+    if (r == 0)
+        r = live_ctl_str(out, "rule", in->rule);
+    if (r == 0)
+        r = strbuf_appends(out, ",");
+    if (r == 0)
+        r = live_ctl_str(out, "reason", in->reason);
+    if (r == 0)
+        r = strbuf_printf(out,
+                          ",\"manual\":%s,\"state\":\"%s\",\"what\":\"%s\",\"applied\":\"%s\","
+                          "\"preexisting\":%s,\"frozen\":%zu,\"since_ms\":%lld,"
+                          "\"released_ms\":%lld",
+                          strcmp(in->rule, LIVE_CTL_MANUAL_RULE) == 0 ? "true" : "false", in->state,
+                          live_ctl_what(in->want),
+                          (in->done & CONFIG_ACTION_SUSPEND) ? "suspend"
+                          : (in->done & CONFIG_ACTION_HOLD)  ? "hold"
+                                                             : "none",
+                          in->preexisting ? "true" : "false", in->nfrozen, (long long)in->acted_ms,
+                          (long long)in->released_ms);
+    return r;
+}
+
+struct live_ctl_list {
+    struct strbuf *out;
+    size_t n;
+    int r;
+};
+
+static void
+live_ctl_held_one(void *ctx, const struct action_info *in)
+{
+    struct live_ctl_list *l = ctx;
+
+    if (l->r < 0 || l->n++ >= LIVE_CTL_LIST_MAX)
+        return;
+    l->r = strbuf_appends(l->out, l->n > 1 ? ",{" : "{");
+    if (l->r == 0)
+        l->r = live_ctl_info(l->out, in);
+    if (l->r == 0)
+        l->r = strbuf_appends(l->out, "}");
+}
+
+static int
+live_ctl_held(struct daemon *d, struct strbuf *out)
+{
+    struct live_ctl_list l = { .out = out };
+    int r = strbuf_appends(out, "{\"held\":[");
+
+    if (r < 0)
+        return r;
+    (void)action_list(d->action, false, live_ctl_held_one, &l);
+    if (l.r < 0)
+        return l.r;
+    return strbuf_printf(out, "],\"count\":%zu,\"truncated\":%s}", l.n,
+                         l.n > LIVE_CTL_LIST_MAX ? "true" : "false");
+}
+
+static int
+live_ctl_show_counters(struct daemon *d, const struct ctl_request *req, struct strbuf *out)
+{
+    struct usertable *t = engine_table(d->engine);
+    const struct usertable_params *up = usertable_params(t);
+    int64_t now = engine_now_ms(d->engine);
+    struct usertable_entry *ent;
+    const struct usertable_policy *pol;
+    int r;
+
+    if (usertable_get(t, req->scope, req->id, strlen(req->id), now, false, &ent) <= 0)
+        return strbuf_appends(out, ",\"counted\":false");
+    r = strbuf_printf(out, ",\"counted\":true,\"last_log_ms\":%lld,\"dense\":%s,\"series\":[",
+                      (long long)usertable_entry_last_ms(ent),
+                      usertable_entry_is_dense(ent) ? "true" : "false");
+    for (size_t i = 0; i < up->nseries[req->scope] && r == 0; i++) {
+        const struct usertable_series *se = &up->series[req->scope][i];
+        r = strbuf_printf(out, "%s{\"metric\":\"%s\",\"window_ms\":%lld,\"value\":%" PRIu64 "}",
+                          i ? "," : "", window_metric_name(se->metric), (long long)se->window_ms,
+                          usertable_sum(t, ent, i, now));
+    }
+    if (r == 0)
+        r = strbuf_appends(out, "],\"totals\":{");
+    for (int m = 0; m < WINDOW_METRIC__MAX && r == 0; m++)
+        r = strbuf_printf(out, "%s\"%s\":%" PRIu64, m ? "," : "",
+                          window_metric_name((enum window_metric)m),
+                          usertable_entry_total(ent, (enum window_metric)m));
+    pol = usertable_entry_policy(ent);
+    if (r == 0)
+        r = strbuf_appends(out, "},\"tripped\":[");
+    for (size_t i = 0, n = 0; i < d->cfg->nrules && i < 32 && r == 0; i++) {
+        if (!(pol->tripped & (1u << i)))
+            continue;
+        r = strbuf_appends(out, n++ ? ",\"" : "\"");
+        if (r == 0)
+            r = strbuf_append_json(out, d->cfg->rules[i].name, strlen(d->cfg->rules[i].name));
+        if (r == 0)
+            r = strbuf_appends(out, "\"");
+    }
+    if (r == 0)
+        r = strbuf_printf(out, "],\"cooldown_until_log_ms\":%lld",
+                          (long long)(pol->quiet_until_ms > now ? pol->quiet_until_ms : 0));
+    return r;
+}
+
+static int
+live_ctl_show(struct daemon *d, const struct ctl_request *req, struct strbuf *out)
+{
+    char(*ids)[MSGTRACK_ID_MAX + 1] = NULL;
+    char account[USERTABLE_KEY_MAX];
+    struct action_info in;
+    bool acted = action_info(d->action, req->scope, req->id, &in) == 0;
+    size_t nq;
+    int r;
+
+    if (usertable_get(engine_table(d->engine), req->scope, req->id, strlen(req->id),
+                      engine_now_ms(d->engine), false, &(struct usertable_entry *){ NULL }) <= 0 &&
+        !acted) {
+        (void)strbuf_appends(out, "no such identity is counted or in the ledger");
+        return -ENOENT;
+    }
+    ids = calloc(LIVE_QUEUED_MAX, sizeof(*ids));
+    if (!ids)
+        return -ENOMEM;
+    engine_account_of(d->engine, req->scope, req->id, account, sizeof(account));
+    r = strbuf_printf(out, "{\"scope\":\"%s\",", usertable_scope_name(req->scope));
+    if (r == 0)
+        r = live_ctl_str(out, "id", req->id);
+    if (r == 0)
+        r = strbuf_appends(out, ",");
+    if (r == 0)
+        r = live_ctl_str(out, "account", account);
+    if (r == 0)
+        r = live_ctl_show_counters(d, req, out);
+    /* the newest LIVE_CTL_QUEUED_SHOWN of the queued ids (the list is oldest first) */
+    nq = engine_identity_queued(d->engine, req->scope, req->id, ids, LIVE_QUEUED_MAX);
+    if (r == 0)
+        r = strbuf_printf(out, ",\"queued_count\":%zu,\"queued\":[", nq);
+    for (size_t first = nq > LIVE_CTL_QUEUED_SHOWN ? nq - LIVE_CTL_QUEUED_SHOWN : 0, i = first;
+         i < nq && r == 0; i++)
+        r = strbuf_printf(out, "%s\"%s\"", i == first ? "" : ",", ids[i]);
+    if (r == 0)
+        r = strbuf_appends(out, "],\"action\":");
+    if (r == 0 && acted) {
+        r = strbuf_appends(out, "{");
+        if (r == 0)
+            r = live_ctl_info(out, &in);
+        if (r == 0)
+            r = strbuf_appends(out, "}");
+    } else if (r == 0) {
+        r = strbuf_appends(out, "null");
+    }
+    /* history: what the ledger keeps of the identity (the last trip and release) */
+    if (r == 0)
+        r = strbuf_appends(out, ",\"history\":[");
+    if (r == 0 && acted && in.acted_ms) {
+        r = strbuf_printf(out, "{\"event\":\"%s\",\"at_ms\":%lld,",
+                          strcmp(in.rule, LIVE_CTL_MANUAL_RULE) == 0 ? "held" : "acted",
+                          (long long)in.acted_ms);
+        if (r == 0)
+            r = live_ctl_str(out, "rule", in.rule);
+        if (r == 0)
+            r = strbuf_appends(out, "}");
+    }
+    if (r == 0 && acted && in.released_ms)
+        r = strbuf_printf(out, "%s{\"event\":\"released\",\"at_ms\":%lld}", in.acted_ms ? "," : "",
+                          (long long)in.released_ms);
+    if (r == 0)
+        r = strbuf_appends(out, "]}");
+    free(ids);
+    return r;
+}
+
+/* --- release and hold --------------------------------------------------------------- */
+
+/* {"ts":..,"event":"ctl_<verb>","uid":..,"scope":..,"id":..[,"reason":..]} to the audit log */
+static void
+live_ctl_audit(struct daemon *d, const char *event, const struct ctl_peer *peer,
+               const struct ctl_request *req, int result)
+{
+    struct strbuf b;
+    int r;
+
+    strbuf_init(&b, 4096);
+    r = strbuf_printf(&b, "{\"ts\":%lld,\"event\":\"%s\",\"uid\":%u,\"scope\":\"%s\",",
+                      (long long)clock_now_ms(&clock_real), event, (unsigned)peer->uid,
+                      usertable_scope_name(req->scope));
+    if (r == 0)
+        r = live_ctl_str(&b, "id", req->id);
+    if (r == 0 && req->reason[0]) {
+        r = strbuf_appends(&b, ",");
+        if (r == 0)
+            r = live_ctl_str(&b, "reason", req->reason);
+    }
+    if (r == 0)
+        r = strbuf_printf(&b, ",\"result\":%d}", result);
+    if (r == 0)
+        live_audit(d, strbuf_cstr(&b));
+    strbuf_done(&b);
+}
+
+static int
+live_ctl_release(struct daemon *d, const struct ctl_request *req, const struct ctl_peer *peer,
+                 struct strbuf *out)
+{
+    int r = action_release(d->action, req->scope, req->id);
+    int e = engine_release(d->engine, req->scope, req->id);
+
+    live_ctl_audit(d, "ctl_release", peer, req, r < 0 && e <= 0 ? r : 0);
+    if (r == -EBUSY) {
+        (void)strbuf_appends(out, "an action for this identity is still running; retry");
+        return r;
+    }
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if (r == -ENOENT && e <= 0) {
+        (void)strbuf_appends(out, "no such identity is tripped or held");
+        return -ENOENT;
+    }
+    d->dirty = true;
+    r = strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"actions\":%s,",
+                      usertable_scope_name(req->scope), r == 0 ? "true" : "false");
+    if (r == 0)
+        r = live_ctl_str(out, "id", req->id);
+    return r < 0 ? r : strbuf_appends(out, "}");
+}
+
+static int
+live_ctl_hold(struct daemon *d, const struct ctl_request *req, const struct ctl_peer *peer,
+              struct strbuf *out)
+{
+    char(*ids)[MSGTRACK_ID_MAX + 1] = calloc(LIVE_QUEUED_MAX, sizeof(*ids));
+    const char **ptrs = calloc(LIVE_QUEUED_MAX, sizeof(*ptrs));
+    char account[USERTABLE_KEY_MAX];
+    struct action_request ar;
+    size_t n;
+    int r;
+
+    if (!ids || !ptrs) {
+        free(ids);
+        free(ptrs);
+        return -ENOMEM;
+    }
+    engine_account_of(d->engine, req->scope, req->id, account, sizeof(account));
+    n = engine_identity_queued(d->engine, req->scope, req->id, ids, LIVE_QUEUED_MAX);
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = ids[i];
+    ar = (struct action_request){
+        .rule = LIVE_CTL_MANUAL_RULE,
+        .scope = req->scope,
+        .id = req->id,
+        .account = account[0] ? account : NULL,
+        .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+        .msgids = ptrs,
+        .nmsgids = n,
+        .reason = req->reason[0] ? req->reason : NULL,
+    };
+    r = action_trip(d->action, &ar);
+    free(ids);
+    free(ptrs);
+    live_ctl_audit(d, "ctl_hold", peer, req, r);
+    if (r == -EALREADY)
+        (void)strbuf_appends(out, "already held by floodgate (see floodgatectl held)");
+    else if (r == -EBUSY)
+        (void)strbuf_appends(out, "circuit breaker open: max_per_hour actions reached");
+    else if (r == -EINVAL)
+        (void)strbuf_appends(out, "identity or reason refused by the action validators");
+    if (r < 0)
+        return r;
+    r = strbuf_printf(out, "{\"held\":%s,\"monitor\":%s,\"scope\":\"%s\",\"queued\":%zu,",
+                      d->cfg->mode == CONFIG_MODE_MONITOR ? "false" : "true",
+                      d->cfg->mode == CONFIG_MODE_MONITOR ? "true" : "false",
+                      usertable_scope_name(req->scope), n);
+    if (r == 0)
+        r = live_ctl_str(out, "id", req->id);
+    if (r == 0)
+        r = strbuf_appends(out, ",");
+    if (r == 0)
+        r = live_ctl_str(out, "reason", req->reason);
+    return r < 0 ? r : strbuf_appends(out, "}");
+}
+
+/* --- reload, alerts ----------------------------------------------------------------- */
+
+static int
+live_ctl_reload(struct daemon *d, struct strbuf *out)
+{
+    char msg[1024];
+    int r = live_reload(d, msg, sizeof(msg));
+
+    if (r < 0) {
+        (void)strbuf_printf(out, "reload failed, running config kept: %s", msg);
+        return r;
+    }
+    r = strbuf_printf(out, "{\"reloaded\":true,\"rules\":%zu,\"mode\":\"%s\",", d->cfg->nrules,
+                      live_ctl_mode(d));
+    if (r == 0)
+        r = live_ctl_str(out, "message", msg);
+    return r < 0 ? r : strbuf_appends(out, "}");
+}
+
+static void
+live_ctl_test_free(struct live_ctl_test *t)
+{
+    struct daemon *d = t->d;
+
+    for (struct live_ctl_test **pp = &d->ctl_tests; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    ev_timer_stop(d->loop, &t->deadline);
+    strbuf_done(&t->results);
+    free(t);
+}
+
+/* The answer: {"ok":..,"expected":N,"answered":M,"results":[...]}. */
+static int
+live_ctl_test_answer(struct live_ctl_test *t, struct strbuf *out)
+{
+    int r = strbuf_printf(out, "{\"ok\":%s,\"expected\":%zu,\"answered\":%zu,\"results\":[",
+                          !t->failed && t->got == t->expect ? "true" : "false", t->expect, t->got);
+
+    if (r == 0)
+        r = strbuf_append(out, strbuf_cstr(&t->results), t->results.len);
+    return r < 0 ? r : strbuf_appends(out, "]}");
+}
+
+static void
+live_ctl_test_finish(struct live_ctl_test *t)
+{
+    struct strbuf out;
+
+    if (t->answered || t->in_call)
+        return;
+    t->answered = true;
+    strbuf_init(&out, CTL_RESPONSE_MAX);
+    if (live_ctl_test_answer(t, &out) == 0)
+        (void)ctl_answer(t->d->ctl, t->token, 0, strbuf_cstr(&out)); /* -ENOENT: client left */
+    else
+        (void)ctl_answer(t->d->ctl, t->token, -E2BIG, "answer too large");
+    strbuf_done(&out);
+}
+
+static void
+live_ctl_test_done(void *ctx, const char *dest, bool ok, int status, const char *detail)
+{
+    struct live_ctl_test *t = ctx;
+    struct strbuf *b = &t->results;
+    char line[CTL_NAME_MAX + 600];
+    size_t len;
+    int r;
+
+    t->got++;
+    t->failed |= !ok;
+    if (!t->answered) {
+        len = b->len;
+        r = strbuf_printf(b, "%s{\"dest\":\"", t->got > 1 ? "," : "");
+        if (r == 0)
+            r = strbuf_append_json(b, dest ? dest : "", dest ? strlen(dest) : 0);
+        (void)snprintf(line, sizeof(line), "%s", detail ? detail : "");
+        if (r == 0)
+            r = strbuf_printf(b, "\",\"ok\":%s,\"status\":%d,\"detail\":\"", ok ? "true" : "false",
+                              status);
+        if (r == 0)
+            r = strbuf_append_json(b, line, strlen(line));
+        if (r == 0)
+            r = strbuf_appends(b, "\"}");
+        if (r < 0) { /* over the cap: the count still says it answered */
+            b->len = len;
+            if (b->p)
+                b->p[len] = '\0';
+        }
+    }
+    if (t->got >= t->expect) {
+        live_ctl_test_finish(t);
+        if (!t->in_call)
+            live_ctl_test_free(t); /* every result is in: nothing refers to @t any more */
+    }
+}
+
+static void
+live_ctl_test_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct live_ctl_test *t = w->data;
+
+    (void)loop;
+    (void)revents;
+    t->failed = true; /* destinations that have not answered count as failed */
+    /* answer now; @t stays until every destination has answered, as they still may */
+    live_ctl_test_finish(t);
+}
+
+static int
+live_ctl_test_alert(struct daemon *d, uint64_t token, struct strbuf *out)
+{
+    struct live_ctl_test *t;
+    int r;
+
+    if (live_alert_dest_count(d) == 0) {
+        (void)strbuf_appends(out, "no alert destinations configured");
+        return -ENOTSUP;
+    }
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->d = d;
+    t->token = token;
+    t->expect = live_alert_dest_count(d);
+    strbuf_init(&t->results, CTL_RESPONSE_MAX / 2);
+    ev_timer_init(&t->deadline, live_ctl_test_deadline_cb, LIVE_CTL_TEST_S, 0);
+    t->deadline.data = t;
+    t->next = d->ctl_tests;
+    d->ctl_tests = t;
+    t->in_call = true;
+    r = live_alert_test(d, live_ctl_test_done, t);
+    t->in_call = false;
+    if (r < 0) {
+        live_ctl_test_free(t);
+        if (r == -ENOTSUP)
+            (void)strbuf_appends(out, "no alert destinations configured");
+        return r;
+    }
+    if (t->got >= t->expect) { /* every destination answered at once */
+        t->answered = true;
+        r = live_ctl_test_answer(t, out);
+        live_ctl_test_free(t);
+        return r;
+    }
+    ev_timer_start(d->loop, &t->deadline);
+    return 1;
+}
+
+static int
+live_ctl_alert_enable(struct daemon *d, const struct ctl_request *req, struct strbuf *out)
+{
+    int r = live_alert_enable(d, req->id);
+
+    if (r == -ENOENT) {
+        (void)strbuf_printf(out, "no alert destination named %s", req->id);
+        return r;
+    }
+    if (r < 0)
+        return r;
+    r = strbuf_appends(out, "{");
+    if (r == 0)
+        r = live_ctl_str(out, "enabled", req->id);
+    return r < 0 ? r : strbuf_appends(out, "}");
+}
+
+/* --- wiring ------------------------------------------------------------------------- */
+
+static int
+live_ctl_handle(void *ctx, const struct ctl_request *req, const struct ctl_peer *peer,
+                uint64_t token, struct strbuf *out)
+{
+    struct daemon *d = ctx;
+
+    switch (req->verb) {
+    case CTL_STATUS:
+        return live_ctl_status(d, out);
+    case CTL_TOP:
+        return live_ctl_top(d, req, out);
+    case CTL_SHOW:
+        return live_ctl_show(d, req, out);
+    case CTL_HELD:
+        return live_ctl_held(d, out);
+    case CTL_RELEASE:
+        return live_ctl_release(d, req, peer, out);
+    case CTL_HOLD:
+        return live_ctl_hold(d, req, peer, out);
+    case CTL_RELOAD:
+        return live_ctl_reload(d, out);
+    case CTL_TEST_ALERT:
+        return live_ctl_test_alert(d, token, out);
+    case CTL_ALERT_ENABLE:
+        return live_ctl_alert_enable(d, req, out);
+    case CTL__VERB_MAX:
+        break;
+    }
+    return -EINVAL;
+}
+
+/* control_group -> gid, now (start and reload): a group that does not exist is logged. */
+static void
+live_ctl_access(const struct daemon *d, struct ctl_access *acc)
+{
+    const char *name = d->cfg->control_group;
+    struct group gr, *res = NULL;
+    char buf[4096];
+
+    *acc = (struct ctl_access){ .self = geteuid() };
+    if (!name)
+        return;
+    if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || !res) {
+        log_emit(LOG_WARNING, 0, NULL,
+                 "control_group %s: no such group; read-only floodgatectl is root only", name);
+        return;
+    }
+    acc->has_group = true;
+    acc->group = res->gr_gid;
+    acc->group_name = name;
+}
 
 int
 live_ctl_open(struct daemon *d)
@@ -62,10 +698,34 @@ live_ctl_open(struct daemon *d)
     struct ctl_params cp = {
         .loop = d->loop,
         .path = d->cfg->control_socket,
+        .handle = live_ctl_handle,
         .ctx = d,
-        .status = live_ctl_status,
-        .release = live_ctl_release,
     };
 
+    live_ctl_access(d, &cp.access);
     return ctl_open(&cp, &d->ctl);
+}
+
+void
+live_ctl_reconfigure(struct daemon *d)
+{
+    struct ctl_access acc;
+    int r;
+
+    if (!d->ctl)
+        return;
+    live_ctl_access(d, &acc);
+    r = ctl_set_access(d->ctl, &acc);
+    if (r < 0)
+        log_emit(LOG_WARNING, r, NULL, "%s: cannot set the control socket's group and mode",
+                 d->cfg->control_socket);
+}
+
+void
+live_ctl_close(struct daemon *d)
+{
+    ctl_free(d->ctl);
+    d->ctl = NULL;
+    while (d->ctl_tests)
+        live_ctl_test_free(d->ctl_tests);
 }

@@ -82,7 +82,8 @@ struct action_entry {
     size_t nfrozen, capfrozen;
     char **pending; /* ids of an exim -Mf batch running now: its outcome is not known yet */
     size_t npending, cappending;
-    bool busy; /* a job refers to it */
+    bool busy;    /* a job refers to it */
+    char *reason; /* a manual action's reason, or NULL */
 };
 
 enum job_kind { JOB_TRIP, JOB_FREEZE_MORE, JOB_RELEASE, JOB_RESUME };
@@ -325,6 +326,7 @@ entry_free(struct action_entry *e)
     free(e->pending);
     free(e->id);
     free(e->account);
+    free(e->reason);
     free(e);
 }
 
@@ -479,7 +481,13 @@ ledger_put_entry(struct strbuf *b, const struct action_entry *e)
     if (r == 0)
         r = ledger_put(b, e->rule);
     if (r == 0)
-        r = strbuf_printf(b, "\t%u\n", e->attempted);
+        r = strbuf_printf(b, "\t%u", e->attempted);
+    if (r == 0 && e->reason) /* optional last field: older ledgers have none */
+        r = strbuf_appends(b, "\t");
+    if (r == 0 && e->reason)
+        r = ledger_put(b, e->reason);
+    if (r == 0)
+        r = strbuf_appends(b, "\n");
     for (size_t i = 0; r == 0 && i < e->nfrozen; i++)
         r = strbuf_printf(b, "F\t%s\n", e->frozen[i]);
     for (size_t i = 0; r == 0 && i < e->npending; i++)
@@ -587,7 +595,7 @@ fail:
 static int
 ledger_load(struct action *a)
 {
-    char *buf = NULL, *line, *f[12];
+    char *buf = NULL, *line, *f[13];
     struct action_entry *last = NULL;
     int r = state_read_path(a->ledger_path, ACTION_LEDGER_MAX, &buf, NULL);
 
@@ -617,8 +625,9 @@ ledger_load(struct action *a)
         if (strcmp(f[0], "E") == 0) {
             struct action_entry *e = NULL;
             char *rule = NULL;
-            /* E, 9 fields to the account, the rule, then (version 2) attempted */
-            if (n != efields) {
+            /* E, 9 fields to the account, the rule, then (version 2) attempted and an
+             * optional reason */
+            if (n != efields && !(efields == 12 && n == 13)) {
                 r = -EBADMSG;
                 goto out;
             }
@@ -633,9 +642,13 @@ ledger_load(struct action *a)
             }
             memcpy(e->rule, rule, strlen(rule) + 1);
             free(rule);
-            if (n == 12 && util_parse_u32(f[11], strlen(f[11]), &e->attempted) < 0) {
+            if (n >= 12 && util_parse_u32(f[11], strlen(f[11]), &e->attempted) < 0) {
                 entry_free(e);
                 r = -EBADMSG;
+                goto out;
+            }
+            if (n == 13 && (r = ledger_unescape(f[12], strlen(f[12]), &e->reason)) < 0) {
+                entry_free(e);
                 goto out;
             }
             if (last)
@@ -714,6 +727,20 @@ action_norm_id(enum usertable_scope scope, const char *id)
         for (char *p = s; *p; p++)
             *p = util_ascii_lower(*p);
     return s;
+}
+
+/* A manual action's reason: printable ASCII, 1 to ACTION_REASON_MAX bytes. */
+static bool
+action_valid_reason(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > ACTION_REASON_MAX)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
 }
 
 static bool
@@ -1389,13 +1416,14 @@ action_trip(struct action *a, const struct action_request *req)
 {
     struct action_entry *e, tmp;
     struct action_job *j;
-    char *account;
+    char *account, *reason;
     bool fresh;
     int r;
 
     if (!req || !req->rule || !spawn_valid_text(req->rule) ||
         strlen(req->rule) >= ACTION_RULE_MAX || !action_valid_identity(req->scope, req->id) ||
-        (req->account && !spawn_valid_user(req->account)))
+        (req->account && !spawn_valid_user(req->account)) ||
+        (req->reason && !action_valid_reason(req->reason)))
         return -EINVAL;
     e = action_find(a, req->scope, req->id);
     if (e && e->state != ENTRY_RELEASED) {
@@ -1433,14 +1461,16 @@ action_trip(struct action *a, const struct action_request *req)
     }
     memcpy(e->rule, req->rule, strlen(req->rule) + 1); /* job_collect() audits with it */
     account = req->account ? strdup(req->account) : NULL;
+    reason = req->reason ? strdup(req->reason) : NULL;
     j = job_new(JOB_TRIP, e, "trip");
-    r = (!j || (req->account && !account)) ? -ENOMEM : 0;
+    r = (!j || (req->account && !account) || (req->reason && !reason)) ? -ENOMEM : 0;
     if (r == 0 && (req->actions & CONFIG_ACTION_FREEZE))
         r = job_collect(a, j, req->msgids, req->nmsgids);
     if (r < 0) {
         if (j)
             job_free(j);
         free(account);
+        free(reason);
         if (fresh)
             entry_free(e);
         return r;
@@ -1451,6 +1481,8 @@ action_trip(struct action *a, const struct action_request *req)
     }
     free(e->account);
     e->account = account;
+    free(e->reason);
+    e->reason = reason;
     e->state = ENTRY_ACTING;
     e->want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
               : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
@@ -1467,6 +1499,8 @@ action_trip(struct action *a, const struct action_request *req)
         audit_num(&au, "candidates", (long long)req->nmsgids);
         audit_num(&au, "confirmed", (long long)j->nids);
         audit_num(&au, "want", (long long)e->want);
+        if (e->reason)
+            audit_str(&au, "reason", e->reason, strlen(e->reason));
         audit_end(a, &au);
     }
     job_enqueue(a, j);
@@ -1828,4 +1862,66 @@ action_free(struct action *a)
     free(a->susp_file);
     free(a->exim_config_fallback);
     free(a);
+}
+
+static void
+action_info_of(const struct action_entry *e, struct action_info *ret)
+{
+    static const char *const st[] = { "acting", "acted", "released" };
+
+    *ret = (struct action_info){
+        .scope = e->scope,
+        .id = e->id,
+        .account = e->account,
+        .rule = e->rule,
+        .reason = e->reason ? e->reason : "",
+        .state = st[e->state],
+        .active = e->state != ENTRY_RELEASED,
+        .want = e->want,
+        .done = e->done,
+        .preexisting = e->preexisting,
+        .nfrozen = e->nfrozen,
+        .acted_ms = e->acted_ms,
+        .released_ms = e->released_ms,
+    };
+}
+
+size_t
+action_list(const struct action *a, bool all, action_list_fn fn, void *ctx)
+{
+    struct action_info info;
+    size_t n = 0;
+
+    for (const struct action_entry *e = a->entries; e; e = e->next) {
+        if (!all && e->state == ENTRY_RELEASED)
+            continue;
+        if (fn) {
+            action_info_of(e, &info);
+            fn(ctx, &info);
+        }
+        n++;
+    }
+    return n;
+}
+
+int
+action_info(const struct action *a, enum usertable_scope scope, const char *id,
+            struct action_info *ret)
+{
+    const struct action_entry *e = id ? action_find(a, scope, id) : NULL;
+
+    if (!e)
+        return -ENOENT;
+    action_info_of(e, ret);
+    return 0;
+}
+
+size_t
+action_active_count(const struct action *a)
+{
+    size_t n = 0;
+
+    for (const struct action_entry *e = a->entries; e; e = e->next)
+        n += e->state != ENTRY_RELEASED; /* as action_is_active() decides */
+    return n;
 }

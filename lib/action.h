@@ -114,6 +114,8 @@ struct action_request {
     uint32_t actions;          /* CONFIG_ACTION_*: FREEZE, HOLD, SUSPEND (SUSPEND wins) */
     const char *const *msgids; /* candidate queued ids from the log, may be NULL */
     size_t nmsgids;
+    const char *reason; /* a manual action's reason (printable ASCII, ACTION_REASON_MAX), or
+                         * NULL; kept in the ledger, audited, listed by action_list() */
 };
 
 /*
@@ -158,5 +160,40 @@ size_t action_pending(const struct action *a);
 /* Backend by name ("exim", "cpanel", "command"), NULL when unknown. */
 const struct action_backend *action_backend_lookup(const char *name);
 const char *action_backend_name(const struct action_backend *be);
+
+/* --- listing (floodgatectl held, show) ---------------------------------------------- */
+
+#define ACTION_REASON_MAX 200 /* bytes of a manual action's reason */
+
+/* One identity of the ledger; every pointer is borrowed for the callback or the call. */
+struct action_info {
+    enum usertable_scope scope;
+    const char *id;
+    const char *account; /* may be NULL */
+    const char *rule;    /* the rule that acted ("manual" for floodgatectl hold) */
+    const char *reason;  /* "" unless a manual action gave one */
+    const char *state;   /* "acting", "acted", "released" */
+    bool active;         /* acting or acted: action_is_active() */
+    uint32_t want;       /* CONFIG_ACTION_HOLD/SUSPEND asked for */
+    uint32_t done;       /* ... applied by floodgate (a release undoes these) */
+    bool preexisting;    /* the backend found it in force already (not undone) */
+    size_t nfrozen;      /* message ids floodgate froze and has not thawed */
+    int64_t acted_ms;    /* wall time of the (last) trip; 0 unknown */
+    int64_t released_ms; /* wall time of the last release; 0 none */
+};
+typedef void (*action_list_fn)(void *ctx, const struct action_info *info);
+
+/*
+ * Call @fn for every identity of the ledger (with @all false: only the active ones), in
+ * the ledger's order (@fn NULL: only count them). Returns how many were listed.
+ */
+size_t action_list(const struct action *a, bool all, action_list_fn fn, void *ctx);
+
+/* The ledger's record of one identity: 0 and *@ret, or -ENOENT. */
+int action_info(const struct action *a, enum usertable_scope scope, const char *id,
+                struct action_info *ret);
+
+/* Identities acted on (or being acted on) and not released: held by floodgate, for metrics. */
+size_t action_active_count(const struct action *a);
 
 #endif

@@ -2,15 +2,25 @@
  * ctl.c - the control socket behind floodgatectl (DESIGN.md "Operating it").
  *
  * One request per connection, one line each way, no state kept between connections, so
- * a slow or hostile client costs one descriptor and a bounded buffer until it is gone.
- * The peer's uid is checked with SO_PEERCRED before the request is read: only root or
- * the daemon's own uid may ask for anything. At most CTL_CLIENTS_MAX connections are
- * served at once; further ones wait in the listen backlog.
+ * a slow or hostile client costs one descriptor and two bounded buffers until it is gone.
+ * The kernel says who connected (SO_PEERCRED); every request is checked against the
+ * permission matrix (ctl_allowed) after it is parsed, so a refusal names the verb.
+ *
+ * A client lives in three phases, each under its own timer, and never blocks the loop:
+ * READ (CTL_IDLE_S for a full line of at most CTL_REQUEST_MAX bytes), PENDING (a handler
+ * answers later through a token, CTL_PENDING_S; a client that hangs up meanwhile is
+ * freed and the late answer finds nothing), WRITE (non-blocking, CTL_WRITE_S for the
+ * client to read its answer). At most CTL_CLIENTS_MAX are served at once (further ones
+ * wait in the listen backlog) and at most CTL_PER_UID_MAX per uid other than root and
+ * the daemon's own, as OpenSMTPD's control.c caps them.
  */
 #include "ctl.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -22,115 +32,396 @@
 
 #include "log.h"
 
-#define CTL_CLIENT_IDLE_S 5.0 /* a client that sends no full request by then is dropped */
+#define CTL_PER_UID_MAX 4
+#define CTL_WHY_MAX     160
+
+enum ctl_phase { CTL_PH_READ, CTL_PH_PENDING, CTL_PH_WRITE };
 
 struct ctl_client {
     struct ctl *ctl;
+    struct ctl_client *next;
     ev_io io;
-    ev_timer idle;
+    ev_timer timer;
     int fd;
+    enum ctl_phase phase;
+    uint64_t token;
+    struct ctl_peer peer;
     char buf[CTL_REQUEST_MAX + 1];
     size_t len;
+    struct strbuf out;
+    size_t sent;
 };
 
 struct ctl {
     struct ctl_params p;
     char *path;
+    char *group_name;
     int fd;
     ev_io io;
     size_t nclients;
+    struct ctl_client *clients;
+    uint64_t next_token;
 };
 
-int
-ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **why)
+/* --- the request grammar (pure) ------------------------------------------------------ */
+
+static const struct {
+    const char *name;
+    bool read_only;
+} ctl_verbs[CTL__VERB_MAX] = {
+    [CTL_STATUS] = { "status", true },
+    [CTL_TOP] = { "top", true },
+    [CTL_SHOW] = { "show", true },
+    [CTL_HELD] = { "held", true },
+    [CTL_RELEASE] = { "release", false },
+    [CTL_HOLD] = { "hold", false },
+    [CTL_RELOAD] = { "reload", false },
+    [CTL_TEST_ALERT] = { "test-alert", false },
+    [CTL_ALERT_ENABLE] = { "alert-enable", false },
+};
+
+const char *
+ctl_verb_name(enum ctl_verb v)
 {
-    const char *sp, *end = line + len;
+    return (unsigned)v < CTL__VERB_MAX ? ctl_verbs[v].name : "?";
+}
+
+bool
+ctl_verb_read_only(enum ctl_verb v)
+{
+    return (unsigned)v < CTL__VERB_MAX && ctl_verbs[v].read_only;
+}
+
+static bool
+ctl_has_ctrl(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+            return true;
+    return false;
+}
+
+/* "<scope> <identity>[\t<reason>]" (the reason only when @reason is set). */
+static int
+ctl_parse_identity(const char *p, const char *end, struct ctl_request *ret, bool reason,
+                   const char **why)
+{
+    const char *sp = memchr(p, ' ', (size_t)(end - p)), *tab;
     char scope[16];
 
-    memset(ret, 0, sizeof(*ret));
-    *why = NULL;
-    if (len == 6 && memcmp(line, "status", 6) == 0) {
-        ret->verb = CTL_STATUS;
-        return 0;
-    }
-    if (len < 8 || memcmp(line, "release ", 8) != 0) {
-        *why = "unknown request (status, release <scope> <identity>)";
+    if (!sp || (size_t)(sp - p) >= sizeof(scope)) {
+        *why = "needs a scope (mailbox, account, script) and an identity";
         return -EINVAL;
     }
-    line += 8;
-    sp = memchr(line, ' ', (size_t)(end - line));
-    if (!sp || (size_t)(sp - line) >= sizeof(scope)) {
-        *why = "release needs a scope (mailbox, account, script) and an identity";
-        return -EINVAL;
-    }
-    memcpy(scope, line, (size_t)(sp - line));
-    scope[sp - line] = '\0';
+    memcpy(scope, p, (size_t)(sp - p));
+    scope[sp - p] = '\0';
     if (usertable_scope_parse(scope, &ret->scope) < 0) {
         *why = "unknown scope (mailbox, account, script)";
         return -EINVAL;
     }
-    line = sp + 1;
-    if (line == end || (size_t)(end - line) >= sizeof(ret->id)) {
+    p = sp + 1;
+    tab = reason ? memchr(p, '\t', (size_t)(end - p)) : NULL;
+    if (tab) {
+        size_t rlen = (size_t)(end - tab - 1);
+        if (rlen == 0 || rlen > CTL_REASON_MAX) {
+            *why = "reason empty or longer than 200 bytes";
+            return -EINVAL;
+        }
+        for (const char *q = tab + 1; q < end; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e) {
+                *why = "reason must be printable ASCII";
+                return -EINVAL;
+            }
+        memcpy(ret->reason, tab + 1, rlen);
+        ret->reason[rlen] = '\0';
+        end = tab;
+    }
+    if (p == end || (size_t)(end - p) >= sizeof(ret->id)) {
         *why = "identity empty or too long";
         return -EINVAL;
     }
-    for (const char *q = line; q < end; q++) {
-        if ((unsigned char)*q < 0x20 || *q == 0x7f) {
-            *why = "identity holds control characters";
-            return -EINVAL;
-        }
+    if (ctl_has_ctrl(p, (size_t)(end - p))) {
+        *why = "identity holds control characters";
+        return -EINVAL;
     }
-    memcpy(ret->id, line, (size_t)(end - line));
-    ret->id[end - line] = '\0';
+    memcpy(ret->id, p, (size_t)(end - p));
+    ret->id[end - p] = '\0';
     if (ret->scope == SCOPE_MAILBOX) /* mailboxes are counted lowercased */
         for (char *c = ret->id; *c; c++)
             *c = util_ascii_lower(*c);
-    ret->verb = CTL_RELEASE;
     return 0;
 }
+
+/* "[scope=S] [window=D] [n=N]" in any order, each at most once. */
+static int
+ctl_parse_top(const char *p, const char *end, struct ctl_request *ret, const char **why)
+{
+    bool seen_scope = false, seen_window = false, seen_n = false;
+
+    ret->any_scope = true;
+    ret->n = CTL_TOP_DEFAULT;
+    while (p < end) {
+        const char *sp = memchr(p, ' ', (size_t)(end - p)), *eq;
+        const char *tok_end = sp ? sp : end;
+        char val[32];
+        size_t klen, vlen;
+
+        eq = memchr(p, '=', (size_t)(tok_end - p));
+        if (!eq || eq == p || (vlen = (size_t)(tok_end - eq - 1)) == 0 || vlen >= sizeof(val)) {
+            *why = "top takes scope=S, window=DURATION and n=N";
+            return -EINVAL;
+        }
+        klen = (size_t)(eq - p);
+        memcpy(val, eq + 1, vlen);
+        val[vlen] = '\0';
+        if (klen == 5 && memcmp(p, "scope", 5) == 0 && !seen_scope) {
+            seen_scope = true;
+            if (usertable_scope_parse(val, &ret->scope) < 0) {
+                *why = "unknown scope (mailbox, account, script)";
+                return -EINVAL;
+            }
+            ret->any_scope = false;
+        } else if (klen == 6 && memcmp(p, "window", 6) == 0 && !seen_window) {
+            seen_window = true;
+            if (util_parse_duration_ms(val, &ret->window_ms) < 0) {
+                *why = "window: not a duration (e.g. 60s, 10m, 1h)";
+                return -EINVAL;
+            }
+        } else if (klen == 1 && *p == 'n' && !seen_n) {
+            uint32_t n;
+            seen_n = true;
+            if (util_parse_u32(val, vlen, &n) < 0 || n == 0 || n > CTL_TOP_MAX) {
+                *why = "n: a number from 1 to 100";
+                return -EINVAL;
+            }
+            ret->n = n;
+        } else {
+            *why = "top takes scope=S, window=DURATION and n=N, each once";
+            return -EINVAL;
+        }
+        if (!sp)
+            break;
+        p = sp + 1;
+        if (p == end) {
+            *why = "trailing space";
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int
+ctl_parse_name(const char *p, const char *end, struct ctl_request *ret, const char **why)
+{
+    size_t len = (size_t)(end - p);
+
+    if (len == 0 || len >= CTL_NAME_MAX) {
+        *why = "destination name empty or too long";
+        return -EINVAL;
+    }
+    for (const char *q = p; q < end; q++) {
+        char c = *q;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_')) {
+            *why = "destination name: letters, digits, '-' and '_' only";
+            return -EINVAL;
+        }
+    }
+    memcpy(ret->id, p, len);
+    ret->id[len] = '\0';
+    return 0;
+}
+
+int
+ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **why)
+{
+    const char *end = line + len, *sp = memchr(line, ' ', len);
+    size_t vlen = sp ? (size_t)(sp - line) : len;
+    const char *args = sp ? sp + 1 : end;
+    int v = -1, r;
+
+    memset(ret, 0, sizeof(*ret));
+    *why = NULL;
+    for (int i = 0; i < CTL__VERB_MAX; i++)
+        if (strlen(ctl_verbs[i].name) == vlen && memcmp(line, ctl_verbs[i].name, vlen) == 0)
+            v = i;
+    if (v < 0) {
+        *why = "unknown request (status, top, show, held, release, hold, reload, test-alert, "
+               "alert-enable)";
+        return -EINVAL;
+    }
+    ret->verb = (enum ctl_verb)v;
+    switch (ret->verb) {
+    case CTL_STATUS:
+    case CTL_HELD:
+    case CTL_RELOAD:
+    case CTL_TEST_ALERT:
+        if (sp) {
+            *why = "this request takes no arguments";
+            return -EINVAL;
+        }
+        return 0;
+    case CTL_TOP:
+        if (sp && args == end) {
+            *why = "trailing space";
+            return -EINVAL;
+        }
+        r = ctl_parse_top(args, end, ret, why);
+        break;
+    case CTL_SHOW:
+    case CTL_RELEASE:
+    case CTL_HOLD:
+        if (!sp) {
+            *why = "needs a scope (mailbox, account, script) and an identity";
+            return -EINVAL;
+        }
+        r = ctl_parse_identity(args, end, ret, ret->verb == CTL_HOLD, why);
+        break;
+    case CTL_ALERT_ENABLE:
+        r = ctl_parse_name(args, end, ret, why);
+        break;
+    default:
+        r = -EINVAL;
+        *why = "unknown request";
+        break;
+    }
+    if (r < 0) {
+        struct ctl_request keep = { .verb = ret->verb };
+        *ret = keep;
+    }
+    return r;
+}
+
+/* --- who may ask what (pure) --------------------------------------------------------- */
+
+int
+ctl_allowed(enum ctl_verb verb, const struct ctl_peer *peer, const struct ctl_access *acc,
+            char *why, size_t size)
+{
+    const char *name = ctl_verb_name(verb);
+    bool member = false;
+
+    if (peer->uid == 0 || peer->uid == acc->self)
+        return 0;
+    if (acc->has_group) {
+        member = peer->gid == acc->group;
+        for (size_t i = 0; i < peer->ngroups && i < CTL_GROUPS_MAX && !member; i++)
+            member = peer->groups[i] == acc->group;
+    }
+    if (ctl_verb_read_only(verb) && member)
+        return 0;
+    if (!ctl_verb_read_only(verb) || !acc->has_group) {
+        if (acc->self == 0)
+            (void)snprintf(why, size, "permission denied: %s needs root", name);
+        else
+            (void)snprintf(why, size, "permission denied: %s needs root or uid %u", name,
+                           (unsigned)acc->self);
+    } else if (acc->group_name) {
+        (void)snprintf(why, size, "permission denied: %s needs root or group %s", name,
+                       acc->group_name);
+    } else {
+        (void)snprintf(why, size, "permission denied: %s needs root or gid %u", name,
+                       (unsigned)acc->group);
+    }
+    return -EPERM;
+}
+
+/* --- the server ---------------------------------------------------------------------- */
 
 static void
 ctl_client_close(struct ctl_client *c)
 {
-    ev_io_stop(c->ctl->p.loop, &c->io);
-    ev_timer_stop(c->ctl->p.loop, &c->idle);
+    struct ctl *ctl = c->ctl;
+
+    for (struct ctl_client **pp = &ctl->clients; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    ev_io_stop(ctl->p.loop, &c->io);
+    ev_timer_stop(ctl->p.loop, &c->timer);
     (void)close(c->fd);
-    c->ctl->nclients--;
-    if (c->ctl->nclients == CTL_CLIENTS_MAX - 1)
-        ev_io_start(c->ctl->p.loop, &c->ctl->io);
+    strbuf_done(&c->out);
+    ctl->nclients--;
+    if (ctl->fd >= 0) /* accepting again after CTL_CLIENTS_MAX or EMFILE; no-op if active */
+        ev_io_start(ctl->p.loop, &ctl->io);
     free(c);
 }
 
 static void
-ctl_reply(struct ctl_client *c, struct strbuf *out)
+ctl_timer_set(struct ctl_client *c, double seconds)
 {
-    const char *p;
-    size_t left;
-
-    (void)strbuf_append(out, "\n", 1);
-    p = strbuf_cstr(out);
-    left = out->len;
-    /* a blocking write bounded by SO_SNDTIMEO: answers are small, clients are local */
-    (void)fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
-    while (left > 0) {
-        ssize_t n = write(c->fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        p += n;
-        left -= (size_t)n;
-    }
+    ev_timer_stop(c->ctl->p.loop, &c->timer);
+    ev_timer_set(&c->timer, seconds, 0);
+    ev_timer_start(c->ctl->p.loop, &c->timer);
 }
 
+/* Write what is left of the answer; close when done or when the client is gone. */
 static void
-ctl_error(struct strbuf *out, int err, const char *why)
+ctl_client_flush(struct ctl_client *c)
 {
+    while (c->sent < c->out.len) {
+        ssize_t n = send(c->fd, c->out.p + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return; /* the write watcher and its timer are armed */
+        if (n <= 0) {
+            ctl_client_close(c);
+            return;
+        }
+        c->sent += (size_t)n;
+    }
+    ctl_client_close(c);
+}
+
+/* The answer is in c->out (a JSON object): send it with a newline. */
+static void
+ctl_client_reply(struct ctl_client *c)
+{
+    struct ev_loop *loop = c->ctl->p.loop;
+
+    if (strbuf_append(&c->out, "\n", 1) < 0) { /* cannot happen: out->max leaves room */
+        ctl_client_close(c);
+        return;
+    }
+    c->phase = CTL_PH_WRITE;
+    c->sent = 0;
+    ev_io_stop(loop, &c->io);
+    ev_io_set(&c->io, c->fd, EV_WRITE);
+    ev_io_start(loop, &c->io);
+    ctl_timer_set(c, CTL_WRITE_S);
+    ctl_client_flush(c);
+}
+
+/* Replace c->out by {"error":"<text>"} (NULL text: strerror(-err)). */
+static void
+ctl_error_into(struct strbuf *out, int err, const char *text)
+{
+    char copy[512];
+
+    (void)snprintf(copy, sizeof(copy), "%s", text && *text ? text : strerror(-err));
     strbuf_reset(out);
     (void)strbuf_appends(out, "{\"error\":\"");
-    why = why ? why : strerror(-err);
-    (void)strbuf_append_json(out, why, strlen(why));
+    (void)strbuf_append_json(out, copy, strlen(copy));
     (void)strbuf_appends(out, "\"}");
+}
+
+/* Fill the peer's supplementary groups (the control group may be one of them). */
+static void
+ctl_peer_groups(struct ctl_peer *peer)
+{
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    int n = CTL_GROUPS_MAX;
+
+    peer->ngroups = 0;
+    if (getpwuid_r(peer->uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+        return;
+    /* over CTL_GROUPS_MAX: -1, and the first CTL_GROUPS_MAX are filled */
+    if (getgrouplist(pw.pw_name, peer->gid, peer->groups, &n) < 0)
+        n = CTL_GROUPS_MAX;
+    peer->ngroups = n < 0 ? 0 : (size_t)n > CTL_GROUPS_MAX ? CTL_GROUPS_MAX : (size_t)n;
 }
 
 static void
@@ -139,21 +430,43 @@ ctl_dispatch(struct ctl_client *c)
     struct ctl *ctl = c->ctl;
     struct ctl_request req;
     const char *why = NULL;
-    struct strbuf out;
+    char denied[CTL_WHY_MAX];
     int r;
 
-    strbuf_init(&out, CTL_RESPONSE_MAX);
     r = ctl_parse(c->buf, c->len, &req, &why);
-    if (r == 0 && req.verb == CTL_STATUS)
-        r = ctl->p.status(ctl->p.ctx, &out);
-    else if (r == 0)
-        r = ctl->p.release(ctl->p.ctx, req.scope, req.id, &out);
-    if (r == -ENOENT && !why)
-        why = "no such identity is tripped or known";
-    if (r < 0)
-        ctl_error(&out, r, why);
-    ctl_reply(c, &out);
-    strbuf_done(&out);
+    if (r < 0) {
+        char msg[256];
+        (void)snprintf(msg, sizeof(msg), "bad request: %s", why);
+        ctl_error_into(&c->out, r, msg);
+        ctl_client_reply(c);
+        return;
+    }
+    if (c->peer.uid != 0 && c->peer.uid != ctl->p.access.self && ctl->p.access.has_group &&
+        c->peer.gid != ctl->p.access.group && ctl_verb_read_only(req.verb))
+        ctl_peer_groups(&c->peer);
+    r = ctl_allowed(req.verb, &c->peer, &ctl->p.access, denied, sizeof(denied));
+    if (r < 0) {
+        log_emit(LOG_NOTICE, 0, NULL, "control socket: uid %u refused: %s", (unsigned)c->peer.uid,
+                 denied);
+        ctl_error_into(&c->out, r, denied);
+        ctl_client_reply(c);
+        return;
+    }
+    c->token = ++ctl->next_token;
+    r = ctl->p.handle(ctl->p.ctx, &req, &c->peer, c->token, &c->out);
+    if (r == 1) {
+        /* the handler answers later; a hang-up meanwhile frees the client (EV_READ) */
+        c->phase = CTL_PH_PENDING;
+        strbuf_reset(&c->out);
+        ctl_timer_set(c, CTL_PENDING_S);
+        return;
+    }
+    if (r < 0) {
+        char msg[512];
+        (void)snprintf(msg, sizeof(msg), "%s", strbuf_cstr(&c->out));
+        ctl_error_into(&c->out, r, msg);
+    }
+    ctl_client_reply(c);
 }
 
 static void
@@ -164,8 +477,19 @@ ctl_client_cb(struct ev_loop *loop, ev_io *w, int revents)
     char *nl;
 
     (void)loop;
-    (void)revents;
-    n = read(c->fd, c->buf + c->len, CTL_REQUEST_MAX - c->len);
+    if (c->phase == CTL_PH_WRITE) {
+        if (revents & EV_WRITE)
+            ctl_client_flush(c);
+        return;
+    }
+    if (c->phase == CTL_PH_PENDING) {
+        char sink[256]; /* nothing more is expected: EOF or an error means the client left */
+        n = recv(c->fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            ctl_client_close(c);
+        return;
+    }
+    n = recv(c->fd, c->buf + c->len, CTL_REQUEST_MAX - c->len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -180,22 +504,35 @@ ctl_client_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (nl) {
         c->len = (size_t)(nl - c->buf);
         ctl_dispatch(c);
-    } else {
-        struct strbuf out;
-        strbuf_init(&out, 256);
-        ctl_error(&out, -E2BIG, "request too long");
-        ctl_reply(c, &out);
-        strbuf_done(&out);
+        return;
     }
-    ctl_client_close(c);
+    ctl_error_into(&c->out, -E2BIG, "request too long");
+    ctl_client_reply(c);
 }
 
 static void
-ctl_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+ctl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    struct ctl_client *c = w->data;
+
     (void)loop;
     (void)revents;
-    ctl_client_close(w->data);
+    if (c->phase == CTL_PH_PENDING) {
+        ctl_error_into(&c->out, -ETIMEDOUT, "timed out waiting for the answer");
+        ctl_client_reply(c);
+        return;
+    }
+    ctl_client_close(c); /* idle before a full request, or not reading its answer */
+}
+
+static size_t
+ctl_count_uid(const struct ctl *ctl, uid_t uid)
+{
+    size_t n = 0;
+
+    for (const struct ctl_client *c = ctl->clients; c; c = c->next)
+        n += c->peer.uid == uid;
+    return n;
 }
 
 static void
@@ -205,21 +542,26 @@ ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct ucred cred;
     socklen_t clen = sizeof(cred);
     struct ctl_client *c;
-    struct timeval tv = { 1, 0 };
     int fd;
 
     (void)revents;
     fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE) /* retried when a client leaves */
+            ev_io_stop(loop, &ctl->io);
         return;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-        (cred.uid != 0 && cred.uid != geteuid())) {
-        static const char denied[] = "{\"error\":\"permission denied: root only\"}\n";
-        (void)!write(fd, denied, sizeof(denied) - 1);
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
         (void)close(fd);
         return;
     }
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (cred.uid != 0 && cred.uid != ctl->p.access.self &&
+        ctl_count_uid(ctl, cred.uid) >= CTL_PER_UID_MAX) {
+        static const char busy[] = "{\"error\":\"too many connections from this uid\"}\n";
+        (void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)close(fd);
+        return;
+    }
     c = calloc(1, sizeof(*c));
     if (!c) {
         (void)close(fd);
@@ -227,14 +569,71 @@ ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     c->ctl = ctl;
     c->fd = fd;
+    c->peer.uid = cred.uid;
+    c->peer.gid = cred.gid;
+    strbuf_init(&c->out, CTL_RESPONSE_MAX + 1);
     ev_io_init(&c->io, ctl_client_cb, fd, EV_READ);
     c->io.data = c;
     ev_io_start(loop, &c->io);
-    ev_timer_init(&c->idle, ctl_idle_cb, CTL_CLIENT_IDLE_S, 0);
-    c->idle.data = c;
-    ev_timer_start(loop, &c->idle);
+    ev_timer_init(&c->timer, ctl_timer_cb, CTL_IDLE_S, 0);
+    c->timer.data = c;
+    ev_timer_start(loop, &c->timer);
+    c->next = ctl->clients;
+    ctl->clients = c;
     if (++ctl->nclients == CTL_CLIENTS_MAX)
         ev_io_stop(loop, &ctl->io);
+}
+
+int
+ctl_answer(struct ctl *ctl, uint64_t token, int err, const char *text)
+{
+    struct ctl_client *c;
+
+    for (c = ctl->clients; c; c = c->next)
+        if (c->token == token && c->phase == CTL_PH_PENDING)
+            break;
+    if (!c)
+        return -ENOENT;
+    strbuf_reset(&c->out);
+    if (err < 0)
+        ctl_error_into(&c->out, err, text);
+    else if (strbuf_appends(&c->out, text) < 0)
+        ctl_error_into(&c->out, -E2BIG, "answer too large");
+    ctl_client_reply(c);
+    return 0;
+}
+
+size_t
+ctl_clients(const struct ctl *c)
+{
+    return c->nclients;
+}
+
+/* Mode and group of the socket file: 0600, or 0660 and the control group. */
+static int
+ctl_apply_access(struct ctl *c)
+{
+    gid_t g = c->p.access.has_group ? c->p.access.group : getegid();
+
+    if (chown(c->path, (uid_t)-1, g) < 0)
+        return -errno;
+    if (chmod(c->path, c->p.access.has_group ? 0660 : 0600) < 0)
+        return -errno;
+    return 0;
+}
+
+int
+ctl_set_access(struct ctl *c, const struct ctl_access *acc)
+{
+    char *name = acc->group_name ? strdup(acc->group_name) : NULL;
+
+    if (acc->group_name && !name)
+        return -ENOMEM;
+    free(c->group_name);
+    c->group_name = name;
+    c->p.access = *acc;
+    c->p.access.group_name = c->group_name;
+    return ctl_apply_access(c);
 }
 
 int
@@ -244,9 +643,10 @@ ctl_open(const struct ctl_params *p, struct ctl **ret)
     struct ctl *c;
     char dir[sizeof(sa.sun_path)];
     char *slash;
+    mode_t old;
     int r;
 
-    if (!p->path || strlen(p->path) >= sizeof(sa.sun_path))
+    if (!p->path || strlen(p->path) >= sizeof(sa.sun_path) || !p->handle || !p->loop)
         return -EINVAL;
     c = calloc(1, sizeof(*c));
     if (!c)
@@ -254,7 +654,9 @@ ctl_open(const struct ctl_params *p, struct ctl **ret)
     c->p = *p;
     c->fd = -1;
     c->path = strdup(p->path);
-    if (!c->path) {
+    c->group_name = p->access.group_name ? strdup(p->access.group_name) : NULL;
+    c->p.access.group_name = c->group_name;
+    if (!c->path || (p->access.group_name && !c->group_name)) {
         r = -ENOMEM;
         goto fail;
     }
@@ -271,11 +673,16 @@ ctl_open(const struct ctl_params *p, struct ctl **ret)
         goto fail;
     }
     (void)unlink(p->path); /* a stale socket of a previous run; the state lock says we own it */
-    if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(p->path, 0600) < 0 ||
-        listen(c->fd, 16) < 0) {
+    /* born 0600: nobody else can connect before the group and mode are set (one thread) */
+    old = umask(0177);
+    r = bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+    (void)umask(old);
+    if (r == 0)
+        r = ctl_apply_access(c);
+    if (r == 0 && listen(c->fd, 16) < 0)
         r = -errno;
+    if (r < 0)
         goto fail;
-    }
     ev_io_init(&c->io, ctl_accept_cb, c->fd, EV_READ);
     c->io.data = c;
     ev_io_start(p->loop, &c->io);
@@ -291,20 +698,40 @@ ctl_free(struct ctl *c)
 {
     if (!c)
         return;
+    while (c->clients)
+        ctl_client_close(c->clients);
     if (c->fd >= 0) {
         ev_io_stop(c->p.loop, &c->io);
         (void)close(c->fd);
         (void)unlink(c->path);
     }
+    free(c->group_name);
     free(c->path);
     free(c);
+}
+
+/* --- the client ---------------------------------------------------------------------- */
+
+static int
+ctl_write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 int
 ctl_call(const char *path, const char *request, struct strbuf *out)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct timeval tv = { 10, 0 };
+    struct timeval tv = { CTL_CALL_S, 0 };
     char buf[4096];
     int fd, r = 0;
 
@@ -315,20 +742,20 @@ ctl_call(const char *path, const char *request, struct strbuf *out)
     if (fd < 0)
         return -errno;
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         r = -errno;
         goto out;
     }
-    if (write(fd, request, strlen(request)) < 0 || write(fd, "\n", 1) < 0) {
-        r = -errno;
+    if ((r = ctl_write_all(fd, request, strlen(request))) < 0 ||
+        (r = ctl_write_all(fd, "\n", 1)) < 0)
         goto out;
-    }
     for (;;) {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            r = -errno;
+            r = errno == EAGAIN ? -ETIMEDOUT : -errno;
             break;
         }
         if (n == 0)

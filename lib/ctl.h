@@ -1,7 +1,10 @@
 #ifndef FLOODGATE_CTL_H
 #define FLOODGATE_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "usertable.h"
 #include "util.h"
@@ -10,40 +13,128 @@ struct ev_loop;
 
 /*
  * Control socket for floodgatectl: a unix stream socket, one request line in, one JSON
- * line out, then the server closes. Only root (or the daemon's own uid) may talk to it,
- * checked with SO_PEERCRED on every connection.
+ * line out, then the server closes. The peer's credentials (SO_PEERCRED) decide what it
+ * may ask: root and the daemon's own uid anything, members of the control group the
+ * read-only verbs, nobody else anything.
  *
- * Requests:  "status"  |  "release <mailbox|account|script> <identity>"
+ * Requests (fields separated by one space; the identity runs to the end of the line, or
+ * to a tab that starts a hold's reason):
+ *
+ *   status
+ *   top [scope=mailbox|account|script] [window=DURATION] [n=N]    (each at most once)
+ *   show <scope> <identity>
+ *   held
+ *   release <scope> <identity>
+ *   hold <scope> <identity>[\t<reason>]
+ *   reload
+ *   test-alert
+ *   alert-enable <destination>
+ *
+ * Answers: a JSON object, or {"error":"<one line>"} when refused or failed.
  */
 #define CTL_REQUEST_MAX  1024
-#define CTL_RESPONSE_MAX (64u << 10)
+#define CTL_RESPONSE_MAX (1u << 20)
 #define CTL_CLIENTS_MAX  16
+#define CTL_REASON_MAX   200 /* bytes of a manual hold's reason */
+#define CTL_TOP_DEFAULT  10
+#define CTL_TOP_MAX      100
+#define CTL_NAME_MAX     64   /* alert destination names */
+#define CTL_GROUPS_MAX   64   /* supplementary groups of a peer looked at */
+#define CTL_IDLE_S       5.0  /* a client that sends no full request by then is dropped */
+#define CTL_WRITE_S      5.0  /* a client that does not read its answer by then is dropped */
+#define CTL_PENDING_S    60.0 /* an answer a handler owes is given up after this */
+#define CTL_CALL_S       75   /* floodgatectl waits this long for an answer */
 
-enum ctl_verb { CTL_STATUS, CTL_RELEASE };
+enum ctl_verb {
+    CTL_STATUS,
+    CTL_TOP,
+    CTL_SHOW,
+    CTL_HELD,
+    CTL_RELEASE,
+    CTL_HOLD,
+    CTL_RELOAD,
+    CTL_TEST_ALERT,
+    CTL_ALERT_ENABLE,
+    CTL__VERB_MAX,
+};
+
+const char *ctl_verb_name(enum ctl_verb v); /* "status", "test-alert", ... */
+bool ctl_verb_read_only(enum ctl_verb v);
 
 struct ctl_request {
     enum ctl_verb verb;
-    enum usertable_scope scope; /* release */
-    char id[USERTABLE_KEY_MAX]; /* release */
+    bool any_scope;                  /* top: no scope= given */
+    enum usertable_scope scope;      /* top (with scope=), show, release, hold */
+    int64_t window_ms;               /* top: 0 = every window the rules use */
+    unsigned n;                      /* top: CTL_TOP_DEFAULT when not given */
+    char id[USERTABLE_KEY_MAX];      /* show, release, hold: identity; alert-enable: destination */
+    char reason[CTL_REASON_MAX + 1]; /* hold: "" when none */
 };
 
 /* Parse one request line (no newline). Pure. 0, or -EINVAL with a reason in @why. */
 int ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **why);
 
-struct ctl_params {
-    struct ev_loop *loop;
-    const char *path; /* copied */
-    void *ctx;
-    /* Append a JSON object to @out; return 0 or -errno (sent back as an error object). */
-    int (*status)(void *ctx, struct strbuf *out);
-    int (*release)(void *ctx, enum usertable_scope scope, const char *id, struct strbuf *out);
+/* Who is asking (SO_PEERCRED plus the user's supplementary groups). */
+struct ctl_peer {
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[CTL_GROUPS_MAX];
+    size_t ngroups;
 };
+
+/* Who may ask: the daemon's uid, and the control group (has_group false: none). */
+struct ctl_access {
+    uid_t self;
+    bool has_group;
+    gid_t group;
+    const char *group_name; /* for messages; may be NULL */
+};
+
+/*
+ * The permission matrix. Pure. 0 when @peer may ask @verb; -EPERM with a one-line reason
+ * ("release needs root") written to @why (size @size) otherwise.
+ */
+int ctl_allowed(enum ctl_verb verb, const struct ctl_peer *peer, const struct ctl_access *acc,
+                char *why, size_t size);
 
 struct ctl;
 
-/* Bind @p->path (replacing a stale socket), listen, serve from the loop. */
+/*
+ * A handler answers a parsed, permitted request:
+ *  - returns 0 with a JSON object in @out;
+ *  - returns -errno, with an optional one-line message (plain text) in @out;
+ *  - returns 1: the answer comes later through ctl_answer(ctl, @token, ...). The client
+ *    waits up to CTL_PENDING_S; if it has gone meanwhile, ctl_answer() says -ENOENT.
+ */
+typedef int (*ctl_handler_fn)(void *ctx, const struct ctl_request *req, const struct ctl_peer *peer,
+                              uint64_t token, struct strbuf *out);
+
+struct ctl_params {
+    struct ev_loop *loop;
+    const char *path; /* copied */
+    ctl_handler_fn handle;
+    void *ctx;
+    struct ctl_access access; /* group_name copied */
+};
+
+/*
+ * Bind @p->path (replacing a stale socket), mode 0600, or 0660 and the control group
+ * when there is one; listen, serve from the loop.
+ */
 int ctl_open(const struct ctl_params *p, struct ctl **ret);
 void ctl_free(struct ctl *c);
+
+/* A new control group (a reload): the socket's group and mode follow. 0 or -errno. */
+int ctl_set_access(struct ctl *c, const struct ctl_access *acc);
+
+/*
+ * Answer a pending request: @json is a JSON object, or, with @err < 0, a plain text
+ * message (NULL: strerror). 0, or -ENOENT when the client is gone (nothing is sent).
+ */
+int ctl_answer(struct ctl *c, uint64_t token, int err, const char *text);
+
+/* Clients connected now (for tests). */
+size_t ctl_clients(const struct ctl *c);
 
 /*
  * Client side, blocking, for floodgatectl: send @request, read the one-line answer into

@@ -546,3 +546,54 @@ engine_now_ms(const struct engine *e)
 {
     return e->now_ms;
 }
+
+/* Does @a (value, id) rank above @b? Higher values first, then identities in byte order. */
+static bool
+engine_top_above(uint64_t va, const char *ia, const struct engine_top_row *b)
+{
+    return va != b->value ? va > b->value : strcmp(ia, b->id) < 0;
+}
+
+size_t
+engine_top(struct engine *e, enum usertable_scope scope, size_t series,
+           struct engine_top_row *ret, size_t max)
+{
+    const struct usertable_params *up = usertable_params(e->table);
+    struct usertable_entry *ent;
+    size_t pos = 0, n = 0;
+
+    if (scope >= SCOPE__MAX || series >= up->nseries[scope] || max == 0)
+        return 0;
+    while ((ent = usertable_next(e->table, &pos))) {
+        const char *id;
+        uint64_t v;
+        size_t i;
+
+        if (usertable_entry_scope(ent) != scope)
+            continue;
+        v = usertable_sum(e->table, ent, series, e->now_ms);
+        id = usertable_entry_key(ent);
+        if (v == 0 || (n == max && !engine_top_above(v, id, &ret[n - 1])))
+            continue;
+        /* insertion into the sorted best-@max: at most @max moves per identity */
+        i = n < max ? n++ : n - 1;
+        while (i > 0 && engine_top_above(v, id, &ret[i - 1])) {
+            ret[i] = ret[i - 1];
+            i--;
+        }
+        ret[i] = (struct engine_top_row){ .id = id, .value = v };
+    }
+    return n;
+}
+
+size_t
+engine_identity_queued(struct engine *e, enum usertable_scope scope, const char *id,
+                       char (*ret)[MSGTRACK_ID_MAX + 1], size_t max)
+{
+    struct usertable_entry *ent;
+
+    if (scope >= SCOPE__MAX || !id ||
+        usertable_get(e->table, scope, id, strlen(id), e->now_ms, false, &ent) <= 0)
+        return 0;
+    return msgtrack_queued(e->msgs, scope, usertable_ref(e->table, ent), ret, max);
+}

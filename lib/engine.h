@@ -112,4 +112,23 @@ int64_t engine_now_ms(const struct engine *e);
 void engine_account_of(const struct engine *e, enum usertable_scope scope, const char *id,
                        char *buf, size_t size);
 
+/* One row of engine_top(): the key is borrowed until the table next changes. */
+struct engine_top_row {
+    const char *id;
+    uint64_t value;
+};
+
+/*
+ * The @max identities of @scope with the highest value now (engine_now_ms) of series
+ * @series of that scope (an index into usertable_params(engine_table(e))->series[scope]),
+ * highest first, ties by identity; identities at 0 are left out. Pure: one pass over the
+ * table keeping the best @max. Returns the number written, 0 for a bad scope or series.
+ */
+size_t engine_top(struct engine *e, enum usertable_scope scope, size_t series,
+                  struct engine_top_row *ret, size_t max);
+
+/* Queued message ids of the identity (@scope, @id), oldest first; returns the count. */
+size_t engine_identity_queued(struct engine *e, enum usertable_scope scope, const char *id,
+                              char (*ret)[MSGTRACK_ID_MAX + 1], size_t max);
+
 #endif

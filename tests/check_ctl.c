@@ -1,13 +1,22 @@
 /*
- * check_ctl.c - the control socket: the request parser (table of good and bad lines) and a
- * real round trip over a unix socket in a temporary directory, served from a libev loop
- * in a child process while the parent plays floodgatectl.
+ * check_ctl.c - the control socket: the request parser (a table of good and bad lines),
+ * the permission matrix (a table of peers), and the socket itself with a fake handler,
+ * served from a libev loop in a child process while the parent plays the clients: round
+ * trips, garbage, an oversized request, an idle client and one that never reads its
+ * answer (both dropped while others are served), asynchronous answers, a late answer to
+ * a client that hung up, and the socket's mode and group checks under another uid.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +25,8 @@
 
 #include "ctl.h"
 #include "testrun.h"
+
+/* --- the parser --------------------------------------------------------------------- */
 
 struct ctl_case {
     const char *name;
@@ -28,6 +39,12 @@ struct ctl_case {
 
 static const struct ctl_case cases[] = {
     { "status", "status", 0, CTL_STATUS, 0, NULL },
+    { "held", "held", 0, CTL_HELD, 0, NULL },
+    { "reload", "reload", 0, CTL_RELOAD, 0, NULL },
+    { "test-alert", "test-alert", 0, CTL_TEST_ALERT, 0, NULL },
+    { "top", "top", 0, CTL_TOP, 0, NULL },
+    { "top all options", "top scope=account window=10m n=5", 0, CTL_TOP, SCOPE_ACCOUNT, NULL },
+    { "top options any order", "top n=100 scope=script", 0, CTL_TOP, SCOPE_SCRIPT, NULL },
     { "release mailbox", "release mailbox box@example.com", 0, CTL_RELEASE, SCOPE_MAILBOX,
       "box@example.com" },
     { "release script with spaces", "release script u:/home/u/public html", 0, CTL_RELEASE,
@@ -36,13 +53,44 @@ static const struct ctl_case cases[] = {
     { "mailbox lowercased", "release mailbox Box@Example.COM", 0, CTL_RELEASE, SCOPE_MAILBOX,
       "box@example.com" },
     { "account case kept", "release account Acct1", 0, CTL_RELEASE, SCOPE_ACCOUNT, "Acct1" },
+    { "show", "show account acct1", 0, CTL_SHOW, SCOPE_ACCOUNT, "acct1" },
+    { "hold", "hold mailbox a@b.example", 0, CTL_HOLD, SCOPE_MAILBOX, "a@b.example" },
+    { "hold with reason", "hold account acct1\tspam run, ticket 42", 0, CTL_HOLD, SCOPE_ACCOUNT,
+      "acct1" },
+    { "alert-enable", "alert-enable ops-slack_2", 0, CTL_ALERT_ENABLE, 0, "ops-slack_2" },
+    /* bad lines */
     { "unknown verb", "suspend account acct1", -EINVAL, 0, 0, NULL },
+    { "verb prefix", "stat", -EINVAL, 0, 0, NULL },
+    { "verb longer", "statuses", -EINVAL, 0, 0, NULL },
     { "status with junk", "status now", -EINVAL, 0, 0, NULL },
+    { "held trailing space", "held ", -EINVAL, 0, 0, NULL },
+    { "reload with junk", "reload now", -EINVAL, 0, 0, NULL },
+    { "test-alert with junk", "test-alert x", -EINVAL, 0, 0, NULL },
     { "no identity", "release mailbox", -EINVAL, 0, 0, NULL },
     { "empty identity", "release mailbox ", -EINVAL, 0, 0, NULL },
+    { "show without scope", "show", -EINVAL, 0, 0, NULL },
     { "bad scope", "release domain example.com", -EINVAL, 0, 0, NULL },
     { "control char", "release account ac\001ct", -EINVAL, 0, 0, NULL },
+    { "tab in a release", "release account acct1\tno reasons here", -EINVAL, 0, 0, NULL },
+    { "empty reason", "hold account acct1\t", -EINVAL, 0, 0, NULL },
+    { "reason with control char", "hold account acct1\tbad\001", -EINVAL, 0, 0, NULL },
+    { "reason not ascii", "hold account acct1\tcaf\xc3\xa9", -EINVAL, 0, 0, NULL },
+    { "hold without identity", "hold account \treason", -EINVAL, 0, 0, NULL },
+    { "top unknown key", "top limit=5", -EINVAL, 0, 0, NULL },
+    { "top n zero", "top n=0", -EINVAL, 0, 0, NULL },
+    { "top n too big", "top n=101", -EINVAL, 0, 0, NULL },
+    { "top n junk", "top n=5x", -EINVAL, 0, 0, NULL },
+    { "top twice", "top n=5 n=6", -EINVAL, 0, 0, NULL },
+    { "top bad window", "top window=soon", -EINVAL, 0, 0, NULL },
+    { "top bad scope", "top scope=domain", -EINVAL, 0, 0, NULL },
+    { "top empty value", "top n=", -EINVAL, 0, 0, NULL },
+    { "top double space", "top n=5  scope=account", -EINVAL, 0, 0, NULL },
+    { "top trailing space", "top ", -EINVAL, 0, 0, NULL },
+    { "alert-enable empty", "alert-enable ", -EINVAL, 0, 0, NULL },
+    { "alert-enable none", "alert-enable", -EINVAL, 0, 0, NULL },
+    { "alert-enable bad name", "alert-enable ops/../x", -EINVAL, 0, 0, NULL },
     { "empty", "", -EINVAL, 0, 0, NULL },
+    { "binary", "\xff\xfe\x01", -EINVAL, 0, 0, NULL },
 };
 
 START_TEST(test_ctl_parse)
@@ -54,82 +102,502 @@ START_TEST(test_ctl_parse)
 
     ck_assert_msg(r == c->ret, "%s: returned %d", c->name, r);
     if (r < 0) {
-        ck_assert_msg(why != NULL, "%s: no reason", c->name);
+        ck_assert_msg(why != NULL && *why, "%s: no reason", c->name);
         return;
     }
     ck_assert_msg(req.verb == c->verb, "%s: verb", c->name);
-    if (c->verb == CTL_RELEASE) {
-        ck_assert_msg(req.scope == c->scope, "%s: scope", c->name);
+    if (c->id) {
         ck_assert_msg(strcmp(req.id, c->id) == 0, "%s: id '%s'", c->name, req.id);
+        if (c->verb != CTL_ALERT_ENABLE)
+            ck_assert_msg(req.scope == c->scope, "%s: scope", c->name);
     }
 }
 END_TEST
 
-static int
-ctl_test_status(void *ctx, struct strbuf *out)
+START_TEST(test_ctl_parse_values)
 {
-    (void)ctx;
-    return strbuf_appends(out, "{\"ready\":true}");
+    struct ctl_request req;
+    const char *why;
+    char line[CTL_REQUEST_MAX];
+
+    ck_assert_int_eq(ctl_parse("top", 3, &req, &why), 0);
+    ck_assert(req.any_scope);
+    ck_assert_int_eq(req.window_ms, 0);
+    ck_assert_uint_eq(req.n, CTL_TOP_DEFAULT);
+    ck_assert_int_eq(ctl_parse("top scope=account window=10m n=5", 32, &req, &why), 0);
+    ck_assert(!req.any_scope);
+    ck_assert_int_eq(req.scope, SCOPE_ACCOUNT);
+    ck_assert_int_eq(req.window_ms, 600000);
+    ck_assert_uint_eq(req.n, 5);
+    ck_assert_int_eq(ctl_parse("hold account acct1\tspam run", 27, &req, &why), 0);
+    ck_assert_str_eq(req.id, "acct1");
+    ck_assert_str_eq(req.reason, "spam run");
+    ck_assert_int_eq(ctl_parse("hold account acct1", 18, &req, &why), 0);
+    ck_assert_str_eq(req.reason, "");
+    /* the reason's cap is exact */
+    memset(line, 0, sizeof(line));
+    (void)snprintf(line, sizeof(line), "hold account a\t");
+    memset(line + strlen(line), 'r', CTL_REASON_MAX);
+    ck_assert_int_eq(ctl_parse(line, strlen(line), &req, &why), 0);
+    ck_assert_uint_eq(strlen(req.reason), CTL_REASON_MAX);
+    strcat(line, "r");
+    ck_assert_int_eq(ctl_parse(line, strlen(line), &req, &why), -EINVAL);
+    /* a NUL inside the line is a control character, not an end */
+    ck_assert_int_eq(ctl_parse("show account a\0b", 16, &req, &why), -EINVAL);
+    /* identities at and over USERTABLE_KEY_MAX */
+    char big[USERTABLE_KEY_MAX + 32];
+    (void)snprintf(big, sizeof(big), "show account ");
+    memset(big + 13, 'a', USERTABLE_KEY_MAX - 1);
+    big[13 + USERTABLE_KEY_MAX - 1] = '\0';
+    ck_assert_int_eq(ctl_parse(big, strlen(big), &req, &why), 0);
+    strcat(big, "a");
+    ck_assert_int_eq(ctl_parse(big, strlen(big), &req, &why), -EINVAL);
+    ck_assert_str_eq(ctl_verb_name(CTL_TEST_ALERT), "test-alert");
+}
+END_TEST
+
+/* --- the permission matrix ---------------------------------------------------------- */
+
+struct perm_case {
+    const char *name;
+    uid_t uid;
+    gid_t gid;
+    gid_t group2; /* one supplementary group; 0: none */
+    bool has_group;
+    uid_t self;
+    bool read_ok, write_ok;
+};
+
+static const struct perm_case perms[] = {
+    { "root", 0, 0, 0, false, 0, true, true },
+    { "root with a group set", 0, 0, 0, true, 0, true, true },
+    { "daemon's own uid", 998, 998, 0, false, 998, true, true },
+    { "stranger, no group", 1000, 1000, 0, false, 0, false, false },
+    { "stranger, group set", 1000, 1000, 0, true, 0, false, false },
+    { "member by primary gid", 1000, 500, 0, true, 0, true, false },
+    { "member by supplementary", 1000, 1000, 500, true, 0, true, false },
+    { "gid matches but no group set", 1000, 500, 500, false, 0, false, false },
+    { "member, daemon not root", 1000, 500, 0, true, 998, true, false },
+};
+
+START_TEST(test_ctl_allowed)
+{
+    const struct perm_case *c = &perms[_i];
+    struct ctl_peer peer = { .uid = c->uid, .gid = c->gid };
+    struct ctl_access acc = {
+        .self = c->self, .has_group = c->has_group, .group = 500, .group_name = "mailops"
+    };
+    char why[160];
+
+    if (c->group2) {
+        peer.groups[0] = 20;
+        peer.groups[1] = c->group2;
+        peer.ngroups = 2;
+    }
+    for (int v = 0; v < CTL__VERB_MAX; v++) {
+        bool ro = ctl_verb_read_only((enum ctl_verb)v);
+        bool want = ro ? c->read_ok : c->write_ok;
+        int r;
+        why[0] = '\0';
+        r = ctl_allowed((enum ctl_verb)v, &peer, &acc, why, sizeof(why));
+        ck_assert_msg((r == 0) == want, "%s: %s gave %d", c->name, ctl_verb_name(v), r);
+        if (r == 0)
+            continue;
+        ck_assert_int_eq(r, -EPERM);
+        ck_assert_msg(strncmp(why, "permission denied: ", 19) == 0, "%s: '%s'", c->name, why);
+        ck_assert_msg(strstr(why, ctl_verb_name(v)) != NULL, "%s: '%s'", c->name, why);
+        ck_assert_msg(strchr(why, '\n') == NULL, "one line");
+        if (ro && c->has_group)
+            ck_assert_msg(strstr(why, "group mailops"), "%s: '%s'", c->name, why);
+    }
+    if (!c->write_ok && c->self == 0) {
+        (void)ctl_allowed(CTL_RELEASE, &peer, &acc, why, sizeof(why));
+        ck_assert_str_eq(why, "permission denied: release needs root");
+    }
+}
+END_TEST
+
+START_TEST(test_ctl_read_only_set)
+{
+    ck_assert(ctl_verb_read_only(CTL_STATUS));
+    ck_assert(ctl_verb_read_only(CTL_TOP));
+    ck_assert(ctl_verb_read_only(CTL_SHOW));
+    ck_assert(ctl_verb_read_only(CTL_HELD));
+    ck_assert(!ctl_verb_read_only(CTL_RELEASE));
+    ck_assert(!ctl_verb_read_only(CTL_HOLD));
+    ck_assert(!ctl_verb_read_only(CTL_RELOAD));
+    ck_assert(!ctl_verb_read_only(CTL_TEST_ALERT));
+    ck_assert(!ctl_verb_read_only(CTL_ALERT_ENABLE));
+    ck_assert(!ctl_verb_read_only(CTL__VERB_MAX));
+}
+END_TEST
+
+/* --- the socket, with a fake handler in a child process ----------------------------- */
+
+static struct ctl *srv_ctl;
+static struct ev_loop *srv_loop;
+static char srv_note[300]; /* where the child writes what a late answer returned */
+static ev_timer srv_late;
+static uint64_t srv_token;
+
+static void
+srv_late_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int r = ctl_answer(srv_ctl, srv_token, 0, "{\"late\":true}");
+    FILE *f;
+
+    (void)loop;
+    (void)w;
+    (void)revents;
+    f = fopen(srv_note, "w");
+    if (f) {
+        fprintf(f, "%d\n", r);
+        fclose(f);
+    }
 }
 
 static int
-ctl_test_release(void *ctx, enum usertable_scope scope, const char *id, struct strbuf *out)
+srv_handle(void *ctx, const struct ctl_request *req, const struct ctl_peer *peer, uint64_t token,
+           struct strbuf *out)
 {
     (void)ctx;
-    if (strcmp(id, "known@example.com") != 0)
-        return -ENOENT;
-    return strbuf_printf(out, "{\"released\":\"%s:%s\"}", usertable_scope_name(scope), id);
+    switch (req->verb) {
+    case CTL_STATUS:
+        return strbuf_printf(out, "{\"ready\":true,\"clients\":%zu,\"uid\":%u}",
+                             ctl_clients(srv_ctl), (unsigned)peer->uid);
+    case CTL_RELEASE:
+        if (strcmp(req->id, "known@example.com") != 0) {
+            (void)strbuf_appends(out, "no such identity");
+            return -ENOENT;
+        }
+        return strbuf_printf(out, "{\"released\":\"%s:%s\"}", usertable_scope_name(req->scope),
+                             req->id);
+    case CTL_HELD: /* a large answer, for the client that never reads */
+        (void)strbuf_appends(out, "{\"pad\":\"");
+        for (int i = 0; i < 900; i++)
+            (void)strbuf_appends(out,
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        return strbuf_appends(out, "\"}");
+    case CTL_TEST_ALERT: /* answered later, from a timer */
+        srv_token = token;
+        ev_timer_stop(srv_loop, &srv_late);
+        ev_timer_set(&srv_late, 0.3, 0);
+        ev_timer_start(srv_loop, &srv_late);
+        return 1;
+    default:
+        return -ENOTSUP;
+    }
+}
+
+struct srv {
+    char dir[64], path[128];
+    pid_t pid;
+};
+
+static void
+srv_start(struct srv *s, bool with_group, gid_t group)
+{
+    (void)snprintf(s->dir, sizeof(s->dir), "/tmp/fg-ctl-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(s->dir));
+    ck_assert_int_eq(chmod(s->dir, 0755), 0);
+    (void)snprintf(s->path, sizeof(s->path), "%s/ctl.sock", s->dir);
+    (void)snprintf(srv_note, sizeof(srv_note), "%s/late", s->dir);
+    s->pid = fork();
+    ck_assert_int_ge(s->pid, 0);
+    if (s->pid == 0) {
+        struct ctl_params p = { .path = s->path, .handle = srv_handle };
+        srv_loop = ev_loop_new(EVFLAG_AUTO);
+        p.loop = srv_loop;
+        p.access = (struct ctl_access){
+            .self = geteuid(), .has_group = with_group, .group = group, .group_name = "testgroup"
+        };
+        ev_timer_init(&srv_late, srv_late_cb, 0.3, 0);
+        if (ctl_open(&p, &srv_ctl) < 0)
+            _exit(3);
+        alarm(60); /* bounded even if the parent dies */
+        ev_run(srv_loop, 0);
+        _exit(0);
+    }
+    for (int i = 0; i < 500; i++) { /* wait for the socket, at most 5 s */
+        if (access(s->path, F_OK) == 0)
+            break;
+        (void)usleep(10000);
+    }
+    ck_assert_int_eq(access(s->path, F_OK), 0);
+}
+
+static void
+srv_stop(struct srv *s)
+{
+    int status;
+
+    (void)kill(s->pid, SIGKILL);
+    (void)waitpid(s->pid, &status, 0);
+    (void)unlink(s->path);
+    (void)unlink(srv_note);
+    (void)rmdir(s->dir);
+}
+
+/* A raw connection to the server. */
+static int
+raw_connect(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Read until EOF (at most @size - 1 bytes, at most 10 s); returns the length read. */
+static size_t
+raw_read_all(int fd, char *buf, size_t size)
+{
+    size_t len = 0;
+
+    for (;;) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+        if (poll(&pfd, 1, 10000) <= 0)
+            break;
+        n = read(fd, buf + len, size - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == size - 1)
+            break;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+/* The server's client count as its status reports it (this status call included). */
+static long
+srv_clients(const char *path)
+{
+    struct strbuf out;
+    const char *p;
+    long n = -1;
+
+    strbuf_init(&out, CTL_RESPONSE_MAX);
+    if (ctl_call(path, "status", &out) == 0 && (p = strstr(strbuf_cstr(&out), "\"clients\":")))
+        n = strtol(p + 10, NULL, 10);
+    strbuf_done(&out);
+    return n;
+}
+
+/* Wait (at most @seconds) until only the status call itself is connected. */
+static bool
+srv_wait_alone(const char *path, int seconds)
+{
+    for (int i = 0; i < seconds * 10; i++) {
+        if (srv_clients(path) == 1)
+            return true;
+        (void)usleep(100000);
+    }
+    return false;
 }
 
 START_TEST(test_ctl_round_trip)
 {
-    char dir[] = "/tmp/fg-ctl-XXXXXX", path[256];
+    struct srv s;
     struct strbuf out;
-    pid_t pid;
-    int status;
+    struct stat sb;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    (void)snprintf(path, sizeof(path), "%s/ctl.sock", dir);
+    srv_start(&s, false, 0);
+    ck_assert_int_eq(stat(s.path, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
+    strbuf_init(&out, CTL_RESPONSE_MAX);
+    ck_assert_int_eq(ctl_call(s.path, "status", &out), 0);
+    ck_assert_ptr_nonnull(strstr(strbuf_cstr(&out), "{\"ready\":true,\"clients\":1,"));
+    ck_assert_int_eq(strbuf_cstr(&out)[out.len - 1], '\n');
+    strbuf_reset(&out);
+    ck_assert_int_eq(ctl_call(s.path, "release mailbox Known@Example.com", &out), 0);
+    ck_assert_str_eq(strbuf_cstr(&out), "{\"released\":\"mailbox:known@example.com\"}\n");
+    strbuf_reset(&out);
+    ck_assert_int_eq(ctl_call(s.path, "release mailbox other@example.com", &out), 0);
+    ck_assert_str_eq(strbuf_cstr(&out), "{\"error\":\"no such identity\"}\n");
+    strbuf_reset(&out);
+    ck_assert_int_eq(ctl_call(s.path, "frobnicate", &out), 0);
+    ck_assert_ptr_nonnull(strstr(strbuf_cstr(&out), "{\"error\":\"bad request: unknown request"));
+    strbuf_reset(&out);
+    ck_assert_int_eq(ctl_call(s.path, "reload", &out), 0); /* the handler's errno */
+    ck_assert_ptr_nonnull(strstr(strbuf_cstr(&out), "{\"error\":\""));
+    strbuf_reset(&out);
+    /* an asynchronous answer arrives when the handler gives it */
+    ck_assert_int_eq(ctl_call(s.path, "test-alert", &out), 0);
+    ck_assert_str_eq(strbuf_cstr(&out), "{\"late\":true}\n");
+    strbuf_done(&out);
+    srv_stop(&s);
+    /* no daemon: a clear error for the client */
+    strbuf_init(&out, 64);
+    ck_assert_int_eq(ctl_call(s.path, "status", &out), -ENOENT);
+    strbuf_done(&out);
+}
+END_TEST
+
+START_TEST(test_ctl_hostile)
+{
+    struct srv s;
+    char buf[4096], big[3 * CTL_REQUEST_MAX];
+    int fd;
+
+    srv_start(&s, false, 0);
+    /* garbage: one error line, then the server closes */
+    fd = raw_connect(s.path);
+    ck_assert_int_eq(write(fd, "\x01\x02\xff garbage \x7f\n", 14), 14);
+    ck_assert_uint_gt(raw_read_all(fd, buf, sizeof(buf)), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "{\"error\":\"bad request: unknown request"));
+    ck_assert_ptr_nonnull(strchr(buf, '\n'));
+    (void)close(fd);
+    /* oversized: refused once CTL_REQUEST_MAX bytes came without a newline */
+    fd = raw_connect(s.path);
+    memset(big, 'a', sizeof(big));
+    (void)!send(fd, big, sizeof(big), MSG_NOSIGNAL);
+    (void)raw_read_all(fd, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "{\"error\":\"request too long\"}\n");
+    (void)close(fd);
+    /* several requests on one connection: only the first is answered */
+    fd = raw_connect(s.path);
+    ck_assert_int_eq(write(fd, "status\nstatus\n", 14), 14);
+    (void)raw_read_all(fd, buf, sizeof(buf));
+    ck_assert_ptr_nonnull(strstr(buf, "\"ready\":true"));
+    ck_assert_ptr_eq(strchr(buf, '\n'), buf + strlen(buf) - 1); /* one answer line */
+    (void)close(fd);
+    /* a client that hangs up without a newline costs nothing */
+    fd = raw_connect(s.path);
+    ck_assert_int_eq(write(fd, "stat", 4), 4);
+    (void)close(fd);
+    ck_assert(srv_wait_alone(s.path, 5));
+    srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_ctl_idle_and_slow_readers)
+{
+    struct srv s;
+    char buf[256];
+    int idle, slow;
+
+    srv_start(&s, false, 0);
+    /* an idle client (no request) and one that never reads a large answer */
+    idle = raw_connect(s.path);
+    ck_assert_int_eq(write(idle, "sta", 3), 3);
+    slow = raw_connect(s.path);
+    ck_assert_int_eq(write(slow, "held\n", 5), 5);
+    /* both are connected, and others are served meanwhile: the loop is not stalled */
+    for (int i = 0; i < 50 && srv_clients(s.path) != 3; i++)
+        (void)usleep(20000);
+    ck_assert_int_eq(srv_clients(s.path), 3);
+    /* both are dropped by their timers (CTL_IDLE_S, CTL_WRITE_S), bounded */
+    ck_assert(srv_wait_alone(s.path, (int)CTL_WRITE_S + 5));
+    ck_assert_uint_eq(raw_read_all(idle, buf, sizeof(buf)), 0); /* closed without an answer */
+    (void)close(idle);
+    (void)close(slow);
+    srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_ctl_late_answer_after_hangup)
+{
+    struct srv s;
+    char buf[64] = "";
+    FILE *f = NULL;
+    int fd;
+
+    srv_start(&s, false, 0);
+    fd = raw_connect(s.path);
+    ck_assert_int_eq(write(fd, "test-alert\n", 11), 11);
+    (void)usleep(50000); /* let the server take the request, then leave before the answer */
+    (void)close(fd);
+    for (int i = 0; i < 100 && !f; i++) { /* the late answer comes after 0.3 s; wait <= 5 s */
+        (void)usleep(50000);
+        f = fopen(srv_note, "r");
+    }
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    ck_assert_int_eq(atoi(buf), -ENOENT); /* nobody to answer, nothing touched */
+    ck_assert(srv_wait_alone(s.path, 5)); /* and the server still serves */
+    srv_stop(&s);
+}
+END_TEST
+
+/* A client run as nobody: exit 0 when @req is answered without error, 1 refused, 2 other. */
+static int
+nobody_call(const char *path, const char *req, gid_t gid, char *answer, size_t size)
+{
+    int pipefd[2], status;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(pipefd), 0);
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-        struct ctl_params p = {
-            .loop = loop, .path = path, .status = ctl_test_status, .release = ctl_test_release
-        };
-        struct ctl *c = NULL;
-        if (ctl_open(&p, &c) < 0)
+        struct strbuf out;
+        int r;
+        (void)close(pipefd[0]);
+        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(65534) < 0)
             _exit(3);
-        alarm(20); /* bounded even if the parent dies */
-        ev_run(loop, 0);
-        _exit(0);
+        strbuf_init(&out, CTL_RESPONSE_MAX);
+        r = ctl_call(path, req, &out);
+        if (r < 0) {
+            (void)!write(pipefd[1], strerror(-r), strlen(strerror(-r)));
+            _exit(2);
+        }
+        (void)!write(pipefd[1], strbuf_cstr(&out), out.len);
+        _exit(strstr(strbuf_cstr(&out), "{\"error\"") ? 1 : 0);
     }
-    strbuf_init(&out, CTL_RESPONSE_MAX);
-    for (int i = 0; i < 200; i++) { /* wait for the socket, at most 2 s */
-        if (access(path, F_OK) == 0)
-            break;
-        (void)usleep(10000);
+    (void)close(pipefd[1]);
+    (void)raw_read_all(pipefd[0], answer, size);
+    (void)close(pipefd[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+START_TEST(test_ctl_other_uid)
+{
+    struct srv s;
+    struct stat sb;
+    char buf[512];
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_ctl_other_uid: not root, skipped\n");
+        return;
     }
-    ck_assert_int_eq(ctl_call(path, "status", &out), 0);
-    ck_assert_str_eq(strbuf_cstr(&out), "{\"ready\":true}\n");
-    strbuf_reset(&out);
-    ck_assert_int_eq(ctl_call(path, "release mailbox known@example.com", &out), 0);
-    ck_assert_str_eq(strbuf_cstr(&out), "{\"released\":\"mailbox:known@example.com\"}\n");
-    strbuf_reset(&out);
-    ck_assert_int_eq(ctl_call(path, "release mailbox other@example.com", &out), 0);
-    ck_assert_ptr_nonnull(strstr(strbuf_cstr(&out), "\"error\""));
-    strbuf_reset(&out);
-    ck_assert_int_eq(ctl_call(path, "frobnicate", &out), 0);
-    ck_assert_ptr_nonnull(strstr(strbuf_cstr(&out), "unknown request"));
-    strbuf_done(&out);
-    (void)kill(pid, SIGKILL);
-    (void)waitpid(pid, &status, 0);
-    (void)unlink(path);
-    (void)rmdir(dir);
-    /* no daemon: a clear error for the client */
-    strbuf_init(&out, 64);
-    ck_assert_int_lt(ctl_call(path, "status", &out), 0);
-    strbuf_done(&out);
+    /* no control group: 0600, so another uid cannot even connect */
+    srv_start(&s, false, 0);
+    ck_assert_int_eq(nobody_call(s.path, "status", 65534, buf, sizeof(buf)), 2);
+    ck_assert_str_eq(buf, strerror(EACCES));
+    srv_stop(&s);
+    /* a control group: 0660 and that group; members may read, never change */
+    srv_start(&s, true, 65534);
+    ck_assert_int_eq(stat(s.path, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0660);
+    ck_assert_int_eq(sb.st_gid, 65534);
+    ck_assert_int_eq(nobody_call(s.path, "status", 65534, buf, sizeof(buf)), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "\"uid\":65534"));
+    ck_assert_int_eq(
+        nobody_call(s.path, "release mailbox known@example.com", 65534, buf, sizeof(buf)), 1);
+    ck_assert_str_eq(buf, "{\"error\":\"permission denied: release needs root\"}\n");
+    /* the socket's mode keeps out everyone else */
+    ck_assert_int_eq(chmod(s.path, 0666), 0); /* ... and if it did not, the daemon would */
+    ck_assert_int_eq(nobody_call(s.path, "status", 12345, buf, sizeof(buf)), 1);
+    ck_assert_str_eq(buf, "{\"error\":\"permission denied: status needs root or group "
+                          "testgroup\"}\n");
+    srv_stop(&s);
 }
 END_TEST
 
@@ -140,10 +608,19 @@ ctl_suite(void)
     TCase *tc = tcase_create("parse");
 
     tcase_add_loop_test(tc, test_ctl_parse, 0, (int)N_ELEMS(cases));
+    tcase_add_test(tc, test_ctl_parse_values);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("allowed");
+    tcase_add_loop_test(tc, test_ctl_allowed, 0, (int)N_ELEMS(perms));
+    tcase_add_test(tc, test_ctl_read_only_set);
     suite_add_tcase(s, tc);
     tc = tcase_create("socket");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ctl_round_trip);
+    tcase_add_test(tc, test_ctl_hostile);
+    tcase_add_test(tc, test_ctl_idle_and_slow_readers);
+    tcase_add_test(tc, test_ctl_late_answer_after_hangup);
+    tcase_add_test(tc, test_ctl_other_uid);
     suite_add_tcase(s, tc);
     return s;
 }
