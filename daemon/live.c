@@ -90,6 +90,7 @@ live_trip(struct daemon *d, const struct engine_notice *n)
              n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold,
              (long long)(n->verdict.window_ms / 1000));
 
+    live_metrics_trip(d, n->verdict.rule_name, n->scope);
     strbuf_init(&b, 16384);
     (void)snprintf(when, sizeof(when), "%lld", (long long)clock_now_ms(&clock_real));
     (void)strbuf_appends(&b, "{\"event\":\"trip\",\"rule\":\"");
@@ -189,6 +190,7 @@ live_state_save(struct daemon *d, const struct tail_pos *pos)
 static void
 live_checkpoint_done(struct daemon *d, int r)
 {
+    live_metrics_commit(d, r == 0);
     if (r < 0 && !d->state_failing)
         log_emit(LOG_ERR, r, NULL,
                  "cannot write the checkpoint in %s; still counting, "
@@ -471,7 +473,7 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
         { NULL, NULL },
     };
 
-    (void)ctx;
+    live_metrics_action(ctx, o);
     if (strcmp(o->what, "release") == 0) {
         /* for a release, frozen counts the ids thawed and backend_done what was undone */
         log_emit(o->backend_err < 0 || o->remaining ? LOG_WARNING : LOG_NOTICE, o->backend_err,
@@ -562,6 +564,7 @@ live_reload(struct daemon *d, char *out, size_t size)
     const struct log_field fields[] = { { "MESSAGE_ID", LOG_MSGID_RELOAD }, { NULL, NULL } };
     int r;
 
+    live_metrics_reload_begin(d);
     memset(&diag, 0, sizeof(diag));
     r = config_load(d->config_path, &next, &diag);
     if (r < 0) {
@@ -616,6 +619,7 @@ live_reload(struct daemon *d, char *out, size_t size)
     d->maps = maps;
     config_free(d->cfg);
     d->cfg = next;
+    live_metrics_reload_applied(d);
     log_emit(LOG_NOTICE, 0, fields, "reloaded %s: %zu rules, mode %s%s", d->config_path,
              next->nrules, next->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
              r == 1 ? " (new windows: counters restarted)" : "");
@@ -649,6 +653,7 @@ live_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static void
 live_free(struct daemon *d)
 {
+    live_metrics_free(d);
     live_ctl_close(d);
     tail_free(d->tail);
     action_free(d->action);
@@ -746,6 +751,12 @@ live_main(const char *config_path, struct config *cfg)
         goto out;
     }
 
+    r = live_metrics_open(&d);
+    if (r < 0) {
+        log_emit(LOG_ERR, r, NULL, "cannot start the metrics");
+        goto out;
+    }
+
     ev_child_init(&d.saver, live_saver_cb, 0, 0);
     d.saver.data = &d;
     ev_signal_init(&d.sighup, live_hup_cb, SIGHUP);
@@ -772,6 +783,7 @@ live_main(const char *config_path, struct config *cfg)
 
     live_saver_wait(&d);
     r = live_checkpoint_now(&d, true);
+    live_metrics_flush(&d);
     ev_signal_stop(d.loop, &d.sighup);
     ev_signal_stop(d.loop, &d.sigterm);
     ev_signal_stop(d.loop, &d.sigint);

@@ -85,6 +85,21 @@ void live_ctl_reconfigure(struct daemon *d);
 void live_ctl_close(struct daemon *d);
 
 /*
+ * live_metrics.c: Prometheus metrics (the textfile cfg->metrics_file, the endpoint
+ * cfg->metrics_listen). live_metrics_open() after the tailer starts (0 or -ENOMEM; a
+ * listener that cannot bind is logged and skipped); the hooks count what no module keeps
+ * and do nothing before it; live_metrics_flush() writes the textfile now (shutdown).
+ */
+int live_metrics_open(struct daemon *d);
+void live_metrics_free(struct daemon *d);
+void live_metrics_flush(struct daemon *d);
+void live_metrics_trip(struct daemon *d, const char *rule, enum usertable_scope scope);
+void live_metrics_action(struct daemon *d, const struct action_outcome *o);
+void live_metrics_reload_begin(struct daemon *d);   /* a reload starts */
+void live_metrics_reload_applied(struct daemon *d); /* ... and was applied */
+void live_metrics_commit(struct daemon *d, bool ok);
+
+/*
  * live_alert.c: alert delivery. Without alerts.destinations d->alerts is NULL and these
  * do nothing (counts are 0, live_alert_test() is -ENOTSUP).
  */

@@ -18,6 +18,7 @@
  */
 #include "metrics_http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -70,6 +71,8 @@ int
 metrics_http_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len)
 {
     const char *colon = s ? strrchr(s, ':') : NULL;
+    char host[INET_ADDRSTRLEN];
+    struct in_addr a4;
     size_t hlen;
     uint32_t port;
 
@@ -78,12 +81,18 @@ metrics_http_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t
         return -EINVAL;
     hlen = (size_t)(colon - s);
     memset(ret, 0, sizeof(*ret));
-    if ((hlen == 9 && memcmp(s, "127.0.0.1", 9) == 0) ||
-        (hlen == 9 && memcmp(s, "localhost", 9) == 0)) {
+    if (hlen < sizeof(host)) {
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+    }
+    /* inet_pton takes strict dotted quads only (no "127.1", no octal) */
+    if (hlen < sizeof(host) &&
+        (strcmp(host, "localhost") == 0 ||
+         (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == IN_LOOPBACKNET))) {
         struct sockaddr_in *sin = (struct sockaddr_in *)ret;
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)port);
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sin->sin_addr.s_addr = host[0] == 'l' ? htonl(INADDR_LOOPBACK) : a4.s_addr;
         *ret_len = sizeof(*sin);
         return 0;
     }

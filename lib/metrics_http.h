@@ -31,7 +31,7 @@ typedef int (*metrics_http_fill_fn)(void *ctx, struct strbuf *out);
 /* Zero means "default" for every number. */
 struct metrics_http_params {
     struct ev_loop *loop; /* borrowed, must outlive the server */
-    const char *listen;   /* "127.0.0.1:PORT", "localhost:PORT" or "[::1]:PORT" (copied) */
+    const char *listen;   /* "127.0.0.1:PORT", "localhost:PORT" or "[::1]:PORT" (borrowed) */
     metrics_http_fill_fn fill;
     void *ctx;
     int64_t timeout_ms; /* METRICS_HTTP_TIMEOUT_MS */
@@ -42,8 +42,9 @@ struct metrics_http;
 
 /*
  * Parse a listen address into @ret (a sockaddr_in or sockaddr_in6) and its length. Only
- * the loopback forms above are accepted ("localhost" is 127.0.0.1, never resolved); port
- * 0 asks the kernel for a free one. Returns 0 or -EINVAL.
+ * loopback is accepted: a dotted quad in 127.0.0.0/8 (as the configuration allows),
+ * "localhost" (127.0.0.1, never resolved) or "[::1]"; port 0 asks the kernel for a free
+ * one. Returns 0 or -EINVAL.
  */
 int metrics_http_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
 

@@ -772,7 +772,9 @@ struct listen_case {
 static const struct listen_case listens[] = {
     { "127.0.0.1:9567", 0, AF_INET, 9567 }, { "localhost:9567", 0, AF_INET, 9567 },
     { "[::1]:9567", 0, AF_INET6, 9567 },    { "127.0.0.1:0", 0, AF_INET, 0 },
-    { "0.0.0.0:9567", -EINVAL, 0, 0 },      { "192.0.2.1:9567", -EINVAL, 0, 0 },
+    { "127.0.0.2:9567", 0, AF_INET, 9567 }, { "0.0.0.0:9567", -EINVAL, 0, 0 },
+    { "128.0.0.1:9567", -EINVAL, 0, 0 },    { "127.1:9567", -EINVAL, 0, 0 },
+    { "0177.0.0.1:9567", -EINVAL, 0, 0 },   { "192.0.2.1:9567", -EINVAL, 0, 0 },
     { "[::]:9567", -EINVAL, 0, 0 },         { "example.com:9567", -EINVAL, 0, 0 },
     { "127.0.0.1", -EINVAL, 0, 0 },         { "127.0.0.1:", -EINVAL, 0, 0 },
     { "127.0.0.1:65536", -EINVAL, 0, 0 },   { "127.0.0.1:09567x", -EINVAL, 0, 0 },
@@ -794,7 +796,7 @@ START_TEST(test_metrics_http_listen)
     if (c->family == AF_INET) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
         ck_assert_uint_eq(ntohs(sin->sin_port), c->port);
-        ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+        ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr) >> 24, IN_LOOPBACKNET);
     } else {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
         ck_assert_uint_eq(ntohs(sin6->sin6_port), c->port);
