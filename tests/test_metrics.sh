@@ -290,7 +290,9 @@ replay = json.loads(p.stdout.decode())
 
 proc = subprocess.Popen([BIN, "--config", CFG], stdin=subprocess.DEVNULL,
                         stdout=open(ERR, "w"), stderr=subprocess.STDOUT,
-                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+                        env=dict({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"},
+                                 **{k: v for k, v in os.environ.items()
+                                    if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")}))
 try:
     # 1. at start: every known series at 0, in both outputs
     wait(lambda: (status() or {}).get("ready"), 30, "the daemon to be ready")
