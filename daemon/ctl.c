@@ -650,14 +650,18 @@ ctlcli_options(int argc, char **argv, const char *allowed, struct ctlcli *o)
     };
     int c;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
+    optind = 0; /* 0: glibc re-initializes (argument order, internal state) */
+    opterr = 0; /* our own one-line messages */
+    while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
         if (c == 'h') {
             fputs(ctlcli_help, stdout);
             exit(0);
         }
-        if (c == '?' || (c != 's' && c != 'j' && !strchr(allowed, c)))
-            return ctlcli_usage_error("%s: option not valid here", argv[0]);
+        if (c == '?' || c == ':')
+            return ctlcli_usage_error("%s: unknown option or missing value: '%s'", argv[0],
+                                      argv[optind - 1]);
+        if (c != 's' && c != 'j' && !strchr(allowed, c))
+            return ctlcli_usage_error("%s: option '%s' not valid here", argv[0], argv[optind - 1]);
         switch (c) {
         case 's':
             o->sock = optarg;
@@ -750,6 +754,12 @@ ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
             return r;
         if (argc - optind != 1)
             return ctlcli_usage_error("%s needs one destination NAME", cmd);
+        if (!*argv[optind] || strlen(argv[optind]) >= CTL_NAME_MAX ||
+            strspn(argv[optind],
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+                strlen(argv[optind]))
+            return ctlcli_usage_error("%s: a destination name is letters, digits, '-' and '_'",
+                                      cmd);
         if ((size_t)snprintf(req, size, "%s %s", cmd, argv[optind]) >= size)
             return ctlcli_usage_error("%s: name too long", cmd);
         return 0;
@@ -808,6 +818,7 @@ main(int argc, char **argv)
     const char *cmd;
     int c, r;
 
+    opterr = 0; /* our own one-line messages */
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
         case 's':
@@ -823,7 +834,7 @@ main(int argc, char **argv)
             printf("floodgatectl %s\n", FLOODGATE_VERSION);
             return 0;
         default:
-            return ctlcli_usage_error("%s", "bad option");
+            return ctlcli_usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
         }
     }
     if (optind >= argc)

@@ -59,61 +59,6 @@ live_ctl_mode(const struct daemon *d)
     return d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce";
 }
 
-/* --- status ------------------------------------------------------------------------- */
-
-static int
-live_ctl_status(struct daemon *d, struct strbuf *out)
-{
-    const struct engine_stats *st = engine_stats(d->engine);
-    int64_t mono = clock_mono_ms(&clock_real), wall = clock_now_ms(&clock_real);
-    int64_t since_record = -1, lag_s = 0;
-    uint64_t lag_bytes = 0;
-    struct tail_stats ts;
-    struct tail_pos pos;
-    struct stat sb;
-    double rate = 0;
-    int r;
-
-    tail_get_stats(d->tail, &ts);
-    tail_position(d->tail, &pos);
-    if (stat(d->cfg->log_file, &sb) == 0) {
-        /* the file the path names now; while an older one is still being read, all of it
-         * is still to come */
-        if ((uint64_t)sb.st_ino == pos.ino && (uint64_t)sb.st_dev == pos.dev)
-            lag_bytes = (uint64_t)sb.st_size > pos.offset ? (uint64_t)sb.st_size - pos.offset : 0;
-        else
-            lag_bytes = (uint64_t)sb.st_size;
-    }
-    if (d->last_record_mono > 0)
-        since_record = (mono - d->last_record_mono) / 1000;
-    if (lag_bytes > 0 && since_record > 0)
-        lag_s = since_record;
-    if (mono > d->status_mono)
-        rate = (double)(d->lines - d->status_lines) * 1000.0 / (double)(mono - d->status_mono);
-    r = strbuf_appends(out, "{");
-    if (r == 0)
-        r = live_ctl_str(out, "version", FLOODGATE_VERSION);
-    if (r == 0)
-        r = strbuf_printf(out, ",\"uptime_s\":%lld,\"ready\":%s,\"mode\":\"%s\",",
-                          (long long)((wall - d->start_wall_ms) / 1000),
-                          d->ready ? "true" : "false", live_ctl_mode(d));
-    if (r == 0)
-        r = live_ctl_str(out, "log_file", d->cfg->log_file);
-    if (r == 0)
-        r = strbuf_printf(
-            out,
-            ",\"offset\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",\"lag_s\":%lld,"
-            "\"last_record_s\":%lld,\"lines_per_s\":%.1f,\"records\":%" PRIu64
-            ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
-            ",\"identities\":%zu,\"held\":%zu,\"outbox\":%zu,\"rotations\":%" PRIu64
-            ",\"truncations\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"log_time\":%lld}",
-            pos.offset, lag_bytes, (long long)lag_s, (long long)since_record, rate, st->records,
-            st->parse_errors, st->outbound, st->trips, usertable_count(engine_table(d->engine)),
-            action_list(d->action, false, NULL, NULL), live_alert_pending(d), ts.rotations,
-            ts.truncations, ts.gaps, (long long)engine_now_ms(d->engine));
-    return r;
-}
-
 /* --- top ---------------------------------------------------------------------------- */
 
 static int
@@ -213,8 +158,19 @@ live_ctl_info(struct strbuf *out, const struct action_info *in)
     return r;
 }
 
+/*
+ * Held: an active ledger record with a hold or suspension wanted or in force, or mail that
+ * floodgate froze. A trip whose rule only alerts is active too (a release re-arms it) but
+ * holds nothing: floodgatectl show lists it, held does not.
+ */
+static bool
+live_ctl_holds(const struct action_info *in)
+{
+    return in->active && (in->want || in->done || in->nfrozen);
+}
+
 struct live_ctl_list {
-    struct strbuf *out;
+    struct strbuf *out; /* NULL: only count */
     size_t n;
     int r;
 };
@@ -224,7 +180,10 @@ live_ctl_held_one(void *ctx, const struct action_info *in)
 {
     struct live_ctl_list *l = ctx;
 
-    if (l->r < 0 || l->n++ >= LIVE_CTL_LIST_MAX)
+    if (!live_ctl_holds(in))
+        return;
+    l->n++;
+    if (!l->out || l->r < 0 || l->n > LIVE_CTL_LIST_MAX)
         return;
     l->r = strbuf_appends(l->out, l->n > 1 ? ",{" : "{");
     if (l->r == 0)
@@ -246,6 +205,63 @@ live_ctl_held(struct daemon *d, struct strbuf *out)
         return l.r;
     return strbuf_printf(out, "],\"count\":%zu,\"truncated\":%s}", l.n,
                          l.n > LIVE_CTL_LIST_MAX ? "true" : "false");
+}
+
+/* --- status ------------------------------------------------------------------------- */
+
+static int
+live_ctl_status(struct daemon *d, struct strbuf *out)
+{
+    const struct engine_stats *st = engine_stats(d->engine);
+    int64_t mono = clock_mono_ms(&clock_real), wall = clock_now_ms(&clock_real);
+    int64_t since_record = -1, lag_s = 0;
+    uint64_t lag_bytes = 0;
+    struct tail_stats ts;
+    struct tail_pos pos;
+    struct stat sb;
+    struct live_ctl_list held = { 0 };
+    double rate = 0;
+    int r;
+
+    tail_get_stats(d->tail, &ts);
+    tail_position(d->tail, &pos);
+    if (stat(d->cfg->log_file, &sb) == 0) {
+        /* the file the path names now; while an older one is still being read, all of it
+         * is still to come */
+        if ((uint64_t)sb.st_ino == pos.ino && (uint64_t)sb.st_dev == pos.dev)
+            lag_bytes = (uint64_t)sb.st_size > pos.offset ? (uint64_t)sb.st_size - pos.offset : 0;
+        else
+            lag_bytes = (uint64_t)sb.st_size;
+    }
+    if (d->last_record_mono > 0)
+        since_record = (mono - d->last_record_mono) / 1000;
+    if (lag_bytes > 0 && since_record > 0)
+        lag_s = since_record;
+    if (mono > d->status_mono)
+        rate = (double)(d->lines - d->status_lines) * 1000.0 / (double)(mono - d->status_mono);
+    (void)action_list(d->action, false, live_ctl_held_one, &held);
+    r = strbuf_appends(out, "{");
+    if (r == 0)
+        r = live_ctl_str(out, "version", FLOODGATE_VERSION);
+    if (r == 0)
+        r = strbuf_printf(out, ",\"uptime_s\":%lld,\"ready\":%s,\"mode\":\"%s\",",
+                          (long long)((wall - d->start_wall_ms) / 1000),
+                          d->ready ? "true" : "false", live_ctl_mode(d));
+    if (r == 0)
+        r = live_ctl_str(out, "log_file", d->cfg->log_file);
+    if (r == 0)
+        r = strbuf_printf(
+            out,
+            ",\"offset\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",\"lag_s\":%lld,"
+            "\"last_record_s\":%lld,\"lines_per_s\":%.1f,\"records\":%" PRIu64
+            ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
+            ",\"identities\":%zu,\"held\":%zu,\"outbox\":%zu,\"rotations\":%" PRIu64
+            ",\"truncations\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"log_time\":%lld}",
+            pos.offset, lag_bytes, (long long)lag_s, (long long)since_record, rate, st->records,
+            st->parse_errors, st->outbound, st->trips, usertable_count(engine_table(d->engine)),
+            held.n, live_alert_pending(d), ts.rotations, ts.truncations, ts.gaps,
+            (long long)engine_now_ms(d->engine));
+    return r;
 }
 
 static int

@@ -1066,6 +1066,101 @@ START_TEST(test_action_cpanel_stub_preexisting_and_failure)
 }
 END_TEST
 
+struct list_seen {
+    size_t n;
+    struct action_info first;
+    char id[128], rule[64], reason[256], state[16];
+};
+
+static void
+on_list(void *ctx, const struct action_info *in)
+{
+    struct list_seen *l = ctx;
+
+    if (l->n++ == 0) {
+        l->first = *in;
+        (void)snprintf(l->id, sizeof(l->id), "%s", in->id);
+        (void)snprintf(l->rule, sizeof(l->rule), "%s", in->rule);
+        (void)snprintf(l->reason, sizeof(l->reason), "%s", in->reason);
+        (void)snprintf(l->state, sizeof(l->state), "%s", in->state);
+    }
+}
+
+START_TEST(test_action_list_and_manual_reason)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    struct list_seen l = { 0 };
+    struct action_info in;
+    char longer[ACTION_REASON_MAX + 2];
+
+    /* reasons are validated: control characters, non-ASCII, empty, over the cap */
+    r.rule = "manual";
+    r.reason = "bad\nline";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.reason = "caf\xc3\xa9";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.reason = "";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    memset(longer, 'x', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    r.reason = longer;
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    ck_assert_uint_eq(action_list(a, true, on_list, &l), 0);
+    longer[ACTION_REASON_MAX] = '\0'; /* exactly at the cap */
+    r.reason = longer;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    /* a manual hold with a reason: listed, audited and kept across a restart */
+    r.reason = "spam run, ticket 42";
+    clock_fake_advance(&fclock, 5000);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(audit_has("\"reason\":\"spam run, ticket 42\""));
+    ck_assert_uint_eq(action_list(a, false, on_list, &l), 1);
+    ck_assert_str_eq(l.id, "box@example.com");
+    ck_assert_str_eq(l.rule, "manual");
+    ck_assert_str_eq(l.reason, "spam run, ticket 42");
+    ck_assert_str_eq(l.state, "acted");
+    ck_assert(l.first.active);
+    ck_assert_uint_eq(l.first.want, CONFIG_ACTION_HOLD);
+    ck_assert_uint_eq(l.first.done, CONFIG_ACTION_HOLD);
+    ck_assert_uint_eq(l.first.nfrozen, 2);
+    ck_assert_int_eq(l.first.acted_ms, T0 + 5000);
+    ck_assert_int_eq(l.first.released_ms, 0); /* a new trip: the earlier release is past */
+    ck_assert_str_eq(l.first.account, "acct1");
+    ck_assert_uint_eq(action_list(a, false, NULL, NULL), 1); /* counting only */
+    action_free(a);
+    a = open_action(&fs->ops, NULL); /* a restart reads the reason back from the ledger */
+    ck_assert_int_eq(action_info(a, SCOPE_MAILBOX, "BOX@example.com", &in), 0);
+    ck_assert_str_eq(in.reason, "spam run, ticket 42");
+    ck_assert_str_eq(in.rule, "manual");
+    ck_assert_int_eq(in.acted_ms, T0 + 5000);
+    ck_assert_int_eq(action_info(a, SCOPE_MAILBOX, "nobody@example.com", &in), -ENOENT);
+    ck_assert_int_eq(action_info(a, SCOPE_ACCOUNT, "box@example.com", &in), -ENOENT);
+    /* released: no longer listed as active, still in the ledger's listing */
+    clock_fake_advance(&fclock, 1000);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(action_list(a, false, NULL, NULL), 0);
+    memset(&l, 0, sizeof(l));
+    ck_assert_uint_eq(action_list(a, true, on_list, &l), 1);
+    ck_assert_str_eq(l.state, "released");
+    ck_assert(!l.first.active);
+    ck_assert_int_eq(l.first.released_ms, T0 + 6000);
+    /* a rule's trip afterwards carries no reason */
+    r = box_req(CONFIG_ACTION_FREEZE);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(action_info(a, SCOPE_MAILBOX, "box@example.com", &in), 0);
+    ck_assert_str_eq(in.reason, "");
+    ck_assert_str_eq(in.rule, "mailbox-burst");
+    action_free(a);
+}
+END_TEST
+
 static Suite *
 action_suite(void)
 {
@@ -1088,6 +1183,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_exim_lines_before_operator_lines);
     tcase_add_test(tc, test_action_spool_id_must_match);
     tcase_add_test(tc, test_action_adopt_frozen);
+    tcase_add_test(tc, test_action_list_and_manual_reason);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
     tcase_add_test(tc, test_action_rejects_bad_input);

@@ -421,6 +421,74 @@ START_TEST(test_engine_distinct_domains)
 }
 END_TEST
 
+/* Index of the (scope, metric, window) series in the table, or SIZE_MAX. */
+static size_t
+engine_series_index(enum usertable_scope scope, enum window_metric m, int64_t window_ms)
+{
+    const struct usertable_params *up = usertable_params(engine_table(fx.e));
+
+    for (size_t i = 0; i < up->nseries[scope]; i++)
+        if (up->series[scope][i].metric == m && up->series[scope][i].window_ms == window_ms)
+            return i;
+    return SIZE_MAX;
+}
+
+START_TEST(test_engine_top)
+{
+    /* messages per mailbox: c 3, a 2, b 2 (a tie, by name), d 1 */
+    static const struct {
+        const char *box;
+        int n;
+    } senders[] = { { "d@example.com", 1 }, { "b@example.com", 2 }, { "c@example.com", 3 },
+                    { "a@example.com", 2 } };
+    struct engine_top_row rows[8];
+    char q[8][MSGTRACK_ID_MAX + 1];
+    size_t msgs = engine_series_index(SCOPE_MAILBOX, WINDOW_MESSAGES, 60000);
+    size_t failed = engine_series_index(SCOPE_MAILBOX, WINDOW_FAILED, 600000);
+    int seq = 0;
+
+    ck_assert_uint_ne(msgs, SIZE_MAX);
+    ck_assert_uint_ne(failed, SIZE_MAX);
+    for (size_t i = 0; i < N_ELEMS(senders); i++)
+        for (int k = 0; k < senders[i].n; k++) {
+            char id[32];
+            (void)snprintf(id, sizeof(id), "1vwqhc-00T%03d-xm", seq++);
+            (void)engine_smtp("00:10", id, senders[i].box, NULL);
+        }
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, msgs, rows, 8), 4);
+    ck_assert_str_eq(rows[0].id, "c@example.com");
+    ck_assert_uint_eq(rows[0].value, 3);
+    ck_assert_str_eq(rows[1].id, "a@example.com");
+    ck_assert_uint_eq(rows[1].value, 2);
+    ck_assert_str_eq(rows[2].id, "b@example.com");
+    ck_assert_uint_eq(rows[2].value, 2);
+    ck_assert_str_eq(rows[3].id, "d@example.com");
+    ck_assert_uint_eq(rows[3].value, 1);
+    /* only the best @max are kept, in order */
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, msgs, rows, 2), 2);
+    ck_assert_str_eq(rows[0].id, "c@example.com");
+    ck_assert_str_eq(rows[1].id, "a@example.com");
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, msgs, rows, 1), 1);
+    ck_assert_str_eq(rows[0].id, "c@example.com");
+    /* identities at 0 are left out; so are other scopes and bad arguments */
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, failed, rows, 8), 0);
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_ACCOUNT, 0, rows, 8), 0);
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, 99, rows, 8), 0);
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE__MAX, 0, rows, 8), 0);
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, msgs, rows, 0), 0);
+    /* queued ids of one identity, oldest first */
+    ck_assert_uint_eq(engine_identity_queued(fx.e, SCOPE_MAILBOX, "c@example.com", q, 8), 3);
+    ck_assert_str_eq(q[0], "1vwqhc-00T003-xm");
+    ck_assert_str_eq(q[2], "1vwqhc-00T005-xm");
+    ck_assert_uint_eq(engine_identity_queued(fx.e, SCOPE_MAILBOX, "c@example.com", q, 2), 2);
+    ck_assert_uint_eq(engine_identity_queued(fx.e, SCOPE_MAILBOX, "nobody@example.com", q, 8), 0);
+    /* "now" is log time: two minutes later the 1m window has emptied */
+    (void)engine_smtp("02:30", "1vwqhc-00T100-xm", "e@example.com", NULL);
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, msgs, rows, 8), 1);
+    ck_assert_str_eq(rows[0].id, "e@example.com");
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -439,6 +507,7 @@ engine_suite(void)
     tcase_add_test(tc, test_engine_reload);
     tcase_add_test(tc, test_engine_trips_follow_rule_names);
     tcase_add_test(tc, test_engine_distinct_domains);
+    tcase_add_test(tc, test_engine_top);
     suite_add_tcase(s, tc);
     return s;
 }

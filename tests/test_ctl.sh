@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# floodgatectl against the real floodgated: every command, in text and --json (parsed and
+# checked against the lines fed), with a temporary log, state directory and config.
+#
+#  1. status, top (all windows, one scope and window, -n), show: the counts of the lines
+#     fed, the trip, the queued message ids.
+#  2. hold --reason -> held -> show -> release: the operator's command backend is run,
+#     the reason is listed and audited; a second hold is refused; release of a stranger
+#     fails with one line on stderr.
+#  3. reload: a broken config is refused with file:line (exit 1) and the daemon keeps
+#     running; a good one is applied (its new window appears in top).
+#  4. test-alert and alert-enable without destinations: exit 1 and a clear message.
+#  5. another uid (setpriv, as nobody): refused without control_group (the socket is
+#     0600); with control_group set to a group nobody is in (nogroup or nobody), the
+#     socket is 0660 and that group's, and read-only commands are served, changes refused.
+#  6. garbage and oversized requests on the raw socket: one error line each, daemon fine.
+#  7. usage errors exit 2, --help lists every command, --version prints the version.
+# Every wait is bounded; nothing sleeps longer than a poll.
+set -euo pipefail
+if ! command -v python3 >/dev/null; then
+    echo "skip: python3 not found"
+    exit 77
+fi
+for b in floodgated floodgatectl; do
+    [ -x "${FG_BUILD_DIR:?}/$b" ] || { echo "missing $FG_BUILD_DIR/$b"; exit 1; }
+done
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+python3 - "$FG_BUILD_DIR" "$tmp" <<'PY'
+import grp, json, os, re, shutil, signal, socket, stat, subprocess, sys, time
+
+BUILD, TMP = sys.argv[1], sys.argv[2]
+DAEMON = os.path.join(BUILD, "floodgated")
+os.chmod(TMP, 0o755)  # nobody must reach the socket and the client below
+CTLBIN = os.path.join(TMP, "floodgatectl")
+shutil.copy(os.path.join(BUILD, "floodgatectl"), CTLBIN)
+os.chmod(CTLBIN, 0o755)
+DEADLINE = time.monotonic() + 240
+LOG = os.path.join(TMP, "exim_mainlog")
+STATE = os.path.join(TMP, "state")
+AUDIT = os.path.join(TMP, "log", "audit.jsonl")
+CTL = os.path.join(TMP, "run", "ctl.sock")
+CFG = os.path.join(TMP, "floodgate.yml")
+CMDLOG = os.path.join(TMP, "command.log")
+SPOOL = os.path.join(TMP, "spool")
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    raise SystemExit(1)
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+def wait_for(pred, what, timeout=20):
+    end = min(time.monotonic() + timeout, DEADLINE)
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    fail("timed out waiting for " + what)
+
+# --- fixtures ------------------------------------------------------------------------
+os.makedirs(os.path.join(SPOOL, "input"))
+with open(os.path.join(TMP, "userdomains"), "w") as f:
+    f.write("example.com: acct1\n")
+open(os.path.join(TMP, "localdomains"), "w").close()
+open(LOG, "w").close()
+with open(os.path.join(TMP, "command.sh"), "w") as f:
+    f.write("#!/bin/sh\necho \"$@\" >> %s\nexit 0\n" % CMDLOG)
+with open(os.path.join(TMP, "exim.sh"), "w") as f:
+    f.write("#!/bin/sh\nexit 0\n")
+for s in ("command.sh", "exim.sh"):
+    os.chmod(os.path.join(TMP, s), 0o755)
+
+def config(extra_rules="", group=None, broken=False):
+    body = ("mode: enforce\n"
+            "log_file: %s\nstate_dir: %s\naudit_log: %s\ncontrol_socket: %s\n"
+            "userdomains_file: %s\nlocaldomains_file: %s\n"
+            % (LOG, STATE, AUDIT, CTL, os.path.join(TMP, "userdomains"),
+               os.path.join(TMP, "localdomains")))
+    if group:
+        body += "control_group: %s\n" % group
+    body += ("actions:\n  backend: command\n  command: %s\n  exim_path: %s\n"
+             "  spool_dir: %s\n" % (os.path.join(TMP, "command.sh"),
+                                     os.path.join(TMP, "exim.sh"), SPOOL))
+    body += ("rules:\n"
+             "  - name: burst\n    scope: mailbox\n    metric: messages\n"
+             "    window: 10m\n    above: 3\n    actions: [alert]\n"
+             "  - name: acct-rcpts\n    scope: account\n    metric: recipients\n"
+             "    window: 1h\n    above: 1000\n    actions: [alert]\n")
+    body += extra_rules
+    if broken:
+        body += "  - name: broken\n    scope: mailbox\n    metric: messages\n" \
+                "    window: 10m\n    above: lots\n    actions: [alert]\n"
+    with open(CFG + ".tmp", "w") as f:
+        f.write(body)
+    os.rename(CFG + ".tmp", CFG)
+    return body
+
+seq = [0]
+def msgid():
+    seq[0] += 1
+    B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    n, s = seq[0], ""
+    for _ in range(6):
+        s = B62[n % 62] + s
+        n //= 62
+    return "1xVYNi-%s-0%d" % (s, seq[0] % 10)
+
+def message(box, completed):
+    """One outbound message by an authenticated mailbox; without completion it stays queued."""
+    mid, ts, n = msgid(), time.strftime("%Y-%m-%d %H:%M:%S"), seq[0]
+    lines = ["%s %s <= %s H=(pc) [192.0.2.%d]:4%04d P=esmtpsa A=dovecot_login:%s S=%d "
+             "id=m%d@example.com for r%d@remote.example" % (ts, mid, box, n % 250 + 1, n,
+                                                           box, 1000 + n, n, n)]
+    if completed:
+        lines.append("%s %s => r%d@remote.example R=dkim_lookuphost T=dkim_remote_smtp "
+                     "H=mx.remote.example [198.51.100.7] C=\"250 OK\"" % (ts, mid, n))
+        lines.append("%s %s Completed" % (ts, mid))
+    return mid, lines
+
+# --- the client ----------------------------------------------------------------------
+def ctl(*args, user=None):
+    cmd = [CTLBIN, "--socket", CTL] + list(args)
+    if user:
+        cmd = ["setpriv", "--reuid=65534", "--regid=%d" % user, "--clear-groups"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    return p.returncode, p.stdout, p.stderr
+
+def ctl_ok(*args):
+    rc, out, err = ctl(*args)
+    check(rc == 0, "floodgatectl %s: exit %d, stderr %r" % (" ".join(args), rc, err))
+    check(err == "", "floodgatectl %s: stderr %r" % (" ".join(args), err))
+    return out
+
+def ctl_json(*args):
+    out = ctl_ok("--json", *args)
+    check(out.endswith("\n") and out.count("\n") == 1, "--json %s: not one line: %r" % (args, out))
+    return json.loads(out)
+
+def ctl_fails(code, args, pattern, user=None):
+    rc, out, err = ctl(*args, user=user)
+    check(rc == code, "floodgatectl %s: exit %d (want %d), stderr %r" % (args, rc, code, err))
+    check(err.count("\n") == 1 and err.startswith("floodgatectl: "),
+          "floodgatectl %s: stderr not one line: %r" % (args, err))
+    check(re.search(pattern, err), "floodgatectl %s: stderr %r lacks %r" % (args, err, pattern))
+    return err
+
+def kv(text):
+    d = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(": ")
+        d[k] = v
+    return d
+
+# --- start -----------------------------------------------------------------------------
+config()
+errf = open(os.path.join(TMP, "daemon.stderr"), "w")
+daemon = subprocess.Popen([DAEMON, "--config", CFG], stdin=subprocess.DEVNULL, stdout=errf,
+                          stderr=errf, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+def alive():
+    return daemon.poll() is None
+try:
+    wait_for(lambda: os.path.exists(CTL), "the control socket")
+    wait_for(lambda: ctl("--json", "status")[0] == 0 and
+             json.loads(ctl("--json", "status")[1])["ready"], "ready")
+
+    # 1. feed: box1 5 queued messages (trips burst), box2 2 and box3 1 delivered
+    lines, queued = [], []
+    for _ in range(5):
+        mid, l = message("box1@example.com", False)
+        queued.append(mid)
+        lines += l
+    for box, n in (("box2@example.com", 2), ("box3@example.com", 1)):
+        for _ in range(n):
+            lines += message(box, True)[1]
+    with open(LOG, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    size = os.path.getsize(LOG)
+    st = wait_for(lambda: (lambda j: j if j["records"] == len(lines) and j["offset"] == size
+                           else None)(ctl_json("status")), "the lines to be read")
+    check(st["mode"] == "enforce" and st["trips"] == 1, "status: %r" % st)
+    check(st["lag_bytes"] == 0 and st["lag_s"] == 0, "status lag: %r" % st)
+    check(st["outbound"] == 8 and st["held"] == 0 and st["outbox"] == 0, "status: %r" % st)
+    check(st["identities"] >= 4, "identities: %r" % st)  # 3 mailboxes and their account
+    check(st["log_file"] == LOG and st["uptime_s"] >= 0 and st["version"], "status: %r" % st)
+    check(st["last_record_s"] >= 0 and isinstance(st["lines_per_s"], (int, float)), repr(st))
+    human = kv(ctl_ok("status"))
+    check(human["mode"] == "enforce" and human["trips"] == "1" and human["records"] == str(len(lines)),
+          "status text: %r" % human)
+    check(human["version"] == ctl_ok("--version").split()[-1], "versions differ")
+
+    top = ctl_json("top")
+    tables = {(t["scope"], t["metric"], t["window_ms"]): t["rows"] for t in top["tables"]}
+    check(set(tables) == {("mailbox", "messages", 600000), ("account", "recipients", 3600000)},
+          "top tables: %r" % list(tables))
+    rows = [(r["id"], r["value"]) for r in tables[("mailbox", "messages", 600000)]]
+    check(rows == [("box1@example.com", 5), ("box2@example.com", 2), ("box3@example.com", 1)],
+          "top rows: %r" % rows)
+    check([(r["id"], r["value"]) for r in tables[("account", "recipients", 3600000)]]
+          == [("acct1", 8)], "top account: %r" % tables)
+    one = ctl_json("top", "--scope", "mailbox", "--window", "10m", "-n", "2")
+    check(len(one["tables"]) == 1 and [r["id"] for r in one["tables"][0]["rows"]]
+          == ["box1@example.com", "box2@example.com"], "top -n 2: %r" % one)
+    text = ctl_ok("top", "--scope", "mailbox")
+    check(re.search(r"^mailbox messages per 10m$", text, re.M) and
+          re.search(r"^\s+1\s+5\s+box1@example\.com$", text, re.M) and
+          re.search(r"^\s+3\s+1\s+box3@example\.com$", text, re.M), "top text: %r" % text)
+    ctl_fails(1, ["top", "--window", "5m"], r"no rule .* window")
+    ctl_fails(2, ["top", "-n", "0"], r"-n")
+    ctl_fails(2, ["top", "-n", "101"], r"-n")
+    ctl_fails(2, ["top", "--window", "soon"], r"--window")
+
+    sh = ctl_json("show", "Box1@Example.com")
+    check(sh["scope"] == "mailbox" and sh["id"] == "box1@example.com" and
+          sh["account"] == "acct1", "show: %r" % sh)
+    series = {(s["metric"], s["window_ms"]): s["value"] for s in sh["series"]}
+    check(series == {("messages", 600000): 5}, "show series: %r" % series)
+    check(sh["totals"]["messages"] == 5 and sh["tripped"] == ["burst"], "show: %r" % sh)
+    check(sh["queued_count"] == 5 and sh["queued"] == queued, "show queued: %r" % sh)
+    check(sh["action"]["rule"] == "burst" and sh["action"]["state"] == "acted" and
+          [h["event"] for h in sh["history"]] == ["acted"], "show action: %r" % sh)
+    text = ctl_ok("show", "mailbox:box1@example.com")
+    check("tripped: burst" in text and "messages per 10m: 5" in text and queued[0] in text,
+          "show text: %r" % text)
+    acct = ctl_json("show", "--scope", "account", "acct1")
+    check(acct["series"][0]["value"] == 8 and acct["action"] is None, "show account: %r" % acct)
+    ctl_fails(1, ["show", "nobody@example.com"], r"no such identity")
+
+    # 2. hold -> held -> show -> release
+    check("floodgate holds nothing" in ctl_ok("held"), "held before any hold")
+    check(ctl_json("held")["held"] == [], "held json before any hold")
+    out = ctl_ok("hold", "box2@example.com", "--reason", "ticket 42")
+    check("holding mailbox box2@example.com" in out, "hold text: %r" % out)
+    wait_for(lambda: os.path.exists(CMDLOG) and
+             "hold mailbox box2@example.com manual" in open(CMDLOG).read(), "the hold command")
+    def held_one():
+        h = ctl_json("held")["held"]
+        return h if h and h[0]["applied"] == "hold" else None
+    h = wait_for(held_one, "the hold to be applied")
+    check(len(h) == 1 and h[0]["id"] == "box2@example.com" and h[0]["manual"] and
+          h[0]["reason"] == "ticket 42" and h[0]["rule"] == "manual" and h[0]["since_ms"] > 0,
+          "held: %r" % h)
+    text = ctl_ok("held")
+    check(re.search(r"^SCOPE\s+IDENTITY\s+WHAT\s+SINCE\s+RULE\s+REASON$", text, re.M) and
+          re.search(r"^mailbox\s+box2@example\.com\s+hold\+0 frozen\s+\S+ \S+\s+manual\s+ticket 42$",
+                    text, re.M), "held text: %r" % text)
+    sh = ctl_json("show", "box2@example.com")
+    check(sh["action"]["reason"] == "ticket 42" and sh["action"]["applied"] == "hold" and
+          sh["history"][0]["event"] == "held", "show held: %r" % sh)
+    check(ctl_json("status")["held"] == 1, "status held")
+    ctl_fails(1, ["hold", "box2@example.com"], r"already held")
+    ctl_fails(2, ["hold", "box3@example.com", "--reason", "bad\x01"], r"--reason")
+    audit = open(AUDIT).read()
+    check(re.search(r'"event":"ctl_hold","uid":\d+,"scope":"mailbox","id":"box2@example.com",'
+                    r'"reason":"ticket 42"', audit), "audit of the hold")
+    out = ctl_ok("release", "box2@example.com")
+    check("released mailbox box2@example.com" in out, "release text: %r" % out)
+    wait_for(lambda: "release mailbox box2@example.com manual" in open(CMDLOG).read(),
+             "the release command")
+    wait_for(lambda: ctl_json("held")["held"] == [], "held to empty")
+    sh = ctl_json("show", "box2@example.com")
+    check(sh["action"]["state"] == "released" and
+          [h["event"] for h in sh["history"]] == ["held", "released"], "show released: %r" % sh)
+    rel = ctl_json("release", "box1@example.com")  # the alert-only trip: cleared
+    check(rel["released"] and rel["id"] == "box1@example.com", "release json: %r" % rel)
+    check(ctl_json("show", "box1@example.com")["tripped"] == [], "trips cleared")
+    ctl_fails(1, ["release", "stranger@example.com"], r"no such identity")
+
+    # 3. reload
+    config(broken=True)
+    err = ctl_fails(1, ["reload"], re.escape(CFG) + r":\d+")
+    check("reload failed" in err, "reload error: %r" % err)
+    check(alive() and ctl_json("status")["ready"], "daemon after a failed reload")
+    config(extra_rules="  - name: fast\n    scope: mailbox\n    metric: messages\n"
+                       "    window: 1m\n    above: 100\n    actions: [alert]\n")
+    out = ctl_ok("reload")
+    check(out.startswith("reloaded "), "reload text: %r" % out)
+    rl = ctl_json("reload")
+    check(rl["reloaded"] and rl["rules"] == 3, "reload json: %r" % rl)
+    check(any(t["window_ms"] == 60000 for t in ctl_json("top", "--window", "1m")["tables"]),
+          "the new window in top")
+
+    # 4. alerts without destinations
+    ctl_fails(1, ["test-alert"], r"^floodgatectl: no alert destinations configured$")
+    ctl_fails(1, ["alert-enable", "ops"], r"no alert destination named ops")
+    ctl_fails(2, ["alert-enable", "a/b"], r"bad request|name")
+
+    # 5. another uid
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        check(stat.S_IMODE(os.stat(CTL).st_mode) == 0o600, "socket mode without a group")
+        ctl_fails(1, ["status"], r"ermission denied", user=65534)
+        ngroup = None
+        for name in ("nogroup", "nobody"):
+            try:
+                ngroup = grp.getgrnam(name)
+                break
+            except KeyError:
+                pass
+        if ngroup is None:
+            print("no nogroup/nobody group: control_group part skipped")
+        else:
+            gid = ngroup.gr_gid
+            config(group=ngroup.gr_name)
+            ctl_ok("reload")
+            sb = os.stat(CTL)
+            check(stat.S_IMODE(sb.st_mode) == 0o660 and sb.st_gid == gid, "socket mode and group")
+            rc, out, err = ctl("--json", "status", user=gid)
+            check(rc == 0 and json.loads(out)["ready"], "status as a member: %d %r" % (rc, err))
+            for args in (["top"], ["show", "box1@example.com"], ["held"]):
+                rc, out, err = ctl(*args, user=gid)
+                check(rc == 0, "%s as a member: %d %r" % (args, rc, err))
+            ctl_fails(1, ["release", "box1@example.com"],
+                      r"^floodgatectl: permission denied: release needs root$", user=gid)
+            ctl_fails(1, ["hold", "box3@example.com"], r"permission denied: hold", user=gid)
+            ctl_fails(1, ["reload"], r"permission denied: reload", user=gid)
+            config()
+            ctl_ok("reload")
+            check(stat.S_IMODE(os.stat(CTL).st_mode) == 0o600, "socket mode back to 0600")
+    else:
+        print("not root or no setpriv: the other-uid part skipped")
+
+    # 6. garbage and oversized requests on the raw socket
+    def raw(data):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(CTL)
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        s.close()
+        return buf
+    ans = raw(b"\x00\xff\xfegarbage\x1b[2J\n")
+    check(ans.endswith(b"\n") and json.loads(ans)["error"].startswith("bad request"),
+          "garbage: %r" % ans)
+    ans = raw(b"show mailbox " + b"a" * 5000 + b"\n")
+    check(json.loads(ans) == {"error": "request too long"}, "oversized: %r" % ans)
+    ans = raw(b"show mailbox \xc3\xa9t\xc3\xa9@example.com\n")  # not counted, answered
+    check("error" in json.loads(ans), "utf-8 identity: %r" % ans)
+    check(alive() and ctl_json("status")["ready"], "daemon after hostile requests")
+
+    # 7. usage
+    for args in ([], ["frobnicate"], ["show"], ["show", "a", "b"], ["status", "extra"],
+                 ["--scope", "x", "status"], ["show", "--scope", "domain", "x"],
+                 ["release", "--reason", "x", "a@b.example"], ["top", "--bogus"]):
+        rc, out, err = ctl(*args)
+        check(rc == 2 and err.count("\n") == 1 and err.startswith("floodgatectl: "),
+              "usage %r: exit %d, stderr %r" % (args, rc, err))
+    out = ctl_ok("--help")
+    for c in ("status", "top", "show", "held", "release", "hold", "reload", "test-alert",
+              "alert-enable"):
+        check(re.search(r"^  %s\b" % c, out, re.M), "--help lacks %s" % c)
+    p = subprocess.run([CTLBIN, "--socket", os.path.join(TMP, "none.sock"), "status"],
+                       capture_output=True, text=True, timeout=30)
+    check(p.returncode == 1 and "is floodgated running?" in p.stderr, "no daemon: %r" % p.stderr)
+
+    # stop
+    daemon.send_signal(signal.SIGTERM)
+    check(daemon.wait(timeout=30) == 0, "floodgated exit status")
+    check(not os.path.exists(CTL), "socket removed at exit")
+finally:
+    if daemon.poll() is None:
+        daemon.kill()
+        daemon.wait()
+    errf.close()
+print("ok")
+PY
