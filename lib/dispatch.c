@@ -1,0 +1,1809 @@
+/*
+ * dispatch.c - alert delivery: incidents, per-destination queues, digests, Alertmanager
+ * state, sending through an http_transport (alerting.md §1-§5).
+ *
+ * What it owns: the incidents table (open and recently resolved, at most
+ * DISPATCH_INCIDENTS_MAX, oldest resolved evicted first), one outbox for every
+ * destination (lib/outbox: exact body bytes, re-signed per attempt, never re-serialized),
+ * and per destination its enabled flag, token bucket, consecutive auth failures, digest
+ * window and Alertmanager re-send schedule. It does not own the transport (lib/http, or a
+ * fake) nor the configuration (borrowed until the next dispatch_set_config()).
+ *
+ * Edge-triggered destinations (Slack, webhooks) get events through the outbox; an entry
+ * carries in its tag the commit token that will contain it and is not sent before that
+ * commit is durable (dispatch_commit_done()), so no alert leaves before the state that
+ * explains it is on disk. Alertmanager is level-triggered: every resend_ms, and about a
+ * second after a change, one array of every firing alert (endsAt = now + 4 x resend) and
+ * every alert resolved within resolved_keep_ms (endsAt = its release); health events go
+ * to it through the outbox as one-alert arrays.
+ *
+ * Digests (§5.6): per destination, a grouping window opens with the first incident; the
+ * first digest_threshold incidents go out one by one, the rest are summarized (counts per
+ * rule and scope, the top identities by value: fixed-size, whatever the outbreak) and sent
+ * as one digest when the window closes. While incidents keep coming the next window is
+ * digest-only; a quiet window ends digest mode. A digested incident gets no individual
+ * follow-ups at that destination. Webhooks with `individual` also get every event.
+ *
+ * Follow-ups (§2.5, §5.5): "tripped" at once; "acted" when the actions finish, replacing
+ * the tripped entry when that was never attempted (one merged message); "released" last.
+ *
+ * Scans are linear: an alert is rare next to a log line, and every table is capped.
+ */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <zlib.h>
+
+#include "alert.h"
+#include "alertmsg.h"
+#include "log.h"
+#include "outbox.h"
+
+#define DISPATCH_INCIDENTS_MAX   4096 /* open + recently resolved */
+#define DISPATCH_HOOK_INFLIGHT   4    /* a webhook may take a few at once; Slack one (order) */
+#define DISPATCH_AUTH_PAUSE      3    /* consecutive 401/403 that pause a destination */
+#define DISPATCH_AM_DEBOUNCE_MS  1000 /* Alertmanager: at most one change-driven post a second */
+#define DISPATCH_HEALTH_ENDS_MS  (3600 * 1000LL) /* an Alertmanager health alert lasts 1h */
+#define DISPATCH_EXPIRE_EVERY_MS 1000
+#define DISPATCH_AM_BODY_MAX     (8u << 20)        /* 4096 alerts of at most ~2 KB each */
+#define DISPATCH_STORE_CAP       USERTABLE_KEY_MAX /* bytes of an identity kept */
+#define DISPATCH_HOST_MAX        256
+#define DISPATCH_COUNTS_MAX      (CONFIG_RULES_MAX * SCOPE__MAX)
+#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 1\n"
+#define DISPATCH_DEF_THRESHOLD   5
+#define DISPATCH_DEF_INTERVAL_MS 60000
+#define DISPATCH_DEF_RESEND_MS   60000
+#define DISPATCH_DEF_KEEP_MS     300000
+#define DISPATCH_DEF_MAX_AGE_MS  (24 * 3600 * 1000LL)
+
+struct dispatch_evidence {
+    char *subjects[DISPATCH_SAMPLES_MAX], *ips[DISPATCH_SAMPLES_MAX],
+        *domains[DISPATCH_SAMPLES_MAX];
+    size_t nsubjects, nips, ndomains;
+    struct alertmsg_count counts[ALERTMSG_COUNTS_MAX];
+    char *metrics[ALERTMSG_COUNTS_MAX];
+    size_t ncounts;
+};
+
+struct dispatch_incident {
+    char id[ALERTMSG_ID_MAX];
+    char rule[CONFIG_NAME_MAX];
+    enum usertable_scope scope;
+    char *identity, *account, *metric;
+    int64_t window_ms, at_ms;
+    uint64_t value, limit;
+    bool monitor, acted;
+    struct alertmsg_actions act;
+    char backend[16];
+    int64_t released_ms; /* 0: open */
+    int64_t resolved_wall_ms;
+    uint64_t tag;                 /* the commit that holds it (0: decoded, durable) */
+    uint32_t held;                /* bit per destination index: summarized in a digest there */
+    struct dispatch_evidence *ev; /* until the acted message is built */
+};
+
+struct dispatch_dg_item {
+    char rule[CONFIG_NAME_MAX];
+    enum usertable_scope scope;
+    char identity[ALERTMSG_ITEM_CAP + 1];
+    char metric[32];
+    uint64_t value, limit;
+};
+
+struct dispatch_dg_count {
+    char rule[CONFIG_NAME_MAX];
+    enum usertable_scope scope;
+    uint64_t n;
+};
+
+struct dispatch_dest {
+    char name[CONFIG_NAME_MAX];
+    enum alert_dest_type type;
+    const struct config_dest *cfg; /* borrowed from dispatch.cfg */
+    char *url;                     /* owned; Alertmanager: with /api/v2/alerts */
+    struct alert_secret secrets[ALERT_SECRETS_MAX];
+    size_t nsecrets;
+    char host[128];
+    bool enabled;
+    unsigned auth_fails;
+    struct alert_bucket bucket;
+    bool limited;
+    size_t inflight;
+    uint64_t delivered, retried, failed, expired, dropped;
+    int last_status;
+    /* digest window */
+    bool win_open, digest_mode;
+    int64_t win_start;
+    uint32_t win_sent;
+    uint64_t held_total, held_acted, held_failed;
+    struct dispatch_dg_count counts[DISPATCH_COUNTS_MAX];
+    size_t ncounts;
+    struct dispatch_dg_item top[ALERTMSG_DIGEST_TOP];
+    size_t ntop;
+    /* Alertmanager */
+    int64_t am_next_ms, am_last_ms;
+    bool am_inflight;
+    unsigned am_attempts;
+};
+
+enum dispatch_req_kind { DISPATCH_REQ_EDGE = 0, DISPATCH_REQ_AM, DISPATCH_REQ_TEST };
+
+struct dispatch_req {
+    struct dispatch *d;
+    struct dispatch_req *prev, *next;
+    enum dispatch_req_kind kind;
+    char dest[CONFIG_NAME_MAX];
+    char event_id[ALERTMSG_ID_MAX];
+    dispatch_test_fn test_fn;
+    void *test_ctx;
+};
+
+struct dispatch {
+    struct ev_loop *loop;
+    ev_timer timer;
+    const struct clock *clock;
+    const struct config *cfg;
+    struct http_transport http;
+    uint64_t (*random)(void *ctx);
+    void *random_ctx;
+    char host[DISPATCH_HOST_MAX];
+    char ua[64];
+    struct dispatch_dest *dests;
+    size_t ndests;
+    struct outbox *ob;
+    struct dispatch_incident *inc[DISPATCH_INCIDENTS_MAX];
+    size_t ninc;
+    uint64_t next_token, durable;
+    bool dirty;
+    struct dispatch_req *reqs;
+    int64_t last_expire_ms;
+    uint64_t evicted;
+    uint64_t am_change; /* the commit token of the last change Alertmanager must hear of */
+};
+
+/* --- small helpers --------------------------------------------------------------------- */
+
+static uint64_t
+dispatch_random_default(void *ctx)
+{
+    uint64_t v = 0;
+
+    (void)ctx;
+    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+        v = (uint64_t)clock_mono_ms(&clock_real) * 0x9e3779b97f4a7c15ULL; /* jitter only */
+    return v;
+}
+
+static char *
+dispatch_strdup_cap(const char *s, size_t cap)
+{
+    size_t n = s ? strnlen(s, cap) : 0;
+    char *p = malloc(n + 1);
+
+    if (p) {
+        if (n)
+            memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void
+dispatch_copy(char *dst, size_t size, const char *s)
+{
+    (void)snprintf(dst, size, "%s", s ? s : "");
+}
+
+static const struct config_alerts *
+dispatch_alerts(const struct dispatch *d)
+{
+    return &d->cfg->alerts;
+}
+
+static int64_t
+dispatch_or(int64_t v, int64_t def)
+{
+    return v > 0 ? v : def;
+}
+
+static int64_t
+dispatch_resend_ms(const struct dispatch *d)
+{
+    return dispatch_or(dispatch_alerts(d)->resend_ms, DISPATCH_DEF_RESEND_MS);
+}
+
+static int64_t
+dispatch_now(const struct dispatch *d)
+{
+    return clock_now_ms(d->clock);
+}
+
+static void
+dispatch_kick(struct dispatch *d)
+{
+    if (d->loop) {
+        ev_timer_stop(d->loop, &d->timer);
+        ev_timer_set(&d->timer, 0., 0.);
+        ev_timer_start(d->loop, &d->timer);
+    }
+}
+
+static struct dispatch_dest *
+dispatch_dest_find(struct dispatch *d, const char *name, size_t *idx)
+{
+    for (size_t i = 0; i < d->ndests; i++) {
+        if (strcmp(d->dests[i].name, name) == 0) {
+            if (idx)
+                *idx = i;
+            return &d->dests[i];
+        }
+    }
+    return NULL;
+}
+
+/* --- incidents ------------------------------------------------------------------------- */
+
+static void
+dispatch_evidence_free(struct dispatch_evidence *ev)
+{
+    if (!ev)
+        return;
+    for (size_t i = 0; i < DISPATCH_SAMPLES_MAX; i++) {
+        free(ev->subjects[i]);
+        free(ev->ips[i]);
+        free(ev->domains[i]);
+    }
+    for (size_t i = 0; i < ALERTMSG_COUNTS_MAX; i++)
+        free(ev->metrics[i]);
+    free(ev);
+}
+
+static void
+dispatch_incident_free(struct dispatch_incident *inc)
+{
+    if (!inc)
+        return;
+    free(inc->identity);
+    free(inc->account);
+    free(inc->metric);
+    dispatch_evidence_free(inc->ev);
+    free(inc);
+}
+
+static void
+dispatch_incident_remove(struct dispatch *d, size_t i)
+{
+    dispatch_incident_free(d->inc[i]);
+    memmove(&d->inc[i], &d->inc[i + 1], (d->ninc - i - 1) * sizeof(d->inc[0]));
+    d->ninc--;
+    d->dirty = true;
+}
+
+/* Room for one more: the oldest resolved goes first, else the oldest open one. */
+static void
+dispatch_incident_room(struct dispatch *d)
+{
+    if (d->ninc < DISPATCH_INCIDENTS_MAX)
+        return;
+    for (size_t i = 0; i < d->ninc; i++) {
+        if (d->inc[i]->released_ms) {
+            dispatch_incident_remove(d, i);
+            d->evicted++;
+            return;
+        }
+    }
+    dispatch_incident_remove(d, 0);
+    d->evicted++;
+}
+
+static bool
+dispatch_incident_is(const struct dispatch_incident *inc, enum usertable_scope scope,
+                     const char *id)
+{
+    return inc->scope == scope && strncmp(inc->identity, id, DISPATCH_STORE_CAP) == 0 &&
+           strlen(inc->identity) == strnlen(id, DISPATCH_STORE_CAP);
+}
+
+static int
+dispatch_evidence_copy(char **dst, size_t *n, const char *const *src, size_t nsrc)
+{
+    *n = 0;
+    for (size_t i = 0; i < nsrc && i < DISPATCH_SAMPLES_MAX; i++) {
+        dst[i] = dispatch_strdup_cap(src[i] ? src[i] : "", ALERTMSG_TEXT_CAP);
+        if (!dst[i])
+            return -ENOMEM;
+        (*n)++;
+    }
+    return 0;
+}
+
+static int
+dispatch_evidence_new(const struct dispatch_trip *t, struct dispatch_evidence **ret)
+{
+    struct dispatch_evidence *ev = calloc(1, sizeof(*ev));
+    int r;
+
+    *ret = NULL;
+    if (!ev)
+        return -ENOMEM;
+    r = dispatch_evidence_copy(ev->subjects, &ev->nsubjects, t->subjects, t->nsubjects);
+    if (r == 0)
+        r = dispatch_evidence_copy(ev->ips, &ev->nips, t->client_ips, t->nclient_ips);
+    if (r == 0)
+        r = dispatch_evidence_copy(ev->domains, &ev->ndomains, t->domains, t->ndomains);
+    for (size_t i = 0; r == 0 && t->counts && i < t->ncounts && i < ALERTMSG_COUNTS_MAX; i++) {
+        ev->metrics[i] = dispatch_strdup_cap(t->counts[i].metric, 32);
+        if (!ev->metrics[i]) {
+            r = -ENOMEM;
+            break;
+        }
+        ev->counts[i] =
+            (struct alertmsg_count){ ev->metrics[i], t->counts[i].window_ms, t->counts[i].value };
+        ev->ncounts++;
+    }
+    if (r < 0) {
+        dispatch_evidence_free(ev);
+        return r;
+    }
+    *ret = ev;
+    return 0;
+}
+
+/* The builder's view of @inc; evidence only when @with_ev. */
+static void
+dispatch_view(const struct dispatch *d, const struct dispatch_incident *inc, bool with_ev,
+              const struct config_dest *cd, struct alertmsg_incident *v)
+{
+    const struct dispatch_evidence *ev = with_ev ? inc->ev : NULL;
+
+    *v = (struct alertmsg_incident){
+        .host = d->host,
+        .incident_id = inc->id,
+        .rule = inc->rule,
+        .scope = inc->scope,
+        .identity = inc->identity,
+        .account = inc->account,
+        .metric = inc->metric,
+        .window_ms = inc->window_ms,
+        .value = inc->value,
+        .limit = inc->limit,
+        .at_ms = inc->at_ms,
+        .monitor = inc->monitor,
+        .acted = inc->acted ? &inc->act : NULL,
+        .released_ms = inc->released_ms,
+        .generator_url = cd ? cd->generator_url : NULL,
+    };
+    if (ev) {
+        v->counts = ev->counts;
+        v->ncounts = ev->ncounts;
+        v->subjects = (const char *const *)ev->subjects;
+        v->nsubjects = ev->nsubjects;
+        v->client_ips = (const char *const *)ev->ips;
+        v->nclient_ips = ev->nips;
+        v->domains = (const char *const *)ev->domains;
+        v->ndomains = ev->ndomains;
+    }
+}
+
+/* --- queueing -------------------------------------------------------------------------- */
+
+static int
+dispatch_queue(struct dispatch *d, size_t i, const char *event_id, enum outbox_priority prio,
+               const struct strbuf *body)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    uint64_t before = outbox_stats(d->ob)->dropped;
+    int r = outbox_add(d->ob, dst->name, event_id, prio, dispatch_now(d), body->p, body->len);
+
+    /* outbox_add() only drops entries of the same destination to make room */
+    dst->dropped += outbox_stats(d->ob)->dropped - before;
+    if (r == 0) {
+        struct outbox_entry *e = outbox_find(d->ob, dst->name, event_id);
+        if (e)
+            e->tag = d->next_token;
+        d->dirty = true;
+    } else if (r < 0) {
+        const struct log_field f[] = { { "DESTINATION", dst->name }, { NULL, NULL } };
+
+        dst->dropped++;
+        return log_emit(LOG_WARNING, r, f, "alert for %s not queued", dst->name);
+    }
+    return 0;
+}
+
+static int
+dispatch_queue_incident(struct dispatch *d, size_t i, const struct dispatch_incident *inc,
+                        enum alertmsg_kind kind, bool with_ev, int64_t at_ms)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    char eid[ALERTMSG_ID_MAX];
+    struct alertmsg_incident v;
+    struct strbuf b;
+    int r;
+
+    r = alertmsg_event_id(inc->id, alertmsg_kind_name(kind), eid, sizeof(eid));
+    if (r < 0)
+        return r;
+    dispatch_view(d, inc, with_ev, dst->cfg, &v);
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    r = alertmsg_incident_body(&b, dst->type, kind, &v, at_ms, 4 * dispatch_resend_ms(d));
+    if (r == 0)
+        r = dispatch_queue(d, i, eid, OUTBOX_PRIO_INCIDENT, &b);
+    strbuf_done(&b);
+    return r;
+}
+
+static void
+dispatch_am_touch(struct dispatch *d, struct dispatch_dest *dst, int64_t now)
+{
+    int64_t t = now < dst->am_next_ms ? now : dst->am_next_ms;
+
+    if (t < dst->am_last_ms + DISPATCH_AM_DEBOUNCE_MS)
+        t = dst->am_last_ms + DISPATCH_AM_DEBOUNCE_MS;
+    dst->am_next_ms = t;
+    (void)d;
+}
+
+static void
+dispatch_am_touch_all(struct dispatch *d, int64_t now)
+{
+    d->am_change = d->next_token;
+    for (size_t i = 0; i < d->ndests; i++)
+        if (d->dests[i].type == ALERT_DEST_ALERTMANAGER)
+            dispatch_am_touch(d, &d->dests[i], now);
+}
+
+static int
+dispatch_health_except(struct dispatch *d, const char *kind, const char *text, size_t except)
+{
+    int64_t now = dispatch_now(d);
+    char eid[ALERTMSG_ID_MAX];
+    struct strbuf b;
+    int r = 0;
+
+    alertmsg_health_id(d->host, kind, now, eid);
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    for (size_t i = 0; i < d->ndests && r == 0; i++) {
+        if (i == except)
+            continue;
+        strbuf_reset(&b);
+        r = alertmsg_health_body(&b, d->dests[i].type, d->host, eid, kind, text, now,
+                                 DISPATCH_HEALTH_ENDS_MS);
+        if (r == 0)
+            r = dispatch_queue(d, i, eid, OUTBOX_PRIO_HEALTH, &b);
+    }
+    strbuf_done(&b);
+    dispatch_kick(d);
+    return r;
+}
+
+int
+dispatch_health(struct dispatch *d, const char *kind, const char *text)
+{
+    return dispatch_health_except(d, kind, text, SIZE_MAX);
+}
+
+static void
+dispatch_disable(struct dispatch *d, size_t i, int status, const char *why)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    char st[16], text[512];
+    const struct log_field f[] = {
+        { "DESTINATION", dst->name }, { "URL_HOST", dst->host }, { "STATUS", st }, { NULL, NULL }
+    };
+
+    if (!dst->enabled)
+        return;
+    dst->enabled = false;
+    d->dirty = true;
+    (void)snprintf(st, sizeof(st), "%d", status);
+    log_emit(LOG_ERR, 0, f,
+             "alert destination %s (%s) disabled: %s; its alerts are kept until it is "
+             "re-enabled",
+             dst->name, dst->host, why);
+    (void)snprintf(text, sizeof(text),
+                   "alert destination %s (%s) disabled after HTTP %d (%s); its alerts are kept "
+                   "until its URL changes or `floodgatectl alert enable %s`",
+                   dst->name, dst->host, status, why, dst->name);
+    (void)dispatch_health_except(d, "destination_disabled", text, i);
+}
+
+/* --- digests --------------------------------------------------------------------------- */
+
+static void
+dispatch_dg_reset(struct dispatch_dest *dst)
+{
+    dst->held_total = dst->held_acted = dst->held_failed = 0;
+    dst->ncounts = dst->ntop = 0;
+}
+
+static void
+dispatch_dg_add(struct dispatch_dest *dst, const struct dispatch_incident *inc)
+{
+    struct dispatch_dg_item *it = NULL;
+    size_t i;
+
+    dst->held_total++;
+    for (i = 0; i < dst->ncounts; i++)
+        if (dst->counts[i].scope == inc->scope && strcmp(dst->counts[i].rule, inc->rule) == 0)
+            break;
+    if (i == dst->ncounts && i < DISPATCH_COUNTS_MAX) {
+        dispatch_copy(dst->counts[i].rule, sizeof(dst->counts[i].rule), inc->rule);
+        dst->counts[i].scope = inc->scope;
+        dst->counts[i].n = 0;
+        dst->ncounts++;
+    }
+    if (i < dst->ncounts)
+        dst->counts[i].n++;
+    if (dst->ntop < ALERTMSG_DIGEST_TOP) {
+        it = &dst->top[dst->ntop++];
+    } else {
+        size_t min = 0;
+        for (i = 1; i < dst->ntop; i++)
+            if (dst->top[i].value < dst->top[min].value)
+                min = i;
+        if (dst->top[min].value < inc->value)
+            it = &dst->top[min];
+    }
+    if (it) {
+        dispatch_copy(it->rule, sizeof(it->rule), inc->rule);
+        it->scope = inc->scope;
+        dispatch_copy(it->identity, sizeof(it->identity), inc->identity);
+        dispatch_copy(it->metric, sizeof(it->metric), inc->metric);
+        it->value = inc->value;
+        it->limit = inc->limit;
+    }
+}
+
+static int
+dispatch_dg_emit(struct dispatch *d, size_t i, int64_t start, int64_t end)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    struct alertmsg_digest_count counts[DISPATCH_COUNTS_MAX];
+    struct alertmsg_digest_item items[ALERTMSG_DIGEST_TOP];
+    char eid[ALERTMSG_ID_MAX];
+    struct alertmsg_digest dg = { .host = d->host,
+                                  .event_id = eid,
+                                  .start_ms = start,
+                                  .end_ms = end,
+                                  .total = dst->held_total,
+                                  .acted = dst->held_acted,
+                                  .failed = dst->held_failed,
+                                  .counts = counts,
+                                  .ncounts = dst->ncounts,
+                                  .items = items,
+                                  .nitems = dst->ntop };
+    struct strbuf b;
+    int r;
+
+    for (size_t k = 0; k < dst->ncounts; k++)
+        counts[k] = (struct alertmsg_digest_count){ dst->counts[k].rule, dst->counts[k].scope,
+                                                    dst->counts[k].n };
+    for (size_t k = 0; k < dst->ntop; k++)
+        items[k] = (struct alertmsg_digest_item){ dst->top[k].rule,     dst->top[k].scope,
+                                                  dst->top[k].identity, dst->top[k].metric,
+                                                  dst->top[k].value,    dst->top[k].limit };
+    alertmsg_digest_id(d->host, start, eid);
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    r = alertmsg_digest_body(&b, dst->type, &dg);
+    if (r == 0)
+        r = dispatch_queue(d, i, eid, OUTBOX_PRIO_DIGEST, &b);
+    strbuf_done(&b);
+    dispatch_dg_reset(dst);
+    return r;
+}
+
+static int64_t
+dispatch_interval_ms(const struct dispatch *d)
+{
+    return dispatch_or(dispatch_alerts(d)->digest_interval_ms, DISPATCH_DEF_INTERVAL_MS);
+}
+
+/* Close the grouping windows that ended by @now, emitting their digests. */
+static void
+dispatch_window_roll(struct dispatch *d, size_t i, int64_t now)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    int64_t iv = dispatch_interval_ms(d);
+
+    while (dst->win_open && now >= dst->win_start + iv) {
+        if (dst->held_total > 0) {
+            (void)dispatch_dg_emit(d, i, dst->win_start, dst->win_start + iv);
+            dst->win_start += iv;
+            dst->win_sent = 0;
+            dst->digest_mode = true;
+        } else {
+            dst->win_open = false;
+            dst->digest_mode = false;
+        }
+    }
+}
+
+/* An incident reaches destination @i: true when it goes out on its own. */
+static bool
+dispatch_window_admit(struct dispatch *d, size_t i, const struct dispatch_incident *inc,
+                      int64_t now)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    uint32_t threshold = dispatch_alerts(d)->digest_threshold;
+
+    if (threshold == 0)
+        threshold = DISPATCH_DEF_THRESHOLD;
+    dispatch_window_roll(d, i, now);
+    if (!dst->win_open) {
+        dst->win_open = true;
+        dst->win_start = now;
+        dst->win_sent = 0;
+        dispatch_dg_reset(dst);
+    }
+    if (!dst->digest_mode && dst->win_sent < threshold) {
+        dst->win_sent++;
+        return true;
+    }
+    dispatch_dg_add(dst, inc);
+    return false;
+}
+
+/* --- the daemon's reports -------------------------------------------------------------- */
+
+int
+dispatch_tripped(struct dispatch *d, const struct dispatch_trip *t)
+{
+    struct dispatch_incident *inc;
+    char id[ALERTMSG_ID_MAX];
+    int64_t now = dispatch_now(d);
+    int r;
+
+    if (!t->rule || !t->id || (unsigned)t->scope >= SCOPE__MAX)
+        return -EINVAL;
+    alertmsg_incident_id(d->host, t->rule, t->scope, t->id, t->at_ms, id);
+    for (size_t i = 0; i < d->ninc; i++) {
+        const struct dispatch_incident *o = d->inc[i];
+        if (strcmp(o->id, id) == 0)
+            return 0; /* the same trip again (a replay) */
+        if (!o->released_ms && strcmp(o->rule, t->rule) == 0 &&
+            dispatch_incident_is(o, t->scope, t->id))
+            return 0; /* a re-trip of an open incident */
+    }
+    inc = calloc(1, sizeof(*inc));
+    if (!inc)
+        return -ENOMEM;
+    memcpy(inc->id, id, sizeof(id));
+    dispatch_copy(inc->rule, sizeof(inc->rule), t->rule);
+    inc->scope = t->scope;
+    inc->identity = dispatch_strdup_cap(t->id, DISPATCH_STORE_CAP);
+    inc->account = dispatch_strdup_cap(t->account, DISPATCH_STORE_CAP);
+    inc->metric = dispatch_strdup_cap(t->metric ? t->metric : "", CONFIG_NAME_MAX);
+    inc->window_ms = t->window_ms;
+    inc->at_ms = t->at_ms;
+    inc->value = t->value;
+    inc->limit = t->limit;
+    inc->monitor = t->monitor;
+    inc->tag = d->next_token;
+    r = dispatch_evidence_new(t, &inc->ev);
+    if (r < 0 || !inc->identity || !inc->account || !inc->metric) {
+        dispatch_incident_free(inc);
+        return -ENOMEM;
+    }
+    dispatch_incident_room(d);
+    d->inc[d->ninc++] = inc;
+    d->dirty = true;
+    for (size_t i = 0; i < d->ndests; i++) {
+        struct dispatch_dest *dst = &d->dests[i];
+        bool alone;
+
+        if (dst->type == ALERT_DEST_ALERTMANAGER) {
+            dispatch_am_touch(d, dst, now);
+            d->am_change = d->next_token;
+            continue;
+        }
+        alone = dispatch_window_admit(d, i, inc, now);
+        if (!alone)
+            inc->held |= 1u << i;
+        if (alone || (dst->type == ALERT_DEST_WEBHOOK && dst->cfg->individual))
+            (void)dispatch_queue_incident(d, i, inc, ALERTMSG_TRIPPED, true, inc->at_ms);
+    }
+    dispatch_kick(d);
+    return 0;
+}
+
+/* Does destination @i send individual follow-ups for @inc? */
+static bool
+dispatch_follows(const struct dispatch *d, size_t i, const struct dispatch_incident *inc)
+{
+    const struct dispatch_dest *dst = &d->dests[i];
+
+    if (dst->type == ALERT_DEST_ALERTMANAGER)
+        return false;
+    return !(inc->held & (1u << i)) || (dst->type == ALERT_DEST_WEBHOOK && dst->cfg->individual);
+}
+
+int
+dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
+{
+    int64_t now = dispatch_now(d);
+
+    if (!a->id)
+        return -EINVAL;
+    for (size_t k = 0; k < d->ninc; k++) {
+        struct dispatch_incident *inc = d->inc[k];
+
+        if (inc->released_ms || !dispatch_incident_is(inc, a->scope, a->id))
+            continue;
+        inc->acted = true;
+        dispatch_copy(inc->backend, sizeof(inc->backend), a->backend);
+        inc->act = (struct alertmsg_actions){ .monitor = a->monitor,
+                                              .confirmed = a->confirmed,
+                                              .frozen = a->frozen,
+                                              .failed = a->failed,
+                                              .backend = inc->backend,
+                                              .backend_done = a->backend_done,
+                                              .backend_err = a->backend_err,
+                                              .preexisting = a->preexisting };
+        d->dirty = true;
+        for (size_t i = 0; i < d->ndests; i++) {
+            struct dispatch_dest *dst = &d->dests[i];
+            char eid[ALERTMSG_ID_MAX];
+            struct outbox_entry *e;
+            bool merged;
+
+            if ((inc->held & (1u << i)) && dst->held_total > 0) {
+                dst->held_acted++;
+                dst->held_failed += alertmsg_actions_failed(&inc->act);
+            }
+            if (!dispatch_follows(d, i, inc))
+                continue;
+            if (alertmsg_event_id(inc->id, "tripped", eid, sizeof(eid)) < 0)
+                continue;
+            e = outbox_find(d->ob, dst->name, eid);
+            merged = e && e->attempts == 0 && !e->inflight;
+            if (merged)
+                outbox_remove(d->ob, e);
+            (void)dispatch_queue_incident(d, i, inc, ALERTMSG_ACTED, merged, now);
+        }
+        dispatch_evidence_free(inc->ev);
+        inc->ev = NULL;
+    }
+    dispatch_am_touch_all(d, now);
+    dispatch_kick(d);
+    return 0;
+}
+
+int
+dispatch_released(struct dispatch *d, enum usertable_scope scope, const char *id, int64_t at_ms)
+{
+    int64_t now = dispatch_now(d);
+
+    if (!id)
+        return -EINVAL;
+    for (size_t k = 0; k < d->ninc; k++) {
+        struct dispatch_incident *inc = d->inc[k];
+
+        if (inc->released_ms || !dispatch_incident_is(inc, scope, id))
+            continue;
+        inc->released_ms = at_ms > 0 ? at_ms : now;
+        inc->resolved_wall_ms = now;
+        d->dirty = true;
+        for (size_t i = 0; i < d->ndests; i++)
+            if (dispatch_follows(d, i, inc))
+                (void)dispatch_queue_incident(d, i, inc, ALERTMSG_RELEASED, false,
+                                              inc->released_ms);
+        dispatch_evidence_free(inc->ev);
+        inc->ev = NULL;
+    }
+    dispatch_am_touch_all(d, now);
+    dispatch_kick(d);
+    return 0;
+}
+
+/* --- sending --------------------------------------------------------------------------- */
+
+static void dispatch_done(void *ctx, const struct http_response *r);
+
+static struct dispatch_req *
+dispatch_req_new(struct dispatch *d, enum dispatch_req_kind kind, const char *dest,
+                 const char *event_id)
+{
+    struct dispatch_req *q = calloc(1, sizeof(*q));
+
+    if (!q)
+        return NULL;
+    q->d = d;
+    q->kind = kind;
+    dispatch_copy(q->dest, sizeof(q->dest), dest);
+    dispatch_copy(q->event_id, sizeof(q->event_id), event_id);
+    q->next = d->reqs;
+    if (d->reqs)
+        d->reqs->prev = q;
+    d->reqs = q;
+    return q;
+}
+
+static void
+dispatch_req_free(struct dispatch_req *q)
+{
+    struct dispatch *d = q->d;
+
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        d->reqs = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    free(q);
+}
+
+/* Post @body to destination @dst, signed when it is a webhook with secrets. */
+static int
+dispatch_post(struct dispatch *d, const struct dispatch_dest *dst, const char *event_id,
+              const void *body, size_t len, struct dispatch_req *q)
+{
+    static const int64_t connect_def[] = { 5000, 5000, 3000 },
+                         total_def[] = { 15000, 30000, 10000 };
+    struct http_header h[HTTP_HEADERS_MAX];
+    char ts[24], sig[ALERT_SIG_MAX * ALERT_SECRETS_MAX];
+    size_t n = 0;
+    struct http_request rq;
+    int r;
+
+    h[n++] = (struct http_header){ "Content-Type", "application/json" };
+    h[n++] = (struct http_header){ "User-Agent", d->ua };
+    if (dst->type == ALERT_DEST_WEBHOOK) {
+        (void)snprintf(ts, sizeof(ts), "%" PRId64, dispatch_now(d) / 1000);
+        h[n++] = (struct http_header){ "webhook-id", event_id };
+        h[n++] = (struct http_header){ "webhook-timestamp", ts };
+        if (dst->nsecrets > 0) {
+            r = alert_sign(dst->secrets, dst->nsecrets, event_id, dispatch_now(d) / 1000, body, len,
+                           sig, sizeof(sig));
+            if (r < 0)
+                return r;
+            h[n++] = (struct http_header){ "webhook-signature", sig };
+        }
+    }
+    rq = (struct http_request){
+        .url = dst->url,
+        .headers = h,
+        .nheaders = n,
+        .body = body,
+        .body_len = len,
+        .connect_timeout_ms = dispatch_or(dst->cfg->connect_timeout_ms, connect_def[dst->type]),
+        .timeout_ms = dispatch_or(dst->cfg->timeout_ms, total_def[dst->type]),
+        .ca_file = dst->cfg->ca_file,
+        .allow_http = dst->cfg->allow_http,
+    };
+    return d->http.post(d->http.ctx, &rq, dispatch_done, q);
+}
+
+static int64_t
+dispatch_backoff(struct dispatch *d, unsigned attempt, int64_t retry_after_s)
+{
+    return alert_backoff_ms(attempt ? attempt : 1, retry_after_s, d->random(d->random_ctx));
+}
+
+static void
+dispatch_send_entry(struct dispatch *d, size_t i, struct outbox_entry *e, int64_t now)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    struct dispatch_req *q = dispatch_req_new(d, DISPATCH_REQ_EDGE, dst->name, e->event_id);
+    int r = q ? 0 : -ENOMEM;
+
+    outbox_begin(d->ob, e);
+    if (r == 0)
+        r = dispatch_post(d, dst, e->event_id, e->body, e->body_len, q);
+    if (r < 0) {
+        if (q)
+            dispatch_req_free(q);
+        outbox_retry(d->ob, e, now + dispatch_backoff(d, e->attempts, -1), 0);
+        dst->retried++;
+        return;
+    }
+    dst->inflight++;
+}
+
+/* The first entry of @dst that may be sent at @now; *@later: when the next one is due. */
+static struct outbox_entry *
+dispatch_due(struct dispatch *d, const char *dest, int64_t now, int64_t *later)
+{
+    struct outbox_entry *e;
+
+    *later = INT64_MAX;
+    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++) {
+        if (e->inflight || e->tag > d->durable || strcmp(e->dest, dest) != 0)
+            continue;
+        if (e->next_ms <= now)
+            return e;
+        if (e->next_ms < *later)
+            *later = e->next_ms;
+    }
+    return NULL;
+}
+
+static void
+dispatch_edge_tick(struct dispatch *d, size_t i, int64_t now, int64_t *next)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    size_t limit = dst->type == ALERT_DEST_WEBHOOK ? DISPATCH_HOOK_INFLIGHT : 1;
+
+    for (;;) {
+        int64_t later;
+        struct outbox_entry *e = dispatch_due(d, dst->name, now, &later);
+
+        if (!e) {
+            if (later < *next)
+                *next = later;
+            return;
+        }
+        if (dst->inflight >= limit || dst->am_inflight)
+            return; /* a completion polls again */
+        if (dst->limited && !alert_bucket_take(&dst->bucket, now)) {
+            int64_t w = alert_bucket_wait_ms(&dst->bucket, now);
+            if (w != INT64_MAX && now + w < *next)
+                *next = now + w;
+            return;
+        }
+        dispatch_send_entry(d, i, e, now);
+    }
+}
+
+static size_t
+dispatch_am_views(struct dispatch *d, const struct dispatch_dest *dst, int64_t now,
+                  struct alertmsg_incident *v)
+{
+    int64_t keep = dispatch_or(dispatch_alerts(d)->resolved_keep_ms, DISPATCH_DEF_KEEP_MS);
+    size_t n = 0;
+
+    for (size_t k = 0; k < d->ninc; k++) {
+        const struct dispatch_incident *inc = d->inc[k];
+        if (inc->tag > d->durable)
+            continue;
+        if (inc->released_ms && now - inc->resolved_wall_ms > keep)
+            continue;
+        dispatch_view(d, inc, false, dst->cfg, &v[n++]);
+    }
+    return n;
+}
+
+static void
+dispatch_am_tick(struct dispatch *d, size_t i, int64_t now, int64_t *next)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    int64_t resend = dispatch_resend_ms(d);
+    struct alertmsg_incident *v;
+    struct dispatch_req *q;
+    struct strbuf b;
+    size_t n;
+    int r;
+
+    if (dst->am_inflight || dst->inflight > 0)
+        return;
+    if (now < dst->am_next_ms) {
+        if (dst->am_next_ms < *next)
+            *next = dst->am_next_ms;
+        return;
+    }
+    v = malloc((d->ninc ? d->ninc : 1) * sizeof(*v));
+    if (!v)
+        return;
+    n = dispatch_am_views(d, dst, now, v);
+    if (n == 0) {
+        free(v);
+        dst->am_next_ms = now + resend;
+        if (dst->am_next_ms < *next)
+            *next = dst->am_next_ms;
+        return;
+    }
+    strbuf_init(&b, DISPATCH_AM_BODY_MAX);
+    r = alertmsg_am_array(&b, v, n, now + 4 * resend);
+    free(v);
+    q = r == 0 ? dispatch_req_new(d, DISPATCH_REQ_AM, dst->name, "am") : NULL;
+    if (q)
+        r = dispatch_post(d, dst, "am", b.p, b.len, q);
+    else if (r == 0)
+        r = -ENOMEM;
+    strbuf_done(&b);
+    dst->am_last_ms = now;
+    if (r < 0) {
+        if (q)
+            dispatch_req_free(q);
+        dst->am_next_ms = now + dispatch_backoff(d, ++dst->am_attempts, -1);
+        if (dst->am_next_ms < *next)
+            *next = dst->am_next_ms;
+        return;
+    }
+    dst->am_inflight = true;
+    dst->am_next_ms = now + resend;
+}
+
+static void
+dispatch_log_failed(const struct dispatch_dest *dst, const struct http_response *r, const char *why)
+{
+    char st[16], answer[65];
+    size_t n = strcspn(r->body, " \r\n");
+
+    (void)snprintf(st, sizeof(st), "%d", r->status);
+    (void)snprintf(answer, sizeof(answer), "%.*s", (int)(n < 64 ? n : 64), r->body);
+    const struct log_field f[] = {
+        { "DESTINATION", dst->name }, { "STATUS", st }, { "ANSWER", answer }, { NULL, NULL }
+    };
+
+    log_emit(LOG_WARNING, 0, f, "alert to %s failed for good: %s", dst->name,
+             r->error ? r->errmsg : why);
+}
+
+static void
+dispatch_edge_result(struct dispatch *d, size_t i, struct outbox_entry *e,
+                     const struct http_response *r)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    enum alert_outcome o = alert_classify(dst->type, r);
+    int64_t now = dispatch_now(d);
+
+    dst->last_status = r->status;
+    d->dirty = true;
+    if (o != ALERT_PERMANENT || (r->status != 401 && r->status != 403))
+        dst->auth_fails = 0;
+    switch (o) {
+    case ALERT_DELIVERED:
+        outbox_done(d->ob, e);
+        dst->delivered++;
+        break;
+    case ALERT_RETRY:
+        if (r->status == 429 && dst->limited)
+            alert_bucket_slow(&dst->bucket, now);
+        outbox_retry(d->ob, e, now + dispatch_backoff(d, e->attempts, r->retry_after_s), r->status);
+        dst->retried++;
+        break;
+    case ALERT_PERMANENT:
+    case ALERT_CONFIG:
+        dispatch_log_failed(dst, r, o == ALERT_CONFIG ? "configuration error" : "refused");
+        outbox_done(d->ob, e);
+        dst->failed++;
+        if (r->status == 401 || r->status == 403) {
+            if (++dst->auth_fails >= DISPATCH_AUTH_PAUSE)
+                dispatch_disable(d, i, r->status, "paused after 3 authentication failures");
+        }
+        break;
+    case ALERT_DISABLE:
+        outbox_retry(d->ob, e, now, r->status); /* kept for when it is re-enabled */
+        dispatch_disable(d, i, r->status, "the receiver says it is gone");
+        break;
+    }
+}
+
+static void
+dispatch_am_result(struct dispatch *d, size_t i, const struct http_response *r)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    enum alert_outcome o = alert_classify(dst->type, r);
+    int64_t now = dispatch_now(d), resend = dispatch_resend_ms(d), delay;
+
+    dst->am_inflight = false;
+    dst->last_status = r->status;
+    switch (o) {
+    case ALERT_DELIVERED:
+        dst->delivered++;
+        dst->am_attempts = 0;
+        break;
+    case ALERT_RETRY:
+        dst->retried++;
+        delay = dispatch_backoff(d, ++dst->am_attempts, r->retry_after_s);
+        /* the next re-send comes anyway; only Retry-After may push it further */
+        if (delay > resend && (r->retry_after_s < 0 || r->retry_after_s * 1000 < delay))
+            delay = r->retry_after_s > 0 ? r->retry_after_s * 1000 : resend;
+        dst->am_next_ms = now + delay;
+        break;
+    case ALERT_PERMANENT:
+    case ALERT_CONFIG:
+        dispatch_log_failed(dst, r, "refused");
+        dst->failed++;
+        break;
+    case ALERT_DISABLE:
+        dispatch_disable(d, i, r->status, "the receiver says it is gone");
+        break;
+    }
+}
+
+static void
+dispatch_done(void *ctx, const struct http_response *r)
+{
+    struct dispatch_req *q = ctx;
+    struct dispatch *d = q->d;
+    size_t i = 0;
+    struct dispatch_dest *dst = dispatch_dest_find(d, q->dest, &i);
+
+    if (q->kind == DISPATCH_REQ_TEST) {
+        enum alert_outcome o = alert_classify(dst ? dst->type : ALERT_DEST_WEBHOOK, r);
+        q->test_fn(q->test_ctx, q->dest, o == ALERT_DELIVERED, r->status,
+                   r->error ? r->errmsg : alert_outcome_name(o));
+    } else if (dst && q->kind == DISPATCH_REQ_AM) {
+        dispatch_am_result(d, i, r);
+    } else if (dst) {
+        struct outbox_entry *e = outbox_find(d->ob, q->dest, q->event_id);
+
+        if (dst->inflight > 0)
+            dst->inflight--;
+        if (e && e->inflight)
+            dispatch_edge_result(d, i, e, r);
+    }
+    dispatch_req_free(q);
+    dispatch_kick(d);
+}
+
+/* --- the schedule ---------------------------------------------------------------------- */
+
+static void
+dispatch_expire(struct dispatch *d, int64_t now)
+{
+    int64_t age = dispatch_or(dispatch_alerts(d)->max_age_ms, DISPATCH_DEF_MAX_AGE_MS);
+    int64_t keep = dispatch_or(dispatch_alerts(d)->resolved_keep_ms, DISPATCH_DEF_KEEP_MS);
+    struct outbox_entry *e;
+
+    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++) {
+        if (!e->inflight && now - e->created_ms > age) {
+            struct dispatch_dest *dst = dispatch_dest_find(d, e->dest, NULL);
+            if (dst)
+                dst->expired++;
+        }
+    }
+    if (outbox_expire(d->ob, now) > 0)
+        d->dirty = true;
+    for (size_t k = 0; k < d->ninc;) {
+        const struct dispatch_incident *inc = d->inc[k];
+        if (inc->released_ms && now - inc->resolved_wall_ms > keep) {
+            dispatch_incident_remove(d, k);
+            continue;
+        }
+        k++;
+    }
+    d->last_expire_ms = now;
+}
+
+int64_t
+dispatch_poll(struct dispatch *d)
+{
+    int64_t now = dispatch_now(d), next = INT64_MAX, ms;
+
+    if (now - d->last_expire_ms >= DISPATCH_EXPIRE_EVERY_MS)
+        dispatch_expire(d, now);
+    for (size_t i = 0; i < d->ndests; i++) {
+        struct dispatch_dest *dst = &d->dests[i];
+
+        dispatch_window_roll(d, i, now);
+        if (dst->win_open && dst->win_start + dispatch_interval_ms(d) < next)
+            next = dst->win_start + dispatch_interval_ms(d);
+        if (!dst->enabled)
+            continue;
+        if (dst->type == ALERT_DEST_ALERTMANAGER)
+            dispatch_am_tick(d, i, now, &next);
+        dispatch_edge_tick(d, i, now, &next);
+    }
+    if (outbox_count(d->ob, NULL) > 0 && d->last_expire_ms + DISPATCH_EXPIRE_EVERY_MS < next)
+        next = d->last_expire_ms + DISPATCH_EXPIRE_EVERY_MS;
+    ms = next == INT64_MAX ? -1 : next > now ? next - now : 0;
+    if (d->loop) {
+        ev_timer_stop(d->loop, &d->timer);
+        if (ms >= 0) {
+            ev_timer_set(&d->timer, (double)ms / 1000.0, 0.);
+            ev_timer_start(d->loop, &d->timer);
+        }
+    }
+    return ms;
+}
+
+static void
+dispatch_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    (void)dispatch_poll(w->data);
+}
+
+/* --- destinations and configuration ---------------------------------------------------- */
+
+static void
+dispatch_dest_done(struct dispatch_dest *dst)
+{
+    if (dst->url) {
+        explicit_bzero(dst->url, strlen(dst->url));
+        free(dst->url);
+        dst->url = NULL;
+    }
+    explicit_bzero(dst->secrets, sizeof(dst->secrets));
+}
+
+static char *
+dispatch_dest_url(const struct config_dest *cd)
+{
+    static const char am_path[] = "/api/v2/alerts";
+    size_t n = cd->url ? strlen(cd->url) : 0;
+    char *u;
+
+    if (cd->type != ALERT_DEST_ALERTMANAGER)
+        return dispatch_strdup_cap(cd->url ? cd->url : "", n);
+    while (n > 0 && cd->url[n - 1] == '/')
+        n--;
+    u = malloc(n + sizeof(am_path));
+    if (u) {
+        memcpy(u, cd->url, n);
+        memcpy(u + n, am_path, sizeof(am_path));
+    }
+    return u;
+}
+
+/* Fill @dst from @cd; its state is kept when @old is given and its URL and secrets match. */
+static int
+dispatch_dest_setup(struct dispatch *d, struct dispatch_dest *dst, const struct config_dest *cd,
+                    const struct dispatch_dest *old, int64_t now)
+{
+    char *url = dispatch_dest_url(cd);
+    bool same;
+
+    if (!url)
+        return -ENOMEM;
+    same = old && old->type == cd->type && strcmp(old->url, url) == 0 &&
+           old->nsecrets == cd->nsecrets &&
+           memcmp(old->secrets, cd->secrets, sizeof(old->secrets)) == 0;
+    if (old) {
+        *dst = *old;
+    } else {
+        memset(dst, 0, sizeof(*dst));
+        dst->enabled = true;
+    }
+    dispatch_copy(dst->name, sizeof(dst->name), cd->name);
+    dst->type = cd->type;
+    dst->cfg = cd;
+    dst->url = url;
+    memcpy(dst->secrets, cd->secrets, sizeof(dst->secrets));
+    dst->nsecrets = cd->nsecrets;
+    if (http_url_redact(url, dst->host, sizeof(dst->host)) < 0)
+        dispatch_copy(dst->host, sizeof(dst->host), "?");
+    if (old && !same) {
+        dst->enabled = true; /* a new URL or secret: try again (alerting.md §5.4) */
+        dst->auth_fails = 0;
+        dst->am_next_ms = 0;
+        dst->am_attempts = 0;
+    }
+    if (!old || old->bucket.rate != cd->rate || old->bucket.burst != cd->burst ||
+        !old->limited != !(cd->rate > 0)) {
+        dst->limited = cd->rate > 0;
+        alert_bucket_init(&dst->bucket, cd->rate, cd->burst >= 1 ? cd->burst : 1, now);
+    }
+    (void)d;
+    return 0;
+}
+
+static struct outbox_limits
+dispatch_limits(const struct config *cfg)
+{
+    return (struct outbox_limits){ .max_entries = cfg->alerts.max_pending,
+                                   .max_bytes = cfg->alerts.max_bytes,
+                                   .max_age_ms = cfg->alerts.max_age_ms };
+}
+
+int
+dispatch_set_config(struct dispatch *d, const struct config *cfg)
+{
+    const struct config_alerts *al = &cfg->alerts;
+    struct dispatch_dest *nd = NULL;
+    size_t map[CONFIG_DESTS_MAX]; /* old index -> new index (SIZE_MAX: removed) */
+    struct outbox_limits lim = dispatch_limits(cfg);
+    int64_t now = dispatch_now(d);
+    struct outbox_entry *e;
+
+    if (al->ndests > CONFIG_DESTS_MAX || d->ndests > CONFIG_DESTS_MAX)
+        return -EINVAL;
+    if (al->ndests > 0) {
+        nd = calloc(al->ndests, sizeof(*nd));
+        if (!nd)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < d->ndests; i++)
+        map[i] = SIZE_MAX;
+    for (size_t j = 0; j < al->ndests; j++) {
+        size_t oi = SIZE_MAX;
+        const struct dispatch_dest *old = dispatch_dest_find(d, al->dests[j].name, &oi);
+
+        if (dispatch_dest_setup(d, &nd[j], &al->dests[j], old, now) < 0) {
+            for (size_t k = 0; k < j; k++)
+                free(nd[k].url);
+            free(nd);
+            return -ENOMEM;
+        }
+        if (old)
+            map[oi] = j;
+    }
+    /* a removed destination's pending alerts go with it */
+    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL;) {
+        bool keep = false;
+        for (size_t j = 0; j < al->ndests && !keep; j++)
+            keep = strcmp(e->dest, al->dests[j].name) == 0;
+        if (!keep) {
+            outbox_remove(d->ob, e);
+            d->dirty = true;
+            continue;
+        }
+        k++;
+    }
+    for (size_t k = 0; k < d->ninc; k++) {
+        uint32_t held = 0;
+        for (size_t i = 0; i < d->ndests; i++)
+            if ((d->inc[k]->held & (1u << i)) && map[i] != SIZE_MAX)
+                held |= 1u << map[i];
+        d->inc[k]->held = held;
+    }
+    for (size_t i = 0; i < d->ndests; i++)
+        dispatch_dest_done(&d->dests[i]); /* a kept one has its own new copy */
+    free(d->dests);
+    d->dests = nd;
+    d->ndests = al->ndests;
+    d->cfg = cfg;
+    outbox_set_limits(d->ob, &lim);
+    dispatch_kick(d);
+    return 0;
+}
+
+int
+dispatch_enable(struct dispatch *d, const char *dest)
+{
+    struct dispatch_dest *dst = dispatch_dest_find(d, dest, NULL);
+
+    if (!dst)
+        return -ENOENT;
+    if (!dst->enabled) {
+        dst->enabled = true;
+        dst->auth_fails = 0;
+        dst->am_next_ms = 0;
+        d->dirty = true;
+        const struct log_field f[] = { { "DESTINATION", dst->name }, { NULL, NULL } };
+
+        log_emit(LOG_NOTICE, 0, f, "alert destination %s re-enabled", dst->name);
+    }
+    dispatch_kick(d);
+    return 0;
+}
+
+int
+dispatch_test(struct dispatch *d, dispatch_test_fn done, void *ctx)
+{
+    int64_t now = dispatch_now(d);
+    char eid[ALERTMSG_ID_MAX];
+    struct strbuf b;
+
+    if (!done)
+        return -EINVAL;
+    alertmsg_test_id(d->host, now, eid);
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    for (size_t i = 0; i < d->ndests; i++) {
+        const struct dispatch_dest *dst = &d->dests[i];
+        struct dispatch_req *q = NULL;
+        int r;
+
+        strbuf_reset(&b);
+        r = alertmsg_test_body(&b, dst->type, d->host, eid, now);
+        if (r == 0) {
+            q = dispatch_req_new(d, DISPATCH_REQ_TEST, dst->name, eid);
+            r = q ? 0 : -ENOMEM;
+        }
+        if (r == 0) {
+            q->test_fn = done;
+            q->test_ctx = ctx;
+            r = dispatch_post(d, dst, eid, b.p, b.len, q);
+        }
+        if (r < 0) {
+            if (q)
+                dispatch_req_free(q);
+            done(ctx, dst->name, false, 0, "the request could not be started");
+        }
+    }
+    strbuf_done(&b);
+    return 0;
+}
+
+int
+dispatch_new(const struct dispatch_params *p, struct dispatch **ret)
+{
+    struct outbox_limits lim;
+    struct dispatch *d;
+    const char *host;
+    int r;
+
+    if (!p || !p->clock || !p->cfg || !p->http.post)
+        return -EINVAL;
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->loop = p->loop;
+    d->clock = p->clock;
+    d->cfg = p->cfg;
+    d->http = p->http;
+    d->random = p->random ? p->random : dispatch_random_default;
+    d->random_ctx = p->random_ctx;
+    d->next_token = 1;
+    ev_timer_init(&d->timer, dispatch_timer_cb, 0., 0.);
+    d->timer.data = d;
+    host = p->host_name ? p->host_name : p->cfg->alerts.host_name;
+    if (host)
+        dispatch_copy(d->host, sizeof(d->host), host);
+    else if (gethostname(d->host, sizeof(d->host) - 1) < 0 || !d->host[0])
+        dispatch_copy(d->host, sizeof(d->host), "localhost");
+    (void)snprintf(d->ua, sizeof(d->ua), "floodgate/%s", p->version ? p->version : "unknown");
+    lim = dispatch_limits(p->cfg);
+    r = outbox_new(&lim, &d->ob);
+    if (r == 0)
+        r = dispatch_set_config(d, p->cfg);
+    if (r < 0) {
+        dispatch_free(d);
+        return r;
+    }
+    d->last_expire_ms = dispatch_now(d);
+    *ret = d;
+    return 0;
+}
+
+void
+dispatch_free(struct dispatch *d)
+{
+    if (!d)
+        return;
+    if (d->loop)
+        ev_timer_stop(d->loop, &d->timer);
+    while (d->reqs)
+        dispatch_req_free(d->reqs);
+    for (size_t i = 0; i < d->ndests; i++)
+        dispatch_dest_done(&d->dests[i]);
+    free(d->dests);
+    for (size_t i = 0; i < d->ninc; i++)
+        dispatch_incident_free(d->inc[i]);
+    outbox_free(d->ob);
+    free(d);
+}
+
+/* --- persistence ----------------------------------------------------------------------- */
+
+/*
+ * Encoding:
+ *   FLOODGATE-DISPATCH 1\n
+ *   D <dest> <enabled>\n                                     per destination
+ *   I <id> <scope> <at> <released> <resolved_wall> <window> <value> <limit> <monitor>
+ *     <acted> <confirmed> <frozen> <failed> <backend_done> <errno> <preexisting>
+ *     <len rule> <len identity> <len account> <len metric> <len backend>\n
+ *   <rule><identity><account><metric><backend>\n            per incident
+ *   O <len>\n<outbox encoding>\n
+ *   END <crc32 of everything before, 8 hex digits>\n
+ */
+int
+dispatch_encode(struct dispatch *d, struct strbuf *out)
+{
+    size_t start = out->len;
+    struct strbuf ob;
+    int r = strbuf_appends(out, DISPATCH_ENCODE_MAGIC);
+    uLong crc;
+
+    for (size_t i = 0; i < d->ndests && r == 0; i++)
+        r = strbuf_printf(out, "D %s %d\n", d->dests[i].name, d->dests[i].enabled);
+    for (size_t k = 0; k < d->ninc && r == 0; k++) {
+        const struct dispatch_incident *c = d->inc[k];
+        r = strbuf_printf(out,
+                          "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64
+                          " %" PRIu64 " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu\n",
+                          c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms,
+                          c->window_ms, c->value, c->limit, c->monitor, c->acted, c->act.confirmed,
+                          c->act.frozen, c->act.failed, c->act.backend_done,
+                          c->act.backend_err < 0 ? -c->act.backend_err : 0, c->act.preexisting,
+                          strlen(c->rule), strlen(c->identity), strlen(c->account),
+                          strlen(c->metric), strlen(c->backend));
+        if (r == 0)
+            r = strbuf_printf(out, "%s%s%s%s%s\n", c->rule, c->identity, c->account, c->metric,
+                              c->backend);
+    }
+    strbuf_init(&ob, out->max > out->len ? out->max - out->len : 0); /* it must fit @out */
+    if (r == 0)
+        r = outbox_encode(d->ob, &ob);
+    if (r == 0)
+        r = strbuf_printf(out, "O %zu\n", ob.len);
+    if (r == 0)
+        r = strbuf_append(out, ob.p, ob.len);
+    strbuf_done(&ob);
+    if (r == 0)
+        r = strbuf_append(out, "\n", 1);
+    if (r == 0) {
+        crc = crc32(0L, (const Bytef *)out->p + start, (uInt)(out->len - start));
+        r = strbuf_printf(out, "END %08lx\n", (unsigned long)crc);
+    }
+    if (r < 0) {
+        out->len = start;
+        if (out->p)
+            out->p[start] = '\0';
+    }
+    return r;
+}
+
+struct dispatch_rd {
+    const char *p, *end;
+};
+
+/* The next line's tokens (at most @max), NUL-free view; false at the end or on a bad line. */
+static size_t
+dispatch_rd_line(struct dispatch_rd *rd, struct fg_str *tok, size_t max)
+{
+    const char *nl = memchr(rd->p, '\n', (size_t)(rd->end - rd->p));
+    const char *s = rd->p;
+    size_t n = 0;
+
+    if (!nl)
+        return 0;
+    rd->p = nl + 1;
+    while (s < nl) {
+        const char *sp = memchr(s, ' ', (size_t)(nl - s));
+        const char *e = sp ? sp : nl;
+        if (n == max || e == s)
+            return 0;
+        tok[n++] = fg_str_make(s, (size_t)(e - s));
+        s = sp ? sp + 1 : nl;
+    }
+    return n;
+}
+
+static bool
+dispatch_rd_i64(struct fg_str t, int64_t *ret)
+{
+    bool neg = t.len > 0 && t.p[0] == '-';
+    uint64_t v;
+
+    if (util_parse_u64(t.p + neg, t.len - neg, &v) < 0 || v > INT64_MAX)
+        return false;
+    *ret = neg ? -(int64_t)v : (int64_t)v;
+    return true;
+}
+
+static bool
+dispatch_rd_u64(struct fg_str t, uint64_t *ret)
+{
+    return util_parse_u64(t.p, t.len, ret) == 0;
+}
+
+static char *
+dispatch_rd_take(struct dispatch_rd *rd, uint64_t n)
+{
+    char *s;
+
+    if (n > (uint64_t)(rd->end - rd->p))
+        return NULL;
+    s = dispatch_strdup_cap(rd->p, (size_t)n);
+    if (s && strlen(s) != n) {
+        free(s); /* a NUL inside */
+        return NULL;
+    }
+    if (s)
+        rd->p += n;
+    return s;
+}
+
+static int
+dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, struct dispatch_incident **ret)
+{
+    struct dispatch_incident *c = calloc(1, sizeof(*c));
+    uint64_t u[16];
+    int64_t s[4];
+    char *rule = NULL, *backend = NULL;
+    bool ok = c != NULL;
+
+    /* t[1] id, t[2] scope, t[3..6] times, t[7..21] counts and lengths (see the encoding):
+     * u[1] value, u[2] limit, u[3] monitor, u[4] acted, u[5..7] confirmed, frozen, failed,
+     * u[8] backend_done, u[9] errno, u[10] preexisting, u[11..15] lengths */
+    ok = ok && util_copy_str(c->id, sizeof(c->id), t[1]) == 0 && outbox_name_valid(c->id);
+    ok = ok && dispatch_rd_u64(t[2], &u[0]) && u[0] < SCOPE__MAX;
+    for (size_t i = 0; ok && i < 4; i++)
+        ok = dispatch_rd_i64(t[3 + i], &s[i]);
+    for (size_t i = 0; ok && i < 15; i++)
+        ok = dispatch_rd_u64(t[7 + i], &u[1 + i]);
+    ok = ok && u[11] < CONFIG_NAME_MAX && u[15] < sizeof(c->backend) && u[3] <= 1 && u[4] <= 1 &&
+         u[10] <= 1 && u[8] <= UINT32_MAX && u[9] < 4096;
+    ok = ok && (rule = dispatch_rd_take(rd, u[11])) &&
+         (c->identity = dispatch_rd_take(rd, u[12])) &&
+         (c->account = dispatch_rd_take(rd, u[13])) && (c->metric = dispatch_rd_take(rd, u[14])) &&
+         (backend = dispatch_rd_take(rd, u[15]));
+    ok = ok && rd->p < rd->end && *rd->p == '\n';
+    if (ok) {
+        rd->p++;
+        dispatch_copy(c->rule, sizeof(c->rule), rule);
+        dispatch_copy(c->backend, sizeof(c->backend), backend);
+        c->scope = (enum usertable_scope)u[0];
+        c->at_ms = s[0];
+        c->released_ms = s[1];
+        c->resolved_wall_ms = s[2];
+        c->window_ms = s[3];
+        c->value = u[1];
+        c->limit = u[2];
+        c->monitor = u[3];
+        c->acted = u[4];
+        c->act = (struct alertmsg_actions){ .monitor = c->monitor,
+                                            .confirmed = (size_t)u[5],
+                                            .frozen = (size_t)u[6],
+                                            .failed = (size_t)u[7],
+                                            .backend = c->backend,
+                                            .backend_done = (uint32_t)u[8],
+                                            .backend_err = -(int)u[9],
+                                            .preexisting = u[10] };
+    }
+    free(rule);
+    free(backend);
+    if (!ok) {
+        dispatch_incident_free(c);
+        return -EBADMSG;
+    }
+    *ret = c;
+    return 0;
+}
+
+int
+dispatch_decode(struct dispatch *d, const char *buf, size_t len)
+{
+    struct dispatch_rd rd = { buf, buf };
+    struct dispatch_incident **inc = NULL;
+    size_t ninc = 0, nflags = 0;
+    struct {
+        char name[CONFIG_NAME_MAX];
+        bool enabled;
+    } flags[CONFIG_DESTS_MAX];
+    struct outbox *ob = NULL;
+    struct outbox_limits lim = dispatch_limits(d->cfg);
+    const char *trailer;
+    struct fg_str t[24];
+    unsigned long crc = 0;
+    int r = -EBADMSG;
+    size_t n;
+
+    /* the trailer: "END xxxxxxxx\n", the CRC of everything before it */
+    if (len < sizeof(DISPATCH_ENCODE_MAGIC) + 13 || buf[len - 1] != '\n')
+        return -EBADMSG;
+    trailer = buf + len - 13;
+    if (memcmp(trailer, "END ", 4) != 0 ||
+        memcmp(buf, DISPATCH_ENCODE_MAGIC, strlen(DISPATCH_ENCODE_MAGIC)) != 0)
+        return -EBADMSG;
+    for (size_t i = 4; i < 12; i++) {
+        char c = trailer[i];
+        unsigned v = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (v == 16)
+            return -EBADMSG;
+        crc = crc << 4 | v;
+    }
+    if (crc32(0L, (const Bytef *)buf, (uInt)(trailer - buf)) != crc)
+        return -EBADMSG;
+    rd.p = buf + strlen(DISPATCH_ENCODE_MAGIC);
+    rd.end = trailer;
+    inc = calloc(DISPATCH_INCIDENTS_MAX, sizeof(*inc));
+    if (!inc || outbox_new(&lim, &ob) < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        n = dispatch_rd_line(&rd, t, N_ELEMS(t));
+        if (n == 3 && fg_str_eq(t[0], "D") && nflags < CONFIG_DESTS_MAX &&
+            util_copy_str(flags[nflags].name, CONFIG_NAME_MAX, t[1]) == 0 &&
+            (fg_str_eq(t[2], "0") || fg_str_eq(t[2], "1"))) {
+            flags[nflags++].enabled = fg_str_eq(t[2], "1");
+        } else if (n == 22 && fg_str_eq(t[0], "I") && ninc < DISPATCH_INCIDENTS_MAX) {
+            if (dispatch_rd_incident(&rd, t, &inc[ninc]) < 0)
+                goto out;
+            ninc++;
+        } else if (n == 2 && fg_str_eq(t[0], "O")) {
+            uint64_t olen;
+            if (!dispatch_rd_u64(t[1], &olen) || olen + 1 != (uint64_t)(rd.end - rd.p) ||
+                outbox_decode(ob, rd.p, (size_t)olen) < 0 || rd.p[olen] != '\n')
+                goto out;
+            rd.p = rd.end;
+            break;
+        } else {
+            goto out;
+        }
+    }
+    /* all parsed: replace */
+    for (size_t k = 0; k < d->ninc; k++)
+        dispatch_incident_free(d->inc[k]);
+    memcpy(d->inc, inc, ninc * sizeof(*inc));
+    d->ninc = ninc;
+    ninc = 0;
+    outbox_free(d->ob);
+    d->ob = ob;
+    ob = NULL;
+    for (size_t i = 0; i < nflags; i++) {
+        struct dispatch_dest *dst = dispatch_dest_find(d, flags[i].name, NULL);
+        if (dst)
+            dst->enabled = flags[i].enabled;
+    }
+    for (size_t i = 0; i < d->ndests; i++)
+        d->dests[i].am_next_ms = 0; /* re-assert every firing alert at once (§4.4) */
+    dispatch_kick(d);
+    r = 0;
+out:
+    for (size_t k = 0; k < ninc; k++)
+        dispatch_incident_free(inc[k]);
+    free(inc);
+    outbox_free(ob);
+    return r;
+}
+
+uint64_t
+dispatch_commit_begin(struct dispatch *d)
+{
+    d->dirty = false;
+    return d->next_token++;
+}
+
+void
+dispatch_commit_done(struct dispatch *d, uint64_t token)
+{
+    if (token > d->durable && token < d->next_token) {
+        bool am = d->am_change > d->durable && d->am_change <= token;
+
+        d->durable = token;
+        for (size_t i = 0; am && i < d->ndests; i++)
+            if (d->dests[i].type == ALERT_DEST_ALERTMANAGER)
+                dispatch_am_touch(d, &d->dests[i], dispatch_now(d));
+        dispatch_kick(d);
+    }
+}
+
+bool
+dispatch_dirty(const struct dispatch *d)
+{
+    return d->dirty || outbox_dirty(d->ob);
+}
+
+/* --- status ---------------------------------------------------------------------------- */
+
+size_t
+dispatch_dest_count(const struct dispatch *d)
+{
+    return d->ndests;
+}
+
+void
+dispatch_dest_stats(const struct dispatch *d, size_t i, struct dispatch_dest_stats *ret)
+{
+    const struct dispatch_dest *dst;
+    const struct outbox_entry *e;
+
+    memset(ret, 0, sizeof(*ret));
+    if (i >= d->ndests)
+        return;
+    dst = &d->dests[i];
+    ret->name = dst->name;
+    ret->type = dst->type;
+    ret->enabled = dst->enabled;
+    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++) {
+        if (strcmp(e->dest, dst->name) != 0)
+            continue;
+        ret->pending++;
+        if (ret->oldest_ms == 0 || e->created_ms < ret->oldest_ms)
+            ret->oldest_ms = e->created_ms;
+    }
+    ret->delivered = dst->delivered;
+    ret->retried = dst->retried;
+    ret->failed = dst->failed;
+    ret->expired = dst->expired;
+    ret->dropped = dst->dropped;
+    ret->last_status = dst->last_status;
+    dispatch_copy(ret->host, sizeof(ret->host), dst->host);
+}
+
+size_t
+dispatch_open_incidents(const struct dispatch *d)
+{
+    size_t n = 0;
+
+    for (size_t k = 0; k < d->ninc; k++)
+        n += d->inc[k]->released_ms == 0;
+    return n;
+}

@@ -1,0 +1,968 @@
+/*
+ * check_dispatch.c - lib/dispatch against a fake transport (records every request; the
+ * test completes it with the answer it chooses) and a fake clock: the durability rule
+ * (nothing leaves before its commit), retries with the same body and id but a new
+ * signature, Retry-After and the halved bucket, permanent failures, disabling and
+ * re-enabling, restarts through encode/decode, the outbreak bound, Alertmanager's
+ * re-sends, merged follow-ups, expiry and floodgatectl test-alert (alerting.md §7).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "alert.h"
+#include "clock.h"
+#include "config.h"
+#include "dispatch.h"
+#include "http.h"
+#include "testrun.h"
+#include "util.h"
+
+#define SECRET   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define SLACKURL "https://hooks.slack.com/services/T000/B000/SECRETPATH"
+#define T0       1787306798000LL
+
+/* --- the fake transport ---------------------------------------------------------------- */
+
+struct fake_req {
+    char url[256];
+    char hname[HTTP_HEADERS_MAX][32];
+    char hval[HTTP_HEADERS_MAX][256];
+    size_t nh;
+    char *body;
+    size_t len;
+    int64_t at_ms;
+    http_done_fn done;
+    void *ctx;
+    bool completed;
+};
+
+struct fake_http {
+    struct fake_req *v;
+    size_t n, cap;
+    struct clock_fake *cf;
+};
+
+static int
+fake_post(void *ctx, const struct http_request *rq, http_done_fn done, void *done_ctx)
+{
+    struct fake_http *fh = ctx;
+    struct fake_req *q;
+
+    if (fh->n == fh->cap) {
+        fh->cap = fh->cap ? fh->cap * 2 : 64;
+        fh->v = realloc(fh->v, fh->cap * sizeof(*fh->v));
+        ck_assert_ptr_nonnull(fh->v);
+    }
+    q = &fh->v[fh->n++];
+    memset(q, 0, sizeof(*q));
+    (void)snprintf(q->url, sizeof(q->url), "%s", rq->url);
+    ck_assert_uint_le(rq->nheaders, HTTP_HEADERS_MAX);
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        (void)snprintf(q->hname[i], sizeof(q->hname[i]), "%s", rq->headers[i].name);
+        (void)snprintf(q->hval[i], sizeof(q->hval[i]), "%s", rq->headers[i].value);
+    }
+    q->nh = rq->nheaders;
+    q->body = malloc(rq->body_len + 1);
+    memcpy(q->body, rq->body, rq->body_len);
+    q->body[rq->body_len] = '\0';
+    q->len = rq->body_len;
+    q->at_ms = fh->cf->now_ms;
+    q->done = done;
+    q->ctx = done_ctx;
+    ck_assert_int_gt(rq->timeout_ms, 0);
+    ck_assert_int_gt(rq->connect_timeout_ms, 0);
+    return 0;
+}
+
+static const char *
+fake_hdr(const struct fake_req *q, const char *name)
+{
+    for (size_t i = 0; i < q->nh; i++)
+        if (strcmp(q->hname[i], name) == 0)
+            return q->hval[i];
+    return NULL;
+}
+
+static void
+fake_complete(struct fake_http *fh, size_t i, int status, int64_t retry_after_s, const char *body)
+{
+    static struct http_response r;
+
+    ck_assert_uint_lt(i, fh->n);
+    ck_assert(!fh->v[i].completed);
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.retry_after_s = retry_after_s;
+    (void)snprintf(r.body, sizeof(r.body), "%s", body ? body : "");
+    r.body_len = strlen(r.body);
+    fh->v[i].completed = true;
+    fh->v[i].done(fh->v[i].ctx, &r);
+}
+
+/* Requests to URLs starting with @prefix since index @from. */
+static size_t
+fake_count(const struct fake_http *fh, const char *prefix, size_t from)
+{
+    size_t n = 0;
+
+    for (size_t i = from; i < fh->n; i++)
+        n += strncmp(fh->v[i].url, prefix, strlen(prefix)) == 0;
+    return n;
+}
+
+static void
+fake_free(struct fake_http *fh)
+{
+    for (size_t i = 0; i < fh->n; i++)
+        free(fh->v[i].body);
+    free(fh->v);
+    memset(fh, 0, sizeof(*fh));
+}
+
+/* --- the environment ------------------------------------------------------------------- */
+
+enum { D_SLACK = 0, D_HOOK, D_AM, D_N };
+
+struct env {
+    struct clock_fake cf;
+    struct clock clk;
+    struct fake_http fh;
+    struct config cfg;
+    struct config_dest dests[D_N];
+    char urls[D_N][128];
+    struct dispatch *d;
+};
+
+static uint64_t
+env_random(void *ctx)
+{
+    (void)ctx;
+    return 1000; /* backoff of a first retry: 1000 ms */
+}
+
+/* Destinations [first, first + n) of slack, hook, am. */
+static void
+env_config(struct env *e, size_t first, size_t n)
+{
+    memset(&e->cfg, 0, sizeof(e->cfg));
+    memset(e->dests, 0, sizeof(e->dests));
+    (void)snprintf(e->urls[D_SLACK], sizeof(e->urls[0]), "%s", SLACKURL);
+    (void)snprintf(e->urls[D_HOOK], sizeof(e->urls[0]), "https://hook.example.net/in/secret");
+    (void)snprintf(e->urls[D_AM], sizeof(e->urls[0]), "https://am.example.net:9093/");
+    e->dests[D_SLACK] = (struct config_dest){
+        .name = "slack", .type = ALERT_DEST_SLACK, .url = e->urls[D_SLACK], .rate = 1, .burst = 3
+    };
+    e->dests[D_HOOK] = (struct config_dest){ .name = "hook",
+                                             .type = ALERT_DEST_WEBHOOK,
+                                             .url = e->urls[D_HOOK],
+                                             .rate = 5,
+                                             .burst = 10,
+                                             .individual = true,
+                                             .nsecrets = 1 };
+    ck_assert_int_eq(alert_secret_decode(SECRET, &e->dests[D_HOOK].secrets[0]), 0);
+    e->dests[D_AM] =
+        (struct config_dest){ .name = "am", .type = ALERT_DEST_ALERTMANAGER, .url = e->urls[D_AM] };
+    e->cfg.alerts = (struct config_alerts){ .digest_threshold = 5,
+                                            .digest_interval_ms = 60000,
+                                            .followup_ms = 30000,
+                                            .resend_ms = 60000,
+                                            .resolved_keep_ms = 300000,
+                                            .max_age_ms = 24 * 3600 * 1000LL,
+                                            .max_pending = 10000,
+                                            .max_bytes = 16u << 20,
+                                            .dests = &e->dests[first],
+                                            .ndests = n };
+}
+
+static struct dispatch *
+env_dispatch(struct env *e)
+{
+    struct dispatch_params p = { .clock = &e->clk,
+                                 .cfg = &e->cfg,
+                                 .http = { fake_post, &e->fh },
+                                 .random = env_random,
+                                 .host_name = "host7",
+                                 .version = "1.2.3" };
+    struct dispatch *d = NULL;
+
+    ck_assert_int_eq(dispatch_new(&p, &d), 0);
+    return d;
+}
+
+static void
+env_init(struct env *e, size_t first, size_t n)
+{
+    memset(e, 0, sizeof(*e));
+    e->clk = clock_fake_init(&e->cf, T0);
+    e->fh.cf = &e->cf;
+    env_config(e, first, n);
+    e->d = env_dispatch(e);
+}
+
+static void
+env_done(struct env *e)
+{
+    dispatch_free(e->d);
+    fake_free(&e->fh);
+}
+
+static void
+env_commit(struct env *e)
+{
+    dispatch_commit_done(e->d, dispatch_commit_begin(e->d));
+}
+
+static void
+env_advance(struct env *e, int64_t ms)
+{
+    clock_fake_advance(&e->cf, ms);
+    (void)dispatch_poll(e->d);
+}
+
+static struct dispatch_trip
+trip_make(const char *id, int64_t at_ms, uint64_t value)
+{
+    static const char *const subjects[] = { "<!channel> win", "invoice" };
+    return (struct dispatch_trip){ .rule = "mailbox-burst",
+                                   .scope = SCOPE_MAILBOX,
+                                   .id = id,
+                                   .account = "examplec",
+                                   .metric = "recipients",
+                                   .window_ms = 600000,
+                                   .value = value,
+                                   .limit = 300,
+                                   .at_ms = at_ms,
+                                   .subjects = subjects,
+                                   .nsubjects = 2 };
+}
+
+static void
+stats_of(struct env *e, size_t i, struct dispatch_dest_stats *st)
+{
+    dispatch_dest_stats(e->d, i, st);
+}
+
+/* The signature header recomputed independently from what was received. */
+static void
+check_signature(const struct fake_req *q)
+{
+    struct alert_secret s;
+    char sig[ALERT_SIG_MAX];
+    uint64_t ts;
+
+    ck_assert_int_eq(alert_secret_decode(SECRET, &s), 0);
+    ck_assert_ptr_nonnull(fake_hdr(q, "webhook-timestamp"));
+    ck_assert_int_eq(util_parse_u64(fake_hdr(q, "webhook-timestamp"),
+                                    strlen(fake_hdr(q, "webhook-timestamp")), &ts),
+                     0);
+    ck_assert_int_eq((int64_t)ts, q->at_ms / 1000);
+    ck_assert_int_eq(alert_sign(&s, 1, fake_hdr(q, "webhook-id"), (int64_t)ts, q->body, q->len, sig,
+                                sizeof(sig)),
+                     0);
+    ck_assert_str_eq(sig, fake_hdr(q, "webhook-signature"));
+}
+
+/* --- durability ------------------------------------------------------------------------ */
+
+START_TEST(test_dispatch_waits_for_commit)
+{
+    struct env e;
+    struct dispatch_trip t1 = trip_make("a@example.com", T0, 412);
+    struct dispatch_trip t2 = trip_make("b@example.com", T0, 500);
+    uint64_t token;
+    const struct fake_req *q;
+
+    env_init(&e, D_SLACK, 2);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t1), 0);
+    ck_assert(dispatch_dirty(e.d));
+    env_advance(&e, 5000);
+    ck_assert_uint_eq(e.fh.n, 0);
+    token = dispatch_commit_begin(e.d);
+    /* queued after the snapshot: waits for the next commit */
+    ck_assert_int_eq(dispatch_tripped(e.d, &t2), 0);
+    env_advance(&e, 1000);
+    ck_assert_uint_eq(e.fh.n, 0);
+    dispatch_commit_done(e.d, token);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 2);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, 0), 1);
+    ck_assert_ptr_nonnull(strstr(e.fh.v[0].body, "a@example.com"));
+    ck_assert_ptr_null(strstr(e.fh.v[0].body, "b@example.com"));
+    ck_assert_str_eq(e.fh.v[0].url, SLACKURL);
+    q = &e.fh.v[1];
+    ck_assert_str_eq(q->url, "https://hook.example.net/in/secret");
+    ck_assert_str_eq(fake_hdr(q, "Content-Type"), "application/json");
+    ck_assert_str_eq(fake_hdr(q, "User-Agent"), "floodgate/1.2.3");
+    ck_assert_ptr_nonnull(strstr(fake_hdr(q, "webhook-id"), "_tripped"));
+    ck_assert_ptr_null(strchr(fake_hdr(q, "webhook-id"), '.'));
+    check_signature(q);
+    ck_assert_ptr_null(fake_hdr(&e.fh.v[0], "webhook-id"));
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    /* slack sends one at a time: b waits for a's answer */
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, 0), 1);
+    ck_assert_uint_eq(fake_count(&e.fh, "https://hook.", 0), 2);
+    env_done(&e);
+}
+END_TEST
+
+/* --- retries and failures -------------------------------------------------------------- */
+
+START_TEST(test_dispatch_retry_same_body)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_dest_stats st;
+
+    env_init(&e, D_HOOK, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1);
+    fake_complete(&e.fh, 0, 500, -1, "rollup_error");
+    env_advance(&e, 999);
+    ck_assert_uint_eq(e.fh.n, 1);
+    env_advance(&e, 1500);
+    ck_assert_uint_eq(e.fh.n, 2);
+    ck_assert_uint_eq(e.fh.v[1].len, e.fh.v[0].len);
+    ck_assert_mem_eq(e.fh.v[1].body, e.fh.v[0].body, e.fh.v[0].len);
+    ck_assert_str_eq(fake_hdr(&e.fh.v[1], "webhook-id"), fake_hdr(&e.fh.v[0], "webhook-id"));
+    ck_assert_str_ne(fake_hdr(&e.fh.v[1], "webhook-timestamp"),
+                     fake_hdr(&e.fh.v[0], "webhook-timestamp"));
+    ck_assert_str_ne(fake_hdr(&e.fh.v[1], "webhook-signature"),
+                     fake_hdr(&e.fh.v[0], "webhook-signature"));
+    check_signature(&e.fh.v[0]);
+    check_signature(&e.fh.v[1]);
+    fake_complete(&e.fh, 1, 200, -1, "");
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.retried, 1);
+    ck_assert_uint_eq(st.delivered, 1);
+    ck_assert_uint_eq(st.pending, 0);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_retry_after_halves_bucket)
+{
+    struct env e;
+    char id[32];
+    int64_t last = 0, gap = 0;
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.digest_threshold = 100;
+    {
+        struct dispatch_trip t = trip_make("first@example.com", T0, 1);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1);
+    fake_complete(&e.fh, 0, 429, 7, "rate_limited");
+    env_advance(&e, 6999);
+    ck_assert_uint_eq(e.fh.n, 1);
+    env_advance(&e, 1);
+    ck_assert_uint_eq(e.fh.n, 2);
+    ck_assert_int_ge(e.fh.v[1].at_ms - e.fh.v[0].at_ms, 7000);
+    fake_complete(&e.fh, 1, 200, -1, "ok");
+    /* eight more: once the burst is spent they leave one per 2 s, not per 1 s */
+    for (int i = 0; i < 8; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0 + i, 1);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    for (int step = 0; step < 400 && e.fh.n < 10; step++) {
+        (void)dispatch_poll(e.d);
+        for (size_t i = 2; i < e.fh.n; i++) {
+            if (!e.fh.v[i].completed) {
+                if (last)
+                    gap = e.fh.v[i].at_ms - last;
+                last = e.fh.v[i].at_ms;
+                fake_complete(&e.fh, i, 200, -1, "ok");
+            }
+        }
+        clock_fake_advance(&e.cf, 100);
+    }
+    ck_assert_uint_eq(e.fh.n, 10);
+    ck_assert_int_ge(gap, 1900);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_400_permanent)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_dest_stats st;
+
+    env_init(&e, D_SLACK, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_complete(&e.fh, 0, 400, -1, "invalid_payload");
+    env_advance(&e, 3600 * 1000);
+    ck_assert_uint_eq(e.fh.n, 1);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert(st.enabled);
+    ck_assert_uint_eq(st.pending, 0);
+    ck_assert_int_eq(st.last_status, 400);
+    ck_assert_str_eq(st.host, "https://hooks.slack.com");
+    ck_assert_str_eq(st.name, "slack");
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_disable_and_enable)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_dest_stats st;
+    size_t before;
+    static char newurl[] = "https://hooks.slack.com/services/T000/B000/NEWPATH";
+
+    env_init(&e, D_SLACK, 2);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 2);
+    for (size_t i = 0; i < 2; i++)
+        fake_complete(&e.fh, i, strcmp(e.fh.v[i].url, SLACKURL) == 0 ? 404 : 200, -1, "no_service");
+    stats_of(&e, 0, &st);
+    ck_assert(!st.enabled);
+    ck_assert_uint_eq(st.pending, 1);
+    /* the other destination hears of it, by name and host only */
+    env_commit(&e);
+    env_advance(&e, 1000);
+    ck_assert_uint_eq(e.fh.n, 3);
+    ck_assert_str_eq(e.fh.v[2].url, "https://hook.example.net/in/secret");
+    ck_assert_ptr_nonnull(strstr(e.fh.v[2].body, "floodgate.daemon.degraded"));
+    ck_assert_ptr_nonnull(strstr(e.fh.v[2].body, "slack (https://hooks.slack.com)"));
+    ck_assert_ptr_null(strstr(e.fh.v[2].body, "SECRETPATH"));
+    fake_complete(&e.fh, 2, 200, -1, "");
+    env_advance(&e, 600000);
+    ck_assert_uint_eq(e.fh.n, 3);
+    /* a reload with a new URL re-enables it and the kept alert goes out */
+    e.dests[D_SLACK].url = newurl;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    stats_of(&e, 0, &st);
+    ck_assert(st.enabled);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 4);
+    ck_assert_str_eq(e.fh.v[3].url, newurl);
+    fake_complete(&e.fh, 3, 410, -1, "channel_is_archived");
+    stats_of(&e, 0, &st);
+    ck_assert(!st.enabled);
+    /* the same URL again does not re-enable; floodgatectl alert enable does */
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    stats_of(&e, 0, &st);
+    ck_assert(!st.enabled);
+    ck_assert_int_eq(dispatch_enable(e.d, "nope"), -ENOENT);
+    ck_assert_int_eq(dispatch_enable(e.d, "slack"), 0);
+    before = e.fh.n;
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(fake_count(&e.fh, newurl, before), 1);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_auth_pause)
+{
+    struct env e;
+    struct dispatch_dest_stats st;
+    char id[32];
+
+    env_init(&e, D_SLACK, 1);
+    for (int i = 0; i < 3; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, 1);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    for (int i = 0; i < 3; i++) {
+        env_advance(&e, 1000);
+        ck_assert_uint_eq(e.fh.n, (size_t)i + 1);
+        stats_of(&e, 0, &st);
+        ck_assert(st.enabled);
+        fake_complete(&e.fh, (size_t)i, 403, -1, "invalid_token");
+    }
+    stats_of(&e, 0, &st);
+    ck_assert(!st.enabled);
+    ck_assert_uint_eq(st.failed, 3);
+    env_done(&e);
+}
+END_TEST
+
+/* --- restarts -------------------------------------------------------------------------- */
+
+START_TEST(test_dispatch_restart_resends)
+{
+    struct env e;
+    struct dispatch_trip t1 = trip_make("a@example.com", T0, 412);
+    struct dispatch_trip t2 = trip_make("b@example.com", T0, 413);
+    struct dispatch_dest_stats st;
+    struct strbuf s;
+    char hook_body[4096], hook_id[64];
+    size_t hook_first = SIZE_MAX;
+
+    env_init(&e, D_SLACK, 3);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t1), 0);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t2), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    /* slack: a in flight; hook: a and b; am: the array */
+    ck_assert_uint_eq(e.fh.n, 4);
+    for (size_t i = 0; i < e.fh.n; i++) {
+        if (strncmp(e.fh.v[i].url, "https://hook.", 13) != 0)
+            continue;
+        if (hook_first == SIZE_MAX) {
+            hook_first = i;
+            fake_complete(&e.fh, i, 200, -1, ""); /* delivered: never again */
+        } else {
+            (void)snprintf(hook_body, sizeof(hook_body), "%s", e.fh.v[i].body);
+            (void)snprintf(hook_id, sizeof(hook_id), "%s", fake_hdr(&e.fh.v[i], "webhook-id"));
+            fake_complete(&e.fh, i, 503, -1, "");
+        }
+    }
+    for (size_t i = 0; i < e.fh.n; i++)
+        if (strcmp(e.fh.v[i].url, SLACKURL) == 0)
+            fake_complete(&e.fh, i, 404, -1, "no_service");
+    strbuf_init(&s, 1u << 30);
+    ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
+    /* a corrupt copy is refused whole */
+    s.p[s.len / 2] ^= 1;
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), -EBADMSG);
+    s.p[s.len / 2] ^= 1;
+    dispatch_free(e.d);
+    fake_free(&e.fh);
+    e.fh.cf = &e.cf;
+    e.d = env_dispatch(&e);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
+    strbuf_done(&s);
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 2);
+    stats_of(&e, 0, &st);
+    ck_assert(!st.enabled);
+    ck_assert_uint_eq(st.pending, 2); /* a (kept at the 404) and b (never sent) */
+    env_advance(&e, 10000);
+    /* hook: the undelivered trip, same bytes and id, and the health event about slack; am:
+     * both alerts re-asserted */
+    ck_assert_uint_eq(fake_count(&e.fh, "https://hook.", 0), 2);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, 0), 0);
+    ck_assert_uint_eq(fake_count(&e.fh, "https://am.example.net:9093/api/v2/alerts", 0), 1);
+    for (size_t i = 0; i < e.fh.n; i++) {
+        if (strncmp(e.fh.v[i].url, "https://hook.", 13) == 0 &&
+            strstr(e.fh.v[i].body, "floodgate.daemon.degraded")) {
+            check_signature(&e.fh.v[i]);
+        } else if (strncmp(e.fh.v[i].url, "https://hook.", 13) == 0) {
+            ck_assert_str_eq(e.fh.v[i].body, hook_body);
+            ck_assert_str_eq(fake_hdr(&e.fh.v[i], "webhook-id"), hook_id);
+            check_signature(&e.fh.v[i]);
+        } else {
+            ck_assert_ptr_nonnull(strstr(e.fh.v[i].body, "a@example.com"));
+            ck_assert_ptr_nonnull(strstr(e.fh.v[i].body, "b@example.com"));
+        }
+    }
+    /* a replay of the same trip is not a new incident */
+    ck_assert_int_eq(dispatch_tripped(e.d, &t1), 0);
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 2);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_crash_after_200)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct strbuf s;
+    char id[64];
+
+    env_init(&e, D_HOOK, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    strbuf_init(&s, 1u << 30);
+    ck_assert_int_eq(dispatch_encode(e.d, &s), 0); /* the durable generation */
+    (void)dispatch_poll(e.d);
+    (void)snprintf(id, sizeof(id), "%s", fake_hdr(&e.fh.v[0], "webhook-id"));
+    fake_complete(&e.fh, 0, 200, -1, "");
+    /* crash before the next commit: restart from the generation above */
+    dispatch_free(e.d);
+    e.d = env_dispatch(&e);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
+    strbuf_done(&s);
+    /* the replay regenerates the trip: deduplicated */
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    env_advance(&e, 1000);
+    ck_assert_uint_eq(e.fh.n, 2);
+    ck_assert_str_eq(fake_hdr(&e.fh.v[1], "webhook-id"), id);
+    fake_complete(&e.fh, 1, 200, -1, "");
+    env_advance(&e, 600000);
+    ck_assert_uint_eq(e.fh.n, 2);
+    env_done(&e);
+}
+END_TEST
+
+/* --- outbreak -------------------------------------------------------------------------- */
+
+START_TEST(test_dispatch_outbreak_bounded)
+{
+    enum { N = 1000 };
+    struct env e;
+    size_t slack = 0, hook = 0, digests_slack = 0, digests_hook = 0, am = 0;
+    const char *digest = NULL;
+    char id[32];
+
+    env_init(&e, D_SLACK, 3);
+    for (int i = 0; i < N; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%04d@example.com", i);
+        t = trip_make(id, T0 + i * 59, (uint64_t)(301 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+        if (i % 17 == 0)
+            env_commit(&e);
+        clock_fake_advance(&e.cf, 59);
+        (void)dispatch_poll(e.d);
+        for (size_t k = 0; k < e.fh.n; k++)
+            if (!e.fh.v[k].completed)
+                fake_complete(&e.fh, k, 200, -1, "ok");
+    }
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), N);
+    env_commit(&e);
+    for (int step = 0; step < 4000; step++) {
+        clock_fake_advance(&e.cf, 100);
+        (void)dispatch_poll(e.d);
+        for (size_t k = 0; k < e.fh.n; k++)
+            if (!e.fh.v[k].completed)
+                fake_complete(&e.fh, k, 200, -1, "ok");
+        if (step % 10 == 0)
+            env_commit(&e);
+    }
+    for (size_t k = 0; k < e.fh.n; k++) {
+        const char *b = e.fh.v[k].body;
+        if (strcmp(e.fh.v[k].url, SLACKURL) == 0) {
+            slack++;
+            if (strstr(b, "Outbreak digest")) {
+                digests_slack++;
+                digest = b;
+            }
+        } else if (strncmp(e.fh.v[k].url, "https://hook.", 13) == 0) {
+            hook += strstr(b, "floodgate.trip.tripped") != NULL;
+            digests_hook += strstr(b, "floodgate.digest") != NULL;
+        } else {
+            am++;
+        }
+    }
+    /* Slack: the threshold one by one, then one digest for the window */
+    ck_assert_uint_eq(digests_slack, 1);
+    ck_assert_uint_eq(slack, 5 + 1);
+    ck_assert_ptr_nonnull(digest);
+    ck_assert_ptr_nonnull(strstr(digest, "*995 incidents*"));
+    ck_assert_ptr_nonnull(strstr(digest, "mailbox-burst (mailbox): 995"));
+    ck_assert_ptr_nonnull(strstr(digest, "and 975 more — `floodgatectl top`"));
+    ck_assert_ptr_nonnull(strstr(digest, "u0999@example.com")); /* the largest value */
+    /* the webhook gets every incident and the digest; Alertmanager a bounded few posts */
+    ck_assert_uint_eq(hook, N);
+    ck_assert_uint_eq(digests_hook, 1);
+    ck_assert_uint_le(am, 400);
+    ck_assert_uint_ge(am, 1);
+    for (size_t i = 0; i < dispatch_dest_count(e.d); i++) {
+        struct dispatch_dest_stats st;
+        stats_of(&e, i, &st);
+        ck_assert_uint_eq(st.pending, 0);
+        ck_assert_uint_eq(st.dropped, 0);
+    }
+    env_done(&e);
+}
+END_TEST
+
+/* --- Alertmanager ---------------------------------------------------------------------- */
+
+START_TEST(test_dispatch_am_resend_and_resolve)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    const char *amurl = "https://am.example.net:9093/api/v2/alerts";
+    int64_t rel;
+    size_t n;
+
+    env_init(&e, D_AM, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1);
+    ck_assert_str_eq(e.fh.v[0].url, amurl);
+    ck_assert_ptr_nonnull(strstr(e.fh.v[0].body, "\"startsAt\":\"2026-08-21T10:06:38.000Z\""));
+    /* endsAt = now + 4 x 60 s */
+    ck_assert_ptr_nonnull(strstr(e.fh.v[0].body, "\"endsAt\":\"2026-08-21T10:10:38.000Z\""));
+    fake_complete(&e.fh, 0, 200, -1, "");
+    env_advance(&e, 59999);
+    ck_assert_uint_eq(e.fh.n, 1);
+    env_advance(&e, 1);
+    ck_assert_uint_eq(e.fh.n, 2);
+    ck_assert_ptr_nonnull(strstr(e.fh.v[1].body, "\"startsAt\":\"2026-08-21T10:06:38.000Z\""));
+    ck_assert_ptr_nonnull(strstr(e.fh.v[1].body, "\"endsAt\":\"2026-08-21T10:11:38.000Z\""));
+    fake_complete(&e.fh, 1, 200, -1, "");
+    /* a release goes out within a second, ending at the release */
+    env_advance(&e, 5000);
+    rel = e.cf.now_ms;
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "a@example.com", rel), 0);
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 0);
+    env_advance(&e, 1000);
+    ck_assert_uint_eq(e.fh.n, 3);
+    ck_assert_ptr_nonnull(strstr(e.fh.v[2].body, "\"endsAt\":\"2026-08-21T10:07:43.000Z\""));
+    fake_complete(&e.fh, 2, 200, -1, "");
+    /* re-sent resolved for resolved_keep_ms (5 min), then dropped */
+    for (int i = 0; i < 8; i++) {
+        env_advance(&e, 60000);
+        for (size_t k = 0; k < e.fh.n; k++)
+            if (!e.fh.v[k].completed)
+                fake_complete(&e.fh, k, 200, -1, "");
+    }
+    n = e.fh.n;
+    ck_assert_uint_ge(n, 3 + 4);
+    ck_assert_uint_le(n, 3 + 5);
+    ck_assert_ptr_nonnull(strstr(e.fh.v[n - 1].body, "\"endsAt\":\"2026-08-21T10:07:43.000Z\""));
+    env_advance(&e, 600000);
+    ck_assert_uint_eq(e.fh.n, n);
+    env_done(&e);
+}
+END_TEST
+
+/* --- follow-ups, digests of the same trip, expiry -------------------------------------- */
+
+START_TEST(test_dispatch_followups_merge)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_trip t2 = trip_make("b@example.com", T0, 412);
+    struct dispatch_acted a = { .scope = SCOPE_MAILBOX,
+                                .id = "a@example.com",
+                                .confirmed = 390,
+                                .frozen = 388,
+                                .backend = "cpanel",
+                                .backend_done = CONFIG_ACTION_HOLD };
+
+    env_init(&e, D_SLACK, 2);
+    /* not sent yet: tripped and acted become one message */
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    ck_assert_int_eq(dispatch_acted(e.d, &a), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const struct fake_req *q = &e.fh.v[i];
+        ck_assert_ptr_nonnull(strstr(q->body, "invoice")); /* the trip's evidence too */
+        if (fake_hdr(q, "webhook-id")) {
+            ck_assert_ptr_nonnull(strstr(q->body, "\"messages\":388,\"confirmed\":390"));
+            ck_assert_ptr_nonnull(strstr(fake_hdr(q, "webhook-id"), "_acted"));
+            ck_assert_ptr_nonnull(strstr(q->body, "\"type\":\"floodgate.trip.acted\""));
+        } else {
+            ck_assert_ptr_nonnull(strstr(q->body, "Outbound spam stopped on host7"));
+            ck_assert_ptr_nonnull(strstr(q->body, "froze 388 of 390 messages"));
+        }
+        fake_complete(&e.fh, i, 200, -1, "ok");
+    }
+    /* sent already: the follow-up is a second message */
+    ck_assert_int_eq(dispatch_tripped(e.d, &t2), 0);
+    env_commit(&e);
+    env_advance(&e, 2000);
+    ck_assert_uint_eq(e.fh.n, 4);
+    fake_complete(&e.fh, 2, 200, -1, "ok");
+    fake_complete(&e.fh, 3, 200, -1, "ok");
+    a.id = "b@example.com";
+    a.failed = 2;
+    ck_assert_int_eq(dispatch_acted(e.d, &a), 0);
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "b@example.com", 0), 0);
+    env_commit(&e);
+    for (int i = 0; i < 10; i++) {
+        env_advance(&e, 1000);
+        for (size_t k = 0; k < e.fh.n; k++)
+            if (!e.fh.v[k].completed)
+                fake_complete(&e.fh, k, 200, -1, "ok");
+    }
+    ck_assert_uint_eq(e.fh.n, 8);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, 4), 2);
+    for (size_t i = 4; i < 8; i++) {
+        const char *b = e.fh.v[i].body;
+        ck_assert(strstr(b, "floodgate.trip.action_failed") || strstr(b, "actions failed") ||
+                  strstr(b, "released"));
+        ck_assert_ptr_null(strstr(b, "invoice")); /* shown once already */
+    }
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_same_trip_once)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_trip later = trip_make("a@example.com", T0 + 5000, 900);
+
+    env_init(&e, D_SLACK, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    ck_assert_int_eq(dispatch_tripped(e.d, &later), 0); /* re-trip while open */
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 1);
+    env_commit(&e);
+    env_advance(&e, 10000);
+    ck_assert_uint_eq(e.fh.n, 1);
+    fake_complete(&e.fh, 0, 200, -1, "ok");
+    env_advance(&e, 10000);
+    ck_assert_uint_eq(e.fh.n, 1);
+    /* after a release, a new trip is a new incident */
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "a@example.com", T0 + 20000), 0);
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 0);
+    later.at_ms = T0 + 30000;
+    ck_assert_int_eq(dispatch_tripped(e.d, &later), 0);
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 1);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_expiry)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_dest_stats st;
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.max_age_ms = 60000;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_complete(&e.fh, 0, 404, -1, "no_service"); /* disabled: the entry waits */
+    env_advance(&e, 59000);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 1);
+    ck_assert_int_eq(st.oldest_ms, T0);
+    env_advance(&e, 2000);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 0);
+    ck_assert_uint_eq(st.expired, 1);
+    ck_assert_uint_eq(e.fh.n, 1);
+    env_done(&e);
+}
+END_TEST
+
+/* --- test-alert ------------------------------------------------------------------------ */
+
+struct alert_result {
+    char dest[32];
+    bool ok;
+    int status;
+};
+
+static struct alert_result results[8];
+static size_t nresults;
+
+static void
+on_test(void *ctx, const char *dest, bool ok, int status, const char *detail)
+{
+    (void)ctx;
+    ck_assert_ptr_nonnull(detail);
+    ck_assert_uint_lt(nresults, N_ELEMS(results));
+    (void)snprintf(results[nresults].dest, sizeof(results[0].dest), "%s", dest);
+    results[nresults].ok = ok;
+    results[nresults++].status = status;
+}
+
+START_TEST(test_dispatch_test_alert)
+{
+    struct env e;
+    struct dispatch_dest_stats st;
+
+    nresults = 0;
+    env_init(&e, D_SLACK, 3);
+    ck_assert_int_eq(dispatch_test(e.d, on_test, NULL), 0);
+    ck_assert_uint_eq(e.fh.n, 3); /* outside the outbox and the commit */
+    ck_assert_uint_eq(nresults, 0);
+    ck_assert_str_eq(e.fh.v[2].url, "https://am.example.net:9093/api/v2/alerts");
+    ck_assert_ptr_nonnull(strstr(e.fh.v[1].body, "floodgate.test"));
+    check_signature(&e.fh.v[1]);
+    fake_complete(&e.fh, 0, 200, -1, "ok");
+    fake_complete(&e.fh, 1, 500, -1, "");
+    fake_complete(&e.fh, 2, 404, -1, "");
+    ck_assert_uint_eq(nresults, 3);
+    ck_assert_str_eq(results[0].dest, "slack");
+    ck_assert(results[0].ok);
+    ck_assert_str_eq(results[1].dest, "hook");
+    ck_assert(!results[1].ok);
+    ck_assert_int_eq(results[1].status, 500);
+    ck_assert(!results[2].ok);
+    ck_assert_int_eq(results[2].status, 404);
+    /* a test does not disable anything nor count */
+    stats_of(&e, 2, &st);
+    ck_assert(st.enabled);
+    ck_assert_uint_eq(st.pending, 0);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_reload_removes)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_dest_stats st;
+
+    env_init(&e, D_SLACK, 2);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    ck_assert_uint_eq(dispatch_dest_count(e.d), 2);
+    e.cfg.alerts.dests = &e.dests[D_HOOK];
+    e.cfg.alerts.ndests = 1;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    ck_assert_uint_eq(dispatch_dest_count(e.d), 1);
+    stats_of(&e, 0, &st);
+    ck_assert_str_eq(st.name, "hook");
+    ck_assert_uint_eq(st.pending, 1);
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 1);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, 0), 0);
+    env_done(&e);
+}
+END_TEST
+
+static Suite *
+dispatch_suite(void)
+{
+    Suite *s = suite_create("dispatch");
+    TCase *tc = tcase_create("delivery");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_dispatch_waits_for_commit);
+    tcase_add_test(tc, test_dispatch_retry_same_body);
+    tcase_add_test(tc, test_dispatch_retry_after_halves_bucket);
+    tcase_add_test(tc, test_dispatch_400_permanent);
+    tcase_add_test(tc, test_dispatch_disable_and_enable);
+    tcase_add_test(tc, test_dispatch_auth_pause);
+    tcase_add_test(tc, test_dispatch_expiry);
+    tcase_add_test(tc, test_dispatch_test_alert);
+    tcase_add_test(tc, test_dispatch_reload_removes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("incidents");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_dispatch_followups_merge);
+    tcase_add_test(tc, test_dispatch_same_trip_once);
+    tcase_add_test(tc, test_dispatch_outbreak_bounded);
+    tcase_add_test(tc, test_dispatch_am_resend_and_resolve);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("restart");
+    tcase_add_test(tc, test_dispatch_restart_resends);
+    tcase_add_test(tc, test_dispatch_crash_after_200);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return testrun_suite(dispatch_suite());
+}
