@@ -107,7 +107,7 @@ void
 alertmsg_digest_id(const char *host, int64_t start_ms, char *buf)
 {
     const char *parts[] = { host, "digest" };
-    char id[ALERTMSG_ID_MAX];
+    char id[ALERTMSG_ID_LEN + 1];
 
     alertmsg_hash_id(parts, N_ELEMS(parts), id);
     (void)snprintf(buf, ALERTMSG_ID_MAX, "%s_digest_%" PRId64, id, alertmsg_seconds(start_ms));
@@ -116,7 +116,7 @@ alertmsg_digest_id(const char *host, int64_t start_ms, char *buf)
 void
 alertmsg_health_id(const char *host, const char *kind, int64_t at_ms, char *buf)
 {
-    char at[24], id[ALERTMSG_ID_MAX];
+    char at[24], id[ALERTMSG_ID_LEN + 1];
     const char *parts[] = { host, "health", kind, at };
 
     (void)snprintf(at, sizeof(at), "%" PRId64, at_ms);
@@ -128,7 +128,7 @@ void
 alertmsg_test_id(const char *host, int64_t at_ms, char *buf)
 {
     const char *parts[] = { host, "test" };
-    char id[ALERTMSG_ID_MAX];
+    char id[ALERTMSG_ID_LEN + 1];
 
     alertmsg_hash_id(parts, N_ELEMS(parts), id);
     (void)snprintf(buf, ALERTMSG_ID_MAX, "%s_test_%" PRId64, id, alertmsg_seconds(at_ms));

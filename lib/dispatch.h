@@ -93,7 +93,8 @@ struct dispatch;
 
 /* 0 and *ret (owned), -EINVAL (bad params), -ENOMEM. */
 int dispatch_new(const struct dispatch_params *p, struct dispatch **ret);
-/* Cancel nothing in flight (the transport owns it) and free; NULL-safe. */
+/* Cancel nothing in flight (the transport owns it) and free; NULL-safe. The transport must
+ * not call back afterwards: free the http client (which cancels without calling back) first. */
 void dispatch_free(struct dispatch *d);
 
 /*
