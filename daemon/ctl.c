@@ -523,12 +523,11 @@ ctlcli_show(const struct jv *o)
         printf("  none\n");
     } else {
         ctlcli_wall(jv_num(act, "since_ms"), t, sizeof(t));
-        printf("  state: %s\n  wanted: %s\n  applied: %s%s\n  frozen: %lld\n  rule: %s%s\n"
+        printf("  state: %s\n  wanted: %s\n  applied: %s%s\n  frozen: %lld\n  rule: %s\n"
                "  since: %s\n",
                jv_str(act, "state"), jv_str(act, "what"), jv_str(act, "applied"),
                jv_bool(act, "preexisting") ? " (already in force by others)" : "",
-               jv_num(act, "frozen"), jv_str(act, "rule"),
-               jv_bool(act, "manual") ? " (manual)" : "", t);
+               jv_num(act, "frozen"), jv_str(act, "rule"), t);
         if (*jv_str(act, "reason"))
             printf("  reason: %s\n", jv_str(act, "reason"));
     }

@@ -115,12 +115,14 @@ live_ctl_top(struct daemon *d, const struct ctl_request *req, struct strbuf *out
 
 /* --- held and show ------------------------------------------------------------------ */
 
+/* What the record stands for: the backend step wanted, else the mail frozen, else none. */
 static const char *
-live_ctl_what(uint32_t want)
+live_ctl_what(const struct action_info *in)
 {
-    return (want & CONFIG_ACTION_SUSPEND) ? "suspend"
-           : (want & CONFIG_ACTION_HOLD)  ? "hold"
-                                          : "freeze";
+    return (in->want & CONFIG_ACTION_SUSPEND) ? "suspend"
+           : (in->want & CONFIG_ACTION_HOLD)  ? "hold"
+           : in->nfrozen                      ? "freeze"
+                                              : "none";
 }
 
 /* One action record as the members of a JSON object (no braces). */
@@ -149,7 +151,7 @@ live_ctl_info(struct strbuf *out, const struct action_info *in)
                           "\"preexisting\":%s,\"frozen\":%zu,\"since_ms\":%lld,"
                           "\"released_ms\":%lld",
                           strcmp(in->rule, LIVE_CTL_MANUAL_RULE) == 0 ? "true" : "false", in->state,
-                          live_ctl_what(in->want),
+                          live_ctl_what(in),
                           (in->done & CONFIG_ACTION_SUSPEND) ? "suspend"
                           : (in->done & CONFIG_ACTION_HOLD)  ? "hold"
                                                              : "none",

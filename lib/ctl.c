@@ -58,6 +58,7 @@ struct ctl {
     char *group_name;
     int fd;
     ev_io io;
+    ev_timer pause; /* accepting again after EMFILE/ENFILE */
     size_t nclients;
     struct ctl_client *clients;
     uint64_t next_token;
@@ -343,8 +344,10 @@ ctl_client_close(struct ctl_client *c)
     (void)close(c->fd);
     strbuf_done(&c->out);
     ctl->nclients--;
-    if (ctl->fd >= 0) /* accepting again after CTL_CLIENTS_MAX or EMFILE; no-op if active */
+    if (ctl->fd >= 0) { /* accepting again after CTL_CLIENTS_MAX or EMFILE; no-op if active */
+        ev_timer_stop(ctl->p.loop, &ctl->pause);
         ev_io_start(ctl->p.loop, &ctl->io);
+    }
     free(c);
 }
 
@@ -547,8 +550,12 @@ ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-        if (errno == EMFILE || errno == ENFILE) /* retried when a client leaves */
+        if (errno == EMFILE || errno == ENFILE) { /* out of descriptors: pause, not spin */
             ev_io_stop(loop, &ctl->io);
+            ev_timer_stop(loop, &ctl->pause);
+            ev_timer_set(&ctl->pause, 1.0, 0);
+            ev_timer_start(loop, &ctl->pause);
+        }
         return;
     }
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
@@ -582,6 +589,16 @@ ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     ctl->clients = c;
     if (++ctl->nclients == CTL_CLIENTS_MAX)
         ev_io_stop(loop, &ctl->io);
+}
+
+static void
+ctl_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct ctl *ctl = w->data;
+
+    (void)revents;
+    if (ctl->nclients < CTL_CLIENTS_MAX)
+        ev_io_start(loop, &ctl->io);
 }
 
 int
@@ -653,6 +670,8 @@ ctl_open(const struct ctl_params *p, struct ctl **ret)
         return -ENOMEM;
     c->p = *p;
     c->fd = -1;
+    ev_timer_init(&c->pause, ctl_pause_cb, 1.0, 0);
+    c->pause.data = c;
     c->path = strdup(p->path);
     c->group_name = p->access.group_name ? strdup(p->access.group_name) : NULL;
     c->p.access.group_name = c->group_name;
@@ -702,6 +721,7 @@ ctl_free(struct ctl *c)
         ctl_client_close(c->clients);
     if (c->fd >= 0) {
         ev_io_stop(c->p.loop, &c->io);
+        ev_timer_stop(c->p.loop, &c->pause);
         (void)close(c->fd);
         (void)unlink(c->path);
     }

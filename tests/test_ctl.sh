@@ -159,8 +159,12 @@ def kv(text):
 # --- start -----------------------------------------------------------------------------
 config()
 errf = open(os.path.join(TMP, "daemon.stderr"), "w")
+denv = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):  # a sanitizer build's settings
+    if k in os.environ:
+        denv[k] = os.environ[k]
 daemon = subprocess.Popen([DAEMON, "--config", CFG], stdin=subprocess.DEVNULL, stdout=errf,
-                          stderr=errf, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+                          stderr=errf, env=denv)
 def alive():
     return daemon.poll() is None
 try:
@@ -369,7 +373,8 @@ try:
 
     # stop
     daemon.send_signal(signal.SIGTERM)
-    check(daemon.wait(timeout=30) == 0, "floodgated exit status")
+    check(daemon.wait(timeout=30) == 0,
+          "floodgated exit status: %r" % open(os.path.join(TMP, "daemon.stderr")).read()[-3000:])
     check(not os.path.exists(CTL), "socket removed at exit")
 finally:
     if daemon.poll() is None:
