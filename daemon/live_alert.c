@@ -54,8 +54,6 @@ live_alert_test(struct daemon *d, dispatch_test_fn done, void *ctx)
 int
 live_alert_enable(struct daemon *d, const char *name)
 {
-    /* No destination exists without d->alerts; once alerting is wired this forwards to
-     * dispatch_enable(d->alerts, name), which knows the names. */
-    (void)name;
-    return d->alerts ? -ENOTSUP : -ENOENT;
+    /* no destination exists without d->alerts */
+    return d->alerts ? dispatch_enable(d->alerts, name) : -ENOENT;
 }
