@@ -269,16 +269,19 @@ alertmsg_has(const char *s)
 
 /* --- shared phrases ------------------------------------------------------------------- */
 
-/* "412 recipients / 10m (limit 300)" */
+/* "412 recipients / 10m (limit 300)"; inside parentheses "412 recipients in 10m, limit 300" */
 static void
 alertmsg_value(struct alertmsg_w *w, const struct alertmsg_incident *inc, const char *sep)
 {
+    bool inner = strcmp(sep, " in ") == 0;
+
     char win[24];
 
     alertmsg_duration(inc->window_ms, win, sizeof(win));
     alertmsg_fmt(w, "%" PRIu64 " ", inc->value);
     alertmsg_text(w, inc->metric, ALERTMSG_ITEM_CAP, ALERT_TEXT_SLACK);
-    alertmsg_fmt(w, "%s%s (limit %" PRIu64 ")", sep, win, inc->limit);
+    alertmsg_fmt(w, inner ? "%s%s, limit %" PRIu64 : "%s%s (limit %" PRIu64 ")", sep, win,
+                 inc->limit);
 }
 
 /*
@@ -376,14 +379,14 @@ alertmsg_slack_fallback(struct alertmsg_w *w, const struct alertmsg_incident *in
     alertmsg_text(w, inc->identity, ALERTMSG_TEXT_CAP, ALERT_TEXT_SLACK);
     alertmsg_raw(w, " (");
     alertmsg_value(w, inc, " in ");
-    alertmsg_raw(w, "); ");
+    alertmsg_raw(w, "; ");
     if (kind == ALERTMSG_ACTED && inc->acted)
         alertmsg_actions_text(w, inc->acted, ALERT_TEXT_SLACK);
     else if (inc->monitor)
-        alertmsg_raw(w, "monitor mode: nothing done");
+        alertmsg_raw(w, "monitor mode, nothing done");
     else
         alertmsg_raw(w, "acting now");
-    alertmsg_raw(w, "\"");
+    alertmsg_raw(w, ")\"");
 }
 
 static const char *

@@ -926,6 +926,19 @@ dispatch_due(struct dispatch *d, const char *dest, int64_t now, int64_t *later)
     return NULL;
 }
 
+/* The bucket of destination @i: Slack destinations sharing a URL share one (§2.5). */
+static struct alert_bucket *
+dispatch_bucket(struct dispatch *d, size_t i)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+
+    for (size_t j = 0; dst->type == ALERT_DEST_SLACK && j < i; j++)
+        if (d->dests[j].type == ALERT_DEST_SLACK && d->dests[j].limited &&
+            strcmp(d->dests[j].url, dst->url) == 0)
+            return &d->dests[j].bucket;
+    return &dst->bucket;
+}
+
 static void
 dispatch_edge_tick(struct dispatch *d, size_t i, int64_t now, int64_t *next)
 {
@@ -943,8 +956,8 @@ dispatch_edge_tick(struct dispatch *d, size_t i, int64_t now, int64_t *next)
         }
         if (dst->inflight >= limit || dst->am_inflight)
             return; /* a completion polls again */
-        if (dst->limited && !alert_bucket_take(&dst->bucket, now)) {
-            int64_t w = alert_bucket_wait_ms(&dst->bucket, now);
+        if (dst->limited && !alert_bucket_take(dispatch_bucket(d, i), now)) {
+            int64_t w = alert_bucket_wait_ms(dispatch_bucket(d, i), now);
             if (w != INT64_MAX && now + w < *next)
                 *next = now + w;
             return;
@@ -1057,7 +1070,7 @@ dispatch_edge_result(struct dispatch *d, size_t i, struct outbox_entry *e,
         break;
     case ALERT_RETRY:
         if (r->status == 429 && dst->limited)
-            alert_bucket_slow(&dst->bucket, now);
+            alert_bucket_slow(dispatch_bucket(d, i), now);
         outbox_retry(d->ob, e, now + dispatch_backoff(d, e->attempts, r->retry_after_s), r->status);
         dst->retried++;
         break;

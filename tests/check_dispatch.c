@@ -394,6 +394,41 @@ START_TEST(test_dispatch_retry_after_halves_bucket)
 }
 END_TEST
 
+START_TEST(test_dispatch_shared_slack_bucket)
+{
+    struct env e;
+    struct config_dest two[2];
+    char id[32];
+
+    env_init(&e, D_SLACK, 1);
+    two[0] = e.dests[D_SLACK];
+    two[1] = e.dests[D_SLACK];
+    (void)snprintf(two[1].name, sizeof(two[1].name), "slack2");
+    e.cfg.alerts.dests = two;
+    e.cfg.alerts.ndests = 2;
+    e.cfg.alerts.digest_threshold = 100;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    for (int i = 0; i < 4; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, 1);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    /* one URL, one bucket of burst 3: three messages now, not six */
+    for (int i = 0; i < 5; i++) {
+        (void)dispatch_poll(e.d);
+        for (size_t k = 0; k < e.fh.n; k++)
+            if (!e.fh.v[k].completed)
+                fake_complete(&e.fh, k, 200, -1, "ok");
+    }
+    ck_assert_uint_eq(e.fh.n, 3);
+    env_advance(&e, 1000);
+    ck_assert_uint_eq(e.fh.n, 4);
+    env_done(&e);
+}
+END_TEST
+
 START_TEST(test_dispatch_400_permanent)
 {
     struct env e;
@@ -941,6 +976,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_retry_same_body);
     tcase_add_test(tc, test_dispatch_retry_after_halves_bucket);
     tcase_add_test(tc, test_dispatch_400_permanent);
+    tcase_add_test(tc, test_dispatch_shared_slack_bucket);
     tcase_add_test(tc, test_dispatch_disable_and_enable);
     tcase_add_test(tc, test_dispatch_auth_pause);
     tcase_add_test(tc, test_dispatch_expiry);
