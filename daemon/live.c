@@ -65,7 +65,7 @@ live_audit_cb(void *ctx, const char *json_line)
 }
 
 static void
-live_trip(struct daemon *d, const struct engine_notice *n)
+live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_record *rec)
 {
     static char ids[LIVE_QUEUED_MAX][MSGTRACK_ID_MAX + 1];
     static const char *idp[LIVE_QUEUED_MAX];
@@ -114,6 +114,8 @@ live_trip(struct daemon *d, const struct engine_notice *n)
                         d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
     live_audit(d, strbuf_cstr(&b));
     strbuf_done(&b);
+    /* DESIGN.md's order: the "tripped" alert, then the actions, then "acted" */
+    live_alert_trip(d, n, rec);
 
     nids = engine_queued(d->engine, n, ids, LIVE_QUEUED_MAX);
     for (size_t i = 0; i < nids; i++)
@@ -143,7 +145,7 @@ live_on_record(void *ctx, const struct eximlog_record *rec)
     d->last_record_mono = clock_mono_ms(&clock_real);
     for (size_t i = 0; i < n; i++) {
         if (notes[i].kind == ENGINE_TRIP) {
-            live_trip(d, &notes[i]);
+            live_trip(d, &notes[i], rec);
         } else if (notes[i].kind == ENGINE_FROZEN_BY_ACL) {
             (void)action_adopt_frozen(d->action, notes[i].scope, notes[i].id, notes[i].msgid);
         } else if (action_is_active(d->action, notes[i].scope, notes[i].id)) {
@@ -162,7 +164,29 @@ live_state_write(void *ctx, const void *p, size_t n)
     return strbuf_append(ctx, p, n);
 }
 
-/* Serialize the tail position and the counters, as they are now, into one state file. */
+/* Append "<n>\n" and the dispatcher's n bytes of encoding to @b. */
+static int
+live_state_alerts(struct daemon *d, struct strbuf *b)
+{
+    struct strbuf a;
+    int r;
+
+    if (!d->alerts)
+        return strbuf_appends(b, "0\n");
+    strbuf_init(&a, LIVE_STATE_MAX);
+    r = dispatch_encode(d->alerts, &a);
+    if (r == 0)
+        r = strbuf_printf(b, "%zu\n", a.len);
+    if (r == 0)
+        r = strbuf_append(b, a.p, a.len);
+    strbuf_done(&a);
+    return r;
+}
+
+/*
+ * Serialize the tail position, the counters and the alerts not yet delivered, as they are
+ * now, into one state file: an alert produced by a line is durable with the position past it.
+ */
 static int
 live_state_save(struct daemon *d, const struct tail_pos *pos)
 {
@@ -179,6 +203,9 @@ live_state_save(struct daemon *d, const struct tail_pos *pos)
     /* the rule names: an identity's trips are rule positions, remapped by name on load */
     for (size_t i = 0; i < d->cfg->nrules && r == 0; i++)
         r = strbuf_printf(&b, "%s\n", d->cfg->rules[i].name);
+    /* the alert dispatcher: "<length>\n<its encoding>" (0 without alerting) */
+    if (r == 0)
+        r = live_state_alerts(d, &b);
     if (r == 0)
         r = usertable_save(engine_table(d->engine), live_state_write, &b);
     if (r == 0)
@@ -199,10 +226,13 @@ live_checkpoint_done(struct daemon *d, int r)
     else if (r == 0 && d->state_failing)
         log_emit(LOG_NOTICE, 0, NULL, "checkpoint in %s written again", d->cfg->state_dir);
     d->state_failing = r < 0;
-    if (r < 0)
+    if (r < 0) {
         d->dirty = true; /* try again at the next tick */
-    else
+    } else {
         d->have_state = true;
+        if (d->alerts)
+            dispatch_commit_done(d->alerts, d->alert_token); /* what it held may be sent */
+    }
 }
 
 static void
@@ -215,6 +245,9 @@ live_saver_cb(struct ev_loop *loop, ev_child *w, int revents)
     ev_child_stop(loop, w);
     d->saver_pid = 0;
     live_checkpoint_done(d, WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO);
+    /* alerts queued while it ran wait for a save: start the next one now */
+    if (d->alert_kick)
+        (void)live_checkpoint_now(d, false);
 }
 
 /*
@@ -224,7 +257,7 @@ live_saver_cb(struct ev_loop *loop, ev_child *w, int revents)
  * took 50-90 ms every second (redis's BGSAVE has the same shape). @sync: in this process,
  * for shutdown, or when fork() fails.
  */
-static int
+int
 live_checkpoint_now(struct daemon *d, bool sync)
 {
     struct tail_pos pos;
@@ -239,6 +272,9 @@ live_checkpoint_now(struct daemon *d, bool sync)
     if (pos.ino == 0)
         return 0;
     d->dirty = false;
+    d->alert_kick = false;
+    if (d->alerts)
+        d->alert_token = dispatch_commit_begin(d->alerts);
     if (!sync) {
         pid_t parent = getpid();
         pid = fork();
@@ -307,14 +343,39 @@ live_state_rule_names(char **pp, const char *end, char **names, size_t *ret_n)
 }
 
 /*
+ * The alerts not yet delivered, from state file @name. Counters and position are restored
+ * even when this part cannot be: a log line says what was lost.
+ */
+static void
+live_state_load_alerts(struct daemon *d, const char *name, const char *p, size_t len)
+{
+    int r;
+
+    if (len == 0)
+        return;
+    if (!d->alerts) {
+        log_emit(LOG_NOTICE, 0, NULL,
+                 "%s/%s: alerts were pending, but no alert destination is configured now; "
+                 "they are dropped",
+                 d->cfg->state_dir, name);
+        return;
+    }
+    r = dispatch_decode(d->alerts, p, len);
+    if (r < 0)
+        log_emit(LOG_ERR, r, NULL, "%s/%s: the pending alerts are damaged and dropped",
+                 d->cfg->state_dir, name);
+}
+
+/*
  * Restore counters and position from state file @name. Returns 0 (restored, or no file:
  * *ret_pos.ino stays 0), -EBADMSG (corrupt: nothing restored), or -errno of the read.
  */
 static int
 live_state_load_file(struct daemon *d, const char *name, struct tail_pos *ret_pos)
 {
-    char *buf = NULL, *p, *end, *nl, *names[CONFIG_RULES_MAX];
-    size_t len = 0, tlen, nnames = 0;
+    char *buf = NULL, *p, *end, *nl, *names[CONFIG_RULES_MAX], *alerts = NULL;
+    size_t len = 0, tlen, nnames = 0, alen = 0;
+    int version;
     uint64_t v;
     int r;
 
@@ -327,9 +388,14 @@ live_state_load_file(struct daemon *d, const char *name, struct tail_pos *ret_po
     p = buf;
     end = buf + len;
     r = -EBADMSG;
-    if (len < strlen(LIVE_STATE_MAGIC) || memcmp(p, LIVE_STATE_MAGIC, strlen(LIVE_STATE_MAGIC)))
+    if (len >= strlen(LIVE_STATE_MAGIC) && memcmp(p, LIVE_STATE_MAGIC, strlen(LIVE_STATE_MAGIC)) == 0)
+        version = 3;
+    else if (len >= strlen(LIVE_STATE_MAGIC_2) &&
+             memcmp(p, LIVE_STATE_MAGIC_2, strlen(LIVE_STATE_MAGIC_2)) == 0)
+        version = 2;
+    else
         goto bad;
-    p += strlen(LIVE_STATE_MAGIC);
+    p += strlen(LIVE_STATE_MAGIC); /* both versions' lines are as long */
     nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl || util_parse_u64(p, (size_t)(nl - p), &v) < 0 || v > (uint64_t)(end - nl - 1))
         goto bad;
@@ -342,10 +408,19 @@ live_state_load_file(struct daemon *d, const char *name, struct tail_pos *ret_po
     r = live_state_rule_names(&p, end, names, &nnames);
     if (r < 0)
         goto bad;
+    if (version >= 3) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl || util_parse_u64(p, (size_t)(nl - p), &v) < 0 || v > (uint64_t)(end - nl - 1))
+            goto bad;
+        alerts = nl + 1;
+        alen = (size_t)v;
+        p = alerts + alen;
+    }
     r = usertable_load(engine_table(d->engine), p, (size_t)(end - p));
     if (r < 0)
         goto bad;
     engine_remap_trips(d->engine, (const char *const *)names, nnames);
+    live_state_load_alerts(d, name, alerts, alen);
     free(buf);
     return 0;
 bad:
@@ -423,7 +498,7 @@ live_checkpoint_cb(struct ev_loop *loop, ev_timer *w, int revents)
      * checkpoint would restart at the then end and skip the lines in between. */
     if (!d->have_state)
         (void)live_checkpoint_now(d, true);
-    else if (d->dirty)
+    else if (d->dirty || (d->alerts && dispatch_dirty(d->alerts)))
         (void)live_checkpoint_now(d, false);
 }
 
@@ -433,6 +508,7 @@ live_status_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     live_notify_status(w->data);
+    live_alert_tick(w->data);
 }
 
 static void
@@ -474,6 +550,7 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
     };
 
     live_metrics_action(ctx, o);
+    live_alert_outcome(ctx, o);
     if (strcmp(o->what, "release") == 0) {
         /* for a release, frozen counts the ids thawed and backend_done what was undone */
         log_emit(o->backend_err < 0 || o->remaining ? LOG_WARNING : LOG_NOTICE, o->backend_err,
@@ -590,11 +667,24 @@ live_reload(struct daemon *d, char *out, size_t size)
             (void)snprintf(out, size, "%s", strerror(-r));
         return r;
     }
+    /* The alert dispatcher, too, takes the new destinations in place (its outbox and
+     * incidents survive); it borrows the config, so it moves before the old one is freed
+     * and moves back if a later step fails. */
+    r = live_alert_reload(d, next);
+    if (r < 0) {
+        attrib_maps_free(maps);
+        config_free(next);
+        log_emit(LOG_ERR, r, fields, "reload failed (alerts), keeping the running config");
+        if (out)
+            (void)snprintf(out, size, "alerts: %s", strerror(-r));
+        return r;
+    }
     /* The running action instance takes the new config in place: a second instance would
      * drop the queue and the breaker's count, and freeing the old one would leave a command
      * in flight calling back into freed memory. */
     r = action_set_config(d->action, next);
     if (r < 0) {
+        (void)live_alert_reload(d, d->cfg);
         attrib_maps_free(maps);
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed (actions%s), keeping the running config",
@@ -607,6 +697,7 @@ live_reload(struct daemon *d, char *out, size_t size)
     if (r < 0) {
         /* the old config was accepted before and nothing ran since: this cannot fail */
         (void)action_set_config(d->action, d->cfg);
+        (void)live_alert_reload(d, d->cfg);
         attrib_maps_free(maps);
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
@@ -655,6 +746,7 @@ live_free(struct daemon *d)
 {
     live_metrics_free(d);
     live_ctl_close(d);
+    live_alert_free(d);
     tail_free(d->tail);
     action_free(d->action);
     spawner_free(d->spawner);
@@ -727,6 +819,9 @@ live_main(const char *config_path, struct config *cfg)
         log_emit(LOG_ERR, r, NULL, "cannot start the actions");
         goto out;
     }
+    r = live_alert_open(&d);
+    if (r < 0)
+        goto out;
     r = live_state_load(&d, &pos);
     if (r < 0)
         goto out;

@@ -26,7 +26,8 @@
 #define LIVE_CHECKPOINT_MS 1000
 #define LIVE_STATUS_MS     5000
 #define LIVE_STATE_FILE    "state"
-#define LIVE_STATE_MAGIC   "FLOODGATE-STATE 2\n"
+#define LIVE_STATE_MAGIC   "FLOODGATE-STATE 3\n" /* 3: with the alert dispatcher's state */
+#define LIVE_STATE_MAGIC_2 "FLOODGATE-STATE 2\n" /* before alerts: read, never written */
 #define LIVE_STATE_MAX     (512u << 20)
 #define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
 
@@ -66,6 +67,10 @@ struct daemon {
 
     /* live_alert.c (alert delivery) */
     struct dispatch *alerts;
+    struct http_client *http;
+    uint64_t alert_token;  /* dispatch_commit_begin() of the save in flight */
+    bool alert_kick;       /* alerts were queued: checkpoint again as soon as possible */
+    uint64_t alert_gaps;   /* tail gaps already reported */
 };
 
 /* One JSON line to the audit log (a newline is added when missing). */
@@ -101,16 +106,31 @@ void live_metrics_commit(struct daemon *d, bool ok);
 
 /*
  * live_alert.c: alert delivery. Without alerts.destinations d->alerts is NULL and these
- * do nothing (counts are 0, live_alert_test() is -ENOTSUP).
+ * do nothing (counts are 0, live_alert_test() is -ENOTSUP). Queuing an alert asks for a
+ * checkpoint at once: an alert is first sent once the state holding it is on disk.
  */
 int live_alert_open(struct daemon *d);
 void live_alert_free(struct daemon *d);
+/* Before a reload applies @next (it must not fail after this succeeded). 0 or -errno. */
+int live_alert_reload(struct daemon *d, const struct config *next);
+/* A trip; @rec is the record that tripped it (subject, client, recipient samples). */
+void live_alert_trip(struct daemon *d, const struct engine_notice *n,
+                     const struct eximlog_record *rec);
+/* What an action request did (lib/action's done callback). */
+void live_alert_outcome(struct daemon *d, const struct action_outcome *o);
+/* An identity released with nothing for lib/action to undo (alert-only rules, monitor). */
+void live_alert_released(struct daemon *d, enum usertable_scope scope, const char *id);
+/* Once a status tick: a new tail gap becomes a health alert. */
+void live_alert_tick(struct daemon *d);
 size_t live_alert_pending(const struct daemon *d); /* alerts not yet delivered */
 size_t live_alert_dest_count(const struct daemon *d);
 void live_alert_dest_stats(const struct daemon *d, size_t i, struct dispatch_dest_stats *ret);
 /* floodgatectl test-alert: @done once per destination. 0, or -ENOTSUP (none configured). */
 int live_alert_test(struct daemon *d, dispatch_test_fn done, void *ctx);
-/* floodgatectl alert-enable: re-enable a disabled destination. 0 or -ENOENT. */
+/* floodgatectl alert-enable: 0, or -ENOENT (no such destination). */
 int live_alert_enable(struct daemon *d, const char *name);
+
+/* live.c: save the state now (@sync) or in a forked writer. */
+int live_checkpoint_now(struct daemon *d, bool sync);
 
 #endif

@@ -426,6 +426,8 @@ live_ctl_release(struct daemon *d, const struct ctl_request *req, const struct c
         return -ENOENT;
     }
     d->dirty = true;
+    if (r == -ENOENT) /* nothing for lib/action to undo: its done callback will not say it */
+        live_alert_released(d, req->scope, req->id);
     r = strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"actions\":%s,",
                       usertable_scope_name(req->scope), r == 0 ? "true" : "false");
     if (r == 0)

@@ -1750,7 +1750,9 @@ out:
 uint64_t
 dispatch_commit_begin(struct dispatch *d)
 {
+    /* the snapshot may be encoded in another process (a forked writer) */
     d->dirty = false;
+    outbox_mark_clean(d->ob);
     return d->next_token++;
 }
 

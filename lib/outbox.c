@@ -348,6 +348,12 @@ outbox_dirty(const struct outbox *ob)
     return ob->dirty;
 }
 
+void
+outbox_mark_clean(struct outbox *ob)
+{
+    ob->dirty = false;
+}
+
 /* --- encoding ------------------------------------------------------------------------ */
 
 int

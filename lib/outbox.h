@@ -87,8 +87,10 @@ void outbox_set_limits(struct outbox *ob, const struct outbox_limits *lim);
 /* Entries of @dest (NULL: all). */
 size_t outbox_count(const struct outbox *ob, const char *dest);
 const struct outbox_stats *outbox_stats(const struct outbox *ob);
-/* Something changed since the last outbox_encode(). */
+/* Something changed since the last outbox_encode() or outbox_mark_clean(). */
 bool outbox_dirty(const struct outbox *ob);
+/* An encoding of the contents as they are now is being kept elsewhere (a forked writer). */
+void outbox_mark_clean(struct outbox *ob);
 
 /*
  * Encode every entry (a header, then each entry's fields and body, then a trailer with the

@@ -107,6 +107,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
 
+    def setup(self):
+        super().setup()
+        # headers and body go out in two writes: without this, Nagle holds the body until
+        # the client's delayed ACK (40 ms), and the sink, not floodgate, sets the pace
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _answer(self, status, body, extra=()):
         data = body.encode("utf-8")
         self.send_response(status)
