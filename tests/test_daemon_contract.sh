@@ -217,7 +217,7 @@ def state_ok():
     if not os.path.isfile(p):
         fail("no state file %s after SIGTERM" % p)
     with open(p, "rb") as f:
-        if not f.read(64).startswith(b"FLOODGATE-STATE 2\n"):
+        if not f.read(64).startswith(b"FLOODGATE-STATE 3\n"):
             fail("%s does not start with the state magic" % p)
     return os.stat(p).st_mtime_ns
 
