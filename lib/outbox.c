@@ -126,15 +126,18 @@ outbox_usage(const struct outbox *ob, const char *dest, size_t *count, size_t *b
     }
 }
 
-/* Drop @dest's oldest entry of the lowest priority not in flight; false when none. */
+/*
+ * Drop @dest's oldest entry of the lowest priority not in flight, never one of a higher
+ * priority than @prio (a digest does not push out an incident); false when none.
+ */
 static bool
-outbox_drop_one(struct outbox *ob, const char *dest)
+outbox_drop_one(struct outbox *ob, const char *dest, enum outbox_priority prio)
 {
     size_t best = ob->n;
 
     for (size_t i = 0; i < ob->n; i++) {
         const struct outbox_entry *e = ob->v[i];
-        if (e->inflight || strcmp(e->dest, dest) != 0)
+        if (e->inflight || e->prio > prio || strcmp(e->dest, dest) != 0)
             continue;
         if (best == ob->n || e->prio < ob->v[best]->prio)
             best = i; /* the array is in insertion order: the first of a priority is oldest */
@@ -203,8 +206,8 @@ outbox_add(struct outbox *ob, const char *dest, const char *event_id, enum outbo
     }
     outbox_usage(ob, dest, &count, &bytes);
     while (count + 1 > ob->lim.max_entries || bytes + body_len > ob->lim.max_bytes) {
-        if (!outbox_drop_one(ob, dest))
-            return -ENOBUFS; /* everything left is in flight */
+        if (!outbox_drop_one(ob, dest, prio))
+            return -ENOBUFS; /* everything left is in flight or matters more */
         outbox_usage(ob, dest, &count, &bytes);
     }
     e = outbox_entry_new(dest, event_id, prio, created_ms, body, body_len);
@@ -217,6 +220,15 @@ outbox_add(struct outbox *ob, const char *dest, const char *event_id, enum outbo
     ob->stats.added++;
     ob->dirty = true;
     return 0;
+}
+
+bool
+outbox_room(const struct outbox *ob, const char *dest, size_t body_len)
+{
+    size_t count, bytes;
+
+    outbox_usage(ob, dest, &count, &bytes);
+    return count + 1 <= ob->lim.max_entries && bytes + body_len <= ob->lim.max_bytes;
 }
 
 struct outbox_entry *

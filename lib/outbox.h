@@ -12,7 +12,8 @@
  * entries in memory, an encoding for the state directory, limits. Each entry is one event
  * for one destination, with the exact body bytes to send (re-signed per attempt, never
  * re-serialized). Insert is idempotent by (destination, event id). Over the limits the
- * oldest entry of the lowest priority goes first, and every drop and expiry is counted.
+ * oldest entry of the lowest priority goes first, never one that matters more than the
+ * entry being added, and every drop and expiry is counted.
  */
 
 #define OUTBOX_NAME_MAX 64 /* destination names and event ids: [A-Za-z0-9_-], no '.' */
@@ -56,11 +57,16 @@ void outbox_free(struct outbox *ob); /* NULL-safe */
 bool outbox_name_valid(const char *s);
 
 /*
- * Queue @body for @dest. Returns 0 (queued), 1 (already queued: nothing changed), -EINVAL
- * (a bad name), -E2BIG (the body alone exceeds max_bytes), -ENOMEM.
+ * Queue @body for @dest. Over the limits, @dest's oldest entries of the lowest priority not
+ * above @prio and not in flight make room. Returns 0 (queued), 1 (already queued: nothing
+ * changed), -EINVAL (a bad name), -E2BIG (the body alone exceeds max_bytes), -ENOBUFS (no
+ * room: what is left is in flight or of a higher priority), -ENOMEM.
  */
 int outbox_add(struct outbox *ob, const char *dest, const char *event_id, enum outbox_priority prio,
                int64_t created_ms, const void *body, size_t body_len);
+
+/* Room for one more entry of @body_len bytes for @dest without dropping any. */
+bool outbox_room(const struct outbox *ob, const char *dest, size_t body_len);
 
 /* The oldest entry of @dest due at @now_ms and not in flight, or NULL. */
 struct outbox_entry *outbox_next_due(struct outbox *ob, const char *dest, int64_t now_ms);

@@ -1,6 +1,7 @@
 /*
  * check_outbox.c - lib/outbox: idempotent insert, due order, retry and done, the limits
- * (lowest priority and oldest first, never one in flight), expiry, and the encoding: a
+ * (lowest priority and oldest first, never one in flight nor one that matters more than
+ * the newcomer; room without dropping), expiry, and the encoding: a
  * round trip keeps every field and body byte, any damage is refused and changes nothing.
  */
 #include <errno.h>
@@ -98,6 +99,33 @@ START_TEST(test_outbox_limits)
     ck_assert_int_eq(outbox_add(ob, "x", "b1", OUTBOX_PRIO_INCIDENT, 1, big, 101), -E2BIG);
     ck_assert_int_eq(outbox_add(ob, "x", "b2", OUTBOX_PRIO_INCIDENT, 1, big, 100), 0);
     ck_assert_uint_eq(outbox_count(ob, "x"), 1);
+    outbox_free(ob);
+}
+END_TEST
+
+START_TEST(test_outbox_priority_room)
+{
+    struct outbox *ob = outbox_make(3, 100);
+
+    ck_assert(outbox_room(ob, "d", 100));
+    ck_assert(!outbox_room(ob, "d", 101));
+    ck_assert_int_eq(outbox_add(ob, "d", "h1", OUTBOX_PRIO_HEALTH, 1, "h", 1), 0);
+    ck_assert_int_eq(outbox_add(ob, "d", "i1", OUTBOX_PRIO_INCIDENT, 2, "i", 1), 0);
+    ck_assert(outbox_room(ob, "d", 98));
+    ck_assert(!outbox_room(ob, "d", 99));
+    ck_assert_int_eq(outbox_add(ob, "d", "i2", OUTBOX_PRIO_INCIDENT, 3, "i", 1), 0);
+    ck_assert(!outbox_room(ob, "d", 0));
+    ck_assert(outbox_room(ob, "x", 0));
+    /* full: a digest pushes out the health event, never an incident */
+    ck_assert_int_eq(outbox_add(ob, "d", "g1", OUTBOX_PRIO_DIGEST, 4, "g", 1), 0);
+    ck_assert_ptr_null(outbox_find(ob, "d", "h1"));
+    ck_assert_int_eq(outbox_add(ob, "d", "h2", OUTBOX_PRIO_HEALTH, 5, "h", 1), -ENOBUFS);
+    ck_assert_int_eq(outbox_add(ob, "d", "g2", OUTBOX_PRIO_DIGEST, 6, "g", 1), 0);
+    ck_assert_ptr_null(outbox_find(ob, "d", "g1"));
+    ck_assert_ptr_nonnull(outbox_find(ob, "d", "i1"));
+    ck_assert_ptr_nonnull(outbox_find(ob, "d", "i2"));
+    ck_assert_uint_eq(outbox_stats(ob)->dropped, 2);
+    ck_assert_uint_eq(outbox_count(ob, "d"), 3);
     outbox_free(ob);
 }
 END_TEST
@@ -228,6 +256,7 @@ outbox_suite(void)
     tcase_add_test(tc, test_outbox_add_idempotent);
     tcase_add_test(tc, test_outbox_due_retry_done);
     tcase_add_test(tc, test_outbox_limits);
+    tcase_add_test(tc, test_outbox_priority_room);
     tcase_add_test(tc, test_outbox_expire);
     tcase_add_test(tc, test_outbox_find_at_remove);
     suite_add_tcase(s, tc);
