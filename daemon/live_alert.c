@@ -164,7 +164,8 @@ live_alert_trip(struct daemon *d, const struct engine_notice *n, const struct ex
     size_t ncounts = 0;
     int r;
 
-    if (!d->alerts)
+    /* a rule without "alert" in its actions acts silently (audit log and journal only) */
+    if (!d->alerts || !(n->verdict.actions & CONFIG_ACTION_ALERT))
         return;
     t = engine_table(d->engine);
     up = usertable_params(t);

@@ -55,8 +55,6 @@
 #define ACTION_FROZEN_MAX      100000 /* ids recorded per identity; more are not frozen */
 #define ACTION_BATCH_MAX       500    /* argv size; config.c rejects a larger freeze_batch */
 #define ACTION_LOCKED_RETRY_MS 2000   /* "is locked": a delivery is running; try once more */
-#define ACTION_BREAKER_MAX     10000  /* cap on cfg->max_actions_per_hour's ring */
-#define ACTION_HOUR_MS         (3600LL * 1000)
 /* An audit line: two id lists of up to ACTION_AUDIT_IDS_MAX each, exim's stdout and stderr
  * (SPAWN_OUTPUT_MAX each, up to 6 bytes per byte once JSON-escaped) and the fixed fields. */
 #define ACTION_AUDIT_IDS_MAX (16u << 10) /* bytes of ids per list; the rest are counted */
@@ -130,10 +128,7 @@ struct action {
     bool inflight;
     bool pumping;
     ev_timer retry_timer;
-    /* Mono ms of the last ACTION_BREAKER_MAX trips, a ring kept whatever the configured cap,
-     * so a reload that changes max_actions_per_hour neither forgets nor miscounts them. */
-    int64_t *breaker;
-    size_t breaker_n, breaker_pos;
+    struct action_breaker breaker; /* trips of the last hour (action_breaker_allow) */
 };
 
 static void action_pump(struct action *a);
@@ -1360,27 +1355,6 @@ action_pump(struct action *a)
     a->pumping = false;
 }
 
-/* Circuit breaker: trips in the last hour (monotonic). */
-static bool
-action_breaker_allows(struct action *a)
-{
-    int64_t now = clock_mono_ms(a->clock);
-    size_t live = 0, cap = a->cfg->max_actions_per_hour;
-
-    if (cap > ACTION_BREAKER_MAX)
-        cap = ACTION_BREAKER_MAX;
-    for (size_t i = 0; cap && i < a->breaker_n; i++)
-        if (now - a->breaker[i] < ACTION_HOUR_MS)
-            live++;
-    if (cap && live >= cap)
-        return false;
-    a->breaker[a->breaker_pos] = now;
-    a->breaker_pos = (a->breaker_pos + 1) % ACTION_BREAKER_MAX;
-    if (a->breaker_n < ACTION_BREAKER_MAX)
-        a->breaker_n++;
-    return true;
-}
-
 static int
 action_monitor_trip(struct action *a, const struct action_request *req, struct action_entry *tmp)
 {
@@ -1439,7 +1413,7 @@ action_trip(struct action *a, const struct action_request *req)
         memcpy(tmp.rule, req->rule, strlen(req->rule) + 1);
         return action_monitor_trip(a, req, &tmp);
     }
-    if (!action_breaker_allows(a)) {
+    if (!action_breaker_allow(&a->breaker, clock_mono_ms(a->clock), a->cfg->max_actions_per_hour)) {
         struct action_audit au;
         audit_begin(a, &au, "circuit_open", req->rule, req->scope, req->id);
         audit_num(&au, "max_actions_per_hour", a->cfg->max_actions_per_hour);
@@ -1797,9 +1771,8 @@ action_open(const struct action_params *p, struct action **ret)
     a->hold_file = action_strdup_or(p->hold_users_file, "/etc/outgoing_mail_hold_users");
     a->susp_file = action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
     a->exim_config_fallback = p->exim_config ? strdup(p->exim_config) : NULL;
-    a->breaker = calloc(ACTION_BREAKER_MAX, sizeof(int64_t));
     if (!a->ledger_path || !a->hold_file || !a->susp_file ||
-        (p->exim_config && !a->exim_config_fallback) || !a->breaker) {
+        (p->exim_config && !a->exim_config_fallback)) {
         action_free(a);
         return -ENOMEM;
     }
@@ -1856,7 +1829,6 @@ action_free(struct action *a)
         a->entries = e->next;
         entry_free(e);
     }
-    free(a->breaker);
     free(a->ledger_path);
     free(a->hold_file);
     free(a->susp_file);
@@ -1924,4 +1896,55 @@ action_active_count(const struct action *a)
     for (const struct action_entry *e = a->entries; e; e = e->next)
         n += e->state != ENTRY_RELEASED; /* as action_is_active() decides */
     return n;
+}
+
+/* Circuit breaker. */
+
+static uint32_t *
+action_breaker_slot(struct action_breaker *b, int64_t sec)
+{
+    int64_t k = sec % ACTION_BREAKER_SLOTS;
+    return &b->slots[k < 0 ? k + ACTION_BREAKER_SLOTS : k];
+}
+
+/* Forget the seconds from b->sec + 1 up to @sec, which becomes the newest. */
+static void
+action_breaker_advance(struct action_breaker *b, int64_t sec)
+{
+    if (!b->started) {
+        b->started = true;
+        b->sec = sec;
+        return;
+    }
+    if (sec <= b->sec)
+        return;
+    if (sec - b->sec >= ACTION_BREAKER_SLOTS) {
+        memset(b->slots, 0, sizeof(b->slots));
+        b->total = 0;
+    } else {
+        for (int64_t s = b->sec + 1; s <= sec; s++) {
+            uint32_t *slot = action_breaker_slot(b, s);
+            b->total -= *slot;
+            *slot = 0;
+        }
+    }
+    b->sec = sec;
+}
+
+bool
+action_breaker_allow(struct action_breaker *b, int64_t mono_ms, uint32_t cap)
+{
+    /* floor, so that slots stay apart for a clock below zero too */
+    int64_t sec = mono_ms >= 0 ? mono_ms / 1000 : -((-mono_ms + 999) / 1000);
+    uint32_t *slot;
+
+    action_breaker_advance(b, sec);
+    if (cap && b->total >= cap)
+        return false;
+    slot = action_breaker_slot(b, b->sec);
+    if (*slot < UINT32_MAX) {
+        (*slot)++;
+        b->total++;
+    }
+    return true;
 }

@@ -196,4 +196,28 @@ int action_info(const struct action *a, enum usertable_scope scope, const char *
 /* Identities acted on (or being acted on) and not released: held by floodgate, for metrics. */
 size_t action_active_count(const struct action *a);
 
+/* --- the circuit breaker's count -------------------------------------------------- */
+
+#define ACTION_BREAKER_SLOTS 3601 /* one per second of the hour, and the current second */
+
+/*
+ * Trips of the last hour in bounded memory: a counter per second, whatever the configured
+ * cap (a reload that changes it neither forgets nor miscounts earlier trips). A trip
+ * counts against the cap for at least an hour and at most an hour and a second. Plain
+ * state: zero it to start.
+ */
+struct action_breaker {
+    uint32_t slots[ACTION_BREAKER_SLOTS]; /* trips in second s at slots[s % SLOTS] */
+    int64_t sec;                          /* the newest second counted */
+    uint64_t total;                       /* sum of slots */
+    bool started;
+};
+
+/*
+ * A trip at monotonic @mono_ms: returns false (not counted) when @cap (0: none) trips were
+ * counted in the hour before it, true and counts it otherwise. The clock may not go back;
+ * if it does, the trip is counted in the newest second.
+ */
+bool action_breaker_allow(struct action_breaker *b, int64_t mono_ms, uint32_t cap);
+
 #endif

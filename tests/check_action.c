@@ -761,12 +761,64 @@ START_TEST(test_action_circuit_breaker)
     }
     ck_assert(audit_has("\"event\":\"circuit_open\""));
     ck_assert(!action_is_active(a, SCOPE_ACCOUNT, "user2"));
-    clock_fake_advance(&fclock, 3600 * 1000 + 1);
     struct action_request r = {
         .rule = "r", .scope = SCOPE_ACCOUNT, .id = "user2", .actions = CONFIG_ACTION_HOLD
     };
+    /* a trip counts for at least an hour, at most an hour and a second */
+    clock_fake_advance(&fclock, 3600 * 1000);
+    ck_assert_int_eq(action_trip(a, &r), -EBUSY);
+    clock_fake_advance(&fclock, 1000);
     ck_assert_int_eq(action_trip(a, &r), 0);
     action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_breaker_over_old_ring)
+{
+    /* more than the 10000 trips the breaker used to remember, up to config's maximum */
+    static const uint32_t caps[] = { 1, 10000, 10001, 100000 };
+
+    for (size_t k = 0; k < N_ELEMS(caps); k++) {
+        struct action_breaker *b = calloc(1, sizeof(*b));
+        int64_t t = 5000;
+
+        ck_assert_ptr_nonnull(b);
+        for (uint32_t i = 0; i < caps[k]; i++)
+            ck_assert(action_breaker_allow(b, t + (int64_t)(i % 7) * 100, caps[k]));
+        ck_assert(!action_breaker_allow(b, t + 1000, caps[k]));
+        ck_assert(!action_breaker_allow(b, t + 3600 * 1000 - 1, caps[k]));
+        ck_assert(!action_breaker_allow(b, t + 3600 * 1000, caps[k])); /* at least an hour */
+        ck_assert(action_breaker_allow(b, t + 3601 * 1000, caps[k]));  /* at most and a second */
+        free(b);
+    }
+}
+END_TEST
+
+START_TEST(test_action_breaker_sliding)
+{
+    struct action_breaker *b = calloc(1, sizeof(*b));
+    int64_t t = -1500; /* the slots stay apart below zero too */
+
+    ck_assert_ptr_nonnull(b);
+    /* three trips spread over the hour; the cap of 3 frees one slot as each turns old */
+    ck_assert(action_breaker_allow(b, t, 3));
+    ck_assert(action_breaker_allow(b, t + 1000 * 1000, 3));
+    ck_assert(action_breaker_allow(b, t + 2000 * 1000, 3));
+    ck_assert(!action_breaker_allow(b, t + 3000 * 1000, 3));
+    ck_assert(action_breaker_allow(b, t + 3601 * 1000, 3));
+    ck_assert(!action_breaker_allow(b, t + 3602 * 1000, 3));
+    ck_assert(action_breaker_allow(b, t + 4601 * 1000, 3));
+    /* a clock that goes back counts in the newest second */
+    ck_assert(!action_breaker_allow(b, t, 3));
+    /* cap 0 counts without refusing; a later cap sees those trips */
+    for (int i = 0; i < 5; i++)
+        ck_assert(action_breaker_allow(b, t + 4700 * 1000, 0));
+    ck_assert(!action_breaker_allow(b, t + 4700 * 1000, 7));
+    ck_assert(action_breaker_allow(b, t + 4700 * 1000, 9));
+    /* after more than an hour idle everything is forgotten at once */
+    ck_assert(action_breaker_allow(b, t + 100000 * 1000, 1));
+    ck_assert(!action_breaker_allow(b, t + 100000 * 1000, 1));
+    free(b);
 }
 END_TEST
 
@@ -1170,6 +1222,8 @@ action_suite(void)
     tcase_add_test(tc, test_action_order_freeze_hold_alert);
     tcase_add_test(tc, test_action_monitor_spawns_nothing);
     tcase_add_test(tc, test_action_circuit_breaker);
+    tcase_add_test(tc, test_action_breaker_over_old_ring);
+    tcase_add_test(tc, test_action_breaker_sliding);
     tcase_add_test(tc, test_action_ledger_restart);
     tcase_add_test(tc, test_action_release_thaws_exactly_ours);
     tcase_add_test(tc, test_action_release_keeps_unthawed);
