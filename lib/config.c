@@ -56,7 +56,7 @@
 #define CONFIG_FACTOR_MAX       1000000.0
 #define CONFIG_IDENTITIES_MAX   10000000u /* about 2 GB of counters; more is a typo */
 #define CONFIG_FREEZE_BATCH_MAX 500u      /* lib/action's ACTION_BATCH_MAX: no silent cut */
-#define CONFIG_ACTIONS_HOUR_MAX 100000u
+#define CONFIG_ACTIONS_HOUR_MAX 100000u   /* lib/action's breaker counts any value up to it */
 /*
  * Our schema nests four deep (top, rules, a rule, its actions). libyaml's scanner keeps a
  * possible simple key per open flow collection and rescans them all on every token, so

@@ -211,12 +211,18 @@ static const struct config_case bad[] = {
       "out of range (1 to 500)", 0 },
     { "max_per_hour words", "actions:\n  max_per_hour: many\n", 2, 17, "actions.max_per_hour",
       "not a non-negative integer", 0 },
+    { "max_per_hour zero", "actions:\n  max_per_hour: 0\n", 2, 17, "actions.max_per_hour",
+      "out of range (1 to 100000)", 0 },
+    { "max_per_hour over 100000", "actions:\n  max_per_hour: 100001\n", 2, 17,
+      "actions.max_per_hour", "out of range (1 to 100000)", 0 },
     { "flow map, unknown key", "{mode: enforce, colldown: 1h}\n", 1, 17, "colldown",
       "unknown key 'colldown'", 0 },
 };
 
 static const struct config_case good[] = {
     { "one setting", "mode: monitor\n", 0, 0, NULL, NULL, 0 },
+    { "max_per_hour at its maximum (the breaker counts it all)",
+      "actions:\n  max_per_hour: 100000\n", 0, 0, NULL, NULL, 0 },
     { "document markers", "---\nmode: enforce\n...\n", 0, 0, NULL, NULL, 0 },
     { "empty rules", "rules: []\n", 0, 0, NULL, NULL, 0 },
     { "flow style", "{mode: enforce, rules: [], cooldown: 0}\n", 0, 0, NULL, NULL, 0 },
