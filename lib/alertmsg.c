@@ -169,6 +169,7 @@ alertmsg_kind_name(enum alertmsg_kind k)
         [ALERTMSG_TRIPPED] = "tripped",
         [ALERTMSG_ACTED] = "acted",
         [ALERTMSG_RELEASED] = "released",
+        [ALERTMSG_FOLLOWUP] = "followup",
     };
 
     return (unsigned)k < N_ELEMS(names) ? names[k] : "?";
@@ -360,6 +361,17 @@ alertmsg_slack_list(struct alertmsg_w *w, const char *label, const char *const *
     alertmsg_raw(w, "\"}}");
 }
 
+/* The follow-up without an outcome: "the actions have not reported after 30s; still running" */
+static void
+alertmsg_followup_text(struct alertmsg_w *w, const struct alertmsg_incident *inc)
+{
+    char win[24];
+
+    alertmsg_duration(inc->waited_ms, win, sizeof(win));
+    alertmsg_fmt(w, "%s have not reported after %s; still running",
+                 inc->monitor ? "monitor mode: the would-be actions" : "the actions", win);
+}
+
 static void
 alertmsg_slack_fallback(struct alertmsg_w *w, const struct alertmsg_incident *inc,
                         enum alertmsg_kind kind)
@@ -371,7 +383,12 @@ alertmsg_slack_fallback(struct alertmsg_w *w, const struct alertmsg_incident *in
         alertmsg_text(w, inc->identity, ALERTMSG_TEXT_CAP, ALERT_TEXT_SLACK);
         alertmsg_raw(w, " released (");
         alertmsg_text(w, inc->rule, ALERTMSG_ITEM_CAP, ALERT_TEXT_SLACK);
-        alertmsg_raw(w, ")\"");
+        alertmsg_raw(w, ")");
+        if (inc->late_outcome && inc->acted) {
+            alertmsg_raw(w, "; the actions had failed: ");
+            alertmsg_actions_text(w, inc->acted, ALERT_TEXT_SLACK);
+        }
+        alertmsg_raw(w, "\"");
         return;
     }
     alertmsg_text(w, inc->rule, ALERTMSG_ITEM_CAP, ALERT_TEXT_SLACK);
@@ -382,6 +399,8 @@ alertmsg_slack_fallback(struct alertmsg_w *w, const struct alertmsg_incident *in
     alertmsg_raw(w, "; ");
     if (kind == ALERTMSG_ACTED && inc->acted)
         alertmsg_actions_text(w, inc->acted, ALERT_TEXT_SLACK);
+    else if (kind == ALERTMSG_FOLLOWUP)
+        alertmsg_followup_text(w, inc);
     else if (inc->monitor)
         alertmsg_raw(w, "monitor mode, nothing done");
     else
@@ -400,6 +419,8 @@ alertmsg_slack_header(const struct alertmsg_incident *inc, enum alertmsg_kind ki
         return "Outbound spam: actions failed on ";
     if (kind == ALERTMSG_ACTED)
         return "Outbound spam stopped on ";
+    if (kind == ALERTMSG_FOLLOWUP)
+        return "Outbound spam: actions still running on ";
     return "Outbound spam detected on ";
 }
 
@@ -427,7 +448,13 @@ alertmsg_slack_fields(struct alertmsg_w *w, const struct alertmsg_incident *inc,
         alertmsg_rfc3339(inc->released_ms, t, sizeof(t));
         alertmsg_slack_field(w, false, "Released");
         alertmsg_raw(w, t);
-        alertmsg_raw(w, "\"}]}");
+        alertmsg_raw(w, "\"}");
+        if (inc->late_outcome && inc->acted) {
+            alertmsg_slack_field(w, false, "Actions had failed");
+            alertmsg_actions_text(w, inc->acted, ALERT_TEXT_SLACK);
+            alertmsg_raw(w, "\"}");
+        }
+        alertmsg_raw(w, "]}");
         return;
     }
     alertmsg_slack_field(w, false, "Value");
@@ -450,6 +477,8 @@ alertmsg_slack_fields(struct alertmsg_w *w, const struct alertmsg_incident *inc,
     alertmsg_slack_field(w, false, "Actions");
     if (kind == ALERTMSG_ACTED && inc->acted)
         alertmsg_actions_text(w, inc->acted, ALERT_TEXT_SLACK);
+    else if (kind == ALERTMSG_FOLLOWUP)
+        alertmsg_followup_text(w, inc);
     else if (inc->monitor)
         alertmsg_raw(w, "none (monitor mode)");
     else
@@ -500,6 +529,8 @@ alertmsg_hook_type(const struct alertmsg_incident *inc, enum alertmsg_kind kind)
                                                    : "floodgate.trip.acted";
     case ALERTMSG_RELEASED:
         return "floodgate.trip.released";
+    case ALERTMSG_FOLLOWUP:
+        break; /* Slack only */
     }
     return "floodgate.trip";
 }
@@ -687,6 +718,8 @@ alertmsg_incident_body(struct strbuf *out, enum alert_dest_type type, enum alert
     struct alertmsg_w w = { out, 0 };
     size_t start = out->len;
 
+    if (kind == ALERTMSG_FOLLOWUP && type != ALERT_DEST_SLACK)
+        return -EINVAL;
     switch (type) {
     case ALERT_DEST_SLACK:
         alertmsg_slack_incident(&w, inc, kind);

@@ -82,11 +82,17 @@ struct alertmsg_incident {
     const struct alertmsg_actions *acted; /* NULL: not yet */
     int64_t released_ms;                  /* 0: not released */
     const char *generator_url;            /* Alertmanager; NULL: omitted */
+    int64_t waited_ms;                    /* ALERTMSG_FOLLOWUP: how long the actions have run */
+    bool late_outcome; /* ALERTMSG_RELEASED: @acted failed and was not told before (Slack) */
 };
 
-enum alertmsg_kind { ALERTMSG_TRIPPED = 0, ALERTMSG_ACTED, ALERTMSG_RELEASED };
+/*
+ * ALERTMSG_FOLLOWUP is Slack's follow-up when the actions have not reported within
+ * alerts.followup (alerting.md §2.5): the trip again, the actions "still running".
+ */
+enum alertmsg_kind { ALERTMSG_TRIPPED = 0, ALERTMSG_ACTED, ALERTMSG_RELEASED, ALERTMSG_FOLLOWUP };
 
-/* "tripped", "acted", "released": the suffix of the event id. */
+/* "tripped", "acted", "released", "followup": the suffix of the event id. */
 const char *alertmsg_kind_name(enum alertmsg_kind k);
 /* The actions failed in part: the webhook type is floodgate.trip.action_failed. */
 bool alertmsg_actions_failed(const struct alertmsg_actions *a);
@@ -96,7 +102,7 @@ bool alertmsg_actions_failed(const struct alertmsg_actions *a);
  * acted event carries the trip's details too (so it stands alone when the tripped message
  * was merged into it, alerting.md §5.5) and the evidence when @inc has any. Alertmanager
  * gets a one-alert array (endsAt: the release, or @at_ms + @ends_after_ms).
- * 0, -E2BIG (@out's cap), -ENOMEM.
+ * 0, -E2BIG (@out's cap), -EINVAL (ALERTMSG_FOLLOWUP for another type than Slack), -ENOMEM.
  */
 int alertmsg_incident_body(struct strbuf *out, enum alert_dest_type type, enum alertmsg_kind kind,
                            const struct alertmsg_incident *inc, int64_t at_ms,

@@ -489,6 +489,72 @@ START_TEST(test_alertmsg_incident_bodies)
 }
 END_TEST
 
+/* Slack's follow-up without an outcome, and a failure told late with the release (§2.5). */
+START_TEST(test_alertmsg_followup_late_outcome)
+{
+    struct alertmsg_actions acted = { .confirmed = 390,
+                                      .frozen = 388,
+                                      .failed = 2,
+                                      .backend = "cpanel",
+                                      .backend_done = CONFIG_ACTION_HOLD };
+    struct alertmsg_incident inc = { .host = "host7",
+                                     .incident_id = "fg_x",
+                                     .rule = "mailbox-burst",
+                                     .scope = SCOPE_MAILBOX,
+                                     .identity = hostile,
+                                     .account = "examplec",
+                                     .metric = "recipients",
+                                     .window_ms = 600000,
+                                     .value = 412,
+                                     .limit = 300,
+                                     .at_ms = 1787306798344,
+                                     .waited_ms = 30000 };
+    struct strbuf b;
+
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_FOLLOWUP, &inc, inc.at_ms, 0), 0);
+    check_body("followup", ALERT_DEST_SLACK, &b);
+    ck_assert_ptr_nonnull(strstr(b.p, "Outbound spam: actions still running on host7"));
+    ck_assert_ptr_nonnull(strstr(b.p, "the actions have not reported after 30s; still running"));
+    ck_assert_ptr_nonnull(strstr(b.p, "floodgatectl release --scope mailbox "));
+    ck_assert_ptr_null(strstr(b.p, "froze"));
+    inc.monitor = true;
+    strbuf_reset(&b);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_FOLLOWUP, &inc, inc.at_ms, 0), 0);
+    check_body("followup/monitor", ALERT_DEST_SLACK, &b);
+    ck_assert_ptr_nonnull(strstr(b.p, "monitor mode: the would-be actions have not reported"));
+    inc.monitor = false;
+    /* machines get the outcome itself, never this note */
+    strbuf_reset(&b);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_WEBHOOK, ALERTMSG_FOLLOWUP, &inc, inc.at_ms, 0),
+        -EINVAL);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_ALERTMANAGER, ALERTMSG_FOLLOWUP, &inc, inc.at_ms, 0),
+        -EINVAL);
+    ck_assert_uint_eq(b.len, 0);
+    ck_assert_str_eq(alertmsg_kind_name(ALERTMSG_FOLLOWUP), "followup");
+    /* the release tells a failure that came after the follow-up, and only then */
+    inc.acted = &acted;
+    inc.released_ms = 1787306900000;
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_RELEASED, &inc, inc.at_ms, 0), 0);
+    check_body("released", ALERT_DEST_SLACK, &b);
+    ck_assert_ptr_null(strstr(b.p, "had failed"));
+    inc.late_outcome = true;
+    strbuf_reset(&b);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_RELEASED, &inc, inc.at_ms, 0), 0);
+    check_body("released/late", ALERT_DEST_SLACK, &b);
+    ck_assert_ptr_nonnull(
+        strstr(b.p, "; the actions had failed: froze 388 of 390 messages, 2 could not be frozen"));
+    ck_assert_ptr_nonnull(strstr(b.p, "*Actions had failed*"));
+    strbuf_done(&b);
+}
+END_TEST
+
 START_TEST(test_alertmsg_slack_escaped)
 {
     struct alertmsg_incident inc = { .host = "h",
@@ -731,6 +797,7 @@ alertmsg_suite(void)
     tcase_add_test(tc, test_alertmsg_validator_rejects);
     tcase_add_loop_test(tc, test_alertmsg_incident_bodies, 0, N_ELEMS(body_cases));
     tcase_add_test(tc, test_alertmsg_slack_escaped);
+    tcase_add_test(tc, test_alertmsg_followup_late_outcome);
     tcase_add_test(tc, test_alertmsg_webhook_shape);
     tcase_add_test(tc, test_alertmsg_am_alerts);
     tcase_add_test(tc, test_alertmsg_digest_top20);
