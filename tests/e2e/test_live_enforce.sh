@@ -37,6 +37,7 @@ not()  { ! "$@"; }
 ms()   { date +%s%3N; }
 
 cleanup() {
+    [ -n "${SINK_PID:-}" ] && kill -TERM "$SINK_PID" 2>/dev/null
     if [ -n "$FGD_PID" ] && kill -0 "$FGD_PID" 2>/dev/null; then
         kill -TERM "$FGD_PID" 2>/dev/null
         for _ in $(seq 1 50); do kill -0 "$FGD_PID" 2>/dev/null || break; sleep 0.1; done
@@ -71,6 +72,12 @@ shop.example: webuser
 other.example: other
 EOF
 echo fg-test.example > "$FG/localdomains"
+# A signed webhook on a loopback receiver: the "acted" alert must say what was done.
+"$EH_PY" "$FG_SOURCE_DIR/tests/e2e/http_sink.py" --port-file "$FG/sink.port" \
+    --log "$FG/sink.jsonl" --secret "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" &
+SINK_PID=$!
+for _ in $(seq 1 100); do [ -s "$FG/sink.port" ] && break; sleep 0.1; done
+SINK_PORT=$(cat "$FG/sink.port")
 cat > "$FG/floodgate.yml" <<EOF
 mode: enforce
 rules:
@@ -102,6 +109,16 @@ actions:
   timeout: 30s
   freeze_batch: 50
   max_per_hour: 100
+alerts:
+  host_name: e2e-host
+  destinations:
+    - name: hook
+      type: webhook
+      url: http://127.0.0.1:$SINK_PORT/hook
+      allow_http: true
+      secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+      rate: 100
+      burst: 100
 EOF
 check "floodgated --check-config" "$FGD" --config "$FG/floodgate.yml" --check-config
 
@@ -304,6 +321,31 @@ check "released mailbox accepted again" eh_submit_auth bad@spam.example bad@spam
 check "... and not frozen" not eh_is_frozen "$(eh_msgid mbox-again)"
 (cd "$SCRIPT_DIR" && eh_submit_local webuser webuser@shop.example again@remote.example script-again)
 check "released account: local submission not frozen" not eh_is_frozen "$(eh_msgid script-again)"
+# sink_has ID TYPE [PY-CONDITION on d = the event's data]: a signed event of that type
+sink_has() {
+    "$EH_PY" - "$FG/sink.jsonl" "$@" <<'PY'
+import json, sys
+log, ident, typ = sys.argv[1:4]
+cond = sys.argv[4] if len(sys.argv) > 4 else "True"
+for line in open(log):
+    r = json.loads(line)
+    if not r.get("status") or r["status"] // 100 != 2 or r.get("sig_ok") is not True:
+        continue
+    o = json.loads(r["body"])
+    d = o["data"]
+    if d.get("identity") == ident and o["type"] == typ and eval(cond, {"d": d}):
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+check "webhook: mailbox tripped (signed, verified by the receiver)" \
+    wait_for 15 sink_has bad@spam.example floodgate.trip.tripped
+check "webhook: mailbox acted, with the messages frozen and the suspension" \
+    wait_for 15 sink_has bad@spam.example floodgate.trip.acted \
+    "any(a['action'] == 'freeze' and a['messages'] > 0 for a in d['actions']) and any(a['action'] == 'suspend' and a['result'] == 'ok' for a in d['actions'])"
+check "webhook: script acted, held" wait_for 15 sink_has "$SCRIPT_ID" floodgate.trip.acted \
+    "any(a['action'] == 'hold' and a['result'] == 'ok' for a in d['actions'])"
+check "webhook: mailbox released" wait_for 15 sink_has bad@spam.example floodgate.trip.released
 check "no error events in the audit" not grep -q '"event":"error"' "$FG/audit.jsonl"
 check "floodgated still running" kill -0 "$FGD_PID"
 exit $FAIL
