@@ -399,6 +399,28 @@ live_metrics_identities(struct metrics *m, struct daemon *d)
         live_metrics_one(m, "rule", d->cfg->rules[i].name, tripped[i]);
 }
 
+/* Every step from the start, at 0 until it has run (lib/action times them). */
+static void
+live_metrics_action_durations(struct metrics *m, struct daemon *d)
+{
+    const struct action_duration *dur = action_durations(d->action);
+
+    _Static_assert(ACTION_DURATION_BUCKETS <= METRICS_BUCKETS_MAX, "a histogram's bounds");
+
+    (void)metrics_family(m, "floodgate_action_duration_seconds", METRICS_HISTOGRAM,
+                         "Time per action step, from its start to its outcome.");
+    for (unsigned s = 0; s < ACTION_STEP__MAX; s++) {
+        const struct metrics_label l[] = { { "action", action_step_name(s) } };
+        struct metrics_hist h = {
+            .bounds = action_duration_bounds,
+            .nbounds = ACTION_DURATION_BUCKETS,
+            .sum = (double)dur[s].sum_ms / 1000.0,
+        };
+        memcpy(h.counts, dur[s].counts, sizeof(dur[s].counts));
+        (void)metrics_histogram(m, l, 1, &h);
+    }
+}
+
 static void
 live_metrics_actions(struct metrics *m, struct daemon *d)
 {
@@ -433,6 +455,7 @@ live_metrics_actions(struct metrics *m, struct daemon *d)
     }
     live_metrics_counter(m, "floodgate_frozen_messages_total", "Messages frozen by floodgate.",
                          lm->frozen);
+    live_metrics_action_durations(m, d);
 }
 
 static void

@@ -129,7 +129,10 @@ struct action {
     bool pumping;
     ev_timer retry_timer;
     struct action_breaker breaker; /* trips of the last hour (action_breaker_allow) */
+    struct action_duration durations[ACTION_STEP__MAX];
 };
+
+static void action_step_observe(struct action *a, enum action_step step, int64_t started_ms);
 
 static void action_pump(struct action *a);
 
@@ -878,6 +881,7 @@ struct job_batch {
     struct action_job *j;
     size_t start, n;
     bool thaw;
+    int64_t started_ms; /* monotonic */
 };
 
 static void
@@ -893,6 +897,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
     struct action_audit au;
     char st[128];
 
+    action_step_observe(a, bt->thaw ? ACTION_STEP_THAW : ACTION_STEP_FREEZE, bt->started_ms);
     for (size_t i = bt->start; i < bt->start + bt->n; i++) {
         const char *id = ids[i];
         char gone[64];
@@ -986,6 +991,7 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
             (void)entry_add_pending(j->e, ids[bt->start + i]);
         (void)ledger_save(a);
     }
+    bt->started_ms = clock_mono_ms(a->clock);
     r = spawner_run(a->spawner, argv, action_timeout_ms(a->cfg), job_batch_done, bt);
     free(argv);
     if (r < 0) {
@@ -1066,7 +1072,8 @@ struct be_call {
     struct action_job *j;
     uint32_t op;
     bool undo;
-    bool rerun; /* a restart cut an earlier attempt of this step short */
+    bool rerun;         /* a restart cut an earlier attempt of this step short */
+    int64_t started_ms; /* monotonic */
 };
 
 static void
@@ -1081,6 +1088,13 @@ job_backend_result(struct action *a, struct action_job *j, const struct be_call 
     bool resumed = false;
     char what[128];
 
+    if (c->started_ms >= 0) {
+        bool susp = (op & CONFIG_ACTION_SUSPEND) != 0;
+        action_step_observe(a,
+                            undo ? (susp ? ACTION_STEP_UNSUSPEND : ACTION_STEP_UNHOLD)
+                                 : (susp ? ACTION_STEP_SUSPEND : ACTION_STEP_HOLD),
+                            c->started_ms);
+    }
     if (!undo && code == ACTION_BE_ALREADY && c->rerun) {
         code = ACTION_BE_DONE; /* our own step, applied before a restart cut it short */
         resumed = true;
@@ -1150,7 +1164,7 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
     int r;
 
     if (!c) {
-        struct be_call tmp = { .j = j, .op = op, .undo = undo };
+        struct be_call tmp = { .j = j, .op = op, .undo = undo, .started_ms = -1 }; /* not run */
         job_backend_result(a, j, &tmp, -ENOMEM, NULL, NULL);
         return 0;
     }
@@ -1163,6 +1177,7 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
         (void)ledger_save(a); /* on disk before the backend can act (logged on failure) */
     }
     action_target_of(j->e, &t, user, sizeof(user));
+    c->started_ms = clock_mono_ms(a->clock);
     if (undo)
         r = a->backend->release(&a->env, &t, op, job_backend_done, c);
     else if (op & CONFIG_ACTION_SUSPEND)
@@ -1896,6 +1911,49 @@ action_active_count(const struct action *a)
     for (const struct action_entry *e = a->entries; e; e = e->next)
         n += e->state != ENTRY_RELEASED; /* as action_is_active() decides */
     return n;
+}
+
+/* Step durations. */
+
+const double action_duration_bounds[ACTION_DURATION_BUCKETS] = { 0.01, 0.05, 0.1, 0.25, 0.5, 1,
+                                                                 2.5,  5,    10,  30,   60 };
+/* The same in ms, compared exactly: the clock reads whole ms. */
+static const int64_t action_duration_bounds_ms[ACTION_DURATION_BUCKETS] = {
+    10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
+};
+
+const char *
+action_step_name(enum action_step step)
+{
+    static const char *const names[ACTION_STEP__MAX] = {
+        [ACTION_STEP_FREEZE] = "freeze", [ACTION_STEP_THAW] = "thaw",
+        [ACTION_STEP_HOLD] = "hold",     [ACTION_STEP_SUSPEND] = "suspend",
+        [ACTION_STEP_UNHOLD] = "unhold", [ACTION_STEP_UNSUSPEND] = "unsuspend",
+    };
+    return (unsigned)step < ACTION_STEP__MAX ? names[step] : "unknown";
+}
+
+/* Count one step that began at monotonic @started_ms and has its outcome now. */
+static void
+action_step_observe(struct action *a, enum action_step step, int64_t started_ms)
+{
+    struct action_duration *d = &a->durations[step];
+    int64_t ms = clock_mono_ms(a->clock) - started_ms;
+    size_t i = 0;
+
+    if (ms < 0)
+        ms = 0;
+    while (i < ACTION_DURATION_BUCKETS && ms > action_duration_bounds_ms[i])
+        i++;
+    d->counts[i]++;
+    d->count++;
+    d->sum_ms += ms;
+}
+
+const struct action_duration *
+action_durations(const struct action *a)
+{
+    return a->durations;
 }
 
 /* Circuit breaker. */

@@ -196,6 +196,42 @@ int action_info(const struct action *a, enum usertable_scope scope, const char *
 /* Identities acted on (or being acted on) and not released: held by floodgate, for metrics. */
 size_t action_active_count(const struct action *a);
 
+/* --- step durations (floodgate_action_duration_seconds) ------------------------------ */
+
+/* The external steps a request runs; each is timed from its start to its outcome. */
+enum action_step {
+    ACTION_STEP_FREEZE = 0, /* one exim -Mf batch */
+    ACTION_STEP_THAW,       /* one exim -Mt batch */
+    ACTION_STEP_HOLD,       /* the backend steps */
+    ACTION_STEP_SUSPEND,
+    ACTION_STEP_UNHOLD,
+    ACTION_STEP_UNSUSPEND,
+    ACTION_STEP__MAX,
+};
+
+#define ACTION_DURATION_BUCKETS 11 /* upper bounds; one more count for longer steps */
+
+/* Upper bounds of the buckets in seconds: 0.01 0.05 0.1 0.25 0.5 1 2.5 5 10 30 60. */
+extern const double action_duration_bounds[ACTION_DURATION_BUCKETS];
+
+/* One step's durations, by the clock's monotonic reading (ms resolution). */
+struct action_duration {
+    uint64_t counts[ACTION_DURATION_BUCKETS + 1]; /* counts[i]: in (bounds[i-1], bounds[i]]
+                                                   * (not cumulative); the last: over 60 s */
+    uint64_t count;
+    int64_t sum_ms;
+};
+
+/* "freeze", "thaw", "hold", "suspend", "unhold", "unsuspend" (the audit's event names). */
+const char *action_step_name(enum action_step step);
+
+/*
+ * Durations of the steps run since action_open() (a reload keeps them), indexed by enum
+ * action_step. A step counts once it has an outcome: a command that could not be started
+ * is not timed. Borrowed until the next call into the module.
+ */
+const struct action_duration *action_durations(const struct action *a);
+
 /* --- the circuit breaker's count -------------------------------------------------- */
 
 #define ACTION_BREAKER_SLOTS 3601 /* one per second of the hour, and the current second */

@@ -773,6 +773,135 @@ START_TEST(test_action_circuit_breaker)
 }
 END_TEST
 
+/*
+ * A spawner over the recording fake whose commands take time: the fake clock advances by
+ * slow_ms[i] while a command whose recorded line contains slow_match[i] runs.
+ */
+static const char *slow_match[4];
+static int64_t slow_ms[4];
+
+struct slow_call {
+    spawn_done_fn done;
+    void *ctx;
+    int64_t ms;
+};
+
+static void
+slow_done(void *ctx, const struct spawn_result *r)
+{
+    struct slow_call *c = ctx;
+
+    clock_fake_advance(&fclock, c->ms);
+    c->done(c->ctx, r);
+    free(c);
+}
+
+static int
+slow_run(struct spawner *s, char *const argv[], int64_t timeout_ms, spawn_done_fn done, void *ctx)
+{
+    struct slow_call *c = calloc(1, sizeof(*c));
+    size_t before = fs->ncalls;
+    int r;
+
+    (void)s;
+    ck_assert_ptr_nonnull(c);
+    c->done = done;
+    c->ctx = ctx;
+    r = spawner_run(&fs->ops, argv, timeout_ms, slow_done, c);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    for (size_t i = 0; i < N_ELEMS(slow_match) && fs->ncalls > before; i++)
+        if (slow_match[i] && strstr(fs->calls[before], slow_match[i]))
+            c->ms = slow_ms[i];
+    return 0;
+}
+
+static struct spawner slower = { .run = slow_run, .free = spoil_free };
+
+/* The bucket index of the one observation of @d (which must have exactly one). */
+static size_t
+one_bucket(const struct action_duration *d)
+{
+    size_t k = SIZE_MAX;
+
+    ck_assert_uint_eq(d->count, 1);
+    for (size_t i = 0; i <= ACTION_DURATION_BUCKETS; i++)
+        if (d->counts[i]) {
+            ck_assert_uint_eq(d->counts[i], 1);
+            k = i;
+        }
+    return k;
+}
+
+START_TEST(test_action_step_durations)
+{
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    const struct action_duration *d;
+
+    ck_assert_str_eq(action_step_name(ACTION_STEP_FREEZE), "freeze");
+    ck_assert_str_eq(action_step_name(ACTION_STEP_UNSUSPEND), "unsuspend");
+    ck_assert(action_duration_bounds[0] == 0.01);
+    ck_assert(action_duration_bounds[ACTION_DURATION_BUCKETS - 1] == 60);
+    cfg->backend = CONFIG_BACKEND_COMMAND;
+    cfg->command_path = strdup("/usr/local/sbin/fg-act");
+    a = open_action(&slower, NULL);
+    d = action_durations(a);
+    for (size_t s = 0; s < ACTION_STEP__MAX; s++)
+        ck_assert_uint_eq(d[s].count, 0);
+    /* bounds are inclusive (le): 10 ms is in the first bucket, 251 ms past 0.25 s */
+    slow_match[0] = " -Mf ", slow_ms[0] = 10;
+    slow_match[1] = "fg-act hold ", slow_ms[1] = 251;
+    slow_match[2] = " -Mt ", slow_ms[2] = 60001;
+    slow_match[3] = "fg-act release ", slow_ms[3] = 1000;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 2);
+    ck_assert_uint_eq(one_bucket(&d[ACTION_STEP_FREEZE]), 0);
+    ck_assert_int_eq(d[ACTION_STEP_FREEZE].sum_ms, 10);
+    ck_assert_uint_eq(one_bucket(&d[ACTION_STEP_HOLD]), 4);
+    ck_assert_int_eq(d[ACTION_STEP_HOLD].sum_ms, 251);
+    ck_assert_uint_eq(d[ACTION_STEP_THAW].count, 0);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_uint_eq(one_bucket(&d[ACTION_STEP_UNHOLD]), 5);                     /* exactly 1 s */
+    ck_assert_uint_eq(one_bucket(&d[ACTION_STEP_THAW]), ACTION_DURATION_BUCKETS); /* > 60 s */
+    ck_assert_int_eq(d[ACTION_STEP_THAW].sum_ms, 60001);
+    ck_assert_uint_eq(d[ACTION_STEP_SUSPEND].count + d[ACTION_STEP_UNSUSPEND].count, 0);
+    /* a command that cannot be started has no duration */
+    fs->run_error = -EAGAIN;
+    r = box_req(CONFIG_ACTION_FREEZE);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(d[ACTION_STEP_FREEZE].count, 1);
+    memset(slow_match, 0, sizeof(slow_match));
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_step_durations_sync_backend)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_SUSPEND);
+    const struct action_duration *d = action_durations(a);
+
+    /* the exim backend writes its file without a command: timed all the same */
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 0);
+    ck_assert_uint_eq(one_bucket(&d[ACTION_STEP_SUSPEND]), 0);
+    ck_assert_int_eq(d[ACTION_STEP_SUSPEND].sum_ms, 0);
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(one_bucket(&d[ACTION_STEP_UNSUSPEND]), 0);
+    ck_assert_uint_eq(d[ACTION_STEP_HOLD].count + d[ACTION_STEP_FREEZE].count, 0);
+    action_free(a);
+}
+END_TEST
+
 START_TEST(test_action_breaker_over_old_ring)
 {
     /* more than the 10000 trips the breaker used to remember, up to config's maximum */
@@ -1224,6 +1353,8 @@ action_suite(void)
     tcase_add_test(tc, test_action_circuit_breaker);
     tcase_add_test(tc, test_action_breaker_over_old_ring);
     tcase_add_test(tc, test_action_breaker_sliding);
+    tcase_add_test(tc, test_action_step_durations);
+    tcase_add_test(tc, test_action_step_durations_sync_backend);
     tcase_add_test(tc, test_action_ledger_restart);
     tcase_add_test(tc, test_action_release_thaws_exactly_ours);
     tcase_add_test(tc, test_action_release_keeps_unthawed);

@@ -3,7 +3,8 @@
 # loopback endpoint (metrics_listen), checked against the daemon's own status.
 #
 #  1. start on an empty log: the textfile is written at once and holds every known series
-#     at 0 (every rule's trips, the configured backend's action steps, the scopes); it and
+#     at 0 (every rule's trips, the configured backend's action steps, every step's
+#     duration histogram, the scopes); it and
 #     GET /metrics pass a strict parser of the 0.0.4 text format (and promtool when
 #     installed); the endpoint answers 404/405/400 to what is not GET /metrics.
 #  2. append a log fixture: /metrics agrees with `floodgatectl status --json` (records,
@@ -324,6 +325,23 @@ try:
                      "process_start_time_seconds", "floodgate_lines_total"):
             if name not in types:
                 fail("%s: no %s" % (what, name))
+        if types.get("floodgate_action_duration_seconds") != "histogram":
+            fail(what + ": floodgate_action_duration_seconds is not a histogram")
+        for act in ("freeze", "thaw", "hold", "suspend", "unhold", "unsuspend"):
+            for name, labels in (("floodgate_action_duration_seconds_bucket",
+                                  {"action": act, "le": "0.01"}),
+                                 ("floodgate_action_duration_seconds_bucket",
+                                  {"action": act, "le": "60"}),
+                                 ("floodgate_action_duration_seconds_bucket",
+                                  {"action": act, "le": "+Inf"}),
+                                 ("floodgate_action_duration_seconds_sum", {"action": act}),
+                                 ("floodgate_action_duration_seconds_count", {"action": act})):
+                try:
+                    v = value(smp, name, **labels)
+                except KeyError as e:
+                    fail("%s: %s" % (what, e))
+                if v != 0:
+                    fail("%s: %s%r is %r, want 0 before any step" % (what, name, labels, v))
         if value(smp, "floodgate_config_last_reload_successful") != 1:
             fail(what + ": the configuration at start is not counted as applied")
         if value(smp, "process_resident_memory_bytes") <= 0 or value(smp, "process_open_fds") <= 0:
