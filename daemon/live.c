@@ -639,7 +639,7 @@ live_reload(struct daemon *d, char *out, size_t size)
     struct diag diag;
     char msg[sizeof(diag.file) + sizeof(diag.msg) + 128];
     const struct log_field fields[] = { { "MESSAGE_ID", LOG_MSGID_RELOAD }, { NULL, NULL } };
-    int r;
+    int r, e;
 
     live_metrics_reload_begin(d);
     memset(&diag, 0, sizeof(diag));
@@ -667,24 +667,11 @@ live_reload(struct daemon *d, char *out, size_t size)
             (void)snprintf(out, size, "%s", strerror(-r));
         return r;
     }
-    /* The alert dispatcher, too, takes the new destinations in place (its outbox and
-     * incidents survive); it borrows the config, so it moves before the old one is freed
-     * and moves back if a later step fails. */
-    r = live_alert_reload(d, next);
-    if (r < 0) {
-        attrib_maps_free(maps);
-        config_free(next);
-        log_emit(LOG_ERR, r, fields, "reload failed (alerts), keeping the running config");
-        if (out)
-            (void)snprintf(out, size, "alerts: %s", strerror(-r));
-        return r;
-    }
     /* The running action instance takes the new config in place: a second instance would
      * drop the queue and the breaker's count, and freeing the old one would leave a command
      * in flight calling back into freed memory. */
     r = action_set_config(d->action, next);
     if (r < 0) {
-        (void)live_alert_reload(d, d->cfg);
         attrib_maps_free(maps);
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed (actions%s), keeping the running config",
@@ -697,13 +684,26 @@ live_reload(struct daemon *d, char *out, size_t size)
     if (r < 0) {
         /* the old config was accepted before and nothing ran since: this cannot fail */
         (void)action_set_config(d->action, d->cfg);
-        (void)live_alert_reload(d, d->cfg);
         attrib_maps_free(maps);
         config_free(next);
         log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
         if (out)
             (void)snprintf(out, size, "%s", strerror(-r));
         return r;
+    }
+    /* The alert dispatcher takes the new destinations in place (its outbox and incidents
+     * survive) last: it drops a removed destination's queue, which no rollback restores.
+     * It borrows the config, so a failure here (memory) puts everything back. */
+    e = live_alert_reload(d, next);
+    if (e < 0) {
+        (void)action_set_config(d->action, d->cfg);
+        (void)engine_set_config(d->engine, d->cfg);
+        attrib_maps_free(maps);
+        config_free(next);
+        log_emit(LOG_ERR, e, fields, "reload failed (alerts), keeping the running config");
+        if (out)
+            (void)snprintf(out, size, "alerts: %s", strerror(-e));
+        return e;
     }
     engine_set_maps(d->engine, maps);
     attrib_maps_free(d->maps);

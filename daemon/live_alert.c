@@ -212,7 +212,9 @@ live_alert_outcome(struct daemon *d, const struct action_outcome *o)
 {
     int r;
 
-    if (!d->alerts)
+    /* "freeze_more" (a late arrival frozen) is not news: the incident's "acted" said what
+     * the trip did ("resume" finishes a trip a restart cut short) */
+    if (!d->alerts || strcmp(o->what, "freeze_more") == 0)
         return;
     if (strcmp(o->what, "release") == 0) {
         if (o->remaining)
