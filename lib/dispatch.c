@@ -20,12 +20,31 @@
  * Digests (§5.6): per destination, a grouping window opens with the first incident; the
  * first digest_threshold incidents go out one by one, the rest are summarized (counts per
  * rule and scope, the top identities by value: fixed-size, whatever the outbreak) and sent
- * as one digest when the window closes. While incidents keep coming the next window is
- * digest-only; a quiet window ends digest mode. A digested incident gets no individual
- * follow-ups at that destination. Webhooks with `individual` also get every event.
+ * as one digest when the window closes. A Slack destination also turns to digests when one
+ * more message would wait over DISPATCH_DRAIN_MS for its bucket behind what is queued (§2.5).
+ * While incidents keep coming the next window is digest-only; a quiet window ends digest
+ * mode. A digested incident gets no individual follow-ups at that destination. Webhooks
+ * with `individual` also get every event.
+ *
+ * The outbox cap (§5.1): a tripped, acted or follow-up message that would not fit is folded
+ * into the destination's digest instead, and nothing is dropped for it; the digest itself may
+ * push out the oldest health events (never an incident), and when even that leaves no room
+ * it stays held and goes with the next window's. Drops and expiries are counted per
+ * destination and logged at most once a minute.
  *
  * Follow-ups (§2.5, §5.5): "tripped" at once; "acted" when the actions finish, replacing
  * the tripped entry when that was never attempted (one merged message); "released" last.
+ * Slack gets at most two messages per incident plus "released": when the actions have not
+ * reported alerts.followup (30 s) after the trip, its follow-up goes then, saying they are
+ * still running (none when the tripped message itself is still unsent: the outcome will
+ * merge into it). An outcome arriving after that takes the follow-up's place when the
+ * follow-up was never attempted; otherwise a success is not sent again and a failure - the
+ * only news of substance - is told with the "released" message, the third (webhooks'
+ * action_failed, Alertmanager's annotation and the journal have it at once). Webhooks and
+ * Alertmanager are machines: they get the outcome whenever it comes, and no deadline note.
+ *
+ * Delivery durations: every attempt's http_response.duration_ms, edge or Alertmanager (not
+ * floodgatectl test-alert), goes into a histogram per destination type, fixed buckets.
  *
  * Scans are linear: an alert is rare next to a log line, and every table is capped.
  */
@@ -57,7 +76,12 @@
 #define DISPATCH_STORE_CAP       USERTABLE_KEY_MAX /* bytes of an identity kept */
 #define DISPATCH_HOST_MAX        256
 #define DISPATCH_COUNTS_MAX      (CONFIG_RULES_MAX * SCOPE__MAX)
-#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 1\n"
+#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 2\n" /* 2: digest and follow-up state */
+#define DISPATCH_ENCODE_MAGIC_V1 "FLOODGATE-DISPATCH 1\n"
+#define DISPATCH_DRAIN_MS        10000 /* Slack: digests when the queue needs longer (§2.5) */
+#define DISPATCH_DEF_FOLLOWUP_MS 30000
+#define DISPATCH_LOSS_LOG_MS     60000 /* drops and expiries: one log line a minute at most */
+#define DISPATCH_KINDS           DISPATCH_KIND_COUNT
 #define DISPATCH_DEF_THRESHOLD   5
 #define DISPATCH_DEF_INTERVAL_MS 60000
 #define DISPATCH_DEF_RESEND_MS   60000
@@ -88,6 +112,9 @@ struct dispatch_incident {
     uint64_t tag;                 /* the commit that holds it (0: decoded, durable) */
     uint32_t held;                /* bit per destination index: summarized in a digest there */
     struct dispatch_evidence *ev; /* until the acted message is built */
+    int64_t fu_due_ms;            /* wall time the follow-up is due without an outcome; 0 */
+    uint32_t fu_sent;             /* bit per destination: the follow-up went without it */
+    uint32_t fu_owed;             /* bit per destination: a failure to tell with the release */
 };
 
 struct dispatch_dg_item {
@@ -142,6 +169,7 @@ struct dispatch_req {
     enum dispatch_req_kind kind;
     char dest[CONFIG_NAME_MAX];
     char event_id[ALERTMSG_ID_MAX];
+    enum alert_dest_type type;
     dispatch_test_fn test_fn;
     void *test_ctx;
 };
@@ -167,7 +195,14 @@ struct dispatch {
     int64_t last_expire_ms;
     uint64_t evicted;
     uint64_t am_change; /* the commit token of the last change Alertmanager must hear of */
+    struct metrics_hist hist[DISPATCH_KINDS]; /* attempt durations, seconds */
+    uint64_t lost_dropped, lost_expired;      /* since start, every destination */
+    uint64_t logged_dropped, logged_expired;  /* as of the last log line */
+    int64_t loss_log_ms;                      /* when it was written (0: never) */
 };
+
+static const double dispatch_duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                   0.5,   1,    2.5,   5,    10,  30 };
 
 /* --- small helpers --------------------------------------------------------------------- */
 
@@ -395,6 +430,44 @@ dispatch_view(const struct dispatch *d, const struct dispatch_incident *inc, boo
 
 /* --- queueing -------------------------------------------------------------------------- */
 
+/* Alerts lost by @dst: counted there and for the once-a-minute log line. */
+static void
+dispatch_lost(struct dispatch *d, struct dispatch_dest *dst, uint64_t dropped, uint64_t expired)
+{
+    if (dst) {
+        dst->dropped += dropped;
+        dst->expired += expired;
+    }
+    d->lost_dropped += dropped;
+    d->lost_expired += expired;
+}
+
+/* Losses not logged yet are logged, unless a line went out less than a minute ago. */
+static void
+dispatch_loss_log(struct dispatch *d, int64_t now, int64_t *next)
+{
+    uint64_t dropped = d->lost_dropped - d->logged_dropped,
+             expired = d->lost_expired - d->logged_expired;
+
+    if (dropped + expired == 0)
+        return;
+    if (d->loss_log_ms && now < d->loss_log_ms + DISPATCH_LOSS_LOG_MS) {
+        if (d->loss_log_ms + DISPATCH_LOSS_LOG_MS < *next)
+            *next = d->loss_log_ms + DISPATCH_LOSS_LOG_MS;
+        return;
+    }
+    log_emit(LOG_WARNING, 0, NULL,
+             "alerts lost: %" PRIu64 " dropped at the outbox limits and %" PRIu64
+             " expired undelivered since the last report (%" PRIu64 " and %" PRIu64 " since start)",
+             dropped, expired, d->lost_dropped, d->lost_expired);
+    d->logged_dropped = d->lost_dropped;
+    d->logged_expired = d->lost_expired;
+    d->loss_log_ms = now;
+}
+
+static void dispatch_fold(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64_t now);
+static struct alert_bucket *dispatch_bucket(struct dispatch *d, size_t i);
+
 static int
 dispatch_queue(struct dispatch *d, size_t i, const char *event_id, enum outbox_priority prio,
                const struct strbuf *body)
@@ -404,23 +477,31 @@ dispatch_queue(struct dispatch *d, size_t i, const char *event_id, enum outbox_p
     int r = outbox_add(d->ob, dst->name, event_id, prio, dispatch_now(d), body->p, body->len);
 
     /* outbox_add() only drops entries of the same destination to make room */
-    dst->dropped += outbox_stats(d->ob)->dropped - before;
+    dispatch_lost(d, dst, outbox_stats(d->ob)->dropped - before, 0);
     if (r == 0) {
         struct outbox_entry *e = outbox_find(d->ob, dst->name, event_id);
         if (e)
             e->tag = d->next_token;
         d->dirty = true;
     } else if (r < 0) {
-        const struct log_field f[] = { { "DESTINATION", dst->name }, { NULL, NULL } };
-
-        dst->dropped++;
-        return log_emit(LOG_WARNING, r, f, "alert for %s not queued", dst->name);
+        dispatch_lost(d, dst, 1, 0); /* logged with the others, once a minute */
+        return r;
     }
     return 0;
 }
 
+static int64_t
+dispatch_followup_ms(const struct dispatch *d)
+{
+    return dispatch_or(dispatch_alerts(d)->followup_ms, DISPATCH_DEF_FOLLOWUP_MS);
+}
+
+/*
+ * Queue one incident event for destination @i. A tripped, acted or follow-up message that
+ * would not fit under the outbox limits is folded into the digest instead (§5.1).
+ */
 static int
-dispatch_queue_incident(struct dispatch *d, size_t i, const struct dispatch_incident *inc,
+dispatch_queue_incident(struct dispatch *d, size_t i, struct dispatch_incident *inc,
                         enum alertmsg_kind kind, bool with_ev, int64_t at_ms)
 {
     struct dispatch_dest *dst = &d->dests[i];
@@ -433,9 +514,14 @@ dispatch_queue_incident(struct dispatch *d, size_t i, const struct dispatch_inci
     if (r < 0)
         return r;
     dispatch_view(d, inc, with_ev, dst->cfg, &v);
+    v.waited_ms = dispatch_followup_ms(d);
+    v.late_outcome = kind == ALERTMSG_RELEASED && (inc->fu_owed & (1u << i));
     strbuf_init(&b, ALERTMSG_BODY_MAX);
     r = alertmsg_incident_body(&b, dst->type, kind, &v, at_ms, 4 * dispatch_resend_ms(d));
-    if (r == 0)
+    if (r == 0 && kind != ALERTMSG_RELEASED && !outbox_room(d->ob, dst->name, b.len) &&
+        !outbox_find(d->ob, dst->name, eid))
+        dispatch_fold(d, i, inc, dispatch_now(d));
+    else if (r == 0)
         r = dispatch_queue(d, i, eid, OUTBOX_PRIO_INCIDENT, &b);
     strbuf_done(&b);
     return r;
@@ -597,6 +683,8 @@ dispatch_dg_emit(struct dispatch *d, size_t i, int64_t start, int64_t end)
     if (r == 0)
         r = dispatch_queue(d, i, eid, OUTBOX_PRIO_DIGEST, &b);
     strbuf_done(&b);
+    if (r == -ENOBUFS)
+        return r; /* no room even so: held for the next window's digest */
     dispatch_dg_reset(dst);
     return r;
 }
@@ -617,6 +705,7 @@ dispatch_window_roll(struct dispatch *d, size_t i, int64_t now)
     while (dst->win_open && now >= dst->win_start + iv) {
         if (dst->held_total > 0) {
             (void)dispatch_dg_emit(d, i, dst->win_start, dst->win_start + iv);
+            d->dirty = true;
             dst->win_start += iv;
             dst->win_sent = 0;
             dst->digest_mode = true;
@@ -627,16 +716,11 @@ dispatch_window_roll(struct dispatch *d, size_t i, int64_t now)
     }
 }
 
-/* An incident reaches destination @i: true when it goes out on its own. */
-static bool
-dispatch_window_admit(struct dispatch *d, size_t i, const struct dispatch_incident *inc,
-                      int64_t now)
+static void
+dispatch_window_open(struct dispatch *d, size_t i, int64_t now)
 {
     struct dispatch_dest *dst = &d->dests[i];
-    uint32_t threshold = dispatch_alerts(d)->digest_threshold;
 
-    if (threshold == 0)
-        threshold = DISPATCH_DEF_THRESHOLD;
     dispatch_window_roll(d, i, now);
     if (!dst->win_open) {
         dst->win_open = true;
@@ -644,12 +728,71 @@ dispatch_window_admit(struct dispatch *d, size_t i, const struct dispatch_incide
         dst->win_sent = 0;
         dispatch_dg_reset(dst);
     }
+}
+
+/*
+ * Slack (§2.5): would one more message wait longer than DISPATCH_DRAIN_MS for the bucket,
+ * behind everything queued for it (destinations sharing the URL included)?
+ */
+static bool
+dispatch_backlogged(struct dispatch *d, size_t i, int64_t now)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    struct alert_bucket *b;
+    double rate, need;
+    size_t n = 0;
+
+    if (dst->type != ALERT_DEST_SLACK || !dst->limited)
+        return false;
+    b = dispatch_bucket(d, i);
+    for (size_t j = 0; j < d->ndests; j++)
+        if (d->dests[j].type == ALERT_DEST_SLACK && dispatch_bucket(d, j) == b)
+            n += outbox_count(d->ob, d->dests[j].name);
+    (void)alert_bucket_wait_ms(b, now); /* brings the tokens up to now */
+    rate = now < b->slow_until_ms ? b->rate / 2 : b->rate;
+    need = (double)n + 1.0 - b->tokens; /* tokens still to come for the new one */
+    if (need <= 0)
+        return false;
+    return rate <= 0 || need * 1000.0 / rate > (double)DISPATCH_DRAIN_MS;
+}
+
+/* An incident reaches destination @i: true when it goes out on its own. */
+static bool
+dispatch_window_admit(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64_t now)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+    uint32_t threshold = dispatch_alerts(d)->digest_threshold;
+
+    if (threshold == 0)
+        threshold = DISPATCH_DEF_THRESHOLD;
+    dispatch_window_open(d, i, now);
+    if (!dst->digest_mode && dispatch_backlogged(d, i, now))
+        dst->digest_mode = true; /* the rest of this window, and on while it stays busy */
     if (!dst->digest_mode && dst->win_sent < threshold) {
         dst->win_sent++;
         return true;
     }
     dispatch_dg_add(dst, inc);
+    inc->held |= 1u << i;
     return false;
+}
+
+/* A message for @inc does not fit at destination @i: the digest summarizes it instead. */
+static void
+dispatch_fold(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64_t now)
+{
+    struct dispatch_dest *dst = &d->dests[i];
+
+    if (inc->held & (1u << i))
+        return;
+    dispatch_window_open(d, i, now);
+    dispatch_dg_add(dst, inc);
+    inc->held |= 1u << i;
+    if (inc->acted) {
+        dst->held_acted++;
+        dst->held_failed += alertmsg_actions_failed(&inc->act);
+    }
+    d->dirty = true;
 }
 
 /* --- the daemon's reports -------------------------------------------------------------- */
@@ -688,6 +831,7 @@ dispatch_tripped(struct dispatch *d, const struct dispatch_trip *t)
     inc->limit = t->limit;
     inc->monitor = t->monitor;
     inc->tag = d->next_token;
+    inc->fu_due_ms = now + dispatch_followup_ms(d);
     r = dispatch_evidence_new(t, &inc->ev);
     if (r < 0 || !inc->identity || !inc->account || !inc->metric) {
         dispatch_incident_free(inc);
@@ -706,8 +850,6 @@ dispatch_tripped(struct dispatch *d, const struct dispatch_trip *t)
             continue;
         }
         alone = dispatch_window_admit(d, i, inc, now);
-        if (!alone)
-            inc->held |= 1u << i;
         if (alone || (dst->type == ALERT_DEST_WEBHOOK && dst->cfg->individual))
             (void)dispatch_queue_incident(d, i, inc, ALERTMSG_TRIPPED, true, inc->at_ms);
     }
@@ -724,6 +866,71 @@ dispatch_follows(const struct dispatch *d, size_t i, const struct dispatch_incid
     if (dst->type == ALERT_DEST_ALERTMANAGER)
         return false;
     return !(inc->held & (1u << i)) || (dst->type == ALERT_DEST_WEBHOOK && dst->cfg->individual);
+}
+
+/* The entry of @inc's @kind message at destination @i when it was never attempted. */
+static struct outbox_entry *
+dispatch_unsent(struct dispatch *d, size_t i, const struct dispatch_incident *inc,
+                enum alertmsg_kind kind)
+{
+    char eid[ALERTMSG_ID_MAX];
+    struct outbox_entry *e;
+
+    if (alertmsg_event_id(inc->id, alertmsg_kind_name(kind), eid, sizeof(eid)) < 0)
+        return NULL;
+    e = outbox_find(d->ob, d->dests[i].name, eid);
+    return e && e->attempts == 0 && !e->inflight ? e : NULL;
+}
+
+/*
+ * The outcome after Slack's follow-up went without it: it takes the follow-up's place if
+ * that never left; else only a failure is news, told with the release (two messages).
+ */
+static void
+dispatch_acted_late(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64_t now)
+{
+    struct outbox_entry *e = dispatch_unsent(d, i, inc, ALERTMSG_FOLLOWUP);
+
+    if (e) {
+        outbox_remove(d->ob, e);
+        inc->fu_sent &= ~(1u << i);
+        (void)dispatch_queue_incident(d, i, inc, ALERTMSG_ACTED, false, now);
+    } else if (alertmsg_actions_failed(&inc->act)) {
+        inc->fu_owed |= 1u << i;
+    } else {
+        inc->fu_owed &= ~(1u << i);
+    }
+}
+
+/* Slack's follow-ups due without an outcome (§2.5); *@next: when the next one is due. */
+static void
+dispatch_followups(struct dispatch *d, int64_t now, int64_t *next)
+{
+    for (size_t k = 0; k < d->ninc; k++) {
+        struct dispatch_incident *inc = d->inc[k];
+
+        if (!inc->fu_due_ms)
+            continue;
+        if (inc->acted || inc->released_ms) {
+            inc->fu_due_ms = 0;
+            continue;
+        }
+        if (now < inc->fu_due_ms) {
+            if (inc->fu_due_ms < *next)
+                *next = inc->fu_due_ms;
+            continue;
+        }
+        inc->fu_due_ms = 0;
+        d->dirty = true;
+        for (size_t i = 0; i < d->ndests; i++) {
+            if (d->dests[i].type != ALERT_DEST_SLACK || !dispatch_follows(d, i, inc))
+                continue;
+            if (dispatch_unsent(d, i, inc, ALERTMSG_TRIPPED))
+                continue; /* it says "in progress" itself; the outcome will merge into it */
+            inc->fu_sent |= 1u << i;
+            (void)dispatch_queue_incident(d, i, inc, ALERTMSG_FOLLOWUP, false, now);
+        }
+    }
 }
 
 int
@@ -761,6 +968,10 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
             }
             if (!dispatch_follows(d, i, inc))
                 continue;
+            if (inc->fu_sent & (1u << i)) {
+                dispatch_acted_late(d, i, inc, now);
+                continue;
+            }
             if (alertmsg_event_id(inc->id, "tripped", eid, sizeof(eid)) < 0)
                 continue;
             e = outbox_find(d->ob, dst->name, eid);
@@ -771,6 +982,7 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
         }
         dispatch_evidence_free(inc->ev);
         inc->ev = NULL;
+        inc->fu_due_ms = 0;
     }
     dispatch_am_touch_all(d, now);
     dispatch_kick(d);
@@ -895,6 +1107,8 @@ dispatch_send_entry(struct dispatch *d, size_t i, struct outbox_entry *e, int64_
     struct dispatch_req *q = dispatch_req_new(d, DISPATCH_REQ_EDGE, dst->name, e->event_id);
     int r = q ? 0 : -ENOMEM;
 
+    if (q)
+        q->type = dst->type;
     outbox_begin(d->ob, e);
     if (r == 0)
         r = dispatch_post(d, dst, e->event_id, e->body, e->body_len, q);
@@ -1017,9 +1231,10 @@ dispatch_am_tick(struct dispatch *d, size_t i, int64_t now, int64_t *next)
     r = alertmsg_am_array(&b, v, n, now + 4 * resend);
     free(v);
     q = r == 0 ? dispatch_req_new(d, DISPATCH_REQ_AM, dst->name, "am") : NULL;
-    if (q)
+    if (q) {
+        q->type = dst->type;
         r = dispatch_post(d, dst, "am", b.p, b.len, q);
-    else if (r == 0)
+    } else if (r == 0)
         r = -ENOMEM;
     strbuf_done(&b);
     dst->am_last_ms = now;
@@ -1137,10 +1352,12 @@ dispatch_done(void *ctx, const struct http_response *r)
         q->test_fn(q->test_ctx, q->dest, o == ALERT_DELIVERED, r->status,
                    r->error ? r->errmsg : alert_outcome_name(o));
     } else if (dst && q->kind == DISPATCH_REQ_AM) {
+        metrics_hist_observe(&d->hist[q->type], (double)r->duration_ms / 1000.0);
         dispatch_am_result(d, i, r);
     } else if (dst) {
         struct outbox_entry *e = outbox_find(d->ob, q->dest, q->event_id);
 
+        metrics_hist_observe(&d->hist[q->type], (double)r->duration_ms / 1000.0);
         if (dst->inflight > 0)
             dst->inflight--;
         if (e && e->inflight)
@@ -1161,9 +1378,7 @@ dispatch_expire(struct dispatch *d, int64_t now)
 
     for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++) {
         if (!e->inflight && now - e->created_ms > age) {
-            struct dispatch_dest *dst = dispatch_dest_find(d, e->dest, NULL);
-            if (dst)
-                dst->expired++;
+            dispatch_lost(d, dispatch_dest_find(d, e->dest, NULL), 0, 1);
         }
     }
     if (outbox_expire(d->ob, now) > 0)
@@ -1186,6 +1401,7 @@ dispatch_poll(struct dispatch *d)
 
     if (now - d->last_expire_ms >= DISPATCH_EXPIRE_EVERY_MS)
         dispatch_expire(d, now);
+    dispatch_followups(d, now, &next);
     for (size_t i = 0; i < d->ndests; i++) {
         struct dispatch_dest *dst = &d->dests[i];
 
@@ -1200,6 +1416,7 @@ dispatch_poll(struct dispatch *d)
     }
     if (outbox_count(d->ob, NULL) > 0 && d->last_expire_ms + DISPATCH_EXPIRE_EVERY_MS < next)
         next = d->last_expire_ms + DISPATCH_EXPIRE_EVERY_MS;
+    dispatch_loss_log(d, now, &next);
     ms = next == INT64_MAX ? -1 : next > now ? next - now : 0;
     if (d->loop) {
         ev_timer_stop(d->loop, &d->timer);
@@ -1346,11 +1563,19 @@ dispatch_set_config(struct dispatch *d, const struct config *cfg)
         k++;
     }
     for (size_t k = 0; k < d->ninc; k++) {
-        uint32_t held = 0;
-        for (size_t i = 0; i < d->ndests; i++)
-            if ((d->inc[k]->held & (1u << i)) && map[i] != SIZE_MAX)
-                held |= 1u << map[i];
-        d->inc[k]->held = held;
+        struct dispatch_incident *inc = d->inc[k];
+        uint32_t held = 0, sent = 0, owed = 0;
+
+        for (size_t i = 0; i < d->ndests; i++) {
+            if (map[i] == SIZE_MAX)
+                continue;
+            held |= ((inc->held >> i) & 1u) << map[i];
+            sent |= ((inc->fu_sent >> i) & 1u) << map[i];
+            owed |= ((inc->fu_owed >> i) & 1u) << map[i];
+        }
+        inc->held = held;
+        inc->fu_sent = sent;
+        inc->fu_owed = owed;
     }
     for (size_t i = 0; i < d->ndests; i++)
         dispatch_dest_done(&d->dests[i]); /* a kept one has its own new copy */
@@ -1440,6 +1665,10 @@ dispatch_new(const struct dispatch_params *p, struct dispatch **ret)
     d->random = p->random ? p->random : dispatch_random_default;
     d->random_ctx = p->random_ctx;
     d->next_token = 1;
+    for (size_t k = 0; k < DISPATCH_KINDS; k++) {
+        d->hist[k].bounds = dispatch_duration_bounds;
+        d->hist[k].nbounds = N_ELEMS(dispatch_duration_bounds);
+    }
     ev_timer_init(&d->timer, dispatch_timer_cb, 0., 0.);
     d->timer.data = d;
     host = p->host_name ? p->host_name : p->cfg->alerts.host_name;
@@ -1821,4 +2050,29 @@ dispatch_open_incidents(const struct dispatch *d)
     for (size_t k = 0; k < d->ninc; k++)
         n += d->inc[k]->released_ms == 0;
     return n;
+}
+
+void
+dispatch_delivery_hist(const struct dispatch *d, enum alert_dest_type type,
+                       struct metrics_hist *ret)
+{
+    if ((unsigned)type < DISPATCH_KINDS) {
+        *ret = d->hist[type];
+        return;
+    }
+    memset(ret, 0, sizeof(*ret));
+    ret->bounds = dispatch_duration_bounds;
+    ret->nbounds = N_ELEMS(dispatch_duration_bounds);
+}
+
+const char *
+dispatch_kind_name(enum alert_dest_type type)
+{
+    static const char *const names[] = {
+        [ALERT_DEST_SLACK] = "slack",
+        [ALERT_DEST_WEBHOOK] = "webhook",
+        [ALERT_DEST_ALERTMANAGER] = "alertmanager",
+    };
+
+    return (unsigned)type < N_ELEMS(names) ? names[type] : "?";
 }

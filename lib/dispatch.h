@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "config.h"
 #include "http.h"
+#include "metrics.h"
 #include "usertable.h"
 #include "util.h"
 
@@ -151,12 +152,25 @@ struct dispatch_dest_stats {
     size_t pending;
     int64_t oldest_ms; /* wall time of the oldest pending entry, 0 when none */
     uint64_t delivered, retried, failed, expired, dropped;
-    int last_status;    /* HTTP status of the last attempt, 0 none */
-    char host[128];     /* scheme://host of the URL (redacted) */
+    int last_status; /* HTTP status of the last attempt, 0 none */
+    char host[128];  /* scheme://host of the URL (redacted) */
 };
 size_t dispatch_dest_count(const struct dispatch *d);
 void dispatch_dest_stats(const struct dispatch *d, size_t i, struct dispatch_dest_stats *ret);
 /* Open incidents (tripped or acted, not released). */
 size_t dispatch_open_incidents(const struct dispatch *d);
+
+/* Destination types, for the delivery histogram's kind label. */
+#define DISPATCH_KIND_COUNT 3
+/* "slack", "webhook", "alertmanager" ("?" for anything else). */
+const char *dispatch_kind_name(enum alert_dest_type type);
+/*
+ * The duration of every delivery attempt since start (http_response.duration_ms, in
+ * seconds; Slack, webhook and Alertmanager posts, not floodgatectl test-alert) to
+ * destinations of @type, in fixed buckets from 5 ms to 30 s. A copy; the bounds it points
+ * to are static.
+ */
+void dispatch_delivery_hist(const struct dispatch *d, enum alert_dest_type type,
+                            struct metrics_hist *ret);
 
 #endif
