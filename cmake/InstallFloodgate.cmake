@@ -37,7 +37,10 @@ if(EXISTS "$ENV{DESTDIR}${confdir}/floodgate.yml")
   message(STATUS "Keeping: $ENV{DESTDIR}${confdir}/floodgate.yml "
                  "(compare with floodgate.yml.example)")
 else()
-  file(INSTALL DESTINATION "${confdir}" TYPE FILE FILES "${FG_SOURCE_DIR}/conf/floodgate.yml")
+  # 0640: it may hold alert credentials (a Slack URL, a whsec_ key); floodgated refuses a
+  # config with inline credentials that others can read
+  file(INSTALL DESTINATION "${confdir}" TYPE FILE FILES "${FG_SOURCE_DIR}/conf/floodgate.yml"
+       PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ)
 endif()
 # The ACL snippet is .included by Exim, never edited (its settings live in exim.conf).
 if(EXISTS "${FG_SOURCE_DIR}/conf/exim-acl.conf")

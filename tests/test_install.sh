@@ -47,6 +47,8 @@ extra=$(cd "$root" && find . -type f | sed 's|^\./||' | grep -v -e '^usr/sbin/' 
 [ -z "$extra" ] || fail "unexpected files installed: $extra"
 cmp -s "$src/systemd/floodgate.service" "$unit" || fail "prefix /usr: unit differs from systemd/"
 cmp -s "$src/conf/floodgate.yml" "$root/etc/floodgate/floodgate.yml" || fail "config differs"
+[ "$(stat -c %a "$root/etc/floodgate/floodgate.yml")" = 640 ] ||
+    fail "floodgate.yml is not installed 0640 (it may hold alert credentials)"
 echo "ok files: ${want[*]}"
 
 # the installed binary accepts the installed config, as ExecStartPre= will run it
