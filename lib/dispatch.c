@@ -1711,15 +1711,23 @@ dispatch_free(struct dispatch *d)
 /* --- persistence ----------------------------------------------------------------------- */
 
 /*
- * Encoding:
- *   FLOODGATE-DISPATCH 1\n
- *   D <dest> <enabled>\n                                     per destination
+ * Encoding (version 2; version 1, without the digest and follow-up state, still decodes,
+ * with no grouping window open and no follow-up pending):
+ *   FLOODGATE-DISPATCH 2\n
+ *   D <dest> <enabled> <win_open> <digest_mode> <win_start> <win_sent> <held_total>
+ *     <held_acted> <held_failed> <ncounts> <ntop>\n           per destination, then its
+ *   C <scope> <n> <len rule>\n<rule>\n                       digest counts and
+ *   T <scope> <value> <limit> <len rule> <len identity> <len metric>\n
+ *   <rule><identity><metric>\n                               top identities
  *   I <id> <scope> <at> <released> <resolved_wall> <window> <value> <limit> <monitor>
  *     <acted> <confirmed> <frozen> <failed> <backend_done> <errno> <preexisting>
- *     <len rule> <len identity> <len account> <len metric> <len backend>\n
+ *     <len rule> <len identity> <len account> <len metric> <len backend>
+ *     <held> <followup due> <followup sent> <failure owed>\n
  *   <rule><identity><account><metric><backend>\n            per incident
  *   O <len>\n<outbox encoding>\n
  *   END <crc32 of everything before, 8 hex digits>\n
+ * The incidents' destination bits (held, sent, owed) count the D lines in order; decoding
+ * maps them to the running destinations by name.
  */
 int
 dispatch_encode(struct dispatch *d, struct strbuf *out)
@@ -1729,19 +1737,37 @@ dispatch_encode(struct dispatch *d, struct strbuf *out)
     int r = strbuf_appends(out, DISPATCH_ENCODE_MAGIC);
     uLong crc;
 
-    for (size_t i = 0; i < d->ndests && r == 0; i++)
-        r = strbuf_printf(out, "D %s %d\n", d->dests[i].name, d->dests[i].enabled);
+    for (size_t i = 0; i < d->ndests && r == 0; i++) {
+        const struct dispatch_dest *dst = &d->dests[i];
+
+        r = strbuf_printf(
+            out,
+            "D %s %d %d %d %" PRId64 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu %zu\n",
+            dst->name, dst->enabled, dst->win_open, dst->digest_mode, dst->win_start, dst->win_sent,
+            dst->held_total, dst->held_acted, dst->held_failed, dst->ncounts, dst->ntop);
+        for (size_t k = 0; k < dst->ncounts && r == 0; k++)
+            r = strbuf_printf(out, "C %d %" PRIu64 " %zu\n%s\n", (int)dst->counts[k].scope,
+                              dst->counts[k].n, strlen(dst->counts[k].rule), dst->counts[k].rule);
+        for (size_t k = 0; k < dst->ntop && r == 0; k++) {
+            const struct dispatch_dg_item *it = &dst->top[k];
+            r = strbuf_printf(out, "T %d %" PRIu64 " %" PRIu64 " %zu %zu %zu\n%s%s%s\n",
+                              (int)it->scope, it->value, it->limit, strlen(it->rule),
+                              strlen(it->identity), strlen(it->metric), it->rule, it->identity,
+                              it->metric);
+        }
+    }
     for (size_t k = 0; k < d->ninc && r == 0; k++) {
         const struct dispatch_incident *c = d->inc[k];
-        r = strbuf_printf(out,
-                          "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64
-                          " %" PRIu64 " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu\n",
-                          c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms,
-                          c->window_ms, c->value, c->limit, c->monitor, c->acted, c->act.confirmed,
-                          c->act.frozen, c->act.failed, c->act.backend_done,
-                          c->act.backend_err < 0 ? -c->act.backend_err : 0, c->act.preexisting,
-                          strlen(c->rule), strlen(c->identity), strlen(c->account),
-                          strlen(c->metric), strlen(c->backend));
+        r = strbuf_printf(
+            out,
+            "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64 " %" PRIu64
+            " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu"
+            " %" PRIu32 " %" PRId64 " %" PRIu32 " %" PRIu32 "\n",
+            c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms, c->window_ms,
+            c->value, c->limit, c->monitor, c->acted, c->act.confirmed, c->act.frozen,
+            c->act.failed, c->act.backend_done, c->act.backend_err < 0 ? -c->act.backend_err : 0,
+            c->act.preexisting, strlen(c->rule), strlen(c->identity), strlen(c->account),
+            strlen(c->metric), strlen(c->backend), c->held, c->fu_due_ms, c->fu_sent, c->fu_owed);
         if (r == 0)
             r = strbuf_printf(out, "%s%s%s%s%s\n", c->rule, c->identity, c->account, c->metric,
                               c->backend);
@@ -1886,30 +1912,127 @@ dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, struct disp
     return 0;
 }
 
+/* A string of @n bytes and its newline: false when damaged. */
+static bool
+dispatch_rd_str(struct dispatch_rd *rd, uint64_t n, char *buf, size_t size)
+{
+    char *s;
+    bool ok;
+
+    if (n >= size || !(s = dispatch_rd_take(rd, n)))
+        return false;
+    dispatch_copy(buf, size, s);
+    free(s);
+    ok = rd->p < rd->end && *rd->p == '\n';
+    rd->p += ok;
+    return ok;
+}
+
+/* A destination's digest state (version 2): the D line's fields @t, its C and T records. */
+static bool
+dispatch_rd_digest(struct dispatch_rd *rd, const struct fg_str *t, struct dispatch_dest *g)
+{
+    struct fg_str tok[8];
+    uint64_t u[9], v[6];
+    int64_t start;
+    bool ok = dispatch_rd_i64(t[5], &start);
+
+    /* u: t[3] win_open, t[4] digest_mode, t[6] win_sent, t[7..9] held total, acted, failed,
+     * t[10] ncounts, t[11] ntop (u[2] unused: t[5] is the window's start) */
+    for (size_t i = 0; ok && i < 9; i++)
+        ok = i == 2 || dispatch_rd_u64(t[3 + i], &u[i]);
+    if (!ok || u[0] > 1 || u[1] > 1 || u[3] > UINT32_MAX || u[7] > DISPATCH_COUNTS_MAX ||
+        u[8] > ALERTMSG_DIGEST_TOP)
+        return false;
+    g->win_open = u[0];
+    g->digest_mode = u[1];
+    g->win_start = start;
+    g->win_sent = (uint32_t)u[3];
+    g->held_total = u[4];
+    g->held_acted = u[5];
+    g->held_failed = u[6];
+    for (g->ncounts = 0; g->ncounts < u[7]; g->ncounts++) {
+        struct dispatch_dg_count *c = &g->counts[g->ncounts];
+
+        if (dispatch_rd_line(rd, tok, N_ELEMS(tok)) != 4 || !fg_str_eq(tok[0], "C"))
+            return false;
+        for (size_t i = 0; i < 3; i++)
+            if (!dispatch_rd_u64(tok[1 + i], &v[i]))
+                return false;
+        if (v[0] >= SCOPE__MAX || !dispatch_rd_str(rd, v[2], c->rule, sizeof(c->rule)))
+            return false;
+        c->scope = (enum usertable_scope)v[0];
+        c->n = v[1];
+    }
+    for (g->ntop = 0; g->ntop < u[8]; g->ntop++) {
+        struct dispatch_dg_item *it = &g->top[g->ntop];
+        char *rule = NULL, *id = NULL, *metric = NULL;
+
+        if (dispatch_rd_line(rd, tok, N_ELEMS(tok)) != 7 || !fg_str_eq(tok[0], "T"))
+            return false;
+        for (size_t i = 0; i < 6; i++)
+            if (!dispatch_rd_u64(tok[1 + i], &v[i]))
+                return false;
+        ok = v[0] < SCOPE__MAX && v[3] < sizeof(it->rule) && v[4] < sizeof(it->identity) &&
+             v[5] < sizeof(it->metric) && (rule = dispatch_rd_take(rd, v[3])) &&
+             (id = dispatch_rd_take(rd, v[4])) && (metric = dispatch_rd_take(rd, v[5])) &&
+             rd->p < rd->end && *rd->p == '\n';
+        if (ok) {
+            rd->p++;
+            it->scope = (enum usertable_scope)v[0];
+            it->value = v[1];
+            it->limit = v[2];
+            dispatch_copy(it->rule, sizeof(it->rule), rule);
+            dispatch_copy(it->identity, sizeof(it->identity), id);
+            dispatch_copy(it->metric, sizeof(it->metric), metric);
+        }
+        free(rule);
+        free(id);
+        free(metric);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* An incident's destination bits, from the file's D order (@map) to the running one. */
+static uint32_t
+dispatch_remap(uint32_t bits, const size_t *map, size_t n)
+{
+    uint32_t out = 0;
+
+    for (size_t k = 0; k < n; k++)
+        if (((bits >> k) & 1u) && map[k] != SIZE_MAX)
+            out |= 1u << map[k];
+    return out;
+}
+
 int
 dispatch_decode(struct dispatch *d, const char *buf, size_t len)
 {
     struct dispatch_rd rd = { buf, buf };
     struct dispatch_incident **inc = NULL;
-    size_t ninc = 0, nflags = 0;
-    struct {
-        char name[CONFIG_NAME_MAX];
-        bool enabled;
-    } flags[CONFIG_DESTS_MAX];
+    struct dispatch_dest *fd = NULL; /* the file's destinations: name, flag, digest state */
+    size_t ninc = 0, nfd = 0, map[CONFIG_DESTS_MAX];
     struct outbox *ob = NULL;
     struct outbox_limits lim = dispatch_limits(d->cfg);
     const char *trailer;
-    struct fg_str t[24];
+    struct fg_str t[28];
     unsigned long crc = 0;
-    int r = -EBADMSG;
+    int r = -EBADMSG, version;
     size_t n;
 
     /* the trailer: "END xxxxxxxx\n", the CRC of everything before it */
     if (len < sizeof(DISPATCH_ENCODE_MAGIC) + 13 || buf[len - 1] != '\n')
         return -EBADMSG;
     trailer = buf + len - 13;
-    if (memcmp(trailer, "END ", 4) != 0 ||
-        memcmp(buf, DISPATCH_ENCODE_MAGIC, strlen(DISPATCH_ENCODE_MAGIC)) != 0)
+    if (memcmp(buf, DISPATCH_ENCODE_MAGIC, strlen(DISPATCH_ENCODE_MAGIC)) == 0)
+        version = 2;
+    else if (memcmp(buf, DISPATCH_ENCODE_MAGIC_V1, strlen(DISPATCH_ENCODE_MAGIC_V1)) == 0)
+        version = 1;
+    else
+        return -EBADMSG;
+    if (memcmp(trailer, "END ", 4) != 0)
         return -EBADMSG;
     for (size_t i = 4; i < 12; i++) {
         char c = trailer[i];
@@ -1925,19 +2048,35 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
     rd.p = buf + strlen(DISPATCH_ENCODE_MAGIC);
     rd.end = trailer;
     inc = calloc(DISPATCH_INCIDENTS_MAX, sizeof(*inc));
-    if (!inc || outbox_new(&lim, &ob) < 0) {
+    fd = calloc(CONFIG_DESTS_MAX, sizeof(*fd));
+    if (!inc || !fd || outbox_new(&lim, &ob) < 0) {
         r = -ENOMEM;
         goto out;
     }
     for (;;) {
         n = dispatch_rd_line(&rd, t, N_ELEMS(t));
-        if (n == 3 && fg_str_eq(t[0], "D") && nflags < CONFIG_DESTS_MAX &&
-            util_copy_str(flags[nflags].name, CONFIG_NAME_MAX, t[1]) == 0 &&
+        if (n == (version == 1 ? 3 : 12) && fg_str_eq(t[0], "D") && nfd < CONFIG_DESTS_MAX &&
+            util_copy_str(fd[nfd].name, CONFIG_NAME_MAX, t[1]) == 0 &&
             (fg_str_eq(t[2], "0") || fg_str_eq(t[2], "1"))) {
-            flags[nflags++].enabled = fg_str_eq(t[2], "1");
-        } else if (n == 22 && fg_str_eq(t[0], "I") && ninc < DISPATCH_INCIDENTS_MAX) {
+            fd[nfd].enabled = fg_str_eq(t[2], "1");
+            if (version == 2 && !dispatch_rd_digest(&rd, t, &fd[nfd]))
+                goto out;
+            nfd++;
+        } else if (n == (version == 1 ? 22 : 26) && fg_str_eq(t[0], "I") &&
+                   ninc < DISPATCH_INCIDENTS_MAX) {
+            uint64_t held = 0, sent = 0, owed = 0;
+            int64_t due = 0;
+
+            if (version == 2 && (!dispatch_rd_u64(t[22], &held) || !dispatch_rd_i64(t[23], &due) ||
+                                 !dispatch_rd_u64(t[24], &sent) || !dispatch_rd_u64(t[25], &owed) ||
+                                 held > UINT32_MAX || sent > UINT32_MAX || owed > UINT32_MAX))
+                goto out;
             if (dispatch_rd_incident(&rd, t, &inc[ninc]) < 0)
                 goto out;
+            inc[ninc]->held = (uint32_t)held;
+            inc[ninc]->fu_due_ms = due;
+            inc[ninc]->fu_sent = (uint32_t)sent;
+            inc[ninc]->fu_owed = (uint32_t)owed;
             ninc++;
         } else if (n == 2 && fg_str_eq(t[0], "O")) {
             uint64_t olen;
@@ -1951,6 +2090,14 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
         }
     }
     /* all parsed: replace */
+    for (size_t k = 0; k < nfd; k++)
+        if (!dispatch_dest_find(d, fd[k].name, &map[k]))
+            map[k] = SIZE_MAX;
+    for (size_t k = 0; k < ninc; k++) {
+        inc[k]->held = dispatch_remap(inc[k]->held, map, nfd);
+        inc[k]->fu_sent = dispatch_remap(inc[k]->fu_sent, map, nfd);
+        inc[k]->fu_owed = dispatch_remap(inc[k]->fu_owed, map, nfd);
+    }
     for (size_t k = 0; k < d->ninc; k++)
         dispatch_incident_free(d->inc[k]);
     memcpy(d->inc, inc, ninc * sizeof(*inc));
@@ -1959,19 +2106,40 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
     outbox_free(d->ob);
     d->ob = ob;
     ob = NULL;
-    for (size_t i = 0; i < nflags; i++) {
-        struct dispatch_dest *dst = dispatch_dest_find(d, flags[i].name, NULL);
-        if (dst)
-            dst->enabled = flags[i].enabled;
+    for (size_t i = 0; i < d->ndests; i++) {
+        struct dispatch_dest *dst = &d->dests[i];
+
+        dst->am_next_ms = 0; /* re-assert every firing alert at once (§4.4) */
+        dst->win_open = dst->digest_mode = false;
+        dst->win_sent = 0;
+        dispatch_dg_reset(dst);
     }
-    for (size_t i = 0; i < d->ndests; i++)
-        d->dests[i].am_next_ms = 0; /* re-assert every firing alert at once (§4.4) */
+    for (size_t k = 0; k < nfd; k++) {
+        struct dispatch_dest *dst, *g = &fd[k];
+
+        if (map[k] == SIZE_MAX)
+            continue;
+        dst = &d->dests[map[k]];
+        dst->enabled = g->enabled;
+        dst->win_open = g->win_open;
+        dst->digest_mode = g->digest_mode;
+        dst->win_start = g->win_start;
+        dst->win_sent = g->win_sent;
+        dst->held_total = g->held_total;
+        dst->held_acted = g->held_acted;
+        dst->held_failed = g->held_failed;
+        memcpy(dst->counts, g->counts, g->ncounts * sizeof(g->counts[0]));
+        dst->ncounts = g->ncounts;
+        memcpy(dst->top, g->top, g->ntop * sizeof(g->top[0]));
+        dst->ntop = g->ntop;
+    }
     dispatch_kick(d);
     r = 0;
 out:
     for (size_t k = 0; k < ninc; k++)
         dispatch_incident_free(inc[k]);
     free(inc);
+    free(fd);
     outbox_free(ob);
     return r;
 }

@@ -10,14 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <check.h>
+#include <zlib.h>
 
 #include "alert.h"
+#include "alertmsg.h"
 #include "clock.h"
 #include "config.h"
 #include "dispatch.h"
 #include "http.h"
+#include "outbox.h"
 #include "testrun.h"
 #include "util.h"
 
@@ -88,19 +92,47 @@ fake_hdr(const struct fake_req *q, const char *name)
 }
 
 static void
-fake_complete(struct fake_http *fh, size_t i, int status, int64_t retry_after_s, const char *body)
+fake_complete_ms(struct fake_http *fh, size_t i, int status, int64_t retry_after_s,
+                 const char *body, int64_t duration_ms)
 {
     static struct http_response r;
 
     ck_assert_uint_lt(i, fh->n);
     ck_assert(!fh->v[i].completed);
     memset(&r, 0, sizeof(r));
+    r.duration_ms = duration_ms;
     r.status = status;
     r.retry_after_s = retry_after_s;
     (void)snprintf(r.body, sizeof(r.body), "%s", body ? body : "");
     r.body_len = strlen(r.body);
     fh->v[i].completed = true;
     fh->v[i].done(fh->v[i].ctx, &r);
+}
+
+static void
+fake_complete(struct fake_http *fh, size_t i, int status, int64_t retry_after_s, const char *body)
+{
+    fake_complete_ms(fh, i, status, retry_after_s, body, 0);
+}
+
+/* Answer every request still open with @status. */
+static void
+fake_answer_all(struct fake_http *fh, int status)
+{
+    for (size_t k = 0; k < fh->n; k++)
+        if (!fh->v[k].completed)
+            fake_complete(fh, k, status, -1, "ok");
+}
+
+/* Requests to @prefix since @from whose body holds @needle. */
+static size_t
+fake_count_body(const struct fake_http *fh, const char *prefix, size_t from, const char *needle)
+{
+    size_t n = 0;
+
+    for (size_t i = from; i < fh->n; i++)
+        n += strncmp(fh->v[i].url, prefix, strlen(prefix)) == 0 && strstr(fh->v[i].body, needle);
+    return n;
 }
 
 /* Requests to URLs starting with @prefix since index @from. */
@@ -981,6 +1013,359 @@ START_TEST(test_dispatch_reload_removes)
 }
 END_TEST
 
+/* --- the follow-up deadline, Slack's backlog, the outbox cap (§2.5, §5.1) ------------- */
+
+START_TEST(test_dispatch_followup_deadline)
+{
+    struct env e;
+    struct dispatch_trip ta = trip_make("a@example.com", T0, 412);
+    struct dispatch_trip tb = trip_make("b@example.com", T0, 413);
+    struct dispatch_trip tc = trip_make("c@example.com", T0, 414);
+    struct dispatch_trip tm = trip_make("m@example.com", T0, 415);
+    struct dispatch_acted ok = { .scope = SCOPE_MAILBOX, .confirmed = 9, .frozen = 9 };
+    struct dispatch_acted bad = { .scope = SCOPE_MAILBOX,
+                                  .confirmed = 9,
+                                  .frozen = 7,
+                                  .failed = 2,
+                                  .backend = "cpanel",
+                                  .backend_err = -EIO };
+    size_t before;
+
+    env_init(&e, D_SLACK, 2);
+    ck_assert_int_eq(dispatch_tripped(e.d, &ta), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_uint_eq(e.fh.n, 2);
+    /* no outcome within alerts.followup: Slack's follow-up goes then; the webhook waits */
+    env_advance(&e, 29999);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 2);
+    env_advance(&e, 1);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 3);
+    ck_assert_str_eq(e.fh.v[2].url, SLACKURL);
+    ck_assert_ptr_nonnull(strstr(e.fh.v[2].body, "the actions have not reported after 30s"));
+    fake_answer_all(&e.fh, 200);
+    /* the outcome comes later and is no news: Slack hears nothing more, the webhook gets it */
+    ok.id = "a@example.com";
+    ck_assert_int_eq(dispatch_acted(e.d, &ok), 0);
+    env_commit(&e);
+    env_advance(&e, 5000);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, 3), 0);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://hook.", 3, "floodgate.trip.acted"), 1);
+    fake_answer_all(&e.fh, 200);
+
+    /* b: a failure arriving while the follow-up is still unsent takes its place */
+    ck_assert_int_eq(dispatch_tripped(e.d, &tb), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_answer_all(&e.fh, 200);
+    before = e.fh.n;
+    env_advance(&e, 30000); /* the follow-up is queued, waiting for its commit */
+    ck_assert_uint_eq(e.fh.n, before);
+    bad.id = "b@example.com";
+    ck_assert_int_eq(dispatch_acted(e.d, &bad), 0);
+    env_commit(&e);
+    env_advance(&e, 2000);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, before), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, before, "Outbound spam: actions failed"), 1);
+
+    /* c: a failure after the follow-up went is told with the release, not on its own */
+    ck_assert_int_eq(dispatch_tripped(e.d, &tc), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_answer_all(&e.fh, 200);
+    env_advance(&e, 30000);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_answer_all(&e.fh, 200);
+    before = e.fh.n;
+    bad.id = "c@example.com";
+    ck_assert_int_eq(dispatch_acted(e.d, &bad), 0);
+    env_commit(&e);
+    env_advance(&e, 5000);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, before), 0);
+    ck_assert_uint_eq(
+        fake_count_body(&e.fh, "https://hook.", before, "floodgate.trip.action_failed"), 1);
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "c@example.com", 0), 0);
+    env_commit(&e);
+    env_advance(&e, 2000);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, before), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, before, "the actions had failed"), 1);
+    /* each incident: at most two Slack messages plus the release */
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "a@example.com"), 2);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "b@example.com"), 2);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "c@example.com"), 3);
+
+    /* monitor mode: the dry run's outcome is awaited the same way */
+    tm.monitor = true;
+    before = e.fh.n;
+    ck_assert_int_eq(dispatch_tripped(e.d, &tm), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_answer_all(&e.fh, 200);
+    env_advance(&e, 30000);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, before, "monitor mode: the would-be"), 1);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_slack_backlog_digest)
+{
+    struct env e;
+    struct dispatch_dest_stats st;
+    char id[32];
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.digest_threshold = 100; /* only the bucket decides here */
+    for (int i = 0; i < 20; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%02d@example.com", i);
+        t = trip_make(id, T0 + i, 1);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    /* burst 3 at 1/s: the 13th leaves 10 s from now, the 14th would wait longer */
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 13);
+    env_commit(&e);
+    for (int step = 0; step < 700; step++) {
+        env_advance(&e, 100);
+        fake_answer_all(&e.fh, 200);
+        if (step % 10 == 0)
+            env_commit(&e);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "Outbreak digest"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "*7 incidents*"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u19@example.com"), 1);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_cap_folds_into_digest)
+{
+    struct env e;
+    struct dispatch_dest_stats st;
+    char id[32], logbuf[8192];
+    FILE *cap = tmpfile();
+    int saved = dup(2);
+    size_t nlog, lines = 0;
+
+    ck_assert_ptr_nonnull(cap);
+    ck_assert_int_ge(saved, 0);
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.max_pending = 4;
+    e.cfg.alerts.digest_threshold = 100;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, 1);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    ck_assert_int_eq(dispatch_health(e.d, "tail_gap", "a gap"), 0);
+    /* full: five more incidents are folded, nothing is dropped for them */
+    for (int i = 3; i < 8; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, (uint64_t)(500 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 4);
+    ck_assert_uint_eq(st.dropped, 0);
+    /* a health event does not push anything out: it is dropped itself, and logged */
+    fflush(stderr);
+    ck_assert_int_eq(dup2(fileno(cap), 2), 2);
+    env_advance(&e, 1000); /* health event ids carry their second */
+    ck_assert_int_eq(dispatch_health(e.d, "tail_gap", "another gap"), 0);
+    env_advance(&e, 1000);
+    ck_assert_int_eq(dispatch_health(e.d, "tail_gap", "a third gap"), 0);
+    env_advance(&e, 1000); /* a second loss within the minute: not logged yet */
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.dropped, 2);
+    /* the window closes: the digest pushes out the oldest health event, not an incident */
+    env_advance(&e, 60000);
+    fflush(stderr);
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 4);
+    ck_assert_uint_eq(st.dropped, 3);
+    rewind(cap);
+    nlog = fread(logbuf, 1, sizeof(logbuf) - 1, cap);
+    logbuf[nlog] = '\0';
+    fclose(cap);
+    for (const char *p = logbuf; (p = strstr(p, "alerts lost:")) != NULL; p++)
+        lines++;
+    ck_assert_uint_eq(lines, 2); /* the first loss, then the rest a minute later */
+    ck_assert_ptr_nonnull(strstr(logbuf, "alerts lost: 1 dropped"));
+    ck_assert_ptr_nonnull(strstr(logbuf, "alerts lost: 2 dropped"));
+    env_commit(&e);
+    for (int i = 0; i < 20; i++) {
+        env_advance(&e, 1000);
+        fake_answer_all(&e.fh, 200);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "*5 incidents*"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u7@example.com"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "gap"), 0);
+    env_done(&e);
+}
+END_TEST
+
+/* --- delivery durations ---------------------------------------------------------------- */
+
+START_TEST(test_dispatch_delivery_histogram)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct metrics_hist h;
+
+    nresults = 0;
+    env_init(&e, D_SLACK, 3);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        bool slack = strcmp(e.fh.v[i].url, SLACKURL) == 0;
+        bool hook = strncmp(e.fh.v[i].url, "https://hook.", 13) == 0;
+        fake_complete_ms(&e.fh, i, slack ? 500 : 200, -1, "", slack ? 300 : hook ? 4 : 45000);
+    }
+    env_advance(&e, 3000); /* Slack's retry */
+    ck_assert_uint_eq(e.fh.n, 4);
+    fake_complete_ms(&e.fh, 3, 200, -1, "ok", 7);
+    /* test-alert is not a delivery */
+    ck_assert_int_eq(dispatch_test(e.d, on_test, NULL), 0);
+    for (size_t i = 4; i < e.fh.n; i++)
+        fake_complete_ms(&e.fh, i, 200, -1, "", 100);
+
+    dispatch_delivery_hist(e.d, ALERT_DEST_SLACK, &h);
+    ck_assert_uint_eq(h.nbounds, 12);
+    ck_assert(h.bounds[0] == 0.005 && h.bounds[11] == 30);
+    ck_assert_uint_eq(h.counts[1], 1); /* 7 ms: (0.005, 0.01] */
+    ck_assert_uint_eq(h.counts[6], 1); /* 300 ms: (0.25, 0.5] */
+    ck_assert(h.sum > 0.306 && h.sum < 0.308);
+    dispatch_delivery_hist(e.d, ALERT_DEST_WEBHOOK, &h);
+    ck_assert_uint_eq(h.counts[0], 1); /* 4 ms */
+    for (size_t k = 1; k <= h.nbounds; k++)
+        ck_assert_uint_eq(h.counts[k], 0);
+    dispatch_delivery_hist(e.d, ALERT_DEST_ALERTMANAGER, &h);
+    ck_assert_uint_eq(h.counts[12], 1); /* 45 s: above the last bound */
+    ck_assert_str_eq(dispatch_kind_name(ALERT_DEST_ALERTMANAGER), "alertmanager");
+    ck_assert_str_eq(dispatch_kind_name(ALERT_DEST_SLACK), "slack");
+    ck_assert_str_eq(dispatch_kind_name(ALERT_DEST_WEBHOOK), "webhook");
+    env_done(&e);
+}
+END_TEST
+
+/* --- restarts: the digest state -------------------------------------------------------- */
+
+START_TEST(test_dispatch_restart_keeps_digest)
+{
+    struct env e;
+    struct strbuf s;
+    char id[32];
+    struct dispatch_acted a = { .scope = SCOPE_MAILBOX, .id = "u3@example.com", .frozen = 1 };
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.digest_threshold = 2;
+    for (int i = 0; i < 5; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0 + i, (uint64_t)(400 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_answer_all(&e.fh, 200);
+    strbuf_init(&s, 1u << 30);
+    ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
+    ck_assert_ptr_nonnull(strstr(s.p, "FLOODGATE-DISPATCH 2\n"));
+    dispatch_free(e.d);
+    e.d = env_dispatch(&e);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
+    strbuf_done(&s);
+    env_advance(&e, 10000);
+    fake_answer_all(&e.fh, 200);
+    /* a held incident's outcome is not sent on its own; a new trip joins the digest */
+    ck_assert_int_eq(dispatch_acted(e.d, &a), 0);
+    {
+        struct dispatch_trip t = trip_make("u5@example.com", T0 + 5, 405);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    for (int i = 0; i < 60; i++) {
+        env_advance(&e, 1000);
+        fake_answer_all(&e.fh, 200);
+        env_commit(&e);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "Outbreak digest"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "*4 incidents*"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u3@example.com"), 1); /* the digest */
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u5@example.com"), 1);
+    env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dispatch_decode_version1)
+{
+    struct env e;
+    struct strbuf s, ob;
+    struct outbox *empty = NULL;
+    struct outbox_limits lim = { 0 };
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_dest_stats st;
+    char id[ALERTMSG_ID_MAX];
+    unsigned long crc;
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.digest_threshold = 1;
+    /* a version 1 file: a disabled destination, one incident, an empty outbox */
+    alertmsg_incident_id("host7", "mailbox-burst", SCOPE_MAILBOX, "old@example.com", T0, id);
+    strbuf_init(&s, 1u << 20);
+    strbuf_init(&ob, 1u << 20);
+    ck_assert_int_eq(outbox_new(&lim, &empty), 0);
+    ck_assert_int_eq(outbox_encode(empty, &ob), 0);
+    outbox_free(empty);
+    ck_assert_int_eq(strbuf_printf(&s,
+                                   "FLOODGATE-DISPATCH 1\nD slack 0\n"
+                                   "I %s 0 %lld 0 0 600000 412 300 0 1 9 9 0 0 0 0 13 15 8 10 6\n"
+                                   "mailbox-burstold@example.comexamplecrecipientscpanel\n"
+                                   "O %zu\n",
+                                   id, (long long)T0, ob.len),
+                     0);
+    ck_assert_int_eq(strbuf_append(&s, ob.p, ob.len), 0);
+    ck_assert_int_eq(strbuf_append(&s, "\n", 1), 0);
+    crc = crc32(0L, (const Bytef *)s.p, (uInt)s.len);
+    ck_assert_int_eq(strbuf_printf(&s, "END %08lx\n", crc), 0);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
+    ck_assert_uint_eq(dispatch_open_incidents(e.d), 1);
+    stats_of(&e, 0, &st);
+    ck_assert(!st.enabled);
+    /* no window was open: the next trip is the first of a new one, sent on its own */
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 1);
+    /* and a version 1 line in a version 2 file is refused */
+    memcpy(s.p, "FLOODGATE-DISPATCH 2", 20);
+    s.len -= 13;
+    crc = crc32(0L, (const Bytef *)s.p, (uInt)s.len);
+    ck_assert_int_eq(strbuf_printf(&s, "END %08lx\n", crc), 0);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), -EBADMSG);
+    strbuf_done(&s);
+    strbuf_done(&ob);
+    env_done(&e);
+}
+END_TEST
+
 static Suite *
 dispatch_suite(void)
 {
@@ -998,6 +1383,8 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_expiry);
     tcase_add_test(tc, test_dispatch_test_alert);
     tcase_add_test(tc, test_dispatch_reload_removes);
+    tcase_add_test(tc, test_dispatch_cap_folds_into_digest);
+    tcase_add_test(tc, test_dispatch_delivery_histogram);
     suite_add_tcase(s, tc);
     tc = tcase_create("incidents");
     tcase_set_timeout(tc, 60);
@@ -1005,10 +1392,14 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_same_trip_once);
     tcase_add_test(tc, test_dispatch_outbreak_bounded);
     tcase_add_test(tc, test_dispatch_am_resend_and_resolve);
+    tcase_add_test(tc, test_dispatch_followup_deadline);
+    tcase_add_test(tc, test_dispatch_slack_backlog_digest);
     suite_add_tcase(s, tc);
     tc = tcase_create("restart");
     tcase_add_test(tc, test_dispatch_restart_resends);
     tcase_add_test(tc, test_dispatch_crash_after_200);
+    tcase_add_test(tc, test_dispatch_restart_keeps_digest);
+    tcase_add_test(tc, test_dispatch_decode_version1);
     suite_add_tcase(s, tc);
     return s;
 }
