@@ -497,6 +497,15 @@ live_metrics_alerts(struct metrics *m, struct daemon *d)
             live_alert_dest_stats(d, i, &st);
             live_metrics_one(m, "destination", st.name ? st.name : "", st.enabled ? 1 : 0);
         }
+        (void)metrics_family(m, "floodgate_alert_delivery_duration_seconds", METRICS_HISTOGRAM,
+                             "Time per alert delivery attempt, by destination type.");
+        for (unsigned k = 0; k < DISPATCH_KIND_COUNT; k++) {
+            const struct metrics_label l = { "kind", dispatch_kind_name((enum alert_dest_type)k) };
+            struct metrics_hist h;
+
+            dispatch_delivery_hist(d->alerts, (enum alert_dest_type)k, &h);
+            (void)metrics_histogram(m, &l, 1, &h);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         live_alert_dest_stats(d, i, &st);
