@@ -35,6 +35,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "state.h"
 
 #ifndef FLOODGATE_VERSION
 #define FLOODGATE_VERSION "unknown"
@@ -638,52 +639,20 @@ live_metrics_fill(void *ctx, struct strbuf *out)
 
 /* --- the textfile ------------------------------------------------------------------------- */
 
-static int
-live_metrics_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* <file>.tmp beside it, then rename: node_exporter never reads half a file. */
+/*
+ * <file>.tmp beside it, then rename (lib/state's atomic writer): node_exporter never reads
+ * half a file. 0644 whatever the umask: node_exporter reads it.
+ */
 static int
 live_metrics_write_file(struct daemon *d, const char *path)
 {
-    char tmp[CONFIG_PATH_MAX + sizeof(".tmp")];
     struct strbuf b;
-    int fd, r;
+    int r;
 
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-        return -ENAMETOOLONG;
     strbuf_init(&b, LIVE_METRICS_TEXT_MAX);
     r = live_metrics_render(d, &b);
-    if (r < 0) {
-        strbuf_done(&b);
-        return r;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        r = -errno;
-        strbuf_done(&b);
-        return r;
-    }
-    r = live_metrics_write_all(fd, b.p ? b.p : "", b.len);
-    if (r == 0 && fchmod(fd, 0644) < 0) /* whatever the umask: node_exporter reads it */
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0)
-        (void)unlink(tmp);
+    if (r == 0)
+        r = state_write_path(path, b.p ? b.p : "", b.len, 0644);
     strbuf_done(&b);
     return r;
 }
