@@ -190,6 +190,8 @@ live_alert_trip(struct daemon *d, const struct engine_notice *n, const struct ex
         .value = n->verdict.value,
         .limit = n->verdict.threshold,
         .at_ms = n->at_ms,
+        .detected_ms = clock_now_ms(&clock_real),
+        .log_time = n->at,
         .counts = counts,
         .ncounts = ncounts,
         .subjects = sample.subjects,

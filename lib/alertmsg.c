@@ -268,6 +268,13 @@ alertmsg_has(const char *s)
     return s && s[0];
 }
 
+/* Every time shown is the detection's: the log time is zoneless (server local). */
+static int64_t
+alertmsg_detected(const struct alertmsg_incident *inc)
+{
+    return inc->detected_ms ? inc->detected_ms : inc->at_ms;
+}
+
 /* --- shared phrases ------------------------------------------------------------------- */
 
 /* "412 recipients / 10m (limit 300)"; inside parentheses "412 recipients in 10m, limit 300" */
@@ -424,6 +431,22 @@ alertmsg_slack_header(const struct alertmsg_incident *inc, enum alertmsg_kind ki
     return "Outbound spam detected on ";
 }
 
+/* "Detected": the wall-clock time, then the log's own (zoneless, server local) time. */
+static void
+alertmsg_slack_detected(struct alertmsg_w *w, const struct alertmsg_incident *inc)
+{
+    char t[40];
+
+    alertmsg_rfc3339(alertmsg_detected(inc), t, sizeof(t));
+    alertmsg_slack_field(w, false, "Detected");
+    alertmsg_raw(w, t);
+    if (alertmsg_has(inc->log_time)) {
+        alertmsg_raw(w, "\\nlog time (server local) ");
+        alertmsg_text(w, inc->log_time, ALERTMSG_ITEM_CAP, ALERT_TEXT_SLACK);
+    }
+    alertmsg_raw(w, "\"}");
+}
+
 static void
 alertmsg_slack_fields(struct alertmsg_w *w, const struct alertmsg_incident *inc,
                       enum alertmsg_kind kind)
@@ -474,6 +497,7 @@ alertmsg_slack_fields(struct alertmsg_w *w, const struct alertmsg_incident *inc,
         }
         alertmsg_raw(w, "\"}");
     }
+    alertmsg_slack_detected(w, inc);
     alertmsg_slack_field(w, false, "Actions");
     if (kind == ALERTMSG_ACTED && inc->acted)
         alertmsg_actions_text(w, inc->acted, ALERT_TEXT_SLACK);
@@ -603,10 +627,14 @@ alertmsg_hook_incident(struct alertmsg_w *w, const struct alertmsg_incident *inc
     alertmsg_kv(w, false, "metric", inc->metric, ALERTMSG_UNCAPPED);
     alertmsg_fmt(w, ",\"window_seconds\":%" PRId64 ",\"value\":%" PRIu64 ",\"limit\":%" PRIu64,
                  inc->window_ms / 1000, inc->value, inc->limit);
-    alertmsg_kv_time(w, "tripped_at", inc->at_ms);
+    alertmsg_kv_time(w, "tripped_at", alertmsg_detected(inc));
+    alertmsg_kv(w, false, "log_time", alertmsg_has(inc->log_time) ? inc->log_time : NULL,
+                ALERTMSG_ITEM_CAP);
     alertmsg_fmt(w, ",\"monitor\":%s", inc->monitor ? "true" : "false");
     if (kind == ALERTMSG_RELEASED) {
         alertmsg_kv_time(w, "released_at", inc->released_ms);
+        if (inc->late_outcome && inc->acted)
+            alertmsg_hook_actions(w, inc->acted);
         alertmsg_raw(w, "}}");
         return;
     }
@@ -636,6 +664,56 @@ alertmsg_hook_incident(struct alertmsg_w *w, const struct alertmsg_incident *inc
 
 /* --- Alertmanager ---------------------------------------------------------------------- */
 
+/* Does @id end like a cut label ("…" and ALERTMSG_LABEL_HASH lowercase hex digits)? */
+static bool
+alertmsg_looks_cut(const char *id, size_t n)
+{
+    static const char ell[] = "\xe2\x80\xa6"; /* U+2026 */
+    size_t tail = sizeof(ell) - 1 + ALERTMSG_LABEL_HASH;
+
+    if (n < tail || memcmp(id + n - tail, ell, sizeof(ell) - 1) != 0)
+        return false;
+    for (size_t i = n - ALERTMSG_LABEL_HASH; i < n; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/*
+ * The identity label (alerting.md §4.1: capped). Labels identify an alert, so a cut one
+ * ends "…" + hex of the whole identity's SHA-256: two identities sharing the first bytes
+ * stay two alerts. An identity that merely looks cut is treated the same way, so it cannot
+ * pose as another's label.
+ */
+static void
+alertmsg_am_identity(struct alertmsg_w *w, const char *id)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char h[ALERTMSG_LABEL_HASH + 1];
+    size_t n = strlen(id);
+
+    alertmsg_raw(w, ",\"identity\":\"");
+    if (n <= ALERTMSG_TEXT_CAP && !alertmsg_looks_cut(id, n)) {
+        alertmsg_text(w, id, ALERTMSG_TEXT_CAP, ALERT_TEXT_JSON);
+        alertmsg_raw(w, "\"");
+        return;
+    }
+    if (!EVP_Digest(id, n, md, &mdlen, EVP_sha256(), NULL) || mdlen * 2 < ALERTMSG_LABEL_HASH) {
+        w->r = w->r ? w->r : -ENOMEM; /* SHA-256 fails only short of memory */
+        return;
+    }
+    for (size_t i = 0; i < ALERTMSG_LABEL_HASH; i++)
+        h[i] = hex[(md[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+    h[ALERTMSG_LABEL_HASH] = '\0';
+    /* the cut leaves room for the suffix: the label stays within ALERTMSG_TEXT_CAP bytes */
+    alertmsg_text(w, id, ALERTMSG_TEXT_CAP - 3 - ALERTMSG_LABEL_HASH, ALERT_TEXT_JSON);
+    alertmsg_raw(w, "\xe2\x80\xa6");
+    alertmsg_raw(w, h);
+    alertmsg_raw(w, "\"");
+}
+
 int
 alertmsg_am_alert(struct strbuf *out, const struct alertmsg_incident *inc, int64_t ends_ms)
 {
@@ -648,7 +726,7 @@ alertmsg_am_alert(struct strbuf *out, const struct alertmsg_incident *inc, int64
     alertmsg_kv(&w, false, "host", inc->host, ALERTMSG_HOST_CAP);
     alertmsg_kv(&w, false, "rule", inc->rule, ALERTMSG_ITEM_CAP);
     alertmsg_kv(&w, false, "scope", usertable_scope_name(inc->scope), ALERTMSG_UNCAPPED);
-    alertmsg_kv(&w, false, "identity", inc->identity, ALERTMSG_TEXT_CAP);
+    alertmsg_am_identity(&w, inc->identity);
     alertmsg_raw(&w, "},\"annotations\":{\"summary\":\"");
     alertmsg_text(&w, inc->rule, ALERTMSG_ITEM_CAP, ALERT_TEXT_JSON);
     alertmsg_raw(&w, " tripped for ");
@@ -670,8 +748,13 @@ alertmsg_am_alert(struct strbuf *out, const struct alertmsg_incident *inc, int64
         alertmsg_raw(&w, "; released");
     alertmsg_raw(&w, "\"");
     alertmsg_kv(&w, false, "incident_id", inc->incident_id, ALERTMSG_ID_MAX);
+    if (alertmsg_has(inc->log_time)) {
+        alertmsg_raw(&w, ",\"log_time\":\"");
+        alertmsg_text(&w, inc->log_time, ALERTMSG_ITEM_CAP, ALERT_TEXT_JSON);
+        alertmsg_raw(&w, " (server local)\"");
+    }
     alertmsg_raw(&w, "}");
-    alertmsg_kv_time(&w, "startsAt", inc->at_ms);
+    alertmsg_kv_time(&w, "startsAt", alertmsg_detected(inc));
     alertmsg_kv_time(&w, "endsAt", inc->released_ms ? inc->released_ms : ends_ms);
     if (alertmsg_has(inc->generator_url)) {
         size_t n = strlen(inc->generator_url);

@@ -26,11 +26,13 @@
 #define ALERTMSG_SAMPLES_MAX 5
 #define ALERTMSG_COUNTS_MAX  8
 #define ALERTMSG_DIGEST_TOP  20
+#define ALERTMSG_LABEL_HASH  8            /* hex digits ending a cut identity label */
 #define ALERTMSG_BODY_MAX    (256 * 1024) /* no body comes near: every value is capped */
 
 /*
  * Incident id over host, rule, scope, identity and the trip's log time, NUL-separated.
- * @buf holds at least ALERTMSG_ID_MAX bytes.
+ * @buf holds at least ALERTMSG_ID_MAX bytes. The log time, not the detection time, so a
+ * replay after a crash makes the same id.
  */
 void alertmsg_incident_id(const char *host, const char *rule, enum usertable_scope scope,
                           const char *identity, int64_t at_ms, char *buf);
@@ -73,7 +75,9 @@ struct alertmsg_incident {
     const char *metric;
     int64_t window_ms;
     uint64_t value, limit;
-    int64_t at_ms; /* the trip's log time */
+    int64_t at_ms;        /* the trip's log time, local and zoneless: the ids' anchor, not a time */
+    int64_t detected_ms;  /* wall clock at detection: every time shown; 0: @at_ms */
+    const char *log_time; /* "YYYY-MM-DD HH:MM:SS" as logged (server local); NULL or "" */
     bool monitor;
     const struct alertmsg_count *counts; /* the identity's other windows */
     size_t ncounts;
@@ -83,7 +87,7 @@ struct alertmsg_incident {
     int64_t released_ms;                  /* 0: not released */
     const char *generator_url;            /* Alertmanager; NULL: omitted */
     int64_t waited_ms;                    /* ALERTMSG_FOLLOWUP: how long the actions have run */
-    bool late_outcome; /* ALERTMSG_RELEASED: @acted failed and was not told before (Slack) */
+    bool late_outcome; /* ALERTMSG_RELEASED: @acted failed and was not told before */
 };
 
 /*
@@ -100,8 +104,10 @@ bool alertmsg_actions_failed(const struct alertmsg_actions *a);
 /*
  * Body of one incident event for a Slack or webhook destination, appended to @out. An
  * acted event carries the trip's details too (so it stands alone when the tripped message
- * was merged into it, alerting.md §5.5) and the evidence when @inc has any. Alertmanager
- * gets a one-alert array (endsAt: the release, or @at_ms + @ends_after_ms).
+ * was merged into it, alerting.md §5.5) and the evidence when @inc has any. @at_ms is when
+ * the event happened, wall clock (the webhook's timestamp). Alertmanager gets a one-alert
+ * array (endsAt: the release, or @at_ms + @ends_after_ms). Times shown are the detection's
+ * (@inc->detected_ms), never the zoneless log time, which is shown as text.
  * 0, -E2BIG (@out's cap), -EINVAL (ALERTMSG_FOLLOWUP for another type than Slack), -ENOMEM.
  */
 int alertmsg_incident_body(struct strbuf *out, enum alert_dest_type type, enum alertmsg_kind kind,
@@ -109,7 +115,9 @@ int alertmsg_incident_body(struct strbuf *out, enum alert_dest_type type, enum a
                            int64_t ends_after_ms);
 
 /*
- * Alertmanager: one alert object (§4.1), endsAt = released_ms when released, else @ends_ms.
+ * Alertmanager: one alert object (§4.1), startsAt the detection, endsAt = released_ms when
+ * released, else @ends_ms. An identity over ALERTMSG_TEXT_CAP bytes is cut in its label and
+ * ends "…" + ALERTMSG_LABEL_HASH hex digits of its SHA-256, so two never share a label set.
  * alertmsg_am_array(): "[" alert, ... "]" of @n incidents, for a re-send.
  */
 int alertmsg_am_alert(struct strbuf *out, const struct alertmsg_incident *inc, int64_t ends_ms);

@@ -76,8 +76,10 @@
 #define DISPATCH_STORE_CAP       USERTABLE_KEY_MAX /* bytes of an identity kept */
 #define DISPATCH_HOST_MAX        256
 #define DISPATCH_COUNTS_MAX      (CONFIG_RULES_MAX * SCOPE__MAX)
-#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 2\n" /* 2: digest and follow-up state */
+#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 3\n" /* 3: detection and log times */
+#define DISPATCH_ENCODE_MAGIC_V2 "FLOODGATE-DISPATCH 2\n" /* 2: digest and follow-up state */
 #define DISPATCH_ENCODE_MAGIC_V1 "FLOODGATE-DISPATCH 1\n"
+#define DISPATCH_LOG_TIME_MAX    24    /* "YYYY-MM-DD HH:MM:SS" and its NUL, with room */
 #define DISPATCH_DRAIN_MS        10000 /* Slack: digests when the queue needs longer (§2.5) */
 #define DISPATCH_DEF_FOLLOWUP_MS 30000
 #define DISPATCH_LOSS_LOG_MS     60000 /* drops and expiries: one log line a minute at most */
@@ -103,6 +105,8 @@ struct dispatch_incident {
     enum usertable_scope scope;
     char *identity, *account, *metric;
     int64_t window_ms, at_ms;
+    int64_t detected_ms;                  /* wall clock: the times shown */
+    char log_time[DISPATCH_LOG_TIME_MAX]; /* as logged, server local; "" unknown */
     uint64_t value, limit;
     bool monitor, acted;
     struct alertmsg_actions act;
@@ -411,6 +415,8 @@ dispatch_view(const struct dispatch *d, const struct dispatch_incident *inc, boo
         .value = inc->value,
         .limit = inc->limit,
         .at_ms = inc->at_ms,
+        .detected_ms = inc->detected_ms,
+        .log_time = inc->log_time,
         .monitor = inc->monitor,
         .acted = inc->acted ? &inc->act : NULL,
         .released_ms = inc->released_ms,
@@ -827,6 +833,8 @@ dispatch_tripped(struct dispatch *d, const struct dispatch_trip *t)
     inc->metric = dispatch_strdup_cap(t->metric ? t->metric : "", CONFIG_NAME_MAX);
     inc->window_ms = t->window_ms;
     inc->at_ms = t->at_ms;
+    inc->detected_ms = t->detected_ms > 0 ? t->detected_ms : t->at_ms;
+    dispatch_copy(inc->log_time, sizeof(inc->log_time), t->log_time);
     inc->value = t->value;
     inc->limit = t->limit;
     inc->monitor = t->monitor;
@@ -851,7 +859,7 @@ dispatch_tripped(struct dispatch *d, const struct dispatch_trip *t)
         }
         alone = dispatch_window_admit(d, i, inc, now);
         if (alone || (dst->type == ALERT_DEST_WEBHOOK && dst->cfg->individual))
-            (void)dispatch_queue_incident(d, i, inc, ALERTMSG_TRIPPED, true, inc->at_ms);
+            (void)dispatch_queue_incident(d, i, inc, ALERTMSG_TRIPPED, true, inc->detected_ms);
     }
     dispatch_kick(d);
     return 0;
@@ -1711,9 +1719,10 @@ dispatch_free(struct dispatch *d)
 /* --- persistence ----------------------------------------------------------------------- */
 
 /*
- * Encoding (version 2; version 1, without the digest and follow-up state, still decodes,
+ * Encoding (version 3; version 2, without the detection and log times, still decodes with
+ * the log time as the detection's; version 1, without the digest and follow-up state too,
  * with no grouping window open and no follow-up pending):
- *   FLOODGATE-DISPATCH 2\n
+ *   FLOODGATE-DISPATCH 3\n
  *   D <dest> <enabled> <win_open> <digest_mode> <win_start> <win_sent> <held_total>
  *     <held_acted> <held_failed> <ncounts> <ntop>\n           per destination, then its
  *   C <scope> <n> <len rule>\n<rule>\n                       digest counts and
@@ -1722,8 +1731,8 @@ dispatch_free(struct dispatch *d)
  *   I <id> <scope> <at> <released> <resolved_wall> <window> <value> <limit> <monitor>
  *     <acted> <confirmed> <frozen> <failed> <backend_done> <errno> <preexisting>
  *     <len rule> <len identity> <len account> <len metric> <len backend>
- *     <held> <followup due> <followup sent> <failure owed>\n
- *   <rule><identity><account><metric><backend>\n            per incident
+ *     <held> <followup due> <followup sent> <failure owed> <detected> <len log time>\n
+ *   <rule><identity><account><metric><backend><log time>\n  per incident
  *   O <len>\n<outbox encoding>\n
  *   END <crc32 of everything before, 8 hex digits>\n
  * The incidents' destination bits (held, sent, owed) count the D lines in order; decoding
@@ -1758,19 +1767,20 @@ dispatch_encode(struct dispatch *d, struct strbuf *out)
     }
     for (size_t k = 0; k < d->ninc && r == 0; k++) {
         const struct dispatch_incident *c = d->inc[k];
-        r = strbuf_printf(
-            out,
-            "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64 " %" PRIu64
-            " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu"
-            " %" PRIu32 " %" PRId64 " %" PRIu32 " %" PRIu32 "\n",
-            c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms, c->window_ms,
-            c->value, c->limit, c->monitor, c->acted, c->act.confirmed, c->act.frozen,
-            c->act.failed, c->act.backend_done, c->act.backend_err < 0 ? -c->act.backend_err : 0,
-            c->act.preexisting, strlen(c->rule), strlen(c->identity), strlen(c->account),
-            strlen(c->metric), strlen(c->backend), c->held, c->fu_due_ms, c->fu_sent, c->fu_owed);
+        r = strbuf_printf(out,
+                          "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64
+                          " %" PRIu64 " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu"
+                          " %" PRIu32 " %" PRId64 " %" PRIu32 " %" PRIu32 " %" PRId64 " %zu\n",
+                          c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms,
+                          c->window_ms, c->value, c->limit, c->monitor, c->acted, c->act.confirmed,
+                          c->act.frozen, c->act.failed, c->act.backend_done,
+                          c->act.backend_err < 0 ? -c->act.backend_err : 0, c->act.preexisting,
+                          strlen(c->rule), strlen(c->identity), strlen(c->account),
+                          strlen(c->metric), strlen(c->backend), c->held, c->fu_due_ms, c->fu_sent,
+                          c->fu_owed, c->detected_ms, strlen(c->log_time));
         if (r == 0)
-            r = strbuf_printf(out, "%s%s%s%s%s\n", c->rule, c->identity, c->account, c->metric,
-                              c->backend);
+            r = strbuf_printf(out, "%s%s%s%s%s%s\n", c->rule, c->identity, c->account, c->metric,
+                              c->backend, c->log_time);
     }
     strbuf_init(&ob, out->max > out->len ? out->max - out->len : 0); /* it must fit @out */
     if (r == 0)
@@ -1856,12 +1866,13 @@ dispatch_rd_take(struct dispatch_rd *rd, uint64_t n)
 }
 
 static int
-dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, struct dispatch_incident **ret)
+dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, int version,
+                     struct dispatch_incident **ret)
 {
     struct dispatch_incident *c = calloc(1, sizeof(*c));
-    uint64_t u[16];
-    int64_t s[4];
-    char *rule = NULL, *backend = NULL;
+    uint64_t u[16], loglen = 0;
+    int64_t s[4], detected = 0;
+    char *rule = NULL, *backend = NULL, *logt = NULL;
     bool ok = c != NULL;
 
     /* t[1] id, t[2] scope, t[3..6] times, t[7..21] counts and lengths (see the encoding):
@@ -1879,13 +1890,19 @@ dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, struct disp
          (c->identity = dispatch_rd_take(rd, u[12])) &&
          (c->account = dispatch_rd_take(rd, u[13])) && (c->metric = dispatch_rd_take(rd, u[14])) &&
          (backend = dispatch_rd_take(rd, u[15]));
+    /* version 3: t[26] detected, t[27] the log time's length */
+    if (ok && version >= 3)
+        ok = dispatch_rd_i64(t[26], &detected) && dispatch_rd_u64(t[27], &loglen) &&
+             loglen < sizeof(c->log_time) && (logt = dispatch_rd_take(rd, loglen));
     ok = ok && rd->p < rd->end && *rd->p == '\n';
     if (ok) {
         rd->p++;
         dispatch_copy(c->rule, sizeof(c->rule), rule);
         dispatch_copy(c->backend, sizeof(c->backend), backend);
+        dispatch_copy(c->log_time, sizeof(c->log_time), logt);
         c->scope = (enum usertable_scope)u[0];
         c->at_ms = s[0];
+        c->detected_ms = detected > 0 ? detected : s[0];
         c->released_ms = s[1];
         c->resolved_wall_ms = s[2];
         c->window_ms = s[3];
@@ -1904,6 +1921,7 @@ dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, struct disp
     }
     free(rule);
     free(backend);
+    free(logt);
     if (!ok) {
         dispatch_incident_free(c);
         return -EBADMSG;
@@ -2017,7 +2035,7 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
     struct outbox *ob = NULL;
     struct outbox_limits lim = dispatch_limits(d->cfg);
     const char *trailer;
-    struct fg_str t[28];
+    struct fg_str t[32];
     unsigned long crc = 0;
     int r = -EBADMSG, version;
     size_t n;
@@ -2027,6 +2045,8 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
         return -EBADMSG;
     trailer = buf + len - 13;
     if (memcmp(buf, DISPATCH_ENCODE_MAGIC, strlen(DISPATCH_ENCODE_MAGIC)) == 0)
+        version = 3;
+    else if (memcmp(buf, DISPATCH_ENCODE_MAGIC_V2, strlen(DISPATCH_ENCODE_MAGIC_V2)) == 0)
         version = 2;
     else if (memcmp(buf, DISPATCH_ENCODE_MAGIC_V1, strlen(DISPATCH_ENCODE_MAGIC_V1)) == 0)
         version = 1;
@@ -2059,19 +2079,21 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
             util_copy_str(fd[nfd].name, CONFIG_NAME_MAX, t[1]) == 0 &&
             (fg_str_eq(t[2], "0") || fg_str_eq(t[2], "1"))) {
             fd[nfd].enabled = fg_str_eq(t[2], "1");
-            if (version == 2 && !dispatch_rd_digest(&rd, t, &fd[nfd]))
+            if (version >= 2 && !dispatch_rd_digest(&rd, t, &fd[nfd]))
                 goto out;
             nfd++;
-        } else if (n == (version == 1 ? 22 : 26) && fg_str_eq(t[0], "I") &&
-                   ninc < DISPATCH_INCIDENTS_MAX) {
+        } else if (n == (version == 1   ? 22
+                         : version == 2 ? 26
+                                        : 28) &&
+                   fg_str_eq(t[0], "I") && ninc < DISPATCH_INCIDENTS_MAX) {
             uint64_t held = 0, sent = 0, owed = 0;
             int64_t due = 0;
 
-            if (version == 2 && (!dispatch_rd_u64(t[22], &held) || !dispatch_rd_i64(t[23], &due) ||
+            if (version >= 2 && (!dispatch_rd_u64(t[22], &held) || !dispatch_rd_i64(t[23], &due) ||
                                  !dispatch_rd_u64(t[24], &sent) || !dispatch_rd_u64(t[25], &owed) ||
                                  held > UINT32_MAX || sent > UINT32_MAX || owed > UINT32_MAX))
                 goto out;
-            if (dispatch_rd_incident(&rd, t, &inc[ninc]) < 0)
+            if (dispatch_rd_incident(&rd, t, version, &inc[ninc]) < 0)
                 goto out;
             inc[ninc]->held = (uint32_t)held;
             inc[ninc]->fu_due_ms = due;

@@ -51,7 +51,11 @@ struct dispatch_trip {
     int64_t window_ms;
     uint64_t value;
     uint64_t limit;
-    int64_t at_ms; /* log time of the tripping record: the incident's anchor */
+    /* log time of the tripping record: the incident's anchor (its id, stable across a
+     * replay), not an epoch time: Exim logs local time without a zone */
+    int64_t at_ms;
+    int64_t detected_ms;  /* wall clock at detection: the times alerts show; 0: at_ms */
+    const char *log_time; /* "YYYY-MM-DD HH:MM:SS" as logged (server local); may be NULL */
     const struct dispatch_count *counts; /* the identity's other windows; may be NULL */
     size_t ncounts;
     /* evidence, each list at most DISPATCH_SAMPLES_MAX items (more are ignored) */

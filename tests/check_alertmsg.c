@@ -668,6 +668,143 @@ START_TEST(test_alertmsg_am_alerts)
 }
 END_TEST
 
+/* The identity label of a one-alert array @b: a copy in @buf. */
+static void
+am_label(const struct strbuf *b, char *buf, size_t size)
+{
+    const char *p = strstr(b->p, "\"identity\":\"");
+    const char *e;
+
+    ck_assert_ptr_nonnull(p);
+    p += 12;
+    e = strchr(p, '"');
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_lt((size_t)(e - p), size);
+    (void)snprintf(buf, size, "%.*s", (int)(e - p), p);
+}
+
+static void
+am_label_of(const char *identity, char *buf, size_t size)
+{
+    struct alertmsg_incident inc = { .host = "host7",
+                                     .incident_id = "fg_x",
+                                     .rule = "burst",
+                                     .identity = identity,
+                                     .metric = "messages",
+                                     .window_ms = 60000,
+                                     .value = 5,
+                                     .limit = 4,
+                                     .at_ms = 1787306798344 };
+    struct strbuf b;
+
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    ck_assert_int_eq(alertmsg_am_array(&b, &inc, 1, 1787306798344 + 240000), 0);
+    check_body(identity, ALERT_DEST_ALERTMANAGER, &b);
+    am_label(&b, buf, size);
+    strbuf_done(&b);
+}
+
+/* Is @s "…" and ALERTMSG_LABEL_HASH lowercase hex digits at its end? */
+static bool
+label_hashed(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 3 + ALERTMSG_LABEL_HASH || memcmp(s + n - 3 - ALERTMSG_LABEL_HASH, "\xe2\x80\xa6", 3))
+        return false;
+    return strspn(s + n - ALERTMSG_LABEL_HASH, "0123456789abcdef") == ALERTMSG_LABEL_HASH;
+}
+
+/* Labels identify an alert: identities sharing their first 200 bytes stay distinct. */
+START_TEST(test_alertmsg_am_identity_cut)
+{
+    static char a[301], b2[301], fits[ALERTMSG_TEXT_CAP + 1], utf[301];
+    char la[512], lb[512], la2[512], l[512];
+
+    memset(a, 'x', sizeof(a) - 1);
+    memcpy(b2, a, sizeof(a));
+    b2[299] = 'y'; /* the same first 299 bytes */
+    am_label_of(a, la, sizeof(la));
+    am_label_of(b2, lb, sizeof(lb));
+    am_label_of(a, la2, sizeof(la2));
+    ck_assert_str_ne(la, lb);
+    ck_assert_str_eq(la, la2); /* stable: the same identity, the same alert */
+    ck_assert(label_hashed(la) && label_hashed(lb));
+    ck_assert_uint_le(strlen(la), ALERTMSG_TEXT_CAP);
+    ck_assert_int_eq(strncmp(la, a, ALERTMSG_TEXT_CAP - 3 - ALERTMSG_LABEL_HASH), 0);
+    /* one that fits is the label itself */
+    memset(fits, 'z', sizeof(fits) - 1);
+    am_label_of(fits, l, sizeof(l));
+    ck_assert_str_eq(l, fits);
+    am_label_of("a@b.c", l, sizeof(l));
+    ck_assert_str_eq(l, "a@b.c");
+    /* one that only looks cut cannot pose as another's label */
+    (void)snprintf(fits, sizeof(fits), "%.*s\xe2\x80\xa6%.8s",
+                   ALERTMSG_TEXT_CAP - 3 - ALERTMSG_LABEL_HASH, a, la + strlen(la) - 8);
+    ck_assert_str_eq(fits, la);
+    am_label_of(fits, l, sizeof(l));
+    ck_assert_str_ne(l, la);
+    ck_assert(label_hashed(l));
+    /* a cut inside a multi-byte character keeps the label valid UTF-8 (check_body) */
+    for (size_t i = 0; i + 2 < sizeof(utf) - 1; i += 2)
+        memcpy(utf + i, "\xc3\xa9", 2);
+    utf[sizeof(utf) - 2] = 'e';
+    am_label_of(utf, l, sizeof(l));
+    ck_assert(label_hashed(l));
+}
+END_TEST
+
+/*
+ * East of UTC the log time, read as UTC, is ahead of the wall clock: the bodies show the
+ * detection time, and the log time as text, server local.
+ */
+START_TEST(test_alertmsg_detection_time)
+{
+    struct alertmsg_incident inc = { .host = "host7",
+                                     .incident_id = "fg_x",
+                                     .rule = "burst",
+                                     .identity = "a@b.c",
+                                     .metric = "messages",
+                                     .window_ms = 60000,
+                                     .value = 5,
+                                     .limit = 4,
+                                     .at_ms = 1787306798344 + 2 * 3600 * 1000,
+                                     .detected_ms = 1787306798344,
+                                     .log_time = "2026-08-21 12:06:38" };
+    struct strbuf b;
+
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    ck_assert_int_eq(alertmsg_am_array(&b, &inc, 1, 1787306798344 + 240000), 0);
+    check_body("am/detected", ALERT_DEST_ALERTMANAGER, &b);
+    ck_assert_ptr_nonnull(strstr(b.p, "\"startsAt\":\"2026-08-21T10:06:38.344Z\","
+                                      "\"endsAt\":\"2026-08-21T10:10:38.344Z\""));
+    ck_assert_ptr_nonnull(strstr(b.p, "\"log_time\":\"2026-08-21 12:06:38 (server local)\""));
+    strbuf_reset(&b);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_WEBHOOK, ALERTMSG_TRIPPED, &inc, inc.detected_ms, 0),
+        0);
+    check_body("hook/detected", ALERT_DEST_WEBHOOK, &b);
+    ck_assert_ptr_nonnull(strstr(b.p, "\"tripped_at\":\"2026-08-21T10:06:38.344Z\""));
+    ck_assert_ptr_nonnull(strstr(b.p, "\"log_time\":\"2026-08-21 12:06:38\""));
+    ck_assert_ptr_null(strstr(b.p, "T12:06"));
+    strbuf_reset(&b);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_TRIPPED, &inc, inc.detected_ms, 0),
+        0);
+    check_body("slack/detected", ALERT_DEST_SLACK, &b);
+    ck_assert_ptr_nonnull(strstr(b.p, "*Detected*\\n2026-08-21T10:06:38.344Z\\nlog time "
+                                      "(server local) 2026-08-21 12:06:38"));
+    /* no detection time: the log time stands in, no text */
+    inc.detected_ms = 0;
+    inc.log_time = NULL;
+    strbuf_reset(&b);
+    ck_assert_int_eq(alertmsg_am_array(&b, &inc, 1, 1787306798344 + 8 * 3600 * 1000), 0);
+    ck_assert_ptr_nonnull(strstr(b.p, "\"startsAt\":\"2026-08-21T12:06:38.344Z\""));
+    ck_assert_ptr_null(strstr(b.p, "log_time"));
+    strbuf_done(&b);
+}
+END_TEST
+
 /* --- digests -------------------------------------------------------------------------- */
 
 START_TEST(test_alertmsg_digest_top20)
@@ -800,6 +937,8 @@ alertmsg_suite(void)
     tcase_add_test(tc, test_alertmsg_followup_late_outcome);
     tcase_add_test(tc, test_alertmsg_webhook_shape);
     tcase_add_test(tc, test_alertmsg_am_alerts);
+    tcase_add_test(tc, test_alertmsg_am_identity_cut);
+    tcase_add_test(tc, test_alertmsg_detection_time);
     tcase_add_test(tc, test_alertmsg_digest_top20);
     tcase_add_test(tc, test_alertmsg_health_test_bodies);
     tcase_add_test(tc, test_alertmsg_cap_restores);

@@ -814,6 +814,116 @@ START_TEST(test_dispatch_am_resend_and_resolve)
 }
 END_TEST
 
+/*
+ * Every alert in the Alertmanager posts to @url since @from: startsAt is @starts and endsAt
+ * comes after it. Returns how many alerts were seen.
+ */
+static size_t
+am_check_times(const struct fake_http *fh, const char *url, size_t from, const char *starts)
+{
+    size_t n = 0;
+
+    for (size_t i = from; i < fh->n; i++) {
+        if (strcmp(fh->v[i].url, url) != 0)
+            continue;
+        for (const char *p = fh->v[i].body; (p = strstr(p, "\"startsAt\":\"")) != NULL; p++) {
+            const char *e = strstr(p, "\"endsAt\":\"");
+            char s0[32], e0[32];
+
+            ck_assert_ptr_nonnull(e);
+            (void)snprintf(s0, sizeof(s0), "%.24s", p + 12);
+            (void)snprintf(e0, sizeof(e0), "%.24s", e + 10);
+            ck_assert_str_eq(s0, starts);
+            ck_assert_msg(strcmp(e0, s0) > 0, "endsAt %s not after startsAt %s", e0, s0);
+            n++;
+        }
+    }
+    return n;
+}
+
+/*
+ * East of UTC the log time (local, read as UTC) is hours ahead of the wall clock: the
+ * alerts show the detection time, so Alertmanager never sees endsAt before startsAt; the
+ * incident id stays anchored on the log time; both survive a restart.
+ */
+START_TEST(test_dispatch_log_time_local)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0 + 2 * 3600 * 1000, 412);
+    const char *amurl = "https://am.example.net:9093/api/v2/alerts";
+    char id[ALERTMSG_ID_MAX];
+    struct strbuf s;
+    size_t before;
+
+    t.detected_ms = T0;
+    t.log_time = "2026-08-21 12:06:38";
+    env_init(&e, D_HOOK, 2);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 2);
+    alertmsg_incident_id("host7", "mailbox-burst", SCOPE_MAILBOX, "a@example.com",
+                         T0 + 2 * 3600 * 1000, id);
+    ck_assert_uint_eq(
+        fake_count_body(&e.fh, "https://hook.", 0, "\"timestamp\":\"2026-08-21T10:06:38.000Z\""),
+        1);
+    ck_assert_uint_eq(
+        fake_count_body(&e.fh, "https://hook.", 0, "\"tripped_at\":\"2026-08-21T10:06:38.000Z\""),
+        1);
+    ck_assert_uint_eq(
+        fake_count_body(&e.fh, "https://hook.", 0, "\"log_time\":\"2026-08-21 12:06:38\""), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://hook.", 0, id), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, amurl, 0, "2026-08-21 12:06:38 (server local)"), 1);
+    fake_answer_all(&e.fh, 200);
+    for (int i = 0; i < 3; i++) {
+        env_advance(&e, 60000);
+        fake_answer_all(&e.fh, 200);
+    }
+    ck_assert_uint_eq(am_check_times(&e.fh, amurl, 0, "2026-08-21T10:06:38.000Z"), 4);
+    /* a restart keeps both times */
+    strbuf_init(&s, 1u << 30);
+    ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
+    dispatch_free(e.d);
+    e.d = env_dispatch(&e);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
+    strbuf_done(&s);
+    before = e.fh.n;
+    env_advance(&e, 1000);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_uint_eq(fake_count_body(&e.fh, amurl, before, "2026-08-21 12:06:38 (server local)"),
+                      1);
+    /* released now: ends at the release, still after the start */
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "a@example.com", e.cf.now_ms), 0);
+    env_commit(&e);
+    for (int i = 0; i < 3; i++) {
+        env_advance(&e, 60000);
+        fake_answer_all(&e.fh, 200);
+    }
+    ck_assert_uint_eq(am_check_times(&e.fh, amurl, 0, "2026-08-21T10:06:38.000Z"),
+                      fake_count(&e.fh, amurl, 0));
+    ck_assert_uint_ge(fake_count(&e.fh, amurl, before), 3);
+    env_done(&e);
+}
+END_TEST
+
+/* Without a detection time (an older caller), the log time stands in for it. */
+START_TEST(test_dispatch_detected_fallback)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0 - 5000, 412);
+    const char *amurl = "https://am.example.net:9093/api/v2/alerts";
+
+    env_init(&e, D_HOOK, 2);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(am_check_times(&e.fh, amurl, 0, "2026-08-21T10:06:33.000Z"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://hook.", 0, "\"log_time\":null"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, amurl, 0, "server local"), 0);
+    env_done(&e);
+}
+END_TEST
+
 /* --- follow-ups, digests of the same trip, expiry -------------------------------------- */
 
 START_TEST(test_dispatch_followups_merge)
@@ -1288,7 +1398,7 @@ START_TEST(test_dispatch_restart_keeps_digest)
     fake_answer_all(&e.fh, 200);
     strbuf_init(&s, 1u << 30);
     ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
-    ck_assert_ptr_nonnull(strstr(s.p, "FLOODGATE-DISPATCH 2\n"));
+    ck_assert_ptr_nonnull(strstr(s.p, "FLOODGATE-DISPATCH 3\n"));
     dispatch_free(e.d);
     e.d = env_dispatch(&e);
     ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
@@ -1350,6 +1460,17 @@ START_TEST(test_dispatch_decode_version1)
     ck_assert_uint_eq(dispatch_open_incidents(e.d), 1);
     stats_of(&e, 0, &st);
     ck_assert(!st.enabled);
+    /* no detection time in an older file: the log time stands in, no log text */
+    {
+        struct strbuf re;
+        char want[96];
+
+        strbuf_init(&re, 1u << 20);
+        ck_assert_int_eq(dispatch_encode(e.d, &re), 0);
+        (void)snprintf(want, sizeof(want), " %lld 0\nmailbox-burstold@example.com", (long long)T0);
+        ck_assert_ptr_nonnull(strstr(re.p, want));
+        strbuf_done(&re);
+    }
     /* no window was open: the next trip is the first of a new one, sent on its own */
     ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
     stats_of(&e, 0, &st);
@@ -1394,6 +1515,8 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_am_resend_and_resolve);
     tcase_add_test(tc, test_dispatch_followup_deadline);
     tcase_add_test(tc, test_dispatch_slack_backlog_digest);
+    tcase_add_test(tc, test_dispatch_log_time_local);
+    tcase_add_test(tc, test_dispatch_detected_fallback);
     suite_add_tcase(s, tc);
     tc = tcase_create("restart");
     tcase_add_test(tc, test_dispatch_restart_resends);
