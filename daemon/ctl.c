@@ -568,6 +568,8 @@ ctlcli_test_alert(const struct jv *o)
 
 /* --- arguments ---------------------------------------------------------------------- */
 
+#define CTLCLI_ARGS_MAX 4 /* operands kept; every command takes at most one */
+
 struct ctlcli {
     const char *sock;
     bool json;
@@ -575,6 +577,8 @@ struct ctlcli {
     const char *window;
     const char *n;
     const char *reason;
+    const char *args[CTLCLI_ARGS_MAX]; /* the command's operands, in order */
+    int nargs;                         /* how many were given (may exceed what is kept) */
 };
 
 static int FG_PRINTF(1, 2) ctlcli_usage_error(const char *fmt, ...)
@@ -634,7 +638,13 @@ ctlcli_identity(const struct ctlcli *o, const char *arg, char *buf, size_t size)
     return 0;
 }
 
-/* Options of one command (after its name); leaves optind at its first operand. */
+/*
+ * Options of one command (argv[0] is its name), before and after its operands, which go
+ * to o->args in order; "--" ends the options. getopt_long() is asked for no permutation
+ * ('+'), which it would skip anyway with POSIXLY_CORRECT in the environment: each operand
+ * it stops at is taken here and the scan goes on after it, so the order does not depend
+ * on the environment or on the C library.
+ */
 static int
 ctlcli_options(int argc, char **argv, const char *allowed, struct ctlcli *o)
 {
@@ -649,18 +659,37 @@ ctlcli_options(int argc, char **argv, const char *allowed, struct ctlcli *o)
     };
     int c;
 
-    optind = 0; /* 0: glibc re-initializes (argument order, internal state) */
+    o->nargs = 0;
+    optind = 0; /* 0: re-initialize (main() scanned another argv) */
     opterr = 0; /* our own one-line messages */
-    while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+    for (;;) {
+        int at = optind ? optind : 1;
+
+        c = getopt_long(argc, argv, "+n:", opts, NULL);
+        if (c == -1) {
+            bool dashdash = optind > at && strcmp(argv[optind - 1], "--") == 0;
+            while (optind < argc) {
+                if (o->nargs < CTLCLI_ARGS_MAX)
+                    o->args[o->nargs] = argv[optind];
+                o->nargs++;
+                optind++;
+                if (!dashdash)
+                    break; /* one operand; options may follow it */
+            }
+            if (optind >= argc)
+                break;
+            continue;
+        }
         if (c == 'h') {
             fputs(ctlcli_help, stdout);
             exit(0);
         }
+        /* argv[at], not argv[optind - 1]: that is the value of "--reason x" */
         if (c == '?' || c == ':')
             return ctlcli_usage_error("%s: unknown option or missing value: '%s'", argv[0],
-                                      argv[optind - 1]);
+                                      argv[at]);
         if (c != 's' && c != 'j' && !strchr(allowed, c))
-            return ctlcli_usage_error("%s: option '%s' not valid here", argv[0], argv[optind - 1]);
+            return ctlcli_usage_error("%s: option '%s' not valid here", argv[0], argv[at]);
         switch (c) {
         case 's':
             o->sock = optarg;
@@ -691,13 +720,13 @@ ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
 {
     const char *cmd = argv[0];
     char idbuf[USERTABLE_KEY_MAX + 16];
-    int r, nargs;
+    int r;
 
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "held") == 0 || strcmp(cmd, "reload") == 0 ||
         strcmp(cmd, "test-alert") == 0) {
         if ((r = ctlcli_options(argc, argv, "", o)) != 0)
             return r;
-        if (optind != argc)
+        if (o->nargs != 0)
             return ctlcli_usage_error("%s takes no arguments", cmd);
         (void)snprintf(req, size, "%s", cmd);
         return 0;
@@ -709,7 +738,7 @@ ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
         size_t len;
         if ((r = ctlcli_options(argc, argv, "Swn", o)) != 0)
             return r;
-        if (optind != argc)
+        if (o->nargs != 0)
             return ctlcli_usage_error("%s takes no arguments", cmd);
         if (o->scope && usertable_scope_parse(o->scope, &sc) < 0)
             return ctlcli_usage_error("--scope: '%s' is not mailbox, account or script", o->scope);
@@ -730,10 +759,9 @@ ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
         bool hold = strcmp(cmd, "hold") == 0;
         if ((r = ctlcli_options(argc, argv, hold ? "Sr" : "S", o)) != 0)
             return r;
-        nargs = argc - optind;
-        if (nargs != 1)
+        if (o->nargs != 1)
             return ctlcli_usage_error("%s needs one IDENTITY", cmd);
-        if ((r = ctlcli_identity(o, argv[optind], idbuf, sizeof(idbuf))) != 0)
+        if ((r = ctlcli_identity(o, o->args[0], idbuf, sizeof(idbuf))) != 0)
             return r;
         if (o->reason) {
             size_t len = strlen(o->reason);
@@ -751,15 +779,15 @@ ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
     if (strcmp(cmd, "alert-enable") == 0) {
         if ((r = ctlcli_options(argc, argv, "", o)) != 0)
             return r;
-        if (argc - optind != 1)
+        if (o->nargs != 1)
             return ctlcli_usage_error("%s needs one destination NAME", cmd);
-        if (!*argv[optind] || strlen(argv[optind]) >= CTL_NAME_MAX ||
-            strspn(argv[optind],
+        if (!*o->args[0] || strlen(o->args[0]) >= CTL_NAME_MAX ||
+            strspn(o->args[0],
                    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
-                strlen(argv[optind]))
+                strlen(o->args[0]))
             return ctlcli_usage_error("%s: a destination name is letters, digits, '-' and '_'",
                                       cmd);
-        if ((size_t)snprintf(req, size, "%s %s", cmd, argv[optind]) >= size)
+        if ((size_t)snprintf(req, size, "%s %s", cmd, o->args[0]) >= size)
             return ctlcli_usage_error("%s: name too long", cmd);
         return 0;
     }

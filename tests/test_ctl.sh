@@ -6,7 +6,8 @@
 #     fed, the trip, the queued message ids.
 #  2. hold --reason -> held -> show -> release: the operator's command backend is run,
 #     the reason is listed and audited; a second hold is refused; release of a stranger
-#     fails with one line on stderr.
+#     fails with one line on stderr. Options are taken before and after the identity,
+#     with POSIXLY_CORRECT set too; "--" ends them.
 #  3. reload: a broken config is refused with file:line (exit 1) and the daemon keeps
 #     running; a good one is applied (its new window appears in top).
 #  4. test-alert and alert-enable without destinations: exit 1 and a clear message.
@@ -123,15 +124,16 @@ def message(box, completed):
     return mid, lines
 
 # --- the client ----------------------------------------------------------------------
-def ctl(*args, user=None):
+def ctl(*args, user=None, env=None):
     cmd = [CTLBIN, "--socket", CTL] + list(args)
     if user:
         cmd = ["setpriv", "--reuid=65534", "--regid=%d" % user, "--clear-groups"] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
+                       env=dict(os.environ, **env) if env else None)
     return p.returncode, p.stdout, p.stderr
 
-def ctl_ok(*args):
-    rc, out, err = ctl(*args)
+def ctl_ok(*args, env=None):
+    rc, out, err = ctl(*args, env=env)
     check(rc == 0, "floodgatectl %s: exit %d, stderr %r" % (" ".join(args), rc, err))
     check(err == "", "floodgatectl %s: stderr %r" % (" ".join(args), err))
     return out
@@ -234,10 +236,14 @@ try:
     check(acct["series"][0]["value"] == 8 and acct["action"] is None, "show account: %r" % acct)
     ctl_fails(1, ["show", "nobody@example.com"], r"no such identity")
 
-    # 2. hold -> held -> show -> release
+    # 2. hold -> held -> show -> release; options before or after the identity, whatever
+    # the environment says about argument order, and "--" ends them
+    posix = {"POSIXLY_CORRECT": "1"}
     check("floodgate holds nothing" in ctl_ok("held"), "held before any hold")
     check(ctl_json("held")["held"] == [], "held json before any hold")
-    out = ctl_ok("hold", "box2@example.com", "--reason", "ticket 42")
+    ctl_fails(2, ["hold", "--", "box2@example.com", "--reason", "ticket 42"],
+              r"hold needs one IDENTITY")
+    out = ctl_ok("hold", "box2@example.com", "--reason", "ticket 42", env=posix)
     check("holding mailbox box2@example.com" in out, "hold text: %r" % out)
     wait_for(lambda: os.path.exists(CMDLOG) and
              "hold mailbox box2@example.com manual" in open(CMDLOG).read(), "the hold command")
@@ -255,13 +261,15 @@ try:
     sh = ctl_json("show", "box2@example.com")
     check(sh["action"]["reason"] == "ticket 42" and sh["action"]["applied"] == "hold" and
           sh["history"][0]["event"] == "held", "show held: %r" % sh)
+    check(json.loads(ctl_ok("show", "box2@example.com", "--json", "--scope", "mailbox",
+                            env=posix)) == sh, "show with options after the identity")
     check(ctl_json("status")["held"] == 1, "status held")
     ctl_fails(1, ["hold", "box2@example.com"], r"already held")
     ctl_fails(2, ["hold", "box3@example.com", "--reason", "bad\x01"], r"--reason")
     audit = open(AUDIT).read()
     check(re.search(r'"event":"ctl_hold","uid":\d+,"scope":"mailbox","id":"box2@example.com",'
                     r'"reason":"ticket 42"', audit), "audit of the hold")
-    out = ctl_ok("release", "box2@example.com")
+    out = ctl_ok("release", "--", "box2@example.com")
     check("released mailbox box2@example.com" in out, "release text: %r" % out)
     wait_for(lambda: "release mailbox box2@example.com manual" in open(CMDLOG).read(),
              "the release command")
@@ -359,7 +367,9 @@ try:
     # 7. usage
     for args in ([], ["frobnicate"], ["show"], ["show", "a", "b"], ["status", "extra"],
                  ["--scope", "x", "status"], ["show", "--scope", "domain", "x"],
-                 ["release", "--reason", "x", "a@b.example"], ["top", "--bogus"]):
+                 ["release", "--reason", "x", "a@b.example"],
+                 ["release", "a@b.example", "--reason", "x"], ["top", "--bogus"],
+                 ["top", "--scope", "mailbox", "extra"], ["held", "--", "--json"]):
         rc, out, err = ctl(*args)
         check(rc == 2 and err.count("\n") == 1 and err.startswith("floodgatectl: "),
               "usage %r: exit %d, stderr %r" % (args, rc, err))
