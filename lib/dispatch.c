@@ -42,6 +42,9 @@
  * only news of substance - is told with the "released" message, the third (webhooks'
  * action_failed, Alertmanager's annotation and the journal have it at once). Webhooks and
  * Alertmanager are machines: they get the outcome whenever it comes, and no deadline note.
+ * An incident has one outcome: a later one (a restart's "resume") queues no second "acted"
+ * under the same event id; a failure it reports goes into Alertmanager's annotation and,
+ * for Slack and webhooks, the "released" message.
  *
  * Delivery durations: every attempt's http_response.duration_ms, edge or Alertmanager (not
  * floodgatectl test-alert), goes into a histogram per destination type, fixed buckets.
@@ -941,6 +944,34 @@ dispatch_followups(struct dispatch *d, int64_t now, int64_t *next)
     }
 }
 
+/*
+ * Another outcome for an incident that has one (lib/action's "resume" after a restart):
+ * its "acted" event went or is queued under its id, so no second body may take that id
+ * (receivers deduplicate by it). A success is no news; a failure is kept for Alertmanager's
+ * annotation and told with the release, like a failure after Slack's follow-up.
+ */
+static void
+dispatch_acted_again(struct dispatch *d, struct dispatch_incident *inc,
+                     const struct alertmsg_actions *next)
+{
+    bool was_failed = alertmsg_actions_failed(&inc->act);
+
+    if (!alertmsg_actions_failed(next))
+        return;
+    dispatch_copy(inc->backend, sizeof(inc->backend), next->backend);
+    inc->act = *next;
+    inc->act.backend = inc->backend;
+    d->dirty = true;
+    for (size_t i = 0; i < d->ndests; i++) {
+        struct dispatch_dest *dst = &d->dests[i];
+
+        if ((inc->held & (1u << i)) && dst->held_total > 0 && !was_failed)
+            dst->held_failed++;
+        if (dispatch_follows(d, i, inc))
+            inc->fu_owed |= 1u << i;
+    }
+}
+
 int
 dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
 {
@@ -953,6 +984,19 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
 
         if (inc->released_ms || !dispatch_incident_is(inc, a->scope, a->id))
             continue;
+        if (inc->acted) {
+            struct alertmsg_actions next = { .monitor = a->monitor,
+                                             .confirmed = a->confirmed,
+                                             .frozen = a->frozen,
+                                             .failed = a->failed,
+                                             .backend = a->backend,
+                                             .backend_done = a->backend_done,
+                                             .backend_err = a->backend_err,
+                                             .preexisting = a->preexisting };
+
+            dispatch_acted_again(d, inc, &next);
+            continue;
+        }
         inc->acted = true;
         dispatch_copy(inc->backend, sizeof(inc->backend), a->backend);
         inc->act = (struct alertmsg_actions){ .monitor = a->monitor,

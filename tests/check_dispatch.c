@@ -906,6 +906,65 @@ START_TEST(test_dispatch_log_time_local)
 }
 END_TEST
 
+/*
+ * A second outcome for an incident that has one (a restart's "resume") never reuses the
+ * "acted" event id with another body; a failure it reports is told with the release.
+ */
+START_TEST(test_dispatch_second_outcome)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    struct dispatch_acted ok = { .scope = SCOPE_MAILBOX,
+                                 .id = "a@example.com",
+                                 .confirmed = 3,
+                                 .frozen = 3,
+                                 .backend = "cpanel",
+                                 .backend_done = CONFIG_ACTION_HOLD };
+    struct dispatch_acted bad = ok;
+    char acted_id[ALERTMSG_ID_MAX], inc_id[ALERTMSG_ID_MAX];
+    size_t before, nacted = 0;
+
+    bad.frozen = 1;
+    bad.failed = 2;
+    bad.backend_err = -EIO;
+    env_init(&e, D_SLACK, 2);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_int_eq(dispatch_acted(e.d, &ok), 0);
+    env_commit(&e);
+    env_advance(&e, 5000);
+    fake_answer_all(&e.fh, 200);
+    before = e.fh.n;
+    /* the same outcome again, then a failure: nothing new goes out under any id */
+    ck_assert_int_eq(dispatch_acted(e.d, &ok), 0);
+    ck_assert_int_eq(dispatch_acted(e.d, &bad), 0);
+    ck_assert_int_eq(dispatch_acted(e.d, &ok), 0); /* a later success does not hide it */
+    env_commit(&e);
+    env_advance(&e, 60000);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_uint_eq(e.fh.n, before);
+    alertmsg_incident_id("host7", "mailbox-burst", SCOPE_MAILBOX, "a@example.com", T0, inc_id);
+    ck_assert_int_eq(alertmsg_event_id(inc_id, "acted", acted_id, sizeof(acted_id)), 0);
+    for (size_t i = 0; i < e.fh.n; i++) {
+        const char *h = fake_hdr(&e.fh.v[i], "webhook-id");
+        nacted += h && strcmp(h, acted_id) == 0;
+    }
+    ck_assert_uint_eq(nacted, 1);
+    /* the release tells the failure, at both */
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "a@example.com", 0), 0);
+    env_commit(&e);
+    env_advance(&e, 2000);
+    fake_answer_all(&e.fh, 200);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, before, "the actions had failed"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://hook.", before, "floodgate.trip.released"),
+                      1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://hook.", before, "\"error\":5"), 1);
+    env_done(&e);
+}
+END_TEST
+
 /* Without a detection time (an older caller), the log time stands in for it. */
 START_TEST(test_dispatch_detected_fallback)
 {
@@ -1517,6 +1576,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_slack_backlog_digest);
     tcase_add_test(tc, test_dispatch_log_time_local);
     tcase_add_test(tc, test_dispatch_detected_fallback);
+    tcase_add_test(tc, test_dispatch_second_outcome);
     suite_add_tcase(s, tc);
     tc = tcase_create("restart");
     tcase_add_test(tc, test_dispatch_restart_resends);
