@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@
 #define LIVE_CTL_QUEUED_SHOWN 20   /* recent queued message ids in one show answer */
 #define LIVE_CTL_TEST_S       30.0 /* test-alert waits this long for every destination */
 #define LIVE_CTL_MANUAL_RULE  "manual"
+#define LIVE_CTL_NSS_BUF      16384u      /* first buffer for getgrnam_r and getpwnam_r */
+#define LIVE_CTL_NSS_BUF_MAX  (16u << 20) /* grown on ERANGE up to this */
 
 /* A test-alert request collecting one result per destination. */
 struct live_ctl_test {
@@ -691,25 +694,134 @@ live_ctl_handle(void *ctx, const struct ctl_request *req, const struct ctl_peer 
     return -EINVAL;
 }
 
-/* control_group -> gid, now (start and reload): a group that does not exist is logged. */
+/* --- the control group, resolved when a configuration is applied ------------------- */
+
+/* A buffer for the reentrant name-service calls, grown on ERANGE. */
+struct live_ctl_nssbuf {
+    char *p;
+    size_t size;
+};
+
+static int
+live_ctl_nss_grow(struct live_ctl_nssbuf *b)
+{
+    size_t size = b->size ? b->size * 2 : LIVE_CTL_NSS_BUF;
+    char *p;
+
+    if (size > LIVE_CTL_NSS_BUF_MAX)
+        return -ERANGE;
+    p = realloc(b->p, size);
+    if (!p)
+        return -ENOMEM;
+    b->p = p;
+    b->size = size;
+    return 0;
+}
+
+/* The group named @name into @gr (its strings in @b). 0, -ENOENT, or -errno. */
+static int
+live_ctl_group(const char *name, struct group *gr, struct live_ctl_nssbuf *b)
+{
+    struct group *res = NULL;
+    int r;
+
+    do {
+        if ((r = live_ctl_nss_grow(b)) < 0)
+            return r;
+        r = getgrnam_r(name, gr, b->p, b->size, &res);
+    } while (r == ERANGE);
+    if (r != 0)
+        return -r;
+    return res ? 0 : -ENOENT;
+}
+
+/* The uid of the user named @name. 0, -ENOENT, or -errno. */
+static int
+live_ctl_user(const char *name, uid_t *uid, struct live_ctl_nssbuf *b)
+{
+    struct passwd pw, *res = NULL;
+    int r;
+
+    if (!b->p && (r = live_ctl_nss_grow(b)) < 0)
+        return r;
+    while ((r = getpwnam_r(name, &pw, b->p, b->size, &res)) == ERANGE) {
+        int g = live_ctl_nss_grow(b);
+        if (g < 0)
+            return g;
+    }
+    if (r != 0)
+        return -r;
+    if (!res)
+        return -ENOENT;
+    *uid = pw.pw_uid;
+    return 0;
+}
+
+/*
+ * control_group -> its gid and the uids of the users it lists, now (start and reload:
+ * once per configuration, root's doing), so the control socket answers a request without
+ * asking the name service (lib/ctl.c); a change to the group counts from the next reload.
+ * Users whose primary group it is need no listing: the kernel gives the peer's gid. The
+ * first CTL_MEMBERS_MAX listed names are looked up (a longer list is logged); a group
+ * that cannot be found leaves the read-only verbs to root. @members (to free) backs
+ * acc->members.
+ */
 static void
-live_ctl_access(const struct daemon *d, struct ctl_access *acc)
+live_ctl_access(const struct daemon *d, struct ctl_access *acc, uid_t **members)
 {
     const char *name = d->cfg->control_group;
-    struct group gr, *res = NULL;
-    char buf[4096];
+    struct live_ctl_nssbuf gbuf = { 0 }, pbuf = { 0 };
+    struct group gr;
+    size_t listed = 0, unknown = 0, n = 0;
+    int r, err = 0;
 
     *acc = (struct ctl_access){ .self = geteuid() };
+    *members = NULL;
     if (!name)
         return;
-    if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || !res) {
-        log_emit(LOG_WARNING, 0, NULL,
-                 "control_group %s: no such group; read-only floodgatectl is root only", name);
+    r = live_ctl_group(name, &gr, &gbuf);
+    if (r < 0) {
+        log_emit(LOG_WARNING, r == -ENOENT ? 0 : r, NULL,
+                 "control_group %s: %s; read-only floodgatectl is root only", name,
+                 r == -ENOENT ? "no such group" : "cannot look it up");
+        free(gbuf.p);
         return;
     }
     acc->has_group = true;
-    acc->group = res->gr_gid;
+    acc->group = gr.gr_gid;
     acc->group_name = name;
+    while (gr.gr_mem && gr.gr_mem[listed])
+        listed++;
+    if (listed > 0)
+        *members = calloc(listed < CTL_MEMBERS_MAX ? listed : CTL_MEMBERS_MAX, sizeof(uid_t));
+    if (listed > 0 && !*members) {
+        log_emit(LOG_WARNING, -ENOMEM, NULL,
+                 "control_group %s: its listed users are not members, only its gid", name);
+        free(gbuf.p);
+        return;
+    }
+    for (size_t i = 0; i < listed && i < CTL_MEMBERS_MAX; i++) {
+        r = live_ctl_user(gr.gr_mem[i], &(*members)[n], &pbuf);
+        if (r == 0)
+            n++;
+        else {
+            unknown++;
+            if (r != -ENOENT)
+                err = r;
+        }
+    }
+    if (listed > CTL_MEMBERS_MAX)
+        log_emit(LOG_WARNING, 0, NULL,
+                 "control_group %s lists %zu users; only the first %u are members "
+                 "(users whose primary group it is always are)",
+                 name, listed, (unsigned)CTL_MEMBERS_MAX);
+    if (unknown > 0)
+        log_emit(LOG_NOTICE, err, NULL, "control_group %s: %zu listed users not found, ignored",
+                 name, unknown);
+    acc->members = *members;
+    acc->nmembers = n;
+    free(pbuf.p);
+    free(gbuf.p);
 }
 
 int
@@ -721,21 +833,27 @@ live_ctl_open(struct daemon *d)
         .handle = live_ctl_handle,
         .ctx = d,
     };
+    uid_t *members;
+    int r;
 
-    live_ctl_access(d, &cp.access);
-    return ctl_open(&cp, &d->ctl);
+    live_ctl_access(d, &cp.access, &members);
+    r = ctl_open(&cp, &d->ctl); /* copies the members */
+    free(members);
+    return r;
 }
 
 void
 live_ctl_reconfigure(struct daemon *d)
 {
     struct ctl_access acc;
+    uid_t *members;
     int r;
 
     if (!d->ctl)
         return;
-    live_ctl_access(d, &acc);
+    live_ctl_access(d, &acc, &members);
     r = ctl_set_access(d->ctl, &acc);
+    free(members);
     if (r < 0)
         log_emit(LOG_WARNING, r, NULL, "%s: cannot set the control socket's group and mode",
                  d->cfg->control_socket);

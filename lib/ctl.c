@@ -6,6 +6,14 @@
  * The kernel says who connected (SO_PEERCRED); every request is checked against the
  * permission matrix (ctl_allowed) after it is parsed, so a refusal names the verb.
  *
+ * Nothing here asks the name service. The control group's membership (its gid, and the
+ * uids of the users it lists) is resolved by the daemon when it applies a configuration
+ * and handed over in struct ctl_access; a request only compares the peer's uid and gid
+ * with that set (a binary search of at most CTL_MEMBERS_MAX uids). getpwuid_r() and
+ * getgrouplist() per request would wait on NSS, and with an LDAP or sssd backend that
+ * can stall the loop, and the log tail with it, for seconds. The price: a change to the
+ * group's members takes effect at the next reload.
+ *
  * A client lives in three phases, each under its own timer, and never blocks the loop:
  * READ (CTL_IDLE_S for a full line of at most CTL_REQUEST_MAX bytes), PENDING (a handler
  * answers later through a token, CTL_PENDING_S; a client that hangs up meanwhile is
@@ -18,8 +26,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +62,7 @@ struct ctl {
     struct ctl_params p;
     char *path;
     char *group_name;
+    uid_t *members; /* ascending, no repeats */
     int fd;
     ev_io io;
     ev_timer pause; /* accepting again after EMFILE/ENFILE */
@@ -295,6 +302,23 @@ ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **wh
 
 /* --- who may ask what (pure) --------------------------------------------------------- */
 
+static int
+ctl_uid_cmp(const void *a, const void *b)
+{
+    uid_t x = *(const uid_t *)a, y = *(const uid_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Is @uid one of the group's listed members (@acc->members ascending)? */
+static bool
+ctl_listed(const struct ctl_access *acc, uid_t uid)
+{
+    size_t n = acc->nmembers < CTL_MEMBERS_MAX ? acc->nmembers : CTL_MEMBERS_MAX;
+
+    return n > 0 && acc->members && bsearch(&uid, acc->members, n, sizeof(uid), ctl_uid_cmp);
+}
+
 int
 ctl_allowed(enum ctl_verb verb, const struct ctl_peer *peer, const struct ctl_access *acc,
             char *why, size_t size)
@@ -304,11 +328,8 @@ ctl_allowed(enum ctl_verb verb, const struct ctl_peer *peer, const struct ctl_ac
 
     if (peer->uid == 0 || peer->uid == acc->self)
         return 0;
-    if (acc->has_group) {
-        member = peer->gid == acc->group;
-        for (size_t i = 0; i < peer->ngroups && i < CTL_GROUPS_MAX && !member; i++)
-            member = peer->groups[i] == acc->group;
-    }
+    if (acc->has_group)
+        member = peer->gid == acc->group || ctl_listed(acc, peer->uid);
     if (ctl_verb_read_only(verb) && member)
         return 0;
     if (!ctl_verb_read_only(verb) || !acc->has_group) {
@@ -410,23 +431,6 @@ ctl_error_into(struct strbuf *out, int err, const char *text)
     (void)strbuf_appends(out, "\"}");
 }
 
-/* Fill the peer's supplementary groups (the control group may be one of them). */
-static void
-ctl_peer_groups(struct ctl_peer *peer)
-{
-    struct passwd pw, *res = NULL;
-    char buf[4096];
-    int n = CTL_GROUPS_MAX;
-
-    peer->ngroups = 0;
-    if (getpwuid_r(peer->uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
-        return;
-    /* over CTL_GROUPS_MAX: -1, and the first CTL_GROUPS_MAX are filled */
-    if (getgrouplist(pw.pw_name, peer->gid, peer->groups, &n) < 0)
-        n = CTL_GROUPS_MAX;
-    peer->ngroups = n < 0 ? 0 : (size_t)n > CTL_GROUPS_MAX ? CTL_GROUPS_MAX : (size_t)n;
-}
-
 static void
 ctl_dispatch(struct ctl_client *c)
 {
@@ -444,9 +448,6 @@ ctl_dispatch(struct ctl_client *c)
         ctl_client_reply(c);
         return;
     }
-    if (c->peer.uid != 0 && c->peer.uid != ctl->p.access.self && ctl->p.access.has_group &&
-        c->peer.gid != ctl->p.access.group && ctl_verb_read_only(req.verb))
-        ctl_peer_groups(&c->peer);
     r = ctl_allowed(req.verb, &c->peer, &ctl->p.access, denied, sizeof(denied));
     if (r < 0) {
         log_emit(LOG_NOTICE, 0, NULL, "control socket: uid %u refused: %s", (unsigned)c->peer.uid,
@@ -639,18 +640,47 @@ ctl_apply_access(struct ctl *c)
     return 0;
 }
 
+/* @acc into c->p.access, with copies of the group's name and of its members (sorted). */
+static int
+ctl_take_access(struct ctl *c, const struct ctl_access *acc)
+{
+    size_t n = acc->members ? acc->nmembers : 0, k = 0;
+    char *name = NULL;
+    uid_t *m = NULL;
+
+    if (n > CTL_MEMBERS_MAX)
+        return -E2BIG;
+    if (acc->group_name && !(name = strdup(acc->group_name)))
+        return -ENOMEM;
+    if (n > 0) {
+        m = malloc(n * sizeof(*m));
+        if (!m) {
+            free(name);
+            return -ENOMEM;
+        }
+        memcpy(m, acc->members, n * sizeof(*m));
+        qsort(m, n, sizeof(*m), ctl_uid_cmp);
+        for (size_t i = 0; i < n; i++) /* a user listed twice, or two names for one uid */
+            if (k == 0 || m[i] != m[k - 1])
+                m[k++] = m[i];
+    }
+    free(c->group_name);
+    free(c->members);
+    c->group_name = name;
+    c->members = m;
+    c->p.access = *acc;
+    c->p.access.group_name = name;
+    c->p.access.members = m;
+    c->p.access.nmembers = k;
+    return 0;
+}
+
 int
 ctl_set_access(struct ctl *c, const struct ctl_access *acc)
 {
-    char *name = acc->group_name ? strdup(acc->group_name) : NULL;
+    int r = ctl_take_access(c, acc);
 
-    if (acc->group_name && !name)
-        return -ENOMEM;
-    free(c->group_name);
-    c->group_name = name;
-    c->p.access = *acc;
-    c->p.access.group_name = c->group_name;
-    return ctl_apply_access(c);
+    return r < 0 ? r : ctl_apply_access(c);
 }
 
 int
@@ -673,12 +703,14 @@ ctl_open(const struct ctl_params *p, struct ctl **ret)
     ev_timer_init(&c->pause, ctl_pause_cb, 1.0, 0);
     c->pause.data = c;
     c->path = strdup(p->path);
-    c->group_name = p->access.group_name ? strdup(p->access.group_name) : NULL;
-    c->p.access.group_name = c->group_name;
-    if (!c->path || (p->access.group_name && !c->group_name)) {
+    if (!c->path) {
         r = -ENOMEM;
         goto fail;
     }
+    c->p.access = (struct ctl_access){ 0 }; /* nothing borrowed from @p until taken */
+    r = ctl_take_access(c, &p->access);
+    if (r < 0)
+        goto fail;
     memcpy(dir, p->path, strlen(p->path) + 1);
     slash = strrchr(dir, '/');
     if (slash && slash != dir) {
@@ -725,6 +757,7 @@ ctl_free(struct ctl *c)
         (void)close(c->fd);
         (void)unlink(c->path);
     }
+    free(c->members);
     free(c->group_name);
     free(c->path);
     free(c);

@@ -15,7 +15,9 @@ struct ev_loop;
  * Control socket for floodgatectl: a unix stream socket, one request line in, one JSON
  * line out, then the server closes. The peer's credentials (SO_PEERCRED) decide what it
  * may ask: root and the daemon's own uid anything, members of the control group the
- * read-only verbs, nobody else anything.
+ * read-only verbs, nobody else anything. A member is a peer whose gid is the group's or
+ * whose uid is one the group lists; the daemon resolves that list when it applies its
+ * configuration (start, reload), so no request waits on the name service.
  *
  * Requests (fields separated by one space; the identity runs to the end of the line, or
  * to a tab that starts a hold's reason):
@@ -39,7 +41,7 @@ struct ev_loop;
 #define CTL_TOP_DEFAULT  10
 #define CTL_TOP_MAX      100
 #define CTL_NAME_MAX     64   /* alert destination names */
-#define CTL_GROUPS_MAX   64   /* supplementary groups of a peer looked at */
+#define CTL_MEMBERS_MAX  4096 /* uids of the control group's listed members */
 #define CTL_IDLE_S       5.0  /* a client that sends no full request by then is dropped */
 #define CTL_WRITE_S      5.0  /* a client that does not read its answer by then is dropped */
 #define CTL_PENDING_S    60.0 /* an answer a handler owes is given up after this */
@@ -74,25 +76,32 @@ struct ctl_request {
 /* Parse one request line (no newline). Pure. 0, or -EINVAL with a reason in @why. */
 int ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **why);
 
-/* Who is asking (SO_PEERCRED plus the user's supplementary groups). */
+/* Who is asking: what the kernel says (SO_PEERCRED), nothing looked up. */
 struct ctl_peer {
     uid_t uid;
     gid_t gid;
-    gid_t groups[CTL_GROUPS_MAX];
-    size_t ngroups;
 };
 
-/* Who may ask: the daemon's uid, and the control group (has_group false: none). */
+/*
+ * Who may ask: the daemon's uid, and the control group (has_group false: none). The
+ * group's members are a peer gid equal to @group (users whose primary group it is) and
+ * the uids in @members (the users the group lists), resolved by the caller before: the
+ * check itself never asks the name service. For ctl_allowed() @members is ascending;
+ * ctl_open() and ctl_set_access() take any order and keep a sorted copy.
+ */
 struct ctl_access {
     uid_t self;
     bool has_group;
     gid_t group;
     const char *group_name; /* for messages; may be NULL */
+    const uid_t *members;   /* may be NULL when @nmembers is 0 */
+    size_t nmembers;        /* at most CTL_MEMBERS_MAX */
 };
 
 /*
- * The permission matrix. Pure. 0 when @peer may ask @verb; -EPERM with a one-line reason
- * ("release needs root") written to @why (size @size) otherwise.
+ * The permission matrix. Pure: uid and gid in, a verdict out. 0 when @peer may ask
+ * @verb; -EPERM with a one-line reason ("release needs root") written to @why (size
+ * @size) otherwise.
  */
 int ctl_allowed(enum ctl_verb verb, const struct ctl_peer *peer, const struct ctl_access *acc,
                 char *why, size_t size);
@@ -114,17 +123,21 @@ struct ctl_params {
     const char *path; /* copied */
     ctl_handler_fn handle;
     void *ctx;
-    struct ctl_access access; /* group_name copied */
+    struct ctl_access access; /* group_name and members copied */
 };
 
 /*
  * Bind @p->path (replacing a stale socket), mode 0600, or 0660 and the control group
- * when there is one; listen, serve from the loop.
+ * when there is one; listen, serve from the loop. -E2BIG: more than CTL_MEMBERS_MAX
+ * members.
  */
 int ctl_open(const struct ctl_params *p, struct ctl **ret);
 void ctl_free(struct ctl *c);
 
-/* A new control group (a reload): the socket's group and mode follow. 0 or -errno. */
+/*
+ * A new control group or member list (a reload): the socket's group and mode follow.
+ * 0 or -errno (-E2BIG: more than CTL_MEMBERS_MAX members; nothing changed).
+ */
 int ctl_set_access(struct ctl *c, const struct ctl_access *acc);
 
 /*

@@ -1,6 +1,7 @@
 /*
  * check_ctl.c - the control socket: the request parser (a table of good and bad lines),
- * the permission matrix (a table of peers), and the socket itself with a fake handler,
+ * the permission matrix (a table of peers against a control group's gid and listed
+ * members, resolved beforehand), and the socket itself with a fake handler,
  * served from a libev loop in a child process while the parent plays the clients: round
  * trips, garbage, an oversized request, an idle client and one that never reads its
  * answer (both dropped while others are served), asynchronous answers, a late answer to
@@ -158,26 +159,36 @@ END_TEST
 
 /* --- the permission matrix ---------------------------------------------------------- */
 
+/* The users group 500 lists (gr_mem), as the daemon resolved them: ascending. */
+static const uid_t listed[] = { 7, 999, 1000, 1002, 65533 };
+
 struct perm_case {
     const char *name;
     uid_t uid;
-    gid_t gid;
-    gid_t group2; /* one supplementary group; 0: none */
-    bool has_group;
+    gid_t gid;      /* the peer's, from SO_PEERCRED */
+    bool has_group; /* group 500, "mailops" */
+    bool with_list; /* its members are listed[] (else none listed) */
     uid_t self;
     bool read_ok, write_ok;
 };
 
 static const struct perm_case perms[] = {
-    { "root", 0, 0, 0, false, 0, true, true },
-    { "root with a group set", 0, 0, 0, true, 0, true, true },
-    { "daemon's own uid", 998, 998, 0, false, 998, true, true },
-    { "stranger, no group", 1000, 1000, 0, false, 0, false, false },
-    { "stranger, group set", 1000, 1000, 0, true, 0, false, false },
-    { "member by primary gid", 1000, 500, 0, true, 0, true, false },
-    { "member by supplementary", 1000, 1000, 500, true, 0, true, false },
-    { "gid matches but no group set", 1000, 500, 500, false, 0, false, false },
-    { "member, daemon not root", 1000, 500, 0, true, 998, true, false },
+    { "root", 0, 0, false, false, 0, true, true },
+    { "root with a group set", 0, 0, true, true, 0, true, true },
+    { "daemon's own uid", 998, 998, false, false, 998, true, true },
+    { "daemon's own uid, not listed", 998, 998, true, true, 998, true, true },
+    { "stranger, no group", 1000, 1000, false, false, 0, false, false },
+    { "stranger, group set", 1000, 1000, true, false, 0, false, false },
+    { "member by primary gid", 1000, 500, true, false, 0, true, false },
+    { "member listed only", 1000, 1000, true, true, 0, true, false },
+    { "member listed first", 7, 7, true, true, 0, true, false },
+    { "member listed last", 65533, 100, true, true, 0, true, false },
+    { "not listed, between listed uids", 1001, 1000, true, true, 0, false, false },
+    { "not listed, above every listed uid", 65534, 65534, true, true, 0, false, false },
+    { "listed but no group set", 1000, 1000, false, true, 0, false, false },
+    { "gid matches but no group set", 1000, 500, false, false, 0, false, false },
+    { "member, daemon not root", 1000, 500, true, false, 998, true, false },
+    { "listed, daemon not root", 999, 999, true, true, 998, true, false },
 };
 
 START_TEST(test_ctl_allowed)
@@ -189,10 +200,9 @@ START_TEST(test_ctl_allowed)
     };
     char why[160];
 
-    if (c->group2) {
-        peer.groups[0] = 20;
-        peer.groups[1] = c->group2;
-        peer.ngroups = 2;
+    if (c->with_list) {
+        acc.members = listed;
+        acc.nmembers = N_ELEMS(listed);
     }
     for (int v = 0; v < CTL__VERB_MAX; v++) {
         bool ro = ctl_verb_read_only((enum ctl_verb)v);
@@ -214,6 +224,35 @@ START_TEST(test_ctl_allowed)
         (void)ctl_allowed(CTL_RELEASE, &peer, &acc, why, sizeof(why));
         ck_assert_str_eq(why, "permission denied: release needs root");
     }
+}
+END_TEST
+
+/* A full member list: every listed uid found, every other one not, nothing past the cap. */
+START_TEST(test_ctl_allowed_many)
+{
+    static uid_t many[CTL_MEMBERS_MAX + 1];
+    struct ctl_access acc = { .self = 0, .has_group = true, .group = 500, .members = many };
+    char why[160];
+
+    for (size_t i = 0; i < N_ELEMS(many); i++)
+        many[i] = (uid_t)(1000 + 2 * i);
+    acc.nmembers = CTL_MEMBERS_MAX;
+    for (uid_t u = 998; u <= 1000 + 2 * CTL_MEMBERS_MAX + 1; u++) {
+        struct ctl_peer peer = { .uid = u, .gid = 100 };
+        bool in = u >= 1000 && u < 1000 + 2 * CTL_MEMBERS_MAX && u % 2 == 0;
+        ck_assert_msg((ctl_allowed(CTL_STATUS, &peer, &acc, why, sizeof(why)) == 0) == in, "uid %u",
+                      (unsigned)u);
+        ck_assert_int_eq(ctl_allowed(CTL_RELOAD, &peer, &acc, why, sizeof(why)), -EPERM);
+    }
+    /* a longer list than the cap is read only up to it */
+    acc.nmembers = N_ELEMS(many);
+    struct ctl_peer past = { .uid = many[CTL_MEMBERS_MAX], .gid = 100 };
+    ck_assert_int_eq(ctl_allowed(CTL_STATUS, &past, &acc, why, sizeof(why)), -EPERM);
+    /* a count without an array is no list */
+    acc.members = NULL;
+    acc.nmembers = 3;
+    struct ctl_peer first = { .uid = 1000, .gid = 100 };
+    ck_assert_int_eq(ctl_allowed(CTL_STATUS, &first, &acc, why, sizeof(why)), -EPERM);
 }
 END_TEST
 
@@ -303,8 +342,9 @@ struct srv {
     pid_t pid;
 };
 
+/* Serve at a fresh path; with a group, @members are the uids it lists (any order). */
 static void
-srv_start(struct srv *s, bool with_group, gid_t group)
+srv_start(struct srv *s, bool with_group, gid_t group, const uid_t *members, size_t nmembers)
 {
     (void)snprintf(s->dir, sizeof(s->dir), "/tmp/fg-ctl-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(s->dir));
@@ -318,7 +358,12 @@ srv_start(struct srv *s, bool with_group, gid_t group)
         srv_loop = ev_loop_new(EVFLAG_AUTO);
         p.loop = srv_loop;
         p.access = (struct ctl_access){
-            .self = geteuid(), .has_group = with_group, .group = group, .group_name = "testgroup"
+            .self = geteuid(),
+            .has_group = with_group,
+            .group = group,
+            .group_name = "testgroup",
+            .members = members,
+            .nmembers = nmembers,
         };
         ev_timer_init(&srv_late, srv_late_cb, 0.3, 0);
         if (ctl_open(&p, &srv_ctl) < 0)
@@ -415,7 +460,7 @@ START_TEST(test_ctl_round_trip)
     struct strbuf out;
     struct stat sb;
 
-    srv_start(&s, false, 0);
+    srv_start(&s, false, 0, NULL, 0);
     ck_assert_int_eq(stat(s.path, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 0777, 0600);
     strbuf_init(&out, CTL_RESPONSE_MAX);
@@ -453,7 +498,7 @@ START_TEST(test_ctl_hostile)
     char buf[4096], big[3 * CTL_REQUEST_MAX];
     int fd;
 
-    srv_start(&s, false, 0);
+    srv_start(&s, false, 0, NULL, 0);
     /* garbage: one error line, then the server closes */
     fd = raw_connect(s.path);
     ck_assert_int_eq(write(fd, "\x01\x02\xff garbage \x7f\n", 14), 14);
@@ -490,7 +535,7 @@ START_TEST(test_ctl_idle_and_slow_readers)
     char buf[256];
     int idle, slow;
 
-    srv_start(&s, false, 0);
+    srv_start(&s, false, 0, NULL, 0);
     /* an idle client (no request) and one that never reads a large answer */
     idle = raw_connect(s.path);
     ck_assert_int_eq(write(idle, "sta", 3), 3);
@@ -516,7 +561,7 @@ START_TEST(test_ctl_late_answer_after_hangup)
     FILE *f = NULL;
     int fd;
 
-    srv_start(&s, false, 0);
+    srv_start(&s, false, 0, NULL, 0);
     fd = raw_connect(s.path);
     ck_assert_int_eq(write(fd, "test-alert\n", 11), 11);
     (void)usleep(50000); /* let the server take the request, then leave before the answer */
@@ -578,12 +623,12 @@ START_TEST(test_ctl_other_uid)
         return;
     }
     /* no control group: 0600, so another uid cannot even connect */
-    srv_start(&s, false, 0);
+    srv_start(&s, false, 0, NULL, 0);
     ck_assert_int_eq(nobody_call(s.path, "status", 65534, buf, sizeof(buf)), 2);
     ck_assert_str_eq(buf, strerror(EACCES));
     srv_stop(&s);
     /* a control group: 0660 and that group; members may read, never change */
-    srv_start(&s, true, 65534);
+    srv_start(&s, true, 65534, NULL, 0);
     ck_assert_int_eq(stat(s.path, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 0777, 0660);
     ck_assert_int_eq(sb.st_gid, 65534);
@@ -597,6 +642,27 @@ START_TEST(test_ctl_other_uid)
     ck_assert_int_eq(nobody_call(s.path, "status", 12345, buf, sizeof(buf)), 1);
     ck_assert_str_eq(buf, "{\"error\":\"permission denied: status needs root or group "
                           "testgroup\"}\n");
+    srv_stop(&s);
+    /* a member the group only lists (gr_mem): its uid is in the set handed over, in any
+     * order (a search of this one unsorted would miss 65534; ctl sorts its copy); no
+     * look-up of the peer's groups happens (nobody is in no group 4242) */
+    static const uid_t members[] = { 65534, 70000, 1, 2, 3, 3 };
+    srv_start(&s, true, 4242, members, N_ELEMS(members));
+    ck_assert_int_eq(stat(s.path, &sb), 0);
+    ck_assert_int_eq(sb.st_gid, 4242);
+    ck_assert_int_eq(chmod(s.path, 0666), 0); /* the client below holds no group 4242 */
+    ck_assert_int_eq(nobody_call(s.path, "status", 12345, buf, sizeof(buf)), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "\"uid\":65534"));
+    ck_assert_int_eq(nobody_call(s.path, "reload", 12345, buf, sizeof(buf)), 1);
+    ck_assert_str_eq(buf, "{\"error\":\"permission denied: reload needs root\"}\n");
+    srv_stop(&s);
+    srv_start(&s, true, 4242, members, 1); /* 65534 alone: the edges of the search */
+    ck_assert_int_eq(chmod(s.path, 0666), 0);
+    ck_assert_int_eq(nobody_call(s.path, "status", 12345, buf, sizeof(buf)), 0);
+    srv_stop(&s);
+    srv_start(&s, true, 4242, members + 1, 5); /* nobody is not listed */
+    ck_assert_int_eq(chmod(s.path, 0666), 0);
+    ck_assert_int_eq(nobody_call(s.path, "status", 12345, buf, sizeof(buf)), 1);
     srv_stop(&s);
 }
 END_TEST
@@ -612,6 +678,7 @@ ctl_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("allowed");
     tcase_add_loop_test(tc, test_ctl_allowed, 0, (int)N_ELEMS(perms));
+    tcase_add_test(tc, test_ctl_allowed_many);
     tcase_add_test(tc, test_ctl_read_only_set);
     suite_add_tcase(s, tc);
     tc = tcase_create("socket");
