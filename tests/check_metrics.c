@@ -284,7 +284,9 @@ strict_sample(struct strict *st, const char *p, const char *end, size_t ln)
             (size_t)snprintf(key + klen, sizeof(key) - klen, "%s=%s,", lab[i].name, lab[i].value);
         if (strcmp(lab[i].name, "le") != 0) {
             size_t h = strlen(hkey);
-            (void)snprintf(hkey + h, sizeof(hkey) - h, "%s=%s,", lab[i].name, lab[i].value);
+            int n = snprintf(hkey + h, sizeof(hkey) - h, "%s=%s,", lab[i].name, lab[i].value);
+            if (n < 0 || (size_t)n >= sizeof(hkey) - h)
+                return strict_fail(st, ln, "series key too long");
         }
         if (klen >= sizeof(key))
             return strict_fail(st, ln, "series key too long");
