@@ -32,6 +32,11 @@
  * it stays held and goes with the next window's. Drops and expiries are counted per
  * destination and logged at most once a minute.
  *
+ * Failing destinations (§5.3) are logged per destination, rate-limited, by name and with
+ * http's redacted error only: a certificate or CA problem at LOG_ERR once an hour (and its
+ * retries back off from a quarter of the cap), an alert failing DISPATCH_FAIL_WARN attempts
+ * in a row at LOG_WARNING once per 10 minutes, and the first delivery after either.
+ *
  * Follow-ups (§2.5, §5.5): "tripped" at once; "acted" when the actions finish, replacing
  * the tripped entry when that was never attempted (one merged message); "released" last.
  * Slack gets at most two messages per incident plus "released": when the actions have not
@@ -86,6 +91,10 @@
 #define DISPATCH_DRAIN_MS        10000 /* Slack: digests when the queue needs longer (§2.5) */
 #define DISPATCH_DEF_FOLLOWUP_MS 30000
 #define DISPATCH_LOSS_LOG_MS     60000 /* drops and expiries: one log line a minute at most */
+#define DISPATCH_TLS_LOG_MS      (3600 * 1000LL) /* a certificate problem: LOG_ERR hourly */
+#define DISPATCH_FAIL_WARN       5 /* attempts of one alert in a row before a warning */
+#define DISPATCH_FAIL_LOG_MS     (10 * 60 * 1000LL)         /* that warning: every 10 min at most */
+#define DISPATCH_TLS_BACKOFF_MS  (ALERT_BACKOFF_CAP_MS / 4) /* a TLS retry's first ceiling */
 #define DISPATCH_KINDS           DISPATCH_KIND_COUNT
 #define DISPATCH_DEF_THRESHOLD   5
 #define DISPATCH_DEF_INTERVAL_MS 60000
@@ -166,6 +175,11 @@ struct dispatch_dest {
     int64_t am_next_ms, am_last_ms;
     bool am_inflight;
     unsigned am_attempts;
+    /* failures logged (§5.3), monotonic times; not persisted */
+    unsigned fail_run;            /* attempts failed in a row, retried */
+    bool tls_logged, fail_logged; /* ever: the times below mean something */
+    int64_t tls_log_ms, fail_log_ms;
+    bool failing; /* a failure was logged: the next delivery is logged too */
 };
 
 enum dispatch_req_kind { DISPATCH_REQ_EDGE = 0, DISPATCH_REQ_AM, DISPATCH_REQ_TEST };
@@ -1152,6 +1166,37 @@ dispatch_backoff(struct dispatch *d, unsigned attempt, int64_t retry_after_s)
     return alert_backoff_ms(attempt ? attempt : 1, retry_after_s, d->random(d->random_ctx));
 }
 
+/*
+ * A TLS or certificate failure is not fixed by retrying soon (§5.3: retry slowly): the
+ * ceiling starts at DISPATCH_TLS_BACKOFF_MS and doubles up to the cap, the delay drawn from
+ * its upper half; still at least Retry-After.
+ */
+static int64_t
+dispatch_backoff_tls(struct dispatch *d, unsigned attempt, int64_t retry_after_s)
+{
+    int64_t ceiling = DISPATCH_TLS_BACKOFF_MS, delay;
+
+    for (unsigned i = 1; i < attempt && ceiling < ALERT_BACKOFF_CAP_MS; i++)
+        ceiling *= 2;
+    if (ceiling > ALERT_BACKOFF_CAP_MS)
+        ceiling = ALERT_BACKOFF_CAP_MS;
+    delay = ceiling / 2 + (int64_t)(d->random(d->random_ctx) % (uint64_t)(ceiling / 2 + 1));
+    if (retry_after_s > HTTP_RETRY_AFTER_MAX_S)
+        retry_after_s = HTTP_RETRY_AFTER_MAX_S;
+    if (delay < retry_after_s * 1000)
+        delay = retry_after_s * 1000;
+    return delay;
+}
+
+/* The delay before retrying after @r, the @attempt-th failure in a row. */
+static int64_t
+dispatch_retry_delay(struct dispatch *d, unsigned attempt, const struct http_response *r)
+{
+    if (r->error == HTTP_ERR_TLS)
+        return dispatch_backoff_tls(d, attempt ? attempt : 1, r->retry_after_s);
+    return dispatch_backoff(d, attempt, r->retry_after_s);
+}
+
 static void
 dispatch_send_entry(struct dispatch *d, size_t i, struct outbox_entry *e, int64_t now)
 {
@@ -1318,6 +1363,66 @@ dispatch_log_failed(const struct dispatch_dest *dst, const struct http_response 
              r->error ? r->errmsg : why);
 }
 
+/*
+ * An attempt at @dst failed and will be retried (§5.3): a certificate or CA problem is
+ * logged at LOG_ERR once an hour, an alert failing DISPATCH_FAIL_WARN attempts in a row
+ * (@attempts) at LOG_WARNING once per DISPATCH_FAIL_LOG_MS, per destination. The text names
+ * the destination and carries http's redacted error, never the URL (a secret).
+ */
+static void
+dispatch_log_retry(struct dispatch *d, struct dispatch_dest *dst, const struct http_response *r,
+                   unsigned attempts)
+{
+    int64_t mono = clock_mono_ms(d->clock);
+    char st[16], n[16], what[HTTP_ERRMSG_MAX + 16];
+    const struct log_field f[] = {
+        { "DESTINATION", dst->name }, { "STATUS", st }, { "ATTEMPTS", n }, { NULL, NULL }
+    };
+
+    dst->fail_run++;
+    (void)snprintf(st, sizeof(st), "%d", r->status);
+    (void)snprintf(n, sizeof(n), "%u", attempts);
+    if (r->error != HTTP_OK)
+        (void)snprintf(what, sizeof(what), "%s", r->errmsg[0] ? r->errmsg : "no answer");
+    else
+        (void)snprintf(what, sizeof(what), "HTTP %d", r->status);
+    if (r->error == HTTP_ERR_TLS &&
+        (!dst->tls_logged || mono - dst->tls_log_ms >= DISPATCH_TLS_LOG_MS)) {
+        log_emit(LOG_ERR, 0, f,
+                 "alert destination %s: certificate or CA problem; verification stays on (%s)",
+                 dst->name, what);
+        dst->tls_logged = dst->failing = true;
+        dst->tls_log_ms = mono;
+    }
+    if (attempts >= DISPATCH_FAIL_WARN &&
+        (!dst->fail_logged || mono - dst->fail_log_ms >= DISPATCH_FAIL_LOG_MS)) {
+        log_emit(LOG_WARNING, 0, f,
+                 "alert destination %s: an alert has failed %u attempts in a row (last: %s); "
+                 "still retrying",
+                 dst->name, attempts, what);
+        dst->fail_logged = dst->failing = true;
+        dst->fail_log_ms = mono;
+    }
+}
+
+/* @dst delivered: after a logged failure, say so. */
+static void
+dispatch_log_delivered(struct dispatch_dest *dst)
+{
+    char n[16];
+    const struct log_field f[] = { { "DESTINATION", dst->name },
+                                   { "ATTEMPTS", n },
+                                   { NULL, NULL } };
+
+    if (dst->failing) {
+        (void)snprintf(n, sizeof(n), "%u", dst->fail_run);
+        log_emit(LOG_NOTICE, 0, f, "alert destination %s delivers again after %u failed attempts",
+                 dst->name, dst->fail_run);
+    }
+    dst->failing = false;
+    dst->fail_run = 0;
+}
+
 static void
 dispatch_edge_result(struct dispatch *d, size_t i, struct outbox_entry *e,
                      const struct http_response *r)
@@ -1334,11 +1439,13 @@ dispatch_edge_result(struct dispatch *d, size_t i, struct outbox_entry *e,
     case ALERT_DELIVERED:
         outbox_done(d->ob, e);
         dst->delivered++;
+        dispatch_log_delivered(dst);
         break;
     case ALERT_RETRY:
         if (r->status == 429 && dst->limited)
             alert_bucket_slow(dispatch_bucket(d, i), now);
-        outbox_retry(d->ob, e, now + dispatch_backoff(d, e->attempts, r->retry_after_s), r->status);
+        dispatch_log_retry(d, dst, r, e->attempts);
+        outbox_retry(d->ob, e, now + dispatch_retry_delay(d, e->attempts, r), r->status);
         dst->retried++;
         break;
     case ALERT_PERMANENT:
@@ -1371,10 +1478,12 @@ dispatch_am_result(struct dispatch *d, size_t i, const struct http_response *r)
     case ALERT_DELIVERED:
         dst->delivered++;
         dst->am_attempts = 0;
+        dispatch_log_delivered(dst);
         break;
     case ALERT_RETRY:
         dst->retried++;
-        delay = dispatch_backoff(d, ++dst->am_attempts, r->retry_after_s);
+        dispatch_log_retry(d, dst, r, ++dst->am_attempts);
+        delay = dispatch_retry_delay(d, dst->am_attempts, r);
         /* the next re-send comes anyway; only Retry-After may push it further */
         if (delay > resend && (r->retry_after_s < 0 || r->retry_after_s * 1000 < delay))
             delay = r->retry_after_s > 0 ? r->retry_after_s * 1000 : resend;

@@ -115,6 +115,22 @@ fake_complete(struct fake_http *fh, size_t i, int status, int64_t retry_after_s,
     fake_complete_ms(fh, i, status, retry_after_s, body, 0);
 }
 
+/* Request @i fails without an answer (@err: a connection or TLS failure). */
+static void
+fake_fail(struct fake_http *fh, size_t i, enum http_error err, const char *errmsg)
+{
+    static struct http_response r;
+
+    ck_assert_uint_lt(i, fh->n);
+    ck_assert(!fh->v[i].completed);
+    memset(&r, 0, sizeof(r));
+    r.error = err;
+    r.retry_after_s = -1;
+    (void)snprintf(r.errmsg, sizeof(r.errmsg), "%s", errmsg);
+    fh->v[i].completed = true;
+    fh->v[i].done(fh->v[i].ctx, &r);
+}
+
 /* Answer every request still open with @status. */
 static void
 fake_answer_all(struct fake_http *fh, int status)
@@ -574,6 +590,76 @@ START_TEST(test_dispatch_auth_pause)
     stats_of(&e, 0, &st);
     ck_assert(!st.enabled);
     ck_assert_uint_eq(st.failed, 3);
+    env_done(&e);
+}
+END_TEST
+
+/* Occurrences of @needle in @s. */
+static size_t
+count_in(const char *s, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = s; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/*
+ * A failing destination is not silent (alerting.md §5.3): a certificate problem is logged
+ * at LOG_ERR once an hour and retried slowly, an alert failing 5 attempts in a row is
+ * warned about once per 10 minutes, and the recovery is noted; by name, never by URL.
+ */
+START_TEST(test_dispatch_failures_logged)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    char logbuf[65536];
+    FILE *cap = tmpfile();
+    int saved = dup(2);
+    size_t nlog, k;
+
+    ck_assert_ptr_nonnull(cap);
+    ck_assert_int_ge(saved, 0);
+    env_init(&e, D_HOOK, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    fflush(stderr);
+    ck_assert_int_eq(dup2(fileno(cap), 2), 2);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1);
+    fake_fail(&e.fh, 0, HTTP_ERR_TLS, "SSL certificate problem: unable to get local issuer");
+    /* slowly: a quarter of the cap's upper half at least, not the usual 1 s */
+    env_advance(&e, ALERT_BACKOFF_CAP_MS / 8 - 1);
+    ck_assert_uint_eq(e.fh.n, 1);
+    env_advance(&e, 2000);
+    ck_assert_uint_eq(e.fh.n, 2);
+    fake_fail(&e.fh, 1, HTTP_ERR_TLS, "SSL certificate problem: unable to get local issuer");
+    /* then a server failing: 1 s apart; the 5th attempt warns, the next 10 minutes not */
+    env_advance(&e, ALERT_BACKOFF_CAP_MS / 4 + 1000);
+    for (k = 2; k < 700; k++) {
+        ck_assert_uint_eq(e.fh.n, k + 1);
+        fake_complete(&e.fh, k, 503, -1, "");
+        env_advance(&e, 1000);
+    }
+    fake_complete(&e.fh, k, 200, -1, "");
+    fflush(stderr);
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    rewind(cap);
+    nlog = fread(logbuf, 1, sizeof(logbuf) - 1, cap);
+    logbuf[nlog] = '\0';
+    fclose(cap);
+    ck_assert_uint_eq(count_in(logbuf, "certificate or CA problem; verification stays on"), 1);
+    ck_assert_uint_eq(count_in(logbuf, "ERROR alert destination hook: certificate"), 1);
+    ck_assert_uint_eq(count_in(logbuf, "unable to get local issuer"), 1);
+    /* attempt 5, then once more after 10 minutes */
+    ck_assert_uint_eq(count_in(logbuf, "alert destination hook: an alert has failed"), 2);
+    ck_assert_uint_eq(count_in(logbuf, "has failed 5 attempts in a row (last: HTTP 503)"), 1);
+    ck_assert_uint_eq(count_in(logbuf, "alert destination hook delivers again after 700 failed"),
+                      1);
+    ck_assert_ptr_null(strstr(logbuf, "/in/secret"));
+    ck_assert_ptr_null(strstr(logbuf, "hook.example.net"));
     env_done(&e);
 }
 END_TEST
@@ -1560,6 +1646,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_shared_slack_bucket);
     tcase_add_test(tc, test_dispatch_disable_and_enable);
     tcase_add_test(tc, test_dispatch_auth_pause);
+    tcase_add_test(tc, test_dispatch_failures_logged);
     tcase_add_test(tc, test_dispatch_expiry);
     tcase_add_test(tc, test_dispatch_test_alert);
     tcase_add_test(tc, test_dispatch_reload_removes);
