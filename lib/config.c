@@ -74,6 +74,7 @@ struct config_parser {
     size_t nnodes;
     struct config *c;
     const struct config_reader *reader; /* url_file, secret_file */
+    unsigned file_mode;                 /* the config file's mode (config_load), 0: unknown */
 };
 
 /* Called for each pair of a map; returns -ENOENT for a key it does not know. */
@@ -1087,6 +1088,9 @@ static const struct {
     [CONFIG_DEST_GENERATOR_URL] = { "generator_url", CONFIG_DEST_AM },
 };
 
+/* Keys whose inline value is a credential. */
+static const size_t config_inline_creds[] = { CONFIG_DEST_URL, CONFIG_DEST_SECRET };
+
 static int
 config_parse_bool(struct config_parser *p, yaml_node_t *n, const char *path, bool *ret)
 {
@@ -1612,6 +1616,19 @@ config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, siz
         if (r < 0)
             return r;
     }
+    /* alerting.md §5.11: a Slack or webhook URL (a bearer of its own) or a whsec_ key inline
+     * makes the file a secret (an Alertmanager base URL is not one) */
+    for (size_t k = 0; k < N_ELEMS(config_inline_creds); k++) {
+        size_t key = config_inline_creds[k];
+        if (key == CONFIG_DEST_URL && t == ALERT_DEST_ALERTMANAGER)
+            continue;
+        if (v[key] && (p->file_mode & (S_IROTH | S_IWOTH | S_IWGRP)))
+            return config_fail(p, v[key], dc.path[key],
+                               "%s is a credential, but %s is mode %04o (others can read it); "
+                               "chmod 0600 or 0640 it, or use %s_file",
+                               config_dest_keys[key].name, p->name, p->file_mode & 07777,
+                               config_dest_keys[key].name);
+    }
     if (v[CONFIG_DEST_URL]) {
         r = config_scalar(p, v[CONFIG_DEST_URL], dc.path[CONFIG_DEST_URL], &s);
         if (r == 0)
@@ -1987,14 +2004,15 @@ out:
     return r;
 }
 
-int
-config_parse(const char *buf, size_t len, const char *name, struct config **ret,
-             struct diag *reterr)
+static int
+config_parse_file(const char *buf, size_t len, const char *name, unsigned mode,
+                  struct config **ret, struct diag *reterr)
 {
     struct config_parser p = {
         .name = name ? name : "<config>",
         .diag = reterr,
         .reader = &config_reader_system,
+        .file_mode = mode,
     };
     struct config_top_ctx tc = { NULL };
     bool loaded = false;
@@ -2053,6 +2071,13 @@ fail:
 }
 
 int
+config_parse(const char *buf, size_t len, const char *name, struct config **ret,
+             struct diag *reterr)
+{
+    return config_parse_file(buf, len, name, 0, ret, reterr);
+}
+
+int
 config_load(const char *path, struct config **ret, struct diag *reterr)
 {
     struct config_parser p = { .name = path, .diag = reterr };
@@ -2099,7 +2124,7 @@ config_load(const char *path, struct config **ret, struct diag *reterr)
             goto out;
         }
     }
-    r = config_parse(buf, len, path, ret, reterr);
+    r = config_parse_file(buf, len, path, (unsigned)st.st_mode, ret, reterr);
 out:
     if (buf)
         explicit_bzero(buf, len);

@@ -1267,6 +1267,55 @@ config_test_file_refused(const char *type, const char *key, const char *path, co
     ck_assert_msg(!hidden || !strstr(buf, hidden), "'%s' leaks '%s'", buf, hidden);
 }
 
+/* Inline credentials (a Slack or webhook URL, a whsec_ key) need a file others cannot read. */
+START_TEST(test_config_inline_credentials_mode)
+{
+    static const struct {
+        const char *yml;
+        mode_t mode;
+        const char *key; /* NULL: accepted */
+    } rows[] = {
+        { DESTS_HEAD "    - { name: s, type: slack, url: '" SLACK_URL "' }\n", 0600, NULL },
+        { DESTS_HEAD "    - { name: s, type: slack, url: '" SLACK_URL "' }\n", 0640, NULL },
+        { DESTS_HEAD "    - { name: s, type: slack, url: '" SLACK_URL "' }\n", 0644,
+          "alerts.destinations[0].url" },
+        { DESTS_HEAD "    - { name: s, type: slack, url: '" SLACK_URL "' }\n", 0660,
+          "alerts.destinations[0].url" },
+        { DESTS_HEAD "    - { name: w, type: webhook, url: 'https://a.example/h', secret: '" SECRET_A
+                     "' }\n",
+          0604, "alerts.destinations[0].url" },
+        /* an Alertmanager base URL is no credential */
+        { DESTS_HEAD "    - { name: a, type: alertmanager, url: 'https://am.example:9093' }\n",
+          0644, NULL },
+        { "mode: monitor\n", 0644, NULL },
+    };
+    char buf[1024];
+
+    for (size_t i = 0; i < N_ELEMS(rows); i++) {
+        const char *path = config_test_file("inline.yml", rows[i].yml, rows[i].mode);
+        struct config *c = NULL;
+        struct diag d;
+        int r = config_load(path, &c, &d);
+
+        diag_format(&d, buf, sizeof(buf));
+        if (!rows[i].key) {
+            ck_assert_msg(r == 0, "row %zu: %s", i, buf);
+            config_free(c);
+            continue;
+        }
+        ck_assert_msg(r == -EINVAL, "row %zu accepted", i);
+        ck_assert_str_eq(d.key, rows[i].key);
+        ck_assert_msg(strstr(d.msg, "chmod") && strstr(d.msg, "inline.yml"), "row %zu: %s", i, buf);
+        ck_assert_msg(!strstr(buf, "PATHSECRET") && !strstr(buf, SECRET_A), "row %zu leaks: %s", i,
+                      buf);
+    }
+    /* config_parse knows no file mode: the same text is accepted */
+    struct config *c = NULL;
+    ck_assert_int_eq(config_parse(rows[2].yml, strlen(rows[2].yml), "x.yml", &c, NULL), 0);
+    config_free(c);
+}
+END_TEST
+
 START_TEST(test_config_url_file)
 {
     struct config *c;
@@ -1397,6 +1446,7 @@ config_suite(void)
     tcase_add_checked_fixture(tc, config_files_setup, config_files_teardown);
     tcase_add_test(tc, test_config_url_file);
     tcase_add_test(tc, test_config_secret_file);
+    tcase_add_test(tc, test_config_inline_credentials_mode);
     suite_add_tcase(s, tc);
     return s;
 }

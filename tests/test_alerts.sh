@@ -169,6 +169,7 @@ alerts:
       timeout: 2s
 """ % {"log": LOG, "tmp": TMP, "audit": AUDIT, "ctl": CTL, "hook": hook.port,
        "slack": slack.port, "am": am.port, "secret": secret_file, "spath": SLACK_SECRET_PATH})
+os.chmod(CFG, 0o600)  # an inline Slack URL: floodgated refuses a config others can read
 
 # --- the log ------------------------------------------------------------------------
 B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

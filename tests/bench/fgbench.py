@@ -78,6 +78,7 @@ class Daemon:
                         self.log, tmp, self.audit, self.sock, tmp, tmp,
                         "max_identities: %d\n" % max_identities if max_identities else "", rules)
                     + extra)
+        os.chmod(self.conf, 0o600)  # it may hold alert credentials
         self.p = None
 
     def start(self):

@@ -120,6 +120,7 @@ alerts:
       rate: 100
       burst: 100
 EOF
+chmod 600 "$FG/floodgate.yml" # an inline whsec_ key: others must not read it
 check "floodgated --check-config" "$FGD" --config "$FG/floodgate.yml" --check-config
 
 # The main log must exist (owned by the Exim user) for floodgated to follow it from the start.
