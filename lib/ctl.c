@@ -9,7 +9,9 @@
  * Nothing here asks the name service. The control group's membership (its gid, and the
  * uids of the users it lists) is resolved by the daemon when it applies a configuration
  * and handed over in struct ctl_access; a request only compares the peer's uid and gid
- * with that set (a binary search of at most CTL_MEMBERS_MAX uids). getpwuid_r() and
+ * with that set (a binary search of at most CTL_MEMBERS_MAX uids), and the peer's own
+ * supplementary groups as the kernel reports them (SO_PEERGROUPS, Linux 4.13), which
+ * covers a user given the group by a name service that does not list members. getpwuid_r() and
  * getgrouplist() per request would wait on NSS, and with an LDAP or sssd backend that
  * can stall the loop, and the log tail with it, for seconds. The price: a change to the
  * group's members takes effect at the next reload.
@@ -329,7 +331,7 @@ ctl_allowed(enum ctl_verb verb, const struct ctl_peer *peer, const struct ctl_ac
     if (peer->uid == 0 || peer->uid == acc->self)
         return 0;
     if (acc->has_group)
-        member = peer->gid == acc->group || ctl_listed(acc, peer->uid);
+        member = peer->gid == acc->group || peer->in_group || ctl_listed(acc, peer->uid);
     if (ctl_verb_read_only(verb) && member)
         return 0;
     if (!ctl_verb_read_only(verb) || !acc->has_group) {
@@ -349,6 +351,38 @@ ctl_allowed(enum ctl_verb verb, const struct ctl_peer *peer, const struct ctl_ac
 }
 
 /* --- the server ---------------------------------------------------------------------- */
+
+#define CTL_PEERGROUPS_MAX 65536 /* NGROUPS_MAX on Linux */
+
+/* Is @group among the peer's supplementary groups? The kernel's answer; false if unknown. */
+static bool
+ctl_peer_in_group(int fd, gid_t group)
+{
+#ifdef SO_PEERGROUPS
+    gid_t small[64], *gids = small;
+    socklen_t len = sizeof(small);
+    bool found = false;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids, &len) < 0) {
+        if (errno != ERANGE || len > CTL_PEERGROUPS_MAX * sizeof(gid_t))
+            return false;
+        gids = malloc(len);
+        if (!gids || getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids, &len) < 0) {
+            free(gids);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < len / sizeof(gid_t) && !found; i++)
+        found = gids[i] == group;
+    if (gids != small)
+        free(gids);
+    return found;
+#else
+    (void)fd;
+    (void)group;
+    return false;
+#endif
+}
 
 static void
 ctl_client_close(struct ctl_client *c)
@@ -579,6 +613,8 @@ ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     c->fd = fd;
     c->peer.uid = cred.uid;
     c->peer.gid = cred.gid;
+    if (ctl->p.access.has_group && cred.uid != 0 && cred.uid != ctl->p.access.self)
+        c->peer.in_group = ctl_peer_in_group(fd, ctl->p.access.group);
     strbuf_init(&c->out, CTL_RESPONSE_MAX + 1);
     ev_io_init(&c->io, ctl_client_cb, fd, EV_READ);
     c->io.data = c;

@@ -76,10 +76,11 @@ struct ctl_request {
 /* Parse one request line (no newline). Pure. 0, or -EINVAL with a reason in @why. */
 int ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **why);
 
-/* Who is asking: what the kernel says (SO_PEERCRED), nothing looked up. */
+/* Who is asking: what the kernel says (SO_PEERCRED, SO_PEERGROUPS), nothing looked up. */
 struct ctl_peer {
     uid_t uid;
     gid_t gid;
+    bool in_group; /* the control group is among its supplementary groups (SO_PEERGROUPS) */
 };
 
 /*

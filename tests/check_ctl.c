@@ -248,6 +248,14 @@ START_TEST(test_ctl_allowed_many)
     acc.nmembers = N_ELEMS(many);
     struct ctl_peer past = { .uid = many[CTL_MEMBERS_MAX], .gid = 100 };
     ck_assert_int_eq(ctl_allowed(CTL_STATUS, &past, &acc, why, sizeof(why)), -EPERM);
+    /* the kernel's supplementary groups (SO_PEERGROUPS): read-only verbs, nothing more */
+    struct ctl_peer supp = { .uid = 5000, .gid = 100, .in_group = true };
+    ck_assert_int_eq(ctl_allowed(CTL_STATUS, &supp, &acc, why, sizeof(why)), 0);
+    ck_assert_int_eq(ctl_allowed(CTL_HELD, &supp, &acc, why, sizeof(why)), 0);
+    ck_assert_int_eq(ctl_allowed(CTL_RELEASE, &supp, &acc, why, sizeof(why)), -EPERM);
+    acc.has_group = false;
+    ck_assert_int_eq(ctl_allowed(CTL_STATUS, &supp, &acc, why, sizeof(why)), -EPERM);
+    acc.has_group = true;
     /* a count without an array is no list */
     acc.members = NULL;
     acc.nmembers = 3;

@@ -124,9 +124,12 @@ def message(box, completed):
     return mid, lines
 
 # --- the client ----------------------------------------------------------------------
-def ctl(*args, user=None, env=None):
+def ctl(*args, user=None, env=None, supp=None):
     cmd = [CTLBIN, "--socket", CTL] + list(args)
-    if user:
+    if supp is not None:  # uid nobody, another primary gid, the group a supplementary one
+        other = 1 if supp != 1 else 2
+        cmd = ["setpriv", "--reuid=65534", "--regid=%d" % other, "--groups=%d" % supp] + cmd
+    elif user:
         cmd = ["setpriv", "--reuid=65534", "--regid=%d" % user, "--clear-groups"] + cmd
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
                        env=dict(os.environ, **env) if env else None)
@@ -143,8 +146,8 @@ def ctl_json(*args):
     check(out.endswith("\n") and out.count("\n") == 1, "--json %s: not one line: %r" % (args, out))
     return json.loads(out)
 
-def ctl_fails(code, args, pattern, user=None):
-    rc, out, err = ctl(*args, user=user)
+def ctl_fails(code, args, pattern, user=None, supp=None):
+    rc, out, err = ctl(*args, user=user, supp=supp)
     check(rc == code, "floodgatectl %s: exit %d (want %d), stderr %r" % (args, rc, code, err))
     check(err.count("\n") == 1 and err.startswith("floodgatectl: "),
           "floodgatectl %s: stderr not one line: %r" % (args, err))
@@ -329,6 +332,12 @@ try:
                       r"^floodgatectl: permission denied: release needs root$", user=gid)
             ctl_fails(1, ["hold", "box3@example.com"], r"permission denied: hold", user=gid)
             ctl_fails(1, ["reload"], r"permission denied: reload", user=gid)
+            # the group only as a supplementary one, and the group file does not list nobody
+            # in it: the kernel says so (SO_PEERGROUPS), no name service asked
+            check("nobody" not in ngroup.gr_mem, "nobody is listed in %s" % ngroup.gr_name)
+            rc, out, err = ctl("--json", "status", supp=gid)
+            check(rc == 0, "status with the group as a supplementary one: %d %r" % (rc, err))
+            ctl_fails(1, ["release", "box1@example.com"], r"permission denied", supp=gid)
             config()
             ctl_ok("reload")
             check(stat.S_IMODE(os.stat(CTL).st_mode) == 0o600, "socket mode back to 0600")
