@@ -396,12 +396,33 @@ ctlcli_print_value(const struct jv *v)
     }
 }
 
+/* One line per alert destination: "alert NAME: TYPE HOST, enabled, N pending, ..." */
+static void
+ctlcli_status_alerts(const struct jv *a)
+{
+    if (a->n == 0)
+        printf("alerts: none configured\n");
+    for (size_t k = 0; k < a->n; k++) {
+        const struct jv *e = &a->kids[k];
+        printf("alert %s: %s %s, %s, %s pending, %s delivered, %s retried, %s failed, "
+               "last status %s\n",
+               jv_str(e, "name"), jv_str(e, "type"), jv_str(e, "host"),
+               jv_bool(e, "enabled") ? "enabled" : "DISABLED", jv_str(e, "pending"),
+               jv_str(e, "delivered"), jv_str(e, "retried"), jv_str(e, "failed"),
+               jv_str(e, "last_status"));
+    }
+}
+
 static void
 ctlcli_status(const struct jv *o)
 {
     char t[32];
 
     for (size_t i = 0; i < o->n; i++) {
+        if (strcmp(o->keys[i], "alerts") == 0) {
+            ctlcli_status_alerts(&o->kids[i]);
+            continue;
+        }
         printf("%s: ", o->keys[i]);
         if (strcmp(o->keys[i], "log_time") == 0) {
             ctlcli_logtime(strtoll(o->kids[i].s ? o->kids[i].s : "0", NULL, 10), t, sizeof(t));

@@ -269,8 +269,14 @@ live_checkpoint_now(struct daemon *d, bool sync)
     if (d->saver_pid > 0 && !sync)
         return 0; /* the previous save is still running; the next tick tries again */
     tail_position(d->tail, &pos);
-    if (pos.ino == 0)
+    if (pos.ino == 0) {
+        /* No log file yet, so no position to save with them: alerts (a health alert saying
+         * so, typically) go out unsaved rather than wait for a file that may never come. */
+        if (d->alerts)
+            dispatch_commit_done(d->alerts, dispatch_commit_begin(d->alerts));
+        d->alert_kick = false;
         return 0;
+    }
     d->dirty = false;
     d->alert_kick = false;
     if (d->alerts)

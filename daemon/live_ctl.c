@@ -214,6 +214,35 @@ live_ctl_held(struct daemon *d, struct strbuf *out)
 
 /* --- status ------------------------------------------------------------------------- */
 
+/* ,"alerts":[...]: each destination by name and scheme://host only (never the URL). */
+static int
+live_ctl_alerts(struct daemon *d, struct strbuf *out)
+{
+    int r = strbuf_appends(out, ",\"alerts\":[");
+
+    for (size_t i = 0; i < live_alert_dest_count(d) && r == 0; i++) {
+        struct dispatch_dest_stats st;
+        live_alert_dest_stats(d, i, &st);
+        r = strbuf_appends(out, i ? ",{" : "{");
+        if (r == 0)
+            r = live_ctl_str(out, "name", st.name ? st.name : "");
+        if (r == 0)
+            r = strbuf_printf(out, ",\"type\":\"%s\",", dispatch_kind_name(st.type));
+        if (r == 0)
+            r = live_ctl_str(out, "host", st.host);
+        if (r == 0)
+            r = strbuf_printf(out,
+                              ",\"enabled\":%s,\"pending\":%zu,\"oldest_ms\":%lld,"
+                              "\"delivered\":%" PRIu64 ",\"retried\":%" PRIu64
+                              ",\"failed\":%" PRIu64 ",\"expired\":%" PRIu64
+                              ",\"dropped\":%" PRIu64 ",\"last_status\":%d}",
+                              st.enabled ? "true" : "false", st.pending, (long long)st.oldest_ms,
+                              st.delivered, st.retried, st.failed, st.expired, st.dropped,
+                              st.last_status);
+    }
+    return r < 0 ? r : strbuf_appends(out, "]");
+}
+
 static int
 live_ctl_status(struct daemon *d, struct strbuf *out)
 {
@@ -261,12 +290,14 @@ live_ctl_status(struct daemon *d, struct strbuf *out)
             "\"last_record_s\":%lld,\"lines_per_s\":%.1f,\"records\":%" PRIu64
             ",\"parse_errors\":%" PRIu64 ",\"outbound\":%" PRIu64 ",\"trips\":%" PRIu64
             ",\"identities\":%zu,\"held\":%zu,\"outbox\":%zu,\"rotations\":%" PRIu64
-            ",\"truncations\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"log_time\":%lld}",
+            ",\"truncations\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"log_time\":%lld",
             pos.offset, lag_bytes, (long long)lag_s, (long long)since_record, rate, st->records,
             st->parse_errors, st->outbound, st->trips, usertable_count(engine_table(d->engine)),
             held.n, live_alert_pending(d), ts.rotations, ts.truncations, ts.gaps,
             (long long)engine_now_ms(d->engine));
-    return r;
+    if (r == 0)
+        r = live_ctl_alerts(d, out);
+    return r < 0 ? r : strbuf_appends(out, "}");
 }
 
 static int

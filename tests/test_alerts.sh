@@ -14,9 +14,12 @@
 #     back: every alert is delivered, and none twice (distinct webhook-ids == deliveries);
 #  5. floodgatectl test-alert reports each destination (exit 0 / 1);
 #  6. floodgatectl release -> "released" webhook, Alertmanager resolved (endsAt <= now);
-#  7. a 1,000-identity outbreak: the webhook gets every trip, Slack a bounded number of
+#  7. Slack answers 404: the destination is disabled (floodgatectl status says so), the
+#     alert is kept, and floodgatectl alert-enable sends it;
+#  8. a 1,000-identity outbreak: the webhook gets every trip, Slack a bounded number of
 #     messages (digests with the right total), Alertmanager one array holding them all;
-#  8. no log line, ctl answer or metric contains the Slack URL's secret path or the key.
+#  9. no log line, ctl answer or metric contains the Slack URL's secret path or the key;
+#     the metrics count the deliveries per destination.
 # Every wait is bounded; the whole test stops itself after 240 s.
 set -euo pipefail
 build="${FG_BUILD_DIR:?}"
@@ -350,7 +353,35 @@ def resolved():
 
 wait_for(resolved, 20, "Alertmanager resolved for box1")
 
-# 7. a 1,000-identity outbreak -------------------------------------------------------
+# 7. a 404 disables Slack until alert-enable -------------------------------------------
+
+
+def slack_dest():
+    st = ctl_json("status") or {}
+    return [a for a in st.get("alerts", []) if a["name"] == "slack"]
+
+
+if len((ctl_json("status") or {}).get("alerts", [])) != 3:
+    fail("status does not list the 3 destinations")
+slack.control(["404"])
+append(burst("box7@site.example"))
+wait_for(lambda: [a for a in slack_dest() if not a["enabled"] and a["last_status"] == 404], 30,
+         "Slack disabled by a 404")
+human = ctl("status").stdout
+if "alert slack: slack http://127.0.0.1:%d, DISABLED" % slack.port not in human:
+    fail("floodgatectl status does not show Slack disabled:\n" + human)
+if SLACK_SECRET_PATH in human:
+    fail("floodgatectl status shows the Slack URL")
+refused = [x for x in slack.requests() if x["status"] == 404]
+p = ctl("alert-enable", "slack")
+if p.returncode != 0:
+    fail("alert-enable: %s%s" % (p.stdout, p.stderr))
+wait_for(lambda: [x for x in slack.ok() if x["body"] == refused[-1]["body"]], 30,
+         "the alert Slack refused, sent again after alert-enable")
+if not slack_dest()[0]["enabled"]:
+    fail("Slack still disabled after alert-enable")
+
+# 8. a 1,000-identity outbreak -------------------------------------------------------
 slack_before = len(slack.ok())
 t0 = time.time()
 lines = []
@@ -373,7 +404,7 @@ am_last = wait_for(lambda: [x for x in am.ok()
                    "Alertmanager array with the outbreak")
 figures["alertmanager_posts"] = len(am.ok())
 
-# 8. secrets -------------------------------------------------------------------------
+# 9. secrets and metrics ---------------------------------------------------------------
 seen = open(ERR, "rb").read().decode("utf-8", "replace")
 seen += ctl("--json", "status").stdout
 try:
@@ -395,6 +426,18 @@ if dups:
 daemon[0].send_signal(signal.SIGTERM)
 if daemon[0].wait(30) != 0:
     fail("floodgated did not exit 0 on SIGTERM")
+prom = {}
+for line in open(os.path.join(TMP, "floodgate.prom")):  # rewritten at shutdown
+    if line and not line.startswith("#"):
+        name, _, value = line.rstrip("\n").rpartition(" ")
+        prom[name] = float(value)
+for dest in ("hook", "slack", "am"):
+    if prom.get('floodgate_alert_destination_enabled{destination="%s"}' % dest) != 1:
+        fail("metrics: destination %s not enabled" % dest)
+if prom.get('floodgate_alerts_total{destination="hook",result="delivered"}', 0) < 1000:
+    fail("metrics: fewer than 1,000 webhook deliveries counted")
+if prom.get('floodgate_alert_delivery_duration_seconds_count{kind="webhook"}', 0) < 1000:
+    fail("metrics: webhook delivery durations not counted")
 for s in (hook, slack, am):
     s.stop()
 for k, v in figures.items():
