@@ -620,7 +620,7 @@ dispatch_disable(struct dispatch *d, size_t i, int status, const char *why)
              dst->name, dst->host, why);
     (void)snprintf(text, sizeof(text),
                    "alert destination %s (%s) disabled after HTTP %d (%s); its alerts are kept "
-                   "until its URL changes or `floodgatectl alert enable %s`",
+                   "until its URL changes or `floodgatectl alert-enable %s`",
                    dst->name, dst->host, status, why, dst->name);
     (void)dispatch_health_except(d, "destination_disabled", text, i);
 }

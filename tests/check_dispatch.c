@@ -539,6 +539,8 @@ START_TEST(test_dispatch_disable_and_enable)
     ck_assert_ptr_nonnull(strstr(e.fh.v[2].body, "floodgate.daemon.degraded"));
     ck_assert_ptr_nonnull(strstr(e.fh.v[2].body, "slack (https://hooks.slack.com)"));
     ck_assert_ptr_null(strstr(e.fh.v[2].body, "SECRETPATH"));
+    /* and how to bring it back, by a command that exists */
+    ck_assert_ptr_nonnull(strstr(e.fh.v[2].body, "`floodgatectl alert-enable slack`"));
     fake_complete(&e.fh, 2, 200, -1, "");
     env_advance(&e, 600000);
     ck_assert_uint_eq(e.fh.n, 3);
