@@ -488,8 +488,11 @@ dispatch_loss_log(struct dispatch *d, int64_t now, int64_t *next)
     d->loss_log_ms = now;
 }
 
-static void dispatch_fold(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64_t now);
+static bool dispatch_fold(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64_t now);
 static struct alert_bucket *dispatch_bucket(struct dispatch *d, size_t i);
+static struct outbox_entry *dispatch_unsent(struct dispatch *d, size_t i,
+                                            const struct dispatch_incident *inc,
+                                            enum alertmsg_kind kind);
 
 static int
 dispatch_queue(struct dispatch *d, size_t i, const char *event_id, enum outbox_priority prio,
@@ -520,8 +523,35 @@ dispatch_followup_ms(const struct dispatch *d)
 }
 
 /*
+ * A "released" message (@eid, body @b) for destination @i that does not fit: it pushes out
+ * no other incident's entry (§5.1). It takes the place of @inc's own message there that was
+ * never attempted (the release is the later news), else the digest summarizes the incident;
+ * when the digest has it already, the release is lost, and counted.
+ */
+static int
+dispatch_queue_released(struct dispatch *d, size_t i, struct dispatch_incident *inc,
+                        const char *eid, const struct strbuf *b)
+{
+    static const enum alertmsg_kind own[] = { ALERTMSG_ACTED, ALERTMSG_FOLLOWUP,
+                                              ALERTMSG_TRIPPED };
+
+    for (size_t k = 0; k < N_ELEMS(own); k++) {
+        struct outbox_entry *e = dispatch_unsent(d, i, inc, own[k]);
+
+        if (e && outbox_room_instead(d->ob, e, b->len)) {
+            outbox_remove(d->ob, e);
+            return dispatch_queue(d, i, eid, OUTBOX_PRIO_INCIDENT, b);
+        }
+    }
+    if (!dispatch_fold(d, i, inc, dispatch_now(d)))
+        dispatch_lost(d, &d->dests[i], 1, 0); /* logged with the others, once a minute */
+    return 0;
+}
+
+/*
  * Queue one incident event for destination @i. A tripped, acted or follow-up message that
- * would not fit under the outbox limits is folded into the digest instead (§5.1).
+ * would not fit under the outbox limits is folded into the digest instead (§5.1); a
+ * "released" one goes as dispatch_queue_released() says. None pushes out another entry.
  */
 static int
 dispatch_queue_incident(struct dispatch *d, size_t i, struct dispatch_incident *inc,
@@ -541,10 +571,12 @@ dispatch_queue_incident(struct dispatch *d, size_t i, struct dispatch_incident *
     v.late_outcome = kind == ALERTMSG_RELEASED && (inc->fu_owed & (1u << i));
     strbuf_init(&b, ALERTMSG_BODY_MAX);
     r = alertmsg_incident_body(&b, dst->type, kind, &v, at_ms, 4 * dispatch_resend_ms(d));
-    if (r == 0 && kind != ALERTMSG_RELEASED && !outbox_room(d->ob, dst->name, b.len) &&
-        !outbox_find(d->ob, dst->name, eid))
-        dispatch_fold(d, i, inc, dispatch_now(d));
-    else if (r == 0)
+    if (r == 0 && !outbox_room(d->ob, dst->name, b.len) && !outbox_find(d->ob, dst->name, eid)) {
+        if (kind == ALERTMSG_RELEASED)
+            r = dispatch_queue_released(d, i, inc, eid, &b);
+        else
+            (void)dispatch_fold(d, i, inc, dispatch_now(d));
+    } else if (r == 0)
         r = dispatch_queue(d, i, eid, OUTBOX_PRIO_INCIDENT, &b);
     strbuf_done(&b);
     return r;
@@ -800,14 +832,17 @@ dispatch_window_admit(struct dispatch *d, size_t i, struct dispatch_incident *in
     return false;
 }
 
-/* A message for @inc does not fit at destination @i: the digest summarizes it instead. */
-static void
+/*
+ * A message for @inc does not fit at destination @i: the digest summarizes it instead.
+ * False when the digest holds it already (the message adds nothing to it).
+ */
+static bool
 dispatch_fold(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64_t now)
 {
     struct dispatch_dest *dst = &d->dests[i];
 
     if (inc->held & (1u << i))
-        return;
+        return false;
     dispatch_window_open(d, i, now);
     dispatch_dg_add(dst, inc);
     inc->held |= 1u << i;
@@ -816,6 +851,7 @@ dispatch_fold(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64
         dst->held_failed += alertmsg_actions_failed(&inc->act);
     }
     d->dirty = true;
+    return true;
 }
 
 /* --- the daemon's reports -------------------------------------------------------------- */

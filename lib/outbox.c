@@ -231,6 +231,16 @@ outbox_room(const struct outbox *ob, const char *dest, size_t body_len)
     return count + 1 <= ob->lim.max_entries && bytes + body_len <= ob->lim.max_bytes;
 }
 
+bool
+outbox_room_instead(const struct outbox *ob, const struct outbox_entry *e, size_t body_len)
+{
+    size_t count, bytes;
+
+    outbox_usage(ob, e->dest, &count, &bytes);
+    return count >= 1 && bytes >= e->body_len && count <= ob->lim.max_entries &&
+           bytes - e->body_len + body_len <= ob->lim.max_bytes;
+}
+
 struct outbox_entry *
 outbox_next_due(struct outbox *ob, const char *dest, int64_t now_ms)
 {

@@ -67,6 +67,8 @@ int outbox_add(struct outbox *ob, const char *dest, const char *event_id, enum o
 
 /* Room for one more entry of @body_len bytes for @dest without dropping any. */
 bool outbox_room(const struct outbox *ob, const char *dest, size_t body_len);
+/* Room for an entry of @body_len bytes at @e's destination once @e is removed. */
+bool outbox_room_instead(const struct outbox *ob, const struct outbox_entry *e, size_t body_len);
 
 /* The oldest entry of @dest due at @now_ms and not in flight, or NULL. */
 struct outbox_entry *outbox_next_due(struct outbox *ob, const char *dest, int64_t now_ms);

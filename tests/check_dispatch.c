@@ -1477,6 +1477,75 @@ START_TEST(test_dispatch_cap_folds_into_digest)
 }
 END_TEST
 
+/*
+ * A "released" that does not fit pushes out no other incident's entry: it takes the place of
+ * its own incident's unsent message, else it goes into the digest, else it is counted lost.
+ */
+START_TEST(test_dispatch_release_at_cap)
+{
+    struct env e;
+    struct dispatch_dest_stats st;
+    char id[32];
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.max_pending = 3;
+    e.cfg.alerts.digest_threshold = 100;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, (uint64_t)(400 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "u2@example.com", T0 + 60000), 0);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 3);
+    ck_assert_uint_eq(st.dropped, 0);
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1); /* u0's tripped, in flight */
+    /* u0's own message was attempted: its release joins the digest, nothing is pushed out */
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "u0@example.com", T0 + 61000), 0);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 3);
+    ck_assert_uint_eq(st.dropped, 0);
+    for (int i = 0; i < 200; i++) {
+        env_advance(&e, 1000);
+        fake_answer_all(&e.fh, 200);
+        env_commit(&e);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u0@example.com"), 2); /* + digest */
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u1@example.com"), 2); /* + 30 s */
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u2@example.com"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "Released"), 1); /* u2's */
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "*1 incidents*"), 1);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 0);
+    ck_assert_uint_eq(st.dropped, 0);
+    env_done(&e);
+
+    /* a webhook with `individual`: the digest has the incident already, the release is lost */
+    env_init(&e, D_HOOK, 1);
+    e.cfg.alerts.max_pending = 2;
+    e.cfg.alerts.digest_threshold = 1;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    for (int i = 0; i < 2; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, (uint64_t)(400 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 2); /* both in flight */
+    ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "u1@example.com", T0 + 60000), 0);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 2);
+    ck_assert_uint_eq(st.dropped, 1);
+    env_done(&e);
+}
+END_TEST
+
 /* --- delivery durations ---------------------------------------------------------------- */
 
 START_TEST(test_dispatch_delivery_histogram)
@@ -1653,6 +1722,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_test_alert);
     tcase_add_test(tc, test_dispatch_reload_removes);
     tcase_add_test(tc, test_dispatch_cap_folds_into_digest);
+    tcase_add_test(tc, test_dispatch_release_at_cap);
     tcase_add_test(tc, test_dispatch_delivery_histogram);
     suite_add_tcase(s, tc);
     tc = tcase_create("incidents");

@@ -126,6 +126,13 @@ START_TEST(test_outbox_priority_room)
     ck_assert_ptr_nonnull(outbox_find(ob, "d", "i2"));
     ck_assert_uint_eq(outbox_stats(ob)->dropped, 2);
     ck_assert_uint_eq(outbox_count(ob, "d"), 3);
+    /* full, but an entry's own place is room for one of the bytes it frees */
+    ck_assert(outbox_room_instead(ob, outbox_find(ob, "d", "i1"), 98));
+    ck_assert(!outbox_room_instead(ob, outbox_find(ob, "d", "i1"), 99));
+    ck_assert(!outbox_room(ob, "d", 1));
+    /* over lowered limits, one place is not enough */
+    outbox_set_limits(ob, &(struct outbox_limits){ .max_entries = 2, .max_bytes = 100 });
+    ck_assert(!outbox_room_instead(ob, outbox_find(ob, "d", "i1"), 1));
     outbox_free(ob);
 }
 END_TEST
