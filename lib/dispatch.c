@@ -510,7 +510,9 @@ dispatch_queue(struct dispatch *d, size_t i, const char *event_id, enum outbox_p
             e->tag = d->next_token;
         d->dirty = true;
     } else if (r < 0) {
-        dispatch_lost(d, dst, 1, 0); /* logged with the others, once a minute */
+        /* a digest without room is held for the next window's, not lost */
+        if (!(r == -ENOBUFS && prio == OUTBOX_PRIO_DIGEST))
+            dispatch_lost(d, dst, 1, 0); /* logged with the others, once a minute */
         return r;
     }
     return 0;
@@ -759,9 +761,12 @@ dispatch_window_roll(struct dispatch *d, size_t i, int64_t now)
 
     while (dst->win_open && now >= dst->win_start + iv) {
         if (dst->held_total > 0) {
-            (void)dispatch_dg_emit(d, i, dst->win_start, dst->win_start + iv);
+            int r = dispatch_dg_emit(d, i, dst->win_start, dst->win_start + iv);
+
             d->dirty = true;
-            dst->win_start += iv;
+            /* held (no room): it goes with the window @now is in, not once per window
+             * elapsed since (a restart after downtime) */
+            dst->win_start += r == -ENOBUFS ? (now - dst->win_start) / iv * iv : iv;
             dst->win_sent = 0;
             dst->digest_mode = true;
         } else {

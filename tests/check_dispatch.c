@@ -1546,6 +1546,65 @@ START_TEST(test_dispatch_release_at_cap)
 }
 END_TEST
 
+/*
+ * A digest with no room is held, not lost, and after downtime it is tried once, for the
+ * window the clock is in, not once per window elapsed.
+ */
+START_TEST(test_dispatch_digest_held_not_lost)
+{
+    struct env e;
+    struct dispatch_dest_stats st;
+    char id[32];
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.max_pending = 2;
+    e.cfg.alerts.digest_threshold = 2;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, (uint64_t)(400 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_advance(&e, 10 * 60000); /* ten windows at once, the outbox full of incidents */
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 2);
+    ck_assert_uint_eq(st.dropped, 0);
+    env_commit(&e);
+    for (int i = 0; i < 90; i++) {
+        env_advance(&e, 1000);
+        fake_answer_all(&e.fh, 200);
+        env_commit(&e);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "Outbreak digest"), 1);
+    /* 2026-08-21T10:06:38Z + 10 min: the window the clock was in */
+    ck_assert_uint_eq(
+        fake_count_body(&e.fh, SLACKURL, 0, "*1 incidents* from 2026-08-21T10:16:38.000Z"), 1);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 0);
+    ck_assert_uint_eq(st.dropped, 0);
+    env_done(&e);
+
+    /* one step, however long the downtime: 20 years of 1 s windows would never end */
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.max_pending = 2;
+    e.cfg.alerts.digest_threshold = 2;
+    e.cfg.alerts.digest_interval_ms = 1000;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, (uint64_t)(400 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_advance(&e, 20 * 365 * 24 * 3600 * 1000LL + 500);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 2);
+    ck_assert_uint_eq(st.dropped, 0);
+    env_done(&e);
+}
+END_TEST
+
 /* --- delivery durations ---------------------------------------------------------------- */
 
 START_TEST(test_dispatch_delivery_histogram)
@@ -1723,6 +1782,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_reload_removes);
     tcase_add_test(tc, test_dispatch_cap_folds_into_digest);
     tcase_add_test(tc, test_dispatch_release_at_cap);
+    tcase_add_test(tc, test_dispatch_digest_held_not_lost);
     tcase_add_test(tc, test_dispatch_delivery_histogram);
     suite_add_tcase(s, tc);
     tc = tcase_create("incidents");
