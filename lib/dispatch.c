@@ -84,7 +84,8 @@
 #define DISPATCH_STORE_CAP       USERTABLE_KEY_MAX /* bytes of an identity kept */
 #define DISPATCH_HOST_MAX        256
 #define DISPATCH_COUNTS_MAX      (CONFIG_RULES_MAX * SCOPE__MAX)
-#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 3\n" /* 3: detection and log times */
+#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 4\n" /* 4: the open digests' incidents */
+#define DISPATCH_ENCODE_MAGIC_V3 "FLOODGATE-DISPATCH 3\n" /* 3: detection and log times */
 #define DISPATCH_ENCODE_MAGIC_V2 "FLOODGATE-DISPATCH 2\n" /* 2: digest and follow-up state */
 #define DISPATCH_ENCODE_MAGIC_V1 "FLOODGATE-DISPATCH 1\n"
 #define DISPATCH_LOG_TIME_MAX    24    /* "YYYY-MM-DD HH:MM:SS" and its NUL, with room */
@@ -127,6 +128,7 @@ struct dispatch_incident {
     int64_t resolved_wall_ms;
     uint64_t tag;                 /* the commit that holds it (0: decoded, durable) */
     uint32_t held;                /* bit per destination index: summarized in a digest there */
+    uint32_t held_open;           /* ... in the digest not sent yet: its outcome counts there */
     struct dispatch_evidence *ev; /* until the acted message is built */
     int64_t fu_due_ms;            /* wall time the follow-up is due without an outcome; 0 */
     uint32_t fu_sent;             /* bit per destination: the follow-up went without it */
@@ -668,6 +670,15 @@ dispatch_dg_reset(struct dispatch_dest *dst)
     dst->ncounts = dst->ntop = 0;
 }
 
+/* Destination @i's digest went out or starts afresh: no incident is in it any more. */
+static void
+dispatch_dg_clear(struct dispatch *d, size_t i)
+{
+    dispatch_dg_reset(&d->dests[i]);
+    for (size_t k = 0; k < d->ninc; k++)
+        d->inc[k]->held_open &= ~(1u << i);
+}
+
 static void
 dispatch_dg_add(struct dispatch_dest *dst, const struct dispatch_incident *inc)
 {
@@ -742,7 +753,7 @@ dispatch_dg_emit(struct dispatch *d, size_t i, int64_t start, int64_t end)
     strbuf_done(&b);
     if (r == -ENOBUFS)
         return r; /* no room even so: held for the next window's digest */
-    dispatch_dg_reset(dst);
+    dispatch_dg_clear(d, i);
     return r;
 }
 
@@ -786,7 +797,7 @@ dispatch_window_open(struct dispatch *d, size_t i, int64_t now)
         dst->win_open = true;
         dst->win_start = now;
         dst->win_sent = 0;
-        dispatch_dg_reset(dst);
+        dispatch_dg_clear(d, i);
     }
 }
 
@@ -834,6 +845,7 @@ dispatch_window_admit(struct dispatch *d, size_t i, struct dispatch_incident *in
     }
     dispatch_dg_add(dst, inc);
     inc->held |= 1u << i;
+    inc->held_open |= 1u << i;
     return false;
 }
 
@@ -851,6 +863,7 @@ dispatch_fold(struct dispatch *d, size_t i, struct dispatch_incident *inc, int64
     dispatch_window_open(d, i, now);
     dispatch_dg_add(dst, inc);
     inc->held |= 1u << i;
+    inc->held_open |= 1u << i;
     if (inc->acted) {
         dst->held_acted++;
         dst->held_failed += alertmsg_actions_failed(&inc->act);
@@ -1020,7 +1033,7 @@ dispatch_acted_again(struct dispatch *d, struct dispatch_incident *inc,
     for (size_t i = 0; i < d->ndests; i++) {
         struct dispatch_dest *dst = &d->dests[i];
 
-        if ((inc->held & (1u << i)) && dst->held_total > 0 && !was_failed)
+        if ((inc->held_open & (1u << i)) && !was_failed)
             dst->held_failed++;
         if (dispatch_follows(d, i, inc))
             inc->fu_owed |= 1u << i;
@@ -1069,7 +1082,7 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
             struct outbox_entry *e;
             bool merged;
 
-            if ((inc->held & (1u << i)) && dst->held_total > 0) {
+            if (inc->held_open & (1u << i)) { /* in this window's digest, not a sent one */
                 dst->held_acted++;
                 dst->held_failed += alertmsg_actions_failed(&inc->act);
             }
@@ -1766,16 +1779,18 @@ dispatch_set_config(struct dispatch *d, const struct config *cfg)
     }
     for (size_t k = 0; k < d->ninc; k++) {
         struct dispatch_incident *inc = d->inc[k];
-        uint32_t held = 0, sent = 0, owed = 0;
+        uint32_t held = 0, open = 0, sent = 0, owed = 0;
 
         for (size_t i = 0; i < d->ndests; i++) {
             if (map[i] == SIZE_MAX)
                 continue;
             held |= ((inc->held >> i) & 1u) << map[i];
+            open |= ((inc->held_open >> i) & 1u) << map[i];
             sent |= ((inc->fu_sent >> i) & 1u) << map[i];
             owed |= ((inc->fu_owed >> i) & 1u) << map[i];
         }
         inc->held = held;
+        inc->held_open = open;
         inc->fu_sent = sent;
         inc->fu_owed = owed;
     }
@@ -1913,10 +1928,11 @@ dispatch_free(struct dispatch *d)
 /* --- persistence ----------------------------------------------------------------------- */
 
 /*
- * Encoding (version 3; version 2, without the detection and log times, still decodes with
+ * Encoding (version 4; version 3, without the incidents in each open digest, still decodes
+ * with every held incident in it; version 2, without the detection and log times too, with
  * the log time as the detection's; version 1, without the digest and follow-up state too,
  * with no grouping window open and no follow-up pending):
- *   FLOODGATE-DISPATCH 3\n
+ *   FLOODGATE-DISPATCH 4\n
  *   D <dest> <enabled> <win_open> <digest_mode> <win_start> <win_sent> <held_total>
  *     <held_acted> <held_failed> <ncounts> <ntop>\n           per destination, then its
  *   C <scope> <n> <len rule>\n<rule>\n                       digest counts and
@@ -1925,11 +1941,12 @@ dispatch_free(struct dispatch *d)
  *   I <id> <scope> <at> <released> <resolved_wall> <window> <value> <limit> <monitor>
  *     <acted> <confirmed> <frozen> <failed> <backend_done> <errno> <preexisting>
  *     <len rule> <len identity> <len account> <len metric> <len backend>
- *     <held> <followup due> <followup sent> <failure owed> <detected> <len log time>\n
+ *     <held> <followup due> <followup sent> <failure owed> <detected> <len log time>
+ *     <held in the open digest>\n
  *   <rule><identity><account><metric><backend><log time>\n  per incident
  *   O <len>\n<outbox encoding>\n
  *   END <crc32 of everything before, 8 hex digits>\n
- * The incidents' destination bits (held, sent, owed) count the D lines in order; decoding
+ * The incidents' destination bits (held, sent, owed, open) count the D lines in order; decoding
  * maps them to the running destinations by name.
  */
 int
@@ -1964,14 +1981,15 @@ dispatch_encode(struct dispatch *d, struct strbuf *out)
         r = strbuf_printf(out,
                           "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64
                           " %" PRIu64 " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu"
-                          " %" PRIu32 " %" PRId64 " %" PRIu32 " %" PRIu32 " %" PRId64 " %zu\n",
+                          " %" PRIu32 " %" PRId64 " %" PRIu32 " %" PRIu32 " %" PRId64 " %zu"
+                          " %" PRIu32 "\n",
                           c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms,
                           c->window_ms, c->value, c->limit, c->monitor, c->acted, c->act.confirmed,
                           c->act.frozen, c->act.failed, c->act.backend_done,
                           c->act.backend_err < 0 ? -c->act.backend_err : 0, c->act.preexisting,
                           strlen(c->rule), strlen(c->identity), strlen(c->account),
                           strlen(c->metric), strlen(c->backend), c->held, c->fu_due_ms, c->fu_sent,
-                          c->fu_owed, c->detected_ms, strlen(c->log_time));
+                          c->fu_owed, c->detected_ms, strlen(c->log_time), c->held_open);
         if (r == 0)
             r = strbuf_printf(out, "%s%s%s%s%s%s\n", c->rule, c->identity, c->account, c->metric,
                               c->backend, c->log_time);
@@ -2239,6 +2257,8 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
         return -EBADMSG;
     trailer = buf + len - 13;
     if (memcmp(buf, DISPATCH_ENCODE_MAGIC, strlen(DISPATCH_ENCODE_MAGIC)) == 0)
+        version = 4;
+    else if (memcmp(buf, DISPATCH_ENCODE_MAGIC_V3, strlen(DISPATCH_ENCODE_MAGIC_V3)) == 0)
         version = 3;
     else if (memcmp(buf, DISPATCH_ENCODE_MAGIC_V2, strlen(DISPATCH_ENCODE_MAGIC_V2)) == 0)
         version = 2;
@@ -2278,18 +2298,24 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
             nfd++;
         } else if (n == (version == 1   ? 22
                          : version == 2 ? 26
-                                        : 28) &&
+                         : version == 3 ? 28
+                                        : 29) &&
                    fg_str_eq(t[0], "I") && ninc < DISPATCH_INCIDENTS_MAX) {
-            uint64_t held = 0, sent = 0, owed = 0;
+            uint64_t held = 0, sent = 0, owed = 0, open = 0;
             int64_t due = 0;
 
             if (version >= 2 && (!dispatch_rd_u64(t[22], &held) || !dispatch_rd_i64(t[23], &due) ||
                                  !dispatch_rd_u64(t[24], &sent) || !dispatch_rd_u64(t[25], &owed) ||
                                  held > UINT32_MAX || sent > UINT32_MAX || owed > UINT32_MAX))
                 goto out;
+            /* version 4: t[28] the bits of the digests it is in; before, every one held */
+            open = held;
+            if (version >= 4 && (!dispatch_rd_u64(t[28], &open) || (open & ~held) != 0))
+                goto out;
             if (dispatch_rd_incident(&rd, t, version, &inc[ninc]) < 0)
                 goto out;
             inc[ninc]->held = (uint32_t)held;
+            inc[ninc]->held_open = (uint32_t)open;
             inc[ninc]->fu_due_ms = due;
             inc[ninc]->fu_sent = (uint32_t)sent;
             inc[ninc]->fu_owed = (uint32_t)owed;
@@ -2311,6 +2337,7 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
             map[k] = SIZE_MAX;
     for (size_t k = 0; k < ninc; k++) {
         inc[k]->held = dispatch_remap(inc[k]->held, map, nfd);
+        inc[k]->held_open = dispatch_remap(inc[k]->held_open, map, nfd);
         inc[k]->fu_sent = dispatch_remap(inc[k]->fu_sent, map, nfd);
         inc[k]->fu_owed = dispatch_remap(inc[k]->fu_owed, map, nfd);
     }
@@ -2349,6 +2376,11 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
         memcpy(dst->top, g->top, g->ntop * sizeof(g->top[0]));
         dst->ntop = g->ntop;
     }
+    /* no digest pending at a destination: no incident is in one there */
+    for (size_t i = 0; i < d->ndests; i++)
+        if (d->dests[i].held_total == 0)
+            for (size_t k = 0; k < d->ninc; k++)
+                d->inc[k]->held_open &= ~(1u << i);
     dispatch_kick(d);
     r = 0;
 out:

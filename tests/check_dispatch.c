@@ -1673,7 +1673,7 @@ START_TEST(test_dispatch_restart_keeps_digest)
     fake_answer_all(&e.fh, 200);
     strbuf_init(&s, 1u << 30);
     ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
-    ck_assert_ptr_nonnull(strstr(s.p, "FLOODGATE-DISPATCH 3\n"));
+    ck_assert_ptr_nonnull(strstr(s.p, "FLOODGATE-DISPATCH 4\n"));
     dispatch_free(e.d);
     e.d = env_dispatch(&e);
     ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
@@ -1696,6 +1696,61 @@ START_TEST(test_dispatch_restart_keeps_digest)
     ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "*4 incidents*"), 1);
     ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u3@example.com"), 1); /* the digest */
     ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "u5@example.com"), 1);
+    env_done(&e);
+}
+END_TEST
+
+/*
+ * A digest counts the outcomes of its own incidents only: not those of incidents an earlier,
+ * already sent digest summarized, across a restart too. It never reports more acted than
+ * incidents.
+ */
+START_TEST(test_dispatch_digest_counts_own_window)
+{
+    struct env e;
+    struct strbuf s;
+    char id[32];
+
+    env_init(&e, D_SLACK, 1);
+    e.cfg.alerts.digest_threshold = 1;
+    for (int i = 0; i < 3; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0, (uint64_t)(400 + i));
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    }
+    env_commit(&e);
+    for (int i = 0; i < 61; i++) {
+        env_advance(&e, 1000);
+        fake_answer_all(&e.fh, 200);
+        env_commit(&e);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "*2 incidents*"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "actions finished for 0,"), 1);
+    {
+        struct dispatch_trip t = trip_make("u3@example.com", T0 + 61000, 403);
+        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0); /* digest mode: the next digest's */
+    }
+    strbuf_init(&s, 1u << 30);
+    ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
+    dispatch_free(e.d);
+    e.d = env_dispatch(&e);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
+    strbuf_done(&s);
+    for (int i = 1; i < 4; i++) {
+        struct dispatch_acted a = { .scope = SCOPE_MAILBOX, .id = id, .frozen = 1 };
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        ck_assert_int_eq(dispatch_acted(e.d, &a), 0);
+    }
+    env_commit(&e);
+    for (int i = 0; i < 61; i++) {
+        env_advance(&e, 1000);
+        fake_answer_all(&e.fh, 200);
+        env_commit(&e);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "Outbreak digest"), 2);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "*1 incidents*"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "actions finished for 1,"), 1);
     env_done(&e);
 }
 END_TEST
@@ -1742,7 +1797,8 @@ START_TEST(test_dispatch_decode_version1)
 
         strbuf_init(&re, 1u << 20);
         ck_assert_int_eq(dispatch_encode(e.d, &re), 0);
-        (void)snprintf(want, sizeof(want), " %lld 0\nmailbox-burstold@example.com", (long long)T0);
+        (void)snprintf(want, sizeof(want), " %lld 0 0\nmailbox-burstold@example.com",
+                       (long long)T0);
         ck_assert_ptr_nonnull(strstr(re.p, want));
         strbuf_done(&re);
     }
@@ -1801,6 +1857,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_restart_resends);
     tcase_add_test(tc, test_dispatch_crash_after_200);
     tcase_add_test(tc, test_dispatch_restart_keeps_digest);
+    tcase_add_test(tc, test_dispatch_digest_counts_own_window);
     tcase_add_test(tc, test_dispatch_decode_version1);
     suite_add_tcase(s, tc);
     return s;
