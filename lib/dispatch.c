@@ -67,6 +67,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/evp.h>
 #include <zlib.h>
 
 #include "alert.h"
@@ -84,7 +85,7 @@
 #define DISPATCH_STORE_CAP       USERTABLE_KEY_MAX /* bytes of an identity kept */
 #define DISPATCH_HOST_MAX        256
 #define DISPATCH_COUNTS_MAX      (CONFIG_RULES_MAX * SCOPE__MAX)
-#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 4\n" /* 4: the open digests' incidents */
+#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 4\n" /* 4: open digests, dest hashes */
 #define DISPATCH_ENCODE_MAGIC_V3 "FLOODGATE-DISPATCH 3\n" /* 3: detection and log times */
 #define DISPATCH_ENCODE_MAGIC_V2 "FLOODGATE-DISPATCH 2\n" /* 2: digest and follow-up state */
 #define DISPATCH_ENCODE_MAGIC_V1 "FLOODGATE-DISPATCH 1\n"
@@ -102,6 +103,7 @@
 #define DISPATCH_DEF_RESEND_MS   60000
 #define DISPATCH_DEF_KEEP_MS     300000
 #define DISPATCH_DEF_MAX_AGE_MS  (24 * 3600 * 1000LL)
+#define DISPATCH_DEST_HASH       16 /* bytes of SHA-256 kept to recognize a destination */
 
 struct dispatch_evidence {
     char *subjects[DISPATCH_SAMPLES_MAX], *ips[DISPATCH_SAMPLES_MAX],
@@ -157,6 +159,7 @@ struct dispatch_dest {
     struct alert_secret secrets[ALERT_SECRETS_MAX];
     size_t nsecrets;
     char host[128];
+    uint8_t hash[DISPATCH_DEST_HASH]; /* its type, URL and secrets (all zero: unknown) */
     bool enabled;
     unsigned auth_fails;
     struct alert_bucket bucket;
@@ -1683,6 +1686,41 @@ dispatch_dest_url(const struct config_dest *cd)
     return u;
 }
 
+/*
+ * What a disabled or paused flag in the state file is tied to (alerting.md §5.4): the first
+ * DISPATCH_DEST_HASH bytes of SHA-256 over the destination's type, URL (as posted) and
+ * secrets, so a restart with another URL or secret re-enables it as a reload would. A plain
+ * hash, not a keyed one: the state file is root's alone (0600), like the configuration that
+ * holds the URL itself, and a webhook URL or secret is not a guessable string; the file
+ * never holds the URL. All zero when it cannot be computed: then it matches nothing.
+ */
+static void
+dispatch_dest_hash(enum alert_dest_type type, const char *url, const struct alert_secret *secrets,
+                   size_t nsecrets, uint8_t out[DISPATCH_DEST_HASH])
+{
+    static const char domain[] = "floodgate destination";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    uint8_t t = (uint8_t)type, n = (uint8_t)nsecrets;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(ctx, domain, sizeof(domain)) && EVP_DigestUpdate(ctx, &t, 1) &&
+              EVP_DigestUpdate(ctx, url, strlen(url) + 1) && EVP_DigestUpdate(ctx, &n, 1);
+
+    for (size_t i = 0; ok && i < nsecrets; i++) {
+        uint8_t len = (uint8_t)secrets[i].len;
+        ok = secrets[i].len <= sizeof(secrets[i].key) && EVP_DigestUpdate(ctx, &len, 1) &&
+             EVP_DigestUpdate(ctx, secrets[i].key, secrets[i].len);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= DISPATCH_DEST_HASH;
+    EVP_MD_CTX_free(ctx);
+    if (ok)
+        memcpy(out, md, DISPATCH_DEST_HASH);
+    else
+        memset(out, 0, DISPATCH_DEST_HASH);
+    explicit_bzero(md, sizeof(md));
+}
+
 /* Fill @dst from @cd; its state is kept when @old is given and its URL and secrets match. */
 static int
 dispatch_dest_setup(struct dispatch *d, struct dispatch_dest *dst, const struct config_dest *cd,
@@ -1710,6 +1748,7 @@ dispatch_dest_setup(struct dispatch *d, struct dispatch_dest *dst, const struct 
     dst->nsecrets = cd->nsecrets;
     if (http_url_redact(url, dst->host, sizeof(dst->host)) < 0)
         dispatch_copy(dst->host, sizeof(dst->host), "?");
+    dispatch_dest_hash(dst->type, url, dst->secrets, dst->nsecrets, dst->hash);
     if (old && !same) {
         dst->enabled = true; /* a new URL or secret: try again (alerting.md §5.4) */
         dst->auth_fails = 0;
@@ -1928,13 +1967,14 @@ dispatch_free(struct dispatch *d)
 /* --- persistence ----------------------------------------------------------------------- */
 
 /*
- * Encoding (version 4; version 3, without the incidents in each open digest, still decodes
- * with every held incident in it; version 2, without the detection and log times too, with
- * the log time as the detection's; version 1, without the digest and follow-up state too,
- * with no grouping window open and no follow-up pending):
+ * Encoding (version 4; version 3, without the incidents in each open digest and the
+ * destinations' hashes, still decodes with every held incident in it and every destination
+ * enabled; version 2, without the detection and log times too, with the log time as the
+ * detection's; version 1, without the digest and follow-up state too, with no grouping
+ * window open and no follow-up pending):
  *   FLOODGATE-DISPATCH 4\n
  *   D <dest> <enabled> <win_open> <digest_mode> <win_start> <win_sent> <held_total>
- *     <held_acted> <held_failed> <ncounts> <ntop>\n           per destination, then its
+ *     <held_acted> <held_failed> <ncounts> <ntop> <hash>\n    per destination, then its
  *   C <scope> <n> <len rule>\n<rule>\n                       digest counts and
  *   T <scope> <value> <limit> <len rule> <len identity> <len metric>\n
  *   <rule><identity><metric>\n                               top identities
@@ -1947,7 +1987,8 @@ dispatch_free(struct dispatch *d)
  *   O <len>\n<outbox encoding>\n
  *   END <crc32 of everything before, 8 hex digits>\n
  * The incidents' destination bits (held, sent, owed, open) count the D lines in order; decoding
- * maps them to the running destinations by name.
+ * maps them to the running destinations by name. <hash> is dispatch_dest_hash()'s, in hex: a
+ * destination's disabled (or paused) flag is kept only while its URL and secrets are the same.
  */
 int
 dispatch_encode(struct dispatch *d, struct strbuf *out)
@@ -1959,12 +2000,16 @@ dispatch_encode(struct dispatch *d, struct strbuf *out)
 
     for (size_t i = 0; i < d->ndests && r == 0; i++) {
         const struct dispatch_dest *dst = &d->dests[i];
+        char hex[2 * DISPATCH_DEST_HASH + 1];
 
+        for (size_t k = 0; k < DISPATCH_DEST_HASH; k++)
+            (void)snprintf(hex + 2 * k, 3, "%02x", dst->hash[k]);
         r = strbuf_printf(
             out,
-            "D %s %d %d %d %" PRId64 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu %zu\n",
+            "D %s %d %d %d %" PRId64 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64
+            " %zu %zu %s\n",
             dst->name, dst->enabled, dst->win_open, dst->digest_mode, dst->win_start, dst->win_sent,
-            dst->held_total, dst->held_acted, dst->held_failed, dst->ncounts, dst->ntop);
+            dst->held_total, dst->held_acted, dst->held_failed, dst->ncounts, dst->ntop, hex);
         for (size_t k = 0; k < dst->ncounts && r == 0; k++)
             r = strbuf_printf(out, "C %d %" PRIu64 " %zu\n%s\n", (int)dst->counts[k].scope,
                               dst->counts[k].n, strlen(dst->counts[k].rule), dst->counts[k].rule);
@@ -2225,6 +2270,24 @@ dispatch_rd_digest(struct dispatch_rd *rd, const struct fg_str *t, struct dispat
     return true;
 }
 
+/* A destination's hash (version 4), @t: DISPATCH_DEST_HASH bytes in lowercase hex. */
+static bool
+dispatch_rd_hash(struct fg_str t, uint8_t out[DISPATCH_DEST_HASH])
+{
+    if (t.len != 2 * DISPATCH_DEST_HASH)
+        return false;
+    for (size_t i = 0; i < t.len; i++) {
+        char c = t.p[i];
+        unsigned v = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (v == 16)
+            return false;
+        out[i / 2] = (uint8_t)(i % 2 ? out[i / 2] | v : v << 4);
+    }
+    return true;
+}
+
 /* An incident's destination bits, from the file's D order (@map) to the running one. */
 static uint32_t
 dispatch_remap(uint32_t bits, const size_t *map, size_t n)
@@ -2235,6 +2298,16 @@ dispatch_remap(uint32_t bits, const size_t *map, size_t n)
         if (((bits >> k) & 1u) && map[k] != SIZE_MAX)
             out |= 1u << map[k];
     return out;
+}
+
+/* @g, decoded, has the running destination @dst's type, URL and secrets. */
+static bool
+dispatch_dest_same(const struct dispatch_dest *dst, const struct dispatch_dest *g)
+{
+    static const uint8_t unknown[DISPATCH_DEST_HASH];
+
+    return memcmp(g->hash, unknown, sizeof(unknown)) != 0 &&
+           memcmp(g->hash, dst->hash, sizeof(dst->hash)) == 0;
 }
 
 int
@@ -2289,10 +2362,12 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
     }
     for (;;) {
         n = dispatch_rd_line(&rd, t, N_ELEMS(t));
-        if (n == (version == 1 ? 3 : 12) && fg_str_eq(t[0], "D") && nfd < CONFIG_DESTS_MAX &&
-            util_copy_str(fd[nfd].name, CONFIG_NAME_MAX, t[1]) == 0 &&
+        if (n == (version == 1 ? 3 : version < 4 ? 12 : 13) && fg_str_eq(t[0], "D") &&
+            nfd < CONFIG_DESTS_MAX && util_copy_str(fd[nfd].name, CONFIG_NAME_MAX, t[1]) == 0 &&
             (fg_str_eq(t[2], "0") || fg_str_eq(t[2], "1"))) {
             fd[nfd].enabled = fg_str_eq(t[2], "1");
+            if (version >= 4 && !dispatch_rd_hash(t[12], fd[nfd].hash))
+                goto out;
             if (version >= 2 && !dispatch_rd_digest(&rd, t, &fd[nfd]))
                 goto out;
             nfd++;
@@ -2363,7 +2438,9 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
         if (map[k] == SIZE_MAX)
             continue;
         dst = &d->dests[map[k]];
-        dst->enabled = g->enabled;
+        /* disabled or paused for the URL and secrets it had: a new one re-enables (§5.4);
+         * before version 4 the file cannot tell, and every destination is tried again */
+        dst->enabled = g->enabled || !dispatch_dest_same(dst, g);
         dst->win_open = g->win_open;
         dst->digest_mode = g->digest_mode;
         dst->win_start = g->win_start;

@@ -138,7 +138,9 @@ int64_t dispatch_poll(struct dispatch *d);
 
 /* Everything to keep (outbox entries, incidents, Alertmanager state, disabled flags). */
 int dispatch_encode(struct dispatch *d, struct strbuf *out);
-/* All or nothing: -EBADMSG (damaged, nothing changed). */
+/* All or nothing: -EBADMSG (damaged, nothing changed). A destination disabled or paused in
+ * @buf stays so only when its URL and secrets are still the same (a restart re-enables one
+ * whose URL or secret changed, as a reload does). */
 int dispatch_decode(struct dispatch *d, const char *buf, size_t len);
 /* A snapshot is being taken now; returns its token. */
 uint64_t dispatch_commit_begin(struct dispatch *d);
