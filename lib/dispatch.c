@@ -539,8 +539,7 @@ static int
 dispatch_queue_released(struct dispatch *d, size_t i, struct dispatch_incident *inc,
                         const char *eid, const struct strbuf *b)
 {
-    static const enum alertmsg_kind own[] = { ALERTMSG_ACTED, ALERTMSG_FOLLOWUP,
-                                              ALERTMSG_TRIPPED };
+    static const enum alertmsg_kind own[] = { ALERTMSG_ACTED, ALERTMSG_FOLLOWUP, ALERTMSG_TRIPPED };
 
     for (size_t k = 0; k < N_ELEMS(own); k++) {
         struct outbox_entry *e = dispatch_unsent(d, i, inc, own[k]);
@@ -2004,12 +2003,12 @@ dispatch_encode(struct dispatch *d, struct strbuf *out)
 
         for (size_t k = 0; k < DISPATCH_DEST_HASH; k++)
             (void)snprintf(hex + 2 * k, 3, "%02x", dst->hash[k]);
-        r = strbuf_printf(
-            out,
-            "D %s %d %d %d %" PRId64 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64
-            " %zu %zu %s\n",
-            dst->name, dst->enabled, dst->win_open, dst->digest_mode, dst->win_start, dst->win_sent,
-            dst->held_total, dst->held_acted, dst->held_failed, dst->ncounts, dst->ntop, hex);
+        r = strbuf_printf(out,
+                          "D %s %d %d %d %" PRId64 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64
+                          " %zu %zu %s\n",
+                          dst->name, dst->enabled, dst->win_open, dst->digest_mode, dst->win_start,
+                          dst->win_sent, dst->held_total, dst->held_acted, dst->held_failed,
+                          dst->ncounts, dst->ntop, hex);
         for (size_t k = 0; k < dst->ncounts && r == 0; k++)
             r = strbuf_printf(out, "C %d %" PRIu64 " %zu\n%s\n", (int)dst->counts[k].scope,
                               dst->counts[k].n, strlen(dst->counts[k].rule), dst->counts[k].rule);
@@ -2362,8 +2361,11 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
     }
     for (;;) {
         n = dispatch_rd_line(&rd, t, N_ELEMS(t));
-        if (n == (version == 1 ? 3 : version < 4 ? 12 : 13) && fg_str_eq(t[0], "D") &&
-            nfd < CONFIG_DESTS_MAX && util_copy_str(fd[nfd].name, CONFIG_NAME_MAX, t[1]) == 0 &&
+        if (n == (version == 1  ? 3
+                  : version < 4 ? 12
+                                : 13) &&
+            fg_str_eq(t[0], "D") && nfd < CONFIG_DESTS_MAX &&
+            util_copy_str(fd[nfd].name, CONFIG_NAME_MAX, t[1]) == 0 &&
             (fg_str_eq(t[2], "0") || fg_str_eq(t[2], "1"))) {
             fd[nfd].enabled = fg_str_eq(t[2], "1");
             if (version >= 4 && !dispatch_rd_hash(t[12], fd[nfd].hash))
