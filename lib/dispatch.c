@@ -27,9 +27,10 @@
  * with `individual` also get every event.
  *
  * The outbox cap (§5.1): a tripped, acted or follow-up message that would not fit is folded
- * into the destination's digest instead, and nothing is dropped for it; the digest itself may
- * push out the oldest health events (never an incident), and when even that leaves no room
- * it stays held and goes with the next window's. Drops and expiries are counted per
+ * into the destination's digest instead, and nothing is dropped for it; a "released" one
+ * takes the place of its own incident's message never attempted, else is folded too. The
+ * digest itself may push out the oldest health events (never an incident), and when even
+ * that leaves no room it stays held (not lost) and goes with the next window's. Drops and expiries are counted per
  * destination and logged at most once a minute.
  *
  * Failing destinations (§5.3) are logged per destination, rate-limited, by name and with
