@@ -36,7 +36,9 @@
  * Failing destinations (§5.3) are logged per destination, rate-limited, by name and with
  * http's redacted error only: a certificate or CA problem at LOG_ERR once an hour (and its
  * retries back off from a quarter of the cap), an alert failing DISPATCH_FAIL_WARN attempts
- * in a row at LOG_WARNING once per 10 minutes, and the first delivery after either.
+ * in a row at LOG_WARNING once per 10 minutes, and the first delivery after either. A
+ * reload that changes what decides delivery (URL, secrets, CA file, allow_http) and
+ * dispatch_enable() make the destination's pending alerts due at once.
  *
  * Follow-ups (§2.5, §5.5): "tripped" at once; "acted" when the actions finish, replacing
  * the tripped entry when that was never attempted (one merged message); "released" last.
@@ -159,6 +161,8 @@ struct dispatch_dest {
     char *url;                     /* owned; Alertmanager: with /api/v2/alerts */
     struct alert_secret secrets[ALERT_SECRETS_MAX];
     size_t nsecrets;
+    char ca_file[CONFIG_PATH_MAX]; /* as configured ("": none), to see a reload change it */
+    bool allow_http;
     char host[128];
     uint8_t hash[DISPATCH_DEST_HASH]; /* its type, URL and secrets (all zero: unknown) */
     bool enabled;
@@ -1721,6 +1725,23 @@ dispatch_dest_hash(enum alert_dest_type type, const char *url, const struct aler
     explicit_bzero(md, sizeof(md));
 }
 
+/*
+ * A destination's alerts are due now: an operator changed what decides whether they can
+ * get through (URL, secrets, CA file, allow_http) or re-enabled it, so the backoff earned
+ * by the old settings (up to 10 minutes, longer after TLS failures) no longer applies.
+ */
+static void
+dispatch_dest_due_now(struct dispatch *d, const char *name, int64_t now)
+{
+    struct outbox_entry *e;
+
+    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++)
+        if (!e->inflight && e->next_ms > now && strcmp(e->dest, name) == 0) {
+            e->next_ms = now;
+            d->dirty = true;
+        }
+}
+
 /* Fill @dst from @cd; its state is kept when @old is given and its URL and secrets match. */
 static int
 dispatch_dest_setup(struct dispatch *d, struct dispatch_dest *dst, const struct config_dest *cd,
@@ -1749,18 +1770,24 @@ dispatch_dest_setup(struct dispatch *d, struct dispatch_dest *dst, const struct 
     if (http_url_redact(url, dst->host, sizeof(dst->host)) < 0)
         dispatch_copy(dst->host, sizeof(dst->host), "?");
     dispatch_dest_hash(dst->type, url, dst->secrets, dst->nsecrets, dst->hash);
+    dispatch_copy(dst->ca_file, sizeof(dst->ca_file), cd->ca_file ? cd->ca_file : "");
+    dst->allow_http = cd->allow_http;
     if (old && !same) {
         dst->enabled = true; /* a new URL or secret: try again (alerting.md §5.4) */
         dst->auth_fails = 0;
         dst->am_next_ms = 0;
         dst->am_attempts = 0;
     }
+    if (old && (!same || strcmp(old->ca_file, cd->ca_file ? cd->ca_file : "") != 0 ||
+                old->allow_http != cd->allow_http)) {
+        dst->am_next_ms = 0;
+        dispatch_dest_due_now(d, cd->name, now);
+    }
     if (!old || old->bucket.rate != cd->rate || old->bucket.burst != cd->burst ||
         !old->limited != !(cd->rate > 0)) {
         dst->limited = cd->rate > 0;
         alert_bucket_init(&dst->bucket, cd->rate, cd->burst >= 1 ? cd->burst : 1, now);
     }
-    (void)d;
     return 0;
 }
 
@@ -1860,6 +1887,7 @@ dispatch_enable(struct dispatch *d, const char *dest)
 
         log_emit(LOG_NOTICE, 0, f, "alert destination %s re-enabled", dst->name);
     }
+    dispatch_dest_due_now(d, dst->name, dispatch_now(d));
     dispatch_kick(d);
     return 0;
 }

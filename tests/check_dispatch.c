@@ -33,6 +33,7 @@
 
 struct fake_req {
     char url[256];
+    char ca_file[256]; /* "" for none */
     char hname[HTTP_HEADERS_MAX][32];
     char hval[HTTP_HEADERS_MAX][256];
     size_t nh;
@@ -64,6 +65,7 @@ fake_post(void *ctx, const struct http_request *rq, http_done_fn done, void *don
     q = &fh->v[fh->n++];
     memset(q, 0, sizeof(*q));
     (void)snprintf(q->url, sizeof(q->url), "%s", rq->url);
+    (void)snprintf(q->ca_file, sizeof(q->ca_file), "%s", rq->ca_file ? rq->ca_file : "");
     ck_assert_uint_le(rq->nheaders, HTTP_HEADERS_MAX);
     for (size_t i = 0; i < rq->nheaders; i++) {
         (void)snprintf(q->hname[i], sizeof(q->hname[i]), "%s", rq->headers[i].name);
@@ -662,6 +664,46 @@ START_TEST(test_dispatch_failures_logged)
                       1);
     ck_assert_ptr_null(strstr(logbuf, "/in/secret"));
     ck_assert_ptr_null(strstr(logbuf, "hook.example.net"));
+    env_done(&e);
+}
+END_TEST
+
+/* A reload that changes what decides delivery (here the CA file) retries at once. */
+START_TEST(test_dispatch_reload_retries_now)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("a@example.com", T0, 412);
+    static char ca[] = "/etc/floodgate/private-ca.pem";
+    FILE *cap = tmpfile();
+    int saved = dup(2);
+
+    ck_assert_ptr_nonnull(cap);
+    env_init(&e, D_HOOK, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    env_commit(&e);
+    fflush(stderr);
+    ck_assert_int_eq(dup2(fileno(cap), 2), 2); /* the certificate error, out of the way */
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1);
+    fake_fail(&e.fh, 0, HTTP_ERR_TLS, "SSL certificate problem: self-signed certificate");
+    fflush(stderr);
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    fclose(cap);
+    env_advance(&e, 5000);
+    ck_assert_uint_eq(e.fh.n, 1); /* TLS failures back off for minutes */
+    /* the same settings again: still waiting */
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 1);
+    /* the CA file that vouches for the receiver: now */
+    e.dests[D_HOOK].ca_file = ca;
+    ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
+    (void)dispatch_poll(e.d);
+    ck_assert_uint_eq(e.fh.n, 2);
+    ck_assert_str_eq(e.fh.v[1].ca_file, ca);
+    fake_complete(&e.fh, 1, 200, -1, "");
+    e.dests[D_HOOK].ca_file = NULL;
     env_done(&e);
 }
 END_TEST
@@ -1895,6 +1937,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_400_permanent);
     tcase_add_test(tc, test_dispatch_shared_slack_bucket);
     tcase_add_test(tc, test_dispatch_disable_and_enable);
+    tcase_add_test(tc, test_dispatch_reload_retries_now);
     tcase_add_test(tc, test_dispatch_auth_pause);
     tcase_add_test(tc, test_dispatch_failures_logged);
     tcase_add_test(tc, test_dispatch_expiry);

@@ -2,9 +2,10 @@
 """A scriptable HTTP/1.1 receiver on loopback for the alerting tests (stdlib only).
 
 usage: http_sink.py --port-file F --log FILE [--secret whsec_...]... [--port N]
+                    [--tls-cert CERT.pem --tls-key KEY.pem]
 
 Binds 127.0.0.1 (port 0: any free one), writes the port to F once listening and runs until
-SIGTERM. Every POST to a path other than /__control is appended to FILE as one JSON line:
+SIGTERM; with --tls-cert/--tls-key it speaks HTTPS with that certificate. Every POST to a path other than /__control is appended to FILE as one JSON line:
 
   {"t": <unix time>, "path": ..., "headers": {lower-case name: value},
    "body": <utf-8 text> (or "body_b64" when the body is not UTF-8),
@@ -38,6 +39,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -108,6 +110,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def setup(self):
+        if hasattr(self.request, "do_handshake"):
+            self.request.settimeout(10)
+            self.request.do_handshake()  # a client refusing our certificate ends here
+            self.request.settimeout(None)
         super().setup()
         # headers and body go out in two writes: without this, Nagle holds the body until
         # the client's delayed ACK (40 ms), and the sink, not floodgate, sets the pace
@@ -248,6 +254,13 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = 64
+    tls = None  # an ssl.SSLContext: the handshake runs in the request's thread
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        if self.tls:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
 
 def write_port_file(path, port):
@@ -264,11 +277,16 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--secret", action="append", default=[])
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
 
     STATE = State(args.log, args.secret)
     server = Server(("127.0.0.1", args.port), Handler)
     server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if args.tls_cert:
+        server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.tls.load_cert_chain(args.tls_cert, args.tls_key)
 
     def stop(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
