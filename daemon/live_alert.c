@@ -22,15 +22,16 @@
 #define LIVE_ALERT_MAX_PER_HOST 2 /* concurrent connections per receiver host */
 #define LIVE_ALERT_SAMPLE_MAX   200
 
-int
-live_alert_open(struct daemon *d)
+/* Start delivery to @cfg's destinations (none: nothing is started). */
+static int
+live_alert_start(struct daemon *d, const struct config *cfg)
 {
     struct dispatch_params p;
     int r;
 
     d->alerts = NULL;
     d->http = NULL;
-    if (d->cfg->alerts.ndests == 0)
+    if (cfg->alerts.ndests == 0)
         return 0;
     r = http_client_new(d->loop, LIVE_ALERT_MAX_PER_HOST, &d->http);
     if (r == -ENOTSUP)
@@ -43,7 +44,7 @@ live_alert_open(struct daemon *d)
     p = (struct dispatch_params){
         .loop = d->loop,
         .clock = &clock_real,
-        .cfg = d->cfg,
+        .cfg = cfg,
         .http = http_client_transport(d->http),
         .version = FLOODGATE_VERSION,
     };
@@ -53,9 +54,15 @@ live_alert_open(struct daemon *d)
         d->http = NULL;
         return log_emit(LOG_ERR, r, NULL, "alerts: cannot start delivery");
     }
-    log_emit(LOG_INFO, 0, NULL, "alerts: %zu destination%s", d->cfg->alerts.ndests,
-             d->cfg->alerts.ndests == 1 ? "" : "s");
+    log_emit(LOG_INFO, 0, NULL, "alerts: %zu destination%s", cfg->alerts.ndests,
+             cfg->alerts.ndests == 1 ? "" : "s");
     return 0;
+}
+
+int
+live_alert_open(struct daemon *d)
+{
+    return live_alert_start(d, d->cfg);
 }
 
 void
@@ -71,17 +78,8 @@ live_alert_free(struct daemon *d)
 int
 live_alert_reload(struct daemon *d, const struct config *next)
 {
-    const struct config *running = d->cfg;
-    int r;
-
-    if (!d->alerts) {
-        if (next->alerts.ndests == 0)
-            return 0;
-        d->cfg = (struct config *)(uintptr_t)next; /* live_alert_open reads d->cfg */
-        r = live_alert_open(d);
-        d->cfg = (struct config *)(uintptr_t)running;
-        return r;
-    }
+    if (!d->alerts)
+        return live_alert_start(d, next);
     return dispatch_set_config(d->alerts, next);
 }
 
