@@ -535,14 +535,16 @@ class Sink:
 
 def bench_alerts(a):
     """Trip -> receiver latency for single trips, then alerts/s through the outbox during an
-    outbreak of a.outbreak identities (a signed webhook, 1000/s bucket, every event)."""
+    outbreak of a.outbreak identities: a.dests signed webhooks on one loopback receiver,
+    each at the highest rate a destination may have (1000/s, burst 1000), every event."""
     tmp = tempfile.mkdtemp(prefix="fg-alerts-")
     try:
         sink = Sink(tmp)
-        extra = ("alerts:\n  host_name: bench\n  destinations:\n"
-                 "    - { name: hook, type: webhook, url: 'http://127.0.0.1:%d/hook', "
-                 "allow_http: true, secret: 'whsec_%s', rate: 1000, burst: 1000 }\n"
-                 % (sink.port, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="))
+        extra = "alerts:\n  host_name: bench\n  destinations:\n"
+        for k in range(a.dests):
+            extra += ("    - { name: hook%d, type: webhook, url: 'http://127.0.0.1:%d/hook%d', "
+                      "allow_http: true, secret: 'whsec_%s', rate: 1000, burst: 1000 }\n"
+                      % (k, sink.port, k, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="))
         d = Daemon(a.build, tmp, "  - { name: probe, scope: mailbox, metric: messages, "
                    "window: 1m, above: 2, actions: [alert] }\n", extra=extra)
         d.start()
@@ -564,6 +566,8 @@ def bench_alerts(a):
         got = {}
         while time.monotonic() < end and len(got) < a.probes:
             for r in sink.posts():
+                if r["path"] != "/hook0":
+                    continue
                 ident = json.loads(r["body"])["data"].get("identity")
                 if ident in writes and ident not in got:
                     got[ident] = r["t"]
@@ -581,7 +585,8 @@ def bench_alerts(a):
         print("    trip   -> receiver  p50 %5.1f ms  p99 %5.1f ms  (audit detected_at, 1 ms "
               "resolution)" % (pct(lat2, 50), pct(lat2, 99)))
         before = len(sink.posts())
-        print("== alerts: outbreak of %d identities (3 arrivals each) in one write" % a.outbreak)
+        print("== alerts: outbreak of %d identities (3 arrivals each) in one write; %d webhook "
+              "destinations at 1000/s each" % (a.outbreak, a.dests))
         buf = []
         for i in range(a.outbreak):
             box = "ob%d" % i
@@ -590,13 +595,13 @@ def bench_alerts(a):
                 buf.append(gen.arrival(box, seq))
         t0 = time.time()
         os.write(fd, "".join(buf).encode())
-        want = a.outbreak  # one message per incident at least (tripped, acted merged or not)
+        want = a.outbreak * a.dests  # one message per incident and destination at least
         end = time.monotonic() + 120
         idents = set()
         while time.monotonic() < end:
             posts = sink.posts()[before:]
-            idents = {json.loads(r["body"])["data"].get("identity") for r in posts}
-            if len([x for x in idents if x and x.startswith("ob")]) >= want:
+            pairs = {(r["path"], json.loads(r["body"])["data"].get("identity")) for r in posts}
+            if len([x for x in pairs if x[1] and x[1].startswith("ob")]) >= want:
                 break
             time.sleep(0.1)
         posts = sink.posts()[before:]
@@ -604,7 +609,7 @@ def bench_alerts(a):
                 .startswith("ob")]
         if done:
             span = max(r["t"] for r in done) - t0
-            ids = [r["headers"].get("webhook-id") for r in done]
+            ids = [(r["path"], r["headers"].get("webhook-id")) for r in done]
             print("    %d events for %d identities delivered in %.2f s: %.0f alerts/s "
                   "through the outbox (each signed, each on disk before its first attempt); "
                   "%d duplicates" % (len(done), len({json.loads(r["body"])["data"]["identity"]
@@ -641,6 +646,7 @@ def main():
     p = sub.add_parser("alerts")
     p.add_argument("--outbreak", type=int, default=2000)
     p.add_argument("--probes", type=int, default=50)
+    p.add_argument("--dests", type=int, default=4)
     a = ap.parse_args()
     if a.cmd == "latency":
         bench_latency(a)
