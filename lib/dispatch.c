@@ -1285,10 +1285,11 @@ static struct outbox_entry *
 dispatch_due(struct dispatch *d, const char *dest, int64_t now, int64_t *later)
 {
     struct outbox_entry *e;
+    uint32_t ix = outbox_dest_ix(d->ob, dest);
 
     *later = INT64_MAX;
-    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++) {
-        if (e->inflight || e->tag > d->durable || strcmp(e->dest, dest) != 0)
+    for (size_t k = 0; ix != OUTBOX_DEST_NONE && (e = outbox_at(d->ob, k)) != NULL; k++) {
+        if (e->inflight || e->tag > d->durable || e->dest_ix != ix)
             continue;
         if (e->next_ms <= now)
             return e;
@@ -1734,9 +1735,10 @@ static void
 dispatch_dest_due_now(struct dispatch *d, const char *name, int64_t now)
 {
     struct outbox_entry *e;
+    uint32_t ix = outbox_dest_ix(d->ob, name);
 
-    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++)
-        if (!e->inflight && e->next_ms > now && strcmp(e->dest, name) == 0) {
+    for (size_t k = 0; ix != OUTBOX_DEST_NONE && (e = outbox_at(d->ob, k)) != NULL; k++)
+        if (!e->inflight && e->next_ms > now && e->dest_ix == ix) {
             e->next_ms = now;
             d->dirty = true;
         }
@@ -1807,6 +1809,7 @@ dispatch_set_config(struct dispatch *d, const struct config *cfg)
     size_t map[CONFIG_DESTS_MAX]; /* old index -> new index (SIZE_MAX: removed) */
     struct outbox_limits lim = dispatch_limits(cfg);
     int64_t now = dispatch_now(d);
+    uint32_t kept[CONFIG_DESTS_MAX];
     struct outbox_entry *e;
 
     if (al->ndests > CONFIG_DESTS_MAX || d->ndests > CONFIG_DESTS_MAX)
@@ -1831,11 +1834,13 @@ dispatch_set_config(struct dispatch *d, const struct config *cfg)
         if (old)
             map[oi] = j;
     }
-    /* a removed destination's pending alerts go with it */
+    /* a removed destination's pending alerts go with it; a kept one's outbox number stays */
+    for (size_t j = 0; j < al->ndests; j++)
+        kept[j] = outbox_dest_ix(d->ob, al->dests[j].name);
     for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL;) {
         bool keep = false;
         for (size_t j = 0; j < al->ndests && !keep; j++)
-            keep = strcmp(e->dest, al->dests[j].name) == 0;
+            keep = e->dest_ix == kept[j];
         if (!keep) {
             outbox_remove(d->ob, e);
             d->dirty = true;
@@ -2542,6 +2547,7 @@ dispatch_dest_stats(const struct dispatch *d, size_t i, struct dispatch_dest_sta
 {
     const struct dispatch_dest *dst;
     const struct outbox_entry *e;
+    uint32_t ix;
 
     memset(ret, 0, sizeof(*ret));
     if (i >= d->ndests)
@@ -2550,8 +2556,9 @@ dispatch_dest_stats(const struct dispatch *d, size_t i, struct dispatch_dest_sta
     ret->name = dst->name;
     ret->type = dst->type;
     ret->enabled = dst->enabled;
-    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++) {
-        if (strcmp(e->dest, dst->name) != 0)
+    ix = outbox_dest_ix(d->ob, dst->name);
+    for (size_t k = 0; ix != OUTBOX_DEST_NONE && (e = outbox_at(d->ob, k)) != NULL; k++) {
+        if (e->dest_ix != ix)
             continue;
         ret->pending++;
         if (ret->oldest_ms == 0 || e->created_ms < ret->oldest_ms)

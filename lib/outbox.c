@@ -1,9 +1,26 @@
 /*
  * outbox.c - alerts waiting for their destination, in memory and as one encoded file.
  *
- * The entries are a flat array in insertion order; every operation is a scan. The limits
- * keep it small (10,000 entries per destination by default) and an alert is a rare event
- * next to a log line, so a scan per attempt costs nothing the log reader would notice.
+ * The entries are a flat array in insertion order (the order of delivery and of the
+ * encoding). Beside it, two indexes the hot paths of an outbreak use on every trip:
+ *
+ *  - a table of the destination names present, each with its count and body bytes, so
+ *    the limits (outbox_usage(), outbox_room(), outbox_count()) cost one look-up among the
+ *    destinations, not a scan. Each entry carries its destination's number in that table
+ *    (dest_ix), so the scans that remain (what is due, what to drop at the limits) and the
+ *    caller's own compare integers. A name's slot is freed with its last entry and reused,
+ *    so the table is as long as the most destinations ever present at once.
+ *  - a hash of (dest_ix, event id) to the entry: open addressing, linear probing,
+ *    backward-shift deletion, at most half full; SipHash under a fixed key (the ids are
+ *    ours, and the limits bound the table). It answers outbox_find() and the duplicate
+ *    check of outbox_add().
+ *
+ * Every insert goes through outbox_link() and every removal (done, remove, a drop at the
+ * limits, expiry) through outbox_remove_at(); a decode builds a whole new outbox with
+ * outbox_link() and swaps it in. What still grows with the pending alerts: a removal moves
+ * the array behind the entry, and a drop at the limits scans for the one to drop
+ * (comparing numbers), so an add at a full destination costs a scan, an add below the
+ * limits none.
  *
  * Encoding (all text but the bodies):
  *
@@ -23,15 +40,26 @@
 
 #include <zlib.h>
 
+#include "siphash.h"
+
 #define OUTBOX_MAGIC         "FLOODGATE-OUTBOX 1\n"
 #define OUTBOX_DEFAULT_COUNT 10000
 #define OUTBOX_DEFAULT_BYTES (16u << 20)
 #define OUTBOX_DEFAULT_AGE   (24 * 3600 * 1000LL)
 
+struct outbox_dest {
+    char name[OUTBOX_NAME_MAX]; /* "" when free */
+    size_t count, bytes;        /* entries and their body bytes; a free slot has none */
+};
+
 struct outbox {
     struct outbox_limits lim;
     struct outbox_entry **v;
     size_t n, cap;
+    struct outbox_entry **slot; /* the hash of (dest_ix, event id): nslot, a power of 2 */
+    size_t nslot;
+    struct outbox_dest *dests; /* indexed by dest_ix */
+    size_t ndests, capdests;
     struct outbox_stats stats;
     bool dirty;
 };
@@ -63,11 +91,15 @@ outbox_entry_free(struct outbox_entry *e)
     }
 }
 
+/* Free every entry and index of @ob, not @ob itself. */
 static void
-outbox_clear(struct outbox_entry **v, size_t n)
+outbox_release(struct outbox *ob)
 {
-    for (size_t i = 0; i < n; i++)
-        outbox_entry_free(v[i]);
+    for (size_t i = 0; i < ob->n; i++)
+        outbox_entry_free(ob->v[i]);
+    free(ob->v);
+    free(ob->slot);
+    free(ob->dests);
 }
 
 void
@@ -75,8 +107,7 @@ outbox_free(struct outbox *ob)
 {
     if (!ob)
         return;
-    outbox_clear(ob->v, ob->n);
-    free(ob->v);
+    outbox_release(ob);
     free(ob);
 }
 
@@ -105,25 +136,175 @@ outbox_index(const struct outbox *ob, const struct outbox_entry *e)
     return ob->n;
 }
 
+/* --- indexes ------------------------------------------------------------------------- */
+
+/* Fixed: the hash is never written down, so any key would do; this one is "floodgate-outbox". */
+static const uint8_t outbox_hash_key[SIPHASH_KEY_LEN] = {
+    0x66, 0x6c, 0x6f, 0x6f, 0x64, 0x67, 0x61, 0x74, 0x65, 0x2d, 0x6f, 0x75, 0x74, 0x62, 0x6f, 0x78,
+};
+
+static size_t
+outbox_home(uint32_t ix, const char *event_id, size_t nslot)
+{
+    uint8_t buf[sizeof(ix) + OUTBOX_NAME_MAX];
+    size_t len = strlen(event_id);
+
+    memcpy(buf, &ix, sizeof(ix));
+    memcpy(buf + sizeof(ix), event_id, len);
+    return (size_t)siphash(buf, sizeof(ix) + len, outbox_hash_key) & (nslot - 1);
+}
+
+static void
+outbox_slot_put(struct outbox_entry **slot, size_t nslot, struct outbox_entry *e)
+{
+    size_t i = outbox_home(e->dest_ix, e->event_id, nslot);
+
+    while (slot[i])
+        i = (i + 1) & (nslot - 1);
+    slot[i] = e;
+}
+
+/* Room in the hash for one more entry at a load of at most one half. */
+static int
+outbox_slot_reserve(struct outbox *ob)
+{
+    size_t nslot = ob->nslot ? ob->nslot : 64;
+    struct outbox_entry **slot;
+
+    while ((ob->n + 1) * 2 > nslot)
+        nslot *= 2;
+    if (nslot == ob->nslot)
+        return 0;
+    slot = calloc(nslot, sizeof(*slot));
+    if (!slot)
+        return -ENOMEM;
+    for (size_t i = 0; i < ob->n; i++) /* in insertion order: of equal keys the first wins */
+        outbox_slot_put(slot, nslot, ob->v[i]);
+    free(ob->slot);
+    ob->slot = slot;
+    ob->nslot = nslot;
+    return 0;
+}
+
+/* Take @e out of the hash, moving back the entries after it that may sit closer to home. */
+static void
+outbox_slot_del(struct outbox *ob, const struct outbox_entry *e)
+{
+    size_t mask = ob->nslot - 1, hole = outbox_home(e->dest_ix, e->event_id, ob->nslot);
+
+    while (ob->slot[hole] != e)
+        hole = (hole + 1) & mask;
+    for (size_t j = (hole + 1) & mask; ob->slot[j]; j = (j + 1) & mask) {
+        const struct outbox_entry *f = ob->slot[j];
+        size_t home = outbox_home(f->dest_ix, f->event_id, ob->nslot);
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            ob->slot[hole] = ob->slot[j];
+            hole = j;
+        }
+    }
+    ob->slot[hole] = NULL;
+}
+
+static struct outbox_entry *
+outbox_slot_find(const struct outbox *ob, uint32_t ix, const char *event_id)
+{
+    size_t i;
+
+    if (ix == OUTBOX_DEST_NONE || ob->nslot == 0)
+        return NULL;
+    for (i = outbox_home(ix, event_id, ob->nslot); ob->slot[i]; i = (i + 1) & (ob->nslot - 1))
+        if (ob->slot[i]->dest_ix == ix && strcmp(ob->slot[i]->event_id, event_id) == 0)
+            return ob->slot[i];
+    return NULL;
+}
+
+uint32_t
+outbox_dest_ix(const struct outbox *ob, const char *dest)
+{
+    for (size_t i = 0; i < ob->ndests; i++)
+        if (ob->dests[i].count > 0 && strcmp(ob->dests[i].name, dest) == 0)
+            return (uint32_t)i;
+    return OUTBOX_DEST_NONE;
+}
+
+/* @dest's number, given a free or new slot when it has none. */
+static int
+outbox_dest_get(struct outbox *ob, const char *dest, uint32_t *ret)
+{
+    uint32_t ix = outbox_dest_ix(ob, dest);
+    struct outbox_dest *d;
+
+    for (size_t i = 0; ix == OUTBOX_DEST_NONE && i < ob->ndests; i++)
+        if (ob->dests[i].count == 0)
+            ix = (uint32_t)i;
+    if (ix == OUTBOX_DEST_NONE) {
+        if (ob->ndests == ob->capdests) {
+            size_t cap = ob->capdests ? ob->capdests * 2 : 8;
+            d = realloc(ob->dests, cap * sizeof(*d));
+            if (!d)
+                return -ENOMEM;
+            ob->dests = d;
+            ob->capdests = cap;
+        }
+        ix = (uint32_t)ob->ndests++;
+        ob->dests[ix] = (struct outbox_dest){ .count = 0 };
+    }
+    d = &ob->dests[ix];
+    if (d->count == 0)
+        (void)snprintf(d->name, sizeof(d->name), "%s", dest);
+    *ret = ix;
+    return 0;
+}
+
+/* Append @e (owned by @ob on success) to the array and both indexes; all or nothing. */
+static int
+outbox_link(struct outbox *ob, struct outbox_entry *e)
+{
+    uint32_t ix;
+
+    if (ob->n == ob->cap) {
+        size_t cap = ob->cap ? ob->cap * 2 : 64;
+        struct outbox_entry **v = realloc(ob->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        ob->v = v;
+        ob->cap = cap;
+    }
+    if (outbox_slot_reserve(ob) < 0 || outbox_dest_get(ob, e->dest, &ix) < 0)
+        return -ENOMEM;
+    e->dest_ix = ix;
+    ob->dests[ix].count++;
+    ob->dests[ix].bytes += e->body_len;
+    outbox_slot_put(ob->slot, ob->nslot, e);
+    ob->v[ob->n++] = e;
+    return 0;
+}
+
+/* The one way out: unlink entry @i from both indexes and free it. */
 static void
 outbox_remove_at(struct outbox *ob, size_t i)
 {
-    outbox_entry_free(ob->v[i]);
+    struct outbox_entry *e = ob->v[i];
+    struct outbox_dest *d = &ob->dests[e->dest_ix];
+
+    outbox_slot_del(ob, e);
+    d->count--;
+    d->bytes -= e->body_len;
+    if (d->count == 0)
+        d->name[0] = '\0';
+    while (ob->ndests > 0 && ob->dests[ob->ndests - 1].count == 0)
+        ob->ndests--;
+    outbox_entry_free(e);
     memmove(&ob->v[i], &ob->v[i + 1], (ob->n - i - 1) * sizeof(ob->v[0]));
     ob->n--;
     ob->dirty = true;
 }
 
 static void
-outbox_usage(const struct outbox *ob, const char *dest, size_t *count, size_t *bytes)
+outbox_usage(const struct outbox *ob, uint32_t ix, size_t *count, size_t *bytes)
 {
-    *count = *bytes = 0;
-    for (size_t i = 0; i < ob->n; i++) {
-        if (strcmp(ob->v[i]->dest, dest) == 0) {
-            (*count)++;
-            *bytes += ob->v[i]->body_len;
-        }
-    }
+    *count = ix == OUTBOX_DEST_NONE ? 0 : ob->dests[ix].count;
+    *bytes = ix == OUTBOX_DEST_NONE ? 0 : ob->dests[ix].bytes;
 }
 
 /*
@@ -131,13 +312,13 @@ outbox_usage(const struct outbox *ob, const char *dest, size_t *count, size_t *b
  * priority than @prio (a digest does not push out an incident); false when none.
  */
 static bool
-outbox_drop_one(struct outbox *ob, const char *dest, enum outbox_priority prio)
+outbox_drop_one(struct outbox *ob, uint32_t ix, enum outbox_priority prio)
 {
     size_t best = ob->n;
 
     for (size_t i = 0; i < ob->n; i++) {
         const struct outbox_entry *e = ob->v[i];
-        if (e->inflight || e->prio > prio || strcmp(e->dest, dest) != 0)
+        if (e->inflight || e->prio > prio || e->dest_ix != ix)
             continue;
         if (best == ob->n || e->prio < ob->v[best]->prio)
             best = i; /* the array is in insertion order: the first of a priority is oldest */
@@ -147,21 +328,6 @@ outbox_drop_one(struct outbox *ob, const char *dest, enum outbox_priority prio)
     outbox_remove_at(ob, best);
     ob->stats.dropped++;
     return true;
-}
-
-static int
-outbox_push(struct outbox *ob, struct outbox_entry *e)
-{
-    if (ob->n == ob->cap) {
-        size_t cap = ob->cap ? ob->cap * 2 : 64;
-        struct outbox_entry **v = realloc(ob->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        ob->v = v;
-        ob->cap = cap;
-    }
-    ob->v[ob->n++] = e;
-    return 0;
 }
 
 static struct outbox_entry *
@@ -193,27 +359,29 @@ outbox_add(struct outbox *ob, const char *dest, const char *event_id, enum outbo
 {
     struct outbox_entry *e;
     size_t count, bytes;
+    uint32_t ix;
 
     if (!outbox_name_valid(dest) || !outbox_name_valid(event_id) || prio > OUTBOX_PRIO_INCIDENT)
         return -EINVAL;
     if (body_len > ob->lim.max_bytes)
         return -E2BIG;
-    for (size_t i = 0; i < ob->n; i++) {
-        if (strcmp(ob->v[i]->dest, dest) == 0 && strcmp(ob->v[i]->event_id, event_id) == 0) {
-            ob->stats.duplicates++;
-            return 1;
-        }
+    ix = outbox_dest_ix(ob, dest);
+    if (outbox_slot_find(ob, ix, event_id)) {
+        ob->stats.duplicates++;
+        return 1;
     }
-    outbox_usage(ob, dest, &count, &bytes);
+    outbox_usage(ob, ix, &count, &bytes);
     while (count + 1 > ob->lim.max_entries || bytes + body_len > ob->lim.max_bytes) {
-        if (!outbox_drop_one(ob, dest, prio))
+        if (!outbox_drop_one(ob, ix, prio))
             return -ENOBUFS; /* everything left is in flight or matters more */
-        outbox_usage(ob, dest, &count, &bytes);
+        /* with its last entry gone, @dest has no number */
+        ix = outbox_dest_ix(ob, dest);
+        outbox_usage(ob, ix, &count, &bytes);
     }
     e = outbox_entry_new(dest, event_id, prio, created_ms, body, body_len);
     if (!e)
         return -ENOMEM;
-    if (outbox_push(ob, e) < 0) {
+    if (outbox_link(ob, e) < 0) {
         outbox_entry_free(e);
         return -ENOMEM;
     }
@@ -227,7 +395,7 @@ outbox_room(const struct outbox *ob, const char *dest, size_t body_len)
 {
     size_t count, bytes;
 
-    outbox_usage(ob, dest, &count, &bytes);
+    outbox_usage(ob, outbox_dest_ix(ob, dest), &count, &bytes);
     return count + 1 <= ob->lim.max_entries && bytes + body_len <= ob->lim.max_bytes;
 }
 
@@ -236,7 +404,7 @@ outbox_room_instead(const struct outbox *ob, const struct outbox_entry *e, size_
 {
     size_t count, bytes;
 
-    outbox_usage(ob, e->dest, &count, &bytes);
+    outbox_usage(ob, outbox_dest_ix(ob, e->dest), &count, &bytes);
     return count >= 1 && bytes >= e->body_len && count <= ob->lim.max_entries &&
            bytes - e->body_len + body_len <= ob->lim.max_bytes;
 }
@@ -244,9 +412,11 @@ outbox_room_instead(const struct outbox *ob, const struct outbox_entry *e, size_
 struct outbox_entry *
 outbox_next_due(struct outbox *ob, const char *dest, int64_t now_ms)
 {
-    for (size_t i = 0; i < ob->n; i++) {
+    uint32_t ix = outbox_dest_ix(ob, dest);
+
+    for (size_t i = 0; ix != OUTBOX_DEST_NONE && i < ob->n; i++) {
         struct outbox_entry *e = ob->v[i];
-        if (!e->inflight && e->next_ms <= now_ms && strcmp(e->dest, dest) == 0)
+        if (!e->inflight && e->next_ms <= now_ms && e->dest_ix == ix)
             return e;
     }
     return NULL;
@@ -256,10 +426,11 @@ int64_t
 outbox_next_time(const struct outbox *ob, const char *dest)
 {
     int64_t t = INT64_MAX;
+    uint32_t ix = outbox_dest_ix(ob, dest);
 
-    for (size_t i = 0; i < ob->n; i++) {
+    for (size_t i = 0; ix != OUTBOX_DEST_NONE && i < ob->n; i++) {
         const struct outbox_entry *e = ob->v[i];
-        if (!e->inflight && e->next_ms < t && strcmp(e->dest, dest) == 0)
+        if (!e->inflight && e->next_ms < t && e->dest_ix == ix)
             t = e->next_ms;
     }
     return t;
@@ -314,10 +485,7 @@ outbox_expire(struct outbox *ob, int64_t now_ms)
 struct outbox_entry *
 outbox_find(struct outbox *ob, const char *dest, const char *event_id)
 {
-    for (size_t i = 0; i < ob->n; i++)
-        if (strcmp(ob->v[i]->dest, dest) == 0 && strcmp(ob->v[i]->event_id, event_id) == 0)
-            return ob->v[i];
-    return NULL;
+    return outbox_slot_find(ob, outbox_dest_ix(ob, dest), event_id);
 }
 
 struct outbox_entry *
@@ -349,13 +517,12 @@ outbox_set_limits(struct outbox *ob, const struct outbox_limits *lim)
 size_t
 outbox_count(const struct outbox *ob, const char *dest)
 {
-    size_t n = 0;
+    size_t count, bytes;
 
     if (!dest)
         return ob->n;
-    for (size_t i = 0; i < ob->n; i++)
-        n += strcmp(ob->v[i]->dest, dest) == 0;
-    return n;
+    outbox_usage(ob, outbox_dest_ix(ob, dest), &count, &bytes);
+    return count;
 }
 
 const struct outbox_stats *
@@ -522,7 +689,7 @@ outbox_decode(struct outbox *ob, const char *buf, size_t len)
         e->next_ms = tmp.next_ms;
         e->attempts = tmp.attempts;
         e->last_status = tmp.last_status;
-        if (outbox_push(&next, e) < 0) {
+        if (outbox_link(&next, e) < 0) {
             outbox_entry_free(e);
             goto fail;
         }
@@ -531,15 +698,11 @@ outbox_decode(struct outbox *ob, const char *buf, size_t len)
     r = -EBADMSG;
     if (next.n != count)
         goto fail;
-    outbox_clear(ob->v, ob->n);
-    free(ob->v);
-    ob->v = next.v;
-    ob->n = next.n;
-    ob->cap = next.cap;
-    ob->dirty = false;
+    outbox_release(ob);
+    next.stats = ob->stats;
+    *ob = next;
     return 0;
 fail:
-    outbox_clear(next.v, next.n);
-    free(next.v);
+    outbox_release(&next);
     return r;
 }

@@ -38,6 +38,7 @@ struct outbox_entry {
     uint64_t tag;    /* the caller's, not persisted (0 after a decode) */
     char *body;
     size_t body_len;
+    uint32_t dest_ix; /* set by the outbox: compare with outbox_dest_ix() */
 };
 
 struct outbox_stats {
@@ -91,6 +92,13 @@ struct outbox_entry *outbox_at(struct outbox *ob, size_t i);
 void outbox_remove(struct outbox *ob, struct outbox_entry *e);
 /* New limits (a reload); entries over them go at the next outbox_add() or outbox_expire(). */
 void outbox_set_limits(struct outbox *ob, const struct outbox_limits *lim);
+
+/*
+ * The number the outbox gives @dest while it has entries (OUTBOX_DEST_NONE: it has none),
+ * for scans that compare e->dest_ix instead of e->dest; stale once @dest's last entry goes.
+ */
+#define OUTBOX_DEST_NONE UINT32_MAX
+uint32_t outbox_dest_ix(const struct outbox *ob, const char *dest);
 
 /* Entries of @dest (NULL: all). */
 size_t outbox_count(const struct outbox *ob, const char *dest);
