@@ -318,6 +318,55 @@ check_signature(const struct fake_req *q)
 
 /* --- durability ------------------------------------------------------------------------ */
 
+/* stderr (where log_emit writes) into a temporary file, between begin and end. */
+struct capture {
+    FILE *f;
+    int saved;
+};
+
+static void
+capture_begin(struct capture *c)
+{
+    c->f = tmpfile();
+    ck_assert_ptr_nonnull(c->f);
+    fflush(stderr);
+    c->saved = dup(2);
+    ck_assert_int_ge(c->saved, 0);
+    ck_assert_int_eq(dup2(fileno(c->f), 2), 2);
+}
+
+/* Restore stderr; what was written goes to @buf (NUL-terminated), when not NULL. */
+static void
+capture_end(struct capture *c, char *buf, size_t size)
+{
+    size_t n;
+
+    fflush(stderr);
+    ck_assert_int_eq(dup2(c->saved, 2), 2);
+    close(c->saved);
+    if (buf) {
+        rewind(c->f);
+        n = fread(buf, 1, size - 1, c->f);
+        buf[n] = '\0';
+    }
+    fclose(c->f);
+}
+
+/* Trips of u<from>@example.com .. u<to - 1>@example.com: at T0 + i * @at_step, value
+ * @value + i * @value_step. */
+static void
+trip_users(struct env *e, int from, int to, int at_step, uint64_t value, uint64_t value_step)
+{
+    char id[32];
+
+    for (int i = from; i < to; i++) {
+        struct dispatch_trip t;
+        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
+        t = trip_make(id, T0 + (int64_t)i * at_step, value + (uint64_t)i * value_step);
+        ck_assert_int_eq(dispatch_tripped(e->d, &t), 0);
+    }
+}
+
 START_TEST(test_dispatch_waits_for_commit)
 {
     struct env e;
@@ -402,7 +451,6 @@ END_TEST
 START_TEST(test_dispatch_retry_after_halves_bucket)
 {
     struct env e;
-    char id[32];
     int64_t last = 0, gap = 0;
 
     env_init(&e, D_SLACK, 1);
@@ -423,12 +471,7 @@ START_TEST(test_dispatch_retry_after_halves_bucket)
     fake_complete(&e.fh, 1, 200, -1, "ok");
     /* four more (so few that the queue drains within 10 s even at the halved rate): once
      * the burst is spent they leave one per 2 s, not per 1 s */
-    for (int i = 0; i < 4; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0 + i, 1);
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 4, 1, 1, 0);
     env_commit(&e);
     for (int step = 0; step < 400 && e.fh.n < 6; step++) {
         (void)dispatch_poll(e.d);
@@ -452,7 +495,6 @@ START_TEST(test_dispatch_shared_slack_bucket)
 {
     struct env e;
     struct config_dest two[2];
-    char id[32];
 
     env_init(&e, D_SLACK, 1);
     two[0] = e.dests[D_SLACK];
@@ -462,12 +504,7 @@ START_TEST(test_dispatch_shared_slack_bucket)
     e.cfg.alerts.ndests = 2;
     e.cfg.alerts.digest_threshold = 100;
     ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
-    for (int i = 0; i < 4; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, 1);
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 4, 0, 1, 0);
     env_commit(&e);
     /* one URL, one bucket of burst 3: three messages now, not six */
     for (int i = 0; i < 5; i++) {
@@ -574,15 +611,9 @@ START_TEST(test_dispatch_auth_pause)
 {
     struct env e;
     struct dispatch_dest_stats st;
-    char id[32];
 
     env_init(&e, D_SLACK, 1);
-    for (int i = 0; i < 3; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, 1);
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 3, 0, 1, 0);
     env_commit(&e);
     for (int i = 0; i < 3; i++) {
         env_advance(&e, 1000);
@@ -619,17 +650,13 @@ START_TEST(test_dispatch_failures_logged)
     struct env e;
     struct dispatch_trip t = trip_make("a@example.com", T0, 412);
     char logbuf[65536];
-    FILE *cap = tmpfile();
-    int saved = dup(2);
-    size_t nlog, k;
+    struct capture cap;
+    size_t k;
 
-    ck_assert_ptr_nonnull(cap);
-    ck_assert_int_ge(saved, 0);
     env_init(&e, D_HOOK, 1);
     ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
     env_commit(&e);
-    fflush(stderr);
-    ck_assert_int_eq(dup2(fileno(cap), 2), 2);
+    capture_begin(&cap);
     (void)dispatch_poll(e.d);
     ck_assert_uint_eq(e.fh.n, 1);
     fake_fail(&e.fh, 0, HTTP_ERR_TLS, "SSL certificate problem: unable to get local issuer");
@@ -647,13 +674,7 @@ START_TEST(test_dispatch_failures_logged)
         env_advance(&e, 1000);
     }
     fake_complete(&e.fh, k, 200, -1, "");
-    fflush(stderr);
-    ck_assert_int_eq(dup2(saved, 2), 2);
-    close(saved);
-    rewind(cap);
-    nlog = fread(logbuf, 1, sizeof(logbuf) - 1, cap);
-    logbuf[nlog] = '\0';
-    fclose(cap);
+    capture_end(&cap, logbuf, sizeof(logbuf));
     ck_assert_uint_eq(count_in(logbuf, "certificate or CA problem; verification stays on"), 1);
     ck_assert_uint_eq(count_in(logbuf, "ERROR alert destination hook: certificate"), 1);
     ck_assert_uint_eq(count_in(logbuf, "unable to get local issuer"), 1);
@@ -674,22 +695,16 @@ START_TEST(test_dispatch_reload_retries_now)
     struct env e;
     struct dispatch_trip t = trip_make("a@example.com", T0, 412);
     static char ca[] = "/etc/floodgate/private-ca.pem";
-    FILE *cap = tmpfile();
-    int saved = dup(2);
+    struct capture cap;
 
-    ck_assert_ptr_nonnull(cap);
     env_init(&e, D_HOOK, 1);
     ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
     env_commit(&e);
-    fflush(stderr);
-    ck_assert_int_eq(dup2(fileno(cap), 2), 2); /* the certificate error, out of the way */
+    capture_begin(&cap); /* the certificate error, out of the way */
     (void)dispatch_poll(e.d);
     ck_assert_uint_eq(e.fh.n, 1);
     fake_fail(&e.fh, 0, HTTP_ERR_TLS, "SSL certificate problem: self-signed certificate");
-    fflush(stderr);
-    ck_assert_int_eq(dup2(saved, 2), 2);
-    close(saved);
-    fclose(cap);
+    capture_end(&cap, NULL, 0);
     env_advance(&e, 5000);
     ck_assert_uint_eq(e.fh.n, 1); /* TLS failures back off for minutes */
     /* the same settings again: still waiting */
@@ -1516,37 +1531,23 @@ START_TEST(test_dispatch_cap_folds_into_digest)
 {
     struct env e;
     struct dispatch_dest_stats st;
-    char id[32], logbuf[8192];
-    FILE *cap = tmpfile();
-    int saved = dup(2);
-    size_t nlog, lines = 0;
+    char logbuf[8192];
+    struct capture cap;
+    size_t lines = 0;
 
-    ck_assert_ptr_nonnull(cap);
-    ck_assert_int_ge(saved, 0);
     env_init(&e, D_SLACK, 1);
     e.cfg.alerts.max_pending = 4;
     e.cfg.alerts.digest_threshold = 100;
     ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
-    for (int i = 0; i < 3; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, 1);
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 3, 0, 1, 0);
     ck_assert_int_eq(dispatch_health(e.d, "tail_gap", "a gap"), 0);
     /* full: five more incidents are folded, nothing is dropped for them */
-    for (int i = 3; i < 8; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, (uint64_t)(500 + i));
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 3, 8, 0, 500, 1);
     stats_of(&e, 0, &st);
     ck_assert_uint_eq(st.pending, 4);
     ck_assert_uint_eq(st.dropped, 0);
     /* a health event does not push anything out: it is dropped itself, and logged */
-    fflush(stderr);
-    ck_assert_int_eq(dup2(fileno(cap), 2), 2);
+    capture_begin(&cap);
     env_advance(&e, 1000); /* health event ids carry their second */
     ck_assert_int_eq(dispatch_health(e.d, "tail_gap", "another gap"), 0);
     env_advance(&e, 1000);
@@ -1556,16 +1557,10 @@ START_TEST(test_dispatch_cap_folds_into_digest)
     ck_assert_uint_eq(st.dropped, 2);
     /* the window closes: the digest pushes out the oldest health event, not an incident */
     env_advance(&e, 60000);
-    fflush(stderr);
-    ck_assert_int_eq(dup2(saved, 2), 2);
-    close(saved);
+    capture_end(&cap, logbuf, sizeof(logbuf));
     stats_of(&e, 0, &st);
     ck_assert_uint_eq(st.pending, 4);
     ck_assert_uint_eq(st.dropped, 3);
-    rewind(cap);
-    nlog = fread(logbuf, 1, sizeof(logbuf) - 1, cap);
-    logbuf[nlog] = '\0';
-    fclose(cap);
     for (const char *p = logbuf; (p = strstr(p, "alerts lost:")) != NULL; p++)
         lines++;
     ck_assert_uint_eq(lines, 2); /* the first loss, then the rest a minute later */
@@ -1591,18 +1586,12 @@ START_TEST(test_dispatch_release_at_cap)
 {
     struct env e;
     struct dispatch_dest_stats st;
-    char id[32];
 
     env_init(&e, D_SLACK, 1);
     e.cfg.alerts.max_pending = 3;
     e.cfg.alerts.digest_threshold = 100;
     ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
-    for (int i = 0; i < 3; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, (uint64_t)(400 + i));
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 3, 0, 400, 1);
     ck_assert_int_eq(dispatch_released(e.d, SCOPE_MAILBOX, "u2@example.com", T0 + 60000), 0);
     stats_of(&e, 0, &st);
     ck_assert_uint_eq(st.pending, 3);
@@ -1635,12 +1624,7 @@ START_TEST(test_dispatch_release_at_cap)
     e.cfg.alerts.max_pending = 2;
     e.cfg.alerts.digest_threshold = 1;
     ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
-    for (int i = 0; i < 2; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, (uint64_t)(400 + i));
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 2, 0, 400, 1);
     env_commit(&e);
     (void)dispatch_poll(e.d);
     ck_assert_uint_eq(e.fh.n, 2); /* both in flight */
@@ -1660,18 +1644,12 @@ START_TEST(test_dispatch_digest_held_not_lost)
 {
     struct env e;
     struct dispatch_dest_stats st;
-    char id[32];
 
     env_init(&e, D_SLACK, 1);
     e.cfg.alerts.max_pending = 2;
     e.cfg.alerts.digest_threshold = 2;
     ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
-    for (int i = 0; i < 3; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, (uint64_t)(400 + i));
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 3, 0, 400, 1);
     env_advance(&e, 10 * 60000); /* ten windows at once, the outbox full of incidents */
     stats_of(&e, 0, &st);
     ck_assert_uint_eq(st.pending, 2);
@@ -1697,12 +1675,7 @@ START_TEST(test_dispatch_digest_held_not_lost)
     e.cfg.alerts.digest_threshold = 2;
     e.cfg.alerts.digest_interval_ms = 1000;
     ck_assert_int_eq(dispatch_set_config(e.d, &e.cfg), 0);
-    for (int i = 0; i < 3; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, (uint64_t)(400 + i));
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 3, 0, 400, 1);
     env_advance(&e, 20 * 365 * 24 * 3600 * 1000LL + 500);
     stats_of(&e, 0, &st);
     ck_assert_uint_eq(st.pending, 2);
@@ -1763,17 +1736,11 @@ START_TEST(test_dispatch_restart_keeps_digest)
 {
     struct env e;
     struct strbuf s;
-    char id[32];
     struct dispatch_acted a = { .scope = SCOPE_MAILBOX, .id = "u3@example.com", .frozen = 1 };
 
     env_init(&e, D_SLACK, 1);
     e.cfg.alerts.digest_threshold = 2;
-    for (int i = 0; i < 5; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0 + i, (uint64_t)(400 + i));
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 5, 1, 400, 1);
     env_commit(&e);
     (void)dispatch_poll(e.d);
     fake_answer_all(&e.fh, 200);
@@ -1819,12 +1786,7 @@ START_TEST(test_dispatch_digest_counts_own_window)
 
     env_init(&e, D_SLACK, 1);
     e.cfg.alerts.digest_threshold = 1;
-    for (int i = 0; i < 3; i++) {
-        struct dispatch_trip t;
-        (void)snprintf(id, sizeof(id), "u%d@example.com", i);
-        t = trip_make(id, T0, (uint64_t)(400 + i));
-        ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
-    }
+    trip_users(&e, 0, 3, 0, 400, 1);
     env_commit(&e);
     for (int i = 0; i < 61; i++) {
         env_advance(&e, 1000);
