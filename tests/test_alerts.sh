@@ -110,7 +110,7 @@ class Sink:
         out = []
         with open(self.log) as f:
             for line in f:
-                if line.strip():
+                if line.endswith("\n") and line.strip():  # a line still being written waits
                     out.append(json.loads(line))
         return out
 
@@ -233,6 +233,8 @@ def audited_trips():
     try:
         with open(AUDIT) as f:
             for line in f:
+                if not line.endswith("\n"):
+                    continue  # still being written
                 o = json.loads(line)
                 if o.get("event") == "trip":
                     out.append(o)
@@ -282,6 +284,8 @@ if not a1 or a1[0]["labels"].get("alertname") != "FloodgateTrip":
     fail("Alertmanager alert without the identity label: %r" % alerts)
 
 # 2. 429 with Retry-After ------------------------------------------------------------
+# box1's last webhook (the outcome) is in, so the 429 goes to box2's first one
+wait_for(lambda: hook_events("box1@site.example", "acted"), 10, "box1's outcome")
 hook.control(["429:2"])
 append(burst("box2@site.example"))
 wait_for(lambda: hook_events("box2@site.example"), 20, "the webhook for box2 after a 429")
@@ -301,6 +305,7 @@ if after[0]["body"] != first429[0]["body"]:
 figures["retry_after_gap_s"] = round(gap, 2)
 
 # 3. a hanging receiver does not stop log reading --------------------------------------
+wait_for(lambda: hook_events("box2@site.example", "acted"), 20, "box2's outcome")
 hook.control(["hang"])
 append(burst("box3@site.example"))
 wait_for(lambda: [x for x in audited_trips() if x["id"] == "box3@site.example"], 5, "box3's trip")

@@ -115,6 +115,8 @@ def delivered():
     try:
         with open(SINKLOG) as f:
             for line in f:
+                if not line.endswith("\n"):
+                    continue  # still being written
                 r = json.loads(line)
                 if r.get("status") == 200:
                     out.append(r)

@@ -329,6 +329,8 @@ import json, sys
 log, ident, typ = sys.argv[1:4]
 cond = sys.argv[4] if len(sys.argv) > 4 else "True"
 for line in open(log):
+    if not line.endswith("\n"):
+        continue  # still being written
     r = json.loads(line)
     if not r.get("status") or r["status"] // 100 != 2 or r.get("sig_ok") is not True:
         continue
