@@ -538,6 +538,7 @@ def bench_alerts(a):
     outbreak of a.outbreak identities: a.dests signed webhooks on one loopback receiver,
     each at the highest rate a destination may have (1000/s, burst 1000), every event."""
     tmp = tempfile.mkdtemp(prefix="fg-alerts-")
+    sink = d = None
     try:
         sink = Sink(tmp)
         extra = "alerts:\n  host_name: bench\n  destinations:\n"
@@ -615,13 +616,16 @@ def bench_alerts(a):
                   "%d duplicates" % (len(done), len({json.loads(r["body"])["data"]["identity"]
                                                      for r in done}), span, len(done) / span,
                                      len(ids) - len(set(ids))))
-        st = d.status()
+        st = d.status() or {}
         print("floodgated: VmHWM %s kB, VmRSS %s kB, outbox now %s" % (
-            d.proc("VmHWM"), d.proc("VmRSS"), st.get("outbox", st.get("outbox_depth", "?"))))
+            d.proc("VmHWM"), d.proc("VmRSS"), st.get("outbox", "?")))
         os.close(fd)
-        d.stop()
-        sink.stop()
     finally:
+        # nothing left running, whatever went wrong above
+        if d and d.p:
+            d.stop()
+        if sink:
+            sink.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
