@@ -217,26 +217,23 @@ live_alert_outcome(struct daemon *d, const struct action_outcome *o)
     if (!d->alerts || strcmp(o->what, "freeze_more") == 0)
         return;
     if (strcmp(o->what, "release") == 0) {
-        if (o->remaining)
-            return; /* not finished: the identity stays held */
-        r = dispatch_released(d->alerts, o->scope, o->id, clock_now_ms(&clock_real));
-    } else {
-        struct dispatch_acted a = {
-            .scope = o->scope,
-            .id = o->id,
-            .monitor = o->monitor,
-            .confirmed = o->confirmed,
-            .frozen = o->frozen,
-            .failed = o->failed,
-            .backend = d->cfg->backend == CONFIG_BACKEND_CPANEL    ? "cpanel"
-                       : d->cfg->backend == CONFIG_BACKEND_COMMAND ? "command"
-                                                                   : "exim",
-            .backend_done = o->backend_done,
-            .backend_err = o->backend_err,
-            .preexisting = o->backend_preexisting,
-        };
-        r = dispatch_acted(d->alerts, &a);
+        if (!o->remaining) /* else not finished: the identity stays held */
+            live_alert_released(d, o->scope, o->id);
+        return;
     }
+    struct dispatch_acted a = {
+        .scope = o->scope,
+        .id = o->id,
+        .monitor = o->monitor,
+        .confirmed = o->confirmed,
+        .frozen = o->frozen,
+        .failed = o->failed,
+        .backend = config_backend_name(d->cfg->backend),
+        .backend_done = o->backend_done,
+        .backend_err = o->backend_err,
+        .preexisting = o->backend_preexisting,
+    };
+    r = dispatch_acted(d->alerts, &a);
     if (r < 0)
         log_emit(LOG_WARNING, r, NULL, "alerts: cannot queue the %s of %s", o->what, o->id);
     live_alert_commit_soon(d);

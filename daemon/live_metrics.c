@@ -51,11 +51,10 @@
 
 enum live_metrics_step { LM_FREEZE, LM_HOLD, LM_SUSPEND, LM_RELEASE, LM_STEP__MAX };
 enum live_metrics_result { LM_OK, LM_FAILED, LM_SKIPPED, LM_TIMEOUT, LM_RESULT__MAX };
-#define LM_BACKEND__MAX 3 /* enum config_backend */
+#define LM_BACKEND__MAX CONFIG_BACKEND__MAX
 
 static const char *const live_metrics_steps[] = { "freeze", "hold", "suspend", "release" };
 static const char *const live_metrics_results[] = { "ok", "failed", "skipped", "timeout" };
-static const char *const live_metrics_backends[] = { "exim", "cpanel", "command" };
 
 struct live_metrics_rule {
     char name[CONFIG_NAME_MAX];
@@ -447,7 +446,7 @@ live_metrics_actions(struct metrics *m, struct daemon *d)
             for (unsigned r = 0; r < LM_RESULT__MAX; r++) {
                 const struct metrics_label l[] = {
                     { "action", live_metrics_steps[s] },
-                    { "backend", live_metrics_backends[b] },
+                    { "backend", config_backend_name((enum config_backend)b) },
                     { "result", live_metrics_results[r] },
                 };
                 (void)metrics_sample_u64(m, l, 3, lm->steps[s][b][r]);

@@ -1675,20 +1675,6 @@ action_backend_name(const struct action_backend *be)
     return be->name;
 }
 
-static const char *
-action_backend_config_name(enum config_backend b)
-{
-    switch (b) {
-    case CONFIG_BACKEND_EXIM:
-        return "exim";
-    case CONFIG_BACKEND_CPANEL:
-        return "cpanel";
-    case CONFIG_BACKEND_COMMAND:
-        return "command";
-    }
-    return NULL;
-}
-
 static char *
 action_strdup_or(const char *s, const char *dflt)
 {
@@ -1702,7 +1688,7 @@ action_config_backend(const struct action *a, const struct config *cfg,
     if (!cfg || !cfg->exim_path || !cfg->spool_dir)
         return -EINVAL;
     *ret = a->backend_fixed ? a->backend
-                            : action_backend_lookup(action_backend_config_name(cfg->backend));
+                            : action_backend_lookup(config_backend_name(cfg->backend));
     return *ret ? 0 : -EINVAL;
 }
 

@@ -97,7 +97,7 @@ static const struct {
     { "alert", CONFIG_ACTION_ALERT },
 };
 
-static const char *const config_backend_names[] = {
+static const char *const config_backend_names[CONFIG_BACKEND__MAX] = {
     [CONFIG_BACKEND_EXIM] = "exim",
     [CONFIG_BACKEND_CPANEL] = "cpanel",
     [CONFIG_BACKEND_COMMAND] = "command",
@@ -2279,4 +2279,10 @@ config_factor(const struct config *c, const char *account)
         if (strcmp(c->overrides[i].account, account) == 0)
             return c->overrides[i].factor;
     return 1.0;
+}
+
+const char *
+config_backend_name(enum config_backend b)
+{
+    return (unsigned)b < CONFIG_BACKEND__MAX ? config_backend_names[b] : NULL;
 }

@@ -21,7 +21,12 @@
 #define CONFIG_ACTION_ALERT   (1u << 3)
 
 enum config_mode { CONFIG_MODE_ENFORCE = 0, CONFIG_MODE_MONITOR };
-enum config_backend { CONFIG_BACKEND_EXIM = 0, CONFIG_BACKEND_CPANEL, CONFIG_BACKEND_COMMAND };
+enum config_backend {
+    CONFIG_BACKEND_EXIM = 0,
+    CONFIG_BACKEND_CPANEL,
+    CONFIG_BACKEND_COMMAND,
+    CONFIG_BACKEND__MAX
+};
 
 struct config_rule {
     char name[CONFIG_NAME_MAX];
@@ -148,6 +153,9 @@ int config_load(const char *path, struct config **ret, struct diag *reterr);
 /* A config with every default and no rules. */
 struct config *config_new_default(void);
 void config_free(struct config *c); /* NULL-safe; frees half-built configs too */
+
+/* "exim", "cpanel", "command"; NULL for a value outside the enum. */
+const char *config_backend_name(enum config_backend b);
 
 bool config_is_exempt_mailbox(const struct config *c, const char *mailbox);
 bool config_is_exempt_account(const struct config *c, const char *account);
