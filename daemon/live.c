@@ -348,6 +348,21 @@ live_state_rule_names(char **pp, const char *end, char **names, size_t *ret_n)
     return 0;
 }
 
+/* A "<n>\n" and n bytes section at *@pp: *@ret points at the bytes, *@pp past them. */
+static int
+live_state_section(char **pp, const char *end, char **ret, size_t *ret_len)
+{
+    char *p = *pp, *nl = memchr(p, '\n', (size_t)(end - p));
+    uint64_t v;
+
+    if (!nl || util_parse_u64(p, (size_t)(nl - p), &v) < 0 || v > (uint64_t)(end - nl - 1))
+        return -EBADMSG;
+    *ret = nl + 1;
+    *ret_len = (size_t)v;
+    *pp = nl + 1 + v;
+    return 0;
+}
+
 /*
  * The alerts not yet delivered, from state file @name. Counters and position are restored
  * even when this part cannot be: a log line says what was lost.
@@ -379,10 +394,9 @@ live_state_load_alerts(struct daemon *d, const char *name, const char *p, size_t
 static int
 live_state_load_file(struct daemon *d, const char *name, struct tail_pos *ret_pos)
 {
-    char *buf = NULL, *p, *end, *nl, *names[CONFIG_RULES_MAX], *alerts = NULL;
+    char *buf = NULL, *p, *end, *text, *names[CONFIG_RULES_MAX], *alerts = NULL;
     size_t len = 0, tlen, nnames = 0, alen = 0;
     int version;
-    uint64_t v;
     int r;
 
     memset(ret_pos, 0, sizeof(*ret_pos));
@@ -402,26 +416,16 @@ live_state_load_file(struct daemon *d, const char *name, struct tail_pos *ret_po
     else
         goto bad;
     p += strlen(LIVE_STATE_MAGIC); /* both versions' lines are as long */
-    nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl || util_parse_u64(p, (size_t)(nl - p), &v) < 0 || v > (uint64_t)(end - nl - 1))
+    if (live_state_section(&p, end, &text, &tlen) < 0)
         goto bad;
-    tlen = (size_t)v;
-    p = nl + 1;
-    r = state_checkpoint_decode(p, tlen, ret_pos);
+    r = state_checkpoint_decode(text, tlen, ret_pos);
     if (r < 0)
         goto bad;
-    p += tlen;
     r = live_state_rule_names(&p, end, names, &nnames);
     if (r < 0)
         goto bad;
-    if (version >= 3) {
-        nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl || util_parse_u64(p, (size_t)(nl - p), &v) < 0 || v > (uint64_t)(end - nl - 1))
-            goto bad;
-        alerts = nl + 1;
-        alen = (size_t)v;
-        p = alerts + alen;
-    }
+    if (version >= 3 && live_state_section(&p, end, &alerts, &alen) < 0)
+        goto bad;
     r = usertable_load(engine_table(d->engine), p, (size_t)(end - p));
     if (r < 0)
         goto bad;
@@ -637,6 +641,25 @@ live_keep_bound_paths(struct daemon *d, struct config *next)
     return 0;
 }
 
+/*
+ * A reload that failed at step @what (NULL: reading the config): log it with @why when
+ * given, tell the caller (@out) why (@why, or the error, after "<what>: "), return @r.
+ */
+static int
+live_reload_failed(char *out, size_t size, int r, const char *what, const char *why)
+{
+    const struct log_field fields[] = { { "MESSAGE_ID", LOG_MSGID_RELOAD }, { NULL, NULL } };
+
+    log_emit(LOG_ERR, r, fields, "reload failed%s%s%s, keeping the running config%s%s",
+             what ? " (" : "", what ? what : "", what ? ")" : "", why ? ": " : "",
+             why ? why : "");
+    if (out && what)
+        (void)snprintf(out, size, "%s: %s", what, strerror(-r));
+    else if (out)
+        (void)snprintf(out, size, "%s", why ? why : strerror(-r));
+    return r;
+}
+
 int
 live_reload(struct daemon *d, char *out, size_t size)
 {
@@ -652,26 +675,14 @@ live_reload(struct daemon *d, char *out, size_t size)
     r = config_load(d->config_path, &next, &diag);
     if (r < 0) {
         diag_format(&diag, msg, sizeof(msg));
-        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config: %s", msg);
-        if (out)
-            (void)snprintf(out, size, "%s", msg);
-        return r;
+        return live_reload_failed(out, size, r, NULL, msg);
     }
     r = live_keep_bound_paths(d, next);
+    if (r == 0)
+        r = daemon_maps_load(next, d->key, &maps);
     if (r < 0) {
         config_free(next);
-        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
-        if (out)
-            (void)snprintf(out, size, "%s", strerror(-r));
-        return r;
-    }
-    r = daemon_maps_load(next, d->key, &maps);
-    if (r < 0) {
-        config_free(next);
-        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
-        if (out)
-            (void)snprintf(out, size, "%s", strerror(-r));
-        return r;
+        return live_reload_failed(out, size, r, NULL, NULL);
     }
     /* The running action instance takes the new config in place: a second instance would
      * drop the queue and the breaker's count, and freeing the old one would leave a command
@@ -680,11 +691,9 @@ live_reload(struct daemon *d, char *out, size_t size)
     if (r < 0) {
         attrib_maps_free(maps);
         config_free(next);
-        log_emit(LOG_ERR, r, fields, "reload failed (actions%s), keeping the running config",
-                 r == -EBUSY ? ": backend changed while requests are queued, retry" : "");
-        if (out)
-            (void)snprintf(out, size, "actions: %s", strerror(-r));
-        return r;
+        return live_reload_failed(out, size, r, "actions",
+                                  r == -EBUSY ? "backend changed while requests are queued, retry"
+                                              : NULL);
     }
     r = engine_set_config(d->engine, next);
     if (r < 0) {
@@ -692,10 +701,7 @@ live_reload(struct daemon *d, char *out, size_t size)
         (void)action_set_config(d->action, d->cfg);
         attrib_maps_free(maps);
         config_free(next);
-        log_emit(LOG_ERR, r, fields, "reload failed, keeping the running config");
-        if (out)
-            (void)snprintf(out, size, "%s", strerror(-r));
-        return r;
+        return live_reload_failed(out, size, r, NULL, NULL);
     }
     /* The alert dispatcher takes the new destinations in place (its outbox and incidents
      * survive) last: it drops a removed destination's queue, which no rollback restores.
@@ -706,10 +712,7 @@ live_reload(struct daemon *d, char *out, size_t size)
         (void)engine_set_config(d->engine, d->cfg);
         attrib_maps_free(maps);
         config_free(next);
-        log_emit(LOG_ERR, e, fields, "reload failed (alerts), keeping the running config");
-        if (out)
-            (void)snprintf(out, size, "alerts: %s", strerror(-e));
-        return e;
+        return live_reload_failed(out, size, e, "alerts", NULL);
     }
     engine_set_maps(d->engine, maps);
     attrib_maps_free(d->maps);

@@ -111,7 +111,7 @@ void live_metrics_commit(struct daemon *d, bool ok);
  */
 int live_alert_open(struct daemon *d);
 void live_alert_free(struct daemon *d);
-/* Before a reload applies @next (it must not fail after this succeeded). 0 or -errno. */
+/* A reload hands @next's destinations over (its last fallible step). 0 or -errno. */
 int live_alert_reload(struct daemon *d, const struct config *next);
 /* A trip; @rec is the record that tripped it (subject, client, recipient samples). */
 void live_alert_trip(struct daemon *d, const struct engine_notice *n,
