@@ -224,7 +224,6 @@ struct dispatch {
     bool dirty;
     struct dispatch_req *reqs;
     int64_t last_expire_ms;
-    uint64_t evicted;
     uint64_t am_change; /* the commit token of the last change Alertmanager must hear of */
     struct metrics_hist hist[DISPATCH_KINDS]; /* attempt durations, seconds */
     uint64_t lost_dropped, lost_expired;      /* since start, every destination */
@@ -362,12 +361,10 @@ dispatch_incident_room(struct dispatch *d)
     for (size_t i = 0; i < d->ninc; i++) {
         if (d->inc[i]->released_ms) {
             dispatch_incident_remove(d, i);
-            d->evicted++;
             return;
         }
     }
     dispatch_incident_remove(d, 0);
-    d->evicted++;
 }
 
 static bool
@@ -594,14 +591,13 @@ dispatch_queue_incident(struct dispatch *d, size_t i, struct dispatch_incident *
 }
 
 static void
-dispatch_am_touch(struct dispatch *d, struct dispatch_dest *dst, int64_t now)
+dispatch_am_touch(struct dispatch_dest *dst, int64_t now)
 {
     int64_t t = now < dst->am_next_ms ? now : dst->am_next_ms;
 
     if (t < dst->am_last_ms + DISPATCH_AM_DEBOUNCE_MS)
         t = dst->am_last_ms + DISPATCH_AM_DEBOUNCE_MS;
     dst->am_next_ms = t;
-    (void)d;
 }
 
 static void
@@ -610,7 +606,7 @@ dispatch_am_touch_all(struct dispatch *d, int64_t now)
     d->am_change = d->next_token;
     for (size_t i = 0; i < d->ndests; i++)
         if (d->dests[i].type == ALERT_DEST_ALERTMANAGER)
-            dispatch_am_touch(d, &d->dests[i], now);
+            dispatch_am_touch(&d->dests[i], now);
 }
 
 static int
@@ -926,15 +922,13 @@ dispatch_tripped(struct dispatch *d, const struct dispatch_trip *t)
     dispatch_incident_room(d);
     d->inc[d->ninc++] = inc;
     d->dirty = true;
+    dispatch_am_touch_all(d, now);
     for (size_t i = 0; i < d->ndests; i++) {
         struct dispatch_dest *dst = &d->dests[i];
         bool alone;
 
-        if (dst->type == ALERT_DEST_ALERTMANAGER) {
-            dispatch_am_touch(d, dst, now);
-            d->am_change = d->next_token;
-            continue;
-        }
+        if (dst->type == ALERT_DEST_ALERTMANAGER)
+            continue; /* level-triggered: the next re-send has it */
         alone = dispatch_window_admit(d, i, inc, now);
         if (alone || (dst->type == ALERT_DEST_WEBHOOK && dst->cfg->individual))
             (void)dispatch_queue_incident(d, i, inc, ALERTMSG_TRIPPED, true, inc->detected_ms);
@@ -1085,7 +1079,6 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
         d->dirty = true;
         for (size_t i = 0; i < d->ndests; i++) {
             struct dispatch_dest *dst = &d->dests[i];
-            char eid[ALERTMSG_ID_MAX];
             struct outbox_entry *e;
             bool merged;
 
@@ -1099,10 +1092,8 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
                 dispatch_acted_late(d, i, inc, now);
                 continue;
             }
-            if (alertmsg_event_id(inc->id, "tripped", eid, sizeof(eid)) < 0)
-                continue;
-            e = outbox_find(d->ob, dst->name, eid);
-            merged = e && e->attempts == 0 && !e->inflight;
+            e = dispatch_unsent(d, i, inc, ALERTMSG_TRIPPED);
+            merged = e != NULL;
             if (merged)
                 outbox_remove(d->ob, e);
             (void)dispatch_queue_incident(d, i, inc, ALERTMSG_ACTED, merged, now);
@@ -1196,12 +1187,14 @@ dispatch_post(struct dispatch *d, const struct dispatch_dest *dst, const char *e
     h[n++] = (struct http_header){ "Content-Type", "application/json" };
     h[n++] = (struct http_header){ "User-Agent", d->ua };
     if (dst->type == ALERT_DEST_WEBHOOK) {
-        (void)snprintf(ts, sizeof(ts), "%" PRId64, dispatch_now(d) / 1000);
+        int64_t now_s = dispatch_now(d) / 1000; /* one reading: the header is what is signed */
+
+        (void)snprintf(ts, sizeof(ts), "%" PRId64, now_s);
         h[n++] = (struct http_header){ "webhook-id", event_id };
         h[n++] = (struct http_header){ "webhook-timestamp", ts };
         if (dst->nsecrets > 0) {
-            r = alert_sign(dst->secrets, dst->nsecrets, event_id, dispatch_now(d) / 1000, body, len,
-                           sig, sizeof(sig));
+            r = alert_sign(dst->secrets, dst->nsecrets, event_id, now_s, body, len, sig,
+                           sizeof(sig));
             if (r < 0)
                 return r;
             h[n++] = (struct http_header){ "webhook-signature", sig };
@@ -1320,15 +1313,16 @@ dispatch_edge_tick(struct dispatch *d, size_t i, int64_t now, int64_t *next)
 
     for (;;) {
         int64_t later;
-        struct outbox_entry *e = dispatch_due(d, dst->name, now, &later);
+        struct outbox_entry *e;
 
+        if (dst->inflight >= limit || dst->am_inflight)
+            return; /* a completion polls again */
+        e = dispatch_due(d, dst->name, now, &later);
         if (!e) {
             if (later < *next)
                 *next = later;
             return;
         }
-        if (dst->inflight >= limit || dst->am_inflight)
-            return; /* a completion polls again */
         if (dst->limited && !alert_bucket_take(dispatch_bucket(d, i), now)) {
             int64_t w = alert_bucket_wait_ms(dispatch_bucket(d, i), now);
             if (w != INT64_MAX && now + w < *next)
@@ -1793,6 +1787,18 @@ dispatch_dest_setup(struct dispatch *d, struct dispatch_dest *dst, const struct 
     return 0;
 }
 
+/* An incident's destination bits, from one destination order to another (@map: old index -> new, SIZE_MAX: gone). */
+static uint32_t
+dispatch_remap(uint32_t bits, const size_t *map, size_t n)
+{
+    uint32_t out = 0;
+
+    for (size_t k = 0; k < n; k++)
+        if (((bits >> k) & 1u) && map[k] != SIZE_MAX)
+            out |= 1u << map[k];
+    return out;
+}
+
 static struct outbox_limits
 dispatch_limits(const struct config *cfg)
 {
@@ -1850,20 +1856,11 @@ dispatch_set_config(struct dispatch *d, const struct config *cfg)
     }
     for (size_t k = 0; k < d->ninc; k++) {
         struct dispatch_incident *inc = d->inc[k];
-        uint32_t held = 0, open = 0, sent = 0, owed = 0;
 
-        for (size_t i = 0; i < d->ndests; i++) {
-            if (map[i] == SIZE_MAX)
-                continue;
-            held |= ((inc->held >> i) & 1u) << map[i];
-            open |= ((inc->held_open >> i) & 1u) << map[i];
-            sent |= ((inc->fu_sent >> i) & 1u) << map[i];
-            owed |= ((inc->fu_owed >> i) & 1u) << map[i];
-        }
-        inc->held = held;
-        inc->held_open = open;
-        inc->fu_sent = sent;
-        inc->fu_owed = owed;
+        inc->held = dispatch_remap(inc->held, map, d->ndests);
+        inc->held_open = dispatch_remap(inc->held_open, map, d->ndests);
+        inc->fu_sent = dispatch_remap(inc->fu_sent, map, d->ndests);
+        inc->fu_owed = dispatch_remap(inc->fu_owed, map, d->ndests);
     }
     for (size_t i = 0; i < d->ndests; i++)
         dispatch_dest_done(&d->dests[i]); /* a kept one has its own new copy */
@@ -2321,18 +2318,6 @@ dispatch_rd_hash(struct fg_str t, uint8_t out[DISPATCH_DEST_HASH])
     return true;
 }
 
-/* An incident's destination bits, from the file's D order (@map) to the running one. */
-static uint32_t
-dispatch_remap(uint32_t bits, const size_t *map, size_t n)
-{
-    uint32_t out = 0;
-
-    for (size_t k = 0; k < n; k++)
-        if (((bits >> k) & 1u) && map[k] != SIZE_MAX)
-            out |= 1u << map[k];
-    return out;
-}
-
 /* @g, decoded, has the running destination @dst's type, URL and secrets. */
 static bool
 dispatch_dest_same(const struct dispatch_dest *dst, const struct dispatch_dest *g)
@@ -2523,7 +2508,7 @@ dispatch_commit_done(struct dispatch *d, uint64_t token)
         d->durable = token;
         for (size_t i = 0; am && i < d->ndests; i++)
             if (d->dests[i].type == ALERT_DEST_ALERTMANAGER)
-                dispatch_am_touch(d, &d->dests[i], dispatch_now(d));
+                dispatch_am_touch(&d->dests[i], dispatch_now(d));
         dispatch_kick(d);
     }
 }
