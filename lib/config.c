@@ -45,6 +45,7 @@
 
 #include <yaml.h>
 
+#include "metrics_http.h"
 #include "outbox.h"
 #include "util.h"
 
@@ -1778,6 +1779,8 @@ static int
 config_parse_listen(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
 {
     const char *s, *colon;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
     int r;
 
     r = config_scalar(p, n, path, &s);
@@ -1788,13 +1791,14 @@ config_parse_listen(struct config_parser *p, yaml_node_t *n, const char *path, c
         colon = colon[1] == ':' ? colon + 1 : NULL;
     if (!colon)
         return config_fail(p, n, path, "'%s' is not host:port (e.g. 127.0.0.1:9567)", s);
-    if (!config_host_is_loopback(s, (size_t)(colon - s)))
+    if (!config_port_valid(colon + 1, strlen(colon + 1)))
+        return config_fail(p, n, path, "'%s': the port must be from 1 to 65535", s);
+    /* the endpoint's own parser: what is accepted here is what it can bind */
+    if (metrics_http_parse_listen(s, &ss, &sslen) < 0)
         return config_fail(p, n, path,
                            "'%s': only a loopback address (127.0.0.0/8, [::1] or localhost) "
                            "may be listened on",
                            s);
-    if (!config_port_valid(colon + 1, strlen(colon + 1)))
-        return config_fail(p, n, path, "'%s': the port must be from 1 to 65535", s);
     return config_parse_string(p, n, path, CONFIG_PATH_MAX, ret);
 }
 

@@ -840,6 +840,11 @@ static const struct config_alert_case alert_bad[] = {
       "only a loopback address", NULL },
     { "metrics_listen short ipv4", "metrics_listen: 127.1:9567\n", 1, "metrics_listen",
       "only a loopback address", NULL },
+    /* what the endpoint could not bind at start is refused here */
+    { "metrics_listen zero-padded ipv4", "metrics_listen: 127.0.0.01:9567\n", 1,
+      "metrics_listen", "only a loopback address", NULL },
+    { "metrics_listen LOCALHOST", "metrics_listen: LOCALHOST:9567\n", 1, "metrics_listen",
+      "only a loopback address", NULL },
     { "metrics_listen without port", "metrics_listen: 127.0.0.1\n", 1, "metrics_listen",
       "is not host:port", NULL },
     { "metrics_listen ipv6 without port", "metrics_listen: '[::1]9567'\n", 1, "metrics_listen",
