@@ -428,7 +428,7 @@ live_metrics_actions(struct metrics *m, struct daemon *d)
 
     live_metrics_gauge(m, "floodgate_held_identities",
                        "Identities floodgate has acted on and not released (its ledger).",
-                       (double)action_active_count(d->action));
+                       (double)action_list(d->action, false, NULL, NULL));
     live_metrics_gauge(m, "floodgate_actions_pending", "Action requests queued or running.",
                        (double)action_pending(d->action));
     (void)metrics_family(m, "floodgate_actions_total", METRICS_COUNTER,

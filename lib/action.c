@@ -1889,16 +1889,6 @@ action_info(const struct action *a, enum usertable_scope scope, const char *id,
     return 0;
 }
 
-size_t
-action_active_count(const struct action *a)
-{
-    size_t n = 0;
-
-    for (const struct action_entry *e = a->entries; e; e = e->next)
-        n += e->state != ENTRY_RELEASED; /* as action_is_active() decides */
-    return n;
-}
-
 /* Step durations. */
 
 const double action_duration_bounds[ACTION_DURATION_BUCKETS] = { 0.01, 0.05, 0.1, 0.25, 0.5, 1,

@@ -193,8 +193,6 @@ size_t action_list(const struct action *a, bool all, action_list_fn fn, void *ct
 int action_info(const struct action *a, enum usertable_scope scope, const char *id,
                 struct action_info *ret);
 
-/* Identities acted on (or being acted on) and not released: held by floodgate, for metrics. */
-size_t action_active_count(const struct action *a);
 
 /* --- step durations (floodgate_action_duration_seconds) ------------------------------ */
 

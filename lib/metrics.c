@@ -195,7 +195,6 @@ metrics_family(struct metrics *m, const char *name, enum metrics_type type, cons
         return metrics_fail(m, r);
     (void)snprintf(m->family, sizeof(m->family), "%s", name);
     m->type = type;
-    m->nsamples = 0;
     return 0;
 }
 
@@ -257,7 +256,6 @@ metrics_sample_text(struct metrics *m, const struct metrics_label *labels, size_
         r = metrics_line(m, "", labels, nlabels, NULL, value);
     if (r < 0)
         return metrics_fail(m, r);
-    m->nsamples++;
     return 0;
 }
 
@@ -327,7 +325,6 @@ metrics_histogram(struct metrics *m, const struct metrics_label *labels, size_t 
     }
     if (r < 0)
         return metrics_fail(m, r);
-    m->nsamples++;
     return 0;
 }
 

@@ -49,7 +49,6 @@ struct metrics {
     size_t start; /* where this exposition begins in @out */
     char family[METRICS_NAME_MAX + 1];
     enum metrics_type type;
-    size_t nsamples;
     int err; /* first error, 0 while none */
 };
 
