@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alertmsg.h"
 #include "usertable.h"
 #include "util.h"
 
@@ -339,22 +340,6 @@ jv_bool(const struct jv *o, const char *key)
 
 /* --- formatting --------------------------------------------------------------------- */
 
-static void
-ctlcli_window(long long ms, char *buf, size_t size)
-{
-    static const struct {
-        long long ms;
-        const char *unit;
-    } units[] = { { 86400000LL, "d" }, { 3600000LL, "h" }, { 60000LL, "m" }, { 1000LL, "s" } };
-
-    for (size_t i = 0; i < N_ELEMS(units); i++)
-        if (ms >= units[i].ms && ms % units[i].ms == 0) {
-            (void)snprintf(buf, size, "%lld%s", ms / units[i].ms, units[i].unit);
-            return;
-        }
-    (void)snprintf(buf, size, "%lldms", ms);
-}
-
 /* Wall-clock epoch ms in local time; "-" for 0. */
 static void
 ctlcli_wall(long long ms, char *buf, size_t size)
@@ -443,7 +428,7 @@ ctlcli_top(const struct jv *o)
     for (size_t i = 0; i < tables->n; i++) {
         const struct jv *tb = &tables->kids[i], *rows = jv_get(tb, "rows");
         int vw = 5;
-        ctlcli_window(jv_num(tb, "window_ms"), w, sizeof(w));
+        alertmsg_duration(jv_num(tb, "window_ms"), w, sizeof(w));
         printf("%s%s %s per %s\n", i ? "\n" : "", jv_str(tb, "scope"), jv_str(tb, "metric"), w);
         for (size_t k = 0; k < rows->n; k++) {
             int len = (int)strlen(jv_str(&rows->kids[k], "value"));
@@ -523,7 +508,7 @@ ctlcli_show(const struct jv *o)
     } else {
         const struct jv *series = jv_get(o, "series"), *tot = jv_get(o, "totals");
         for (size_t i = 0; i < series->n; i++) {
-            ctlcli_window(jv_num(&series->kids[i], "window_ms"), w, sizeof(w));
+            alertmsg_duration(jv_num(&series->kids[i], "window_ms"), w, sizeof(w));
             printf("  %s per %s: %s\n", jv_str(&series->kids[i], "metric"), w,
                    jv_str(&series->kids[i], "value"));
         }
