@@ -482,6 +482,11 @@ ctl_dispatch(struct ctl_client *c)
         ctl_client_reply(c);
         return;
     }
+    /* the kernel's supplementary groups (as at connect), asked only when they decide */
+    if (ctl->p.access.has_group && ctl_verb_read_only(req.verb) && c->peer.uid != 0 &&
+        c->peer.uid != ctl->p.access.self && c->peer.gid != ctl->p.access.group &&
+        !ctl_listed(&ctl->p.access, c->peer.uid))
+        c->peer.in_group = ctl_peer_in_group(c->fd, ctl->p.access.group);
     r = ctl_allowed(req.verb, &c->peer, &ctl->p.access, denied, sizeof(denied));
     if (r < 0) {
         log_emit(LOG_NOTICE, 0, NULL, "control socket: uid %u refused: %s", (unsigned)c->peer.uid,
@@ -613,8 +618,6 @@ ctl_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     c->fd = fd;
     c->peer.uid = cred.uid;
     c->peer.gid = cred.gid;
-    if (ctl->p.access.has_group && cred.uid != 0 && cred.uid != ctl->p.access.self)
-        c->peer.in_group = ctl_peer_in_group(fd, ctl->p.access.group);
     strbuf_init(&c->out, CTL_RESPONSE_MAX + 1);
     ev_io_init(&c->io, ctl_client_cb, fd, EV_READ);
     c->io.data = c;
