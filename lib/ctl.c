@@ -504,11 +504,8 @@ ctl_dispatch(struct ctl_client *c)
         ctl_timer_set(c, CTL_PENDING_S);
         return;
     }
-    if (r < 0) {
-        char msg[512];
-        (void)snprintf(msg, sizeof(msg), "%s", strbuf_cstr(&c->out));
-        ctl_error_into(&c->out, r, msg);
-    }
+    if (r < 0) /* ctl_error_into copies the handler's text before it resets the buffer */
+        ctl_error_into(&c->out, r, strbuf_cstr(&c->out));
     ctl_client_reply(c);
 }
 
