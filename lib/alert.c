@@ -107,41 +107,6 @@ alert_sign(const struct alert_secret *secrets, size_t nsecrets, const char *msg_
 
 /* --- escaping ---------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 when the bytes there are not one. */
-static size_t
-alert_utf8_len(const unsigned char *p, size_t avail)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned min;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    unsigned cp = c & (0x7fu >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 int
 alert_append_text(struct strbuf *b, const char *p, size_t len, size_t cap,
                   enum alert_text_mode mode)
@@ -151,7 +116,7 @@ alert_append_text(struct strbuf *b, const char *p, size_t len, size_t cap,
     int r = 0;
 
     while (i < len && r == 0) {
-        size_t n = alert_utf8_len(s + i, len - i);
+        size_t n = util_utf8_len(s + i, len - i);
         size_t in = n ? n : 1;
 
         if (i + in > cap)

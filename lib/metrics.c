@@ -68,33 +68,11 @@ static bool
 metrics_utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s);
 
-    while (*p) {
-        unsigned c = *p;
-        size_t n;
-        unsigned cp, min;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
+    for (size_t i = 0, n; i < len; i += n)
+        if ((n = util_utf8_len(p + i, len - i)) == 0)
             return false;
-        }
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false; /* also stops at the terminator */
-            cp = (cp << 6) | (p[i] & 0x3fu);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
-    }
     return true;
 }
 

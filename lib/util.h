@@ -85,6 +85,12 @@ int strbuf_append_json(struct strbuf *b, const char *p, size_t len);
 /* NUL-terminated view of the buffer ("" when empty). Borrowed until the next append. */
 const char *strbuf_cstr(struct strbuf *b);
 
+/*
+ * Length of the well-formed UTF-8 sequence at @p (1-4; no overlongs, surrogates or code
+ * points above U+10FFFF) within @avail bytes, or 0 when the bytes there are not one.
+ */
+size_t util_utf8_len(const unsigned char *p, size_t avail);
+
 /* Copy a slice into a fixed buffer with a terminator; -E2BIG if it does not fit. */
 int util_copy_str(char *dst, size_t size, struct fg_str s);
 
