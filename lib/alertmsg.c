@@ -688,7 +688,6 @@ alertmsg_looks_cut(const char *id, size_t n)
 static void
 alertmsg_am_identity(struct alertmsg_w *w, const char *id)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     char h[ALERTMSG_LABEL_HASH + 1];
@@ -704,9 +703,7 @@ alertmsg_am_identity(struct alertmsg_w *w, const char *id)
         w->r = w->r ? w->r : -ENOMEM; /* SHA-256 fails only short of memory */
         return;
     }
-    for (size_t i = 0; i < ALERTMSG_LABEL_HASH; i++)
-        h[i] = hex[(md[i / 2] >> (i % 2 ? 0 : 4)) & 15];
-    h[ALERTMSG_LABEL_HASH] = '\0';
+    util_hex(h, md, ALERTMSG_LABEL_HASH / 2);
     /* the cut leaves room for the suffix: the label stays within ALERTMSG_TEXT_CAP bytes */
     alertmsg_text(w, id, ALERTMSG_TEXT_CAP - 3 - ALERTMSG_LABEL_HASH, ALERT_TEXT_JSON);
     alertmsg_raw(w, "\xe2\x80\xa6");

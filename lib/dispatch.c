@@ -2032,8 +2032,7 @@ dispatch_encode(struct dispatch *d, struct strbuf *out)
         const struct dispatch_dest *dst = &d->dests[i];
         char hex[2 * DISPATCH_DEST_HASH + 1];
 
-        for (size_t k = 0; k < DISPATCH_DEST_HASH; k++)
-            (void)snprintf(hex + 2 * k, 3, "%02x", dst->hash[k]);
+        util_hex(hex, dst->hash, DISPATCH_DEST_HASH);
         r = strbuf_printf(out,
                           "D %s %d %d %d %" PRId64 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64
                           " %zu %zu %s\n",
@@ -2300,24 +2299,6 @@ dispatch_rd_digest(struct dispatch_rd *rd, const struct fg_str *t, struct dispat
     return true;
 }
 
-/* A destination's hash (version 4), @t: DISPATCH_DEST_HASH bytes in lowercase hex. */
-static bool
-dispatch_rd_hash(struct fg_str t, uint8_t out[DISPATCH_DEST_HASH])
-{
-    if (t.len != 2 * DISPATCH_DEST_HASH)
-        return false;
-    for (size_t i = 0; i < t.len; i++) {
-        char c = t.p[i];
-        unsigned v = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                                            : 16;
-        if (v == 16)
-            return false;
-        out[i / 2] = (uint8_t)(i % 2 ? out[i / 2] | v : v << 4);
-    }
-    return true;
-}
-
 /* @g, decoded, has the running destination @dst's type, URL and secrets. */
 static bool
 dispatch_dest_same(const struct dispatch_dest *dst, const struct dispatch_dest *g)
@@ -2387,7 +2368,7 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
             util_copy_str(fd[nfd].name, CONFIG_NAME_MAX, t[1]) == 0 &&
             (fg_str_eq(t[2], "0") || fg_str_eq(t[2], "1"))) {
             fd[nfd].enabled = fg_str_eq(t[2], "1");
-            if (version >= 4 && !dispatch_rd_hash(t[12], fd[nfd].hash))
+            if (version >= 4 && util_unhex(t[12].p, t[12].len, fd[nfd].hash, DISPATCH_DEST_HASH) < 0)
                 goto out;
             if (version >= 2 && !dispatch_rd_digest(&rd, t, &fd[nfd]))
                 goto out;

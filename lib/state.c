@@ -259,40 +259,6 @@ state_lock(const char *dir, int *ret_fd)
 
 /* ---- checkpoint text ---- */
 
-static void
-state_hex(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int
-state_unhex(const char *s, size_t len, uint8_t *out, size_t n)
-{
-    if (len != 2 * n)
-        return -EBADMSG;
-    for (size_t i = 0; i < 2 * n; i++) {
-        char c = s[i];
-        unsigned v;
-        if (c >= '0' && c <= '9')
-            v = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = (unsigned)(c - 'a' + 10);
-        else
-            return -EBADMSG;
-        if (i % 2 == 0)
-            out[i / 2] = (uint8_t)(v << 4);
-        else
-            out[i / 2] = (uint8_t)(out[i / 2] | v);
-    }
-    return 0;
-}
-
 int
 state_checkpoint_encode(const struct tail_pos *pos, char *buf, size_t size)
 {
@@ -302,8 +268,8 @@ state_checkpoint_encode(const struct tail_pos *pos, char *buf, size_t size)
 
     for (unsigned i = 0; i < 8; i++)
         m[i] = (uint8_t)(pos->marker >> (56 - 8 * i));
-    state_hex(fp, pos->fp, sizeof(pos->fp));
-    state_hex(mk, m, sizeof(m));
+    util_hex(fp, pos->fp, sizeof(pos->fp));
+    util_hex(mk, m, sizeof(m));
     n = snprintf(buf, size,
                  "%s %d\ndev %llu\nino %llu\noffset %llu\nfp_len %u\nfp %s\nmarker_len %u\n"
                  "marker %s\n",
@@ -352,13 +318,13 @@ state_checkpoint_decode(const char *buf, size_t len, struct tail_pos *ret)
         state_field(&p, end, "ino", &v) < 0 || util_parse_u64(v.p, v.len, &pos.ino) < 0 ||
         state_field(&p, end, "offset", &v) < 0 || util_parse_u64(v.p, v.len, &pos.offset) < 0 ||
         state_field(&p, end, "fp_len", &v) < 0 || util_parse_u32(v.p, v.len, &pos.fp_len) < 0 ||
-        state_field(&p, end, "fp", &v) < 0 || state_unhex(v.p, v.len, pos.fp, 32) < 0 ||
+        state_field(&p, end, "fp", &v) < 0 || util_unhex(v.p, v.len, pos.fp, 32) < 0 ||
         state_field(&p, end, "marker_len", &v) < 0 ||
         util_parse_u32(v.p, v.len, &pos.marker_len) < 0 || state_field(&p, end, "marker", &v) < 0 ||
-        state_unhex(v.p, v.len, m, 8) < 0)
+        util_unhex(v.p, v.len, m, 8) < 0)
         return -EBADMSG;
     crc_at = p;
-    if (state_field(&p, end, "crc", &v) < 0 || state_unhex(v.p, v.len, c, 4) < 0 || p != end)
+    if (state_field(&p, end, "crc", &v) < 0 || util_unhex(v.p, v.len, c, 4) < 0 || p != end)
         return -EBADMSG;
     u = (uint64_t)c[0] << 24 | (uint64_t)c[1] << 16 | (uint64_t)c[2] << 8 | c[3];
     if (u != crc32(0L, (const Bytef *)buf, (uInt)(crc_at - buf)))

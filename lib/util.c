@@ -306,3 +306,37 @@ util_utf8_len(const unsigned char *p, size_t avail)
         return 0;
     return n;
 }
+
+void
+util_hex(char *out, const uint8_t *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int
+util_unhex(const char *s, size_t len, uint8_t *out, size_t n)
+{
+    if (len != 2 * n)
+        return -EBADMSG;
+    for (size_t i = 0; i < 2 * n; i++) {
+        char c = s[i];
+        unsigned v;
+        if (c >= '0' && c <= '9')
+            v = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = (unsigned)(c - 'a' + 10);
+        else
+            return -EBADMSG;
+        if (i % 2 == 0)
+            out[i / 2] = (uint8_t)(v << 4);
+        else
+            out[i / 2] = (uint8_t)(out[i / 2] | v);
+    }
+    return 0;
+}

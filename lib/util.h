@@ -91,6 +91,11 @@ const char *strbuf_cstr(struct strbuf *b);
  */
 size_t util_utf8_len(const unsigned char *p, size_t avail);
 
+/* @n bytes as 2 * @n lowercase hex digits and a NUL into @out. */
+void util_hex(char *out, const uint8_t *p, size_t n);
+/* Exactly 2 * @n lowercase hex digits of [@s, @s + @len) into @n bytes: 0 or -EBADMSG. */
+int util_unhex(const char *s, size_t len, uint8_t *out, size_t n);
+
 /* Copy a slice into a fixed buffer with a terminator; -E2BIG if it does not fit. */
 int util_copy_str(char *dst, size_t size, struct fg_str s);
 
