@@ -1045,6 +1045,14 @@ int
 dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
 {
     int64_t now = dispatch_now(d);
+    const struct alertmsg_actions next = { .monitor = a->monitor,
+                                           .confirmed = a->confirmed,
+                                           .frozen = a->frozen,
+                                           .failed = a->failed,
+                                           .backend = a->backend,
+                                           .backend_done = a->backend_done,
+                                           .backend_err = a->backend_err,
+                                           .preexisting = a->preexisting };
 
     if (!a->id)
         return -EINVAL;
@@ -1054,28 +1062,13 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
         if (inc->released_ms || !dispatch_incident_is(inc, a->scope, a->id))
             continue;
         if (inc->acted) {
-            struct alertmsg_actions next = { .monitor = a->monitor,
-                                             .confirmed = a->confirmed,
-                                             .frozen = a->frozen,
-                                             .failed = a->failed,
-                                             .backend = a->backend,
-                                             .backend_done = a->backend_done,
-                                             .backend_err = a->backend_err,
-                                             .preexisting = a->preexisting };
-
             dispatch_acted_again(d, inc, &next);
             continue;
         }
         inc->acted = true;
         dispatch_copy(inc->backend, sizeof(inc->backend), a->backend);
-        inc->act = (struct alertmsg_actions){ .monitor = a->monitor,
-                                              .confirmed = a->confirmed,
-                                              .frozen = a->frozen,
-                                              .failed = a->failed,
-                                              .backend = inc->backend,
-                                              .backend_done = a->backend_done,
-                                              .backend_err = a->backend_err,
-                                              .preexisting = a->preexisting };
+        inc->act = next;
+        inc->act.backend = inc->backend; /* the incident keeps its own copy */
         d->dirty = true;
         for (size_t i = 0; i < d->ndests; i++) {
             struct dispatch_dest *dst = &d->dests[i];
