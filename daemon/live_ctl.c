@@ -227,7 +227,7 @@ live_ctl_alerts(struct daemon *d, struct strbuf *out)
         if (r == 0)
             r = live_ctl_str(out, "name", st.name ? st.name : "");
         if (r == 0)
-            r = strbuf_printf(out, ",\"type\":\"%s\",", dispatch_kind_name(st.type));
+            r = strbuf_printf(out, ",\"type\":\"%s\",", alert_dest_type_name(st.type));
         if (r == 0)
             r = live_ctl_str(out, "host", st.host);
         if (r == 0)

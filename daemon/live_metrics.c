@@ -499,8 +499,9 @@ live_metrics_alerts(struct metrics *m, struct daemon *d)
         }
         (void)metrics_family(m, "floodgate_alert_delivery_duration_seconds", METRICS_HISTOGRAM,
                              "Time per alert delivery attempt, by destination type.");
-        for (unsigned k = 0; k < DISPATCH_KIND_COUNT; k++) {
-            const struct metrics_label l = { "kind", dispatch_kind_name((enum alert_dest_type)k) };
+        for (unsigned k = 0; k < ALERT_DEST_TYPES; k++) {
+            const struct metrics_label l = { "kind",
+                                             alert_dest_type_name((enum alert_dest_type)k) };
             struct metrics_hist h;
 
             dispatch_delivery_hist(d->alerts, (enum alert_dest_type)k, &h);

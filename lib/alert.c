@@ -258,3 +258,15 @@ alert_bucket_slow(struct alert_bucket *b, int64_t now_ms)
     alert_bucket_refill(b, now_ms);
     b->slow_until_ms = now_ms + ALERT_SLOW_MS;
 }
+
+const char *
+alert_dest_type_name(enum alert_dest_type type)
+{
+    static const char *const names[ALERT_DEST_TYPES] = {
+        [ALERT_DEST_SLACK] = "slack",
+        [ALERT_DEST_WEBHOOK] = "webhook",
+        [ALERT_DEST_ALERTMANAGER] = "alertmanager",
+    };
+
+    return (unsigned)type < ALERT_DEST_TYPES ? names[type] : "?";
+}

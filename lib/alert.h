@@ -16,6 +16,9 @@
  */
 
 enum alert_dest_type { ALERT_DEST_SLACK = 0, ALERT_DEST_WEBHOOK, ALERT_DEST_ALERTMANAGER };
+#define ALERT_DEST_TYPES 3 /* the values of enum alert_dest_type */
+/* "slack", "webhook", "alertmanager" ("?" for anything else). */
+const char *alert_dest_type_name(enum alert_dest_type type);
 
 /* --- Standard Webhooks ------------------------------------------------------------- */
 

@@ -1028,12 +1028,6 @@ out:
 
 static const struct config_reader config_reader_system = { config_read_file, NULL };
 
-static const char *const config_dest_type_names[] = {
-    [ALERT_DEST_SLACK] = "slack",
-    [ALERT_DEST_WEBHOOK] = "webhook",
-    [ALERT_DEST_ALERTMANAGER] = "alertmanager",
-};
-
 /* Per type (alerting.md §2.5, §3.3, §5.7, §5.8). */
 static const struct {
     double rate, burst;
@@ -1564,10 +1558,10 @@ config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, siz
     r = config_scalar(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE], &s);
     if (r < 0)
         return r;
-    for (t = 0; t < N_ELEMS(config_dest_type_names); t++)
-        if (strcmp(s, config_dest_type_names[t]) == 0)
+    for (t = 0; t < ALERT_DEST_TYPES; t++)
+        if (strcmp(s, alert_dest_type_name((enum alert_dest_type)t)) == 0)
             break;
-    if (t == N_ELEMS(config_dest_type_names))
+    if (t == ALERT_DEST_TYPES)
         return config_fail(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE],
                            "unknown destination type '%s' (slack, webhook or alertmanager)", s);
     d->type = (enum alert_dest_type)t;
@@ -1596,7 +1590,8 @@ config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, siz
     for (size_t k = 0; k < CONFIG_DEST__MAX; k++)
         if (v[k] && !(config_dest_keys[k].types & (1u << t)))
             return config_fail(p, v[k], dc.path[k], "'%s' does not apply to type %s",
-                               config_dest_keys[k].name, config_dest_type_names[t]);
+                               config_dest_keys[k].name,
+                               alert_dest_type_name((enum alert_dest_type)t));
     if (v[CONFIG_DEST_URL] && v[CONFIG_DEST_URL_FILE])
         return config_fail(p, v[CONFIG_DEST_URL_FILE], dc.path[CONFIG_DEST_URL_FILE],
                            "give either url or url_file, not both");

@@ -100,7 +100,7 @@
 #define DISPATCH_FAIL_WARN       5 /* attempts of one alert in a row before a warning */
 #define DISPATCH_FAIL_LOG_MS     (10 * 60 * 1000LL)         /* that warning: every 10 min at most */
 #define DISPATCH_TLS_BACKOFF_MS  (ALERT_BACKOFF_CAP_MS / 4) /* a TLS retry's first ceiling */
-#define DISPATCH_KINDS           DISPATCH_KIND_COUNT
+#define DISPATCH_KINDS           ALERT_DEST_TYPES
 #define DISPATCH_DEF_THRESHOLD   5
 #define DISPATCH_DEF_INTERVAL_MS 60000
 #define DISPATCH_DEF_RESEND_MS   60000
@@ -2555,14 +2555,3 @@ dispatch_delivery_hist(const struct dispatch *d, enum alert_dest_type type,
     ret->nbounds = N_ELEMS(dispatch_duration_bounds);
 }
 
-const char *
-dispatch_kind_name(enum alert_dest_type type)
-{
-    static const char *const names[] = {
-        [ALERT_DEST_SLACK] = "slack",
-        [ALERT_DEST_WEBHOOK] = "webhook",
-        [ALERT_DEST_ALERTMANAGER] = "alertmanager",
-    };
-
-    return (unsigned)type < N_ELEMS(names) ? names[type] : "?";
-}

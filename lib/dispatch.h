@@ -166,10 +166,6 @@ void dispatch_dest_stats(const struct dispatch *d, size_t i, struct dispatch_des
 /* Open incidents (tripped or acted, not released). */
 size_t dispatch_open_incidents(const struct dispatch *d);
 
-/* Destination types, for the delivery histogram's kind label. */
-#define DISPATCH_KIND_COUNT 3
-/* "slack", "webhook", "alertmanager" ("?" for anything else). */
-const char *dispatch_kind_name(enum alert_dest_type type);
 /*
  * The duration of every delivery attempt since start (http_response.duration_ms, in
  * seconds; Slack, webhook and Alertmanager posts, not floodgatectl test-alert) to

@@ -1723,9 +1723,9 @@ START_TEST(test_dispatch_delivery_histogram)
         ck_assert_uint_eq(h.counts[k], 0);
     dispatch_delivery_hist(e.d, ALERT_DEST_ALERTMANAGER, &h);
     ck_assert_uint_eq(h.counts[12], 1); /* 45 s: above the last bound */
-    ck_assert_str_eq(dispatch_kind_name(ALERT_DEST_ALERTMANAGER), "alertmanager");
-    ck_assert_str_eq(dispatch_kind_name(ALERT_DEST_SLACK), "slack");
-    ck_assert_str_eq(dispatch_kind_name(ALERT_DEST_WEBHOOK), "webhook");
+    ck_assert_str_eq(alert_dest_type_name(ALERT_DEST_ALERTMANAGER), "alertmanager");
+    ck_assert_str_eq(alert_dest_type_name(ALERT_DEST_SLACK), "slack");
+    ck_assert_str_eq(alert_dest_type_name(ALERT_DEST_WEBHOOK), "webhook");
     env_done(&e);
 }
 END_TEST
