@@ -1735,18 +1735,12 @@ config_alerts_pair(struct config_parser *p, const char *key, yaml_node_t *v, con
 static int
 config_parse_group(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
 {
-    const char *s;
-    int r;
+    char buf[CONFIG_GROUP_MAX + 1];
+    int r = config_parse_name(p, n, path, buf, sizeof(buf), "group name");
 
-    r = config_scalar(p, n, path, &s);
     if (r < 0)
         return r;
-    if (strlen(s) > CONFIG_GROUP_MAX)
-        return config_fail(p, n, path, "group name is longer than %d bytes", CONFIG_GROUP_MAX);
-    if (!config_name_valid(s))
-        return config_fail(p, n, path,
-                           "group name '%s' may only hold letters, digits, '-', '_' and '.'", s);
-    return config_parse_string(p, n, path, CONFIG_GROUP_MAX + 1, ret);
+    return config_parse_string(p, n, path, sizeof(buf), ret);
 }
 
 /* node_exporter's textfile collector reads only *.prom files. */
