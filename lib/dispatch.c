@@ -105,7 +105,6 @@
 #define DISPATCH_DEF_INTERVAL_MS 60000
 #define DISPATCH_DEF_RESEND_MS   60000
 #define DISPATCH_DEF_KEEP_MS     300000
-#define DISPATCH_DEF_MAX_AGE_MS  (24 * 3600 * 1000LL)
 #define DISPATCH_DEST_HASH       16 /* bytes of SHA-256 kept to recognize a destination */
 
 struct dispatch_evidence {
@@ -1579,19 +1578,21 @@ dispatch_done(void *ctx, const struct http_response *r)
 
 /* --- the schedule ---------------------------------------------------------------------- */
 
+/* An alert that expired undelivered: counted (and logged) against its destination. */
+static void
+dispatch_expired_cb(void *ctx, const struct outbox_entry *e)
+{
+    struct dispatch *d = ctx;
+
+    dispatch_lost(d, dispatch_dest_find(d, e->dest, NULL), 0, 1);
+}
+
 static void
 dispatch_expire(struct dispatch *d, int64_t now)
 {
-    int64_t age = dispatch_or(dispatch_alerts(d)->max_age_ms, DISPATCH_DEF_MAX_AGE_MS);
     int64_t keep = dispatch_or(dispatch_alerts(d)->resolved_keep_ms, DISPATCH_DEF_KEEP_MS);
-    struct outbox_entry *e;
 
-    for (size_t k = 0; (e = outbox_at(d->ob, k)) != NULL; k++) {
-        if (!e->inflight && now - e->created_ms > age) {
-            dispatch_lost(d, dispatch_dest_find(d, e->dest, NULL), 0, 1);
-        }
-    }
-    if (outbox_expire(d->ob, now) > 0)
+    if (outbox_expire_each(d->ob, now, dispatch_expired_cb, d) > 0)
         d->dirty = true;
     for (size_t k = 0; k < d->ninc;) {
         const struct dispatch_incident *inc = d->inc[k];

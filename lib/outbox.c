@@ -467,11 +467,19 @@ outbox_retry(struct outbox *ob, struct outbox_entry *e, int64_t next_ms, int sta
 size_t
 outbox_expire(struct outbox *ob, int64_t now_ms)
 {
+    return outbox_expire_each(ob, now_ms, NULL, NULL);
+}
+
+size_t
+outbox_expire_each(struct outbox *ob, int64_t now_ms, outbox_expired_fn fn, void *ctx)
+{
     size_t n = 0;
 
     for (size_t i = 0; i < ob->n;) {
         const struct outbox_entry *e = ob->v[i];
         if (!e->inflight && now_ms - e->created_ms > ob->lim.max_age_ms) {
+            if (fn)
+                fn(ctx, e);
             outbox_remove_at(ob, i);
             n++;
             continue;

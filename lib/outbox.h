@@ -83,6 +83,9 @@ void outbox_done(struct outbox *ob, struct outbox_entry *e);
 void outbox_retry(struct outbox *ob, struct outbox_entry *e, int64_t next_ms, int status);
 /* Drop entries older than max_age_ms (in flight ones stay); returns how many. */
 size_t outbox_expire(struct outbox *ob, int64_t now_ms);
+/* The same, telling @fn (may be NULL) of each entry just before it goes. */
+typedef void (*outbox_expired_fn)(void *ctx, const struct outbox_entry *e);
+size_t outbox_expire_each(struct outbox *ob, int64_t now_ms, outbox_expired_fn fn, void *ctx);
 
 /* The entry with this destination and event id, or NULL. */
 struct outbox_entry *outbox_find(struct outbox *ob, const char *dest, const char *event_id);
