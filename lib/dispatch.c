@@ -1265,25 +1265,6 @@ dispatch_send_entry(struct dispatch *d, size_t i, struct outbox_entry *e, int64_
     dst->inflight++;
 }
 
-/* The first entry of @dst that may be sent at @now; *@later: when the next one is due. */
-static struct outbox_entry *
-dispatch_due(struct dispatch *d, const char *dest, int64_t now, int64_t *later)
-{
-    struct outbox_entry *e;
-    uint32_t ix = outbox_dest_ix(d->ob, dest);
-
-    *later = INT64_MAX;
-    for (size_t k = 0; ix != OUTBOX_DEST_NONE && (e = outbox_at(d->ob, k)) != NULL; k++) {
-        if (e->inflight || e->tag > d->durable || e->dest_ix != ix)
-            continue;
-        if (e->next_ms <= now)
-            return e;
-        if (e->next_ms < *later)
-            *later = e->next_ms;
-    }
-    return NULL;
-}
-
 /* The bucket of destination @i: Slack destinations sharing a URL share one (§2.5). */
 static struct alert_bucket *
 dispatch_bucket(struct dispatch *d, size_t i)
@@ -1309,7 +1290,7 @@ dispatch_edge_tick(struct dispatch *d, size_t i, int64_t now, int64_t *next)
 
         if (dst->inflight >= limit || dst->am_inflight)
             return; /* a completion polls again */
-        e = dispatch_due(d, dst->name, now, &later);
+        e = outbox_due(d->ob, dst->name, now, d->durable, &later);
         if (!e) {
             if (later < *next)
                 *next = later;

@@ -410,30 +410,39 @@ outbox_room_instead(const struct outbox *ob, const struct outbox_entry *e, size_
 }
 
 struct outbox_entry *
-outbox_next_due(struct outbox *ob, const char *dest, int64_t now_ms)
+outbox_due(struct outbox *ob, const char *dest, int64_t now_ms, uint64_t max_tag,
+           int64_t *later)
 {
     uint32_t ix = outbox_dest_ix(ob, dest);
+    int64_t t = INT64_MAX;
 
     for (size_t i = 0; ix != OUTBOX_DEST_NONE && i < ob->n; i++) {
         struct outbox_entry *e = ob->v[i];
-        if (!e->inflight && e->next_ms <= now_ms && e->dest_ix == ix)
+        if (e->inflight || e->tag > max_tag || e->dest_ix != ix)
+            continue;
+        if (e->next_ms <= now_ms)
             return e;
+        if (e->next_ms < t)
+            t = e->next_ms;
     }
+    if (later)
+        *later = t;
     return NULL;
 }
 
-int64_t
-outbox_next_time(const struct outbox *ob, const char *dest)
+struct outbox_entry *
+outbox_next_due(struct outbox *ob, const char *dest, int64_t now_ms)
 {
-    int64_t t = INT64_MAX;
-    uint32_t ix = outbox_dest_ix(ob, dest);
+    return outbox_due(ob, dest, now_ms, UINT64_MAX, NULL);
+}
 
-    for (size_t i = 0; ix != OUTBOX_DEST_NONE && i < ob->n; i++) {
-        const struct outbox_entry *e = ob->v[i];
-        if (!e->inflight && e->next_ms < t && e->dest_ix == ix)
-            t = e->next_ms;
-    }
-    return t;
+int64_t
+outbox_next_time(struct outbox *ob, const char *dest)
+{
+    int64_t t;
+
+    /* nothing is due before the beginning of time: *later is the earliest of all */
+    return outbox_due(ob, dest, INT64_MIN, UINT64_MAX, &t) ? INT64_MIN : t;
 }
 
 void

@@ -71,10 +71,16 @@ bool outbox_room(const struct outbox *ob, const char *dest, size_t body_len);
 /* Room for an entry of @body_len bytes at @e's destination once @e is removed. */
 bool outbox_room_instead(const struct outbox *ob, const struct outbox_entry *e, size_t body_len);
 
+/*
+ * The oldest entry of @dest due at @now_ms, not in flight, with a tag of at most @max_tag,
+ * or NULL; then *@later (when not NULL) is when the next such entry is due (INT64_MAX: none).
+ */
+struct outbox_entry *outbox_due(struct outbox *ob, const char *dest, int64_t now_ms,
+                                uint64_t max_tag, int64_t *later);
 /* The oldest entry of @dest due at @now_ms and not in flight, or NULL. */
 struct outbox_entry *outbox_next_due(struct outbox *ob, const char *dest, int64_t now_ms);
 /* When the next entry of @dest not in flight is due (INT64_MAX: none). */
-int64_t outbox_next_time(const struct outbox *ob, const char *dest);
+int64_t outbox_next_time(struct outbox *ob, const char *dest);
 
 void outbox_begin(struct outbox *ob, struct outbox_entry *e);
 /* Delivered or failed for good: forget @e (freed). */
