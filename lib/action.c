@@ -63,6 +63,8 @@
 #define ACTION_LIST_MAX      (16u << 20) /* cPanel's outgoing_mail_*_users files */
 
 enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
+/* The names of enum action_state, in the ledger and in action_info. */
+static const char *const action_state_names[] = { "acting", "acted", "released" };
 
 struct action_entry {
     struct action_entry *next;
@@ -462,10 +464,9 @@ ledger_unescape(const char *p, size_t len, char **ret)
 static int
 ledger_put_entry(struct strbuf *b, const struct action_entry *e)
 {
-    static const char *const st[] = { "acting", "acted", "released" };
     int r;
 
-    r = strbuf_printf(b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", st[e->state],
+    r = strbuf_printf(b, "E\t%s\t%s\t%u\t%u\t%d\t%lld\t%lld\t", action_state_names[e->state],
                       usertable_scope_name(e->scope), e->want, e->done, e->preexisting ? 1 : 0,
                       (long long)e->acted_ms, (long long)e->released_ms);
     if (r == 0)
@@ -1044,12 +1045,19 @@ job_retry_locked(struct action *a, struct action_job *j)
     return 1;
 }
 
+/* The step a backend call is: hold or suspend, or its undoing. */
+static enum action_step
+action_be_op_step(uint32_t op, bool undo)
+{
+    if (op & CONFIG_ACTION_SUSPEND)
+        return undo ? ACTION_STEP_UNSUSPEND : ACTION_STEP_SUSPEND;
+    return undo ? ACTION_STEP_UNHOLD : ACTION_STEP_HOLD;
+}
+
 static const char *
 action_be_op_name(uint32_t op, bool undo)
 {
-    if (op & CONFIG_ACTION_SUSPEND)
-        return undo ? "unsuspend" : "suspend";
-    return undo ? "unhold" : "hold";
+    return action_step_name(action_be_op_step(op, undo));
 }
 
 static void
@@ -1088,13 +1096,8 @@ job_backend_result(struct action *a, struct action_job *j, const struct be_call 
     bool resumed = false;
     char what[128];
 
-    if (c->started_ms >= 0) {
-        bool susp = (op & CONFIG_ACTION_SUSPEND) != 0;
-        action_step_observe(a,
-                            undo ? (susp ? ACTION_STEP_UNSUSPEND : ACTION_STEP_UNHOLD)
-                                 : (susp ? ACTION_STEP_SUSPEND : ACTION_STEP_HOLD),
-                            c->started_ms);
-    }
+    if (c->started_ms >= 0)
+        action_step_observe(a, action_be_op_step(op, undo), c->started_ms);
     if (!undo && code == ACTION_BE_ALREADY && c->rerun) {
         code = ACTION_BE_DONE; /* our own step, applied before a restart cut it short */
         resumed = true;
@@ -1840,15 +1843,13 @@ action_free(struct action *a)
 static void
 action_info_of(const struct action_entry *e, struct action_info *ret)
 {
-    static const char *const st[] = { "acting", "acted", "released" };
-
     *ret = (struct action_info){
         .scope = e->scope,
         .id = e->id,
         .account = e->account,
         .rule = e->rule,
         .reason = e->reason ? e->reason : "",
-        .state = st[e->state],
+        .state = action_state_names[e->state],
         .active = e->state != ENTRY_RELEASED,
         .want = e->want,
         .done = e->done,
