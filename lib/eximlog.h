@@ -47,6 +47,21 @@ enum exim_type {
                                        with a space/tab (raw newline in a field: 9.1) */
 #define EXIM_F_FOREIGN   (1u << 13) /* no Exim prefix at all: not Exim's text (type OTHER) */
 #define EXIM_F_CWD_MULTI (1u << 12) /* cwd= text holds several " N args: " parts */
+#define EXIM_F_FORGED_TAIL                                                                         \
+    (1u << 14) /* not a cwd= record, yet it ends in a top-level " N args: ..." (9.1 rule 4): the   \
+                  remnant of a line forged through a directory name or argv; never counted */
+#define EXIM_F_CWD_ARGC (1u << 15) /* cwd= whose " N args:" count does not match its arguments */
+#define EXIM_F_RCPT_CUT                                                                            \
+    (1u << 16) /* the for-list was cut at Exim's buffer without "<trunc>" (<= 4.97): complete it   \
+                  from the delivery records */
+
+/*
+ * One reading of an arrival's peer part: H= and the fields Exim writes between it and S=.
+ * A HELO that contains ") [ip]:port ..." can make two readings parse (5.3).
+ */
+struct exim_peer {
+    struct fg_str host, host_ip, ident, proto, auth, set_id;
+};
 
 /*
  * One parsed record. Every slice points into the record text given to eximlog_parse()
@@ -76,6 +91,8 @@ struct exim_event {
     struct fg_str subject;   /* T= value without the outer quotes, still escaped */
     struct fg_str rcpts;     /* text after " for ", iterate with eximlog_next_addr() */
     uint32_t nrcpt;          /* number of addresses in rcpts */
+    struct exim_peer alt;    /* EXIM_F_AMBIGUOUS_HOST: the other reading that also parses in
+                                full (the fields above hold the first); empty otherwise */
 
     /* EXIM_DELIVERY, EXIM_DEFER, EXIM_FAIL */
     struct fg_str flag;      /* "=>", "->", "*>", ">>", "==", "**" */
