@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "attrib.h"
 #include "config.h"
@@ -19,6 +20,18 @@ int daemon_maps_load(const struct config *cfg, const uint8_t key[SIPHASH_KEY_LEN
 
 /* A random SipHash key from getrandom(). */
 void daemon_random_key(uint8_t key[SIPHASH_KEY_LEN]);
+
+struct preflight_report;
+
+/* Print each preflight finding as one line ("error: key: path: what") to @f. */
+void daemon_preflight_print(const struct preflight_report *r, FILE *f);
+
+/*
+ * Run the preflight checks for @cfg and log every finding (err or warning, naming the
+ * key and path); @when says what is being checked ("start", "reload"). Returns the number
+ * of errors: the caller refuses a config that has any.
+ */
+size_t daemon_preflight(const struct config *cfg, const char *when);
 
 /* floodgated --replay: returns the process exit status. */
 int replay_main(const struct config *cfg, char **files, int nfiles, bool json);

@@ -678,6 +678,12 @@ live_reload(struct daemon *d, char *out, size_t size)
         return live_reload_failed(out, size, r, NULL, msg);
     }
     r = live_keep_bound_paths(d, next);
+    if (r == 0 && daemon_preflight(next, "reload") > 0) {
+        config_free(next);
+        return live_reload_failed(out, size, -EINVAL, "preflight",
+                                  "a path the new config needs is missing or wrong (see the "
+                                  "journal)");
+    }
     if (r == 0)
         r = daemon_maps_load(next, d->key, &maps);
     if (r < 0) {
@@ -798,6 +804,10 @@ live_main(const char *config_path, struct config *cfg)
     d.loop = EV_DEFAULT;
     d.start_wall_ms = clock_now_ms(&clock_real);
     daemon_random_key(d.key);
+    if (daemon_preflight(cfg, "start") > 0) {
+        r = -EINVAL;
+        goto out;
+    }
     if (mkdir(cfg->state_dir, 0750) < 0 && errno != EEXIST) {
         r = log_emit(LOG_ERR, -errno, NULL, "%s: cannot create the state directory",
                      cfg->state_dir);

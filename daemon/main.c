@@ -13,6 +13,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "preflight.h"
 
 #define MAIN_DEFAULT_CONFIG "/etc/floodgate/floodgate.yml"
 
@@ -95,8 +96,19 @@ main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        printf("%s: ok (%zu rule%s, mode %s)\n", path, cfg->nrules, cfg->nrules == 1 ? "" : "s",
-               cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
+        struct preflight_report pr = { 0 };
+        preflight_run(cfg, &preflight_fs_real, &pr);
+        daemon_preflight_print(&pr, stderr);
+        if (pr.nerrors > 0) {
+            fprintf(stderr, "%s: %zu error%s: floodgated will not run in %s mode like this\n",
+                    path, pr.nerrors, pr.nerrors == 1 ? "" : "s",
+                    cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
+            config_free(cfg);
+            return 1;
+        }
+        printf("%s: ok (%zu rule%s, mode %s%s)\n", path, cfg->nrules, cfg->nrules == 1 ? "" : "s",
+               cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
+               pr.n > 0 ? ", see the warnings" : "");
         config_free(cfg);
         return 0;
     }

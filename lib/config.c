@@ -2141,7 +2141,7 @@ config_new_default(void)
 
     if (!c)
         return NULL;
-    c->mode = CONFIG_MODE_ENFORCE;
+    c->mode = CONFIG_MODE_MONITOR; /* enforcing is always a line the admin wrote */
     c->cooldown_ms = 3600000;
     c->max_identities = USERTABLE_CAP_DEFAULT;
     c->backend = CONFIG_BACKEND_EXIM;

@@ -476,7 +476,7 @@ START_TEST(test_config_defaults)
     struct config *c = config_new_default();
 
     ck_assert_ptr_nonnull(c);
-    ck_assert_int_eq(c->mode, CONFIG_MODE_ENFORCE);
+    ck_assert_int_eq(c->mode, CONFIG_MODE_MONITOR);
     ck_assert_uint_eq(c->nrules, 0);
     ck_assert_int_eq(c->cooldown_ms, 3600000);
     ck_assert_str_eq(c->userdomains_file, "/etc/userdomains");
@@ -516,7 +516,7 @@ START_TEST(test_config_example_file)
     r = config_load(path, &c, &d);
     diag_format(&d, buf, sizeof(buf));
     ck_assert_msg(r == 0, "%s", buf);
-    ck_assert_int_eq(c->mode, CONFIG_MODE_ENFORCE);
+    ck_assert_int_eq(c->mode, CONFIG_MODE_MONITOR);
     ck_assert_uint_ge(c->nrules, 8);
     ck_assert_str_eq(c->rules[0].name, "mailbox-recipients-10m");
     ck_assert_uint_eq(c->rules[0].above, 300);
