@@ -570,6 +570,25 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
                  : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", unheld"
                                                            : "",
                  o->remaining ? "; not finished, release it again to retry" : "");
+        if (o->ledger_err < 0)
+            log_emit(LOG_ERR, o->ledger_err, fields,
+                     "release %s %s: the ledger cannot record it; after a restart it is listed "
+                     "as held again (a release then has nothing left to undo)",
+                     usertable_scope_name(o->scope), o->id);
+        return;
+    }
+    if (o->unconfirmed) {
+        log_emit(LOG_WARNING, 0, fields,
+                 "%s %s %s: %snothing held: none of the %zu messages named in the log is "
+                 "confirmed in Exim's spool as the identity's; floodgatectl hold or release decides",
+                 o->what, usertable_scope_name(o->scope), o->id,
+                 o->monitor ? "monitor mode: " : "", o->candidates);
+        return;
+    }
+    if (o->ledger_err < 0 && o->backend_done == 0 && o->frozen == 0) {
+        log_emit(LOG_ERR, o->ledger_err, fields,
+                 "%s %s %s: could not act: ledger write failed; nothing was done", o->what,
+                 usertable_scope_name(o->scope), o->id);
         return;
     }
     log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
