@@ -306,11 +306,18 @@ alertmsg_actions_text(struct alertmsg_w *w, const struct alertmsg_actions *a,
     if (a->unconfirmed) {
         /* the log named the messages, the spool did not confirm one: log text alone is
          * evidence, not proof (a forged line must not hold an innocent customer) */
-        alertmsg_fmt(w,
-                     "%snot held: none of the %zu messages named in the log is confirmed in "
-                     "Exim's spool as this sender's; nothing done, an operator decides "
-                     "(floodgatectl hold or release)",
-                     a->monitor ? "monitor mode, would be " : "", a->candidates);
+        if (a->monitor)
+            alertmsg_fmt(w,
+                         "monitor mode: nothing done; a hold would wait for an operator: none "
+                         "of the %zu messages named in the log is confirmed in Exim's spool as "
+                         "this sender's",
+                         a->candidates);
+        else
+            alertmsg_fmt(w,
+                         "not held: none of the %zu messages named in the log is confirmed in "
+                         "Exim's spool as this sender's; nothing done, an operator decides "
+                         "(floodgatectl hold or release)",
+                         a->candidates);
         return;
     }
     if (a->monitor) {
