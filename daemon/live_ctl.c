@@ -398,7 +398,9 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req, struct strbuf *ou
         r = strbuf_appends(out, ",\"history\":[");
     if (r == 0 && acted && in.acted_ms) {
         r = strbuf_printf(out, "{\"event\":\"%s\",\"at_ms\":%lld,",
-                          strcmp(in.rule, LIVE_CTL_MANUAL_RULE) == 0 ? "held" : "acted",
+                          in.unconfirmed                               ? "unconfirmed"
+                          : strcmp(in.rule, LIVE_CTL_MANUAL_RULE) == 0 ? "held"
+                                                                       : "acted",
                           (long long)in.acted_ms);
         if (r == 0)
             r = live_ctl_str(out, "rule", in.rule);

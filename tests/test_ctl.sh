@@ -307,7 +307,9 @@ try:
           h[0]["what"] == "hold" and h[0]["rule"] == "hold-burst", "unconfirmed: %r" % h)
     check(re.search(r"^mailbox\s+box4@example\.com\s+hold \(unconfirmed\)\+0 frozen",
                     ctl_ok("held"), re.M), "held text for the unconfirmed trip")
-    check(ctl_json("show", "box4@example.com")["action"]["state"] == "unconfirmed", "show")
+    sh = ctl_json("show", "box4@example.com")
+    check(sh["action"]["state"] == "unconfirmed" and
+          [h["event"] for h in sh["history"]] == ["unconfirmed"], "show unconfirmed: %r" % sh)
     check(re.search(r'"event":"not_acted","rule":"hold-burst","scope":"mailbox",'
                     r'"id":"box4@example.com","result":"unconfirmed"', open(AUDIT).read()),
           "audit of the unconfirmed trip")
