@@ -228,7 +228,13 @@ live_checkpoint_done(struct daemon *d, int r)
     d->state_failing = r < 0;
     if (r < 0) {
         d->dirty = true; /* try again at the next tick */
+        /* Gated alerts wait for a checkpoint that does not come: say so from memory. */
+        if (++d->state_failures >= LIVE_STATE_FAIL_ALERT)
+            live_alert_state_failing(d, r);
     } else {
+        d->state_failures = 0;
+        if (d->state_alerted)
+            live_alert_state_recovered(d);
         d->have_state = true;
         if (d->alerts)
             dispatch_commit_done(d->alerts, d->alert_token); /* what it held may be sent */
@@ -244,7 +250,8 @@ live_saver_cb(struct ev_loop *loop, ev_child *w, int revents)
     (void)revents;
     ev_child_stop(loop, w);
     d->saver_pid = 0;
-    live_checkpoint_done(d, WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO);
+    /* the writer exits with the errno of its failure (see live_checkpoint_now()) */
+    live_checkpoint_done(d, !WIFEXITED(st) ? -EIO : -WEXITSTATUS(st));
     /* alerts queued while it ran wait for a save: start the next one now */
     if (d->alert_kick)
         (void)live_checkpoint_now(d, false);
@@ -293,10 +300,11 @@ live_checkpoint_now(struct daemon *d, bool sync)
             if (getppid() != parent)
                 _exit(EINTR);
             r = live_state_save(d, &pos);
-            /* an errno does not fit an exit status: say it here, exit 1 */
+            /* the exit status is the errno (they are all below 256 on Linux), so the
+             * parent can name it in the health alert */
             if (r < 0)
                 log_emit(LOG_ERR, r, NULL, "checkpoint writer: cannot save the state");
-            _exit(r < 0 ? 1 : 0);
+            _exit(r >= 0 ? 0 : -r < 256 ? -r : EIO);
         }
         if (pid > 0) {
             d->saver_pid = pid;
@@ -570,6 +578,26 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
                  : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", unheld"
                                                            : "",
                  o->remaining ? "; not finished, release it again to retry" : "");
+        if (o->ledger_err < 0)
+            log_emit(LOG_ERR, o->ledger_err, fields,
+                     "release %s %s: the ledger cannot record it; after a restart it is listed "
+                     "as held again (a release then has nothing left to undo)",
+                     usertable_scope_name(o->scope), o->id);
+        return;
+    }
+    if (o->unconfirmed) {
+        log_emit(LOG_WARNING, 0, fields,
+                 "%s %s %s: %snothing held: none of the %zu messages named in the log is "
+                 "confirmed in Exim's spool as the identity's; an operator decides (floodgatectl "
+                 "hold or release)",
+                 o->what, usertable_scope_name(o->scope), o->id, o->monitor ? "monitor mode: " : "",
+                 o->candidates);
+        return;
+    }
+    if (o->ledger_err < 0 && o->backend_done == 0 && o->frozen == 0) {
+        log_emit(LOG_ERR, o->ledger_err, fields,
+                 "%s %s %s: could not act: ledger write failed; nothing was done", o->what,
+                 usertable_scope_name(o->scope), o->id);
         return;
     }
     log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,

@@ -31,6 +31,9 @@
 #define LIVE_STATE_MAX     (512u << 20)
 #define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
 
+/* checkpoints failed in a row before a health alert from memory */
+#define LIVE_STATE_FAIL_ALERT 3
+
 struct daemon {
     struct ev_loop *loop;
     const char *config_path;
@@ -55,6 +58,10 @@ struct daemon {
     ev_signal sighup, sigterm, sigint;
     ev_timer checkpoint, status, watchdog;
     ev_child saver; /* the background checkpoint writer */
+
+    unsigned state_failures; /* checkpoints failed in a row */
+    bool state_alerted;      /* live_alert_state_failing() alerted since the last success */
+
     pid_t saver_pid;
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 
@@ -122,6 +129,14 @@ void live_alert_outcome(struct daemon *d, const struct action_outcome *o);
 void live_alert_released(struct daemon *d, enum usertable_scope scope, const char *id);
 /* Once a status tick: a new tail gap becomes a health alert. */
 void live_alert_tick(struct daemon *d);
+/*
+ * The checkpoint failed LIVE_STATE_FAIL_ALERT times in a row (@err: the last -errno): a
+ * health alert from memory, past the commit gate no failing checkpoint would ever open
+ * (dispatch_health_urgent(): at most one per 10 minutes), logged at LOG_ERR.
+ */
+void live_alert_state_failing(struct daemon *d, int err);
+/* The checkpoint is written again after live_alert_state_failing() alerted. */
+void live_alert_state_recovered(struct daemon *d);
 size_t live_alert_pending(const struct daemon *d); /* alerts not yet delivered */
 size_t live_alert_dest_count(const struct daemon *d);
 void live_alert_dest_stats(const struct daemon *d, size_t i, struct dispatch_dest_stats *ret);

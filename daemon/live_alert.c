@@ -232,6 +232,9 @@ live_alert_outcome(struct daemon *d, const struct action_outcome *o)
         .backend_done = o->backend_done,
         .backend_err = o->backend_err,
         .preexisting = o->backend_preexisting,
+        .unconfirmed = o->unconfirmed,
+        .candidates = o->candidates,
+        .ledger_err = o->ledger_err,
     };
     r = dispatch_acted(d->alerts, &a);
     if (r < 0)
@@ -272,6 +275,51 @@ live_alert_tick(struct daemon *d)
     r = dispatch_health(d->alerts, "tail_gap", text);
     if (r < 0)
         log_emit(LOG_WARNING, r, NULL, "alerts: cannot queue a tail_gap event");
+    live_alert_commit_soon(d);
+}
+
+void
+live_alert_state_failing(struct daemon *d, int err)
+{
+    char text[CONFIG_PATH_MAX + 160];
+    int r;
+
+    (void)snprintf(text, sizeof(text), "checkpoint cannot be written: %s/%s: %s", d->cfg->state_dir,
+                   LIVE_STATE_FILE, strerror(-err));
+    if (!d->alerts) {
+        if (!d->state_alerted)
+            log_emit(LOG_ERR, err, NULL, "%s (%u attempts in a row); no alert destination", text,
+                     d->state_failures);
+        d->state_alerted = true;
+        return;
+    }
+    r = dispatch_health_urgent(d->alerts, "state_unwritable", text);
+    if (r == -EALREADY)
+        return; /* one went out less than 10 minutes ago */
+    d->state_alerted = true;
+    if (r < 0)
+        log_emit(LOG_ERR, r, NULL, "alerts: cannot queue the health alert: %s", text);
+    else
+        log_emit(LOG_ERR, err, NULL,
+                 "checkpoint failed %u times in a row: health alert sent from memory, ahead of "
+                 "the checkpoint (alerts for trips wait for it)",
+                 d->state_failures);
+}
+
+void
+live_alert_state_recovered(struct daemon *d)
+{
+    char text[CONFIG_PATH_MAX + 80];
+    int r;
+
+    d->state_alerted = false;
+    if (!d->alerts)
+        return;
+    (void)snprintf(text, sizeof(text), "checkpoint written again in %s; held alerts follow",
+                   d->cfg->state_dir);
+    r = dispatch_health(d->alerts, "state_writable", text);
+    if (r < 0)
+        log_emit(LOG_WARNING, r, NULL, "alerts: cannot queue a state_writable event");
     live_alert_commit_soon(d);
 }
 

@@ -165,13 +165,14 @@ live_ctl_info(struct strbuf *out, const struct action_info *in)
 
 /*
  * Held: an active ledger record with a hold or suspension wanted or in force, or mail that
- * floodgate froze. A trip whose rule only alerts is active too (a release re-arms it) but
- * holds nothing: floodgatectl show lists it, held does not.
+ * floodgate froze; and a trip left "unconfirmed" (nothing done, an operator decides). A trip
+ * whose rule only alerts is active too (a release re-arms it) but holds nothing:
+ * floodgatectl show lists it, held does not.
  */
 static bool
 live_ctl_holds(const struct action_info *in)
 {
-    return in->active && (in->want || in->done || in->nfrozen);
+    return in->unconfirmed || (in->active && (in->want || in->done || in->nfrozen));
 }
 
 struct live_ctl_list {
@@ -205,7 +206,7 @@ live_ctl_held(struct daemon *d, struct strbuf *out)
 
     if (r < 0)
         return r;
-    (void)action_list(d->action, false, live_ctl_held_one, &l);
+    (void)action_list(d->action, true, live_ctl_held_one, &l); /* with the unconfirmed */
     if (l.r < 0)
         return l.r;
     return strbuf_printf(out, "],\"count\":%zu,\"truncated\":%s}", l.n,
@@ -397,7 +398,9 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req, struct strbuf *ou
         r = strbuf_appends(out, ",\"history\":[");
     if (r == 0 && acted && in.acted_ms) {
         r = strbuf_printf(out, "{\"event\":\"%s\",\"at_ms\":%lld,",
-                          strcmp(in.rule, LIVE_CTL_MANUAL_RULE) == 0 ? "held" : "acted",
+                          in.unconfirmed                               ? "unconfirmed"
+                          : strcmp(in.rule, LIVE_CTL_MANUAL_RULE) == 0 ? "held"
+                                                                       : "acted",
                           (long long)in.acted_ms);
         if (r == 0)
             r = live_ctl_str(out, "rule", in.rule);
@@ -446,15 +449,24 @@ live_ctl_release(struct daemon *d, const struct ctl_request *req, const struct c
                  struct strbuf *out)
 {
     int r = action_release(d->action, req->scope, req->id);
-    int e = engine_release(d->engine, req->scope, req->id);
+    int e;
 
+    if (r < 0 && r != -ENOENT && r != -EBUSY) {
+        /* the ledger cannot record the release: nothing is undone, the trip stays too */
+        live_ctl_audit(d, "ctl_release", peer, req, r);
+        if (r != -ENOMEM)
+            (void)strbuf_printf(out,
+                                "could not release: ledger write failed (%s); nothing was "
+                                "undone (see the journal)",
+                                strerror(-r));
+        return r;
+    }
+    e = engine_release(d->engine, req->scope, req->id);
     live_ctl_audit(d, "ctl_release", peer, req, r < 0 && e <= 0 ? r : 0);
     if (r == -EBUSY) {
         (void)strbuf_appends(out, "an action for this identity is still running; retry");
         return r;
     }
-    if (r < 0 && r != -ENOENT)
-        return r;
     if (r == -ENOENT && e <= 0) {
         (void)strbuf_appends(out, "no such identity is tripped or held");
         return -ENOENT;
@@ -498,6 +510,7 @@ live_ctl_hold(struct daemon *d, const struct ctl_request *req, const struct ctl_
         .msgids = ptrs,
         .nmsgids = n,
         .reason = req->reason[0] ? req->reason : NULL,
+        .ordered = true, /* an explicit order: no confirmation in the spool needed */
     };
     r = action_trip(d->action, &ar);
     free(ids);
@@ -509,6 +522,9 @@ live_ctl_hold(struct daemon *d, const struct ctl_request *req, const struct ctl_
         (void)strbuf_appends(out, "circuit breaker open: max_per_hour actions reached");
     else if (r == -EINVAL)
         (void)strbuf_appends(out, "identity or reason refused by the action validators");
+    else if (r < 0 && r != -ENOMEM)
+        (void)strbuf_printf(out, "could not act: ledger write failed (%s); nothing was done",
+                            strerror(-r));
     if (r < 0)
         return r;
     r = strbuf_printf(out, "{\"held\":%s,\"monitor\":%s,\"scope\":\"%s\",\"queued\":%zu,",

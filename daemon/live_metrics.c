@@ -50,11 +50,19 @@
 #define LIVE_METRICS_FDS_MAX   (1u << 20)             /* bound on the /proc/self/fd walk */
 
 enum live_metrics_step { LM_FREEZE, LM_HOLD, LM_SUSPEND, LM_RELEASE, LM_STEP__MAX };
-enum live_metrics_result { LM_OK, LM_FAILED, LM_SKIPPED, LM_TIMEOUT, LM_RESULT__MAX };
+enum live_metrics_result {
+    LM_OK,
+    LM_FAILED,
+    LM_SKIPPED,
+    LM_TIMEOUT,
+    LM_UNCONFIRMED,
+    LM_RESULT__MAX
+};
 #define LM_BACKEND__MAX CONFIG_BACKEND__MAX
 
 static const char *const live_metrics_steps[] = { "freeze", "hold", "suspend", "release" };
-static const char *const live_metrics_results[] = { "ok", "failed", "skipped", "timeout" };
+static const char *const live_metrics_results[] = { "ok", "failed", "skipped", "timeout",
+                                                    "unconfirmed" };
 
 struct live_metrics_rule {
     char name[CONFIG_NAME_MAX];
@@ -146,6 +154,8 @@ live_metrics_trip(struct daemon *d, const char *rule, enum usertable_scope scope
 static enum live_metrics_result
 live_metrics_backend_result(const struct action_outcome *o, uint32_t bit)
 {
+    if (o->unconfirmed)
+        return LM_UNCONFIRMED; /* no message confirmed in the spool: nothing done */
     if (o->monitor)
         return LM_SKIPPED;
     if (o->backend_err == -ETIMEDOUT)
@@ -433,7 +443,8 @@ live_metrics_actions(struct metrics *m, struct daemon *d)
                        (double)action_pending(d->action));
     (void)metrics_family(m, "floodgate_actions_total", METRICS_COUNTER,
                          "Action steps by action, backend and result (skipped: monitor mode, "
-                         "nothing to do, or already in force by others).");
+                         "nothing to do, or already in force by others; unconfirmed: no message "
+                         "confirmed in the spool, nothing done).");
     for (unsigned b = 0; b < LM_BACKEND__MAX; b++) {
         uint64_t any = 0;
         for (unsigned s = 0; s < LM_STEP__MAX; s++)

@@ -62,9 +62,10 @@
 #define ACTION_RULE_MAX      CONFIG_NAME_MAX
 #define ACTION_LIST_MAX      (16u << 20) /* cPanel's outgoing_mail_*_users files */
 
-enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED };
+/* ENTRY_UNCONFIRMED: tripped, nothing done (no message confirmed in the spool); not active */
+enum action_state { ENTRY_ACTING = 0, ENTRY_ACTED, ENTRY_RELEASED, ENTRY_UNCONFIRMED };
 /* The names of enum action_state, in the ledger and in action_info. */
-static const char *const action_state_names[] = { "acting", "acted", "released" };
+static const char *const action_state_names[] = { "acting", "acted", "released", "unconfirmed" };
 
 struct action_entry {
     struct action_entry *next;
@@ -97,7 +98,8 @@ struct action_job {
     struct action_entry *e;
     char **ids; /* to freeze, or (release) a copy of e->frozen to thaw; owned strings */
     size_t nids, capids, pos;
-    bool *thawed; /* release: ids[i] was thawed or has left the queue */
+    size_t verified; /* ids confirmed in the spool as the identity's, frozen or not */
+    bool *thawed;    /* release: ids[i] was thawed or has left the queue */
     char **locked;
     size_t nlocked;
     bool retried;
@@ -124,6 +126,7 @@ struct action {
     char *exim_config_fallback; /* "-C" when cfg->exim_config is NULL; may be NULL */
     char *hold_file, *susp_file;
     char *ledger_path;
+    struct action_ledger_io lio;
     struct action_entry *entries;
     struct action_job *head, *tail;
     size_t njobs;
@@ -513,11 +516,34 @@ ledger_save(struct action *a)
         r = ledger_put_entry(&b, e);
     }
     if (r == 0)
-        r = state_write_path(a->ledger_path, strbuf_cstr(&b), b.len, 0600);
+        r = a->lio.write(a->lio.ctx, a->ledger_path, strbuf_cstr(&b), b.len);
     strbuf_done(&b);
     if (r < 0)
         (void)log_emit(LOG_ERR, r, NULL, "action: cannot write the ledger %s", a->ledger_path);
     return r;
+}
+
+static int
+ledger_write_default(void *ctx, const char *path, const void *data, size_t len)
+{
+    (void)ctx;
+    return state_write_path(path, data, len, 0600);
+}
+
+/* An entry that is acting or acted: action_is_active(). */
+static bool
+entry_active(const struct action_entry *e)
+{
+    return e->state == ENTRY_ACTING || e->state == ENTRY_ACTED;
+}
+
+/* The audit line of a step not run because the ledger could not record it. */
+static void
+audit_ledger_failed(struct action *a, struct action_audit *au, int err)
+{
+    audit_str(au, "error", "ledger write failed", strlen("ledger write failed"));
+    audit_str(au, "ledger", a->ledger_path, strlen(a->ledger_path));
+    audit_str(au, "errno", strerror(-err), strlen(strerror(-err)));
 }
 
 /* Split @line on tabs into at most @max fields (in place). Returns the count. */
@@ -564,6 +590,8 @@ ledger_parse_entry(char **f, size_t n, struct action_entry **ret)
         e->state = ENTRY_ACTED;
     else if (strcmp(f[1], "released") == 0)
         e->state = ENTRY_RELEASED;
+    else if (strcmp(f[1], "unconfirmed") == 0)
+        e->state = ENTRY_UNCONFIRMED;
     else
         goto bad;
     if (usertable_scope_parse(f[2], &e->scope) < 0 ||
@@ -768,12 +796,14 @@ action_valid_identity(enum usertable_scope scope, const char *id)
 }
 
 /*
- * Confirm candidate ids against the spool and the identity; append the confirmed ones
- * (not yet frozen by us) to the job. Unconfirmed ids are audited: a log line naming a
- * message that is not the identity's may be a forgery (DESIGN.md "Trust").
+ * Confirm candidate ids against the spool and the identity; count them in j->verified and,
+ * with @freeze, append the ones not yet frozen by us to the job (without, the first
+ * confirmed id is enough). Unconfirmed ids are audited: a log line naming a message that
+ * is not the identity's may be a forgery (DESIGN.md "Trust").
  */
 static int
-job_collect(struct action *a, struct action_job *j, const char *const *msgids, size_t n)
+job_collect(struct action *a, struct action_job *j, const char *const *msgids, size_t n,
+            bool freeze)
 {
     char buf[SPOOL_HEADER_READ_MAX];
     char **bad = NULL;
@@ -801,9 +831,9 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
         }
         for (size_t k = 0; k < j->nids && !dup; k++)
             dup = strcmp(j->ids[k], id) == 0;
-        if (dup || entry_has_frozen(j->e, id))
+        if (dup || (freeze && entry_has_frozen(j->e, id)))
             continue;
-        if (j->e->nfrozen + j->nids >= ACTION_FROZEN_MAX) {
+        if (freeze && j->e->nfrozen + j->nids >= ACTION_FROZEN_MAX) {
             j->out.failed += n - i;
             action_log(LOG_WARNING, 0, j->e->rule, j->e->scope, j->e->id,
                        "ACTION_FROZEN_MAX ids recorded: newer ids are not frozen", NULL);
@@ -819,6 +849,9 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
             bad[nbad++] = (char *)(uintptr_t)id;
             continue;
         }
+        j->verified++;
+        if (!freeze)
+            break; /* one confirmed message is what the hold needs */
         if (!(j->ids[j->nids] = strdup(id))) {
             free(bad);
             return -ENOMEM;
@@ -832,7 +865,7 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
         audit_ids(&au, "ids", bad, nbad);
         audit_end(a, &au);
         action_log(LOG_WARNING, 0, j->e->rule, j->e->scope, j->e->id,
-                   "message ids not confirmed in the spool, not frozen", NULL);
+                   "message ids not confirmed in the spool as the identity's, not acted on", NULL);
     }
     free(bad);
     return 0;
@@ -987,10 +1020,28 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
     bt->thaw = thaw;
     j->pos += n;
     if (!thaw) {
-        /* on disk before exim runs, so a restart knows which ids may be frozen by us */
+        /* on disk before exim runs, so a restart knows which ids may be frozen by us; if
+         * the ledger cannot say so, exim does not run */
         for (size_t i = 0; i < n; i++)
             (void)entry_add_pending(j->e, ids[bt->start + i]);
-        (void)ledger_save(a);
+        r = ledger_save(a);
+        if (r < 0) {
+            struct action_audit au;
+            for (size_t i = 0; i < n; i++)
+                entry_drop_pending(j->e, ids[bt->start + i]);
+            audit_begin(a, &au, "freeze", j->e->rule, j->e->scope, j->e->id);
+            audit_ids(&au, "ids", ids + bt->start, n);
+            audit_bool(&au, "ok", false);
+            audit_ledger_failed(a, &au, r);
+            audit_end(a, &au);
+            action_log(LOG_ERR, r, j->e->rule, j->e->scope, j->e->id,
+                       "exim -Mf not run: the ledger cannot record it", a->ledger_path);
+            j->out.failed += n;
+            j->out.ledger_err = r;
+            free(argv);
+            free(bt);
+            return 0;
+        }
     }
     bt->started_ms = clock_mono_ms(a->clock);
     r = spawner_run(a->spawner, argv, action_timeout_ms(a->cfg), job_batch_done, bt);
@@ -1175,9 +1226,19 @@ job_backend_call(struct action *a, struct action_job *j, uint32_t op, bool undo)
     c->op = op;
     c->undo = undo;
     if (!undo) {
-        c->rerun = (j->e->attempted & op) != 0;
+        uint32_t before = j->e->attempted;
+        c->rerun = (before & op) != 0;
         j->e->attempted |= op;
-        (void)ledger_save(a); /* on disk before the backend can act (logged on failure) */
+        r = ledger_save(a); /* on disk before the backend can act */
+        if (r < 0) {
+            /* not run: a hold the ledger does not know of could never be released */
+            j->e->attempted = before;
+            j->out.ledger_err = r;
+            c->started_ms = -1;
+            job_backend_result(a, j, c, r, NULL, "not run: the ledger cannot record it");
+            free(c);
+            return 0;
+        }
     }
     action_target_of(j->e, &t, user, sizeof(user));
     c->started_ms = clock_mono_ms(a->clock);
@@ -1270,7 +1331,16 @@ job_finish(struct action *a, struct action_job *j)
         event = "freeze_more";
     }
     e->busy = false;
-    (void)ledger_save(a);
+    {
+        int r = ledger_save(a);
+        if (r < 0 && j->kind == JOB_RELEASE) {
+            /* done, but the ledger still lists it as held: say so (a restart would show it
+             * held again, and a release then finds nothing left to undo) */
+            j->out.ledger_err = r;
+            action_log(LOG_ERR, r, e->rule, e->scope, e->id,
+                       "released, but the ledger cannot record it", a->ledger_path);
+        }
+    }
     audit_begin(a, &au, event, e->rule, e->scope, e->id);
     audit_num(&au, "confirmed", (long long)j->out.confirmed);
     audit_num(&au, j->kind == JOB_RELEASE ? "thawed" : "frozen", (long long)j->out.frozen);
@@ -1283,6 +1353,8 @@ job_finish(struct action *a, struct action_job *j)
         audit_bool(&au, "backend_preexisting", j->out.backend_preexisting);
         audit_bool(&au, "backend_ok", j->out.backend_err == 0);
     }
+    if (j->out.ledger_err < 0)
+        audit_ledger_failed(a, &au, j->out.ledger_err);
     audit_end(a, &au);
     if (a->done)
         a->done(a->done_ctx, &j->out);
@@ -1385,13 +1457,20 @@ action_monitor_trip(struct action *a, const struct action_request *req, struct a
 
     if (!j)
         return -ENOMEM;
-    r = (req->actions & CONFIG_ACTION_FREEZE) ? job_collect(a, j, req->msgids, req->nmsgids) : 0;
+    r = ((req->actions & CONFIG_ACTION_FREEZE) || (op && !req->ordered))
+            ? job_collect(a, j, req->msgids, req->nmsgids, req->actions & CONFIG_ACTION_FREEZE)
+            : 0;
     if (r == 0) {
+        /* as action_trip() decides: no backend step without a confirmed message */
+        j->out.unconfirmed = op && !req->ordered && j->verified == 0;
+        j->out.candidates = req->nmsgids;
         audit_begin(a, &au, "would_act", tmp->rule, tmp->scope, tmp->id);
         audit_ids(&au, "would_freeze", j->ids, j->nids);
-        if (op)
+        if (op && !j->out.unconfirmed)
             audit_str(&au, "would", action_be_op_name(op, false),
                       strlen(action_be_op_name(op, false)));
+        if (j->out.unconfirmed)
+            audit_str(&au, "result", "unconfirmed", strlen("unconfirmed"));
         audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
         audit_end(a, &au);
         action_log(LOG_NOTICE, 0, tmp->rule, tmp->scope, tmp->id, "monitor mode: would act", NULL);
@@ -1403,13 +1482,46 @@ action_monitor_trip(struct action *a, const struct action_request *req, struct a
     return r;
 }
 
+/*
+ * A trip that did nothing (@result "unconfirmed" or "ledger_failed"): audited as
+ * "not_acted", logged, and reported to done() like a finished request.
+ */
+static void
+action_not_acted(struct action *a, struct action_job *j, const char *result)
+{
+    struct action_entry *e = j->e;
+    struct action_audit au;
+    char what[160];
+
+    audit_begin(a, &au, "not_acted", e->rule, e->scope, e->id);
+    audit_str(&au, "result", result, strlen(result));
+    audit_num(&au, "candidates", (long long)j->out.candidates);
+    audit_num(&au, "confirmed", (long long)j->verified);
+    audit_num(&au, "want", (long long)e->want);
+    if (j->out.ledger_err < 0)
+        audit_ledger_failed(a, &au, j->out.ledger_err);
+    audit_end(a, &au);
+    if (j->out.unconfirmed)
+        (void)snprintf(what, sizeof(what),
+                       "not acted: none of the %zu messages the log names is confirmed in the "
+                       "spool as the identity's; an operator decides (hold or release)",
+                       j->out.candidates);
+    else
+        (void)snprintf(what, sizeof(what), "not acted: the ledger cannot record it");
+    action_log(LOG_ERR, j->out.unconfirmed ? 0 : j->out.ledger_err, e->rule, e->scope, e->id, what,
+               j->out.unconfirmed ? NULL : a->ledger_path);
+    if (a->done)
+        a->done(a->done_ctx, &j->out);
+}
+
 int
 action_trip(struct action *a, const struct action_request *req)
 {
-    struct action_entry *e, tmp;
+    struct action_entry *e, saved;
     struct action_job *j;
     char *account, *reason;
-    bool fresh;
+    bool fresh, confirm, unconfirmed;
+    uint32_t want;
     int r;
 
     if (!req || !req->rule || !spawn_valid_text(req->rule) ||
@@ -1418,28 +1530,26 @@ action_trip(struct action *a, const struct action_request *req)
         (req->reason && !action_valid_reason(req->reason)))
         return -EINVAL;
     e = action_find(a, req->scope, req->id);
-    if (e && e->state != ENTRY_RELEASED) {
+    if (e && entry_active(e)) {
         if (a->cfg->mode != CONFIG_MODE_MONITOR && (req->actions & CONFIG_ACTION_FREEZE) &&
             req->nmsgids)
             (void)action_freeze_more(a, req->scope, req->id, req->msgids, req->nmsgids);
         return -EALREADY;
     }
     if (a->cfg->mode == CONFIG_MODE_MONITOR) {
+        struct action_entry tmp;
         memset(&tmp, 0, sizeof(tmp));
         tmp.scope = req->scope;
         tmp.id = (char *)(uintptr_t)req->id;
         memcpy(tmp.rule, req->rule, strlen(req->rule) + 1);
         return action_monitor_trip(a, req, &tmp);
     }
-    if (!action_breaker_allow(&a->breaker, clock_mono_ms(a->clock), a->cfg->max_actions_per_hour)) {
-        struct action_audit au;
-        audit_begin(a, &au, "circuit_open", req->rule, req->scope, req->id);
-        audit_num(&au, "max_actions_per_hour", a->cfg->max_actions_per_hour);
-        audit_end(a, &au);
-        action_log(LOG_ERR, 0, req->rule, req->scope, req->id,
-                   "circuit breaker open: max_actions_per_hour reached, not acting", NULL);
-        return -EBUSY;
-    }
+    want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
+           : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
+                                                : 0;
+    /* a hold or suspension on the log's word alone needs one message the spool confirms;
+     * an operator's order does not */
+    confirm = want && !req->ordered;
     /* Everything that can fail comes before the entry turns "acting": an entry left acting
      * with no job would block the identity for good (-EALREADY, never released). */
     fresh = !e;
@@ -1451,13 +1561,25 @@ action_trip(struct action *a, const struct action_request *req)
         }
         e->scope = req->scope;
     }
+    saved = *e;
     memcpy(e->rule, req->rule, strlen(req->rule) + 1); /* job_collect() audits with it */
     account = req->account ? strdup(req->account) : NULL;
     reason = req->reason ? strdup(req->reason) : NULL;
     j = job_new(JOB_TRIP, e, "trip");
     r = (!j || (req->account && !account) || (req->reason && !reason)) ? -ENOMEM : 0;
-    if (r == 0 && (req->actions & CONFIG_ACTION_FREEZE))
-        r = job_collect(a, j, req->msgids, req->nmsgids);
+    if (r == 0 && ((req->actions & CONFIG_ACTION_FREEZE) || confirm))
+        r = job_collect(a, j, req->msgids, req->nmsgids, req->actions & CONFIG_ACTION_FREEZE);
+    unconfirmed = r == 0 && confirm && j->verified == 0;
+    if (r == 0 && !unconfirmed &&
+        !action_breaker_allow(&a->breaker, clock_mono_ms(a->clock), a->cfg->max_actions_per_hour)) {
+        struct action_audit au;
+        audit_begin(a, &au, "circuit_open", req->rule, req->scope, req->id);
+        audit_num(&au, "max_actions_per_hour", a->cfg->max_actions_per_hour);
+        audit_end(a, &au);
+        action_log(LOG_ERR, 0, req->rule, req->scope, req->id,
+                   "circuit breaker open: max_actions_per_hour reached, not acting", NULL);
+        r = -EBUSY;
+    }
     if (r < 0) {
         if (j)
             job_free(j);
@@ -1465,40 +1587,70 @@ action_trip(struct action *a, const struct action_request *req)
         free(reason);
         if (fresh)
             entry_free(e);
+        else
+            memcpy(e->rule, saved.rule, sizeof(e->rule));
         return r;
     }
     if (fresh) {
         e->next = a->entries;
         a->entries = e;
     }
-    free(e->account);
     e->account = account;
-    free(e->reason);
     e->reason = reason;
-    e->state = ENTRY_ACTING;
-    e->want = req->actions & CONFIG_ACTION_SUSPEND ? CONFIG_ACTION_SUSPEND
-              : req->actions & CONFIG_ACTION_HOLD  ? CONFIG_ACTION_HOLD
-                                                   : 0;
+    e->state = unconfirmed ? ENTRY_UNCONFIRMED : ENTRY_ACTING;
+    e->want = want;
     /* e->done is not reset: a hold of ours still in force must stay recorded, or no
      * release would ever undo it. */
     e->preexisting = false;
     e->attempted = 0;
     e->acted_ms = clock_now_ms(a->clock);
     e->released_ms = 0;
+    j->out.candidates = req->nmsgids;
+    j->out.unconfirmed = unconfirmed;
+    r = ledger_save(a); /* "acting" is on disk before the first effect */
+    if (r < 0 && !unconfirmed) {
+        /* nothing is done: an effect the ledger does not record could not be undone after
+         * a restart. Memory goes back to what the ledger on disk says. */
+        j->out.ledger_err = r;
+        action_not_acted(a, j, "ledger_failed");
+        job_free(j);
+        if (fresh) {
+            a->entries = e->next;
+            entry_free(e);
+        } else {
+            free(account);
+            free(reason);
+            saved.next = e->next;
+            *e = saved;
+        }
+        return r;
+    }
+    free(saved.account);
+    free(saved.reason);
+    if (unconfirmed) {
+        /* recorded (listed by floodgatectl held) but not active; a ledger failure is
+         * logged and changes nothing here, since nothing is done */
+        j->out.ledger_err = r < 0 ? r : 0;
+        action_not_acted(a, j, "unconfirmed");
+        job_free(j);
+        return 0;
+    }
     {
         struct action_audit au;
         audit_begin(a, &au, "act", e->rule, e->scope, e->id);
         audit_num(&au, "candidates", (long long)req->nmsgids);
         audit_num(&au, "confirmed", (long long)j->nids);
+        audit_num(&au, "verified", (long long)j->verified);
         audit_num(&au, "want", (long long)e->want);
+        if (req->ordered)
+            audit_bool(&au, "ordered", true);
         if (e->reason)
             audit_str(&au, "reason", e->reason, strlen(e->reason));
         audit_end(a, &au);
     }
     job_enqueue(a, j);
-    r = ledger_save(a); /* "acting" is on disk before the first effect */
     action_pump(a);
-    return r < 0 ? r : 0;
+    return 0;
 }
 
 /* Move @from's confirmed ids into the queued job @to (not started yet), skipping repeats. */
@@ -1551,7 +1703,7 @@ action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
     struct action_job *j;
     int r;
 
-    if (!e || e->state == ENTRY_RELEASED)
+    if (!e || !entry_active(e))
         return -ENOENT;
     if (a->cfg->mode == CONFIG_MODE_MONITOR)
         return 0;
@@ -1561,7 +1713,7 @@ action_freeze_more(struct action *a, enum usertable_scope scope, const char *id,
     j = job_new(JOB_FREEZE_MORE, e, "freeze_more");
     if (!j)
         return -ENOMEM;
-    if ((r = job_collect(a, j, msgids, nmsgids)) < 0 || j->nids == 0) {
+    if ((r = job_collect(a, j, msgids, nmsgids, true)) < 0 || j->nids == 0) {
         job_free(j);
         return r;
     }
@@ -1585,7 +1737,7 @@ bool
 action_is_active(const struct action *a, enum usertable_scope scope, const char *id)
 {
     const struct action_entry *e = id ? action_find(a, scope, id) : NULL;
-    return e && e->state != ENTRY_RELEASED;
+    return e && entry_active(e);
 }
 
 int
@@ -1594,6 +1746,7 @@ action_release(struct action *a, enum usertable_scope scope, const char *id)
     struct action_entry *e = id ? action_find(a, scope, id) : NULL;
     struct action_job *j;
     struct action_audit au;
+    int r;
 
     if (!e || e->state == ENTRY_RELEASED)
         return -ENOENT;
@@ -1603,6 +1756,19 @@ action_release(struct action *a, enum usertable_scope scope, const char *id)
     j = job_new(JOB_RELEASE, e, "release");
     if (!j)
         return -ENOMEM;
+    /* A release the ledger cannot record would be undone by a restart's view of it (held
+     * again on paper, with its ids forgotten): refuse it while the ledger cannot be written. */
+    r = ledger_save(a);
+    if (r < 0) {
+        audit_begin(a, &au, "release", e->rule, e->scope, e->id);
+        audit_bool(&au, "ok", false);
+        audit_ledger_failed(a, &au, r);
+        audit_end(a, &au);
+        action_log(LOG_ERR, r, e->rule, e->scope, e->id,
+                   "release refused: the ledger cannot record it", a->ledger_path);
+        job_free(j);
+        return r;
+    }
     j->phase = PH_UNBLOCK;
     j->unblock_left = e->done; /* set only for steps floodgate applied itself */
     audit_begin(a, &au, "release", e->rule, e->scope, e->id);
@@ -1621,7 +1787,7 @@ action_adopt_frozen(struct action *a, enum usertable_scope scope, const char *id
     struct action_audit au;
     int r;
 
-    if (!e || e->state == ENTRY_RELEASED)
+    if (!e || !entry_active(e))
         return -ENOENT;
     if (!spawn_valid_msgid(msgid))
         return -EINVAL;
@@ -1772,6 +1938,8 @@ action_open(const struct action_params *p, struct action **ret)
         return r;
     }
     a->ledger_path = strdup(path);
+    a->lio =
+        p->ledger_io ? *p->ledger_io : (struct action_ledger_io){ .write = ledger_write_default };
     a->hold_file = action_strdup_or(p->hold_users_file, "/etc/outgoing_mail_hold_users");
     a->susp_file = action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
     a->exim_config_fallback = p->exim_config ? strdup(p->exim_config) : NULL;
@@ -1796,7 +1964,7 @@ action_open(const struct action_params *p, struct action **ret)
      * backend step (backends check state first). */
     if (a->cfg->mode != CONFIG_MODE_MONITOR)
         for (struct action_entry *e = a->entries; e; e = e->next) {
-            if (e->state == ENTRY_RELEASED || (e->state != ENTRY_ACTING && !e->npending))
+            if (!entry_active(e) || (e->state != ENTRY_ACTING && !e->npending))
                 continue;
             struct action_job *j = e->state == ENTRY_ACTING
                                        ? job_new(JOB_RESUME, e, "resume")
@@ -1850,7 +2018,8 @@ action_info_of(const struct action_entry *e, struct action_info *ret)
         .rule = e->rule,
         .reason = e->reason ? e->reason : "",
         .state = action_state_names[e->state],
-        .active = e->state != ENTRY_RELEASED,
+        .active = entry_active(e),
+        .unconfirmed = e->state == ENTRY_UNCONFIRMED,
         .want = e->want,
         .done = e->done,
         .preexisting = e->preexisting,
@@ -1867,7 +2036,7 @@ action_list(const struct action *a, bool all, action_list_fn fn, void *ctx)
     size_t n = 0;
 
     for (const struct action_entry *e = a->entries; e; e = e->next) {
-        if (!all && e->state == ENTRY_RELEASED)
+        if (!all && !entry_active(e))
             continue;
         if (fn) {
             action_info_of(e, &info);

@@ -29,7 +29,7 @@ struct action_backend;
  * Every step is logged (log_emit, MESSAGE_ID=LOG_MSGID_ACTION) and written as one JSON line
  * to the audit callback: {"ts":<ms>,"event":"freeze|thaw|hold|suspend|unhold|unsuspend|
  * trip|acted|would_act|freeze_more|release|released|release_incomplete|circuit_open|
- * unconfirmed|error",
+ * unconfirmed|not_acted|error",
  * "rule":..,"scope":..,"id":.., plus per-event fields ("ok", "status", "ids", "frozen",
  * "stderr", ...)}. Requests run one external command at a time, in the order made.
  *
@@ -40,6 +40,20 @@ struct action_backend;
  * restart action_is_active() still answers, a trip is not repeated, a release thaws what
  * was frozen before the restart, and a backend step cut short by the restart is re-run.
  *
+ * Confirmation (DESIGN.md "Trust"): a log line is evidence, not proof. An automatic trip
+ * that wants a hold or a suspension acts only when at least one of its messages is
+ * confirmed in Exim's spool (the -H file: spool_confirm()) as the identity's; otherwise
+ * nothing is done, the identity is recorded as "unconfirmed" (listed, not active), the
+ * trip is audited as "not_acted" with "result":"unconfirmed" and reported (done() with
+ * o->unconfirmed), and an operator decides: a manual hold (action_request.ordered) acts
+ * without confirmation, a release dismisses the record.
+ *
+ * Durability: the ledger write that records a step (the trip "acting", the ids of an
+ * exim -Mf batch, a hold or suspension as attempted) is fsync'd before the step starts;
+ * when it fails the step is not run, the failure is logged (file and errno text),
+ * audited, and reported (o->ledger_err). A release is refused when the ledger cannot be
+ * written.
+ *
  * cfg->mode == CONFIG_MODE_MONITOR: nothing is spawned and nothing written but the audit
  * ("would_act" with the confirmed ids and the backend step). cfg->max_actions_per_hour
  * (0: no cap) caps trips per sliding hour; a trip over the cap is refused with -EBUSY,
@@ -48,6 +62,16 @@ struct action_backend;
 
 /* The JSON text is borrowed for the call; one line, no trailing newline. */
 typedef void (*action_audit_fn)(void *ctx, const char *json_line);
+
+/*
+ * How the ledger reaches the disk: @write replaces the file at @path with @data durably
+ * (written, fsync'd, renamed, directory fsync'd) and returns 0 or -errno. The default is
+ * state_write_path(); tests pass a failing one.
+ */
+struct action_ledger_io {
+    int (*write)(void *ctx, const char *path, const void *data, size_t len);
+    void *ctx;
+};
 
 /* What a finished request did, for the caller's "acted" alert. Borrowed for the call. */
 struct action_outcome {
@@ -63,6 +87,10 @@ struct action_outcome {
     uint32_t backend_done;    /* CONFIG_ACTION_HOLD/SUSPEND applied (or undone, for release) */
     bool backend_preexisting; /* the backend found it already held/suspended by others */
     int backend_err;          /* 0, or -errno of the failed backend step */
+    bool unconfirmed;         /* trip: no message confirmed in the spool, nothing done */
+    size_t candidates;        /* trip: the message ids the log named */
+    int ledger_err;           /* 0, or -errno of a ledger write that failed: the step it
+                               * was to record was not run */
 };
 typedef void (*action_done_fn)(void *ctx, const struct action_outcome *o);
 
@@ -84,6 +112,7 @@ struct action_params {
     const char *hold_users_file;          /* cpanel: NULL = /etc/outgoing_mail_hold_users */
     const char *suspended_users_file;     /* cpanel: NULL = /etc/outgoing_mail_suspended_users */
     const struct action_backend *backend; /* NULL: the one cfg->backend names */
+    const struct action_ledger_io *ledger_io; /* NULL: state_write_path(); borrowed */
 };
 
 /*
@@ -116,13 +145,17 @@ struct action_request {
     size_t nmsgids;
     const char *reason; /* a manual action's reason (printable ASCII, ACTION_REASON_MAX), or
                          * NULL; kept in the ledger, audited, listed by action_list() */
+    bool ordered;       /* an operator's explicit order (floodgatectl hold): the hold needs
+                         * no message confirmed in the spool (each frozen id still does) */
 };
 
 /*
- * Act on a tripped identity. Borrows @req for the call. Returns 0 (scheduled; done() follows),
+ * Act on a tripped identity. Borrows @req for the call. Returns 0 (scheduled: done()
+ * follows; or, for an unconfirmed trip, reported: done() was called with o->unconfirmed),
  * -EALREADY (already acted and not released: nothing repeated, the new ids are frozen as
  * by action_freeze_more()), -EBUSY (circuit breaker open), -EINVAL (an argument fails its
- * validator), -ENOMEM, or -errno writing the ledger.
+ * validator), -ENOMEM, or -errno writing the ledger (nothing was done; done() was called
+ * with o->ledger_err). An "unconfirmed" record is no obstacle: the trip is tried again.
  */
 int action_trip(struct action *a, const struct action_request *req);
 
@@ -135,9 +168,11 @@ bool action_is_active(const struct action *a, enum usertable_scope scope, const 
 
 /*
  * Undo floodgate's hold/suspension of the identity, thaw what floodgate froze, mark it
- * released. An id exim did not thaw (failure, timeout) stays recorded and the identity
- * stays active ("release_incomplete"): calling again retries. Returns 0 (scheduled),
- * -ENOENT (not active), -EBUSY (a request for it is still running), -ENOMEM.
+ * released (an "unconfirmed" record is dismissed the same way). An id exim did not thaw
+ * (failure, timeout) stays recorded and the identity stays active ("release_incomplete"):
+ * calling again retries. Returns 0 (scheduled), -ENOENT (neither active nor unconfirmed),
+ * -EBUSY (a request for it is still running), -ENOMEM, or -errno when the ledger cannot be
+ * written (nothing is undone: a release the ledger does not record would be forgotten).
  */
 int action_release(struct action *a, enum usertable_scope scope, const char *id);
 
@@ -172,8 +207,9 @@ struct action_info {
     const char *account; /* may be NULL */
     const char *rule;    /* the rule that acted ("manual" for floodgatectl hold) */
     const char *reason;  /* "" unless a manual action gave one */
-    const char *state;   /* "acting", "acted", "released" */
+    const char *state;   /* "acting", "acted", "unconfirmed", "released" */
     bool active;         /* acting or acted: action_is_active() */
+    bool unconfirmed;    /* tripped, nothing done: no message confirmed in the spool */
     uint32_t want;       /* CONFIG_ACTION_HOLD/SUSPEND asked for */
     uint32_t done;       /* ... applied by floodgate (a release undoes these) */
     bool preexisting;    /* the backend found it in force already (not undone) */

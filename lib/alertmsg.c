@@ -178,7 +178,7 @@ alertmsg_kind_name(enum alertmsg_kind k)
 bool
 alertmsg_actions_failed(const struct alertmsg_actions *a)
 {
-    return a && !a->monitor && (a->failed > 0 || a->backend_err != 0);
+    return a && !a->monitor && (a->failed > 0 || a->backend_err != 0 || a->ledger_err != 0);
 }
 
 /* --- the writer ------------------------------------------------------------------------ */
@@ -303,8 +303,31 @@ alertmsg_actions_text(struct alertmsg_w *w, const struct alertmsg_actions *a,
     bool any = false;
     const char *what;
 
+    if (a->unconfirmed) {
+        /* the log named the messages, the spool did not confirm one: log text alone is
+         * evidence, not proof (a forged line must not hold an innocent customer) */
+        if (a->monitor)
+            alertmsg_fmt(w,
+                         "monitor mode: nothing done; a hold would wait for an operator: none "
+                         "of the %zu messages named in the log is confirmed in Exim's spool as "
+                         "this sender's",
+                         a->candidates);
+        else
+            alertmsg_fmt(w,
+                         "not held: none of the %zu messages named in the log is confirmed in "
+                         "Exim's spool as this sender's; nothing done, an operator decides "
+                         "(floodgatectl hold or release)",
+                         a->candidates);
+        return;
+    }
     if (a->monitor) {
         alertmsg_raw(w, "monitor mode: nothing done");
+        return;
+    }
+    if (a->ledger_err != 0 && a->frozen == 0 &&
+        !(a->backend_done & (CONFIG_ACTION_HOLD | CONFIG_ACTION_SUSPEND))) {
+        alertmsg_fmt(w, "could not act: ledger write failed (%s); nothing was done",
+                     strerror(-a->ledger_err));
         return;
     }
     if (a->frozen > 0 || a->confirmed > 0) {
@@ -329,7 +352,11 @@ alertmsg_actions_text(struct alertmsg_w *w, const struct alertmsg_actions *a,
         alertmsg_fmt(w, "%salready held by someone else", any ? ", " : "");
         any = true;
     }
-    if (a->backend_err != 0) {
+    if (a->ledger_err != 0) {
+        alertmsg_fmt(w, "%sstopped: ledger write failed (%s)", any ? ", " : "",
+                     strerror(-a->ledger_err));
+        any = true;
+    } else if (a->backend_err != 0) {
         alertmsg_fmt(w, "%shold or suspension failed (error %d)", any ? ", " : "", -a->backend_err);
         any = true;
     }
@@ -422,6 +449,8 @@ alertmsg_slack_header(const struct alertmsg_incident *inc, enum alertmsg_kind ki
         return "Sending released on ";
     if (inc->monitor || (inc->acted && inc->acted->monitor))
         return "Outbound spam detected (monitor mode) on ";
+    if (kind == ALERTMSG_ACTED && inc->acted && inc->acted->unconfirmed)
+        return "Outbound spam suspected, not confirmed (nothing held) on ";
     if (kind == ALERTMSG_ACTED && alertmsg_actions_failed(inc->acted))
         return "Outbound spam: actions failed on ";
     if (kind == ALERTMSG_ACTED)
@@ -549,6 +578,8 @@ alertmsg_hook_type(const struct alertmsg_incident *inc, enum alertmsg_kind kind)
     case ALERTMSG_TRIPPED:
         return "floodgate.trip.tripped";
     case ALERTMSG_ACTED:
+        if (inc->acted && inc->acted->unconfirmed && !inc->acted->monitor)
+            return "floodgate.trip.unconfirmed";
         return alertmsg_actions_failed(inc->acted) ? "floodgate.trip.action_failed"
                                                    : "floodgate.trip.acted";
     case ALERTMSG_RELEASED:
@@ -589,8 +620,23 @@ alertmsg_hook_actions(struct alertmsg_w *w, const struct alertmsg_actions *a)
     const char *res;
 
     alertmsg_raw(w, ",\"actions\":[");
+    if (a->unconfirmed && !a->monitor) {
+        alertmsg_fmt(w,
+                     "{\"action\":\"hold\",\"result\":\"unconfirmed\",\"candidates\":%zu,"
+                     "\"confirmed\":0}]",
+                     a->candidates);
+        return;
+    }
     if (a->monitor) {
         alertmsg_raw(w, "]");
+        return;
+    }
+    if (a->ledger_err != 0 && a->frozen == 0 &&
+        !(a->backend_done & (CONFIG_ACTION_HOLD | CONFIG_ACTION_SUSPEND))) {
+        alertmsg_fmt(w,
+                     "{\"action\":\"hold\",\"result\":\"failed\",\"reason\":"
+                     "\"ledger_write_failed\",\"error\":%d}]",
+                     -a->ledger_err);
         return;
     }
     res = a->failed == 0 ? "ok" : a->frozen > 0 ? "partial" : "failed";

@@ -62,6 +62,9 @@ struct alertmsg_actions {
     uint32_t backend_done; /* CONFIG_ACTION_HOLD / CONFIG_ACTION_SUSPEND */
     int backend_err;       /* 0 or -errno */
     bool preexisting;
+    bool unconfirmed;  /* nothing held: no message confirmed in the spool (an operator decides) */
+    size_t candidates; /* with @unconfirmed: the messages the log named */
+    int ledger_err;    /* 0, or -errno: the ledger could not be written, so nothing was done */
 };
 
 /* One incident, everything borrowed for the call. */
@@ -98,7 +101,10 @@ enum alertmsg_kind { ALERTMSG_TRIPPED = 0, ALERTMSG_ACTED, ALERTMSG_RELEASED, AL
 
 /* "tripped", "acted", "released", "followup": the suffix of the event id. */
 const char *alertmsg_kind_name(enum alertmsg_kind k);
-/* The actions failed in part: the webhook type is floodgate.trip.action_failed. */
+/*
+ * The actions failed in part (or could not run: the ledger write failed): the webhook type is
+ * floodgate.trip.action_failed. An unconfirmed trip is no failure: floodgate.trip.unconfirmed.
+ */
 bool alertmsg_actions_failed(const struct alertmsg_actions *a);
 
 /*

@@ -83,12 +83,14 @@
 #define DISPATCH_AUTH_PAUSE      3    /* consecutive 401/403 that pause a destination */
 #define DISPATCH_AM_DEBOUNCE_MS  1000 /* Alertmanager: at most one change-driven post a second */
 #define DISPATCH_HEALTH_ENDS_MS  (3600 * 1000LL) /* an Alertmanager health alert lasts 1h */
+#define DISPATCH_URGENT_MIN_MS   (600 * 1000LL)  /* one ungated health alert per 10 minutes */
 #define DISPATCH_EXPIRE_EVERY_MS 1000
 #define DISPATCH_AM_BODY_MAX     (8u << 20)        /* 4096 alerts of at most ~2 KB each */
 #define DISPATCH_STORE_CAP       USERTABLE_KEY_MAX /* bytes of an identity kept */
 #define DISPATCH_HOST_MAX        256
 #define DISPATCH_COUNTS_MAX      (CONFIG_RULES_MAX * SCOPE__MAX)
-#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 4\n" /* 4: open digests, dest hashes */
+#define DISPATCH_ENCODE_MAGIC    "FLOODGATE-DISPATCH 5\n" /* 5: unconfirmed, ledger errors */
+#define DISPATCH_ENCODE_MAGIC_V4 "FLOODGATE-DISPATCH 4\n" /* 4: open digests, dest hashes */
 #define DISPATCH_ENCODE_MAGIC_V3 "FLOODGATE-DISPATCH 3\n" /* 3: detection and log times */
 #define DISPATCH_ENCODE_MAGIC_V2 "FLOODGATE-DISPATCH 2\n" /* 2: digest and follow-up state */
 #define DISPATCH_ENCODE_MAGIC_V1 "FLOODGATE-DISPATCH 1\n"
@@ -228,6 +230,7 @@ struct dispatch {
     uint64_t lost_dropped, lost_expired;      /* since start, every destination */
     uint64_t logged_dropped, logged_expired;  /* as of the last log line */
     int64_t loss_log_ms;                      /* when it was written (0: never) */
+    int64_t urgent_ms;                        /* the last dispatch_health_urgent() (0: never) */
 };
 
 static const double dispatch_duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -609,7 +612,8 @@ dispatch_am_touch_all(struct dispatch *d, int64_t now)
 }
 
 static int
-dispatch_health_except(struct dispatch *d, const char *kind, const char *text, size_t except)
+dispatch_health_except(struct dispatch *d, const char *kind, const char *text, size_t except,
+                       bool urgent)
 {
     int64_t now = dispatch_now(d);
     char eid[ALERTMSG_ID_MAX];
@@ -626,6 +630,12 @@ dispatch_health_except(struct dispatch *d, const char *kind, const char *text, s
                                  DISPATCH_HEALTH_ENDS_MS);
         if (r == 0)
             r = dispatch_queue(d, i, eid, OUTBOX_PRIO_HEALTH, &b);
+        if (r == 0 && urgent) {
+            /* tag 0: as if decoded from a durable state file, so no commit gates it */
+            struct outbox_entry *e = outbox_find(d->ob, d->dests[i].name, eid);
+            if (e)
+                e->tag = 0;
+        }
     }
     strbuf_done(&b);
     dispatch_kick(d);
@@ -635,7 +645,18 @@ dispatch_health_except(struct dispatch *d, const char *kind, const char *text, s
 int
 dispatch_health(struct dispatch *d, const char *kind, const char *text)
 {
-    return dispatch_health_except(d, kind, text, SIZE_MAX);
+    return dispatch_health_except(d, kind, text, SIZE_MAX, false);
+}
+
+int
+dispatch_health_urgent(struct dispatch *d, const char *kind, const char *text)
+{
+    int64_t now = dispatch_now(d);
+
+    if (d->urgent_ms && now < d->urgent_ms + DISPATCH_URGENT_MIN_MS)
+        return -EALREADY;
+    d->urgent_ms = now;
+    return dispatch_health_except(d, kind, text, SIZE_MAX, true);
 }
 
 static void
@@ -660,7 +681,7 @@ dispatch_disable(struct dispatch *d, size_t i, int status, const char *why)
                    "alert destination %s (%s) disabled after HTTP %d (%s); its alerts are kept "
                    "until its URL changes or `floodgatectl alert-enable %s`",
                    dst->name, dst->host, status, why, dst->name);
-    (void)dispatch_health_except(d, "destination_disabled", text, i);
+    (void)dispatch_health_except(d, "destination_disabled", text, i, false);
 }
 
 /* --- digests --------------------------------------------------------------------------- */
@@ -1051,7 +1072,10 @@ dispatch_acted(struct dispatch *d, const struct dispatch_acted *a)
                                            .backend = a->backend,
                                            .backend_done = a->backend_done,
                                            .backend_err = a->backend_err,
-                                           .preexisting = a->preexisting };
+                                           .preexisting = a->preexisting,
+                                           .unconfirmed = a->unconfirmed,
+                                           .candidates = a->candidates,
+                                           .ledger_err = a->ledger_err };
 
     if (!a->id)
         return -EINVAL;
@@ -1972,12 +1996,13 @@ dispatch_free(struct dispatch *d)
 /* --- persistence ----------------------------------------------------------------------- */
 
 /*
- * Encoding (version 4; version 3, without the incidents in each open digest and the
- * destinations' hashes, still decodes with every held incident in it and every destination
- * enabled; version 2, without the detection and log times too, with the log time as the
- * detection's; version 1, without the digest and follow-up state too, with no grouping
- * window open and no follow-up pending):
- *   FLOODGATE-DISPATCH 4\n
+ * Encoding (version 5; version 4, without the unconfirmed flag, the candidates and the
+ * ledger's errno, still decodes with them 0; version 3, without the incidents in each open
+ * digest and the destinations' hashes, still decodes with every held incident in it and
+ * every destination enabled; version 2, without the detection and log times too, with the
+ * log time as the detection's; version 1, without the digest and follow-up state too, with
+ * no grouping window open and no follow-up pending):
+ *   FLOODGATE-DISPATCH 5\n
  *   D <dest> <enabled> <win_open> <digest_mode> <win_start> <win_sent> <held_total>
  *     <held_acted> <held_failed> <ncounts> <ntop> <hash>\n    per destination, then its
  *   C <scope> <n> <len rule>\n<rule>\n                       digest counts and
@@ -1987,7 +2012,7 @@ dispatch_free(struct dispatch *d)
  *     <acted> <confirmed> <frozen> <failed> <backend_done> <errno> <preexisting>
  *     <len rule> <len identity> <len account> <len metric> <len backend>
  *     <held> <followup due> <followup sent> <failure owed> <detected> <len log time>
- *     <held in the open digest>\n
+ *     <held in the open digest> <unconfirmed> <candidates> <ledger errno>\n
  *   <rule><identity><account><metric><backend><log time>\n  per incident
  *   O <len>\n<outbox encoding>\n
  *   END <crc32 of everything before, 8 hex digits>\n
@@ -2027,18 +2052,19 @@ dispatch_encode(struct dispatch *d, struct strbuf *out)
     }
     for (size_t k = 0; k < d->ninc && r == 0; k++) {
         const struct dispatch_incident *c = d->inc[k];
-        r = strbuf_printf(out,
-                          "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64
-                          " %" PRIu64 " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu"
-                          " %" PRIu32 " %" PRId64 " %" PRIu32 " %" PRIu32 " %" PRId64 " %zu"
-                          " %" PRIu32 "\n",
-                          c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms,
-                          c->window_ms, c->value, c->limit, c->monitor, c->acted, c->act.confirmed,
-                          c->act.frozen, c->act.failed, c->act.backend_done,
-                          c->act.backend_err < 0 ? -c->act.backend_err : 0, c->act.preexisting,
-                          strlen(c->rule), strlen(c->identity), strlen(c->account),
-                          strlen(c->metric), strlen(c->backend), c->held, c->fu_due_ms, c->fu_sent,
-                          c->fu_owed, c->detected_ms, strlen(c->log_time), c->held_open);
+        r = strbuf_printf(
+            out,
+            "I %s %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64 " %" PRIu64
+            " %d %d %zu %zu %zu %" PRIu32 " %d %d %zu %zu %zu %zu %zu"
+            " %" PRIu32 " %" PRId64 " %" PRIu32 " %" PRIu32 " %" PRId64 " %zu"
+            " %" PRIu32 " %d %zu %d\n",
+            c->id, (int)c->scope, c->at_ms, c->released_ms, c->resolved_wall_ms, c->window_ms,
+            c->value, c->limit, c->monitor, c->acted, c->act.confirmed, c->act.frozen,
+            c->act.failed, c->act.backend_done, c->act.backend_err < 0 ? -c->act.backend_err : 0,
+            c->act.preexisting, strlen(c->rule), strlen(c->identity), strlen(c->account),
+            strlen(c->metric), strlen(c->backend), c->held, c->fu_due_ms, c->fu_sent, c->fu_owed,
+            c->detected_ms, strlen(c->log_time), c->held_open, c->act.unconfirmed,
+            c->act.candidates, c->act.ledger_err < 0 ? -c->act.ledger_err : 0);
         if (r == 0)
             r = strbuf_printf(out, "%s%s%s%s%s%s\n", c->rule, c->identity, c->account, c->metric,
                               c->backend, c->log_time);
@@ -2131,7 +2157,7 @@ dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, int version
                      struct dispatch_incident **ret)
 {
     struct dispatch_incident *c = calloc(1, sizeof(*c));
-    uint64_t u[16], loglen = 0;
+    uint64_t u[16], loglen = 0, v5[3] = { 0, 0, 0 };
     int64_t s[4], detected = 0;
     char *rule = NULL, *backend = NULL, *logt = NULL;
     bool ok = c != NULL;
@@ -2155,6 +2181,10 @@ dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, int version
     if (ok && version >= 3)
         ok = dispatch_rd_i64(t[26], &detected) && dispatch_rd_u64(t[27], &loglen) &&
              loglen < sizeof(c->log_time) && (logt = dispatch_rd_take(rd, loglen));
+    /* version 5: t[29] unconfirmed, t[30] candidates, t[31] the ledger's errno */
+    if (ok && version >= 5)
+        ok = dispatch_rd_u64(t[29], &v5[0]) && v5[0] <= 1 && dispatch_rd_u64(t[30], &v5[1]) &&
+             v5[1] <= SIZE_MAX && dispatch_rd_u64(t[31], &v5[2]) && v5[2] < 4096;
     ok = ok && rd->p < rd->end && *rd->p == '\n';
     if (ok) {
         rd->p++;
@@ -2178,7 +2208,10 @@ dispatch_rd_incident(struct dispatch_rd *rd, const struct fg_str *t, int version
                                             .backend = c->backend,
                                             .backend_done = (uint32_t)u[8],
                                             .backend_err = -(int)u[9],
-                                            .preexisting = u[10] };
+                                            .preexisting = u[10],
+                                            .unconfirmed = v5[0] != 0,
+                                            .candidates = (size_t)v5[1],
+                                            .ledger_err = -(int)v5[2] };
     }
     free(rule);
     free(backend);
@@ -2304,6 +2337,8 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
         return -EBADMSG;
     trailer = buf + len - 13;
     if (memcmp(buf, DISPATCH_ENCODE_MAGIC, strlen(DISPATCH_ENCODE_MAGIC)) == 0)
+        version = 5;
+    else if (memcmp(buf, DISPATCH_ENCODE_MAGIC_V4, strlen(DISPATCH_ENCODE_MAGIC_V4)) == 0)
         version = 4;
     else if (memcmp(buf, DISPATCH_ENCODE_MAGIC_V3, strlen(DISPATCH_ENCODE_MAGIC_V3)) == 0)
         version = 3;
@@ -2351,7 +2386,8 @@ dispatch_decode(struct dispatch *d, const char *buf, size_t len)
         } else if (n == (version == 1   ? 22
                          : version == 2 ? 26
                          : version == 3 ? 28
-                                        : 29) &&
+                         : version == 4 ? 29
+                                        : 32) &&
                    fg_str_eq(t[0], "I") && ninc < DISPATCH_INCIDENTS_MAX) {
             uint64_t held = 0, sent = 0, owed = 0, open = 0;
             int64_t due = 0;

@@ -81,6 +81,9 @@ struct dispatch_acted {
     uint32_t backend_done; /* CONFIG_ACTION_HOLD / CONFIG_ACTION_SUSPEND */
     int backend_err;       /* 0 or -errno */
     bool preexisting;      /* already held/suspended by someone else */
+    bool unconfirmed;      /* nothing held: no message confirmed in the spool */
+    size_t candidates;     /* the message ids the log named */
+    int ledger_err;        /* 0 or -errno: the ledger could not be written, nothing was done */
 };
 
 struct dispatch_params {
@@ -121,6 +124,15 @@ int dispatch_released(struct dispatch *d, enum usertable_scope scope, const char
                       int64_t at_ms);
 /* A daemon health event (outbox overflow, tail gap, destination disabled). @text is ours. */
 int dispatch_health(struct dispatch *d, const char *kind, const char *text);
+/*
+ * A health event that cannot wait for a commit: the checkpoint itself cannot be written, so
+ * nothing gated by dispatch_commit_done() would ever leave. It goes to every destination
+ * from memory, without the commit gate (the only entries that skip it; a crash before the
+ * next durable checkpoint forgets it), through the outbox's retries and buckets. At most
+ * one per DISPATCH_URGENT_MIN_MS (10 minutes): returns 0 (queued), -EALREADY (one went out
+ * less than 10 minutes ago; nothing queued) or -ENOMEM.
+ */
+int dispatch_health_urgent(struct dispatch *d, const char *kind, const char *text);
 
 /* floodgatectl test-alert: one test message to every destination, now, outside the
  * outbox and the buckets; @done is called once per destination. */

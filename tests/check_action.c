@@ -19,6 +19,7 @@
 #include "config.h"
 #include "fake_spawner.h"
 #include "log.h"
+#include "state.h"
 #include "testdir.h"
 #include "testrun.h"
 #include "util.h"
@@ -509,7 +510,11 @@ START_TEST(test_action_restart_during_hold_is_ours)
     write_file(holdf, "box@example.com\nacct9\n");
     a = open_action_cpanel_files(&fs->ops);
     struct action_request r2 = {
-        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct9", .actions = CONFIG_ACTION_HOLD
+        .rule = "r",
+        .scope = SCOPE_ACCOUNT,
+        .id = "acct9",
+        .actions = CONFIG_ACTION_HOLD,
+        .ordered = true /* nothing queued to confirm: an operator's order */
     };
     ck_assert_int_eq(action_trip(a, &r2), 0);
     fake_spawner_flush(fs);
@@ -638,7 +643,11 @@ START_TEST(test_action_exim_lines_before_operator_lines)
 {
     struct action *a = open_action(&fs->ops, NULL);
     struct action_request r = {
-        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "bob", .actions = CONFIG_ACTION_SUSPEND
+        .rule = "r",
+        .scope = SCOPE_ACCOUNT,
+        .id = "bob",
+        .actions = CONFIG_ACTION_SUSPEND,
+        .ordered = true /* nothing queued to confirm: an operator's order */
     };
     char buf[4096];
     FILE *f;
@@ -725,6 +734,198 @@ START_TEST(test_action_order_freeze_hold_alert)
 }
 END_TEST
 
+/* The log names messages that are not the identity's (forged or framing lines): no hold. */
+START_TEST(test_action_unconfirmed_holds_nothing)
+{
+    static const char *const framing[] = { "1xVYNi-0001Xt-03", "1xVYNi-0001Xt-09" };
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    struct action_info in;
+
+    cfg->backend = CONFIG_BACKEND_CPANEL;
+    a = open_action(&fs->ops, NULL);
+    r.msgids = framing;
+    r.nmsgids = N_ELEMS(framing);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 0); /* neither exim -Mf nor the hold */
+    ck_assert_int_eq(ndone, 1);
+    ck_assert(last.unconfirmed);
+    ck_assert_uint_eq(last.candidates, 2);
+    ck_assert_uint_eq(last.backend_done, 0);
+    ck_assert_str_eq(last.what, "trip");
+    ck_assert(audit_has("\"event\":\"not_acted\""));
+    ck_assert(audit_has("\"result\":\"unconfirmed\""));
+    ck_assert(!audit_has("\"event\":\"hold\""));
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_int_eq(action_info(a, SCOPE_MAILBOX, "box@example.com", &in), 0);
+    ck_assert(in.unconfirmed);
+    ck_assert(!in.active);
+    ck_assert_str_eq(in.state, "unconfirmed");
+    ck_assert_uint_eq(in.want, CONFIG_ACTION_HOLD);
+    ck_assert_uint_eq(in.done, 0);
+    /* recorded in the ledger: a restart still lists it for the operator */
+    action_free(a);
+    a = open_action(&fs->ops, NULL);
+    ck_assert_int_eq(action_info(a, SCOPE_MAILBOX, "box@example.com", &in), 0);
+    ck_assert(in.unconfirmed);
+    ck_assert_uint_eq(fs->ncalls, 0);
+    /* the operator's order acts without confirmation */
+    r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    r.rule = "manual";
+    r.msgids = framing;
+    r.nmsgids = N_ELEMS(framing);
+    r.ordered = true;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 1); /* the hold; 03 is still not frozen */
+    ck_assert_ptr_nonnull(strstr(fs->calls[0], "Email hold_outgoing email=box@example.com"));
+    ck_assert(!last.unconfirmed);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    action_free(a);
+}
+END_TEST
+
+/* A rule that holds without freezing still needs a confirmed message; one is enough. */
+START_TEST(test_action_confirm_without_freeze)
+{
+    static const char *const mine[] = { "1xVYNi-0001Xt-03", "1xVYNi-0001Xt-04" };
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = {
+        .rule = "r",
+        .scope = SCOPE_ACCOUNT,
+        .id = "acct1",
+        .actions = CONFIG_ACTION_SUSPEND,
+        .msgids = mine,
+        .nmsgids = 1, /* 03 only: not acct1's */
+    };
+    struct action_info in;
+
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(last.unconfirmed);
+    ck_assert_int_eq(access(blocklist, F_OK), -1);
+    /* a re-trip with acct1's own local submission acts, and freezes nothing */
+    r.nmsgids = 2;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(!last.unconfirmed);
+    ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_SUSPEND);
+    ck_assert_uint_eq(last.frozen, 0);
+    ck_assert_uint_eq(fs->ncalls, 0);
+    ck_assert(file_has(blocklist, "acct1"));
+    ck_assert_int_eq(action_info(a, SCOPE_ACCOUNT, "acct1", &in), 0);
+    ck_assert_str_eq(in.state, "acted");
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_monitor_says_unconfirmed)
+{
+    static const char *const framing[] = { "1xVYNi-0001Xt-03" };
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_SUSPEND);
+
+    cfg->mode = CONFIG_MODE_MONITOR;
+    a = open_action(&fs->ops, NULL);
+    r.msgids = framing;
+    r.nmsgids = 1;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    ck_assert(last.monitor);
+    ck_assert(last.unconfirmed);
+    ck_assert(audit_has("\"result\":\"unconfirmed\""));
+    ck_assert(!audit_has("\"would\":\"suspend\""));
+    action_free(a);
+}
+END_TEST
+
+/* A ledger writer that fails from its @fail_from-th call on (1-based; 0: never). */
+static int ledger_writes, ledger_fail_from;
+
+static int
+ledger_write_fake(void *ctx, const char *path, const void *data, size_t len)
+{
+    (void)ctx;
+    if (ledger_fail_from && ++ledger_writes >= ledger_fail_from)
+        return -ENOSPC;
+    return state_write_path(path, data, len, 0600);
+}
+
+static const struct action_ledger_io ledger_fake = { .write = ledger_write_fake };
+
+START_TEST(test_action_ledger_failure_acts_not)
+{
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+    struct action_info in;
+    char ledger[400];
+
+    (void)snprintf(ledger, sizeof(ledger), "%s/actions.ledger", state);
+    ledger_writes = 0;
+    ledger_fail_from = 1; /* the state dir is full from the start */
+    a = open_action_from((struct action_params){ .ledger_io = &ledger_fake }, &fs->ops);
+    ck_assert_int_eq(action_trip(a, &r), -ENOSPC);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 0);
+    ck_assert_int_eq(access(blocklist, F_OK), -1);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_int_eq(last.ledger_err, -ENOSPC);
+    ck_assert(!last.unconfirmed);
+    ck_assert(audit_has("\"result\":\"ledger_failed\""));
+    ck_assert(audit_has("No space left on device"));
+    ck_assert(audit_has("actions.ledger"));
+    ck_assert_int_eq(action_info(a, SCOPE_MAILBOX, "box@example.com", &in), -ENOENT);
+    ck_assert_int_eq(access(ledger, F_OK), -1);
+    action_free(a);
+
+    /* the disk fills after "acting" is written: neither exim -Mf nor the hold runs */
+    ledger_writes = 0;
+    ledger_fail_from = 2;
+    ndone = 0;
+    a = open_action_from((struct action_params){ .ledger_io = &ledger_fake }, &fs->ops);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 0);
+    ck_assert_int_eq(access(blocklist, F_OK), -1);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_int_eq(last.ledger_err, -ENOSPC);
+    ck_assert_int_eq(last.backend_err, -ENOSPC);
+    ck_assert_uint_eq(last.backend_done, 0);
+    ck_assert_uint_eq(last.frozen, 0);
+    action_free(a);
+}
+END_TEST
+
+START_TEST(test_action_release_refused_without_ledger)
+{
+    struct action *a;
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD);
+
+    ledger_writes = 0;
+    ledger_fail_from = 0;
+    a = open_action_from((struct action_params){ .ledger_io = &ledger_fake }, &fs->ops);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(file_has(blocklist, "box@example.com"));
+    size_t before = fs->ncalls;
+    ledger_fail_from = 1;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), -ENOSPC);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, before);             /* nothing thawed */
+    ck_assert(file_has(blocklist, "box@example.com")); /* nor unheld */
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert(audit_has("ledger write failed"));
+    /* once the ledger can be written, the release goes through */
+    ledger_fail_from = 0;
+    ck_assert_int_eq(action_release(a, SCOPE_MAILBOX, "box@example.com"), 0);
+    fake_spawner_flush(fs);
+    ck_assert(!action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_int_eq(last.ledger_err, 0);
+    action_free(a);
+}
+END_TEST
+
 START_TEST(test_action_monitor_spawns_nothing)
 {
     struct action *a;
@@ -754,7 +955,11 @@ START_TEST(test_action_circuit_breaker)
     a = open_action(&fs->ops, NULL);
     for (int i = 0; i < 3; i++) {
         struct action_request r = {
-            .rule = "r", .scope = SCOPE_ACCOUNT, .id = id, .actions = CONFIG_ACTION_HOLD
+            .rule = "r",
+            .scope = SCOPE_ACCOUNT,
+            .id = id,
+            .actions = CONFIG_ACTION_HOLD,
+            .ordered = true /* nothing queued to confirm: an operator's order */
         };
         (void)snprintf(id, sizeof(id), "user%d", i);
         ck_assert_int_eq(action_trip(a, &r), i < 2 ? 0 : -EBUSY);
@@ -762,7 +967,11 @@ START_TEST(test_action_circuit_breaker)
     ck_assert(audit_has("\"event\":\"circuit_open\""));
     ck_assert(!action_is_active(a, SCOPE_ACCOUNT, "user2"));
     struct action_request r = {
-        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "user2", .actions = CONFIG_ACTION_HOLD
+        .rule = "r",
+        .scope = SCOPE_ACCOUNT,
+        .id = "user2",
+        .actions = CONFIG_ACTION_HOLD,
+        .ordered = true /* nothing queued to confirm: an operator's order */
     };
     /* a trip counts for at least an hour, at most an hour and a second */
     clock_fake_advance(&fclock, 3600 * 1000);
@@ -1210,7 +1419,11 @@ START_TEST(test_action_cpanel_stub_preexisting_and_failure)
     sp = spawner_new(EV_DEFAULT, state, NULL);
     a = open_cpanel(sp);
     struct action_request r = {
-        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct2", .actions = CONFIG_ACTION_HOLD
+        .rule = "r",
+        .scope = SCOPE_ACCOUNT,
+        .id = "acct2",
+        .actions = CONFIG_ACTION_HOLD,
+        .ordered = true /* nothing queued to confirm: an operator's order */
     };
     ck_assert_int_eq(action_trip(a, &r), 0);
     ev_run(EV_DEFAULT, 0);
@@ -1223,7 +1436,11 @@ START_TEST(test_action_cpanel_stub_preexisting_and_failure)
 
     /* WHM says no: metadata.result 0 */
     struct action_request r2 = {
-        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "fgfail", .actions = CONFIG_ACTION_SUSPEND
+        .rule = "r",
+        .scope = SCOPE_ACCOUNT,
+        .id = "fgfail",
+        .actions = CONFIG_ACTION_SUSPEND,
+        .ordered = true /* nothing queued to confirm: an operator's order */
     };
     ck_assert_int_eq(action_trip(a, &r2), 0);
     ev_run(EV_DEFAULT, 0);
@@ -1232,7 +1449,11 @@ START_TEST(test_action_cpanel_stub_preexisting_and_failure)
     ck_assert(audit_has("metadata.result=0: The user fgfail is not a cPanel user."));
     /* an account hold with the real whmapi1 stand-in */
     struct action_request r3 = {
-        .rule = "r", .scope = SCOPE_ACCOUNT, .id = "acct3", .actions = CONFIG_ACTION_HOLD
+        .rule = "r",
+        .scope = SCOPE_ACCOUNT,
+        .id = "acct3",
+        .actions = CONFIG_ACTION_HOLD,
+        .ordered = true /* nothing queued to confirm: an operator's order */
     };
     ck_assert_int_eq(action_trip(a, &r3), 0);
     ev_run(EV_DEFAULT, 0);
@@ -1350,6 +1571,11 @@ action_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_action_order_freeze_hold_alert);
     tcase_add_test(tc, test_action_monitor_spawns_nothing);
+    tcase_add_test(tc, test_action_unconfirmed_holds_nothing);
+    tcase_add_test(tc, test_action_confirm_without_freeze);
+    tcase_add_test(tc, test_action_monitor_says_unconfirmed);
+    tcase_add_test(tc, test_action_ledger_failure_acts_not);
+    tcase_add_test(tc, test_action_release_refused_without_ledger);
     tcase_add_test(tc, test_action_circuit_breaker);
     tcase_add_test(tc, test_action_breaker_over_old_ring);
     tcase_add_test(tc, test_action_breaker_sliding);

@@ -620,6 +620,54 @@ START_TEST(test_alertmsg_webhook_shape)
 }
 END_TEST
 
+/* Nothing held for want of a confirmed message, or for want of a ledger: said as such. */
+START_TEST(test_alertmsg_unconfirmed_and_ledger_failed)
+{
+    struct alertmsg_actions a = { .backend = "cpanel", .unconfirmed = true, .candidates = 7 };
+    struct alertmsg_incident inc = { .host = "host7",
+                                     .incident_id = "fg_abc",
+                                     .rule = "burst",
+                                     .scope = SCOPE_ACCOUNT,
+                                     .identity = "shop",
+                                     .metric = "messages",
+                                     .window_ms = 600000,
+                                     .value = 412,
+                                     .limit = 300,
+                                     .at_ms = 1787306798344,
+                                     .acted = &a };
+    struct strbuf b;
+
+    strbuf_init(&b, ALERTMSG_BODY_MAX);
+    ck_assert_int_eq(alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_ACTED, &inc, 1, 0), 0);
+    ck_assert_ptr_nonnull(strstr(b.p, "not held: none of the 7 messages named in the log is "
+                                      "confirmed in Exim's spool"));
+    ck_assert_ptr_nonnull(strstr(b.p, "not confirmed (nothing held)"));
+    ck_assert_ptr_null(strstr(b.p, "stopped on"));
+    ck_assert(!alertmsg_actions_failed(&a));
+    strbuf_reset(&b);
+    ck_assert_int_eq(alertmsg_incident_body(&b, ALERT_DEST_WEBHOOK, ALERTMSG_ACTED, &inc, 1, 0), 0);
+    ck_assert_ptr_nonnull(strstr(b.p, "\"type\":\"floodgate.trip.unconfirmed\""));
+    ck_assert_ptr_nonnull(strstr(b.p, "{\"action\":\"hold\",\"result\":\"unconfirmed\","
+                                      "\"candidates\":7,\"confirmed\":0}"));
+    strbuf_reset(&b);
+    ck_assert_int_eq(
+        alertmsg_incident_body(&b, ALERT_DEST_ALERTMANAGER, ALERTMSG_ACTED, &inc, 1, 0), 0);
+    ck_assert_ptr_nonnull(strstr(b.p, "not held: none of the 7 messages"));
+
+    a = (struct alertmsg_actions){ .backend = "cpanel", .ledger_err = -ENOSPC };
+    strbuf_reset(&b);
+    ck_assert_int_eq(alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_ACTED, &inc, 1, 0), 0);
+    ck_assert_ptr_nonnull(strstr(b.p, "could not act: ledger write failed (No space left on "
+                                      "device); nothing was done"));
+    ck_assert(alertmsg_actions_failed(&a));
+    strbuf_reset(&b);
+    ck_assert_int_eq(alertmsg_incident_body(&b, ALERT_DEST_WEBHOOK, ALERTMSG_ACTED, &inc, 1, 0), 0);
+    ck_assert_ptr_nonnull(strstr(b.p, "\"type\":\"floodgate.trip.action_failed\""));
+    ck_assert_ptr_nonnull(strstr(b.p, "\"reason\":\"ledger_write_failed\",\"error\":28"));
+    strbuf_done(&b);
+}
+END_TEST
+
 START_TEST(test_alertmsg_am_alerts)
 {
     struct alertmsg_incident v[2] = {
@@ -936,6 +984,7 @@ alertmsg_suite(void)
     tcase_add_test(tc, test_alertmsg_slack_escaped);
     tcase_add_test(tc, test_alertmsg_followup_late_outcome);
     tcase_add_test(tc, test_alertmsg_webhook_shape);
+    tcase_add_test(tc, test_alertmsg_unconfirmed_and_ledger_failed);
     tcase_add_test(tc, test_alertmsg_am_alerts);
     tcase_add_test(tc, test_alertmsg_am_identity_cut);
     tcase_add_test(tc, test_alertmsg_detection_time);

@@ -1732,6 +1732,87 @@ END_TEST
 
 /* --- restarts: the digest state -------------------------------------------------------- */
 
+/*
+ * The checkpoint cannot be written: no commit is ever done, so a gated alert never leaves,
+ * but the urgent health event does, to every destination, at most once per 10 minutes.
+ */
+START_TEST(test_dispatch_health_urgent_skips_commit)
+{
+    struct env e;
+    struct dispatch_trip t = trip_make("u1@example.com", T0, 400);
+    size_t before;
+
+    env_init(&e, D_SLACK, 3);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    (void)dispatch_commit_begin(e.d); /* a save started and failed: never done */
+    ck_assert_int_eq(dispatch_health(e.d, "tail_gap", "gated"), 0);
+    env_advance(&e, 5000);
+    ck_assert_uint_eq(e.fh.n, 0); /* nothing leaves before a commit */
+    ck_assert_int_eq(
+        dispatch_health_urgent(e.d, "state_unwritable",
+                               "checkpoint cannot be written: /s/state: No space left on device"),
+        0);
+    env_advance(&e, 100);
+    ck_assert_uint_eq(fake_count(&e.fh, SLACKURL, 0), 1);
+    ck_assert_uint_eq(fake_count(&e.fh, "https://hook.example.net/", 0), 1);
+    ck_assert_uint_eq(fake_count(&e.fh, "https://am.example.net:9093/", 0), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://", 0, "checkpoint cannot be written"), 3);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://", 0, "gated"), 0);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://", 0, "u1@example.com"), 0);
+    fake_answer_all(&e.fh, 200);
+    /* rate-limited: a second one within 10 minutes is refused, one after is sent */
+    before = e.fh.n;
+    env_advance(&e, 60000);
+    ck_assert_int_eq(dispatch_health_urgent(e.d, "state_unwritable", "again"), -EALREADY);
+    env_advance(&e, 600000);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://", before, "again"), 0);
+    ck_assert_int_eq(dispatch_health_urgent(e.d, "state_unwritable", "later"), 0);
+    env_advance(&e, 100);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://", before, "later"), 3);
+    ck_assert_uint_eq(fake_count_body(&e.fh, "https://", 0, "u1@example.com"), 0);
+    fake_answer_all(&e.fh, 200);
+    /* the gated ones go once a commit is done */
+    env_commit(&e);
+    env_advance(&e, 100);
+    ck_assert_uint_ge(fake_count_body(&e.fh, "https://", before, "u1@example.com"), 1);
+    env_done(&e);
+}
+END_TEST
+
+/* An unconfirmed or ledger-failed outcome survives a restart as it was told. */
+START_TEST(test_dispatch_unconfirmed_roundtrip)
+{
+    struct env e;
+    struct strbuf s, s2;
+    struct dispatch_trip t = trip_make("u1@example.com", T0, 400);
+    struct dispatch_acted a = { .scope = SCOPE_MAILBOX,
+                                .id = "u1@example.com",
+                                .backend = "cpanel",
+                                .unconfirmed = true,
+                                .candidates = 7,
+                                .ledger_err = -ENOSPC };
+
+    env_init(&e, D_HOOK, 1);
+    ck_assert_int_eq(dispatch_tripped(e.d, &t), 0);
+    ck_assert_int_eq(dispatch_acted(e.d, &a), 0);
+    strbuf_init(&s, 1u << 20);
+    strbuf_init(&s2, 1u << 20);
+    ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
+    ck_assert_ptr_nonnull(strstr(s.p, " 1 7 28\n"));
+    dispatch_free(e.d);
+    e.d = env_dispatch(&e);
+    ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
+    ck_assert_int_eq(dispatch_encode(e.d, &s2), 0);
+    ck_assert_ptr_nonnull(strstr(s2.p, " 1 7 28\n"));
+    strbuf_done(&s);
+    strbuf_done(&s2);
+    env_commit(&e);
+    env_advance(&e, 100);
+    ck_assert_uint_ge(fake_count_body(&e.fh, "https://", 0, "floodgate.trip.unconfirmed"), 1);
+    env_done(&e);
+}
+END_TEST
+
 START_TEST(test_dispatch_restart_keeps_digest)
 {
     struct env e;
@@ -1746,7 +1827,7 @@ START_TEST(test_dispatch_restart_keeps_digest)
     fake_answer_all(&e.fh, 200);
     strbuf_init(&s, 1u << 30);
     ck_assert_int_eq(dispatch_encode(e.d, &s), 0);
-    ck_assert_ptr_nonnull(strstr(s.p, "FLOODGATE-DISPATCH 4\n"));
+    ck_assert_ptr_nonnull(strstr(s.p, "FLOODGATE-DISPATCH 5\n"));
     dispatch_free(e.d);
     e.d = env_dispatch(&e);
     ck_assert_int_eq(dispatch_decode(e.d, s.p, s.len), 0);
@@ -1865,7 +1946,7 @@ START_TEST(test_dispatch_decode_version1)
 
         strbuf_init(&re, 1u << 20);
         ck_assert_int_eq(dispatch_encode(e.d, &re), 0);
-        (void)snprintf(want, sizeof(want), " %lld 0 0\nmailbox-burstold@example.com",
+        (void)snprintf(want, sizeof(want), " %lld 0 0 0 0 0\nmailbox-burstold@example.com",
                        (long long)T0);
         ck_assert_ptr_nonnull(strstr(re.p, want));
         strbuf_done(&re);
@@ -1927,6 +2008,8 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_restart_new_url);
     tcase_add_test(tc, test_dispatch_crash_after_200);
     tcase_add_test(tc, test_dispatch_restart_keeps_digest);
+    tcase_add_test(tc, test_dispatch_health_urgent_skips_commit);
+    tcase_add_test(tc, test_dispatch_unconfirmed_roundtrip);
     tcase_add_test(tc, test_dispatch_digest_counts_own_window);
     tcase_add_test(tc, test_dispatch_decode_version1);
     suite_add_tcase(s, tc);

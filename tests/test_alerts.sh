@@ -20,6 +20,9 @@
 #     messages (digests with the right total), Alertmanager one array holding them all;
 #  9. no log line, ctl answer or metric contains the Slack URL's secret path or the key;
 #     the metrics count the deliveries per destination.
+# 10. the checkpoint cannot be written: the trip's alerts wait, a health alert naming the
+#     file and the error reaches the receivers from memory, and is logged; once the
+#     checkpoint is written again, the trip's alerts follow.
 # Every wait is bounded; the whole test stops itself after 240 s.
 set -euo pipefail
 build="${FG_BUILD_DIR:?}"
@@ -419,6 +422,26 @@ except FileNotFoundError:
 for secret in (SLACK_SECRET_PATH, SECRET, SECRET[6:]):
     if secret in seen:
         fail("a secret leaked into logs, status or metrics")
+
+# 10. the checkpoint cannot be written (a directory where its temporary file goes): the
+# trip's alerts wait for it, a health alert leaves from memory at once -------------------
+blocker = os.path.join(TMP, "state", "state.tmp")
+os.mkdir(blocker)
+append(burst("box9@site.example"))
+wait_for(lambda: [x for x in audited_trips() if x["id"] == "box9@site.example"], 10, "box9's trip")
+health = wait_for(lambda: [x for x in hook.ok() if "checkpoint cannot be written" in x["body"]],
+                  20, "the health alert while the checkpoint fails")
+if os.path.join(TMP, "state", "state") + ": Is a directory" not in \
+        health[0]["body"].replace("\\/", "/"):
+    fail("the health alert does not name the file and the error: %s" % health[0]["body"])
+wait_for(lambda: [x for x in slack.ok() if "checkpoint cannot be written" in x["body"]], 20,
+         "the health alert on Slack")
+if hook_events("box9@site.example"):
+    fail("box9's alert left before the checkpoint holding it was written")
+if "health alert sent from memory" not in open(ERR, "rb").read().decode("utf-8", "replace"):
+    fail("the health alert was not logged")
+os.rmdir(blocker)
+wait_for(lambda: hook_events("box9@site.example"), 20, "box9 once the checkpoint is written")
 
 # exactly once over the whole run: every delivered event id delivered once
 ids = [x["headers"]["webhook-id"] for x in hook.ok()

@@ -8,6 +8,9 @@
 #     the reason is listed and audited; a second hold is refused; release of a stranger
 #     fails with one line on stderr. Options are taken before and after the identity,
 #     with POSIXLY_CORRECT set too; "--" ends them.
+#  2b. a holding rule over lines the spool does not confirm: nothing runs, held and show
+#     list the trip as unconfirmed, it is audited; a manual hold acts. With the ledger
+#     unwritable, hold and release exit 1 saying so, and run nothing.
 #  3. reload: a broken config is refused with file:line (exit 1) and the daemon keeps
 #     running; a good one is applied (its new window appears in top).
 #  4. test-alert and alert-enable without destinations: exit 1 and a clear message.
@@ -284,6 +287,56 @@ try:
     check(rel["released"] and rel["id"] == "box1@example.com", "release json: %r" % rel)
     check(ctl_json("show", "box1@example.com")["tripped"] == [], "trips cleared")
     ctl_fails(1, ["release", "stranger@example.com"], r"no such identity")
+
+    # 2b. a rule that holds, over lines the spool does not confirm (forged ones, say): nothing
+    # is run, the trip is listed as unconfirmed, and an operator's hold still acts. While the
+    # ledger cannot be written (a directory where its temporary file goes), neither a hold
+    # nor a release runs, and both say so.
+    config(extra_rules="  - name: hold-burst\n    scope: mailbox\n    metric: messages\n"
+                       "    window: 10m\n    above: 2\n    actions: [freeze, hold, alert]\n")
+    ctl_ok("reload")
+    cmds = open(CMDLOG).read()
+    lines = []
+    for _ in range(3):
+        lines += message("box4@example.com", False)[1]
+    with open(LOG, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    h = wait_for(lambda: [x for x in ctl_json("held")["held"] if x["id"] == "box4@example.com"],
+                 "the unconfirmed trip")
+    check(h[0]["state"] == "unconfirmed" and h[0]["applied"] == "none" and
+          h[0]["what"] == "hold" and h[0]["rule"] == "hold-burst", "unconfirmed: %r" % h)
+    check(re.search(r"^mailbox\s+box4@example\.com\s+hold \(unconfirmed\)\+0 frozen",
+                    ctl_ok("held"), re.M), "held text for the unconfirmed trip")
+    sh = ctl_json("show", "box4@example.com")
+    check(sh["action"]["state"] == "unconfirmed" and
+          [h["event"] for h in sh["history"]] == ["unconfirmed"], "show unconfirmed: %r" % sh)
+    check(re.search(r'"event":"not_acted","rule":"hold-burst","scope":"mailbox",'
+                    r'"id":"box4@example.com","result":"unconfirmed"', open(AUDIT).read()),
+          "audit of the unconfirmed trip")
+    check(ctl_json("status")["held"] == 0, "an unconfirmed trip holds nothing")
+    blocker = os.path.join(STATE, "actions.ledger.tmp")
+    os.mkdir(blocker)
+    ctl_fails(1, ["hold", "box4@example.com"], r"could not act: ledger write failed")
+    os.rmdir(blocker)
+    time.sleep(0.3)
+    check(open(CMDLOG).read() == cmds, "a command ran for an unconfirmed trip or without a ledger")
+    ctl_ok("hold", "box4@example.com", "--reason", "checked the queue")
+    wait_for(lambda: "hold mailbox box4@example.com manual" in open(CMDLOG).read(),
+             "the operator's hold")
+    wait_for(lambda: [x for x in ctl_json("held")["held"]
+                      if x["id"] == "box4@example.com" and x["applied"] == "hold"], "box4 held")
+    os.mkdir(blocker)
+    ctl_fails(1, ["release", "box4@example.com"], r"could not release: ledger write failed")
+    os.rmdir(blocker)
+    time.sleep(0.3)
+    check("release mailbox box4@example.com" not in open(CMDLOG).read(),
+          "released without a ledger")
+    check(ctl_json("show", "box4@example.com")["action"]["state"] == "acted", "still held")
+    ctl_ok("release", "box4@example.com")
+    wait_for(lambda: "release mailbox box4@example.com" in open(CMDLOG).read(), "the release")
+    wait_for(lambda: ctl_json("held")["held"] == [], "held to empty again")
+    config()
+    ctl_ok("reload")
 
     # 3. reload
     config(broken=True)
