@@ -9,6 +9,7 @@
  * options: --state-dir D --spool-dir D --exim PATH --exim-config FILE --blocklist FILE
  *          --backend exim|cpanel|command --whmapi1 P --uapi P --command P
  *          --hold-file F --suspended-file F --account A --monitor --batch N --max-per-hour N
+ *          --ordered (a trip is an operator's order: it acts without spool confirmation)
  *
  * Audit lines go to stdout, logs to stderr. It runs the real spawner on libev's default
  * loop until every request has finished, then exits 0 when the last request succeeded.
@@ -76,6 +77,7 @@ main(int argc, char **argv)
     struct spawner *sp;
     const char *state_dir = "/tmp", *account = NULL;
     enum usertable_scope scope;
+    bool ordered = false;
     int i, r;
 
     log_setup(LOG_SINK_STDERR, LOG_DEBUG);
@@ -93,6 +95,10 @@ main(int argc, char **argv)
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(o, "--monitor") == 0) {
             cfg.mode = CONFIG_MODE_MONITOR;
+            continue;
+        }
+        if (strcmp(o, "--ordered") == 0) { /* an operator's order: no spool confirmation */
+            ordered = true;
             continue;
         }
         if (!v)
@@ -175,6 +181,7 @@ main(int argc, char **argv)
             .actions = probe_actions(argv[i + 4]),
             .msgids = (const char *const *)(argv + i + 5),
             .nmsgids = (size_t)(argc - i - 5),
+            .ordered = ordered,
         };
         r = action_trip(a, &req);
     } else if (strcmp(argv[i], "freeze-more") == 0) {

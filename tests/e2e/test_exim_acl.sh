@@ -62,7 +62,7 @@ check "rejection logged" grep -q 'rejected RCPT <r6@remote.example>: floodgate: 
 check "other mailbox still accepted" eh_submit_auth good@example.com good@example.com r7@remote.example s-good-2
 
 # 4. hold: 4xx at RCPT.
-check "trip hold mailbox" probe trip e2e-hold mailbox held@example.com hold
+check "trip hold mailbox (an operator's order: nothing queued to confirm)" probe --ordered trip e2e-hold mailbox held@example.com hold
 out=$(eh_submit_auth held@example.com held@example.com r8@remote.example s-held-1); rc=$?
 echo "$out"
 check "held mailbox deferred at RCPT" test $rc = 1
