@@ -3,8 +3,10 @@
  *
  * Two sinks: journald with structured FLOODGATE_* fields, or one stderr line
  * "LEVEL message KEY=value ...". The sink and level are the one piece of mutable global
- * state under lib/ (STYLE.md), set once at start. Every byte that is not printable ASCII
- * is escaped on the stderr sink, so a log text holding a newline cannot forge a line.
+ * state under lib/ (STYLE.md), set once at start. On the stderr sink log text is rendered
+ * by util_term_escape (valid UTF-8 kept, every control, bad byte and bidirectional
+ * control a visible escape), so a log text holding a newline cannot forge a line nor an
+ * escape sequence drive the terminal.
  */
 #include "log.h"
 
@@ -40,20 +42,12 @@ log_level_name(int prio)
     return (prio >= 0 && prio < (int)N_ELEMS(names)) ? names[prio] : "LOG";
 }
 
+/* util_term_escape's rule: the stderr sink may be a terminal, and a line is one line */
+/* util_term_escape's rule: the stderr sink may be a terminal, and a line is one line */
 static void
 log_escape(struct strbuf *b, const char *s)
 {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[5];
-
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            (void)strbuf_append(b, s, 1);
-            continue;
-        }
-        (void)snprintf(esc, sizeof(esc), "\\x%02x", c);
-        (void)strbuf_append(b, esc, 4);
-    }
+    (void)strbuf_append_term(b, s, strlen(s));
 }
 
 static void

@@ -340,6 +340,19 @@ util_term_escape(char *out, size_t size, const char *p, size_t len)
     return need;
 }
 
+int
+strbuf_append_term(struct strbuf *b, const char *p, size_t len)
+{
+    size_t need = util_term_escape(NULL, 0, p, len);
+    int r = strbuf_reserve(b, need);
+
+    if (r < 0)
+        return r;
+    (void)util_term_escape(b->p + b->len, need + 1, p, len);
+    b->len += need;
+    return 0;
+}
+
 const char *
 strbuf_cstr(struct strbuf *b)
 {

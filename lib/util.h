@@ -107,6 +107,9 @@ size_t util_utf8_len(const unsigned char *p, size_t avail);
  */
 size_t util_term_escape(char *out, size_t size, const char *p, size_t len);
 
+/* Append util_term_escape's whole rendering of @p; -E2BIG leaves @b as it was. */
+int strbuf_append_term(struct strbuf *b, const char *p, size_t len);
+
 /* @n bytes as 2 * @n lowercase hex digits and a NUL into @out. */
 void util_hex(char *out, const uint8_t *p, size_t n);
 /* Exactly 2 * @n lowercase hex digits of [@s, @s + @len) into @n bytes: 0 or -EBADMSG. */
