@@ -450,6 +450,14 @@ ctlcli_status(const struct jv *o)
             ctlcli_status_alerts(&o->kids[i]);
             continue;
         }
+        if (strcmp(o->keys[i], "warnings") == 0) {
+            /* one line each, so nobody reads past one */
+            for (size_t k = 0; k < o->kids[i].n; k++)
+                printf("WARNING: %s\n", o->kids[i].kids[k].s ? o->kids[i].kids[k].s : "");
+            if (o->kids[i].n == 0)
+                printf("warnings: none\n");
+            continue;
+        }
         printf("%s: ", o->keys[i]);
         if (strcmp(o->keys[i], "log_time") == 0) {
             ctlcli_logtime(strtoll(o->kids[i].s ? o->kids[i].s : "0", NULL, 10), t, sizeof(t));

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <systemd/sd-journal.h>
 
@@ -129,4 +131,30 @@ log_emit_at(const char *file, int line, const char *func, int prio, int err,
         log_to_stderr(prio, err, fields, msg);
     errno = saved;
     return err;
+}
+
+/* Is stderr the journal's stream? JOURNAL_STREAM holds its "device:inode". */
+static bool
+log_stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+           (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void
+log_loud(int prio, const char *fmt, ...)
+{
+    char msg[LOG_TEXT_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    (void)log_emit(prio, 0, NULL, "%s", msg);
+    if (log_sink == LOG_SINK_JOURNAL && !log_stderr_is_journal())
+        log_to_stderr(prio, 0, NULL, msg);
 }
