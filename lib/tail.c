@@ -574,7 +574,8 @@ tail_open_cand(struct tail *t, const struct tail_cand *c, uint32_t fp_len, uint8
 
     *ret_hash_ok = false;
     (void)snprintf(p, sizeof(p), "%s/%s", t->dir, c->name);
-    fd = tail_open_regular(p, c->dev, c->ino, &st);
+    /* no dev/ino check: names shift under a rotation, and callers compare what they got */
+    fd = tail_open_regular(p, 0, 0, &st);
     if (fd == -EINVAL)
         tail_odd_sibling(t, p, st.st_mode);
     if (fd < 0)
@@ -1229,7 +1230,7 @@ tail_add_siblings(struct tail *t, const struct tail_cand *c, size_t from, size_t
             if (c[k].gz || k == i)
                 continue;
             (void)snprintf(p, sizeof(p), "%s/%s", t->dir, c[k].name);
-            fd = tail_open_regular(p, c[k].dev, c[k].ino, &st);
+            fd = tail_open_regular(p, 0, 0, &st);
             if (fd == -EINVAL)
                 tail_odd_sibling(t, p, st.st_mode);
             if (fd < 0)
