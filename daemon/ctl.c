@@ -4,7 +4,9 @@
  *   floodgatectl [--socket PATH] [--json] COMMAND [OPTIONS] [ARGS]
  *
  * Every command prints text for people, or with --json the daemon's one-line JSON answer
- * as is. Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage.
+ * as is. Text for people is log text an attacker wrote: every string of the answer is
+ * printed through util_term_escape (controls, bad bytes and bidirectional controls as
+ * visible escapes); the JSON answer already holds them as \u escapes. Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage.
  *
  * An IDENTITY is "box@domain" (mailbox), "user" (account) or "user:/dir" (script); the
  * form decides unless --scope is given or the identity is written "scope:identity".
@@ -340,6 +342,46 @@ jv_bool(const struct jv *o, const char *key)
 
 /* --- formatting --------------------------------------------------------------------- */
 
+/* @s rendered by util_term_escape in a new string (NULL when out of memory). */
+static char *
+ctlcli_term_dup(const char *s)
+{
+    size_t len = strlen(s), need = util_term_escape(NULL, 0, s, len);
+    char *e = malloc(need + 1);
+
+    if (e)
+        (void)util_term_escape(e, need + 1, s, len);
+    return e;
+}
+
+/*
+ * Every string of an answer (names, identities, reasons, messages: log text an attacker
+ * wrote) made safe for a terminal, in place, before any of it is printed for people.
+ */
+static int
+jv_for_terminal(struct jv *v)
+{
+    char *e;
+
+    if (v->t == JV_STR) {
+        if (!(e = ctlcli_term_dup(v->s)))
+            return -ENOMEM;
+        free(v->s);
+        v->s = e;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->keys) {
+            if (!(e = ctlcli_term_dup(v->keys[i])))
+                return -ENOMEM;
+            free(v->keys[i]);
+            v->keys[i] = e;
+        }
+        if (jv_for_terminal(&v->kids[i]) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 /* Wall-clock epoch ms in local time; "-" for 0. */
 static void
 ctlcli_wall(long long ms, char *buf, size_t size)
@@ -406,6 +448,14 @@ ctlcli_status(const struct jv *o)
     for (size_t i = 0; i < o->n; i++) {
         if (strcmp(o->keys[i], "alerts") == 0) {
             ctlcli_status_alerts(&o->kids[i]);
+            continue;
+        }
+        if (strcmp(o->keys[i], "warnings") == 0) {
+            /* one line each, so nobody reads past one */
+            for (size_t k = 0; k < o->kids[i].n; k++)
+                printf("WARNING: %s\n", o->kids[i].kids[k].s ? o->kids[i].kids[k].s : "");
+            if (o->kids[i].n == 0)
+                printf("warnings: none\n");
             continue;
         }
         printf("%s: ", o->keys[i]);
@@ -893,7 +943,10 @@ main(int argc, char **argv)
         strbuf_done(&out);
         return 1;
     }
-    if (jv_get(&v, "error")->t == JV_STR) {
+    if (jv_for_terminal(&v) < 0) {
+        fprintf(stderr, "floodgatectl: out of memory\n");
+        r = 1;
+    } else if (jv_get(&v, "error")->t == JV_STR) {
         fprintf(stderr, "floodgatectl: %s\n", jv_str(&v, "error"));
         r = 1;
     } else if (o.json) {

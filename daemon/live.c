@@ -873,6 +873,7 @@ live_main(const char *config_path, struct config *cfg)
     if (r < 0)
         goto out;
     d.have_state = pos.ino != 0;
+    live_ctl_uid_warning(&d);
     r = live_ctl_open(&d);
     if (r < 0)
         log_emit(LOG_WARNING, r, NULL,

@@ -47,6 +47,7 @@ struct daemon {
     uint8_t key[SIPHASH_KEY_LEN];
     int lock_fd;
     int audit_fd;
+    char uid_warning[384]; /* not root: who else may use the control socket ("" when root) */
     bool ready;
     bool dirty;         /* records applied since the last checkpoint */
     bool have_state;    /* a checkpoint exists: without one a restart starts at the end */
@@ -91,6 +92,8 @@ int live_reload(struct daemon *d, char *msg, size_t size);
 
 /* live_ctl.c: the control socket's handlers. */
 int live_ctl_open(struct daemon *d);
+/* Not running as root: d->uid_warning says who else may release and hold; logged loudly. */
+void live_ctl_uid_warning(struct daemon *d);
 /* After a reload: resolve control_group again and apply it to the socket. */
 void live_ctl_reconfigure(struct daemon *d);
 /* Close the socket and forget test-alert requests in flight. */

@@ -215,6 +215,49 @@ live_ctl_held(struct daemon *d, struct strbuf *out)
 
 /* --- status ------------------------------------------------------------------------- */
 
+/*
+ * ctl_allowed() lets the daemon's own uid do everything: run as a uid that web or PHP
+ * code shares (nobody under mod_php), any script of that uid can release a spammer.
+ */
+void
+live_ctl_uid_warning(struct daemon *d)
+{
+    uid_t uid = geteuid();
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    char name[64];
+
+    d->uid_warning[0] = '\0';
+    if (uid == 0)
+        return;
+    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+        (void)snprintf(name, sizeof(name), "no name");
+    else
+        (void)util_term_escape(name, sizeof(name), res->pw_name, strlen(res->pw_name));
+    (void)snprintf(d->uid_warning, sizeof(d->uid_warning),
+                   "not running as root: every process of uid %u (%s) can release and hold "
+                   "through the control socket; run floodgated as root, or as a dedicated "
+                   "user that no web or PHP process shares",
+                   (unsigned)uid, name);
+    log_loud(LOG_WARNING, "%s (%s)", d->uid_warning, d->cfg->control_socket);
+}
+
+/* ,"warnings":[...]: what the operator must fix; [] when nothing. */
+static int
+live_ctl_warnings(struct daemon *d, struct strbuf *out)
+{
+    int r = strbuf_appends(out, ",\"warnings\":[");
+
+    if (r == 0 && d->uid_warning[0]) {
+        r = strbuf_appends(out, "\"");
+        if (r == 0)
+            r = strbuf_append_json(out, d->uid_warning, strlen(d->uid_warning));
+        if (r == 0)
+            r = strbuf_appends(out, "\"");
+    }
+    return r < 0 ? r : strbuf_appends(out, "]");
+}
+
 /* ,"alerts":[...]: each destination by name and scheme://host only (never the URL). */
 static int
 live_ctl_alerts(struct daemon *d, struct strbuf *out)
@@ -296,6 +339,8 @@ live_ctl_status(struct daemon *d, struct strbuf *out)
             st->parse_errors, st->outbound, st->trips, usertable_count(engine_table(d->engine)),
             held.n, live_alert_pending(d), ts.rotations, ts.truncations, ts.gaps,
             (long long)engine_now_ms(d->engine));
+    if (r == 0)
+        r = live_ctl_warnings(d, out);
     if (r == 0)
         r = live_ctl_alerts(d, out);
     return r < 0 ? r : strbuf_appends(out, "}");

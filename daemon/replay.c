@@ -1,8 +1,9 @@
 /*
  * replay.c - floodgated --replay: finished logs (plain or .gz, or - for stdin) through the
  * same pipeline as the live daemon, as fast as the disk allows. The log's timestamps are
- * the clock; trips are reported, never acted on. Prints a summary for a person, or one
- * JSON object with --json (documented in docs/replay.md).
+ * the clock; trips are reported, never acted on. Prints a summary for a person (log text
+ * through util_term_escape), or one JSON object with --json (documented in
+ * docs/replay.md; log text through strbuf_append_json).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -298,6 +299,17 @@ replay_print_json(struct replay *rp, double secs)
     free(ids);
 }
 
+/* Every escape is at most 4 bytes per input byte: an identity rendered whole fits. */
+#define REPLAY_TERM_MAX (4 * USERTABLE_KEY_MAX + 4)
+
+/* Log text (identities, accounts, rule names, times) for a terminal: util_term_escape. */
+static const char *
+replay_term(char buf[REPLAY_TERM_MAX], const char *s)
+{
+    (void)util_term_escape(buf, REPLAY_TERM_MAX, s, strlen(s));
+    return buf;
+}
+
 static void
 replay_print_text(struct replay *rp, double secs)
 {
@@ -305,6 +317,8 @@ replay_print_text(struct replay *rp, double secs)
     size_t nid = 0, shown[SCOPE__MAX] = { 0 };
     struct replay_ident *ids = replay_identities(rp->engine, &nid);
     char acct[ATTRIB_ACCOUNT_MAX];
+    static char t_id[REPLAY_TERM_MAX], t_acct[REPLAY_TERM_MAX], t_rule[REPLAY_TERM_MAX],
+        t_at[REPLAY_TERM_MAX];
 
     printf("lines %llu, %.1f MB in %.3f s (%.0f MB/s, %.0f lines/s)\n",
            (unsigned long long)rp->lines, (double)rp->bytes / 1e6, secs,
@@ -327,15 +341,17 @@ replay_print_text(struct replay *rp, double secs)
             continue;
         engine_account_of(rp->engine, ids[i].scope, ids[i].id, acct, sizeof(acct));
         printf("  %-8s %-50s account %-12s %6llu messages %7llu recipients\n",
-               usertable_scope_name(ids[i].scope), ids[i].id, acct[0] ? acct : "-",
+               usertable_scope_name(ids[i].scope), replay_term(t_id, ids[i].id),
+               acct[0] ? replay_term(t_acct, acct) : "-",
                (unsigned long long)ids[i].messages, (unsigned long long)ids[i].recipients);
     }
     printf("\n%zu trip%s:\n", rp->ntrips, rp->ntrips == 1 ? "" : "s");
     for (size_t i = 0; i < rp->ntrips; i++) {
         const struct engine_notice *n = &rp->trips[i].n;
-        printf("  %s line %llu  %-16s %s %s: %llu > %llu in %llds\n", n->at,
-               (unsigned long long)n->line, n->verdict.rule_name, usertable_scope_name(n->scope),
-               n->id, (unsigned long long)n->verdict.value,
+        printf("  %s line %llu  %-16s %s %s: %llu > %llu in %llds\n", replay_term(t_at, n->at),
+               (unsigned long long)n->line, replay_term(t_rule, n->verdict.rule_name),
+               usertable_scope_name(n->scope), replay_term(t_id, n->id),
+               (unsigned long long)n->verdict.value,
                (unsigned long long)n->verdict.threshold, (long long)(n->verdict.window_ms / 1000));
     }
     free(ids);

@@ -121,10 +121,9 @@ alert_append_text(struct strbuf *b, const char *p, size_t len, size_t cap,
 
         if (i + in > cap)
             break;
-        if (n == 0) {
-            r = strbuf_appends(b, "\xef\xbf\xbd"); /* U+FFFD */
-        } else if (n > 1) {
-            r = strbuf_append(b, p + i, n);
+        if (n != 1) {
+            /* strbuf_append_json's rule: U+FFFD for a bad byte, steering code points escaped */
+            r = strbuf_append_json(b, p + i, in);
         } else {
             char c = p[i];
             if (mode == ALERT_TEXT_SLACK_CODE && c == '`') {

@@ -3,8 +3,10 @@
  *
  * Two sinks: journald with structured FLOODGATE_* fields, or one stderr line
  * "LEVEL message KEY=value ...". The sink and level are the one piece of mutable global
- * state under lib/ (STYLE.md), set once at start. Every byte that is not printable ASCII
- * is escaped on the stderr sink, so a log text holding a newline cannot forge a line.
+ * state under lib/ (STYLE.md), set once at start. On the stderr sink log text is rendered
+ * by util_term_escape (valid UTF-8 kept, every control, bad byte and bidirectional
+ * control a visible escape), so a log text holding a newline cannot forge a line nor an
+ * escape sequence drive the terminal.
  */
 #include "log.h"
 
@@ -13,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <systemd/sd-journal.h>
 
@@ -40,20 +44,12 @@ log_level_name(int prio)
     return (prio >= 0 && prio < (int)N_ELEMS(names)) ? names[prio] : "LOG";
 }
 
+/* util_term_escape's rule: the stderr sink may be a terminal, and a line is one line */
+/* util_term_escape's rule: the stderr sink may be a terminal, and a line is one line */
 static void
 log_escape(struct strbuf *b, const char *s)
 {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[5];
-
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            (void)strbuf_append(b, s, 1);
-            continue;
-        }
-        (void)snprintf(esc, sizeof(esc), "\\x%02x", c);
-        (void)strbuf_append(b, esc, 4);
-    }
+    (void)strbuf_append_term(b, s, strlen(s));
 }
 
 static void
@@ -135,4 +131,30 @@ log_emit_at(const char *file, int line, const char *func, int prio, int err,
         log_to_stderr(prio, err, fields, msg);
     errno = saved;
     return err;
+}
+
+/* Is stderr the journal's stream? JOURNAL_STREAM holds its "device:inode". */
+static bool
+log_stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+           (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void
+log_loud(int prio, const char *fmt, ...)
+{
+    char msg[LOG_TEXT_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    (void)log_emit(prio, 0, NULL, "%s", msg);
+    if (log_sink == LOG_SINK_JOURNAL && !log_stderr_is_journal())
+        log_to_stderr(prio, 0, NULL, msg);
 }

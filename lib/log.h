@@ -34,6 +34,13 @@ void log_setup(enum log_sink sink, int max_prio);
 int log_emit_at(const char *file, int line, const char *func, int prio, int err,
                 const struct log_field *fields, const char *fmt, ...) FG_PRINTF(7, 8);
 
+/*
+ * A warning nobody may miss: logged as log_emit() does, and also written to stderr when
+ * the sink is the journal but stderr is something else (a person started the daemon by
+ * hand while JOURNAL_STREAM was inherited).
+ */
+void log_loud(int prio, const char *fmt, ...) FG_PRINTF(2, 3);
+
 #define log_emit(prio, err, fields, ...)                                                           \
     log_emit_at(__FILE__, __LINE__, __func__, (prio), (err), (fields), __VA_ARGS__)
 

@@ -25,6 +25,10 @@
  *   file (R1). A resume offset is trusted only if the hash of the bytes just before it
  *   (the marker) still matches.
  *
+ * - No open() can block: every file is opened O_NONBLOCK and kept only if the open fd is
+ *   a regular file (the one stat() saw), so a FIFO or device swapped in for the log is
+ *   logged, counted in open_errors and retried like a missing file (tail_open_regular).
+ *
  * Known limit: the position is one (file, offset). A late write to a predecessor that was
  * already finished moves the position back to it until it is drained again, so a crash
  * then re-reads the newer files (duplicates, never loss) - except in the instant between
@@ -85,6 +89,53 @@ tail_sha64(const void *data, size_t len)
     return v;
 }
 
+/* ---- opening ---- */
+
+/* What a file that is not a regular one is, for log lines. */
+static const char *
+tail_kind(mode_t m)
+{
+    return S_ISFIFO(m)  ? "a FIFO"
+           : S_ISDIR(m) ? "a directory"
+           : S_ISCHR(m) ? "a character device"
+           : S_ISBLK(m) ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
+}
+
+/*
+ * Open @path for reading without ever blocking the loop. Whoever can write the log's
+ * directory can swap a FIFO in between our stat() and open(): a plain open() of a FIFO
+ * waits for a writer, and the whole loop (SIGTERM included) with it. So the open is
+ * O_NONBLOCK (a FIFO opens at once, a device is not made our terminal), and the open fd is
+ * what is checked: a regular file and, with @dev/@ino (what stat() saw, ino 0: no check),
+ * the same file. O_NONBLOCK is then cleared: local file systems ignore it for regular
+ * files, but network and FUSE ones may pass it on and answer EAGAIN, which the readers
+ * here (and zlib) take for an error. Returns the fd with *@ret its fstat(), or -errno;
+ * -EINVAL: not a regular file (*@ret says what), -ESTALE: another file than @dev/@ino.
+ */
+static int
+tail_open_regular(const char *path, uint64_t dev, uint64_t ino, struct stat *ret)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), fl, r = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, ret) < 0)
+        r = -errno;
+    else if (!S_ISREG(ret->st_mode))
+        r = -EINVAL;
+    else if (ino != 0 && ((uint64_t)ret->st_ino != ino || (uint64_t)ret->st_dev != dev))
+        r = -ESTALE;
+    else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        r = -errno;
+    if (r < 0) {
+        (void)close(fd);
+        return r;
+    }
+    return fd;
+}
+
 /* ---- files ---- */
 
 struct tail_file {
@@ -136,6 +187,7 @@ struct tail {
     bool start_valid; /* no checkpoint: file at start and its size then */
     uint64_t start_dev, start_ino, start_size;
     bool missing_logged, error_logged;
+    int64_t odd_logged_ms; /* a rotated sibling that is not a regular file */
     int64_t overflow_logged_ms;
     struct tail_stats st;
     char buf[TAIL_READ_BYTES];
@@ -495,6 +547,18 @@ tail_list_siblings(const struct tail *t, struct tail_cand *c, size_t max)
     return n;
 }
 
+/* A sibling listed as a regular file and something else at open: skipped, counted. */
+static void
+tail_odd_sibling(struct tail *t, const char *path, mode_t mode)
+{
+    t->st.open_errors++;
+    if (t->odd_logged_ms != 0 && tail_now(t) - t->odd_logged_ms < TAIL_LOG_EVERY_MS)
+        return;
+    t->odd_logged_ms = tail_now(t);
+    (void)log_emit(LOG_WARNING, 0, NULL, "'%s' is %s, not a regular file: not read", path,
+                   tail_kind(mode));
+}
+
 /*
  * Open a sibling and hash its head over @fp_len bytes (decompressed for .gz). Returns an
  * open file (offset 0, fingerprint grown to what the head holds) or NULL.
@@ -510,10 +574,13 @@ tail_open_cand(struct tail *t, const struct tail_cand *c, uint32_t fp_len, uint8
 
     *ret_hash_ok = false;
     (void)snprintf(p, sizeof(p), "%s/%s", t->dir, c->name);
-    fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* no dev/ino check: names shift under a rotation, and callers compare what they got */
+    fd = tail_open_regular(p, 0, 0, &st);
+    if (fd == -EINVAL)
+        tail_odd_sibling(t, p, st.st_mode);
     if (fd < 0)
         return NULL;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(f = tail_file_new(fd, &st, c->name))) {
+    if (!(f = tail_file_new(fd, &st, c->name))) {
         (void)close(fd);
         return NULL;
     }
@@ -678,6 +745,18 @@ tail_live(const struct tail *t)
     return f && f->live ? f : NULL;
 }
 
+/* The path names something else than a regular file: retried like a missing one. */
+static void
+tail_not_regular(struct tail *t, mode_t mode)
+{
+    t->st.open_errors++;
+    if (t->error_logged)
+        return;
+    t->error_logged = true;
+    (void)log_emit(LOG_ERR, 0, NULL, "'%s' is %s, not a regular file: not read, retrying every %lld ms",
+                   t->path, tail_kind(mode), (long long)t->reconcile_ms);
+}
+
 static void
 tail_path_error(struct tail *t, int err, const char *what)
 {
@@ -716,19 +795,24 @@ tail_check_path(struct tail *t)
     if (!S_ISREG(st.st_mode)) {
         if (live)
             tail_demote_live(t);
-        tail_path_error(t, -EINVAL, "tail a non-regular file");
+        tail_not_regular(t, st.st_mode);
         return;
     }
-    fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        tail_path_error(t, -errno, "open");
-        return;
-    }
-    if (fstat(fd, &fst) < 0 || fst.st_ino != st.st_ino || fst.st_dev != st.st_dev ||
-        !S_ISREG(fst.st_mode)) {
+    fd = tail_open_regular(t->path, (uint64_t)st.st_dev, (uint64_t)st.st_ino, &fst);
+    if (fd == -ESTALE) {
         /* Renamed between stat and open: look again in the next pass. */
-        (void)close(fd);
         t->check_path = true;
+        return;
+    }
+    if (fd == -EINVAL) {
+        /* Swapped for a FIFO or a device after the stat(): the reconcile timer retries. */
+        if (live)
+            tail_demote_live(t);
+        tail_not_regular(t, fst.st_mode);
+        return;
+    }
+    if (fd < 0) {
+        tail_path_error(t, fd, "open");
         return;
     }
     f = tail_file_new(fd, &fst, t->base);
@@ -1140,12 +1224,15 @@ tail_add_siblings(struct tail *t, const struct tail_cand *c, size_t from, size_t
          * read): the compressor is still writing it and its fresh mtime sorts it wrongly. */
         for (size_t k = 0; k < n && !dup && f->gz; k++) {
             char p[PATH_MAX];
+            struct stat st;
             int fd;
 
             if (c[k].gz || k == i)
                 continue;
             (void)snprintf(p, sizeof(p), "%s/%s", t->dir, c[k].name);
-            fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+            fd = tail_open_regular(p, 0, 0, &st);
+            if (fd == -EINVAL)
+                tail_odd_sibling(t, p, st.st_mode);
             if (fd < 0)
                 continue;
             dup = tail_gz_twin_of(f, fd);
@@ -1272,9 +1359,9 @@ tail_resume(struct tail *t, const struct tail_pos *pos)
 
     t->started = true;
     if (stat(t->path, &st) == 0 && S_ISREG(st.st_mode)) {
-        int fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         struct stat fst;
-        if (fd >= 0 && fstat(fd, &fst) == 0 && fst.st_ino == st.st_ino) {
+        int fd = tail_open_regular(t->path, (uint64_t)st.st_dev, (uint64_t)st.st_ino, &fst);
+        if (fd >= 0) {
             live_ino = (uint64_t)fst.st_ino;
             live_st = fst;
             if ((uint64_t)fst.st_ino == pos->ino && tail_same_head(fd, pos)) {

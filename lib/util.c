@@ -1,5 +1,6 @@
 /*
- * util.c - byte slices, bounded number readers, a capped string buffer, time formatting.
+ * util.c - byte slices, bounded number readers, a capped string buffer, time formatting,
+ * the two renderings of log text (JSON strings; terminals).
  *
  * Everything here is pure and allocation-free except strbuf, whose growth is bounded by
  * the maximum given at init: an append that would pass it fails with -E2BIG and leaves
@@ -224,29 +225,56 @@ strbuf_printf(struct strbuf *b, const char *fmt, ...)
     return 0;
 }
 
+/*
+ * Code points that are valid UTF-8 but steer a terminal or a reader: C1 controls (CSI is
+ * U+009B), the bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E,
+ * U+200F, U+202A..U+202E, U+2066..U+2069) and the line and paragraph separators.
+ */
+static bool
+util_cp_steers(unsigned cp)
+{
+    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x61c || cp == 0x200e || cp == 0x200f ||
+           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The code point of the well-formed sequence of @n bytes at @p. */
+static unsigned
+util_utf8_cp(const unsigned char *p, size_t n)
+{
+    unsigned cp = n == 1 ? p[0] : p[0] & (0x7fu >> n);
+
+    for (size_t i = 1; i < n; i++)
+        cp = (cp << 6) | (p[i] & 0x3fu);
+    return cp;
+}
+
 int
 strbuf_append_json(struct strbuf *b, const char *p, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)p;
     size_t start = b->len;
     int r = 0;
 
-    for (size_t i = 0; i < len && r == 0; i++) {
-        unsigned char c = (unsigned char)p[i];
-        char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+    for (size_t i = 0; i < len && r == 0;) {
+        size_t n = util_utf8_len(s + i, len - i);
+        unsigned cp = n ? util_utf8_cp(s + i, n) : 0xfffd;
+        char esc[6] = { '\\', 'u', hex[cp >> 12 & 15], hex[cp >> 8 & 15], hex[cp >> 4 & 15],
+                        hex[cp & 15] };
 
-        if (c == '"' || c == '\\') {
-            char two[2] = { '\\', (char)c };
-            r = strbuf_append(b, two, 2);
-        } else if (c == '\n') {
+        if (n == 0)
+            r = strbuf_append(b, "\xef\xbf\xbd", 3); /* not UTF-8: U+FFFD, as alerts */
+        else if (cp == '"' || cp == '\\')
+            r = strbuf_append(b, (const char[]){ '\\', (char)cp }, 2);
+        else if (cp == '\n')
             r = strbuf_append(b, "\\n", 2);
-        } else if (c == '\t') {
+        else if (cp == '\t')
             r = strbuf_append(b, "\\t", 2);
-        } else if (c < 0x20 || c >= 0x7f) { /* keeps the output valid UTF-8 */
+        else if (cp < 0x20 || cp == 0x7f || util_cp_steers(cp))
             r = strbuf_append(b, esc, 6);
-        } else {
-            r = strbuf_append(b, (const char *)&p[i], 1);
-        }
+        else
+            r = strbuf_append(b, p + i, n);
+        i += n ? n : 1;
     }
     if (r < 0) {
         b->len = start;
@@ -254,6 +282,75 @@ strbuf_append_json(struct strbuf *b, const char *p, size_t len)
             b->p[start] = '\0';
     }
     return r;
+}
+
+/* One unit of terminal output for the bytes at @s: its text into @u, its input length. */
+static size_t
+util_term_unit(const unsigned char *s, size_t avail, char u[8], size_t *ret_len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = util_utf8_len(s, avail);
+    unsigned cp = n ? util_utf8_cp(s, n) : 0;
+
+    if (n == 0 || cp < 0x20 || cp == 0x7f) {
+        memcpy(u, (const char[]){ '\\', 'x', hex[s[0] >> 4], hex[s[0] & 15] }, 4);
+        *ret_len = 4;
+        return 1;
+    }
+    if (cp == '\\') {
+        memcpy(u, "\\\\", 2);
+        *ret_len = 2;
+    } else if (util_cp_steers(cp)) {
+        memcpy(u, (const char[]){ '\\', 'u', hex[cp >> 12 & 15], hex[cp >> 8 & 15],
+                                  hex[cp >> 4 & 15], hex[cp & 15] },
+               6);
+        *ret_len = 6;
+    } else {
+        memcpy(u, s, n);
+        *ret_len = n;
+    }
+    return n;
+}
+
+size_t
+util_term_escape(char *out, size_t size, const char *p, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    size_t need = 0, used = 0, room;
+    char u[8];
+
+    for (size_t i = 0, ulen; i < len; need += ulen)
+        i += util_term_unit(s + i, len - i, u, &ulen);
+    if (size == 0)
+        return need;
+    /* too long: whole units up to room for "..." */
+    room = need < size ? need : (size > 4 ? size - 4 : size - 1);
+    for (size_t i = 0, ulen, in; i < len; i += in) {
+        in = util_term_unit(s + i, len - i, u, &ulen);
+        if (used + ulen > room)
+            break;
+        memcpy(out + used, u, ulen);
+        used += ulen;
+    }
+    if (need >= size && size > 4) {
+        memcpy(out + used, "...", 3);
+        used += 3;
+    }
+    out[used] = '\0';
+    return need;
+}
+
+int
+strbuf_append_term(struct strbuf *b, const char *p, size_t len)
+{
+    size_t need = util_term_escape(NULL, 0, p, len);
+    int r = strbuf_reserve(b, need);
+
+    if (r < 0)
+        return r;
+    (void)util_term_escape(b->p + b->len, need + 1, p, len);
+    b->len += need;
+    return 0;
 }
 
 const char *

@@ -80,7 +80,13 @@ void strbuf_reset(struct strbuf *b);
 int strbuf_append(struct strbuf *b, const char *p, size_t len);
 int strbuf_appends(struct strbuf *b, const char *s);
 int strbuf_printf(struct strbuf *b, const char *fmt, ...) FG_PRINTF(2, 3);
-/* Append @p as the body of a JSON string (without quotes), escaping as RFC 8259 wants. */
+/*
+ * Append @p as the body of a JSON string (without quotes): the one rendering of log text
+ * in every JSON output (audit log, control answers, replay, alerts). Valid UTF-8 is kept
+ * as UTF-8; bytes that are not valid UTF-8 become U+FFFD each (util_utf8_len decides);
+ * '"', '\\', controls, DEL, C1 controls, bidirectional controls and U+2028/U+2029 are
+ * \uXXXX escapes, so the text is valid JSON and safe to print. -E2BIG leaves @b as it was.
+ */
 int strbuf_append_json(struct strbuf *b, const char *p, size_t len);
 /* NUL-terminated view of the buffer ("" when empty). Borrowed until the next append. */
 const char *strbuf_cstr(struct strbuf *b);
@@ -90,6 +96,19 @@ const char *strbuf_cstr(struct strbuf *b);
  * points above U+10FFFF) within @avail bytes, or 0 when the bytes there are not one.
  */
 size_t util_utf8_len(const unsigned char *p, size_t avail);
+
+/*
+ * [@p, @p + @len) made safe for a terminal into @out (NUL-terminated when @size > 0):
+ * printable ASCII and valid UTF-8 kept; C0 controls, DEL and each byte that is not valid
+ * UTF-8 (raw C1 bytes included) as "\xHH"; C1 controls, bidirectional controls and
+ * U+2028/U+2029 as "\uXXXX"; '\\' as "\\\\". Output that does not fit is cut at a
+ * whole unit and ends in "...". Returns the length of the whole rendering (snprintf-like;
+ * @size 0 only measures).
+ */
+size_t util_term_escape(char *out, size_t size, const char *p, size_t len);
+
+/* Append util_term_escape's whole rendering of @p; -E2BIG leaves @b as it was. */
+int strbuf_append_term(struct strbuf *b, const char *p, size_t len);
 
 /* @n bytes as 2 * @n lowercase hex digits and a NUL into @out. */
 void util_hex(char *out, const uint8_t *p, size_t n);

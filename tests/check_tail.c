@@ -9,15 +9,19 @@
  * (GAP). The loop is driven by ev_run(EVRUN_ONCE) with a 5 ms heartbeat until a
  * condition holds or a deadline passes; nothing sleeps and hopes.
  */
+/* this file defines open() below (the FIFO-swap seam): no fortify wrapper for it here */
+#undef _FORTIFY_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +59,56 @@ static struct ev_loop *loop;
 static struct sink sink;
 static ev_timer heartbeat;
 static uint64_t heartbeats;
+
+/* ---- the FIFO-swap seam ---- */
+
+/*
+ * open() and open64() for the whole test binary (lib/tail.c included: its calls bind to
+ * these, the executable's own definitions, before the C library's). While fifo_swaps is
+ * non-zero, a read-only open of the log path first renames a FIFO over it: the race of a
+ * local user who swaps a FIFO in between the tailer's stat() and open(). A FIFO without
+ * a writer makes a blocking open() wait forever; alarm() turns that into a failure.
+ */
+static int fifo_swaps;
+
+static int
+fifo_seam(const char *path, int flags, va_list ap)
+{
+    mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, unsigned) : 0;
+
+    if (fifo_swaps > 0 && (flags & O_ACCMODE) == O_RDONLY && strcmp(path, logpath) == 0) {
+        char tmp[320];
+        fifo_swaps--;
+        (void)snprintf(tmp, sizeof(tmp), "%s.swap", logpath);
+        if (mkfifo(tmp, 0600) < 0 || rename(tmp, logpath) < 0)
+            abort();
+    }
+    return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+int
+open(const char *path, int flags, ...)
+{
+    va_list ap;
+    int r;
+
+    va_start(ap, flags);
+    r = fifo_seam(path, flags, ap);
+    va_end(ap);
+    return r;
+}
+
+int
+open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    int r;
+
+    va_start(ap, flags);
+    r = fifo_seam(path, flags, ap);
+    va_end(ap);
+    return r;
+}
 
 /* ---- helpers ---- */
 
@@ -1267,6 +1321,134 @@ START_TEST(test_tail_path_is_directory)
 }
 END_TEST
 
+/* A guard, not a pass condition: a test that hangs dies of SIGALRM after @s seconds. */
+static void
+hang_guard(unsigned s)
+{
+    (void)signal(SIGALRM, SIG_DFL); /* not the handler Check's parent left behind */
+    (void)alarm(s);
+}
+
+static void
+sigterm_cb(struct ev_loop *l, ev_signal *w, int revents)
+{
+    (void)revents;
+    *(bool *)w->data = true;
+    ev_break(l, EVBREAK_ALL);
+}
+
+/* The daemon's shutdown: a SIGTERM watcher on the loop must run and stop it. */
+static void
+assert_sigterm_stops(void)
+{
+    ev_signal sw;
+    bool stopped = false;
+
+    ev_signal_init(&sw, sigterm_cb, SIGTERM);
+    sw.data = &stopped;
+    ev_signal_start(loop, &sw);
+    ck_assert_int_eq(kill(getpid(), SIGTERM), 0);
+    ev_run(loop, 0); /* returns through sigterm_cb only: the heartbeat repeats */
+    ev_signal_stop(loop, &sw);
+    ck_assert(stopped);
+}
+
+/* Rename a regular file holding lines [from, to) over the log path (the FIFO there). */
+static void
+replace_with_lines(uint32_t from, uint32_t to)
+{
+    char p[320];
+
+    sub_path(p, sizeof(p), ".new");
+    append_lines(p, from, to);
+    ck_assert_int_eq(rename(p, logpath), 0);
+}
+
+/* A FIFO at the log path from the start: named in the log, counted, retried, no hang. */
+START_TEST(test_tail_fifo_at_path)
+{
+    struct tail_params p = { .from_start = true, .reconcile_ms = 100 };
+    struct tail *t;
+    struct tail_stats st;
+
+    hang_guard(10);
+    ck_assert_int_eq(mkfifo(logpath, 0600), 0);
+    t = open_tail(&p);
+    run_for(300);
+    tail_get_stats(t, &st);
+    ck_assert_uint_ge(st.open_errors, 2);
+    ck_assert_uint_eq(st.files_open, 0);
+    assert_sigterm_stops();
+    replace_with_lines(0, 20);
+    ck_assert_uint_eq(wait_n(20, 5000), 20);
+    run_for(50);
+    assert_exact(0, 20);
+    tail_free(t);
+    (void)alarm(0);
+}
+END_TEST
+
+/* Swapped for a FIFO between the tailer's stat() and open(): the open must not block. */
+START_TEST(test_tail_fifo_swap_at_open)
+{
+    struct tail_params p = { .from_start = true, .reconcile_ms = 100 };
+    struct tail *t;
+    struct tail_stats st;
+
+    hang_guard(10);
+    append_lines(logpath, 0, 10); /* lost with the file the FIFO replaces */
+    fifo_swaps = 1;
+    t = open_tail(&p);
+    run_for(300);
+    ck_assert_int_eq(fifo_swaps, 0); /* the seam ran: the tailer opened the path */
+    tail_get_stats(t, &st);
+    ck_assert_uint_ge(st.open_errors, 1);
+    ck_assert_uint_eq(st.files_open, 0);
+    ck_assert_uint_eq(sink.n, 0);
+    assert_sigterm_stops();
+    replace_with_lines(10, 30);
+    ck_assert_uint_eq(wait_n(20, 5000), 20);
+    run_for(50);
+    assert_exact(10, 30);
+    tail_free(t);
+    (void)alarm(0);
+}
+END_TEST
+
+/* After a rotation the new file is swapped for a FIFO as the tailer opens it. */
+START_TEST(test_tail_fifo_swap_after_rotation)
+{
+    struct tail_params p = { .from_start = true, .reconcile_ms = 100 };
+    struct tail *t;
+    struct tail_stats st;
+    char rotated[320];
+
+    hang_guard(10);
+    append_lines(logpath, 0, 50);
+    t = open_tail(&p);
+    ck_assert_uint_eq(wait_n(50, 5000), 50);
+    sub_path(rotated, sizeof(rotated), ".1");
+    fifo_swaps = 1;
+    ck_assert_int_eq(rename(logpath, rotated), 0);
+    append_lines(rotated, 50, 60);  /* late writes to the rotated file: still read */
+    append_lines(logpath, 60, 70);  /* the new file, replaced by a FIFO when opened */
+    ck_assert_uint_eq(wait_n(60, 5000), 60);
+    run_for(300);
+    ck_assert_int_eq(fifo_swaps, 0);
+    tail_get_stats(t, &st);
+    ck_assert_uint_ge(st.open_errors, 1);
+    assert_sigterm_stops();
+    replace_with_lines(70, 80);
+    ck_assert_uint_eq(wait_n(70, 5000), 70);
+    run_for(50);
+    ck_assert_uint_eq(sink.n, 70);
+    for (size_t i = 0; i < sink.n; i++)
+        ck_assert_uint_eq(sink.seq[i], i < 60 ? i : i + 10);
+    tail_free(t);
+    (void)alarm(0);
+}
+END_TEST
+
 /* Multi-line records: continuation lines join their record; nothing splits across reads. */
 START_TEST(test_tail_multiline)
 {
@@ -1564,6 +1746,9 @@ tail_suite(void)
     tcase_add_test(tc, test_tail_missing_at_start);
     tcase_add_test(tc, test_tail_unreadable);
     tcase_add_test(tc, test_tail_path_is_directory);
+    tcase_add_test(tc, test_tail_fifo_at_path);
+    tcase_add_test(tc, test_tail_fifo_swap_at_open);
+    tcase_add_test(tc, test_tail_fifo_swap_after_rotation);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("sigkill");

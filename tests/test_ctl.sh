@@ -19,6 +19,10 @@
 #     socket is 0660 and that group's, and read-only commands are served, changes refused.
 #  6. garbage and oversized requests on the raw socket: one error line each, daemon fine.
 #  7. usage errors exit 2, --help lists every command, --version prints the version.
+#  8. hostile log text (ESC[2J, BEL, CR, U+202E, bytes that are not UTF-8) in identities
+#     is printed as visible escapes, --json is valid JSON with \u escapes, and "é" and a
+#     bad byte (U+FFFD) are spelled the same in the audit log, --json and stderr.
+#  9. floodgated as a non-root uid (nobody): a loud warning at start and in status.
 # Every wait is bounded; nothing sleeps longer than a poll.
 set -euo pipefail
 if ! command -v python3 >/dev/null; then
@@ -204,6 +208,7 @@ try:
     check(human["mode"] == "enforce" and human["trips"] == "1" and human["records"] == str(len(lines)),
           "status text: %r" % human)
     check(human["version"] == ctl_ok("--version").split()[-1], "versions differ")
+    check(st["warnings"] == [] and human["warnings"] == "none", "warnings as root: %r" % st)
 
     top = ctl_json("top")
     tables = {(t["scope"], t["metric"], t["window_ms"]): t["rows"] for t in top["tables"]}
@@ -443,15 +448,94 @@ try:
                        capture_output=True, text=True, timeout=30)
     check(p.returncode == 1 and "is floodgated running?" in p.stderr, "no daemon: %r" % p.stderr)
 
+    # 8. hostile log text: escaped for terminals, one spelling of UTF-8 everywhere
+    HOSTILE = b"x\x1b[2j\x07\r\xe2\x80\xaeb\xffz@example.com"
+    CAFE, BAD = "caf\xc3\xa9@example.com".encode("latin-1"), b"bad\xffbox@example.com"
+    raw_lines = []
+    for box in (HOSTILE, CAFE, BAD):
+        for _ in range(4):
+            _, l = message("BOX", True)
+            raw_lines += [x.encode().replace(b"BOX", box) for x in l]
+    before = ctl_json("status")["records"]
+    with open(LOG, "ab") as f:
+        f.write(b"\n".join(raw_lines) + b"\n")
+    wait_for(lambda: ctl_json("status")["records"] == before + len(raw_lines), "hostile lines")
+    def ctl_raw(*args):
+        p = subprocess.run([CTLBIN, "--socket", CTL] + list(args), capture_output=True,
+                           timeout=90)
+        check(p.returncode == 0, "floodgatectl %s: %d %r" % (args, p.returncode, p.stderr))
+        return p.stdout
+    text = ctl_raw("top", "--scope", "mailbox")
+    for bad in (b"\x1b", b"\x07", b"\r", b"\xe2\x80\xae", b"\xff"):
+        check(bad not in text, "top text holds %r raw: %r" % (bad, text))
+    check(b"x\\x1b[2j\\x07\\x0d\\u202eb\xef\xbf\xbdz@example.com" in text,
+          "top text: hostile identity not escaped: %r" % text)
+    check(CAFE in text and b"bad\xef\xbf\xbdbox@example.com" in text, "top text: %r" % text)
+    jraw = ctl_raw("--json", "top", "--scope", "mailbox")
+    check(all(c >= 0x20 for c in jraw[:-1]) and b"\xe2\x80\xae" not in jraw,
+          "--json holds raw controls: %r" % jraw)
+    ids = [r["id"] for r in json.loads(jraw)["tables"][0]["rows"]]
+    want = ["x\x1b[2j\x07\r\u202eb\ufffdz@example.com", "caf\u00e9@example.com",
+            "bad\ufffdbox@example.com"]
+    check(all(w in ids for w in want), "--json ids: %r" % ids)
+    araw = open(AUDIT, "rb").read()
+    trips = [json.loads(l) for l in araw.splitlines() if b'"event":"trip"' in l]
+    check(all(w in [t["id"] for t in trips] for w in want), "audit trips: %r" % trips)
+    for spelled in (b'"caf\xc3\xa9@example.com"', b'"bad\xef\xbf\xbdbox@example.com"',
+                    b'"x\\u001b[2j\\u0007\\u000d\\u202eb\xef\xbf\xbdz@example.com"'):
+        check(spelled in araw and spelled in jraw,
+              "%r not spelled the same in the audit log and --json" % spelled)
+    eraw = open(os.path.join(TMP, "daemon.stderr"), "rb").read()
+    check(b"tripped burst: mailbox " + CAFE in eraw and b"\x1b" not in eraw and
+          b"\\x1b[2j\\x07\\x0d\\u202eb\\xffz@example.com" in eraw,
+          "daemon stderr: %r" % eraw[-2000:])
+
     # stop
     daemon.send_signal(signal.SIGTERM)
     check(daemon.wait(timeout=30) == 0,
           "floodgated exit status: %r" % open(os.path.join(TMP, "daemon.stderr")).read()[-3000:])
     check(not os.path.exists(CTL), "socket removed at exit")
+
+    # 9. as nobody: every process of that uid may use the control socket; say so loudly
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        NR = os.path.join(TMP, "nr")
+        os.mkdir(NR)
+        os.chown(NR, 65534, 65534)
+        CTL2 = os.path.join(NR, "ctl.sock")
+        body = config().replace(STATE, os.path.join(NR, "state")).replace(AUDIT, os.path.join(
+            NR, "audit.jsonl")).replace(CTL, CTL2)
+        with open(os.path.join(NR, "fg.yml"), "w") as f:
+            f.write(body)
+        errf2 = open(os.path.join(NR, "daemon.stderr"), "w")
+        d2 = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               DAEMON, "--config", os.path.join(NR, "fg.yml")],
+                              stdin=subprocess.DEVNULL, stdout=errf2, stderr=errf2, env=denv)
+        try:
+            wait_for(lambda: os.path.exists(CTL2) or d2.poll() is not None, "nobody's socket")
+            err = open(os.path.join(NR, "daemon.stderr")).read()
+            check(re.search(r"^WARN not running as root: every process of uid 65534 \(nobody\) "
+                            r"can release and hold through the control socket; run floodgated "
+                            r"as root, or as a dedicated user", err, re.M), "no warning: %r" % err)
+            p = subprocess.run([CTLBIN, "--socket", CTL2, "--json", "status"],
+                               capture_output=True, text=True, timeout=90)
+            check(p.returncode == 0, "status of nobody's daemon: %r" % p.stderr)
+            w = json.loads(p.stdout)["warnings"]
+            check(len(w) == 1 and "uid 65534 (nobody)" in w[0], "status warnings: %r" % w)
+            p = subprocess.run([CTLBIN, "--socket", CTL2, "status"], capture_output=True,
+                               text=True, timeout=90)
+            check(re.search(r"^WARNING: not running as root: every process of uid 65534 "
+                            r"\(nobody\)", p.stdout, re.M), "status text: %r" % p.stdout)
+            d2.send_signal(signal.SIGTERM)
+            check(d2.wait(timeout=30) == 0, "nobody's daemon exit status")
+        finally:
+            if d2.poll() is None:
+                d2.kill()
+                d2.wait()
+            errf2.close()
 finally:
     if daemon.poll() is None:
         daemon.kill()
         daemon.wait()
     errf.close()
-print("ok")
+print("ok (sections 1-9)")
 PY

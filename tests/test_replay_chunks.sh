@@ -2,6 +2,9 @@
 # Replay must not depend on where lines fall in its read buffer: a log with an over-long
 # arrival line (cut at 16 KiB, never lost) placed across, just before and far from the
 # 1 MiB read boundary gives the same report from the plain file, from .gz and from stdin.
+# Then the report of hostile identities (ESC[2J, BEL, CR, U+202E, a byte that is not UTF-8
+# in a mailbox and a cwd= directory): visible escapes for people, valid JSON with \u
+# escapes (and U+FFFD for the bad byte) with --json, "é" kept as UTF-8 in both.
 set -euo pipefail
 bin="${FG_BUILD_DIR:?}/floodgated"
 tmp=$(mktemp -d)
@@ -40,4 +43,44 @@ assert len(reports) == 1, "replay depends on the read boundary: %s" % sorted(rep
 lines, records, arrivals, errors = reports.pop()
 assert lines == 12001 and arrivals == 12001, "the long line or another was lost"
 PY
-echo "replay: same report wherever the long line falls"
+python3 - "$bin" "$tmp" <<'PY'
+import json, subprocess, sys
+binary, tmp = sys.argv[1:3]
+open(tmp + "/ud", "w").write("example.com: acct1\n")
+open(tmp + "/hostile.yml", "w").write(
+    "mode: monitor\nuserdomains_file: %s/ud\nlocaldomains_file: %s/none\nrules:\n"
+    "  - {name: r, scope: mailbox, metric: messages, window: 1m, above: 1, actions: [alert]}\n"
+    "  - {name: s, scope: script, metric: messages, window: 1m, above: 1, actions: [alert]}\n"
+    % (tmp, tmp))
+box = b"x\x1b[2J\x07\r\xe2\x80\xaeb\xffz@example.com"
+cafe = "caf\u00e9@example.com".encode()
+d = b"/home/acct1/public_html/\x1b]0;owned\x07\xe2\x80\xae\xfe"
+lines = []
+for i in range(3):
+    for n, who in ((0, box), (1, cafe)):
+        lines.append(b"2026-03-02 00:00:%02d 1vwqhc-00A%d%02d-xm <= %s H=(pc) [192.0.2.1]:1 "
+                     b"P=esmtpsa A=dovecot_login:%s S=100 for x@gmail.com\n" % (i, n, i, who, who))
+    lines.append(b"2026-03-02 00:00:%02d cwd=%s 3 args: /usr/sbin/sendmail -t -i\n" % (i, d))
+    lines.append(b"2026-03-02 00:00:%02d 1vwqhc-00AD%02d-xm <= acct1@h.example.com U=acct1 "
+                 b"P=local S=100 for x@gmail.com\n" % (i, i))
+open(tmp + "/hostile", "wb").write(b"".join(lines))
+run = lambda *a: subprocess.run([binary, "--config", tmp + "/hostile.yml", "--replay"] +
+                                list(a) + [tmp + "/hostile"], capture_output=True,
+                                check=True).stdout
+text = run()
+for raw in (b"\x1b", b"\x07", b"\r", b"\xe2\x80\xae", b"\xff", b"\xfe"):
+    assert raw not in text, "replay text holds %r raw:\n%r" % (raw, text)
+for esc in (b"x\\x1b[2j\\x07\\x0d\\u202eb\\xffz@example.com",
+            b"acct1:/home/acct1/public_html/\\x1b]0;owned\\x07\\u202e\\xfe", cafe):
+    assert text.count(esc) == 2, "replay text: %r not in the senders and the trips:\n%r" % (
+        esc, text)
+jraw = run("--json")
+assert all(c >= 0x20 for c in jraw[:-1]) and b"\xe2\x80\xae" not in jraw, jraw
+j = json.loads(jraw)
+ids = {t["id"] for t in j["trips"]}
+want = {"x\x1b[2j\x07\r\u202eb\ufffdz@example.com", "caf\u00e9@example.com",
+        "acct1:/home/acct1/public_html/\x1b]0;owned\x07\u202e\ufffd"}
+assert ids == want, "replay --json trips: %r" % ids
+assert b'"caf\xc3\xa9@example.com"' in jraw, "é not kept as UTF-8 in --json: %r" % jraw
+PY
+echo "replay: same report wherever the long line falls; hostile text escaped"
