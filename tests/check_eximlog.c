@@ -76,7 +76,7 @@ static const struct good good[] = {
     G(.name = "E14 spec arrival with ident",
       .line = "2002-10-31 08:57:53 16ZCW1-0005MB-00 <= kryten@dwarf.fict.example "
               "H=mailer.fict.example [192.168.123.123] U=exim P=smtp S=5678 "
-              "id=<incoming message id>",
+              "id=incoming.message.id@dwarf.fict.example",
       .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_LOCAL, .host_ip = "192.168.123.123",
       .ident = "exim", .proto = "smtp", .size = 5678, .nrcpt = 0),
     G(.name = "E17 23-char id, A=login:userx",
@@ -147,27 +147,30 @@ static const struct good good[] = {
               "S=471 id=\"a A=dovecot_login:v@d S=1\"@example.com T=\"x\"",
       .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_ANOMALOUS, .auth = "", .set_id = "",
       .size = 471, .subject = "x"),
-    G(.name = "5.2 HELO injection is ambiguous, set_id not the injected one",
+    G(.name = "5.2 HELO injection: the injected reading runs into the real peer, only one holds",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= \"a b\"@example.org H=(junk) "
               "[198.51.100.9]:25 P=esmtpsa A=dovecot_login:victim@example.com S=1 (x) "
               "[192.0.2.7]:5555 U=root P=esmtpa A=pl:u s:e r@example.com S=313 "
               "T=\"smtp test\" for r@example.net",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_AMBIGUOUS_HOST, .host_ip = "192.0.2.7",
-      .proto = "esmtpa", .auth = "pl", .ident = "root"),
-    G(.name = "HELO injection with for-list tail is ambiguous",
+      .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_AMBIGUOUS_HOST | EXIM_F_ANOMALOUS,
+      .host_ip = "192.0.2.7", .proto = "esmtpa", .auth = "pl", .set_id = "u s:e r@example.com",
+      .ident = "root"),
+    G(.name = "HELO injection with for-list tail: (x) is no address, one reading",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@example.org H=(junk) "
               "[198.51.100.9]:25 P=esmtpsa A=dovecot_login:victim@example.com S=1 for (x) "
               "[192.0.2.7]:5555 P=esmtp S=313 for r@example.net",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_AMBIGUOUS_HOST),
+      .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_AMBIGUOUS_HOST | EXIM_F_ANOMALOUS,
+      .host_ip = "192.0.2.7", .proto = "esmtp", .auth = "", .set_id = "", .nrcpt = 1),
     G(.name = "HELO with spaces and brackets, one candidate",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b H=(my [pc] name=x) [192.0.2.7]:5 "
               "P=esmtpa A=dovecot_plain:a@b S=1",
       .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_AMBIGUOUS_HOST | EXIM_F_ANOMALOUS,
       .host_ip = "192.0.2.7", .set_id = "a@b", .auth = "dovecot_plain"),
-    G(.name = "set_id with space is anomalous",
+    G(.name = "set_id with spaces runs to S= (5.6, reproduced)",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b H=[192.0.2.7]:5 P=esmtpa "
               "A=pl:u s:e r@example.com S=313",
-      .ret = 1, .type = EXIM_ARRIVAL, .flags = EXIM_F_ANOMALOUS, .auth = "pl", .set_id = "u"),
+      .ret = 1, .type = EXIM_ARRIVAL, .noflags = EXIM_F_ANOMALOUS, .auth = "pl",
+      .set_id = "u s:e r@example.com"),
     G(.name = "A= followed by K and PRDR",
       .line = "2026-11-23 00:12:15 1xVHfL-0003pg-29 <= a@b H=[192.0.2.7]:5 P=esmtpa "
               "A=dovecot_login:u+d.example PRDR K S=3",
