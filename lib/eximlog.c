@@ -1684,37 +1684,32 @@ eximlog_joiner_init(struct eximlog_joiner *j)
     j->orphan_lines = 0;
     j->absorbed_lines = 0;
     j->kind = EXIMLOG_JOIN_PLAIN;
-    j->quote = false;
-    j->esc = false;
 }
 
-/* Advance the quote state of an arrival over [p, end). */
-static void
-eximlog_joiner_scan_quotes(struct eximlog_joiner *j, const char *p, const char *end)
+/*
+ * Is the arrival text [p, end) (after "<= ") unfinished: does its sender, "from <...>" or
+ * for-list end inside a double quote or after a lone backslash (9.1 rule 3)? Only those
+ * fields are written raw and can carry a newline; the HELO, id= and T= never open
+ * anything. Fast path: the quotes of the whole text balance under Exim's backslash rule.
+ * @reclen is the length of the record so far.
+ */
+static bool
+eximlog_arrival_open(const char *p, const char *end, size_t reclen)
 {
-    bool inq = j->quote, esc = j->esc;
-    while (p < end) {
-        if (esc) {
+    bool inq = false, esc = false;
+    for (const char *q = p; q < end; q++) {
+        if (esc)
             esc = false;
-            p++;
-            continue;
-        }
-        if (!inq) {
-            const char *q = memchr(p, '"', (size_t)(end - p));
-            if (!q)
-                break;
-            inq = true;
-            p = q + 1;
-            continue;
-        }
-        if (*p == '\\')
+        else if (*q == '\\')
             esc = true;
-        else if (*p == '"')
-            inq = false;
-        p++;
+        else if (*q == '"')
+            inq = !inq;
     }
-    j->quote = inq;
-    j->esc = esc;
+    if (!inq && !esc)
+        return false;
+    struct eximlog_walk w;
+    eximlog_arrival_walk(&w, p, end, reclen);
+    return w.nvalid == 0 && (w.why & EXIMLOG_W_OPEN);
 }
 
 /* Does [p, end) contain " <digits> args:" or the overflow marker? */
@@ -1827,8 +1822,6 @@ eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
     const char *p = eximlog_prefix_skip(line, end, &has_id);
     j->kind = EXIMLOG_JOIN_PLAIN;
     j->open = false;
-    j->quote = false;
-    j->esc = false;
     j->truncated = false;
     j->absorbed = false;
     if (!p)
@@ -1839,8 +1832,7 @@ eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
     } else if (has_id && end - p >= 3 && (p[0] == '<' || p[0] == '(') && p[1] == '=' &&
                p[2] == ' ') {
         j->kind = EXIMLOG_JOIN_ARRIVAL;
-        eximlog_joiner_scan_quotes(j, p + 3, end);
-        j->open = j->quote;
+        j->open = eximlog_arrival_open(p + 3, end, len);
     }
 }
 
@@ -1863,8 +1855,12 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
         if (j->kind == EXIMLOG_JOIN_CWD)
             j->open = !eximlog_joiner_has_args(seg, segend);
         else {
-            eximlog_joiner_scan_quotes(j, seg, segend);
-            j->open = j->quote;
+            bool has_id;
+            const char *b = j->buf;
+            while (b < segend && *b == '\0')
+                b++;
+            const char *t = eximlog_prefix_skip(b, segend, &has_id);
+            j->open = t && segend - t > 3 && eximlog_arrival_open(t + 3, segend, j->len);
         }
         if (j->truncated)
             j->open = false; /* bounded: the rest of the entry is lost, never a record */

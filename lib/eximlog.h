@@ -159,8 +159,6 @@ struct eximlog_joiner {
     uint64_t orphan_lines;            /* continuation lines with no record to continue */
     uint64_t absorbed_lines;          /* lines swallowed by an open cwd=/quote (rules 2-3 of 9.1) */
     uint8_t kind;                     /* what the pending record is: EXIMLOG_JOIN_* (internal) */
-    bool quote;                       /* arrival: inside a double quote at the end of the text */
-    bool esc;                         /* arrival: a backslash inside quotes escapes the next byte */
     char out[EXIMLOG_RECORD_MAX + 1]; /* the record handed out last */
 };
 

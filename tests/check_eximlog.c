@@ -1024,6 +1024,168 @@ START_TEST(test_generated_fixture)
 }
 END_TEST
 
+/* ---- hostile senders: fields chosen by the sender never supply a field ---------- */
+
+#define HID "2026-11-23 00:12:15 1xVHfL-0003pg-29 "
+
+static void
+parse_ok(const char *line, struct exim_event *ev)
+{
+    int r = eximlog_parse(line, strlen(line), ev);
+    ck_assert_msg(r == 1, "parse %d: %s", r, line);
+}
+
+START_TEST(test_hostile_subject)
+{
+    struct exim_event ev;
+    parse_ok(HID "<= s@spam.test H=(helo) [192.0.2.7]:5555 P=esmtp S=123 "
+                 "T=\"x) [10.0.0.1]:1 P=esmtpa A=dovecot_login:ceo@victim.test S=1 for a@b.c\" "
+                 "for r@example.net",
+             &ev);
+    ck_assert(fg_str_eq(ev.host_ip, "192.0.2.7"));
+    ck_assert(fg_str_eq(ev.proto, "esmtp"));
+    ck_assert_uint_eq(ev.auth.len + ev.set_id.len + ev.ident.len, 0);
+    ck_assert(!(ev.flags & (EXIM_F_AMBIGUOUS_HOST | EXIM_F_ANOMALOUS)));
+    ck_assert_uint_eq(ev.nrcpt, 1);
+}
+END_TEST
+
+START_TEST(test_hostile_msgid_and_rcpt)
+{
+    struct exim_event ev;
+    /* an authenticated spammer's Message-ID */
+    parse_ok(HID "<= s@spam.test H=(x) [192.0.2.7]:5555 P=esmtpa A=dovecot_login:s@spam.test "
+                 "S=1 id=\"a) [10.0.0.1]:1 P=esmtpa A=dovecot_login:ceo@victim.test S=1\"@x "
+                 "for r@example.net",
+             &ev);
+    ck_assert(fg_str_eq(ev.set_id, "s@spam.test"));
+    ck_assert(fg_str_eq(ev.host_ip, "192.0.2.7"));
+    ck_assert(!(ev.flags & (EXIM_F_AMBIGUOUS_HOST | EXIM_F_ANOMALOUS)));
+    /* a quoted recipient local part */
+    parse_ok(HID "<= s@spam.test H=(x) [192.0.2.7]:5555 P=esmtp S=1 for "
+                 "\"x) [10.0.0.1]:1 P=esmtpa A=dovecot_login:ceo@victim.test S=1 for a\"@b.c",
+             &ev);
+    ck_assert_uint_eq(ev.set_id.len, 0);
+    ck_assert(fg_str_eq(ev.proto, "esmtp"));
+    ck_assert(!(ev.flags & (EXIM_F_AMBIGUOUS_HOST | EXIM_F_ANOMALOUS)));
+    ck_assert_uint_eq(ev.nrcpt, 1);
+    /* an unquoted recipient with a backslash-escaped quote (parse.c keeps quoted pairs) */
+    parse_ok(HID "<= a\\\"b@x U=u P=local S=1 id=m\\\"n@x for c\\\"d@y e@f", &ev);
+    ck_assert_uint_eq(ev.nrcpt, 2);
+    ck_assert(fg_str_eq(ev.sender, "a\\\"b@x"));
+}
+END_TEST
+
+START_TEST(test_hostile_helo_two_readings)
+{
+    struct exim_event ev;
+    /* the HELO holds a whole reading whose for-list swallows the real peer part; the
+     * real reading (ident a", from an RFC 1413 reply) holds too: Exim's own ambiguity */
+    parse_ok(HID "<= s@spam.test H=(junk) [198.51.100.9]:25 P=esmtpsa "
+                 "A=dovecot_login:victim@example.com S=1 for x@y\") [192.0.2.7]:5555 U=a\" "
+                 "P=esmtp S=313 for \"q\"@z",
+             &ev);
+    ck_assert(ev.flags & EXIM_F_AMBIGUOUS_HOST);
+    ck_assert(!(ev.flags & EXIM_F_ANOMALOUS));
+    ck_assert(fg_str_eq(ev.host_ip, "198.51.100.9"));
+    ck_assert(fg_str_eq(ev.set_id, "victim@example.com"));
+    ck_assert(fg_str_eq(ev.alt.host_ip, "192.0.2.7"));
+    ck_assert(fg_str_eq(ev.alt.ident, "a\""));
+    ck_assert(fg_str_eq(ev.alt.proto, "esmtp"));
+    ck_assert_uint_eq(ev.alt.set_id.len, 0);
+}
+END_TEST
+
+START_TEST(test_hostile_anomalous_has_no_identity)
+{
+    struct exim_event ev;
+    parse_ok(HID "<= a@b H=(x) [192.0.2.7]:1 U=root P=esmtpa A=dovecot_login:ceo@v.test S=1 "
+                 "ZZ=1 for r@x",
+             &ev);
+    ck_assert(ev.flags & EXIM_F_ANOMALOUS);
+    ck_assert_uint_eq(ev.auth.len + ev.set_id.len + ev.ident.len + ev.proto.len, 0);
+    /* for-list junk after the structured part (a forged line's remnant) */
+    parse_ok(HID "<= a@b U=victim P=local S=1 for r@x (junk) [1.2.3.4]:5", &ev);
+    ck_assert(ev.flags & EXIM_F_ANOMALOUS);
+    ck_assert_uint_eq(ev.ident.len + ev.proto.len, 0);
+}
+END_TEST
+
+START_TEST(test_hostile_authfail_data)
+{
+    struct exim_event ev;
+    parse_ok("2026-11-23 00:12:15 dovecot_login authenticator failed for (x) [192.0.2.7]:5: "
+             "535 Incorrect authentication data (set_id=x) [10.0.0.1]:1: b)",
+             &ev);
+    ck_assert_int_eq(ev.type, EXIM_AUTH_FAIL);
+    ck_assert(fg_str_eq(ev.host_ip, "192.0.2.7"));
+    ck_assert(!(ev.flags & EXIM_F_AMBIGUOUS_HOST));
+    ck_assert(fg_str_eq(ev.set_id, "x) [10.0.0.1]:1: b"));
+    parse_ok("2026-11-23 00:12:15 H=(x) [192.0.2.7]:5 F=<a@b> rejected RCPT "
+             "<q [10.0.0.1]:1 A=dovecot_login:v@x rejected @x>: no",
+             &ev);
+    ck_assert_int_eq(ev.type, EXIM_REJECT);
+    ck_assert(fg_str_eq(ev.host_ip, "192.0.2.7"));
+    ck_assert_uint_eq(ev.set_id.len, 0);
+}
+END_TEST
+
+/* A quote in a field Exim does not let close it (HELO, id=, the sender as a quoted pair)
+ * must not swallow the records after it. */
+START_TEST(test_join_quote_in_data_fields)
+{
+    static const char *const firsts[] = {
+        HID "<= a@b H=(x\") [192.0.2.7]:5 P=esmtp S=1 for r@x",
+        HID "<= a@b H=(x\\\") [192.0.2.7]:5 P=esmtp S=1 for r@x",
+        HID "<= a@b U=u P=local S=1 id=a\\\"b@x for r@x",
+        HID "<= a\\\"b@x U=u P=local S=1 for r@x",
+        HID "<= a@b U=u P=local S=1 for a\\\"b@x",
+        HID "<= a@b H=[192.0.2.7]:5 U=id\" P=esmtp S=1 for r@x",
+    };
+    for (size_t i = 0; i < N_ELEMS(firsts); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "%s\n2026-11-23 00:12:16 1xVHfM-0003pg-29 <= o@x U=other P=local S=1 for r@x\n"
+                 "2026-11-23 00:12:17 1xVHfL-0003pg-29 Completed\n",
+                 firsts[i]);
+        join_all(text, false);
+        ck_assert_msg(jd.n == 3, "case %zu: %zu records", i, (size_t)jd.n);
+        ck_assert_uint_eq(jo.absorbed_lines, 0);
+        struct exim_event ev;
+        ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+        ck_assert_msg(!(ev.flags & EXIM_F_ANOMALOUS), "case %zu anomalous", i);
+    }
+}
+END_TEST
+
+/* -f '"x<newline><fake line>x"@domain': the genuine arrival holds the fake line */
+START_TEST(test_join_sender_newline)
+{
+    join_all("2026-11-23 00:11:51 1xVHex-0003oU-1h <= \"x\n"
+             "2026-11-23 00:00:00 1xVHer-0003ns-2T <= v@x H=(pc) [192.0.2.7]:5 P=esmtpa "
+             "A=dovecot_login:victim@x S=1 for z@x x\"@evil.example U=bob P=local S=5 "
+             "for r@example.net\n"
+             "2026-11-23 00:11:52 1xVHex-0003oU-1h Completed\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert(jd.flags[0] & EXIM_F_ABSORBED);
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert(fg_str_eq(ev.ident, "bob"));
+    ck_assert(fg_str_eq(ev.proto, "local"));
+    ck_assert_uint_eq(ev.set_id.len, 0);
+    ck_assert(ev.flags & EXIM_F_ABSORBED);
+    /* a backslash before the newline escapes it outside quotes too (parse.c) */
+    join_all("2026-11-23 00:11:51 1xVHex-0003oU-1h <= a@b U=bob P=local S=5 for x\\\n"
+             "2026-11-23 00:00:00 1xVHer-0003ns-2T <= v@x U=victim P=local S=1 for r@x\n",
+             false);
+    ck_assert_uint_eq(jd.n, 1);
+    ck_assert(jd.flags[0] & EXIM_F_ABSORBED);
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert(ev.flags & EXIM_F_ABSORBED);
+}
+END_TEST
+
 START_TEST(test_addr_helpers)
 {
     struct fg_str list = fg_str_make("a@b \"x y\"@c.example  d@e <trunc>", 32);
@@ -1070,6 +1232,16 @@ main(void)
     tcase_add_test(tj, test_join_overlong);
     tcase_add_test(tj, test_join_overlong_marker);
     suite_add_tcase(s, tj);
+    TCase *th = tcase_create("hostile");
+    tcase_add_test(th, test_hostile_subject);
+    tcase_add_test(th, test_hostile_msgid_and_rcpt);
+    tcase_add_test(th, test_hostile_helo_two_readings);
+    tcase_add_test(th, test_hostile_anomalous_has_no_identity);
+    tcase_add_test(th, test_hostile_authfail_data);
+    tcase_add_test(th, test_join_quote_in_data_fields);
+    tcase_add_test(th, test_join_sender_newline);
+    suite_add_tcase(s, th);
+
     TCase *tl = tcase_create("logs");
     tcase_set_timeout(tl, 120);
     tcase_add_test(tl, test_corpus);
