@@ -24,6 +24,8 @@
 
 #define EXIMLOG_OVERFLOW_MARK "**** log string overflowed log buffer ****"
 
+static bool eximlog_ends_overflow(const char *p, const char *end);
+
 /* Byte classes: 1 = [0-9A-Za-z] (message id digits), 2 = decimal digit, 4 = hex digit. */
 static const unsigned char eximlog_class[256] = {
     ['0'] = 7, ['1'] = 7, ['2'] = 7, ['3'] = 7, ['4'] = 7, ['5'] = 7, ['6'] = 7, ['7'] = 7,
@@ -1309,6 +1311,95 @@ eximlog_cwd_submission(const char *p, const char *end)
     return reads || rcpt;
 }
 
+/*
+ * How many arguments could the text @p..@end (" a0 a1 ...", as written after "args:") be?
+ * exim.c writes each argument as " " + its printing form, wrapped in '"' when that is
+ * empty or holds white space; inner quotes are not escaped, so the split is not always
+ * unique. Sets [*@min, *@max] over every split Exim could have written; false when the
+ * text is no such list (or too tangled to decide within a fixed amount of work).
+ */
+#define EXIMLOG_ARGV_WORK 200000
+
+static bool
+eximlog_argv_range(const char *p, const char *end, uint32_t *min, uint32_t *max)
+{
+    /* lo/hi[i]: arguments in [p + i, end) when an argument starts at p + i (a space) */
+    static const uint16_t none = UINT16_MAX;
+    uint16_t lo[EXIMLOG_RECORD_MAX + 1], hi[EXIMLOG_RECORD_MAX + 1];
+    size_t n = (size_t)(end - p), work = 0;
+
+    if (n > EXIMLOG_RECORD_MAX)
+        return false;
+    lo[n] = hi[n] = 0;
+    for (size_t i = n; i-- > 0;) {
+        lo[i] = none;
+        hi[i] = 0;
+        if (p[i] != ' ')
+            continue;
+        /* unquoted: up to the next space, not empty */
+        const char *sp = memchr(p + i + 1, ' ', n - i - 1);
+        size_t next = sp ? (size_t)(sp - p) : n;
+        if (next > i + 1 && lo[next] != none) {
+            lo[i] = (uint16_t)(lo[next] + 1);
+            hi[i] = (uint16_t)(hi[next] + 1);
+        }
+        /* quoted: '"' ... '"' before a space or the end, empty or holding white space */
+        if (i + 1 < n && p[i + 1] == '"') {
+            bool white = false;
+            for (size_t j = i + 2; j < n; j++) {
+                if (++work > EXIMLOG_ARGV_WORK)
+                    return false;
+                if (p[j] == ' ' || p[j] == '\t') {
+                    white = true;
+                    continue;
+                }
+                if (p[j] != '"' || (j + 1 < n && p[j + 1] != ' '))
+                    continue;
+                if ((j > i + 2 && !white) || lo[j + 1] == none)
+                    continue;
+                if (lo[j + 1] + 1 < lo[i])
+                    lo[i] = (uint16_t)(lo[j + 1] + 1);
+                if (hi[j + 1] + 1 > hi[i])
+                    hi[i] = (uint16_t)(hi[j + 1] + 1);
+            }
+        }
+    }
+    if (n > 0 && lo[0] == none)
+        return false;
+    *min = lo[0];
+    *max = hi[0];
+    return true;
+}
+
+/*
+ * Is the argument text after " <argc> args:" one Exim could have written for @argc
+ * arguments? An entry whose list did not fit the 16 KiB work buffer ends in " ..." and
+ * holds fewer (the rest follows in "..." entries).
+ */
+static bool
+eximlog_argv_fits(const char *p, const char *end, uint32_t argc)
+{
+    uint32_t lo, hi;
+    if (eximlog_argv_range(p, end, &lo, &hi) && lo <= argc && argc <= hi)
+        return true;
+    if (end - p >= 4 && memcmp(end - 4, " ...", 4) == 0 &&
+        eximlog_argv_range(p, end - 4, &lo, &hi) && lo < argc)
+        return true;
+    return false;
+}
+
+/* The directory of a cwd= entry that has no " N args:" part: up to the overflow marker
+ * (4.98+ cut the text there) or the end of its first line. */
+static const char *
+eximlog_cwd_cut(const char *d, const char *end)
+{
+    const char *m = memmem(d, (size_t)(end - d), EXIMLOG_OVERFLOW_MARK,
+                           sizeof(EXIMLOG_OVERFLOW_MARK) - 1);
+    const char *nl = memchr(d, '\n', (size_t)(end - d));
+    const char *e = m ? m : end;
+    return nl && nl < e ? nl : e;
+}
+
 static int
 eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
 {
@@ -1316,14 +1407,24 @@ eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
     const char *num = NULL;
     size_t count;
     const char *a = eximlog_find_args(p + 4, end, &num, &count);
-    if (!a)
-        return -EBADMSG;
+    if (!a) {
+        /* an entry over the log buffer, cut by Exim (4.98+) before its arguments: the
+         * directory is still what Exim wrote, as far as it goes */
+        if (!eximlog_ends_overflow(p, end))
+            return -EBADMSG;
+        ev->flags |= EXIM_F_OVERFLOW;
+        ev->cwd = eximlog_slice(p + 4, eximlog_cwd_cut(p + 4, end));
+        ev->args = fg_str_make(end, 0);
+        return 1;
+    }
     if (count > 1)
         ev->flags |= EXIM_F_CWD_MULTI;
     if (util_parse_u32(num, (size_t)(a - num), &ev->argc) < 0)
         return -EBADMSG;
     ev->cwd = eximlog_slice(p + 4, num - 1);
     const char *args = a + 6;
+    if (!eximlog_ends_overflow(args, end) && !eximlog_argv_fits(args, end, ev->argc))
+        ev->flags |= EXIM_F_CWD_ARGC;
     if (args < end)
         args++;
     ev->args = eximlog_slice(args, end);
@@ -1340,6 +1441,53 @@ eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
     if (eximlog_cwd_submission(args, end))
         ev->flags |= EXIM_F_CWD_SUBMISSION;
     return 1;
+}
+
+/*
+ * 9.1 rule 4: a record other than cwd= whose text ends in " <N> args: <arguments>" that
+ * Exim could have written for N arguments is what is left of a line forged through a
+ * directory name: the genuine cwd= entry's tail. An occurrence inside a quoted address
+ * of the for-list is data (a recipient may hold anything in quotes).
+ */
+static bool
+eximlog_forged_tail(const struct exim_event *ev, const char *p, const char *end)
+{
+    const char *q = end, *a = NULL;
+    /* the last " args:" that follows " <digits>" and precedes a space or the end */
+    while (q - p >= 6) {
+        const char *hit = NULL;
+        for (const char *s = p; (s = memmem(s, (size_t)(q - s), " args:", 6)) != NULL; s++)
+            hit = s;
+        if (!hit)
+            return false;
+        q = hit;
+        const char *d = hit;
+        while (d > p && eximlog_is_digit(d[-1]))
+            d--;
+        if (d < hit && d > p && d[-1] == ' ' && (hit + 6 == end || hit[6] == ' ')) {
+            a = d;
+            break;
+        }
+    }
+    if (!a)
+        return false;
+    if (ev->type == EXIM_ARRIVAL && ev->rcpts.p && a >= ev->rcpts.p &&
+        a < ev->rcpts.p + ev->rcpts.len) {
+        bool inq = false;
+        for (const char *c = ev->rcpts.p; c < a; c++) {
+            if (*c == '\\')
+                c++;
+            else if (*c == '"')
+                inq = !inq;
+        }
+        if (inq)
+            return false;
+    }
+    const char *colon = memchr(a, ' ', (size_t)(end - a));
+    uint32_t argc;
+    if (util_parse_u32(a, (size_t)(colon - a), &argc) < 0)
+        return false;
+    return eximlog_argv_fits(colon + 6, end, argc);
 }
 
 /* ---- records without a flag ------------------------------------------------------ */
@@ -1647,6 +1795,9 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     }
     if (r == 0)
         eximlog_keep_prefix(&ev); /* keep what identifies the line, drop half-read fields */
+    if (ev.type != EXIM_CWD && memmem(p, (size_t)(end - p), " args:", 6) &&
+        eximlog_forged_tail(&ev, p, end))
+        ev.flags |= EXIM_F_FORGED_TAIL;
     if (ev.type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
         const char *q = p;
         while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {

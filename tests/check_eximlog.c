@@ -1027,6 +1027,7 @@ END_TEST
 /* ---- hostile senders: fields chosen by the sender never supply a field ---------- */
 
 #define HID "2026-11-23 00:12:15 1xVHfL-0003pg-29 "
+#define EXIMLOG_MARK "**** log string overflowed log buffer ****"
 
 static void
 parse_ok(const char *line, struct exim_event *ev)
@@ -1186,6 +1187,152 @@ START_TEST(test_join_sender_newline)
 }
 END_TEST
 
+/* 9.1: a directory name with " 1 args: x", a newline and a whole fake line */
+START_TEST(test_forged_tail)
+{
+    struct exim_event ev;
+    join_all("2026-11-23 00:11:51 [14662] cwd=/home/acct/x 1 args: x\n"
+             "2026-11-23 00:00:00 [4242] 1xVHer-0003ns-2T <= victim@example.com H=(pc) "
+             "[192.0.2.7]:5555 P=esmtpsa A=dovecot_login:victim@example.com S=999 for "
+             "z@example.net 4 args: /usr/sbin/sendmail -t -i -fattacker@example.org\n"
+             "2026-11-23 00:11:51 [14662] 1xVHex-0003oU-1h <= attacker@example.org U=acct "
+             "P=local S=314 T=\"t2\" for rcpt@example.net\n",
+             false);
+    ck_assert_uint_eq(jd.n, 3);
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert_int_eq(ev.type, EXIM_CWD);
+    ck_assert(!(ev.flags & EXIM_F_CWD_ARGC));
+    ck_assert_int_eq(eximlog_parse(jd.text[1], jd.len[1], &ev), 1);
+    ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
+    ck_assert_uint_eq(ev.set_id.len, 0);
+    ck_assert_int_eq(eximlog_parse(jd.text[2], jd.len[2], &ev), 1);
+    ck_assert(!(ev.flags & EXIM_F_FORGED_TAIL));
+
+    /* the fake line leaves its subject open and the caller's last argument closes it */
+    parse_ok(HID "<= v@x U=victim P=local S=1 T=\"x 4 args: /usr/sbin/sendmail -t -i -fa\"",
+             &ev);
+    ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
+    /* the genuine tail on a continuation line (the directory ended in a newline) */
+    join_all("2026-11-23 00:00:00 1xVHer-0003ns-2T <= v@x U=victim P=local S=1 for r@x\n"
+             " 3 args: sendmail -t -i\n",
+             false);
+    ck_assert_uint_eq(jd.n, 1);
+    ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
+    ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
+    /* another record type forged the same way */
+    parse_ok(HID "Completed 2 args: exim -bpc", &ev);
+    ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
+
+    /* data, not a remnant: inside a quoted recipient, or a count the words do not fit */
+    parse_ok(HID "<= a@b U=u P=local S=1 for \"x 1 args: y\"@d", &ev);
+    ck_assert(!(ev.flags & EXIM_F_FORGED_TAIL));
+    parse_ok(HID "<= a@b U=u P=local S=1 T=\"2 args: a b c\" for r@x", &ev);
+    ck_assert(!(ev.flags & EXIM_F_FORGED_TAIL));
+    ck_assert(!(ev.flags & EXIM_F_ANOMALOUS));
+}
+END_TEST
+
+START_TEST(test_cwd_argc)
+{
+    static const struct {
+        const char *line;
+        bool bad;
+    } cases[] = {
+        { "2026-11-23 00:11:51 cwd=/x 3 args: /usr/sbin/sendmail -t -i", false },
+        { "2026-11-23 00:11:51 cwd=/x 4 args: /usr/sbin/sendmail -t -i", true },
+        { "2026-11-23 00:11:51 cwd=/x 2 args: /usr/sbin/sendmail -t -i", true },
+        { "2026-11-23 00:11:51 cwd=/x 3 args: exim -f \"a b\"", false },
+        { "2026-11-23 00:11:51 cwd=/x 3 args: exim -f \"\"", false },
+        /* 4.96, reproduced: inner quotes are not escaped */
+        { "2026-11-23 00:11:51 cwd=/x 4 args: exim -f \"\"evil\\n2026-11-23 00:00:00 "
+          "1xVHer-0003ns-2T <= v@x U=v P=local S=1\"@example.org\" -t",
+          false },
+        /* a list longer than the 16 KiB work buffer goes on in "..." entries */
+        { "2026-11-23 00:11:51 cwd=/x 900 args: exim -t a b c ...", false },
+        { "2026-11-23 00:11:51 cwd=/x 1 args: exim -t ...", true },
+    };
+    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+        struct exim_event ev;
+        parse_ok(cases[i].line, &ev);
+        ck_assert_int_eq(ev.type, EXIM_CWD);
+        ck_assert_msg(!!(ev.flags & EXIM_F_CWD_ARGC) == cases[i].bad, "case %zu", i);
+    }
+}
+END_TEST
+
+/* 1.2: 4.96 stops adding recipients when LOG_BUFFER_SIZE - ptr < len + 3, no mark */
+START_TEST(test_rcpt_cut_496)
+{
+    static char line[8300];
+    size_t n = (size_t)snprintf(line, sizeof(line),
+                                HID "<= a@b H=(x) [192.0.2.7]:5 P=esmtpa "
+                                    "A=dovecot_login:a@b S=1 T=\"s\" for");
+    uint32_t count = 0;
+    for (unsigned i = 0; i < 1500; i++) {
+        char r[64];
+        int k = snprintf(r, sizeof(r), "recipient%04u@example.net", i);
+        if (8192 - n < (size_t)k + 3)
+            break;
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", r);
+        count++;
+    }
+    ck_assert_uint_lt(count, 1500);
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(line, n, &ev), 1);
+    ck_assert_uint_eq(ev.nrcpt, count);
+    ck_assert(ev.flags & EXIM_F_RCPT_CUT);
+    ck_assert(ev.flags & EXIM_F_RCPT_TRUNC);
+    ck_assert(fg_str_eq(ev.set_id, "a@b"));
+    /* the same record with a short list is complete */
+    parse_ok(HID "<= a@b H=(x) [192.0.2.7]:5 P=esmtpa A=dovecot_login:a@b S=1 for a@x b@y", &ev);
+    ck_assert(!(ev.flags & (EXIM_F_RCPT_CUT | EXIM_F_RCPT_TRUNC)));
+    /* 4.98+ marks it: truncated, not cut */
+    parse_ok(HID "<= a@b U=u P=local S=1 for a@x <trunc>", &ev);
+    ck_assert(ev.flags & EXIM_F_RCPT_TRUNC);
+    ck_assert(!(ev.flags & EXIM_F_RCPT_CUT));
+}
+END_TEST
+
+START_TEST(test_cwd_raw_and_overflowed)
+{
+    struct exim_event ev;
+    /* the directory is written raw: bytes above 127 as they are */
+    parse_ok("2026-11-23 00:11:51 cwd=/home/u/\xd0\x9f\xd1\x80\xff 3 args: /usr/sbin/sendmail -t -i",
+             &ev);
+    ck_assert_int_eq(ev.type, EXIM_CWD);
+    ck_assert(fg_str_eq(ev.cwd, "/home/u/\xd0\x9f\xd1\x80\xff"));
+    ck_assert(ev.flags & EXIM_F_CWD_SUBMISSION);
+
+    /* 4.98+: the text is cut and the marker replaces its tail */
+    static char line[8300];
+    size_t n = (size_t)snprintf(line, sizeof(line), "2026-11-23 00:11:51 cwd=/home/u/");
+    for (int i = 0; i < 60; i++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "dddddddddd");
+    size_t dirend = n;
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " 700 args: /usr/sbin/sendmail");
+    while (n < 8100)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " r@example.net");
+    n += (size_t)snprintf(line + n, sizeof(line) - n, EXIMLOG_MARK);
+    ck_assert_int_eq(eximlog_parse(line, n, &ev), 1);
+    ck_assert_int_eq(ev.type, EXIM_CWD);
+    ck_assert(ev.flags & EXIM_F_OVERFLOW);
+    ck_assert(!(ev.flags & EXIM_F_CWD_ARGC));
+    ck_assert_uint_eq(ev.cwd.len, dirend - strlen("2026-11-23 00:11:51 cwd="));
+    /* cut inside the directory, before " N args:" */
+    n = dirend;
+    n += (size_t)snprintf(line + n, sizeof(line) - n, EXIMLOG_MARK);
+    ck_assert_int_eq(eximlog_parse(line, n, &ev), 1);
+    ck_assert_int_eq(ev.type, EXIM_CWD);
+    ck_assert(ev.flags & EXIM_F_OVERFLOW);
+    ck_assert_uint_eq(ev.cwd.len, dirend - strlen("2026-11-23 00:11:51 cwd="));
+    /* 4.96 replaces the whole text: only the marker is left, nothing names a directory */
+    const char *only = "2026-11-23 00:11:51 [14662] " EXIMLOG_MARK;
+    ck_assert_int_eq(eximlog_parse(only, strlen(only), &ev), 0);
+    ck_assert(ev.flags & EXIM_F_OVERFLOW);
+    ck_assert_uint_eq(ev.cwd.len, 0);
+}
+END_TEST
+
 START_TEST(test_addr_helpers)
 {
     struct fg_str list = fg_str_make("a@b \"x y\"@c.example  d@e <trunc>", 32);
@@ -1240,6 +1387,10 @@ main(void)
     tcase_add_test(th, test_hostile_authfail_data);
     tcase_add_test(th, test_join_quote_in_data_fields);
     tcase_add_test(th, test_join_sender_newline);
+    tcase_add_test(th, test_forged_tail);
+    tcase_add_test(th, test_cwd_argc);
+    tcase_add_test(th, test_rcpt_cut_496);
+    tcase_add_test(th, test_cwd_raw_and_overflowed);
     suite_add_tcase(s, th);
 
     TCase *tl = tcase_create("logs");
