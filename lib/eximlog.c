@@ -168,19 +168,24 @@ eximlog_type_name(enum exim_type t)
     return eximlog_type_names[t];
 }
 
+static const char *eximlog_addr_token(const char *p, const char *end, bool *open, bool *at);
+
 int
 eximlog_next_addr(struct fg_str list, size_t *pos, struct fg_str *ret_addr)
 {
+    if (list.len == 0)
+        return 0;
     const char *end = list.p + list.len;
     while (*pos < list.len) {
         const char *p = list.p + *pos;
+        bool open;
         while (p < end && (*p == ' ' || *p == '\n' || *p == '\t'))
             p++;
         if (p >= end) {
             *pos = list.len;
             return 0;
         }
-        const char *e = eximlog_qtoken(p, end, NULL);
+        const char *e = eximlog_addr_token(p, end, &open, NULL);
         *pos = (size_t)(e - list.p);
         if ((size_t)(e - p) == 7 && memcmp(p, "<trunc>", 7) == 0)
             continue;
@@ -195,9 +200,12 @@ eximlog_addr_domain(struct fg_str addr)
 {
     const char *at = NULL;
     bool inq = false;
+    if (addr.len == 0)
+        return addr;
+    /* a backslash escapes the next byte inside and outside quotes (parse.c) */
     for (size_t i = 0; i < addr.len; i++) {
         char c = addr.p[i];
-        if (inq && c == '\\') {
+        if (c == '\\') {
             i++;
         } else if (c == '"') {
             inq = !inq;
@@ -206,7 +214,7 @@ eximlog_addr_domain(struct fg_str addr)
         }
     }
     if (!at)
-        return fg_str_make(addr.p ? addr.p + addr.len : NULL, 0);
+        return fg_str_make(addr.p + addr.len, 0);
     const char *e = addr.p + addr.len;
     if (e > at + 1 && e[-1] == '>')
         e--;

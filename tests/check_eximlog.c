@@ -1335,6 +1335,20 @@ END_TEST
 
 START_TEST(test_addr_helpers)
 {
+    /* absent fields are { NULL, 0 }: no pointer arithmetic on NULL (UBSan) */
+    {
+        size_t pos = 0;
+        struct fg_str none = { NULL, 0 }, a;
+        ck_assert_int_eq(eximlog_next_addr(none, &pos, &a), 0);
+        ck_assert_uint_eq(eximlog_addr_domain(none).len, 0);
+        /* the backslash rule outside quotes: one address, not an open quote */
+        struct fg_str l = fg_str_make("c\\\"d@y e@f", 10);
+        ck_assert_int_eq(eximlog_next_addr(l, &pos, &a), 1);
+        ck_assert(fg_str_eq(eximlog_addr_domain(a), "y"));
+        ck_assert_int_eq(eximlog_next_addr(l, &pos, &a), 1);
+        ck_assert(fg_str_eq(a, "e@f"));
+    }
+
     struct fg_str list = fg_str_make("a@b \"x y\"@c.example  d@e <trunc>", 32);
     size_t pos = 0;
     struct fg_str a;
