@@ -1445,6 +1445,9 @@ eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
                 break;
             }
         }
+        /* what names the writer: the directory as far as its first line goes */
+        if (ev->flags & EXIM_F_CWD_FORGED)
+            ev->cwd = eximlog_slice(p + 4, eximlog_cwd_cut(p + 4, end));
     }
     if (eximlog_cwd_submission(args, end))
         ev->flags |= EXIM_F_CWD_SUBMISSION;
@@ -2000,6 +2003,9 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
                     uint64_t end, struct eximlog_record *ret)
 {
     j->lines++;
+    if (j->pending && j->open && j->kind == EXIMLOG_JOIN_CWD &&
+        start - j->start >= EXIMLOG_RECORD_MAX)
+        j->open = false; /* past the most one write can hold: the entry ended before */
     if (j->pending && j->open) {
         /* rules 2 and 3: the entry is not finished, whatever this line looks like */
         j->end = end;
@@ -2011,8 +2017,15 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
         eximlog_joiner_append(j, line, len, true);
         const char *seg = j->buf + before;
         const char *segend = j->buf + j->len;
-        if (j->kind == EXIMLOG_JOIN_CWD)
-            j->open = !eximlog_joiner_has_args(seg, segend);
+        if (j->kind == EXIMLOG_JOIN_CWD) {
+            /* A directory name with a newline: nothing after it tells where Exim's write
+             * ends (the name can hold " N args:" and whole lines of its own, and close
+             * with a line of its choosing), but one write never exceeds the log buffer.
+             * Every line within that span belongs to the entry, unless the overflow
+             * marker ends it. */
+            j->open = memmem(seg, (size_t)(segend - seg), EXIMLOG_OVERFLOW_MARK,
+                             sizeof(EXIMLOG_OVERFLOW_MARK) - 1) == NULL;
+        }
         else {
             bool has_id;
             const char *b = j->buf;

@@ -696,29 +696,41 @@ static const char forged_cwd[] =
 
 START_TEST(test_join_forged_cwd)
 {
-    join_all(forged_cwd, false);
-    ck_assert_uint_eq(jd.n, 2);
+    /* everything within one write's span (8 KiB) of the open cwd= head belongs to it,
+     * the attacker's own arrival after it included (9.1: nothing tells where the write
+     * ends); what comes later starts records again */
+    static char text[16384];
+    size_t n = (size_t)snprintf(text, sizeof(text), "%s", forged_cwd);
+    size_t head = n;
+    while (n < 9000)
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              "2026-11-23 00:11:52 1xVHfL-0003pg-29 => r@example.net "
+                              "R=dnslookup T=remote_smtp\n");
+    n += (size_t)snprintf(text + n, sizeof(text) - n,
+                          "2026-11-23 00:11:53 [9] 1xVHfM-0003pg-29 <= o@example.org U=other "
+                          "P=local S=3 for r@example.net\n");
+    join_all(text, true);
+    ck_assert_uint_ge(jd.n, 3);
     ck_assert(jd.flags[0] & EXIM_F_CWD_FORGED);
-    ck_assert(memchr(jd.text[0], '\n', jd.len[0]) != NULL);
-    ck_assert_uint_eq(jo.absorbed_lines, 1);
+    ck_assert(jd.flags[0] & EXIM_F_ABSORBED);
+    ck_assert_uint_ge(jd.len[0], head - 1);
+    ck_assert_uint_le(jd.start[1], EXIMLOG_RECORD_MAX + 200);
+    ck_assert_uint_ge(jd.start[1], EXIMLOG_RECORD_MAX);
 
-    /* no arrival of victim@example.com comes out of it */
+    /* no arrival of victim@example.com comes out of it; the last one is a record */
     unsigned arrivals = 0;
     for (size_t i = 0; i < jd.n; i++) {
         struct exim_event ev;
         int r = eximlog_parse(jd.text[i], jd.len[i], &ev);
         ck_assert_int_ge(r, 0);
-        if (ev.type == EXIM_ARRIVAL) {
-            arrivals++;
-            ck_assert(fg_str_eq(ev.sender, "attacker@example.org"));
-            ck_assert(fg_str_eq(ev.ident, "root"));
-            ck_assert_uint_eq(ev.set_id.len, 0);
-        } else {
+        if (i == 0) {
             ck_assert_int_eq(ev.type, EXIM_CWD);
             ck_assert(ev.flags & EXIM_F_CWD_FORGED);
-            ck_assert(ev.flags & EXIM_F_CWD_SUBMISSION);
-            ck_assert_uint_eq(ev.argc, 8);
             ck_assert_uint_eq(ev.pid, 14662);
+            ck_assert(fg_str_eq(ev.cwd, "/home/acct/x"));
+        } else if (ev.type == EXIM_ARRIVAL) {
+            arrivals++;
+            ck_assert(fg_str_eq(ev.ident, "other"));
         }
     }
     ck_assert_uint_eq(arrivals, 1);
