@@ -584,6 +584,13 @@ eximlog_addr_token(const char *p, const char *end, bool *open, bool *at)
 {
     bool inq = false, sawat = false;
     *open = false;
+    if (!at) {
+        /* hot path: a token with neither quote nor backslash ends at the next space */
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        const char *e = sp ? sp : end;
+        if (!memchr(p, '"', (size_t)(e - p)) && !memchr(p, '\\', (size_t)(e - p)))
+            return e;
+    }
     while (p < end) {
         char c = *p;
         if (c == '\\') {
@@ -620,8 +627,8 @@ static bool
 eximlog_addr_shaped(const char *p, const char *e)
 {
     static const unsigned char special[256] = {
-        ['('] = 3, [')'] = 3, ['<'] = 3, ['>'] = 3, [','] = 3, [';'] = 3,
-        [':'] = 1, ['['] = 1, [']'] = 1, ['\n'] = 3,
+        ['('] = 3, [')'] = 3, ['<'] = 3, ['>'] = 3, [','] = 3,
+        [';'] = 3, [':'] = 1, ['['] = 1, [']'] = 1, ['\n'] = 3,
     };
     bool inq = false;
     unsigned mask = 1; /* 1: local part, 2: domain */
@@ -1401,8 +1408,8 @@ eximlog_argv_fits(const char *p, const char *end, uint32_t argc)
 static const char *
 eximlog_cwd_cut(const char *d, const char *end)
 {
-    const char *m = memmem(d, (size_t)(end - d), EXIMLOG_OVERFLOW_MARK,
-                           sizeof(EXIMLOG_OVERFLOW_MARK) - 1);
+    const char *m =
+        memmem(d, (size_t)(end - d), EXIMLOG_OVERFLOW_MARK, sizeof(EXIMLOG_OVERFLOW_MARK) - 1);
     const char *nl = memchr(d, '\n', (size_t)(end - d));
     const char *e = m ? m : end;
     return nl && nl < e ? nl : e;
@@ -1452,6 +1459,19 @@ eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
     if (eximlog_cwd_submission(args, end))
         ev->flags |= EXIM_F_CWD_SUBMISSION;
     return 1;
+}
+
+/* Does [p, end) hold " args:"? (every record is asked: colons are few, memmem slower) */
+static bool
+eximlog_has_args_word(const char *p, const char *end)
+{
+    const char *q = p + 5;
+    while (q < end && (q = memchr(q, ':', (size_t)(end - q))) != NULL) {
+        if (memcmp(q - 5, " args", 5) == 0)
+            return true;
+        q++;
+    }
+    return false;
 }
 
 /*
@@ -1793,7 +1813,8 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     }
     ev.body = eximlog_slice(p, end);
     bool overflow = eximlog_ends_overflow(p, end);
-    int r = ev.msgid.p ? eximlog_with_id(&ev, p, end, (size_t)(end - rec)) : eximlog_no_id(&ev, p, end);
+    int r =
+        ev.msgid.p ? eximlog_with_id(&ev, p, end, (size_t)(end - rec)) : eximlog_no_id(&ev, p, end);
     if (overflow) {
         /* a cut arrival lost its structured tail: nothing in it can be trusted */
         if (r < 0 || (ev.type == EXIM_ARRIVAL && (ev.flags & EXIM_F_ANOMALOUS)))
@@ -1806,8 +1827,7 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     }
     if (r == 0)
         eximlog_keep_prefix(&ev); /* keep what identifies the line, drop half-read fields */
-    if (ev.type != EXIM_CWD && memmem(p, (size_t)(end - p), " args:", 6) &&
-        eximlog_forged_tail(&ev, p, end))
+    if (ev.type != EXIM_CWD && eximlog_has_args_word(p, end) && eximlog_forged_tail(&ev, p, end))
         ev.flags |= EXIM_F_FORGED_TAIL;
     if (ev.type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
         const char *q = p;
@@ -1859,13 +1879,19 @@ static bool
 eximlog_arrival_open(const char *p, const char *end, size_t reclen)
 {
     bool inq = false, esc = false;
-    for (const char *q = p; q < end; q++) {
-        if (esc)
-            esc = false;
-        else if (*q == '\\')
-            esc = true;
-        else if (*q == '"')
+    if (!memchr(p, '\\', (size_t)(end - p))) {
+        /* hot path: no backslash, so the quotes just alternate */
+        for (const char *q = p; (q = memchr(q, '"', (size_t)(end - q))) != NULL; q++)
             inq = !inq;
+    } else {
+        for (const char *q = p; q < end; q++) {
+            if (esc)
+                esc = false;
+            else if (*q == '\\')
+                esc = true;
+            else if (*q == '"')
+                inq = !inq;
+        }
     }
     if (!inq && !esc)
         return false;
@@ -2025,8 +2051,7 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
              * marker ends it. */
             j->open = memmem(seg, (size_t)(segend - seg), EXIMLOG_OVERFLOW_MARK,
                              sizeof(EXIMLOG_OVERFLOW_MARK) - 1) == NULL;
-        }
-        else {
+        } else {
             bool has_id;
             const char *b = j->buf;
             while (b < segend && *b == '\0')

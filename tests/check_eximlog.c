@@ -1038,7 +1038,7 @@ END_TEST
 
 /* ---- hostile senders: fields chosen by the sender never supply a field ---------- */
 
-#define HID "2026-11-23 00:12:15 1xVHfL-0003pg-29 "
+#define HID          "2026-11-23 00:12:15 1xVHfL-0003pg-29 "
 #define EXIMLOG_MARK "**** log string overflowed log buffer ****"
 
 static void
@@ -1221,8 +1221,7 @@ START_TEST(test_forged_tail)
     ck_assert(!(ev.flags & EXIM_F_FORGED_TAIL));
 
     /* the fake line leaves its subject open and the caller's last argument closes it */
-    parse_ok(HID "<= v@x U=victim P=local S=1 T=\"x 4 args: /usr/sbin/sendmail -t -i -fa\"",
-             &ev);
+    parse_ok(HID "<= v@x U=victim P=local S=1 T=\"x 4 args: /usr/sbin/sendmail -t -i -fa\"", &ev);
     ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
     /* the genuine tail on a continuation line (the directory ended in a newline) */
     join_all("2026-11-23 00:00:00 1xVHer-0003ns-2T <= v@x U=victim P=local S=1 for r@x\n"
@@ -1309,8 +1308,9 @@ START_TEST(test_cwd_raw_and_overflowed)
 {
     struct exim_event ev;
     /* the directory is written raw: bytes above 127 as they are */
-    parse_ok("2026-11-23 00:11:51 cwd=/home/u/\xd0\x9f\xd1\x80\xff 3 args: /usr/sbin/sendmail -t -i",
-             &ev);
+    parse_ok(
+        "2026-11-23 00:11:51 cwd=/home/u/\xd0\x9f\xd1\x80\xff 3 args: /usr/sbin/sendmail -t -i",
+        &ev);
     ck_assert_int_eq(ev.type, EXIM_CWD);
     ck_assert(fg_str_eq(ev.cwd, "/home/u/\xd0\x9f\xd1\x80\xff"));
     ck_assert(ev.flags & EXIM_F_CWD_SUBMISSION);

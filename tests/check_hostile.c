@@ -58,7 +58,8 @@ static const char hostile_yaml[] = "mode: monitor\n"
                                    "    above: 100000\n"
                                    "    actions: [alert]\n";
 
-static const char hostile_userdomains[] = "example.com: acct1\nother.org: acct2\nthird.net: acct3\n";
+static const char hostile_userdomains[] =
+    "example.com: acct1\nother.org: acct2\nthird.net: acct3\n";
 
 /* ---- a deterministic generator ---------------------------------------------------- */
 
@@ -191,23 +192,23 @@ payload(struct buf *out, bool newlines)
 /* ---- the fields, as Exim writes them ---------------------------------------------- */
 
 enum field {
-    F_SENDER,    /* SMTP: MAIL FROM (no newline) */
-    F_HELO,      /* SMTP: raw, no CR/LF */
-    F_ID,        /* SMTP: Message-ID */
-    F_SUBJECT,   /* SMTP: Subject */
-    F_RCPT,      /* SMTP: RCPT TO (no newline) */
-    F_LSENDER,   /* local: -f, raw newline possible */
-    F_LRCPT,     /* local: recipient argument, raw newline possible */
-    F_CWD,       /* local: the working directory, raw */
-    F_ARGV,      /* local: one more argv word */
-    F_LSUBJECT,  /* local: Subject */
-    F_LID,       /* local: Message-ID */
+    F_SENDER,   /* SMTP: MAIL FROM (no newline) */
+    F_HELO,     /* SMTP: raw, no CR/LF */
+    F_ID,       /* SMTP: Message-ID */
+    F_SUBJECT,  /* SMTP: Subject */
+    F_RCPT,     /* SMTP: RCPT TO (no newline) */
+    F_LSENDER,  /* local: -f, raw newline possible */
+    F_LRCPT,    /* local: recipient argument, raw newline possible */
+    F_CWD,      /* local: the working directory, raw */
+    F_ARGV,     /* local: one more argv word */
+    F_LSUBJECT, /* local: Subject */
+    F_LID,      /* local: Message-ID */
     F__MAX,
 };
 
 static const char *const field_names[F__MAX] = {
-    "sender", "helo", "id", "subject", "rcpt", "local sender", "local rcpt", "cwd", "argv",
-    "local subject", "local id",
+    "sender",     "helo", "id",   "subject",       "rcpt",     "local sender",
+    "local rcpt", "cwd",  "argv", "local subject", "local id",
 };
 
 /*
@@ -434,8 +435,7 @@ hostile_setup(void)
 {
     struct diag d;
     uint8_t key[SIPHASH_KEY_LEN] = { 0 };
-    ck_assert_int_eq(config_parse(hostile_yaml, strlen(hostile_yaml), "hostile.yml", &hcfg, &d),
-                     0);
+    ck_assert_int_eq(config_parse(hostile_yaml, strlen(hostile_yaml), "hostile.yml", &hcfg, &d), 0);
     hmaps = attrib_maps_new(key);
     ck_assert_int_eq(
         attrib_maps_add(hmaps, hostile_userdomains, strlen(hostile_userdomains), true, NULL), 3);
@@ -580,8 +580,8 @@ check_variant(const struct run *benign, const struct run *h, enum field f, unsig
      * record counts for both of Exim's readings.
      */
     uint32_t swallowed = h->all_flags & (EXIM_F_ABSORBED | EXIM_F_CWD_FORGED);
-    uint32_t signalled =
-        h->all_flags & (EXIM_F_FORGED_TAIL | EXIM_F_CWD_MULTI | EXIM_F_CWD_ARGC | EXIM_F_AMBIGUOUS_HOST);
+    uint32_t signalled = h->all_flags & (EXIM_F_FORGED_TAIL | EXIM_F_CWD_MULTI | EXIM_F_CWD_ARGC |
+                                         EXIM_F_AMBIGUOUS_HOST);
     for (size_t i = 0; i < benign->nids; i++) {
         const struct ident *a = &benign->ids[i];
         if (is_attacker(a))
@@ -589,8 +589,8 @@ check_variant(const struct run *benign, const struct run *h, enum field f, unsig
         const struct ident *b = find_ident(h, a->scope, a->key);
         uint64_t bm = b ? b->msgs : 0, br = b ? b->rcpts : 0;
         bool ok = (bm == a->msgs && br == a->rcpts) ||
-                  (bm <= a->msgs && br <= a->rcpts && swallowed) ||
-                  (bm >= a->msgs && signalled) || (swallowed && signalled);
+                  (bm <= a->msgs && br <= a->rcpts && swallowed) || (bm >= a->msgs && signalled) ||
+                  (swallowed && signalled);
         ck_assert_msg(ok, "%s: %s %s counted %llu, benign %llu; attacker record: %s", ctx,
                       usertable_scope_name(a->scope), a->key, (unsigned long long)bm,
                       (unsigned long long)a->msgs, shown(h->att_text));
