@@ -3,17 +3,30 @@
  *
  * eximlog_parse() reads one complete record strictly from left to right: the prefix
  * (date, time, optional .mmm, +HHMM, [pid], each optional part on its own), an optional
- * message id, then the body by record type. Arrivals are walked field by field in Exim's
- * fixed order (5.1) and never searched for " A=" or " S=": the sender, HELO, id=, subject
- * and recipients are chosen by whoever sent the mail. H= is resolved by collecting every
- * bracketed address that could end the host part (5.3); more than one is flagged
- * ambiguous. Unknown record types are EXIM_OTHER, never errors.
+ * message id, then the body by record type. Unknown record types are EXIM_OTHER, never
+ * errors.
+ *
+ * Arrivals are read from Exim's grammar only (5.1): the sender, HELO, id=, subject,
+ * "from" and the recipients are chosen by whoever sent the mail, so nothing is found by
+ * searching for " A=" or " S=". Every bracketed address that could end the H= value
+ * starts one reading: the peer part in Exim's order, S=, then a tail that must be
+ * exactly M8S= DKIM= ARC DMARC RT= Q= id= T= from for, each value with its own grammar
+ * (T= closed by the first unescaped quote; addresses with balanced quotes under Exim's
+ * backslash rule, which escapes the next byte inside and outside quotes). The first
+ * reading that holds is taken; another that holds and differs is Exim's own ambiguity (a
+ * HELO holding ") [ip]:port ...") and becomes ev->alt; a candidate inside the data of a
+ * reading whose own reading fails is just data. With no reading, the record is anomalous
+ * and names no one.
  *
  * The joiner turns physical lines into records (1.3, 9.1): continuation lines are
- * appended, empty lines dropped, and a cwd= entry without its " N args:" part or an
- * arrival ending inside an open double quote swallows the following lines, even ones that
- * look like timestamped records, up to EXIMLOG_RECORD_MAX. A swallowed line never starts
- * a record.
+ * appended, empty lines dropped. An arrival whose sender, "from" or for-list ends inside
+ * a quote (the only fields Exim writes raw, so the only ones a newline can be in) goes on
+ * until the quote closes; a quote in a HELO, id= or T= opens nothing. A cwd= entry whose
+ * first line lacks " N args:" (a directory with a newline) takes every line within the
+ * span one write can hold, EXIMLOG_RECORD_MAX: the name can write whole lines and close
+ * its entry early, so nothing after it tells where the write ends. A swallowed line never
+ * starts a record. What a directory name writes after a first line that looks complete
+ * leaves a remnant ending in the genuine " N args: ..." (EXIM_F_FORGED_TAIL).
  *
  * Pure: no syscalls, no allocation, no logging. Slices point into the caller's text.
  */
