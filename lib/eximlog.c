@@ -663,6 +663,37 @@ eximlog_addr_shaped(const char *p, const char *e)
     return true;
 }
 
+/*
+ * The common recipient in one pass: bytes up to a space or the end with no quote,
+ * backslash, control byte or special, an '@' and a domain. Returns 1 with *@ret_end,
+ * or 0 when the token needs the full rules (eximlog_addr_token, eximlog_addr_shaped).
+ */
+static int
+eximlog_plain_addr(const char *p, const char *end, const char **ret_end)
+{
+    /* 1: ends the token, 2: needs the full rules, 4: '@' */
+    static const unsigned char cls[256] = {
+        [0] = 2,   [1] = 2,   [2] = 2,    [3] = 2,   [4] = 2,   [5] = 2,   [6] = 2,   [7] = 2,
+        [8] = 2,   [9] = 2,   [10] = 2,   [11] = 2,  [12] = 2,  [13] = 2,  [14] = 2,  [15] = 2,
+        [16] = 2,  [17] = 2,  [18] = 2,   [19] = 2,  [20] = 2,  [21] = 2,  [22] = 2,  [23] = 2,
+        [24] = 2,  [25] = 2,  [26] = 2,   [27] = 2,  [28] = 2,  [29] = 2,  [30] = 2,  [31] = 2,
+        [' '] = 1, ['"'] = 2, ['\\'] = 2, ['('] = 2, [')'] = 2, ['<'] = 2, ['>'] = 2, [','] = 2,
+        [';'] = 2, [':'] = 2, ['['] = 2,  [']'] = 2, ['@'] = 4, [127] = 2,
+    };
+    unsigned seen = 0;
+    const char *q = p;
+    for (; q < end; q++) {
+        unsigned c = cls[(unsigned char)*q];
+        if (c & 1)
+            break;
+        seen |= c;
+    }
+    if (q == p || (seen & 2) || !(seen & 4))
+        return 0;
+    *ret_end = q;
+    return 1;
+}
+
 /* Is the token at @p (after a space) one that may follow A=<auth>:<set_id> ? */
 static bool
 eximlog_after_auth(const char *p, const char *end)
@@ -871,6 +902,17 @@ eximlog_tail(struct eximlog_walk *w, struct eximlog_reading *r, const char *p)
             bool trunc = false;
             const char *q = r->rcpts.p;
             while (q < end) {
+                /* hot path: a plain address, in one pass */
+                int plain = eximlog_plain_addr(q, end, &e);
+                if (plain > 0) {
+                    n++;
+                    if (e == end)
+                        break;
+                    q = e + 1;
+                    if (q == end || *q == ' ')
+                        goto anomalous;
+                    continue;
+                }
                 e = eximlog_addr_token(q, end, &open, NULL);
                 if (open) {
                     w->why |= EXIMLOG_W_OPEN;
@@ -1016,8 +1058,11 @@ eximlog_walk(struct eximlog_walk *w, struct eximlog_reading r, const char *p, un
                 goto anomalous;
             eximlog_tail(w, &r, e);
             return;
-        default: /* R= I= Ci= X= CV= PRX=: one word */
-            e = eximlog_value(v, end, 't');
+        default: /* R= I= Ci= X= CV= PRX=: one word (what it holds decides nothing) */
+            e = memchr(v, ' ', (size_t)(end - v));
+            e = e ? e : end;
+            if (e == v)
+                e = NULL;
             if (e && tag == EXIMLOG_A_R)
                 r.bounce_of = eximlog_slice(v, e);
             break;
