@@ -1867,6 +1867,9 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
         if (eximlog_date_shaped(rec, end))
             return -EBADMSG;
         ret_ev->flags = EXIM_F_FOREIGN;
+        /* the remnant of a forged line need not start like an entry */
+        if (eximlog_has_args_word(rec, end) && eximlog_forged_tail(ret_ev, rec, end))
+            ret_ev->flags |= EXIM_F_FORGED_TAIL;
         return 0;
     }
     ev.body = eximlog_slice(p, end);

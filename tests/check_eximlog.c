@@ -1230,6 +1230,13 @@ START_TEST(test_forged_tail)
     ck_assert_uint_eq(jd.n, 1);
     ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
     ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
+    /* a remnant that does not even start like an entry */
+    {
+        const char *rem = "\\ U=acct1 P=local S=1 for r@x.test 3 args: /usr/sbin/sendmail -t -i";
+        ck_assert_int_eq(eximlog_parse(rem, strlen(rem), &ev), 0);
+        ck_assert(ev.flags & EXIM_F_FOREIGN);
+        ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
+    }
     /* another record type forged the same way */
     parse_ok(HID "Completed 2 args: exim -bpc", &ev);
     ck_assert(ev.flags & EXIM_F_FORGED_TAIL);
