@@ -820,6 +820,17 @@ eximlog_walk_valid(struct eximlog_walk *w, const struct eximlog_reading *r)
 #define EXIMLOG_CUT_ADDR   256
 
 /*
+ * A reading that ran out inside a quote of "from" or the for-list: the record goes on
+ * on the next line only for a local submission. Over SMTP (H=) an address cannot hold a
+ * newline, so such a reading is simply wrong.
+ */
+static unsigned
+eximlog_open_why(const struct eximlog_reading *r)
+{
+    return r->peer.host.p ? EXIMLOG_W_ANOMALOUS : EXIMLOG_W_OPEN;
+}
+
+/*
  * The tail after S=<size> (5.1 items 21-29), strictly: optional M8S= DKIM= ARC DMARC RT=
  * Q=, then id=<token>, T="...", from <...>, for <addr> ... Nothing in it supplies a field
  * of the peer part.
@@ -876,7 +887,7 @@ eximlog_tail(struct eximlog_walk *w, struct eximlog_reading *r, const char *p)
             for (const char *q = v + 2; q < end; q++) {
                 if (*q == '\\') {
                     if (++q == end) {
-                        w->why |= EXIMLOG_W_OPEN;
+                        w->why |= eximlog_open_why(r);
                         return;
                     }
                 } else if (*q == '"') {
@@ -884,7 +895,7 @@ eximlog_tail(struct eximlog_walk *w, struct eximlog_reading *r, const char *p)
                     while (c < end && *c != '"')
                         c += (*c == '\\') ? 2 : 1;
                     if (c >= end) {
-                        w->why |= EXIMLOG_W_OPEN;
+                        w->why |= eximlog_open_why(r);
                         return;
                     }
                     q = c;
@@ -915,7 +926,7 @@ eximlog_tail(struct eximlog_walk *w, struct eximlog_reading *r, const char *p)
                 }
                 e = eximlog_addr_token(q, end, &open, NULL);
                 if (open) {
-                    w->why |= EXIMLOG_W_OPEN;
+                    w->why |= eximlog_open_why(r);
                     return;
                 }
                 if (e - q == 7 && memcmp(q, "<trunc>", 7) == 0 && e == end)

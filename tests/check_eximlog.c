@@ -1168,6 +1168,14 @@ START_TEST(test_join_quote_in_data_fields)
         ck_assert_int_eq(eximlog_parse(jd.text[0], jd.len[0], &ev), 1);
         ck_assert_msg(!(ev.flags & EXIM_F_ANOMALOUS), "case %zu anomalous", i);
     }
+    /* over SMTP an address cannot hold a newline: a reading of the HELO that runs out
+     * inside a for-list quote keeps nothing open, even when no reading holds */
+    join_all(HID "<= a@b H=(x) [10.0.0.1]:1 P=esmtp S=1 for \"q) [192.0.2.7]:5 P=esmtp "
+                 "ZZ=1 S=1 for r@x\n"
+                 "2026-11-23 00:12:16 1xVHfM-0003pg-29 <= o@x U=other P=local S=1 for r@x\n",
+             false);
+    ck_assert_uint_eq(jd.n, 2);
+    ck_assert_uint_eq(jo.absorbed_lines, 0);
 }
 END_TEST
 
