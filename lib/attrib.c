@@ -366,7 +366,11 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
     if (fg_str_has_prefix(ev->set_id, "__cpanel__service__"))
         ret->flags |= ATTRIB_SERVICE;
 
-    if (ev->set_id.len) {
+    if (ev->flags & EXIM_F_ANOMALOUS) {
+        /* no reading of the record holds: nothing in its text names who sent it */
+        if (ev->host.len)
+            ret->flags |= ATTRIB_INBOUND;
+    } else if (ev->set_id.len) {
         mlen = attrib_mailbox_norm(ev->set_id, ret->mailbox, sizeof(ret->mailbox));
         if (mlen == 0) {
             a->keys_too_long++;

@@ -3,17 +3,30 @@
  *
  * eximlog_parse() reads one complete record strictly from left to right: the prefix
  * (date, time, optional .mmm, +HHMM, [pid], each optional part on its own), an optional
- * message id, then the body by record type. Arrivals are walked field by field in Exim's
- * fixed order (5.1) and never searched for " A=" or " S=": the sender, HELO, id=, subject
- * and recipients are chosen by whoever sent the mail. H= is resolved by collecting every
- * bracketed address that could end the host part (5.3); more than one is flagged
- * ambiguous. Unknown record types are EXIM_OTHER, never errors.
+ * message id, then the body by record type. Unknown record types are EXIM_OTHER, never
+ * errors.
+ *
+ * Arrivals are read from Exim's grammar only (5.1): the sender, HELO, id=, subject,
+ * "from" and the recipients are chosen by whoever sent the mail, so nothing is found by
+ * searching for " A=" or " S=". Every bracketed address that could end the H= value
+ * starts one reading: the peer part in Exim's order, S=, then a tail that must be
+ * exactly M8S= DKIM= ARC DMARC RT= Q= id= T= from for, each value with its own grammar
+ * (T= closed by the first unescaped quote; addresses with balanced quotes under Exim's
+ * backslash rule, which escapes the next byte inside and outside quotes). The first
+ * reading that holds is taken; another that holds and differs is Exim's own ambiguity (a
+ * HELO holding ") [ip]:port ...") and becomes ev->alt; a candidate inside the data of a
+ * reading whose own reading fails is just data. With no reading, the record is anomalous
+ * and names no one.
  *
  * The joiner turns physical lines into records (1.3, 9.1): continuation lines are
- * appended, empty lines dropped, and a cwd= entry without its " N args:" part or an
- * arrival ending inside an open double quote swallows the following lines, even ones that
- * look like timestamped records, up to EXIMLOG_RECORD_MAX. A swallowed line never starts
- * a record.
+ * appended, empty lines dropped. An arrival whose sender, "from" or for-list ends inside
+ * a quote (the only fields Exim writes raw, so the only ones a newline can be in) goes on
+ * until the quote closes; a quote in a HELO, id= or T= opens nothing. A cwd= entry whose
+ * first line lacks " N args:" (a directory with a newline) takes every line within the
+ * span one write can hold, EXIMLOG_RECORD_MAX: the name can write whole lines and close
+ * its entry early, so nothing after it tells where the write ends. A swallowed line never
+ * starts a record. What a directory name writes after a first line that looks complete
+ * leaves a remnant ending in the genuine " N args: ..." (EXIM_F_FORGED_TAIL).
  *
  * Pure: no syscalls, no allocation, no logging. Slices point into the caller's text.
  */
@@ -23,6 +36,8 @@
 #include <string.h>
 
 #define EXIMLOG_OVERFLOW_MARK "**** log string overflowed log buffer ****"
+
+static bool eximlog_ends_overflow(const char *p, const char *end);
 
 /* Byte classes: 1 = [0-9A-Za-z] (message id digits), 2 = decimal digit, 4 = hex digit. */
 static const unsigned char eximlog_class[256] = {
@@ -166,19 +181,24 @@ eximlog_type_name(enum exim_type t)
     return eximlog_type_names[t];
 }
 
+static const char *eximlog_addr_token(const char *p, const char *end, bool *open, bool *at);
+
 int
 eximlog_next_addr(struct fg_str list, size_t *pos, struct fg_str *ret_addr)
 {
+    if (list.len == 0)
+        return 0;
     const char *end = list.p + list.len;
     while (*pos < list.len) {
         const char *p = list.p + *pos;
+        bool open;
         while (p < end && (*p == ' ' || *p == '\n' || *p == '\t'))
             p++;
         if (p >= end) {
             *pos = list.len;
             return 0;
         }
-        const char *e = eximlog_qtoken(p, end, NULL);
+        const char *e = eximlog_addr_token(p, end, &open, NULL);
         *pos = (size_t)(e - list.p);
         if ((size_t)(e - p) == 7 && memcmp(p, "<trunc>", 7) == 0)
             continue;
@@ -193,9 +213,12 @@ eximlog_addr_domain(struct fg_str addr)
 {
     const char *at = NULL;
     bool inq = false;
+    if (addr.len == 0)
+        return addr;
+    /* a backslash escapes the next byte inside and outside quotes (parse.c) */
     for (size_t i = 0; i < addr.len; i++) {
         char c = addr.p[i];
-        if (inq && c == '\\') {
+        if (c == '\\') {
             i++;
         } else if (c == '"') {
             inq = !inq;
@@ -204,7 +227,7 @@ eximlog_addr_domain(struct fg_str addr)
         }
     }
     if (!at)
-        return fg_str_make(addr.p ? addr.p + addr.len : NULL, 0);
+        return fg_str_make(addr.p + addr.len, 0);
     const char *e = addr.p + addr.len;
     if (e > at + 1 && e[-1] == '>')
         e--;
@@ -363,20 +386,17 @@ struct eximlog_cand {
     const char *end;         /* past "]" and ":port" */
 };
 
-#define EXIMLOG_CAND_MAX 8
-
 /*
- * Collect the bracketed addresses in [s, end) that may end a host part: a valid literal,
- * an optional ":port", then the end of the record or one of @follow (each starting right
- * after the literal), and host text of a legal shape before it. Returns the count (the
- * first EXIMLOG_CAND_MAX are stored).
+ * The next bracketed address in [*@pos, @end) that may end the host part starting at @s:
+ * a valid literal, an optional ":port", then the end of the record or one of @follow
+ * (each starting right after the literal), and host text of a legal shape before it.
+ * Advances *@pos past the '['. Returns false when there is none.
  */
-static size_t
-eximlog_host_cands(const char *s, const char *end, const char *const *follow,
-                   struct eximlog_cand *c)
+static bool
+eximlog_host_next(const char *s, const char **pos, const char *end, const char *const *follow,
+                  struct eximlog_cand *ret)
 {
-    size_t n = 0;
-    const char *p = s;
+    const char *p = *pos;
     while (p < end) {
         const char *b = memchr(p, '[', (size_t)(end - p));
         if (!b)
@@ -398,11 +418,18 @@ eximlog_host_cands(const char *s, const char *end, const char *const *follow,
         }
         if (!ok || !eximlog_host_form(s, b))
             continue;
-        if (n < EXIMLOG_CAND_MAX)
-            c[n] = (struct eximlog_cand){ b + 1, cl, e };
-        n++;
+        *ret = (struct eximlog_cand){ b + 1, cl, e };
+        *pos = p;
+        return true;
     }
-    return n;
+    *pos = end;
+    return false;
+}
+
+static bool
+eximlog_same(struct fg_str a, struct fg_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
 
 /* ---- arrivals (5.1) -------------------------------------------------------------- */
@@ -559,60 +586,127 @@ static const char *const eximlog_arrival_host_follow[] = {
     " I=", " TFO", " U=", " Ci=", " P=", NULL
 };
 
+/*
+ * Exim's address token (parse.c, read_local_part): from @p to the first space outside
+ * double quotes, or @end. A backslash escapes the next byte inside and outside quotes.
+ * *@open: the text ended inside a quote or right after a backslash (a raw newline in the
+ * address continues it on the next line). *@at: an '@' outside quotes.
+ */
+static const char *
+eximlog_addr_token(const char *p, const char *end, bool *open, bool *at)
+{
+    bool inq = false, sawat = false;
+    *open = false;
+    if (!at) {
+        /* hot path: a token with neither quote nor backslash ends at the next space */
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        const char *e = sp ? sp : end;
+        if (!memchr(p, '"', (size_t)(e - p)) && !memchr(p, '\\', (size_t)(e - p)))
+            return e;
+    }
+    while (p < end) {
+        char c = *p;
+        if (c == '\\') {
+            if (end - p < 2) {
+                *open = true;
+                p = end;
+                break;
+            }
+            p += 2;
+            continue;
+        }
+        if (c == '"')
+            inq = !inq;
+        else if (!inq && c == ' ')
+            break;
+        else if (!inq && c == '@')
+            sawat = true;
+        p++;
+    }
+    if (inq)
+        *open = true;
+    if (at)
+        *at = sawat;
+    return p;
+}
+
+/*
+ * Could [p, e) (a token with balanced quotes) be an address Exim logged? Outside quotes
+ * and escapes the local part holds none of RFC 5322's specials ()<>,;:[] (parse.c,
+ * mac_iscntrl_or_special); after the '@' a domain literal may bring []: . Raw recipients
+ * can be unqualified ("for www-data").
+ */
+static bool
+eximlog_addr_shaped(const char *p, const char *e)
+{
+    static const unsigned char special[256] = {
+        ['('] = 3, [')'] = 3, ['<'] = 3, ['>'] = 3, [','] = 3,
+        [';'] = 3, [':'] = 1, ['['] = 1, [']'] = 1, ['\n'] = 3,
+    };
+    bool inq = false;
+    unsigned mask = 1; /* 1: local part, 2: domain */
+    if (p == e)
+        return false;
+    for (; p < e; p++) {
+        char c = *p;
+        if (c == '\\') {
+            p++;
+            continue;
+        }
+        if (c == '"')
+            inq = !inq;
+        else if (!inq && c == '@')
+            mask = 2;
+        else if (!inq && (special[(unsigned char)c] & mask))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The common recipient in one pass: bytes up to a space or the end with no quote,
+ * backslash, control byte or special, an '@' and a domain. Returns 1 with *@ret_end,
+ * or 0 when the token needs the full rules (eximlog_addr_token, eximlog_addr_shaped).
+ */
+static int
+eximlog_plain_addr(const char *p, const char *end, const char **ret_end)
+{
+    /* 1: ends the token, 2: needs the full rules, 4: '@' */
+    static const unsigned char cls[256] = {
+        [0] = 2,   [1] = 2,   [2] = 2,    [3] = 2,   [4] = 2,   [5] = 2,   [6] = 2,   [7] = 2,
+        [8] = 2,   [9] = 2,   [10] = 2,   [11] = 2,  [12] = 2,  [13] = 2,  [14] = 2,  [15] = 2,
+        [16] = 2,  [17] = 2,  [18] = 2,   [19] = 2,  [20] = 2,  [21] = 2,  [22] = 2,  [23] = 2,
+        [24] = 2,  [25] = 2,  [26] = 2,   [27] = 2,  [28] = 2,  [29] = 2,  [30] = 2,  [31] = 2,
+        [' '] = 1, ['"'] = 2, ['\\'] = 2, ['('] = 2, [')'] = 2, ['<'] = 2, ['>'] = 2, [','] = 2,
+        [';'] = 2, [':'] = 2, ['['] = 2,  [']'] = 2, ['@'] = 4, [127] = 2,
+    };
+    unsigned seen = 0;
+    const char *q = p;
+    for (; q < end; q++) {
+        unsigned c = cls[(unsigned char)*q];
+        if (c & 1)
+            break;
+        seen |= c;
+    }
+    if (q == p || (seen & 2) || !(seen & 4))
+        return 0;
+    *ret_end = q;
+    return 1;
+}
+
 /* Is the token at @p (after a space) one that may follow A=<auth>:<set_id> ? */
 static bool
 eximlog_after_auth(const char *p, const char *end)
 {
     const char *v;
     unsigned idx = eximlog_arrival_tag(p, end, &v);
-    return idx == EXIMLOG_A_PRDR || idx == EXIMLOG_A_PRX || idx == EXIMLOG_A_K ||
-           idx == EXIMLOG_A_S;
-}
-
-/*
- * Walk arrival fields from @p (at the space before a field, or @end) having passed
- * position @idx. Returns 0, or -EBADMSG for a malformed value of a known field; stops at
- * the first unknown or out-of-order token with EXIM_F_ANOMALOUS. *@got_s tells whether
- * S= was read.
- */
-static int eximlog_arrival_fields(struct exim_event *ev, const char *p, const char *end,
-                                  unsigned idx, bool *got_s);
-
-static int
-eximlog_arrival_host(struct exim_event *ev, const char *v, const char *end, bool *got_s)
-{
-    struct eximlog_cand c[EXIMLOG_CAND_MAX];
-    size_t n = eximlog_host_cands(v, end, eximlog_arrival_host_follow, c);
-    if (n == 0)
-        return -EBADMSG;
-    if (n == 1) {
-        ev->host = eximlog_slice(v, c[0].end);
-        ev->host_ip = eximlog_slice(c[0].ip, c[0].ip_end);
-        return eximlog_arrival_fields(ev, c[0].end, end, EXIMLOG_A_H, got_s);
-    }
-    /* Several candidates: the HELO carries an injection. Take the last one whose rest
-     * parses cleanly, else the last one; either way the record is flagged. */
-    ev->flags |= EXIM_F_AMBIGUOUS_HOST;
-    size_t stored = n < EXIMLOG_CAND_MAX ? n : EXIMLOG_CAND_MAX;
-    for (size_t i = stored; i-- > 0;) {
-        struct exim_event t = *ev;
-        bool s = false;
-        t.host = eximlog_slice(v, c[i].end);
-        t.host_ip = eximlog_slice(c[i].ip, c[i].ip_end);
-        if (eximlog_arrival_fields(&t, c[i].end, end, EXIMLOG_A_H, &s) == 0 && s &&
-            !(t.flags & EXIM_F_ANOMALOUS)) {
-            *ev = t;
-            *got_s = true;
-            return 0;
-        }
-    }
-    ev->host = eximlog_slice(v, c[stored - 1].end);
-    ev->host_ip = eximlog_slice(c[stored - 1].ip, c[stored - 1].ip_end);
-    return eximlog_arrival_fields(ev, c[stored - 1].end, end, EXIMLOG_A_H, got_s);
+    if (idx == EXIMLOG_A_S)
+        return v < end && eximlog_is_digit(*v);
+    return idx == EXIMLOG_A_PRDR || idx == EXIMLOG_A_PRX || idx == EXIMLOG_A_K;
 }
 
 /* DN="...": '"' is not escaped inside, so the value ends at a quote followed by a field
- * that may come after DN (or the end). */
+ * that may come after DN. */
 static const char *
 eximlog_dn_end(const char *v, const char *end)
 {
@@ -623,9 +717,7 @@ eximlog_dn_end(const char *v, const char *end)
         const char *q = memchr(p, '"', (size_t)(end - p));
         if (!q)
             return NULL;
-        if (q + 1 == end)
-            return end;
-        if (q[1] == ' ') {
+        if (q + 1 < end && q[1] == ' ') {
             const char *val;
             unsigned idx = eximlog_arrival_tag(q + 2, end, &val);
             if (idx > EXIMLOG_A_DN && idx <= EXIMLOG_A_S)
@@ -642,140 +734,421 @@ eximlog_subject_end(const char *v, const char *end)
 {
     if (v >= end || *v != '"')
         return NULL;
-    const char *p = v + 1;
-    while (p < end) {
-        const char *q = memchr(p, '"', (size_t)(end - p));
-        if (!q)
-            return NULL;
-        size_t bs = 0;
-        while (q - bs > v + 1 && q[-1 - (ptrdiff_t)bs] == '\\')
-            bs++;
-        if (bs % 2 == 0)
-            return q + 1;
-        p = q + 1;
+    for (const char *p = v + 1; p < end; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
     }
     return NULL;
 }
 
-static int
-eximlog_arrival_fields(struct exim_event *ev, const char *p, const char *end, unsigned idx,
-                       bool *got_s)
+/* A value of bytes from @set up to the next space (or the end); NULL if empty or if it
+ * holds a byte outside the set. Sets: 'w' word [A-Za-z0-9._-], 't' any byte but space,
+ * '"' and '\\', 'd' digits. */
+static const char *
+eximlog_value(const char *v, const char *end, char set)
 {
+    const char *p = v;
+    for (; p < end && *p != ' '; p++) {
+        char c = *p;
+        bool ok;
+        if (set == 'd')
+            ok = eximlog_is_digit(c);
+        else if (set == 'w')
+            ok = eximlog_is_alnum(c) || c == '.' || c == '_' || c == '-';
+        else
+            ok = c != '"' && c != '\\' && c != '\n';
+        if (!ok)
+            return NULL;
+    }
+    return p == v ? NULL : p;
+}
+
+/* One reading of an arrival from the sender on: the peer part and the tail after S=. */
+struct eximlog_reading {
+    struct exim_peer peer;
+    struct fg_str bounce_of, subject, rcpts;
+    uint64_t size;
+    uint32_t nrcpt, flags;
+};
+
+/* How readings failed: a malformed value of a known field, an unknown or out-of-order
+ * field, or text that ran out inside a quote of the sender/from/for part. */
+enum {
+    EXIMLOG_W_BAD = 1,
+    EXIMLOG_W_ANOMALOUS = 2,
+    EXIMLOG_W_OPEN = 4,
+};
+
+struct eximlog_walk {
+    const char *end;
+    size_t reclen;   /* the whole record as Exim wrote it, prefix included (1.2) */
+    unsigned nvalid; /* readings that are valid to the end */
+    unsigned why;    /* EXIMLOG_W_* */
+    bool have_alt;
+    struct eximlog_reading first; /* the first valid reading */
+    struct exim_peer alt;         /* the last valid reading whose peer differs from it */
+};
+
+static bool
+eximlog_peer_differs(const struct exim_peer *a, const struct exim_peer *b)
+{
+    return !eximlog_same(a->host_ip, b->host_ip) || !eximlog_same(a->ident, b->ident) ||
+           !eximlog_same(a->proto, b->proto) || !eximlog_same(a->auth, b->auth) ||
+           !eximlog_same(a->set_id, b->set_id);
+}
+
+static void
+eximlog_walk_valid(struct eximlog_walk *w, const struct eximlog_reading *r)
+{
+    if (w->nvalid++ == 0)
+        w->first = *r;
+    else if (eximlog_peer_differs(&w->first.peer, &r->peer)) {
+        w->alt = r->peer;
+        w->have_alt = true;
+    }
+}
+
+/*
+ * 4.96 stops adding recipients when the next one does not fit (log.c: LOG_BUFFER_SIZE -
+ * ptr < len + 3) and leaves no mark. A list is taken as cut when the record ends within
+ * reach of that bound for an address of up to EXIMLOG_CUT_ADDR bytes: the recipients are
+ * then completed from the delivery records.
+ */
+#define EXIMLOG_LOG_BUFFER 8192
+#define EXIMLOG_CUT_ADDR   256
+
+/*
+ * A reading that ran out inside a quote of "from" or the for-list: the record goes on
+ * on the next line only for a local submission. Over SMTP (H=) an address cannot hold a
+ * newline, so such a reading is simply wrong.
+ */
+static unsigned
+eximlog_open_why(const struct eximlog_reading *r)
+{
+    return r->peer.host.p ? EXIMLOG_W_ANOMALOUS : EXIMLOG_W_OPEN;
+}
+
+/*
+ * The tail after S=<size> (5.1 items 21-29), strictly: optional M8S= DKIM= ARC DMARC RT=
+ * Q=, then id=<token>, T="...", from <...>, for <addr> ... Nothing in it supplies a field
+ * of the peer part.
+ */
+static void
+eximlog_tail(struct eximlog_walk *w, struct eximlog_reading *r, const char *p)
+{
+    const char *end = w->end;
+    unsigned idx = EXIMLOG_A_S;
+    bool open;
+
     while (p < end) {
         if (*p != ' ' || p + 1 >= end)
             goto anomalous;
         p++;
         const char *v, *e;
         unsigned tag = eximlog_arrival_tag(p, end, &v);
-        if (tag == 0 || tag <= idx)
+        if (tag <= idx)
             goto anomalous;
         idx = tag;
         switch (tag) {
-        case EXIMLOG_A_H:
-            return eximlog_arrival_host(ev, v, end, got_s);
-        case EXIMLOG_A_DN:
-            e = eximlog_dn_end(v, end);
-            if (!e)
-                goto anomalous;
+        case EXIMLOG_A_M8S:
+            e = eximlog_value(v, end, 'd');
             break;
-        case EXIMLOG_A_SNI:
-            e = (v < end && *v == '"') ? eximlog_qtoken(v, end, NULL) : NULL;
-            if (!e) {
-                e = memchr(v, ' ', (size_t)(end - v));
-                e = e ? e : end;
-            }
+        case EXIMLOG_A_ARC:
+            e = v;
             break;
-        case EXIMLOG_A_A: {
-            e = memchr(v, ' ', (size_t)(end - v));
-            e = e ? e : end;
-            const char *colon = memchr(v, ':', (size_t)(e - v));
-            ev->auth = eximlog_slice(v, colon ? colon : e);
-            ev->set_id = colon ? eximlog_slice(colon + 1, e) : fg_str_make(e, 0);
-            if (ev->auth.len == 0 || e == end || !eximlog_after_auth(e + 1, end)) {
-                ev->flags |= EXIM_F_ANOMALOUS;
-                return 0;
-            }
+        case EXIMLOG_A_DMARC:
+            e = (v < end && v[-1] == '=') ? eximlog_value(v, end, 'w') : v;
             break;
-        }
-        case EXIMLOG_A_S: {
-            e = memchr(v, ' ', (size_t)(end - v));
-            e = e ? e : end;
-            if (util_parse_u64(v, (size_t)(e - v), &ev->size) < 0)
-                return -EBADMSG;
-            *got_s = true;
+        case EXIMLOG_A_DKIM:
+        case EXIMLOG_A_RT:
+        case EXIMLOG_A_Q:
+            e = eximlog_value(v, end, 't');
             break;
-        }
         case EXIMLOG_A_ID:
-            e = eximlog_qtoken(v, end, NULL);
+            /* printable-escaped, so it never ends inside a quote */
+            e = eximlog_addr_token(v, end, &open, NULL);
+            if (open || e == v)
+                e = NULL;
             break;
         case EXIMLOG_A_T:
             e = eximlog_subject_end(v, end);
-            if (!e)
-                return -EBADMSG;
-            ev->subject = eximlog_slice(v + 1, e - 1);
+            if (e)
+                r->subject = eximlog_slice(v + 1, e - 1);
             break;
-        case EXIMLOG_A_FROM: {
-            if (v + 2 > end || v[0] != ' ' || v[1] != '<')
-                goto anomalous;
-            /* raw sender in <>: quote-aware up to '>' then space or end */
-            const char *q = v + 2;
-            bool inq = false;
+        case EXIMLOG_A_FROM:
+            if (end - v < 3 || v[0] != ' ' || v[1] != '<') {
+                e = NULL;
+                break;
+            }
+            /* the raw sender: an address token up to a '>' outside quotes */
             e = NULL;
-            for (; q < end; q++) {
-                if (inq && *q == '\\' && q + 1 < end)
-                    q++;
-                else if (*q == '"')
-                    inq = !inq;
-                else if (!inq && *q == '>' && (q + 1 == end || q[1] == ' ')) {
+            for (const char *q = v + 2; q < end; q++) {
+                if (*q == '\\') {
+                    if (++q == end) {
+                        w->why |= eximlog_open_why(r);
+                        return;
+                    }
+                } else if (*q == '"') {
+                    const char *c = q + 1;
+                    while (c < end && *c != '"')
+                        c += (*c == '\\') ? 2 : 1;
+                    if (c >= end) {
+                        w->why |= eximlog_open_why(r);
+                        return;
+                    }
+                    q = c;
+                } else if (*q == '>' && (q + 1 == end || q[1] == ' ')) {
                     e = q + 1;
                     break;
                 }
             }
-            if (!e)
-                return -EBADMSG;
             break;
-        }
         case EXIMLOG_A_FOR: {
-            if (v >= end || *v != ' ')
+            if (v < end && *v != ' ')
                 goto anomalous;
-            ev->rcpts = eximlog_slice(v + 1, end);
-            size_t pos = 0;
-            struct fg_str a;
+            r->rcpts = eximlog_slice(v < end ? v + 1 : end, end);
             uint32_t n = 0;
-            while (eximlog_next_addr(ev->rcpts, &pos, &a) == 1)
-                n++;
-            ev->nrcpt = n;
-            if (ev->rcpts.len >= 7 && memcmp(end - 7, "<trunc>", 7) == 0)
-                ev->flags |= EXIM_F_RCPT_TRUNC;
-            return 0;
-        }
-        default:
-            e = memchr(v, ' ', (size_t)(end - v));
-            e = e ? e : end;
-            if (tag == EXIMLOG_A_R)
-                ev->bounce_of = eximlog_slice(v, e);
-            else if (tag == EXIMLOG_A_U)
-                ev->ident = eximlog_slice(v, e);
-            else if (tag == EXIMLOG_A_P)
-                ev->proto = eximlog_slice(v, e);
-            else if (tag == EXIMLOG_A_I || tag == EXIMLOG_A_PRX || tag == EXIMLOG_A_X ||
-                     tag == EXIMLOG_A_CV || tag == EXIMLOG_A_CI) {
-                if (e == v)
+            bool trunc = false;
+            const char *q = r->rcpts.p;
+            while (q < end) {
+                /* hot path: a plain address, in one pass */
+                int plain = eximlog_plain_addr(q, end, &e);
+                if (plain > 0) {
+                    n++;
+                    if (e == end)
+                        break;
+                    q = e + 1;
+                    if (q == end || *q == ' ')
+                        goto anomalous;
+                    continue;
+                }
+                e = eximlog_addr_token(q, end, &open, NULL);
+                if (open) {
+                    w->why |= eximlog_open_why(r);
+                    return;
+                }
+                if (e - q == 7 && memcmp(q, "<trunc>", 7) == 0 && e == end)
+                    trunc = true;
+                else if (!eximlog_addr_shaped(q, e))
+                    goto anomalous;
+                else
+                    n++;
+                if (e == end)
+                    break;
+                q = e + 1;
+                if (q == end || *q == ' ')
                     goto anomalous;
             }
-            break;
+            r->nrcpt = n;
+            if (trunc)
+                r->flags |= EXIM_F_RCPT_TRUNC;
+            else if (w->reclen + 3 + EXIMLOG_CUT_ADDR > EXIMLOG_LOG_BUFFER)
+                r->flags |= EXIM_F_RCPT_TRUNC | EXIM_F_RCPT_CUT;
+            else if (n == 0)
+                goto anomalous; /* " for" with nothing after it, far from the bound */
+            eximlog_walk_valid(w, r);
+            return;
+        }
+        default:
+            goto anomalous;
+        }
+        if (!e) {
+            w->why |= EXIMLOG_W_BAD;
+            return;
         }
         p = e;
     }
-    return 0;
+    eximlog_walk_valid(w, r);
+    return;
 anomalous:
-    ev->flags |= EXIM_F_ANOMALOUS;
-    return 0;
+    w->why |= EXIMLOG_W_ANOMALOUS;
+}
+
+static void eximlog_walk_host(struct eximlog_walk *w, const struct eximlog_reading *r,
+                              const char *v);
+
+/*
+ * Walk the peer part from @p (at the space before a field) having passed table position
+ * @idx, in Exim's order (5.1): every value read with its own grammar, S= mandatory, then
+ * the tail. H= forks one reading per candidate peer address.
+ */
+static void
+eximlog_walk(struct eximlog_walk *w, struct eximlog_reading r, const char *p, unsigned idx)
+{
+    const char *end = w->end;
+    while (p < end) {
+        if (*p != ' ' || p + 1 >= end)
+            goto anomalous;
+        p++;
+        const char *v, *e;
+        unsigned tag = eximlog_arrival_tag(p, end, &v);
+        if (tag == 0 || tag <= idx || tag > EXIMLOG_A_S)
+            goto anomalous;
+        idx = tag;
+        switch (tag) {
+        case EXIMLOG_A_H:
+            eximlog_walk_host(w, &r, v);
+            return;
+        case EXIMLOG_A_DS:
+        case EXIMLOG_A_TFO:
+        case EXIMLOG_A_L:
+        case EXIMLOG_A_PRDR:
+        case EXIMLOG_A_K:
+            e = v;
+            break;
+        case EXIMLOG_A_SPF:
+            e = (v[-1] == '=') ? eximlog_value(v, end, 'w') : v;
+            break;
+        case EXIMLOG_A_P:
+            e = eximlog_value(v, end, 'w');
+            if (e)
+                r.peer.proto = eximlog_slice(v, e);
+            break;
+        case EXIMLOG_A_U: {
+            /* the ident may hold spaces (a remote RFC 1413 reply): up to the first space
+             * that is followed by a field that may come after U= */
+            e = NULL;
+            for (const char *s = v; s < end; s++) {
+                const char *sv;
+                s = memchr(s, ' ', (size_t)(end - s));
+                if (!s)
+                    break;
+                unsigned t = eximlog_arrival_tag(s + 1, end, &sv);
+                if (s > v && t > EXIMLOG_A_U && t <= EXIMLOG_A_S) {
+                    e = s;
+                    break;
+                }
+            }
+            if (e)
+                r.peer.ident = eximlog_slice(v, e);
+            break;
+        }
+        case EXIMLOG_A_DN:
+            e = eximlog_dn_end(v, end);
+            break;
+        case EXIMLOG_A_SNI:
+            if (v < end && *v == '"') {
+                bool open;
+                e = eximlog_addr_token(v, end, &open, NULL);
+                if (open)
+                    e = NULL;
+            } else
+                e = eximlog_value(v, end, 't');
+            break;
+        case EXIMLOG_A_A: {
+            /* set_id: spaces and colons unescaped (A=pl:u s:e r@example.com), up to the
+             * first space followed by PRDR, PRX=, K or S=<digits> */
+            e = NULL;
+            for (const char *s = v; s < end; s++) {
+                s = memchr(s, ' ', (size_t)(end - s));
+                if (!s)
+                    break;
+                if (eximlog_after_auth(s + 1, end)) {
+                    e = s;
+                    break;
+                }
+            }
+            if (!e)
+                goto anomalous;
+            const char *colon = memchr(v, ':', (size_t)(e - v));
+            r.peer.auth = eximlog_slice(v, colon ? colon : e);
+            r.peer.set_id = colon ? eximlog_slice(colon + 1, e) : fg_str_make(e, 0);
+            if (r.peer.auth.len == 0)
+                goto anomalous;
+            break;
+        }
+        case EXIMLOG_A_S:
+            e = eximlog_value(v, end, 'd');
+            if (!e || util_parse_u64(v, (size_t)(e - v), &r.size) < 0) {
+                w->why |= EXIMLOG_W_BAD;
+                return;
+            }
+            if (!r.peer.proto.len)
+                goto anomalous;
+            eximlog_tail(w, &r, e);
+            return;
+        default: /* R= I= Ci= X= CV= PRX=: one word (what it holds decides nothing) */
+            e = memchr(v, ' ', (size_t)(end - v));
+            e = e ? e : end;
+            if (e == v)
+                e = NULL;
+            if (e && tag == EXIMLOG_A_R)
+                r.bounce_of = eximlog_slice(v, e);
+            break;
+        }
+        if (!e) {
+            w->why |= EXIMLOG_W_BAD;
+            return;
+        }
+        p = e;
+    }
+    w->why |= EXIMLOG_W_BAD; /* ended before S= */
+    return;
+anomalous:
+    w->why |= EXIMLOG_W_ANOMALOUS;
+}
+
+/* H=: one reading per bracketed address that may end the host part (5.3), in order. */
+static void
+eximlog_walk_host(struct eximlog_walk *w, const struct eximlog_reading *r, const char *v)
+{
+    struct eximlog_cand c;
+    const char *pos = v;
+    bool any = false;
+    while (eximlog_host_next(v, &pos, w->end, eximlog_arrival_host_follow, &c)) {
+        struct eximlog_reading t = *r;
+        any = true;
+        t.peer.host = eximlog_slice(v, c.end);
+        t.peer.host_ip = eximlog_slice(c.ip, c.ip_end);
+        eximlog_walk(w, t, c.end, EXIMLOG_A_H);
+    }
+    if (!any)
+        w->why |= EXIMLOG_W_BAD;
+}
+
+/*
+ * Read every reading of the arrival text after "<= " [@p, @end): the sender token, then
+ * the fields. @reclen is the length of the whole record.
+ */
+static const char *
+eximlog_arrival_walk(struct eximlog_walk *w, const char *p, const char *end, size_t reclen)
+{
+    bool open;
+    w->end = end;
+    w->reclen = reclen;
+    w->nvalid = 0;
+    w->why = 0;
+    w->have_alt = false;
+    const char *e = eximlog_addr_token(p, end, &open, NULL);
+    if (open) {
+        w->why = EXIMLOG_W_OPEN;
+        return e;
+    }
+    if (e == p) {
+        w->why = EXIMLOG_W_BAD;
+        return e;
+    }
+    eximlog_walk(w, (struct eximlog_reading){ 0 }, e, EXIMLOG_A_SENDER);
+    return e;
+}
+
+static void
+eximlog_set_peer(struct exim_event *ev, const struct exim_peer *pr)
+{
+    ev->host = pr->host;
+    ev->host_ip = pr->host_ip;
+    ev->ident = pr->ident;
+    ev->proto = pr->proto;
+    ev->auth = pr->auth;
+    ev->set_id = pr->set_id;
 }
 
 static int
-eximlog_arrival(struct exim_event *ev, const char *p, const char *end)
+eximlog_arrival(struct exim_event *ev, const char *p, const char *end, size_t reclen)
 {
+    struct eximlog_walk w;
     ev->type = EXIM_ARRIVAL;
     if (p[0] == '(')
         ev->flags |= EXIM_F_FAKEREJECT;
@@ -783,19 +1156,27 @@ eximlog_arrival(struct exim_event *ev, const char *p, const char *end)
     p += 3;
     if (p >= end || *p == ' ')
         return -EBADMSG;
-    bool open;
-    const char *e = eximlog_qtoken(p, end, &open);
+    const char *e = eximlog_arrival_walk(&w, p, end, reclen);
     ev->sender = eximlog_slice(p, e);
-    if (open)
-        return -EBADMSG;
-    bool got_s = false;
-    int r = eximlog_arrival_fields(ev, e, end, EXIMLOG_A_SENDER, &got_s);
-    if (r < 0)
-        return r;
-    if (!got_s && !(ev->flags & EXIM_F_ANOMALOUS))
-        return -EBADMSG;
-    if (ev->proto.len == 0 && !(ev->flags & EXIM_F_ANOMALOUS))
-        return -EBADMSG;
+    if (w.nvalid == 0) {
+        /* no reading holds: nothing in the text is evidence of who sent it */
+        if (!(w.why & EXIMLOG_W_ANOMALOUS))
+            return -EBADMSG;
+        ev->flags |= EXIM_F_ANOMALOUS;
+        return 1;
+    }
+    const struct eximlog_reading *r = &w.first;
+    eximlog_set_peer(ev, &r->peer);
+    ev->bounce_of = r->bounce_of;
+    ev->size = r->size;
+    ev->subject = r->subject;
+    ev->rcpts = r->rcpts;
+    ev->nrcpt = r->nrcpt;
+    ev->flags |= r->flags;
+    if (w.have_alt) {
+        ev->flags |= EXIM_F_AMBIGUOUS_HOST;
+        ev->alt = w.alt;
+    }
     if (!ev->host.p && (fg_str_eq(ev->proto, "local") || fg_str_has_prefix(ev->proto, "local-")))
         ev->flags |= EXIM_F_LOCAL;
     return 1;
@@ -1014,6 +1395,95 @@ eximlog_cwd_submission(const char *p, const char *end)
     return reads || rcpt;
 }
 
+/*
+ * How many arguments could the text @p..@end (" a0 a1 ...", as written after "args:") be?
+ * exim.c writes each argument as " " + its printing form, wrapped in '"' when that is
+ * empty or holds white space; inner quotes are not escaped, so the split is not always
+ * unique. Sets [*@min, *@max] over every split Exim could have written; false when the
+ * text is no such list (or too tangled to decide within a fixed amount of work).
+ */
+#define EXIMLOG_ARGV_WORK 200000
+
+static bool
+eximlog_argv_range(const char *p, const char *end, uint32_t *min, uint32_t *max)
+{
+    /* lo/hi[i]: arguments in [p + i, end) when an argument starts at p + i (a space) */
+    static const uint16_t none = UINT16_MAX;
+    uint16_t lo[EXIMLOG_RECORD_MAX + 1], hi[EXIMLOG_RECORD_MAX + 1];
+    size_t n = (size_t)(end - p), work = 0;
+
+    if (n > EXIMLOG_RECORD_MAX)
+        return false;
+    lo[n] = hi[n] = 0;
+    for (size_t i = n; i-- > 0;) {
+        lo[i] = none;
+        hi[i] = 0;
+        if (p[i] != ' ')
+            continue;
+        /* unquoted: up to the next space, not empty */
+        const char *sp = memchr(p + i + 1, ' ', n - i - 1);
+        size_t next = sp ? (size_t)(sp - p) : n;
+        if (next > i + 1 && lo[next] != none) {
+            lo[i] = (uint16_t)(lo[next] + 1);
+            hi[i] = (uint16_t)(hi[next] + 1);
+        }
+        /* quoted: '"' ... '"' before a space or the end, empty or holding white space */
+        if (i + 1 < n && p[i + 1] == '"') {
+            bool white = false;
+            for (size_t j = i + 2; j < n; j++) {
+                if (++work > EXIMLOG_ARGV_WORK)
+                    return false;
+                if (p[j] == ' ' || p[j] == '\t') {
+                    white = true;
+                    continue;
+                }
+                if (p[j] != '"' || (j + 1 < n && p[j + 1] != ' '))
+                    continue;
+                if ((j > i + 2 && !white) || lo[j + 1] == none)
+                    continue;
+                if (lo[j + 1] + 1 < lo[i])
+                    lo[i] = (uint16_t)(lo[j + 1] + 1);
+                if (hi[j + 1] + 1 > hi[i])
+                    hi[i] = (uint16_t)(hi[j + 1] + 1);
+            }
+        }
+    }
+    if (n > 0 && lo[0] == none)
+        return false;
+    *min = lo[0];
+    *max = hi[0];
+    return true;
+}
+
+/*
+ * Is the argument text after " <argc> args:" one Exim could have written for @argc
+ * arguments? An entry whose list did not fit the 16 KiB work buffer ends in " ..." and
+ * holds fewer (the rest follows in "..." entries).
+ */
+static bool
+eximlog_argv_fits(const char *p, const char *end, uint32_t argc)
+{
+    uint32_t lo, hi;
+    if (eximlog_argv_range(p, end, &lo, &hi) && lo <= argc && argc <= hi)
+        return true;
+    if (end - p >= 4 && memcmp(end - 4, " ...", 4) == 0 &&
+        eximlog_argv_range(p, end - 4, &lo, &hi) && lo < argc)
+        return true;
+    return false;
+}
+
+/* The directory of a cwd= entry that has no " N args:" part: up to the overflow marker
+ * (4.98+ cut the text there) or the end of its first line. */
+static const char *
+eximlog_cwd_cut(const char *d, const char *end)
+{
+    const char *m =
+        memmem(d, (size_t)(end - d), EXIMLOG_OVERFLOW_MARK, sizeof(EXIMLOG_OVERFLOW_MARK) - 1);
+    const char *nl = memchr(d, '\n', (size_t)(end - d));
+    const char *e = m ? m : end;
+    return nl && nl < e ? nl : e;
+}
+
 static int
 eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
 {
@@ -1021,14 +1491,24 @@ eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
     const char *num = NULL;
     size_t count;
     const char *a = eximlog_find_args(p + 4, end, &num, &count);
-    if (!a)
-        return -EBADMSG;
+    if (!a) {
+        /* an entry over the log buffer, cut by Exim (4.98+) before its arguments: the
+         * directory is still what Exim wrote, as far as it goes */
+        if (!eximlog_ends_overflow(p, end))
+            return -EBADMSG;
+        ev->flags |= EXIM_F_OVERFLOW;
+        ev->cwd = eximlog_slice(p + 4, eximlog_cwd_cut(p + 4, end));
+        ev->args = fg_str_make(end, 0);
+        return 1;
+    }
     if (count > 1)
         ev->flags |= EXIM_F_CWD_MULTI;
     if (util_parse_u32(num, (size_t)(a - num), &ev->argc) < 0)
         return -EBADMSG;
     ev->cwd = eximlog_slice(p + 4, num - 1);
     const char *args = a + 6;
+    if (!eximlog_ends_overflow(args, end) && !eximlog_argv_fits(args, end, ev->argc))
+        ev->flags |= EXIM_F_CWD_ARGC;
     if (args < end)
         args++;
     ev->args = eximlog_slice(args, end);
@@ -1041,17 +1521,85 @@ eximlog_cwd(struct exim_event *ev, const char *p, const char *end)
                 break;
             }
         }
+        /* what names the writer: the directory as far as its first line goes */
+        if (ev->flags & EXIM_F_CWD_FORGED)
+            ev->cwd = eximlog_slice(p + 4, eximlog_cwd_cut(p + 4, end));
     }
     if (eximlog_cwd_submission(args, end))
         ev->flags |= EXIM_F_CWD_SUBMISSION;
     return 1;
 }
 
+/* Does [p, end) hold " args:"? (every record is asked: colons are few, memmem slower) */
+static bool
+eximlog_has_args_word(const char *p, const char *end)
+{
+    const char *q = p + 5;
+    while (q < end && (q = memchr(q, ':', (size_t)(end - q))) != NULL) {
+        if (memcmp(q - 5, " args", 5) == 0)
+            return true;
+        q++;
+    }
+    return false;
+}
+
+/*
+ * 9.1 rule 4: a record other than cwd= whose text ends in " <N> args: <arguments>" that
+ * Exim could have written for N arguments is what is left of a line forged through a
+ * directory name: the genuine cwd= entry's tail. An occurrence inside a quoted address
+ * of the for-list is data (a recipient may hold anything in quotes).
+ */
+static bool
+eximlog_forged_tail(const struct exim_event *ev, const char *p, const char *end)
+{
+    const char *q = end, *a = NULL;
+    /* the last " args:" that follows " <digits>" and precedes a space or the end */
+    while (q - p >= 6) {
+        const char *hit = NULL;
+        for (const char *s = p; (s = memmem(s, (size_t)(q - s), " args:", 6)) != NULL; s++)
+            hit = s;
+        if (!hit)
+            return false;
+        q = hit;
+        const char *d = hit;
+        while (d > p && eximlog_is_digit(d[-1]))
+            d--;
+        if (d < hit && d > p && d[-1] == ' ' && (hit + 6 == end || hit[6] == ' ')) {
+            a = d;
+            break;
+        }
+    }
+    if (!a)
+        return false;
+    if (ev->type == EXIM_ARRIVAL && ev->rcpts.p && a >= ev->rcpts.p &&
+        a < ev->rcpts.p + ev->rcpts.len) {
+        bool inq = false;
+        for (const char *c = ev->rcpts.p; c < a; c++) {
+            if (*c == '\\')
+                c++;
+            else if (*c == '"')
+                inq = !inq;
+        }
+        if (inq)
+            return false;
+    }
+    const char *colon = memchr(a, ' ', (size_t)(end - a));
+    uint32_t argc;
+    if (util_parse_u32(a, (size_t)(colon - a), &argc) < 0)
+        return false;
+    return eximlog_argv_fits(colon + 6, end, argc);
+}
+
 /* ---- records without a flag ------------------------------------------------------ */
 
 static const char *const eximlog_authfail_follow[] = { ": ", " I=", " U=", NULL };
 
-/* "<auth> authenticator failed for [H=]<host>[ I=..][ U=..]: <text>[ (set_id=<id>)]" */
+/*
+ * "<auth> authenticator failed for [H=]<host>[ I=..][ U=..]: <text>[ (set_id=<id>)]".
+ * The peer is the first candidate address of the host part (the set_id after it is
+ * data); a later candidate before that reading's " (set_id=" means a HELO holding
+ * another peer: flagged ambiguous.
+ */
 static int
 eximlog_auth_fail(struct exim_event *ev, const char *p, const char *sp, const char *end)
 {
@@ -1061,21 +1609,19 @@ eximlog_auth_fail(struct exim_event *ev, const char *p, const char *sp, const ch
     const char *h = sp + sizeof(lit) - 1;
     if (EXIMLOG_STARTS(h, end, "H="))
         h += 2;
-    struct eximlog_cand c[EXIMLOG_CAND_MAX];
-    size_t n = eximlog_host_cands(h, end, eximlog_authfail_follow, c);
-    if (n == 0)
+    struct eximlog_cand c, later;
+    const char *pos = h;
+    if (!eximlog_host_next(h, &pos, end, eximlog_authfail_follow, &c))
         return -EBADMSG;
-    if (n > 1)
-        ev->flags |= EXIM_F_AMBIGUOUS_HOST;
-    size_t k = (n < EXIMLOG_CAND_MAX ? n : EXIMLOG_CAND_MAX) - 1;
-    ev->host = eximlog_slice(h, c[k].end);
-    ev->host_ip = eximlog_slice(c[k].ip, c[k].ip_end);
+    ev->host = eximlog_slice(h, c.end);
+    ev->host_ip = eximlog_slice(c.ip, c.ip_end);
     ev->text = ev->host;
-    const char *q = c[k].end;
+    const char *q = c.end;
     const char *colon = memmem(q, (size_t)(end - q), ": ", 2);
-    if (!colon)
-        return 1;
-    const char *s = memmem(colon, (size_t)(end - colon), " (set_id=", 9);
+    const char *s = colon ? memmem(colon, (size_t)(end - colon), " (set_id=", 9) : NULL;
+    const char *data = s ? s : end;
+    if (eximlog_host_next(h, &pos, data, eximlog_authfail_follow, &later))
+        ev->flags |= EXIM_F_AMBIGUOUS_HOST;
     if (s && end[-1] == ')')
         ev->set_id = eximlog_slice(s + 9, end - 1);
     return 1;
@@ -1087,33 +1633,22 @@ static const char *const eximlog_reject_follow[] = {
     NULL
 };
 
-/* "H=<host> [..] [F=<sender>] [A=auth:id] rejected|temporarily rejected ..." or
- * "F=<sender> rejected ...". Other H= lines (warnings, verify failures) are EXIM_OTHER. */
+/*
+ * "H=<host> [..] [F=<sender>] [A=auth:id] rejected|temporarily rejected ..." or
+ * "F=<sender> rejected ...". Other H= lines (warnings, verify failures) are EXIM_OTHER.
+ * Each candidate peer address gives a reading; the first whose fields reach "rejected"
+ * is taken, and nothing after that word (the RCPT address, the ACL's message) supplies a
+ * field.
+ */
 static int
-eximlog_reject(struct exim_event *ev, const char *p, const char *end)
+eximlog_reject_fields(struct exim_event *t, const char *q, const char *end)
 {
-    const char *q = p;
-    struct exim_event t = *ev;
-    if (EXIMLOG_STARTS(p, end, "H=")) {
-        struct eximlog_cand c[EXIMLOG_CAND_MAX];
-        size_t n = eximlog_host_cands(p + 2, end, eximlog_reject_follow, c);
-        if (n == 0)
-            return 0;
-        if (n > 1)
-            t.flags |= EXIM_F_AMBIGUOUS_HOST;
-        size_t k = (n < EXIMLOG_CAND_MAX ? n : EXIMLOG_CAND_MAX) - 1;
-        t.host = eximlog_slice(p + 2, c[k].end);
-        t.host_ip = eximlog_slice(c[k].ip, c[k].ip_end);
-        q = c[k].end;
-        if (q < end)
-            q++;
-    }
     while (q < end) {
         const char *e;
         if (EXIMLOG_STARTS(q, end, "rejected ") ||
             EXIMLOG_STARTS(q, end, "temporarily rejected ")) {
-            t.type = EXIM_REJECT;
-            t.text = eximlog_slice(q, end);
+            t->type = EXIM_REJECT;
+            t->text = eximlog_slice(q, end);
             const char *r = (const char *)memchr(q, ' ', (size_t)(end - q)) + 1;
             if (*q == 't')
                 r = (const char *)memchr(r, ' ', (size_t)(end - r)) + 1;
@@ -1123,20 +1658,19 @@ eximlog_reject(struct exim_event *ev, const char *p, const char *end)
                 if (ae > a && ae[-1] == ':')
                     ae--;
                 if (ae > a && ae[-1] == '>')
-                    t.addr = eximlog_slice(a, ae - 1);
+                    t->addr = eximlog_slice(a, ae - 1);
             }
-            *ev = t;
             return 1;
         }
         e = eximlog_qtoken(q, end, NULL);
         if (EXIMLOG_STARTS(q, end, "F=<") && e[-1] == '>')
-            t.sender = eximlog_slice(q + 3, e - 1);
+            t->sender = eximlog_slice(q + 3, e - 1);
         else if (EXIMLOG_STARTS(q, end, "A=")) {
             e = memchr(q, ' ', (size_t)(end - q));
             e = e ? e : end;
             const char *colon = memchr(q, ':', (size_t)(e - q));
-            t.auth = eximlog_slice(q + 2, colon ? colon : e);
-            t.set_id = colon ? eximlog_slice(colon + 1, e) : fg_str_make(e, 0);
+            t->auth = eximlog_slice(q + 2, colon ? colon : e);
+            t->set_id = colon ? eximlog_slice(colon + 1, e) : fg_str_make(e, 0);
         } else if (!(EXIMLOG_STARTS(q, end, "I=") || EXIMLOG_STARTS(q, end, "U=") ||
                      EXIMLOG_STARTS(q, end, "X=") || EXIMLOG_STARTS(q, end, "CV=") ||
                      EXIMLOG_STARTS(q, end, "SNI=") || EXIMLOG_STARTS(q, end, "DN=")))
@@ -1144,6 +1678,36 @@ eximlog_reject(struct exim_event *ev, const char *p, const char *end)
         if (e >= end)
             break;
         q = e + 1;
+    }
+    return 0;
+}
+
+static int
+eximlog_reject(struct exim_event *ev, const char *p, const char *end)
+{
+    struct exim_event t = *ev;
+    if (!EXIMLOG_STARTS(p, end, "H=")) {
+        if (eximlog_reject_fields(&t, p, end) != 1)
+            return 0;
+        *ev = t;
+        return 1;
+    }
+    struct eximlog_cand c;
+    const char *h = p + 2, *pos = h;
+    while (eximlog_host_next(h, &pos, end, eximlog_reject_follow, &c)) {
+        t = *ev;
+        t.host = eximlog_slice(h, c.end);
+        t.host_ip = eximlog_slice(c.ip, c.ip_end);
+        const char *q = c.end < end ? c.end + 1 : end;
+        if (eximlog_reject_fields(&t, q, end) == 1) {
+            /* another candidate before the verdict: a HELO holding a second peer */
+            struct eximlog_cand later;
+            const char *lpos = pos;
+            if (eximlog_host_next(h, &lpos, t.text.p, eximlog_reject_follow, &later))
+                t.flags |= EXIM_F_AMBIGUOUS_HOST;
+            *ev = t;
+            return 1;
+        }
     }
     return 0;
 }
@@ -1157,14 +1721,14 @@ eximlog_connection(struct exim_event *ev, const char *h, const char *end)
     ev->text = ev->body;
     if (!h)
         return 1;
-    struct eximlog_cand c[EXIMLOG_CAND_MAX];
-    size_t n = eximlog_host_cands(h, end, eximlog_conn_follow, c);
-    if (n >= 1) {
-        ev->host = eximlog_slice(h, c[0].end);
-        ev->host_ip = eximlog_slice(c[0].ip, c[0].ip_end);
+    struct eximlog_cand c, later;
+    const char *pos = h;
+    if (eximlog_host_next(h, &pos, end, eximlog_conn_follow, &c)) {
+        ev->host = eximlog_slice(h, c.end);
+        ev->host_ip = eximlog_slice(c.ip, c.ip_end);
+        if (eximlog_host_next(h, &pos, end, eximlog_conn_follow, &later))
+            ev->flags |= EXIM_F_AMBIGUOUS_HOST;
     }
-    if (n > 1)
-        ev->flags |= EXIM_F_AMBIGUOUS_HOST;
     return 1;
 }
 
@@ -1213,13 +1777,13 @@ eximlog_no_id(struct exim_event *ev, const char *p, const char *end)
 }
 
 static int
-eximlog_with_id(struct exim_event *ev, const char *p, const char *end)
+eximlog_with_id(struct exim_event *ev, const char *p, const char *end, size_t reclen)
 {
     size_t n = (size_t)(end - p);
     if (n >= 2 && (n == 2 || p[2] == ' ')) {
         char a = p[0], b = p[1];
         if ((a == '<' || a == '(') && b == '=')
-            return eximlog_arrival(ev, p, end);
+            return eximlog_arrival(ev, p, end, reclen);
         if ((a == '=' && b == '>') || (a == '-' && b == '>') || (a == '*' && b == '>') ||
             (a == '>' && b == '>') || (a == '*' && b == '*') || (a == '=' && b == '='))
             return eximlog_delivery(ev, p, end);
@@ -1314,11 +1878,15 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
         if (eximlog_date_shaped(rec, end))
             return -EBADMSG;
         ret_ev->flags = EXIM_F_FOREIGN;
+        /* the remnant of a forged line need not start like an entry */
+        if (eximlog_has_args_word(rec, end) && eximlog_forged_tail(ret_ev, rec, end))
+            ret_ev->flags |= EXIM_F_FORGED_TAIL;
         return 0;
     }
     ev.body = eximlog_slice(p, end);
     bool overflow = eximlog_ends_overflow(p, end);
-    int r = ev.msgid.p ? eximlog_with_id(&ev, p, end) : eximlog_no_id(&ev, p, end);
+    int r =
+        ev.msgid.p ? eximlog_with_id(&ev, p, end, (size_t)(end - rec)) : eximlog_no_id(&ev, p, end);
     if (overflow) {
         /* a cut arrival lost its structured tail: nothing in it can be trusted */
         if (r < 0 || (ev.type == EXIM_ARRIVAL && (ev.flags & EXIM_F_ANOMALOUS)))
@@ -1331,6 +1899,8 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
     }
     if (r == 0)
         eximlog_keep_prefix(&ev); /* keep what identifies the line, drop half-read fields */
+    if (ev.type != EXIM_CWD && eximlog_has_args_word(p, end) && eximlog_forged_tail(&ev, p, end))
+        ev.flags |= EXIM_F_FORGED_TAIL;
     if (ev.type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
         const char *q = p;
         while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
@@ -1368,37 +1938,38 @@ eximlog_joiner_init(struct eximlog_joiner *j)
     j->orphan_lines = 0;
     j->absorbed_lines = 0;
     j->kind = EXIMLOG_JOIN_PLAIN;
-    j->quote = false;
-    j->esc = false;
 }
 
-/* Advance the quote state of an arrival over [p, end). */
-static void
-eximlog_joiner_scan_quotes(struct eximlog_joiner *j, const char *p, const char *end)
+/*
+ * Is the arrival text [p, end) (after "<= ") unfinished: does its sender, "from <...>" or
+ * for-list end inside a double quote or after a lone backslash (9.1 rule 3)? Only those
+ * fields are written raw and can carry a newline; the HELO, id= and T= never open
+ * anything. Fast path: the quotes of the whole text balance under Exim's backslash rule.
+ * @reclen is the length of the record so far.
+ */
+static bool
+eximlog_arrival_open(const char *p, const char *end, size_t reclen)
 {
-    bool inq = j->quote, esc = j->esc;
-    while (p < end) {
-        if (esc) {
-            esc = false;
-            p++;
-            continue;
+    bool inq = false, esc = false;
+    if (!memchr(p, '\\', (size_t)(end - p))) {
+        /* hot path: no backslash, so the quotes just alternate */
+        for (const char *q = p; (q = memchr(q, '"', (size_t)(end - q))) != NULL; q++)
+            inq = !inq;
+    } else {
+        for (const char *q = p; q < end; q++) {
+            if (esc)
+                esc = false;
+            else if (*q == '\\')
+                esc = true;
+            else if (*q == '"')
+                inq = !inq;
         }
-        if (!inq) {
-            const char *q = memchr(p, '"', (size_t)(end - p));
-            if (!q)
-                break;
-            inq = true;
-            p = q + 1;
-            continue;
-        }
-        if (*p == '\\')
-            esc = true;
-        else if (*p == '"')
-            inq = false;
-        p++;
     }
-    j->quote = inq;
-    j->esc = esc;
+    if (!inq && !esc)
+        return false;
+    struct eximlog_walk w;
+    eximlog_arrival_walk(&w, p, end, reclen);
+    return w.nvalid == 0 && (w.why & EXIMLOG_W_OPEN);
 }
 
 /* Does [p, end) contain " <digits> args:" or the overflow marker? */
@@ -1511,8 +2082,6 @@ eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
     const char *p = eximlog_prefix_skip(line, end, &has_id);
     j->kind = EXIMLOG_JOIN_PLAIN;
     j->open = false;
-    j->quote = false;
-    j->esc = false;
     j->truncated = false;
     j->absorbed = false;
     if (!p)
@@ -1523,8 +2092,7 @@ eximlog_joiner_begin(struct eximlog_joiner *j, const char *line, size_t len)
     } else if (has_id && end - p >= 3 && (p[0] == '<' || p[0] == '(') && p[1] == '=' &&
                p[2] == ' ') {
         j->kind = EXIMLOG_JOIN_ARRIVAL;
-        eximlog_joiner_scan_quotes(j, p + 3, end);
-        j->open = j->quote;
+        j->open = eximlog_arrival_open(p + 3, end, len);
     }
 }
 
@@ -1533,6 +2101,9 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
                     uint64_t end, struct eximlog_record *ret)
 {
     j->lines++;
+    if (j->pending && j->open && j->kind == EXIMLOG_JOIN_CWD &&
+        start - j->start >= EXIMLOG_RECORD_MAX)
+        j->open = false; /* past the most one write can hold: the entry ended before */
     if (j->pending && j->open) {
         /* rules 2 and 3: the entry is not finished, whatever this line looks like */
         j->end = end;
@@ -1544,11 +2115,21 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
         eximlog_joiner_append(j, line, len, true);
         const char *seg = j->buf + before;
         const char *segend = j->buf + j->len;
-        if (j->kind == EXIMLOG_JOIN_CWD)
-            j->open = !eximlog_joiner_has_args(seg, segend);
-        else {
-            eximlog_joiner_scan_quotes(j, seg, segend);
-            j->open = j->quote;
+        if (j->kind == EXIMLOG_JOIN_CWD) {
+            /* A directory name with a newline: nothing after it tells where Exim's write
+             * ends (the name can hold " N args:" and whole lines of its own, and close
+             * with a line of its choosing), but one write never exceeds the log buffer.
+             * Every line within that span belongs to the entry, unless the overflow
+             * marker ends it. */
+            j->open = memmem(seg, (size_t)(segend - seg), EXIMLOG_OVERFLOW_MARK,
+                             sizeof(EXIMLOG_OVERFLOW_MARK) - 1) == NULL;
+        } else {
+            bool has_id;
+            const char *b = j->buf;
+            while (b < segend && *b == '\0')
+                b++;
+            const char *t = eximlog_prefix_skip(b, segend, &has_id);
+            j->open = t && segend - t > 3 && eximlog_arrival_open(t + 3, segend, j->len);
         }
         if (j->truncated)
             j->open = false; /* bounded: the rest of the entry is lost, never a record */

@@ -30,11 +30,17 @@ enum exim_type {
 };
 
 /* Flags on struct exim_event.flags */
-#define EXIM_F_FAKEREJECT     (1u << 0) /* (= instead of <= */
-#define EXIM_F_LOCAL          (1u << 1) /* arrival without H=, P=local* */
-#define EXIM_F_RCPT_TRUNC     (1u << 2) /* the for-list ended with <trunc> or was cut at the buffer */
-#define EXIM_F_ANOMALOUS      (1u << 3) /* unknown or out-of-order tag in the structured part */
-#define EXIM_F_AMBIGUOUS_HOST (1u << 4) /* H= holds more than one candidate peer address */
+#define EXIM_F_FAKEREJECT (1u << 0) /* (= instead of <= */
+#define EXIM_F_LOCAL      (1u << 1) /* arrival without H=, P=local* */
+#define EXIM_F_RCPT_TRUNC                                                                          \
+    (1u << 2) /* the for-list ended with <trunc> or was cut at the buffer (EXIM_F_RCPT_CUT) */
+#define EXIM_F_ANOMALOUS                                                                           \
+    (1u << 3) /* arrival: no reading holds in Exim's grammar; host/ident/proto/auth/set_id         \
+                 are then empty (nothing in the text is evidence of who sent it) */
+#define EXIM_F_AMBIGUOUS_HOST                                                                      \
+    (1u << 4) /* arrival: two readings of the peer part hold and differ (a HELO holding            \
+                 ") [ip]:port ..."): the first in the fields, the other in alt; auth-fail,         \
+                 reject, connection: a second candidate peer before the data */
 #define EXIM_F_RETRY_WAIT     (1u << 5) /* == "retry time not reached": a repeat, not a new defer */
 #define EXIM_F_CWD_SUBMISSION (1u << 6) /* cwd= invocation that reads a message (-t, rcpts ...) */
 #define EXIM_F_CWD_FORGED     (1u << 7) /* cwd= entry absorbed following physical lines */
@@ -52,8 +58,9 @@ enum exim_type {
                   remnant of a line forged through a directory name or argv; never counted */
 #define EXIM_F_CWD_ARGC (1u << 15) /* cwd= whose " N args:" count does not match its arguments */
 #define EXIM_F_RCPT_CUT                                                                            \
-    (1u << 16) /* the for-list was cut at Exim's buffer without "<trunc>" (<= 4.97): complete it   \
-                  from the delivery records */
+    (1u << 16) /* the for-list may have been cut at Exim's buffer without "<trunc>" (<= 4.97:      \
+                  the record ends within 259 bytes of 8192): complete it from the delivery         \
+                  records */
 
 /*
  * One reading of an arrival's peer part: H= and the fields Exim writes between it and S=.
@@ -141,9 +148,11 @@ const char *eximlog_type_name(enum exim_type t);
 /*
  * Record splitter (exim-log-format.md 1.3 and 9.1), pure: physical lines in, complete
  * records out. A line starting with a space or tab continues the record; an empty line
- * is dropped; a cwd= record without its " N args:" part and an arrival that ends inside
- * an open double quote absorb the following lines, even timestamped ones, up to
- * EXIMLOG_RECORD_MAX. Offsets are the caller's (byte positions in its file).
+ * is dropped; an arrival whose sender, "from" or for-list ends inside a double quote (or
+ * after a backslash) absorbs the following lines, even timestamped ones, until it closes;
+ * a cwd= record whose first line lacks " N args:" absorbs every line within
+ * EXIMLOG_RECORD_MAX bytes of its start (the most one Exim write holds). Both are
+ * bounded by EXIMLOG_RECORD_MAX. Offsets are the caller's (byte positions in its file).
  */
 struct eximlog_joiner {
     char buf[EXIMLOG_RECORD_MAX + 1];
@@ -159,8 +168,6 @@ struct eximlog_joiner {
     uint64_t orphan_lines;            /* continuation lines with no record to continue */
     uint64_t absorbed_lines;          /* lines swallowed by an open cwd=/quote (rules 2-3 of 9.1) */
     uint8_t kind;                     /* what the pending record is: EXIMLOG_JOIN_* (internal) */
-    bool quote;                       /* arrival: inside a double quote at the end of the text */
-    bool esc;                         /* arrival: a backslash inside quotes escapes the next byte */
     char out[EXIMLOG_RECORD_MAX + 1]; /* the record handed out last */
 };
 

@@ -141,6 +141,24 @@ attrib_cwd_event(const char *dir, bool has_pid, uint32_t pid, int64_t ts)
     return ev;
 }
 
+/* An arrival the parser could not read strictly is never anyone's (even if a field were set) */
+START_TEST(test_attrib_anomalous_is_no_one)
+{
+    struct attrib_maps *m = attrib_test_maps();
+    struct attrib_result r;
+    struct attrib a;
+
+    attrib_init(&a);
+    for (size_t i = 0; i < 8; i++) {
+        struct exim_event ev = attrib_event(&good[i]);
+        ev.flags |= EXIM_F_ANOMALOUS;
+        ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 0);
+        ck_assert_str_eq(r.mailbox, "");
+        ck_assert_str_eq(r.account, "");
+    }
+    attrib_maps_free(m);
+}
+END_TEST
 START_TEST(test_attrib_cwd_ties_by_pid)
 {
     struct attrib_maps *m = attrib_test_maps();
@@ -254,6 +272,7 @@ attrib_suite(void)
     tcase_add_loop_test(tc, test_attrib_arrival_good, 0, (int)N_ELEMS(good));
     suite_add_tcase(s, tc);
     tc = tcase_create("cwd");
+    tcase_add_test(tc, test_attrib_anomalous_is_no_one);
     tcase_add_test(tc, test_attrib_cwd_ties_by_pid);
     tcase_add_test(tc, test_attrib_cwd_without_pid_and_ttl);
     tcase_add_test(tc, test_attrib_cwd_non_submission_ignored);
