@@ -380,12 +380,20 @@ srv_start(struct srv *s, bool with_group, gid_t group, const uid_t *members, siz
         ev_run(srv_loop, 0);
         _exit(0);
     }
-    for (int i = 0; i < 500; i++) { /* wait for the socket, at most 5 s */
-        if (access(s->path, F_OK) == 0)
-            break;
-        (void)usleep(10000);
+    /* wait until the server accepts, at most 60 s: the socket file exists from bind(),
+     * before listen(), and a loaded machine may run the child late */
+    bool up = false;
+    for (int i = 0; i < 6000 && !up; i++) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
+        up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        (void)close(fd);
+        if (!up)
+            (void)usleep(10000);
     }
-    ck_assert_int_eq(access(s->path, F_OK), 0);
+    ck_assert_msg(up, "%s: the test server never accepted", s->path);
 }
 
 static void
