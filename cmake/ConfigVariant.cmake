@@ -4,9 +4,11 @@
 #
 #   generic  conf/ as is: cPanel-style paths (/var/log/exim_mainlog, /var/spool/exim,
 #            /usr/sbin/exim) with the exim backend
-#   cpanel   the same paths, backend cpanel (whmapi1/uapi): the RPM for cPanel hosts
+#   cpanel   the same paths, backend cpanel (whmapi1/uapi), control_group floodgate: the
+#            RPM for cPanel hosts
 #   debian   Debian's exim4 paths (/var/log/exim4/mainlog, /var/spool/exim4,
-#            /usr/sbin/exim4, the blocklist in /etc/exim4/), backend exim: the deb
+#            /usr/sbin/exim4, the blocklist in /etc/exim4/), backend exim, control_group
+#            floodgate: the deb
 #
 # Written at configure time to <build>/conf/. Every edit must find the text it replaces:
 # a change to conf/ that breaks one fails the configure step instead of shipping a config
@@ -31,6 +33,11 @@ set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
 file(READ ${CMAKE_SOURCE_DIR}/conf/floodgate.yml FG_YML)
 file(READ ${CMAKE_SOURCE_DIR}/conf/exim-acl.conf FG_ACL)
 
+# The packages create the group "floodgate" for control_group.
+if(FLOODGATE_CONFIG_VARIANT STREQUAL "cpanel" OR FLOODGATE_CONFIG_VARIANT STREQUAL "debian")
+  fg_variant_edit(FG_YML "\n# control_group: floodgate-ro\n"
+                  "\n# (the package created the group floodgate: add users with usermod -aG floodgate)\ncontrol_group: floodgate\n")
+endif()
 if(FLOODGATE_CONFIG_VARIANT STREQUAL "cpanel")
   fg_variant_edit(FG_YML "\n  backend: exim\n" "\n  backend: cpanel\n")
 elseif(FLOODGATE_CONFIG_VARIANT STREQUAL "debian")
