@@ -5,7 +5,8 @@
 # passes `systemd-analyze verify`
 # and its `systemd-analyze security --offline` exposure stays at most FG_MAX_EXPOSURE
 # (both skipped without systemd-analyze). A /usr/local install gets a unit naming
-# /usr/local paths.
+# /usr/local paths. The logrotate file's copytruncate keeps an append-mode writer's
+# records (skipped without logrotate or root).
 set -euo pipefail
 build="${FG_BUILD_DIR:?}"
 src="${FG_SOURCE_DIR:?}"
@@ -29,7 +30,8 @@ esac
 unit="$root$unitdir/floodgate.service"
 
 want=(usr/sbin/floodgated etc/floodgate/floodgate.yml etc/floodgate/floodgate.yml.example
-      etc/floodgate/exim-acl.conf "${unit#"$root"/}")
+      etc/floodgate/exim-acl.conf etc/logrotate.d/floodgate "${unit#"$root"/}"
+      usr/share/doc/floodgate/README.md usr/share/doc/floodgate/install-debian.md)
 [ -x "$build/floodgatectl" ] && want+=(usr/sbin/floodgatectl)
 [ -f "$src/docs/operating.md" ] && want+=(usr/share/doc/floodgate/operating.md)
 want+=(usr/share/man/man8/floodgated.8 usr/share/man/man8/floodgatectl.8
@@ -42,11 +44,22 @@ for f in usr/sbin/floodgated usr/sbin/floodgatectl; do
 done
 # nothing outside the expected trees (a relative SYSCONFDIR would give /usr/etc)
 extra=$(cd "$root" && find . -type f | sed 's|^\./||' | grep -v -e '^usr/sbin/' \
-    -e '^etc/floodgate/' -e "^${unitdir#/}/" -e '^usr/share/doc/floodgate/' \
+    -e '^etc/floodgate/' -e '^etc/logrotate.d/floodgate$' -e "^${unitdir#/}/" -e '^usr/share/doc/floodgate/' \
     -e '^usr/share/man/man[58]/floodgate' || true)
 [ -z "$extra" ] || fail "unexpected files installed: $extra"
 cmp -s "$src/systemd/floodgate.service" "$unit" || fail "prefix /usr: unit differs from systemd/"
-cmp -s "$src/conf/floodgate.yml" "$root/etc/floodgate/floodgate.yml" || fail "config differs"
+variant=$(sed -n 's/^FLOODGATE_CONFIG_VARIANT:[A-Z]*=//p' "$build/CMakeCache.txt")
+if [ "$variant" = generic ]; then
+    cmp -s "$src/conf/floodgate.yml" "$root/etc/floodgate/floodgate.yml" || fail "config differs"
+fi
+cmp -s "$build/conf/floodgate.yml" "$root/etc/floodgate/floodgate.yml" ||
+    fail "config differs from the $variant variant"
+cmp -s "$src/packaging/logrotate/floodgate" "$root/etc/logrotate.d/floodgate" ||
+    fail "logrotate file differs"
+grep -q '^/var/log/floodgate/audit.jsonl {' "$root/etc/logrotate.d/floodgate" ||
+    fail "the logrotate file does not name the default audit_log"
+grep -q '^audit_log: /var/log/floodgate/audit.jsonl$' "$root/etc/floodgate/floodgate.yml" ||
+    fail "the config's audit_log is not the path the logrotate file rotates"
 [ "$(stat -c %a "$root/etc/floodgate/floodgate.yml")" = 640 ] ||
     fail "floodgate.yml is not installed 0640 (it may hold alert credentials)"
 echo "ok files: ${want[*]}"
@@ -64,7 +77,7 @@ echo "# stale" >>"$root/etc/floodgate/floodgate.yml.example"
 DESTDIR="$root" cmake --install "$build" --prefix /usr >"$tmp/install2.log"
 cmp -s "$tmp/edited.yml" "$root/etc/floodgate/floodgate.yml" ||
     fail "a reinstall overwrote /etc/floodgate/floodgate.yml"
-cmp -s "$src/conf/floodgate.yml" "$root/etc/floodgate/floodgate.yml.example" ||
+cmp -s "$build/conf/floodgate.yml" "$root/etc/floodgate/floodgate.yml.example" ||
     fail "a reinstall did not refresh floodgate.yml.example"
 grep -q 'Keeping: ' "$tmp/install2.log" || fail "a reinstall did not say it kept the config"
 echo "ok reinstall keeps floodgate.yml"
@@ -77,6 +90,27 @@ grep -q '^ExecStart=/usr/local/sbin/floodgated --config /usr/local/etc/floodgate
     "$lunit" || fail "prefix /usr/local: ExecStart= does not name /usr/local paths"
 [ -x "$tmp/local/usr/local/sbin/floodgated" ] || fail "prefix /usr/local: no floodgated"
 echo "ok prefix /usr/local"
+
+# The audit log's rotation, as floodgated writes it: one descriptor opened O_APPEND at start
+# and never reopened (daemon/live.c). After logrotate's copytruncate the next record must
+# be at the start of the live file, the earlier ones in the rotated copy.
+if command -v logrotate >/dev/null && [ "$(id -u)" = 0 ]; then
+    mkdir -m 0750 "$tmp/lr"
+    sed "s#^/var/log/floodgate/audit.jsonl {#$tmp/lr/audit.jsonl {#" \
+        "$root/etc/logrotate.d/floodgate" >"$tmp/lr.conf"
+    exec 3>>"$tmp/lr/audit.jsonl"
+    echo '{"event":"before"}' >&3
+    logrotate -f -s "$tmp/lr.state" "$tmp/lr.conf" || fail "logrotate failed on the shipped file"
+    echo '{"event":"after"}' >&3
+    exec 3>&-
+    [ "$(cat "$tmp/lr/audit.jsonl")" = '{"event":"after"}' ] ||
+        fail "after rotation the audit log holds: $(od -c "$tmp/lr/audit.jsonl" | head -3)"
+    [ "$(cat "$tmp/lr/audit.jsonl.1")" = '{"event":"before"}' ] ||
+        fail "the rotated audit log does not hold the earlier record"
+    echo "ok logrotate: copytruncate keeps an O_APPEND writer's records whole and in order"
+else
+    echo "skip: logrotate not installed or not root; rotation not checked"
+fi
 
 if ! command -v systemd-analyze >/dev/null; then
     echo "skip: systemd-analyze not found; unit not verified"

@@ -53,6 +53,9 @@ eh_start() {
     EH_PORT=$(eh_free_port)
     EH_DEAD_PORT=$(eh_free_port)
     EH_CONF=$EH_DIR/exim.conf
+    # Exim reads its config as its own user: a copy here, not the snippet in a source tree
+    # that user may not reach (a clone in /root)
+    install -m 0644 "$FG_SOURCE_DIR/conf/exim-acl.conf" "$EH_DIR/exim-acl.conf" || return 1
     cat > "$EH_CONF" <<CONF
 # throwaway floodgate e2e configuration (tests/e2e/exim-harness.sh)
 primary_hostname = fg-test.example
@@ -79,7 +82,7 @@ acl_not_smtp = acl_floodgate_not_smtp
 
 begin acl
 
-.include $FG_SOURCE_DIR/conf/exim-acl.conf
+.include $EH_DIR/exim-acl.conf
 
 acl_check_rcpt:
   require acl = acl_floodgate_rcpt
