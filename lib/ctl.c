@@ -111,6 +111,39 @@ ctl_has_ctrl(const char *p, size_t len)
     return false;
 }
 
+/*
+ * Identities travel as floodgate shows them (strbuf_append_display): "\\" is a backslash
+ * and "\xHH" any other byte, so a script directory with control bytes can be named
+ * exactly. Unescapes @id in place; -EINVAL for a bad escape or a NUL byte.
+ */
+static int
+ctl_unescape_id(char *id)
+{
+    char *w = id;
+
+    for (const char *r = id; *r;) {
+        if (*r != '\\') {
+            *w++ = *r++;
+            continue;
+        }
+        if (r[1] == '\\') {
+            *w++ = '\\';
+            r += 2;
+            continue;
+        }
+        uint8_t byte;
+        if (r[1] != 'x' || !r[2] || !r[3])
+            return -EINVAL;
+        const char hx[2] = { util_ascii_lower(r[2]), util_ascii_lower(r[3]) };
+        if (util_unhex(hx, 2, &byte, 1) < 0 || byte == 0)
+            return -EINVAL;
+        *w++ = (char)byte;
+        r += 4;
+    }
+    *w = '\0';
+    return 0;
+}
+
 /* "<scope> <identity>[\t<reason>]" (the reason only when @reason is set). */
 static int
 ctl_parse_identity(const char *p, const char *end, struct ctl_request *ret, bool reason,
@@ -156,6 +189,10 @@ ctl_parse_identity(const char *p, const char *end, struct ctl_request *ret, bool
     }
     memcpy(ret->id, p, (size_t)(end - p));
     ret->id[end - p] = '\0';
+    if (ctl_unescape_id(ret->id) < 0) {
+        *why = "identity holds a bad escape (\\\\ or \\xHH, not \\x00)";
+        return -EINVAL;
+    }
     if (ret->scope == SCOPE_MAILBOX) /* mailboxes are counted lowercased */
         for (char *c = ret->id; *c; c++)
             *c = util_ascii_lower(*c);
