@@ -847,7 +847,7 @@ START_TEST(test_engine_cut_for_list)
                                         "T=dkim_remote_smtp defer (-44): x"
                                       : "** r%04d@gmail.com R=dkim_lookuphost "
                                         "T=dkim_remote_smtp: 550 no";
-        char addr[16];
+        char addr[32];
         (void)snprintf(addr, sizeof(addr), "r%04d@gmail.com", i);
         (void)snprintf(line, sizeof(line), "2026-03-02 10:01:00 1vwqhc-00CUT1-xm %.2s %s%s", what,
                        addr, what + 18);
