@@ -138,15 +138,17 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
 /* At most one journal line (and alert) a minute per kind of these signals. */
 #define LIVE_SIGNAL_EVERY_MS 60000
 
-/*
- * The wall clock as the log writes it, for the engine's bound. Exim writes local time
- * (read as UTC by the parser) unless log_timezone is set (then UTC): east of UTC the
- * local reading is the later one, so the bound is now + the offset when it is positive;
- * west of UTC it is now (the bound is then looser by the offset for logs in local time).
- * The offset is looked up once a minute (a DST change is a clock step the bound allows).
- */
+/* The engine's bound: the wall clock, and the local offset for logs written in local time. */
 static int64_t
-live_log_now(void *ctx)
+live_utc_now(void *ctx)
+{
+    (void)ctx;
+    return clock_now_ms(&clock_real);
+}
+
+/* Local time minus UTC, looked up once a minute (a DST change is a step the bound allows). */
+static int64_t
+live_local_offset(void *ctx)
 {
     struct daemon *d = ctx;
     int64_t now = clock_now_ms(&clock_real);
@@ -154,17 +156,10 @@ live_log_now(void *ctx)
     if (now >= d->gmtoff_until_ms) {
         time_t t = (time_t)(now / 1000);
         struct tm tm;
-        d->gmtoff_ms = localtime_r(&t, &tm) && tm.tm_gmtoff > 0 ? (int64_t)tm.tm_gmtoff * 1000 : 0;
+        d->gmtoff_ms = localtime_r(&t, &tm) ? (int64_t)tm.tm_gmtoff * 1000 : 0;
         d->gmtoff_until_ms = now + 60000;
     }
-    return now + d->gmtoff_ms;
-}
-
-static int64_t
-live_log_mono(void *ctx)
-{
-    (void)ctx;
-    return clock_mono_ms(&clock_real);
+    return d->gmtoff_ms;
 }
 
 /* Is a journal line for this signal due? Counts the ones held back in *@quiet. */
@@ -982,8 +977,8 @@ live_main(const char *config_path, struct config *cfg)
     r = daemon_maps_load(cfg, d.key, &d.maps);
     if (r < 0)
         goto out;
-    d.log_clock = (struct clock){ live_log_now, live_log_mono, &d };
-    ep = (struct engine_params){ .cfg = cfg, .maps = d.maps, .wall = &d.log_clock };
+    d.wall = (struct engine_wall){ live_utc_now, live_local_offset, &d };
+    ep = (struct engine_params){ .cfg = cfg, .maps = d.maps, .wall = &d.wall };
     memcpy(ep.key, d.key, SIPHASH_KEY_LEN);
     r = engine_new(&ep, &d.engine);
     if (r < 0)

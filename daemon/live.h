@@ -57,8 +57,8 @@ struct daemon {
     ev_child saver; /* the background checkpoint writer */
     pid_t saver_pid;
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~250 KiB: not on the stack per record */
-    struct clock log_clock;   /* the wall clock as the log writes it: bounds the engine's */
-    int64_t gmtoff_ms;        /* local time offset, >= 0 (see live_log_now) */
+    struct engine_wall wall;  /* the wall clock that bounds the engine's */
+    int64_t gmtoff_ms;        /* local time minus UTC (see live_local_offset) */
     int64_t gmtoff_until_ms;  /* when to look it up again */
     int64_t ahead_mono;       /* last journal line about a record dated ahead */
     uint64_t ahead_quiet;     /* records dated ahead since, not logged one by one */

@@ -40,7 +40,7 @@ struct engine {
     struct engine_stats stats;
     struct attrib_result ar2;     /* the second reading of a forged HELO */
     uint8_t key[SIPHASH_KEY_LEN];
-    const struct clock *wall;
+    const struct engine_wall *wall;
     int64_t now_ms;
     int64_t bound_ms; /* without a wall clock: engine_delay's bound, INT64_MAX: none */
 };
@@ -753,10 +753,33 @@ engine_frozen_by_acl(struct engine *e, struct msgtrack_msg *msg, const struct ex
  * records that follow (replay, engine_delay); none: unbounded. Returns false when the
  * record's time was not taken (ev->ts_ms is set to the clock it is counted at either way).
  */
+/* Did the record give its zone ("+HHMM" after the time: log_timezone)? Its time is UTC. */
+static bool
+engine_zoned(const struct exim_event *ev)
+{
+    const char *p = ev->time.p, *end = ev->body.p;
+
+    if (!p || !end || end <= p + 19)
+        return false;
+    p += 19;
+    if (end - p >= 4 && p[0] == '.')
+        p += 4;
+    if (p < end && *p == ' ')
+        p++;
+    return end - p >= 5 && (p[0] == '+' || p[0] == '-') && p[1] >= '0' && p[1] <= '9' &&
+           p[4] >= '0' && p[4] <= '9';
+}
+
 static bool
 engine_clock(struct engine *e, struct exim_event *ev)
 {
-    int64_t bound = e->wall ? clock_now_ms(e->wall) : e->bound_ms;
+    int64_t bound = e->bound_ms;
+
+    if (e->wall) {
+        bound = e->wall->utc_ms(e->wall->ctx);
+        if (!engine_zoned(ev))
+            bound += e->wall->local_offset_ms(e->wall->ctx);
+    }
 
     if (bound != INT64_MAX && ev->ts_ms > bound + ENGINE_CLOCK_AHEAD_MS) {
         e->stats.clock_ahead++;

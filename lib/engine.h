@@ -12,7 +12,6 @@
 #include "policy.h"
 #include "usertable.h"
 
-#include "clock.h"
 
 /*
  * The detection pipeline shared by the live daemon and --replay: one record in,
@@ -33,6 +32,17 @@
  */
 #define ENGINE_CLOCK_AHEAD_MS (5 * 60 * 1000)
 #define ENGINE_CLOCK_CONFIRM  4
+
+/*
+ * The wall clock for the bound. Exim writes local time, read as UTC by the parser, unless
+ * log_timezone is set (a "+HHMM" after the time: the parser converts to UTC); the engine
+ * compares each record with the reading its own form calls for.
+ */
+struct engine_wall {
+    int64_t (*utc_ms)(void *ctx);          /* now, epoch ms */
+    int64_t (*local_offset_ms)(void *ctx); /* local time minus UTC now (negative west of it) */
+    void *ctx;
+};
 
 enum engine_notice_kind {
     ENGINE_TRIP,            /* a rule fired for an identity */
@@ -104,11 +114,11 @@ struct engine_params {
     const struct attrib_maps *maps; /* kept, may be NULL; engine_set_maps replaces it */
     uint8_t key[SIPHASH_KEY_LEN];   /* hash key for every table */
     /*
-     * Live: the wall clock as the log writes it (local time read as UTC, ms); the pipeline
-     * clock never passes it by more than ENGINE_CLOCK_AHEAD_MS. NULL: replay (bounded by
-     * engine_delay), or unbounded when records are fed directly. Kept until engine_free.
+     * Live: the wall clock; the pipeline clock never passes it (as the log writes time)
+     * by more than ENGINE_CLOCK_AHEAD_MS. NULL: replay (bounded by engine_delay), or
+     * unbounded when records are fed directly. Kept until engine_free.
      */
-    const struct clock *wall;
+    const struct engine_wall *wall;
 };
 
 struct engine;

@@ -531,7 +531,7 @@ static const char hostile_yaml[] = "mode: monitor\n"
 
 /* A new engine on hostile_yaml (and @wall, NULL for none) in place of the fixture's. */
 static void
-engine_restart(const struct clock *wall)
+engine_restart(const struct engine_wall *wall)
 {
     struct engine_params ep = { 0 };
     struct diag d;
@@ -565,11 +565,28 @@ static const char forged_2099[] = "2099-01-01 00:00:00 1vwqhc-0FORGE-xm <= f@exa
                                   "[192.0.2.9]:4000 P=esmtpsa A=dovecot_login:f@example.com "
                                   "S=1 for a@gmail.com";
 
+/* A wall clock for tests: UTC now and the local offset, moved by hand. */
+struct engine_test_wall {
+    int64_t utc_ms, offset_ms;
+};
+
+static int64_t
+engine_test_utc(void *ctx)
+{
+    return ((struct engine_test_wall *)ctx)->utc_ms;
+}
+
+static int64_t
+engine_test_offset(void *ctx)
+{
+    return ((struct engine_test_wall *)ctx)->offset_ms;
+}
+
 /* Live: one record dated 2099 does not move the clock; 6 messages an hour never trip 20/h. */
 START_TEST(test_engine_clock_bounded_live)
 {
-    struct clock_fake f;
-    struct clock wall = clock_fake_init(&f, engine_log_ms(2, 10, 0));
+    struct engine_test_wall f = { engine_log_ms(2, 10, 0), 0 };
+    struct engine_wall wall = { engine_test_utc, engine_test_offset, &f };
     char line[512];
     size_t n, trips = 0, ahead = 0;
 
@@ -583,9 +600,8 @@ START_TEST(test_engine_clock_bounded_live)
     ck_assert_int_eq(fx.notes[0].at_ms, util_days_from_civil(2099, 1, 1) * 86400000);
     ck_assert_str_eq(fx.notes[0].at, "2099-01-01 00:00:00");
     ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 10, 0));
-    /* a few minutes ahead of the wall clock is still taken (clock skew, buffering) */
     for (int i = 1; i <= 30; i++) {
-        clock_fake_advance(&f, 10 * 60000);
+        f.utc_ms += 10 * 60000;
         engine_arrival_text(line, sizeof(line), 2, 10 + i / 6, (i % 6) * 10, i,
                             "six@example.com");
         trips += engine_count_trips(engine_feed_text(line), "box-hour");
@@ -593,11 +609,30 @@ START_TEST(test_engine_clock_bounded_live)
     ck_assert_uint_eq(trips, 0);
     ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 0));
     ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 1);
-    /* within the bound: taken */
+    /* a few minutes ahead of the wall clock is still taken (clock skew, buffering) */
     engine_arrival_text(line, sizeof(line), 2, 15, 4, 99, "six@example.com");
     ck_assert_uint_eq(engine_feed_text(line), 0);
     ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 4));
     ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 1);
+
+    /* west of UTC (-05:00): a log in local time is 5 h behind UTC, so a record at UTC now
+     * is 5 h ahead of it; a log_timezone record ("-0500") is compared with UTC */
+    f.offset_ms = -5 * 3600000LL;
+    f.utc_ms = engine_log_ms(2, 20, 10);
+    engine_arrival_text(line, sizeof(line), 2, 15, 9, 100, "six@example.com");
+    ck_assert_uint_eq(engine_feed_text(line), 0);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 9));
+    engine_arrival_text(line, sizeof(line), 2, 20, 10, 101, "six@example.com");
+    n = engine_feed_text(line);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_CLOCK_AHEAD);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 9));
+    ck_assert_uint_eq(engine_feed_text("2026-03-02 15:11:00 -0500 1vwqhc-0ZONE1-xm <= "
+                                       "six@example.com H=(pc) [192.0.2.7]:4000 P=esmtpsa "
+                                       "A=dovecot_login:six@example.com S=1 for a@gmail.com"),
+                      0);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 20, 11));
+    ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 2);
 }
 END_TEST
 
