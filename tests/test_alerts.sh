@@ -19,7 +19,9 @@
 #  8. a 1,000-identity outbreak: the webhook gets every trip, Slack a bounded number of
 #     messages (digests with the right total), Alertmanager one array holding them all;
 #  9. no log line, ctl answer or metric contains the Slack URL's secret path or the key;
-#     the metrics count the deliveries per destination.
+#     the metrics count the deliveries per destination;
+# 10. a subject that swallows a forged arrival: a log_injection health alert names the
+#     writer (not the forged identity), escaped for Slack like any log text.
 # Every wait is bounded; the whole test stops itself after 240 s.
 set -euo pipefail
 build="${FG_BUILD_DIR:?}"
@@ -419,6 +421,31 @@ except FileNotFoundError:
 for secret in (SLACK_SECRET_PATH, SECRET, SECRET[6:]):
     if secret in seen:
         fail("a secret leaked into logs, status or metrics")
+
+# 10. log injection: a health alert naming the writer, escaped like the rest -----------
+inj_box = "ev<!here>il@site.example"
+ts = time.strftime("%Y-%m-%d %H:%M:%S")
+append(["%s 1zzzzz-0INJ01-ab <= %s H=(pc) [192.0.2.7]:41000 P=esmtpsa "
+        "A=dovecot_login:%s S=900 T=\"hi\n%s 1zzzzz-0INJ02-ab <= v@x H=(y) [192.0.2.8]:1 "
+        "P=esmtpsa A=dovecot_login:victim@site.example S=1 for z@remote.example\" "
+        "for r@remote.example\n" % (ts, inj_box, inj_box, ts),
+        "%s 1zzzzz-0INJ03-ab Completed\n" % ts])
+
+
+def injection_events(sink, pick):
+    return [x for x in sink.ok() if "log_injection" in x["body"] and pick(x["body"])]
+
+
+got = wait_for(lambda: injection_events(hook, lambda b: True), 20, "the log_injection webhook")
+data = json.loads(got[0]["body"])["data"]
+if data.get("kind") != "log_injection" or inj_box not in data.get("message", ""):
+    fail("log_injection webhook does not name the writer: %r" % data)
+if "victim@site.example" in data.get("message", ""):
+    fail("log_injection webhook names the forged identity: %r" % data)
+sl = wait_for(lambda: [x for x in slack.ok() if "log injection" in x["body"]], 20,
+              "the log_injection Slack message")
+if "<!here>" in sl[0]["body"] or "&lt;!here&gt;" not in sl[0]["body"]:
+    fail("the identity reached Slack unescaped: %r" % sl[0]["body"][:400])
 
 # exactly once over the whole run: every delivered event id delivered once
 ids = [x["headers"]["webhook-id"] for x in hook.ok()
