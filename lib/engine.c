@@ -8,9 +8,10 @@
  * record's own timestamp, clamped so that it never goes backwards (two merged logs or a
  * clock step must not revive old counts), so replay and live agree exactly. It is also
  * bounded forwards (engine_clock): a record dated more than ENGINE_CLOCK_AHEAD_MS past the
- * wall clock (live) or past the recent records (replay, until ENGINE_CLOCK_CONFIRM records
- * in a row confirm a real gap in the log) is counted at the current clock and reported,
- * so one forged line dated 2099 cannot stop every window from sliding.
+ * wall clock (live) or past the oldest of the ENGINE_CLOCK_CONFIRM records that follow it
+ * (replay: engine_delay, so a real gap in the log still moves the clock at its first
+ * record) is counted at the current clock and reported, so one forged line dated 2099
+ * cannot stop every window from sliding.
  *
  * Hostile input (a newline in a HELO, a subject, a directory or argv) shows as parser
  * flags: the swallowed text is never counted, the genuine writer is counted as usual, and
@@ -38,7 +39,7 @@ struct engine {
     struct msgtrack_seen *seen; /* recipients counted for messages with a cut for-list */
     struct attrib attrib;
     struct engine_stats stats;
-    struct attrib_result ar2;     /* the second reading of a forged HELO */
+    struct attrib_result ar2; /* the second reading of a forged HELO (4 KiB) */
     uint8_t key[SIPHASH_KEY_LEN];
     const struct engine_wall *wall;
     int64_t now_ms;
