@@ -56,33 +56,6 @@ live_ctl_str(struct strbuf *out, const char *key, const char *val)
     return r < 0 ? r : strbuf_appends(out, "\"");
 }
 
-/*
- * An identity in an answer, as floodgatectl's requests take it back: printable ASCII as
- * it is, a backslash doubled, any other byte "\\xHH" (the JSON transport would otherwise
- * turn a UTF-8 byte into a code point), so a script directory with any bytes can be
- * copied from `held` or `top` into `release` and names the same identity.
- */
-static int
-live_ctl_id(struct strbuf *out, const char *key, const char *val)
-{
-    struct strbuf shown;
-    int r = 0;
-
-    strbuf_init(&shown, 4 * USERTABLE_KEY_MAX + 1);
-    for (const unsigned char *p = (const unsigned char *)val; *p && r == 0; p++) {
-        if (*p == '\\')
-            r = strbuf_appends(&shown, "\\\\");
-        else if (*p >= 0x20 && *p < 0x7f)
-            r = strbuf_append(&shown, (const char *)p, 1);
-        else
-            r = strbuf_printf(&shown, "\\x%02x", *p);
-    }
-    if (r == 0)
-        r = live_ctl_str(out, key, strbuf_cstr(&shown));
-    strbuf_done(&shown);
-    return r;
-}
-
 static const char *
 live_ctl_mode(const struct daemon *d)
 {
@@ -120,7 +93,7 @@ live_ctl_top(struct daemon *d, const struct ctl_request *req, struct strbuf *out
             for (size_t k = 0; k < n && r == 0; k++) {
                 r = strbuf_appends(out, k ? ",{" : "{");
                 if (r == 0)
-                    r = live_ctl_id(out, "id", rows[k].id);
+                    r = live_ctl_str(out, "id", rows[k].id);
                 if (r == 0)
                     r = strbuf_printf(out, ",\"value\":%" PRIu64 "}", rows[k].value);
             }
@@ -162,7 +135,7 @@ live_ctl_info(struct strbuf *out, const struct action_info *in)
     int r = strbuf_printf(out, "\"scope\":\"%s\",", usertable_scope_name(in->scope));
 
     if (r == 0)
-        r = live_ctl_id(out, "id", in->id);
+        r = live_ctl_str(out, "id", in->id);
     if (r == 0)
         r = strbuf_appends(out, ",");
     if (r == 0)
@@ -394,7 +367,7 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req, struct strbuf *ou
     engine_account_of(d->engine, req->scope, req->id, account, sizeof(account));
     r = strbuf_printf(out, "{\"scope\":\"%s\",", usertable_scope_name(req->scope));
     if (r == 0)
-        r = live_ctl_id(out, "id", req->id);
+        r = live_ctl_str(out, "id", req->id);
     if (r == 0)
         r = strbuf_appends(out, ",");
     if (r == 0)
@@ -492,7 +465,7 @@ live_ctl_release(struct daemon *d, const struct ctl_request *req, const struct c
     r = strbuf_printf(out, "{\"released\":true,\"scope\":\"%s\",\"actions\":%s,",
                       usertable_scope_name(req->scope), r == 0 ? "true" : "false");
     if (r == 0)
-        r = live_ctl_id(out, "id", req->id);
+        r = live_ctl_str(out, "id", req->id);
     return r < 0 ? r : strbuf_appends(out, "}");
 }
 
@@ -543,7 +516,7 @@ live_ctl_hold(struct daemon *d, const struct ctl_request *req, const struct ctl_
                       d->cfg->mode == CONFIG_MODE_MONITOR ? "true" : "false",
                       usertable_scope_name(req->scope), n);
     if (r == 0)
-        r = live_ctl_id(out, "id", req->id);
+        r = live_ctl_str(out, "id", req->id);
     if (r == 0)
         r = strbuf_appends(out, ",");
     if (r == 0)
