@@ -29,6 +29,7 @@ struct replay_trip {
 
 struct replay {
     struct engine *engine;
+    struct engine_delay *delay; /* records wait for the ones that bound their time */
     struct eximlog_joiner joiner;
     struct replay_trip *trips;
     size_t ntrips, captrips;
@@ -55,14 +56,36 @@ replay_keep(struct replay *rp, const struct engine_notice *n)
 }
 
 static int
-replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line)
+replay_notes(struct replay *rp, size_t n)
 {
-    size_t n = engine_feed(rp->engine, rec, line, rp->notes, N_ELEMS(rp->notes));
-
     for (size_t i = 0; i < n; i++)
         if (replay_keep(rp, &rp->notes[i]) < 0)
             return -ENOMEM;
     return 0;
+}
+
+/*
+ * There is no wall clock in a replay: a record is fed once ENGINE_CLOCK_CONFIRM records
+ * follow it, and its time counts only as far as they agree (engine_delay), so one line
+ * dated 2099 does not stop the windows while a real gap in the log still moves them.
+ */
+static int
+replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line)
+{
+    return replay_notes(
+        rp, engine_delay_push(rp->delay, rp->engine, rec, line, rp->notes, N_ELEMS(rp->notes)));
+}
+
+/* The end of the input: the records still waiting, bounded by what follows them. */
+static int
+replay_drain(struct replay *rp)
+{
+    int r = 0;
+
+    while (r == 0 && engine_delay_pending(rp->delay))
+        r = replay_notes(rp,
+                         engine_delay_flush(rp->delay, rp->engine, rp->notes, N_ELEMS(rp->notes)));
+    return r;
 }
 
 static int
@@ -263,10 +286,17 @@ replay_print_json(struct replay *rp, double secs)
     strbuf_init(&b, SIZE_MAX / 2);
     (void)strbuf_printf(&b,
                         "{\"lines\":%llu,\"bytes\":%llu,\"records\":%llu,\"parse_errors\":%llu,"
-                        "\"arrivals\":%llu,\"outbound\":%llu,\"seconds\":%.3f,\"identities\":[",
+                        "\"arrivals\":%llu,\"outbound\":%llu,\"clock_ahead\":%llu,"
+                        "\"log_injection\":{",
                         (unsigned long long)rp->lines, (unsigned long long)rp->bytes,
                         (unsigned long long)st->records, (unsigned long long)st->parse_errors,
-                        (unsigned long long)st->arrivals, (unsigned long long)st->outbound, secs);
+                        (unsigned long long)st->arrivals, (unsigned long long)st->outbound,
+                        (unsigned long long)st->clock_ahead);
+    for (size_t k = 0; k < ENGINE_INJ__MAX; k++)
+        (void)strbuf_printf(&b, "%s\"%s\":%llu", k ? "," : "",
+                            engine_injection_name((enum engine_injection)k),
+                            (unsigned long long)st->injections[k]);
+    (void)strbuf_printf(&b, "},\"seconds\":%.3f,\"identities\":[", secs);
     for (size_t i = 0; ids && i < nid; i++) {
         engine_account_of(rp->engine, ids[i].scope, ids[i].id, acct, sizeof(acct));
         (void)strbuf_printf(&b, "%s{\"scope\":\"%s\",\"id\":", i ? "," : "",
@@ -335,6 +365,13 @@ replay_print_text(struct replay *rp, double secs)
     printf("deliveries %llu, deferrals %llu, failures %llu, log injection attempts %llu\n",
            (unsigned long long)st->deliveries, (unsigned long long)st->deferrals,
            (unsigned long long)st->failures, (unsigned long long)st->cwd_forged);
+    printf("log injection signals: absorbed %llu, cwd %llu, tail %llu, helo %llu; records "
+           "dated ahead of the clock %llu\n",
+           (unsigned long long)st->injections[ENGINE_INJ_ABSORBED],
+           (unsigned long long)st->injections[ENGINE_INJ_CWD],
+           (unsigned long long)st->injections[ENGINE_INJ_TAIL],
+           (unsigned long long)st->injections[ENGINE_INJ_HELO],
+           (unsigned long long)st->clock_ahead);
     printf("\ntop senders:\n");
     for (size_t i = 0; ids && i < nid; i++) {
         if (shown[ids[i].scope]++ >= 5)
@@ -377,9 +414,10 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
     }
     ep.maps = maps;
     r = engine_new(&ep, &rp->engine);
+    rp->delay = engine_delay_new();
     buf = malloc(REPLAY_READ_BYTES);
     carry = malloc(REPLAY_LINE_MAX);
-    if (r < 0 || !buf || !carry) {
+    if (r < 0 || !rp->delay || !buf || !carry) {
         log_emit(LOG_ERR, -ENOMEM, NULL, "replay: cannot start");
         r = -ENOMEM;
         goto out;
@@ -388,6 +426,8 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
     t0 = clock_mono_ms(&clock_real);
     for (int i = 0; i < nfiles && r == 0; i++)
         r = replay_file(rp, files[i], buf, carry);
+    if (r == 0)
+        r = replay_drain(rp);
     if (r == 0) {
         double secs = (double)(clock_mono_ms(&clock_real) - t0) / 1000.0;
         if (json)
@@ -399,6 +439,7 @@ out:
     free(buf);
     free(carry);
     free(rp->trips);
+    engine_delay_free(rp->delay);
     engine_free(rp->engine);
     free(rp);
     attrib_maps_free(maps);

@@ -784,8 +784,11 @@ action_valid_identity(enum usertable_scope scope, const char *id)
     case SCOPE_ACCOUNT:
         return spawn_valid_user(id);
     case SCOPE_SCRIPT:
+        /* account:directory. The directory is the bytes Exim logged (any but NUL): it is
+         * a key, never an argument as it is (action_command escapes it, the other
+         * backends act on the account or on message ids) */
         colon = strchr(id, ':');
-        if (!colon || !spawn_valid_text(id) ||
+        if (!colon || colon[1] == '\0' || strlen(id) >= USERTABLE_KEY_MAX ||
             util_copy_str(user, sizeof(user), fg_str_make(id, (size_t)(colon - id))) < 0)
             return false;
         return spawn_valid_user(user);

@@ -252,9 +252,17 @@ void
 attrib_note_cwd(struct attrib *a, const struct exim_event *ev)
 {
     struct attrib_cwd *c;
+    bool overflow = (ev->flags & EXIM_F_OVERFLOW) && ev->cwd.len;
 
-    if (ev->type != EXIM_CWD || !(ev->flags & EXIM_F_CWD_SUBMISSION))
+    /* an overflowed record lost its argv: the submission flag cannot be known, but the
+     * directory Exim wrote before the cut still names the script */
+    if (!overflow && (ev->type != EXIM_CWD || !(ev->flags & EXIM_F_CWD_SUBMISSION)))
         return;
+    if (ev->flags & EXIM_F_CWD_ARGC) {
+        /* the args count does not match: the argv holds text that is not Exim's */
+        a->cwd_argc++;
+        return;
+    }
     if (ev->cwd.len == 0 || ev->cwd.len >= sizeof(c->dir)) {
         a->keys_too_long++;
         return;
@@ -266,6 +274,7 @@ attrib_note_cwd(struct attrib *a, const struct exim_event *ev)
     c->used = true;
     c->has_pid = ev->has_pid;
     c->pid = ev->pid;
+    c->forged = (ev->flags & (EXIM_F_CWD_FORGED | EXIM_F_ABSORBED)) != 0;
     c->ts_ms = ev->ts_ms;
     c->len = ev->cwd.len;
     memcpy(c->dir, ev->cwd.p, ev->cwd.len);
@@ -297,10 +306,88 @@ attrib_take_cwd(struct attrib *a, const struct exim_event *ev)
     return best;
 }
 
+struct fg_str
+attrib_peek_cwd(const struct attrib *a, bool has_pid, uint32_t pid)
+{
+    const struct attrib_cwd *best = NULL;
+
+    for (size_t i = 0; i < ATTRIB_CWD_SLOTS; i++) {
+        const struct attrib_cwd *c = &a->cwd[i];
+        if (!c->used || (has_pid && (!c->has_pid || c->pid != pid)))
+            continue;
+        if (!best || c->ts_ms >= best->ts_ms)
+            best = c;
+    }
+    return best ? fg_str_make(best->dir, best->len) : FG_STR_NULL;
+}
+
+size_t
+attrib_home_owner(struct fg_str dir, char *buf, size_t size)
+{
+    const char *p = dir.p, *end = dir.p + dir.len, *user, *slash;
+    size_t n;
+
+    if (dir.len < 6 || memcmp(p, "/home", 5) != 0)
+        return 0;
+    p += 5;
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    if (p >= end || *p != '/')
+        return 0;
+    user = ++p;
+    slash = memchr(user, '/', (size_t)(end - user));
+    n = (size_t)((slash ? slash : end) - user);
+    if (n == 0 || n >= size || n >= ATTRIB_ACCOUNT_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)user[i];
+        /* a login name: no control bytes (a newline here is the forged part) */
+        if (c <= 0x20 || c >= 0x7f)
+            return 0;
+    }
+    memcpy(buf, user, n);
+    buf[n] = '\0';
+    return n;
+}
+
+bool
+attrib_is_exim_user(const struct attrib *a, struct fg_str login)
+{
+    static const char *const defaults[] = { ATTRIB_EXIM_USERS_DEFAULT };
+
+    if (login.len == 0)
+        return false;
+    if (a->exim_user)
+        return fg_str_eq(login, a->exim_user);
+    for (size_t i = 0; i < N_ELEMS(defaults); i++)
+        if (fg_str_eq(login, defaults[i]))
+            return true;
+    return false;
+}
+
+/*
+ * Was A= read in order? An anomalous arrival (an unknown or out-of-order tag) keeps the
+ * A= the parser met before the anomaly; trust it only when Exim's next field, S=, follows
+ * it, so text shaped like " A=dovecot_login:victim" elsewhere never names a mailbox.
+ */
+static bool
+attrib_auth_in_order(const struct exim_event *ev)
+{
+    const char *after, *end;
+
+    if (!(ev->flags & EXIM_F_ANOMALOUS))
+        return true;
+    if (!ev->set_id.p || !ev->body.p)
+        return false;
+    after = ev->set_id.p + ev->set_id.len;
+    end = ev->body.p + ev->body.len;
+    return after >= ev->body.p && after + 3 <= end && memcmp(after, " S=", 3) == 0;
+}
+
 size_t
 attrib_mailbox_norm(struct fg_str set_id, char *buf, size_t size)
 {
-    bool at = memchr(set_id.p, '@', set_id.len) != NULL;
+    bool at = set_id.len && memchr(set_id.p, '@', set_id.len) != NULL;
     size_t n = 0;
 
     if (set_id.len >= size)
@@ -349,7 +436,7 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
 {
     struct attrib_cwd *cwd = NULL;
     size_t mlen = 0, pos = 0;
-    struct fg_str addr;
+    struct fg_str addr, set_id = ev->set_id, auth = ev->auth;
     bool local = !ev->host.len && attrib_proto_is_local(ev->proto);
 
     ret->flags = 0;
@@ -360,18 +447,29 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
         return 0;
     if (local)
         cwd = attrib_take_cwd(a, ev);
+    if ((set_id.len || auth.len) && !attrib_auth_in_order(ev)) {
+        set_id = auth = FG_STR_NULL;
+        ret->flags |= ATTRIB_A_DROPPED;
+    }
 
-    if (fg_str_eq(ev->sender, "<>"))
-        ret->flags |= ATTRIB_BOUNCE;
-    if (fg_str_has_prefix(ev->set_id, "__cpanel__service__"))
+    if (fg_str_eq(ev->sender, "<>")) {
+        /* Exim's own messages (bounces: R=<id>, or written by Exim's user) are not
+         * outbound; "<>" given by an authenticated client or a user's -f '<>' is */
+        if (auth.len || set_id.len ||
+            (!ev->bounce_of.len && local && ev->ident.len && !attrib_is_exim_user(a, ev->ident)))
+            ret->flags |= ATTRIB_NULL_SENDER;
+        else
+            ret->flags |= ATTRIB_BOUNCE;
+    }
+    if (fg_str_has_prefix(set_id, "__cpanel__service__"))
         ret->flags |= ATTRIB_SERVICE;
 
     if (ev->flags & EXIM_F_ANOMALOUS) {
         /* no reading of the record holds: nothing in its text names who sent it */
         if (ev->host.len)
             ret->flags |= ATTRIB_INBOUND;
-    } else if (ev->set_id.len) {
-        mlen = attrib_mailbox_norm(ev->set_id, ret->mailbox, sizeof(ret->mailbox));
+    } else if (set_id.len) {
+        mlen = attrib_mailbox_norm(set_id, ret->mailbox, sizeof(ret->mailbox));
         if (mlen == 0) {
             a->keys_too_long++;
         } else {
@@ -386,7 +484,7 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
                 if (owner)
                     attrib_set(ret->account, sizeof(ret->account), owner, strlen(owner));
             }
-            if (at && !(ret->flags & ATTRIB_BOUNCE) &&
+            if (at && !(ret->flags & (ATTRIB_BOUNCE | ATTRIB_NULL_SENDER)) &&
                 !attrib_sender_matches(ev->sender, ret->mailbox, mlen))
                 ret->flags |= ATTRIB_MISMATCH;
         }
@@ -405,6 +503,8 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
             ret->script[alen] = ':';
             memcpy(ret->script + alen + 1, cwd->dir, cwd->len + 1);
             ret->flags |= ATTRIB_SCRIPT;
+            if (cwd->forged)
+                ret->flags |= ATTRIB_CWD_FORGED;
         } else {
             a->keys_too_long++;
         }

@@ -1846,6 +1846,11 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
     }
     if (strcmp(key, "control_group") == 0)
         return config_parse_group(p, v, path, &c->control_group);
+    if (strcmp(key, "exim_user") == 0) {
+        char buf[CONFIG_GROUP_MAX + 1];
+        r = config_parse_name(p, v, path, buf, sizeof(buf), "user name");
+        return r < 0 ? r : config_parse_string(p, v, path, sizeof(buf), &c->exim_user);
+    }
     if (strcmp(key, "metrics_file") == 0)
         return config_parse_prom_path(p, v, path, &c->metrics_file);
     if (strcmp(key, "metrics_listen") == 0)
@@ -2225,6 +2230,7 @@ config_free(struct config *c)
     free(c->whmapi1_path);
     free(c->uapi_path);
     free(c->command_path);
+    free(c->exim_user);
     free(c->control_group);
     free(c->metrics_file);
     free(c->metrics_listen);

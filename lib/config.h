@@ -111,6 +111,8 @@ struct config {
                               * written: 127.0.0.0/8, [::1] or localhost only; NULL: none */
     struct config_alerts alerts;
     uint32_t max_identities; /* default 200000 */
+    char *exim_user; /* Exim's own login: "<>" from it is a bounce; NULL (default): any of
+                      * Debian-exim, exim, mailnull */
 
     /* actions */
     enum config_backend backend;   /* default exim */

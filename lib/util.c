@@ -370,6 +370,37 @@ util_copy_str(char *dst, size_t size, struct fg_str s)
     return 0;
 }
 
+int
+strbuf_append_display(struct strbuf *b, const char *p, size_t len)
+{
+    size_t start = b->len;
+    int r = 0;
+
+    for (size_t i = 0; i < len && r == 0;) {
+        unsigned char c = (unsigned char)p[i];
+        size_t n = c >= 0x80 ? util_utf8_len((const unsigned char *)p + i, len - i) : 0;
+
+        if (n > 0) {
+            r = strbuf_append(b, p + i, n);
+            i += n;
+            continue;
+        }
+        if (c == '\\')
+            r = strbuf_append(b, "\\\\", 2);
+        else if (c >= 0x20 && c < 0x7f)
+            r = strbuf_append(b, p + i, 1);
+        else
+            r = strbuf_printf(b, "\\x%02x", c);
+        i++;
+    }
+    if (r < 0) {
+        b->len = start;
+        if (b->p)
+            b->p[start] = '\0';
+    }
+    return r;
+}
+
 size_t
 util_utf8_len(const unsigned char *p, size_t avail)
 {

@@ -1316,6 +1316,61 @@ START_TEST(test_action_batches)
 }
 END_TEST
 
+/* A script in a directory with any bytes is held and frozen, released by its exact key. */
+START_TEST(test_action_script_any_bytes)
+{
+    static const char id[] = "acct1:/home/acct1/caf\xc3\xa9 \x01%/x";
+    struct action *a;
+    const char *ids[1] = { "1xVYNi-0001Xv-01" };
+    const char *const *frozen;
+
+    write_h(ids[0], "--ident acct1\n-local\n");
+    a = open_action(&fs->ops, NULL);
+    struct action_request r = { .rule = "script-burst",
+                                .scope = SCOPE_SCRIPT,
+                                .id = id,
+                                .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+                                .msgids = ids,
+                                .nmsgids = 1 };
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.frozen, 1);
+    ck_assert(file_has(blocklist, "acct1: hold script acct1%3A/home/acct1/caf%C3%A9%20%01%25/x"));
+    ck_assert(action_is_active(a, SCOPE_SCRIPT, id));
+    action_free(a);
+    /* the ledger keeps the exact bytes across a restart */
+    a = open_action(&fs->ops, NULL);
+    ck_assert(action_is_active(a, SCOPE_SCRIPT, id));
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_SCRIPT, id, &frozen), 1);
+    ck_assert_int_eq(action_release(a, SCOPE_SCRIPT, id), 0);
+    fake_spawner_flush(fs);
+    ck_assert(!action_is_active(a, SCOPE_SCRIPT, id));
+    action_free(a);
+
+    /* the command backend gets the directory escaped, never raw bytes */
+    cfg->backend = CONFIG_BACKEND_COMMAND;
+    cfg->command_path = strdup("/usr/local/sbin/fg-act");
+    a = open_action(&fs->ops, NULL);
+    r.actions = CONFIG_ACTION_HOLD;
+    r.nmsgids = 0;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_str_eq(fs->calls[fs->ncalls - 1],
+                     "/usr/local/sbin/fg-act hold script "
+                     "acct1:/home/acct1/caf%C3%A9 %01%25/x script-burst");
+    action_free(a);
+    /* still refused: no account, a bad account, an empty directory */
+    a = open_action(&fs->ops, NULL);
+    r.id = "/home/x";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.id = "Root;x:/home/x";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.id = "acct1:";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    action_free(a);
+}
+END_TEST
+
 START_TEST(test_action_rejects_bad_input)
 {
     struct action *a = open_action(&fs->ops, NULL);
@@ -1598,6 +1653,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
     tcase_add_test(tc, test_action_rejects_bad_input);
+    tcase_add_test(tc, test_action_script_any_bytes);
     tcase_add_test(tc, test_action_corrupt_ledger_refused);
     suite_add_tcase(s, tc);
     tc = tcase_create("cpanel_stub");

@@ -863,6 +863,10 @@ static const struct config_alert_case alert_bad[] = {
       "control_group", "longer than 32 bytes", NULL },
     { "control_group is a list", "control_group: [wheel]\n", 1, "control_group",
       "expected a scalar, got a list", NULL },
+    { "exim_user with a space", "exim_user: Debian exim\n", 1, "exim_user",
+      "user name 'Debian exim' may only hold", NULL },
+    { "exim_user too long", "exim_user: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 1, "exim_user",
+      "longer than 32 bytes", NULL },
 };
 
 START_TEST(test_config_alerts_bad)
@@ -979,6 +983,7 @@ START_TEST(test_config_alerts_defaults)
     /* config_new_default */
     ck_assert_ptr_nonnull(c);
     ck_assert_ptr_null(c->control_group);
+    ck_assert_ptr_null(c->exim_user);
     ck_assert_ptr_null(c->metrics_file);
     ck_assert_ptr_null(c->metrics_listen);
     ck_assert_ptr_null(c->alerts.host_name);
@@ -1080,11 +1085,13 @@ START_TEST(test_config_alerts_values)
                             "      burst: 1000\n"
                             "      connect_timeout: 60s\n"
                             "      timeout: 60s\n"
-                            "      generator_url: https://floodgate.example.net/incident/\n";
+                            "      generator_url: https://floodgate.example.net/incident/\n"
+                            "exim_user: Debian-exim\n";
     struct config *c = config_test_parse_ok(y);
     const struct config_dest *d;
 
     ck_assert_str_eq(c->control_group, "floodgate-ro");
+    ck_assert_str_eq(c->exim_user, "Debian-exim");
     ck_assert_str_eq(c->metrics_file, "/var/lib/prometheus/node-exporter/floodgate.prom");
     ck_assert_str_eq(c->metrics_listen, "[::1]:9567");
     ck_assert_str_eq(c->alerts.host_name, "host7.example.net");
