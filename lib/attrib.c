@@ -365,24 +365,6 @@ attrib_is_exim_user(const struct attrib *a, struct fg_str login)
     return false;
 }
 
-/*
- * Was A= read in order? An anomalous arrival (an unknown or out-of-order tag) keeps the
- * A= the parser met before the anomaly; trust it only when Exim's next field, S=, follows
- * it, so text shaped like " A=dovecot_login:victim" elsewhere never names a mailbox.
- */
-static bool
-attrib_auth_in_order(const struct exim_event *ev)
-{
-    const char *after, *end;
-
-    if (!(ev->flags & EXIM_F_ANOMALOUS))
-        return true;
-    if (!ev->set_id.p || !ev->body.p)
-        return false;
-    after = ev->set_id.p + ev->set_id.len;
-    end = ev->body.p + ev->body.len;
-    return after >= ev->body.p && after + 3 <= end && memcmp(after, " S=", 3) == 0;
-}
 
 size_t
 attrib_mailbox_norm(struct fg_str set_id, char *buf, size_t size)
@@ -447,10 +429,8 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
         return 0;
     if (local)
         cwd = attrib_take_cwd(a, ev);
-    if ((set_id.len || auth.len) && !attrib_auth_in_order(ev)) {
-        set_id = auth = FG_STR_NULL;
-        ret->flags |= ATTRIB_A_DROPPED;
-    }
+    if (ev->flags & EXIM_F_ANOMALOUS)
+        set_id = auth = FG_STR_NULL; /* no reading holds: its A= is nobody's */
 
     if (fg_str_eq(ev->sender, "<>")) {
         /* Exim's own messages (bounces: R=<id>, or written by Exim's user) are not

@@ -28,7 +28,6 @@
 #define ATTRIB_NULL_SENDER                                                                         \
     (1u << 8) /* "<>" that is not a bounce: authenticated, or a user's local submission */
 #define ATTRIB_CWD_FORGED (1u << 9)  /* the tied cwd= record had swallowed lines (injection) */
-#define ATTRIB_A_DROPPED  (1u << 10) /* A= not used: the record is anomalous around it */
 
 /* Exim's own users when exim_user is not configured (Debian, RHEL, cPanel). */
 #define ATTRIB_EXIM_USERS_DEFAULT "Debian-exim", "exim", "mailnull"

@@ -406,104 +406,6 @@ engine_lead_identity(const struct attrib_result *ar, enum usertable_scope *ret_s
     return ar->mailbox[0] ? ar->mailbox : ar->account[0] ? ar->account : ar->script;
 }
 
-/* Is @f a slice that reaches past @cut (NULL: no cut)? */
-static bool
-engine_past(struct fg_str f, const char *cut)
-{
-    return cut && f.p && f.p + f.len > cut;
-}
-
-/* Does [p, end) start with " TAG=" (1-4 capitals or digits), a field of Exim's? */
-static bool
-engine_tag_at(const char *p, const char *end)
-{
-    size_t n = 0;
-
-    if (p >= end || *p != ' ')
-        return false;
-    for (p++; p < end && n < 5 && ((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')); p++)
-        n++;
-    return n >= 1 && n <= 4 && p < end && *p == '=';
-}
-
-/*
- * The arrival as its first physical line (up to @cut) reads: that line alone, else cut
- * back before its last fields one at a time (the field the newline opened, a quoted
- * subject, does not close there). At most ENGINE_HEAD_TRIES parses; false when none reads.
- */
-#define ENGINE_HEAD_TRIES 8
-
-static bool
-engine_head(const struct exim_event *ev, const char *cut, struct exim_event *ret)
-{
-    const char *start = ev->time.p, *end = cut;
-
-    if (!start || start >= cut)
-        return false;
-    for (int i = 0; i < ENGINE_HEAD_TRIES && end > start; i++) {
-        if (eximlog_parse(start, (size_t)(end - start), ret) == 1 && ret->type == EXIM_ARRIVAL &&
-            fg_str_eq_nocase(ret->msgid, ev->msgid))
-            return true;
-        do
-            end--;
-        while (end > start && !engine_tag_at(end, cut));
-    }
-    return false;
-}
-
-/*
- * An arrival that swallowed a record-like line (EXIM_F_ABSORBED): only what Exim wrote
- * before the first swallowed line identifies the writer. The peer fields are read again
- * from that first line alone (a subject's newline must not make the parser take a forged
- * H=/A= from the swallowed text); a field that still reaches past it is the writer's
- * chosen text and is dropped (a message with no identity left is not counted for anyone).
- * The for-list, which Exim writes last, is kept.
- */
-static void
-engine_trim_absorbed(struct exim_event *ev)
-{
-    const char *p = ev->body.p, *end = ev->body.p + ev->body.len, *cut = NULL;
-    struct exim_event head;
-
-    while (p && p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-        p++;
-        if (p < end && *p != ' ' && *p != '\t') {
-            cut = p - 1;
-            break;
-        }
-    }
-    if (!cut)
-        return;
-    if (engine_head(ev, cut, &head)) {
-        ev->sender = head.sender;
-        ev->bounce_of = head.bounce_of;
-        ev->host = head.host;
-        ev->host_ip = head.host_ip;
-        ev->ident = head.ident;
-        ev->proto = head.proto;
-        ev->auth = head.auth;
-        ev->set_id = head.set_id;
-        ev->body = head.body;
-        ev->flags = (ev->flags & ~(EXIM_F_ANOMALOUS | EXIM_F_AMBIGUOUS_HOST)) |
-                    (head.flags & (EXIM_F_ANOMALOUS | EXIM_F_AMBIGUOUS_HOST));
-        ev->alt = head.alt;
-        return;
-    }
-    if (engine_past(ev->sender, cut))
-        ev->sender = FG_STR_NULL;
-    if (engine_past(ev->host, cut) || engine_past(ev->host_ip, cut))
-        ev->host = ev->host_ip = FG_STR_NULL;
-    if (engine_past(ev->ident, cut))
-        ev->ident = FG_STR_NULL;
-    if (engine_past(ev->proto, cut))
-        ev->proto = FG_STR_NULL;
-    if (engine_past(ev->auth, cut) || engine_past(ev->set_id, cut))
-        ev->auth = ev->set_id = FG_STR_NULL;
-    if (engine_past(ev->bounce_of, cut))
-        ev->bounce_of = FG_STR_NULL;
-    ev->alt = (struct exim_peer){ 0 };
-}
-
 /* The event as its second peer reading (EXIM_F_AMBIGUOUS_HOST with ev->alt) has it. */
 static void
 engine_alt_reading(const struct exim_event *ev, struct exim_event *ret)
@@ -582,8 +484,10 @@ engine_arrival(struct engine *e, const struct exim_event *ev, uint32_t flags, ui
     size_t k = 0;
 
     e->stats.arrivals++;
-    if (flags & EXIM_F_ABSORBED)
-        engine_trim_absorbed(&gen);
+    /* An arrival absorbs following lines only while a quote is open in the sender, the
+     * from <...> or the for-list, the fields Exim writes raw (lib/eximlog's joiner): the
+     * swallowed text lies inside that quoted address, and the fields Exim wrote around it
+     * name the genuine writer. */
     out = attrib_arrival(&e->attrib, e->maps, &gen, ar) > 0;
     if (helo) {
         engine_alt_reading(&gen, &alt);

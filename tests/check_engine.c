@@ -730,17 +730,19 @@ START_TEST(test_engine_null_sender)
 }
 END_TEST
 
-/* An arrival that swallowed a forged line: counted for its writer only, and signalled. */
+/*
+ * An arrival that swallowed a forged line (a local sender's quoted address with a raw
+ * newline, the way Exim writes -f): counted for its writer only, and signalled.
+ */
 START_TEST(test_engine_absorbed_arrival)
 {
     struct usertable_entry *ent;
     size_t n;
     struct eximlog_record rec = {
-        .text = "2026-03-02 10:00:01 1vwqhc-00ABS1-xm <= box@example.com H=(pc) "
-                "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:box@example.com S=1200 T=\"hi\n"
+        .text = "2026-03-02 10:00:01 1vwqhc-00ABS1-xm <= \"a\n"
                 "2026-03-02 10:00:01 1vwqhc-00ABS2-xm <= v@other.org H=(x) [192.0.2.8]:1 "
-                "P=esmtpsa A=dovecot_login:victim@other.org S=1 for z@gmail.com\" "
-                "for a@gmail.com",
+                "P=esmtpsa A=dovecot_login:victim@other.org S=1 for z@gmail.com\"@example.com "
+                "U=acct1 P=local S=1200 for a@gmail.com",
         .flags = EXIM_F_ABSORBED,
     };
 
@@ -749,27 +751,30 @@ START_TEST(test_engine_absorbed_arrival)
     ck_assert_uint_eq(n, 1);
     ck_assert_int_eq(fx.notes[0].kind, ENGINE_INJECTION);
     ck_assert_int_eq(fx.notes[0].injection, ENGINE_INJ_ABSORBED);
-    ck_assert_int_eq(fx.notes[0].scope, SCOPE_MAILBOX);
-    ck_assert_str_eq(fx.notes[0].id, "box@example.com");
-    ck_assert_str_eq(fx.notes[0].account, "acct1");
+    ck_assert_int_eq(fx.notes[0].scope, SCOPE_ACCOUNT);
+    ck_assert_str_eq(fx.notes[0].id, "acct1");
     ck_assert_str_eq(fx.notes[0].msgid, "1vwqhc-00ABS1-xm");
     ck_assert_uint_eq(engine_stats(fx.e)->outbound, 1);
-    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_MAILBOX, "box@example.com", 15,
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_ACCOUNT, "acct1", 5,
                                    engine_now_ms(fx.e), false, &ent),
                      1);
     ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_MAILBOX, "victim@other.org", 16,
                                    engine_now_ms(fx.e), false, &ent),
                      0);
 
-    /* an identity field past the swallowed line is the writer's text: not an identity */
-    rec.text = "2026-03-02 10:00:02 1vwqhc-00ABS3-xm <= \"a\n2026-03-02 10:00:02 "
-               "1vwqhc-00ABS4-xm <= v\"@example.com H=(pc) [192.0.2.7]:4000 P=esmtpsa "
-               "A=dovecot_login:victim@other.org S=1200 for a@gmail.com";
+    /* the same through a recipient's quoted address */
+    rec.text = "2026-03-02 10:00:02 1vwqhc-00ABS3-xm <= acct1@example.com U=acct1 P=local "
+               "S=1200 for \"r\n2026-03-02 10:00:02 1vwqhc-00ABS4-xm <= v@other.org H=(pc) "
+               "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:victim@other.org S=1200 "
+               "for a@gmail.com\"@gmail.com";
     rec.len = strlen(rec.text);
     n = engine_feed(fx.e, &rec, 8, fx.notes, ENGINE_NOTICES_MAX);
     ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(fx.notes[0].id, "");
-    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 1);
+    ck_assert_str_eq(fx.notes[0].id, "acct1");
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 2);
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_MAILBOX, "victim@other.org", 16,
+                                   engine_now_ms(fx.e), false, &ent),
+                     0);
     ck_assert_uint_eq(engine_stats(fx.e)->injections[ENGINE_INJ_ABSORBED], 2);
 }
 END_TEST
