@@ -1,9 +1,4 @@
 /* Helpers shared by the harnesses (fuzz.h). */
-#include "fuzz.h"
-
-#include "dispatch.h"
-#include "http.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "dispatch.h"
+#include "fuzz.h"
+#include "http.h"
 
 void
 fuzz_fail(const char *file, int line, const char *what)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include <zlib.h>
 
 #include "clock.h"
@@ -74,8 +75,8 @@ check(const char *buf, size_t len)
     FUZZ_CHECK(dispatch_decode(again, a.p, a.len) == 0);
     FUZZ_CHECK(dispatch_encode(again, &b) == 0);
     if (a.len != b.len || memcmp(a.p, b.p, a.len) != 0)
-        (void)fprintf(stderr, "first encoding:\n%.*s\nsecond:\n%.*s\n", (int)a.len, a.p,
-                      (int)b.len, b.p);
+        (void)fprintf(stderr, "first encoding:\n%.*s\nsecond:\n%.*s\n", (int)a.len, a.p, (int)b.len,
+                      b.p);
     FUZZ_CHECK(a.len == b.len && memcmp(a.p, b.p, a.len) == 0);
     /* the dispatcher still works on what it decoded */
     (void)dispatch_released(d, SCOPE_MAILBOX, "before@example.com", T0);

@@ -52,7 +52,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     dir = fuzz_tmpdir();
     log_setup(LOG_SINK_STDERR, LOG_EMERG); /* a refused ledger is the common case: quiet */
-    clk = clock_fake_init(&cf, 0); /* time 0: no released entry is old enough to prune */
+    clk = clock_fake_init(&cf, 0);         /* time 0: no released entry is old enough to prune */
     cs[0] = monitor_cfg = fuzz_config(yaml);
     cs[1] = enforce_cfg = fuzz_config(yaml);
     for (int i = 0; i < 2; i++) {

@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include <zlib.h>
 
 #include "fuzz.h"
 #include "outbox.h"
 
-static const struct outbox_limits lim = { .max_entries = 20, .max_bytes = 1u << 16,
+static const struct outbox_limits lim = { .max_entries = 20,
+                                          .max_bytes = 1u << 16,
                                           .max_age_ms = 86400000 };
 
 static struct outbox *

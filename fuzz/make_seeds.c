@@ -65,8 +65,12 @@ dispatch_seed(struct dispatch *d, int ntrips, int64_t at)
         if (dispatch_tripped(d, &t) < 0)
             abort();
         if (i % 3 == 1) {
-            struct dispatch_acted a = { .scope = t.scope, .id = t.id, .confirmed = 3,
-                                        .frozen = 2, .failed = 1, .backend = "exim",
+            struct dispatch_acted a = { .scope = t.scope,
+                                        .id = t.id,
+                                        .confirmed = 3,
+                                        .frozen = 2,
+                                        .failed = 1,
+                                        .backend = "exim",
                                         .backend_done = CONFIG_ACTION_HOLD };
             (void)dispatch_acted(d, &a);
         }
@@ -86,7 +90,9 @@ main(int argc, char **argv)
     struct clock clk = clock_fake_init(&cf, T0);
     struct eximlog_joiner *j = calloc(1, sizeof(*j));
     struct engine_notice notes[ENGINE_NOTICES_MAX];
-    static const int nrecords[] = { 0, 1, 2, 3, 5, 8, 13, 20, 40, 80, 120, 200, 400, 600, 1000, 1600 };
+    static const int nrecords[] = {
+        0, 1, 2, 3, 5, 8, 13, 20, 40, 80, 120, 200, 400, 600, 1000, 1600
+    };
     static const int ntrips[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 13, 16, 21, 30, 40, 55 };
     char *log;
     size_t loglen;
@@ -188,7 +194,8 @@ main(int argc, char **argv)
 
     /* the outbox encoding */
     for (size_t k = 0; k < 16; k++) {
-        struct outbox_limits lim = { .max_entries = 20, .max_bytes = 1u << 16,
+        struct outbox_limits lim = { .max_entries = 20,
+                                     .max_bytes = 1u << 16,
                                      .max_age_ms = 86400000 };
         static const char *const dests[] = { "slack", "hook", "am" };
         struct outbox *ob = NULL;
