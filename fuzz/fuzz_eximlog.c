@@ -144,7 +144,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct engine_params ep = { .cfg = cfg, .maps = maps, .key = { 7 } };
     struct eximlog_record rec;
     struct engine *e = NULL;
-    uint64_t last_end = 0, lines = 0, nrec = 0;
+    uint64_t last_end = 0, lines = 0, overlong = 0, nrec = 0;
 
     if (engine_new(&ep, &e) < 0)
         abort();
@@ -155,9 +155,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t start = (uint64_t)(p - text), stop = start + len + (nl ? 1 : 0);
         int r;
 
-        if (len > FUZZ_LINE_CAP)
+        if (len > FUZZ_LINE_CAP) {
             r = eximlog_joiner_overlong(&joiner, start, stop, &rec);
-        else {
+            overlong++;
+        } else {
             r = eximlog_joiner_push(&joiner, p, len, start, stop, &rec);
             lines++;
         }
@@ -178,7 +179,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(eximlog_joiner_flush(&joiner, true, &rec) == 0);
     FUZZ_CHECK(!joiner.pending);
     FUZZ_CHECK(eximlog_joiner_resume(&joiner, size) == size);
-    FUZZ_CHECK(nrec <= lines + joiner.truncated_records);
+    FUZZ_CHECK(joiner.lines == lines + overlong);
+    FUZZ_CHECK(nrec <= lines); /* every record starts with a line of text */
+    FUZZ_CHECK(joiner.truncated_records >= overlong);
     FUZZ_CHECK(engine_stats(e)->records == nrec);
     engine_free(e);
     return 0;
