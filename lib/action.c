@@ -624,12 +624,18 @@ ledger_load(struct action *a)
 {
     char *buf = NULL, *line, *f[13];
     struct action_entry *last = NULL;
-    int r = state_read_path(a->ledger_path, ACTION_LEDGER_MAX, &buf, NULL);
+    size_t len = 0;
+    int r = state_read_path(a->ledger_path, ACTION_LEDGER_MAX, &buf, &len);
 
     if (r == -ENOENT)
         return 0;
     if (r < 0)
         return r;
+    /* the ledger is text: a NUL would end it silently and lose every entry after it */
+    if (memchr(buf, '\0', len)) {
+        r = -EBADMSG;
+        goto out;
+    }
     line = buf;
     char *nl = strchr(line, '\n');
     size_t efields = 12;

@@ -1353,6 +1353,7 @@ START_TEST(test_action_script_any_bytes)
     a = open_action(&fs->ops, NULL);
     r.actions = CONFIG_ACTION_HOLD;
     r.nmsgids = 0;
+    r.ordered = true; /* nothing queued to confirm: an operator's order */
     ck_assert_int_eq(action_trip(a, &r), 0);
     fake_spawner_flush(fs);
     ck_assert_str_eq(fs->calls[fs->ncalls - 1],
@@ -1397,6 +1398,21 @@ START_TEST(test_action_corrupt_ledger_refused)
     (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
     FILE *f = fopen(path, "w");
     fputs("floodgate-ledger 1\nE\tacted\tmailbox\n", f);
+    fclose(f);
+    ck_assert_int_eq(action_open(&p, &a), -EBADMSG);
+}
+END_TEST
+
+/* A NUL byte in the ledger (a damaged file) is refused, not read as its end. */
+START_TEST(test_action_ledger_nul_refused)
+{
+    char path[400];
+    struct action *a = NULL;
+    struct action_params p = { .clock = &clk, .cfg = cfg, .state_dir = state, .spawner = &fs->ops };
+    static const char text[] = "floodgate-ledger 2\n\0E\tacted\n";
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    FILE *f = fopen(path, "w");
+    ck_assert_uint_eq(fwrite(text, 1, sizeof(text) - 1, f), sizeof(text) - 1);
     fclose(f);
     ck_assert_int_eq(action_open(&p, &a), -EBADMSG);
 }
@@ -1655,6 +1671,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_rejects_bad_input);
     tcase_add_test(tc, test_action_script_any_bytes);
     tcase_add_test(tc, test_action_corrupt_ledger_refused);
+    tcase_add_test(tc, test_action_ledger_nul_refused);
     suite_add_tcase(s, tc);
     tc = tcase_create("cpanel_stub");
     tcase_add_checked_fixture(tc, setup, teardown);
