@@ -408,14 +408,15 @@ try:
     print("ok 2 the fixture: /metrics == status (%d records, %d trips); textfile rewritten; "
           "nothing from the log exported" % (records, st["trips"]))
 
-    # 2b. hostile lines: a subject that swallows a forged arrival (one record of two
-    # lines), a record dated 2099, a last line; 3 records
+    # 2b. hostile lines: a local sender (-f) whose quoted address carries a raw newline
+    # and a forged arrival (one record of two lines, as Exim writes it), a record dated
+    # 2099, a last line; 3 records
     now = time.strftime("%Y-%m-%d %H:%M:%S")
     with open(LOG, "a") as out:
-        out.write(now + ' 1zzzzz-000001-ab <= inj@example.com H=(pc) [192.0.2.7]:4000 '
-                  'P=esmtpsa A=dovecot_login:inj@example.com S=1200 T="hi\n'
+        out.write(now + ' 1zzzzz-000001-ab <= "a\n'
                   + now + ' 1zzzzz-000002-ab <= v@example.com H=(x) [192.0.2.8]:1 P=esmtpsa '
-                  'A=dovecot_login:victim@example.com S=1 for z@gmail.com" for a@gmail.com\n')
+                  'A=dovecot_login:victim@example.com S=1 for z@gmail.com"@example.com U=inj '
+                  'P=local S=1200 for a@gmail.com\n')
         out.write('2099-01-01 00:00:00 1zzzzz-000003-ab <= inj@example.com H=(pc) '
                   '[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:inj@example.com S=1 '
                   'for a@gmail.com\n')
@@ -434,11 +435,11 @@ try:
             return [json.loads(l) for l in f if '"log_injection"' in l]
     inj = wait(audited, 10, "the log_injection audit line")
     if (inj[0].get("kind"), inj[0].get("scope"), inj[0].get("id")) != \
-            ("absorbed", "mailbox", "inj@example.com"):
+            ("absorbed", "account", "inj"):
         fail("log_injection audit line: %r" % inj[0])
     with open(ERR, errors="replace") as f:
         err = f.read()
-    if "log injection (absorbed)" not in err or "mailbox inj@example.com" not in err:
+    if "log injection (absorbed)" not in err or "account inj" not in err:
         fail("no journal line naming the writer of the injection")
     if "more than 5 minutes ahead" not in err:
         fail("no journal line about the record dated 2099")
