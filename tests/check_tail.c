@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -385,10 +386,26 @@ enum rot { ROT_NONE, ROT_RENAME, ROT_COPYTRUNCATE, ROT_DELETE };
 struct writer {
     uint32_t total;
     uint32_t every; /* rotate after this many lines (0: never) */
+    bool handshake; /* rename: rotate only once the tailer has read from the current file */
     enum rot rot;
     uint32_t pace;    /* lines between 1 ms pauses (0: full speed) */
     uint32_t w_lines; /* copytruncate: lines written between the copy and the truncate */
 };
+
+/*
+ * Records the parent's tailer has delivered, shared with the writer child (writer.handshake):
+ * logrotate never renames a log twice before a reader has opened it, but an unpaced writer
+ * on a loaded machine could, and a file renamed on past every name the tailer looks for
+ * before it was ever opened cannot be found again. Writes inside a file still race.
+ */
+static volatile uint32_t *seen_shm;
+
+static void
+writer_wait_seen(uint32_t n)
+{
+    for (int i = 0; i < 30000 && seen_shm && *seen_shm < n; i++) /* at most 30 s */
+        (void)usleep(1000);
+}
 
 /* Child: write the lines, rotating as told; _exit() without touching the test's state. */
 static void
@@ -404,6 +421,8 @@ writer_run(const struct writer *w)
             gen++;
             if (w->rot == ROT_RENAME) {
                 char old[340];
+                if (w->handshake)
+                    writer_wait_seen(s - w->every + 1);
                 (void)snprintf(old, sizeof(old), "%s.r%u", logpath, gen);
                 /* Shift like logrotate, so the tailer sees .1 move on. */
                 (void)rename(p1, old);
@@ -441,6 +460,14 @@ writer_start(const struct writer *w)
 
     /* The log must exist before the tailer starts, or it would wait for it. */
     (void)close(open_log(logpath));
+    if (w->handshake && !seen_shm) {
+        void *m = mmap(NULL, sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
+        ck_assert(m != MAP_FAILED);
+        seen_shm = m;
+    }
+    if (seen_shm)
+        *seen_shm = 0;
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0)
@@ -459,6 +486,8 @@ writer_done_and_seen(void *arg)
 {
     struct wait_writer *ww = arg;
 
+    if (seen_shm)
+        *seen_shm = (uint32_t)sink.n;
     if (ww->pid > 0 && waitpid(ww->pid, &ww->status, WNOHANG) == ww->pid)
         ww->pid = 0;
     return ww->pid == 0 && sink.n >= ww->want;
@@ -481,7 +510,7 @@ writer_finish(pid_t pid, size_t want, struct tail *t, int64_t timeout_ms)
 
 START_TEST(test_tail_rename_rotation_under_write)
 {
-    struct writer w = { .total = 100000, .every = 5000, .rot = ROT_RENAME };
+    struct writer w = { .total = 100000, .every = 5000, .rot = ROT_RENAME, .handshake = true };
     struct tail_params p = { .grace_ms = 300 };
     struct tail *t;
     struct tail_stats st;
