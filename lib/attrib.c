@@ -34,6 +34,8 @@ struct attrib_maps {
     struct attrib_domain *slots;
     size_t cap; /* power of two */
     size_t count;
+    char **accounts; /* the owners named in userdomains, sorted, unique */
+    size_t naccounts, accounts_cap;
 };
 
 #define ATTRIB_DOMAIN_MAX 255
@@ -59,6 +61,9 @@ attrib_maps_free(struct attrib_maps *m)
         free(m->slots[i].owner);
     }
     free(m->slots);
+    for (size_t i = 0; i < m->naccounts; i++)
+        free(m->accounts[i]);
+    free(m->accounts);
     free(m);
 }
 
@@ -161,6 +166,57 @@ attrib_maps_put(struct attrib_maps *m, struct fg_str domain, struct fg_str owner
     return 1;
 }
 
+/* Keep @owner in the sorted set of accounts (a load-time path: insertion in place). */
+static int
+attrib_maps_add_account(struct attrib_maps *m, struct fg_str owner)
+{
+    size_t lo = 0, hi = m->naccounts;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strncmp(m->accounts[mid], owner.p, owner.len);
+        if (c == 0 && m->accounts[mid][owner.len] == '\0')
+            return 1;
+        if (c < 0 || (c == 0 && m->accounts[mid][owner.len] == '\0'))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (m->naccounts == m->accounts_cap) {
+        size_t cap = m->accounts_cap ? m->accounts_cap * 2 : 64;
+        char **v = realloc(m->accounts, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        m->accounts = v;
+        m->accounts_cap = cap;
+    }
+    char *name = strndup(owner.p, owner.len);
+    if (!name)
+        return -ENOMEM;
+    memmove(m->accounts + lo + 1, m->accounts + lo, (m->naccounts - lo) * sizeof(*m->accounts));
+    m->accounts[lo] = name;
+    m->naccounts++;
+    return 1;
+}
+
+bool
+attrib_maps_is_account(const struct attrib_maps *m, const char *login)
+{
+    size_t lo = 0, hi = m ? m->naccounts : 0;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->accounts[mid], login);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 static struct fg_str
 attrib_trim(const char *p, const char *end)
 {
@@ -204,6 +260,8 @@ attrib_maps_add(struct attrib_maps *m, const char *buf, size_t len, bool owners,
         r = attrib_maps_put(m, domain, owner);
         if (r == -EBADMSG)
             goto bad;
+        if (r == 1 && owner.len)
+            r = attrib_maps_add_account(m, owner);
         if (r < 0)
             return r;
         added++;
@@ -351,6 +409,17 @@ attrib_home_owner(struct fg_str dir, char *buf, size_t size)
 }
 
 bool
+attrib_is_web_user(struct fg_str login)
+{
+    static const char *const users[] = { ATTRIB_WEB_USERS };
+
+    for (size_t i = 0; i < N_ELEMS(users); i++)
+        if (fg_str_eq(login, users[i]))
+            return true;
+    return false;
+}
+
+bool
 attrib_is_exim_user(const struct attrib *a, struct fg_str login)
 {
     static const char *const defaults[] = { ATTRIB_EXIM_USERS_DEFAULT };
@@ -469,9 +538,19 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
                 ret->flags |= ATTRIB_MISMATCH;
         }
     } else if (local && ev->ident.len) {
+        char owner[ATTRIB_ACCOUNT_MAX];
         attrib_set(ret->account, sizeof(ret->account), ev->ident.p, ev->ident.len);
-        if (fg_str_eq(ev->ident, "nobody"))
+        if (attrib_is_web_user(ev->ident)) {
+            /* PHP run by the web server (mod_php/DSO): the directory it ran in tells whose
+             * site it is when it lies in a cPanel account's home. Evidence only: the spool
+             * names the web server's login, so no hold follows without an operator. */
             ret->flags |= ATTRIB_NOBODY;
+            if (cwd && attrib_home_owner(fg_str_make(cwd->dir, cwd->len), owner, sizeof(owner)) &&
+                attrib_maps_is_account(m, owner)) {
+                attrib_set(ret->account, sizeof(ret->account), owner, strlen(owner));
+                ret->flags |= ATTRIB_WEB_HOME;
+            }
+        }
     } else if (ev->host.len) {
         ret->flags |= ATTRIB_INBOUND;
     }

@@ -28,6 +28,12 @@
 #define ATTRIB_NULL_SENDER                                                                         \
     (1u << 8) /* "<>" that is not a bounce: authenticated, or a user's local submission */
 #define ATTRIB_CWD_FORGED (1u << 9)  /* the tied cwd= record had swallowed lines (injection) */
+#define ATTRIB_WEB_HOME                                                                            \
+    (1u << 10) /* web server mail (ATTRIB_NOBODY) counted for the account whose home holds the  \
+                  directory it ran in */
+
+/* The logins web servers run PHP as on a shared host (mod_php/DSO, no per-user PHP). */
+#define ATTRIB_WEB_USERS "nobody", "apache", "www-data"
 
 /* Exim's own users when exim_user is not configured (Debian, RHEL, cPanel). */
 #define ATTRIB_EXIM_USERS_DEFAULT "Debian-exim", "exim", "mailnull"
@@ -53,6 +59,8 @@ const char *attrib_maps_owner(const struct attrib_maps *m, struct fg_str domain)
 /* True when @domain is delivered on this host (in either file). */
 bool attrib_maps_is_local(const struct attrib_maps *m, struct fg_str domain);
 size_t attrib_maps_count(const struct attrib_maps *m);
+/* True when @login owns a domain in the userdomains map (a cPanel account). */
+bool attrib_maps_is_account(const struct attrib_maps *m, const char *login);
 
 /*
  * A login as a mailbox identity: lowercased, cPanel's user+domain / user%domain /
@@ -116,6 +124,8 @@ struct fg_str attrib_peek_cwd(const struct attrib *a, bool has_pid, uint32_t pid
 
 /* True when @login is Exim's own user (a->exim_user or the defaults). */
 bool attrib_is_exim_user(const struct attrib *a, struct fg_str login);
+/* True for a login web servers run PHP as (ATTRIB_WEB_USERS). */
+bool attrib_is_web_user(struct fg_str login);
 
 /*
  * Attribute an arrival (DESIGN.md "Attribution"): mailbox from A=<auth>:<set_id>

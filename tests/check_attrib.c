@@ -197,6 +197,57 @@ START_TEST(test_attrib_cwd_ties_by_pid)
 }
 END_TEST
 
+/*
+ * PHP run by the web server (U=nobody on a mod_php host) counts for the cPanel account whose
+ * home holds the directory it ran in; a directory outside every account's home, or no
+ * cwd= at all, leaves it the web server's.
+ */
+START_TEST(test_attrib_web_user_home)
+{
+    struct attrib_maps *m = attrib_test_maps();
+    struct attrib_case c = good[7];
+    struct exim_event ev, cwd;
+    struct attrib_result r;
+    struct attrib a;
+
+    c.ident = "nobody";
+    ev = attrib_event(&c);
+    ev.has_pid = true;
+    ev.pid = 300;
+    attrib_init(&a);
+    cwd = attrib_cwd_event("/home2/acct2/public_html/shop", true, 300, ev.ts_ms);
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "acct2");
+    ck_assert_str_eq(r.script, "acct2:/home2/acct2/public_html/shop");
+    ck_assert(r.flags & ATTRIB_NOBODY);
+    ck_assert(r.flags & ATTRIB_WEB_HOME);
+    /* a home that is no cPanel account's */
+    cwd = attrib_cwd_event("/home/stranger/public_html", true, 300, ev.ts_ms);
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "nobody");
+    ck_assert_str_eq(r.script, "nobody:/home/stranger/public_html");
+    ck_assert(!(r.flags & ATTRIB_WEB_HOME));
+    /* no cwd= record */
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "nobody");
+    ck_assert_str_eq(r.script, "");
+    /* another login's mail from an account's home stays that login's */
+    c.ident = "acct1";
+    ev = attrib_event(&c);
+    ev.has_pid = true;
+    ev.pid = 300;
+    cwd = attrib_cwd_event("/home2/acct2/public_html/shop", true, 300, ev.ts_ms);
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "acct1");
+    ck_assert(attrib_maps_is_account(m, "acct1") && attrib_maps_is_account(m, "acct2"));
+    ck_assert(!attrib_maps_is_account(m, "acct") && !attrib_maps_is_account(m, "nobody"));
+    attrib_maps_free(m);
+}
+END_TEST
+
 START_TEST(test_attrib_cwd_without_pid_and_ttl)
 {
     struct attrib_maps *m = attrib_test_maps();
@@ -407,6 +458,7 @@ attrib_suite(void)
     tcase_add_test(tc, test_attrib_anomalous_is_no_one);
     tcase_add_test(tc, test_attrib_cwd_ties_by_pid);
     tcase_add_test(tc, test_attrib_cwd_without_pid_and_ttl);
+    tcase_add_test(tc, test_attrib_web_user_home);
     tcase_add_test(tc, test_attrib_cwd_non_submission_ignored);
     tcase_add_test(tc, test_attrib_cwd_bytes_overflow_argc);
     tcase_add_test(tc, test_attrib_bounce_and_exim_user);
