@@ -316,7 +316,7 @@ check "script: messages the ACL froze on arrival are thawed too" test "$LEFT" = 
 check "floodgated logged the release" \
     grep -qE "release mailbox bad@spam.example: [0-9]+ thawed, 0 failed, unsuspended" "$FG/floodgated.log"
 check "blocklist no longer lists the mailbox" not grep -q '^bad@spam.example:' "$EH_LIST"
-check "blocklist no longer lists webuser" not grep -q '^webuser:' "$EH_LIST"
+check "blocklist no longer lists webuser" not grep -q 'webuser' "$EH_LIST"
 check "released mailbox accepted again" eh_submit_auth bad@spam.example bad@spam.example \
     again@remote.example mbox-again
 check "... and not frozen" not eh_is_frozen "$(eh_msgid mbox-again)"
