@@ -233,7 +233,7 @@ const char *action_not_holdable(const struct action *a, enum usertable_scope sco
  * froze on arrival for the identity (acl_m_floodgate) and thaws them with the ledger's.
  */
 #define ACTION_SCAN_MAX  10000
-#define ACTION_SCAN_STEP 1000
+#define ACTION_SCAN_STEP 250
 
 /* --- listing (floodgatectl held, show) ---------------------------------------------- */
 

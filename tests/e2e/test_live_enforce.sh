@@ -210,7 +210,7 @@ check "normal SMTP sender: nothing frozen" test "$(queued good@good.example)" = 
 check "normal local sender: nothing frozen" test "$(queued other@other.example)" = 3 -a \
     "$(unfrozen other@other.example)" = 3
 check "blocklist suspends the mailbox" grep -q '^bad@spam.example: suspend mailbox ' "$EH_LIST"
-check "blocklist holds the script's account" grep -q '^webuser: hold script ' "$EH_LIST"
+check "blocklist holds the script (login and directory)" grep -qF "\"webuser:$SCRIPT_DIR\": hold script " "$EH_LIST"
 
 out=$(eh_submit_auth bad@spam.example bad@spam.example late@remote.example mbox-late); rc=$?
 echo "$out"
