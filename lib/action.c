@@ -1021,7 +1021,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
     spawn_result_describe(res, st, sizeof(st));
     {
         /* per id, as exim said it: its exit status is 1 as soon as one id did not change */
-        char what[200], more[96] = "";
+        char what[400], more[96] = "";
         size_t k = 0;
         if (nalready && !j->rerun)
             k += (size_t)snprintf(more + k, sizeof(more) - k, ", %zu already frozen", nalready);

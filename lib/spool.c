@@ -18,10 +18,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
-#include <sys/stat.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "spawn.h"
@@ -392,8 +392,8 @@ spool_scan_name(const char *name, char *id)
 
 /* Read and parse one -H file in @dir; calls @fn when it parses and names @id. */
 static void
-spool_scan_file(struct spool_scan *s, DIR *dir, const char *name, const char *id,
-                spool_scan_fn fn, void *ctx)
+spool_scan_file(struct spool_scan *s, DIR *dir, const char *name, const char *id, spool_scan_fn fn,
+                void *ctx)
 {
     int fd = openat(dirfd(dir), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct spool_header h;
@@ -447,8 +447,8 @@ spool_scan_step(struct spool_scan *s, size_t max, spool_scan_fn fn, void *ctx)
         } else if (de->d_name[0] != '.' && de->d_name[1] == '\0' &&
                    (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN)) {
             /* split_spool_directory: input/<6th character of the id>/ */
-            int fd = openat(dirfd(s->top), de->d_name,
-                            O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+            int fd =
+                openat(dirfd(s->top), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
             if (fd >= 0 && !(s->sub = fdopendir(fd)))
                 (void)close(fd);
         }

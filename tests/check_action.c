@@ -1373,8 +1373,7 @@ write_h_login(const char *id, const char *login_line, const char *opts)
     (void)snprintf(path, sizeof(path), "%s/input/%s-H", spool, id);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "%s-H\n%s\n<x@example.org>\n1795456990 0\n%sXX\n1\nr@x\n\n", id, login_line,
-            opts);
+    fprintf(f, "%s-H\n%s\n<x@example.org>\n1795456990 0\n%sXX\n1\nr@x\n\n", id, login_line, opts);
     fclose(f);
 }
 
@@ -1411,7 +1410,8 @@ START_TEST(test_action_trip_freezes_backlog)
     ck_assert_int_eq(action_trip(a, &r), 0);
     fake_spawner_flush(fs);
     ck_assert_uint_ge(fs->ncalls, 1);
-    ck_assert_str_eq(fs->calls[0], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-04 1xVYNi-0001Xt-05"); /* log's first */
+    ck_assert_str_eq(fs->calls[0],
+                     "/usr/sbin/exim -Mf 1xVYNi-0001Xt-04 1xVYNi-0001Xt-05"); /* log's first */
     ck_assert_uint_eq(last.backlog, 1);
     ck_assert_uint_eq(last.frozen, 2);
     ck_assert_uint_eq(last.scanned, 8);

@@ -105,8 +105,8 @@ static const struct parse_case parse_cases[] = {
     { "acl var value looks like an option",
       "id-H\nu 1 2\n<a@b>\n100 0\n-aclc _x 13\n-auth_id evil\n-ident u\nXX\n", 0, NULL, "u",
       false },
-    { "acl var with newlines", "id-H\nu 1 2\n<a@b>\n100 0\n--aclm _x 5\na\nb\nc\n-frozen 1\nXX\n", 0,
-      NULL, NULL, true },
+    { "acl var with newlines", "id-H\nu 1 2\n<a@b>\n100 0\n--aclm _x 5\na\nb\nc\n-frozen 1\nXX\n",
+      0, NULL, NULL, true },
     { "acl var cut", "id-H\nu 1 2\n<a@b>\n100 0\n-aclm _x 30\nabc\nXX\n", -EBADMSG, NULL, NULL,
       false },
     { "acl var bad length", "id-H\nu 1 2\n<a@b>\n100 0\n-aclm _x 2\nabc\nXX\n", -EBADMSG, NULL,
@@ -172,14 +172,18 @@ static const struct confirm_case confirm_cases[] = {
       false },
     { "script other", "i-H\nu 1 2\n<x@y>\n1 0\n--ident bob\nXX\n", SCOPE_SCRIPT, "acct:/x", false },
     /* the ACL recorded the working directory: only that script's messages are its own */
-    { "script cwd same", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/x\nXX\n",
-      SCOPE_SCRIPT, "acct:/home/x", true },
-    { "script cwd other", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/y\nXX\n",
-      SCOPE_SCRIPT, "acct:/home/x", false },
-    { "script cwd deeper", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 9\n/home/x/a\nXX\n",
-      SCOPE_SCRIPT, "acct:/home/x", false },
-    { "account ignores cwd", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/y\nXX\n",
-      SCOPE_ACCOUNT, "acct", true },
+    { "script cwd same",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/x\nXX\n", SCOPE_SCRIPT,
+      "acct:/home/x", true },
+    { "script cwd other",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/y\nXX\n", SCOPE_SCRIPT,
+      "acct:/home/x", false },
+    { "script cwd deeper",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 9\n/home/x/a\nXX\n", SCOPE_SCRIPT,
+      "acct:/home/x", false },
+    { "account ignores cwd",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/y\nXX\n", SCOPE_ACCOUNT,
+      "acct", true },
 };
 
 struct marker_case {
@@ -312,7 +316,8 @@ scan_has(const struct scan_seen *s, const char *id)
 START_TEST(test_spool_scan_flat_and_split)
 {
     static const char *const flat[] = { "1xVYNi-0001Xt-23", "1xVYNj-0001Xt-23" };
-    static const char *const split[] = { "1xVYNr-0001Yf-21", "1xVYNr-0001Yg-21", "1xVYNr-0001Yh-21" };
+    static const char *const split[] = { "1xVYNr-0001Yf-21", "1xVYNr-0001Yg-21",
+                                         "1xVYNr-0001Yh-21" };
     char path[512], text[256];
     struct spool_scan *sc;
     struct scan_seen seen = { .n = 0 };
