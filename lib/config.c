@@ -753,6 +753,8 @@ config_strcmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int config_parse_bool(struct config_parser *p, yaml_node_t *n, const char *path, bool *ret);
+
 /* A list of names into an owned, sorted, de-duplicated array (replacing any earlier one). */
 static int
 config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bool mailbox,
@@ -944,6 +946,10 @@ config_actions_pair(struct config_parser *p, const char *key, yaml_node_t *v, co
         return config_parse_u32(p, v, path, 1, CONFIG_FREEZE_BATCH_MAX, &c->freeze_batch);
     if (strcmp(key, "max_per_hour") == 0)
         return config_parse_u32(p, v, path, 1, CONFIG_ACTIONS_HOUR_MAX, &c->max_actions_per_hour);
+    if (strcmp(key, "never_hold") == 0)
+        return config_parse_names(p, v, path, false, &c->never_hold, &c->nnever_hold);
+    if (strcmp(key, "hold_system_logins") == 0)
+        return config_parse_bool(p, v, path, &c->hold_system_logins);
     return -ENOENT;
 }
 
@@ -2215,6 +2221,9 @@ config_free(struct config *c)
     for (size_t i = 0; i < c->nexempt_accounts; i++)
         free(c->exempt_accounts[i]);
     free(c->exempt_accounts);
+    for (size_t i = 0; i < c->nnever_hold; i++)
+        free(c->never_hold[i]);
+    free(c->never_hold);
     free(c->overrides);
     free(c->path);
     free(c->userdomains_file);

@@ -215,6 +215,12 @@ static const struct config_case bad[] = {
       "out of range (1 to 100000)", 0 },
     { "max_per_hour over 100000", "actions:\n  max_per_hour: 100001\n", 2, 17,
       "actions.max_per_hour", "out of range (1 to 100000)", 0 },
+    { "never_hold not a list", "actions:\n  never_hold: root\n", 2, 15, "actions.never_hold",
+      "a list", 0 },
+    { "never_hold with a bad name", "actions:\n  never_hold: [ok, 'a b']\n", 2, 20,
+      "actions.never_hold[1]", "'a b' is not an account name", 0 },
+    { "hold_system_logins not a boolean", "actions:\n  hold_system_logins: maybe\n", 2, 23,
+      "actions.hold_system_logins", "", 0 },
     { "flow map, unknown key", "{mode: enforce, colldown: 1h}\n", 1, 17, "colldown",
       "unknown key 'colldown'", 0 },
 };
@@ -388,7 +394,9 @@ START_TEST(test_config_values)
                       "  exim_config: /etc/exim_outgoing.conf\n"
                       "  timeout: 1m\n"
                       "  freeze_batch: 500\n"
-                      "  max_per_hour: 7\n";
+                      "  max_per_hour: 7\n"
+                      "  never_hold: [cronmail, backup, cronmail]\n"
+                      "  hold_system_logins: true\n";
     struct config *c = NULL;
     struct diag d;
 
@@ -410,6 +418,10 @@ START_TEST(test_config_values)
     ck_assert_uint_eq(c->rules[1].actions, CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD |
                                                CONFIG_ACTION_SUSPEND | CONFIG_ACTION_ALERT);
     ck_assert_uint_eq(c->rules[1].line, 9);
+    ck_assert_uint_eq(c->nnever_hold, 2); /* sorted, duplicates merged */
+    ck_assert_str_eq(c->never_hold[0], "backup");
+    ck_assert_str_eq(c->never_hold[1], "cronmail");
+    ck_assert(c->hold_system_logins);
     /* lowercased, sorted, duplicates merged */
     ck_assert_uint_eq(c->nexempt_mailboxes, 2);
     ck_assert_str_eq(c->exempt_mailboxes[0], "a@b.example");
