@@ -392,10 +392,10 @@ check "D: the log clock not moved to 2099 (log_time ${LOG_TIME:-?} ms)" \
     test -n "$LOG_TIME" -a "${LOG_TIME:-0}" -le $((NOW_MS + 86400000))
 check "D: login attacker counted for its own 4 messages" count_is attacker 4
 injection_reported() {
-    grep -qi 'inject\|forg' "$FG/audit.jsonl" 2>/dev/null ||
-        grep -qi 'inject\|forg' "$FG/floodgated.log" 2>/dev/null
+    grep -qi 'inject' "$FG/audit.jsonl" 2>/dev/null || grep -qi 'inject' "$FG/floodgated.log"
 }
 check "D: floodgated reports the log injection (audit or log)" wait_for 5 injection_reported
+echo "FIGURE D_injection_reports=$(grep -ci 'inject' "$FG/audit.jsonl" 2>/dev/null)"
 echo "FIGURE D_victim_counted=$(count cmo@victim.test)"
 echo "FIGURE D_attacker_counted=$(count attacker)/4"
 echo "FIGURE D_log_time_year=$(date -u -d @$((${LOG_TIME:-0} / 1000)) +%Y 2>/dev/null)"
