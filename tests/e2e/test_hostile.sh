@@ -187,10 +187,10 @@ sync_log() {
     SYNC=$((SYNC + 1))
     local box="sync$SYNC@good.example"
     timeout 30 "$EH_PY" "$HOSTILE" "$EH_PORT" 1 "sync-$1" --auth "$box" >/dev/null
-    if ! wait_for 8 count_is "$box" 1; then
-        echo "note: the sync message after $1 ($box) was not counted in 8 s"
+    if ! wait_for 15 count_is "$box" 1; then
+        echo "note: the sync message after $1 ($box) was not counted in 15 s"
     fi
-    wait_for 8 caught_up || echo "note: floodgated not at the end of the log after $1"
+    wait_for 15 caught_up || echo "note: floodgated not at the end of the log after $1"
 }
 HOSTILE=$FG_SOURCE_DIR/tests/e2e/smtp_hostile.py
 hostile() { timeout 60 "$EH_PY" "$HOSTILE" "$EH_PORT" "$@"; }
@@ -211,7 +211,7 @@ spammer_checks() {
     local name=$1 sp=$2 v=$3 acc
     acc=$(accepted "$4")
     check "$name: spammer counted for its $acc accepted messages" count_is "$sp" "$acc"
-    check "$name: spammer tripped (audit)" wait_for 10 audit_any "$sp" trip
+    check "$name: spammer tripped (audit)" wait_for 15 audit_any "$sp" trip
     if audit_any "$sp" trip; then
         wait_for 10 all_frozen "$sp"
         wait_for 5 listed "$sp"
@@ -340,7 +340,7 @@ echo "mainlog E:"; grep -F '<= <> ' "$EH_DIR/log/mainlog" | head -n 1
 E_ACC=$(accepted "$FG/e.tsv")
 check "E: null-sender mailbox counted for its $E_ACC accepted messages" \
     count_is null@spam.example "$E_ACC"
-check "E: null-sender mailbox tripped (audit)" wait_for 10 audit_any null@spam.example trip
+check "E: null-sender mailbox tripped (audit)" wait_for 15 audit_any null@spam.example trip
 if audit_any null@spam.example trip; then
     wait_for 10 all_frozen ""
     wait_for 5 listed null@spam.example
