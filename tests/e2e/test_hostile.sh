@@ -12,7 +12,8 @@
 #      the spammer is counted, trips, its queued mail is frozen and it is held; the victim
 #      is never counted, frozen or held;
 #  B2  the same with the framing in the HELO of an authenticated session (coo@victim.test);
-#      B3 with a HELO after which both peer readings parse in full (cio@victim.test);
+#      B3 with a HELO after which both peer readings parse in full (cio@victim.test); B4
+#      with a quote opened in the HELO and "closed" by the subject (cyo@victim.test);
 #  C   a sender whose id= or HELO holds an unbalanced quote (id=a\"b@..., id="a\\"@...,
 #      H=(x")), each message followed by other senders' messages: every sender is counted
 #      exactly what it sent;
@@ -287,6 +288,15 @@ sync_log B3
 echo "mainlog B3:"; mainlog_arrivals helo3@spam.example 1
 spammer_checks B3 helo3@spam.example cio@victim.test "$FG/b3.tsv"
 
+# --- B4: a HELO with an open quote that the subject's escaped quote would close ---------------
+hostile "$N" hostile-b4 --auth helo4@spam.example \
+    --helo 'x) [10.0.0.1]:1 P=esmtpa A=dovecot_login:cyo@victim.test S=1 for a@b.c "(y' \
+    --subject ' for "x' >"$FG/b4.tsv"
+sync_log B4
+echo "mainlog B4:"; mainlog_arrivals helo4@spam.example 1
+spammer_checks B4 helo4@spam.example cyo@victim.test "$FG/b4.tsv"
+echo "FIGURE helo_injection_reports=$(grep -c '"kind":"helo"' "$FG/audit.jsonl" 2>/dev/null)"
+
 # --- C: an unbalanced quote, then other senders ------------------------------------------------
 # Per variant k, quote sender q<k>@quote.example sends a message and keeps its session open,
 # other senders (o<k>@good.example over SMTP, login localuser from script directory form<k>)
@@ -402,7 +412,7 @@ echo "FIGURE D_log_time_year=$(date -u -d @$((${LOG_TIME:-0} / 1000)) +%Y 2>/dev
 
 # --- whole run -----------------------------------------------------------------------------------
 VICTIMS=0
-for v in ceo cfo cso cto coo cio cmo; do VICTIMS=$((VICTIMS + $(count "$v@victim.test"))); done
+for v in ceo cfo cso cto coo cio cyo cmo; do VICTIMS=$((VICTIMS + $(count "$v@victim.test"))); done
 echo "FIGURE victim_counted=$VICTIMS"
 echo "FIGURE victim_held=$(grep -c 'victim\.test' "$EH_LIST" 2>/dev/null)"
 check "victim account never counted" never_counted victimacct
