@@ -21,7 +21,8 @@
 #  D   local submissions by login "attacker" whose -f sender or current directory holds a
 #      newline and a forged arrival for cmo@victim.test dated 2099: the victim is never
 #      counted, the log clock stays in the present, the attacker's login counts its own
-#      messages, and floodgated reports the injection.
+#      messages, senders right after it (SMTP and another login) are counted, and
+#      floodgated reports the injection.
 # Prints "FIGURE name=value" lines. Exit 77 (skip) when Exim or root is missing. Every
 # loop is bounded in count and time; loopback only. EH_KEEP=1 keeps the temp dir.
 set -u
@@ -388,6 +389,11 @@ if mkdir -p "$CWD_DIR" 2>/dev/null; then
     (cd "$CWD_DIR" && eh_submit_local attacker attacker@attacker.example d3@remote.example \
         hostile-d3) && D_OK=$((D_OK + 1))
 fi
+# Other senders right after: an SMTP mailbox and another login's script.
+DOTHER_DIR=$EH_DIR/home/localuser/public_html/formd
+mkdir -p "$DOTHER_DIR"
+hostile 1 other-d --auth od@good.example >"$FG/d-o.tsv"
+(cd "$DOTHER_DIR" && eh_submit_local localuser localuser@local.example ld@remote.example local-d)
 sync_log D
 echo "mainlog D (raw, with the newlines):"
 grep -F -A1 -e '<= "a\' "$EH_DIR/log/mainlog" | head -n 9
@@ -401,6 +407,9 @@ NOW_MS=$(($(date +%s) * 1000))
 check "D: the log clock not moved to 2099 (log_time ${LOG_TIME:-?} ms)" \
     test -n "$LOG_TIME" -a "${LOG_TIME:-0}" -le $((NOW_MS + 86400000))
 check "D: login attacker counted for its own 4 messages" count_is attacker 4
+check "D: od@good.example, sending right after, counted exactly 1" count_is od@good.example 1
+check "D: script localuser:$DOTHER_DIR, sending right after, counted exactly 1" \
+    count_is "localuser:$DOTHER_DIR" 1
 injection_reported() {
     grep -qi 'inject' "$FG/audit.jsonl" 2>/dev/null || grep -qi 'inject' "$FG/floodgated.log"
 }
@@ -408,6 +417,7 @@ check "D: floodgated reports the log injection (audit or log)" wait_for 5 inject
 echo "FIGURE D_injection_reports=$(grep -ci 'inject' "$FG/audit.jsonl" 2>/dev/null)"
 echo "FIGURE D_victim_counted=$(count cmo@victim.test)"
 echo "FIGURE D_attacker_counted=$(count attacker)/4"
+echo "FIGURE D_others_after_counted=$(($(count od@good.example) + $(count "localuser:$DOTHER_DIR")))/2"
 echo "FIGURE D_log_time_year=$(date -u -d @$((${LOG_TIME:-0} / 1000)) +%Y 2>/dev/null)"
 
 # --- whole run -----------------------------------------------------------------------------------
