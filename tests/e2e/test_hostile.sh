@@ -383,12 +383,6 @@ for k in 0 1 2; do
     (cd "$ATT_DIR" && d_submit "${D_SENDERS[$k]}" "d$k@remote.example" "hostile-d$k") &&
         D_OK=$((D_OK + 1))
 done
-# A current directory whose name holds a newline and a forged arrival.
-CWD_DIR="$ATT_DIR/d${NL}${FORGED}"
-if mkdir -p "$CWD_DIR" 2>/dev/null; then
-    (cd "$CWD_DIR" && eh_submit_local attacker attacker@attacker.example d3@remote.example \
-        hostile-d3) && D_OK=$((D_OK + 1))
-fi
 # Other senders right after: an SMTP mailbox and another login's script.
 DOTHER_DIR=$EH_DIR/home/localuser/public_html/formd
 mkdir -p "$DOTHER_DIR"
@@ -398,25 +392,44 @@ sync_log D
 echo "mainlog D (raw, with the newlines):"
 grep -F -A1 -e '<= "a\' "$EH_DIR/log/mainlog" | head -n 9
 grep -F -A1 'cwd='"$ATT_DIR/d" "$EH_DIR/log/mainlog" | cut -c1-200 | head -n 2
-check "D: 4 local submissions accepted" test "$D_OK" = 4
+check "D: 3 local submissions accepted" test "$D_OK" = 3
 check "D: the forged lines are in the main log" \
-    test "$(grep -c '^2099-01-01 00:00:00 1xVHer-0003ns-2T <= cmo@victim.test' "$EH_DIR/log/mainlog")" = 4
+    test "$(grep -c '^2099-01-01 00:00:00 1xVHer-0003ns-2T <= cmo@victim.test' "$EH_DIR/log/mainlog")" = 3
 victim_clean cmo@victim.test D
 LOG_TIME=$(ctl --json status | sed -n 's/.*"log_time":\([0-9]*\).*/\1/p')
 NOW_MS=$(($(date +%s) * 1000))
 check "D: the log clock not moved to 2099 (log_time ${LOG_TIME:-?} ms)" \
     test -n "$LOG_TIME" -a "${LOG_TIME:-0}" -le $((NOW_MS + 86400000))
-check "D: login attacker counted for its own 4 messages" count_is attacker 4
+check "D: login attacker counted for its own 3 messages" count_is attacker 3
 check "D: od@good.example, sending right after, counted exactly 1" count_is od@good.example 1
 check "D: script localuser:$DOTHER_DIR, sending right after, counted exactly 1" \
     count_is "localuser:$DOTHER_DIR" 1
+
+# D4: a current directory whose name holds a newline and a forged arrival. A cwd= entry cut
+# short by a newline cannot be told from the lines that follow it (its name can close it
+# early), so everything within 8 KiB of its start is held as part of it: never counted
+# for anyone (the forged arrival included), and reported. Records of others written in that
+# window are not counted either: a documented limit, signalled by the injection report.
+CWD_DIR="$ATT_DIR/d${NL}${FORGED}"
+if mkdir -p "$CWD_DIR" 2>/dev/null; then
+    (cd "$CWD_DIR" && eh_submit_local attacker attacker@attacker.example d3@remote.example \
+        hostile-d3) || bad "D4: the local submission from the directory was refused"
+    cwd_injection() { grep -q '"log_injection","kind":"cwd"' "$FG/audit.jsonl" 2>/dev/null; }
+    wait_for 15 cwd_injection
+    grep -F -A1 'cwd='"$ATT_DIR/d" "$EH_DIR/log/mainlog" | cut -c1-200 | head -n 2
+    victim_clean cmo@victim.test D4
+    check "D4: the log clock not moved to 2099" \
+        test "$(ctl --json status | sed -n 's/.*"log_time":\([0-9]*\).*/\1/p')" -le \
+        $(($(date +%s) * 1000 + 86400000))
+    check "D4: floodgated reports the cwd= injection" cwd_injection
+fi
 injection_reported() {
     grep -qi 'inject' "$FG/audit.jsonl" 2>/dev/null || grep -qi 'inject' "$FG/floodgated.log"
 }
 check "D: floodgated reports the log injection (audit or log)" wait_for 5 injection_reported
 echo "FIGURE D_injection_reports=$(grep -ci 'inject' "$FG/audit.jsonl" 2>/dev/null)"
 echo "FIGURE D_victim_counted=$(count cmo@victim.test)"
-echo "FIGURE D_attacker_counted=$(count attacker)/4"
+echo "FIGURE D_attacker_counted=$(count attacker)/3"
 echo "FIGURE D_others_after_counted=$(($(count od@good.example) + $(count "localuser:$DOTHER_DIR")))/2"
 echo "FIGURE D_log_time_year=$(date -u -d @$((${LOG_TIME:-0} / 1000)) +%Y 2>/dev/null)"
 
