@@ -517,6 +517,9 @@ engine_arrival(struct engine *e, const struct exim_event *ev, uint32_t flags, ui
                                 fg_str_make(lead2, strlen(lead2)));
         }
         k += w;
+    } else if (flags & EXIM_F_HELO_FORGED) {
+        /* one reading holds, but the HELO imitates a peer: news about who sent it */
+        k += engine_injection(e, ENGINE_INJ_HELO, sc, lead, ev, line, ret + k, max - k);
     }
 
     if (!out && !out2) {

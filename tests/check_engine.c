@@ -854,6 +854,22 @@ START_TEST(test_engine_forged_helo)
     ev.msgid = fg_str_make("1vwqhc-00HEL2-xm", 16);
     n = engine_feed_event(fx.e, &ev, 0, 11, fx.notes, ENGINE_NOTICES_MAX);
     ck_assert_uint_eq(engine_stats(fx.e)->outbound, 5);
+
+    /* one reading only, but the HELO imitates a peer: signalled, counted for the real one */
+    {
+        static const char h[] = "2026-03-02 10:00:02 1vwqhc-00HEL3-xm <= box@example.com "
+                                "H=(x) [10.0.0.1]:1 P=esmtpsa A=dovecot_login:victim@other.org "
+                                "S=1 (y) [192.0.2.7]:4000 P=esmtpsa A=dovecot_login:box@example.com "
+                                "S=1200 for a@gmail.com";
+        struct eximlog_record rec = { .text = h, .len = sizeof(h) - 1 };
+        size_t before = engine_stats(fx.e)->injections[ENGINE_INJ_HELO];
+        n = engine_feed(fx.e, &rec, 12, fx.notes, ENGINE_NOTICES_MAX);
+        ck_assert_uint_ge(n, 1);
+        ck_assert_int_eq(fx.notes[0].kind, ENGINE_INJECTION);
+        ck_assert_int_eq(fx.notes[0].injection, ENGINE_INJ_HELO);
+        ck_assert_str_eq(fx.notes[0].id, "box@example.com");
+        ck_assert_uint_eq(engine_stats(fx.e)->injections[ENGINE_INJ_HELO], before + 1);
+    }
 }
 END_TEST
 

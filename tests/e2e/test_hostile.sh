@@ -296,7 +296,11 @@ hostile "$N" hostile-b4 --auth helo4@spam.example \
 sync_log B4
 echo "mainlog B4:"; mainlog_arrivals helo4@spam.example 1
 spammer_checks B4 helo4@spam.example cyo@victim.test "$FG/b4.tsv"
-echo "FIGURE helo_injection_reports=$(grep -c '"kind":"helo"' "$FG/audit.jsonl" 2>/dev/null)"
+HELO_REPORTS=$(grep -c '"kind":"helo"' "$FG/audit.jsonl" 2>/dev/null)
+echo "FIGURE helo_injection_reports=$HELO_REPORTS"
+# every message of A2, A3, B2, B3 and B4 came with a HELO shaped like a peer
+check "forged HELOs reported (log_injection kind helo: $HELO_REPORTS)" \
+    test "${HELO_REPORTS:-0}" -ge $((5 * N))
 
 # --- C: an unbalanced quote, then other senders ------------------------------------------------
 # Per variant k, quote sender q<k>@quote.example sends a message and keeps its session open,
