@@ -435,6 +435,10 @@ writer_run(const struct writer *w)
                 (void)close(fd);
                 fd = open_log(logpath);
             } else if (w->rot == ROT_COPYTRUNCATE) {
+                /* a reader more than a whole file behind at a copytruncate has lost its
+                 * place whatever it does: rotate with the tailer at most half a file back */
+                if (w->handshake)
+                    writer_wait_seen(s - w->every / 2);
                 copy_file(logpath, p1);
                 for (uint32_t k = 0; k < w->w_lines && s < w->total; k++, s++)
                     write_all(fd, b, fmt_line(b, sizeof(b), s));
@@ -573,7 +577,8 @@ START_TEST(test_tail_copytruncate_under_write)
 {
     /* w = 20 lines per rotation between the copy and the truncate: at most once. */
     struct writer w = {
-        .total = 30000, .every = 3000, .rot = ROT_COPYTRUNCATE, .w_lines = 20, .pace = 50
+        .total = 30000, .every = 3000, .rot = ROT_COPYTRUNCATE, .w_lines = 20, .pace = 50,
+        .handshake = true
     };
     struct tail *t;
     struct tail_stats st;
