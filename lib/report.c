@@ -17,10 +17,11 @@
  * log time fits and memory stays fixed. A value is read after the record that moved the
  * clock past the step, so it may hold that one record early.
  *
- * Evidence. While an identity is followed, the subjects, client addresses and recipient
- * domains of its messages are kept (a few distinct values each, with counts; the least
- * recently seen value makes room). A trip copies its identity's evidence as it stood at
- * the trip.
+ * Evidence. For the identities counted most recently (REPORT_EV_SETS sets of
+ * REPORT_EV_WAYS, the least recently counted of a set making room), the subjects, client
+ * addresses and recipient domains of their messages are kept: a few distinct values each,
+ * with counts, the least recently seen value making room. An identity sending a flood is
+ * counted all the time and keeps its slot. A trip copies its evidence as it stood then.
  *
  * Rendering. Every piece of log text (identities, subjects, addresses, domains, times,
  * rule names) goes through strbuf_append_html and lands in element content only; the
@@ -47,7 +48,6 @@ struct report_series {
     size_t nmarks;
     int64_t mark_ms[REPORT_MARKS];
     uint64_t mark_value[REPORT_MARKS];
-    struct report_evidence ev;
     uint32_t v[REPORT_POINTS];
 };
 
@@ -72,8 +72,18 @@ struct report_trip {
     struct report_evidence ev;
 };
 
+/* The evidence of recently counted identities: REPORT_EV_WAYS-way sets, least recent out. */
+struct report_ev_slot {
+    bool used;
+    struct usertable_ref ref;
+    int64_t last_ms;
+    struct report_evidence ev;
+};
+
 struct report {
     const struct config *cfg;
+    struct report_ev_slot *evc; /* REPORT_EV_SETS * REPORT_EV_WAYS */
+    bool scope_ruled[SCOPE__MAX];
     struct engine_hook hook;
     struct report_rule rule[CONFIG_RULES_MAX];
     size_t nrules;
@@ -203,6 +213,45 @@ report_evidence_add(struct report_evidence *ev, const struct exim_event *e, int6
     }
 }
 
+static size_t
+report_ev_set(struct usertable_ref ref)
+{
+    return ((ref.slot * 0x9e3779b1u) >> 16) % REPORT_EV_SETS * REPORT_EV_WAYS;
+}
+
+/* The evidence kept for @ref, NULL when none (it was not counted lately). */
+static const struct report_evidence *
+report_ev_find(const struct report *r, struct usertable_ref ref)
+{
+    const struct report_ev_slot *set = r->evc + report_ev_set(ref);
+
+    for (size_t w = 0; w < REPORT_EV_WAYS; w++)
+        if (set[w].used && report_ref_eq(set[w].ref, ref))
+            return &set[w].ev;
+    return NULL;
+}
+
+/* The evidence of @ref, taking the set's free or least recently counted slot if needed. */
+static struct report_evidence *
+report_ev_get(struct report *r, struct usertable_ref ref, int64_t now_ms)
+{
+    struct report_ev_slot *set = r->evc + report_ev_set(ref), *old = set;
+
+    for (size_t w = 0; w < REPORT_EV_WAYS; w++) {
+        if (set[w].used && report_ref_eq(set[w].ref, ref)) {
+            set[w].last_ms = now_ms;
+            return &set[w].ev;
+        }
+        if (!set[w].used || (old->used && set[w].last_ms < old->last_ms))
+            old = &set[w];
+    }
+    memset(old, 0, sizeof(*old));
+    old->used = true;
+    old->ref = ref;
+    old->last_ms = now_ms;
+    return &old->ev;
+}
+
 static void
 report_counted(void *ctx, const struct usertable *t, const struct usertable_entry *ent,
                const struct exim_event *ev, int64_t now_ms)
@@ -211,6 +260,9 @@ report_counted(void *ctx, const struct usertable *t, const struct usertable_entr
     enum usertable_scope scope = usertable_entry_scope(ent);
     struct usertable_ref ref = usertable_ref(t, ent);
 
+    if (!r->scope_ruled[scope])
+        return;
+    report_evidence_add(report_ev_get(r, ref, now_ms), ev, now_ms);
     for (size_t k = 0; k < r->nrules; k++) {
         struct report_rule *rr = &r->rule[k];
         struct report_series *s;
@@ -232,7 +284,6 @@ report_counted(void *ctx, const struct usertable *t, const struct usertable_entr
             s->peak_ms = now_ms;
         }
         s->over |= over;
-        report_evidence_add(&s->ev, ev, now_ms);
         if (rr->nused == REPORT_TRACK && (admitted || s == &rr->s[rr->victim]))
             report_find_victim(rr);
     }
@@ -302,7 +353,7 @@ report_trip(struct report *r, const struct engine_notice *n)
 {
     size_t k = n->verdict.rule;
     struct report_series *s = NULL;
-    const struct report_evidence *ev = NULL;
+    const struct report_evidence *ev = report_ev_find(r, n->ref);
     struct report_trip *t;
 
     if (k >= r->nrules)
@@ -318,13 +369,6 @@ report_trip(struct report *r, const struct engine_notice *n)
             s->mark_value[s->nmarks++] = n->verdict.value;
         }
         s->ntrips++;
-        ev = &s->ev;
-    }
-    for (size_t j = 0; !ev && j < r->nrules; j++) {
-        const struct report_series *o =
-            r->rule[j].rule->scope == n->scope ? report_find(&r->rule[j], n->ref) : NULL;
-        if (o)
-            ev = &o->ev;
     }
     if (r->ntrips == REPORT_TRIPS_MAX)
         return;
@@ -411,7 +455,11 @@ report_new(const struct config *cfg)
     r->step_ms = REPORT_STEP_MS;
     r->hook.counted = report_counted;
     r->hook.ctx = r;
+    r->evc = calloc(REPORT_EV_SETS * REPORT_EV_WAYS, sizeof(*r->evc));
+    if (!r->evc)
+        goto fail;
     for (size_t k = 0; k < r->nrules; k++) {
+        r->scope_ruled[cfg->rules[k].scope] = true;
         r->rule[k].rule = &cfg->rules[k];
         r->rule[k].series = policy_rule_series(p, k);
         r->rule[k].s = calloc(REPORT_TRACK, sizeof(struct report_series));
@@ -434,6 +482,7 @@ report_free(struct report *r)
     for (size_t k = 0; k < r->nrules; k++)
         free(r->rule[k].s);
     free(r->trips);
+    free(r->evc);
     free(r);
 }
 
@@ -625,7 +674,7 @@ report_point_at(const struct report *r, size_t i, int64_t last_ms)
 {
     int64_t t = report_point_ms(r, i);
 
-    return i + 1 == r->npoints && last_ms < t && last_ms > t - r->step_ms ? last_ms : t;
+    return i + 1 == r->npoints && last_ms < t && last_ms >= t - r->step_ms ? last_ms : t;
 }
 
 /* The x extent of the charts: the first step's start to the last point. */
@@ -747,7 +796,7 @@ report_samples(struct report_out *o, const char *what, const struct report_sampl
 static void
 report_evidence_html(struct report_out *o, const struct report_evidence *ev)
 {
-    out_f(o, "<ul class=\"ev\"><li>messages seen while followed: %llu</li>",
+    out_f(o, "<ul class=\"ev\"><li>messages seen: %llu</li>",
           (unsigned long long)ev->messages);
     report_samples(o, "subjects", ev->subject, REPORT_SUBJECTS, true);
     report_samples(o, "client addresses", ev->ip, REPORT_IPS, false);
@@ -874,7 +923,7 @@ report_trips_html(struct report_out *o, const struct report *r)
         if (t->has_ev)
             report_evidence_html(o, &t->ev);
         else
-            out_s(o, "not kept (the identity was not followed)");
+            out_s(o, "not kept");
         out_s(o, "</td></tr>\n");
     }
     out_s(o, "</table>\n");
@@ -924,8 +973,9 @@ report_render(const struct report *r, struct engine *e, const struct report_meta
           "dashed line is the rule&#8217;s threshold (an account&#8217;s override applied once "
           "it tripped), dots are trips. A line starts when the identity became one of the %d "
           "followed per rule. Evidence: up to %d subjects, %d client addresses and %d recipient "
-          "domains per identity, the most recently seen kept.</p>\n</body></html>\n",
+          "domains per identity, the most recently seen kept, for the %d identities counted "
+          "most recently.</p>\n</body></html>\n",
           (long long)(r->step_ms / 1000), REPORT_POINTS, REPORT_TRACK, REPORT_SUBJECTS,
-          REPORT_IPS, REPORT_DOMAINS);
+          REPORT_IPS, REPORT_DOMAINS, REPORT_EV_SETS * REPORT_EV_WAYS);
     return o.err;
 }

@@ -16,7 +16,8 @@
  *
  * Pure: it reads the engine (values through the usertable, stats, the clock) and the
  * events its hook hands over, and renders into a strbuf. Every bound is fixed: the memory
- * does not grow with the log (about REPORT_TRACK * 6 KiB per rule, plus the trips kept).
+ * does not grow with the log (about REPORT_TRACK * 2.6 KiB per rule, 2.5 MiB of evidence,
+ * the trips kept with theirs).
  */
 
 #define REPORT_POINTS     512   /* samples per series; the step doubles when they are full */
@@ -29,6 +30,8 @@
 #define REPORT_IPS        4     /*   the least recently seen replaced first */
 #define REPORT_DOMAINS    6
 #define REPORT_TEXT_MAX   160   /* bytes kept of one subject (cut), address or domain */
+#define REPORT_EV_SETS    256   /* evidence kept for the 1024 identities counted last */
+#define REPORT_EV_WAYS    4
 #define REPORT_HTML_MAX   (64u << 20) /* the page never grows past this */
 
 /* A value that was not sampled (the identity was not followed yet, or was evicted). */
@@ -45,7 +48,7 @@ struct report_evidence {
     struct report_sample subject[REPORT_SUBJECTS];
     struct report_sample ip[REPORT_IPS];
     struct report_sample domain[REPORT_DOMAINS];
-    uint64_t messages; /* seen while followed */
+    uint64_t messages; /* counted since the identity took its evidence slot */
 };
 
 struct report;
