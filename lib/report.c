@@ -17,8 +17,9 @@
  * log time fits and memory stays fixed. A value is read after the record that moved the
  * clock past the step, so it may hold that one record early.
  *
- * Evidence. For the identities counted most recently (REPORT_EV_SETS sets of
- * REPORT_EV_WAYS, the least recently counted of a set making room), the subjects, client
+ * Evidence. For the identities past half the threshold of a rule, counted most recently
+ * (REPORT_EV_SETS sets of REPORT_EV_WAYS, the least recently counted of a set making
+ * room), the subjects, client
  * addresses and recipient domains of their messages are kept: a few distinct values each,
  * with counts, the least recently seen value making room. An identity sending a flood is
  * counted all the time and keeps its slot. A trip copies its evidence as it stood then.
@@ -259,10 +260,10 @@ report_counted(void *ctx, const struct usertable *t, const struct usertable_entr
     struct report *r = ctx;
     enum usertable_scope scope = usertable_entry_scope(ent);
     struct usertable_ref ref = usertable_ref(t, ent);
+    bool hot = false;
 
     if (!r->scope_ruled[scope])
         return;
-    report_evidence_add(report_ev_get(r, ref, now_ms), ev, now_ms);
     for (size_t k = 0; k < r->nrules; k++) {
         struct report_rule *rr = &r->rule[k];
         struct report_series *s;
@@ -273,6 +274,12 @@ report_counted(void *ctx, const struct usertable *t, const struct usertable_entr
             continue;
         v = usertable_sum(t, ent, rr->series, now_ms);
         over = v > rr->rule->above;
+        hot |= v > rr->rule->above / 2;
+        /* a full set's members all rank at or above its victim, so one that does not
+         * outrank it cannot be new and cannot raise a member's peak: most counts end here */
+        if (rr->nused == REPORT_TRACK &&
+            !report_ranks_above(over, v, rr->s[rr->victim].over, rr->s[rr->victim].peak))
+            continue;
         s = report_find(rr, ref);
         if (!s) {
             if (v == 0 || !(s = report_admit(rr, ent, ref, over, v)))
@@ -287,6 +294,9 @@ report_counted(void *ctx, const struct usertable *t, const struct usertable_entr
         if (rr->nused == REPORT_TRACK && (admitted || s == &rr->s[rr->victim]))
             report_find_victim(rr);
     }
+    /* evidence only for those past half a threshold: every trip, little work */
+    if (hot)
+        report_evidence_add(report_ev_get(r, ref, now_ms), ev, now_ms);
 }
 
 /* --- sampling ----------------------------------------------------------------------- */
@@ -973,8 +983,8 @@ report_render(const struct report *r, struct engine *e, const struct report_meta
           "dashed line is the rule&#8217;s threshold (an account&#8217;s override applied once "
           "it tripped), dots are trips. A line starts when the identity became one of the %d "
           "followed per rule. Evidence: up to %d subjects, %d client addresses and %d recipient "
-          "domains per identity, the most recently seen kept, for the %d identities counted "
-          "most recently.</p>\n</body></html>\n",
+          "domains per identity past half a threshold, the most recently seen kept, for the "
+          "%d such identities counted last.</p>\n</body></html>\n",
           (long long)(r->step_ms / 1000), REPORT_POINTS, REPORT_TRACK, REPORT_SUBJECTS,
           REPORT_IPS, REPORT_DOMAINS, REPORT_EV_SETS * REPORT_EV_WAYS);
     return o.err;
