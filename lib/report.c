@@ -544,7 +544,8 @@ out_s(struct report_out *o, const char *s)
         o->err = strbuf_appends(o->b, s);
 }
 
-/* Our own text and numbers only (never log text): cut at 512 bytes. */
+/* Our own text and numbers only (never log text), at most 511 bytes a call: longer is a
+ * bug, reported as -E2BIG rather than cut. */
 static void FG_PRINTF(2, 3)
 out_f(struct report_out *o, const char *fmt, ...)
 {
@@ -555,8 +556,11 @@ out_f(struct report_out *o, const char *fmt, ...)
     va_start(ap, fmt);
     n = vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        buf[0] = '\0';
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        if (o->err == 0)
+            o->err = -E2BIG;
+        return;
+    }
     out_s(o, buf);
 }
 
@@ -979,13 +983,15 @@ report_render(const struct report *r, struct engine *e, const struct report_meta
     report_trips_html(&o, r);
     out_f(&o,
           "<p class=\"small\">Each chart is one identity&#8217;s sliding value, read every %lld s "
-          "of log time (the higher of two merged samples once more than %d were taken); the "
-          "dashed line is the rule&#8217;s threshold (an account&#8217;s override applied once "
+          "of log time (the higher of two merged samples once more than %d were taken); ",
+          (long long)(r->step_ms / 1000), REPORT_POINTS);
+    out_f(&o,
+          "the dashed line is the rule&#8217;s threshold (an account&#8217;s override applied once "
           "it tripped), dots are trips. A line starts when the identity became one of the %d "
           "followed per rule. Evidence: up to %d subjects, %d client addresses and %d recipient "
           "domains per identity past half a threshold, the most recently seen kept, for the "
           "%d such identities counted last.</p>\n</body></html>\n",
-          (long long)(r->step_ms / 1000), REPORT_POINTS, REPORT_TRACK, REPORT_SUBJECTS,
+          REPORT_TRACK, REPORT_SUBJECTS,
           REPORT_IPS, REPORT_DOMAINS, REPORT_EV_SETS * REPORT_EV_WAYS);
     return o.err;
 }

@@ -138,6 +138,7 @@ START_TEST(test_report_escapes)
     ck_assert_uint_eq(count_of(html, "<svg"), count_of(html, "</svg>"));
     ck_assert_uint_eq(count_of(html, "<svg class=\"series\""), 2); /* one per rule */
     ck_assert_ptr_nonnull(strstr(html, "default-src 'none'"));
+    ck_assert_str_eq(html + strlen(html) - 15, "</body></html>\n");
     ck_assert_ptr_null(strstr(html, "http://www.w3.org/2000/svg\" src"));
     ck_assert_ptr_null(strstr(html, "href=\"http"));
 }
