@@ -54,10 +54,10 @@ struct report_series {
 
 struct report_rule {
     const struct config_rule *rule;
-    size_t series;              /* index among the series of the rule's scope */
-    struct report_series *s;    /* REPORT_TRACK */
+    size_t series;           /* index among the series of the rule's scope */
+    struct report_series *s; /* REPORT_TRACK */
     size_t nused;
-    size_t victim;              /* once full: the one a newcomer must outrank */
+    size_t victim; /* once full: the one a newcomer must outrank */
     uint64_t trips;
 };
 
@@ -137,8 +137,8 @@ report_find(struct report_rule *rr, struct usertable_ref ref)
 /* Take a slot for @ent (free, its own older entry if it was evicted and came back, or the
  * victim's); NULL when it ranks below every followed identity. */
 static struct report_series *
-report_admit(struct report_rule *rr, const struct usertable_entry *ent,
-             struct usertable_ref ref, bool over, uint64_t v)
+report_admit(struct report_rule *rr, const struct usertable_entry *ent, struct usertable_ref ref,
+             bool over, uint64_t v)
 {
     const char *key = usertable_entry_key(ent);
     struct report_series *s;
@@ -209,8 +209,8 @@ report_evidence_add(struct report_evidence *ev, const struct exim_event *e, int6
         while (at > 0 && addr.p[at - 1] != '@')
             at--;
         if (at > 0)
-            report_sample_add(ev->domain, REPORT_DOMAINS,
-                              fg_str_make(addr.p + at, addr.len - at), now_ms);
+            report_sample_add(ev->domain, REPORT_DOMAINS, fg_str_make(addr.p + at, addr.len - at),
+                              now_ms);
     }
 }
 
@@ -546,8 +546,7 @@ out_s(struct report_out *o, const char *s)
 
 /* Our own text and numbers only (never log text), at most 511 bytes a call: longer is a
  * bug, reported as -E2BIG rather than cut. */
-static void FG_PRINTF(2, 3)
-out_f(struct report_out *o, const char *fmt, ...)
+static void FG_PRINTF(2, 3) out_f(struct report_out *o, const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -605,7 +604,7 @@ static const char report_css[] =
     "svg .thr{fill:#c00}svg .tripline{stroke:#c00;stroke-opacity:.35}"
     "svg .trip{fill:#c00;stroke:#fff;stroke-width:1.2}svg .lbl{fill:#555}"
     "ul.ev{margin:0;padding-left:1.2em}q{quotes:'\\201C' '\\201D'}"
-    ".small{font-size:12px;color:#555}";
+    ".small{font-size:12px;color:#555}.trips td:nth-child(3) code{overflow-wrap:normal}";
 
 /* A round number at least @v (1, 2 or 5 times a power of ten), for the y axis. */
 static uint64_t
@@ -675,8 +674,11 @@ report_frame(struct report_out *o, const struct report_axes *a, const char *unit
           RPT + RPH / 2, RPT + RPH / 2, unit);
     for (int k = 0; k <= 2; k++) {
         int64_t ms = a->t0 + (a->t1 - a->t0) / 2 * k;
-        out_f(o, "<text class=\"lbl\" x=\"%.1f\" y=\"%.0f\" text-anchor=\"%s\">",
-              report_x(a, ms), RH - 8, k == 0 ? "start" : k == 1 ? "middle" : "end");
+        out_f(o, "<text class=\"lbl\" x=\"%.1f\" y=\"%.0f\" text-anchor=\"%s\">", report_x(a, ms),
+              RH - 8,
+              k == 0   ? "start"
+              : k == 1 ? "middle"
+                       : "end");
         out_time(o, ms);
         out_s(o, "</text>");
     }
@@ -770,8 +772,7 @@ report_series_chart(struct report_out *o, const struct report *r, const struct r
     out_f(o,
           "<line class=\"threshold\" x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\"/>"
           "<text class=\"thr\" x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">above %llu</text>",
-          RPL, ythr, RPL + RPW, ythr, RPL + RPW - 4, ythr - 4,
-          (unsigned long long)s->threshold);
+          RPL, ythr, RPL + RPW, ythr, RPL + RPW - 4, ythr - 4, (unsigned long long)s->threshold);
     for (size_t m = 0; m < s->nmarks; m++) {
         double x = report_x(&a, s->mark_ms[m]), y = report_y(&a, (double)s->mark_value[m]);
         out_f(o, "<line class=\"tripline\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\"/>", x,
@@ -810,8 +811,7 @@ report_samples(struct report_out *o, const char *what, const struct report_sampl
 static void
 report_evidence_html(struct report_out *o, const struct report_evidence *ev)
 {
-    out_f(o, "<ul class=\"ev\"><li>messages seen: %llu</li>",
-          (unsigned long long)ev->messages);
+    out_f(o, "<ul class=\"ev\"><li>messages seen: %llu</li>", (unsigned long long)ev->messages);
     report_samples(o, "subjects", ev->subject, REPORT_SUBJECTS, true);
     report_samples(o, "client addresses", ev->ip, REPORT_IPS, false);
     report_samples(o, "recipient domains", ev->domain, REPORT_DOMAINS, false);
@@ -897,8 +897,9 @@ report_summary_html(struct report_out *o, const struct report *r)
         }
         out_f(o, "<tr><td><a href=\"#rule-%zu\"><code>", k);
         out_hs(o, rr->rule->name);
-        out_f(o, "</code></a></td><td>%s %s %lld s</td><td class=\"n\">%llu</td>"
-                 "<td class=\"n\">%llu</td>",
+        out_f(o,
+              "</code></a></td><td>%s %s %lld s</td><td class=\"n\">%llu</td>"
+              "<td class=\"n\">%llu</td>",
               usertable_scope_name(rr->rule->scope), window_metric_name(rr->rule->metric),
               (long long)(rr->rule->window_ms / 1000), (unsigned long long)rr->rule->above,
               (unsigned long long)rr->trips);
@@ -991,7 +992,7 @@ report_render(const struct report *r, struct engine *e, const struct report_meta
           "followed per rule. Evidence: up to %d subjects, %d client addresses and %d recipient "
           "domains per identity past half a threshold, the most recently seen kept, for the "
           "%d such identities counted last.</p>\n</body></html>\n",
-          REPORT_TRACK, REPORT_SUBJECTS,
-          REPORT_IPS, REPORT_DOMAINS, REPORT_EV_SETS * REPORT_EV_WAYS);
+          REPORT_TRACK, REPORT_SUBJECTS, REPORT_IPS, REPORT_DOMAINS,
+          REPORT_EV_SETS * REPORT_EV_WAYS);
     return o.err;
 }

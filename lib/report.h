@@ -20,19 +20,19 @@
  * the trips kept with theirs).
  */
 
-#define REPORT_POINTS     512   /* samples per series; the step doubles when they are full */
-#define REPORT_STEP_MS    10000 /* the first step of log time between two samples */
-#define REPORT_TRACK      32    /* identities followed per rule */
-#define REPORT_SHOW       10    /* of them, charted per rule */
-#define REPORT_MARKS      8     /* trip moments kept per identity and rule */
-#define REPORT_TRIPS_MAX  500   /* trips listed with their evidence; later ones only counted */
-#define REPORT_SUBJECTS   4     /* evidence kept per identity and rule: distinct values, */
-#define REPORT_IPS        4     /*   the least recently seen replaced first */
-#define REPORT_DOMAINS    6
-#define REPORT_TEXT_MAX   160   /* bytes kept of one subject (cut), address or domain */
-#define REPORT_EV_SETS    256   /* evidence kept for the 1024 identities counted last */
-#define REPORT_EV_WAYS    4
-#define REPORT_HTML_MAX   (64u << 20) /* the page never grows past this */
+#define REPORT_POINTS    512   /* samples per series; the step doubles when they are full */
+#define REPORT_STEP_MS   10000 /* the first step of log time between two samples */
+#define REPORT_TRACK     32    /* identities followed per rule */
+#define REPORT_SHOW      10    /* of them, charted per rule */
+#define REPORT_MARKS     8     /* trip moments kept per identity and rule */
+#define REPORT_TRIPS_MAX 500   /* trips listed with their evidence; later ones only counted */
+#define REPORT_SUBJECTS  4     /* evidence kept per identity and rule: distinct values, */
+#define REPORT_IPS       4     /*   the least recently seen replaced first */
+#define REPORT_DOMAINS   6
+#define REPORT_TEXT_MAX  160 /* bytes kept of one subject (cut), address or domain */
+#define REPORT_EV_SETS   256 /* evidence kept for the 1024 identities counted last */
+#define REPORT_EV_WAYS   4
+#define REPORT_HTML_MAX  (64u << 20) /* the page never grows past this */
 
 /* A value that was not sampled (the identity was not followed yet, or was evicted). */
 #define REPORT_NONE UINT32_MAX

@@ -122,7 +122,8 @@ START_TEST(test_report_escapes)
 
     for (int i = 0; i < 40; i++)
         rfx_send(T0_MS + i * 1000, "x'<b>&amp;@example.com",
-                 "</svg><script>alert(1)</script>\xe2\x80\xae" "gpj.exe \xff",
+                 "</svg><script>alert(1)</script>\xe2\x80\xae"
+                 "gpj.exe \xff",
                  "192.0.2.7", "v@ev&il'.test");
     ck_assert_uint_eq(fx.trips, 1);
     html = rfx_render();
