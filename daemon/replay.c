@@ -19,6 +19,7 @@
 #include "daemon.h"
 #include "engine.h"
 #include "log.h"
+#include "report.h"
 
 #define REPLAY_READ_BYTES (1u << 20)
 #define REPLAY_LINE_MAX   (2 * EXIMLOG_RECORD_MAX) /* longer lines are cut (tail R8) */
@@ -35,6 +36,7 @@ struct replay {
     size_t ntrips, captrips;
     uint64_t lines, bytes, cut_lines;
     uint64_t pending_line; /* first line of the record the joiner is assembling */
+    struct report *report; /* --html: NULL without */
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 };
 
@@ -58,6 +60,8 @@ replay_keep(struct replay *rp, const struct engine_notice *n)
 static int
 replay_notes(struct replay *rp, size_t n)
 {
+    if (rp->report)
+        report_step(rp->report, rp->engine, rp->notes, n);
     for (size_t i = 0; i < n; i++)
         if (replay_keep(rp, &rp->notes[i]) < 0)
             return -ENOMEM;
@@ -394,8 +398,48 @@ replay_print_text(struct replay *rp, double secs)
     free(ids);
 }
 
+/* --html: the page (lib/report) written to @path, readable by its owner only. */
+static int
+replay_write_html(struct replay *rp, char **files, int nfiles, const char *path)
+{
+    struct report_meta m = { .files = (const char *const *)files,
+                             .nfiles = (size_t)nfiles,
+                             .lines = rp->lines };
+    struct strbuf b;
+    size_t off = 0;
+    int fd, r;
+
+    report_finish(rp->report, rp->engine);
+    strbuf_init(&b, REPORT_HTML_MAX);
+    r = report_render(rp->report, rp->engine, &m, &b);
+    if (r < 0) {
+        strbuf_done(&b);
+        return log_emit(LOG_ERR, r, NULL, "%s: cannot render the report", path);
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+        strbuf_done(&b);
+        return log_emit(LOG_ERR, r, NULL, "%s: cannot create", path);
+    }
+    while (off < b.len) {
+        ssize_t w = write(fd, b.p + off, b.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            r = log_emit(LOG_ERR, w < 0 ? -errno : -EIO, NULL, "%s: write error", path);
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0 && r == 0)
+        r = log_emit(LOG_ERR, -errno, NULL, "%s: write error", path);
+    strbuf_done(&b);
+    return r;
+}
+
 int
-replay_main(const struct config *cfg, char **files, int nfiles, bool json)
+replay_main(const struct config *cfg, char **files, int nfiles, bool json, const char *html)
 {
     struct engine_params ep = { .cfg = cfg };
     struct attrib_maps *maps = NULL;
@@ -413,6 +457,15 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
         return 1;
     }
     ep.maps = maps;
+    if (html) {
+        rp->report = report_new(cfg);
+        if (!rp->report) {
+            log_emit(LOG_ERR, -ENOMEM, NULL, "replay: cannot start");
+            r = -ENOMEM;
+            goto out;
+        }
+        ep.hook = report_hook(rp->report);
+    }
     r = engine_new(&ep, &rp->engine);
     rp->delay = engine_delay_new();
     buf = malloc(REPLAY_READ_BYTES);
@@ -434,6 +487,8 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
             replay_print_json(rp, secs);
         else
             replay_print_text(rp, secs);
+        if (html)
+            r = replay_write_html(rp, files, nfiles, html);
     }
 out:
     free(buf);
@@ -441,6 +496,7 @@ out:
     free(rp->trips);
     engine_delay_free(rp->delay);
     engine_free(rp->engine);
+    report_free(rp->report);
     free(rp);
     attrib_maps_free(maps);
     return r < 0 ? 1 : 0;

@@ -42,6 +42,7 @@ struct engine {
     struct attrib_result ar2; /* the second reading of a forged HELO (4 KiB) */
     uint8_t key[SIPHASH_KEY_LEN];
     const struct engine_wall *wall;
+    const struct engine_hook *hook;
     int64_t now_ms;
     int64_t bound_ms; /* without a wall clock: engine_delay's bound, INT64_MAX: none */
 };
@@ -98,6 +99,7 @@ engine_new(const struct engine_params *p, struct engine **ret)
     }
     memcpy(e->key, p->key, SIPHASH_KEY_LEN);
     e->wall = p->wall;
+    e->hook = p->hook;
     e->bound_ms = INT64_MAX;
     attrib_init(&e->attrib);
     e->attrib.exim_user = e->cfg->exim_user;
@@ -333,6 +335,8 @@ engine_count(struct engine *e, enum usertable_scope scope, const char *id, const
         usertable_add_distinct(e->table, ent, WINDOW_IPS, e->now_ms, ip_hash);
     if (msg)
         msg->refs[scope] = usertable_ref(e->table, ent);
+    if (e->hook && e->hook->counted)
+        e->hook->counted(e->hook->ctx, e->table, ent, ev, e->now_ms);
 
     if (was_tripped && k < max) {
         engine_notice_fill(&ret[k++], ENGINE_TRIPPED_ARRIVAL, scope, id, account, e, ent, ev, line);

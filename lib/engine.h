@@ -109,6 +109,17 @@ struct engine_stats {
     uint64_t injections[ENGINE_INJ__MAX];
 };
 
+/*
+ * Told of each message counted for an identity, right after its counters moved and before
+ * its rules are evaluated (replay's report keeps its evidence and follows its values).
+ * Borrows everything for the call only; must not change the table.
+ */
+struct engine_hook {
+    void (*counted)(void *ctx, const struct usertable *t, const struct usertable_entry *ent,
+                    const struct exim_event *ev, int64_t now_ms);
+    void *ctx;
+};
+
 struct engine_params {
     const struct config *cfg;       /* kept until engine_free or engine_set_config */
     const struct attrib_maps *maps; /* kept, may be NULL; engine_set_maps replaces it */
@@ -119,6 +130,7 @@ struct engine_params {
      * unbounded when records are fed directly. Kept until engine_free.
      */
     const struct engine_wall *wall;
+    const struct engine_hook *hook; /* NULL: none (the daemon); kept until engine_free */
 };
 
 struct engine;
