@@ -777,7 +777,6 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
 }
 
 /* /etc/exim_outgoing.conf: cPanel's outgoing instance when MailScanner-style setups use it */
-#define LIVE_EXIM_OUTGOING_CONF "/etc/exim_outgoing.conf"
 
 static int
 live_action_open(struct daemon *d, const struct config *cfg, struct action **ret)
@@ -926,6 +925,7 @@ live_reload(struct daemon *d, char *out, size_t size)
     config_free(d->cfg);
     d->cfg = next;
     live_dnsbl_reload_apply(d, &dn);
+    live_frozen_reload(d);
     live_metrics_reload_applied(d);
     log_emit(LOG_NOTICE, 0, fields, "reloaded %s: %zu rules, mode %s%s", d->config_path,
              next->nrules, next->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
@@ -962,6 +962,7 @@ live_free(struct daemon *d)
 {
     live_metrics_free(d);
     live_dnsbl_free(d);
+    live_frozen_free(d);
     live_ctl_close(d);
     live_alert_free(d);
     tail_free(d->tail);
@@ -1045,6 +1046,8 @@ live_main(const char *config_path, struct config *cfg)
     if (r < 0)
         goto out;
     r = live_dnsbl_open(&d);
+    if (r == 0)
+        r = live_frozen_open(&d);
     if (r < 0)
         goto out;
     r = live_state_load(&d, &pos);

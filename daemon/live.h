@@ -31,6 +31,9 @@
 #define LIVE_STATE_MAX     (512u << 20)
 #define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
 
+/* cPanel's outgoing Exim configuration: exim -C it when actions.exim_config is unset */
+#define LIVE_EXIM_OUTGOING_CONF "/etc/exim_outgoing.conf"
+
 /* checkpoints failed in a row before a health alert from memory */
 #define LIVE_STATE_FAIL_ALERT 3
 
@@ -191,6 +194,19 @@ void live_dnsbl_reload_apply(struct daemon *d, struct live_dnsbl_next *n);
 /* A trip, remembered (bounded) so an alert can name who tripped in the hour before. */
 void live_dnsbl_trip(struct daemon *d, const struct engine_notice *n);
 void live_dnsbl_metrics(struct daemon *d, struct metrics *m);
+
+/*
+ * live_frozen.c: messages floodgate froze, before Exim's auto_thaw or timeout_frozen_after
+ * decides (lib/frozen): the two are read with exim -bP at start and after a reload
+ * (enforce mode only); one warning alert per identity whose messages reach 80 % of the
+ * way.
+ */
+int live_frozen_open(struct daemon *d);
+void live_frozen_reload(struct daemon *d);
+void live_frozen_free(struct daemon *d);
+
+/* "YYYY-MM-DD HH:MM:SS UTC" for a wall time in ms ("an unknown time" for 0). */
+void live_time_text(int64_t ms, char *buf, size_t size);
 
 /* live.c: save the state now (@sync) or in a forked writer. */
 int live_checkpoint_now(struct daemon *d, bool sync);

@@ -102,8 +102,8 @@ live_dnsbl_recent(struct live_dnsbl *ld, int64_t now_ms, struct strbuf *b, struc
     return named;
 }
 
-static void
-live_dnsbl_time(int64_t ms, char *buf, size_t size)
+void
+live_time_text(int64_t ms, char *buf, size_t size)
 {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
@@ -129,7 +129,7 @@ live_dnsbl_changed(void *ctx, const struct dnsbl_change *c)
     };
 
     dnsbl_codes_text(&e->known, codes, sizeof(codes));
-    live_dnsbl_time(c->was_since_ms, since, sizeof(since));
+    live_time_text(c->was_since_ms, since, sizeof(since));
     strbuf_init(&text, 8192);
     strbuf_init(&ids, 8192);
     strbuf_init(&audit, 16384);

@@ -138,7 +138,7 @@ frozen_fate(const struct frozen_limits *l, const char *msgid, int64_t frozen_ms,
 }
 
 int64_t
-frozen_check_interval_ms(const struct frozen_limits *l)
+frozen_nearer_ms(const struct frozen_limits *l)
 {
     int64_t m = 0;
 
@@ -146,6 +146,14 @@ frozen_check_interval_ms(const struct frozen_limits *l)
         m = l->auto_thaw_ms;
     if (l->timeout_ms > 0 && (m == 0 || l->timeout_ms < m))
         m = l->timeout_ms;
+    return m;
+}
+
+int64_t
+frozen_check_interval_ms(const struct frozen_limits *l)
+{
+    int64_t m = frozen_nearer_ms(l);
+
     if (m == 0)
         return 0;
     m /= 10;

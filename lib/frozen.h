@@ -53,6 +53,9 @@ struct frozen_fate {
 int frozen_fate(const struct frozen_limits *l, const char *msgid, int64_t frozen_ms,
                 int64_t fallback_ms, struct frozen_fate *ret);
 
+/* The nearer of the two limits that are set (0: neither). */
+int64_t frozen_nearer_ms(const struct frozen_limits *l);
+
 /* How often to look: a tenth of the nearer limit, from 1 s to 60 s (0: no limit set). */
 int64_t frozen_check_interval_ms(const struct frozen_limits *l);
 

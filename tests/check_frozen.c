@@ -96,12 +96,16 @@ START_TEST(test_fate)
     l = (struct frozen_limits){ 0, 0 };
     ck_assert_int_eq(frozen_fate(&l, "1xVYNi-0001Xt-01", ID_T, 0, &f), -ENOENT);
     ck_assert_int_eq(frozen_check_interval_ms(&l), 0);
+    ck_assert_int_eq(frozen_nearer_ms(&l), 0);
     l.auto_thaw_ms = 10000;
+    ck_assert_int_eq(frozen_nearer_ms(&l), 10000);
     ck_assert_int_eq(frozen_check_interval_ms(&l), 1000);
     l.timeout_ms = 7 * 86400000LL;
     ck_assert_int_eq(frozen_check_interval_ms(&l), 1000);
+    ck_assert_int_eq(frozen_nearer_ms(&l), 10000);
     l.auto_thaw_ms = 0;
     ck_assert_int_eq(frozen_check_interval_ms(&l), 60000);
+    ck_assert_int_eq(frozen_nearer_ms(&l), 7 * 86400000LL);
 }
 END_TEST
 

@@ -79,6 +79,7 @@ auth_advertise_hosts = *
 acl_smtp_rcpt = acl_check_rcpt
 FLOODGATE_LIST = $EH_LIST
 acl_not_smtp = acl_floodgate_not_smtp
+${EH_EXTRA_CONF:-}
 
 begin acl
 
