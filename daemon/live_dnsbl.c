@@ -47,13 +47,18 @@ live_dnsbl_trip(struct daemon *d, const struct engine_notice *n)
 {
     struct live_dnsbl *ld = d->dnsbl;
     struct live_dnsbl_trip *t;
+    size_t len;
 
     if (!ld)
         return;
     t = &ld->trips[ld->next_trip];
     ld->next_trip = (ld->next_trip + 1) % LIVE_DNSBL_TRIPS_MAX;
-    (void)snprintf(t->id, sizeof(t->id), "%s", n->id);
-    (void)snprintf(t->rule, sizeof(t->rule), "%s", n->verdict.rule_name);
+    len = strnlen(n->id, sizeof(t->id) - 1); /* a longer one is cut: it is only shown */
+    memcpy(t->id, n->id, len);
+    t->id[len] = '\0';
+    len = strnlen(n->verdict.rule_name, sizeof(t->rule) - 1);
+    memcpy(t->rule, n->verdict.rule_name, len);
+    t->rule[len] = '\0';
     t->scope = n->scope;
     t->wall_ms = clock_now_ms(&clock_real);
 }

@@ -126,7 +126,7 @@ fake_answer(struct fake_res *f, const char *listed, enum dnsbl_rcode other)
 }
 
 struct seen {
-    char what[8][128];
+    char what[8][DNSBL_IP_MAX + DNSBL_ZONE_MAX + 16];
     size_t n;
     size_t errors, lookups;
 };

@@ -270,7 +270,11 @@ if len(health("dnsbl_listed")) != 1:
     fail("the listing was alerted %d times" % len(health("dnsbl_listed")))
 alive()
 daemon.send_signal(signal.SIGTERM)
-daemon.wait(20)
+if daemon.wait(20) != 0:
+    fail("floodgated exited with %d after SIGTERM" % daemon.returncode)
+err = open(ERR, "rb").read().decode("utf-8", "replace")
+if "Sanitizer" in err or "runtime error" in err:
+    fail("a sanitizer report in floodgated's stderr")
 dns_stop()
 sink.send_signal(signal.SIGTERM)
 print("ok: listed, outage (unknown), delisted")
