@@ -35,8 +35,8 @@ struct live_dnsbl_trip {
 };
 
 struct live_dnsbl {
-    struct dnsbl *bl;         /* NULL: reputation is off */
-    struct dnsbl_ares *ares;  /* the resolver of the running configuration */
+    struct dnsbl *bl;        /* NULL: reputation is off */
+    struct dnsbl_ares *ares; /* the resolver of the running configuration */
     ev_timer timer;
     struct live_dnsbl_trip trips[LIVE_DNSBL_TRIPS_MAX];
     size_t next_trip;
@@ -142,7 +142,8 @@ live_dnsbl_changed(void *ctx, const struct dnsbl_change *c)
         (void)strbuf_printf(&text, "this host's address %s is listed in %s (%s)", e->ip, e->zone,
                             codes);
     else
-        (void)strbuf_printf(&text, "this host's address %s is no longer listed in %s (listed since %s)",
+        (void)strbuf_printf(&text,
+                            "this host's address %s is no longer listed in %s (listed since %s)",
                             e->ip, e->zone, since);
     (void)live_dnsbl_recent(d->dnsbl, now, &text, &ids);
     log_emit(listed ? LOG_WARNING : LOG_NOTICE, 0, fields, "reputation: %s", strbuf_cstr(&text));

@@ -214,8 +214,7 @@ live_frozen_query(struct daemon *d)
     }
     if (!conf && access(LIVE_EXIM_OUTGOING_CONF, R_OK) == 0)
         conf = LIVE_EXIM_OUTGOING_CONF;
-    r = frozen_query_limits(&lf->q, d->spawner, d->cfg->exim_path, conf,
-                            d->cfg->action_timeout_ms);
+    r = frozen_query_limits(&lf->q, d->spawner, d->cfg->exim_path, conf, d->cfg->action_timeout_ms);
     if (r < 0)
         live_frozen_limits_cb(d, r, NULL, strerror(-r));
 }

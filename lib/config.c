@@ -1875,8 +1875,7 @@ config_rep_zone(struct config_parser *p, yaml_node_t *n, const char *path, void 
     return config_rep_add(p, n, path, &rp->zones, &rp->nzones, zone);
 }
 
-typedef int (*config_item_fn)(struct config_parser *p, yaml_node_t *n, const char *path,
-                              void *ctx);
+typedef int (*config_item_fn)(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx);
 
 static int
 config_rep_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,

@@ -95,13 +95,13 @@ struct config_alerts {
  * unless both ips and zones are given.
  */
 struct config_reputation {
-    char **ips;              /* IPv4 or IPv6, normalised (inet_ntop) */
+    char **ips; /* IPv4 or IPv6, normalised (inet_ntop) */
     size_t nips;
-    char **zones;            /* lower case, without a trailing dot */
+    char **zones; /* lower case, without a trailing dot */
     size_t nzones;
-    int64_t interval_ms;     /* default 15m, at least 1m */
-    int64_t timeout_ms;      /* per DNS try; default 5s */
-    char *nameserver;        /* "ip:port", "[ip6]:port" or an address; NULL: resolv.conf */
+    int64_t interval_ms; /* default 15m, at least 1m */
+    int64_t timeout_ms;  /* per DNS try; default 5s */
+    char *nameserver;    /* "ip:port", "[ip6]:port" or an address; NULL: resolv.conf */
 };
 
 /* Parsed and validated configuration; every string is owned by the struct. */

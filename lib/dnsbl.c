@@ -2,13 +2,14 @@
  * dnsbl.c - the host's own reputation in DNS blocklists: query names, what an answer
  * means, and what changed (dnsbl.h). Pure: the lookups go through struct dnsbl_resolver.
  */
+#include "dnsbl.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dnsbl.h"
 #include "util.h"
 
 #define DNSBL_NAME_LIMIT 253 /* a DNS name's text, without the root's dot */
@@ -202,8 +203,7 @@ dnsbl_carry(struct dnsbl *d, const struct dnsbl *old)
             e->checked_ms = o->checked_ms;
             e->errors = o->errors;
             memcpy(e->last_error_buf, o->last_error_buf, sizeof(e->last_error_buf));
-            e->last_error = o->last_error == o->last_error_buf ? e->last_error_buf
-                                                                : o->last_error;
+            e->last_error = o->last_error == o->last_error_buf ? e->last_error_buf : o->last_error;
             break;
         }
     }

@@ -4,6 +4,7 @@
  * one ev_timer follows ares_timeout(). Nothing blocks: a lookup that does not answer
  * times out inside c-ares and is reported as an error ("unknown", never a delisting).
  */
+#include <ares.h>
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ares.h>
 #include <ev.h>
 
 #include "dnsbl.h"
@@ -241,9 +241,8 @@ dnsbl_ares_new(struct ev_loop *loop, const char *nameserver, int64_t timeout_ms,
     o.tries = DNSBL_ARES_TRIES;
     o.sock_state_cb = dnsbl_ares_sock_state;
     o.sock_state_cb_data = a;
-    r = ares_init_options(&a->ch, &o,
-                          ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-                              ARES_OPT_SOCK_STATE_CB);
+    r = ares_init_options(
+        &a->ch, &o, ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB);
     if (r != ARES_SUCCESS) {
         free(a);
         return r == ARES_ENOMEM ? -ENOMEM : -EIO;

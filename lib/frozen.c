@@ -1,12 +1,13 @@
 /*
  * frozen.c - frozen messages against Exim's auto_thaw and timeout_frozen_after (frozen.h).
  */
+#include "frozen.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "frozen.h"
 #include "util.h"
 
 #define FROZEN_TIME_MAX_MS (100LL * 365 * 86400000LL) /* beyond any sane setting */
@@ -32,12 +33,23 @@ frozen_parse_exim_time(const char *s, size_t len, int64_t *ret_ms)
         if (s == end)
             return -EINVAL; /* Exim wants a unit after every number */
         switch (*s++) {
-        case 'w': unit = 7 * 86400000LL; break;
-        case 'd': unit = 86400000LL; break;
-        case 'h': unit = 3600000LL; break;
-        case 'm': unit = 60000LL; break;
-        case 's': unit = 1000LL; break;
-        default: return -EINVAL;
+        case 'w':
+            unit = 7 * 86400000LL;
+            break;
+        case 'd':
+            unit = 86400000LL;
+            break;
+        case 'h':
+            unit = 3600000LL;
+            break;
+        case 'm':
+            unit = 60000LL;
+            break;
+        case 's':
+            unit = 1000LL;
+            break;
+        default:
+            return -EINVAL;
         }
         if (v > (FROZEN_TIME_MAX_MS - total) / unit)
             return -EINVAL;

@@ -20,8 +20,8 @@
 #define FROZEN_WARN_PCT 80
 
 struct frozen_limits {
-    int64_t auto_thaw_ms;  /* 0: Exim never thaws frozen messages by itself */
-    int64_t timeout_ms;    /* timeout_frozen_after; 0: never cancelled */
+    int64_t auto_thaw_ms; /* 0: Exim never thaws frozen messages by itself */
+    int64_t timeout_ms;   /* timeout_frozen_after; 0: never cancelled */
 };
 
 /*

@@ -72,7 +72,8 @@ START_TEST(test_interpret)
     ck_assert_int_eq(v.status, DNSBL_UNKNOWN);
     ck_assert_ptr_nonnull(strstr(v.why, "127.255.255"));
     /* a resolver that answers NXDOMAIN with its own address */
-    a = (struct dnsbl_answer){ .rcode = DNSBL_R_ANSWER, .addrs = { A(198, 51, 100, 7) },
+    a = (struct dnsbl_answer){ .rcode = DNSBL_R_ANSWER,
+                               .addrs = { A(198, 51, 100, 7) },
                                .naddrs = 1 };
     dnsbl_interpret(&a, &v);
     ck_assert_int_eq(v.status, DNSBL_UNKNOWN);
@@ -119,7 +120,8 @@ fake_answer(struct fake_res *f, const char *listed, enum dnsbl_rcode other)
     for (size_t i = 0; i < n; i++) {
         struct dnsbl_answer a = { .rcode = other, .error = "Timeout while contacting DNS servers" };
         if (listed && strcmp(f->q[i].name, listed) == 0)
-            a = (struct dnsbl_answer){ .rcode = DNSBL_R_ANSWER, .addrs = { A(127, 0, 0, 2) },
+            a = (struct dnsbl_answer){ .rcode = DNSBL_R_ANSWER,
+                                       .addrs = { A(127, 0, 0, 2) },
                                        .naddrs = 1 };
         f->q[i].done(f->q[i].arg, &a);
     }
@@ -214,8 +216,7 @@ START_TEST(test_changes)
     ck_assert_str_eq(seen.what[1], "delisted 192.0.2.25 bl.example");
     /* an IPv6 listing */
     dnsbl_round(d, &r, 7000);
-    fake_answer(&f,
-                "5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.example",
+    fake_answer(&f, "5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.example",
                 DNSBL_R_NODATA);
     ck_assert_uint_eq(seen.n, 3);
     ck_assert_str_eq(seen.what[2], "listed 2001:db8::25 zen.example");

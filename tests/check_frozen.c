@@ -23,10 +23,18 @@ START_TEST(test_exim_time)
         const char *s;
         int64_t ms; /* -1: refused */
     } cases[] = {
-        { "0s", 0 },          { "10s", 10000 },         { "3d", 3 * 86400000LL },
-        { "1h30m", 5400000 }, { "1w", 7 * 86400000LL }, { "1w2d3h4m5s", 788645000LL },
-        { "", -1 },           { "10", -1 },             { "1x", -1 },
-        { "h", -1 },          { "-1s", -1 },            { "1h 30m", -1 },
+        { "0s", 0 },
+        { "10s", 10000 },
+        { "3d", 3 * 86400000LL },
+        { "1h30m", 5400000 },
+        { "1w", 7 * 86400000LL },
+        { "1w2d3h4m5s", 788645000LL },
+        { "", -1 },
+        { "10", -1 },
+        { "1x", -1 },
+        { "h", -1 },
+        { "-1s", -1 },
+        { "1h 30m", -1 },
         { "99999999999999w", -1 },
     };
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
@@ -54,7 +62,7 @@ START_TEST(test_bp_output)
     ck_assert_int_eq(frozen_parse_bp(both, strlen(both), &l), 0);
     ck_assert_int_eq(l.auto_thaw_ms, 10000);
     static const char *const bad[] = {
-        "auto_thaw = 0s\n",                                      /* one missing */
+        "auto_thaw = 0s\n",                                       /* one missing */
         "auto_thaw = 0s\ntimeout_frozen_after = 1w\nother = 1\n", /* unknown */
         "auto_thaw = 0s\nauto_thaw = 1s\ntimeout_frozen_after = 1w\n",
         "auto_thaw=0s\ntimeout_frozen_after = 1w\n",
