@@ -9,7 +9,9 @@
 #     identity that tripped; the metric is 1 for that address, 0 for the other; audited;
 #  3. dnsmasq down (connection refused/timeouts): lookup errors counted, still listed, no
 #     "delisted" alert (an outage is never a delisting);
-#  4. dnsmasq back without the listing: a "dnsbl_delisted" alert, the metric 0.
+#  4. a resolver that never answers (timeout 10s): a trip appended meanwhile is audited at
+#     once (the lookups wait on the loop, never in the tailer's way);
+#  5. dnsmasq back without the listing: a "dnsbl_delisted" alert, the metric 0.
 # Every wait is bounded; the whole test stops itself after 180 s. Exit 77 without dnsmasq.
 set -euo pipefail
 build="${FG_BUILD_DIR:?}"
@@ -108,6 +110,11 @@ def dns_start(listed):
         finally:
             s.close()
     wait_for(answers, 10, "dnsmasq to answer")
+
+
+def select_ready(sock):
+    import select
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def dns_stop():
@@ -259,7 +266,37 @@ if health("dnsbl_delisted"):
 if metric("floodgate_dnsbl_listed", LISTED) != 1:
     fail("an outage changed the listing metric")
 
-# 4. back, not listed: delisted
+# 4. a resolver that never answers: the lookups wait 10 s a try on the loop, log reading
+# goes on
+hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+hole.bind(("127.0.0.1", DNS_PORT))
+with open(CFG) as f:
+    cfg = f.read()
+with open(CFG, "w") as f:
+    f.write(cfg.replace("timeout: 500ms", "timeout: 10s"))
+errors1 = metric("floodgate_dnsbl_lookup_errors_total", LISTED) or 0
+reload()
+wait_for(lambda: hole.recvfrom(512, socket.MSG_DONTWAIT) if select_ready(hole) else None, 10,
+         "a query to the silent resolver")
+ts = time.strftime("%Y-%m-%d %H:%M:%S")
+t1 = time.time()
+with open(LOG, "a") as f:
+    for i in range(7):
+        f.write("%s 1aC%03d-00000%d-AB <= late@site.example H=(pc) [192.0.2.8]:4100 "
+                "P=esmtpsa A=dovecot_login:late@site.example S=900 id=n%d@x for r@remote.example\n"
+                % (ts, i, i % 10, i))
+wait_for(lambda: [o for o in audited("trip") if o["id"] == "late@site.example"], 5,
+         "a trip audited while the lookups wait")
+lat = time.time() - t1
+if (metric("floodgate_dnsbl_lookup_errors_total", LISTED) or 0) != errors1:
+    fail("the lookups did not wait for the silent resolver")
+print("trip audited %.3f s after the append, with blocklist lookups waiting on a silent "
+      "resolver" % lat)
+hole.close()
+with open(CFG, "w") as f:
+    f.write(cfg)
+
+# 5. back, not listed: delisted
 dns_start(listed=False)
 reload()
 de = wait_for(lambda: health("dnsbl_delisted"), 20, "the delisting alert")
@@ -277,5 +314,5 @@ if "Sanitizer" in err or "runtime error" in err:
     fail("a sanitizer report in floodgated's stderr")
 dns_stop()
 sink.send_signal(signal.SIGTERM)
-print("ok: listed, outage (unknown), delisted")
+print("ok: listed, outage (unknown), silent resolver (log reading goes on), delisted")
 PY
