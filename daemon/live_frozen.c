@@ -83,47 +83,38 @@ live_frozen_identity(void *ctx, const struct action_info *info)
     struct live_frozen *lf = d->frozen;
     const char *const *ids;
     const int64_t *at;
-    size_t n = action_frozen_ids(d->action, info->scope, info->id, &ids), listed = 0, more = 0;
-    int64_t first = 0, until = w->now_ms + frozen_nearer_ms(&lf->l) / 10;
-    bool any_thaw = false, due = false;
+    size_t n = action_frozen_ids(d->action, info->scope, info->id, &ids), listed, total, more;
+    struct frozen_warning warn[LIVE_FROZEN_LISTED_MAX];
     struct live_frozen_warned *wd;
+    int64_t first = 0, until = 0;
+    bool any_thaw = false;
     struct strbuf text, json;
     char when[40], key[16 + SPAWN_TEXT_MAX];
 
     if (n == 0 || action_frozen_times(d->action, info->scope, info->id, &at) != n)
         return;
     wd = live_frozen_warned(d, info);
-    for (size_t i = 0; i < n && !due; i++) {
-        struct frozen_fate f;
-        due = frozen_fate(&lf->l, ids[i], at[i], info->acted_ms, &f) == 0 &&
-              f.warn_ms > wd->until_ms && f.warn_ms <= w->now_ms;
-    }
-    if (!due)
+    listed = frozen_select(&lf->l, ids, at, n, info->acted_ms, wd->until_ms, w->now_ms, warn,
+                           N_ELEMS(warn), &total, &until);
+    if (!listed)
         return;
+    wd->until_ms = until;
+    more = total - listed;
     strbuf_init(&text, 8192);
     strbuf_init(&json, 16384);
-    for (size_t i = 0; i < n; i++) {
-        struct frozen_fate f;
-        if (frozen_fate(&lf->l, ids[i], at[i], info->acted_ms, &f) < 0)
-            continue;
-        if (f.warn_ms <= wd->until_ms || f.warn_ms > until)
-            continue; /* warned already, or not soon */
-        if (!first || f.deadline_ms < first)
-            first = f.deadline_ms;
-        any_thaw |= f.thaw;
-        if (listed == LIVE_FROZEN_LISTED_MAX) {
-            more++;
-            continue;
-        }
-        live_time_text(f.deadline_ms, when, sizeof(when));
-        (void)strbuf_printf(&text, "%s%s (%s %s)", listed ? ", " : "", ids[i],
-                            f.thaw ? "thawed and delivered" : "cancelled", when);
+    for (size_t k = 0; k < listed; k++) {
+        const struct frozen_fate *f = &warn[k].fate;
+        const char *id = ids[warn[k].index];
+        if (!first || f->deadline_ms < first)
+            first = f->deadline_ms;
+        any_thaw |= f->thaw;
+        live_time_text(f->deadline_ms, when, sizeof(when));
+        (void)strbuf_printf(&text, "%s%s (%s %s)", k ? ", " : "", id,
+                            f->thaw ? "thawed and delivered" : "cancelled", when);
         (void)strbuf_printf(&json, "%s{\"msgid\":\"%s\",\"deadline\":%lld,\"exim\":\"%s\"}",
-                            listed ? "," : "", ids[i], (long long)f.deadline_ms,
-                            f.thaw ? "auto_thaw" : "timeout_frozen_after");
-        listed++;
+                            k ? "," : "", id, (long long)f->deadline_ms,
+                            f->thaw ? "auto_thaw" : "timeout_frozen_after");
     }
-    wd->until_ms = until;
     if (listed) {
         struct strbuf msg, audit;
         strbuf_init(&msg, 16384);

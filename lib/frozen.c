@@ -161,6 +161,37 @@ frozen_nearer_ms(const struct frozen_limits *l)
     return m;
 }
 
+size_t
+frozen_select(const struct frozen_limits *l, const char *const *ids, const int64_t *frozen_ms,
+              size_t n, int64_t fallback_ms, int64_t warned_until_ms, int64_t now_ms,
+              struct frozen_warning *ret, size_t max, size_t *ret_total, int64_t *ret_until)
+{
+    int64_t until = now_ms + frozen_nearer_ms(l) / 10;
+    size_t listed = 0, total = 0;
+    bool due = false;
+
+    *ret_total = 0;
+    for (size_t i = 0; i < n && !due; i++) {
+        struct frozen_fate f;
+        due = frozen_fate(l, ids[i], frozen_ms[i], fallback_ms, &f) == 0 &&
+              f.warn_ms > warned_until_ms && f.warn_ms <= now_ms;
+    }
+    if (!due)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        struct frozen_fate f;
+        if (frozen_fate(l, ids[i], frozen_ms[i], fallback_ms, &f) < 0 ||
+            f.warn_ms <= warned_until_ms || f.warn_ms > until)
+            continue; /* no limit, warned already, or not soon */
+        total++;
+        if (listed < max)
+            ret[listed++] = (struct frozen_warning){ i, f };
+    }
+    *ret_total = total;
+    *ret_until = until;
+    return listed;
+}
+
 int64_t
 frozen_check_interval_ms(const struct frozen_limits *l)
 {

@@ -53,6 +53,26 @@ struct frozen_fate {
 int frozen_fate(const struct frozen_limits *l, const char *msgid, int64_t frozen_ms,
                 int64_t fallback_ms, struct frozen_fate *ret);
 
+/* One id of an identity's warning. */
+struct frozen_warning {
+    size_t index; /* into the identity's ids */
+    struct frozen_fate fate;
+};
+
+/*
+ * Which of one identity's frozen ids to warn about at @now_ms, given that it was warned
+ * for the marks up to @warned_until_ms (0: never). Nothing unless one id's mark passed
+ * since; then every id whose mark is after @warned_until_ms and at most a tenth of the
+ * nearer limit ahead (so mail frozen a little later rides the same alert, and an
+ * identity whose mail keeps being frozen gets at most one alert per tenth of the limit).
+ * Returns how many (the first @max into @ret; *ret_total counts all of them) and, when
+ * any, the new warned-until in *ret_until. @frozen_ms[i] 0: @fallback_ms (frozen_fate).
+ */
+size_t frozen_select(const struct frozen_limits *l, const char *const *ids,
+                     const int64_t *frozen_ms, size_t n, int64_t fallback_ms,
+                     int64_t warned_until_ms, int64_t now_ms, struct frozen_warning *ret,
+                     size_t max, size_t *ret_total, int64_t *ret_until);
+
 /* The nearer of the two limits that are set (0: neither). */
 int64_t frozen_nearer_ms(const struct frozen_limits *l);
 

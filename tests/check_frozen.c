@@ -117,6 +117,51 @@ START_TEST(test_fate)
 }
 END_TEST
 
+/* One identity's ids over time: warned once each, grouped within a tenth of the limit. */
+START_TEST(test_select)
+{
+    const struct frozen_limits l = { .auto_thaw_ms = 10000, .timeout_ms = 0 };
+    const char *ids[] = { "1xVYNi-0001Xt-01", "1xVYNi-0001Xt-02", "1xVYNi-0001Xt-03" };
+    const int64_t at[] = { ID_T, ID_T + 500, ID_T + 3000 };
+    struct frozen_warning w[3];
+    size_t total = 99;
+    int64_t until = 0;
+
+    /* before the first mark (80 % of 10 s after the freeze): nothing */
+    ck_assert_uint_eq(frozen_select(&l, ids, at, 3, 0, 0, ID_T + 7999, w, 3, &total, &until), 0);
+    ck_assert_uint_eq(total, 0);
+    /* the first mark: the first id, and the second (its mark within the next second) */
+    ck_assert_uint_eq(frozen_select(&l, ids, at, 3, 0, 0, ID_T + 8000, w, 3, &total, &until), 2);
+    ck_assert_uint_eq(total, 2);
+    ck_assert_int_eq(until, ID_T + 9000);
+    ck_assert_uint_eq(w[0].index, 0);
+    ck_assert_int_eq(w[0].fate.deadline_ms, ID_T + 10000);
+    ck_assert(w[0].fate.thaw);
+    ck_assert_uint_eq(w[1].index, 1);
+    /* the second's own mark passes: already warned */
+    ck_assert_uint_eq(
+        frozen_select(&l, ids, at, 3, 0, ID_T + 9000, ID_T + 9500, w, 3, &total, &until), 0);
+    /* the third's mark: only it */
+    ck_assert_uint_eq(
+        frozen_select(&l, ids, at, 3, 0, ID_T + 9000, ID_T + 11000, w, 3, &total, &until), 1);
+    ck_assert_uint_eq(w[0].index, 2);
+    ck_assert_int_eq(until, ID_T + 12000);
+    ck_assert_uint_eq(
+        frozen_select(&l, ids, at, 3, 0, ID_T + 12000, ID_T + 20000, w, 3, &total, &until), 0);
+    /* a cap on what is returned, the total still counted */
+    ck_assert_uint_eq(frozen_select(&l, ids, at, 3, 0, 0, ID_T + 8000, w, 1, &total, &until), 1);
+    ck_assert_uint_eq(total, 2);
+    /* unknown freeze times (an older ledger): the trip's time instead */
+    const int64_t unknown[] = { 0, 0, 0 };
+    ck_assert_uint_eq(
+        frozen_select(&l, ids, unknown, 3, ID_T + 1000, 0, ID_T + 9000, w, 3, &total, &until), 3);
+    /* no limit set: never */
+    const struct frozen_limits none = { 0, 0 };
+    ck_assert_uint_eq(
+        frozen_select(&none, ids, at, 3, 0, 0, ID_T + 999999999, w, 3, &total, &until), 0);
+}
+END_TEST
+
 struct got {
     int calls, err;
     struct frozen_limits l;
@@ -182,6 +227,7 @@ frozen_suite(void)
     tcase_add_test(tc, test_exim_time);
     tcase_add_test(tc, test_bp_output);
     tcase_add_test(tc, test_fate);
+    tcase_add_test(tc, test_select);
     tcase_add_test(tc, test_query);
     suite_add_tcase(s, tc);
     return s;
