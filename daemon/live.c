@@ -92,6 +92,7 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
              (long long)(n->verdict.window_ms / 1000));
 
     live_metrics_trip(d, n->verdict.rule_name, n->scope);
+    live_dnsbl_trip(d, n);
     strbuf_init(&b, 16384);
     (void)snprintf(when, sizeof(when), "%lld", (long long)clock_now_ms(&clock_real));
     (void)strbuf_appends(&b, "{\"event\":\"trip\",\"rule\":\"");
@@ -776,7 +777,6 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
 }
 
 /* /etc/exim_outgoing.conf: cPanel's outgoing instance when MailScanner-style setups use it */
-#define LIVE_EXIM_OUTGOING_CONF "/etc/exim_outgoing.conf"
 
 static int
 live_action_open(struct daemon *d, const struct config *cfg, struct action **ret)
@@ -858,6 +858,7 @@ live_reload(struct daemon *d, char *out, size_t size)
 {
     struct config *next = NULL;
     struct attrib_maps *maps = NULL;
+    struct live_dnsbl_next dn = { 0 };
     struct diag diag;
     char msg[sizeof(diag.file) + sizeof(diag.msg) + 128];
     const struct log_field fields[] = { { "MESSAGE_ID", LOG_MSGID_RELOAD }, { NULL, NULL } };
@@ -879,6 +880,8 @@ live_reload(struct daemon *d, char *out, size_t size)
     }
     if (r == 0)
         r = daemon_maps_load(next, d->key, &maps);
+    if (r == 0 && (r = live_dnsbl_reload_prepare(d, next, &dn)) < 0)
+        attrib_maps_free(maps);
     if (r < 0) {
         config_free(next);
         return live_reload_failed(out, size, r, NULL, NULL);
@@ -888,6 +891,7 @@ live_reload(struct daemon *d, char *out, size_t size)
      * in flight calling back into freed memory. */
     r = action_set_config(d->action, next);
     if (r < 0) {
+        live_dnsbl_reload_abort(&dn);
         attrib_maps_free(maps);
         config_free(next);
         return live_reload_failed(out, size, r, "actions",
@@ -898,6 +902,7 @@ live_reload(struct daemon *d, char *out, size_t size)
     if (r < 0) {
         /* the old config was accepted before and nothing ran since: this cannot fail */
         (void)action_set_config(d->action, d->cfg);
+        live_dnsbl_reload_abort(&dn);
         attrib_maps_free(maps);
         config_free(next);
         return live_reload_failed(out, size, r, NULL, NULL);
@@ -909,6 +914,7 @@ live_reload(struct daemon *d, char *out, size_t size)
     if (e < 0) {
         (void)action_set_config(d->action, d->cfg);
         (void)engine_set_config(d->engine, d->cfg);
+        live_dnsbl_reload_abort(&dn);
         attrib_maps_free(maps);
         config_free(next);
         return live_reload_failed(out, size, e, "alerts", NULL);
@@ -918,6 +924,8 @@ live_reload(struct daemon *d, char *out, size_t size)
     d->maps = maps;
     config_free(d->cfg);
     d->cfg = next;
+    live_dnsbl_reload_apply(d, &dn);
+    live_frozen_reload(d);
     live_metrics_reload_applied(d);
     log_emit(LOG_NOTICE, 0, fields, "reloaded %s: %zu rules, mode %s%s", d->config_path,
              next->nrules, next->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce",
@@ -953,6 +961,8 @@ static void
 live_free(struct daemon *d)
 {
     live_metrics_free(d);
+    live_dnsbl_free(d);
+    live_frozen_free(d);
     live_ctl_close(d);
     live_alert_free(d);
     tail_free(d->tail);
@@ -1033,6 +1043,11 @@ live_main(const char *config_path, struct config *cfg)
         goto out;
     }
     r = live_alert_open(&d);
+    if (r < 0)
+        goto out;
+    r = live_dnsbl_open(&d);
+    if (r == 0)
+        r = live_frozen_open(&d);
     if (r < 0)
         goto out;
     r = live_state_load(&d, &pos);

@@ -31,6 +31,9 @@
 #define LIVE_STATE_MAX     (512u << 20)
 #define LIVE_QUEUED_MAX    4096 /* queued ids handed to one freeze */
 
+/* cPanel's outgoing Exim configuration: exim -C it when actions.exim_config is unset */
+#define LIVE_EXIM_OUTGOING_CONF "/etc/exim_outgoing.conf"
+
 /* checkpoints failed in a row before a health alert from memory */
 #define LIVE_STATE_FAIL_ALERT 3
 
@@ -86,6 +89,11 @@ struct daemon {
     uint64_t alert_token;  /* dispatch_commit_begin() of the save in flight */
     bool alert_kick;       /* alerts were queued: checkpoint again as soon as possible */
     uint64_t alert_gaps;   /* tail gaps already reported */
+
+    /* live_dnsbl.c (the host's reputation; recent trips for its alerts) */
+    struct live_dnsbl *dnsbl;
+    /* live_frozen.c (frozen messages nearing Exim's auto_thaw / timeout_frozen_after) */
+    struct live_frozen *frozen;
 };
 
 /* One JSON line to the audit log (a newline is added when missing). */
@@ -159,6 +167,46 @@ void live_alert_dest_stats(const struct daemon *d, size_t i, struct dispatch_des
 int live_alert_test(struct daemon *d, dispatch_test_fn done, void *ctx);
 /* floodgatectl alert-enable: 0, or -ENOENT (no such destination). */
 int live_alert_enable(struct daemon *d, const char *name);
+
+/* A health event (@kind, @text ours; @key tells apart events of a kind, see
+ * dispatch_health_keyed) queued like the others; nothing without alerts. */
+void live_alert_health(struct daemon *d, const char *kind, const char *key, const char *text);
+
+/*
+ * live_dnsbl.c: the host's addresses in DNS blocklists (reputation:), looked up on the
+ * loop every reputation.interval; listings and delistings are logged, audited and alerted.
+ * A reload prepares the new lookups first (fallible), then applies them (never fails) or
+ * aborts them; applying looks again at once.
+ */
+struct dnsbl;
+struct dnsbl_ares;
+struct metrics;
+struct live_dnsbl_next {
+    struct dnsbl *bl;
+    struct dnsbl_ares *ares;
+};
+int live_dnsbl_open(struct daemon *d);
+void live_dnsbl_free(struct daemon *d);
+int live_dnsbl_reload_prepare(struct daemon *d, const struct config *next,
+                              struct live_dnsbl_next *ret);
+void live_dnsbl_reload_abort(struct live_dnsbl_next *n);
+void live_dnsbl_reload_apply(struct daemon *d, struct live_dnsbl_next *n);
+/* A trip, remembered (bounded) so an alert can name who tripped in the hour before. */
+void live_dnsbl_trip(struct daemon *d, const struct engine_notice *n);
+void live_dnsbl_metrics(struct daemon *d, struct metrics *m);
+
+/*
+ * live_frozen.c: messages floodgate froze, before Exim's auto_thaw or timeout_frozen_after
+ * decides (lib/frozen): the two are read with exim -bP at start and after a reload
+ * (enforce mode only); one warning alert per identity whose messages reach 80 % of the
+ * way.
+ */
+int live_frozen_open(struct daemon *d);
+void live_frozen_reload(struct daemon *d);
+void live_frozen_free(struct daemon *d);
+
+/* "YYYY-MM-DD HH:MM:SS UTC" for a wall time in ms ("an unknown time" for 0). */
+void live_time_text(int64_t ms, char *buf, size_t size);
 
 /* live.c: save the state now (@sync) or in a forked writer. */
 int live_checkpoint_now(struct daemon *d, bool sync);

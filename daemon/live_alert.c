@@ -304,6 +304,19 @@ live_alert_tick(struct daemon *d)
 }
 
 void
+live_alert_health(struct daemon *d, const char *kind, const char *key, const char *text)
+{
+    int r;
+
+    if (!d->alerts)
+        return;
+    r = dispatch_health_keyed(d->alerts, kind, key, text);
+    if (r < 0)
+        log_emit(LOG_WARNING, r, NULL, "alerts: cannot queue a %s event", kind);
+    live_alert_commit_soon(d);
+}
+
+void
 live_alert_state_failing(struct daemon *d, int err)
 {
     char text[CONFIG_PATH_MAX + 160];

@@ -648,6 +648,7 @@ live_metrics_render(struct daemon *d, struct strbuf *out)
     live_metrics_actions(&m, d);
     live_metrics_alerts(&m, d);
     live_metrics_service(&m, d);
+    live_dnsbl_metrics(d, &m);
     live_metrics_process(&m, d->metrics);
     return metrics_finish(&m);
 }

@@ -81,6 +81,9 @@ struct action_entry {
     int64_t acted_ms, released_ms;
     char **frozen;
     size_t nfrozen, capfrozen;
+    int64_t *frozen_ms; /* frozen_ms[i]: wall time frozen[i] was recorded (0: unknown, a
+                         * ledger line without it); sized capfrozen_ms >= nfrozen */
+    size_t capfrozen_ms;
     char **pending; /* ids of an exim -Mf batch running now: its outcome is not known yet */
     size_t npending, cappending;
     bool busy;    /* a job refers to it */
@@ -335,6 +338,7 @@ entry_free(struct action_entry *e)
     for (size_t i = 0; i < e->nfrozen; i++)
         free(e->frozen[i]);
     free(e->frozen);
+    free(e->frozen_ms);
     for (size_t i = 0; i < e->npending; i++)
         free(e->pending[i]);
     free(e->pending);
@@ -386,16 +390,43 @@ entry_has_frozen(const struct action_entry *e, const char *msgid)
     return action_ids_has(e->frozen, e->nfrozen, msgid);
 }
 
+/* The id just appended at @i was frozen at @ms; on -ENOMEM the id is dropped again. */
 static int
-entry_add_frozen(struct action_entry *e, const char *msgid)
+entry_frozen_at(struct action_entry *e, size_t i, int64_t ms)
 {
-    return action_ids_add(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+    if (e->capfrozen_ms < e->capfrozen) {
+        size_t bytes;
+        int64_t *v;
+        if (!util_mul_size(e->capfrozen, sizeof(int64_t), &bytes) ||
+            !(v = realloc(e->frozen_ms, bytes))) {
+            free(e->frozen[i]);
+            e->nfrozen = i;
+            return -ENOMEM;
+        }
+        memset(v + e->capfrozen_ms, 0, (e->capfrozen - e->capfrozen_ms) * sizeof(int64_t));
+        e->frozen_ms = v;
+        e->capfrozen_ms = e->capfrozen;
+    }
+    e->frozen_ms[i] = ms;
+    return 0;
 }
 
 static int
-entry_append_frozen(struct action_entry *e, const char *msgid)
+entry_add_frozen(struct action_entry *e, const char *msgid, int64_t ms)
 {
-    return action_ids_append(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+    size_t i = e->nfrozen;
+    int r = action_ids_add(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+
+    return r == 0 && e->nfrozen > i ? entry_frozen_at(e, i, ms) : r;
+}
+
+static int
+entry_append_frozen(struct action_entry *e, const char *msgid, int64_t ms)
+{
+    size_t i = e->nfrozen;
+    int r = action_ids_append(&e->frozen, &e->nfrozen, &e->capfrozen, msgid);
+
+    return r == 0 ? entry_frozen_at(e, i, ms) : r;
 }
 
 static int
@@ -501,8 +532,11 @@ ledger_put_entry(struct strbuf *b, const struct action_entry *e)
         r = ledger_put(b, e->reason);
     if (r == 0)
         r = strbuf_appends(b, "\n");
+    /* F <id> [<frozen at, wall ms>]: ledgers written before the time have none */
     for (size_t i = 0; r == 0 && i < e->nfrozen; i++)
-        r = strbuf_printf(b, "F\t%s\n", e->frozen[i]);
+        r = e->frozen_ms[i] > 0
+                ? strbuf_printf(b, "F\t%s\t%lld\n", e->frozen[i], (long long)e->frozen_ms[i])
+                : strbuf_printf(b, "F\t%s\n", e->frozen[i]);
     for (size_t i = 0; r == 0 && i < e->npending; i++)
         r = strbuf_printf(b, "P\t%s\n", e->pending[i]);
     return r;
@@ -700,9 +734,15 @@ ledger_load(struct action *a)
             else
                 a->entries = e;
             last = e;
-        } else if (strcmp(f[0], "F") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
+        } else if (strcmp(f[0], "F") == 0 && (n == 2 || n == 3) && last &&
+                   spawn_valid_msgid(f[1])) {
+            int64_t at = 0;
+            if (n == 3 && (ledger_parse_i64(f[2], &at) < 0 || at <= 0)) {
+                r = -EBADMSG;
+                goto out;
+            }
             /* no duplicate check: we wrote the file, and it would make loading O(n^2) */
-            if ((r = entry_append_frozen(last, f[1])) < 0)
+            if ((r = entry_append_frozen(last, f[1], at)) < 0)
                 goto out;
         } else if (strcmp(f[0], "P") == 0 && n == 2 && last && spawn_valid_msgid(f[1])) {
             if ((r = entry_add_pending(last, f[1])) < 0)
@@ -990,7 +1030,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
             continue;
         }
         if (!bt->thaw && action_exim_says(res->out, id, "is now frozen")) {
-            if (entry_add_frozen(e, id) == 0 && mine)
+            if (entry_add_frozen(e, id, clock_now_ms(a->clock)) == 0 && mine)
                 mine[nmine++] = ids[i];
             j->out.frozen++;
         } else if (!bt->thaw && action_exim_says(res->out, id, "is locked") && !j->retried) {
@@ -1004,7 +1044,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
             nalready++;
             if (!j->rerun)
                 continue; /* frozen by someone else: not ours to thaw later */
-            if (entry_add_frozen(e, id) == 0 && mine)
+            if (entry_add_frozen(e, id, clock_now_ms(a->clock)) == 0 && mine)
                 mine[nmine++] = ids[i]; /* our -Mf ran before the restart */
             j->out.frozen++;
         } else if (bt->thaw && (action_exim_says(res->out, id, "is no longer frozen") ||
@@ -1478,10 +1518,12 @@ job_thaw_settle(struct action_job *j)
             drop = j->thawed && j->thawed[k];
             k++;
         }
-        if (drop)
+        if (drop) {
             free(e->frozen[i]);
-        else
+        } else {
+            e->frozen_ms[n] = e->frozen_ms[i];
             e->frozen[n++] = e->frozen[i];
+        }
     }
     e->nfrozen = n;
     return n;
@@ -2175,7 +2217,7 @@ action_adopt_frozen(struct action *a, enum usertable_scope scope, const char *id
         return 0;
     if (e->nfrozen >= ACTION_FROZEN_MAX)
         return -E2BIG;
-    r = entry_add_frozen(e, msgid);
+    r = entry_add_frozen(e, msgid, clock_now_ms(a->clock));
     if (r < 0)
         return r;
     char idbuf[SPAWN_MSGID_MAX + 1], *idp = idbuf;
@@ -2195,6 +2237,16 @@ action_frozen_ids(const struct action *a, enum usertable_scope scope, const char
 
     *ret = e ? (const char *const *)e->frozen : NULL;
     return e ? e->nfrozen : 0;
+}
+
+size_t
+action_frozen_times(const struct action *a, enum usertable_scope scope, const char *id,
+                    const int64_t **ret)
+{
+    const struct action_entry *e = id ? action_find(a, scope, id) : NULL;
+
+    *ret = e && e->nfrozen ? e->frozen_ms : NULL;
+    return e && e->nfrozen ? e->nfrozen : 0;
 }
 
 size_t

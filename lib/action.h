@@ -202,6 +202,13 @@ int action_adopt_frozen(struct action *a, enum usertable_scope scope, const char
 size_t action_frozen_ids(const struct action *a, enum usertable_scope scope, const char *id,
                          const char *const **ret);
 
+/*
+ * When each of those ids was recorded frozen (wall ms, the same order; 0: unknown, from a
+ * ledger written before the time was kept). Borrowed like action_frozen_ids().
+ */
+size_t action_frozen_times(const struct action *a, enum usertable_scope scope, const char *id,
+                           const int64_t **ret);
+
 /* Requests queued or running (for tests and for a clean shutdown). */
 size_t action_pending(const struct action *a);
 

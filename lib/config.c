@@ -32,6 +32,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -1797,6 +1798,201 @@ config_parse_listen(struct config_parser *p, yaml_node_t *n, const char *path, c
     return config_parse_string(p, n, path, CONFIG_PATH_MAX, ret);
 }
 
+/* reputation: the host's own addresses in DNS blocklists */
+
+#define CONFIG_REP_INTERVAL_MIN_MS 60000LL
+#define CONFIG_REP_INTERVAL_MAX_MS 86400000LL
+#define CONFIG_REP_TIMEOUT_MIN_MS  100LL
+#define CONFIG_REP_TIMEOUT_MAX_MS  30000LL
+
+static int
+config_rep_add(struct config_parser *p, yaml_node_t *n, const char *path, char ***v, size_t *nv,
+               const char *s)
+{
+    for (size_t i = 0; i < *nv; i++)
+        if (strcmp((*v)[i], s) == 0)
+            return config_fail(p, n, path, "'%s' is listed twice", s);
+    char **nvv = realloc(*v, (*nv + 1) * sizeof(char *));
+    if (!nvv)
+        return -ENOMEM;
+    *v = nvv;
+    if (!(nvv[*nv] = strdup(s)))
+        return -ENOMEM;
+    (*nv)++;
+    return 0;
+}
+
+/* An address of this host's: IPv4 or IPv6 text, kept normalised. */
+static int
+config_rep_ip(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx)
+{
+    struct config_reputation *rp = ctx;
+    unsigned char a[16];
+    char norm[INET6_ADDRSTRLEN];
+    const char *s;
+    int r = config_scalar(p, n, path, &s);
+
+    if (r < 0)
+        return r;
+    if (inet_pton(AF_INET, s, a) == 1)
+        (void)inet_ntop(AF_INET, a, norm, sizeof(norm));
+    else if (inet_pton(AF_INET6, s, a) == 1)
+        (void)inet_ntop(AF_INET6, a, norm, sizeof(norm));
+    else
+        return config_fail(p, n, path, "'%s' is not an IPv4 or IPv6 address", s);
+    return config_rep_add(p, n, path, &rp->ips, &rp->nips, norm);
+}
+
+/* A DNS zone: labels of letters, digits and '-', one trailing dot allowed (dropped). */
+static int
+config_rep_zone(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx)
+{
+    struct config_reputation *rp = ctx;
+    char zone[CONFIG_REP_ZONE_MAX + 2];
+    const char *s;
+    size_t len, label = 0;
+    int r = config_scalar(p, n, path, &s);
+
+    if (r < 0)
+        return r;
+    len = strlen(s);
+    if (len > 0 && s[len - 1] == '.')
+        len--;
+    if (len == 0 || len > CONFIG_REP_ZONE_MAX)
+        return config_fail(p, n, path, "a zone is 1 to %d bytes", CONFIG_REP_ZONE_MAX);
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0)
+                return config_fail(p, n, path, "zone '%s' has an empty label", s);
+            label = 0;
+        } else if (config_host_char(ch) && ++label <= 63) {
+            zone[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+            continue;
+        } else {
+            return config_fail(p, n, path,
+                               "zone '%s' may only hold labels of letters, digits and '-' "
+                               "(63 bytes each)",
+                               s);
+        }
+        zone[i] = '.';
+    }
+    zone[len] = '\0';
+    return config_rep_add(p, n, path, &rp->zones, &rp->nzones, zone);
+}
+
+typedef int (*config_item_fn)(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx);
+
+static int
+config_rep_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,
+                config_item_fn fn, void *ctx)
+{
+    char sub[CONFIG_PATHKEY_MAX];
+    size_t count;
+    int r = config_list(p, n, path, max, &count);
+
+    for (size_t i = 0; r == 0 && i < count; i++) {
+        yaml_node_t *item;
+        r = config_list_item(p, n, i, path, sub, sizeof(sub), &item);
+        if (r == 0)
+            r = fn(p, item, sub, ctx);
+    }
+    return r;
+}
+
+/* The resolver to ask: an address literal with an optional port (never a name to resolve). */
+static int
+config_rep_nameserver(struct config_parser *p, yaml_node_t *n, const char *path, char **ret)
+{
+    unsigned char a[16];
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *s, *port = NULL;
+    size_t hl;
+    int r = config_scalar(p, n, path, &s);
+
+    if (r < 0)
+        return r;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        hl = end ? (size_t)(end - s - 1) : 0;
+        if (!end || hl >= sizeof(host) || (end[1] && end[1] != ':'))
+            goto bad;
+        memcpy(host, s + 1, hl);
+        host[hl] = '\0';
+        if (inet_pton(AF_INET6, host, a) != 1)
+            goto bad;
+        port = end[1] ? end + 2 : NULL;
+    } else if (inet_pton(AF_INET6, s, a) != 1) {
+        const char *colon = strchr(s, ':');
+        hl = colon ? (size_t)(colon - s) : strlen(s);
+        if (hl >= sizeof(host))
+            goto bad;
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+        if (inet_pton(AF_INET, host, a) != 1)
+            goto bad;
+        port = colon ? colon + 1 : NULL;
+    }
+    if (port && !config_port_valid(port, strlen(port)))
+        return config_fail(p, n, path, "'%s': the port must be from 1 to 65535", s);
+    return config_parse_string(p, n, path, CONFIG_HOST_MAX, ret);
+bad:
+    return config_fail(p, n, path,
+                       "'%s' is not an address with an optional port (127.0.0.1:5353, "
+                       "[::1]:53 or 192.0.2.53)",
+                       s);
+}
+
+static int
+config_reputation_pair(struct config_parser *p, const char *key, yaml_node_t *v, const char *path,
+                       void *ctx)
+{
+    struct config_reputation *rp = &p->c->reputation;
+
+    (void)ctx;
+    if (strcmp(key, "ips") == 0)
+        return config_rep_list(p, v, path, CONFIG_REP_IPS_MAX, config_rep_ip, rp);
+    if (strcmp(key, "zones") == 0)
+        return config_rep_list(p, v, path, CONFIG_REP_ZONES_MAX, config_rep_zone, rp);
+    if (strcmp(key, "interval") == 0)
+        return config_parse_duration(p, v, path, false, CONFIG_REP_INTERVAL_MIN_MS,
+                                     CONFIG_REP_INTERVAL_MAX_MS, &rp->interval_ms);
+    if (strcmp(key, "timeout") == 0)
+        return config_parse_duration(p, v, path, false, CONFIG_REP_TIMEOUT_MIN_MS,
+                                     CONFIG_REP_TIMEOUT_MAX_MS, &rp->timeout_ms);
+    if (strcmp(key, "nameserver") == 0)
+        return config_rep_nameserver(p, v, path, &rp->nameserver);
+    return -ENOENT;
+}
+
+/* reputation: needs both ips and zones, or neither. */
+static int
+config_parse_reputation(struct config_parser *p, yaml_node_t *n, const char *path)
+{
+    const struct config_reputation *rp = &p->c->reputation;
+    int r = config_walk_map(p, n, path, config_reputation_pair, NULL);
+
+    if (r < 0)
+        return r;
+    if (rp->nips && !rp->nzones)
+        return config_fail(p, n, path, "ips are set but no zones: name the blocklists to ask");
+    if (rp->nzones && !rp->nips)
+        return config_fail(p, n, path, "zones are set but no ips: name this host's addresses");
+    return 0;
+}
+
+static void
+config_free_reputation(struct config_reputation *rp)
+{
+    for (size_t i = 0; i < rp->nips; i++)
+        free(rp->ips[i]);
+    free(rp->ips);
+    for (size_t i = 0; i < rp->nzones; i++)
+        free(rp->zones[i]);
+    free(rp->zones);
+    free(rp->nameserver);
+}
+
 struct config_top_ctx {
     yaml_node_t *actions; /* where actions: was, for checks across its keys */
 };
@@ -1863,6 +2059,8 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
         return config_parse_listen(p, v, path, &c->metrics_listen);
     if (strcmp(key, "alerts") == 0)
         return config_walk_map(p, v, path, config_alerts_pair, NULL);
+    if (strcmp(key, "reputation") == 0)
+        return config_parse_reputation(p, v, path);
     return -ENOENT;
 }
 
@@ -2167,6 +2365,8 @@ config_new_default(void)
     c->alerts.max_age_ms = 86400000;
     c->alerts.max_pending = 10000;
     c->alerts.max_bytes = 16ull * 1024 * 1024;
+    c->reputation.interval_ms = 900000;
+    c->reputation.timeout_ms = 5000;
     r |= config_set_default(&c->path, "<default>");
     r |= config_set_default(&c->userdomains_file, "/etc/userdomains");
     r |= config_set_default(&c->localdomains_file, "/etc/localdomains");
@@ -2244,6 +2444,7 @@ config_free(struct config *c)
     free(c->metrics_file);
     free(c->metrics_listen);
     config_free_alerts(&c->alerts);
+    config_free_reputation(&c->reputation);
     free(c);
 }
 

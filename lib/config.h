@@ -86,6 +86,24 @@ struct config_alerts {
     size_t ndests;
 };
 
+#define CONFIG_REP_IPS_MAX   16  /* lib/dnsbl's DNSBL_IPS_MAX */
+#define CONFIG_REP_ZONES_MAX 8   /* lib/dnsbl's DNSBL_ZONES_MAX */
+#define CONFIG_REP_ZONE_MAX  179 /* bytes of a zone (lib/dnsbl's DNSBL_ZONE_MAX less the NUL) */
+
+/*
+ * The reputation: section: the host's sending addresses looked up in DNS blocklists. Off
+ * unless both ips and zones are given.
+ */
+struct config_reputation {
+    char **ips; /* IPv4 or IPv6, normalised (inet_ntop) */
+    size_t nips;
+    char **zones; /* lower case, without a trailing dot */
+    size_t nzones;
+    int64_t interval_ms; /* default 15m, at least 1m */
+    int64_t timeout_ms;  /* per DNS try; default 5s */
+    char *nameserver;    /* "ip:port", "[ip6]:port" or an address; NULL: resolv.conf */
+};
+
 /* Parsed and validated configuration; every string is owned by the struct. */
 struct config {
     char *path; /* file it came from */
@@ -110,6 +128,7 @@ struct config {
     char *metrics_listen;    /* "127.0.0.1:9567", "[::1]:9567" or "localhost:9567" as
                               * written: 127.0.0.0/8, [::1] or localhost only; NULL: none */
     struct config_alerts alerts;
+    struct config_reputation reputation;
     uint32_t max_identities; /* default 200000 */
     char *exim_user; /* Exim's own login: "<>" from it is a bounce; NULL (default): any of
                       * Debian-exim, exim, mailnull */

@@ -612,15 +612,26 @@ dispatch_am_touch_all(struct dispatch *d, int64_t now)
 }
 
 static int
-dispatch_health_except(struct dispatch *d, const char *kind, const char *text, size_t except,
-                       bool urgent)
+dispatch_health_except(struct dispatch *d, const char *kind, const char *key, const char *text,
+                       size_t except, bool urgent)
 {
     int64_t now = dispatch_now(d);
     char eid[ALERTMSG_ID_MAX];
     struct strbuf b;
     int r = 0;
 
-    alertmsg_health_id(d->host, kind, now, eid);
+    if (key) {
+        /* the id hashes the key with the kind: two events of a kind in a second differ */
+        strbuf_init(&b, 2 * ALERTMSG_ID_MAX + 4096);
+        if (strbuf_printf(&b, "%s/%s", kind, key) < 0) {
+            strbuf_done(&b);
+            return -E2BIG;
+        }
+        alertmsg_health_id(d->host, strbuf_cstr(&b), now, eid);
+        strbuf_done(&b);
+    } else {
+        alertmsg_health_id(d->host, kind, now, eid);
+    }
     strbuf_init(&b, ALERTMSG_BODY_MAX);
     for (size_t i = 0; i < d->ndests && r == 0; i++) {
         if (i == except)
@@ -645,7 +656,13 @@ dispatch_health_except(struct dispatch *d, const char *kind, const char *text, s
 int
 dispatch_health(struct dispatch *d, const char *kind, const char *text)
 {
-    return dispatch_health_except(d, kind, text, SIZE_MAX, false);
+    return dispatch_health_except(d, kind, NULL, text, SIZE_MAX, false);
+}
+
+int
+dispatch_health_keyed(struct dispatch *d, const char *kind, const char *key, const char *text)
+{
+    return dispatch_health_except(d, kind, key, text, SIZE_MAX, false);
 }
 
 int
@@ -656,7 +673,7 @@ dispatch_health_urgent(struct dispatch *d, const char *kind, const char *text)
     if (d->urgent_ms && now < d->urgent_ms + DISPATCH_URGENT_MIN_MS)
         return -EALREADY;
     d->urgent_ms = now;
-    return dispatch_health_except(d, kind, text, SIZE_MAX, true);
+    return dispatch_health_except(d, kind, NULL, text, SIZE_MAX, true);
 }
 
 static void
@@ -681,7 +698,7 @@ dispatch_disable(struct dispatch *d, size_t i, int status, const char *why)
                    "alert destination %s (%s) disabled after HTTP %d (%s); its alerts are kept "
                    "until its URL changes or `floodgatectl alert-enable %s`",
                    dst->name, dst->host, status, why, dst->name);
-    (void)dispatch_health_except(d, "destination_disabled", text, i, false);
+    (void)dispatch_health_except(d, "destination_disabled", NULL, text, i, false);
 }
 
 /* --- digests --------------------------------------------------------------------------- */

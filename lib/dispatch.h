@@ -125,6 +125,12 @@ int dispatch_released(struct dispatch *d, enum usertable_scope scope, const char
 /* A daemon health event (outbox overflow, tail gap, destination disabled). @text is ours. */
 int dispatch_health(struct dispatch *d, const char *kind, const char *text);
 /*
+ * The same for events of one kind about different things (@key: a blocklist and address,
+ * an identity): the event id hashes @key too, so two in the same second are both sent.
+ */
+int dispatch_health_keyed(struct dispatch *d, const char *kind, const char *key,
+                          const char *text);
+/*
  * A health event that cannot wait for a commit: the checkpoint itself cannot be written, so
  * nothing gated by dispatch_commit_done() would ever leave. It goes to every destination
  * from memory, without the commit gate (the only entries that skip it; a crash before the

@@ -1281,6 +1281,65 @@ START_TEST(test_action_adopt_frozen)
 }
 END_TEST
 
+/* Each frozen id keeps when it was frozen, across a restart; a ledger without times loads. */
+START_TEST(test_action_frozen_times)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE);
+    const char *const *ids;
+    const int64_t *at;
+    char path[400], buf[4096], out[4096];
+    size_t n, k = 0;
+
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    clock_fake_advance(&fclock, 5000);
+    ck_assert_int_eq(action_adopt_frozen(a, SCOPE_MAILBOX, "box@example.com", "1xVYNi-0001Xt-09"),
+                     1);
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_MAILBOX, "box@example.com", &ids), 3);
+    ck_assert_uint_eq(action_frozen_times(a, SCOPE_MAILBOX, "box@example.com", &at), 3);
+    ck_assert_int_eq(at[0], T0);
+    ck_assert_int_eq(at[1], T0);
+    ck_assert_int_eq(at[2], T0 + 5000);
+    action_free(a);
+    a = open_action(&fs->ops, NULL);
+    ck_assert_uint_eq(action_frozen_times(a, SCOPE_MAILBOX, "box@example.com", &at), 3);
+    ck_assert_int_eq(at[0], T0);
+    ck_assert_int_eq(at[2], T0 + 5000);
+    action_free(a);
+
+    /* the same ledger as an older version wrote it: "F <id>" lines without the time */
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (char *line = buf, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        ck_assert_ptr_nonnull(nl);
+        size_t len = (size_t)(nl - line);
+        if (line[0] == 'F') {
+            char *tab = memchr(line + 2, '\t', len - 2);
+            ck_assert_ptr_nonnull(tab); /* the new writer put the time there */
+            len = (size_t)(tab - line);
+        }
+        memcpy(out + k, line, len);
+        k += len;
+        out[k++] = '\n';
+    }
+    f = fopen(path, "w");
+    ck_assert_uint_eq(fwrite(out, 1, k, f), k);
+    fclose(f);
+    a = open_action(&fs->ops, NULL);
+    ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
+    ck_assert_uint_eq(action_frozen_times(a, SCOPE_MAILBOX, "box@example.com", &at), 3);
+    ck_assert_int_eq(at[0], 0);
+    ck_assert_int_eq(at[2], 0);
+    action_free(a);
+}
+END_TEST
+
 START_TEST(test_action_late_arrivals_share_one_freeze)
 {
     struct action *a = open_action(&fs->ops, NULL);
@@ -2028,6 +2087,7 @@ action_suite(void)
     tcase_add_test(tc, test_action_exim_lines_before_operator_lines);
     tcase_add_test(tc, test_action_spool_id_must_match);
     tcase_add_test(tc, test_action_adopt_frozen);
+    tcase_add_test(tc, test_action_frozen_times);
     tcase_add_test(tc, test_action_list_and_manual_reason);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);

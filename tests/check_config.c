@@ -1432,6 +1432,108 @@ START_TEST(test_config_secret_file)
 }
 END_TEST
 
+
+/* reputation: the host's addresses in DNS blocklists */
+
+static const struct config_alert_case rep_bad[] = {
+    { "ips without zones", "reputation:\n  ips: [192.0.2.25]\n", 2, "reputation",
+      "no zones", NULL },
+    { "zones without ips", "reputation:\n  zones: [zen.spamhaus.org]\n", 2, "reputation",
+      "no ips", NULL },
+    { "ip not an address", "reputation:\n  ips: [mail.example.com]\n  zones: [z.example]\n", 2,
+      "reputation.ips[0]", "'mail.example.com' is not an IPv4 or IPv6 address", NULL },
+    { "ip short form", "reputation:\n  ips: [127.1]\n  zones: [z.example]\n", 2,
+      "reputation.ips[0]", "not an IPv4 or IPv6 address", NULL },
+    { "ip twice", "reputation:\n  ips: [192.0.2.1, 192.0.2.1]\n  zones: [z.example]\n", 2,
+      "reputation.ips[1]", "listed twice", NULL },
+    { "ipv6 twice", "reputation:\n  ips: ['2001:db8::1', '2001:DB8:0::1']\n  zones: [z.example]\n",
+      2, "reputation.ips[1]", "'2001:db8::1' is listed twice", NULL },
+    { "zone with a space", "reputation:\n  ips: [192.0.2.1]\n  zones: ['zen spamhaus.org']\n", 3,
+      "reputation.zones[0]", "may only hold labels", NULL },
+    { "zone empty label", "reputation:\n  ips: [192.0.2.1]\n  zones: [zen..org]\n", 3,
+      "reputation.zones[0]", "empty label", NULL },
+    { "zone leading dot", "reputation:\n  ips: [192.0.2.1]\n  zones: [.zen.org]\n", 3,
+      "reputation.zones[0]", "empty label", NULL },
+    { "interval under 1m", "reputation:\n  interval: 59s\n", 2, "reputation.interval",
+      "out of range (60000ms", NULL },
+    { "timeout over 30s", "reputation:\n  timeout: 31s\n", 2, "reputation.timeout",
+      "out of range", NULL },
+    { "nameserver a name", "reputation:\n  nameserver: dns.example:53\n", 2,
+      "reputation.nameserver", "not an address with an optional port", NULL },
+    { "nameserver port 0", "reputation:\n  nameserver: 127.0.0.1:0\n", 2,
+      "reputation.nameserver", "the port must be from 1 to 65535", NULL },
+    { "nameserver v6 without brackets and port", "reputation:\n  nameserver: '[::1]53'\n", 2,
+      "reputation.nameserver", "not an address", NULL },
+    { "unknown key", "reputation:\n  lists: [z.example]\n", 2, "reputation.lists",
+      "unknown key 'lists'", NULL },
+    { "too many ips",
+      "reputation:\n  zones: [z.example]\n  ips: [10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, "
+      "10.0.0.5, 10.0.0.6, 10.0.0.7, 10.0.0.8, 10.0.0.9, 10.0.0.10, 10.0.0.11, 10.0.0.12, "
+      "10.0.0.13, 10.0.0.14, 10.0.0.15, 10.0.0.16, 10.0.0.17]\n",
+      3, "reputation.ips[16]", "more than 16 entries", NULL },
+};
+
+START_TEST(test_config_reputation_bad)
+{
+    const struct config_alert_case *t = &rep_bad[_i];
+    struct config *c = NULL;
+    struct diag d;
+    char buf[1024];
+    int r;
+
+    r = config_parse(t->yaml, strlen(t->yaml), "test.yml", &c, &d);
+    diag_format(&d, buf, sizeof(buf));
+    ck_assert_msg(r == -EINVAL, "%s: r=%d", t->name, r);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(d.line == t->line, "%s: line %u, want %u (%s)", t->name, d.line, t->line, buf);
+    ck_assert_msg(strcmp(d.key, t->key) == 0, "%s: key '%s', want '%s' (%s)", t->name, d.key,
+                  t->key, buf);
+    ck_assert_msg(strstr(d.msg, t->msg) != NULL, "%s: message '%s' lacks '%s'", t->name, d.msg,
+                  t->msg);
+}
+END_TEST
+
+START_TEST(test_config_reputation_values)
+{
+    static const char yaml[] = "reputation:\n"
+                               "  ips: [192.0.2.25, '2001:DB8:0:0::25']\n"
+                               "  zones: [Zen.Spamhaus.org., bl.spamcop.net]\n"
+                               "  interval: 1m\n"
+                               "  timeout: 2s\n"
+                               "  nameserver: 127.0.0.1:5353\n";
+    struct config *c = NULL;
+    struct diag d;
+
+    c = config_new_default();
+    ck_assert_int_eq(c->reputation.interval_ms, 900000);
+    ck_assert_int_eq(c->reputation.timeout_ms, 5000);
+    ck_assert_uint_eq(c->reputation.nips, 0);
+    ck_assert_ptr_null(c->reputation.nameserver);
+    config_free(c);
+    c = NULL;
+    ck_assert_int_eq(config_parse(yaml, strlen(yaml), "test.yml", &c, &d), 0);
+    ck_assert_uint_eq(c->reputation.nips, 2);
+    ck_assert_str_eq(c->reputation.ips[0], "192.0.2.25");
+    ck_assert_str_eq(c->reputation.ips[1], "2001:db8::25");
+    ck_assert_uint_eq(c->reputation.nzones, 2);
+    ck_assert_str_eq(c->reputation.zones[0], "zen.spamhaus.org");
+    ck_assert_str_eq(c->reputation.zones[1], "bl.spamcop.net");
+    ck_assert_int_eq(c->reputation.interval_ms, 60000);
+    ck_assert_int_eq(c->reputation.timeout_ms, 2000);
+    ck_assert_str_eq(c->reputation.nameserver, "127.0.0.1:5353");
+    config_free(c);
+    static const char *const ns[] = { "[::1]:53", "::1", "192.0.2.53" };
+    for (size_t i = 0; i < N_ELEMS(ns); i++) {
+        char buf[128];
+        (void)snprintf(buf, sizeof(buf), "reputation:\n  nameserver: '%s'\n", ns[i]);
+        c = NULL;
+        ck_assert_msg(config_parse(buf, strlen(buf), "test.yml", &c, &d) == 0, "%s: %s", ns[i],
+                      d.msg);
+        config_free(c);
+    }
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1464,6 +1566,11 @@ config_suite(void)
     tcase_add_test(tc, test_config_alerts_defaults);
     tcase_add_test(tc, test_config_alerts_values);
     tcase_add_test(tc, test_config_alerts_limits);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reputation");
+    tcase_add_loop_test(tc, test_config_reputation_bad, 0, (int)N_ELEMS(rep_bad));
+    tcase_add_test(tc, test_config_reputation_values);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("credential_files");

@@ -1736,6 +1736,36 @@ END_TEST
  * The checkpoint cannot be written: no commit is ever done, so a gated alert never leaves,
  * but the urgent health event does, to every destination, at most once per 10 minutes.
  */
+/* Two events of one kind in the same second: unkeyed they are one event id (the second is
+ * a duplicate), keyed by what they are about they are two alerts. */
+START_TEST(test_dispatch_health_keyed)
+{
+    struct env e;
+    struct dispatch_dest_stats st;
+
+    env_init(&e, D_SLACK, 1);
+    ck_assert_int_eq(dispatch_health(e.d, "dnsbl_listed", "first"), 0);
+    ck_assert_int_eq(dispatch_health(e.d, "dnsbl_listed", "second"), 0);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 1);
+    ck_assert_int_eq(dispatch_health_keyed(e.d, "dnsbl_listed", "192.0.2.25 a.example", "in-a"), 0);
+    ck_assert_int_eq(dispatch_health_keyed(e.d, "dnsbl_listed", "192.0.2.25 b.example", "in-b"), 0);
+    ck_assert_int_eq(dispatch_health_keyed(e.d, "dnsbl_listed", "192.0.2.25 b.example", "in-b"), 0);
+    stats_of(&e, 0, &st);
+    ck_assert_uint_eq(st.pending, 3);
+    env_commit(&e);
+    for (int i = 0; i < 4; i++) { /* Slack: one in flight at a time */
+        env_advance(&e, 2000);
+        fake_answer_all(&e.fh, 200);
+    }
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "first"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "second"), 0);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "in-a"), 1);
+    ck_assert_uint_eq(fake_count_body(&e.fh, SLACKURL, 0, "in-b"), 1);
+    env_done(&e);
+}
+END_TEST
+
 START_TEST(test_dispatch_health_urgent_skips_commit)
 {
     struct env e;
@@ -2009,6 +2039,7 @@ dispatch_suite(void)
     tcase_add_test(tc, test_dispatch_crash_after_200);
     tcase_add_test(tc, test_dispatch_restart_keeps_digest);
     tcase_add_test(tc, test_dispatch_health_urgent_skips_commit);
+    tcase_add_test(tc, test_dispatch_health_keyed);
     tcase_add_test(tc, test_dispatch_unconfirmed_roundtrip);
     tcase_add_test(tc, test_dispatch_digest_counts_own_window);
     tcase_add_test(tc, test_dispatch_decode_version1);

@@ -55,6 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+# Exim thaws a frozen message 10 s after its freeze (no queue runner here ever does):
+# floodgated reads it with exim -bP and warns at 80 %, before Exim would.
+EH_EXTRA_CONF="auto_thaw = 10s"
 eh_start || exit 1
 
 # --- floodgated configuration ------------------------------------------------------------
@@ -211,6 +214,26 @@ check "normal local sender: nothing frozen" test "$(queued other@other.example)"
     "$(unfrozen other@other.example)" = 3
 check "blocklist suspends the mailbox" grep -q '^bad@spam.example: suspend mailbox ' "$EH_LIST"
 check "blocklist holds the script (login and directory)" grep -qF "\"webuser:$SCRIPT_DIR\": hold script " "$EH_LIST"
+# auto_thaw = 10s: a warning about 8 s after the freeze, one per identity, naming the ids
+audit_count() { grep -c "\"event\":\"$1\".*\"id\":\"$2\"" "$FG/audit.jsonl" || true; }
+check "frozen mail near Exim's auto_thaw: warned (audit)" \
+    wait_for 25 audit_has frozen_expiring mailbox bad@spam.example
+check "frozen mail near auto_thaw: the warning names a frozen id" \
+    grep -qE '"event":"frozen_expiring","scope":"mailbox","id":"bad@spam.example".*"exim":"auto_thaw"' \
+    "$FG/audit.jsonl"
+check "floodgated read auto_thaw from exim -bP" grep -q "auto_thaw 10s" "$FG/floodgated.log"
+sleep 3
+check "frozen mail near auto_thaw: one warning for the mailbox" \
+    test "$(audit_count frozen_expiring bad@spam.example)" = 1
+"$EH_PY" - "$FG/audit.jsonl" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+fr = [o["ts"] for o in ev if o.get("event") == "freeze" and o.get("id") == "bad@spam.example"]
+w = [o for o in ev if o.get("event") == "frozen_expiring" and o.get("id") == "bad@spam.example"]
+if fr and w:
+    print(f"FIGURE mailbox_ms_freeze_to_thaw_warning={w[0]['at'] - min(fr)} (auto_thaw 10000)")
+    print(f"FIGURE mailbox_ids_in_thaw_warning={len(w[0]['messages']) + w[0]['more']}")
+PY
 
 out=$(eh_submit_auth bad@spam.example bad@spam.example late@remote.example mbox-late); rc=$?
 echo "$out"

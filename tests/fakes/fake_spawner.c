@@ -44,6 +44,9 @@ fake_answer(struct fake_spawner *f, char *const argv[], struct spawn_result *r)
                 r->out_len += (size_t)n;
         }
     }
+    for (size_t i = 1; argv[i] && f->bp_out; i++)
+        if (strcmp(argv[i], "-bP") == 0)
+            r->out_len = (size_t)snprintf(r->out, sizeof(r->out), "%s", f->bp_out);
     if (strcmp(base, "whmapi1") == 0)
         r->out_len = (size_t)snprintf(r->out, sizeof(r->out),
                                       "{\"metadata\":{\"reason\":\"OK\",\"result\":1}}");

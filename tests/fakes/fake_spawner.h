@@ -23,6 +23,7 @@ struct fake_spawner {
     int exit_code;              /* for every command; default 0 */
     const char *already_frozen; /* an id exim answers "is already frozen" for, or NULL */
     int run_error;              /* run() returns it when non-zero */
+    const char *bp_out;         /* what exim -bP prints (NULL: nothing) */
     struct fake_job *pending;
 };
 
