@@ -8,11 +8,15 @@
 #     (/api/v2/alerts) with the right labels (alertname, severity, host, rule, scope,
 #     identity) and annotations (summary, description, incident_id, log_time); the receiver
 #     gets one notification for the group, holding every alert, from one instance only;
-#  2. one instance stopped mid-outbreak, more mailboxes trip, the instance restarted: it
-#     lists every alert again (floodgate re-sends each resend_interval), the new alerts are
-#     notified, and no state of the group is notified twice across the cluster;
-#  3. floodgatectl release of some mailboxes: gone from both instances' active alerts,
-#     notified as resolved, once.
+#  2. floodgatectl release of some mailboxes: gone from both instances' active alerts,
+#     notified as resolved;
+#  3. one instance stopped mid-outbreak, more mailboxes trip, the instance restarted: it
+#     lists every active alert again (floodgate re-sends each resend_interval), the new
+#     alerts are notified.
+# After 2 and 3: no state of the group notified twice in a row (both instances sending it)
+# and the eventual state notified last. Alertmanager's HA mode may send an older state once
+# more after a newer one (an instance that waited its peer timeout with a snapshot taken
+# before the change); such repeats are counted in the output, not refused.
 # Prints "FIGURE name=value" lines (alerts and requests per outbreak). Every wait is
 # bounded; the whole test stops itself after 110 s.
 set -euo pipefail
@@ -26,7 +30,7 @@ for t in python3 prometheus-alertmanager; do
     fi
 done
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap '[ -n "${FG_AM_KEEP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"' EXIT
 
 python3 - "$build" "$src" "$tmp" <<'PY'
 import json, os, re, signal, socket, subprocess, sys, time
@@ -45,6 +49,11 @@ CTL = os.path.join(TMP, "ctl.sock")
 CFG = os.path.join(TMP, "floodgate.yml")
 ERR = os.path.join(TMP, "floodgated.err")
 HOST = "mx7.test"
+# How long the second instance waits for the first one's notification to be gossiped before
+# it sends its own: longer than the receiver takes to accept a notification (one of 2,000
+# alerts is 2 MB), or both instances notify.
+PEER_TIMEOUT = 5
+SETTLE = 2 * PEER_TIMEOUT + 4 + 1  # both instances' turns and a group_interval
 RULE = "mailbox-burst"
 procs = {}
 
@@ -140,7 +149,7 @@ def am_start(name):
          "--cluster.listen-address", "127.0.0.1:%d" % me["cluster"],
          "--cluster.advertise-address", "127.0.0.1:%d" % me["cluster"],
          "--cluster.peer", "127.0.0.1:%d" % other["cluster"],
-         "--cluster.peer-timeout", "2s", "--cluster.gossip-interval", "100ms",
+         "--cluster.peer-timeout", "%ds" % PEER_TIMEOUT, "--cluster.gossip-interval", "100ms",
          "--cluster.pushpull-interval", "2s", "--cluster.reconnect-interval", "1s",
          "--log.level", "info"],
         stdin=subprocess.DEVNULL, stdout=open(os.path.join(TMP, name + ".err"), "a"),
@@ -287,14 +296,28 @@ def firing_sets():
     return out
 
 
-def no_repeats(sets):
-    """Fail if one state of the group was notified twice (by one instance or both)."""
-    seen = {}
-    for path, _, f, r in sets:
-        if (f, r) in seen:
-            fail("the same group state (%d firing, %d resolved) was notified by %s and %s"
-                 % (len(f), len(r), seen[(f, r)], path))
-        seen[(f, r)] = path
+def check_sequence(sets, firing, resolved_max):
+    """
+    What a clustered Alertmanager promises: no state of the group notified twice in a row
+    (both instances sending what one sent), and the eventual state last. An instance that
+    took its snapshot before a change and waited its peer timeout may send that older state
+    once more after the newer one (a known trade-off of Alertmanager's HA mode: the
+    receiver always gets the eventual state last); those are counted, not refused.
+    Returns how many such stale repeats there were.
+    """
+    for (p1, _, f1, r1), (p2, _, f2, r2) in zip(sets, sets[1:]):
+        if (f1, r1) == (f2, r2):
+            fail("one state of the group (%d firing, %d resolved) notified twice in a row, by "
+                 "%s then %s" % (len(f1), len(r1), p1, p2))
+    last = sets[-1]
+    if last[2] != frozenset(firing) or not last[3] <= frozenset(resolved_max):
+        fail("the last notification (%s) has %d firing, %d resolved; want %d firing, resolved "
+             "among %d" % (last[0], len(last[2]), len(last[3]), len(firing), len(resolved_max)))
+    seen, stale = set(), 0
+    for _, _, f, r in sets:
+        stale += (f, r) in seen
+        seen.add((f, r))
+    return stale
 
 
 try:
@@ -311,7 +334,7 @@ try:
             check_alert(a, ident)
     t_listed = time.monotonic() - t0
     sets = wait(lambda: firing_sets() or None, 20, "the notification")
-    time.sleep(2 * 2 + 4 + 1)  # the second instance's turn (peer timeout) and a group_interval
+    time.sleep(SETTLE)
     sets = firing_sets()
     if len(sets) != 1:
         fail("%d notifications for one outbreak: %r" % (len(sets), [(p, len(f)) for p, _, f, _ in sets]))
@@ -329,7 +352,32 @@ try:
     print("  e.g. " + json.dumps({k: v for k, v in am_alerts("am1")[first[0]].items()
                                   if k in ("labels", "annotations", "startsAt", "endsAt")}))
 
-    # 2. am2 down mid-outbreak, more trips, am2 back
+    # 2. release -> resolved (while both instances have the same alerts: an instance that
+    # got a resolution later than the other would notify the state before it once more)
+    released = first[:NREL]
+    for ident in released:
+        p = ctl("release", ident)
+        if p.returncode != 0:
+            fail("release %s: %s%s" % (ident, p.stdout, p.stderr))
+    for name in AM:
+        wait(lambda: (lambda v: v and not set(released) & set(v) and len(v) == N - NREL)(
+            am_alerts(name)), 30, "%s to drop the released alerts" % name)
+
+    def resolved_notified():
+        s = firing_sets()
+        return s if any(set(released) <= r for _, _, _, r in s) else None
+    sets = wait(resolved_notified, 20, "the resolved notification")
+    time.sleep(SETTLE)
+    sets = firing_sets()
+    stale2 = check_sequence(sets, first[NREL:], released)
+    last = [x for x in sets if set(released) <= x[3]]
+    if any(set(released) & f for _, _, f, _ in last):
+        fail("a released identity still firing in the resolved notification")
+    print("ok 2 %d released: gone from both instances, notified resolved; %d notifications, "
+          "the eventual state last, %d stale repeat(s) of an earlier state"
+          % (NREL, len(sets), stale2))
+
+    # 3. am2 down mid-outbreak, more trips, am2 back
     def am2_misses():
         a = [x for x in status()["alerts"] if x["name"] == "am2"][0]
         return a["retried"] + a["failed"]
@@ -344,8 +392,9 @@ try:
     t_back = time.monotonic()
     am_start("am2")
     wait(lambda: clustered("am2"), 30, "am2 to rejoin")
-    got = wait(lambda: (lambda v: v if v and set(v) == set(first + second) else None)(
-        am_alerts("am2")), 30, "am2 to list all %d alerts again" % (N + N2))
+    active = set(first[NREL:] + second)
+    got = wait(lambda: (lambda v: v if v and set(v) == active else None)(
+        am_alerts("am2")), 30, "am2 to list all %d active alerts again" % len(active))
     for ident, a in got.items():
         check_alert(a, ident)
     t_resent = time.monotonic() - t_back
@@ -354,39 +403,21 @@ try:
         s = firing_sets()
         return s if set(second) <= set().union(*(f for _, _, f, _ in s)) else None
     sets = wait(all_notified, 20, "the second wave notified")
-    time.sleep(2 * 2 + 4 + 1)
+    time.sleep(SETTLE)
     sets = firing_sets()
-    no_repeats(sets)
-    print("ok 2 am2 stopped (floodgate's posts to it failed), %d more trips, am2 restarted: "
-          "it lists all %d alerts %.1f s after its start (re-sent); the second wave "
-          "notified; %d notifications, none repeated"
-          % (N2, N + N2, t_resent, len(sets)))
-
-    # 3. release -> resolved
-    released = first[:NREL]
-    for ident in released:
-        p = ctl("release", ident)
-        if p.returncode != 0:
-            fail("release %s: %s%s" % (ident, p.stdout, p.stderr))
-    for name in AM:
-        wait(lambda: (lambda v: v and not set(released) & set(v) and len(v) == N + N2 - NREL)(
-            am_alerts(name)), 30, "%s to drop the released alerts" % name)
-
-    def resolved_notified():
-        s = firing_sets()
-        return s if any(set(released) <= r for _, _, _, r in s) else None
-    sets = wait(resolved_notified, 20, "the resolved notification")
-    time.sleep(2 * 2 + 4 + 1)
-    sets = firing_sets()
-    no_repeats(sets)
-    last = [x for x in sets if set(released) <= x[3]]
-    if any(set(released) & f for _, _, f, _ in last):
-        fail("a released identity still firing in the resolved notification")
+    stale3 = check_sequence(sets, active, released)
+    print("ok 3 am2 stopped (floodgate's posts to it failed), %d more trips, am2 restarted: "
+          "it lists all %d active alerts %.1f s after its start (re-sent); the second wave "
+          "notified; %d notifications in all, the eventual state last, %d stale repeat(s)"
+          % (N2, len(active), t_resent, len(sets), stale3))
     recv2 = {n: am_metric(n, "alertmanager_alerts_received_total") for n in AM}
-    print("FIGURE notifications_total=%d alerts_received_total=%s"
-          % (len(sets), {k: int(v) for k, v in recv2.items()}))
-    print("ok 3 %d released: gone from both instances, notified resolved once; %d "
-          "notifications in all, none repeated" % (NREL, len(sets)))
+    rss = {}
+    for n in AM:
+        with open("/proc/%d/status" % procs[n].pid) as f:
+            rss[n] = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+    print("FIGURE notifications_total=%d alerts_received_total=%s alertmanager_rss_kib=%s"
+          % (len(sets), {k: int(v) for k, v in recv2.items()}, rss))
+
 finally:
     for name, p in procs.items():
         if p.poll() is None:
