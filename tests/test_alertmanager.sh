@@ -417,6 +417,10 @@ try:
             rss[n] = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
     print("FIGURE notifications_total=%d alerts_received_total=%s alertmanager_rss_kib=%s"
           % (len(sets), {k: int(v) for k, v in recv2.items()}, rss))
+    fg = procs.pop("floodgated")
+    fg.send_signal(signal.SIGTERM)
+    if fg.wait(timeout=30) != 0:
+        fail("floodgated exited %r on SIGTERM" % fg.returncode)
 
 finally:
     for name, p in procs.items():

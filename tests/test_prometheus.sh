@@ -329,6 +329,9 @@ try:
             fail("panel %r: Prometheus refuses %r: %s" % (title, expr, err))
     print("ok 4 dashboard: %d panels, %d expressions, all parsed by Prometheus, all metrics exported"
           % (len(panels), len(exprs)))
+    fg.send_signal(signal.SIGTERM)
+    if fg.wait(timeout=30) != 0:
+        fail("floodgated exited %r on SIGTERM" % fg.returncode)
 finally:
     for _, p in procs:
         if p.poll() is None:
