@@ -13,7 +13,9 @@
 #     `floodgatectl status --json`; /api/v1/rules lists every rule of the file, healthy;
 #  4. contrib/grafana/floodgate.json: valid JSON, every panel has targets, every target's
 #     expression is accepted by this Prometheus' /api/v1/query and names only metrics the
-#     daemon exports (or the rules file records).
+#     daemon exports (or the rules file records);
+#  5. no alert fires on the healthy daemon; a refused reload fires FloodgateReloadFailed,
+#     with the scraped host's labels.
 # Prints "FIGURE name=value" lines (series per host). Every wait is bounded; the whole test
 # stops itself after 150 s.
 set -euo pipefail
@@ -329,6 +331,37 @@ try:
             fail("panel %r: Prometheus refuses %r: %s" % (title, expr, err))
     print("ok 4 dashboard: %d panels, %d expressions, all parsed by Prometheus, all metrics exported"
           % (len(panels), len(exprs)))
+
+    # 5. the rules fire on what the daemon exports: nothing on a healthy host; a refused
+    # reload fires FloodgateReloadFailed (no `for`), with the host's labels
+    def alerts():
+        _, body = get(API + "alerts")
+        return json.loads(body)["data"]["alerts"]
+    early = alerts()
+    if early:
+        fail("alerts on a healthy host: %r" % [(a["labels"]["alertname"], a["state"])
+                                             for a in early])
+    with open(CFG, "a") as f:
+        f.write("  - name: [not, a, name]\n")
+    fg.send_signal(signal.SIGHUP)
+
+    def reload_alert():
+        got = alerts()
+        return got if any(a["labels"]["alertname"] == "FloodgateReloadFailed" and
+                          a["state"] == "firing" for a in got) else None
+    got = wait(reload_alert, 30, "FloodgateReloadFailed to fire")
+    names = sorted((a["labels"]["alertname"], a["state"]) for a in got)
+    if names != [("FloodgateReloadFailed", "firing")]:
+        fail("alerts after a refused reload: %r" % names)
+    a = got[0]
+    if a["labels"].get("instance") != "127.0.0.1:%d" % MPORT or \
+            a["labels"].get("job") != "floodgate" or a["labels"].get("severity") != "warning":
+        fail("FloodgateReloadFailed labels: %r" % a["labels"])
+    if "127.0.0.1:%d" % MPORT not in a["annotations"].get("summary", ""):
+        fail("FloodgateReloadFailed summary: %r" % a["annotations"])
+    print("ok 5 no alert on a healthy host; a refused reload fires FloodgateReloadFailed: %s"
+          % a["annotations"]["summary"])
+
     fg.send_signal(signal.SIGTERM)
     if fg.wait(timeout=30) != 0:
         fail("floodgated exited %r on SIGTERM" % fg.returncode)
