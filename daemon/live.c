@@ -132,6 +132,8 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
         .nmsgids = nids,
     };
     r = action_trip(d->action, &req);
+    if (r == -EBUSY)
+        live_metrics_breaker(d);
     if (r < 0 && r != -EALREADY)
         log_emit(LOG_WARNING, r, fields, "no action taken for %s %s", scope, n->id);
 }

@@ -125,6 +125,7 @@ void live_metrics_free(struct daemon *d);
 void live_metrics_flush(struct daemon *d);
 void live_metrics_trip(struct daemon *d, const char *rule, enum usertable_scope scope);
 void live_metrics_action(struct daemon *d, const struct action_outcome *o);
+void live_metrics_breaker(struct daemon *d);        /* action_trip() refused: -EBUSY */
 void live_metrics_reload_begin(struct daemon *d);   /* a reload starts */
 void live_metrics_reload_applied(struct daemon *d); /* ... and was applied */
 void live_metrics_commit(struct daemon *d, bool ok);

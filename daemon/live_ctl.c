@@ -558,6 +558,8 @@ live_ctl_hold(struct daemon *d, const struct ctl_request *req, const struct ctl_
         .ordered = true, /* an explicit order: no confirmation in the spool needed */
     };
     r = action_trip(d->action, &ar);
+    if (r == -EBUSY)
+        live_metrics_breaker(d);
     free(ids);
     free(ptrs);
     live_ctl_audit(d, "ctl_hold", peer, req, r);

@@ -7,9 +7,10 @@
  *
  * Wiring only. Most figures are read when the exposition is built (tail and engine
  * statistics, the identity table, the ledger, the alert destinations, /proc/self); the
- * counters no module keeps - trips per rule, action steps per result, reloads, state
- * commits - are counted by the hooks live.c calls. Every label value is an enumeration
- * fixed here or a name from the operator's configuration (rule, destination, backend),
+ * counters no module keeps - trips per rule, action steps per result, circuit breaker
+ * refusals, reloads, state commits - are counted by the hooks live.c calls. Every label
+ * value is an enumeration fixed here or a name from the operator's configuration (rule,
+ * destination, backend),
  * never text from the log (the cardinality rule, §6.2). Trip counts are keyed by rule name,
  * since a reload can reorder, rename or drop rules; names gone from the configuration
  * keep their counts (a counter must not go back), within LIVE_METRICS_RULES_MAX.
@@ -79,6 +80,7 @@ struct live_metrics {
     size_t nrules;
     uint64_t steps[LM_STEP__MAX][LM_BACKEND__MAX][LM_RESULT__MAX];
     uint64_t frozen;
+    uint64_t breaker; /* trips and holds the circuit breaker refused */
     uint64_t reloads, reloads_ok;
     bool reload_ok;
     int64_t reload_ok_ms;
@@ -200,6 +202,13 @@ live_metrics_action(struct daemon *d, const struct action_outcome *o)
         lm->steps[LM_SUSPEND][be][live_metrics_backend_result(o, CONFIG_ACTION_SUSPEND)]++;
     else if (want & CONFIG_ACTION_HOLD)
         lm->steps[LM_HOLD][be][live_metrics_backend_result(o, CONFIG_ACTION_HOLD)]++;
+}
+
+void
+live_metrics_breaker(struct daemon *d)
+{
+    if (d->metrics)
+        d->metrics->breaker++;
 }
 
 void
@@ -476,6 +485,10 @@ live_metrics_actions(struct metrics *m, struct daemon *d)
     }
     live_metrics_counter(m, "floodgate_frozen_messages_total", "Messages frozen by floodgate.",
                          lm->frozen);
+    live_metrics_counter(m, "floodgate_circuit_breaker_refusals_total",
+                         "Trips and holds not acted on: the circuit breaker was open "
+                         "(max_actions_per_hour reached).",
+                         lm->breaker);
     live_metrics_action_durations(m, d);
 }
 

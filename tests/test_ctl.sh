@@ -11,6 +11,8 @@
 #  2b. a holding rule over lines the spool does not confirm: nothing runs, held and show
 #     list the trip as unconfirmed, it is audited; a manual hold acts. With the ledger
 #     unwritable, hold and release exit 1 saying so, and run nothing.
+#  2c. max_per_hour reached: a hold is refused (circuit breaker open), nothing runs, and
+#     floodgate_circuit_breaker_refusals_total counts it.
 #  3. reload: a broken config is refused with file:line (exit 1) and the daemon keeps
 #     running; a good one is applied (its new window appears in top).
 #  4. test-alert and alert-enable without destinations: exit 1 and a clear message.
@@ -83,17 +85,18 @@ with open(os.path.join(TMP, "exim.sh"), "w") as f:
 for s in ("command.sh", "exim.sh"):
     os.chmod(os.path.join(TMP, s), 0o755)
 
-def config(extra_rules="", group=None, broken=False):
+def config(extra_rules="", group=None, broken=False, max_per_hour=100):
     body = ("mode: enforce\n"
             "log_file: %s\nstate_dir: %s\naudit_log: %s\ncontrol_socket: %s\n"
-            "userdomains_file: %s\nlocaldomains_file: %s\n"
+            "userdomains_file: %s\nlocaldomains_file: %s\nmetrics_listen: 127.0.0.1:%d\n"
             % (LOG, STATE, AUDIT, CTL, os.path.join(TMP, "userdomains"),
-               os.path.join(TMP, "localdomains")))
+               os.path.join(TMP, "localdomains"), METRICS_PORT))
     if group:
         body += "control_group: %s\n" % group
     body += ("actions:\n  backend: command\n  command: %s\n  exim_path: %s\n"
-             "  spool_dir: %s\n" % (os.path.join(TMP, "command.sh"),
-                                     os.path.join(TMP, "exim.sh"), SPOOL))
+             "  spool_dir: %s\n  max_per_hour: %d\n"
+             % (os.path.join(TMP, "command.sh"), os.path.join(TMP, "exim.sh"), SPOOL,
+                max_per_hour))
     body += ("rules:\n"
              "  - name: burst\n    scope: mailbox\n    metric: messages\n"
              "    window: 10m\n    above: 3\n    actions: [alert]\n"
@@ -107,6 +110,25 @@ def config(extra_rules="", group=None, broken=False):
         f.write(body)
     os.rename(CFG + ".tmp", CFG)
     return body
+
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+METRICS_PORT = s.getsockname()[1]
+s.close()
+
+def metric(name):
+    """One unlabelled sample of GET /metrics, or None."""
+    c = socket.create_connection(("127.0.0.1", METRICS_PORT), timeout=10)
+    c.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    out = b""
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        out += b
+    c.close()
+    m = re.search(r"^%s (\S+)$" % re.escape(name), out.decode(), re.M)
+    return float(m.group(1)) if m else None
 
 seq = [0]
 def msgid():
@@ -340,6 +362,19 @@ try:
     ctl_ok("release", "box4@example.com")
     wait_for(lambda: "release mailbox box4@example.com" in open(CMDLOG).read(), "the release")
     wait_for(lambda: ctl_json("held")["held"] == [], "held to empty again")
+    config()
+    ctl_ok("reload")
+
+    # 2c. the circuit breaker: with max_per_hour 1 (the holds above count), a hold is refused
+    # and counted in floodgate_circuit_breaker_refusals_total
+    check(metric("floodgate_circuit_breaker_refusals_total") == 0, "breaker refusals before")
+    config(max_per_hour=1)
+    ctl_ok("reload")
+    cmds = open(CMDLOG).read()
+    ctl_fails(1, ["hold", "box5@example.com"], r"circuit breaker open")
+    check(metric("floodgate_circuit_breaker_refusals_total") == 1, "breaker refusal not counted")
+    time.sleep(0.3)
+    check(open(CMDLOG).read() == cmds, "a command ran with the circuit breaker open")
     config()
     ctl_ok("reload")
 

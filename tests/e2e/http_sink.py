@@ -46,7 +46,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-BODY_MAX = 1 << 20  # request bytes accepted
+BODY_MAX = 8 << 20  # request bytes accepted (an Alertmanager notification of 2,000 alerts is ~2 MB)
 HANG_MAX_S = 120
 TRICKLE_MAX_S = 120
 
