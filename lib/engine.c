@@ -929,6 +929,8 @@ struct engine_delay_slot {
     struct eximlog_record rec; /* rec.text points at text */
     uint64_t line;
     int64_t ts_ms; /* INT64_MAX: not a witness (no time, or suspect) */
+    int parsed;    /* eximlog_parse's answer: < 0, the record is a parse error */
+    struct exim_event ev; /* parsed once, when pushed: its slices point into text */
     char text[EXIMLOG_RECORD_MAX + 2];
 };
 
@@ -969,7 +971,13 @@ engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice 
             bound = f->ts_ms;
     }
     e->bound_ms = bound;
-    k = engine_feed(e, &s->rec, s->line, ret, max);
+    if (s->parsed < 0) {
+        e->stats.records++;
+        e->stats.parse_errors++;
+        k = 0;
+    } else {
+        k = engine_feed_event(e, &s->ev, s->rec.flags, s->line, ret, max);
+    }
     e->bound_ms = INT64_MAX;
     q->head = (q->head + 1) % N_ELEMS(q->slot);
     q->n--;
@@ -981,7 +989,7 @@ engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog
                   uint64_t line, struct engine_notice *ret, size_t max)
 {
     struct engine_delay_slot *s = &q->slot[(q->head + q->n) % N_ELEMS(q->slot)];
-    struct exim_event ev;
+    struct exim_event *ev = &s->ev;
     /* a record over the limit stays over it (the parser refuses it the same way) */
     size_t len = rec->len <= EXIMLOG_RECORD_MAX ? rec->len : EXIMLOG_RECORD_MAX + 1;
     int r;
@@ -992,9 +1000,10 @@ engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog
     s->rec.text = s->text;
     s->rec.len = len;
     s->line = line;
-    r = eximlog_parse(s->text, len, &ev);
-    s->ts_ms = (r >= 0 && ev.time.len && !((ev.flags | rec->flags) & ENGINE_F_SUSPECT))
-                   ? ev.ts_ms
+    r = eximlog_parse(s->text, len, ev);
+    s->parsed = r;
+    s->ts_ms = (r >= 0 && ev->time.len && !((ev->flags | rec->flags) & ENGINE_F_SUSPECT))
+                   ? ev->ts_ms
                    : INT64_MAX;
     q->n++;
     return q->n == N_ELEMS(q->slot) ? engine_delay_pop(q, e, ret, max) : 0;
