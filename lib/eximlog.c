@@ -1851,23 +1851,21 @@ eximlog_date_shaped(const char *p, const char *end)
 int
 eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
 {
-    struct exim_event ev = { 0 };
+    /* filled in place: the event is large, and a copy per record shows in replay */
+    struct exim_event *ev = ret_ev;
     const char *end = rec + len;
 
-    if (len > EXIMLOG_RECORD_MAX) {
-        *ret_ev = ev;
+    memset(ev, 0, sizeof(*ev));
+
+    if (len > EXIMLOG_RECORD_MAX)
         return -E2BIG;
-    }
     /* an unclean shutdown leaves runs of NUL bytes before (or instead of) an entry */
     while (rec < end && *rec == '\0')
         rec++;
-    if (rec == end && len > 0) {
-        *ret_ev = ev;
+    if (rec == end && len > 0)
         return 0;
-    }
-    const char *p = eximlog_prefix(rec, end, &ev);
+    const char *p = eximlog_prefix(rec, end, ev);
     if (!p) {
-        *ret_ev = ev;
         /* the overflow marker may have eaten a prefix-less entry */
         if (eximlog_ends_overflow(rec, end)) {
             ret_ev->flags = EXIM_F_OVERFLOW;
@@ -1883,35 +1881,34 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
             ret_ev->flags |= EXIM_F_FORGED_TAIL;
         return 0;
     }
-    ev.body = eximlog_slice(p, end);
+    ev->body = eximlog_slice(p, end);
     bool overflow = eximlog_ends_overflow(p, end);
     int r =
-        ev.msgid.p ? eximlog_with_id(&ev, p, end, (size_t)(end - rec)) : eximlog_no_id(&ev, p, end);
+        ev->msgid.p ? eximlog_with_id(ev, p, end, (size_t)(end - rec)) : eximlog_no_id(ev, p, end);
     if (overflow) {
         /* a cut arrival lost its structured tail: nothing in it can be trusted */
-        if (r < 0 || (ev.type == EXIM_ARRIVAL && (ev.flags & EXIM_F_ANOMALOUS)))
+        if (r < 0 || (ev->type == EXIM_ARRIVAL && (ev->flags & EXIM_F_ANOMALOUS)))
             r = 0;
-        ev.flags |= EXIM_F_OVERFLOW;
+        ev->flags |= EXIM_F_OVERFLOW;
     }
     if (r < 0) {
-        *ret_ev = (struct exim_event){ 0 };
+        memset(ev, 0, sizeof(*ev));
         return r;
     }
     if (r == 0)
-        eximlog_keep_prefix(&ev); /* keep what identifies the line, drop half-read fields */
-    if (ev.type != EXIM_CWD && eximlog_has_args_word(p, end) && eximlog_forged_tail(&ev, p, end))
-        ev.flags |= EXIM_F_FORGED_TAIL;
-    if (ev.type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
+        eximlog_keep_prefix(ev); /* keep what identifies the line, drop half-read fields */
+    if (ev->type != EXIM_CWD && eximlog_has_args_word(p, end) && eximlog_forged_tail(ev, p, end))
+        ev->flags |= EXIM_F_FORGED_TAIL;
+    if (ev->type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
         const char *q = p;
         while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
             q++;
             if (q < end && *q != ' ' && *q != '\t') {
-                ev.flags |= EXIM_F_ABSORBED;
+                ev->flags |= EXIM_F_ABSORBED;
                 break;
             }
         }
     }
-    *ret_ev = ev;
     return r;
 }
 
@@ -1926,6 +1923,7 @@ enum {
 void
 eximlog_joiner_init(struct eximlog_joiner *j)
 {
+    j->cur = 0;
     j->len = 0;
     j->pending = false;
     j->open = false;
@@ -1984,6 +1982,13 @@ eximlog_joiner_has_args(const char *p, const char *end)
            NULL;
 }
 
+/* The record being assembled. */
+static inline char *
+eximlog_jbuf(struct eximlog_joiner *j)
+{
+    return j->bufs[j->cur];
+}
+
 static void
 eximlog_joiner_append(struct eximlog_joiner *j, const char *p, size_t n, bool newline)
 {
@@ -1996,7 +2001,7 @@ eximlog_joiner_append(struct eximlog_joiner *j, const char *p, size_t n, bool ne
             j->truncated_records++;
             return;
         }
-        j->buf[j->len++] = '\n';
+        eximlog_jbuf(j)[j->len++] = '\n';
         room--;
     }
     if (n > room) {
@@ -2004,16 +2009,17 @@ eximlog_joiner_append(struct eximlog_joiner *j, const char *p, size_t n, bool ne
         j->truncated = true;
         j->truncated_records++;
     }
-    memcpy(j->buf + j->len, p, n);
+    memcpy(eximlog_jbuf(j) + j->len, p, n);
     j->len += n;
 }
 
 static void
 eximlog_joiner_emit(struct eximlog_joiner *j, struct eximlog_record *ret)
 {
-    memcpy(j->out, j->buf, j->len);
-    j->out[j->len] = '\0';
-    ret->text = j->out;
+    char *text = eximlog_jbuf(j);
+    text[j->len] = '\0';
+    ret->text = text;
+    j->cur ^= 1; /* the next record is assembled in the other buffer */
     ret->len = j->len;
     ret->start = j->start;
     ret->end = j->end;
@@ -2113,8 +2119,8 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
         }
         size_t before = j->len;
         eximlog_joiner_append(j, line, len, true);
-        const char *seg = j->buf + before;
-        const char *segend = j->buf + j->len;
+        const char *seg = eximlog_jbuf(j) + before;
+        const char *segend = eximlog_jbuf(j) + j->len;
         if (j->kind == EXIMLOG_JOIN_CWD) {
             /* A directory name with a newline: nothing after it tells where Exim's write
              * ends (the name can hold " N args:" and whole lines of its own, and close
@@ -2125,7 +2131,7 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
                              sizeof(EXIMLOG_OVERFLOW_MARK) - 1) == NULL;
         } else {
             bool has_id;
-            const char *b = j->buf;
+            const char *b = eximlog_jbuf(j);
             while (b < segend && *b == '\0')
                 b++;
             const char *t = eximlog_prefix_skip(b, segend, &has_id);
