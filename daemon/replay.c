@@ -395,7 +395,7 @@ replay_print_text(struct replay *rp, double secs)
 }
 
 int
-replay_main(const struct config *cfg, char **files, int nfiles, bool json)
+replay_main(const struct config *cfg, char **files, int nfiles, bool json, bool strict)
 {
     struct engine_params ep = { .cfg = cfg };
     struct attrib_maps *maps = NULL;
@@ -422,6 +422,7 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
         r = -ENOMEM;
         goto out;
     }
+    engine_delay_set_strict(rp->delay, strict);
     eximlog_joiner_init(&rp->joiner);
     t0 = clock_mono_ms(&clock_real);
     for (int i = 0; i < nfiles && r == 0; i++)

@@ -937,6 +937,7 @@ struct engine_delay_slot {
 struct engine_delay {
     struct engine_delay_slot slot[ENGINE_CLOCK_CONFIRM + 1];
     size_t head, n;
+    bool strict; /* parse again when fed (engine_feed) */
 };
 
 struct engine_delay *
@@ -957,6 +958,12 @@ engine_delay_pending(const struct engine_delay *q)
     return q->n;
 }
 
+void
+engine_delay_set_strict(struct engine_delay *q, bool strict)
+{
+    q->strict = strict;
+}
+
 /* Feed the oldest held record, bounded by the oldest witness time among the others. */
 static size_t
 engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice *ret, size_t max)
@@ -971,7 +978,9 @@ engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice 
             bound = f->ts_ms;
     }
     e->bound_ms = bound;
-    if (s->parsed < 0) {
+    if (q->strict) {
+        k = engine_feed(e, &s->rec, s->line, ret, max);
+    } else if (s->parsed < 0) {
         e->stats.records++;
         e->stats.parse_errors++;
         k = 0;
