@@ -89,7 +89,7 @@ main(int argc, char **argv)
         fprintf(stderr, "floodgated: %s\n",
                 replay ? "--replay needs at least one log file (or -)"
                        : ((json || strict) ? "--json and --strict go with --replay"
-                                          : "unexpected argument"));
+                                           : "unexpected argument"));
         main_usage(stderr);
         return 2;
     }

@@ -973,7 +973,9 @@ engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice 
     size_t k;
 
     for (size_t i = 1; i < q->n; i++) {
-        const struct engine_delay_slot *f = &q->slot[(q->head + i) % N_ELEMS(q->slot)];
+        size_t at = q->head + i;
+        const struct engine_delay_slot *f =
+            &q->slot[at < N_ELEMS(q->slot) ? at : at - N_ELEMS(q->slot)];
         if (f->ts_ms < bound)
             bound = f->ts_ms;
     }
@@ -988,7 +990,7 @@ engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice 
         k = engine_feed_event(e, &s->ev, s->rec.flags, s->line, ret, max);
     }
     e->bound_ms = INT64_MAX;
-    q->head = (q->head + 1) % N_ELEMS(q->slot);
+    q->head = q->head + 1 < N_ELEMS(q->slot) ? q->head + 1 : 0;
     q->n--;
     return k;
 }
@@ -997,7 +999,8 @@ size_t
 engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog_record *rec,
                   uint64_t line, struct engine_notice *ret, size_t max)
 {
-    struct engine_delay_slot *s = &q->slot[(q->head + q->n) % N_ELEMS(q->slot)];
+    size_t at = q->head + q->n;
+    struct engine_delay_slot *s = &q->slot[at < N_ELEMS(q->slot) ? at : at - N_ELEMS(q->slot)];
     struct exim_event *ev = &s->ev;
     /* a record over the limit stays over it (the parser refuses it the same way) */
     size_t len = rec->len <= EXIMLOG_RECORD_MAX ? rec->len : EXIMLOG_RECORD_MAX + 1;

@@ -170,7 +170,7 @@ struct eximlog_joiner {
     uint64_t truncated_records;
     uint64_t orphan_lines;            /* continuation lines with no record to continue */
     uint64_t absorbed_lines;          /* lines swallowed by an open cwd=/quote (rules 2-3 of 9.1) */
-    uint8_t kind; /* what the pending record is: EXIMLOG_JOIN_* (internal) */
+    uint8_t kind;                     /* what the pending record is: EXIMLOG_JOIN_* (internal) */
 };
 
 /* A complete record handed out by the joiner; text borrowed until the next push/flush. */
