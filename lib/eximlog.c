@@ -440,8 +440,13 @@ eximlog_host_next(const char *s, const char **pos, const char *end, const char *
         }
         bool ok = (e == end);
         for (size_t i = 0; !ok && follow[i]; i++) {
-            size_t fl = strlen(follow[i]);
-            ok = (size_t)(end - e) >= fl && memcmp(e, follow[i], fl) == 0;
+            /* does [e, end) start with follow[i]? (short literals: inline) */
+            const char *f = follow[i], *q = e;
+            while (*f && q < end && *q == *f) {
+                f++;
+                q++;
+            }
+            ok = *f == '\0';
         }
         if (!ok || !eximlog_host_form(s, b))
             continue;
@@ -598,7 +603,11 @@ eximlog_arrival_tag(const char *p, const char *end, const char **val)
     eximlog_tag_group(p[0], &lo, &hi);
     for (size_t i = lo; i < hi; i++) {
         const struct eximlog_tag *t = &eximlog_arrival_tags[i];
-        if (n < t->len || memcmp(p, t->name, t->len) != 0)
+        size_t k = 0;
+        /* names are 1-6 bytes: compared inline (a memcmp call each costs more) */
+        while (k < t->len && k < n && p[k] == t->name[k])
+            k++;
+        if (k < t->len)
             continue;
         /* valued tags end in '='; bare words must end at a space or the end */
         if (t->name[t->len - 1] == '=' || n == t->len || p[t->len] == ' ') {
@@ -761,11 +770,13 @@ eximlog_subject_end(const char *v, const char *end)
 {
     if (v >= end || *v != '"')
         return NULL;
-    for (const char *p = v + 1; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
-            return p + 1;
+    const char *p = v + 1;
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        const char *bs = memchr(p, '\\', (size_t)((q ? q : end) - p));
+        if (!bs)
+            return q ? q + 1 : NULL;
+        p = end - bs >= 2 ? bs + 2 : end; /* the escaped byte is skipped */
     }
     return NULL;
 }
