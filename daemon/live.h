@@ -24,6 +24,7 @@
 #include "util.h"
 
 #define LIVE_CHECKPOINT_MS 1000
+#define LIVE_SAVER_NICE    10 /* the checkpoint writer's niceness above the daemon's */
 #define LIVE_STATUS_MS     5000
 #define LIVE_STATE_FILE    "state"
 #define LIVE_STATE_MAGIC   "FLOODGATE-STATE 3\n" /* 3: with the alert dispatcher's state */
