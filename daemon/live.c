@@ -466,8 +466,8 @@ live_checkpoint_now(struct daemon *d, bool sync)
         return 0;
     if (d->saver_pid > 0 && !sync)
         return 0; /* the previous save is still running; the next tick tries again */
-    if (!sync && clock_mono_ms(&clock_real) < d->saver_next_mono)
-        return 0; /* a slow save (a large table) is spaced out; the next tick tries again */
+    if (!sync && !d->alert_kick && clock_mono_ms(&clock_real) < d->saver_next_mono)
+        return 0; /* a slow save (a large table) is spaced out, unless alerts wait for it */
     tail_position(d->tail, &pos);
     if (pos.ino == 0) {
         /* No log file yet, so no position to save with them: alerts (a health alert saying
