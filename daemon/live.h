@@ -24,6 +24,8 @@
 #include "util.h"
 
 #define LIVE_CHECKPOINT_MS 1000
+#define LIVE_SAVER_NICE    10 /* the checkpoint writer's niceness above the daemon's */
+#define LIVE_SAVER_SPACING 3  /* a save that took D ms waits D * this after it to start again */
 #define LIVE_STATUS_MS     5000
 #define LIVE_STATE_FILE    "state"
 #define LIVE_STATE_MAGIC   "FLOODGATE-STATE 3\n" /* 3: with the alert dispatcher's state */
@@ -67,6 +69,8 @@ struct daemon {
     bool state_alerted;      /* live_alert_state_failing() alerted since the last success */
 
     pid_t saver_pid;
+    int64_t saver_mono;      /* when the running background save was forked */
+    int64_t saver_next_mono; /* no background save before (see live_saver_cb) */
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~250 KiB: not on the stack per record */
     struct engine_wall wall;  /* the wall clock that bounds the engine's */
     int64_t gmtoff_ms;        /* local time minus UTC (see live_local_offset) */

@@ -3,7 +3,7 @@
  *
  *   floodgated [--config FILE]                    the service (live.c)
  *   floodgated [--config FILE] --check-config     validate and exit 0/1
- *   floodgated [--config FILE] --replay LOG... [--json] [--html FILE]
+ *   floodgated [--config FILE] --replay LOG... [--json] [--html FILE] [--strict]
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -22,7 +22,7 @@ main_usage(FILE *f)
 {
     fputs("usage: floodgated [--config FILE]                 run the service\n"
           "       floodgated [--config FILE] --check-config  validate the configuration\n"
-          "       floodgated [--config FILE] --replay LOG... [--json] [--html FILE]\n"
+          "       floodgated [--config FILE] --replay LOG... [--json] [--html FILE] [--strict]\n"
           "                  replay finished logs (plain, .gz, or - for stdin)\n"
           "options:\n"
           "  -c, --config FILE   configuration (default " MAIN_DEFAULT_CONFIG ")\n"
@@ -30,6 +30,8 @@ main_usage(FILE *f)
           "  -r, --replay        treat the remaining arguments as logs to replay\n"
           "  -j, --json          replay: print one JSON object\n"
           "      --html FILE     replay: also write a report page (charts, evidence) to FILE\n"
+          "  -s, --strict        replay: parse every record again when it is counted, as the\n"
+          "                      service does (slower; the same report)\n"
           "  -v, --verbose       debug logging\n"
           "  -V, --version       print the version\n"
           "  -h, --help          this text\n",
@@ -44,17 +46,17 @@ main(int argc, char **argv)
         { "replay", no_argument, NULL, 'r' },       { "json", no_argument, NULL, 'j' },
         { "verbose", no_argument, NULL, 'v' },      { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },         { "html", required_argument, NULL, 'H' },
-        { NULL, 0, NULL, 0 },
+        { "strict", no_argument, NULL, 's' },       { NULL, 0, NULL, 0 },
     };
     const char *path = MAIN_DEFAULT_CONFIG;
-    bool check = false, replay = false, json = false;
+    bool check = false, replay = false, json = false, strict = false;
     const char *html = NULL;
     int prio = LOG_INFO, c, r;
     struct config *cfg = NULL;
     struct diag d;
     char msg[sizeof(d.file) + sizeof(d.msg) + 128];
 
-    while ((c = getopt_long(argc, argv, "c:nrjvVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:nrjsvVh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             path = optarg;
@@ -71,6 +73,9 @@ main(int argc, char **argv)
         case 'H':
             html = optarg;
             break;
+        case 's':
+            strict = true;
+            break;
         case 'v':
             prio = LOG_DEBUG;
             break;
@@ -85,12 +90,14 @@ main(int argc, char **argv)
             return 2;
         }
     }
-    if (((json || html) && !replay) || (replay && optind >= argc) || (!replay && optind < argc)) {
+    if (((json || html || strict) && !replay) || (replay && optind >= argc) ||
+        (!replay && optind < argc)) {
         fprintf(stderr, "floodgated: %s\n",
-                replay ? "--replay needs at least one log file (or -)"
-                : json ? "--json goes with --replay"
-                : html ? "--html goes with --replay"
-                       : "unexpected argument");
+                replay   ? "--replay needs at least one log file (or -)"
+                : json   ? "--json goes with --replay"
+                : html   ? "--html goes with --replay"
+                : strict ? "--strict goes with --replay"
+                         : "unexpected argument");
         main_usage(stderr);
         return 2;
     }
@@ -122,7 +129,7 @@ main(int argc, char **argv)
     }
     if (!replay)
         return live_main(path, cfg); /* takes cfg: a reload replaces it */
-    r = replay_main(cfg, argv + optind, argc - optind, json, html);
+    r = replay_main(cfg, argv + optind, argc - optind, json, html, strict);
     config_free(cfg);
     return r;
 }

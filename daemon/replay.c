@@ -439,7 +439,8 @@ replay_write_html(struct replay *rp, char **files, int nfiles, const char *path)
 }
 
 int
-replay_main(const struct config *cfg, char **files, int nfiles, bool json, const char *html)
+replay_main(const struct config *cfg, char **files, int nfiles, bool json, const char *html,
+            bool strict)
 {
     struct engine_params ep = { .cfg = cfg };
     struct attrib_maps *maps = NULL;
@@ -475,6 +476,7 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json, const
         r = -ENOMEM;
         goto out;
     }
+    engine_delay_set_strict(rp->delay, strict);
     eximlog_joiner_init(&rp->joiner);
     t0 = clock_mono_ms(&clock_real);
     for (int i = 0; i < nfiles && r == 0; i++)

@@ -936,12 +936,15 @@ struct engine_delay_slot {
     struct eximlog_record rec; /* rec.text points at text */
     uint64_t line;
     int64_t ts_ms; /* INT64_MAX: not a witness (no time, or suspect) */
+    int parsed;    /* eximlog_parse's answer: < 0, the record is a parse error */
+    struct exim_event ev; /* parsed once, when pushed: its slices point into text */
     char text[EXIMLOG_RECORD_MAX + 2];
 };
 
 struct engine_delay {
     struct engine_delay_slot slot[ENGINE_CLOCK_CONFIRM + 1];
     size_t head, n;
+    bool strict; /* parse again when fed (engine_feed) */
 };
 
 struct engine_delay *
@@ -962,6 +965,12 @@ engine_delay_pending(const struct engine_delay *q)
     return q->n;
 }
 
+void
+engine_delay_set_strict(struct engine_delay *q, bool strict)
+{
+    q->strict = strict;
+}
+
 /* Feed the oldest held record, bounded by the oldest witness time among the others. */
 static size_t
 engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice *ret, size_t max)
@@ -971,14 +980,24 @@ engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice 
     size_t k;
 
     for (size_t i = 1; i < q->n; i++) {
-        const struct engine_delay_slot *f = &q->slot[(q->head + i) % N_ELEMS(q->slot)];
+        size_t at = q->head + i;
+        const struct engine_delay_slot *f =
+            &q->slot[at < N_ELEMS(q->slot) ? at : at - N_ELEMS(q->slot)];
         if (f->ts_ms < bound)
             bound = f->ts_ms;
     }
     e->bound_ms = bound;
-    k = engine_feed(e, &s->rec, s->line, ret, max);
+    if (q->strict) {
+        k = engine_feed(e, &s->rec, s->line, ret, max);
+    } else if (s->parsed < 0) {
+        e->stats.records++;
+        e->stats.parse_errors++;
+        k = 0;
+    } else {
+        k = engine_feed_event(e, &s->ev, s->rec.flags, s->line, ret, max);
+    }
     e->bound_ms = INT64_MAX;
-    q->head = (q->head + 1) % N_ELEMS(q->slot);
+    q->head = q->head + 1 < N_ELEMS(q->slot) ? q->head + 1 : 0;
     q->n--;
     return k;
 }
@@ -987,8 +1006,9 @@ size_t
 engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog_record *rec,
                   uint64_t line, struct engine_notice *ret, size_t max)
 {
-    struct engine_delay_slot *s = &q->slot[(q->head + q->n) % N_ELEMS(q->slot)];
-    struct exim_event ev;
+    size_t at = q->head + q->n;
+    struct engine_delay_slot *s = &q->slot[at < N_ELEMS(q->slot) ? at : at - N_ELEMS(q->slot)];
+    struct exim_event *ev = &s->ev;
     /* a record over the limit stays over it (the parser refuses it the same way) */
     size_t len = rec->len <= EXIMLOG_RECORD_MAX ? rec->len : EXIMLOG_RECORD_MAX + 1;
     int r;
@@ -999,9 +1019,10 @@ engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog
     s->rec.text = s->text;
     s->rec.len = len;
     s->line = line;
-    r = eximlog_parse(s->text, len, &ev);
-    s->ts_ms = (r >= 0 && ev.time.len && !((ev.flags | rec->flags) & ENGINE_F_SUSPECT))
-                   ? ev.ts_ms
+    r = eximlog_parse(s->text, len, ev);
+    s->parsed = r;
+    s->ts_ms = (r >= 0 && ev->time.len && !((ev->flags | rec->flags) & ENGINE_F_SUSPECT))
+                   ? ev->ts_ms
                    : INT64_MAX;
     q->n++;
     return q->n == N_ELEMS(q->slot) ? engine_delay_pop(q, e, ret, max) : 0;

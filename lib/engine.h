@@ -169,6 +169,12 @@ size_t engine_delay_push(struct engine_delay *q, struct engine *e, const struct 
 size_t engine_delay_flush(struct engine_delay *q, struct engine *e, struct engine_notice *ret,
                           size_t max);
 size_t engine_delay_pending(const struct engine_delay *q);
+/*
+ * Strict: a record is parsed again when it is fed (engine_feed, the live daemon's path)
+ * instead of reusing the event parsed for its time when it was pushed. Same results,
+ * slower: a check of the fast path (floodgated --replay --strict).
+ */
+void engine_delay_set_strict(struct engine_delay *q, bool strict);
 
 /* Queued message ids of the notice's identity, oldest first; returns the count. */
 size_t engine_queued(const struct engine *e, const struct engine_notice *n,

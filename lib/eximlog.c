@@ -39,6 +39,33 @@
 
 static bool eximlog_ends_overflow(const char *p, const char *end);
 
+/* The first overflow marker in [p, end), or NULL (memchr for its '*': memmem's set-up for a
+ * 42-byte needle costs more than the scan on the short texts asked). */
+static const char *
+eximlog_find_overflow(const char *p, const char *end)
+{
+    static const size_t n = sizeof(EXIMLOG_OVERFLOW_MARK) - 1;
+    while ((size_t)(end - p) >= n && (p = memchr(p, '*', (size_t)(end - p) - n + 1)) != NULL) {
+        if (memcmp(p, EXIMLOG_OVERFLOW_MARK, n) == 0)
+            return p;
+        p++;
+    }
+    return NULL;
+}
+
+/* The first " args:" at or after @q in [q, end), or NULL (by its colon, as colons are few). */
+static const char *
+eximlog_next_args(const char *q, const char *end)
+{
+    const char *c = q + 5;
+    while (c < end && (c = memchr(c, ':', (size_t)(end - c))) != NULL) {
+        if (memcmp(c - 5, " args", 5) == 0)
+            return c - 5;
+        c++;
+    }
+    return NULL;
+}
+
 /* Byte classes: 1 = [0-9A-Za-z] (message id digits), 2 = decimal digit, 4 = hex digit. */
 static const unsigned char eximlog_class[256] = {
     ['0'] = 7, ['1'] = 7, ['2'] = 7, ['3'] = 7, ['4'] = 7, ['5'] = 7, ['6'] = 7, ['7'] = 7,
@@ -413,8 +440,13 @@ eximlog_host_next(const char *s, const char **pos, const char *end, const char *
         }
         bool ok = (e == end);
         for (size_t i = 0; !ok && follow[i]; i++) {
-            size_t fl = strlen(follow[i]);
-            ok = (size_t)(end - e) >= fl && memcmp(e, follow[i], fl) == 0;
+            /* does [e, end) start with follow[i]? (short literals: inline) */
+            const char *f = follow[i], *q = e;
+            while (*f && q < end && *q == *f) {
+                f++;
+                q++;
+            }
+            ok = *f == '\0';
         }
         if (!ok || !eximlog_host_form(s, b))
             continue;
@@ -571,7 +603,11 @@ eximlog_arrival_tag(const char *p, const char *end, const char **val)
     eximlog_tag_group(p[0], &lo, &hi);
     for (size_t i = lo; i < hi; i++) {
         const struct eximlog_tag *t = &eximlog_arrival_tags[i];
-        if (n < t->len || memcmp(p, t->name, t->len) != 0)
+        size_t k = 0;
+        /* names are 1-6 bytes: compared inline (a memcmp call each costs more) */
+        while (k < t->len && k < n && p[k] == t->name[k])
+            k++;
+        if (k < t->len)
             continue;
         /* valued tags end in '='; bare words must end at a space or the end */
         if (t->name[t->len - 1] == '=' || n == t->len || p[t->len] == ' ') {
@@ -734,11 +770,13 @@ eximlog_subject_end(const char *v, const char *end)
 {
     if (v >= end || *v != '"')
         return NULL;
-    for (const char *p = v + 1; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
-            return p + 1;
+    const char *p = v + 1;
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        const char *bs = memchr(p, '\\', (size_t)((q ? q : end) - p));
+        if (!bs)
+            return q ? q + 1 : NULL;
+        p = end - bs >= 2 ? bs + 2 : end; /* the escaped byte is skipped */
     }
     return NULL;
 }
@@ -1324,7 +1362,7 @@ eximlog_find_args(const char *p, const char *end, const char **num, size_t *coun
     *count = 0;
     const char *q = p;
     while (q < end) {
-        const char *a = memmem(q, (size_t)(end - q), " args:", 6);
+        const char *a = eximlog_next_args(q, end);
         if (!a)
             break;
         q = a + 6;
@@ -1349,6 +1387,8 @@ eximlog_opt_takes_value(const char *p, size_t n)
     static const char *const opts[] = { "-f",    "-F",    "-r",    "-C",   "-L",   "-oMa",
                                         "-oMaa", "-oMai", "-oMas", "-oMi", "-oMm", "-oMr",
                                         "-oMs",  "-oMt",  "-oP",   "-oPX", "-X",   "-z" };
+    if (n < 2 || n > 5 || p[0] != '-')
+        return false; /* none is shorter, longer, or without the dash */
     for (size_t i = 0; i < N_ELEMS(opts); i++)
         if (strlen(opts[i]) == n && memcmp(opts[i], p, n) == 0)
             return true;
@@ -1446,6 +1486,23 @@ eximlog_argv_range(const char *p, const char *end, uint32_t *min, uint32_t *max)
 
     if (n > EXIMLOG_RECORD_MAX)
         return false;
+    if (!memchr(p, '"', n)) {
+        /* no quote: the one split is at every space, each argument non-empty (the same
+         * answer as the walk below, without it) */
+        uint32_t c = 0;
+        for (size_t i = 0; i < n;) {
+            if (p[i] != ' ')
+                return false;
+            const char *sp = memchr(p + i + 1, ' ', n - i - 1);
+            size_t next = sp ? (size_t)(sp - p) : n;
+            if (next == i + 1)
+                return false;
+            c++;
+            i = next;
+        }
+        *min = *max = c;
+        return true;
+    }
     lo[n] = hi[n] = 0;
     for (size_t i = n; i-- > 0;) {
         lo[i] = none;
@@ -1509,8 +1566,7 @@ eximlog_argv_fits(const char *p, const char *end, uint32_t argc)
 static const char *
 eximlog_cwd_cut(const char *d, const char *end)
 {
-    const char *m =
-        memmem(d, (size_t)(end - d), EXIMLOG_OVERFLOW_MARK, sizeof(EXIMLOG_OVERFLOW_MARK) - 1);
+    const char *m = eximlog_find_overflow(d, end);
     const char *nl = memchr(d, '\n', (size_t)(end - d));
     const char *e = m ? m : end;
     return nl && nl < e ? nl : e;
@@ -1883,23 +1939,21 @@ eximlog_date_shaped(const char *p, const char *end)
 int
 eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
 {
-    struct exim_event ev = { 0 };
+    /* filled in place: the event is large, and a copy per record shows in replay */
+    struct exim_event *ev = ret_ev;
     const char *end = rec + len;
 
-    if (len > EXIMLOG_RECORD_MAX) {
-        *ret_ev = ev;
+    memset(ev, 0, sizeof(*ev));
+
+    if (len > EXIMLOG_RECORD_MAX)
         return -E2BIG;
-    }
     /* an unclean shutdown leaves runs of NUL bytes before (or instead of) an entry */
     while (rec < end && *rec == '\0')
         rec++;
-    if (rec == end && len > 0) {
-        *ret_ev = ev;
+    if (rec == end && len > 0)
         return 0;
-    }
-    const char *p = eximlog_prefix(rec, end, &ev);
+    const char *p = eximlog_prefix(rec, end, ev);
     if (!p) {
-        *ret_ev = ev;
         /* the overflow marker may have eaten a prefix-less entry */
         if (eximlog_ends_overflow(rec, end)) {
             ret_ev->flags = EXIM_F_OVERFLOW;
@@ -1915,35 +1969,34 @@ eximlog_parse(const char *rec, size_t len, struct exim_event *ret_ev)
             ret_ev->flags |= EXIM_F_FORGED_TAIL;
         return 0;
     }
-    ev.body = eximlog_slice(p, end);
+    ev->body = eximlog_slice(p, end);
     bool overflow = eximlog_ends_overflow(p, end);
     int r =
-        ev.msgid.p ? eximlog_with_id(&ev, p, end, (size_t)(end - rec)) : eximlog_no_id(&ev, p, end);
+        ev->msgid.p ? eximlog_with_id(ev, p, end, (size_t)(end - rec)) : eximlog_no_id(ev, p, end);
     if (overflow) {
         /* a cut arrival lost its structured tail: nothing in it can be trusted */
-        if (r < 0 || (ev.type == EXIM_ARRIVAL && (ev.flags & EXIM_F_ANOMALOUS)))
+        if (r < 0 || (ev->type == EXIM_ARRIVAL && (ev->flags & EXIM_F_ANOMALOUS)))
             r = 0;
-        ev.flags |= EXIM_F_OVERFLOW;
+        ev->flags |= EXIM_F_OVERFLOW;
     }
     if (r < 0) {
-        *ret_ev = (struct exim_event){ 0 };
+        memset(ev, 0, sizeof(*ev));
         return r;
     }
     if (r == 0)
-        eximlog_keep_prefix(&ev); /* keep what identifies the line, drop half-read fields */
-    if (ev.type != EXIM_CWD && eximlog_has_args_word(p, end) && eximlog_forged_tail(&ev, p, end))
-        ev.flags |= EXIM_F_FORGED_TAIL;
-    if (ev.type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
+        eximlog_keep_prefix(ev); /* keep what identifies the line, drop half-read fields */
+    if (ev->type != EXIM_CWD && eximlog_has_args_word(p, end) && eximlog_forged_tail(ev, p, end))
+        ev->flags |= EXIM_F_FORGED_TAIL;
+    if (ev->type == EXIM_ARRIVAL && memchr(p, '\n', (size_t)(end - p))) {
         const char *q = p;
         while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
             q++;
             if (q < end && *q != ' ' && *q != '\t') {
-                ev.flags |= EXIM_F_ABSORBED;
+                ev->flags |= EXIM_F_ABSORBED;
                 break;
             }
         }
     }
-    *ret_ev = ev;
     return r;
 }
 
@@ -1958,6 +2011,7 @@ enum {
 void
 eximlog_joiner_init(struct eximlog_joiner *j)
 {
+    j->cur = 0;
     j->len = 0;
     j->pending = false;
     j->open = false;
@@ -2012,8 +2066,14 @@ eximlog_joiner_has_args(const char *p, const char *end)
     size_t count;
     if (eximlog_find_args(p, end, &num, &count))
         return true;
-    return memmem(p, (size_t)(end - p), EXIMLOG_OVERFLOW_MARK, sizeof(EXIMLOG_OVERFLOW_MARK) - 1) !=
-           NULL;
+    return eximlog_find_overflow(p, end) != NULL;
+}
+
+/* The record being assembled. */
+static inline char *
+eximlog_jbuf(struct eximlog_joiner *j)
+{
+    return j->bufs[j->cur];
 }
 
 static void
@@ -2028,7 +2088,7 @@ eximlog_joiner_append(struct eximlog_joiner *j, const char *p, size_t n, bool ne
             j->truncated_records++;
             return;
         }
-        j->buf[j->len++] = '\n';
+        eximlog_jbuf(j)[j->len++] = '\n';
         room--;
     }
     if (n > room) {
@@ -2036,16 +2096,17 @@ eximlog_joiner_append(struct eximlog_joiner *j, const char *p, size_t n, bool ne
         j->truncated = true;
         j->truncated_records++;
     }
-    memcpy(j->buf + j->len, p, n);
+    memcpy(eximlog_jbuf(j) + j->len, p, n);
     j->len += n;
 }
 
 static void
 eximlog_joiner_emit(struct eximlog_joiner *j, struct eximlog_record *ret)
 {
-    memcpy(j->out, j->buf, j->len);
-    j->out[j->len] = '\0';
-    ret->text = j->out;
+    char *text = eximlog_jbuf(j);
+    text[j->len] = '\0';
+    ret->text = text;
+    j->cur ^= 1; /* the next record is assembled in the other buffer */
     ret->len = j->len;
     ret->start = j->start;
     ret->end = j->end;
@@ -2145,19 +2206,18 @@ eximlog_joiner_push(struct eximlog_joiner *j, const char *line, size_t len, uint
         }
         size_t before = j->len;
         eximlog_joiner_append(j, line, len, true);
-        const char *seg = j->buf + before;
-        const char *segend = j->buf + j->len;
+        const char *seg = eximlog_jbuf(j) + before;
+        const char *segend = eximlog_jbuf(j) + j->len;
         if (j->kind == EXIMLOG_JOIN_CWD) {
             /* A directory name with a newline: nothing after it tells where Exim's write
              * ends (the name can hold " N args:" and whole lines of its own, and close
              * with a line of its choosing), but one write never exceeds the log buffer.
              * Every line within that span belongs to the entry, unless the overflow
              * marker ends it. */
-            j->open = memmem(seg, (size_t)(segend - seg), EXIMLOG_OVERFLOW_MARK,
-                             sizeof(EXIMLOG_OVERFLOW_MARK) - 1) == NULL;
+            j->open = eximlog_find_overflow(seg, segend) == NULL;
         } else {
             bool has_id;
-            const char *b = j->buf;
+            const char *b = eximlog_jbuf(j);
             while (b < segend && *b == '\0')
                 b++;
             const char *t = eximlog_prefix_skip(b, segend, &has_id);

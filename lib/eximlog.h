@@ -158,7 +158,10 @@ const char *eximlog_type_name(enum exim_type t);
  * bounded by EXIMLOG_RECORD_MAX. Offsets are the caller's (byte positions in its file).
  */
 struct eximlog_joiner {
-    char buf[EXIMLOG_RECORD_MAX + 1];
+    /* bufs[cur] assembles the pending record; the other holds the one handed out last
+     * (emitting swaps them: no copy per record) */
+    char bufs[2][EXIMLOG_RECORD_MAX + 1];
+    uint8_t cur;
     size_t len;
     bool pending;   /* a record is being assembled */
     bool open;      /* its syntax is unfinished (cwd= without args, open quote) */
@@ -171,7 +174,6 @@ struct eximlog_joiner {
     uint64_t orphan_lines;            /* continuation lines with no record to continue */
     uint64_t absorbed_lines;          /* lines swallowed by an open cwd=/quote (rules 2-3 of 9.1) */
     uint8_t kind;                     /* what the pending record is: EXIMLOG_JOIN_* (internal) */
-    char out[EXIMLOG_RECORD_MAX + 1]; /* the record handed out last */
 };
 
 /* A complete record handed out by the joiner; text borrowed until the next push/flush. */

@@ -152,11 +152,21 @@ usertable_scope_parse(const char *name, enum usertable_scope *ret)
 
 /* Layout of one entry's variable part. */
 
+/* Bits set in a metric mask (inline: without -mpopcnt the builtin is a libgcc call, per add). */
+static inline unsigned
+usertable_popcount(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0fu;
+    return (x * 0x01010101u) >> 24;
+}
+
 static size_t
 usertable_key_off(unsigned totmask)
 {
     return offsetof(struct usertable_entry, tail) +
-           (size_t)__builtin_popcount(totmask) * sizeof(uint64_t);
+           (size_t)usertable_popcount(totmask) * sizeof(uint64_t);
 }
 
 static size_t
@@ -171,7 +181,7 @@ usertable_tot_idx(const struct usertable_entry *e, enum window_metric m)
 {
     if ((unsigned)m >= WINDOW_METRIC__MAX || !(e->totmask & (1u << m)))
         return -1;
-    return __builtin_popcount(e->totmask & ((1u << m) - 1));
+    return (int)usertable_popcount(e->totmask & ((1u << m) - 1));
 }
 
 static struct usertable_event *
@@ -1019,7 +1029,7 @@ usertable_save_entry(const struct usertable *t, const struct usertable_entry *e,
     usertable_w_u64(w, (uint64_t)e->newest_ms, 8);
     usertable_w_u64(w, e->policy.tripped, 4);
     usertable_w_u64(w, (uint64_t)e->policy.quiet_until_ms, 8);
-    usertable_w_u64(w, (uint64_t)__builtin_popcount(e->totmask), 1);
+    usertable_w_u64(w, (uint64_t)usertable_popcount(e->totmask), 1);
     for (unsigned m = 0; m < WINDOW_METRIC__MAX; m++) {
         if (usertable_tot_idx(e, (enum window_metric)m) < 0)
             continue;
