@@ -37,6 +37,13 @@ struct spool_header {
 int spool_parse_header(const char *buf, size_t len, struct spool_header *ret);
 
 /*
+ * Pure: the Subject: header of a -H file (its header section, after the envelope), unfolded
+ * and cut to @size - 1 bytes, raw (an encoded word stays encoded; print it escaped).
+ * Returns 0, -ENOENT (no Subject:), -EBADMSG (not a -H file, or cut before the subject).
+ */
+int spool_header_subject(const char *buf, size_t len, char *out, size_t size);
+
+/*
  * Read the first @size bytes of the -H file of @msgid under @spool_dir, trying
  * input/<id>-H and then input/<6th char of id>/<id>-H (split_spool_directory). Borrows the
  * strings. Returns 0 and *@ret_len, -EINVAL (not a valid message id), -ENOENT (in neither
