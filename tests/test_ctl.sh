@@ -241,8 +241,34 @@ try:
     check(sh["action"]["rule"] == "burst" and sh["action"]["state"] == "acted" and
           [h["event"] for h in sh["history"]] == ["acted"], "show action: %r" % sh)
     text = ctl_ok("show", "mailbox:box1@example.com")
-    check("tripped: burst" in text and "messages per 10m: 5" in text and queued[0] in text,
-          "show text: %r" % text)
+    check("tripped now: burst" in text and "messages in the last 10m: 5 (limit 3: 166%)" in text
+          and queued[0] in text, "show text: %r" % text)
+    # the trip itself: its time, rule, value against the limit, window, tripping message,
+    # and what was done (this rule only alerts); totals are only of summed metrics
+    check(len(sh["trips"]) == 1 and sh["trips"][0]["rule"] == "burst" and
+          sh["trips"][0]["value"] == 4 and sh["trips"][0]["limit"] == 3 and
+          sh["trips"][0]["window_ms"] == 600000 and sh["trips"][0]["msgid"] == queued[3] and
+          sh["trips"][0]["result"] == "alerted" and sh["trips"][0]["at"] and
+          re.match(r"^fg-[0-9a-f]{6}$", sh["trips"][0]["ref"]), "show trips: %r" % sh["trips"])
+    check(set(sh["totals"]) == {"messages", "recipients"}, "show totals: %r" % sh["totals"])
+    check(re.search(r"^  \S+ \S+  burst: 4/3 in 10m, alerted  fg-[0-9a-f]{6}$", text, re.M) and
+          "tripping message " + queued[3] in text, "show trip text: %r" % text)
+    check([m["id"] for m in sh["messages"]] == queued and
+          not any(m["in_spool"] for m in sh["messages"]), "show messages: %r" % sh["messages"])
+    # the reference a refused sender quotes finds the identity
+    byref = ctl_json("show", sh["trips"][0]["ref"])
+    check(byref["id"] == "box1@example.com" and byref["ref"] == sh["trips"][0]["ref"],
+          "show by reference: %r" % byref)
+    ctl_fails(1, ["show", "fg-000000"], r"no recent trip has that reference")
+    tr = ctl_json("tripped")
+    check(tr["mode"] == "enforce" and tr["total"] == 1 and
+          [(t["rule"], t["id"], t["result"]) for t in tr["trips"]] ==
+          [("burst", "box1@example.com", "alerted")], "tripped: %r" % tr)
+    text = ctl_ok("tripped")
+    check(re.search(r"^LOG TIME\s+RULE\s+SCOPE\s+IDENTITY\s+ACCOUNT\s+VALUE/LIMIT\s+WINDOW\s+DONE\s+REF$",
+                    text, re.M) and
+          re.search(r"^\S+ \S+\s+burst\s+mailbox\s+box1@example\.com\s+acct1\s+4/3\s+10m\s+alerted\s+fg-",
+                    text, re.M), "tripped text: %r" % text)
     acct = ctl_json("show", "--scope", "account", "acct1")
     check(acct["series"][0]["value"] == 8 and acct["action"] is None, "show account: %r" % acct)
     ctl_fails(1, ["show", "nobody@example.com"], r"no such identity")
@@ -255,9 +281,11 @@ try:
     ctl_fails(2, ["hold", "--", "box2@example.com", "--reason", "ticket 42"],
               r"hold needs one IDENTITY")
     out = ctl_ok("hold", "box2@example.com", "--reason", "ticket 42", env=posix)
-    check("holding mailbox box2@example.com" in out, "hold text: %r" % out)
-    wait_for(lambda: os.path.exists(CMDLOG) and
-             "hold mailbox box2@example.com manual" in open(CMDLOG).read(), "the hold command")
+    # the answer waits for the steps: the command has run when floodgatectl returns
+    check(out.startswith("held mailbox box2@example.com: 0 of 0 queued messages frozen, "
+                         "outgoing mail held\n") and re.search(r"^reference: fg-", out, re.M),
+          "hold text: %r" % out)
+    check("hold mailbox box2@example.com manual" in open(CMDLOG).read(), "the hold command")
     def held_one():
         h = ctl_json("held")["held"]
         return h if h and h[0]["applied"] == "hold" else None
