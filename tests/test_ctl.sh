@@ -83,17 +83,39 @@ with open(os.path.join(TMP, "exim.sh"), "w") as f:
 for s in ("command.sh", "exim.sh"):
     os.chmod(os.path.join(TMP, s), 0o755)
 
-def config(extra_rules="", group=None, broken=False):
-    body = ("mode: enforce\n"
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+METRICS_PORT = s.getsockname()[1]
+s.close()
+
+def metrics():
+    """GET /metrics from the daemon's loopback endpoint: the body."""
+    c = socket.create_connection(("127.0.0.1", METRICS_PORT), timeout=10)
+    c.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.close()
+    return data.decode().split("\r\n\r\n", 1)[1]
+
+def config(extra_rules="", group=None, broken=False, mode="enforce", blocklist=None):
+    body = ("mode: %s\nmetrics_listen: 127.0.0.1:%d\n" % (mode, METRICS_PORT) +
             "log_file: %s\nstate_dir: %s\naudit_log: %s\ncontrol_socket: %s\n"
             "userdomains_file: %s\nlocaldomains_file: %s\n"
             % (LOG, STATE, AUDIT, CTL, os.path.join(TMP, "userdomains"),
                os.path.join(TMP, "localdomains")))
     if group:
         body += "control_group: %s\n" % group
-    body += ("actions:\n  backend: command\n  command: %s\n  exim_path: %s\n"
-             "  spool_dir: %s\n" % (os.path.join(TMP, "command.sh"),
-                                     os.path.join(TMP, "exim.sh"), SPOOL))
+    if blocklist:  # the exim backend, its blocklist where the test says
+        body += ("actions:\n  backend: exim\n  blocklist_file: %s\n  exim_path: %s\n"
+                 "  spool_dir: %s\n" % (blocklist, os.path.join(TMP, "exim.sh"), SPOOL))
+    else:
+        body += ("actions:\n  backend: command\n  command: %s\n  exim_path: %s\n"
+                 "  spool_dir: %s\n" % (os.path.join(TMP, "command.sh"),
+                                         os.path.join(TMP, "exim.sh"), SPOOL))
     body += ("rules:\n"
              "  - name: burst\n    scope: mailbox\n    metric: messages\n"
              "    window: 10m\n    above: 3\n    actions: [alert]\n"
@@ -368,6 +390,89 @@ try:
     ctl_ok("release", "box4@example.com")
     wait_for(lambda: "release mailbox box4@example.com" in open(CMDLOG).read(), "the release")
     wait_for(lambda: ctl_json("held")["held"] == [], "held to empty again")
+
+    # 2c. no silent failure: in monitor mode (preflight only warns) the exim backend's
+    # blocklist in a directory that does not exist. The operator's hold acts, waits for its
+    # steps and exits 1 naming the file and the error; held, show, tripped, the journal
+    # and the metrics say FAILED.
+    missing = os.path.join(TMP, "no-such-dir", "floodgate-blocklist")
+    config(blocklist=missing, mode="monitor")
+    ctl_ok("reload")
+    for _ in range(2):
+        with open(LOG, "a") as f:
+            f.write("\n".join(message("box5@example.com", False)[1]) + "\n")
+    wait_for(lambda: ctl("show", "box5@example.com")[0] == 0, "box5 counted")
+    err = ctl_fails(1, ["hold", "box5@example.com"], r"FAILED")
+    check("hold of mailbox box5@example.com FAILED: hold through exim (blocklist %s): "
+          "No such file or directory" % missing in err, "hold failure: %r" % err)
+    h = [x for x in ctl_json("held")["held"] if x["id"] == "box5@example.com"]
+    check(h and h[0]["failed"] and missing in h[0]["error"], "held failed: %r" % h)
+    check(ctl_json("held")["failed"] == 1, "held failed count")
+    text = ctl_ok("held")
+    check(re.search(r"^mailbox\s+box5@example\.com\s+FAILED hold \(acted\)\+0 frozen", text, re.M)
+          and re.search(r"^  FAILED: hold through exim \(blocklist %s\): No such file or directory$"
+                        % re.escape(missing), text, re.M), "held text: %r" % text)
+    sh = ctl_json("show", "box5@example.com")
+    check(sh["action"]["failed"] and sh["trips"][0]["result"] == "failed" and
+          sh["trips"][0]["rule"] == "manual" and missing in sh["trips"][0]["detail"] and
+          sh["blocklist"]["file"] == missing and not sh["blocklist"]["exists"],
+          "show failed: %r" % sh)
+    check("state: acted (FAILED)" in ctl_ok("show", "box5@example.com"), "show text FAILED")
+    check(re.search(r"manual\s+mailbox\s+box5@example\.com\s.*FAILED", ctl_ok("tripped")),
+          "tripped FAILED")
+    check(re.search(r"hold failed through exim %s" % re.escape(missing),
+                    open(os.path.join(TMP, "daemon.stderr")).read()), "the journal names the file")
+    body = metrics()
+    check(re.search(r'^floodgate_actions_total\{action="hold",backend="exim",result="failed"\} 1$',
+                    body, re.M) and
+          re.search(r"^floodgate_actions_failed_identities 1$", body, re.M),
+          "metrics of the failure: %s" % "\n".join(l for l in body.splitlines() if "action" in l))
+    # the blocklist's directory now exists: the retry works, and show lists the line
+    os.mkdir(os.path.dirname(missing))
+    ctl_ok("release", "box5@example.com")
+    out = ctl_ok("hold", "box5@example.com")
+    check("outgoing mail held" in out, "hold after the fix: %r" % out)
+    sh = ctl_json("show", "box5@example.com")
+    check(not sh["action"]["failed"] and sh["blocklist"]["exists"] and
+          [l.split()[:4] for l in sh["blocklist"]["lines"]] ==
+          [["box5@example.com:", "hold", "mailbox", "box5@example.com"]], "blocklist: %r" % sh)
+    check(re.search(r"^floodgate_actions_failed_identities 0$", metrics(), re.M), "gauge back to 0")
+    out = ctl_ok("release", "box5@example.com")
+    check(out == "released mailbox box5@example.com: 0 messages thawed, hold undone\n",
+          "release text: %r" % out)
+
+    # 2d. monitor mode: an operator's order still acts (suspend, then release); the
+    # monitor-mode trip of a holding rule is listed by tripped as would_act
+    config(mode="monitor", extra_rules="  - name: hold-burst\n    scope: mailbox\n"
+           "    metric: messages\n    window: 10m\n    above: 2\n"
+           "    actions: [freeze, hold, alert]\n")
+    ctl_ok("reload")
+    out = ctl_ok("suspend", "box6@example.com", "--reason", "phished")
+    check(out.startswith("suspended mailbox box6@example.com: 0 of 0 queued messages frozen, "
+                         "outgoing mail suspended (monitor mode: an operator's order acts)"),
+          "suspend in monitor mode: %r" % out)
+    check("suspend mailbox box6@example.com manual" in open(CMDLOG).read(), "the suspend command")
+    h = [x for x in ctl_json("held")["held"] if x["id"] == "box6@example.com"]
+    check(h and h[0]["applied"] == "suspend" and h[0]["reason"] == "phished", "held: %r" % h)
+    check(re.search(r'"event":"ctl_suspend","uid":\d+,"scope":"mailbox","id":"box6@example.com",'
+                    r'"reason":"phished","result":"ok"', open(AUDIT).read()), "audit of suspend")
+    out = ctl_ok("release", "box6@example.com")
+    check("suspension undone" in out and
+          "release mailbox box6@example.com" in open(CMDLOG).read(), "release: %r" % out)
+    lines = []
+    for _ in range(3):
+        lines += message("box7@example.com", False)[1]
+    with open(LOG, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    t = wait_for(lambda: [x for x in ctl_json("tripped")["trips"]
+                          if x["id"] == "box7@example.com" and x["result"] != "pending"],
+                 "the monitor-mode trip")
+    check(t[0]["result"] == "would_act" and t[0]["rule"] == "hold-burst" and
+          t[0]["value"] == 3 and t[0]["limit"] == 2, "monitor trip: %r" % t)
+    check(re.search(r"hold-burst\s+mailbox\s+box7@example\.com\s+acct1\s+3/2\s+10m\s+"
+                    r"would hold \(monitor\)", ctl_ok("tripped")), "tripped monitor text")
+    check(not [x for x in ctl_json("held")["held"] if x["id"] == "box7@example.com"],
+          "a monitor-mode trip holds nothing")
     config()
     ctl_ok("reload")
 
