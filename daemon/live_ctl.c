@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,9 +132,7 @@ static struct trips *
 live_ctl_trips(struct daemon *d)
 {
     if (!d->trips) {
-        uint32_t salt;
-        memcpy(&salt, d->key, sizeof(salt)); /* the daemon's random key: refs vary per host */
-        d->trips = trips_new(TRIPS_DEFAULT_CAP, salt);
+        d->trips = trips_new(TRIPS_DEFAULT_CAP);
         if (!d->trips)
             log_emit(LOG_WARNING, -ENOMEM, NULL, "no trip history: floodgatectl tripped is empty");
     }
@@ -805,23 +804,56 @@ live_ctl_show_blocklist(struct daemon *d, const struct ctl_request *req, const c
     return r < 0 ? r : strbuf_appends(out, "]}");
 }
 
+/* action_list() callback: the ledger identity whose reference is @ref. */
+struct live_ctl_byref {
+    const char *ref;
+    enum usertable_scope scope;
+    char id[USERTABLE_KEY_MAX];
+};
+
+static void
+live_ctl_byref_one(void *ctx, const struct action_info *in)
+{
+    struct live_ctl_byref *f = ctx;
+    char ref[TRIPS_REF_MAX];
+
+    if (f->id[0])
+        return;
+    trips_identity_ref(in->scope, in->id, ref, sizeof(ref));
+    if (strcasecmp(ref, f->ref) == 0) {
+        f->scope = in->scope;
+        (void)snprintf(f->id, sizeof(f->id), "%s", in->id);
+    }
+}
+
 static int
 live_ctl_show(struct daemon *d, const struct ctl_request *req_in, struct strbuf *out)
 {
     char(*ids)[MSGTRACK_ID_MAX + 1] = NULL;
     char account[USERTABLE_KEY_MAX];
     const struct trip_rec *trips[TRIPS_PER_ID], *byref = NULL;
+    char ref[TRIPS_REF_MAX] = "";
     struct ctl_request rq = *req_in, *req = &rq;
     struct action_info in;
     bool acted;
     size_t nq, ntrips = 0, first;
     int r;
 
-    /* a reference a refused sender quotes ("fg-1a2b3c") names its trip's identity */
-    if (req->scope == SCOPE_ACCOUNT && d->trips && strncasecmp(req->id, "fg-", 3) == 0 &&
-        (byref = trips_find_ref(d->trips, req->id)) != NULL) {
-        req->scope = byref->scope;
-        (void)snprintf(req->id, sizeof(req->id), "%s", byref->id);
+    /* a reference a refused sender quotes ("fg-1a2b3c4d") names an identity: one of the
+     * recent trips, or one in the ledger (its blocklist line may predate a restart) */
+    if (req->scope == SCOPE_ACCOUNT && strncasecmp(req->id, "fg-", 3) == 0) {
+        struct live_ctl_byref f = { .ref = req->id };
+        if (d->trips && (byref = trips_find_ref(d->trips, req->id)) != NULL) {
+            f.scope = byref->scope;
+            (void)snprintf(f.id, sizeof(f.id), "%s", byref->id);
+        } else {
+            (void)action_list(d->action, true, live_ctl_byref_one, &f);
+        }
+        if (f.id[0]) {
+            (void)snprintf(ref, sizeof(ref), "%s", req->id);
+            req->scope = f.scope;
+            (void)snprintf(req->id, sizeof(req->id), "%s", f.id);
+        }
     }
     acted = action_info(d->action, req->scope, req->id, &in) == 0;
     if (d->trips)
@@ -846,7 +878,7 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req_in, struct strbuf 
     if (r == 0)
         r = live_ctl_str(out, "account", account);
     if (r == 0)
-        r = strbuf_printf(out, ",\"ref\":\"%s\"", byref ? byref->ref : "");
+        r = strbuf_printf(out, ",\"ref\":\"%s\"", ref);
     if (r == 0)
         r = live_ctl_show_counters(d, req, out);
     /* the newest LIVE_CTL_QUEUED_SHOWN of the queued ids (the list is oldest first) */

@@ -5,7 +5,10 @@
  * Owns: the lines of the blocklist file that look like ours; every other line (an
  * operator's own key, a comment) is kept as it is. One line per (action, identity):
  *
- *     <key>: <hold|suspend> <scope> <identity, %-encoded> <rule>
+ *     <key>: <hold|suspend> <scope> <identity, %-encoded> <rule> <reference>
+ *
+ * <reference> is the identity's fg-xxxxxxxx (trips_identity_ref): the ACL quotes it in its
+ * refusal and floodgatectl show finds the identity by it. Lines without one are read too.
  *
  * <key> is what Exim knows at ACL time: the lower-cased mailbox for a mailbox (matched
  * against $authenticated_id), the account name for an account and for a script "user:/dir"
@@ -27,6 +30,7 @@
 
 #include "action_backend.h"
 #include "state.h"
+#include "trips.h"
 #include "util.h"
 
 #define EXIM_BLOCKLIST_MAX (16u << 20)
@@ -165,8 +169,10 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
     free(buf);
     if (add_op && !found) {
         struct strbuf *b = strcmp(add_op, "suspend") == 0 ? &susp : &hold;
-        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope),
-                            enc, t->rule);
+        char ref[TRIPS_REF_MAX]; /* quoted by the ACL's refusal: floodgatectl show <ref> */
+        trips_identity_ref(t->scope, t->id, ref, sizeof(ref));
+        (void)strbuf_printf(b, "%s: %s %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope),
+                            enc, t->rule, ref);
     }
     {
         struct strbuf out;

@@ -12,7 +12,6 @@ struct trips {
     struct trip_rec *ring;
     size_t cap, n, head; /* head: where the next one goes */
     uint64_t seq;
-    uint32_t salt;
 };
 
 static const char *const trips_names[TRIPS_RESULT__MAX] = {
@@ -29,14 +28,13 @@ trips_result_name(enum trips_result r)
 }
 
 struct trips *
-trips_new(size_t cap, uint32_t salt)
+trips_new(size_t cap)
 {
     struct trips *t = calloc(1, sizeof(*t));
 
     if (!t)
         return NULL;
     t->cap = cap ? cap : TRIPS_DEFAULT_CAP;
-    t->salt = salt;
     t->ring = calloc(t->cap, sizeof(*t->ring));
     if (!t->ring) {
         free(t);
@@ -61,16 +59,22 @@ trips_at(const struct trips *t, size_t i)
     return &t->ring[(t->head + t->cap - 1 - i) % t->cap];
 }
 
-/*
- * seq * an odd constant is a bijection modulo 2^24: the last 2^24 trips have distinct
- * references; the salt makes them differ between daemons.
- */
-static void
-trips_ref(const struct trips *t, uint64_t seq, char *buf, size_t size)
+void
+trips_identity_ref(enum usertable_scope scope, const char *id, char *buf, size_t size)
 {
-    uint32_t v = (uint32_t)((seq * 2654435761u + t->salt) & 0xffffffu);
+    const char *name = usertable_scope_name(scope);
+    uint32_t h = 2166136261u;
 
-    (void)snprintf(buf, size, "fg-%06x", (unsigned)v);
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ ':') * 16777619u;
+    for (const char *p = id; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (scope == SCOPE_MAILBOX && c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        h = (h ^ c) * 16777619u;
+    }
+    (void)snprintf(buf, size, "fg-%08x", (unsigned)h);
 }
 
 struct trip_rec *
@@ -80,10 +84,10 @@ trips_add(struct trips *t, const struct trip_rec *rec)
 
     *r = *rec;
     r->seq = ++t->seq;
-    trips_ref(t, r->seq, r->ref, sizeof(r->ref));
     r->result = TRIPS_PENDING;
     r->rule[sizeof(r->rule) - 1] = '\0';
     r->id[sizeof(r->id) - 1] = '\0';
+    trips_identity_ref(r->scope, r->id, r->ref, sizeof(r->ref));
     r->account[sizeof(r->account) - 1] = '\0';
     r->at[sizeof(r->at) - 1] = '\0';
     r->msgid[sizeof(r->msgid) - 1] = '\0';

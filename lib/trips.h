@@ -13,8 +13,9 @@
  * lib/trips: the daemon's recent trips, for floodgatectl tripped and show. Pure and
  * bounded: a ring of the last @cap trips (oldest forgotten), each with what was done
  * about it once lib/action reports it. Manual orders (floodgatectl hold, suspend) are kept
- * the same way, rule "manual". Every trip gets a short reference ("fg-1a2b3c"), unique
- * among the last 2^24 trips of one daemon, that an operator can quote back.
+ * the same way, rule "manual". Every trip carries its identity's reference ("fg-1a2b3c4d",
+ * trips_identity_ref()): the exim backend writes it into the blocklist line, the ACL quotes
+ * it in the SMTP refusal, and floodgatectl show finds the identity by it.
  */
 
 #define TRIPS_DEFAULT_CAP 1000 /* trips kept overall */
@@ -22,7 +23,7 @@
 #define TRIPS_RULE_MAX    64
 #define TRIPS_SUBJECT_MAX 120 /* bytes of a sample subject (raw header text) */
 #define TRIPS_DETAIL_MAX  240 /* bytes of what went wrong */
-#define TRIPS_REF_MAX     10  /* "fg-" and 6 hex digits */
+#define TRIPS_REF_MAX     12  /* "fg-" and 8 hex digits */
 
 enum trips_result {
     TRIPS_PENDING,     /* the actions are still running (or none reported yet) */
@@ -41,7 +42,7 @@ const char *trips_result_name(enum trips_result r);
 
 struct trip_rec {
     uint64_t seq;              /* 1, 2, ... in the order added */
-    char ref[TRIPS_REF_MAX];   /* "fg-xxxxxx" */
+    char ref[TRIPS_REF_MAX];   /* the identity's reference, "fg-xxxxxxxx" */
     char rule[TRIPS_RULE_MAX]; /* "manual" for an operator's order */
     enum usertable_scope scope;
     char id[USERTABLE_KEY_MAX];
@@ -62,8 +63,15 @@ struct trip_rec {
 
 struct trips;
 
-/* @cap trips kept (0: TRIPS_DEFAULT_CAP); @salt varies the references per daemon. */
-struct trips *trips_new(size_t cap, uint32_t salt);
+/*
+ * The reference of an identity: "fg-" and 8 hex digits of a fixed hash (FNV-1a) of its
+ * scope and identity (a mailbox without case), the same on every host and across
+ * restarts, so a line written before a restart still names it. Not a secret.
+ */
+void trips_identity_ref(enum usertable_scope scope, const char *id, char *buf, size_t size);
+
+/* @cap trips kept (0: TRIPS_DEFAULT_CAP). */
+struct trips *trips_new(size_t cap);
 void trips_free(struct trips *t);
 
 /*
@@ -82,7 +90,7 @@ struct trip_rec *trips_pending(struct trips *t, enum usertable_scope scope, cons
 const struct trip_rec *trips_last(const struct trips *t, enum usertable_scope scope,
                                   const char *id);
 
-/* The record whose ref is @ref (case-insensitive), or NULL (forgotten or never given). */
+/* The newest record whose ref is @ref (case-insensitive), or NULL. */
 const struct trip_rec *trips_find_ref(const struct trips *t, const char *ref);
 
 /*

@@ -271,9 +271,9 @@ try:
           sh["trips"][0]["value"] == 4 and sh["trips"][0]["limit"] == 3 and
           sh["trips"][0]["window_ms"] == 600000 and sh["trips"][0]["msgid"] == queued[3] and
           sh["trips"][0]["result"] == "alerted" and sh["trips"][0]["at"] and
-          re.match(r"^fg-[0-9a-f]{6}$", sh["trips"][0]["ref"]), "show trips: %r" % sh["trips"])
+          re.match(r"^fg-[0-9a-f]{8}$", sh["trips"][0]["ref"]), "show trips: %r" % sh["trips"])
     check(set(sh["totals"]) == {"messages", "recipients"}, "show totals: %r" % sh["totals"])
-    check(re.search(r"^  \S+ \S+  burst: 4/3 in 10m, alerted  fg-[0-9a-f]{6}$", text, re.M) and
+    check(re.search(r"^  \S+ \S+  burst: 4/3 in 10m, alerted  fg-[0-9a-f]{8}$", text, re.M) and
           "tripping message " + queued[3] in text, "show trip text: %r" % text)
     check([m["id"] for m in sh["messages"]] == queued and
           not any(m["in_spool"] for m in sh["messages"]), "show messages: %r" % sh["messages"])
@@ -281,7 +281,7 @@ try:
     byref = ctl_json("show", sh["trips"][0]["ref"])
     check(byref["id"] == "box1@example.com" and byref["ref"] == sh["trips"][0]["ref"],
           "show by reference: %r" % byref)
-    ctl_fails(1, ["show", "fg-000000"], r"no recent trip has that reference")
+    ctl_fails(1, ["show", "fg-00000000"], r"no recent trip has that reference")
     tr = ctl_json("tripped")
     check(tr["mode"] == "enforce" and tr["total"] == 1 and
           [(t["rule"], t["id"], t["result"]) for t in tr["trips"]] ==
@@ -437,6 +437,10 @@ try:
           [l.split()[:4] for l in sh["blocklist"]["lines"]] ==
           [["box5@example.com:", "hold", "mailbox", "box5@example.com"]], "blocklist: %r" % sh)
     check(re.search(r"^floodgate_actions_failed_identities 0$", metrics(), re.M), "gauge back to 0")
+    # the reference the ACL quotes from the line finds the identity (the ledger's, too)
+    ref = sh["blocklist"]["lines"][0].split()[-1]
+    check(re.match(r"^fg-[0-9a-f]{8}$", ref) and ctl_json("show", ref)["id"] == "box5@example.com",
+          "show by the blocklist's reference %r" % ref)
     out = ctl_ok("release", "box5@example.com")
     check(out == "released mailbox box5@example.com: 0 messages thawed, hold undone\n",
           "release text: %r" % out)
