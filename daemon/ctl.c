@@ -410,26 +410,6 @@ ctlcli_logtime(long long ms, char *buf, size_t size)
         util_format_time(ms, buf, size);
 }
 
-static void
-ctlcli_print_value(const struct jv *v)
-{
-    switch (v->t) {
-    case JV_NULL:
-        fputs("-", stdout);
-        break;
-    case JV_BOOL:
-        fputs(v->b ? "yes" : "no", stdout);
-        break;
-    case JV_NUM:
-    case JV_STR:
-        fputs(v->s, stdout);
-        break;
-    default:
-        fputs("...", stdout);
-        break;
-    }
-}
-
 /* One line per alert destination: "alert NAME: TYPE HOST, enabled, N pending, ..." */
 static void
 ctlcli_status_alerts(const struct jv *a)
@@ -447,33 +427,77 @@ ctlcli_status_alerts(const struct jv *a)
     }
 }
 
+/* A duration in seconds for people: "42s", "4m17s", "2h05m", "3d04h". */
+static void
+ctlcli_age(long long s, char *buf, size_t size)
+{
+    if (s < 0)
+        s = 0;
+    if (s < 60)
+        (void)snprintf(buf, size, "%llds", s);
+    else if (s < 3600)
+        (void)snprintf(buf, size, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        (void)snprintf(buf, size, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+    else
+        (void)snprintf(buf, size, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
+/* A byte count for people: "812 bytes", "4.2 MiB". */
+static void
+ctlcli_bytes(long long n, char *buf, size_t size)
+{
+    if (n < 1024)
+        (void)snprintf(buf, size, "%lld bytes", n);
+    else if (n < 1024 * 1024)
+        (void)snprintf(buf, size, "%.1f KiB", (double)n / 1024.0);
+    else if (n < 1024LL * 1024 * 1024)
+        (void)snprintf(buf, size, "%.1f MiB", (double)n / (1024.0 * 1024.0));
+    else
+        (void)snprintf(buf, size, "%.1f GiB", (double)n / (1024.0 * 1024.0 * 1024.0));
+}
+
 static void
 ctlcli_status(const struct jv *o)
 {
-    char t[32];
+    const struct jv *warn = jv_get(o, "warnings");
+    char up[32], last[48], t[32], off[32], lag[32];
 
-    for (size_t i = 0; i < o->n; i++) {
-        if (strcmp(o->keys[i], "alerts") == 0) {
-            ctlcli_status_alerts(&o->kids[i]);
-            continue;
-        }
-        if (strcmp(o->keys[i], "warnings") == 0) {
-            /* one line each, so nobody reads past one */
-            for (size_t k = 0; k < o->kids[i].n; k++)
-                printf("WARNING: %s\n", o->kids[i].kids[k].s ? o->kids[i].kids[k].s : "");
-            if (o->kids[i].n == 0)
-                printf("warnings: none\n");
-            continue;
-        }
-        printf("%s: ", o->keys[i]);
-        if (strcmp(o->keys[i], "log_time") == 0) {
-            ctlcli_logtime(strtoll(o->kids[i].s ? o->kids[i].s : "0", NULL, 10), t, sizeof(t));
-            fputs(t, stdout);
-        } else {
-            ctlcli_print_value(&o->kids[i]);
-        }
-        putchar('\n');
+    ctlcli_age(jv_num(o, "uptime_s"), up, sizeof(up));
+    if (jv_num(o, "last_record_s") < 0)
+        (void)snprintf(last, sizeof(last), "never");
+    else {
+        ctlcli_age(jv_num(o, "last_record_s"), t, sizeof(t));
+        (void)snprintf(last, sizeof(last), "%s ago", t);
     }
+    ctlcli_bytes(jv_num(o, "offset"), off, sizeof(off));
+    ctlcli_bytes(jv_num(o, "lag_bytes"), lag, sizeof(lag));
+    printf("floodgated %s, up %s, %s mode, %s\n", jv_str(o, "version"), up, jv_str(o, "mode"),
+           jv_bool(o, "ready") ? "ready" : "catching up with the log");
+    for (size_t k = 0; k < warn->n; k++) /* one line each, so nobody reads past one */
+        printf("WARNING: %s\n", warn->kids[k].s ? warn->kids[k].s : "");
+    printf("\nlog:\n  file: %s\n  read up to: %s\n", jv_str(o, "log_file"), off);
+    if (jv_num(o, "lag_bytes") > 0) {
+        ctlcli_age(jv_num(o, "lag_s"), t, sizeof(t));
+        printf("  behind: %s (%s)\n", lag, t);
+    } else {
+        printf("  behind: nothing\n");
+    }
+    ctlcli_logtime(jv_num(o, "log_time"), t, sizeof(t));
+    printf("  last record: %s (log time %s)\n  lines per second: %s\n", last, t,
+           jv_str(o, "lines_per_s"));
+    printf("  rotations: %s, truncations: %s, gaps: %s\n", jv_str(o, "rotations"),
+           jv_str(o, "truncations"), jv_str(o, "gaps"));
+    printf("\nsince start:\n  records: %s\n  parse errors: %s\n  outbound messages: %s\n"
+           "  trips: %s\n",
+           jv_str(o, "records"), jv_str(o, "parse_errors"), jv_str(o, "outbound"),
+           jv_str(o, "trips"));
+    printf("\nnow:\n  identities counted: %s\n  held: %s\n  alerts not yet delivered: %s\n",
+           jv_str(o, "identities"), jv_str(o, "held"), jv_str(o, "outbox"));
+    printf("\n");
+    if (warn->n == 0)
+        printf("warnings: none\n");
+    ctlcli_status_alerts(jv_get(o, "alerts"));
 }
 
 static void

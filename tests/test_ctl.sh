@@ -226,11 +226,21 @@ try:
     check(st["identities"] >= 4, "identities: %r" % st)  # 3 mailboxes and their account
     check(st["log_file"] == LOG and st["uptime_s"] >= 0 and st["version"], "status: %r" % st)
     check(st["last_record_s"] >= 0 and isinstance(st["lines_per_s"], (int, float)), repr(st))
-    human = kv(ctl_ok("status"))
-    check(human["mode"] == "enforce" and human["trips"] == "1" and human["records"] == str(len(lines)),
-          "status text: %r" % human)
-    check(human["version"] == ctl_ok("--version").split()[-1], "versions differ")
+    text = ctl_ok("status")
+    human = kv(text)
+    # in human units and sections: "up 4m17s", "last record: 2s ago", bytes, no raw keys
+    check(re.match(r"^floodgated %s, up (\d+s|\d+m\d\ds), enforce mode, ready$"
+                   % re.escape(ctl_ok("--version").split()[-1]), text.splitlines()[0]),
+          "status head: %r" % text)
+    check(human["  trips"] == "1" and human["  records"] == str(len(lines)) and
+          human["  outbound messages"] == "8" and human["  behind"] == "nothing" and
+          re.match(r"^\d+s ago \(log time \S+ \S+\)$", human["  last record"]) and
+          re.match(r"^\d+(\.\d KiB| bytes)$", human["  read up to"]) and
+          re.search(r"^log:$", text, re.M) and re.search(r"^since start:$", text, re.M) and
+          "uptime_s" not in text and "last_record_s" not in text, "status text: %r" % text)
     check(st["warnings"] == [] and human["warnings"] == "none", "warnings as root: %r" % st)
+    check(ctl_ok("-V") == ctl_ok("--version") and "tripped" in ctl_ok("-h") and
+          ctl_ok("-h") == ctl_ok("--help"), "-V and -h")
 
     top = ctl_json("top")
     tables = {(t["scope"], t["metric"], t["window_ms"]): t["rows"] for t in top["tables"]}
