@@ -504,21 +504,33 @@ static void
 ctlcli_top(const struct jv *o)
 {
     const struct jv *tables = jv_get(o, "tables");
-    char w[32];
+    char w[32], lim[48], pct[16];
 
     for (size_t i = 0; i < tables->n; i++) {
         const struct jv *tb = &tables->kids[i], *rows = jv_get(tb, "rows");
+        long long limit = jv_num(tb, "limit");
         int vw = 5;
         alertmsg_duration(jv_num(tb, "window_ms"), w, sizeof(w));
-        printf("%s%s %s per %s\n", i ? "\n" : "", jv_str(tb, "scope"), jv_str(tb, "metric"), w);
+        if (limit > 0)
+            (void)snprintf(lim, sizeof(lim), ", limit %lld", limit);
+        else
+            lim[0] = '\0';
+        printf("%s%s %s per %s%s\n", i ? "\n" : "", jv_str(tb, "scope"), jv_str(tb, "metric"), w,
+               lim);
         for (size_t k = 0; k < rows->n; k++) {
             int len = (int)strlen(jv_str(&rows->kids[k], "value"));
             vw = len > vw ? len : vw;
         }
-        printf("  %3s  %*s  %s\n", "#", vw, "VALUE", "IDENTITY");
-        for (size_t k = 0; k < rows->n; k++)
-            printf("  %3zu  %*s  %s\n", k + 1, vw, jv_str(&rows->kids[k], "value"),
-                   jv_str(&rows->kids[k], "id"));
+        printf("  %3s  %*s  %6s  %s\n", "#", vw, "VALUE", limit > 0 ? "LIMIT%" : "", "IDENTITY");
+        for (size_t k = 0; k < rows->n; k++) {
+            const struct jv *row = &rows->kids[k];
+            if (limit > 0)
+                (void)snprintf(pct, sizeof(pct), "%lld%%", jv_num(row, "value") * 100 / limit);
+            else
+                pct[0] = '\0';
+            printf("  %3zu  %*s  %6s  %s%s\n", k + 1, vw, jv_str(row, "value"), pct,
+                   jv_str(row, "id"), jv_bool(row, "tripped") ? "  TRIPPED" : "");
+        }
         if (rows->n == 0)
             printf("  (nobody counted now)\n");
     }

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alertmsg.h"
 #include "clock.h"
 #include "live.h"
 #include "log.h"
@@ -268,6 +269,55 @@ live_ctl_outcome(struct daemon *d, const struct action_outcome *o)
 
 /* --- top ---------------------------------------------------------------------------- */
 
+static uint64_t live_ctl_limit(const struct daemon *d, enum usertable_scope scope,
+                               enum window_metric metric, int64_t window_ms);
+
+/* Has the identity tripped a rule counting series @se of @scope? */
+static bool
+live_ctl_row_tripped(struct daemon *d, enum usertable_scope scope, const struct usertable_series *se,
+                     const char *id)
+{
+    struct usertable_entry *ent;
+    const struct usertable_policy *pol;
+
+    if (usertable_get(engine_table(d->engine), scope, id, strlen(id), engine_now_ms(d->engine),
+                      false, &ent) <= 0)
+        return false;
+    pol = usertable_entry_policy(ent);
+    for (size_t i = 0; i < d->cfg->nrules && i < 32; i++) {
+        const struct config_rule *ru = &d->cfg->rules[i];
+        if ((pol->tripped & (1u << i)) && ru->scope == scope && ru->metric == se->metric &&
+            ru->window_ms == se->window_ms)
+            return true;
+    }
+    return false;
+}
+
+/* "; windows in use: 10m, 1h" (of the request's scope, or every scope) after a refusal. */
+static void
+live_ctl_windows(struct daemon *d, const struct ctl_request *req, struct strbuf *out)
+{
+    const struct usertable_params *up = usertable_params(engine_table(d->engine));
+    int64_t seen[SCOPE__MAX * USERTABLE_SERIES_MAX];
+    size_t nseen = 0;
+
+    for (int s = 0; s < SCOPE__MAX; s++) {
+        if (!req->any_scope && (enum usertable_scope)s != req->scope)
+            continue;
+        for (size_t i = 0; i < up->nseries[s]; i++) {
+            char w[32];
+            bool dup = false;
+            for (size_t k = 0; k < nseen && !dup; k++)
+                dup = seen[k] == up->series[s][i].window_ms;
+            if (dup)
+                continue;
+            seen[nseen++] = up->series[s][i].window_ms;
+            alertmsg_duration(up->series[s][i].window_ms, w, sizeof(w));
+            (void)strbuf_printf(out, "%s%s", nseen == 1 ? "; windows in use: " : ", ", w);
+        }
+    }
+}
+
 static int
 live_ctl_top(struct daemon *d, const struct ctl_request *req, struct strbuf *out)
 {
@@ -291,15 +341,22 @@ live_ctl_top(struct daemon *d, const struct ctl_request *req, struct strbuf *out
             n = engine_top(d->engine, (enum usertable_scope)s, i, rows, req->n);
             r = strbuf_printf(out,
                               "%s{\"scope\":\"%s\",\"metric\":\"%s\",\"window_ms\":%lld,"
-                              "\"rows\":[",
+                              "\"limit\":%" PRIu64 ",\"rows\":[",
                               tables++ ? "," : "", usertable_scope_name((enum usertable_scope)s),
-                              window_metric_name(se->metric), (long long)se->window_ms);
+                              window_metric_name(se->metric), (long long)se->window_ms,
+                              live_ctl_limit(d, (enum usertable_scope)s, se->metric,
+                                             se->window_ms));
             for (size_t k = 0; k < n && r == 0; k++) {
                 r = strbuf_appends(out, k ? ",{" : "{");
                 if (r == 0)
                     r = live_ctl_str(out, "id", rows[k].id);
                 if (r == 0)
-                    r = strbuf_printf(out, ",\"value\":%" PRIu64 "}", rows[k].value);
+                    r = strbuf_printf(out, ",\"value\":%" PRIu64 ",\"tripped\":%s}",
+                                      rows[k].value,
+                                      live_ctl_row_tripped(d, (enum usertable_scope)s, se,
+                                                           rows[k].id)
+                                          ? "true"
+                                          : "false");
             }
             if (r == 0)
                 r = strbuf_appends(out, "]}");
@@ -315,6 +372,7 @@ live_ctl_top(struct daemon *d, const struct ctl_request *req, struct strbuf *out
         strbuf_reset(out);
         (void)strbuf_appends(out, req->window_ms ? "no rule of that scope uses that window"
                                                  : "no rule counts that scope");
+        live_ctl_windows(d, req, out);
         return -EINVAL;
     }
     return r < 0 ? r : strbuf_appends(out, "]}");

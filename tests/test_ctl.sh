@@ -255,10 +255,14 @@ try:
     check(len(one["tables"]) == 1 and [r["id"] for r in one["tables"][0]["rows"]]
           == ["box1@example.com", "box2@example.com"], "top -n 2: %r" % one)
     text = ctl_ok("top", "--scope", "mailbox")
-    check(re.search(r"^mailbox messages per 10m$", text, re.M) and
-          re.search(r"^\s+1\s+5\s+box1@example\.com$", text, re.M) and
-          re.search(r"^\s+3\s+1\s+box3@example\.com$", text, re.M), "top text: %r" % text)
-    ctl_fails(1, ["top", "--window", "5m"], r"no rule .* window")
+    # each table's limit, each value as % of it, tripped identities marked
+    check(re.search(r"^mailbox messages per 10m, limit 3$", text, re.M) and
+          re.search(r"^\s+1\s+5\s+166%\s+box1@example\.com  TRIPPED$", text, re.M) and
+          re.search(r"^\s+3\s+1\s+33%\s+box3@example\.com$", text, re.M), "top text: %r" % text)
+    check(one["tables"][0]["limit"] == 3 and one["tables"][0]["rows"][0]["tripped"] and
+          not one["tables"][0]["rows"][1]["tripped"], "top json limit/tripped: %r" % one)
+    ctl_fails(1, ["top", "--window", "5m"], r"no rule .* window; windows in use: 10m, 1h$")
+    ctl_fails(1, ["top", "--scope", "mailbox", "--window", "1h"], r"windows in use: 10m$")
     ctl_fails(2, ["top", "-n", "0"], r"-n")
     ctl_fails(2, ["top", "-n", "101"], r"-n")
     ctl_fails(2, ["top", "--window", "soon"], r"--window")
