@@ -32,6 +32,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "action.h"
+#include "alertmsg.h"
 #include "clock.h"
 #include "ctl.h"
 #include "daemon.h"
@@ -86,9 +87,9 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
     };
 
     (void)snprintf(value, sizeof(value), "%" PRIu64, n->verdict.value);
-    log_emit(LOG_NOTICE, 0, fields, "tripped %s: %s %s %" PRIu64 " > %" PRIu64 " in %llds",
-             n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold,
-             (long long)(n->verdict.window_ms / 1000));
+    alertmsg_duration(n->verdict.window_ms, when, sizeof(when)); /* "1h", not "3600s" */
+    log_emit(LOG_NOTICE, 0, fields, "tripped %s: %s %s %" PRIu64 " > %" PRIu64 " in %s",
+             n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold, when);
 
     live_metrics_trip(d, n->verdict.rule_name, n->scope);
     strbuf_init(&b, 16384);
