@@ -69,6 +69,18 @@ struct live_ctl_test {
     ev_timer deadline;
 };
 
+/* Copy @src into @dst (size @size), cut to fit. */
+static void
+live_ctl_cpy(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static int
 live_ctl_str(struct strbuf *out, const char *key, const char *val)
 {
@@ -151,18 +163,18 @@ live_ctl_trip(struct daemon *d, const struct engine_notice *n)
     r = calloc(1, sizeof(*r));
     if (!r)
         return;
-    (void)snprintf(r->rule, sizeof(r->rule), "%s", n->verdict.rule_name);
+    live_ctl_cpy(r->rule, sizeof(r->rule), n->verdict.rule_name);
     r->scope = n->scope;
-    (void)snprintf(r->id, sizeof(r->id), "%s", n->id);
-    (void)snprintf(r->account, sizeof(r->account), "%s", n->account);
+    live_ctl_cpy(r->id, sizeof(r->id), n->id);
+    live_ctl_cpy(r->account, sizeof(r->account), n->account);
     r->log_ms = n->at_ms;
-    (void)snprintf(r->at, sizeof(r->at), "%s", n->at);
+    live_ctl_cpy(r->at, sizeof(r->at), n->at);
     r->wall_ms = clock_now_ms(&clock_real);
     r->value = n->verdict.value;
     r->threshold = n->verdict.threshold;
     r->window_ms = n->verdict.window_ms;
     r->actions = n->verdict.actions;
-    (void)snprintf(r->msgid, sizeof(r->msgid), "%s", n->msgid);
+    live_ctl_cpy(r->msgid, sizeof(r->msgid), n->msgid);
     live_ctl_subject(d, r->msgid, r->subject, sizeof(r->subject), NULL, NULL);
     (void)trips_add(t, r);
     free(r);
@@ -880,7 +892,7 @@ live_ctl_byref_one(void *ctx, const struct action_info *in)
     trips_identity_ref(in->scope, in->id, ref, sizeof(ref));
     if (strcasecmp(ref, f->ref) == 0) {
         f->scope = in->scope;
-        (void)snprintf(f->id, sizeof(f->id), "%s", in->id);
+        live_ctl_cpy(f->id, sizeof(f->id), in->id);
     }
 }
 
@@ -903,14 +915,14 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req_in, struct strbuf 
         struct live_ctl_byref f = { .ref = req->id };
         if (d->trips && (byref = trips_find_ref(d->trips, req->id)) != NULL) {
             f.scope = byref->scope;
-            (void)snprintf(f.id, sizeof(f.id), "%s", byref->id);
+            live_ctl_cpy(f.id, sizeof(f.id), byref->id);
         } else {
             (void)action_list(d->action, true, live_ctl_byref_one, &f);
         }
         if (f.id[0]) {
-            (void)snprintf(ref, sizeof(ref), "%s", req->id);
+            live_ctl_cpy(ref, sizeof(ref), req->id);
             req->scope = f.scope;
-            (void)snprintf(req->id, sizeof(req->id), "%s", f.id);
+            live_ctl_cpy(req->id, sizeof(req->id), f.id);
         }
     }
     acted = action_info(d->action, req->scope, req->id, &in) == 0;
@@ -1068,7 +1080,7 @@ live_ctl_order_new(struct daemon *d, const struct ctl_request *req)
         return NULL;
     o->verb = req->verb;
     o->scope = req->scope;
-    (void)snprintf(o->id, sizeof(o->id), "%s", req->id);
+    live_ctl_cpy(o->id, sizeof(o->id), req->id);
     strbuf_init(&o->answer, 64 * 1024);
     o->next = d->ctl_orders;
     d->ctl_orders = o;
@@ -1273,13 +1285,13 @@ live_ctl_hold(struct daemon *d, const struct ctl_request *req, const struct ctl_
     if (t) { /* the order is listed by tripped and show like a trip, rule "manual" */
         struct trip_rec *tr = calloc(1, sizeof(*tr));
         if (tr) {
-            (void)snprintf(tr->rule, sizeof(tr->rule), "%s", LIVE_CTL_MANUAL_RULE);
+            live_ctl_cpy(tr->rule, sizeof(tr->rule), LIVE_CTL_MANUAL_RULE);
             tr->scope = req->scope;
-            (void)snprintf(tr->id, sizeof(tr->id), "%s", req->id);
-            (void)snprintf(tr->account, sizeof(tr->account), "%s", account);
+            live_ctl_cpy(tr->id, sizeof(tr->id), req->id);
+            live_ctl_cpy(tr->account, sizeof(tr->account), account);
             tr->wall_ms = clock_now_ms(&clock_real);
             tr->actions = ar.actions;
-            (void)snprintf(tr->detail, sizeof(tr->detail), "%s", req->reason);
+            live_ctl_cpy(tr->detail, sizeof(tr->detail), req->reason);
             (void)trips_add(t, tr);
             free(tr);
         }
@@ -1305,7 +1317,7 @@ live_ctl_hold(struct daemon *d, const struct ctl_request *req, const struct ctl_
                                 d->cfg->state_dir, strerror(-r));
         if (tr) {
             tr->result = r == -EALREADY ? TRIPS_ALREADY : TRIPS_NOT_ACTED;
-            (void)snprintf(tr->detail, sizeof(tr->detail), "%s", strbuf_cstr(out));
+            live_ctl_cpy(tr->detail, sizeof(tr->detail), strbuf_cstr(out));
         }
         return r;
     }
@@ -1390,7 +1402,7 @@ live_ctl_test_done(void *ctx, const char *dest, bool ok, int status, const char 
         r = strbuf_printf(b, "%s{\"dest\":\"", t->got > 1 ? "," : "");
         if (r == 0)
             r = strbuf_append_json(b, dest ? dest : "", dest ? strlen(dest) : 0);
-        (void)snprintf(line, sizeof(line), "%s", detail ? detail : "");
+        live_ctl_cpy(line, sizeof(line), detail ? detail : "");
         if (r == 0)
             r = strbuf_printf(b, "\",\"ok\":%s,\"status\":%d,\"detail\":\"", ok ? "true" : "false",
                               status);
