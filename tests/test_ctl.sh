@@ -215,6 +215,17 @@ try:
     for box, n in (("box2@example.com", 2), ("box3@example.com", 1)):
         for _ in range(n):
             lines += message(box, True)[1]
+    # two of box1's messages are in the spool: the first frozen, the fourth (the one that
+    # trips) queued; their -H files give show its sender and subject, and the trip its own
+    def spool_h(mid, subject, frozen):
+        hdr = "%s\n" % ("Subject: " + subject)
+        with open(os.path.join(SPOOL, "input", mid + "-H"), "w") as f:
+            f.write("%s-H\nDebian-exim 102 105\n<box1@example.com>\n1795457018 0\n"
+                    "-auth_id box1@example.com\n-host_address 192.0.2.1.4321\n%s"
+                    "XX\n1\nr@remote.example\n\n%03d  %s"
+                    % (mid, "-frozen 1795457019\n" if frozen else "", len(hdr), hdr))
+    spool_h(queued[0], "hello \x1b[2J there", True)
+    spool_h(queued[3], "Win a prize", False)
     with open(LOG, "a") as f:
         f.write("\n".join(lines) + "\n")
     size = os.path.getsize(LOG)
@@ -289,8 +300,19 @@ try:
     check(set(sh["totals"]) == {"messages", "recipients"}, "show totals: %r" % sh["totals"])
     check(re.search(r"^  \S+ \S+  burst: 4/3 in 10m, alerted  fg-[0-9a-f]{8}$", text, re.M) and
           "tripping message " + queued[3] in text, "show trip text: %r" % text)
-    check([m["id"] for m in sh["messages"]] == queued and
-          not any(m["in_spool"] for m in sh["messages"]), "show messages: %r" % sh["messages"])
+    msgs = sh["messages"]
+    check([m["id"] for m in msgs] == queued and
+          [m["in_spool"] for m in msgs] == [True, False, False, True, False] and
+          msgs[0]["frozen"] and not msgs[3]["frozen"] and
+          msgs[0]["sender"] == "box1@example.com" and msgs[0]["subject"] == "hello \x1b[2J there" and
+          msgs[3]["subject"] == "Win a prize", "show messages: %r" % msgs)
+    check(sh["trips"][0]["subject"] == "Win a prize", "the trip's sample subject")
+    check(re.search(r"^  %s  frozen   from <box1@example\.com>  \"hello \\x1b\[2J there\"$"
+                    % queued[0], text, re.M) and
+          re.search(r"^  %s  queued   from <box1@example\.com>  \"Win a prize\"$" % queued[3],
+                    text, re.M) and
+          re.search(r"^  %s  \(not in the spool" % queued[1], text, re.M) and
+          'tripping message %s "Win a prize"' % queued[3] in text, "show text messages: %r" % text)
     # the reference a refused sender quotes finds the identity
     byref = ctl_json("show", sh["trips"][0]["ref"])
     check(byref["id"] == "box1@example.com" and byref["ref"] == sh["trips"][0]["ref"],
