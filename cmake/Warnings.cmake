@@ -12,7 +12,16 @@ if(FLOODGATE_WERROR)
   add_compile_options(-Werror)
 endif()
 
-if(FLOODGATE_SANITIZE)
+if(FLOODGATE_FUZZ)
+  # Coverage-guided fuzzing (fuzz/, docs/fuzzing.md): every module is instrumented for
+  # libFuzzer and built with ASan + UBSan; only the harnesses link libFuzzer's main.
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "FLOODGATE_FUZZ needs clang: cmake -DCMAKE_C_COMPILER=clang")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+                      -fno-omit-frame-pointer -O1 -g)
+  add_link_options(-fsanitize=address,undefined)
+elseif(FLOODGATE_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all
                       -fno-omit-frame-pointer -O1 -g)
   add_link_options(-fsanitize=address,undefined)

@@ -33,8 +33,9 @@ void daemon_preflight_print(const struct preflight_report *r, FILE *f);
  */
 size_t daemon_preflight(const struct config *cfg, const char *when);
 
-/* floodgated --replay: returns the process exit status. */
-int replay_main(const struct config *cfg, char **files, int nfiles, bool json);
+/* floodgated --replay: returns the process exit status. @html: write the report page
+ * there (NULL: none). */
+int replay_main(const struct config *cfg, char **files, int nfiles, bool json, const char *html);
 
 /* The service: takes @cfg (a reload replaces and frees it); returns the exit status. */
 int live_main(const char *config_path, struct config *cfg);

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -138,6 +139,166 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
         log_emit(LOG_WARNING, r, fields, "no action taken for %s %s", scope, n->id);
 }
 
+/* At most one journal line (and alert) a minute per kind of these signals. */
+#define LIVE_SIGNAL_EVERY_MS 60000
+
+/* The engine's bound: the wall clock, and the local offset for logs written in local time. */
+static int64_t
+live_utc_now(void *ctx)
+{
+    (void)ctx;
+    return clock_now_ms(&clock_real);
+}
+
+/* Local time minus UTC, looked up once a minute (a DST change is a step the bound allows). */
+static int64_t
+live_local_offset(void *ctx)
+{
+    struct daemon *d = ctx;
+    int64_t now = clock_now_ms(&clock_real);
+
+    if (now >= d->gmtoff_until_ms) {
+        time_t t = (time_t)(now / 1000);
+        struct tm tm;
+        d->gmtoff_ms = localtime_r(&t, &tm) ? (int64_t)tm.tm_gmtoff * 1000 : 0;
+        d->gmtoff_until_ms = now + 60000;
+    }
+    return d->gmtoff_ms;
+}
+
+/* Is a journal line for this signal due? Counts the ones held back in *@quiet. */
+static bool
+live_signal_due(int64_t *last_mono, uint64_t *quiet)
+{
+    int64_t now = clock_mono_ms(&clock_real);
+
+    if (*last_mono && now - *last_mono < LIVE_SIGNAL_EVERY_MS) {
+        (*quiet)++;
+        return false;
+    }
+    *last_mono = now;
+    return true;
+}
+
+static void
+live_clock_ahead(struct daemon *d, const struct engine_notice *n)
+{
+    char line[24];
+    const struct log_field fields[] = {
+        { "LOG_TIME", n->at },
+        { "LOG_LINE", line },
+        { NULL, NULL },
+    };
+
+    if (!live_signal_due(&d->ahead_mono, &d->ahead_quiet))
+        return;
+    (void)snprintf(line, sizeof(line), "%" PRIu64, n->line);
+    log_emit(LOG_WARNING, 0, fields,
+             "record %" PRIu64 " is dated %s, more than %d minutes ahead of the clock: counted "
+             "at the current time (%" PRIu64 " more since the last report)",
+             n->line, n->at, ENGINE_CLOCK_AHEAD_MS / 60000, d->ahead_quiet);
+    d->ahead_quiet = 0;
+}
+
+/* Append " <scope> <id> (account <acct>)" or " an unknown writer", shown escaped. */
+static void
+live_identity_text(struct strbuf *b, enum usertable_scope scope, const char *id, const char *acct)
+{
+    if (!id[0]) {
+        (void)strbuf_appends(b, "an unknown writer");
+        return;
+    }
+    (void)strbuf_printf(b, "%s ", usertable_scope_name(scope));
+    (void)strbuf_append_display(b, id, strlen(id));
+    if (acct && acct[0] && strcmp(acct, id) != 0) {
+        (void)strbuf_appends(b, " (account ");
+        (void)strbuf_append_display(b, acct, strlen(acct));
+        (void)strbuf_appends(b, ")");
+    }
+}
+
+/* "what happened, by whom" for the journal and the alert; @b is reset first. */
+void
+live_injection_text(struct strbuf *b, const struct engine_notice *n)
+{
+    strbuf_reset(b);
+    (void)strbuf_printf(b, "log injection (%s) at line %" PRIu64 " (%s): %s; by ",
+                        engine_injection_name(n->injection), n->line, n->at,
+                        engine_injection_reason(n->injection));
+    live_identity_text(b, n->scope, n->id, n->account);
+    if (n->other[0]) {
+        (void)strbuf_appends(b, ", second reading ");
+        live_identity_text(b, n->other_scope, n->other, NULL);
+    }
+    if (n->msgid[0])
+        (void)strbuf_printf(b, ", message %s", n->msgid);
+}
+
+static void
+live_injection(struct daemon *d, const struct engine_notice *n)
+{
+    const char *kind = engine_injection_name(n->injection);
+    struct strbuf b;
+    char line[24], when[24];
+    const struct log_field fields[] = {
+        { "MESSAGE_ID", LOG_MSGID_INJECTION },
+        { "INJECTION", kind },
+        { "SCOPE", n->id[0] ? usertable_scope_name(n->scope) : NULL },
+        { "IDENTITY", n->id[0] ? n->id : NULL },
+        { "ACCOUNT", n->account[0] ? n->account : NULL },
+        { "LOG_TIME", n->at },
+        { "LOG_LINE", line },
+        { NULL, NULL },
+    };
+
+    (void)snprintf(line, sizeof(line), "%" PRIu64, n->line);
+    (void)snprintf(when, sizeof(when), "%lld", (long long)clock_now_ms(&clock_real));
+    /* the audit log has every one; the journal and the alerts one a minute per kind */
+    strbuf_init(&b, 4096);
+    (void)strbuf_printf(&b, "{\"event\":\"log_injection\",\"kind\":\"%s\",\"scope\":", kind);
+    if (n->id[0])
+        (void)strbuf_printf(&b, "\"%s\"", usertable_scope_name(n->scope));
+    else
+        (void)strbuf_appends(&b, "null");
+    (void)strbuf_appends(&b, ",\"id\":");
+    if (n->id[0]) {
+        (void)strbuf_appends(&b, "\"");
+        (void)strbuf_append_json(&b, n->id, strlen(n->id));
+        (void)strbuf_appends(&b, "\"");
+    } else {
+        (void)strbuf_appends(&b, "null");
+    }
+    (void)strbuf_appends(&b, ",\"account\":");
+    if (n->account[0]) {
+        (void)strbuf_appends(&b, "\"");
+        (void)strbuf_append_json(&b, n->account, strlen(n->account));
+        (void)strbuf_appends(&b, "\"");
+    } else {
+        (void)strbuf_appends(&b, "null");
+    }
+    if (n->other[0]) {
+        (void)strbuf_printf(&b, ",\"other_scope\":\"%s\",\"other_id\":\"",
+                            usertable_scope_name(n->other_scope));
+        (void)strbuf_append_json(&b, n->other, strlen(n->other));
+        (void)strbuf_appends(&b, "\"");
+    }
+    (void)strbuf_printf(&b,
+                        ",\"at\":\"%s\",\"line\":%" PRIu64
+                        ",\"msgid\":\"%s\",\"detected_at\":%s}\n",
+                        n->at, n->line, n->msgid, when);
+    live_audit(d, strbuf_cstr(&b));
+    if (live_signal_due(&d->inj_mono[n->injection], &d->inj_quiet[n->injection])) {
+        live_injection_text(&b, n);
+        if (d->inj_quiet[n->injection])
+            (void)strbuf_printf(&b, " (%" PRIu64 " more of this kind since the last report)",
+                                d->inj_quiet[n->injection]);
+        log_emit(LOG_WARNING, 0, fields, "%s", strbuf_cstr(&b));
+        live_alert_injection(d, n, d->inj_quiet[n->injection]);
+        d->inj_quiet[n->injection] = 0;
+    }
+    strbuf_done(&b);
+}
+
 static void
 live_on_record(void *ctx, const struct eximlog_record *rec)
 {
@@ -152,6 +313,10 @@ live_on_record(void *ctx, const struct eximlog_record *rec)
             live_trip(d, &notes[i], rec);
         } else if (notes[i].kind == ENGINE_FROZEN_BY_ACL) {
             (void)action_adopt_frozen(d->action, notes[i].scope, notes[i].id, notes[i].msgid);
+        } else if (notes[i].kind == ENGINE_CLOCK_AHEAD) {
+            live_clock_ahead(d, &notes[i]);
+        } else if (notes[i].kind == ENGINE_INJECTION) {
+            live_injection(d, &notes[i]);
         } else if (action_is_active(d->action, notes[i].scope, notes[i].id)) {
             /* until the block shows in the log, new arrivals are still accepted */
             const char *one = notes[i].msgid;
@@ -863,7 +1028,8 @@ live_main(const char *config_path, struct config *cfg)
     r = daemon_maps_load(cfg, d.key, &d.maps);
     if (r < 0)
         goto out;
-    ep = (struct engine_params){ .cfg = cfg, .maps = d.maps };
+    d.wall = (struct engine_wall){ live_utc_now, live_local_offset, &d };
+    ep = (struct engine_params){ .cfg = cfg, .maps = d.maps, .wall = &d.wall };
     memcpy(ep.key, d.key, SIPHASH_KEY_LEN);
     r = engine_new(&ep, &d.engine);
     if (r < 0)

@@ -64,7 +64,14 @@ struct daemon {
     bool state_alerted;      /* live_alert_state_failing() alerted since the last success */
 
     pid_t saver_pid;
-    struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
+    struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~250 KiB: not on the stack per record */
+    struct engine_wall wall;  /* the wall clock that bounds the engine's */
+    int64_t gmtoff_ms;        /* local time minus UTC (see live_local_offset) */
+    int64_t gmtoff_until_ms;  /* when to look it up again */
+    int64_t ahead_mono;       /* last journal line about a record dated ahead */
+    uint64_t ahead_quiet;     /* records dated ahead since, not logged one by one */
+    int64_t inj_mono[ENGINE_INJ__MAX]; /* last journal line / alert per injection kind */
+    uint64_t inj_quiet[ENGINE_INJ__MAX];
 
     /* live_ctl.c (control socket) */
     int64_t start_wall_ms; /* when the daemon started (uptime) */
@@ -139,6 +146,11 @@ int live_alert_open(struct daemon *d);
 void live_alert_free(struct daemon *d);
 /* A reload hands @next's destinations over (its last fallible step). 0 or -errno. */
 int live_alert_reload(struct daemon *d, const struct config *next);
+/* live.c: the text of an injection notice for people, into @b (reset first). */
+void live_injection_text(struct strbuf *b, const struct engine_notice *n);
+/* A log-injection signal (already rate-limited by the caller): a health alert naming
+ * the identity, escaped for display. */
+void live_alert_injection(struct daemon *d, const struct engine_notice *n, uint64_t quiet);
 /* A trip; @rec is the record that tripped it (subject, client, recipient samples). */
 void live_alert_trip(struct daemon *d, const struct engine_notice *n,
                      const struct eximlog_record *rec);

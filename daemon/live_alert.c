@@ -208,6 +208,31 @@ live_alert_trip(struct daemon *d, const struct engine_notice *n, const struct ex
 }
 
 void
+live_alert_injection(struct daemon *d, const struct engine_notice *n, uint64_t quiet)
+{
+    struct strbuf b;
+    int r;
+
+    if (!d->alerts)
+        return;
+    /* the identity is shown escaped (strbuf_append_display); alertmsg escapes the rest of
+     * the way for each destination, as for a trip */
+    strbuf_init(&b, 4096);
+    live_injection_text(&b, n);
+    if (quiet)
+        (void)strbuf_printf(&b, " (%" PRIu64 " more of this kind since the last alert)", quiet);
+    (void)strbuf_appends(&b, n->injection == ENGINE_INJ_HELO
+                                 ? "; counted for both readings: confirm in the spool before "
+                                   "acting on either"
+                                 : "; see the audit log");
+    r = dispatch_health(d->alerts, "log_injection", strbuf_cstr(&b));
+    strbuf_done(&b);
+    if (r < 0)
+        log_emit(LOG_WARNING, r, NULL, "alerts: cannot queue a log_injection event");
+    live_alert_commit_soon(d);
+}
+
+void
 live_alert_outcome(struct daemon *d, const struct action_outcome *o)
 {
     int r;

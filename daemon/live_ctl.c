@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "action_backend.h"
 #include "alertmsg.h"
 #include "clock.h"
 #include "live.h"
@@ -833,19 +834,24 @@ live_ctl_show_messages(struct daemon *d, char (*ids)[MSGTRACK_ID_MAX + 1], size_
 
 /*
  * ,"blocklist":{...}: the exim backend's lines for the identity's login (the mailbox, or
- * the account), as the ACL reads them; other backends keep their own lists.
+ * the account) and, for a script, its own quoted "user:/dir" line, as the ACL reads them;
+ * other backends keep their own lists.
  */
 static int
 live_ctl_show_blocklist(struct daemon *d, const struct ctl_request *req, const char *account,
                         struct strbuf *out)
 {
     const char *path = d->cfg->blocklist_file, *key = req->scope == SCOPE_MAILBOX ? req->id : account;
-    char *buf = NULL;
-    size_t klen = strlen(key), n = 0;
+    struct action_target t = { .scope = req->scope, .id = req->id, .account = account };
+    char *buf = NULL, skey[ACTION_EXIM_KEY_MAX] = "";
+    size_t klen = strlen(key), sklen, n = 0;
     int r, rr;
 
     if (d->cfg->backend != CONFIG_BACKEND_EXIM || !path)
         return 0;
+    if (req->scope == SCOPE_SCRIPT && action_exim_key(&t, skey, sizeof(skey)) < 0)
+        skey[0] = '\0';
+    sklen = strlen(skey);
     r = strbuf_appends(out, ",\"blocklist\":{");
     if (r == 0)
         r = live_ctl_str(out, "file", path);
@@ -860,7 +866,8 @@ live_ctl_show_blocklist(struct daemon *d, const struct ctl_request *req, const c
         nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
-        if (klen && strncasecmp(line, key, klen) == 0 && line[klen] == ':') {
+        if ((klen && strncasecmp(line, key, klen) == 0 && line[klen] == ':') ||
+            (sklen && strncmp(line, skey, sklen) == 0 && line[sklen] == ':')) {
             r = strbuf_appends(out, n++ ? ",\"" : "\"");
             if (r == 0)
                 r = strbuf_append_json(out, line, strlen(line));

@@ -376,6 +376,16 @@ live_metrics_engine(struct metrics *m, struct daemon *d)
                          st->cwd_forged);
     live_metrics_counter(m, "floodgate_identity_keys_refused_total",
                          "Identities refused for a key over the size cap.", st->keys_refused);
+    (void)metrics_family(m, "floodgate_log_injection_total", METRICS_COUNTER,
+                         "Records that show log injection, by how (absorbed line, cwd=, forged "
+                         "tail, forged HELO).");
+    for (size_t k = 0; k < ENGINE_INJ__MAX; k++)
+        live_metrics_one(m, "kind", engine_injection_name((enum engine_injection)k),
+                         st->injections[k]);
+    live_metrics_counter(m, "floodgate_records_clock_ahead_total",
+                         "Records dated more than 5 minutes ahead of the clock, counted at the "
+                         "current time.",
+                         st->clock_ahead);
 }
 
 static void

@@ -3,7 +3,7 @@
  *
  *   floodgated [--config FILE]                    the service (live.c)
  *   floodgated [--config FILE] --check-config     validate and exit 0/1
- *   floodgated [--config FILE] --replay LOG... [--json]
+ *   floodgated [--config FILE] --replay LOG... [--json] [--html FILE]
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -22,13 +22,14 @@ main_usage(FILE *f)
 {
     fputs("usage: floodgated [--config FILE]                 run the service\n"
           "       floodgated [--config FILE] --check-config  validate the configuration\n"
-          "       floodgated [--config FILE] --replay LOG... [--json]\n"
+          "       floodgated [--config FILE] --replay LOG... [--json] [--html FILE]\n"
           "                  replay finished logs (plain, .gz, or - for stdin)\n"
           "options:\n"
           "  -c, --config FILE   configuration (default " MAIN_DEFAULT_CONFIG ")\n"
           "  -n, --check-config  parse and validate the configuration, then exit\n"
           "  -r, --replay        treat the remaining arguments as logs to replay\n"
           "  -j, --json          replay: print one JSON object\n"
+          "      --html FILE     replay: also write a report page (charts, evidence) to FILE\n"
           "  -v, --verbose       debug logging\n"
           "  -V, --version       print the version\n"
           "  -h, --help          this text\n",
@@ -42,10 +43,12 @@ main(int argc, char **argv)
         { "config", required_argument, NULL, 'c' }, { "check-config", no_argument, NULL, 'n' },
         { "replay", no_argument, NULL, 'r' },       { "json", no_argument, NULL, 'j' },
         { "verbose", no_argument, NULL, 'v' },      { "version", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },         { "html", required_argument, NULL, 'H' },
+        { NULL, 0, NULL, 0 },
     };
     const char *path = MAIN_DEFAULT_CONFIG;
     bool check = false, replay = false, json = false;
+    const char *html = NULL;
     int prio = LOG_INFO, c, r;
     struct config *cfg = NULL;
     struct diag d;
@@ -65,6 +68,9 @@ main(int argc, char **argv)
         case 'j':
             json = true;
             break;
+        case 'H':
+            html = optarg;
+            break;
         case 'v':
             prio = LOG_DEBUG;
             break;
@@ -79,10 +85,12 @@ main(int argc, char **argv)
             return 2;
         }
     }
-    if ((json && !replay) || (replay && optind >= argc) || (!replay && optind < argc)) {
+    if (((json || html) && !replay) || (replay && optind >= argc) || (!replay && optind < argc)) {
         fprintf(stderr, "floodgated: %s\n",
                 replay ? "--replay needs at least one log file (or -)"
-                       : (json ? "--json goes with --replay" : "unexpected argument"));
+                : json ? "--json goes with --replay"
+                : html ? "--html goes with --replay"
+                       : "unexpected argument");
         main_usage(stderr);
         return 2;
     }
@@ -114,7 +122,7 @@ main(int argc, char **argv)
     }
     if (!replay)
         return live_main(path, cfg); /* takes cfg: a reload replaces it */
-    r = replay_main(cfg, argv + optind, argc - optind, json);
+    r = replay_main(cfg, argv + optind, argc - optind, json, html);
     config_free(cfg);
     return r;
 }

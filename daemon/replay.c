@@ -20,10 +20,13 @@
 #include "daemon.h"
 #include "engine.h"
 #include "log.h"
+#include "report.h"
 
-#define REPLAY_READ_BYTES (1u << 20)
-#define REPLAY_LINE_MAX   (2 * EXIMLOG_RECORD_MAX) /* longer lines are cut (tail R8) */
+#define REPLAY_READ_BYTES     (1u << 20)
+#define REPLAY_LINE_MAX       (2 * EXIMLOG_RECORD_MAX) /* longer lines are cut (tail R8) */
 #define REPLAY_ORDER_SLACK_MS 60000 /* a file may start this much before the last one ended */
+/* Every escape is at most 4 bytes per input byte: an identity rendered whole fits. */
+#define REPLAY_TERM_MAX (4 * USERTABLE_KEY_MAX + 4)
 
 struct replay_trip {
     struct engine_notice n;
@@ -32,10 +35,17 @@ struct replay_trip {
 
 struct replay_episode;
 
+/* A file given, for the warnings about it (replay_order_check, replay_reject_check). */
+struct replay_file {
+    uint64_t last;           /* rp->pushed at its end: fed once pushed - pending reaches it */
+    uint64_t envelope_lines; /* lines a reject log has ("Envelope-from: ") */
+};
+
 struct replay {
     const struct config *cfg;
     struct engine *engine;
-    struct replay_episode *ep; /* (identity, rule) tripped: see replay_episode_add() */
+    struct engine_delay *delay; /* records wait for the ones that bound their time */
+    struct replay_episode *ep;  /* (identity, rule) tripped: see replay_episode_add() */
     size_t nep, capep;
     size_t *buckets, nbuckets, *next;
     uint64_t recurrences;
@@ -43,9 +53,15 @@ struct replay {
     struct replay_trip *trips;
     size_t ntrips, captrips;
     uint64_t lines, bytes, cut_lines;
-    uint64_t pending_line; /* first line of the record the joiner is assembling */
-    int64_t file_first_ms; /* log time of the current file's first timed record, 0: none yet */
+    uint64_t pending_line;   /* first line of the record the joiner is assembling */
+    uint64_t pushed;         /* records given to the delay (replay_record) */
+    int64_t file_first_ms;   /* log time of the current file's first timed record, 0: none yet */
     uint64_t envelope_lines; /* current file: lines a reject log has ("Envelope-from: ") */
+    struct replay_file *fi;  /* per file given */
+    int nread, nchecked;     /* files read to their end; files checked (all records fed) */
+    uint64_t arrivals_fed;   /* engine arrivals when the last checked file was all fed */
+    char **files;
+    struct report *report;                          /* --html: NULL without */
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 };
 
@@ -72,7 +88,7 @@ replay_keep(struct replay *rp, const struct engine_notice *n)
  * the report should show each episode. Per (identity, rule) tripped, an episode ends when
  * an arrival finds the rule's sliding value back at or under its limit, and a later arrival
  * that passes the limit again is reported as the rule tripping again (the value and time
- * of that arrival). Entries are kept in a hash of the identity (open addressing, grown).
+ * of that arrival). Entries are kept in a hash of the identity (chained, grown).
  */
 struct replay_episode {
     enum usertable_scope scope;
@@ -171,8 +187,7 @@ replay_episode_arrival(struct replay *rp, const struct engine_notice *n)
     int64_t now = engine_now_ms(rp->engine);
     struct usertable_entry *ent;
 
-    if (!rp->nbuckets ||
-        usertable_get(t, n->scope, n->id, strlen(n->id), now, false, &ent) <= 0)
+    if (!rp->nbuckets || usertable_get(t, n->scope, n->id, strlen(n->id), now, false, &ent) <= 0)
         return 0;
     for (size_t k = rp->buckets[replay_hash(n->scope, n->id) & (rp->nbuckets - 1)]; k != SIZE_MAX;
          k = rp->next[k]) {
@@ -199,15 +214,10 @@ replay_episode_arrival(struct replay *rp, const struct engine_notice *n)
 }
 
 static int
-replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line)
+replay_notes(struct replay *rp, size_t n)
 {
-    size_t n = engine_feed(rp->engine, rec, line, rp->notes, N_ELEMS(rp->notes));
-
-    if (rp->file_first_ms == 0) {
-        struct exim_event ev;
-        if (eximlog_parse(rec->text, rec->len, &ev) >= 0 && ev.ts_ms > 0)
-            rp->file_first_ms = ev.ts_ms;
-    }
+    if (rp->report)
+        report_step(rp->report, rp->engine, rp->notes, n);
     for (size_t i = 0; i < n; i++) {
         const struct engine_notice *no = &rp->notes[i];
         int r = replay_keep(rp, no);
@@ -221,16 +231,109 @@ replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line
     return 0;
 }
 
+/*
+ * Warnings about the files given. One that starts before the one before it ended (shell
+ * globs sort "mainlog.1 mainlog.2.gz" newest first; the clock cannot go back, so windows
+ * and trips are wrong): checked when it has been read, against the time of the last record
+ * of the file before it that can vouch for its time (engine_delay_last_ms).
+ */
+static void
+replay_order_check(const struct replay *rp, int i, int64_t before)
+{
+    char t[REPLAY_TERM_MAX], prev[REPLAY_TERM_MAX], a[24], b[24];
+
+    if (i == 0 || rp->file_first_ms <= 0 || before == INT64_MIN ||
+        rp->file_first_ms + REPLAY_ORDER_SLACK_MS >= before)
+        return;
+    (void)util_term_escape(t, sizeof(t), rp->files[i], strlen(rp->files[i]));
+    (void)util_term_escape(prev, sizeof(prev), rp->files[i - 1], strlen(rp->files[i - 1]));
+    util_format_time(rp->file_first_ms, a, sizeof(a));
+    util_format_time(before, b, sizeof(b));
+    log_emit(LOG_WARNING, 0, NULL,
+             "files out of time order: %s starts at %s, before %s ended (%s); give them oldest "
+             "first (for Debian: mainlog.3.gz mainlog.2.gz mainlog.1 mainlog), or windows and "
+             "trips are wrong",
+             t, a, prev, b);
+}
+
+/*
+ * One that looks like Exim's reject log (no arrivals, "Envelope-from:" lines) given as a
+ * main log: checked once all its records were fed (the delay holds the last few of a file
+ * until the next file's records follow them), so its arrivals are its own.
+ */
+static void
+replay_reject_check(const struct replay *rp, int i, uint64_t arrivals)
+{
+    char t[REPLAY_TERM_MAX];
+
+    if (arrivals > 0 || (rp->fi[i].envelope_lines == 0 && !strstr(rp->files[i], "reject")))
+        return;
+    (void)util_term_escape(t, sizeof(t), rp->files[i], strlen(rp->files[i]));
+    log_emit(LOG_WARNING, 0, NULL,
+             "%s looks like Exim's reject log (no arrivals%s), not its main log: give the main "
+             "log (mainlog, exim_mainlog)",
+             t, rp->fi[i].envelope_lines ? ", Envelope- lines" : "");
+}
+
+/* The files read whose every record has now been fed: their reject-log check. */
+static void
+replay_checks_due(struct replay *rp)
+{
+    uint64_t fed = rp->pushed - engine_delay_pending(rp->delay);
+
+    while (rp->nchecked < rp->nread && fed >= rp->fi[rp->nchecked].last) {
+        uint64_t now = engine_stats(rp->engine)->arrivals;
+        replay_reject_check(rp, rp->nchecked++, now - rp->arrivals_fed);
+        rp->arrivals_fed = now;
+    }
+}
+
+/*
+ * There is no wall clock in a replay: a record is fed once ENGINE_CLOCK_CONFIRM records
+ * follow it, and its time counts only as far as they agree (engine_delay), so one line
+ * dated 2099 does not stop the windows while a real gap in the log still moves them.
+ */
+static int
+replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line)
+{
+    int r;
+
+    if (rp->file_first_ms == 0) {
+        struct exim_event ev;
+        if (eximlog_parse(rec->text, rec->len, &ev) >= 0 && ev.ts_ms > 0)
+            rp->file_first_ms = ev.ts_ms;
+    }
+    r = replay_notes(
+        rp, engine_delay_push(rp->delay, rp->engine, rec, line, rp->notes, N_ELEMS(rp->notes)));
+    rp->pushed++;
+    replay_checks_due(rp);
+    return r;
+}
+
+/* The end of the input: the records still waiting, bounded by what follows them. */
+static int
+replay_drain(struct replay *rp)
+{
+    int r = 0;
+
+    while (r == 0 && engine_delay_pending(rp->delay)) {
+        r = replay_notes(rp,
+                         engine_delay_flush(rp->delay, rp->engine, rp->notes, N_ELEMS(rp->notes)));
+        replay_checks_due(rp);
+    }
+    return r;
+}
+
 static int
 replay_line(struct replay *rp, const char *p, size_t len, uint64_t start)
 {
-    if (len > 10 && p[0] == 'E' && memcmp(p, "Envelope-", 9) == 0)
-        rp->envelope_lines++;
     struct eximlog_record rec;
     uint64_t line = ++rp->lines;
     uint64_t first = rp->pending_line;
     int r = eximlog_joiner_push(&rp->joiner, p, len, start, start + len + 1, &rec);
 
+    if (len > 10 && p[0] == 'E' && memcmp(p, "Envelope-", 9) == 0)
+        rp->envelope_lines++;
     if (rp->joiner.pending && rp->joiner.start == start)
         rp->pending_line = line;
     if (r > 0)
@@ -421,10 +524,17 @@ replay_print_json(struct replay *rp, double secs)
     strbuf_init(&b, SIZE_MAX / 2);
     (void)strbuf_printf(&b,
                         "{\"lines\":%llu,\"bytes\":%llu,\"records\":%llu,\"parse_errors\":%llu,"
-                        "\"arrivals\":%llu,\"outbound\":%llu,\"seconds\":%.3f,\"identities\":[",
+                        "\"arrivals\":%llu,\"outbound\":%llu,\"clock_ahead\":%llu,"
+                        "\"log_injection\":{",
                         (unsigned long long)rp->lines, (unsigned long long)rp->bytes,
                         (unsigned long long)st->records, (unsigned long long)st->parse_errors,
-                        (unsigned long long)st->arrivals, (unsigned long long)st->outbound, secs);
+                        (unsigned long long)st->arrivals, (unsigned long long)st->outbound,
+                        (unsigned long long)st->clock_ahead);
+    for (size_t k = 0; k < ENGINE_INJ__MAX; k++)
+        (void)strbuf_printf(&b, "%s\"%s\":%llu", k ? "," : "",
+                            engine_injection_name((enum engine_injection)k),
+                            (unsigned long long)st->injections[k]);
+    (void)strbuf_printf(&b, "},\"seconds\":%.3f,\"identities\":[", secs);
     for (size_t i = 0; ids && i < nid; i++) {
         engine_account_of(rp->engine, ids[i].scope, ids[i].id, acct, sizeof(acct));
         (void)strbuf_printf(&b, "%s{\"scope\":\"%s\",\"id\":", i ? "," : "",
@@ -461,9 +571,6 @@ replay_print_json(struct replay *rp, double secs)
     free(ids);
 }
 
-/* Every escape is at most 4 bytes per input byte: an identity rendered whole fits. */
-#define REPLAY_TERM_MAX (4 * USERTABLE_KEY_MAX + 4)
-
 /* Log text (identities, accounts, rule names, times) for a terminal: util_term_escape. */
 static const char *
 replay_term(char buf[REPLAY_TERM_MAX], const char *s)
@@ -497,6 +604,13 @@ replay_print_text(struct replay *rp, double secs)
     printf("deliveries %llu, deferrals %llu, failures %llu, log injection attempts %llu\n",
            (unsigned long long)st->deliveries, (unsigned long long)st->deferrals,
            (unsigned long long)st->failures, (unsigned long long)st->cwd_forged);
+    printf("log injection signals: absorbed %llu, cwd %llu, tail %llu, helo %llu; records "
+           "dated ahead of the clock %llu\n",
+           (unsigned long long)st->injections[ENGINE_INJ_ABSORBED],
+           (unsigned long long)st->injections[ENGINE_INJ_CWD],
+           (unsigned long long)st->injections[ENGINE_INJ_TAIL],
+           (unsigned long long)st->injections[ENGINE_INJ_HELO],
+           (unsigned long long)st->clock_ahead);
     printf("\ntop senders (at most 5 per scope):\n");
     if (nid > 0)
         printf("  %-8s %-50s %-12s %9s %10s\n", "SCOPE", "IDENTITY", "ACCOUNT", "MESSAGES",
@@ -545,38 +659,48 @@ replay_progress(const char *path, int i, int nfiles, uint64_t lines, uint64_t by
             (double)ms / 1000.0);
 }
 
-/*
- * Warnings about the files given: one that starts before the one before it ended (shell
- * globs sort "mainlog.1 mainlog.2.gz" newest first: the clock cannot go back, so the
- * older file's records are counted at the newer time and windows are wrong), and one that
- * looks like Exim's reject log (no arrivals, "Envelope-from:" lines) given as a main log.
- */
-static void
-replay_file_checks(struct replay *rp, char **files, int i, int64_t before, uint64_t arrivals)
+/* --html: the page (lib/report) written to @path, readable by its owner only. */
+static int
+replay_write_html(struct replay *rp, char **files, int nfiles, const char *path)
 {
-    char t[REPLAY_TERM_MAX], prev[REPLAY_TERM_MAX], a[24], b[24];
+    struct report_meta m = { .files = (const char *const *)files,
+                             .nfiles = (size_t)nfiles,
+                             .lines = rp->lines };
+    struct strbuf b;
+    size_t off = 0;
+    int fd, r;
 
-    (void)util_term_escape(t, sizeof(t), files[i], strlen(files[i]));
-    if (i > 0 && rp->file_first_ms > 0 && before > 0 &&
-        rp->file_first_ms + REPLAY_ORDER_SLACK_MS < before) {
-        (void)util_term_escape(prev, sizeof(prev), files[i - 1], strlen(files[i - 1]));
-        util_format_time(rp->file_first_ms, a, sizeof(a));
-        util_format_time(before, b, sizeof(b));
-        log_emit(LOG_WARNING, 0, NULL,
-                 "files out of time order: %s starts at %s, before %s ended (%s); give them "
-                 "oldest first (for Debian: mainlog.3.gz mainlog.2.gz mainlog.1 mainlog), or "
-                 "windows and trips are wrong",
-                 t, a, prev, b);
+    report_finish(rp->report, rp->engine);
+    strbuf_init(&b, REPORT_HTML_MAX);
+    r = report_render(rp->report, rp->engine, &m, &b);
+    if (r < 0) {
+        strbuf_done(&b);
+        return log_emit(LOG_ERR, r, NULL, "%s: cannot render the report", path);
     }
-    if (arrivals == 0 && (rp->envelope_lines > 0 || strstr(files[i], "reject")))
-        log_emit(LOG_WARNING, 0, NULL,
-                 "%s looks like Exim's reject log (no arrivals%s), not its main log: give the "
-                 "main log (mainlog, exim_mainlog)",
-                 t, rp->envelope_lines ? ", Envelope- lines" : "");
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+        strbuf_done(&b);
+        return log_emit(LOG_ERR, r, NULL, "%s: cannot create", path);
+    }
+    while (off < b.len) {
+        ssize_t w = write(fd, b.p + off, b.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            r = log_emit(LOG_ERR, w < 0 ? -errno : -EIO, NULL, "%s: write error", path);
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0 && r == 0)
+        r = log_emit(LOG_ERR, -errno, NULL, "%s: write error", path);
+    strbuf_done(&b);
+    return r;
 }
 
 int
-replay_main(const struct config *cfg, char **files, int nfiles, bool json)
+replay_main(const struct config *cfg, char **files, int nfiles, bool json, const char *html)
 {
     struct engine_params ep = { .cfg = cfg };
     bool progress = isatty(STDERR_FILENO) == 1;
@@ -596,10 +720,22 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
         return 1;
     }
     ep.maps = maps;
+    if (html) {
+        rp->report = report_new(cfg);
+        if (!rp->report) {
+            log_emit(LOG_ERR, -ENOMEM, NULL, "replay: cannot start");
+            r = -ENOMEM;
+            goto out;
+        }
+        ep.hook = report_hook(rp->report);
+    }
     r = engine_new(&ep, &rp->engine);
+    rp->delay = engine_delay_new();
+    rp->fi = calloc(nfiles > 0 ? (size_t)nfiles : 1, sizeof(*rp->fi));
+    rp->files = files;
     buf = malloc(REPLAY_READ_BYTES);
     carry = malloc(REPLAY_LINE_MAX);
-    if (r < 0 || !buf || !carry) {
+    if (r < 0 || !rp->delay || !rp->fi || !buf || !carry) {
         log_emit(LOG_ERR, -ENOMEM, NULL, "replay: cannot start");
         r = -ENOMEM;
         goto out;
@@ -607,25 +743,32 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json)
     eximlog_joiner_init(&rp->joiner);
     t0 = clock_mono_ms(&clock_real);
     for (int i = 0; i < nfiles && r == 0; i++) {
-        int64_t before = engine_now_ms(rp->engine), f0 = clock_mono_ms(&clock_real);
+        int64_t before = engine_delay_last_ms(rp->delay), f0 = clock_mono_ms(&clock_real);
         uint64_t lines = rp->lines, bytes = rp->bytes;
-        uint64_t arrivals = engine_stats(rp->engine)->arrivals;
         rp->file_first_ms = 0;
         rp->envelope_lines = 0;
         r = replay_file(rp, files[i], buf, carry);
         if (r < 0)
             break;
-        replay_file_checks(rp, files, i, before, engine_stats(rp->engine)->arrivals - arrivals);
+        rp->fi[i].last = rp->pushed;
+        rp->fi[i].envelope_lines = rp->envelope_lines;
+        rp->nread = i + 1;
+        replay_order_check(rp, i, before);
+        replay_checks_due(rp);
         if (progress)
             replay_progress(files[i], i, nfiles, rp->lines - lines, rp->bytes - bytes,
                             clock_mono_ms(&clock_real) - f0);
     }
+    if (r == 0)
+        r = replay_drain(rp);
     if (r == 0) {
         double secs = (double)(clock_mono_ms(&clock_real) - t0) / 1000.0;
         if (json)
             replay_print_json(rp, secs);
         else
             replay_print_text(rp, secs);
+        if (html)
+            r = replay_write_html(rp, files, nfiles, html);
     }
 out:
     free(buf);
@@ -636,7 +779,10 @@ out:
     free(rp->ep);
     free(rp->buckets);
     free(rp->next);
+    free(rp->fi);
+    engine_delay_free(rp->delay);
     engine_free(rp->engine);
+    report_free(rp->report);
     free(rp);
     attrib_maps_free(maps);
     return r < 0 ? 1 : 0;

@@ -88,7 +88,9 @@ struct action_entry {
 };
 
 enum job_kind { JOB_TRIP, JOB_FREEZE_MORE, JOB_RELEASE, JOB_RESUME };
-enum job_phase { PH_FREEZE, PH_BACKEND, PH_UNBLOCK, PH_THAW, PH_DONE };
+/* PH_SCAN: a trip's walk of the spool for the identity's backlog (then PH_FREEZE);
+ * PH_RSCAN: a release's walk for what the ACL froze (then PH_THAW) */
+enum job_phase { PH_FREEZE, PH_BACKEND, PH_UNBLOCK, PH_THAW, PH_DONE, PH_SCAN, PH_RSCAN };
 
 struct action_job {
     struct action_job *next;
@@ -106,6 +108,11 @@ struct action_job {
     bool rerun;            /* ids pending at a restart: "already frozen" may be our -Mf */
     uint32_t unblock_left; /* release: bits still to undo */
     bool undo_failed;      /* release: a backend undo step failed */
+    struct spool_scan *scan; /* PH_SCAN, PH_RSCAN: the walk under way */
+    int64_t scan_ms;         /* monotonic start of the walk */
+    char **extra;            /* release: ids the ACL froze for the identity, not in e->frozen */
+    size_t nextra, capextra;
+    uint32_t login_uid;      /* the login's uid from a -H file naming it; UINT32_MAX unknown */
     struct action_outcome out;
 };
 
@@ -133,6 +140,10 @@ struct action {
     bool inflight;
     bool pumping;
     ev_timer retry_timer;
+    ev_timer scan_timer; /* the next step of a spool walk, after the loop's other events */
+    char **syslogins;    /* sorted: logins of the passwd file with uid < 1000 or >= 65534 */
+    size_t nsyslogins;
+    char *passwd_file, *cpanel_users_dir;
     struct action_breaker breaker; /* trips of the last hour (action_breaker_allow) */
     struct action_duration durations[ACTION_STEP__MAX];
 };
@@ -624,12 +635,18 @@ ledger_load(struct action *a)
 {
     char *buf = NULL, *line, *f[13];
     struct action_entry *last = NULL;
-    int r = state_read_path(a->ledger_path, ACTION_LEDGER_MAX, &buf, NULL);
+    size_t len = 0;
+    int r = state_read_path(a->ledger_path, ACTION_LEDGER_MAX, &buf, &len);
 
     if (r == -ENOENT)
         return 0;
     if (r < 0)
         return r;
+    /* the ledger is text: a NUL would end it silently and lose every entry after it */
+    if (memchr(buf, '\0', len)) {
+        r = -EBADMSG;
+        goto out;
+    }
     line = buf;
     char *nl = strchr(line, '\n');
     size_t efields = 12;
@@ -706,6 +723,10 @@ out:
 static void
 job_free(struct action_job *j)
 {
+    spool_scan_free(j->scan);
+    for (size_t i = 0; i < j->nextra; i++)
+        free(j->extra[i]);
+    free(j->extra);
     for (size_t i = 0; i < j->nids; i++)
         free(j->ids[i]);
     free(j->ids);
@@ -739,6 +760,7 @@ job_new(enum job_kind kind, struct action_entry *e, const char *what)
     j->kind = kind;
     j->e = e;
     j->out.what = what;
+    j->login_uid = UINT32_MAX;
     j->out.rule = e->rule;
     j->out.scope = e->scope;
     j->out.id = e->id;
@@ -784,8 +806,11 @@ action_valid_identity(enum usertable_scope scope, const char *id)
     case SCOPE_ACCOUNT:
         return spawn_valid_user(id);
     case SCOPE_SCRIPT:
+        /* account:directory. The directory is the bytes Exim logged (any but NUL): it is
+         * a key, never an argument as it is (action_command escapes it, the other
+         * backends act on the account or on message ids) */
         colon = strchr(id, ':');
-        if (!colon || !spawn_valid_text(id) ||
+        if (!colon || colon[1] == '\0' || strlen(id) >= USERTABLE_KEY_MAX ||
             util_copy_str(user, sizeof(user), fg_str_make(id, (size_t)(colon - id))) < 0)
             return false;
         return spawn_valid_user(user);
@@ -793,6 +818,20 @@ action_valid_identity(enum usertable_scope scope, const char *id)
         break;
     }
     return false;
+}
+
+/* The login of an account or script identity into @buf ("" for a mailbox or when too long). */
+static void
+action_login_of(enum usertable_scope scope, const char *id, char *buf, size_t size)
+{
+    const char *colon = scope == SCOPE_SCRIPT ? strchr(id, ':') : NULL;
+    size_t n = colon ? (size_t)(colon - id) : strlen(id);
+
+    buf[0] = '\0';
+    if (scope == SCOPE_MAILBOX || (scope == SCOPE_SCRIPT && !colon) || n >= size)
+        return;
+    memcpy(buf, id, n);
+    buf[n] = '\0';
 }
 
 /*
@@ -806,12 +845,14 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
             bool freeze)
 {
     char buf[SPOOL_HEADER_READ_MAX];
+    char login[SPAWN_USER_MAX + 1];
     char **bad = NULL;
     size_t nbad = 0;
     int r = 0;
 
     if (n == 0)
         return 0;
+    action_login_of(j->e->scope, j->e->id, login, sizeof(login));
     j->ids = calloc(n, sizeof(char *));
     bad = calloc(n, sizeof(char *));
     if (!j->ids || !bad) {
@@ -850,8 +891,12 @@ job_collect(struct action *a, struct action_job *j, const char *const *msgids, s
             continue;
         }
         j->verified++;
+        if (login[0] && fg_str_eq(h.login, login))
+            j->login_uid = h.uid; /* "login uid gid": the submitting process's */
         if (!freeze)
             break; /* one confirmed message is what the hold needs */
+        if (h.frozen && spool_marker_names(&h, j->e->scope, j->e->id))
+            continue; /* our ACL froze it on arrival: a release finds it by its mark */
         if (!(j->ids[j->nids] = strdup(id))) {
             free(bad);
             return -ENOMEM;
@@ -927,7 +972,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
     struct action_entry *e = j->e;
     char **ids = j->ids;
     char **mine = calloc(bt->n ? bt->n : 1, sizeof(char *));
-    size_t nmine = 0, nfail = 0;
+    size_t nmine = 0, nfail = 0, nalready = 0, ngone = 0;
     struct action_audit au;
     char st[128];
 
@@ -941,6 +986,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
         if (strstr(res->out, gone) || strstr(res->err_text, gone)) {
             if (bt->thaw)
                 j->thawed[i] = true; /* nothing left to thaw: forget it */
+            ngone++;
             continue;
         }
         if (!bt->thaw && action_exim_says(res->out, id, "is now frozen")) {
@@ -955,6 +1001,7 @@ job_batch_done(void *ctx, const struct spawn_result *res)
                     j->nlocked++;
             }
         } else if (!bt->thaw && action_exim_says(res->out, id, "is already frozen")) {
+            nalready++;
             if (!j->rerun)
                 continue; /* frozen by someone else: not ours to thaw later */
             if (entry_add_frozen(e, id) == 0 && mine)
@@ -982,9 +1029,18 @@ job_batch_done(void *ctx, const struct spawn_result *res)
     audit_end(a, &au);
     spawn_result_describe(res, st, sizeof(st));
     {
-        char what[160];
-        (void)snprintf(what, sizeof(what), "exim %s: %zu of %zu ids %s (%s)",
-                       bt->thaw ? "-Mt" : "-Mf", nmine, bt->n, bt->thaw ? "thawed" : "frozen", st);
+        /* per id, as exim said it: its exit status is 1 as soon as one id did not change */
+        char what[400], more[96] = "";
+        size_t k = 0;
+        if (nalready && !j->rerun)
+            k += (size_t)snprintf(more + k, sizeof(more) - k, ", %zu already frozen", nalready);
+        if (ngone && k < sizeof(more))
+            k += (size_t)snprintf(more + k, sizeof(more) - k, ", %zu left the queue", ngone);
+        if (nfail && k < sizeof(more))
+            (void)snprintf(more + k, sizeof(more) - k, ", %zu failed", nfail);
+        (void)snprintf(what, sizeof(what), "exim %s: %zu of %zu ids %s%s (%s)",
+                       bt->thaw ? "-Mt" : "-Mf", nmine, bt->n, bt->thaw ? "thawed" : "frozen", more,
+                       st);
         action_log(nfail ? LOG_WARNING : LOG_NOTICE, 0, e->rule, e->scope, e->id, what,
                    res->err_len ? res->err_text : NULL);
     }
@@ -1277,18 +1333,143 @@ static int
 job_thaw_prepare(struct action_job *j)
 {
     const struct action_entry *e = j->e;
+    size_t total = e->nfrozen + j->nextra;
 
-    if (e->nfrozen == 0)
+    if (total == 0)
         return 0;
-    j->ids = calloc(e->nfrozen, sizeof(char *));
-    j->thawed = calloc(e->nfrozen, sizeof(bool));
+    j->ids = calloc(total, sizeof(char *));
+    j->thawed = calloc(total, sizeof(bool));
     if (!j->ids || !j->thawed)
         return -ENOMEM;
+    j->capids = total;
     for (size_t i = 0; i < e->nfrozen; i++) {
         if (!(j->ids[i] = strdup(e->frozen[i])))
             return -ENOMEM;
         j->nids++;
     }
+    /* then what the ACL froze for the identity (found by the walk, not in the ledger):
+     * after the ledger's copies, so job_thaw_settle() pairs those up as before */
+    for (size_t i = 0; i < j->nextra; i++) {
+        j->ids[j->nids++] = j->extra[i];
+        j->extra[i] = NULL;
+    }
+    j->nextra = 0;
+    return 0;
+}
+
+/* A trip's walk: the identity's queued messages the log did not name. */
+static void
+job_scan_trip_cb(void *ctx, const char *msgid, const struct spool_header *h)
+{
+    struct action_job *j = ctx;
+    struct action *a = j->a;
+    struct action_entry *e = j->e;
+
+    if (h->frozen)
+        return; /* frozen already: by our ACL (a release finds it by its mark) or by others */
+    /* a script's messages are known only by the directory the ACL recorded */
+    if (e->scope == SCOPE_SCRIPT && !h->cwd.p)
+        return;
+    if (!spool_confirm(h, e->scope, e->id, a->owner, a->owner_ctx))
+        return;
+    if (entry_has_frozen(e, msgid) || action_ids_has(j->ids, j->nids, msgid))
+        return;
+    if (e->nfrozen + j->nids >= ACTION_FROZEN_MAX) {
+        j->out.failed++;
+        return;
+    }
+    if (action_ids_append(&j->ids, &j->nids, &j->capids, msgid) == 0) {
+        j->out.backlog++;
+        j->out.confirmed++;
+    }
+}
+
+/* A release's walk: messages frozen on arrival by the ACL for this identity. */
+static void
+job_scan_release_cb(void *ctx, const char *msgid, const struct spool_header *h)
+{
+    struct action_job *j = ctx;
+    struct action_entry *e = j->e;
+
+    if (!h->frozen || !spool_marker_names(h, e->scope, e->id) || entry_has_frozen(e, msgid))
+        return;
+    if (j->nextra < ACTION_FROZEN_MAX)
+        (void)action_ids_add(&j->extra, &j->nextra, &j->capextra, msgid);
+}
+
+static void
+action_scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct action *a = w->data;
+
+    (void)loop;
+    (void)revents;
+    a->inflight = false;
+    action_pump(a);
+}
+
+/*
+ * One step of the job's spool walk. Returns 1 when the next step waits for the loop (the
+ * walk yields between steps, so a queue of ACTION_SCAN_MAX files never holds the loop for
+ * more than one step), 0 when the walk is over (or could not start).
+ */
+static int
+job_scan_step(struct action *a, struct action_job *j)
+{
+    bool trip = j->phase == PH_SCAN;
+    spool_scan_fn fn = trip ? job_scan_trip_cb : job_scan_release_cb;
+    size_t read, step;
+    int r;
+
+    if (!j->scan) {
+        r = spool_scan_open(a->cfg->spool_dir, &j->scan);
+        if (r < 0) {
+            action_log(LOG_WARNING, r, j->e->rule, j->e->scope, j->e->id,
+                       "cannot read the spool's input directory: only the ids from the log are "
+                       "acted on",
+                       a->cfg->spool_dir);
+            return 0;
+        }
+        j->scan_ms = clock_mono_ms(a->clock);
+    }
+    for (;;) {
+        read = spool_scan_files(j->scan);
+        step = ACTION_SCAN_MAX - read < ACTION_SCAN_STEP ? ACTION_SCAN_MAX - read
+                                                          : ACTION_SCAN_STEP;
+        r = step ? spool_scan_step(j->scan, step, fn, j) : 1;
+        read = spool_scan_files(j->scan);
+        if (r == 1 && read < ACTION_SCAN_MAX) {
+            if (!a->loop)
+                continue; /* no loop to yield to (tests, tools): the whole walk now */
+            ev_timer_set(&a->scan_timer, 0., 0.);
+            ev_timer_start(a->loop, &a->scan_timer);
+            a->inflight = true;
+            return 1;
+        }
+        break;
+    }
+    j->out.scanned = read;
+    {
+        char what[200];
+        int64_t ms = clock_mono_ms(a->clock) - j->scan_ms;
+        if (r == 1)
+            (void)snprintf(what, sizeof(what),
+                           "spool walk stopped at %d -H files (ACTION_SCAN_MAX): later messages "
+                           "of the queue were not looked at",
+                           ACTION_SCAN_MAX);
+        else if (trip)
+            (void)snprintf(what, sizeof(what),
+                           "spool walk: %zu -H files in %lld ms, %zu queued messages not in the log",
+                           read, (long long)ms, j->out.backlog);
+        else
+            (void)snprintf(what, sizeof(what),
+                           "spool walk: %zu -H files in %lld ms, %zu frozen on arrival by the ACL",
+                           read, (long long)ms, j->nextra);
+        action_log(r == 1 ? LOG_WARNING : LOG_INFO, 0, j->e->rule, j->e->scope, j->e->id, what,
+                   NULL);
+    }
+    spool_scan_free(j->scan);
+    j->scan = NULL;
     return 0;
 }
 
@@ -1357,8 +1538,16 @@ job_finish(struct action *a, struct action_job *j)
     audit_num(&au, "confirmed", (long long)j->out.confirmed);
     audit_num(&au, j->kind == JOB_RELEASE ? "thawed" : "frozen", (long long)j->out.frozen);
     audit_num(&au, "failed", (long long)j->out.failed);
-    if (j->kind == JOB_RELEASE)
+    if (j->kind == JOB_RELEASE) {
         audit_num(&au, "remaining", (long long)j->out.remaining);
+        audit_num(&au, "acl_frozen", (long long)j->out.acl_thawed);
+    }
+    if (j->kind == JOB_TRIP)
+        audit_num(&au, "backlog", (long long)j->out.backlog);
+    if (j->out.scanned)
+        audit_num(&au, "scanned", (long long)j->out.scanned);
+    if (j->out.not_held)
+        audit_str(&au, "not_held", j->out.not_held, strlen(j->out.not_held));
     if (j->kind != JOB_FREEZE_MORE) {
         audit_str(&au, "backend", a->backend->name, strlen(a->backend->name));
         audit_num(&au, "backend_done", (long long)j->out.backend_done);
@@ -1378,6 +1567,23 @@ job_step(struct action *a, struct action_job *j)
 {
     for (;;) {
         switch (j->phase) {
+        case PH_SCAN:
+            if (j->e->state == ENTRY_RELEASED || job_scan_step(a, j) == 0) {
+                j->phase = PH_FREEZE;
+                continue;
+            }
+            return 1;
+        case PH_RSCAN:
+            if (job_scan_step(a, j))
+                return 1;
+            j->out.acl_thawed = j->nextra;
+            j->phase = PH_THAW;
+            j->pos = 0;
+            if (job_thaw_prepare(j) < 0) {
+                j->out.failed += j->e->nfrozen;
+                j->phase = PH_DONE; /* nothing is marked thawed: all stay */
+            }
+            continue;
         case PH_FREEZE:
             if (j->kind == JOB_FREEZE_MORE && j->e->state == ENTRY_RELEASED)
                 j->pos = j->nids; /* released while queued: do not freeze any more */
@@ -1410,12 +1616,7 @@ job_step(struct action *a, struct action_job *j)
                 continue;
             }
             if (!j->unblock_left) {
-                j->phase = PH_THAW;
-                j->pos = 0;
-                if (job_thaw_prepare(j) < 0) {
-                    j->out.failed += j->e->nfrozen;
-                    j->phase = PH_DONE; /* nothing is marked thawed: all stay */
-                }
+                j->phase = PH_RSCAN; /* then PH_THAW */
                 continue;
             }
             j->unblock_left &= ~op;
@@ -1526,12 +1727,148 @@ action_not_acted(struct action *a, struct action_job *j, const char *result)
         a->done(a->done_ctx, &j->out);
 }
 
+/* A trip of a protected login whose rule asked for nothing but the hold: reported only. */
+static void
+action_not_held(struct action *a, struct action_job *j, const char *why)
+{
+    struct action_entry *e = j->e;
+    struct action_audit au;
+    char res[64], what[160];
+
+    (void)snprintf(res, sizeof(res), "%s: not held", why);
+    audit_begin(a, &au, "not_acted", e->rule, e->scope, e->id);
+    audit_str(&au, "result", res, strlen(res));
+    audit_str(&au, "not_held", why, strlen(why));
+    audit_num(&au, "candidates", (long long)j->out.candidates);
+    audit_end(a, &au);
+    (void)snprintf(what, sizeof(what),
+                   "not acted: %s (actions.never_hold, actions.hold_system_logins)", res);
+    action_log(LOG_WARNING, 0, e->rule, e->scope, e->id, what, NULL);
+    if (a->done)
+        a->done(a->done_ctx, &j->out);
+}
+
+static int
+action_name_cmp(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+static bool
+action_names_has(char *const *v, size_t n, const char *name)
+{
+    return n && bsearch(&name, v, n, sizeof(char *), action_name_cmp) != NULL;
+}
+
+static void
+action_syslogins_free(struct action *a)
+{
+    for (size_t i = 0; i < a->nsyslogins; i++)
+        free(a->syslogins[i]);
+    free(a->syslogins);
+    a->syslogins = NULL;
+    a->nsyslogins = 0;
+}
+
+#define ACTION_PASSWD_MAX    (8u << 20)
+#define ACTION_SYSLOGINS_MAX 65536
+
+/* (Re)read the system logins (uid < 1000 or >= 65534) of the passwd file; sorted. */
+static void
+action_syslogins_load(struct action *a)
+{
+    char *buf = NULL, **v = NULL;
+    size_t n = 0, cap = 0;
+    int r = state_read_path(a->passwd_file, ACTION_PASSWD_MAX, &buf, NULL);
+
+    if (r < 0) {
+        /* root, Exim's user and the spool's uids still protect; the rest is unknown */
+        (void)log_emit(LOG_WARNING, r, NULL, "action: cannot read %s: system logins unknown",
+                       a->passwd_file);
+        return;
+    }
+    for (char *line = buf, *nl; *line && n < ACTION_SYSLOGINS_MAX; line = nl + 1) {
+        char *f[4], *end;
+        size_t k = 0;
+        uint32_t uid;
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        f[k++] = line;
+        for (char *p = line; *p && k < N_ELEMS(f); p++)
+            if (*p == ':') {
+                *p = '\0';
+                f[k++] = p + 1;
+            }
+        end = k >= 4 ? strchr(f[2], ':') : NULL;
+        if (k >= 3 && f[0][0] && f[0][0] != '#' && f[0][0] != '+' && f[0][0] != '-' &&
+            util_parse_u32(f[2], end ? (size_t)(end - f[2]) : strlen(f[2]), &uid) == 0 &&
+            (uid < 1000 || uid >= 65534)) {
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 64;
+                char **nv = realloc(v, ncap * sizeof(char *));
+                if (!nv)
+                    break;
+                v = nv;
+                cap = ncap;
+            }
+            if (!(v[n] = strdup(f[0])))
+                break;
+            n++;
+        }
+        if (!nl)
+            break;
+    }
+    free(buf);
+    if (n > 1)
+        qsort(v, n, sizeof(char *), action_name_cmp);
+    action_syslogins_free(a);
+    a->syslogins = v;
+    a->nsyslogins = n;
+}
+
+const char *
+action_not_holdable(const struct action *a, enum usertable_scope scope, const char *id,
+                    uint32_t uid)
+{
+    static const char *const exim_users[] = { "Debian-exim", "exim", "mailnull" };
+    const struct config *cfg = a->cfg;
+    char login[SPAWN_USER_MAX + 1];
+
+    if (!id)
+        return NULL;
+    action_login_of(scope, id, login, sizeof(login));
+    if (!login[0])
+        return NULL;
+    if (action_names_has(cfg->never_hold, cfg->nnever_hold, login))
+        return "never_hold";
+    if (!cfg->hold_system_logins) {
+        bool exim_user = false;
+        for (size_t i = 0; i < N_ELEMS(exim_users); i++)
+            exim_user = exim_user || strcmp(exim_users[i], login) == 0;
+        if (strcmp(login, "root") == 0 || exim_user ||
+            (uid != UINT32_MAX && (uid < 1000 || uid >= 65534)) ||
+            action_names_has(a->syslogins, a->nsyslogins, login))
+            return "system_login";
+    }
+    if (a->backend == &action_backend_cpanel) { /* whmapi1 cannot hold a non-cPanel login */
+        char path[CONFIG_PATH_MAX];
+        struct stat st;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->cpanel_users_dir, login) <
+                sizeof(path) &&
+            stat(path, &st) < 0 && errno == ENOENT)
+            return "not_cpanel_user";
+    }
+    return NULL;
+}
+
 int
 action_trip(struct action *a, const struct action_request *req)
 {
     struct action_entry *e, saved;
     struct action_job *j;
     char *account, *reason;
+    const char *not_held;
     bool fresh, confirm, unconfirmed;
     uint32_t want;
     int r;
@@ -1563,6 +1900,13 @@ action_trip(struct action *a, const struct action_request *req)
     /* a hold or suspension on the log's word alone needs one message the spool confirms;
      * an operator's order does not */
     confirm = want && !req->ordered;
+    /* root, nobody, Exim's user...: counted and reported, never held automatically */
+    not_held = want && !req->ordered ? action_not_holdable(a, req->scope, req->id, UINT32_MAX)
+                                     : NULL;
+    if (not_held) {
+        want = 0;
+        confirm = false;
+    }
     /* Everything that can fail comes before the entry turns "acting": an entry left acting
      * with no job would block the identity for good (-EALREADY, never released). */
     fresh = !e;
@@ -1582,6 +1926,25 @@ action_trip(struct action *a, const struct action_request *req)
     r = (!j || (req->account && !account) || (req->reason && !reason)) ? -ENOMEM : 0;
     if (r == 0 && ((req->actions & CONFIG_ACTION_FREEZE) || confirm))
         r = job_collect(a, j, req->msgids, req->nmsgids, req->actions & CONFIG_ACTION_FREEZE);
+    if (r == 0 && want && !req->ordered && j->login_uid != UINT32_MAX &&
+        (not_held = action_not_holdable(a, req->scope, req->id, j->login_uid))) {
+        want = 0; /* the spool says the login is a system one (uid < 1000) */
+        confirm = false;
+    }
+    if (r == 0 && not_held && !(req->actions & CONFIG_ACTION_FREEZE)) {
+        /* nothing left to do: reported, no ledger record (nothing to undo) */
+        j->out.not_held = not_held;
+        j->out.candidates = req->nmsgids;
+        action_not_held(a, j, not_held);
+        job_free(j);
+        free(account);
+        free(reason);
+        if (fresh)
+            entry_free(e);
+        else
+            memcpy(e->rule, saved.rule, sizeof(e->rule));
+        return 0;
+    }
     unconfirmed = r == 0 && confirm && j->verified == 0;
     if (r == 0 && !unconfirmed &&
         !action_breaker_allow(&a->breaker, clock_mono_ms(a->clock), a->cfg->max_actions_per_hour)) {
@@ -1659,8 +2022,25 @@ action_trip(struct action *a, const struct action_request *req)
             audit_bool(&au, "ordered", true);
         if (e->reason)
             audit_str(&au, "reason", e->reason, strlen(e->reason));
+        if (not_held) {
+            char res[64];
+            (void)snprintf(res, sizeof(res), "%s: not held", not_held);
+            audit_str(&au, "not_held", not_held, strlen(not_held));
+            audit_str(&au, "result", res, strlen(res));
+        }
         audit_end(a, &au);
     }
+    if (not_held) {
+        char what[160];
+        (void)snprintf(what, sizeof(what),
+                       "%s: not held or suspended (actions.never_hold, "
+                       "actions.hold_system_logins); its queued mail is frozen",
+                       not_held);
+        action_log(LOG_WARNING, 0, e->rule, e->scope, e->id, what, NULL);
+    }
+    j->out.not_held = not_held;
+    if (req->actions & CONFIG_ACTION_FREEZE)
+        j->phase = PH_SCAN; /* the backlog the log did not name, then the freeze */
     job_enqueue(a, j);
     action_pump(a);
     return 0;
@@ -1891,6 +2271,7 @@ action_set_config(struct action *a, const struct config *cfg)
     a->cfg = cfg;
     a->env.cfg = cfg;
     a->backend = be;
+    action_syslogins_load(a); /* a reload is when logins added since start are seen */
     return 0;
 }
 
@@ -1956,7 +2337,10 @@ action_open(const struct action_params *p, struct action **ret)
     a->hold_file = action_strdup_or(p->hold_users_file, "/etc/outgoing_mail_hold_users");
     a->susp_file = action_strdup_or(p->suspended_users_file, "/etc/outgoing_mail_suspended_users");
     a->exim_config_fallback = p->exim_config ? strdup(p->exim_config) : NULL;
-    if (!a->ledger_path || !a->hold_file || !a->susp_file ||
+    a->passwd_file = action_strdup_or(p->passwd_file, "/etc/passwd");
+    a->cpanel_users_dir = action_strdup_or(p->cpanel_users_dir, "/var/cpanel/users");
+    if (!a->ledger_path || !a->hold_file || !a->susp_file || !a->passwd_file ||
+        !a->cpanel_users_dir ||
         (p->exim_config && !a->exim_config_fallback)) {
         action_free(a);
         return -ENOMEM;
@@ -1967,6 +2351,9 @@ action_open(const struct action_params *p, struct action **ret)
     a->env.suspended_users_file = a->susp_file;
     ev_init(&a->retry_timer, action_retry_cb);
     a->retry_timer.data = a;
+    ev_init(&a->scan_timer, action_scan_cb);
+    a->scan_timer.data = a;
+    action_syslogins_load(a);
     r = ledger_load(a);
     if (r < 0) {
         (void)log_emit(LOG_ERR, r, NULL, "action: cannot load the ledger %s", a->ledger_path);
@@ -2000,8 +2387,10 @@ action_free(struct action *a)
 {
     if (!a)
         return;
-    if (a->loop)
+    if (a->loop) {
         ev_timer_stop(a->loop, &a->retry_timer);
+        ev_timer_stop(a->loop, &a->scan_timer);
+    }
     /* Jobs in flight hold callbacks registered with the spawner: the caller frees the
      * spawner first (which kills and forgets them) or has waited for action_pending() == 0. */
     while (a->head) {
@@ -2018,6 +2407,9 @@ action_free(struct action *a)
     free(a->hold_file);
     free(a->susp_file);
     free(a->exim_config_fallback);
+    free(a->passwd_file);
+    free(a->cpanel_users_dir);
+    action_syslogins_free(a);
     free(a);
 }
 

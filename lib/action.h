@@ -91,6 +91,14 @@ struct action_outcome {
     size_t candidates;        /* trip: the message ids the log named */
     int ledger_err;           /* 0, or -errno of a ledger write that failed: the step it
                                * was to record was not run */
+    const char *not_held;     /* trip: the hold/suspension the rule asked for was not made
+                               * because the login is protected: "system_login",
+                               * "never_hold" or "not_cpanel_user" (static); else NULL */
+    size_t backlog;           /* trip: queued ids found in the spool walk, not in the log */
+    size_t scanned;           /* trip, release: -H files the spool walk read */
+    size_t acl_thawed;        /* release: ids the spool walk found frozen on arrival by the
+                               * ACL for the identity and not in the ledger (thawed with the
+                               * ledger's; o->frozen counts what exim thawed) */
 };
 typedef void (*action_done_fn)(void *ctx, const struct action_outcome *o);
 
@@ -113,6 +121,11 @@ struct action_params {
     const char *suspended_users_file;     /* cpanel: NULL = /etc/outgoing_mail_suspended_users */
     const struct action_backend *backend; /* NULL: the one cfg->backend names */
     const struct action_ledger_io *ledger_io; /* NULL: state_write_path(); borrowed */
+    const char *passwd_file;      /* system logins (uid < 1000 or >= 65534) are read from it
+                                   * at open and at each action_set_config(); NULL:
+                                   * /etc/passwd */
+    const char *cpanel_users_dir; /* cpanel: a login without a file here is not a cPanel
+                                   * user; NULL: /var/cpanel/users */
 };
 
 /*
@@ -195,6 +208,32 @@ size_t action_pending(const struct action *a);
 /* Backend by name ("exim", "cpanel", "command"), NULL when unknown. */
 const struct action_backend *action_backend_lookup(const char *name);
 const char *action_backend_name(const struct action_backend *be);
+
+/*
+ * Protected logins (not customers). Unless cfg->hold_system_logins, an automatic trip
+ * (not action_request.ordered) of an account or script whose login is root, Exim's user
+ * (Debian-exim, exim, mailnull), a system login of the passwd file
+ * (uid < 1000 or >= 65534, read at config load), or whose queued -H files name it with
+ * such a uid, is never held or suspended; neither is a login of cfg->never_hold, nor with
+ * the cpanel backend a login that is not a cPanel user. The trip is still audited ("act"
+ * or "not_acted" with "not_held":"<reason>"), logged and reported (o->not_held); the
+ * freeze still runs when the rule asks for it. Returns the reason ("system_login",
+ * "never_hold", "not_cpanel_user") or NULL; @uid is the login's uid when known (e.g. from
+ * the spool), else UINT32_MAX. Mailboxes are never protected.
+ */
+const char *action_not_holdable(const struct action *a, enum usertable_scope scope,
+                                const char *id, uint32_t uid);
+
+/*
+ * Spool walks (no new entry points): a trip with a freeze also walks the queue's -H files
+ * (ACTION_SCAN_MAX files at most, ACTION_SCAN_STEP per loop iteration) for the identity's
+ * messages that the log did not name (queued before the daemon started) and freezes them
+ * too; a script's are found by the ACL's acl_m_floodgate_cwd, so without the ACL only the
+ * ids from the log are frozen for a script. A release walks it for the messages the ACL
+ * froze on arrival for the identity (acl_m_floodgate) and thaws them with the ledger's.
+ */
+#define ACTION_SCAN_MAX  10000
+#define ACTION_SCAN_STEP 250
 
 /* --- listing (floodgatectl held, show) ---------------------------------------------- */
 

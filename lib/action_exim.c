@@ -11,9 +11,13 @@
  * refusal and floodgatectl show finds the identity by it. Lines without one are read too.
  *
  * <key> is what Exim knows at ACL time: the lower-cased mailbox for a mailbox (matched
- * against $authenticated_id), the account name for an account and for a script "user:/dir"
- * (matched against $authenticated_id for SMTP AUTH as the system user and against
- * $sender_ident for local submissions; Exim cannot tell a script's directory). lsearch
+ * against $authenticated_id), the account name for an account (matched against
+ * $authenticated_id for SMTP AUTH as the system user and against $sender_ident for local
+ * submissions), and for a script "user:/dir" the quoted key "user:/dir" (matched against
+ * "$sender_ident:$initial_cwd" in acl_not_smtp: Exim's $initial_cwd is the directory the
+ * submitting process started in, the cwd= of the log, so only that script's submissions
+ * are frozen, not the login's other mail; inside lsearch's quotes '\' and '"' are
+ * escaped with a backslash). lsearch
  * ends a key at the colon and returns the rest as $value, whose first word tells the ACL
  * to deny (suspend, 5xx) or defer (hold, 4xx). lsearch returns the first line of a key,
  * so our lines come first, suspend before hold, and the operator's lines after them: an
@@ -38,7 +42,6 @@
 #define EXIM_HEADER        EXIM_HEADER_TAG " rewritten by floodgated on every change\n"
 
 struct exim_line {
-    char key[SPAWN_MAILBOX_MAX + 1];
     char op[16];
     char scope[16];
     char ident[SPAWN_TEXT_MAX * 3 + 1];
@@ -59,12 +62,36 @@ exim_encode(char *dst, size_t size, const char *s)
     dst[n] = '\0';
 }
 
-static int
-exim_key(const struct action_target *t, char *key, size_t size)
+int
+action_exim_key(const struct action_target *t, char *key, size_t size)
 {
     const char *src = t->scope == SCOPE_MAILBOX ? t->id : t->account;
-    size_t n;
+    size_t n, k = 0;
 
+    if (t->scope == SCOPE_SCRIPT) {
+        /* "user:/dir" quoted. The directory is any bytes a local user chose: a raw newline
+         * would end the lsearch line and let the rest of the name write a line of its own
+         * (a key of someone else's), so every control byte is written as lsearch's \xHH
+         * escape, which Exim turns back into that byte inside quotes. */
+        if (!strchr(t->id, ':') || size < 3)
+            return -EINVAL;
+        key[k++] = '"';
+        for (const char *p = t->id; *p; p++) {
+            unsigned char c = (unsigned char)*p;
+            if (k + 6 > size)
+                return -EINVAL;
+            if (c < 0x20 || c == 0x7f) {
+                k += (size_t)snprintf(key + k, size - k, "\\x%02x", c);
+                continue;
+            }
+            if (c == '"' || c == '\\')
+                key[k++] = '\\';
+            key[k++] = (char)c;
+        }
+        key[k++] = '"';
+        key[k] = '\0';
+        return 0;
+    }
     if (!src || (n = strlen(src)) == 0 || n >= size)
         return -EINVAL;
     for (size_t i = 0; i <= n; i++)
@@ -95,13 +122,18 @@ exim_word(const char **p, char *dst, size_t size)
 static bool
 exim_parse_line(const char *line, struct exim_line *l)
 {
-    const char *colon = strchr(line, ':'), *p;
-    size_t k;
+    const char *colon, *p;
 
-    if (!colon || line[0] == '#' || (k = (size_t)(colon - line)) == 0 || k >= sizeof(l->key))
+    if (line[0] == '"') { /* a quoted key (a script's): up to the closing quote */
+        for (p = line + 1; *p && *p != '"'; p++)
+            if (*p == '\\' && p[1])
+                p++;
+        colon = *p == '"' && p[1] == ':' ? p + 1 : NULL;
+    } else {
+        colon = strchr(line, ':');
+    }
+    if (!colon || line[0] == '#' || colon == line)
         return false;
-    memcpy(l->key, line, k);
-    l->key[k] = '\0';
     p = colon + 1;
     if (!exim_word(&p, l->op, sizeof(l->op)) || !exim_word(&p, l->scope, sizeof(l->scope)) ||
         !exim_word(&p, l->ident, sizeof(l->ident)))
@@ -126,12 +158,12 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
              const char *add_op, const char *drop_op, bool *ret_found)
 {
     const char *path = env->cfg->blocklist_file;
-    char *buf = NULL, enc[sizeof(((struct exim_line *)0)->ident)], key[SPAWN_MAILBOX_MAX + 1];
+    char *buf = NULL, enc[sizeof(((struct exim_line *)0)->ident)], key[ACTION_EXIM_KEY_MAX];
     struct strbuf susp, hold, other;
     bool found = false;
     int r;
 
-    if (!path || exim_key(t, key, sizeof(key)) < 0 || !spawn_valid_text(t->rule))
+    if (!path || action_exim_key(t, key, sizeof(key)) < 0 || !spawn_valid_text(t->rule))
         return -EINVAL;
     exim_encode(enc, sizeof(enc), t->id);
     r = state_read_path(path, EXIM_BLOCKLIST_MAX, &buf, NULL);

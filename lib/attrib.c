@@ -34,6 +34,8 @@ struct attrib_maps {
     struct attrib_domain *slots;
     size_t cap; /* power of two */
     size_t count;
+    char **accounts; /* the owners named in userdomains, sorted, unique */
+    size_t naccounts, accounts_cap;
 };
 
 #define ATTRIB_DOMAIN_MAX 255
@@ -59,6 +61,9 @@ attrib_maps_free(struct attrib_maps *m)
         free(m->slots[i].owner);
     }
     free(m->slots);
+    for (size_t i = 0; i < m->naccounts; i++)
+        free(m->accounts[i]);
+    free(m->accounts);
     free(m);
 }
 
@@ -161,6 +166,57 @@ attrib_maps_put(struct attrib_maps *m, struct fg_str domain, struct fg_str owner
     return 1;
 }
 
+/* Keep @owner in the sorted set of accounts (a load-time path: insertion in place). */
+static int
+attrib_maps_add_account(struct attrib_maps *m, struct fg_str owner)
+{
+    size_t lo = 0, hi = m->naccounts;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strncmp(m->accounts[mid], owner.p, owner.len);
+        if (c == 0 && m->accounts[mid][owner.len] == '\0')
+            return 1;
+        if (c < 0 || (c == 0 && m->accounts[mid][owner.len] == '\0'))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (m->naccounts == m->accounts_cap) {
+        size_t cap = m->accounts_cap ? m->accounts_cap * 2 : 64;
+        char **v = realloc(m->accounts, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        m->accounts = v;
+        m->accounts_cap = cap;
+    }
+    char *name = strndup(owner.p, owner.len);
+    if (!name)
+        return -ENOMEM;
+    memmove(m->accounts + lo + 1, m->accounts + lo, (m->naccounts - lo) * sizeof(*m->accounts));
+    m->accounts[lo] = name;
+    m->naccounts++;
+    return 1;
+}
+
+bool
+attrib_maps_is_account(const struct attrib_maps *m, const char *login)
+{
+    size_t lo = 0, hi = m ? m->naccounts : 0;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->accounts[mid], login);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 static struct fg_str
 attrib_trim(const char *p, const char *end)
 {
@@ -204,6 +260,8 @@ attrib_maps_add(struct attrib_maps *m, const char *buf, size_t len, bool owners,
         r = attrib_maps_put(m, domain, owner);
         if (r == -EBADMSG)
             goto bad;
+        if (r == 1 && owner.len)
+            r = attrib_maps_add_account(m, owner);
         if (r < 0)
             return r;
         added++;
@@ -252,9 +310,17 @@ void
 attrib_note_cwd(struct attrib *a, const struct exim_event *ev)
 {
     struct attrib_cwd *c;
+    bool overflow = (ev->flags & EXIM_F_OVERFLOW) && ev->cwd.len;
 
-    if (ev->type != EXIM_CWD || !(ev->flags & EXIM_F_CWD_SUBMISSION))
+    /* an overflowed record lost its argv: the submission flag cannot be known, but the
+     * directory Exim wrote before the cut still names the script */
+    if (!overflow && (ev->type != EXIM_CWD || !(ev->flags & EXIM_F_CWD_SUBMISSION)))
         return;
+    if (ev->flags & EXIM_F_CWD_ARGC) {
+        /* the args count does not match: the argv holds text that is not Exim's */
+        a->cwd_argc++;
+        return;
+    }
     if (ev->cwd.len == 0 || ev->cwd.len >= sizeof(c->dir)) {
         a->keys_too_long++;
         return;
@@ -266,6 +332,7 @@ attrib_note_cwd(struct attrib *a, const struct exim_event *ev)
     c->used = true;
     c->has_pid = ev->has_pid;
     c->pid = ev->pid;
+    c->forged = (ev->flags & (EXIM_F_CWD_FORGED | EXIM_F_ABSORBED)) != 0;
     c->ts_ms = ev->ts_ms;
     c->len = ev->cwd.len;
     memcpy(c->dir, ev->cwd.p, ev->cwd.len);
@@ -297,10 +364,81 @@ attrib_take_cwd(struct attrib *a, const struct exim_event *ev)
     return best;
 }
 
+struct fg_str
+attrib_peek_cwd(const struct attrib *a, bool has_pid, uint32_t pid)
+{
+    const struct attrib_cwd *best = NULL;
+
+    for (size_t i = 0; i < ATTRIB_CWD_SLOTS; i++) {
+        const struct attrib_cwd *c = &a->cwd[i];
+        if (!c->used || (has_pid && (!c->has_pid || c->pid != pid)))
+            continue;
+        if (!best || c->ts_ms >= best->ts_ms)
+            best = c;
+    }
+    return best ? fg_str_make(best->dir, best->len) : FG_STR_NULL;
+}
+
+size_t
+attrib_home_owner(struct fg_str dir, char *buf, size_t size)
+{
+    const char *p = dir.p, *end = dir.p + dir.len, *user, *slash;
+    size_t n;
+
+    if (dir.len < 6 || memcmp(p, "/home", 5) != 0)
+        return 0;
+    p += 5;
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    if (p >= end || *p != '/')
+        return 0;
+    user = ++p;
+    slash = memchr(user, '/', (size_t)(end - user));
+    n = (size_t)((slash ? slash : end) - user);
+    if (n == 0 || n >= size || n >= ATTRIB_ACCOUNT_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)user[i];
+        /* a login name: no control bytes (a newline here is the forged part) */
+        if (c <= 0x20 || c >= 0x7f)
+            return 0;
+    }
+    memcpy(buf, user, n);
+    buf[n] = '\0';
+    return n;
+}
+
+bool
+attrib_is_web_user(struct fg_str login)
+{
+    static const char *const users[] = { ATTRIB_WEB_USERS };
+
+    for (size_t i = 0; i < N_ELEMS(users); i++)
+        if (fg_str_eq(login, users[i]))
+            return true;
+    return false;
+}
+
+bool
+attrib_is_exim_user(const struct attrib *a, struct fg_str login)
+{
+    static const char *const defaults[] = { ATTRIB_EXIM_USERS_DEFAULT };
+
+    if (login.len == 0)
+        return false;
+    if (a->exim_user)
+        return fg_str_eq(login, a->exim_user);
+    for (size_t i = 0; i < N_ELEMS(defaults); i++)
+        if (fg_str_eq(login, defaults[i]))
+            return true;
+    return false;
+}
+
+
 size_t
 attrib_mailbox_norm(struct fg_str set_id, char *buf, size_t size)
 {
-    bool at = memchr(set_id.p, '@', set_id.len) != NULL;
+    bool at = set_id.len && memchr(set_id.p, '@', set_id.len) != NULL;
     size_t n = 0;
 
     if (set_id.len >= size)
@@ -349,7 +487,7 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
 {
     struct attrib_cwd *cwd = NULL;
     size_t mlen = 0, pos = 0;
-    struct fg_str addr;
+    struct fg_str addr, set_id = ev->set_id, auth = ev->auth;
     bool local = !ev->host.len && attrib_proto_is_local(ev->proto);
 
     ret->flags = 0;
@@ -360,18 +498,27 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
         return 0;
     if (local)
         cwd = attrib_take_cwd(a, ev);
+    if (ev->flags & EXIM_F_ANOMALOUS)
+        set_id = auth = FG_STR_NULL; /* no reading holds: its A= is nobody's */
 
-    if (fg_str_eq(ev->sender, "<>"))
-        ret->flags |= ATTRIB_BOUNCE;
-    if (fg_str_has_prefix(ev->set_id, "__cpanel__service__"))
+    if (fg_str_eq(ev->sender, "<>")) {
+        /* Exim's own messages (bounces: R=<id>, or written by Exim's user) are not
+         * outbound; "<>" given by an authenticated client or a user's -f '<>' is */
+        if (auth.len || set_id.len ||
+            (!ev->bounce_of.len && local && ev->ident.len && !attrib_is_exim_user(a, ev->ident)))
+            ret->flags |= ATTRIB_NULL_SENDER;
+        else
+            ret->flags |= ATTRIB_BOUNCE;
+    }
+    if (fg_str_has_prefix(set_id, "__cpanel__service__"))
         ret->flags |= ATTRIB_SERVICE;
 
     if (ev->flags & EXIM_F_ANOMALOUS) {
         /* no reading of the record holds: nothing in its text names who sent it */
         if (ev->host.len)
             ret->flags |= ATTRIB_INBOUND;
-    } else if (ev->set_id.len) {
-        mlen = attrib_mailbox_norm(ev->set_id, ret->mailbox, sizeof(ret->mailbox));
+    } else if (set_id.len) {
+        mlen = attrib_mailbox_norm(set_id, ret->mailbox, sizeof(ret->mailbox));
         if (mlen == 0) {
             a->keys_too_long++;
         } else {
@@ -386,14 +533,24 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
                 if (owner)
                     attrib_set(ret->account, sizeof(ret->account), owner, strlen(owner));
             }
-            if (at && !(ret->flags & ATTRIB_BOUNCE) &&
+            if (at && !(ret->flags & (ATTRIB_BOUNCE | ATTRIB_NULL_SENDER)) &&
                 !attrib_sender_matches(ev->sender, ret->mailbox, mlen))
                 ret->flags |= ATTRIB_MISMATCH;
         }
     } else if (local && ev->ident.len) {
+        char owner[ATTRIB_ACCOUNT_MAX];
         attrib_set(ret->account, sizeof(ret->account), ev->ident.p, ev->ident.len);
-        if (fg_str_eq(ev->ident, "nobody"))
+        if (attrib_is_web_user(ev->ident)) {
+            /* PHP run by the web server (mod_php/DSO): the directory it ran in tells whose
+             * site it is when it lies in a cPanel account's home. Evidence only: the spool
+             * names the web server's login, so no hold follows without an operator. */
             ret->flags |= ATTRIB_NOBODY;
+            if (cwd && attrib_home_owner(fg_str_make(cwd->dir, cwd->len), owner, sizeof(owner)) &&
+                attrib_maps_is_account(m, owner)) {
+                attrib_set(ret->account, sizeof(ret->account), owner, strlen(owner));
+                ret->flags |= ATTRIB_WEB_HOME;
+            }
+        }
     } else if (ev->host.len) {
         ret->flags |= ATTRIB_INBOUND;
     }
@@ -405,6 +562,8 @@ attrib_arrival(struct attrib *a, const struct attrib_maps *m, const struct exim_
             ret->script[alen] = ':';
             memcpy(ret->script + alen + 1, cwd->dir, cwd->len + 1);
             ret->flags |= ATTRIB_SCRIPT;
+            if (cwd->forged)
+                ret->flags |= ATTRIB_CWD_FORGED;
         } else {
             a->keys_too_long++;
         }

@@ -25,6 +25,18 @@
 #define ATTRIB_MISMATCH   (1u << 5) /* envelope sender differs from the authenticated mailbox */
 #define ATTRIB_NOBODY     (1u << 6) /* submitted by the web server user (U=nobody) */
 #define ATTRIB_SCRIPT     (1u << 7) /* tied to a cwd= record: script identity set */
+#define ATTRIB_NULL_SENDER                                                                         \
+    (1u << 8) /* "<>" that is not a bounce: authenticated, or a user's local submission */
+#define ATTRIB_CWD_FORGED (1u << 9)  /* the tied cwd= record had swallowed lines (injection) */
+#define ATTRIB_WEB_HOME                                                                            \
+    (1u << 10) /* web server mail (ATTRIB_NOBODY) counted for the account whose home holds the  \
+                  directory it ran in */
+
+/* The logins web servers run PHP as on a shared host (mod_php/DSO, no per-user PHP). */
+#define ATTRIB_WEB_USERS "nobody", "apache", "www-data"
+
+/* Exim's own users when exim_user is not configured (Debian, RHEL, cPanel). */
+#define ATTRIB_EXIM_USERS_DEFAULT "Debian-exim", "exim", "mailnull"
 
 /*
  * Domain maps from cPanel's /etc/userdomains ("domain: user") and /etc/localdomains (one
@@ -47,6 +59,8 @@ const char *attrib_maps_owner(const struct attrib_maps *m, struct fg_str domain)
 /* True when @domain is delivered on this host (in either file). */
 bool attrib_maps_is_local(const struct attrib_maps *m, struct fg_str domain);
 size_t attrib_maps_count(const struct attrib_maps *m);
+/* True when @login owns a domain in the userdomains map (a cPanel account). */
+bool attrib_maps_is_account(const struct attrib_maps *m, const char *login);
 
 /*
  * A login as a mailbox identity: lowercased, cPanel's user+domain / user%domain /
@@ -71,6 +85,7 @@ struct attrib_cwd {
     bool used;
     bool has_pid;
     uint32_t pid;
+    bool forged; /* it swallowed lines (EXIM_F_CWD_FORGED / EXIM_F_ABSORBED) */
     int64_t ts_ms;
     size_t len;
     char dir[USERTABLE_KEY_MAX];
@@ -81,12 +96,36 @@ struct attrib {
     size_t next;            /* round-robin slot to reuse */
     uint64_t cwd_unmatched; /* cwd= submissions that never met their arrival */
     uint64_t keys_too_long; /* identities refused: over USERTABLE_KEY_MAX */
+    uint64_t cwd_argc;      /* cwd= records whose args count did not match: never tied */
+    const char *exim_user;  /* Exim's own login (bounces); NULL: ATTRIB_EXIM_USERS_DEFAULT.
+                               Borrowed (the engine's config) */
 };
 
 void attrib_init(struct attrib *a);
 
-/* Remember a cwd= submission record so the arrival of the same process can use it. */
+/*
+ * Remember a cwd= submission record so the arrival of the same process can use it. An
+ * overflowed cwd= record (EXIM_F_OVERFLOW, ev->cwd set) still names its directory; one
+ * whose args count does not match (EXIM_F_CWD_ARGC) is never tied to an arrival.
+ */
 void attrib_note_cwd(struct attrib *a, const struct exim_event *ev);
+
+/*
+ * The account a cwd= directory belongs to: USER of /home/USER/... (or /homeN/USER/...),
+ * written to @buf; 0 when the directory is not under a home tree. Pure.
+ */
+size_t attrib_home_owner(struct fg_str dir, char *buf, size_t size);
+
+/*
+ * The directory of the newest pending cwd= record of @pid's process (any when !@has_pid),
+ * not consumed; an empty slice when none.
+ */
+struct fg_str attrib_peek_cwd(const struct attrib *a, bool has_pid, uint32_t pid);
+
+/* True when @login is Exim's own user (a->exim_user or the defaults). */
+bool attrib_is_exim_user(const struct attrib *a, struct fg_str login);
+/* True for a login web servers run PHP as (ATTRIB_WEB_USERS). */
+bool attrib_is_web_user(struct fg_str login);
 
 /*
  * Attribute an arrival (DESIGN.md "Attribution"): mailbox from A=<auth>:<set_id>

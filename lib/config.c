@@ -792,6 +792,8 @@ config_strcmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int config_parse_bool(struct config_parser *p, yaml_node_t *n, const char *path, bool *ret);
+
 /* A list of names into an owned, sorted, de-duplicated array (replacing any earlier one). */
 static int
 config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bool mailbox,
@@ -983,6 +985,10 @@ config_actions_pair(struct config_parser *p, const char *key, yaml_node_t *v, co
         return config_parse_u32(p, v, path, 1, CONFIG_FREEZE_BATCH_MAX, &c->freeze_batch);
     if (strcmp(key, "max_per_hour") == 0)
         return config_parse_u32(p, v, path, 1, CONFIG_ACTIONS_HOUR_MAX, &c->max_actions_per_hour);
+    if (strcmp(key, "never_hold") == 0)
+        return config_parse_names(p, v, path, false, &c->never_hold, &c->nnever_hold);
+    if (strcmp(key, "hold_system_logins") == 0)
+        return config_parse_bool(p, v, path, &c->hold_system_logins);
     return -ENOENT;
 }
 
@@ -1890,6 +1896,11 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
     }
     if (strcmp(key, "control_group") == 0)
         return config_parse_group(p, v, path, &c->control_group);
+    if (strcmp(key, "exim_user") == 0) {
+        char buf[CONFIG_GROUP_MAX + 1];
+        r = config_parse_name(p, v, path, buf, sizeof(buf), "user name");
+        return r < 0 ? r : config_parse_string(p, v, path, sizeof(buf), &c->exim_user);
+    }
     if (strcmp(key, "metrics_file") == 0)
         return config_parse_prom_path(p, v, path, &c->metrics_file);
     if (strcmp(key, "metrics_listen") == 0)
@@ -2254,6 +2265,9 @@ config_free(struct config *c)
     for (size_t i = 0; i < c->nexempt_accounts; i++)
         free(c->exempt_accounts[i]);
     free(c->exempt_accounts);
+    for (size_t i = 0; i < c->nnever_hold; i++)
+        free(c->never_hold[i]);
+    free(c->never_hold);
     free(c->overrides);
     free(c->path);
     free(c->userdomains_file);
@@ -2269,6 +2283,7 @@ config_free(struct config *c)
     free(c->whmapi1_path);
     free(c->uapi_path);
     free(c->command_path);
+    free(c->exim_user);
     free(c->control_group);
     free(c->metrics_file);
     free(c->metrics_listen);

@@ -111,6 +111,8 @@ struct config {
                               * written: 127.0.0.0/8, [::1] or localhost only; NULL: none */
     struct config_alerts alerts;
     uint32_t max_identities; /* default 200000 */
+    char *exim_user; /* Exim's own login: "<>" from it is a bounce; NULL (default): any of
+                      * Debian-exim, exim, mailnull */
 
     /* actions */
     enum config_backend backend;   /* default exim */
@@ -125,6 +127,11 @@ struct config {
     int64_t action_timeout_ms;     /* default 30s */
     uint32_t freeze_batch;         /* message ids per exim -Mf; default 50 */
     uint32_t max_actions_per_hour; /* circuit breaker; default 100 */
+    char **never_hold;             /* logins never held or suspended automatically */
+    size_t nnever_hold;
+    bool hold_system_logins;       /* false (default): root, uid < 1000 or >= 65534, Exim's
+                                    * user and (cpanel) non-cPanel logins are never held or
+                                    * suspended automatically */
 };
 
 /* Error detail for a person: which file, line and key, and what is wrong. */

@@ -113,6 +113,74 @@ ctl_has_ctrl(const char *p, size_t len)
     return false;
 }
 
+/* Append code point @cp (not 0, not a surrogate, at most U+FFFF) as UTF-8 at *@w. */
+static void
+ctl_put_utf8(char **w, unsigned cp)
+{
+    char *o = *w;
+
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xc0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    } else {
+        *o++ = (char)(0xe0 | cp >> 12);
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    }
+    *w = o;
+}
+
+/*
+ * Identities may be given as floodgate shows them to people: "\\" a backslash, "\xHH"
+ * any byte, "\uXXXX" a code point (as UTF-8), so a script directory with control bytes
+ * or bytes that are not UTF-8 can be named exactly. Unescapes @id in place (never longer:
+ * each escape is at least as long as what it stands for); -EINVAL for a bad escape or a
+ * NUL.
+ */
+static int
+ctl_unescape_id(char *id)
+{
+    char *w = id;
+
+    for (const char *r = id; *r;) {
+        unsigned v = 0;
+        size_t nhex;
+
+        if (*r != '\\') {
+            *w++ = *r++;
+            continue;
+        }
+        if (r[1] == '\\') {
+            *w++ = '\\';
+            r += 2;
+            continue;
+        }
+        if (r[1] != 'x' && r[1] != 'u')
+            return -EINVAL;
+        nhex = r[1] == 'x' ? 2 : 4;
+        for (size_t i = 0; i < nhex; i++) {
+            char c = util_ascii_lower(r[2 + i]);
+            if (c >= '0' && c <= '9')
+                v = v << 4 | (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                v = v << 4 | (unsigned)(c - 'a' + 10);
+            else
+                return -EINVAL; /* also the NUL at the end */
+        }
+        if (v == 0 || (nhex == 4 && v >= 0xd800 && v <= 0xdfff))
+            return -EINVAL;
+        if (nhex == 2)
+            *w++ = (char)v;
+        else
+            ctl_put_utf8(&w, v);
+        r += 2 + nhex;
+    }
+    *w = '\0';
+    return 0;
+}
+
 /* "<scope> <identity>[\t<reason>]" (the reason only when @reason is set). */
 static int
 ctl_parse_identity(const char *p, const char *end, struct ctl_request *ret, bool reason,
@@ -158,6 +226,10 @@ ctl_parse_identity(const char *p, const char *end, struct ctl_request *ret, bool
     }
     memcpy(ret->id, p, (size_t)(end - p));
     ret->id[end - p] = '\0';
+    if (ctl_unescape_id(ret->id) < 0) {
+        *why = "identity holds a bad escape (\\\\, \\xHH or \\uXXXX, not 0)";
+        return -EINVAL;
+    }
     if (ret->scope == SCOPE_MAILBOX) /* mailboxes are counted lowercased */
         for (char *c = ret->id; *c; c++)
             *c = util_ascii_lower(*c);

@@ -6,7 +6,17 @@
  * the configuration and the domain maps. It never acts: trips come back as notices and
  * the caller (the live daemon or --replay) decides what to do with them. Time is the
  * record's own timestamp, clamped so that it never goes backwards (two merged logs or a
- * clock step must not revive old counts), so replay and live agree exactly.
+ * clock step must not revive old counts), so replay and live agree exactly. It is also
+ * bounded forwards (engine_clock): a record dated more than ENGINE_CLOCK_AHEAD_MS past the
+ * wall clock (live) or past the oldest of the ENGINE_CLOCK_CONFIRM records that follow it
+ * (replay: engine_delay, so a real gap in the log still moves the clock at its first
+ * record) is counted at the current clock and reported, so one forged line dated 2099
+ * cannot stop every window from sliding.
+ *
+ * Hostile input (a newline in a HELO, a subject, a directory or argv) shows as parser
+ * flags: the swallowed text is never counted, the genuine writer is counted as usual, and
+ * an ENGINE_INJECTION notice names it. A HELO that reads as two peers counts the message
+ * for the identities of both readings (neither a framed victim nor a hidden sender).
  *
  * Delivery lines carry only a message id: they find their identities through msgtrack.
  * Failures and deferrals that our own hold or suspension caused (R=enforce_mail_permissions)
@@ -26,11 +36,37 @@ struct engine {
     struct policy *policy;
     struct usertable *table;
     struct msgtrack *msgs;
+    struct msgtrack_seen *seen; /* recipients counted for messages with a cut for-list */
     struct attrib attrib;
     struct engine_stats stats;
+    struct attrib_result ar2; /* the second reading of a forged HELO (4 KiB) */
     uint8_t key[SIPHASH_KEY_LEN];
+    const struct engine_wall *wall;
+    const struct engine_hook *hook;
     int64_t now_ms;
+    int64_t bound_ms; /* without a wall clock: engine_delay's bound, INT64_MAX: none */
 };
+
+const char *
+engine_injection_name(enum engine_injection k)
+{
+    static const char *const names[ENGINE_INJ__MAX] = { "absorbed", "cwd", "tail", "helo" };
+
+    return (unsigned)k < ENGINE_INJ__MAX ? names[k] : "?";
+}
+
+const char *
+engine_injection_reason(enum engine_injection k)
+{
+    static const char *const why[ENGINE_INJ__MAX] = {
+        "an arrival swallowed a line that starts like a log record (a raw newline in a field)",
+        "a cwd= record swallowed lines (a newline in a directory name or argv)",
+        "the remnant of a forged line (dropped, not counted)",
+        "forged HELO: the peer fields read two ways (counted for both readings)",
+    };
+
+    return (unsigned)k < ENGINE_INJ__MAX ? why[k] : "?";
+}
 
 static struct usertable *
 engine_table_new(const struct engine *e, const struct policy *p)
@@ -62,12 +98,17 @@ engine_new(const struct engine_params *p, struct engine **ret)
         e->maps = e->own_maps;
     }
     memcpy(e->key, p->key, SIPHASH_KEY_LEN);
+    e->wall = p->wall;
+    e->hook = p->hook;
+    e->bound_ms = INT64_MAX;
     attrib_init(&e->attrib);
+    e->attrib.exim_user = e->cfg->exim_user;
     e->policy = policy_new(e->cfg);
     if (e->policy)
         e->table = engine_table_new(e, e->policy);
     e->msgs = msgtrack_new(0, e->key);
-    if (!e->policy || !e->table || !e->msgs || !e->maps) {
+    e->seen = msgtrack_seen_new();
+    if (!e->policy || !e->table || !e->msgs || !e->maps || !e->seen) {
         engine_free(e);
         return -ENOMEM;
     }
@@ -83,6 +124,7 @@ engine_free(struct engine *e)
     policy_free(e->policy);
     usertable_free(e->table);
     msgtrack_free(e->msgs);
+    msgtrack_seen_free(e->seen);
     attrib_maps_free(e->own_maps);
     free(e);
 }
@@ -179,6 +221,7 @@ engine_set_config(struct engine *e, const struct config *cfg)
         policy_free(e->policy);
         e->policy = p;
         e->cfg = cfg;
+        e->attrib.exim_user = cfg->exim_user;
         engine_remap_trips(e, names, old->nrules);
         return 0;
     }
@@ -201,6 +244,7 @@ engine_set_config(struct engine *e, const struct config *cfg)
     e->table = table;
     e->policy = p;
     e->msgs = msgs;
+    e->attrib.exim_user = cfg->exim_user;
     return 1;
 }
 
@@ -291,6 +335,8 @@ engine_count(struct engine *e, enum usertable_scope scope, const char *id, const
         usertable_add_distinct(e->table, ent, WINDOW_IPS, e->now_ms, ip_hash);
     if (msg)
         msg->refs[scope] = usertable_ref(e->table, ent);
+    if (e->hook && e->hook->counted)
+        e->hook->counted(e->hook->ctx, e->table, ent, ev, e->now_ms);
 
     if (was_tripped && k < max) {
         engine_notice_fill(&ret[k++], ENGINE_TRIPPED_ARRIVAL, scope, id, account, e, ent, ev, line);
@@ -305,45 +351,202 @@ engine_count(struct engine *e, enum usertable_scope scope, const char *id, const
     return k;
 }
 
+/* The key of recipient @addr of message @msgid in e->seen (address case folded). */
+static uint64_t
+engine_rcpt_key(const struct engine *e, struct fg_str msgid, struct fg_str addr)
+{
+    char buf[MSGTRACK_ID_MAX + 1 + USERTABLE_KEY_MAX];
+    size_t n = msgid.len < MSGTRACK_ID_MAX ? msgid.len : MSGTRACK_ID_MAX;
+
+    memcpy(buf, msgid.p, n);
+    buf[n++] = ' ';
+    for (size_t i = 0; i < addr.len && n < sizeof(buf); i++)
+        buf[n++] = util_ascii_lower(addr.p[i]);
+    return siphash(buf, n, e->key);
+}
+
+/* A cut for-list: the recipients it lists are counted; delivery lines add the others. */
+static void
+engine_note_listed(struct engine *e, const struct exim_event *ev)
+{
+    struct fg_str addr;
+    size_t pos = 0;
+
+    while (eximlog_next_addr(ev->rcpts, &pos, &addr) > 0)
+        (void)msgtrack_seen_add(e->seen, engine_rcpt_key(e, ev->msgid, addr));
+}
+
+/* A notice about a log injection; @id may be "" (the writer is not known). */
 static size_t
-engine_arrival(struct engine *e, const struct exim_event *ev, uint64_t line,
+engine_injection(struct engine *e, enum engine_injection kind, enum usertable_scope scope,
+                 const char *id, const struct exim_event *ev, uint64_t line,
+                 struct engine_notice *ret, size_t max)
+{
+    struct engine_notice *n = ret;
+
+    e->stats.injections[kind]++;
+    if (max == 0)
+        return 0;
+    memset(n, 0, sizeof(*n));
+    n->kind = ENGINE_INJECTION;
+    n->injection = kind;
+    n->scope = scope;
+    n->ref.slot = UINT32_MAX;
+    (void)util_copy_str(n->id, sizeof(n->id), fg_str_make(id, strlen(id)));
+    if (id[0])
+        engine_account_of(e, scope, id, n->account, sizeof(n->account));
+    n->at_ms = ev->ts_ms;
+    (void)util_copy_str(n->at, sizeof(n->at), ev->time);
+    n->line = line;
+    (void)util_copy_str(n->msgid, sizeof(n->msgid), ev->msgid);
+    return 1;
+}
+
+/* The identity an injection notice names: the mailbox, else the account, else the script. */
+static const char *
+engine_lead_identity(const struct attrib_result *ar, enum usertable_scope *ret_scope)
+{
+    *ret_scope = ar->mailbox[0] ? SCOPE_MAILBOX : ar->account[0] ? SCOPE_ACCOUNT : SCOPE_SCRIPT;
+    return ar->mailbox[0] ? ar->mailbox : ar->account[0] ? ar->account : ar->script;
+}
+
+/* The event as its second peer reading (EXIM_F_AMBIGUOUS_HOST with ev->alt) has it. */
+static void
+engine_alt_reading(const struct exim_event *ev, struct exim_event *ret)
+{
+    *ret = *ev;
+    ret->host = ev->alt.host;
+    ret->host_ip = ev->alt.host_ip;
+    ret->ident = ev->alt.ident;
+    ret->proto = ev->alt.proto;
+    ret->auth = ev->alt.auth;
+    ret->set_id = ev->alt.set_id;
+    ret->flags &= ~EXIM_F_ANOMALOUS; /* the parser read this one in full */
+}
+
+static bool
+engine_has_alt(const struct exim_event *ev)
+{
+    const struct exim_peer *a = &ev->alt;
+
+    return (ev->flags & EXIM_F_AMBIGUOUS_HOST) &&
+           (a->host.len || a->host_ip.len || a->ident.len || a->proto.len || a->auth.len ||
+            a->set_id.len);
+}
+
+static void
+engine_not_outbound_stats(struct engine *e, const struct attrib_result *ar)
+{
+    if (ar->flags & ATTRIB_BOUNCE)
+        e->stats.bounces++;
+    else if (ar->flags & ATTRIB_SERVICE)
+        e->stats.service++;
+    else if (ar->flags & ATTRIB_LOCAL_ONLY)
+        e->stats.local_only++;
+    else if (ar->flags & ATTRIB_INBOUND)
+        e->stats.inbound++;
+}
+
+/* Count @ar's identities; with @skip, those it holds already are not counted twice. */
+static size_t
+engine_count_all(struct engine *e, const struct exim_event *ev, const struct attrib_result *ar,
+                 const struct attrib_result *skip, uint64_t ip_hash, struct msgtrack_msg *msg,
+                 uint64_t line, struct engine_notice *ret, size_t max)
+{
+    const char *ids[SCOPE__MAX] = { [SCOPE_MAILBOX] = ar->mailbox,
+                                    [SCOPE_ACCOUNT] = ar->account,
+                                    [SCOPE_SCRIPT] = ar->script };
+    const char *dup[SCOPE__MAX] = { [SCOPE_MAILBOX] = skip ? skip->mailbox : "",
+                                    [SCOPE_ACCOUNT] = skip ? skip->account : "",
+                                    [SCOPE_SCRIPT] = skip ? skip->script : "" };
+    size_t k = 0;
+
+    for (size_t s = 0; s < SCOPE__MAX; s++) {
+        struct msgtrack_msg *m = msg;
+        if (!ids[s][0] || strcmp(ids[s], dup[s]) == 0)
+            continue;
+        /* a delivery line counts against one identity per scope: the first reading's */
+        if (m && m->refs[s].slot != UINT32_MAX)
+            m = NULL;
+        k += engine_count(e, (enum usertable_scope)s, ids[s], ar->account, ev, ar, ip_hash, m,
+                          line, ret + k, max - k);
+    }
+    return k;
+}
+
+static size_t
+engine_arrival(struct engine *e, const struct exim_event *ev, uint32_t flags, uint64_t line,
                struct engine_notice *ret, size_t max)
 {
-    struct attrib_result *ar = &e->ar;
+    struct attrib_result *ar = &e->ar, *ar2 = &e->ar2;
+    struct exim_event gen = *ev, alt;
     struct msgtrack_msg *msg;
+    enum usertable_scope sc, sc2;
+    const char *lead, *lead2;
     uint64_t ip_hash = 0;
+    bool helo = engine_has_alt(ev), out, out2 = false;
     size_t k = 0;
 
     e->stats.arrivals++;
-    if (attrib_arrival(&e->attrib, e->maps, ev, ar) <= 0) {
-        if (ar->flags & ATTRIB_BOUNCE)
-            e->stats.bounces++;
-        else if (ar->flags & ATTRIB_SERVICE)
-            e->stats.service++;
-        else if (ar->flags & ATTRIB_LOCAL_ONLY)
-            e->stats.local_only++;
-        else if (ar->flags & ATTRIB_INBOUND)
-            e->stats.inbound++;
-        return 0;
+    /* An arrival absorbs following lines only while a quote is open in the sender, the
+     * from <...> or the for-list, the fields Exim writes raw (lib/eximlog's joiner): the
+     * swallowed text lies inside that quoted address, and the fields Exim wrote around it
+     * name the genuine writer. */
+    out = attrib_arrival(&e->attrib, e->maps, &gen, ar) > 0;
+    if (helo) {
+        engine_alt_reading(&gen, &alt);
+        out2 = attrib_arrival(&e->attrib, e->maps, &alt, ar2) > 0;
+    }
+
+    /* the signals first: they are news even when the message is not outbound */
+    lead = engine_lead_identity(ar, &sc);
+    if (flags & EXIM_F_ABSORBED)
+        k += engine_injection(e, ENGINE_INJ_ABSORBED, sc, lead, ev, line, ret + k, max - k);
+    if (ar->flags & ATTRIB_CWD_FORGED) {
+        /* the cwd= record named the home owner already unless it is another login */
+        const char *dir = strchr(ar->script, ':');
+        char home[ATTRIB_ACCOUNT_MAX];
+        if (!dir || attrib_home_owner(fg_str_make(dir + 1, strlen(dir + 1)), home,
+                                      sizeof(home)) == 0 ||
+            strcmp(home, ar->account) != 0)
+            k += engine_injection(e, ENGINE_INJ_CWD, SCOPE_ACCOUNT, ar->account, ev, line,
+                                  ret + k, max - k);
+    }
+    if (helo) {
+        lead2 = engine_lead_identity(ar2, &sc2);
+        size_t w = engine_injection(e, ENGINE_INJ_HELO, sc, lead, ev, line, ret + k, max - k);
+        if (w) {
+            ret[k].other_scope = sc2;
+            (void)util_copy_str(ret[k].other, sizeof(ret[k].other),
+                                fg_str_make(lead2, strlen(lead2)));
+        }
+        k += w;
+    } else if (flags & EXIM_F_HELO_FORGED) {
+        /* one reading holds, but the HELO imitates a peer: news about who sent it */
+        k += engine_injection(e, ENGINE_INJ_HELO, sc, lead, ev, line, ret + k, max - k);
+    }
+
+    if (!out && !out2) {
+        engine_not_outbound_stats(e, ar);
+        return k;
     }
     e->stats.outbound++;
+    if ((out ? ar : ar2)->flags & ATTRIB_NULL_SENDER)
+        e->stats.null_sender++;
     msg = msgtrack_add(e->msgs, ev->msgid, e->now_ms);
     if (msg) {
         msg->rcpts_counted = ev->nrcpt;
-        if (ev->flags & EXIM_F_RCPT_TRUNC)
+        if (flags & (EXIM_F_RCPT_TRUNC | EXIM_F_RCPT_CUT)) {
             msg->flags |= MSGTRACK_TRUNCATED;
+            engine_note_listed(e, ev);
+        }
     }
     if (ev->host_ip.len)
         ip_hash = siphash(ev->host_ip.p, ev->host_ip.len, e->key);
-    if (ar->mailbox[0])
-        k += engine_count(e, SCOPE_MAILBOX, ar->mailbox, ar->account, ev, ar, ip_hash, msg, line,
-                          ret + k, max - k);
-    if (ar->account[0])
-        k += engine_count(e, SCOPE_ACCOUNT, ar->account, ar->account, ev, ar, ip_hash, msg, line,
-                          ret + k, max - k);
-    if (ar->script[0])
-        k += engine_count(e, SCOPE_SCRIPT, ar->script, ar->account, ev, ar, ip_hash, msg, line,
-                          ret + k, max - k);
+    if (out)
+        k += engine_count_all(e, ev, ar, NULL, ip_hash, msg, line, ret + k, max - k);
+    if (out2)
+        k += engine_count_all(e, ev, ar2, out ? ar : NULL, ip_hash, msg, line, ret + k, max - k);
     return k;
 }
 
@@ -359,6 +562,20 @@ engine_count_msg(struct engine *e, struct msgtrack_msg *msg, enum window_metric 
         if (ent)
             usertable_add(e->table, ent, m, e->now_ms, n);
     }
+}
+
+/*
+ * A recipient of a message whose for-list was cut, seen in a delivery, defer or failure
+ * line: counted once, unless the for-list listed it or it is in a local domain (the
+ * arrival counts only remote recipients).
+ */
+static void
+engine_late_rcpt(struct engine *e, struct msgtrack_msg *msg, const struct exim_event *ev)
+{
+    if (!ev->addr.len || attrib_maps_is_local(e->maps, eximlog_addr_domain(ev->addr)))
+        return;
+    if (msgtrack_seen_add(e->seen, engine_rcpt_key(e, ev->msgid, ev->addr)) > 0)
+        engine_count_msg(e, msg, WINDOW_RECIPIENTS, 1);
 }
 
 static void
@@ -383,6 +600,9 @@ engine_delivery(struct engine *e, const struct exim_event *ev)
     msg = msgtrack_get(e->msgs, ev->msgid);
     if (!msg)
         return;
+    /* a cut for-list undercounted the recipients: every line names one (each counted once) */
+    if (msg->flags & MSGTRACK_TRUNCATED)
+        engine_late_rcpt(e, msg, ev);
     if (ev->type == EXIM_DEFER) {
         if (!(ev->flags & EXIM_F_RETRY_WAIT))
             engine_count_msg(e, msg, WINDOW_DEFERRED, 1);
@@ -393,9 +613,6 @@ engine_delivery(struct engine *e, const struct exim_event *ev)
     if (ev->type == EXIM_FAIL)
         engine_count_msg(e, msg, WINDOW_FAILED, 1);
     msg->rcpts_final++;
-    /* a cut for-list undercounted the recipients: the delivery lines tell the rest */
-    if ((msg->flags & MSGTRACK_TRUNCATED) && msg->rcpts_final > msg->rcpts_counted)
-        engine_count_msg(e, msg, WINDOW_RECIPIENTS, 1);
 }
 
 static void
@@ -443,65 +660,175 @@ engine_frozen_by_acl(struct engine *e, struct msgtrack_msg *msg, const struct ex
     return k;
 }
 
+/*
+ * The bounded clock. The bound is the wall clock (live) or the oldest time among the
+ * records that follow (replay, engine_delay); none: unbounded. Returns false when the
+ * record's time was not taken (ev->ts_ms is set to the clock it is counted at either way).
+ */
+/* Did the record give its zone ("+HHMM" after the time: log_timezone)? Its time is UTC. */
+static bool
+engine_zoned(const struct exim_event *ev)
+{
+    const char *p = ev->time.p, *end = ev->body.p;
+
+    if (!p || !end || end <= p + 19)
+        return false;
+    p += 19;
+    if (end - p >= 4 && p[0] == '.')
+        p += 4;
+    if (p < end && *p == ' ')
+        p++;
+    return end - p >= 5 && (p[0] == '+' || p[0] == '-') && p[1] >= '0' && p[1] <= '9' &&
+           p[4] >= '0' && p[4] <= '9';
+}
+
+static bool
+engine_clock(struct engine *e, struct exim_event *ev)
+{
+    int64_t bound = e->bound_ms;
+
+    if (e->wall) {
+        bound = e->wall->utc_ms(e->wall->ctx);
+        if (!engine_zoned(ev))
+            bound += e->wall->local_offset_ms(e->wall->ctx);
+    }
+
+    if (bound != INT64_MAX && ev->ts_ms > bound + ENGINE_CLOCK_AHEAD_MS) {
+        e->stats.clock_ahead++;
+        ev->ts_ms = e->now_ms;
+        return false;
+    }
+    if (ev->ts_ms > e->now_ms)
+        e->now_ms = ev->ts_ms;
+    ev->ts_ms = e->now_ms;
+    return true;
+}
+
+static size_t
+engine_clock_notice(struct engine *e, const struct exim_event *ev, int64_t claimed_ms,
+                    uint64_t line, struct engine_notice *ret, size_t max)
+{
+    if (max == 0)
+        return 0;
+    memset(ret, 0, sizeof(*ret));
+    ret->kind = ENGINE_CLOCK_AHEAD;
+    ret->ref.slot = UINT32_MAX;
+    ret->at_ms = claimed_ms;
+    (void)util_copy_str(ret->at, sizeof(ret->at), ev->time);
+    ret->line = line;
+    (void)util_copy_str(ret->msgid, sizeof(ret->msgid), ev->msgid);
+    (void)e;
+    return 1;
+}
+
+/* A cwd= record that swallowed lines: name the owner of its home directory (if any). */
+static size_t
+engine_forged_cwd(struct engine *e, const struct exim_event *ev, uint64_t line,
+                  struct engine_notice *ret, size_t max)
+{
+    char home[ATTRIB_ACCOUNT_MAX];
+
+    if (attrib_home_owner(ev->cwd, home, sizeof(home)) == 0)
+        home[0] = '\0';
+    return engine_injection(e, ENGINE_INJ_CWD, SCOPE_ACCOUNT, home, ev, line, ret, max);
+}
+
+/* The remnant of a forged line: never counted; a pending cwd= of its process names the login. */
+static size_t
+engine_forged_tail(struct engine *e, const struct exim_event *ev, uint64_t line,
+                   struct engine_notice *ret, size_t max)
+{
+    char home[ATTRIB_ACCOUNT_MAX];
+    struct fg_str dir = attrib_peek_cwd(&e->attrib, ev->has_pid, ev->pid);
+
+    if (!dir.len || attrib_home_owner(dir, home, sizeof(home)) == 0)
+        home[0] = '\0';
+    return engine_injection(e, ENGINE_INJ_TAIL, SCOPE_ACCOUNT, home, ev, line, ret, max);
+}
+
 size_t
 engine_feed(struct engine *e, const struct eximlog_record *rec, uint64_t line,
             struct engine_notice *ret, size_t max)
 {
     struct exim_event ev;
-    int r;
 
-    e->stats.records++;
-    if (rec->flags & EXIM_F_CWD_FORGED)
-        e->stats.cwd_forged++;
-    if (rec->flags & EXIM_F_INCOMPLETE)
-        e->stats.incomplete++;
-    r = eximlog_parse(rec->text, rec->len, &ev);
-    if (r < 0) {
+    if (eximlog_parse(rec->text, rec->len, &ev) < 0) {
+        e->stats.records++;
         e->stats.parse_errors++;
         return 0;
     }
-    if (ev.ts_ms > e->now_ms)
-        e->now_ms = ev.ts_ms;
-    ev.ts_ms = e->now_ms;
-    if (r == 0) {
+    return engine_feed_event(e, &ev, rec->flags, line, ret, max);
+}
+
+size_t
+engine_feed_event(struct engine *e, const struct exim_event *parsed, uint32_t rec_flags,
+                  uint64_t line, struct engine_notice *ret, size_t max)
+{
+    struct exim_event ev = *parsed;
+    uint32_t flags = ev.flags | rec_flags;
+    int64_t claimed = ev.ts_ms;
+    size_t k = 0;
+
+    e->stats.records++;
+    if (rec_flags & EXIM_F_CWD_FORGED)
+        e->stats.cwd_forged++;
+    if (rec_flags & EXIM_F_INCOMPLETE)
+        e->stats.incomplete++;
+    if (flags & EXIM_F_FORGED_TAIL) {
+        /* its prefix is the forger's: it neither moves the clock nor counts */
+        ev.ts_ms = e->now_ms;
+        return engine_forged_tail(e, &ev, line, ret, max);
+    }
+    if (!engine_clock(e, &ev))
+        k += engine_clock_notice(e, &ev, claimed, line, ret, max);
+    if (ev.type == EXIM_OTHER) {
         e->stats.other++;
-        return 0;
+        /* an overflowed cwd= record still names the directory Exim wrote */
+        if ((ev.flags & EXIM_F_OVERFLOW) && ev.cwd.len)
+            attrib_note_cwd(&e->attrib, &ev);
+        return k;
     }
     switch (ev.type) {
     case EXIM_ARRIVAL:
-        if (rec->flags & EXIM_F_CWD_FORGED)
-            return 0;
-        return engine_arrival(e, &ev, line, ret, max);
+        if (rec_flags & EXIM_F_CWD_FORGED)
+            return k;
+        return k + engine_arrival(e, &ev, flags, line, ret + k, max - k);
     case EXIM_DELIVERY:
     case EXIM_DEFER:
     case EXIM_FAIL:
         engine_delivery(e, &ev);
-        return 0;
+        return k;
     case EXIM_COMPLETED:
         e->stats.completed++;
         (void)msgtrack_remove(e->msgs, ev.msgid);
-        return 0;
+        return k;
     case EXIM_FROZEN:
     case EXIM_UNFROZEN: {
         struct msgtrack_msg *msg = msgtrack_get(e->msgs, ev.msgid);
         if (!msg)
-            return 0;
+            return k;
         if (ev.type == EXIM_UNFROZEN) {
             msg->flags &= ~MSGTRACK_FROZEN;
-            return 0;
+            return k;
         }
         msg->flags |= MSGTRACK_FROZEN;
-        return fg_str_eq(ev.text, "ACL") ? engine_frozen_by_acl(e, msg, &ev, line, ret, max) : 0;
+        return k + (fg_str_eq(ev.text, "ACL")
+                        ? engine_frozen_by_acl(e, msg, &ev, line, ret + k, max - k)
+                        : 0);
     }
     case EXIM_CWD:
-        if (!(rec->flags & EXIM_F_CWD_FORGED))
-            attrib_note_cwd(&e->attrib, &ev);
-        return 0;
+        ev.flags = flags;
+        /* the swallowed lines are part of the directory text, never records of their own;
+         * the directory still ties its process's arrival (counted for its login) */
+        attrib_note_cwd(&e->attrib, &ev);
+        if (flags & (EXIM_F_CWD_FORGED | EXIM_F_ABSORBED))
+            k += engine_forged_cwd(e, &ev, line, ret + k, max - k);
+        return k;
     case EXIM_AUTH_FAIL:
         engine_authfail(e, &ev);
-        return 0;
+        return k;
     default:
-        return 0;
+        return k;
     }
 }
 
@@ -596,4 +923,105 @@ engine_identity_queued(struct engine *e, enum usertable_scope scope, const char 
         usertable_get(e->table, scope, id, strlen(id), e->now_ms, false, &ent) <= 0)
         return 0;
     return msgtrack_queued(e->msgs, scope, usertable_ref(e->table, ent), ret, max);
+}
+
+/* --- replay's bound: records fed ENGINE_CLOCK_CONFIRM late ------------------------ */
+
+/* Records that cannot vouch for the time: their text is partly not Exim's. */
+#define ENGINE_F_SUSPECT                                                                           \
+    (EXIM_F_ABSORBED | EXIM_F_CWD_FORGED | EXIM_F_FORGED_TAIL | EXIM_F_AMBIGUOUS_HOST |           \
+     EXIM_F_ANOMALOUS | EXIM_F_FOREIGN | EXIM_F_INCOMPLETE)
+
+struct engine_delay_slot {
+    struct eximlog_record rec; /* rec.text points at text */
+    uint64_t line;
+    int64_t ts_ms; /* INT64_MAX: not a witness (no time, or suspect) */
+    char text[EXIMLOG_RECORD_MAX + 2];
+};
+
+struct engine_delay {
+    struct engine_delay_slot slot[ENGINE_CLOCK_CONFIRM + 1];
+    size_t head, n;
+    int64_t last_ms; /* the newest witness pushed, INT64_MIN: none yet */
+};
+
+struct engine_delay *
+engine_delay_new(void)
+{
+    struct engine_delay *q = calloc(1, sizeof(struct engine_delay));
+
+    if (q)
+        q->last_ms = INT64_MIN;
+    return q;
+}
+
+void
+engine_delay_free(struct engine_delay *q)
+{
+    free(q);
+}
+
+size_t
+engine_delay_pending(const struct engine_delay *q)
+{
+    return q->n;
+}
+
+int64_t
+engine_delay_last_ms(const struct engine_delay *q)
+{
+    return q->last_ms;
+}
+
+/* Feed the oldest held record, bounded by the oldest witness time among the others. */
+static size_t
+engine_delay_pop(struct engine_delay *q, struct engine *e, struct engine_notice *ret, size_t max)
+{
+    struct engine_delay_slot *s = &q->slot[q->head];
+    int64_t bound = INT64_MAX;
+    size_t k;
+
+    for (size_t i = 1; i < q->n; i++) {
+        const struct engine_delay_slot *f = &q->slot[(q->head + i) % N_ELEMS(q->slot)];
+        if (f->ts_ms < bound)
+            bound = f->ts_ms;
+    }
+    e->bound_ms = bound;
+    k = engine_feed(e, &s->rec, s->line, ret, max);
+    e->bound_ms = INT64_MAX;
+    q->head = (q->head + 1) % N_ELEMS(q->slot);
+    q->n--;
+    return k;
+}
+
+size_t
+engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog_record *rec,
+                  uint64_t line, struct engine_notice *ret, size_t max)
+{
+    struct engine_delay_slot *s = &q->slot[(q->head + q->n) % N_ELEMS(q->slot)];
+    struct exim_event ev;
+    /* a record over the limit stays over it (the parser refuses it the same way) */
+    size_t len = rec->len <= EXIMLOG_RECORD_MAX ? rec->len : EXIMLOG_RECORD_MAX + 1;
+    int r;
+
+    memcpy(s->text, rec->text, len);
+    s->text[len] = '\0';
+    s->rec = *rec;
+    s->rec.text = s->text;
+    s->rec.len = len;
+    s->line = line;
+    r = eximlog_parse(s->text, len, &ev);
+    s->ts_ms = (r >= 0 && ev.time.len && !((ev.flags | rec->flags) & ENGINE_F_SUSPECT))
+                   ? ev.ts_ms
+                   : INT64_MAX;
+    if (s->ts_ms != INT64_MAX)
+        q->last_ms = s->ts_ms;
+    q->n++;
+    return q->n == N_ELEMS(q->slot) ? engine_delay_pop(q, e, ret, max) : 0;
+}
+
+size_t
+engine_delay_flush(struct engine_delay *q, struct engine *e, struct engine_notice *ret, size_t max)
+{
+    return q->n ? engine_delay_pop(q, e, ret, max) : 0;
 }

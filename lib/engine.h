@@ -12,18 +12,62 @@
 #include "policy.h"
 #include "usertable.h"
 
+
 /*
  * The detection pipeline shared by the live daemon and --replay: one record in,
- * notices out. Pure in DESIGN.md's sense: the record's own timestamp is the clock.
+ * notices out. Pure in DESIGN.md's sense: the record's own timestamp is the clock, bounded
+ * (ENGINE_CLOCK_AHEAD_MS) so that one record dated in the future cannot move it there.
  */
 
-#define ENGINE_NOTICES_MAX (POLICY_VERDICTS_MAX * SCOPE__MAX + SCOPE__MAX)
+/* A forged HELO counts a message for the identities of two readings: twice the notices. */
+#define ENGINE_NOTICES_MAX (2 * (POLICY_VERDICTS_MAX * SCOPE__MAX + SCOPE__MAX) + 4)
+
+/*
+ * The pipeline clock never moves more than ENGINE_CLOCK_AHEAD_MS ahead of the wall clock
+ * (live) or, in replay, of the oldest of the ENGINE_CLOCK_CONFIRM records that follow
+ * (engine_delay): a jump holds when the records after it agree (a gap in the log, the
+ * server was down), not when they go on at the old time (one forged line). A record beyond
+ * the bound is counted at the current clock and reported (ENGINE_CLOCK_AHEAD,
+ * stats.clock_ahead).
+ */
+#define ENGINE_CLOCK_AHEAD_MS (5 * 60 * 1000)
+#define ENGINE_CLOCK_CONFIRM  4
+
+/*
+ * The wall clock for the bound. Exim writes local time, read as UTC by the parser, unless
+ * log_timezone is set (a "+HHMM" after the time: the parser converts to UTC); the engine
+ * compares each record with the reading its own form calls for.
+ */
+struct engine_wall {
+    int64_t (*utc_ms)(void *ctx);          /* now, epoch ms */
+    int64_t (*local_offset_ms)(void *ctx); /* local time minus UTC now (negative west of it) */
+    void *ctx;
+};
 
 enum engine_notice_kind {
     ENGINE_TRIP,            /* a rule fired for an identity */
     ENGINE_TRIPPED_ARRIVAL, /* a new message from an identity that has tripped before */
     ENGINE_FROZEN_BY_ACL,   /* Exim froze a tripped identity's new message ("frozen by ACL") */
+    ENGINE_CLOCK_AHEAD,     /* a record dated beyond the bound: counted at the clock (at = the
+                               time it claims, at_ms = the clock it was counted at) */
+    ENGINE_INJECTION,       /* a record shows log injection (injection says how); id names
+                               the genuine writer when known ("" else), other the second
+                               reading's identity of a forged HELO */
 };
+
+/* How a log injection showed (engine_notice.injection, engine_stats.injections[]). */
+enum engine_injection {
+    ENGINE_INJ_ABSORBED, /* an arrival swallowed a line that started like a record */
+    ENGINE_INJ_CWD,      /* a cwd= record swallowed lines (a newline in a directory or argv) */
+    ENGINE_INJ_TAIL,     /* the remnant of a forged line (dropped, never counted) */
+    ENGINE_INJ_HELO,     /* a HELO that reads as two peers: counted for both readings */
+    ENGINE_INJ__MAX,
+};
+
+/* "absorbed", "cwd", "tail", "helo": the metric's label and the audit log's kind. */
+const char *engine_injection_name(enum engine_injection k);
+/* A sentence for people: "a raw newline in a field swallowed a record-like line", ... */
+const char *engine_injection_reason(enum engine_injection k);
 
 struct engine_notice {
     enum engine_notice_kind kind;
@@ -36,6 +80,9 @@ struct engine_notice {
     char at[20];                     /* "YYYY-MM-DD HH:MM:SS" as logged */
     uint64_t line;                   /* first line of the record (caller's numbering) */
     char msgid[MSGTRACK_ID_MAX + 1]; /* the arrival's (or frozen message's) id */
+    enum engine_injection injection; /* ENGINE_INJECTION */
+    enum usertable_scope other_scope;    /* ENGINE_INJ_HELO: the second reading's identity */
+    char other[USERTABLE_KEY_MAX];       /* "" when none */
 };
 
 struct engine_stats {
@@ -57,12 +104,33 @@ struct engine_stats {
     uint64_t incomplete;
     uint64_t keys_refused; /* identities over USERTABLE_KEY_MAX */
     uint64_t trips;
+    uint64_t clock_ahead; /* records dated beyond the bound, counted at the clock */
+    uint64_t null_sender; /* "<>" arrivals counted: authenticated or a user's submission */
+    uint64_t injections[ENGINE_INJ__MAX];
+};
+
+/*
+ * Told of each message counted for an identity, right after its counters moved and before
+ * its rules are evaluated (replay's report keeps its evidence and follows its values).
+ * Borrows everything for the call only; must not change the table.
+ */
+struct engine_hook {
+    void (*counted)(void *ctx, const struct usertable *t, const struct usertable_entry *ent,
+                    const struct exim_event *ev, int64_t now_ms);
+    void *ctx;
 };
 
 struct engine_params {
     const struct config *cfg;       /* kept until engine_free or engine_set_config */
     const struct attrib_maps *maps; /* kept, may be NULL; engine_set_maps replaces it */
     uint8_t key[SIPHASH_KEY_LEN];   /* hash key for every table */
+    /*
+     * Live: the wall clock; the pipeline clock never passes it (as the log writes time)
+     * by more than ENGINE_CLOCK_AHEAD_MS. NULL: replay (bounded by engine_delay), or
+     * unbounded when records are fed directly. Kept until engine_free.
+     */
+    const struct engine_wall *wall;
+    const struct engine_hook *hook; /* NULL: none (the daemon); kept until engine_free */
 };
 
 struct engine;
@@ -77,6 +145,33 @@ void engine_free(struct engine *e);
  */
 size_t engine_feed(struct engine *e, const struct eximlog_record *rec, uint64_t line,
                    struct engine_notice *ret, size_t max);
+
+/*
+ * engine_feed() after the parse: @ev as eximlog_parse() left it (returned 1, or 0 with
+ * type EXIM_OTHER), @rec_flags the joiner's record flags. Borrows @ev (and its text).
+ */
+size_t engine_feed_event(struct engine *e, const struct exim_event *ev, uint32_t rec_flags,
+                         uint64_t line, struct engine_notice *ret, size_t max);
+
+/*
+ * Replay has no wall clock: records go through a queue of ENGINE_CLOCK_CONFIRM + 1 and are
+ * fed once that many follow them, each bounded by the oldest time among its followers
+ * (records with a suspect text are no witnesses). Copies the record; ~40 KiB.
+ * engine_delay_push feeds at most one record (its notices are returned, at most @max);
+ * at the end of input call engine_delay_flush while engine_delay_pending is not 0 (the
+ * last records have fewer followers: the bound is what follows, none for the very last).
+ */
+struct engine_delay;
+struct engine_delay *engine_delay_new(void);
+void engine_delay_free(struct engine_delay *q);
+size_t engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog_record *rec,
+                         uint64_t line, struct engine_notice *ret, size_t max);
+size_t engine_delay_flush(struct engine_delay *q, struct engine *e, struct engine_notice *ret,
+                          size_t max);
+size_t engine_delay_pending(const struct engine_delay *q);
+/* The log time of the newest record pushed that vouches for its time (a witness: it has
+ * one and its text is not suspect), INT64_MIN before the first. Replay's file checks. */
+int64_t engine_delay_last_ms(const struct engine_delay *q);
 
 /* Queued message ids of the notice's identity, oldest first; returns the count. */
 size_t engine_queued(const struct engine *e, const struct engine_notice *n,
@@ -106,7 +201,7 @@ void engine_set_maps(struct engine *e, const struct attrib_maps *maps);
 
 const struct engine_stats *engine_stats(const struct engine *e);
 struct usertable *engine_table(struct engine *e);
-/* Newest log time seen (the pipeline's clock), 0 before the first record. */
+/* Newest accepted log time (the pipeline's clock, bounded), 0 before the first record. */
 int64_t engine_now_ms(const struct engine *e);
 /* Account of an identity: itself for accounts, the prefix of a script, the domain owner. */
 void engine_account_of(const struct engine *e, enum usertable_scope scope, const char *id,

@@ -1134,6 +1134,36 @@ eximlog_arrival_walk(struct eximlog_walk *w, const char *p, const char *end, siz
     return e;
 }
 
+/*
+ * Does the host text before its peer literal (the HELO part) hold a peer-shaped "[ip]:port"
+ * or ") [ip]"? A HELO may be an address literal ("([10.0.0.1]) [192.0.2.1]", 5.3), never with
+ * a port or after a closing parenthesis: only a HELO written to imitate the log does that.
+ */
+static bool
+eximlog_helo_forged(struct fg_str host)
+{
+    const char *s = host.p, *end, *b;
+
+    if (!host.len)
+        return false;
+    end = s + host.len;
+    /* the peer literal is the last '[': look only before it */
+    for (b = end; b > s && b[-1] != '['; b--)
+        ;
+    if (b <= s + 1)
+        return false;
+    end = b - 1;
+    for (const char *p = s; p < end && (p = memchr(p, '[', (size_t)(end - p))) != NULL; p++) {
+        const char *cl = memchr(p, ']', (size_t)(end - p));
+        if (!cl || !eximlog_ip_valid(p + 1, (size_t)(cl - p - 1)))
+            continue;
+        if ((cl + 2 <= end && cl[1] == ':' && eximlog_is_digit(cl[2])) ||
+            (p - s >= 2 && p[-1] == ' ' && p[-2] == ')'))
+            return true;
+    }
+    return false;
+}
+
 static void
 eximlog_set_peer(struct exim_event *ev, const struct exim_peer *pr)
 {
@@ -1177,6 +1207,8 @@ eximlog_arrival(struct exim_event *ev, const char *p, const char *end, size_t re
         ev->flags |= EXIM_F_AMBIGUOUS_HOST;
         ev->alt = w.alt;
     }
+    if (eximlog_helo_forged(ev->host))
+        ev->flags |= EXIM_F_HELO_FORGED;
     if (!ev->host.p && (fg_str_eq(ev->proto, "local") || fg_str_has_prefix(ev->proto, "local-")))
         ev->flags |= EXIM_F_LOCAL;
     return 1;

@@ -57,6 +57,9 @@ enum exim_type {
     (1u << 14) /* not a cwd= record, yet it ends in a top-level " N args: ..." (9.1 rule 4): the   \
                   remnant of a line forged through a directory name or argv; never counted */
 #define EXIM_F_CWD_ARGC (1u << 15) /* cwd= whose " N args:" count does not match its arguments */
+#define EXIM_F_HELO_FORGED                                                                         \
+    (1u << 17) /* the HELO inside H= holds ") [ip]" or "[ip]:port": text shaped like a peer, which \
+                  no honest client sends (5.3); the record still has one reading */
 #define EXIM_F_RCPT_CUT                                                                            \
     (1u << 16) /* the for-list may have been cut at Exim's buffer without "<trunc>" (<= 4.97:      \
                   the record ends within 259 bytes of 8192): complete it from the delivery         \

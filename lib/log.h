@@ -10,6 +10,7 @@
 #define LOG_MSGID_TRIP   "5d1c8f0a3b7e4e2a9c61f0b4d7a2e901"
 #define LOG_MSGID_ACTION "a3f2b1c4d5e6478f9a0b1c2d3e4f5a61"
 #define LOG_MSGID_RELOAD "7c9e6b5a4d3c4b2a91807f6e5d4c3b2a"
+#define LOG_MSGID_INJECTION "3aa15ea341a04a65a92df661019c73a5"
 
 struct log_field {
     const char *key; /* A-Z0-9_, without the FLOODGATE_ prefix; MESSAGE_ID is passed as is */

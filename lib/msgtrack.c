@@ -12,6 +12,7 @@
  */
 #include "msgtrack.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,4 +244,68 @@ uint64_t
 msgtrack_forgotten(const struct msgtrack *t)
 {
     return t->forgotten;
+}
+
+/* --- recipients of messages with a cut for-list ------------------------------------- */
+
+struct msgtrack_seen {
+    uint64_t *gen[2]; /* [0] newer; 0 marks an empty slot */
+    size_t count;     /* keys in gen[0] */
+};
+
+struct msgtrack_seen *
+msgtrack_seen_new(void)
+{
+    return calloc(1, sizeof(struct msgtrack_seen));
+}
+
+void
+msgtrack_seen_free(struct msgtrack_seen *s)
+{
+    if (!s)
+        return;
+    free(s->gen[0]);
+    free(s->gen[1]);
+    free(s);
+}
+
+/* Slot of @key in @g, or the empty slot where it would go (never full: at most half). */
+static size_t
+msgtrack_seen_slot(const uint64_t *g, uint64_t key)
+{
+    size_t i = (size_t)key & (MSGTRACK_SEEN_SLOTS - 1);
+
+    while (g[i] && g[i] != key)
+        i = (i + 1) & (MSGTRACK_SEEN_SLOTS - 1);
+    return i;
+}
+
+int
+msgtrack_seen_add(struct msgtrack_seen *s, uint64_t key)
+{
+    size_t i;
+
+    key = key ? key : 1;
+    if (!s->gen[0] && !(s->gen[0] = calloc(MSGTRACK_SEEN_SLOTS, sizeof(uint64_t))))
+        return -ENOMEM;
+    if (s->gen[1] && s->gen[1][msgtrack_seen_slot(s->gen[1], key)] == key)
+        return 0;
+    i = msgtrack_seen_slot(s->gen[0], key);
+    if (s->gen[0][i] == key)
+        return 0;
+    if (s->count >= MSGTRACK_SEEN_SLOTS / 2) {
+        /* the newer generation is half full: it becomes the older one */
+        uint64_t *fresh = s->gen[1];
+        if (fresh)
+            memset(fresh, 0, MSGTRACK_SEEN_SLOTS * sizeof(uint64_t));
+        else if (!(fresh = calloc(MSGTRACK_SEEN_SLOTS, sizeof(uint64_t))))
+            return -ENOMEM;
+        s->gen[1] = s->gen[0];
+        s->gen[0] = fresh;
+        s->count = 0;
+        i = msgtrack_seen_slot(s->gen[0], key);
+    }
+    s->gen[0][i] = key;
+    s->count++;
+    return 1;
 }

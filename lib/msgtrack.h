@@ -53,6 +53,22 @@ size_t msgtrack_queued(const struct msgtrack *t, enum usertable_scope scope,
                        struct usertable_ref ref, char (*ret)[MSGTRACK_ID_MAX + 1], size_t max);
 
 size_t msgtrack_count(const struct msgtrack *t);
+
+/*
+ * Recipients already counted for messages whose for-list was cut: a bounded set of recent
+ * 64-bit keys (hashes of message id and address), two generations of MSGTRACK_SEEN_SLOTS
+ * slots; when the newer one is half full it becomes the older and the older is dropped,
+ * so at least MSGTRACK_SEEN_SLOTS / 2 recent keys are always remembered. The slots are
+ * allocated on first use (2 MiB).
+ */
+#define MSGTRACK_SEEN_SLOTS 65536
+
+struct msgtrack_seen;
+
+struct msgtrack_seen *msgtrack_seen_new(void);
+void msgtrack_seen_free(struct msgtrack_seen *s);
+/* Remember @key; 1 when it is new, 0 when seen already, -ENOMEM. */
+int msgtrack_seen_add(struct msgtrack_seen *s, uint64_t key);
 uint64_t msgtrack_forgotten(const struct msgtrack *t);
 
 #endif

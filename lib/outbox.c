@@ -699,6 +699,10 @@ outbox_decode(struct outbox *ob, const char *buf, size_t len)
         r = -EBADMSG;
         if (blen > (size_t)(trailer - p) || (size_t)(trailer - p) - blen < 1 || p[blen] != '\n')
             goto fail;
+        /* an event is queued once per destination (outbox_add); a second copy is an edit,
+         * and would leave the index naming one of the two */
+        if (outbox_find(&next, tmp.dest, tmp.event_id))
+            goto fail;
         e = outbox_entry_new(tmp.dest, tmp.event_id, tmp.prio, tmp.created_ms, p, blen);
         r = -ENOMEM;
         if (!e)

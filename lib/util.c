@@ -284,6 +284,46 @@ strbuf_append_json(struct strbuf *b, const char *p, size_t len)
     return r;
 }
 
+int
+strbuf_append_html(struct strbuf *b, const char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)p;
+    size_t start = b->len;
+    int r = 0;
+
+    for (size_t i = 0; i < len && r == 0;) {
+        size_t n = util_utf8_len(s + i, len - i);
+        unsigned cp = n ? util_utf8_cp(s + i, n) : 0xfffd;
+        char esc[6] = { '\\', 'u', hex[cp >> 12 & 15], hex[cp >> 8 & 15], hex[cp >> 4 & 15],
+                        hex[cp & 15] };
+
+        if (n == 0)
+            r = strbuf_append(b, "\xef\xbf\xbd", 3); /* not UTF-8: U+FFFD */
+        else if (cp == '&')
+            r = strbuf_append(b, "&amp;", 5);
+        else if (cp == '<')
+            r = strbuf_append(b, "&lt;", 4);
+        else if (cp == '>')
+            r = strbuf_append(b, "&gt;", 4);
+        else if (cp == '"')
+            r = strbuf_append(b, "&quot;", 6);
+        else if (cp == '\'')
+            r = strbuf_append(b, "&#39;", 5);
+        else if (cp < 0x20 || cp == 0x7f || util_cp_steers(cp))
+            r = strbuf_append(b, esc, 6);
+        else
+            r = strbuf_append(b, p + i, n);
+        i += n ? n : 1;
+    }
+    if (r < 0) {
+        b->len = start;
+        if (b->p)
+            b->p[start] = '\0';
+    }
+    return r;
+}
+
 /* One unit of terminal output for the bytes at @s: its text into @u, its input length. */
 static size_t
 util_term_unit(const unsigned char *s, size_t avail, char u[8], size_t *ret_len)
@@ -368,6 +408,37 @@ util_copy_str(char *dst, size_t size, struct fg_str s)
         memcpy(dst, s.p, s.len);
     dst[s.len] = '\0';
     return 0;
+}
+
+int
+strbuf_append_display(struct strbuf *b, const char *p, size_t len)
+{
+    size_t start = b->len;
+    int r = 0;
+
+    for (size_t i = 0; i < len && r == 0;) {
+        unsigned char c = (unsigned char)p[i];
+        size_t n = c >= 0x80 ? util_utf8_len((const unsigned char *)p + i, len - i) : 0;
+
+        if (n > 0) {
+            r = strbuf_append(b, p + i, n);
+            i += n;
+            continue;
+        }
+        if (c == '\\')
+            r = strbuf_append(b, "\\\\", 2);
+        else if (c >= 0x20 && c < 0x7f)
+            r = strbuf_append(b, p + i, 1);
+        else
+            r = strbuf_printf(b, "\\x%02x", c);
+        i++;
+    }
+    if (r < 0) {
+        b->len = start;
+        if (b->p)
+            b->p[start] = '\0';
+    }
+    return r;
 }
 
 size_t

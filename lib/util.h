@@ -88,6 +88,20 @@ int strbuf_printf(struct strbuf *b, const char *fmt, ...) FG_PRINTF(2, 3);
  * \uXXXX escapes, so the text is valid JSON and safe to print. -E2BIG leaves @b as it was.
  */
 int strbuf_append_json(struct strbuf *b, const char *p, size_t len);
+/*
+ * Append @p as HTML text, safe in element content and in a quoted attribute value alike
+ * (the replay report): valid UTF-8 kept; a byte that is not valid UTF-8 becomes U+FFFD;
+ * '&', '<', '>', '"' and '\'' are character references; C0 controls, DEL, C1 controls,
+ * bidirectional controls and U+2028/U+2029 are shown as the visible text "\uXXXX", so log
+ * text can neither open markup nor reorder what surrounds it. -E2BIG leaves @b as it was.
+ */
+int strbuf_append_html(struct strbuf *b, const char *p, size_t len);
+/*
+ * Append @p for people (journal, alert text): printable ASCII and well-formed UTF-8 as
+ * they are, a backslash doubled, any other byte as \xHH. Identities keep their exact bytes
+ * (a script directory may hold anything but NUL); this is only how they are shown.
+ */
+int strbuf_append_display(struct strbuf *b, const char *p, size_t len);
 /* NUL-terminated view of the buffer ("" when empty). Borrowed until the next append. */
 const char *strbuf_cstr(struct strbuf *b);
 

@@ -5,6 +5,7 @@
  * (tests/e2e/cpanel-stub/: cPanel itself cannot run here).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,15 @@ static char audit_omitted[256];            /* the first "..._omitted":N seen */
 static const char *spoil_match, *spoil_id; /* see spoil_run() */
 
 static bool file_has(const char *path, const char *needle);
+
+static void
+f_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
 
 static void
 test_config_free(struct config *c)
@@ -690,8 +700,13 @@ START_TEST(test_action_spool_id_must_match)
     r.nmsgids = 1;
     ck_assert_int_eq(action_trip(a, &r), 0);
     fake_spawner_flush(fs);
-    ck_assert_int_eq(fake_spawner_find(fs, "-Mf"), -1);
-    ck_assert_uint_eq(last.confirmed, 0);
+    /* the copy is never frozen; the spool walk finds the mailbox's real messages 01 and 02
+     * (the walk, too, reads each file's id from inside it) */
+    ck_assert_int_eq(fake_spawner_find(fs, "0A"), -1);
+    ck_assert_int_eq(fake_spawner_find(fs, "-Mf "), 0);
+    ck_assert_ptr_nonnull(strstr(fs->calls[0], "1xVYNi-0001Xt-01"));
+    ck_assert_ptr_nonnull(strstr(fs->calls[0], "1xVYNi-0001Xt-02"));
+    ck_assert_uint_eq(last.backlog, 2);
     ck_assert(audit_has("\"event\":\"unconfirmed\""));
     action_free(a);
 }
@@ -785,8 +800,13 @@ START_TEST(test_action_unconfirmed_holds_nothing)
     r.ordered = true;
     ck_assert_int_eq(action_trip(a, &r), 0);
     fake_spawner_flush(fs);
-    ck_assert_uint_eq(fs->ncalls, 1); /* the hold; 03 is still not frozen */
-    ck_assert_ptr_nonnull(strstr(fs->calls[0], "Email hold_outgoing email=box@example.com"));
+    /* the spool walk freezes the mailbox's own 01 and 02; 03 is still not frozen */
+    ck_assert_uint_eq(fs->ncalls, 2);
+    ck_assert_ptr_nonnull(strstr(fs->calls[0], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-0"));
+    ck_assert_ptr_nonnull(strstr(fs->calls[0], "1xVYNi-0001Xt-01")); /* in directory order */
+    ck_assert_ptr_nonnull(strstr(fs->calls[0], "1xVYNi-0001Xt-02"));
+    ck_assert_ptr_null(strstr(fs->calls[0], "1xVYNi-0001Xt-03"));
+    ck_assert_ptr_nonnull(strstr(fs->calls[1], "Email hold_outgoing email=box@example.com"));
     ck_assert(!last.unconfirmed);
     ck_assert_uint_eq(last.backend_done, CONFIG_ACTION_HOLD);
     ck_assert(action_is_active(a, SCOPE_MAILBOX, "box@example.com"));
@@ -1318,8 +1338,411 @@ START_TEST(test_action_batches)
     fake_spawner_flush(fs);
     ck_assert_uint_eq(fs->ncalls, 3); /* 2 + 2 + 1; the exim backend spawns nothing */
     ck_assert_uint_eq(last.frozen, 5);
-    ck_assert(file_has(blocklist, "acct1: hold script acct1%3A/home/acct1/public_html"));
+    /* keyed by login and directory: the ACL matches "$sender_ident:$initial_cwd" */
+    ck_assert(file_has(blocklist, "\"acct1:/home/acct1/public_html\": hold script "
+                                  "acct1%3A/home/acct1/public_html script-burst"));
+    ck_assert(!file_has(blocklist, "\nacct1: "));
     action_free(a);
+}
+END_TEST
+
+/* A script in a directory with any bytes is held and frozen, released by its exact key. */
+START_TEST(test_action_script_any_bytes)
+{
+    static const char id[] = "acct1:/home/acct1/caf\xc3\xa9 \x01%/x";
+    struct action *a;
+    const char *ids[1] = { "1xVYNi-0001Xv-01" };
+    const char *const *frozen;
+
+    write_h(ids[0], "--ident acct1\n-local\n");
+    a = open_action(&fs->ops, NULL);
+    struct action_request r = { .rule = "script-burst",
+                                .scope = SCOPE_SCRIPT,
+                                .id = id,
+                                .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+                                .msgids = ids,
+                                .nmsgids = 1 };
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(last.frozen, 1);
+    /* the key carries the directory's bytes, a control byte as lsearch's \xHH escape: a
+     * raw one could end the line and start another key */
+    ck_assert(file_has(blocklist, "\"acct1:/home/acct1/caf\xc3\xa9 \\x01%/x\": hold script "
+                                  "acct1%3A/home/acct1/caf%C3%A9%20%01%25/x"));
+    ck_assert(action_is_active(a, SCOPE_SCRIPT, id));
+    action_free(a);
+    /* the ledger keeps the exact bytes across a restart */
+    a = open_action(&fs->ops, NULL);
+    ck_assert(action_is_active(a, SCOPE_SCRIPT, id));
+    ck_assert_uint_eq(action_frozen_ids(a, SCOPE_SCRIPT, id, &frozen), 1);
+    ck_assert_int_eq(action_release(a, SCOPE_SCRIPT, id), 0);
+    fake_spawner_flush(fs);
+    ck_assert(!action_is_active(a, SCOPE_SCRIPT, id));
+    action_free(a);
+
+    /* the command backend gets the directory escaped, never raw bytes */
+    cfg->backend = CONFIG_BACKEND_COMMAND;
+    cfg->command_path = strdup("/usr/local/sbin/fg-act");
+    a = open_action(&fs->ops, NULL);
+    r.actions = CONFIG_ACTION_HOLD;
+    r.nmsgids = 0;
+    r.ordered = true; /* nothing queued to confirm: an operator's order */
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_str_eq(fs->calls[fs->ncalls - 1],
+                     "/usr/local/sbin/fg-act hold script "
+                     "acct1:/home/acct1/caf%C3%A9 %01%25/x script-burst");
+    action_free(a);
+    cfg->backend = CONFIG_BACKEND_EXIM;
+    /* a directory with a newline and a line of someone else's after it stays one key */
+    a = open_action(&fs->ops, NULL);
+    r.id = "acct1:/home/acct1/a\nceo@victim.test: suspend mailbox x r\n#";
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(file_has(blocklist, "\"acct1:/home/acct1/a\\x0aceo@victim.test: suspend mailbox x "
+                                  "r\\x0a#\": hold script"));
+    ck_assert(!file_has(blocklist, "\nceo@victim.test"));
+    action_free(a);
+    r.id = id;
+    cfg->backend = CONFIG_BACKEND_COMMAND;
+    /* still refused: no account, a bad account, an empty directory */
+    a = open_action(&fs->ops, NULL);
+    r.id = "/home/x";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.id = "Root;x:/home/x";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    r.id = "acct1:";
+    ck_assert_int_eq(action_trip(a, &r), -EINVAL);
+    action_free(a);
+}
+END_TEST
+
+/* A script key with lsearch's specials: quoted, '"' and '\\' escaped; released cleanly. */
+START_TEST(test_action_exim_script_key_quoted)
+{
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = { .rule = "s",
+                                .scope = SCOPE_SCRIPT,
+                                .id = "acct1:/home/acct1/a \"b\\c",
+                                .actions = CONFIG_ACTION_HOLD,
+                                .ordered = true };
+
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    {
+        char *text = NULL, line[128], ref[TRIPS_REF_MAX];
+        trips_identity_ref(SCOPE_SCRIPT, r.id, ref, sizeof(ref));
+        (void)snprintf(line, sizeof(line),
+                       "\n\"acct1:/home/acct1/a \\\"b\\\\c\": hold script "
+                       "acct1%%3A/home/acct1/a%%20\"b\\c s %s\n",
+                       ref);
+        ck_assert_int_eq(state_read_path(blocklist, 1 << 16, &text, NULL), 0);
+        ck_assert_msg(strstr(text, line), "%s", text);
+        free(text);
+    }
+    ck_assert_int_eq(action_release(a, SCOPE_SCRIPT, "acct1:/home/acct1/a \"b\\c"), 0);
+    fake_spawner_flush(fs);
+    ck_assert(!file_has(blocklist, "acct1"));
+    action_free(a);
+}
+END_TEST
+
+static void
+write_h_login(const char *id, const char *login_line, const char *opts)
+{
+    char path[512];
+    (void)snprintf(path, sizeof(path), "%s/input/%s-H", spool, id);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s-H\n%s\n<x@example.org>\n1795456990 0\n%sXX\n1\nr@x\n\n", id, login_line, opts);
+    fclose(f);
+}
+
+/* "-aclm <name> <len>\n<value>\n" as Exim writes an ACL variable into the -H file. */
+static void
+aclvar(char *buf, size_t size, const char *name, const char *value)
+{
+    size_t n = strlen(buf);
+    (void)snprintf(buf + n, size - n, "-aclm %s %zu\n%s\n", name, strlen(value), value);
+}
+
+/* Queued before the daemon started: the log named one id, the spool walk finds the rest. */
+START_TEST(test_action_trip_freezes_backlog)
+{
+    static const char *const one[] = { "1xVYNi-0001Xt-04", "1xVYNi-0001Xt-06" };
+    char opts[512];
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = { .rule = "acct-burst",
+                                .scope = SCOPE_ACCOUNT,
+                                .id = "acct1",
+                                .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+                                .msgids = one,
+                                .nmsgids = N_ELEMS(one) };
+
+    /* 06: frozen on arrival by our ACL for acct1: a release thaws it, -Mf does not see it;
+     * 07: frozen by someone else; 08: another login */
+    opts[0] = '\0';
+    (void)snprintf(opts, sizeof(opts), "--ident acct1\n");
+    aclvar(opts, sizeof(opts), "_floodgate", "hold account acct1 acct-burst");
+    (void)strncat(opts, "-local\n-frozen 1795456991\n", sizeof(opts) - strlen(opts) - 1);
+    write_h("1xVYNi-0001Xt-06", opts);
+    write_h("1xVYNi-0001Xt-07", "--ident acct1\n-local\n-frozen 1795456991\n");
+    write_h("1xVYNi-0001Xt-08", "--ident acct2\n-local\n");
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_ge(fs->ncalls, 1);
+    ck_assert_str_eq(fs->calls[0],
+                     "/usr/sbin/exim -Mf 1xVYNi-0001Xt-04 1xVYNi-0001Xt-05"); /* log's first */
+    ck_assert_uint_eq(last.backlog, 1);
+    ck_assert_uint_eq(last.frozen, 2);
+    ck_assert_uint_eq(last.scanned, 8);
+    ck_assert(audit_has("\"backlog\":1"));
+    action_free(a);
+}
+END_TEST
+
+/* A script's backlog is known by the directory the ACL recorded; the rest of the login's
+ * mail (another directory, or no record) is not the script's. */
+START_TEST(test_action_script_backlog_by_cwd)
+{
+    char opts[512];
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = { .rule = "script-burst",
+                                .scope = SCOPE_SCRIPT,
+                                .id = "acct1:/home/acct1/up",
+                                .actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD,
+                                .ordered = true };
+
+    (void)snprintf(opts, sizeof(opts), "--ident acct1\n");
+    aclvar(opts, sizeof(opts), "_floodgate_cwd", "/home/acct1/up");
+    (void)strncat(opts, "-local\n", sizeof(opts) - strlen(opts) - 1);
+    write_h("1xVYNi-0001Xt-0A", opts);
+    (void)snprintf(opts, sizeof(opts), "--ident acct1\n");
+    aclvar(opts, sizeof(opts), "_floodgate_cwd", "/home/acct1/public_html");
+    (void)strncat(opts, "-local\n", sizeof(opts) - strlen(opts) - 1);
+    write_h("1xVYNi-0001Xt-0B", opts);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_str_eq(fs->calls[0], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-0A");
+    ck_assert_uint_eq(last.backlog, 1);
+    action_free(a);
+}
+END_TEST
+
+/* Release thaws what the ACL froze for the identity, found by its mark in the spool, also
+ * a message of another directory frozen because of the script (an older blocklist keyed
+ * the whole login), and nothing frozen for others. */
+START_TEST(test_action_release_thaws_acl_frozen)
+{
+    static const char *const ids[] = { "1xVYNi-0001Xt-04" };
+    char opts[512];
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = { .rule = "script-burst",
+                                .scope = SCOPE_SCRIPT,
+                                .id = "acct1:/home/acct1/up",
+                                .actions = CONFIG_ACTION_HOLD,
+                                .msgids = ids,
+                                .nmsgids = 1 };
+
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(action_is_active(a, SCOPE_SCRIPT, "acct1:/home/acct1/up"));
+    (void)snprintf(opts, sizeof(opts), "--ident acct1\n");
+    aclvar(opts, sizeof(opts), "_floodgate_cwd", "/home/acct1/public_html");
+    aclvar(opts, sizeof(opts), "_floodgate",
+           "hold script acct1%3A/home/acct1/up script-burst fg-0123abcd");
+    (void)strncat(opts, "-local\n-frozen 1795456991\n", sizeof(opts) - strlen(opts) - 1);
+    write_h("1xVYNi-0001Xt-0B", opts);
+    (void)snprintf(opts, sizeof(opts), "--ident acct2\n");
+    aclvar(opts, sizeof(opts), "_floodgate", "hold account acct2 r");
+    (void)strncat(opts, "-local\n-frozen 1795456991\n", sizeof(opts) - strlen(opts) - 1);
+    write_h("1xVYNi-0001Xt-0C", opts);
+    write_h("1xVYNi-0001Xt-0D", "--ident acct1\n-local\n-frozen 1795456991\n");
+    fs->ncalls = 0;
+    ck_assert_int_eq(action_release(a, SCOPE_SCRIPT, "acct1:/home/acct1/up"), 0);
+    fake_spawner_flush(fs);
+    ck_assert_uint_eq(fs->ncalls, 1);
+    ck_assert_str_eq(fs->calls[0], "/usr/sbin/exim -Mt 1xVYNi-0001Xt-0B");
+    ck_assert_uint_eq(last.acl_thawed, 1);
+    ck_assert_uint_eq(last.frozen, 1);
+    ck_assert(!action_is_active(a, SCOPE_SCRIPT, "acct1:/home/acct1/up"));
+    ck_assert(audit_has("\"acl_frozen\":1"));
+    action_free(a);
+}
+END_TEST
+
+/* With a loop the walk yields between steps, and stops at ACTION_SCAN_MAX files. */
+START_TEST(test_action_scan_steps_and_cap)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct action *a = open_action_from((struct action_params){ .loop = loop }, &fs->ops);
+    static const char *const one[] = { "1xVYNi-0001Xt-04" };
+    struct action_request r = { .rule = "acct-burst",
+                                .scope = SCOPE_ACCOUNT,
+                                .id = "acct1",
+                                .actions = CONFIG_ACTION_FREEZE,
+                                .msgids = one,
+                                .nmsgids = 1 };
+    char id[32];
+    int iters = 0;
+
+    for (int i = 0; i < ACTION_SCAN_MAX + 50; i++) {
+        (void)snprintf(id, sizeof(id), "1xVYNj-%06d-01", i);
+        write_h(id, "--ident acct3\n-local\n");
+    }
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    ck_assert_uint_eq(fs->ncalls, 0); /* the walk has begun, the loop runs the rest */
+    while (action_pending(a) && iters < 1000) {
+        fake_spawner_flush(fs);
+        ev_run(loop, EVRUN_NOWAIT);
+        iters++;
+    }
+    ck_assert_uint_eq(action_pending(a), 0);
+    ck_assert_int_ge(iters, ACTION_SCAN_MAX / ACTION_SCAN_STEP - 1);
+    ck_assert_uint_eq(last.scanned, ACTION_SCAN_MAX);
+    /* the log's id first; acct1's 05 too if the walk reached it before the cap */
+    ck_assert_ptr_nonnull(strstr(fs->calls[0], "/usr/sbin/exim -Mf 1xVYNi-0001Xt-04"));
+    ck_assert_ptr_null(strstr(fs->calls[0], "1xVYNj-"));
+    action_free(a);
+    ev_loop_destroy(loop);
+}
+END_TEST
+
+/* exim's exit status 1 for an id frozen already: the log line says so per id. */
+START_TEST(test_action_already_frozen_logged)
+{
+    char path[512], text[4096] = "";
+    struct action *a = open_action(&fs->ops, NULL);
+    struct action_request r = box_req(CONFIG_ACTION_FREEZE);
+    int saved = dup(2), fd;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "%s/stderr", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    fs->already_frozen = "1xVYNi-0001Xt-02";
+    fs->exit_code = 1;
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    log_setup(LOG_SINK_STDERR, LOG_DEBUG);
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    fflush(stderr);
+    log_setup(LOG_SINK_STDERR, LOG_WARNING);
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(fd);
+    close(saved);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(text, "exim -Mf: 1 of 2 ids frozen, 1 already frozen (exit 1)"), "%s",
+                  text);
+    action_free(a);
+}
+END_TEST
+
+/* root, nobody, uid < 1000, Exim's user, never_hold, non-cPanel logins: never held
+ * automatically; still reported, and frozen when the rule says freeze. */
+START_TEST(test_action_system_logins_not_held)
+{
+    char passwd[400], cpusers[400], path[512];
+    struct action *a;
+    struct action_info in;
+    struct action_request r = { .rule = "acct-burst",
+                                .scope = SCOPE_ACCOUNT,
+                                .actions = CONFIG_ACTION_HOLD };
+    static const char *const rootmsg[] = { "1xVYNi-0001Xt-0R" };
+    static const char *const legacymsg[] = { "1xVYNi-0001Xt-0L" };
+    char cronmail[] = "cronmail", *never[] = { cronmail };
+
+    (void)snprintf(passwd, sizeof(passwd), "%s/passwd", dir);
+    f_write(passwd, "root:x:0:0:root:/root:/bin/bash\n"
+                    "daemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n"
+                    "nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n"
+                    "shop1:x:1001:1001::/home/shop1:/bin/bash\n");
+    cfg->never_hold = never;
+    cfg->nnever_hold = 1;
+    a = open_action_from((struct action_params){ .passwd_file = passwd }, &fs->ops);
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_ACCOUNT, "root", UINT32_MAX), "system_login");
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_ACCOUNT, "daemon", UINT32_MAX), "system_login");
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_SCRIPT, "nobody:/var/www/x", UINT32_MAX),
+                     "system_login");
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_ACCOUNT, "Debian-exim", UINT32_MAX),
+                     "system_login");
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_ACCOUNT, "legacy", 500), "system_login");
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_ACCOUNT, "cronmail", UINT32_MAX), "never_hold");
+    ck_assert_ptr_null(action_not_holdable(a, SCOPE_ACCOUNT, "shop1", UINT32_MAX));
+    ck_assert_ptr_null(action_not_holdable(a, SCOPE_ACCOUNT, "legacy", UINT32_MAX));
+    ck_assert_ptr_null(action_not_holdable(a, SCOPE_MAILBOX, "root@example.com", UINT32_MAX));
+
+    /* hold only: nothing to do, reported, nothing recorded */
+    r.id = "daemon";
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_str_eq(last.not_held, "system_login");
+    ck_assert(audit_has("\"result\":\"system_login: not held\""));
+    ck_assert_int_eq(action_info(a, SCOPE_ACCOUNT, "daemon", &in), -ENOENT);
+    ck_assert(!file_has(blocklist, "daemon"));
+
+    /* freeze and hold for root: its queued mail is frozen, root is not held */
+    write_h_login("1xVYNi-0001Xt-0R", "root 0 0", "--ident root\n-local\n");
+    r.id = "root";
+    r.actions = CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD;
+    r.msgids = rootmsg;
+    r.nmsgids = 1;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_int_eq(fake_spawner_find(fs, "-Mf 1xVYNi-0001Xt-0R"), 0);
+    ck_assert_str_eq(last.not_held, "system_login");
+    ck_assert_uint_eq(last.backend_done, 0);
+    ck_assert(!file_has(blocklist, "root"));
+    ck_assert(action_is_active(a, SCOPE_ACCOUNT, "root")); /* frozen mail: a release thaws */
+
+    /* the spool's "login uid gid" line tells a system login the passwd file does not list */
+    write_h_login("1xVYNi-0001Xt-0L", "legacy 500 500", "--ident legacy\n-local\n");
+    r.id = "legacy";
+    r.actions = CONFIG_ACTION_HOLD;
+    r.msgids = legacymsg;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert_str_eq(last.not_held, "system_login");
+    ck_assert(!file_has(blocklist, "legacy"));
+
+    /* an operator's order holds anyway */
+    r.id = "daemon";
+    r.rule = "manual";
+    r.ordered = true;
+    r.msgids = NULL;
+    r.nmsgids = 0;
+    ck_assert_int_eq(action_trip(a, &r), 0);
+    fake_spawner_flush(fs);
+    ck_assert(file_has(blocklist, "daemon: hold account daemon manual"));
+    action_free(a);
+
+    /* hold_system_logins: true holds them; never_hold still wins */
+    cfg->hold_system_logins = true;
+    a = open_action_from((struct action_params){ .passwd_file = passwd }, &fs->ops);
+    ck_assert_ptr_null(action_not_holdable(a, SCOPE_ACCOUNT, "root", UINT32_MAX));
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_ACCOUNT, "cronmail", UINT32_MAX), "never_hold");
+    action_free(a);
+
+    /* cpanel: a login without /var/cpanel/users/NAME is not a cPanel user */
+    cfg->hold_system_logins = false;
+    cfg->backend = CONFIG_BACKEND_CPANEL;
+    (void)snprintf(cpusers, sizeof(cpusers), "%s/cpusers", dir);
+    ck_assert_int_eq(mkdir(cpusers, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/shop1", cpusers);
+    f_write(path, "USER=shop1\n");
+    a = open_action_from(
+        (struct action_params){ .passwd_file = passwd, .cpanel_users_dir = cpusers }, &fs->ops);
+    ck_assert_str_eq(action_not_holdable(a, SCOPE_ACCOUNT, "legacy", UINT32_MAX),
+                     "not_cpanel_user");
+    ck_assert_ptr_null(action_not_holdable(a, SCOPE_SCRIPT, "shop1:/home/shop1/x", UINT32_MAX));
+    action_free(a);
+    cfg->never_hold = NULL;
+    cfg->nnever_hold = 0;
 }
 END_TEST
 
@@ -1349,6 +1772,21 @@ START_TEST(test_action_corrupt_ledger_refused)
     (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
     FILE *f = fopen(path, "w");
     fputs("floodgate-ledger 1\nE\tacted\tmailbox\n", f);
+    fclose(f);
+    ck_assert_int_eq(action_open(&p, &a), -EBADMSG);
+}
+END_TEST
+
+/* A NUL byte in the ledger (a damaged file) is refused, not read as its end. */
+START_TEST(test_action_ledger_nul_refused)
+{
+    char path[400];
+    struct action *a = NULL;
+    struct action_params p = { .clock = &clk, .cfg = cfg, .state_dir = state, .spawner = &fs->ops };
+    static const char text[] = "floodgate-ledger 2\n\0E\tacted\n";
+    (void)snprintf(path, sizeof(path), "%s/actions.ledger", state);
+    FILE *f = fopen(path, "w");
+    ck_assert_uint_eq(fwrite(text, 1, sizeof(text) - 1, f), sizeof(text) - 1);
     fclose(f);
     ck_assert_int_eq(action_open(&p, &a), -EBADMSG);
 }
@@ -1604,8 +2042,17 @@ action_suite(void)
     tcase_add_test(tc, test_action_list_and_manual_reason);
     tcase_add_test(tc, test_action_late_arrivals_share_one_freeze);
     tcase_add_test(tc, test_action_batches);
+    tcase_add_test(tc, test_action_exim_script_key_quoted);
+    tcase_add_test(tc, test_action_trip_freezes_backlog);
+    tcase_add_test(tc, test_action_script_backlog_by_cwd);
+    tcase_add_test(tc, test_action_release_thaws_acl_frozen);
+    tcase_add_test(tc, test_action_scan_steps_and_cap);
+    tcase_add_test(tc, test_action_already_frozen_logged);
+    tcase_add_test(tc, test_action_system_logins_not_held);
     tcase_add_test(tc, test_action_rejects_bad_input);
+    tcase_add_test(tc, test_action_script_any_bytes);
     tcase_add_test(tc, test_action_corrupt_ledger_refused);
+    tcase_add_test(tc, test_action_ledger_nul_refused);
     suite_add_tcase(s, tc);
     tc = tcase_create("cpanel_stub");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -1016,6 +1016,28 @@ START_TEST(test_alertmsg_cap_restores)
 }
 END_TEST
 
+/* Identities shown to people: UTF-8 and printable ASCII as they are, other bytes as \xHH. */
+START_TEST(test_strbuf_append_display)
+{
+    static const char id[] = "acct1:/home/acct1/caf\xc3\xa9 \x01\xff\\x\nY";
+    struct strbuf b;
+
+    strbuf_init(&b, 1024);
+    ck_assert_int_eq(strbuf_append_display(&b, id, strlen(id)), 0);
+    ck_assert_str_eq(strbuf_cstr(&b), "acct1:/home/acct1/caf\xc3\xa9 \\x01\\xff\\\\x\\x0aY");
+    /* a cut UTF-8 sequence is bytes, not a character */
+    strbuf_reset(&b);
+    ck_assert_int_eq(strbuf_append_display(&b, "\xc3", 1), 0);
+    ck_assert_str_eq(strbuf_cstr(&b), "\\xc3");
+    strbuf_done(&b);
+    /* over the cap: nothing appended */
+    strbuf_init(&b, 4);
+    ck_assert_int_lt(strbuf_append_display(&b, "\x01\x02", 2), 0);
+    ck_assert_str_eq(strbuf_cstr(&b), "");
+    strbuf_done(&b);
+}
+END_TEST
+
 static Suite *
 alertmsg_suite(void)
 {
@@ -1033,6 +1055,7 @@ alertmsg_suite(void)
     tcase_add_test(tc, test_alertmsg_validator_rejects);
     tcase_add_loop_test(tc, test_alertmsg_incident_bodies, 0, N_ELEMS(body_cases));
     tcase_add_test(tc, test_alertmsg_slack_escaped);
+    tcase_add_test(tc, test_strbuf_append_display);
     tcase_add_test(tc, test_alertmsg_followup_late_outcome);
     tcase_add_test(tc, test_alertmsg_webhook_shape);
     tcase_add_test(tc, test_alertmsg_unconfirmed_and_ledger_failed);

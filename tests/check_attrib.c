@@ -67,6 +67,17 @@ static const struct attrib_case good[] = {
       "b@example.com c@shop.example.net", 2, 0, ATTRIB_LOCAL_ONLY, "a@example.com", "acct1" },
     { "mixed recipients", "a@example.com", "[192.0.2.1]", NULL, "esmtpa", "a@example.com",
       "b@example.com c@gmail.com", 2, 1, ATTRIB_OUTBOUND, "a@example.com", "acct1" },
+    /* "<>" is a bounce only when Exim wrote it: after SMTP AUTH or from a user it counts */
+    { "null sender after auth", "<>", "(pc) [192.0.2.1]:1", NULL, "esmtpsa", "a@example.com",
+      "x@gmail.com", 1, 1, ATTRIB_OUTBOUND | ATTRIB_NULL_SENDER, "a@example.com", "acct1" },
+    { "null sender from a user", "<>", NULL, "acct1", "local", NULL, "x@gmail.com", 1, 1,
+      ATTRIB_OUTBOUND | ATTRIB_NULL_SENDER, "", "acct1" },
+    { "null sender from Exim (Debian)", "<>", NULL, "Debian-exim", "local", NULL, "x@gmail.com", 1,
+      0, ATTRIB_BOUNCE, "", NULL },
+    { "null sender from Exim (RHEL)", "<>", NULL, "exim", "local", NULL, "x@gmail.com", 1, 0,
+      ATTRIB_BOUNCE, "", NULL },
+    { "null sender from a remote host", "<>", "mx.gmail.com [192.0.2.9]:25", NULL, "esmtps", NULL,
+      "a@example.com", 1, 0, ATTRIB_BOUNCE, "", "" },
 };
 
 static struct exim_event
@@ -186,6 +197,57 @@ START_TEST(test_attrib_cwd_ties_by_pid)
 }
 END_TEST
 
+/*
+ * PHP run by the web server (U=nobody on a mod_php host) counts for the cPanel account whose
+ * home holds the directory it ran in; a directory outside every account's home, or no
+ * cwd= at all, leaves it the web server's.
+ */
+START_TEST(test_attrib_web_user_home)
+{
+    struct attrib_maps *m = attrib_test_maps();
+    struct attrib_case c = good[7];
+    struct exim_event ev, cwd;
+    struct attrib_result r;
+    struct attrib a;
+
+    c.ident = "nobody";
+    ev = attrib_event(&c);
+    ev.has_pid = true;
+    ev.pid = 300;
+    attrib_init(&a);
+    cwd = attrib_cwd_event("/home2/acct2/public_html/shop", true, 300, ev.ts_ms);
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "acct2");
+    ck_assert_str_eq(r.script, "acct2:/home2/acct2/public_html/shop");
+    ck_assert(r.flags & ATTRIB_NOBODY);
+    ck_assert(r.flags & ATTRIB_WEB_HOME);
+    /* a home that is no cPanel account's */
+    cwd = attrib_cwd_event("/home/stranger/public_html", true, 300, ev.ts_ms);
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "nobody");
+    ck_assert_str_eq(r.script, "nobody:/home/stranger/public_html");
+    ck_assert(!(r.flags & ATTRIB_WEB_HOME));
+    /* no cwd= record */
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "nobody");
+    ck_assert_str_eq(r.script, "");
+    /* another login's mail from an account's home stays that login's */
+    c.ident = "acct1";
+    ev = attrib_event(&c);
+    ev.has_pid = true;
+    ev.pid = 300;
+    cwd = attrib_cwd_event("/home2/acct2/public_html/shop", true, 300, ev.ts_ms);
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.account, "acct1");
+    ck_assert(attrib_maps_is_account(m, "acct1") && attrib_maps_is_account(m, "acct2"));
+    ck_assert(!attrib_maps_is_account(m, "acct") && !attrib_maps_is_account(m, "nobody"));
+    attrib_maps_free(m);
+}
+END_TEST
+
 START_TEST(test_attrib_cwd_without_pid_and_ttl)
 {
     struct attrib_maps *m = attrib_test_maps();
@@ -263,6 +325,127 @@ START_TEST(test_attrib_maps_many)
 }
 END_TEST
 
+START_TEST(test_attrib_bounce_and_exim_user)
+{
+    struct attrib_maps *m = attrib_test_maps();
+    struct attrib_case c = good[7];
+    struct exim_event ev;
+    struct attrib_result r;
+    struct attrib a;
+
+    attrib_init(&a);
+    c.sender = "<>";
+    ev = attrib_event(&c);
+    /* a bounce names the message it bounces: never counted, whoever runs the delivery */
+    ev.bounce_of = S("1vwqhc-00AAAA-xm");
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 0);
+    ck_assert(r.flags & ATTRIB_BOUNCE);
+    /* with exim_user set, only that login is Exim's own */
+    a.exim_user = "exim";
+    c.ident = "Debian-exim";
+    ev = attrib_event(&c);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert(r.flags & ATTRIB_NULL_SENDER);
+    c.ident = "exim";
+    ev = attrib_event(&c);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 0);
+    ck_assert(r.flags & ATTRIB_BOUNCE);
+    ck_assert(attrib_is_exim_user(&a, S("exim")));
+    ck_assert(!attrib_is_exim_user(&a, S("mailnull")));
+    attrib_maps_free(m);
+}
+END_TEST
+
+/* An anomalous arrival (no reading of it holds) names no one, whatever its A= says. */
+START_TEST(test_attrib_anomalous_auth)
+{
+    static const char in_order[] = "<= a@example.com H=[192.0.2.1] P=esmtpa "
+                                   "A=dovecot_login:a@example.com S=1 X=? for x@gmail.com";
+    static const char shifted[] = "<= a@example.com H=[192.0.2.1] P=esmtpa "
+                                  "A=dovecot_login:victim@example.com U=zz for x@gmail.com";
+    struct attrib_maps *m = attrib_test_maps();
+    struct exim_event ev = attrib_event(&good[0]);
+    struct attrib_result r;
+    struct attrib a;
+    const char *id;
+
+    attrib_init(&a);
+    ev.flags = EXIM_F_ANOMALOUS;
+    ev.body = S(in_order);
+    id = strstr(in_order, "a@example.com S=");
+    ev.set_id = fg_str_make(id, 13);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 0);
+    ck_assert_str_eq(r.mailbox, "");
+    ck_assert(r.flags & ATTRIB_INBOUND);
+    ev.body = S(shifted);
+    id = strstr(shifted, "victim@");
+    ev.set_id = fg_str_make(id, 18);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 0);
+    ck_assert_str_eq(r.mailbox, "");
+    ck_assert(r.flags & ATTRIB_INBOUND);
+    /* the same event read in full is the mailbox's */
+    ev.flags = 0;
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.mailbox, "victim@example.com");
+    attrib_maps_free(m);
+}
+END_TEST
+
+/* A script is its directory's exact bytes, whatever they are; overflow and argc rules. */
+START_TEST(test_attrib_cwd_bytes_overflow_argc)
+{
+    static const char dir[] = "/home/acct1/public_html/caf\xc3\xa9 \x01\xff/x";
+    struct attrib_maps *m = attrib_test_maps();
+    struct exim_event cwd = attrib_cwd_event(dir, true, 7, 1000000);
+    struct exim_event ev = attrib_event(&good[7]);
+    struct attrib_result r;
+    struct attrib a;
+    char home[ATTRIB_ACCOUNT_MAX];
+
+    attrib_init(&a);
+    ev.has_pid = true;
+    ev.pid = 7;
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.script, "acct1:/home/acct1/public_html/caf\xc3\xa9 \x01\xff/x");
+    /* an overflowed cwd= record (its argv cut) still names the directory */
+    cwd = attrib_cwd_event("/home/acct1/big", true, 8, 1000000);
+    cwd.type = EXIM_OTHER;
+    cwd.flags = EXIM_F_OVERFLOW;
+    attrib_note_cwd(&a, &cwd);
+    ev.pid = 8;
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.script, "acct1:/home/acct1/big");
+    /* a cwd= whose args count is off ties nothing; the arrival still counts for its login */
+    cwd = attrib_cwd_event("/home/acct1/argc", true, 9, 1000000);
+    cwd.flags |= EXIM_F_CWD_ARGC;
+    attrib_note_cwd(&a, &cwd);
+    ev.pid = 9;
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert_str_eq(r.script, "");
+    ck_assert_str_eq(r.account, "acct1");
+    ck_assert_uint_eq(a.cwd_argc, 1);
+    /* a forged cwd= ties, marked */
+    cwd = attrib_cwd_event("/home/acct1/x\n2026-03-02 10:00:00 forged", true, 10, 1000000);
+    cwd.flags |= EXIM_F_CWD_FORGED;
+    attrib_note_cwd(&a, &cwd);
+    ck_assert_uint_eq(attrib_peek_cwd(&a, true, 10).len, strlen(cwd.cwd.p));
+    ck_assert_uint_eq(attrib_peek_cwd(&a, true, 11).len, 0);
+    ev.pid = 10;
+    ck_assert_int_eq(attrib_arrival(&a, m, &ev, &r), 1);
+    ck_assert(r.flags & ATTRIB_CWD_FORGED);
+    /* the owner of a home directory */
+    ck_assert_uint_eq(attrib_home_owner(S("/home/acct1/public_html"), home, sizeof(home)), 5);
+    ck_assert_str_eq(home, "acct1");
+    ck_assert_uint_eq(attrib_home_owner(S("/home2/bob"), home, sizeof(home)), 3);
+    ck_assert_str_eq(home, "bob");
+    ck_assert_uint_eq(attrib_home_owner(S("/homer/bob"), home, sizeof(home)), 0);
+    ck_assert_uint_eq(attrib_home_owner(S("/var/www/x"), home, sizeof(home)), 0);
+    ck_assert_uint_eq(attrib_home_owner(S("/home/a\nb/x"), home, sizeof(home)), 0);
+    attrib_maps_free(m);
+}
+END_TEST
+
 static Suite *
 attrib_suite(void)
 {
@@ -275,7 +458,11 @@ attrib_suite(void)
     tcase_add_test(tc, test_attrib_anomalous_is_no_one);
     tcase_add_test(tc, test_attrib_cwd_ties_by_pid);
     tcase_add_test(tc, test_attrib_cwd_without_pid_and_ttl);
+    tcase_add_test(tc, test_attrib_web_user_home);
     tcase_add_test(tc, test_attrib_cwd_non_submission_ignored);
+    tcase_add_test(tc, test_attrib_cwd_bytes_overflow_argc);
+    tcase_add_test(tc, test_attrib_bounce_and_exim_user);
+    tcase_add_test(tc, test_attrib_anomalous_auth);
     suite_add_tcase(s, tc);
     tc = tcase_create("maps");
     tcase_add_test(tc, test_attrib_maps_errors);

@@ -215,6 +215,12 @@ static const struct config_case bad[] = {
       "out of range (1 to 100000)", 0 },
     { "max_per_hour over 100000", "actions:\n  max_per_hour: 100001\n", 2, 17,
       "actions.max_per_hour", "out of range (1 to 100000)", 0 },
+    { "never_hold not a list", "actions:\n  never_hold: root\n", 2, 15, "actions.never_hold",
+      "a list", 0 },
+    { "never_hold with a bad name", "actions:\n  never_hold: [ok, 'a b']\n", 2, 20,
+      "actions.never_hold[1]", "'a b' is not an account name", 0 },
+    { "hold_system_logins not a boolean", "actions:\n  hold_system_logins: maybe\n", 2, 23,
+      "actions.hold_system_logins", "", 0 },
     { "flow map, unknown key", "{mode: enforce, colldown: 1h}\n", 1, 17, "colldown",
       "unknown key 'colldown'", 0 },
 };
@@ -388,7 +394,9 @@ START_TEST(test_config_values)
                       "  exim_config: /etc/exim_outgoing.conf\n"
                       "  timeout: 1m\n"
                       "  freeze_batch: 500\n"
-                      "  max_per_hour: 7\n";
+                      "  max_per_hour: 7\n"
+                      "  never_hold: [cronmail, backup, cronmail]\n"
+                      "  hold_system_logins: true\n";
     struct config *c = NULL;
     struct diag d;
 
@@ -410,6 +418,10 @@ START_TEST(test_config_values)
     ck_assert_uint_eq(c->rules[1].actions, CONFIG_ACTION_FREEZE | CONFIG_ACTION_HOLD |
                                                CONFIG_ACTION_SUSPEND | CONFIG_ACTION_ALERT);
     ck_assert_uint_eq(c->rules[1].line, 9);
+    ck_assert_uint_eq(c->nnever_hold, 2); /* sorted, duplicates merged */
+    ck_assert_str_eq(c->never_hold[0], "backup");
+    ck_assert_str_eq(c->never_hold[1], "cronmail");
+    ck_assert(c->hold_system_logins);
     /* lowercased, sorted, duplicates merged */
     ck_assert_uint_eq(c->nexempt_mailboxes, 2);
     ck_assert_str_eq(c->exempt_mailboxes[0], "a@b.example");
@@ -863,6 +875,10 @@ static const struct config_alert_case alert_bad[] = {
       "control_group", "longer than 32 bytes", NULL },
     { "control_group is a list", "control_group: [wheel]\n", 1, "control_group",
       "expected a scalar, got a list", NULL },
+    { "exim_user with a space", "exim_user: Debian exim\n", 1, "exim_user",
+      "user name 'Debian exim' may only hold", NULL },
+    { "exim_user too long", "exim_user: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 1, "exim_user",
+      "longer than 32 bytes", NULL },
 };
 
 START_TEST(test_config_alerts_bad)
@@ -979,6 +995,7 @@ START_TEST(test_config_alerts_defaults)
     /* config_new_default */
     ck_assert_ptr_nonnull(c);
     ck_assert_ptr_null(c->control_group);
+    ck_assert_ptr_null(c->exim_user);
     ck_assert_ptr_null(c->metrics_file);
     ck_assert_ptr_null(c->metrics_listen);
     ck_assert_ptr_null(c->alerts.host_name);
@@ -1080,11 +1097,13 @@ START_TEST(test_config_alerts_values)
                             "      burst: 1000\n"
                             "      connect_timeout: 60s\n"
                             "      timeout: 60s\n"
-                            "      generator_url: https://floodgate.example.net/incident/\n";
+                            "      generator_url: https://floodgate.example.net/incident/\n"
+                            "exim_user: Debian-exim\n";
     struct config *c = config_test_parse_ok(y);
     const struct config_dest *d;
 
     ck_assert_str_eq(c->control_group, "floodgate-ro");
+    ck_assert_str_eq(c->exim_user, "Debian-exim");
     ck_assert_str_eq(c->metrics_file, "/var/lib/prometheus/node-exporter/floodgate.prom");
     ck_assert_str_eq(c->metrics_listen, "[::1]:9567");
     ck_assert_str_eq(c->alerts.host_name, "host7.example.net");

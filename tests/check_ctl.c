@@ -164,6 +164,30 @@ START_TEST(test_ctl_parse_values)
     ck_assert_int_eq(ctl_parse("suspend account acct1\tphished", 29, &req, &why), 0);
     ck_assert_int_eq(req.verb, CTL_SUSPEND);
     ck_assert_str_eq(req.reason, "phished");
+    /* identities as floodgate shows them: \\, \xHH and \uXXXX name any byte or code point */
+    static const char esc[] = "release script acct1:/home/acct1/caf\\xC3\\xa9 \\x01\\\\x";
+    ck_assert_int_eq(ctl_parse(esc, strlen(esc), &req, &why), 0);
+    ck_assert_str_eq(req.id, "acct1:/home/acct1/caf\xc3\xa9 \x01\\x");
+    static const char uni[] = "release script acct1:/home/acct1/a\\u202eb\\u00e9";
+    ck_assert_int_eq(ctl_parse(uni, strlen(uni), &req, &why), 0);
+    ck_assert_str_eq(req.id, "acct1:/home/acct1/a\xe2\x80\xae" "b\xc3\xa9");
+    static const char raw[] = "release script acct1:/home/acct1/caf\xc3\xa9";
+    ck_assert_int_eq(ctl_parse(raw, strlen(raw), &req, &why), 0);
+    ck_assert_str_eq(req.id, "acct1:/home/acct1/caf\xc3\xa9");
+    ck_assert_int_eq(
+        ctl_parse("release script a:/x\\x00", strlen("release script a:/x\\x00"), &req, &why),
+        -EINVAL);
+    ck_assert_int_eq(
+        ctl_parse("release script a:/x\\xg1", strlen("release script a:/x\\xg1"), &req, &why),
+        -EINVAL);
+    ck_assert_int_eq(
+        ctl_parse("release script a:/x\\", strlen("release script a:/x\\"), &req, &why), -EINVAL);
+    ck_assert_int_eq(ctl_parse("release script a:/\\ud800", strlen("release script a:/\\ud800"),
+                               &req, &why),
+                     -EINVAL);
+    ck_assert_int_eq(ctl_parse("release script a:/\\u00", strlen("release script a:/\\u00"), &req,
+                               &why),
+                     -EINVAL);
 }
 END_TEST
 

@@ -266,9 +266,25 @@ START_TEST(test_engine_script_and_forged_cwd)
     };
     rec.len = strlen(rec.text);
     uint64_t before = engine_stats(fx.e)->outbound;
-    ck_assert_uint_eq(engine_feed(fx.e, &rec, 99, fx.notes, ENGINE_NOTICES_MAX), 0);
+    /* ... and raises a log-injection signal naming the owner of the home directory */
+    ck_assert_uint_eq(engine_feed(fx.e, &rec, 99, fx.notes, ENGINE_NOTICES_MAX), 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_INJECTION);
+    ck_assert_int_eq(fx.notes[0].injection, ENGINE_INJ_CWD);
+    ck_assert_int_eq(fx.notes[0].scope, SCOPE_ACCOUNT);
+    ck_assert_str_eq(fx.notes[0].id, "acct2");
+    ck_assert_uint_eq(fx.notes[0].line, 99);
     ck_assert_uint_eq(engine_stats(fx.e)->outbound, before);
     ck_assert_uint_eq(engine_stats(fx.e)->cwd_forged, 1);
+    ck_assert_uint_eq(engine_stats(fx.e)->injections[ENGINE_INJ_CWD], 1);
+    /* the process's own arrival is still counted for its login, the script tied */
+    n = engine_feed_text("2026-03-02 10:00:09 [200] 1vwqhc-00EEE2-xm <= acct2@host.example "
+                         "U=acct2 P=local S=100 for z@gmail.com");
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, before + 1);
+    ck_assert_uint_eq(n, 0); /* the cwd= record named acct2 already: no second signal */
+    struct usertable_entry *ent;
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_ACCOUNT, "acct2", 5,
+                                   engine_now_ms(fx.e), false, &ent),
+                     1);
 }
 END_TEST
 
@@ -489,6 +505,441 @@ START_TEST(test_engine_top)
 }
 END_TEST
 
+
+/* --- hostile input ---------------------------------------------------------------- */
+
+static const char hostile_yaml[] = "mode: monitor\n"
+                                   "rules:\n"
+                                   "  - name: box-hour\n"
+                                   "    scope: mailbox\n"
+                                   "    metric: messages\n"
+                                   "    window: 1h\n"
+                                   "    above: 20\n"
+                                   "    actions: [alert]\n"
+                                   "  - name: box-rcpts\n"
+                                   "    scope: mailbox\n"
+                                   "    metric: recipients\n"
+                                   "    window: 1h\n"
+                                   "    above: 100000\n"
+                                   "    actions: [alert]\n"
+                                   "  - name: acct-hour\n"
+                                   "    scope: account\n"
+                                   "    metric: messages\n"
+                                   "    window: 1h\n"
+                                   "    above: 20\n"
+                                   "    actions: [alert]\n";
+
+/* A new engine on hostile_yaml (and @wall, NULL for none) in place of the fixture's. */
+static void
+engine_restart(const struct engine_wall *wall)
+{
+    struct engine_params ep = { 0 };
+    struct diag d;
+
+    engine_free(fx.e);
+    config_free(fx.cfg);
+    ck_assert_int_eq(config_parse(hostile_yaml, strlen(hostile_yaml), "h.yml", &fx.cfg, &d), 0);
+    ep.cfg = fx.cfg;
+    ep.maps = fx.maps;
+    ep.wall = wall;
+    ck_assert_int_eq(engine_new(&ep, &fx.e), 0);
+}
+
+static int64_t
+engine_log_ms(int day, int h, int m)
+{
+    return util_days_from_civil(2026, 3, (unsigned)day) * 86400000 + (h * 3600 + m * 60) * 1000LL;
+}
+
+/* One SMTP arrival at 2026-03-@day @h:@m from @box; @seq makes the message id. */
+static void
+engine_arrival_text(char *buf, size_t size, int day, int h, int m, int seq, const char *box)
+{
+    (void)snprintf(buf, size,
+                   "2026-03-%02d %02d:%02d:00 1vwqhc-0%05d-xm <= %s H=(pc) [192.0.2.7]:4000 "
+                   "P=esmtpsa A=dovecot_login:%s S=1200 for a@gmail.com",
+                   day, h, m, seq, box, box);
+}
+
+static const char forged_2099[] = "2099-01-01 00:00:00 1vwqhc-0FORGE-xm <= f@example.com H=(pc) "
+                                  "[192.0.2.9]:4000 P=esmtpsa A=dovecot_login:f@example.com "
+                                  "S=1 for a@gmail.com";
+
+/* A wall clock for tests: UTC now and the local offset, moved by hand. */
+struct engine_test_wall {
+    int64_t utc_ms, offset_ms;
+};
+
+static int64_t
+engine_test_utc(void *ctx)
+{
+    return ((struct engine_test_wall *)ctx)->utc_ms;
+}
+
+static int64_t
+engine_test_offset(void *ctx)
+{
+    return ((struct engine_test_wall *)ctx)->offset_ms;
+}
+
+/* Live: one record dated 2099 does not move the clock; 6 messages an hour never trip 20/h. */
+START_TEST(test_engine_clock_bounded_live)
+{
+    struct engine_test_wall f = { engine_log_ms(2, 10, 0), 0 };
+    struct engine_wall wall = { engine_test_utc, engine_test_offset, &f };
+    char line[512];
+    size_t n, trips = 0, ahead = 0;
+
+    engine_restart(&wall);
+    engine_arrival_text(line, sizeof(line), 2, 10, 0, 0, "six@example.com");
+    engine_feed_text(line);
+    n = engine_feed_text(forged_2099);
+    for (size_t i = 0; i < n; i++)
+        ahead += fx.notes[i].kind == ENGINE_CLOCK_AHEAD;
+    ck_assert_uint_eq(ahead, 1);
+    ck_assert_int_eq(fx.notes[0].at_ms, util_days_from_civil(2099, 1, 1) * 86400000);
+    ck_assert_str_eq(fx.notes[0].at, "2099-01-01 00:00:00");
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 10, 0));
+    for (int i = 1; i <= 30; i++) {
+        f.utc_ms += 10 * 60000;
+        engine_arrival_text(line, sizeof(line), 2, 10 + i / 6, (i % 6) * 10, i,
+                            "six@example.com");
+        trips += engine_count_trips(engine_feed_text(line), "box-hour");
+    }
+    ck_assert_uint_eq(trips, 0);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 0));
+    ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 1);
+    /* a few minutes ahead of the wall clock is still taken (clock skew, buffering) */
+    engine_arrival_text(line, sizeof(line), 2, 15, 4, 99, "six@example.com");
+    ck_assert_uint_eq(engine_feed_text(line), 0);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 4));
+    ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 1);
+
+    /* west of UTC (-05:00): a log in local time is 5 h behind UTC, so a record at UTC now
+     * is 5 h ahead of it; a log_timezone record ("-0500") is compared with UTC */
+    f.offset_ms = -5 * 3600000LL;
+    f.utc_ms = engine_log_ms(2, 20, 10);
+    engine_arrival_text(line, sizeof(line), 2, 15, 9, 100, "six@example.com");
+    ck_assert_uint_eq(engine_feed_text(line), 0);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 9));
+    engine_arrival_text(line, sizeof(line), 2, 20, 10, 101, "six@example.com");
+    n = engine_feed_text(line);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_CLOCK_AHEAD);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 9));
+    ck_assert_uint_eq(engine_feed_text("2026-03-02 15:11:00 -0500 1vwqhc-0ZONE1-xm <= "
+                                       "six@example.com H=(pc) [192.0.2.7]:4000 P=esmtpsa "
+                                       "A=dovecot_login:six@example.com S=1 for a@gmail.com"),
+                      0);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 20, 11));
+    ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 2);
+}
+END_TEST
+
+/* Feed @text through the replay queue; returns the notices of the record that came out. */
+static size_t
+engine_delay_text(struct engine_delay *q, const char *text)
+{
+    struct eximlog_record rec = { .text = text, .len = strlen(text) };
+
+    return engine_delay_push(q, fx.e, &rec, ++fx.line, fx.notes, ENGINE_NOTICES_MAX);
+}
+
+static size_t
+engine_delay_drain(struct engine_delay *q, const char *rule)
+{
+    size_t trips = 0;
+
+    while (engine_delay_pending(q))
+        trips += engine_count_trips(engine_delay_flush(q, fx.e, fx.notes, ENGINE_NOTICES_MAX),
+                                    rule);
+    return trips;
+}
+
+/* Replay: the following records decide; a forged jump is refused, a real gap is taken. */
+START_TEST(test_engine_clock_bounded_replay)
+{
+    struct engine_delay *q = engine_delay_new();
+    char line[512];
+    size_t trips = 0;
+    int seq = 0;
+
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(engine_delay_last_ms(q), INT64_MIN);
+    engine_restart(NULL);
+    engine_arrival_text(line, sizeof(line), 2, 10, 0, seq++, "six@example.com");
+    trips += engine_count_trips(engine_delay_text(q, line), "box-hour");
+    /* the newest witness pushed, before it is fed; a record without a time is none */
+    ck_assert_int_eq(engine_delay_last_ms(q), engine_log_ms(2, 10, 0));
+    trips += engine_count_trips(engine_delay_text(q, "no time at all"), "box-hour");
+    ck_assert_int_eq(engine_delay_last_ms(q), engine_log_ms(2, 10, 0));
+    trips += engine_count_trips(engine_delay_text(q, forged_2099), "box-hour");
+    for (int i = 1; i <= 30; i++) {
+        engine_arrival_text(line, sizeof(line), 2, 10 + i / 6, (i % 6) * 10, seq++,
+                            "six@example.com");
+        trips += engine_count_trips(engine_delay_text(q, line), "box-hour");
+    }
+    trips += engine_delay_drain(q, "box-hour");
+    ck_assert_uint_eq(trips, 0);
+    ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 1);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(2, 15, 0));
+
+    /* the server was down for a day: the records after the gap agree, the clock moves at
+     * the first of them (as the wall clock would let it live), and the hour-old burst of
+     * 18 does not add to the 5 new ones */
+    for (int i = 0; i < 18; i++) {
+        engine_arrival_text(line, sizeof(line), 2, 16, i, seq++, "burst@example.com");
+        trips += engine_count_trips(engine_delay_text(q, line), "box-hour");
+    }
+    for (int i = 0; i < 5; i++) {
+        engine_arrival_text(line, sizeof(line), 3, 16, 30 + i, seq++, "burst@example.com");
+        trips += engine_count_trips(engine_delay_text(q, line), "box-hour");
+    }
+    ck_assert_int_eq(engine_delay_last_ms(q), engine_log_ms(3, 16, 34));
+    trips += engine_delay_drain(q, "box-hour");
+    ck_assert_uint_eq(trips, 0);
+    ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 1);
+    ck_assert_int_eq(engine_now_ms(fx.e), engine_log_ms(3, 16, 34));
+    engine_delay_free(q);
+}
+END_TEST
+
+/* "<>" counts unless it is Exim's own message (R=<id>, or Exim's user) */
+START_TEST(test_engine_null_sender)
+{
+    struct usertable_entry *ent;
+    size_t n = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char id[32];
+        (void)snprintf(id, sizeof(id), "1vwqhc-00NUL%d-xm", i);
+        n = engine_smtp("00:01", id, "box@example.com", "<>");
+    }
+    ck_assert_uint_eq(engine_count_trips(n, "box-msgs"), 1);
+    ck_assert_uint_eq(engine_stats(fx.e)->null_sender, 4);
+    /* no sender mismatch for "<>" */
+    engine_feed_text("2026-03-02 10:00:02 1vwqhc-00NUL8-xm <= <> U=acct1 P=local S=100 "
+                     "for a@gmail.com");
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_ACCOUNT, "acct1", 5,
+                                   engine_now_ms(fx.e), false, &ent),
+                     1);
+    ck_assert_uint_eq(engine_stats(fx.e)->null_sender, 5);
+    /* bounces: R=<id>, or written by Exim's own user */
+    engine_feed_text("2026-03-02 10:00:03 1vwqhc-00NUL9-xm <= <> R=1vwqhc-00NUL8-xm "
+                     "U=Debian-exim P=local S=100 for a@gmail.com");
+    engine_feed_text("2026-03-02 10:00:03 1vwqhc-00NULA-xm <= <> U=mailnull P=local S=100 "
+                     "for a@gmail.com");
+    engine_feed_text("2026-03-02 10:00:03 1vwqhc-00NULB-xm <= <> R=1vwqhc-00NUL8-xm "
+                     "U=acct1 P=local S=100 for a@gmail.com");
+    ck_assert_uint_eq(engine_stats(fx.e)->bounces, 3);
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 5);
+}
+END_TEST
+
+/*
+ * An arrival that swallowed a forged line (a local sender's quoted address with a raw
+ * newline, the way Exim writes -f): counted for its writer only, and signalled.
+ */
+START_TEST(test_engine_absorbed_arrival)
+{
+    struct usertable_entry *ent;
+    size_t n;
+    struct eximlog_record rec = {
+        .text = "2026-03-02 10:00:01 1vwqhc-00ABS1-xm <= \"a\n"
+                "2026-03-02 10:00:01 1vwqhc-00ABS2-xm <= v@other.org H=(x) [192.0.2.8]:1 "
+                "P=esmtpsa A=dovecot_login:victim@other.org S=1 for z@gmail.com\"@example.com "
+                "U=acct1 P=local S=1200 for a@gmail.com",
+        .flags = EXIM_F_ABSORBED,
+    };
+
+    rec.len = strlen(rec.text);
+    n = engine_feed(fx.e, &rec, 7, fx.notes, ENGINE_NOTICES_MAX);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_INJECTION);
+    ck_assert_int_eq(fx.notes[0].injection, ENGINE_INJ_ABSORBED);
+    ck_assert_int_eq(fx.notes[0].scope, SCOPE_ACCOUNT);
+    ck_assert_str_eq(fx.notes[0].id, "acct1");
+    ck_assert_str_eq(fx.notes[0].msgid, "1vwqhc-00ABS1-xm");
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 1);
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_ACCOUNT, "acct1", 5,
+                                   engine_now_ms(fx.e), false, &ent),
+                     1);
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_MAILBOX, "victim@other.org", 16,
+                                   engine_now_ms(fx.e), false, &ent),
+                     0);
+
+    /* the same through a recipient's quoted address */
+    rec.text = "2026-03-02 10:00:02 1vwqhc-00ABS3-xm <= acct1@example.com U=acct1 P=local "
+               "S=1200 for \"r\n2026-03-02 10:00:02 1vwqhc-00ABS4-xm <= v@other.org H=(pc) "
+               "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:victim@other.org S=1200 "
+               "for a@gmail.com\"@gmail.com";
+    rec.len = strlen(rec.text);
+    n = engine_feed(fx.e, &rec, 8, fx.notes, ENGINE_NOTICES_MAX);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(fx.notes[0].id, "acct1");
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 2);
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_MAILBOX, "victim@other.org", 16,
+                                   engine_now_ms(fx.e), false, &ent),
+                     0);
+    ck_assert_uint_eq(engine_stats(fx.e)->injections[ENGINE_INJ_ABSORBED], 2);
+}
+END_TEST
+
+/* The remnant of a forged line is dropped and named by its process's cwd= when there is one. */
+START_TEST(test_engine_forged_tail)
+{
+    struct eximlog_record rec = {
+        .text = "2026-03-02 10:00:01 [300] 1vwqhc-00TTT1-xm <= v@example.com H=(pc) "
+                "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:v@example.com S=9 for z@gmail.com "
+                "4 args: /usr/sbin/sendmail -t -i x",
+        .flags = EXIM_F_FORGED_TAIL,
+    };
+    size_t n;
+
+    rec.len = strlen(rec.text);
+    n = engine_feed(fx.e, &rec, 3, fx.notes, ENGINE_NOTICES_MAX);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(fx.notes[0].kind, ENGINE_INJECTION);
+    ck_assert_int_eq(fx.notes[0].injection, ENGINE_INJ_TAIL);
+    ck_assert_str_eq(fx.notes[0].id, "");
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 0);
+    ck_assert_uint_eq(engine_stats(fx.e)->arrivals, 0);
+    ck_assert_int_eq(engine_now_ms(fx.e), 0); /* nor does it move the clock */
+    engine_feed_text("2026-03-02 10:00:02 [300] cwd=/home/acct1/public_html 3 args: "
+                     "/usr/sbin/sendmail -t -i");
+    n = engine_feed(fx.e, &rec, 5, fx.notes, ENGINE_NOTICES_MAX);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(fx.notes[0].id, "acct1");
+    ck_assert_uint_eq(engine_stats(fx.e)->injections[ENGINE_INJ_TAIL], 2);
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 0);
+}
+END_TEST
+
+/* A HELO read two ways: the message counts for both readings' identities, signalled. */
+START_TEST(test_engine_forged_helo)
+{
+    static const char t[] = "2026-03-02 10:00:01 1vwqhc-00HEL1-xm <= box@example.com H=(pc) "
+                            "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:box@example.com S=1200 "
+                            "for a@gmail.com";
+    struct usertable_entry *ent;
+    struct exim_event ev;
+    size_t n, helo = 0, trips = 0;
+
+    ck_assert_int_eq(eximlog_parse(t, strlen(t), &ev), 1);
+    ev.flags |= EXIM_F_AMBIGUOUS_HOST;
+    ev.alt = (struct exim_peer){
+        .host = fg_str_make("(x)", 3),
+        .host_ip = fg_str_make("192.0.2.8", 9),
+        .proto = fg_str_make("esmtpsa", 7),
+        .auth = fg_str_make("dovecot_login", 13),
+        .set_id = fg_str_make("victim@other.org", 16),
+    };
+    for (int i = 0; i < 4; i++) {
+        n = engine_feed_event(fx.e, &ev, 0, 10, fx.notes, ENGINE_NOTICES_MAX);
+        trips += engine_count_trips(n, "box-msgs");
+        for (size_t k = 0; k < n; k++)
+            if (fx.notes[k].kind == ENGINE_INJECTION) {
+                helo++;
+                ck_assert_int_eq(fx.notes[k].injection, ENGINE_INJ_HELO);
+                ck_assert_str_eq(fx.notes[k].id, "box@example.com");
+                ck_assert_str_eq(fx.notes[k].other, "victim@other.org");
+                ck_assert_int_eq(fx.notes[k].other_scope, SCOPE_MAILBOX);
+            }
+    }
+    ck_assert_uint_eq(helo, 4);
+    ck_assert_uint_eq(trips, 2); /* both readings' mailboxes went over 3 */
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 4);
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_MAILBOX, "victim@other.org", 16,
+                                   engine_now_ms(fx.e), false, &ent),
+                     1);
+    ck_assert_int_eq(usertable_get(engine_table(fx.e), SCOPE_ACCOUNT, "acct2", 5,
+                                   engine_now_ms(fx.e), false, &ent),
+                     1);
+    /* both readings the same identity: counted once */
+    ev.alt.set_id = fg_str_make("box@example.com", 15);
+    ev.msgid = fg_str_make("1vwqhc-00HEL2-xm", 16);
+    n = engine_feed_event(fx.e, &ev, 0, 11, fx.notes, ENGINE_NOTICES_MAX);
+    ck_assert_uint_eq(engine_stats(fx.e)->outbound, 5);
+
+    /* one reading only, but the HELO imitates a peer: signalled, counted for the real one */
+    {
+        static const char h[] = "2026-03-02 10:00:02 1vwqhc-00HEL3-xm <= box@example.com "
+                                "H=(x) [10.0.0.1]:1 P=esmtpsa A=dovecot_login:victim@other.org "
+                                "S=1 (y) [192.0.2.7]:4000 P=esmtpsa A=dovecot_login:box@example.com "
+                                "S=1200 for a@gmail.com";
+        struct eximlog_record rec = { .text = h, .len = sizeof(h) - 1 };
+        size_t before = engine_stats(fx.e)->injections[ENGINE_INJ_HELO];
+        n = engine_feed(fx.e, &rec, 12, fx.notes, ENGINE_NOTICES_MAX);
+        ck_assert_uint_ge(n, 1);
+        ck_assert_int_eq(fx.notes[0].kind, ENGINE_INJECTION);
+        ck_assert_int_eq(fx.notes[0].injection, ENGINE_INJ_HELO);
+        ck_assert_str_eq(fx.notes[0].id, "box@example.com");
+        ck_assert_uint_eq(engine_stats(fx.e)->injections[ENGINE_INJ_HELO], before + 1);
+    }
+}
+END_TEST
+
+/* A cut for-list: 1,500 recipients listed as 353 end up 1,500 from the delivery lines. */
+START_TEST(test_engine_cut_for_list)
+{
+    static char rec[EXIMLOG_RECORD_MAX + 1];
+    size_t pos, rcpts = SIZE_MAX;
+    struct engine_top_row rows[2];
+    const struct usertable_params *up;
+    char line[256];
+    int i;
+
+    engine_restart(NULL);
+    pos = (size_t)snprintf(rec, sizeof(rec),
+                           "2026-03-02 10:00:00 1vwqhc-00CUT1-xm <= box@example.com H=(pc) "
+                           "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:box@example.com S=1200 "
+                           "for");
+    for (i = 0; i < 353; i++)
+        pos += (size_t)snprintf(rec + pos, sizeof(rec) - pos, " r%04d@gmail.com", i);
+    ck_assert_uint_lt(pos, EXIMLOG_RECORD_MAX);
+    struct exim_event ev;
+    ck_assert_int_eq(eximlog_parse(rec, pos, &ev), 1);
+    ck_assert_uint_eq(ev.nrcpt, 353);
+    ev.flags |= EXIM_F_RCPT_TRUNC | EXIM_F_RCPT_CUT;
+    (void)engine_feed_event(fx.e, &ev, 0, 1, fx.notes, ENGINE_NOTICES_MAX);
+    /* deliveries, deferrals (twice each), failures; one recipient in a local domain */
+    for (i = 0; i < 1500; i++) {
+        const char *what = i < 1000   ? "=> r%04d@gmail.com R=dkim_lookuphost T=dkim_remote_smtp"
+                           : i < 1300 ? "== r%04d@gmail.com R=dkim_lookuphost "
+                                        "T=dkim_remote_smtp defer (-44): x"
+                                      : "** r%04d@gmail.com R=dkim_lookuphost "
+                                        "T=dkim_remote_smtp: 550 no";
+        char addr[32];
+        (void)snprintf(addr, sizeof(addr), "r%04d@gmail.com", i);
+        (void)snprintf(line, sizeof(line), "2026-03-02 10:01:00 1vwqhc-00CUT1-xm %.2s %s%s", what,
+                       addr, what + 18);
+        engine_feed_text(line);
+        if (i >= 1000 && i < 1300)
+            engine_feed_text(line);
+    }
+    engine_feed_text("2026-03-02 10:01:00 1vwqhc-00CUT1-xm => x@example.com R=local");
+    up = usertable_params(engine_table(fx.e));
+    for (size_t k = 0; k < up->nseries[SCOPE_MAILBOX]; k++)
+        if (up->series[SCOPE_MAILBOX][k].metric == WINDOW_RECIPIENTS)
+            rcpts = k;
+    ck_assert_uint_ne(rcpts, SIZE_MAX);
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, rcpts, rows, 2), 1);
+    ck_assert_uint_eq(rows[0].value, 1500);
+    /* a second message with the same recipients counts them again */
+    pos = (size_t)snprintf(rec, sizeof(rec),
+                           "2026-03-02 10:02:00 1vwqhc-00CUT2-xm <= box@example.com H=(pc) "
+                           "[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:box@example.com S=1200 "
+                           "for r0000@gmail.com");
+    ck_assert_int_eq(eximlog_parse(rec, pos, &ev), 1);
+    ev.flags |= EXIM_F_RCPT_CUT;
+    (void)engine_feed_event(fx.e, &ev, 0, 2, fx.notes, ENGINE_NOTICES_MAX);
+    engine_feed_text("2026-03-02 10:02:01 1vwqhc-00CUT2-xm => r0000@gmail.com R=x T=y");
+    engine_feed_text("2026-03-02 10:02:01 1vwqhc-00CUT2-xm => r0001@gmail.com R=x T=y");
+    ck_assert_uint_eq(engine_top(fx.e, SCOPE_MAILBOX, rcpts, rows, 2), 1);
+    ck_assert_uint_eq(rows[0].value, 1502);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -508,6 +959,13 @@ engine_suite(void)
     tcase_add_test(tc, test_engine_trips_follow_rule_names);
     tcase_add_test(tc, test_engine_distinct_domains);
     tcase_add_test(tc, test_engine_top);
+    tcase_add_test(tc, test_engine_clock_bounded_live);
+    tcase_add_test(tc, test_engine_clock_bounded_replay);
+    tcase_add_test(tc, test_engine_null_sender);
+    tcase_add_test(tc, test_engine_absorbed_arrival);
+    tcase_add_test(tc, test_engine_forged_tail);
+    tcase_add_test(tc, test_engine_forged_helo);
+    tcase_add_test(tc, test_engine_cut_for_list);
     suite_add_tcase(s, tc);
     return s;
 }

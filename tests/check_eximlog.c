@@ -1109,6 +1109,34 @@ START_TEST(test_hostile_helo_two_readings)
 }
 END_TEST
 
+/* A HELO shaped like a peer is flagged even when only one reading holds; a literal is not. */
+START_TEST(test_hostile_helo_forged_flag)
+{
+    struct exim_event ev;
+    parse_ok(HID "<= \"a b\"@example.org H=(junk) [198.51.100.9]:25 P=esmtpsa "
+                 "A=dovecot_login:victim@example.com S=1 (x) [192.0.2.7]:5555 U=root P=esmtpa "
+                 "A=pl:u s:e r@example.com S=313 T=\"smtp test\" for r@example.net",
+             &ev);
+    ck_assert(fg_str_eq(ev.host_ip, "192.0.2.7"));
+    ck_assert(fg_str_eq(ev.set_id, "u s:e r@example.com"));
+    ck_assert(!(ev.flags & EXIM_F_AMBIGUOUS_HOST));
+    ck_assert(ev.flags & EXIM_F_HELO_FORGED);
+    /* ") [ip]" without a port */
+    parse_ok(HID "<= a@b H=(a) [10.0.0.1] b) [192.0.2.7]:5 P=esmtp S=1 for r@x", &ev);
+    ck_assert(fg_str_eq(ev.host_ip, "192.0.2.7"));
+    ck_assert(ev.flags & EXIM_F_HELO_FORGED);
+    /* honest forms: an address-literal HELO, a name and a HELO, none */
+    parse_ok(HID "<= a@b H=([10.21.32.43]) [192.168.8.34]:25 P=esmtp S=1 for r@x", &ev);
+    ck_assert(!(ev.flags & EXIM_F_HELO_FORGED));
+    parse_ok(HID "<= a@b H=mx.example (pc) [192.0.2.7]:25 P=esmtp S=1 for r@x", &ev);
+    ck_assert(!(ev.flags & EXIM_F_HELO_FORGED));
+    parse_ok(HID "<= a@b H=[192.0.2.7]:25 P=esmtp S=1 for r@x", &ev);
+    ck_assert(!(ev.flags & EXIM_F_HELO_FORGED));
+    parse_ok(HID "<= a@b U=u P=local S=1 for r@x", &ev);
+    ck_assert(!(ev.flags & EXIM_F_HELO_FORGED));
+}
+END_TEST
+
 START_TEST(test_hostile_anomalous_has_no_identity)
 {
     struct exim_event ev;
@@ -1424,6 +1452,7 @@ main(void)
     tcase_add_test(th, test_hostile_subject);
     tcase_add_test(th, test_hostile_msgid_and_rcpt);
     tcase_add_test(th, test_hostile_helo_two_readings);
+    tcase_add_test(th, test_hostile_helo_forged_flag);
     tcase_add_test(th, test_hostile_anomalous_has_no_identity);
     tcase_add_test(th, test_hostile_authfail_data);
     tcase_add_test(th, test_join_quote_in_data_fields);

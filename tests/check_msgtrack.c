@@ -102,6 +102,27 @@ START_TEST(test_msgtrack_churn)
 }
 END_TEST
 
+/* Recipients of cut for-lists: each key once; the last MSGTRACK_SEEN_SLOTS / 2 remembered. */
+START_TEST(test_msgtrack_seen)
+{
+    struct msgtrack_seen *s = msgtrack_seen_new();
+    const uint64_t n = MSGTRACK_SEEN_SLOTS * 2;
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(msgtrack_seen_add(s, 0), 1); /* 0 is a key like any other */
+    ck_assert_int_eq(msgtrack_seen_add(s, 0), 0);
+    for (uint64_t k = 1; k <= n; k++)
+        ck_assert_int_eq(msgtrack_seen_add(s, k * 0x9e3779b97f4a7c15ull), 1);
+    /* the newest half of the slots is still there, in either generation */
+    for (uint64_t k = n - MSGTRACK_SEEN_SLOTS / 2 + 1; k <= n; k++)
+        ck_assert_int_eq(msgtrack_seen_add(s, k * 0x9e3779b97f4a7c15ull), 0);
+    /* the oldest were dropped: bounded memory */
+    ck_assert_int_eq(msgtrack_seen_add(s, 1 * 0x9e3779b97f4a7c15ull), 1);
+    msgtrack_seen_free(s);
+    msgtrack_seen_free(NULL);
+}
+END_TEST
+
 static Suite *
 msgtrack_suite(void)
 {
@@ -112,6 +133,7 @@ msgtrack_suite(void)
     tcase_add_test(tc, test_msgtrack_forgets_oldest);
     tcase_add_test(tc, test_msgtrack_queued_by_identity);
     tcase_add_test(tc, test_msgtrack_churn);
+    tcase_add_test(tc, test_msgtrack_seen);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <check.h>
+#include <zlib.h>
 
 #include "outbox.h"
 #include "testrun.h"
@@ -228,6 +229,40 @@ START_TEST(test_outbox_decode_damage)
     ck_assert_uint_eq(outbox_count(b, NULL), 2);
     free(copy);
     strbuf_done(&s);
+    outbox_free(a);
+    outbox_free(b);
+}
+END_TEST
+
+/* The same event twice for one destination (an edited file) is damage, not two entries:
+ * the index could only name one of them. */
+START_TEST(test_outbox_decode_duplicate)
+{
+    struct outbox *a = outbox_make(0, 0), *b = outbox_make(0, 0);
+    struct strbuf s, d;
+    const char *second;
+    char trailer[64];
+
+    strbuf_init(&s, 1 << 20);
+    strbuf_init(&d, 1 << 20);
+    ck_assert_int_eq(outbox_add(a, "d", "e1", OUTBOX_PRIO_INCIDENT, 1, "one", 3), 0);
+    ck_assert_int_eq(outbox_add(a, "d", "e2", OUTBOX_PRIO_INCIDENT, 2, "two", 3), 0);
+    ck_assert_int_eq(outbox_encode(a, &s), 0);
+    /* rename e2 to e1 and give the file a right CRC: only the duplicate is wrong */
+    second = strstr(strbuf_cstr(&s), "E d e2 ");
+    ck_assert_ptr_nonnull(second);
+    ck_assert_int_eq(strbuf_append(&d, s.p, (size_t)(second - s.p)), 0);
+    ck_assert_int_eq(strbuf_appends(&d, "E d e1 "), 0);
+    ck_assert_int_eq(strbuf_append(&d, second + 7, (size_t)(strstr(s.p, "END ") - second - 7)), 0);
+    (void)snprintf(trailer, sizeof(trailer), "END 2 %08lx\n",
+                   crc32(0L, (const Bytef *)d.p, (uInt)d.len));
+    ck_assert_int_eq(strbuf_appends(&d, trailer), 0);
+    ck_assert_int_eq(outbox_add(b, "keep", "k", OUTBOX_PRIO_INCIDENT, 1, "k", 1), 0);
+    ck_assert_int_eq(outbox_decode(b, d.p, d.len), -EBADMSG);
+    ck_assert_uint_eq(outbox_count(b, NULL), 1);
+    ck_assert_ptr_nonnull(outbox_find(b, "keep", "k"));
+    strbuf_done(&s);
+    strbuf_done(&d);
     outbox_free(a);
     outbox_free(b);
 }
@@ -584,6 +619,7 @@ outbox_suite(void)
     tc = tcase_create("encoding");
     tcase_add_test(tc, test_outbox_roundtrip);
     tcase_add_test(tc, test_outbox_decode_damage);
+    tcase_add_test(tc, test_outbox_decode_duplicate);
     suite_add_tcase(s, tc);
     tc = tcase_create("model");
     tcase_set_timeout(tc, 300);

@@ -99,6 +99,18 @@ static const struct parse_case parse_cases[] = {
     { "bad time", "id-H\nu 1 2\n<a@b>\nabc 0\nXX\n", -EBADMSG, NULL, NULL, false },
     { "cut", "id-H\nu 1 2\n<a@b>\n100 0\n-auth_id x", -EBADMSG, NULL, NULL, false },
     { "empty", "", -EBADMSG, NULL, NULL, false },
+    /* ACL variables come before -auth_id (spool_out.c): skipped by their length */
+    { "acl var then auth", "id-H\nu 1 2\n<a@b>\n100 0\n-aclm _x 3\nabc\n-auth_id x@y\nXX\n", 0,
+      "x@y", NULL, false },
+    { "acl var value looks like an option",
+      "id-H\nu 1 2\n<a@b>\n100 0\n-aclc _x 13\n-auth_id evil\n-ident u\nXX\n", 0, NULL, "u",
+      false },
+    { "acl var with newlines", "id-H\nu 1 2\n<a@b>\n100 0\n--aclm _x 5\na\nb\nc\n-frozen 1\nXX\n",
+      0, NULL, NULL, true },
+    { "acl var cut", "id-H\nu 1 2\n<a@b>\n100 0\n-aclm _x 30\nabc\nXX\n", -EBADMSG, NULL, NULL,
+      false },
+    { "acl var bad length", "id-H\nu 1 2\n<a@b>\n100 0\n-aclm _x 2\nabc\nXX\n", -EBADMSG, NULL,
+      NULL, false },
 };
 
 START_TEST(test_spool_parse_table)
@@ -159,7 +171,71 @@ static const struct confirm_case confirm_cases[] = {
     { "script no colon", "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\nXX\n", SCOPE_SCRIPT, "acct",
       false },
     { "script other", "i-H\nu 1 2\n<x@y>\n1 0\n--ident bob\nXX\n", SCOPE_SCRIPT, "acct:/x", false },
+    /* the ACL recorded the working directory: only that script's messages are its own */
+    { "script cwd same",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/x\nXX\n", SCOPE_SCRIPT,
+      "acct:/home/x", true },
+    { "script cwd other",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/y\nXX\n", SCOPE_SCRIPT,
+      "acct:/home/x", false },
+    { "script cwd deeper",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 9\n/home/x/a\nXX\n", SCOPE_SCRIPT,
+      "acct:/home/x", false },
+    { "account ignores cwd",
+      "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate_cwd 7\n/home/y\nXX\n", SCOPE_ACCOUNT,
+      "acct", true },
 };
+
+struct marker_case {
+    const char *name;
+    const char *marker;
+    enum usertable_scope scope;
+    const char *id;
+    bool ok;
+};
+
+static const struct marker_case marker_cases[] = {
+    { "script", "hold script shop1%3A/home/shop1/up%20x r1", SCOPE_SCRIPT, "shop1:/home/shop1/up x",
+      true },
+    { "script lower hex", "hold script shop1%3a/x r1", SCOPE_SCRIPT, "shop1:/x", true },
+    { "other script", "hold script shop1%3A/home/shop1/up r1", SCOPE_SCRIPT, "shop1:/home/shop1",
+      false },
+    { "longer id", "hold script shop1%3A/x r1", SCOPE_SCRIPT, "shop1:/x/y", false },
+    { "account", "suspend account shop1 r1", SCOPE_ACCOUNT, "shop1", true },
+    { "with reference", "hold script shop1%3A/x r1 fg-0123abcd", SCOPE_SCRIPT, "shop1:/x", true },
+    { "scope differs", "hold account shop1 r1", SCOPE_SCRIPT, "shop1", false },
+    { "mailbox case", "hold mailbox box@example.com r", SCOPE_MAILBOX, "Box@Example.com", true },
+    { "account case", "hold account Shop1 r", SCOPE_ACCOUNT, "shop1", false },
+    { "bad escape", "hold script a%3/x r", SCOPE_SCRIPT, "a:/x", false },
+    { "cut", "hold script", SCOPE_SCRIPT, "a:/x", false },
+    { "absent", NULL, SCOPE_ACCOUNT, "a", false },
+};
+
+START_TEST(test_spool_marker_table)
+{
+    const struct marker_case *c = &marker_cases[_i];
+    struct spool_header h;
+
+    memset(&h, 0, sizeof(h));
+    if (c->marker)
+        h.marker = fg_str_make(c->marker, strlen(c->marker));
+    ck_assert_msg(spool_marker_names(&h, c->scope, c->id) == c->ok, "%s", c->name);
+}
+END_TEST
+
+START_TEST(test_spool_parse_marker)
+{
+    const char *in = "i-H\nu 1 2\n<x@y>\n1 0\n--ident acct\n-aclm _floodgate 24\n"
+                     "hold account acct rule1\n\n-aclm _floodgate_cwd 2\n/x\n-frozen 5\nXX\n";
+    struct spool_header h;
+
+    ck_assert_int_eq(spool_parse_header(in, strlen(in), &h), 0);
+    ck_assert(fg_str_eq(h.marker, "hold account acct rule1\n"));
+    ck_assert(fg_str_eq(h.cwd, "/x"));
+    ck_assert(h.frozen);
+    ck_assert(spool_marker_names(&h, SCOPE_ACCOUNT, "acct"));
+}
+END_TEST
 
 START_TEST(test_spool_confirm_table)
 {
@@ -244,6 +320,83 @@ START_TEST(test_spool_subject)
 }
 END_TEST
 
+struct scan_seen {
+    char ids[8][32];
+    size_t n;
+};
+
+static void
+scan_cb(void *ctx, const char *msgid, const struct spool_header *h)
+{
+    struct scan_seen *s = ctx;
+    ck_assert(fg_str_eq(h->id, msgid));
+    ck_assert_uint_lt(s->n, 8);
+    (void)snprintf(s->ids[s->n++], sizeof(s->ids[0]), "%s", msgid);
+}
+
+static bool
+scan_has(const struct scan_seen *s, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->ids[i], id) == 0)
+            return true;
+    return false;
+}
+
+START_TEST(test_spool_scan_flat_and_split)
+{
+    static const char *const flat[] = { "1xVYNi-0001Xt-23", "1xVYNj-0001Xt-23" };
+    static const char *const split[] = { "1xVYNr-0001Yf-21", "1xVYNr-0001Yg-21",
+                                         "1xVYNr-0001Yh-21" };
+    char path[512], text[256];
+    struct spool_scan *sc;
+    struct scan_seen seen = { .n = 0 };
+    int r, steps = 0;
+
+    setup_tmp();
+    ck_assert_int_eq(spool_scan_open(tmpdir, &sc), -ENOENT); /* no input/ */
+    (void)snprintf(path, sizeof(path), "%s/input", tmpdir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/input/r", tmpdir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    for (size_t i = 0; i < N_ELEMS(flat); i++) {
+        (void)snprintf(path, sizeof(path), "%s/input/%s-H", tmpdir, flat[i]);
+        (void)snprintf(text, sizeof(text), "%s-H\nu 1 2\n<a@b>\n1 0\nXX\n", flat[i]);
+        write_file(path, text);
+        (void)snprintf(path, sizeof(path), "%s/input/%s-D", tmpdir, flat[i]);
+        write_file(path, "body");
+    }
+    for (size_t i = 0; i < N_ELEMS(split); i++) {
+        (void)snprintf(path, sizeof(path), "%s/input/r/%s-H", tmpdir, split[i]);
+        (void)snprintf(text, sizeof(text), "%s-H\nu 1 2\n<a@b>\n1 0\nXX\n", split[i]);
+        write_file(path, text);
+    }
+    /* a -H file under another id's name, and one that does not parse: read, not reported */
+    (void)snprintf(path, sizeof(path), "%s/input/1xVYNk-0001Xt-23-H", tmpdir);
+    write_file(path, "1xVYNi-0001Xt-23-H\nu 1 2\n<a@b>\n1 0\nXX\n");
+    (void)snprintf(path, sizeof(path), "%s/input/1xVYNl-0001Xt-23-H", tmpdir);
+    write_file(path, "garbage");
+    ck_assert_int_eq(spool_scan_open(tmpdir, &sc), 0);
+    do {
+        r = spool_scan_step(sc, 2, scan_cb, &seen);
+        ck_assert_int_ge(r, 0);
+        ck_assert_uint_le(spool_scan_files(sc), (size_t)(steps + 1) * 2);
+        steps++;
+    } while (r == 1 && steps < 20);
+    ck_assert_int_eq(r, 0);
+    ck_assert_int_ge(steps, 4); /* 7 files, 2 a step */
+    ck_assert_uint_eq(spool_scan_files(sc), 7);
+    ck_assert_uint_eq(seen.n, 5);
+    for (size_t i = 0; i < N_ELEMS(flat); i++)
+        ck_assert(scan_has(&seen, flat[i]));
+    for (size_t i = 0; i < N_ELEMS(split); i++)
+        ck_assert(scan_has(&seen, split[i]));
+    ck_assert_int_eq(spool_scan_step(sc, 2, scan_cb, &seen), 0); /* stays finished */
+    spool_scan_free(sc);
+    testdir_remove(tmpdir);
+}
+END_TEST
+
 static Suite *
 spool_suite(void)
 {
@@ -254,9 +407,12 @@ spool_suite(void)
     tcase_add_loop_test(tc, test_spool_parse_table, 0, (int)N_ELEMS(parse_cases));
     tcase_add_loop_test(tc, test_spool_confirm_table, 0, (int)N_ELEMS(confirm_cases));
     tcase_add_test(tc, test_spool_subject);
+    tcase_add_loop_test(tc, test_spool_marker_table, 0, (int)N_ELEMS(marker_cases));
+    tcase_add_test(tc, test_spool_parse_marker);
     suite_add_tcase(s, tc);
     tc = tcase_create("files");
     tcase_add_test(tc, test_spool_read_flat_and_split);
+    tcase_add_test(tc, test_spool_scan_flat_and_split);
     suite_add_tcase(s, tc);
     return s;
 }

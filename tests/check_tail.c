@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -385,10 +386,26 @@ enum rot { ROT_NONE, ROT_RENAME, ROT_COPYTRUNCATE, ROT_DELETE };
 struct writer {
     uint32_t total;
     uint32_t every; /* rotate after this many lines (0: never) */
+    bool handshake; /* rename: rotate only once the tailer has read from the current file */
     enum rot rot;
     uint32_t pace;    /* lines between 1 ms pauses (0: full speed) */
     uint32_t w_lines; /* copytruncate: lines written between the copy and the truncate */
 };
+
+/*
+ * Records the parent's tailer has delivered, shared with the writer child (writer.handshake):
+ * logrotate never renames a log twice before a reader has opened it, but an unpaced writer
+ * on a loaded machine could, and a file renamed on past every name the tailer looks for
+ * before it was ever opened cannot be found again. Writes inside a file still race.
+ */
+static volatile uint32_t *seen_shm;
+
+static void
+writer_wait_seen(uint32_t n)
+{
+    for (int i = 0; i < 30000 && seen_shm && *seen_shm < n; i++) /* at most 30 s */
+        (void)usleep(1000);
+}
 
 /* Child: write the lines, rotating as told; _exit() without touching the test's state. */
 static void
@@ -404,6 +421,8 @@ writer_run(const struct writer *w)
             gen++;
             if (w->rot == ROT_RENAME) {
                 char old[340];
+                if (w->handshake)
+                    writer_wait_seen(s - w->every + 1);
                 (void)snprintf(old, sizeof(old), "%s.r%u", logpath, gen);
                 /* Shift like logrotate, so the tailer sees .1 move on. */
                 (void)rename(p1, old);
@@ -416,6 +435,10 @@ writer_run(const struct writer *w)
                 (void)close(fd);
                 fd = open_log(logpath);
             } else if (w->rot == ROT_COPYTRUNCATE) {
+                /* a reader more than a whole file behind at a copytruncate has lost its
+                 * place whatever it does: rotate with the tailer at most half a file back */
+                if (w->handshake)
+                    writer_wait_seen(s - w->every / 2);
                 copy_file(logpath, p1);
                 for (uint32_t k = 0; k < w->w_lines && s < w->total; k++, s++)
                     write_all(fd, b, fmt_line(b, sizeof(b), s));
@@ -441,6 +464,14 @@ writer_start(const struct writer *w)
 
     /* The log must exist before the tailer starts, or it would wait for it. */
     (void)close(open_log(logpath));
+    if (w->handshake && !seen_shm) {
+        void *m = mmap(NULL, sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
+        ck_assert(m != MAP_FAILED);
+        seen_shm = m;
+    }
+    if (seen_shm)
+        *seen_shm = 0;
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0)
@@ -459,6 +490,8 @@ writer_done_and_seen(void *arg)
 {
     struct wait_writer *ww = arg;
 
+    if (seen_shm)
+        *seen_shm = (uint32_t)sink.n;
     if (ww->pid > 0 && waitpid(ww->pid, &ww->status, WNOHANG) == ww->pid)
         ww->pid = 0;
     return ww->pid == 0 && sink.n >= ww->want;
@@ -481,7 +514,7 @@ writer_finish(pid_t pid, size_t want, struct tail *t, int64_t timeout_ms)
 
 START_TEST(test_tail_rename_rotation_under_write)
 {
-    struct writer w = { .total = 100000, .every = 5000, .rot = ROT_RENAME };
+    struct writer w = { .total = 100000, .every = 5000, .rot = ROT_RENAME, .handshake = true };
     struct tail_params p = { .grace_ms = 300 };
     struct tail *t;
     struct tail_stats st;
@@ -544,7 +577,8 @@ START_TEST(test_tail_copytruncate_under_write)
 {
     /* w = 20 lines per rotation between the copy and the truncate: at most once. */
     struct writer w = {
-        .total = 30000, .every = 3000, .rot = ROT_COPYTRUNCATE, .w_lines = 20, .pace = 50
+        .total = 30000, .every = 3000, .rot = ROT_COPYTRUNCATE, .w_lines = 20, .pace = 50,
+        .handshake = true
     };
     struct tail *t;
     struct tail_stats st;
@@ -1495,18 +1529,44 @@ probe_start(const char *statedir, const char *out)
     return pid;
 }
 
+/* Has a probe run written a checkpoint ("C <seq>" line) to @out yet? */
+static bool
+probe_has_checkpoint(const char *out)
+{
+    char buf[65536];
+    int fd = open(out, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+    bool r = false;
+
+    if (fd < 0)
+        return false;
+    while (!r && (n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+        buf[n] = '\0';
+        r = buf[0] == 'C' || strstr(buf, "\nC ") != NULL;
+    }
+    (void)close(fd);
+    return r;
+}
+
 /* Writer for the SIGKILL test: paced, rotating with shift and delayed gzip. */
 static void
-kill_writer_run(uint32_t total, uint32_t every)
+kill_writer_run(uint32_t total, uint32_t every, const char *probe_out)
 {
     char b[512], p[6][340];
     int fd = open_log(logpath);
+    bool first_rotation = true;
 
     for (int i = 1; i < 6; i++)
         (void)snprintf(p[i], sizeof(p[i]), "%s.%d%s", logpath, i, i >= 2 ? ".gz" : "");
     for (uint32_t s = 0; s < total; s++) {
         if (s > 0 && s % every == 0) {
             char p2[340];
+            /* A run that never checkpointed starts over at the live file: lines left in
+             * a file rotated before the first checkpoint are nobody's to find. Rotate the
+             * first time only once some run has written one (at most 60 s). */
+            for (int i = 0; first_rotation && i < 6000 && !probe_has_checkpoint(probe_out); i++)
+                (void)usleep(10000);
+            first_rotation = false;
             (void)unlink(p[5]);
             for (int i = 4; i >= 2; i--)
                 (void)rename(p[i], p[i + 1]);
@@ -1655,7 +1715,7 @@ START_TEST(test_tail_sigkill)
     writer = fork();
     ck_assert_int_ge(writer, 0);
     if (writer == 0)
-        kill_writer_run(SIGKILL_LINES, 1500);
+        kill_writer_run(SIGKILL_LINES, 1500, out);
     while (kills < SIGKILL_ROUNDS && now_ms() < deadline) {
         long up_ms = 20 + rand_r(&seed) % 180;
         struct timespec ts = { 0, up_ms * 1000000L };

@@ -1,7 +1,8 @@
 /*
  * check_util.c - lib/util's two renderings of log text: JSON strings (UTF-8 kept, bad
  * bytes U+FFFD, steering code points escaped) and terminals (every control, bad byte and
- * steering code point a visible escape, bounded output).
+ * steering code point a visible escape, bounded output), and HTML text (markup and quotes
+ * as references, steering code points visible, bad bytes U+FFFD).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,63 @@ START_TEST(test_json_cap)
 }
 END_TEST
 
+/* HTML: markup, quotes and steering code points can neither open tags nor reorder text. */
+static const struct html_case {
+    const char *in;
+    size_t len; /* 0: strlen */
+    const char *html;
+} html_cases[] = {
+    { "plain user@example.com", 0, "plain user@example.com" },
+    { "</svg><script>alert(1)</script>", 0,
+      "&lt;/svg&gt;&lt;script&gt;alert(1)&lt;/script&gt;" },
+    { "x\" onload=\"alert(1)' a='&amp;", 0,
+      "x&quot; onload=&quot;alert(1)&#39; a=&#39;&amp;amp;" },
+    { "<!-- ]]> <![CDATA[", 0, "&lt;!-- ]]&gt; &lt;![CDATA[" },
+    /* U+202E RIGHT-TO-LEFT OVERRIDE, U+2066 LRI, U+2028 LINE SEPARATOR: visible escapes */
+    { "\xe2\x80\xae" "gpj.exe", 0, "\\u202egpj.exe" },
+    { "\xe2\x81\xa6x\xe2\x80\xa8", 0, "\\u2066x\\u2028" },
+    { "caf\xc3\xa9 \xf0\x9f\x93\xa7", 0, "caf\xc3\xa9 \xf0\x9f\x93\xa7" },
+    { "a\nb\x1b[2J\x7f", 0, "a\\u000ab\\u001b[2J\\u007f" },
+    { "nul\0x", 5, "nul\\u0000x" },
+    { "\xc2\x9b" "2J", 0, "\\u009b2J" },
+    /* not UTF-8: each bad byte is U+FFFD (a raw C1 byte, an overlong, a cut sequence) */
+    { "\x9b<\xff", 0, "\xef\xbf\xbd&lt;\xef\xbf\xbd" },
+    { "\xc0\xaf", 0, "\xef\xbf\xbd\xef\xbf\xbd" },
+    { "x\xe2\x80", 0, "x\xef\xbf\xbd\xef\xbf\xbd" },
+    { "back\\slash", 0, "back\\slash" },
+};
+
+START_TEST(test_html)
+{
+    const struct html_case *c = &html_cases[_i];
+    size_t len = c->len ? c->len : strlen(c->in);
+    struct strbuf b;
+    const char *out;
+
+    strbuf_init(&b, 4096);
+    ck_assert_int_eq(strbuf_append_html(&b, c->in, len), 0);
+    out = strbuf_cstr(&b);
+    ck_assert_str_eq(out, c->html);
+    /* never a markup or quote character, and never a steering code point, from the input */
+    ck_assert_ptr_null(strpbrk(out, "<>\"'"));
+    ck_assert_ptr_null(strstr(out, "\xe2\x80\xae"));
+    strbuf_done(&b);
+}
+END_TEST
+
+/* An HTML append that does not fit leaves the buffer as it was. */
+START_TEST(test_html_cap)
+{
+    struct strbuf b;
+
+    strbuf_init(&b, 8);
+    ck_assert_int_eq(strbuf_appends(&b, "ab"), 0);
+    ck_assert_int_lt(strbuf_append_html(&b, "<<", 2), 0);
+    ck_assert_str_eq(strbuf_cstr(&b), "ab");
+    strbuf_done(&b);
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -103,6 +161,8 @@ util_suite(void)
     tcase_add_loop_test(tc, test_render, 0, (int)N_ELEMS(render_cases));
     tcase_add_test(tc, test_term_bounded);
     tcase_add_test(tc, test_json_cap);
+    tcase_add_loop_test(tc, test_html, 0, (int)N_ELEMS(html_cases));
+    tcase_add_test(tc, test_html_cap);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -23,6 +23,9 @@
 # 10. the checkpoint cannot be written: the trip's alerts wait, a health alert naming the
 #     file and the error reaches the receivers from memory, and is logged; once the
 #     checkpoint is written again, the trip's alerts follow.
+# 11. a local sender whose quoted address carries a raw newline and a forged arrival: a
+#     log_injection health alert names the writer (not the forged identity), escaped for
+#     Slack like any log text.
 # Every wait is bounded; the whole test stops itself after 240 s.
 set -euo pipefail
 build="${FG_BUILD_DIR:?}"
@@ -442,6 +445,31 @@ if "health alert sent from memory" not in open(ERR, "rb").read().decode("utf-8",
     fail("the health alert was not logged")
 os.rmdir(blocker)
 wait_for(lambda: hook_events("box9@site.example"), 20, "box9 once the checkpoint is written")
+
+# 11. log injection: a health alert naming the writer, escaped like the rest -----------
+# (Exim writes a sender given with -f raw: a quoted newline ends the physical line)
+inj_box = "ev<!here>il"
+ts = time.strftime("%Y-%m-%d %H:%M:%S")
+append(["%s 1zzzzz-0INJ01-ab <= \"a\n%s 1zzzzz-0INJ02-ab <= v@x H=(y) [192.0.2.8]:1 "
+        "P=esmtpsa A=dovecot_login:victim@site.example S=1 for z@remote.example\"@site.example "
+        "U=%s P=local S=900 for r@remote.example\n" % (ts, ts, inj_box),
+        "%s 1zzzzz-0INJ03-ab Completed\n" % ts])
+
+
+def injection_events(sink, pick):
+    return [x for x in sink.ok() if "log_injection" in x["body"] and pick(x["body"])]
+
+
+got = wait_for(lambda: injection_events(hook, lambda b: True), 20, "the log_injection webhook")
+data = json.loads(got[0]["body"])["data"]
+if data.get("kind") != "log_injection" or inj_box not in data.get("message", ""):
+    fail("log_injection webhook does not name the writer: %r" % data)
+if "victim@site.example" in data.get("message", ""):
+    fail("log_injection webhook names the forged identity: %r" % data)
+sl = wait_for(lambda: [x for x in slack.ok() if "log injection" in x["body"]], 20,
+              "the log_injection Slack message")
+if "<!here>" in sl[0]["body"] or "&lt;!here&gt;" not in sl[0]["body"]:
+    fail("the identity reached Slack unescaped: %r" % sl[0]["body"][:400])
 
 # exactly once over the whole run: every delivered event id delivered once
 ids = [x["headers"]["webhook-id"] for x in hook.ok()

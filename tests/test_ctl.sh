@@ -480,6 +480,14 @@ try:
     out = ctl_ok("release", "box5@example.com")
     check(out == "released mailbox box5@example.com: 0 messages thawed, hold undone\n",
           "release text: %r" % out)
+    # a script's own line is keyed by its quoted "login:directory": show lists it too
+    sid = 'acct9:/home/acct9/public_html/a "b'
+    ctl_ok("hold", sid)
+    lines = ctl_json("show", sid)["blocklist"]["lines"]
+    check([l.split(": ", 1)[1].split()[:2] for l in lines] == [["hold", "script"]] and
+          lines[0].startswith('"acct9:/home/acct9/public_html/a \\"b": hold script '),
+          "script blocklist: %r" % lines)
+    ctl_ok("release", sid)
 
     # 2d. monitor mode: an operator's order still acts (suspend, then release); the
     # monitor-mode trip of a holding rule is listed by tripped as would_act

@@ -10,6 +10,9 @@
 #  2. append a log fixture: /metrics agrees with `floodgatectl status --json` (records,
 #     parse errors, identities, trips, held); the textfile catches up by its periodic
 #     rewrite; no mailbox, account, IP, host or message id of the log appears anywhere.
+#  2b. hostile lines: a subject swallowing a forged arrival counts once in
+#     floodgate_log_injection_total{kind="absorbed"}, is audited and logged naming its
+#     writer (not the forged one); a record dated 2099 in floodgate_records_clock_ahead_total.
 #  3. SIGHUP with a renamed rule: reloads ok 1, the new rule at 0, the old one's count kept;
 #     an invalid file: reloads failed 1, last_reload_successful 0.
 #  4. SIGTERM: exit 0; the textfile is rewritten at shutdown (mode 0644, no .tmp left).
@@ -311,7 +314,10 @@ try:
                              ("floodgate_frozen_messages_total", {}),
                              ("floodgate_held_identities", {}),
                              ("floodgate_outbox_entries", {}),
-                             ("floodgate_state_commits_total", {"result": "failed"})):
+                             ("floodgate_state_commits_total", {"result": "failed"}),
+                             ("floodgate_log_injection_total", {"kind": "absorbed"}),
+                             ("floodgate_log_injection_total", {"kind": "helo"}),
+                             ("floodgate_records_clock_ahead_total", {})):
             try:
                 v = value(smp, name, **labels)
             except KeyError as e:
@@ -401,6 +407,45 @@ try:
             fail("%s shows text from the log: %r" % (what, leaked[:10]))
     print("ok 2 the fixture: /metrics == status (%d records, %d trips); textfile rewritten; "
           "nothing from the log exported" % (records, st["trips"]))
+
+    # 2b. hostile lines: a local sender (-f) whose quoted address carries a raw newline
+    # and a forged arrival (one record of two lines, as Exim writes it), a record dated
+    # 2099, a last line; 3 records
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(LOG, "a") as out:
+        out.write(now + ' 1zzzzz-000001-ab <= "a\n'
+                  + now + ' 1zzzzz-000002-ab <= v@example.com H=(x) [192.0.2.8]:1 P=esmtpsa '
+                  'A=dovecot_login:victim@example.com S=1 for z@gmail.com"@example.com U=inj '
+                  'P=local S=1200 for a@gmail.com\n')
+        out.write('2099-01-01 00:00:00 1zzzzz-000003-ab <= inj@example.com H=(pc) '
+                  '[192.0.2.7]:4000 P=esmtpsa A=dovecot_login:inj@example.com S=1 '
+                  'for a@gmail.com\n')
+        out.write(now + ' 1zzzzz-000004-ab Completed\n')
+    def hostile_counted():
+        s3, _ = check(scrape(PORT), "/metrics after hostile lines")
+        return s3 if (value(s3, "floodgate_log_injection_total", kind="absorbed") == 1 and
+                      value(s3, "floodgate_records_clock_ahead_total") == 1 and
+                      total(s3, "floodgate_tail_records_total") == records + 3) else None
+    # (the 2099 record is counted, at the current time: inj@ trips; step 3 starts from here)
+    smp = wait(hostile_counted, 20, "the injection and the record dated ahead to be counted")
+    records = total(smp, "floodgate_tail_records_total")
+    audit = os.path.join(TMP, "log", "audit.jsonl")
+    def audited():
+        with open(audit) as f:
+            return [json.loads(l) for l in f if '"log_injection"' in l]
+    inj = wait(audited, 10, "the log_injection audit line")
+    if (inj[0].get("kind"), inj[0].get("scope"), inj[0].get("id")) != \
+            ("absorbed", "account", "inj"):
+        fail("log_injection audit line: %r" % inj[0])
+    with open(ERR, errors="replace") as f:
+        err = f.read()
+    if "log injection (absorbed)" not in err or "account inj" not in err:
+        fail("no journal line naming the writer of the injection")
+    if "more than 5 minutes ahead" not in err:
+        fail("no journal line about the record dated 2099")
+    if "victim@example.com" in json.dumps(status() or {}):
+        fail("the swallowed line was counted")
+    print("ok 2b hostile lines: injection and clock_ahead counted, audited and logged")
 
     # 3. reloads: a renamed rule keeps the old count, then an invalid file
     trips_before = value(smp, "floodgate_trips_total", rule="burst", scope="mailbox")

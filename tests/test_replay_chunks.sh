@@ -132,6 +132,10 @@ for f in ("rejectlog", "mainlog.0"):
     _, err = replay(f)
     assert "looks like Exim's reject log" in err, (f, err)
 assert "reject log" not in replay("old")[1]
+# after a main log, whose last records are still being fed while it is read: its own
+# arrivals decide, not those of the main log's tail
+_, err = replay("old", "rejectlog")
+assert "/rejectlog looks like Exim's reject log" in err and "/old looks" not in err, err
 # a progress line per file on a terminal only
 m, sl = pty.openpty()
 p = subprocess.run([binary, "--config", tmp + "/rec.yml", "--replay", tmp + "/old", tmp + "/new"],

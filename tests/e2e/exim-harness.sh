@@ -43,6 +43,8 @@ eh_free_port() {
 }
 
 # eh_start: temp dir, config, daemon. Sets EH_DIR EH_CONF EH_PORT EH_SPOOL EH_LOG EH_LIST.
+# EH_EXTRA_CONF, when set, is added to the main section as is (e.g.
+# "helo_accept_junk_hosts = *", as cPanel sets it).
 eh_start() {
     EH_DIR=$(mktemp -d /tmp/fg-e2e-exim.XXXXXX)
     chmod 0755 "$EH_DIR"
@@ -79,6 +81,7 @@ auth_advertise_hosts = *
 acl_smtp_rcpt = acl_check_rcpt
 FLOODGATE_LIST = $EH_LIST
 acl_not_smtp = acl_floodgate_not_smtp
+${EH_EXTRA_CONF:-}
 
 begin acl
 

@@ -7,7 +7,7 @@
 #  - an authenticated submission from a suspended mailbox is refused at RCPT with 5xx,
 #    a held one with 4xx, other mailboxes are accepted;
 #  - a local submission by a listed login is frozen on arrival by the ACL;
-#  - release thaws exactly what floodgate froze and mail is accepted again.
+#  - release thaws what floodgate froze (exim -Mf and the ACL) and mail is accepted again.
 # Exit 77 (skip) when Exim or root is missing.
 set -u
 : "${FG_SOURCE_DIR:?}" "${FG_BUILD_DIR:?}"
@@ -90,7 +90,7 @@ check "released mailbox accepted again" eh_submit_auth bad@example.com bad@examp
 check "ledger says released" not probe active mailbox bad@example.com
 check "release account" probe release account alice
 check "alice 1 thawed" not eh_is_frozen "$A1"
-check "alice 2 (frozen by the ACL, not by us) stays frozen" eh_is_frozen "$A2"
+check "alice 2 (frozen on arrival by floodgate's ACL) thawed too" not eh_is_frozen "$A2"
 check "held mailbox still listed" grep -q '^held@example.com: hold' "$EH_LIST"
 check "release hold" probe release mailbox held@example.com
 check "held mailbox accepted again" eh_submit_auth held@example.com held@example.com r12@remote.example s-held-2
