@@ -39,10 +39,13 @@ static const char ctlcli_help[] =
     "  status                        version, uptime, mode, log position and lag, counts\n"
     "  top [--scope S] [--window W] [-n N]\n"
     "                                heaviest senders now, per rule window (N <= 100)\n"
-    "  show IDENTITY                 counters, trips, queued messages, action, history\n"
+    "  show IDENTITY|REF             counters, trips, queued messages, blocklist, action\n"
     "  held                          identities floodgate holds, suspends or froze\n"
+    "  tripped                       recent trips (monitor mode's too) and what was done\n"
     "  release IDENTITY              undo floodgate's actions and clear its trips\n"
-    "  hold IDENTITY [--reason TEXT] freeze its queued mail and hold it (manual)\n"
+    "  hold IDENTITY [--reason TEXT] freeze its queued mail and hold its outgoing mail\n"
+    "  suspend IDENTITY [--reason TEXT]\n"
+    "                                freeze its queued mail and suspend its outgoing mail\n"
     "  reload                        re-read the configuration (all or nothing)\n"
     "  test-alert                    send a test alert to every destination\n"
     "  alert-enable NAME             re-enable a disabled alert destination\n"
@@ -51,9 +54,13 @@ static const char ctlcli_help[] =
     "  --socket PATH   control socket (default " CTLCLI_DEFAULT_SOCKET ")\n"
     "  --json          print the daemon's JSON answer (one line)\n"
     "  --scope S       mailbox, account or script (default: from the identity's form)\n"
-    "  --version, --help\n"
+    "  -V, --version   print the version\n"
+    "  -h, --help      print this help\n"
     "\n"
     "IDENTITY: box@domain (mailbox), user (account), user:/dir (script), or scope:identity.\n"
+    "REF: the reference of a trip (fg-1a2b3c) as a refused sender quotes it.\n"
+    "hold, suspend and release wait for their steps and exit 1 naming any that failed;\n"
+    "they act in monitor mode too (an operator's order).\n"
     "Exit status: 0 done, 1 refused or failed, 2 usage.\n";
 
 /* --- a small JSON reader for the daemon's answers ----------------------------------- */
@@ -403,26 +410,6 @@ ctlcli_logtime(long long ms, char *buf, size_t size)
         util_format_time(ms, buf, size);
 }
 
-static void
-ctlcli_print_value(const struct jv *v)
-{
-    switch (v->t) {
-    case JV_NULL:
-        fputs("-", stdout);
-        break;
-    case JV_BOOL:
-        fputs(v->b ? "yes" : "no", stdout);
-        break;
-    case JV_NUM:
-    case JV_STR:
-        fputs(v->s, stdout);
-        break;
-    default:
-        fputs("...", stdout);
-        break;
-    }
-}
-
 /* One line per alert destination: "alert NAME: TYPE HOST, enabled, N pending, ..." */
 static void
 ctlcli_status_alerts(const struct jv *a)
@@ -440,54 +427,110 @@ ctlcli_status_alerts(const struct jv *a)
     }
 }
 
+/* A duration in seconds for people: "42s", "4m17s", "2h05m", "3d04h". */
+static void
+ctlcli_age(long long s, char *buf, size_t size)
+{
+    if (s < 0)
+        s = 0;
+    if (s < 60)
+        (void)snprintf(buf, size, "%llds", s);
+    else if (s < 3600)
+        (void)snprintf(buf, size, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        (void)snprintf(buf, size, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+    else
+        (void)snprintf(buf, size, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
+/* A byte count for people: "812 bytes", "4.2 MiB". */
+static void
+ctlcli_bytes(long long n, char *buf, size_t size)
+{
+    if (n < 1024)
+        (void)snprintf(buf, size, "%lld bytes", n);
+    else if (n < 1024 * 1024)
+        (void)snprintf(buf, size, "%.1f KiB", (double)n / 1024.0);
+    else if (n < 1024LL * 1024 * 1024)
+        (void)snprintf(buf, size, "%.1f MiB", (double)n / (1024.0 * 1024.0));
+    else
+        (void)snprintf(buf, size, "%.1f GiB", (double)n / (1024.0 * 1024.0 * 1024.0));
+}
+
 static void
 ctlcli_status(const struct jv *o)
 {
-    char t[32];
+    const struct jv *warn = jv_get(o, "warnings");
+    char up[32], last[48], t[32], off[32], lag[32];
 
-    for (size_t i = 0; i < o->n; i++) {
-        if (strcmp(o->keys[i], "alerts") == 0) {
-            ctlcli_status_alerts(&o->kids[i]);
-            continue;
-        }
-        if (strcmp(o->keys[i], "warnings") == 0) {
-            /* one line each, so nobody reads past one */
-            for (size_t k = 0; k < o->kids[i].n; k++)
-                printf("WARNING: %s\n", o->kids[i].kids[k].s ? o->kids[i].kids[k].s : "");
-            if (o->kids[i].n == 0)
-                printf("warnings: none\n");
-            continue;
-        }
-        printf("%s: ", o->keys[i]);
-        if (strcmp(o->keys[i], "log_time") == 0) {
-            ctlcli_logtime(strtoll(o->kids[i].s ? o->kids[i].s : "0", NULL, 10), t, sizeof(t));
-            fputs(t, stdout);
-        } else {
-            ctlcli_print_value(&o->kids[i]);
-        }
-        putchar('\n');
+    ctlcli_age(jv_num(o, "uptime_s"), up, sizeof(up));
+    if (jv_num(o, "last_record_s") < 0)
+        (void)snprintf(last, sizeof(last), "never");
+    else {
+        ctlcli_age(jv_num(o, "last_record_s"), t, sizeof(t));
+        (void)snprintf(last, sizeof(last), "%s ago", t);
     }
+    ctlcli_bytes(jv_num(o, "offset"), off, sizeof(off));
+    ctlcli_bytes(jv_num(o, "lag_bytes"), lag, sizeof(lag));
+    printf("floodgated %s, up %s, %s mode, %s\n", jv_str(o, "version"), up, jv_str(o, "mode"),
+           jv_bool(o, "ready") ? "ready" : "catching up with the log");
+    for (size_t k = 0; k < warn->n; k++) /* one line each, so nobody reads past one */
+        printf("WARNING: %s\n", warn->kids[k].s ? warn->kids[k].s : "");
+    printf("\nlog:\n  file: %s\n  read up to: %s\n", jv_str(o, "log_file"), off);
+    if (jv_num(o, "lag_bytes") > 0) {
+        ctlcli_age(jv_num(o, "lag_s"), t, sizeof(t));
+        printf("  behind: %s (%s)\n", lag, t);
+    } else {
+        printf("  behind: nothing\n");
+    }
+    ctlcli_logtime(jv_num(o, "log_time"), t, sizeof(t));
+    printf("  last record: %s (log time %s)\n  lines per second: %s\n", last, t,
+           jv_str(o, "lines_per_s"));
+    printf("  rotations: %s, truncations: %s, gaps: %s\n", jv_str(o, "rotations"),
+           jv_str(o, "truncations"), jv_str(o, "gaps"));
+    printf("\nsince start:\n  records: %s\n  parse errors: %s\n  outbound messages: %s\n"
+           "  trips: %s\n",
+           jv_str(o, "records"), jv_str(o, "parse_errors"), jv_str(o, "outbound"),
+           jv_str(o, "trips"));
+    printf("\nnow:\n  identities counted: %s\n  held: %s\n  alerts not yet delivered: %s\n",
+           jv_str(o, "identities"), jv_str(o, "held"), jv_str(o, "outbox"));
+    printf("\n");
+    if (warn->n == 0)
+        printf("warnings: none\n");
+    ctlcli_status_alerts(jv_get(o, "alerts"));
 }
 
 static void
 ctlcli_top(const struct jv *o)
 {
     const struct jv *tables = jv_get(o, "tables");
-    char w[32];
+    char w[32], lim[48], pct[16];
 
     for (size_t i = 0; i < tables->n; i++) {
         const struct jv *tb = &tables->kids[i], *rows = jv_get(tb, "rows");
+        long long limit = jv_num(tb, "limit");
         int vw = 5;
         alertmsg_duration(jv_num(tb, "window_ms"), w, sizeof(w));
-        printf("%s%s %s per %s\n", i ? "\n" : "", jv_str(tb, "scope"), jv_str(tb, "metric"), w);
+        if (limit > 0)
+            (void)snprintf(lim, sizeof(lim), ", limit %lld", limit);
+        else
+            lim[0] = '\0';
+        printf("%s%s %s per %s%s\n", i ? "\n" : "", jv_str(tb, "scope"), jv_str(tb, "metric"), w,
+               lim);
         for (size_t k = 0; k < rows->n; k++) {
             int len = (int)strlen(jv_str(&rows->kids[k], "value"));
             vw = len > vw ? len : vw;
         }
-        printf("  %3s  %*s  %s\n", "#", vw, "VALUE", "IDENTITY");
-        for (size_t k = 0; k < rows->n; k++)
-            printf("  %3zu  %*s  %s\n", k + 1, vw, jv_str(&rows->kids[k], "value"),
-                   jv_str(&rows->kids[k], "id"));
+        printf("  %3s  %*s  %6s  %s\n", "#", vw, "VALUE", limit > 0 ? "LIMIT%" : "", "IDENTITY");
+        for (size_t k = 0; k < rows->n; k++) {
+            const struct jv *row = &rows->kids[k];
+            if (limit > 0)
+                (void)snprintf(pct, sizeof(pct), "%lld%%", jv_num(row, "value") * 100 / limit);
+            else
+                pct[0] = '\0';
+            printf("  %3zu  %*s  %6s  %s%s\n", k + 1, vw, jv_str(row, "value"), pct,
+                   jv_str(row, "id"), jv_bool(row, "tripped") ? "  TRIPPED" : "");
+        }
         if (rows->n == 0)
             printf("  (nobody counted now)\n");
     }
@@ -497,13 +540,102 @@ static const char *
 ctlcli_what(const struct jv *e, char *buf, size_t size)
 {
     const char *applied = jv_str(e, "applied");
+    const char *failed = jv_bool(e, "failed") ? "FAILED " : "";
 
     if (strcmp(applied, "none") != 0)
-        (void)snprintf(buf, size, "%s+%lld frozen", applied, jv_num(e, "frozen"));
+        (void)snprintf(buf, size, "%s%s+%lld frozen", failed, applied, jv_num(e, "frozen"));
     else
-        (void)snprintf(buf, size, "%s (%s)+%lld frozen", jv_str(e, "what"), jv_str(e, "state"),
-                       jv_num(e, "frozen"));
+        (void)snprintf(buf, size, "%s%s (%s)+%lld frozen", failed, jv_str(e, "what"),
+                       jv_str(e, "state"), jv_num(e, "frozen"));
     return buf;
+}
+
+/* What was done about a trip, in a few words. */
+static const char *
+ctlcli_done(const struct jv *t, char *buf, size_t size)
+{
+    const char *res = jv_str(t, "result"), *applied = jv_str(t, "applied");
+    long long frozen = jv_num(t, "frozen");
+
+    if (strcmp(res, "done") == 0 && strcmp(applied, "none") != 0)
+        (void)snprintf(buf, size, "%s, %lld frozen", strcmp(applied, "suspend") == 0 ? "suspended" : "held",
+                       frozen);
+    else if (strcmp(res, "done") == 0)
+        (void)snprintf(buf, size, "%lld frozen", frozen);
+    else if (strcmp(res, "would_act") == 0)
+        (void)snprintf(buf, size, "would %s (monitor)", jv_str(t, "asked"));
+    else if (strcmp(res, "failed") == 0)
+        (void)snprintf(buf, size, "FAILED");
+    else if (strcmp(res, "pending") == 0)
+        (void)snprintf(buf, size, "running");
+    else
+        (void)snprintf(buf, size, "%s", res);
+    return buf;
+}
+
+/* "value/limit" of a trip, or "-" for a manual order. */
+static const char *
+ctlcli_value(const struct jv *t, char *buf, size_t size)
+{
+    if (jv_bool(t, "manual"))
+        (void)snprintf(buf, size, "-");
+    else
+        (void)snprintf(buf, size, "%s/%s", jv_str(t, "value"), jv_str(t, "limit"));
+    return buf;
+}
+
+static void
+ctlcli_tripped(const struct jv *o)
+{
+    static const char *const head[] = { "LOG TIME", "RULE", "SCOPE", "IDENTITY", "ACCOUNT",
+                                        "VALUE/LIMIT", "WINDOW", "DONE", "REF" };
+    const struct jv *list = jv_get(o, "trips");
+    int w[N_ELEMS(head)];
+    char cell[N_ELEMS(head)][160];
+
+    if (list->n == 0) {
+        printf("no trips since floodgated started\n");
+        return;
+    }
+    for (size_t c = 0; c < N_ELEMS(head); c++)
+        w[c] = (int)strlen(head[c]);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            for (size_t c = 0; c < N_ELEMS(head); c++)
+                printf("%-*s%s", c + 1 < N_ELEMS(head) ? w[c] : 0, head[c],
+                       c + 1 < N_ELEMS(head) ? "  " : "\n");
+        for (size_t i = 0; i < list->n; i++) {
+            const struct jv *t = &list->kids[i];
+            if (jv_bool(t, "manual"))
+                ctlcli_wall(jv_num(t, "detected_ms"), cell[0], sizeof(cell[0]));
+            else
+                (void)snprintf(cell[0], sizeof(cell[0]), "%s", jv_str(t, "at"));
+            (void)snprintf(cell[1], sizeof(cell[1]), "%s", jv_str(t, "rule"));
+            (void)snprintf(cell[2], sizeof(cell[2]), "%s", jv_str(t, "scope"));
+            (void)snprintf(cell[3], sizeof(cell[3]), "%s", jv_str(t, "id"));
+            (void)snprintf(cell[4], sizeof(cell[4]), "%s", *jv_str(t, "account") ? jv_str(t, "account") : "-");
+            (void)ctlcli_value(t, cell[5], sizeof(cell[5]));
+            if (jv_bool(t, "manual"))
+                (void)snprintf(cell[6], sizeof(cell[6]), "-");
+            else
+                alertmsg_duration(jv_num(t, "window_ms"), cell[6], sizeof(cell[6]));
+            (void)ctlcli_done(t, cell[7], sizeof(cell[7]));
+            (void)snprintf(cell[8], sizeof(cell[8]), "%s", jv_str(t, "ref"));
+            for (size_t c = 0; c < N_ELEMS(head); c++) {
+                if (pass == 0)
+                    w[c] = (int)strlen(cell[c]) > w[c] ? (int)strlen(cell[c]) : w[c];
+                else
+                    printf("%-*s%s", c + 1 < N_ELEMS(head) ? w[c] : 0, cell[c],
+                           c + 1 < N_ELEMS(head) ? "  " : "\n");
+            }
+            if (pass == 1 && *jv_str(t, "detail") && !jv_bool(t, "manual"))
+                printf("  %s: %s\n", strcmp(jv_str(t, "result"), "failed") == 0 ? "FAILED" : "note",
+                       jv_str(t, "detail"));
+        }
+    }
+    printf("(%lld trips kept of %lld since floodgated started; mode %s; log times as logged, "
+           "manual orders by the wall clock)\n",
+           jv_num(o, "kept"), jv_num(o, "total"), jv_str(o, "mode"));
 }
 
 static void
@@ -537,7 +669,12 @@ ctlcli_held(const struct jv *o)
         printf("%-*s  %-*s  %-*s  %-*s  %-*s  %s\n", w[0], jv_str(e, "scope"), w[1],
                jv_str(e, "id"), w[2], ctlcli_what(e, what, sizeof(what)), w[3], since, w[4],
                jv_str(e, "rule"), *jv_str(e, "reason") ? jv_str(e, "reason") : "-");
+        if (jv_bool(e, "failed"))
+            printf("  FAILED: %s\n", jv_str(e, "error"));
     }
+    if (jv_num(o, "failed") > 0)
+        printf("%lld FAILED: floodgate did not do all it meant to (see above and the journal)\n",
+               jv_num(o, "failed"));
     if (jv_bool(o, "truncated"))
         printf("(%lld in all; the first %zu shown)\n", jv_num(o, "count"), list->n);
 }
@@ -545,52 +682,109 @@ ctlcli_held(const struct jv *o)
 static void
 ctlcli_show(const struct jv *o)
 {
-    const struct jv *act = jv_get(o, "action"), *q = jv_get(o, "queued");
+    const struct jv *act = jv_get(o, "action"), *msgs = jv_get(o, "messages");
     const struct jv *hist = jv_get(o, "history"), *tr = jv_get(o, "tripped");
-    char t[32], w[32];
+    const struct jv *trips = jv_get(o, "trips"), *bl = jv_get(o, "blocklist");
+    char t[32], w[32], v[64], d[96];
 
     printf("%s %s", jv_str(o, "scope"), jv_str(o, "id"));
     if (*jv_str(o, "account"))
         printf(" (account %s)", jv_str(o, "account"));
-    printf("\n\ncounters:\n");
+    if (*jv_str(o, "ref"))
+        printf(", found by reference %s", jv_str(o, "ref"));
+    printf("\n\ncounters (sliding windows, now):\n");
     if (!jv_bool(o, "counted")) {
         printf("  not counted now\n");
     } else {
         const struct jv *series = jv_get(o, "series"), *tot = jv_get(o, "totals");
         for (size_t i = 0; i < series->n; i++) {
-            alertmsg_duration(jv_num(&series->kids[i], "window_ms"), w, sizeof(w));
-            printf("  %s per %s: %s\n", jv_str(&series->kids[i], "metric"), w,
-                   jv_str(&series->kids[i], "value"));
+            const struct jv *se = &series->kids[i];
+            alertmsg_duration(jv_num(se, "window_ms"), w, sizeof(w));
+            printf("  %s in the last %s: %s", jv_str(se, "metric"), w, jv_str(se, "value"));
+            if (jv_num(se, "limit") > 0)
+                printf(" (limit %s: %lld%%)", jv_str(se, "limit"),
+                       jv_num(se, "value") * 100 / jv_num(se, "limit"));
+            putchar('\n');
         }
-        printf("  totals:");
+        printf("  since first counted (not windowed; kept across restarts):");
         for (size_t i = 0; i < tot->n; i++)
             printf("%s %s %s", i ? "," : "", tot->keys[i], tot->kids[i].s ? tot->kids[i].s : "0");
         ctlcli_logtime(jv_num(o, "last_log_ms"), t, sizeof(t));
-        printf("\n  last activity: %s\n", t);
-        printf("  tripped:");
+        printf("\n  last activity (log time): %s\n", t);
+        printf("  tripped now:");
         for (size_t i = 0; i < tr->n; i++)
             printf("%s %s", i ? "," : "", tr->kids[i].s);
         printf("%s\n", tr->n ? "" : " none");
-        ctlcli_logtime(jv_num(o, "cooldown_until_log_ms"), t, sizeof(t));
-        printf("  cooldown until: %s\n", t);
+        if (jv_num(o, "cooldown_until_log_ms") > 0) {
+            ctlcli_logtime(jv_num(o, "cooldown_until_log_ms"), t, sizeof(t));
+            printf("  cooldown until: %s\n", t);
+        }
     }
+    printf("\ntrips (newest first):\n");
+    for (size_t i = 0; i < trips->n; i++) {
+        const struct jv *x = &trips->kids[i];
+        if (jv_bool(x, "manual")) {
+            ctlcli_wall(jv_num(x, "detected_ms"), t, sizeof(t));
+            printf("  %s  manual %s, %s  %s\n", t, jv_str(x, "asked"),
+                   ctlcli_done(x, d, sizeof(d)), jv_str(x, "ref"));
+        } else {
+            alertmsg_duration(jv_num(x, "window_ms"), w, sizeof(w));
+            printf("  %s  %s: %s in %s, %s  %s\n", jv_str(x, "at"), jv_str(x, "rule"),
+                   ctlcli_value(x, v, sizeof(v)), w, ctlcli_done(x, d, sizeof(d)),
+                   jv_str(x, "ref"));
+            printf("      tripping message %s%s%s%s\n", *jv_str(x, "msgid") ? jv_str(x, "msgid") : "-",
+                   *jv_str(x, "subject") ? " \"" : "", jv_str(x, "subject"),
+                   *jv_str(x, "subject") ? "\"" : "");
+        }
+        if (strcmp(jv_str(x, "result"), "failed") == 0)
+            printf("      FAILED: %s\n", jv_str(x, "detail"));
+        else if (*jv_str(x, "detail") && !jv_bool(x, "manual"))
+            printf("      %s\n", jv_str(x, "detail"));
+    }
+    if (trips->n == 0)
+        printf("  none since floodgated started\n");
     printf("\naction:\n");
     if (act->t != JV_OBJ) {
         printf("  none\n");
     } else {
         ctlcli_wall(jv_num(act, "since_ms"), t, sizeof(t));
-        printf("  state: %s\n  wanted: %s\n  applied: %s%s\n  frozen: %lld\n  rule: %s\n"
+        printf("  state: %s%s\n  wanted: %s\n  applied: %s%s\n  frozen: %lld\n  rule: %s\n"
                "  since: %s\n",
-               jv_str(act, "state"), jv_str(act, "what"), jv_str(act, "applied"),
+               jv_str(act, "state"), jv_bool(act, "failed") ? " (FAILED)" : "",
+               jv_str(act, "what"), jv_str(act, "applied"),
                jv_bool(act, "preexisting") ? " (already in force by others)" : "",
                jv_num(act, "frozen"), jv_str(act, "rule"), t);
         if (*jv_str(act, "reason"))
             printf("  reason: %s\n", jv_str(act, "reason"));
+        if (jv_bool(act, "failed"))
+            printf("  FAILED: %s\n", jv_str(act, "error"));
     }
-    printf("\nqueued messages: %lld\n", jv_num(o, "queued_count"));
-    for (size_t i = 0; i < q->n; i++)
-        printf("  %s\n", q->kids[i].s);
-    printf("\nhistory:\n");
+    if (bl->t == JV_OBJ) {
+        const struct jv *lines = jv_get(bl, "lines");
+        printf("\nblocklist %s:", jv_str(bl, "file"));
+        if (*jv_str(bl, "error"))
+            printf(" cannot be read: %s\n", jv_str(bl, "error"));
+        else if (!jv_bool(bl, "exists"))
+            printf(" does not exist\n");
+        else if (lines->n == 0)
+            printf(" nothing for this login\n");
+        else
+            putchar('\n');
+        for (size_t i = 0; i < lines->n; i++)
+            printf("  %s\n", lines->kids[i].s ? lines->kids[i].s : "");
+    }
+    printf("\nqueued messages: %lld%s\n", jv_num(o, "queued_count"),
+           (long long)msgs->n < jv_num(o, "queued_count") ? " (the newest shown)" : "");
+    for (size_t i = 0; i < msgs->n; i++) {
+        const struct jv *m = &msgs->kids[i];
+        if (!jv_bool(m, "in_spool"))
+            printf("  %s  (not in the spool: delivered, removed or unreadable)\n", jv_str(m, "id"));
+        else
+            printf("  %s  %s  from <%s>  \"%s\"\n", jv_str(m, "id"),
+                   jv_bool(m, "frozen") ? "frozen " : "queued ", jv_str(m, "sender"),
+                   jv_str(m, "subject"));
+    }
+    printf("\nhistory (ledger):\n");
     for (size_t i = 0; i < hist->n; i++) {
         ctlcli_wall(jv_num(&hist->kids[i], "at_ms"), t, sizeof(t));
         printf("  %s  %s%s%s\n", t, jv_str(&hist->kids[i], "event"),
@@ -779,7 +973,7 @@ ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
     int r;
 
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "held") == 0 || strcmp(cmd, "reload") == 0 ||
-        strcmp(cmd, "test-alert") == 0) {
+        strcmp(cmd, "test-alert") == 0 || strcmp(cmd, "tripped") == 0) {
         if ((r = ctlcli_options(argc, argv, "", o)) != 0)
             return r;
         if (o->nargs != 0)
@@ -811,8 +1005,9 @@ ctlcli_request(int argc, char **argv, struct ctlcli *o, char *req, size_t size)
             (void)snprintf(req + len, size - len, " n=%s", o->n);
         return 0;
     }
-    if (strcmp(cmd, "show") == 0 || strcmp(cmd, "release") == 0 || strcmp(cmd, "hold") == 0) {
-        bool hold = strcmp(cmd, "hold") == 0;
+    if (strcmp(cmd, "show") == 0 || strcmp(cmd, "release") == 0 || strcmp(cmd, "hold") == 0 ||
+        strcmp(cmd, "suspend") == 0) {
+        bool hold = strcmp(cmd, "hold") == 0 || strcmp(cmd, "suspend") == 0;
         if ((r = ctlcli_options(argc, argv, hold ? "Sr" : "S", o)) != 0)
             return r;
         if (o->nargs != 1)
@@ -862,17 +1057,31 @@ ctlcli_print(const char *cmd, const struct jv *o)
         ctlcli_show(o);
     } else if (strcmp(cmd, "held") == 0) {
         ctlcli_held(o);
+    } else if (strcmp(cmd, "tripped") == 0) {
+        ctlcli_tripped(o);
     } else if (strcmp(cmd, "release") == 0) {
-        printf("released %s %s%s\n", jv_str(o, "scope"), jv_str(o, "id"),
-               jv_bool(o, "actions") ? " (floodgate's actions are being undone)"
-                                     : " (trips cleared; nothing was held)");
-    } else if (strcmp(cmd, "hold") == 0) {
-        if (jv_bool(o, "monitor"))
-            printf("monitor mode: would hold %s %s (%lld queued); nothing done\n",
-                   jv_str(o, "scope"), jv_str(o, "id"), jv_num(o, "queued"));
+        if (jv_bool(o, "actions"))
+            printf("released %s %s: %lld message%s thawed%s\n", jv_str(o, "scope"),
+                   jv_str(o, "id"), jv_num(o, "thawed"), jv_num(o, "thawed") == 1 ? "" : "s",
+                   strcmp(jv_str(o, "undone"), "suspend") == 0 ? ", suspension undone"
+                   : strcmp(jv_str(o, "undone"), "hold") == 0  ? ", hold undone"
+                                                               : "");
         else
-            printf("holding %s %s (%lld queued messages to freeze)\n", jv_str(o, "scope"),
-                   jv_str(o, "id"), jv_num(o, "queued"));
+            printf("released %s %s (trips cleared; nothing was held)\n", jv_str(o, "scope"),
+                   jv_str(o, "id"));
+    } else if (strcmp(cmd, "hold") == 0 || strcmp(cmd, "suspend") == 0) {
+        const char *applied = jv_str(o, "applied");
+        printf("%s %s %s: %lld of %lld queued message%s frozen, %s%s%s\n",
+               strcmp(cmd, "hold") == 0 ? "held" : "suspended", jv_str(o, "scope"),
+               jv_str(o, "id"), jv_num(o, "frozen"), jv_num(o, "queued"),
+               jv_num(o, "queued") == 1 ? "" : "s",
+               strcmp(applied, "suspend") == 0 ? "outgoing mail suspended"
+               : strcmp(applied, "hold") == 0  ? "outgoing mail held"
+                                               : "no hold applied",
+               jv_bool(o, "preexisting") ? " (already in force by others)" : "",
+               jv_bool(o, "monitor") ? " (monitor mode: an operator's order acts)" : "");
+        if (*jv_str(o, "ref"))
+            printf("reference: %s\n", jv_str(o, "ref"));
     } else if (strcmp(cmd, "reload") == 0) {
         printf("%s\n", jv_str(o, "message"));
     } else if (strcmp(cmd, "test-alert") == 0) {
@@ -902,7 +1111,7 @@ main(int argc, char **argv)
     int c, r;
 
     opterr = 0; /* our own one-line messages */
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             o.sock = optarg;

@@ -34,6 +34,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "action.h"
+#include "alertmsg.h"
 #include "clock.h"
 #include "ctl.h"
 #include "daemon.h"
@@ -88,9 +89,9 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
     };
 
     (void)snprintf(value, sizeof(value), "%" PRIu64, n->verdict.value);
-    log_emit(LOG_NOTICE, 0, fields, "tripped %s: %s %s %" PRIu64 " > %" PRIu64 " in %llds",
-             n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold,
-             (long long)(n->verdict.window_ms / 1000));
+    alertmsg_duration(n->verdict.window_ms, when, sizeof(when)); /* "1h", not "3600s" */
+    log_emit(LOG_NOTICE, 0, fields, "tripped %s: %s %s %" PRIu64 " > %" PRIu64 " in %s",
+             n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold, when);
 
     live_metrics_trip(d, n->verdict.rule_name, n->scope);
     live_dnsbl_trip(d, n);
@@ -132,9 +133,12 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
         .msgids = idp,
         .nmsgids = nids,
     };
+    live_ctl_trip(d, n); /* floodgatectl tripped; the outcome follows */
     r = action_trip(d->action, &req);
     if (r == -EBUSY)
         live_metrics_breaker(d);
+    if (r < 0)
+        live_ctl_trip_refused(d, n, r);
     if (r < 0 && r != -EALREADY)
         log_emit(LOG_WARNING, r, fields, "no action taken for %s %s", scope, n->id);
 }
@@ -765,16 +769,23 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
         { NULL, NULL },
     };
 
+    struct daemon *d = ctx;
+    char target[1024];
+
     live_metrics_action(ctx, o);
     live_alert_outcome(ctx, o);
+    live_ctl_outcome(ctx, o);
+    live_backend_target(d->cfg, o->scope, target, sizeof(target));
     if (strcmp(o->what, "release") == 0) {
         /* for a release, frozen counts the ids thawed and backend_done what was undone */
         log_emit(o->backend_err < 0 || o->remaining ? LOG_WARNING : LOG_NOTICE, o->backend_err,
-                 fields, "release %s %s: %zu thawed, %zu failed%s%s",
+                 fields, "release %s %s: %zu thawed, %zu failed%s%s%s%s",
                  usertable_scope_name(o->scope), o->id, o->frozen, o->failed,
                  (o->backend_done & CONFIG_ACTION_SUSPEND) ? ", unsuspended"
                  : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", unheld"
                                                            : "",
+                 o->backend_err < 0 ? "; FAILED: undoing it through " : "",
+                 o->backend_err < 0 ? target : "",
                  o->remaining ? "; not finished, release it again to retry" : "");
         if (o->ledger_err < 0)
             log_emit(LOG_ERR, o->ledger_err, fields,
@@ -798,14 +809,16 @@ live_action_done_cb(void *ctx, const struct action_outcome *o)
                  usertable_scope_name(o->scope), o->id);
         return;
     }
-    log_emit(o->backend_err < 0 ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
-             "%s %s %s: %s%zu frozen of %zu confirmed, %zu failed%s%s", o->what,
+    log_emit(o->backend_err < 0 || o->failed ? LOG_WARNING : LOG_NOTICE, o->backend_err, fields,
+             "%s %s %s: %s%zu frozen of %zu confirmed, %zu failed%s%s%s%s", o->what,
              usertable_scope_name(o->scope), o->id, o->monitor ? "monitor mode, would act: " : "",
              o->frozen, o->confirmed, o->failed,
              (o->backend_done & CONFIG_ACTION_SUSPEND) ? ", suspended"
              : (o->backend_done & CONFIG_ACTION_HOLD)  ? ", held"
                                                        : "",
-             o->backend_preexisting ? " (already in force by others)" : "");
+             o->backend_preexisting ? " (already in force by others)" : "",
+             o->backend_err < 0 ? "; FAILED: hold or suspension through " : "",
+             o->backend_err < 0 ? target : "");
 }
 
 /* /etc/exim_outgoing.conf: cPanel's outgoing instance when MailScanner-style setups use it */

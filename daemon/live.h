@@ -83,6 +83,8 @@ struct daemon {
     /* live_ctl.c (control socket) */
     int64_t start_wall_ms; /* when the daemon started (uptime) */
     struct live_ctl_test *ctl_tests; /* test-alert requests still collecting results */
+    struct live_ctl_order *ctl_orders; /* hold, suspend, release waiting for their steps */
+    struct trips *trips;               /* recent trips and their outcomes (lib/trips) */
 
     /* live_metrics.c (Prometheus exposition) */
     struct live_metrics *metrics;
@@ -117,6 +119,20 @@ void live_ctl_uid_warning(struct daemon *d);
 void live_ctl_reconfigure(struct daemon *d);
 /* Close the socket and forget test-alert requests in flight. */
 void live_ctl_close(struct daemon *d);
+/* A trip about to be acted on: kept for floodgatectl tripped and show (lib/trips). */
+void live_ctl_trip(struct daemon *d, const struct engine_notice *n);
+/* action_trip() refused the trip at once (@err: -EALREADY, -EBUSY, ...). */
+void live_ctl_trip_refused(struct daemon *d, const struct engine_notice *n, int err);
+/* Held identities whose last step failed (a hold not applied, mail not frozen). */
+size_t live_ctl_failed_count(struct daemon *d);
+/* An action's outcome: recorded with its trip; answers a floodgatectl order waiting for it. */
+void live_ctl_outcome(struct daemon *d, const struct action_outcome *o);
+/*
+ * What a backend step of @op (CONFIG_ACTION_HOLD/SUSPEND) goes through, for messages:
+ * "exim blocklist /etc/exim/floodgate-blocklist", "command /usr/local/bin/x", ...
+ */
+void live_backend_target(const struct config *cfg, enum usertable_scope scope, char *buf,
+                         size_t size);
 
 /*
  * live_metrics.c: Prometheus metrics (the textfile cfg->metrics_file, the endpoint

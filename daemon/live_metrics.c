@@ -195,7 +195,13 @@ live_metrics_action(struct daemon *d, const struct action_outcome *o)
         lm->frozen += o->frozen;
     if (strcmp(o->what, "freeze_more") == 0)
         return; /* new arrivals of an identity already held: no backend step */
-    for (size_t k = 0; o->rule && k < d->cfg->nrules; k++)
+    /* what the ledger's record wants: a manual hold or suspension has no rule to ask */
+    {
+        struct action_info in;
+        if (action_info(d->action, o->scope, o->id, &in) == 0)
+            want = in.want | in.done;
+    }
+    for (size_t k = 0; !want && o->rule && k < d->cfg->nrules; k++)
         if (strcmp(d->cfg->rules[k].name, o->rule) == 0)
             want = d->cfg->rules[k].actions;
     if (want & CONFIG_ACTION_SUSPEND)
@@ -460,6 +466,10 @@ live_metrics_actions(struct metrics *m, struct daemon *d)
                        (double)action_list(d->action, false, NULL, NULL));
     live_metrics_gauge(m, "floodgate_actions_pending", "Action requests queued or running.",
                        (double)action_pending(d->action));
+    live_metrics_gauge(m, "floodgate_actions_failed_identities",
+                       "Held identities whose last action step failed (a hold or suspension "
+                       "not applied, mail not frozen): floodgatectl held marks them FAILED.",
+                       (double)live_ctl_failed_count(d));
     (void)metrics_family(m, "floodgate_actions_total", METRICS_COUNTER,
                          "Action steps by action, backend and result (skipped: monitor mode, "
                          "nothing to do, or already in force by others; unconfirmed: no message "

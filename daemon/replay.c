@@ -15,28 +15,53 @@
 
 #include <zlib.h>
 
+#include "alertmsg.h"
 #include "clock.h"
 #include "daemon.h"
 #include "engine.h"
 #include "log.h"
 #include "report.h"
 
-#define REPLAY_READ_BYTES (1u << 20)
-#define REPLAY_LINE_MAX   (2 * EXIMLOG_RECORD_MAX) /* longer lines are cut (tail R8) */
+#define REPLAY_READ_BYTES     (1u << 20)
+#define REPLAY_LINE_MAX       (2 * EXIMLOG_RECORD_MAX) /* longer lines are cut (tail R8) */
+#define REPLAY_ORDER_SLACK_MS 60000 /* a file may start this much before the last one ended */
+/* Every escape is at most 4 bytes per input byte: an identity rendered whole fits. */
+#define REPLAY_TERM_MAX (4 * USERTABLE_KEY_MAX + 4)
 
 struct replay_trip {
     struct engine_notice n;
+    bool again; /* a recurrence (replay_episode_arrival) */
+};
+
+struct replay_episode;
+
+/* A file given, for the warnings about it (replay_order_check, replay_reject_check). */
+struct replay_file {
+    uint64_t last;           /* rp->pushed at its end: fed once pushed - pending reaches it */
+    uint64_t envelope_lines; /* lines a reject log has ("Envelope-from: ") */
 };
 
 struct replay {
+    const struct config *cfg;
     struct engine *engine;
     struct engine_delay *delay; /* records wait for the ones that bound their time */
+    struct replay_episode *ep;  /* (identity, rule) tripped: see replay_episode_add() */
+    size_t nep, capep;
+    size_t *buckets, nbuckets, *next;
+    uint64_t recurrences;
     struct eximlog_joiner joiner;
     struct replay_trip *trips;
     size_t ntrips, captrips;
     uint64_t lines, bytes, cut_lines;
-    uint64_t pending_line; /* first line of the record the joiner is assembling */
-    struct report *report; /* --html: NULL without */
+    uint64_t pending_line;   /* first line of the record the joiner is assembling */
+    uint64_t pushed;         /* records given to the delay (replay_record) */
+    int64_t file_first_ms;   /* log time of the current file's first timed record, 0: none yet */
+    uint64_t envelope_lines; /* current file: lines a reject log has ("Envelope-from: ") */
+    struct replay_file *fi;  /* per file given */
+    int nread, nchecked;     /* files read to their end; files checked (all records fed) */
+    uint64_t arrivals_fed;   /* engine arrivals when the last checked file was all fed */
+    char **files;
+    struct report *report;                          /* --html: NULL without */
     struct engine_notice notes[ENGINE_NOTICES_MAX]; /* ~100 KiB: not on the stack per record */
 };
 
@@ -53,7 +78,138 @@ replay_keep(struct replay *rp, const struct engine_notice *n)
         rp->trips = t;
         rp->captrips = cap;
     }
+    rp->trips[rp->ntrips].again = false;
     rp->trips[rp->ntrips++].n = *n;
+    return 0;
+}
+
+/*
+ * Recurrences. Nobody releases in a replay, so the engine trips an identity once per rule;
+ * the report should show each episode. Per (identity, rule) tripped, an episode ends when
+ * an arrival finds the rule's sliding value back at or under its limit, and a later arrival
+ * that passes the limit again is reported as the rule tripping again (the value and time
+ * of that arrival). Entries are kept in a hash of the identity (chained, grown).
+ */
+struct replay_episode {
+    enum usertable_scope scope;
+    char *id;
+    size_t rule;   /* index into cfg->rules */
+    size_t series; /* the rule's series of its scope */
+    struct policy_verdict verdict;
+    bool ended; /* the value fell to the limit or under: the next crossing recurs */
+};
+
+static uint32_t
+replay_hash(enum usertable_scope scope, const char *id)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)scope;
+
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+static int
+replay_episode_add(struct replay *rp, const struct engine_notice *n)
+{
+    const struct config_rule *ru = &rp->cfg->rules[n->verdict.rule];
+    const struct usertable_params *up = usertable_params(engine_table(rp->engine));
+    struct replay_episode *e;
+    size_t series = SIZE_MAX;
+
+    for (size_t i = 0; i < up->nseries[n->scope]; i++)
+        if (up->series[n->scope][i].metric == ru->metric &&
+            up->series[n->scope][i].window_ms == ru->window_ms)
+            series = i;
+    if (series == SIZE_MAX)
+        return 0;
+    for (size_t k = 0; k < rp->nep; k++) /* tripped again: the same episode entry */
+        if (rp->ep[k].rule == n->verdict.rule && rp->ep[k].scope == n->scope &&
+            strcmp(rp->ep[k].id, n->id) == 0)
+            return 0;
+    if (rp->nep == rp->capep) {
+        size_t cap = rp->capep ? rp->capep * 2 : 64;
+        struct replay_episode *v = realloc(rp->ep, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        rp->ep = v;
+        rp->capep = cap;
+    }
+    e = &rp->ep[rp->nep];
+    if (!(e->id = strdup(n->id)))
+        return -ENOMEM;
+    e->scope = n->scope;
+    e->rule = n->verdict.rule;
+    e->series = series;
+    e->verdict = n->verdict;
+    e->ended = false;
+    rp->nep++;
+    /* the hash: identity -> episode entries (a chain of indices through @next) */
+    if (rp->nep * 2 > rp->nbuckets) {
+        size_t nb = rp->nbuckets ? rp->nbuckets * 4 : 256;
+        size_t *b = malloc(nb * sizeof(*b)), *nx = realloc(rp->next, rp->capep * sizeof(*nx));
+        if (!b || !nx) {
+            free(b);
+            if (nx)
+                rp->next = nx;
+            rp->nep--;
+            free(e->id);
+            return -ENOMEM;
+        }
+        rp->next = nx;
+        for (size_t i = 0; i < nb; i++)
+            b[i] = SIZE_MAX;
+        free(rp->buckets);
+        rp->buckets = b;
+        rp->nbuckets = nb;
+        for (size_t k = 0; k < rp->nep; k++) {
+            size_t h = replay_hash(rp->ep[k].scope, rp->ep[k].id) & (nb - 1);
+            rp->next[k] = rp->buckets[h];
+            rp->buckets[h] = k;
+        }
+    } else {
+        size_t *nx = realloc(rp->next, rp->capep * sizeof(*nx));
+        size_t h = replay_hash(e->scope, e->id) & (rp->nbuckets - 1);
+        if (!nx)
+            return -ENOMEM;
+        rp->next = nx;
+        rp->next[rp->nep - 1] = rp->buckets[h];
+        rp->buckets[h] = rp->nep - 1;
+    }
+    return 0;
+}
+
+/* An arrival of a tripped identity: episodes that ended, and crossings that recur. */
+static int
+replay_episode_arrival(struct replay *rp, const struct engine_notice *n)
+{
+    struct usertable *t = engine_table(rp->engine);
+    int64_t now = engine_now_ms(rp->engine);
+    struct usertable_entry *ent;
+
+    if (!rp->nbuckets || usertable_get(t, n->scope, n->id, strlen(n->id), now, false, &ent) <= 0)
+        return 0;
+    for (size_t k = rp->buckets[replay_hash(n->scope, n->id) & (rp->nbuckets - 1)]; k != SIZE_MAX;
+         k = rp->next[k]) {
+        struct replay_episode *e = &rp->ep[k];
+        uint64_t v;
+        if (e->scope != n->scope || strcmp(e->id, n->id) != 0)
+            continue;
+        v = usertable_sum(t, ent, e->series, now);
+        if (v <= e->verdict.threshold) {
+            e->ended = true;
+        } else if (e->ended) {
+            struct engine_notice again = *n;
+            again.kind = ENGINE_TRIP;
+            again.verdict = e->verdict;
+            again.verdict.value = v;
+            e->ended = false;
+            if (replay_keep(rp, &again) < 0)
+                return -ENOMEM;
+            rp->trips[rp->ntrips - 1].again = true;
+            rp->recurrences++;
+        }
+    }
     return 0;
 }
 
@@ -62,10 +218,74 @@ replay_notes(struct replay *rp, size_t n)
 {
     if (rp->report)
         report_step(rp->report, rp->engine, rp->notes, n);
-    for (size_t i = 0; i < n; i++)
-        if (replay_keep(rp, &rp->notes[i]) < 0)
+    for (size_t i = 0; i < n; i++) {
+        const struct engine_notice *no = &rp->notes[i];
+        int r = replay_keep(rp, no);
+        if (r == 0 && no->kind == ENGINE_TRIP)
+            r = replay_episode_add(rp, no);
+        else if (r == 0 && no->kind == ENGINE_TRIPPED_ARRIVAL)
+            r = replay_episode_arrival(rp, no);
+        if (r < 0)
             return -ENOMEM;
+    }
     return 0;
+}
+
+/*
+ * Warnings about the files given. One that starts before the one before it ended (shell
+ * globs sort "mainlog.1 mainlog.2.gz" newest first; the clock cannot go back, so windows
+ * and trips are wrong): checked when it has been read, against the time of the last record
+ * of the file before it that can vouch for its time (engine_delay_last_ms).
+ */
+static void
+replay_order_check(const struct replay *rp, int i, int64_t before)
+{
+    char t[REPLAY_TERM_MAX], prev[REPLAY_TERM_MAX], a[24], b[24];
+
+    if (i == 0 || rp->file_first_ms <= 0 || before == INT64_MIN ||
+        rp->file_first_ms + REPLAY_ORDER_SLACK_MS >= before)
+        return;
+    (void)util_term_escape(t, sizeof(t), rp->files[i], strlen(rp->files[i]));
+    (void)util_term_escape(prev, sizeof(prev), rp->files[i - 1], strlen(rp->files[i - 1]));
+    util_format_time(rp->file_first_ms, a, sizeof(a));
+    util_format_time(before, b, sizeof(b));
+    log_emit(LOG_WARNING, 0, NULL,
+             "files out of time order: %s starts at %s, before %s ended (%s); give them oldest "
+             "first (for Debian: mainlog.3.gz mainlog.2.gz mainlog.1 mainlog), or windows and "
+             "trips are wrong",
+             t, a, prev, b);
+}
+
+/*
+ * One that looks like Exim's reject log (no arrivals, "Envelope-from:" lines) given as a
+ * main log: checked once all its records were fed (the delay holds the last few of a file
+ * until the next file's records follow them), so its arrivals are its own.
+ */
+static void
+replay_reject_check(const struct replay *rp, int i, uint64_t arrivals)
+{
+    char t[REPLAY_TERM_MAX];
+
+    if (arrivals > 0 || (rp->fi[i].envelope_lines == 0 && !strstr(rp->files[i], "reject")))
+        return;
+    (void)util_term_escape(t, sizeof(t), rp->files[i], strlen(rp->files[i]));
+    log_emit(LOG_WARNING, 0, NULL,
+             "%s looks like Exim's reject log (no arrivals%s), not its main log: give the main "
+             "log (mainlog, exim_mainlog)",
+             t, rp->fi[i].envelope_lines ? ", Envelope- lines" : "");
+}
+
+/* The files read whose every record has now been fed: their reject-log check. */
+static void
+replay_checks_due(struct replay *rp)
+{
+    uint64_t fed = rp->pushed - engine_delay_pending(rp->delay);
+
+    while (rp->nchecked < rp->nread && fed >= rp->fi[rp->nchecked].last) {
+        uint64_t now = engine_stats(rp->engine)->arrivals;
+        replay_reject_check(rp, rp->nchecked++, now - rp->arrivals_fed);
+        rp->arrivals_fed = now;
+    }
 }
 
 /*
@@ -76,8 +296,18 @@ replay_notes(struct replay *rp, size_t n)
 static int
 replay_record(struct replay *rp, const struct eximlog_record *rec, uint64_t line)
 {
-    return replay_notes(
+    int r;
+
+    if (rp->file_first_ms == 0) {
+        struct exim_event ev;
+        if (eximlog_parse(rec->text, rec->len, &ev) >= 0 && ev.ts_ms > 0)
+            rp->file_first_ms = ev.ts_ms;
+    }
+    r = replay_notes(
         rp, engine_delay_push(rp->delay, rp->engine, rec, line, rp->notes, N_ELEMS(rp->notes)));
+    rp->pushed++;
+    replay_checks_due(rp);
+    return r;
 }
 
 /* The end of the input: the records still waiting, bounded by what follows them. */
@@ -86,9 +316,11 @@ replay_drain(struct replay *rp)
 {
     int r = 0;
 
-    while (r == 0 && engine_delay_pending(rp->delay))
+    while (r == 0 && engine_delay_pending(rp->delay)) {
         r = replay_notes(rp,
                          engine_delay_flush(rp->delay, rp->engine, rp->notes, N_ELEMS(rp->notes)));
+        replay_checks_due(rp);
+    }
     return r;
 }
 
@@ -100,6 +332,8 @@ replay_line(struct replay *rp, const char *p, size_t len, uint64_t start)
     uint64_t first = rp->pending_line;
     int r = eximlog_joiner_push(&rp->joiner, p, len, start, start + len + 1, &rec);
 
+    if (len > 10 && p[0] == 'E' && memcmp(p, "Envelope-", 9) == 0)
+        rp->envelope_lines++;
     if (rp->joiner.pending && rp->joiner.start == start)
         rp->pending_line = line;
     if (r > 0)
@@ -323,18 +557,19 @@ replay_print_json(struct replay *rp, double secs)
         replay_json_str(&b, n->account);
         (void)strbuf_appends(&b, ",\"at\":");
         replay_json_str(&b, n->at);
-        (void)strbuf_printf(&b, ",\"line\":%llu,\"value\":%llu,\"window_s\":%lld}",
+        (void)strbuf_printf(&b,
+                            ",\"line\":%llu,\"value\":%llu,\"limit\":%llu,\"window_s\":%lld,"
+                            "\"again\":%s}",
                             (unsigned long long)n->line, (unsigned long long)n->verdict.value,
-                            (long long)(n->verdict.window_ms / 1000));
+                            (unsigned long long)n->verdict.threshold,
+                            (long long)(n->verdict.window_ms / 1000),
+                            rp->trips[i].again ? "true" : "false");
     }
     (void)strbuf_appends(&b, "]}\n");
     (void)fwrite(strbuf_cstr(&b), 1, b.len, stdout);
     strbuf_done(&b);
     free(ids);
 }
-
-/* Every escape is at most 4 bytes per input byte: an identity rendered whole fits. */
-#define REPLAY_TERM_MAX (4 * USERTABLE_KEY_MAX + 4)
 
 /* Log text (identities, accounts, rule names, times) for a terminal: util_term_escape. */
 static const char *
@@ -354,8 +589,8 @@ replay_print_text(struct replay *rp, double secs)
     static char t_id[REPLAY_TERM_MAX], t_acct[REPLAY_TERM_MAX], t_rule[REPLAY_TERM_MAX],
         t_at[REPLAY_TERM_MAX];
 
-    printf("lines %llu, %.1f MB in %.3f s (%.0f MB/s, %.0f lines/s)\n",
-           (unsigned long long)rp->lines, (double)rp->bytes / 1e6, secs,
+    printf("%llu line%s, %.1f MB in %.3f s (%.0f MB/s, %.0f lines/s)\n",
+           (unsigned long long)rp->lines, rp->lines == 1 ? "" : "s", (double)rp->bytes / 1e6, secs,
            secs > 0 ? (double)rp->bytes / 1e6 / secs : 0.0,
            secs > 0 ? (double)rp->lines / secs : 0.0);
     printf("records %llu, parse errors %llu, other %llu, cut lines %llu\n",
@@ -376,26 +611,52 @@ replay_print_text(struct replay *rp, double secs)
            (unsigned long long)st->injections[ENGINE_INJ_TAIL],
            (unsigned long long)st->injections[ENGINE_INJ_HELO],
            (unsigned long long)st->clock_ahead);
-    printf("\ntop senders:\n");
+    printf("\ntop senders (at most 5 per scope):\n");
+    if (nid > 0)
+        printf("  %-8s %-50s %-12s %9s %10s\n", "SCOPE", "IDENTITY", "ACCOUNT", "MESSAGES",
+               "RECIPIENTS");
+    else
+        printf("  none\n");
     for (size_t i = 0; ids && i < nid; i++) {
         if (shown[ids[i].scope]++ >= 5)
             continue;
         engine_account_of(rp->engine, ids[i].scope, ids[i].id, acct, sizeof(acct));
-        printf("  %-8s %-50s account %-12s %6llu messages %7llu recipients\n",
-               usertable_scope_name(ids[i].scope), replay_term(t_id, ids[i].id),
-               acct[0] ? replay_term(t_acct, acct) : "-",
+        printf("  %-8s %-50s %-12s %9llu %10llu\n", usertable_scope_name(ids[i].scope),
+               replay_term(t_id, ids[i].id), acct[0] ? replay_term(t_acct, acct) : "-",
                (unsigned long long)ids[i].messages, (unsigned long long)ids[i].recipients);
     }
-    printf("\n%zu trip%s:\n", rp->ntrips, rp->ntrips == 1 ? "" : "s");
+    printf("\n%zu trip%s", rp->ntrips, rp->ntrips == 1 ? "" : "s");
+    if (rp->recurrences)
+        printf(" (%llu a recurrence: the value fell to the limit, then passed it again)",
+               (unsigned long long)rp->recurrences);
+    printf("%s\n", rp->ntrips ? ":" : "");
+    if (rp->ntrips > 0)
+        printf("  %-19s %10s  %-16s %-8s %-40s %-12s %s\n", "LOG TIME", "LINE", "RULE", "SCOPE",
+               "IDENTITY", "ACCOUNT", "VALUE > LIMIT IN WINDOW");
     for (size_t i = 0; i < rp->ntrips; i++) {
         const struct engine_notice *n = &rp->trips[i].n;
-        printf("  %s line %llu  %-16s %s %s: %llu > %llu in %llds\n", replay_term(t_at, n->at),
-               (unsigned long long)n->line, replay_term(t_rule, n->verdict.rule_name),
-               usertable_scope_name(n->scope), replay_term(t_id, n->id),
-               (unsigned long long)n->verdict.value,
-               (unsigned long long)n->verdict.threshold, (long long)(n->verdict.window_ms / 1000));
+        char w[32];
+        alertmsg_duration(n->verdict.window_ms, w, sizeof(w));
+        printf("  %-19s %10llu  %-16s %-8s %-40s %-12s %llu > %llu in %s%s\n",
+               replay_term(t_at, n->at), (unsigned long long)n->line,
+               replay_term(t_rule, n->verdict.rule_name), usertable_scope_name(n->scope),
+               replay_term(t_id, n->id), n->account[0] ? replay_term(t_acct, n->account) : "-",
+               (unsigned long long)n->verdict.value, (unsigned long long)n->verdict.threshold, w,
+               rp->trips[i].again ? " (again)" : "");
     }
     free(ids);
+}
+
+/* One line per file on a terminal (stderr): what was read and how fast. */
+static void
+replay_progress(const char *path, int i, int nfiles, uint64_t lines, uint64_t bytes, int64_t ms)
+{
+    char t[REPLAY_TERM_MAX];
+
+    (void)util_term_escape(t, sizeof(t), path, strlen(path));
+    fprintf(stderr, "[%d/%d] %s: %llu line%s, %.1f MB in %.1f s\n", i + 1, nfiles, t,
+            (unsigned long long)lines, lines == 1 ? "" : "s", (double)bytes / 1e6,
+            (double)ms / 1000.0);
 }
 
 /* --html: the page (lib/report) written to @path, readable by its owner only. */
@@ -443,6 +704,7 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json, const
             bool strict)
 {
     struct engine_params ep = { .cfg = cfg };
+    bool progress = isatty(STDERR_FILENO) == 1;
     struct attrib_maps *maps = NULL;
     struct replay *rp = calloc(1, sizeof(*rp));
     char *buf = NULL, *carry = NULL;
@@ -451,6 +713,7 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json, const
 
     if (!rp)
         return 1;
+    rp->cfg = cfg;
     daemon_random_key(ep.key);
     r = daemon_maps_load(cfg, ep.key, &maps);
     if (r < 0) {
@@ -469,9 +732,11 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json, const
     }
     r = engine_new(&ep, &rp->engine);
     rp->delay = engine_delay_new();
+    rp->fi = calloc(nfiles > 0 ? (size_t)nfiles : 1, sizeof(*rp->fi));
+    rp->files = files;
     buf = malloc(REPLAY_READ_BYTES);
     carry = malloc(REPLAY_LINE_MAX);
-    if (r < 0 || !rp->delay || !buf || !carry) {
+    if (r < 0 || !rp->delay || !rp->fi || !buf || !carry) {
         log_emit(LOG_ERR, -ENOMEM, NULL, "replay: cannot start");
         r = -ENOMEM;
         goto out;
@@ -479,8 +744,23 @@ replay_main(const struct config *cfg, char **files, int nfiles, bool json, const
     engine_delay_set_strict(rp->delay, strict);
     eximlog_joiner_init(&rp->joiner);
     t0 = clock_mono_ms(&clock_real);
-    for (int i = 0; i < nfiles && r == 0; i++)
+    for (int i = 0; i < nfiles && r == 0; i++) {
+        int64_t before = engine_delay_last_ms(rp->delay), f0 = clock_mono_ms(&clock_real);
+        uint64_t lines = rp->lines, bytes = rp->bytes;
+        rp->file_first_ms = 0;
+        rp->envelope_lines = 0;
         r = replay_file(rp, files[i], buf, carry);
+        if (r < 0)
+            break;
+        rp->fi[i].last = rp->pushed;
+        rp->fi[i].envelope_lines = rp->envelope_lines;
+        rp->nread = i + 1;
+        replay_order_check(rp, i, before);
+        replay_checks_due(rp);
+        if (progress)
+            replay_progress(files[i], i, nfiles, rp->lines - lines, rp->bytes - bytes,
+                            clock_mono_ms(&clock_real) - f0);
+    }
     if (r == 0)
         r = replay_drain(rp);
     if (r == 0) {
@@ -496,6 +776,12 @@ out:
     free(buf);
     free(carry);
     free(rp->trips);
+    for (size_t k = 0; k < rp->nep; k++)
+        free(rp->ep[k].id);
+    free(rp->ep);
+    free(rp->buckets);
+    free(rp->next);
+    free(rp->fi);
     engine_delay_free(rp->delay);
     engine_free(rp->engine);
     report_free(rp->report);

@@ -1231,6 +1231,17 @@ struct be_call {
     int64_t started_ms; /* monotonic */
 };
 
+/* The file the exim backend writes, or the command the others run ("" when unset). */
+static const char *
+action_be_where(const struct action *a, const struct action_entry *e)
+{
+    const char *p = a->backend == &action_backend_exim      ? a->cfg->blocklist_file
+                    : a->backend == &action_backend_command ? a->cfg->command_path
+                    : e->scope == SCOPE_MAILBOX             ? a->cfg->uapi_path
+                                                            : a->cfg->whmapi1_path;
+    return p ? p : "";
+}
+
 static void
 job_backend_result(struct action *a, struct action_job *j, const struct be_call *c, int code,
                    const struct spawn_result *res, const char *detail)
@@ -1241,7 +1252,7 @@ job_backend_result(struct action *a, struct action_job *j, const struct be_call 
     struct action_audit au;
     const char *name = action_be_op_name(op, undo);
     bool resumed = false;
-    char what[128];
+    char what[1280];
 
     if (c->started_ms >= 0)
         action_step_observe(a, action_be_op_step(op, undo), c->started_ms);
@@ -1281,11 +1292,12 @@ job_backend_result(struct action *a, struct action_job *j, const struct be_call 
         audit_str(&au, "detail", detail, strlen(detail));
     audit_result(&au, res);
     audit_end(a, &au);
-    (void)snprintf(what, sizeof(what), "%s %s through %s", name,
+    /* a failure names what the backend writes or runs, so the journal line says where */
+    (void)snprintf(what, sizeof(what), "%s %s through %s%s%s", name,
                    code == ACTION_BE_DONE      ? "done"
                    : code == ACTION_BE_ALREADY ? "already in force (not ours)"
                                                : "failed",
-                   a->backend->name);
+                   a->backend->name, code > 0 ? "" : " ", code > 0 ? "" : action_be_where(a, e));
     action_log(code > 0 ? LOG_NOTICE : LOG_ERR, code < 0 ? code : 0, e->rule, e->scope, e->id, what,
                detail ? detail : (res && res->err_len ? res->err_text : NULL));
     (void)ledger_save(a);
@@ -1915,7 +1927,8 @@ action_trip(struct action *a, const struct action_request *req)
             (void)action_freeze_more(a, req->scope, req->id, req->msgids, req->nmsgids);
         return -EALREADY;
     }
-    if (a->cfg->mode == CONFIG_MODE_MONITOR) {
+    /* monitor mode watches; an operator's order (floodgatectl hold, suspend) still acts */
+    if (a->cfg->mode == CONFIG_MODE_MONITOR && !req->ordered) {
         struct action_entry tmp;
         memset(&tmp, 0, sizeof(tmp));
         tmp.scope = req->scope;

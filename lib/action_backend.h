@@ -71,6 +71,14 @@ extern const struct action_backend action_backend_command;
  */
 int action_list_contains(const char *path, const char *key);
 
+/*
+ * The exim blocklist's key for @t, as conf/exim-acl.conf looks it up (lib/action_exim.c):
+ * the lower-cased mailbox, the account, or a script's quoted "user:/dir" with control bytes
+ * as \xHH. Returns 0 or -EINVAL (no key, or longer than @size).
+ */
+#define ACTION_EXIM_KEY_MAX (2 * SPAWN_TEXT_MAX + 4)
+int action_exim_key(const struct action_target *t, char *key, size_t size);
+
 /* Timeout for one backend or exim command. */
 int64_t action_timeout_ms(const struct config *cfg);
 

@@ -103,7 +103,12 @@ cpanel_done(void *ctx, const struct spawn_result *res)
     int code = -EIO;
 
     if (res->err < 0 || res->timed_out || !res->exited || res->exit_code != 0) {
-        (void)snprintf(detail, sizeof(detail), "command failed");
+        (void)snprintf(detail, sizeof(detail), "%s %s%s", c->uapi ? "uapi" : "whmapi1",
+                       res->err < 0     ? "could not be started: "
+                       : res->timed_out ? "timed out"
+                       : res->signaled  ? "was killed by a signal"
+                                        : "exited non-zero",
+                       res->err < 0 ? strerror(-res->err) : "");
     } else if (c->uapi) {
         if (cpanel_json_int(res->out, "status", &v) < 0) {
             (void)snprintf(detail, sizeof(detail), "no result.status in the output");

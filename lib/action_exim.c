@@ -5,7 +5,10 @@
  * Owns: the lines of the blocklist file that look like ours; every other line (an
  * operator's own key, a comment) is kept as it is. One line per (action, identity):
  *
- *     <key>: <hold|suspend> <scope> <identity, %-encoded> <rule>
+ *     <key>: <hold|suspend> <scope> <identity, %-encoded> <rule> <reference>
+ *
+ * <reference> is the identity's fg-xxxxxxxx (trips_identity_ref): the ACL quotes it in its
+ * refusal and floodgatectl show finds the identity by it. Lines without one are read too.
  *
  * <key> is what Exim knows at ACL time: the lower-cased mailbox for a mailbox (matched
  * against $authenticated_id), the account name for an account (matched against
@@ -31,14 +34,12 @@
 
 #include "action_backend.h"
 #include "state.h"
+#include "trips.h"
 #include "util.h"
 
 #define EXIM_BLOCKLIST_MAX (16u << 20)
 #define EXIM_HEADER_TAG    "# floodgate blocklist:" /* how we know our header line */
 #define EXIM_HEADER        EXIM_HEADER_TAG " rewritten by floodgated on every change\n"
-
-/* A quoted script key: "user:" and a directory of up to SPAWN_TEXT_MAX bytes, escaped. */
-#define EXIM_KEY_MAX (2 * SPAWN_TEXT_MAX + 4)
 
 struct exim_line {
     char op[16];
@@ -61,8 +62,8 @@ exim_encode(char *dst, size_t size, const char *s)
     dst[n] = '\0';
 }
 
-static int
-exim_key(const struct action_target *t, char *key, size_t size)
+int
+action_exim_key(const struct action_target *t, char *key, size_t size)
 {
     const char *src = t->scope == SCOPE_MAILBOX ? t->id : t->account;
     size_t n, k = 0;
@@ -157,12 +158,12 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
              const char *add_op, const char *drop_op, bool *ret_found)
 {
     const char *path = env->cfg->blocklist_file;
-    char *buf = NULL, enc[sizeof(((struct exim_line *)0)->ident)], key[EXIM_KEY_MAX];
+    char *buf = NULL, enc[sizeof(((struct exim_line *)0)->ident)], key[ACTION_EXIM_KEY_MAX];
     struct strbuf susp, hold, other;
     bool found = false;
     int r;
 
-    if (!path || exim_key(t, key, sizeof(key)) < 0 || !spawn_valid_text(t->rule))
+    if (!path || action_exim_key(t, key, sizeof(key)) < 0 || !spawn_valid_text(t->rule))
         return -EINVAL;
     exim_encode(enc, sizeof(enc), t->id);
     r = state_read_path(path, EXIM_BLOCKLIST_MAX, &buf, NULL);
@@ -200,8 +201,10 @@ exim_rewrite(const struct action_backend_env *env, const struct action_target *t
     free(buf);
     if (add_op && !found) {
         struct strbuf *b = strcmp(add_op, "suspend") == 0 ? &susp : &hold;
-        (void)strbuf_printf(b, "%s: %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope),
-                            enc, t->rule);
+        char ref[TRIPS_REF_MAX]; /* quoted by the ACL's refusal: floodgatectl show <ref> */
+        trips_identity_ref(t->scope, t->id, ref, sizeof(ref));
+        (void)strbuf_printf(b, "%s: %s %s %s %s %s\n", key, add_op, usertable_scope_name(t->scope),
+                            enc, t->rule, ref);
     }
     {
         struct strbuf out;

@@ -357,7 +357,12 @@ alertmsg_actions_text(struct alertmsg_w *w, const struct alertmsg_actions *a,
                      strerror(-a->ledger_err));
         any = true;
     } else if (a->backend_err != 0) {
-        alertmsg_fmt(w, "%shold or suspension failed (error %d)", any ? ", " : "", -a->backend_err);
+        alertmsg_fmt(w, "%shold or suspension FAILED", any ? ", " : "");
+        if (alertmsg_has(a->backend)) {
+            alertmsg_raw(w, " through ");
+            alertmsg_text(w, a->backend, ALERTMSG_ITEM_CAP, mode);
+        }
+        alertmsg_fmt(w, ": %s", strerror(a->backend_err < 0 ? -a->backend_err : a->backend_err));
         any = true;
     }
     if (!any)

@@ -404,6 +404,37 @@ config_duration_unit(const char *s)
     return false;
 }
 
+
+/* A limit for people, as it would be written in the file: 7d, 1h, 10m, 1s, 500ms. */
+static void
+config_fmt_duration(int64_t ms, char *buf, size_t size)
+{
+    if (ms > 0 && ms % 86400000 == 0)
+        (void)snprintf(buf, size, "%lldd", (long long)(ms / 86400000));
+    else if (ms > 0 && ms % 3600000 == 0)
+        (void)snprintf(buf, size, "%lldh", (long long)(ms / 3600000));
+    else if (ms > 0 && ms % 60000 == 0)
+        (void)snprintf(buf, size, "%lldm", (long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        (void)snprintf(buf, size, "%llds", (long long)(ms / 1000));
+    else
+        (void)snprintf(buf, size, "%lldms", (long long)ms);
+}
+
+/* A size limit for people: 16MiB, 4KiB, 100 bytes. */
+static void
+config_fmt_size(uint64_t b, char *buf, size_t size)
+{
+    if (b > 0 && b % (1ull << 30) == 0)
+        (void)snprintf(buf, size, "%lluGiB", (unsigned long long)(b >> 30));
+    else if (b > 0 && b % (1ull << 20) == 0)
+        (void)snprintf(buf, size, "%lluMiB", (unsigned long long)(b >> 20));
+    else if (b > 0 && b % 1024 == 0)
+        (void)snprintf(buf, size, "%lluKiB", (unsigned long long)(b >> 10));
+    else
+        (void)snprintf(buf, size, "%llu bytes", (unsigned long long)b);
+}
+
 static int
 config_parse_duration(struct config_parser *p, yaml_node_t *n, const char *path, bool allow_zero,
                       int64_t min_ms, int64_t max_ms, int64_t *ret)
@@ -428,9 +459,12 @@ config_parse_duration(struct config_parser *p, yaml_node_t *n, const char *path,
     if (r < 0)
         return config_fail(p, n, path,
                            "bad duration '%s' (use a number with ms, s, m, h or d, e.g. 10m)", s);
-    if (ms < min_ms || ms > max_ms)
-        return config_fail(p, n, path, "duration '%s' is out of range (%lldms to %lldms)", s,
-                           (long long)min_ms, (long long)max_ms);
+    if (ms < min_ms || ms > max_ms) {
+        char lo[32], hi[32];
+        config_fmt_duration(min_ms, lo, sizeof(lo));
+        config_fmt_duration(max_ms, hi, sizeof(hi));
+        return config_fail(p, n, path, "duration '%s' is out of range (%s to %s)", s, lo, hi);
+    }
     *ret = ms;
     return 0;
 }
@@ -446,12 +480,17 @@ config_parse_u64(struct config_parser *p, yaml_node_t *n, const char *path, uint
     r = config_scalar(p, n, path, &s);
     if (r < 0)
         return r;
+    if (s[0] == '-' && max == UINT64_MAX)
+        return config_fail(p, n, path, "'%s' is negative; expected an integer of at least %llu", s,
+                           (unsigned long long)min);
     if (s[0] == '-')
         return config_fail(p, n, path, "'%s' is negative; expected an integer from %llu to %llu", s,
                            (unsigned long long)min, (unsigned long long)max);
     r = util_parse_u64(s, strlen(s), &v);
     if (r == -EINVAL)
         return config_fail(p, n, path, "'%s' is not a non-negative integer", s);
+    if (r < 0 && max == UINT64_MAX)
+        return config_fail(p, n, path, "%s is too large for a 64-bit count", s);
     if (r < 0 || v < min || v > max)
         return config_fail(p, n, path, "%s is out of range (%llu to %llu)", s,
                            (unsigned long long)min, (unsigned long long)max);
@@ -1137,9 +1176,12 @@ config_parse_bytes(struct config_parser *p, yaml_node_t *n, const char *path, ui
         r = util_parse_u64(s, digits, &v);
         if (r == -EINVAL)
             break;
-        if (r < 0 || v > max / units[i].mult || v * units[i].mult < min)
-            return config_fail(p, n, path, "size '%s' is out of range (%llu to %llu bytes)", s,
-                               (unsigned long long)min, (unsigned long long)max);
+        if (r < 0 || v > max / units[i].mult || v * units[i].mult < min) {
+            char lo[32], hi[32];
+            config_fmt_size(min, lo, sizeof(lo));
+            config_fmt_size(max, hi, sizeof(hi));
+            return config_fail(p, n, path, "size '%s' is out of range (%s to %s)", s, lo, hi);
+        }
         *ret = v * units[i].mult;
         return 0;
     }
@@ -1528,10 +1570,12 @@ config_dest_limits(struct config_parser *p, struct config_dest *d, const struct 
     }
     if (d->timeout_ms < d->connect_timeout_ms) {
         unsigned k = v[CONFIG_DEST_TIMEOUT] ? CONFIG_DEST_TIMEOUT : CONFIG_DEST_CONNECT_TIMEOUT;
+        char to[32], ct[32];
+        config_fmt_duration(d->timeout_ms, to, sizeof(to));
+        config_fmt_duration(d->connect_timeout_ms, ct, sizeof(ct));
         return config_fail(p, v[k], dc->path[k],
-                           "timeout (%lldms%s) is shorter than connect_timeout (%lldms%s)",
-                           (long long)d->timeout_ms, v[CONFIG_DEST_TIMEOUT] ? "" : ", the default",
-                           (long long)d->connect_timeout_ms,
+                           "timeout (%s%s) is shorter than connect_timeout (%s%s)", to,
+                           v[CONFIG_DEST_TIMEOUT] ? "" : ", the default", ct,
                            v[CONFIG_DEST_CONNECT_TIMEOUT] ? "" : ", the default");
     }
     return 0;

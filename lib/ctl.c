@@ -85,6 +85,8 @@ static const struct {
     [CTL_HELD] = { "held", true },
     [CTL_RELEASE] = { "release", false },
     [CTL_HOLD] = { "hold", false },
+    [CTL_SUSPEND] = { "suspend", false },
+    [CTL_TRIPPED] = { "tripped", true },
     [CTL_RELOAD] = { "reload", false },
     [CTL_TEST_ALERT] = { "test-alert", false },
     [CTL_ALERT_ENABLE] = { "alert-enable", false },
@@ -328,14 +330,15 @@ ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **wh
         if (strlen(ctl_verbs[i].name) == vlen && memcmp(line, ctl_verbs[i].name, vlen) == 0)
             v = i;
     if (v < 0) {
-        *why = "unknown request (status, top, show, held, release, hold, reload, test-alert, "
-               "alert-enable)";
+        *why = "unknown request (status, top, show, held, tripped, release, hold, suspend, "
+               "reload, test-alert, alert-enable)";
         return -EINVAL;
     }
     ret->verb = (enum ctl_verb)v;
     switch (ret->verb) {
     case CTL_STATUS:
     case CTL_HELD:
+    case CTL_TRIPPED:
     case CTL_RELOAD:
     case CTL_TEST_ALERT:
         if (sp) {
@@ -353,11 +356,13 @@ ctl_parse(const char *line, size_t len, struct ctl_request *ret, const char **wh
     case CTL_SHOW:
     case CTL_RELEASE:
     case CTL_HOLD:
+    case CTL_SUSPEND:
         if (!sp) {
             *why = "needs a scope (mailbox, account, script) and an identity";
             return -EINVAL;
         }
-        r = ctl_parse_identity(args, end, ret, ret->verb == CTL_HOLD, why);
+        r = ctl_parse_identity(args, end, ret,
+                               ret->verb == CTL_HOLD || ret->verb == CTL_SUSPEND, why);
         break;
     case CTL_ALERT_ENABLE:
         r = ctl_parse_name(args, end, ret, why);

@@ -26,8 +26,10 @@ struct ev_loop;
  *   top [scope=mailbox|account|script] [window=DURATION] [n=N]    (each at most once)
  *   show <scope> <identity>
  *   held
+ *   tripped
  *   release <scope> <identity>
  *   hold <scope> <identity>[\t<reason>]
+ *   suspend <scope> <identity>[\t<reason>]
  *   reload
  *   test-alert
  *   alert-enable <destination>
@@ -37,7 +39,7 @@ struct ev_loop;
 #define CTL_REQUEST_MAX  1024
 #define CTL_RESPONSE_MAX (1u << 20)
 #define CTL_CLIENTS_MAX  16
-#define CTL_REASON_MAX   200 /* bytes of a manual hold's reason */
+#define CTL_REASON_MAX   200 /* bytes of a manual hold's or suspension's reason */
 #define CTL_TOP_DEFAULT  10
 #define CTL_TOP_MAX      100
 #define CTL_NAME_MAX     64   /* alert destination names */
@@ -54,6 +56,8 @@ enum ctl_verb {
     CTL_HELD,
     CTL_RELEASE,
     CTL_HOLD,
+    CTL_SUSPEND, /* as hold, with the backend's suspension instead of its hold */
+    CTL_TRIPPED, /* the recent trips (monitor mode's too) and what was done */
     CTL_RELOAD,
     CTL_TEST_ALERT,
     CTL_ALERT_ENABLE,
@@ -66,11 +70,12 @@ bool ctl_verb_read_only(enum ctl_verb v);
 struct ctl_request {
     enum ctl_verb verb;
     bool any_scope;                  /* top: no scope= given */
-    enum usertable_scope scope;      /* top (with scope=), show, release, hold */
+    enum usertable_scope scope;      /* top (with scope=), show, release, hold, suspend */
     int64_t window_ms;               /* top: 0 = every window the rules use */
     unsigned n;                      /* top: CTL_TOP_DEFAULT when not given */
-    char id[USERTABLE_KEY_MAX];      /* show, release, hold: identity; alert-enable: destination */
-    char reason[CTL_REASON_MAX + 1]; /* hold: "" when none */
+    char id[USERTABLE_KEY_MAX];      /* show, release, hold, suspend: identity; alert-enable:
+                                      * destination */
+    char reason[CTL_REASON_MAX + 1]; /* hold, suspend: "" when none */
 };
 
 /* Parse one request line (no newline). Pure. 0, or -EINVAL with a reason in @why. */

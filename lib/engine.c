@@ -945,12 +945,17 @@ struct engine_delay {
     struct engine_delay_slot slot[ENGINE_CLOCK_CONFIRM + 1];
     size_t head, n;
     bool strict; /* parse again when fed (engine_feed) */
+    int64_t last_ms; /* the newest witness pushed, INT64_MIN: none yet */
 };
 
 struct engine_delay *
 engine_delay_new(void)
 {
-    return calloc(1, sizeof(struct engine_delay));
+    struct engine_delay *q = calloc(1, sizeof(struct engine_delay));
+
+    if (q)
+        q->last_ms = INT64_MIN;
+    return q;
 }
 
 void
@@ -969,6 +974,12 @@ void
 engine_delay_set_strict(struct engine_delay *q, bool strict)
 {
     q->strict = strict;
+}
+
+int64_t
+engine_delay_last_ms(const struct engine_delay *q)
+{
+    return q->last_ms;
 }
 
 /* Feed the oldest held record, bounded by the oldest witness time among the others. */
@@ -1024,6 +1035,8 @@ engine_delay_push(struct engine_delay *q, struct engine *e, const struct eximlog
     s->ts_ms = (r >= 0 && ev->time.len && !((ev->flags | rec->flags) & ENGINE_F_SUSPECT))
                    ? ev->ts_ms
                    : INT64_MAX;
+    if (s->ts_ms != INT64_MAX)
+        q->last_ms = s->ts_ms;
     q->n++;
     return q->n == N_ELEMS(q->slot) ? engine_delay_pop(q, e, ret, max) : 0;
 }

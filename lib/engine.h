@@ -175,6 +175,9 @@ size_t engine_delay_pending(const struct engine_delay *q);
  * slower: a check of the fast path (floodgated --replay --strict).
  */
 void engine_delay_set_strict(struct engine_delay *q, bool strict);
+/* The log time of the newest record pushed that vouches for its time (a witness: it has
+ * one and its text is not suspect), INT64_MIN before the first. Replay's file checks. */
+int64_t engine_delay_last_ms(const struct engine_delay *q);
 
 /* Queued message ids of the notice's identity, oldest first; returns the count. */
 size_t engine_queued(const struct engine *e, const struct engine_notice *n,

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -188,6 +189,52 @@ spool_parse_header(const char *buf, size_t len, struct spool_header *ret)
     return 0;
 }
 
+int
+spool_header_subject(const char *buf, size_t len, char *out, size_t size)
+{
+    struct fg_str l;
+    size_t pos = 0, n = 0;
+
+    if (size == 0)
+        return -EINVAL;
+    out[0] = '\0';
+    /* the envelope (id, ids, sender, time, options, recipients) has no empty line; the
+     * empty line after the recipients starts the headers */
+    do {
+        if (!spool_next_line(buf, len, &pos, &l))
+            return -EBADMSG;
+    } while (l.len > 0);
+    while (pos < len) {
+        size_t d = pos, hlen = 0;
+        const char *text;
+        while (d < len && buf[d] >= '0' && buf[d] <= '9' && d - pos < 6)
+            hlen = hlen * 10 + (size_t)(buf[d++] - '0');
+        /* "NNNc " then NNN bytes of header text, continuation lines included */
+        if (d - pos < 3 || d + 2 > len || buf[d + 1] != ' ' || hlen == 0)
+            return -EBADMSG;
+        text = buf + d + 2;
+        if (hlen > len - (d + 2))
+            return -EBADMSG; /* cut by the read: the subject may be further on */
+        pos = d + 2 + hlen;
+        if (buf[d] == '*' || hlen < 8 || strncasecmp(text, "Subject:", 8) != 0)
+            continue;
+        /* unfolded: line breaks and the white space after them become one space */
+        for (size_t i = 8; i < hlen && n + 1 < size; i++) {
+            char c = text[i];
+            if (c == '\r' || c == '\n' || c == '\t')
+                c = ' ';
+            if (c == ' ' && (n == 0 || out[n - 1] == ' '))
+                continue;
+            out[n++] = c;
+        }
+        while (n > 0 && out[n - 1] == ' ')
+            n--;
+        out[n] = '\0';
+        return 0;
+    }
+    return -ENOENT;
+}
+
 static int
 spool_read_path(const char *path, char *buf, size_t size, size_t *ret_len)
 {
@@ -324,7 +371,7 @@ spool_marker_names(const struct spool_header *h, enum usertable_scope scope, con
 
     if (!p || !id || !id[0])
         return false;
-    /* "<op> <scope> <identity> <rule>" */
+    /* "<op> <scope> <identity> <rule> [<reference>]": only the first three words count */
     sp = memchr(p, ' ', (size_t)(end - p));
     if (!sp)
         return false;

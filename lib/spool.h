@@ -29,7 +29,8 @@ struct spool_header {
     int64_t frozen_s;
     struct fg_str marker; /* ACL variable acl_m_floodgate: set by conf/exim-acl.conf when it
                            * froze the message on arrival: "<hold|suspend> <scope>
-                           * <identity, %-encoded> <rule>" (the blocklist line's value) */
+                           * <identity, %-encoded> <rule> <reference>" (the blocklist
+                           * line's value; older lines have no reference) */
     struct fg_str cwd;    /* ACL variable acl_m_floodgate_cwd: the submitting process's
                            * working directory ($initial_cwd), local submissions only */
 };
@@ -42,6 +43,13 @@ struct spool_header {
  * the option lines. Returns 0, or -EBADMSG (not a -H file, or cut inside the envelope).
  */
 int spool_parse_header(const char *buf, size_t len, struct spool_header *ret);
+
+/*
+ * Pure: the Subject: header of a -H file (its header section, after the envelope), unfolded
+ * and cut to @size - 1 bytes, raw (an encoded word stays encoded; print it escaped).
+ * Returns 0, -ENOENT (no Subject:), -EBADMSG (not a -H file, or cut before the subject).
+ */
+int spool_header_subject(const char *buf, size_t len, char *out, size_t size);
 
 /*
  * Read the first @size bytes of the -H file of @msgid under @spool_dir, trying

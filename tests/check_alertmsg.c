@@ -652,6 +652,14 @@ START_TEST(test_alertmsg_webhook_shape)
     strbuf_reset(&b);
     ck_assert_int_eq(alertmsg_incident_body(&b, ALERT_DEST_WEBHOOK, ALERTMSG_ACTED, &inc, 1, 0), 0);
     ck_assert_ptr_nonnull(strstr(b.p, "\"type\":\"floodgate.trip.action_failed\""));
+    /* for people: FAILED, the backend and the error text, not an errno number */
+    a.backend_err = -ENOENT;
+    strbuf_reset(&b);
+    ck_assert_int_eq(alertmsg_incident_body(&b, ALERT_DEST_SLACK, ALERTMSG_ACTED, &inc, 1, 0), 0);
+    ck_assert_msg(strstr(b.p, "hold or suspension FAILED through exim: No such file or directory"),
+                  "%s", b.p);
+    ck_assert_ptr_null(strstr(b.p, "error 2"));
+    a.backend_err = -EIO;
     strbuf_reset(&b);
     ck_assert_int_eq(alertmsg_incident_body(&b, ALERT_DEST_WEBHOOK, ALERTMSG_TRIPPED, &inc, 1, 0),
                      0);

@@ -59,8 +59,15 @@ static const struct ctl_case cases[] = {
     { "hold with reason", "hold account acct1\tspam run, ticket 42", 0, CTL_HOLD, SCOPE_ACCOUNT,
       "acct1" },
     { "alert-enable", "alert-enable ops-slack_2", 0, CTL_ALERT_ENABLE, 0, "ops-slack_2" },
+    { "suspend", "suspend account acct1", 0, CTL_SUSPEND, SCOPE_ACCOUNT, "acct1" },
+    { "suspend mailbox with reason", "suspend mailbox A@b.example\tphished", 0, CTL_SUSPEND,
+      SCOPE_MAILBOX, "a@b.example" },
+    { "tripped", "tripped", 0, CTL_TRIPPED, 0, NULL },
     /* bad lines */
-    { "unknown verb", "suspend account acct1", -EINVAL, 0, 0, NULL },
+    { "unknown verb", "freeze account acct1", -EINVAL, 0, 0, NULL },
+    { "suspend without identity", "suspend account", -EINVAL, 0, 0, NULL },
+    { "suspend empty reason", "suspend account acct1\t", -EINVAL, 0, 0, NULL },
+    { "tripped with junk", "tripped all", -EINVAL, 0, 0, NULL },
     { "verb prefix", "stat", -EINVAL, 0, 0, NULL },
     { "verb longer", "statuses", -EINVAL, 0, 0, NULL },
     { "status with junk", "status now", -EINVAL, 0, 0, NULL },
@@ -154,6 +161,9 @@ START_TEST(test_ctl_parse_values)
     strcat(big, "a");
     ck_assert_int_eq(ctl_parse(big, strlen(big), &req, &why), -EINVAL);
     ck_assert_str_eq(ctl_verb_name(CTL_TEST_ALERT), "test-alert");
+    ck_assert_int_eq(ctl_parse("suspend account acct1\tphished", 29, &req, &why), 0);
+    ck_assert_int_eq(req.verb, CTL_SUSPEND);
+    ck_assert_str_eq(req.reason, "phished");
     /* identities as floodgate shows them: \\, \xHH and \uXXXX name any byte or code point */
     static const char esc[] = "release script acct1:/home/acct1/caf\\xC3\\xa9 \\x01\\\\x";
     ck_assert_int_eq(ctl_parse(esc, strlen(esc), &req, &why), 0);
@@ -247,6 +257,8 @@ START_TEST(test_ctl_allowed)
     if (!c->write_ok && c->self == 0) {
         (void)ctl_allowed(CTL_RELEASE, &peer, &acc, why, sizeof(why));
         ck_assert_str_eq(why, "permission denied: release needs root");
+        (void)ctl_allowed(CTL_SUSPEND, &peer, &acc, why, sizeof(why));
+        ck_assert_str_eq(why, "permission denied: suspend needs root");
     }
 }
 END_TEST
@@ -296,6 +308,8 @@ START_TEST(test_ctl_read_only_set)
     ck_assert(ctl_verb_read_only(CTL_HELD));
     ck_assert(!ctl_verb_read_only(CTL_RELEASE));
     ck_assert(!ctl_verb_read_only(CTL_HOLD));
+    ck_assert(!ctl_verb_read_only(CTL_SUSPEND));
+    ck_assert(ctl_verb_read_only(CTL_TRIPPED));
     ck_assert(!ctl_verb_read_only(CTL_RELOAD));
     ck_assert(!ctl_verb_read_only(CTL_TEST_ALERT));
     ck_assert(!ctl_verb_read_only(CTL_ALERT_ENABLE));

@@ -665,9 +665,14 @@ START_TEST(test_engine_clock_bounded_replay)
     int seq = 0;
 
     ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(engine_delay_last_ms(q), INT64_MIN);
     engine_restart(NULL);
     engine_arrival_text(line, sizeof(line), 2, 10, 0, seq++, "six@example.com");
     trips += engine_count_trips(engine_delay_text(q, line), "box-hour");
+    /* the newest witness pushed, before it is fed; a record without a time is none */
+    ck_assert_int_eq(engine_delay_last_ms(q), engine_log_ms(2, 10, 0));
+    trips += engine_count_trips(engine_delay_text(q, "no time at all"), "box-hour");
+    ck_assert_int_eq(engine_delay_last_ms(q), engine_log_ms(2, 10, 0));
     trips += engine_count_trips(engine_delay_text(q, forged_2099), "box-hour");
     for (int i = 1; i <= 30; i++) {
         engine_arrival_text(line, sizeof(line), 2, 10 + i / 6, (i % 6) * 10, seq++,
@@ -690,6 +695,7 @@ START_TEST(test_engine_clock_bounded_replay)
         engine_arrival_text(line, sizeof(line), 3, 16, 30 + i, seq++, "burst@example.com");
         trips += engine_count_trips(engine_delay_text(q, line), "box-hour");
     }
+    ck_assert_int_eq(engine_delay_last_ms(q), engine_log_ms(3, 16, 34));
     trips += engine_delay_drain(q, "box-hour");
     ck_assert_uint_eq(trips, 0);
     ck_assert_uint_eq(engine_stats(fx.e)->clock_ahead, 1);

@@ -202,6 +202,7 @@ static const struct marker_case marker_cases[] = {
       false },
     { "longer id", "hold script shop1%3A/x r1", SCOPE_SCRIPT, "shop1:/x/y", false },
     { "account", "suspend account shop1 r1", SCOPE_ACCOUNT, "shop1", true },
+    { "with reference", "hold script shop1%3A/x r1 fg-0123abcd", SCOPE_SCRIPT, "shop1:/x", true },
     { "scope differs", "hold account shop1 r1", SCOPE_SCRIPT, "shop1", false },
     { "mailbox case", "hold mailbox box@example.com r", SCOPE_MAILBOX, "Box@Example.com", true },
     { "account case", "hold account Shop1 r", SCOPE_ACCOUNT, "shop1", false },
@@ -287,6 +288,35 @@ START_TEST(test_spool_read_flat_and_split)
     ck_assert_int_eq(spool_read_header(tmpdir, "../../etc/passwd", buf, sizeof(buf), &n), -EINVAL);
     ck_assert_int_eq(spool_read_header(tmpdir, "-xVYNr-0001Yf-21", buf, sizeof(buf), &n), -EINVAL);
     testdir_remove(tmpdir);
+}
+END_TEST
+
+START_TEST(test_spool_subject)
+{
+    char buf[SPOOL_HEADER_READ_MAX], subj[32];
+    size_t n = read_fixture("smtp-auth-frozen-H", buf, sizeof(buf));
+    static const char folded[] = "id-H\nu 1 2\n<a@b>\n100 0\n-ident u\nXX\n1\nr@x\n\n"
+                                 "013* Subject: old\n"
+                                 "024T To: \"Subject: no\" <r@x>\n"
+                                 "027  subject:  Win\n\t a   prize!\n"
+                                 "009  X-A: b c\n";
+    static const char none[] = "id-H\nu 1 2\n<a@b>\n100 0\nXX\n1\nr@x\n\n009  X-A: b c\n";
+    static const char cut[] = "id-H\nu 1 2\n<a@b>\n100 0\nXX\n1\nr@x\n\n040  Subject: cut by the rea";
+
+    ck_assert_int_eq(spool_header_subject(buf, n, subj, sizeof(subj)), 0);
+    ck_assert_str_eq(subj, "hi");
+    n = read_fixture("local-ident-H", buf, sizeof(buf));
+    ck_assert_int_eq(spool_header_subject(buf, n, subj, sizeof(subj)), 0);
+    ck_assert_str_eq(subj, "local1");
+    /* a deleted one and a To: that quotes "Subject:" are skipped; folding unfolded */
+    ck_assert_int_eq(spool_header_subject(folded, strlen(folded), subj, sizeof(subj)), 0);
+    ck_assert_str_eq(subj, "Win a prize!");
+    ck_assert_int_eq(spool_header_subject(folded, strlen(folded), subj, 5), 0);
+    ck_assert_str_eq(subj, "Win");
+    ck_assert_int_eq(spool_header_subject(none, strlen(none), subj, sizeof(subj)), -ENOENT);
+    ck_assert_int_eq(spool_header_subject(cut, strlen(cut), subj, sizeof(subj)), -EBADMSG);
+    ck_assert_int_eq(spool_header_subject("id-H\nu 1 2\n", 11, subj, sizeof(subj)), -EBADMSG);
+    ck_assert_str_eq(subj, "");
 }
 END_TEST
 
@@ -376,6 +406,7 @@ spool_suite(void)
     tcase_add_test(tc, test_spool_parse_real_local);
     tcase_add_loop_test(tc, test_spool_parse_table, 0, (int)N_ELEMS(parse_cases));
     tcase_add_loop_test(tc, test_spool_confirm_table, 0, (int)N_ELEMS(confirm_cases));
+    tcase_add_test(tc, test_spool_subject);
     tcase_add_loop_test(tc, test_spool_marker_table, 0, (int)N_ELEMS(marker_cases));
     tcase_add_test(tc, test_spool_parse_marker);
     suite_add_tcase(s, tc);

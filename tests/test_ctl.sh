@@ -85,18 +85,42 @@ with open(os.path.join(TMP, "exim.sh"), "w") as f:
 for s in ("command.sh", "exim.sh"):
     os.chmod(os.path.join(TMP, s), 0o755)
 
-def config(extra_rules="", group=None, broken=False, max_per_hour=100):
-    body = ("mode: enforce\n"
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+METRICS_PORT = s.getsockname()[1]
+s.close()
+
+def metrics():
+    """GET /metrics from the daemon's loopback endpoint: the body."""
+    c = socket.create_connection(("127.0.0.1", METRICS_PORT), timeout=10)
+    c.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.close()
+    return data.decode().split("\r\n\r\n", 1)[1]
+
+def config(extra_rules="", group=None, broken=False, mode="enforce", blocklist=None,
+           max_per_hour=100):
+    body = ("mode: %s\nmetrics_listen: 127.0.0.1:%d\n" % (mode, METRICS_PORT) +
             "log_file: %s\nstate_dir: %s\naudit_log: %s\ncontrol_socket: %s\n"
             "userdomains_file: %s\nlocaldomains_file: %s\nmetrics_listen: 127.0.0.1:%d\n"
             % (LOG, STATE, AUDIT, CTL, os.path.join(TMP, "userdomains"),
                os.path.join(TMP, "localdomains"), METRICS_PORT))
     if group:
         body += "control_group: %s\n" % group
-    body += ("actions:\n  backend: command\n  command: %s\n  exim_path: %s\n"
-             "  spool_dir: %s\n  max_per_hour: %d\n"
-             % (os.path.join(TMP, "command.sh"), os.path.join(TMP, "exim.sh"), SPOOL,
-                max_per_hour))
+    if blocklist:  # the exim backend, its blocklist where the test says
+        body += ("actions:\n  backend: exim\n  blocklist_file: %s\n  exim_path: %s\n"
+                 "  spool_dir: %s\n  max_per_hour: %d\n"
+                 % (blocklist, os.path.join(TMP, "exim.sh"), SPOOL, max_per_hour))
+    else:
+        body += ("actions:\n  backend: command\n  command: %s\n  exim_path: %s\n"
+                 "  spool_dir: %s\n  max_per_hour: %d\n"
+                 % (os.path.join(TMP, "command.sh"), os.path.join(TMP, "exim.sh"), SPOOL,
+                    max_per_hour))
     body += ("rules:\n"
              "  - name: burst\n    scope: mailbox\n    metric: messages\n"
              "    window: 10m\n    above: 3\n    actions: [alert]\n"
@@ -215,6 +239,17 @@ try:
     for box, n in (("box2@example.com", 2), ("box3@example.com", 1)):
         for _ in range(n):
             lines += message(box, True)[1]
+    # two of box1's messages are in the spool: the first frozen, the fourth (the one that
+    # trips) queued; their -H files give show its sender and subject, and the trip its own
+    def spool_h(mid, subject, frozen):
+        hdr = "%s\n" % ("Subject: " + subject)
+        with open(os.path.join(SPOOL, "input", mid + "-H"), "w") as f:
+            f.write("%s-H\nDebian-exim 102 105\n<box1@example.com>\n1795457018 0\n"
+                    "-auth_id box1@example.com\n-host_address 192.0.2.1.4321\n%s"
+                    "XX\n1\nr@remote.example\n\n%03d  %s"
+                    % (mid, "-frozen 1795457019\n" if frozen else "", len(hdr), hdr))
+    spool_h(queued[0], "hello \x1b[2J there", True)
+    spool_h(queued[3], "Win a prize", False)
     with open(LOG, "a") as f:
         f.write("\n".join(lines) + "\n")
     size = os.path.getsize(LOG)
@@ -226,11 +261,21 @@ try:
     check(st["identities"] >= 4, "identities: %r" % st)  # 3 mailboxes and their account
     check(st["log_file"] == LOG and st["uptime_s"] >= 0 and st["version"], "status: %r" % st)
     check(st["last_record_s"] >= 0 and isinstance(st["lines_per_s"], (int, float)), repr(st))
-    human = kv(ctl_ok("status"))
-    check(human["mode"] == "enforce" and human["trips"] == "1" and human["records"] == str(len(lines)),
-          "status text: %r" % human)
-    check(human["version"] == ctl_ok("--version").split()[-1], "versions differ")
+    text = ctl_ok("status")
+    human = kv(text)
+    # in human units and sections: "up 4m17s", "last record: 2s ago", bytes, no raw keys
+    check(re.match(r"^floodgated %s, up (\d+s|\d+m\d\ds), enforce mode, ready$"
+                   % re.escape(ctl_ok("--version").split()[-1]), text.splitlines()[0]),
+          "status head: %r" % text)
+    check(human["  trips"] == "1" and human["  records"] == str(len(lines)) and
+          human["  outbound messages"] == "8" and human["  behind"] == "nothing" and
+          re.match(r"^\d+s ago \(log time \S+ \S+\)$", human["  last record"]) and
+          re.match(r"^\d+(\.\d KiB| bytes)$", human["  read up to"]) and
+          re.search(r"^log:$", text, re.M) and re.search(r"^since start:$", text, re.M) and
+          "uptime_s" not in text and "last_record_s" not in text, "status text: %r" % text)
     check(st["warnings"] == [] and human["warnings"] == "none", "warnings as root: %r" % st)
+    check(ctl_ok("-V") == ctl_ok("--version") and "tripped" in ctl_ok("-h") and
+          ctl_ok("-h") == ctl_ok("--help"), "-V and -h")
 
     top = ctl_json("top")
     tables = {(t["scope"], t["metric"], t["window_ms"]): t["rows"] for t in top["tables"]}
@@ -245,10 +290,14 @@ try:
     check(len(one["tables"]) == 1 and [r["id"] for r in one["tables"][0]["rows"]]
           == ["box1@example.com", "box2@example.com"], "top -n 2: %r" % one)
     text = ctl_ok("top", "--scope", "mailbox")
-    check(re.search(r"^mailbox messages per 10m$", text, re.M) and
-          re.search(r"^\s+1\s+5\s+box1@example\.com$", text, re.M) and
-          re.search(r"^\s+3\s+1\s+box3@example\.com$", text, re.M), "top text: %r" % text)
-    ctl_fails(1, ["top", "--window", "5m"], r"no rule .* window")
+    # each table's limit, each value as % of it, tripped identities marked
+    check(re.search(r"^mailbox messages per 10m, limit 3$", text, re.M) and
+          re.search(r"^\s+1\s+5\s+166%\s+box1@example\.com  TRIPPED$", text, re.M) and
+          re.search(r"^\s+3\s+1\s+33%\s+box3@example\.com$", text, re.M), "top text: %r" % text)
+    check(one["tables"][0]["limit"] == 3 and one["tables"][0]["rows"][0]["tripped"] and
+          not one["tables"][0]["rows"][1]["tripped"], "top json limit/tripped: %r" % one)
+    ctl_fails(1, ["top", "--window", "5m"], r"no rule .* window; windows in use: 10m, 1h$")
+    ctl_fails(1, ["top", "--scope", "mailbox", "--window", "1h"], r"windows in use: 10m$")
     ctl_fails(2, ["top", "-n", "0"], r"-n")
     ctl_fails(2, ["top", "-n", "101"], r"-n")
     ctl_fails(2, ["top", "--window", "soon"], r"--window")
@@ -263,8 +312,45 @@ try:
     check(sh["action"]["rule"] == "burst" and sh["action"]["state"] == "acted" and
           [h["event"] for h in sh["history"]] == ["acted"], "show action: %r" % sh)
     text = ctl_ok("show", "mailbox:box1@example.com")
-    check("tripped: burst" in text and "messages per 10m: 5" in text and queued[0] in text,
-          "show text: %r" % text)
+    check("tripped now: burst" in text and "messages in the last 10m: 5 (limit 3: 166%)" in text
+          and queued[0] in text, "show text: %r" % text)
+    # the trip itself: its time, rule, value against the limit, window, tripping message,
+    # and what was done (this rule only alerts); totals are only of summed metrics
+    check(len(sh["trips"]) == 1 and sh["trips"][0]["rule"] == "burst" and
+          sh["trips"][0]["value"] == 4 and sh["trips"][0]["limit"] == 3 and
+          sh["trips"][0]["window_ms"] == 600000 and sh["trips"][0]["msgid"] == queued[3] and
+          sh["trips"][0]["result"] == "alerted" and sh["trips"][0]["at"] and
+          re.match(r"^fg-[0-9a-f]{8}$", sh["trips"][0]["ref"]), "show trips: %r" % sh["trips"])
+    check(set(sh["totals"]) == {"messages", "recipients"}, "show totals: %r" % sh["totals"])
+    check(re.search(r"^  \S+ \S+  burst: 4/3 in 10m, alerted  fg-[0-9a-f]{8}$", text, re.M) and
+          "tripping message " + queued[3] in text, "show trip text: %r" % text)
+    msgs = sh["messages"]
+    check([m["id"] for m in msgs] == queued and
+          [m["in_spool"] for m in msgs] == [True, False, False, True, False] and
+          msgs[0]["frozen"] and not msgs[3]["frozen"] and
+          msgs[0]["sender"] == "box1@example.com" and msgs[0]["subject"] == "hello \x1b[2J there" and
+          msgs[3]["subject"] == "Win a prize", "show messages: %r" % msgs)
+    check(sh["trips"][0]["subject"] == "Win a prize", "the trip's sample subject")
+    check(re.search(r"^  %s  frozen   from <box1@example\.com>  \"hello \\x1b\[2J there\"$"
+                    % queued[0], text, re.M) and
+          re.search(r"^  %s  queued   from <box1@example\.com>  \"Win a prize\"$" % queued[3],
+                    text, re.M) and
+          re.search(r"^  %s  \(not in the spool" % queued[1], text, re.M) and
+          'tripping message %s "Win a prize"' % queued[3] in text, "show text messages: %r" % text)
+    # the reference a refused sender quotes finds the identity
+    byref = ctl_json("show", sh["trips"][0]["ref"])
+    check(byref["id"] == "box1@example.com" and byref["ref"] == sh["trips"][0]["ref"],
+          "show by reference: %r" % byref)
+    ctl_fails(1, ["show", "fg-00000000"], r"no recent trip has that reference")
+    tr = ctl_json("tripped")
+    check(tr["mode"] == "enforce" and tr["total"] == 1 and
+          [(t["rule"], t["id"], t["result"]) for t in tr["trips"]] ==
+          [("burst", "box1@example.com", "alerted")], "tripped: %r" % tr)
+    text = ctl_ok("tripped")
+    check(re.search(r"^LOG TIME\s+RULE\s+SCOPE\s+IDENTITY\s+ACCOUNT\s+VALUE/LIMIT\s+WINDOW\s+DONE\s+REF$",
+                    text, re.M) and
+          re.search(r"^\S+ \S+\s+burst\s+mailbox\s+box1@example\.com\s+acct1\s+4/3\s+10m\s+alerted\s+fg-",
+                    text, re.M), "tripped text: %r" % text)
     acct = ctl_json("show", "--scope", "account", "acct1")
     check(acct["series"][0]["value"] == 8 and acct["action"] is None, "show account: %r" % acct)
     ctl_fails(1, ["show", "nobody@example.com"], r"no such identity")
@@ -277,9 +363,11 @@ try:
     ctl_fails(2, ["hold", "--", "box2@example.com", "--reason", "ticket 42"],
               r"hold needs one IDENTITY")
     out = ctl_ok("hold", "box2@example.com", "--reason", "ticket 42", env=posix)
-    check("holding mailbox box2@example.com" in out, "hold text: %r" % out)
-    wait_for(lambda: os.path.exists(CMDLOG) and
-             "hold mailbox box2@example.com manual" in open(CMDLOG).read(), "the hold command")
+    # the answer waits for the steps: the command has run when floodgatectl returns
+    check(out.startswith("held mailbox box2@example.com: 0 of 0 queued messages frozen, "
+                         "outgoing mail held\n") and re.search(r"^reference: fg-", out, re.M),
+          "hold text: %r" % out)
+    check("hold mailbox box2@example.com manual" in open(CMDLOG).read(), "the hold command")
     def held_one():
         h = ctl_json("held")["held"]
         return h if h and h[0]["applied"] == "hold" else None
@@ -362,6 +450,101 @@ try:
     ctl_ok("release", "box4@example.com")
     wait_for(lambda: "release mailbox box4@example.com" in open(CMDLOG).read(), "the release")
     wait_for(lambda: ctl_json("held")["held"] == [], "held to empty again")
+
+    # 2c. no silent failure: in monitor mode (preflight only warns) the exim backend's
+    # blocklist in a directory that does not exist. The operator's hold acts, waits for its
+    # steps and exits 1 naming the file and the error; held, show, tripped, the journal
+    # and the metrics say FAILED.
+    missing = os.path.join(TMP, "no-such-dir", "floodgate-blocklist")
+    config(blocklist=missing, mode="monitor")
+    ctl_ok("reload")
+    for _ in range(2):
+        with open(LOG, "a") as f:
+            f.write("\n".join(message("box5@example.com", False)[1]) + "\n")
+    wait_for(lambda: ctl("show", "box5@example.com")[0] == 0, "box5 counted")
+    err = ctl_fails(1, ["hold", "box5@example.com"], r"FAILED")
+    check("hold of mailbox box5@example.com FAILED: hold through exim (blocklist %s): "
+          "No such file or directory" % missing in err, "hold failure: %r" % err)
+    h = [x for x in ctl_json("held")["held"] if x["id"] == "box5@example.com"]
+    check(h and h[0]["failed"] and missing in h[0]["error"], "held failed: %r" % h)
+    check(ctl_json("held")["failed"] == 1, "held failed count")
+    text = ctl_ok("held")
+    check(re.search(r"^mailbox\s+box5@example\.com\s+FAILED hold \(acted\)\+0 frozen", text, re.M)
+          and re.search(r"^  FAILED: hold through exim \(blocklist %s\): No such file or directory$"
+                        % re.escape(missing), text, re.M), "held text: %r" % text)
+    sh = ctl_json("show", "box5@example.com")
+    check(sh["action"]["failed"] and sh["trips"][0]["result"] == "failed" and
+          sh["trips"][0]["rule"] == "manual" and missing in sh["trips"][0]["detail"] and
+          sh["blocklist"]["file"] == missing and not sh["blocklist"]["exists"],
+          "show failed: %r" % sh)
+    check("state: acted (FAILED)" in ctl_ok("show", "box5@example.com"), "show text FAILED")
+    check(re.search(r"manual\s+mailbox\s+box5@example\.com\s.*FAILED", ctl_ok("tripped")),
+          "tripped FAILED")
+    check(re.search(r"hold failed through exim %s" % re.escape(missing),
+                    open(os.path.join(TMP, "daemon.stderr")).read()), "the journal names the file")
+    body = metrics()
+    check(re.search(r'^floodgate_actions_total\{action="hold",backend="exim",result="failed"\} 1$',
+                    body, re.M) and
+          re.search(r"^floodgate_actions_failed_identities 1$", body, re.M),
+          "metrics of the failure: %s" % "\n".join(l for l in body.splitlines() if "action" in l))
+    # the blocklist's directory now exists: the retry works, and show lists the line
+    os.mkdir(os.path.dirname(missing))
+    ctl_ok("release", "box5@example.com")
+    out = ctl_ok("hold", "box5@example.com")
+    check("outgoing mail held" in out, "hold after the fix: %r" % out)
+    sh = ctl_json("show", "box5@example.com")
+    check(not sh["action"]["failed"] and sh["blocklist"]["exists"] and
+          [l.split()[:4] for l in sh["blocklist"]["lines"]] ==
+          [["box5@example.com:", "hold", "mailbox", "box5@example.com"]], "blocklist: %r" % sh)
+    check(re.search(r"^floodgate_actions_failed_identities 0$", metrics(), re.M), "gauge back to 0")
+    # the reference the ACL quotes from the line finds the identity (the ledger's, too)
+    ref = sh["blocklist"]["lines"][0].split()[-1]
+    check(re.match(r"^fg-[0-9a-f]{8}$", ref) and ctl_json("show", ref)["id"] == "box5@example.com",
+          "show by the blocklist's reference %r" % ref)
+    out = ctl_ok("release", "box5@example.com")
+    check(out == "released mailbox box5@example.com: 0 messages thawed, hold undone\n",
+          "release text: %r" % out)
+    # a script's own line is keyed by its quoted "login:directory": show lists it too
+    sid = 'acct9:/home/acct9/public_html/a "b'
+    ctl_ok("hold", sid)
+    lines = ctl_json("show", sid)["blocklist"]["lines"]
+    check([l.split(": ", 1)[1].split()[:2] for l in lines] == [["hold", "script"]] and
+          lines[0].startswith('"acct9:/home/acct9/public_html/a \\"b": hold script '),
+          "script blocklist: %r" % lines)
+    ctl_ok("release", sid)
+
+    # 2d. monitor mode: an operator's order still acts (suspend, then release); the
+    # monitor-mode trip of a holding rule is listed by tripped as would_act
+    config(mode="monitor", extra_rules="  - name: hold-burst\n    scope: mailbox\n"
+           "    metric: messages\n    window: 10m\n    above: 2\n"
+           "    actions: [freeze, hold, alert]\n")
+    ctl_ok("reload")
+    out = ctl_ok("suspend", "box6@example.com", "--reason", "phished")
+    check(out.startswith("suspended mailbox box6@example.com: 0 of 0 queued messages frozen, "
+                         "outgoing mail suspended (monitor mode: an operator's order acts)"),
+          "suspend in monitor mode: %r" % out)
+    check("suspend mailbox box6@example.com manual" in open(CMDLOG).read(), "the suspend command")
+    h = [x for x in ctl_json("held")["held"] if x["id"] == "box6@example.com"]
+    check(h and h[0]["applied"] == "suspend" and h[0]["reason"] == "phished", "held: %r" % h)
+    check(re.search(r'"event":"ctl_suspend","uid":\d+,"scope":"mailbox","id":"box6@example.com",'
+                    r'"reason":"phished","result":"ok"', open(AUDIT).read()), "audit of suspend")
+    out = ctl_ok("release", "box6@example.com")
+    check("suspension undone" in out and
+          "release mailbox box6@example.com" in open(CMDLOG).read(), "release: %r" % out)
+    lines = []
+    for _ in range(3):
+        lines += message("box7@example.com", False)[1]
+    with open(LOG, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    t = wait_for(lambda: [x for x in ctl_json("tripped")["trips"]
+                          if x["id"] == "box7@example.com" and x["result"] != "pending"],
+                 "the monitor-mode trip")
+    check(t[0]["result"] == "would_act" and t[0]["rule"] == "hold-burst" and
+          t[0]["value"] == 3 and t[0]["limit"] == 2, "monitor trip: %r" % t)
+    check(re.search(r"hold-burst\s+mailbox\s+box7@example\.com\s+acct1\s+3/2\s+10m\s+"
+                    r"would hold \(monitor\)", ctl_ok("tripped")), "tripped monitor text")
+    check(not [x for x in ctl_json("held")["held"] if x["id"] == "box7@example.com"],
+          "a monitor-mode trip holds nothing")
     config()
     ctl_ok("reload")
 

@@ -102,6 +102,20 @@ echo "ok floodgate.yml.5: $nkeys keys"
 
 [ "$failed" -eq 0 ] || exit 1
 
+# The page heads and feet name floodgate, never "BSD" (groff's mdoc default without a system
+# named; mandoc's without .Os is the host's), with whichever formatter is here.
+for p in "${pages[@]}"; do
+    for fmt in "mandoc -T ascii" "groff -mdoc -T ascii"; do
+        command -v "${fmt%% *}" >/dev/null || continue
+        out=$($fmt "$man/$p" 2>/dev/null | sed -n '1p;$p')
+        case "$out" in
+        *BSD*) fail "$p: ${fmt%% *} prints BSD: $out" ;;
+        *floodgate*) ;;
+        *) fail "$p: ${fmt%% *} does not name floodgate: $out" ;;
+        esac
+    done
+done
+
 if command -v mandoc >/dev/null; then
     for p in "${pages[@]}"; do
         out=$(mandoc -T lint -W warning "$man/$p" 2>&1) && [ -z "$out" ] ||

@@ -83,4 +83,76 @@ want = {"x\x1b[2j\x07\r\u202eb\ufffdz@example.com", "caf\u00e9@example.com",
 assert ids == want, "replay --json trips: %r" % ids
 assert b'"caf\xc3\xa9@example.com"' in jraw, "é not kept as UTF-8 in --json: %r" % jraw
 PY
+python3 - "$bin" "$tmp" <<'PY'
+# The report for people: header rows, windows as 1m, singular and plural, the account of a
+# mailbox, every recurrence of a trip; warnings for files out of time order and for a
+# reject log given as a main log; a progress line per file only when stderr is a terminal.
+import json, os, pty, subprocess, sys
+binary, tmp = sys.argv[1:3]
+open(tmp + "/ud", "w").write("example.com: acct1\n")
+open(tmp + "/rec.yml", "w").write(
+    "mode: monitor\nuserdomains_file: %s/ud\nlocaldomains_file: %s/none\nrules:\n"
+    "  - {name: burst, scope: mailbox, metric: messages, window: 1m, above: 2, actions: [alert]}\n"
+    % (tmp, tmp))
+def arrivals(minute, n, first):
+    return "".join("2026-03-02 10:%02d:%02d 1vwqhc-00R%03d-xm <= r@example.com H=(pc) "
+                   "[192.0.2.1]:1 P=esmtpsa A=dovecot_login:r@example.com S=100 "
+                   "for x@gmail.com\n" % (minute, i, first + i) for i in range(n))
+open(tmp + "/old", "w").write(arrivals(0, 3, 0))            # a burst: trips
+open(tmp + "/new", "w").write(arrivals(30, 1, 10) + arrivals(31, 3, 20))  # quiet, then again
+open(tmp + "/one", "w").write(arrivals(40, 1, 30))
+def replay(*files, json_out=False, stderr=subprocess.PIPE):
+    p = subprocess.run([binary, "--config", tmp + "/rec.yml", "--replay"] +
+                       (["--json"] if json_out else []) + [tmp + "/" + f for f in files],
+                       stdout=subprocess.PIPE, stderr=stderr, check=True, text=True)
+    return p.stdout, p.stderr
+text, err = replay("old", "new")
+assert "out of time order" not in (err or "") and "[1/" not in (err or ""), err
+assert "2 trips (1 a recurrence: the value fell to the limit, then passed it again):" in text, text
+assert "LOG TIME" in text and "VALUE > LIMIT IN WINDOW" in text and "MESSAGES" in text, text
+rows = [l for l in text.splitlines() if " burst " in l]
+assert len(rows) == 2 and all(" acct1 " in r and r.rstrip().endswith(("in 1m", "in 1m (again)"))
+                              for r in rows) and rows[1].endswith("3 > 2 in 1m (again)"), rows
+assert "in 60s" not in text, text
+j = json.loads(replay("old", "new", json_out=True)[0])
+assert [(t["at"], t["value"], t["limit"], t["again"]) for t in j["trips"]] == [
+    ("2026-03-02 10:00:02", 3, 2, False), ("2026-03-02 10:31:02", 3, 2, True)], j["trips"]
+text, _ = replay("one")
+assert text.startswith("1 line, ") and "\n0 trips\n" in text, text
+# newest first, as a shell glob sorts mainlog.1 mainlog.2.gz: warned, naming both files
+_, err = replay("new", "old")
+assert "files out of time order: %s/old starts at 2026-03-02 10:00:00, before %s/new ended" % (
+    tmp, tmp) in err, err
+# a reject log given as the main log
+open(tmp + "/rejectlog", "w").write(
+    "2026-03-02 10:00:00 H=(x) [192.0.2.9] F=<a@b.example> rejected RCPT <c@d.example>: no\n"
+    "Envelope-from: <a@b.example>\nEnvelope-to: <c@d.example>\nP Received: from x\n")
+open(tmp + "/mainlog.0", "w").write(open(tmp + "/rejectlog").read())
+for f in ("rejectlog", "mainlog.0"):
+    _, err = replay(f)
+    assert "looks like Exim's reject log" in err, (f, err)
+assert "reject log" not in replay("old")[1]
+# after a main log, whose last records are still being fed while it is read: its own
+# arrivals decide, not those of the main log's tail
+_, err = replay("old", "rejectlog")
+assert "/rejectlog looks like Exim's reject log" in err and "/old looks" not in err, err
+# a progress line per file on a terminal only
+m, sl = pty.openpty()
+p = subprocess.run([binary, "--config", tmp + "/rec.yml", "--replay", tmp + "/old", tmp + "/new"],
+                   stdout=subprocess.PIPE, stderr=sl, check=True)
+os.close(sl)
+got = b""
+while True:
+    try:
+        chunk = os.read(m, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    got += chunk
+os.close(m)
+assert b"[1/2] " + (tmp + "/old").encode() + b": 3 lines, " in got and b"[2/2] " in got, got
+print("replay report: headers, 1m, plurals, accounts, recurrences, order and reject-log "
+      "warnings, progress on a terminal")
+PY
 echo "replay: same report wherever the long line falls; hostile text escaped"

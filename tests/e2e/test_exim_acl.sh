@@ -58,6 +58,7 @@ out=$(eh_submit_auth BAD@example.com bad@example.com r6@remote.example s-bad-3);
 echo "$out"
 check "suspended mailbox refused at RCPT" test $rc = 1
 check "refusal is 5xx" grep -q ' 550 ' <<<"$out"
+check "refusal quotes the reference" grep -qE ' 550 .*suspended \(ref fg-[0-9a-f]{8}\)' <<<"$out"
 check "rejection logged" grep -q 'rejected RCPT <r6@remote.example>: floodgate: suspended BAD@example.com' "$EH_DIR/log/mainlog"
 check "other mailbox still accepted" eh_submit_auth good@example.com good@example.com r7@remote.example s-good-2
 
@@ -67,6 +68,7 @@ out=$(eh_submit_auth held@example.com held@example.com r8@remote.example s-held-
 echo "$out"
 check "held mailbox deferred at RCPT" test $rc = 1
 check "deferral is 4xx" grep -q ' 451 ' <<<"$out"
+check "deferral quotes the reference" grep -qE ' 451 .*on hold \(ref fg-[0-9a-f]{8}\)' <<<"$out"
 
 # 5. account (local submissions): freeze queued, then the ACL freezes new arrivals.
 check "trip account alice (freeze, hold)" probe trip e2e-script account alice freeze,hold "$A1" "$O1"
