@@ -1455,7 +1455,7 @@ static const struct config_alert_case rep_bad[] = {
     { "zone leading dot", "reputation:\n  ips: [192.0.2.1]\n  zones: [.zen.org]\n", 3,
       "reputation.zones[0]", "empty label", NULL },
     { "interval under 1m", "reputation:\n  interval: 59s\n", 2, "reputation.interval",
-      "out of range (60000ms", NULL },
+      "out of range (1m to 1d)", NULL },
     { "timeout over 30s", "reputation:\n  timeout: 31s\n", 2, "reputation.timeout",
       "out of range", NULL },
     { "nameserver a name", "reputation:\n  nameserver: dns.example:53\n", 2,
