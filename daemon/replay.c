@@ -319,9 +319,14 @@ replay_print_json(struct replay *rp, double secs)
         replay_json_str(&b, n->account);
         (void)strbuf_appends(&b, ",\"at\":");
         replay_json_str(&b, n->at);
-        (void)strbuf_printf(&b, ",\"line\":%llu,\"value\":%llu,\"window_s\":%lld}",
+        (void)strbuf_printf(&b, ",\"line\":%llu,\"value\":%llu,\"window_s\":%lld",
                             (unsigned long long)n->line, (unsigned long long)n->verdict.value,
                             (long long)(n->verdict.window_ms / 1000));
+        if (n->detail[0]) {
+            (void)strbuf_appends(&b, ",\"detail\":");
+            replay_json_str(&b, n->detail);
+        }
+        (void)strbuf_appends(&b, "}");
     }
     (void)strbuf_appends(&b, "]}\n");
     (void)fwrite(strbuf_cstr(&b), 1, b.len, stdout);
@@ -390,6 +395,8 @@ replay_print_text(struct replay *rp, double secs)
                usertable_scope_name(n->scope), replay_term(t_id, n->id),
                (unsigned long long)n->verdict.value,
                (unsigned long long)n->verdict.threshold, (long long)(n->verdict.window_ms / 1000));
+        if (n->detail[0])
+            printf("      %s\n", replay_term(t_rule, n->detail));
     }
     free(ids);
 }

@@ -1,0 +1,596 @@
+/*
+ * campaign.c - many identities sending one thing: a spam run spread over compromised
+ * mailboxes and scripts, each under every per-identity limit.
+ *
+ * A key is what makes messages one campaign: the normalized subject
+ * (campaign_subject_norm) or the set of recipient domains, hashed with SipHash under the
+ * engine's key. Per key the table remembers up to CAMPAIGN_MEMBERS distinct identities
+ * (their identity-table references) with the log time each last sent it, and a baseline:
+ * how many distinct identities sent the key within a window before, decayed. Periods for
+ * the baseline are fixed spans of window_ms (log time / window_ms); each remembers the
+ * highest sliding count it saw (what the trip compares, so a key's ordinary ups and downs
+ * are in its baseline); when one ends, the baseline becomes the larger of that peak and the
+ * old baseline times CAMPAIGN_DECAY (both decayed again for every empty period between).
+ * The decay is slow: a key must be gone for hours before its surge counts as new.
+ *
+ * A key trips when the identities that sent it within the sliding window exceed both
+ * "above" and factor x baseline, and not before learn_ms after the first message the table
+ * saw: a shared host sends "Invoice" or "Hello" from hundreds of senders every hour, which
+ * is the background (its baseline is high), not a campaign; a campaign is a surge of a key
+ * the host was not sending. Once tripped, a key stays so while its sliding count is above
+ * "above", and every identity that sends it meanwhile is reported as a member.
+ *
+ * Bounded: cap keys allocated once, a segmented LRU: a new key waits in probation, and
+ * once a second identity sends it, it moves to the protected segment (at most three
+ * quarters of the keys; its least recently used key goes back to probation). A new key
+ * takes the place of probation's least recently used key, else protected's (counted):
+ * the many subjects only one sender ever uses cannot push out the keys with a history. Counts saturate at CAMPAIGN_MEMBERS: an identity that finds the
+ * list full of identities still inside the window is not remembered, and the count reads
+ * "at least CAMPAIGN_MEMBERS" for a window. No allocation after campaign_new().
+ */
+#include "campaign.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define CAMPAIGN_NONE UINT32_MAX
+
+/* Segmented LRU: keys one identity sent wait in probation, keys of two or more are kept. */
+enum { CAMPAIGN_PROBATION = 0, CAMPAIGN_PROTECTED = 1 };
+
+struct campaign_key {
+    uint64_t hash;
+    uint32_t hnext, prev, next; /* hash chain; LRU list (prev: more recent) */
+    uint8_t used, tripped, nmembers, seg; /* seg: CAMPAIGN_PROBATION or CAMPAIGN_PROTECTED */
+    uint32_t epoch_peak;      /* highest sliding count seen in the current period */
+    int64_t epoch;            /* the current period: log time / window_ms */
+    int64_t overflow_ms;      /* last time an identity found the member list full */
+    double baseline;
+    char text[CAMPAIGN_TEXT_MAX + 1];
+    struct usertable_ref refs[CAMPAIGN_MEMBERS];
+    int64_t last_ms[CAMPAIGN_MEMBERS];
+    uint8_t scopes[CAMPAIGN_MEMBERS];
+};
+
+struct campaign {
+    struct campaign_params p;
+    uint8_t key[SIPHASH_KEY_LEN];
+    struct campaign_key *keys;
+    uint32_t *buckets;
+    uint32_t nbuckets; /* a power of two */
+    uint32_t nused;
+    uint32_t lru_head[2], lru_tail[2]; /* per segment: most, least recently used */
+    uint32_t nseg[2];
+    uint32_t protected_max;
+    int64_t start_ms;            /* first message seen, INT64_MIN: none yet */
+    struct campaign_stats stats;
+};
+
+struct campaign *
+campaign_new(const struct campaign_params *p, const uint8_t key[SIPHASH_KEY_LEN])
+{
+    struct campaign *c;
+
+    if (p->cap == 0 || p->window_ms <= 0 || p->above >= CAMPAIGN_MEMBERS || p->factor < 1.0)
+        return NULL;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->p = *p;
+    memcpy(c->key, key, SIPHASH_KEY_LEN);
+    c->nbuckets = 16;
+    while (c->nbuckets < p->cap && c->nbuckets < (1u << 30))
+        c->nbuckets <<= 1;
+    /* calloc: the pages of keys never used are never touched */
+    c->keys = calloc(p->cap, sizeof(*c->keys));
+    c->buckets = malloc(c->nbuckets * sizeof(*c->buckets));
+    if (!c->keys || !c->buckets) {
+        campaign_free(c);
+        return NULL;
+    }
+    memset(c->buckets, 0xff, c->nbuckets * sizeof(*c->buckets));
+    c->lru_head[0] = c->lru_tail[0] = c->lru_head[1] = c->lru_tail[1] = CAMPAIGN_NONE;
+    c->protected_max = p->cap - p->cap / 4; /* a quarter stays for new keys to prove themselves */
+    c->start_ms = INT64_MIN;
+    return c;
+}
+
+void
+campaign_free(struct campaign *c)
+{
+    if (!c)
+        return;
+    free(c->keys);
+    free(c->buckets);
+    free(c);
+}
+
+const struct campaign_stats *
+campaign_stats(const struct campaign *c)
+{
+    return &c->stats;
+}
+
+uint64_t
+campaign_key_of(const struct campaign *c, const void *p, size_t n)
+{
+    return siphash(p, n, c->key);
+}
+
+static int
+campaign_u64cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+uint64_t
+campaign_set_key(const struct campaign *c, uint64_t *hashes, size_t n, size_t min)
+{
+    size_t out = 0;
+
+    if (n < min || n == 0)
+        return 0;
+    qsort(hashes, n, sizeof(*hashes), campaign_u64cmp);
+    for (size_t i = 0; i < n; i++)
+        if (out == 0 || hashes[i] != hashes[out - 1])
+            hashes[out++] = hashes[i];
+    if (out < min)
+        return 0;
+    return siphash(hashes, out * sizeof(*hashes), c->key) | 1; /* never 0 */
+}
+
+/* --- the LRU list and the hash chains --------------------------------------------- */
+
+static void
+campaign_lru_unlink(struct campaign *c, struct campaign_key *k)
+{
+    if (k->prev != CAMPAIGN_NONE)
+        c->keys[k->prev].next = k->next;
+    else
+        c->lru_head[k->seg] = k->next;
+    if (k->next != CAMPAIGN_NONE)
+        c->keys[k->next].prev = k->prev;
+    else
+        c->lru_tail[k->seg] = k->prev;
+    c->nseg[k->seg]--;
+}
+
+static void
+campaign_lru_front(struct campaign *c, struct campaign_key *k)
+{
+    uint32_t i = (uint32_t)(k - c->keys);
+
+    k->prev = CAMPAIGN_NONE;
+    k->next = c->lru_head[k->seg];
+    if (c->lru_head[k->seg] != CAMPAIGN_NONE)
+        c->keys[c->lru_head[k->seg]].prev = i;
+    else
+        c->lru_tail[k->seg] = i;
+    c->lru_head[k->seg] = i;
+    c->nseg[k->seg]++;
+}
+
+/* A key a second identity sent: kept; the protected segment's oldest goes back to probation. */
+static void
+campaign_promote(struct campaign *c, struct campaign_key *k)
+{
+    campaign_lru_unlink(c, k);
+    k->seg = CAMPAIGN_PROTECTED;
+    campaign_lru_front(c, k);
+    if (c->nseg[CAMPAIGN_PROTECTED] > c->protected_max) {
+        struct campaign_key *old = &c->keys[c->lru_tail[CAMPAIGN_PROTECTED]];
+        campaign_lru_unlink(c, old);
+        old->seg = CAMPAIGN_PROBATION;
+        campaign_lru_front(c, old);
+    }
+}
+
+static void
+campaign_unchain(struct campaign *c, struct campaign_key *k)
+{
+    uint32_t i = (uint32_t)(k - c->keys);
+    uint32_t *pp = &c->buckets[k->hash & (c->nbuckets - 1)];
+
+    while (*pp != CAMPAIGN_NONE && *pp != i)
+        pp = &c->keys[*pp].hnext;
+    if (*pp == i)
+        *pp = k->hnext;
+}
+
+static struct campaign_key *
+campaign_find(struct campaign *c, uint64_t hash)
+{
+    for (uint32_t i = c->buckets[hash & (c->nbuckets - 1)]; i != CAMPAIGN_NONE;
+         i = c->keys[i].hnext)
+        if (c->keys[i].hash == hash)
+            return &c->keys[i];
+    return NULL;
+}
+
+static struct campaign_key *
+campaign_add(struct campaign *c, uint64_t hash, int64_t now_ms, campaign_text_fn text,
+             void *text_ctx)
+{
+    struct campaign_key *k;
+    uint32_t *head;
+
+    if (c->nused < c->p.cap) {
+        k = &c->keys[c->nused++];
+        c->stats.keys++;
+    } else {
+        uint32_t seg = c->lru_tail[CAMPAIGN_PROBATION] != CAMPAIGN_NONE ? CAMPAIGN_PROBATION
+                                                                         : CAMPAIGN_PROTECTED;
+        k = &c->keys[c->lru_tail[seg]];
+        campaign_lru_unlink(c, k);
+        campaign_unchain(c, k);
+        c->stats.evictions++;
+    }
+    memset(k, 0, offsetof(struct campaign_key, refs));
+    k->hash = hash;
+    k->used = 1;
+    k->epoch = now_ms / c->p.window_ms;
+    k->overflow_ms = INT64_MIN;
+    if (text)
+        text(text_ctx, k->text, sizeof(k->text));
+    k->text[sizeof(k->text) - 1] = '\0';
+    head = &c->buckets[hash & (c->nbuckets - 1)];
+    k->hnext = *head;
+    *head = (uint32_t)(k - c->keys);
+    campaign_lru_front(c, k);
+    return k;
+}
+
+/* --- counting ------------------------------------------------------------------------ */
+
+static double
+campaign_decay(double v, int64_t periods)
+{
+    for (int64_t i = 0; i < periods && v > 1e-3; i++)
+        v *= CAMPAIGN_DECAY;
+    return periods > 64 ? 0.0 : v;
+}
+
+/* Close the periods that ended before @now_ms into the baseline. */
+static void
+campaign_roll(const struct campaign *c, struct campaign_key *k, int64_t now_ms)
+{
+    int64_t epoch = now_ms / c->p.window_ms, gone;
+    double last;
+
+    if (epoch <= k->epoch)
+        return;
+    gone = epoch - k->epoch;
+    last = campaign_decay((double)k->epoch_peak, gone - 1);
+    k->baseline = campaign_decay(k->baseline, gone);
+    if (last > k->baseline)
+        k->baseline = last;
+    k->epoch = epoch;
+    k->epoch_peak = 0;
+}
+
+/* Identities that sent the key within the window (CAMPAIGN_MEMBERS: at least that many). */
+static uint32_t
+campaign_count(const struct campaign *c, const struct campaign_key *k, int64_t now_ms)
+{
+    int64_t since = now_ms - c->p.window_ms;
+    uint32_t n = 0;
+
+    if (k->overflow_ms > since)
+        return CAMPAIGN_MEMBERS;
+    for (size_t i = 0; i < k->nmembers; i++)
+        n += k->last_ms[i] > since;
+    return n;
+}
+
+/* Remember @m sent the key at @now_ms; returns its index, or -1 when the list is full. */
+static int
+campaign_remember(const struct campaign *c, struct campaign_key *k, struct campaign_member m,
+                  int64_t now_ms)
+{
+    int64_t since = now_ms - c->p.window_ms;
+    size_t oldest = 0;
+
+    for (size_t i = 0; i < k->nmembers; i++) {
+        if (k->refs[i].slot == m.ref.slot && k->refs[i].gen == m.ref.gen &&
+            k->scopes[i] == (uint8_t)m.scope) {
+            k->last_ms[i] = now_ms;
+            return (int)i;
+        }
+        if (k->last_ms[i] < k->last_ms[oldest])
+            oldest = i;
+    }
+    if (k->nmembers < CAMPAIGN_MEMBERS) {
+        oldest = k->nmembers++;
+    } else if (k->last_ms[oldest] > since) {
+        k->overflow_ms = now_ms;
+        return -1;
+    } else {
+        /* keep the list in first-seen order: the stale one leaves, the rest move up */
+        memmove(&k->refs[oldest], &k->refs[oldest + 1],
+                (k->nmembers - oldest - 1) * sizeof(k->refs[0]));
+        memmove(&k->last_ms[oldest], &k->last_ms[oldest + 1],
+                (k->nmembers - oldest - 1) * sizeof(k->last_ms[0]));
+        memmove(&k->scopes[oldest], &k->scopes[oldest + 1],
+                (k->nmembers - oldest - 1) * sizeof(k->scopes[0]));
+        oldest = k->nmembers - 1u;
+    }
+    k->refs[oldest] = m.ref;
+    k->scopes[oldest] = (uint8_t)m.scope;
+    k->last_ms[oldest] = now_ms;
+    return (int)oldest;
+}
+
+static void
+campaign_fill(const struct campaign_key *k, uint32_t count, uint64_t threshold,
+              struct campaign_trip *ret)
+{
+    memcpy(ret->text, k->text, sizeof(ret->text));
+    ret->identities = count;
+    ret->baseline = k->baseline;
+    ret->threshold = threshold;
+    ret->nmembers = 0;
+}
+
+enum campaign_result
+campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *text_ctx,
+              struct campaign_member m, int64_t now_ms, struct campaign_trip *ret)
+{
+    struct campaign_key *k = campaign_find(c, key);
+    uint64_t threshold;
+    uint32_t count;
+    double scaled;
+    int idx;
+
+    if (c->start_ms == INT64_MIN)
+        c->start_ms = now_ms;
+    if (!k) {
+        k = campaign_add(c, key, now_ms, text, text_ctx);
+    } else if (k->prev != CAMPAIGN_NONE) {
+        campaign_lru_unlink(c, k);
+        campaign_lru_front(c, k);
+    }
+    campaign_roll(c, k, now_ms);
+    idx = campaign_remember(c, k, m, now_ms);
+    if (k->seg == CAMPAIGN_PROBATION && k->nmembers >= 2)
+        campaign_promote(c, k);
+    count = campaign_count(c, k, now_ms);
+    if (count > k->epoch_peak)
+        k->epoch_peak = count;
+    scaled = c->p.factor * k->baseline;
+    threshold = scaled > (double)c->p.above ? (uint64_t)scaled : c->p.above;
+    if (k->tripped && count <= c->p.above)
+        k->tripped = 0;
+    if (k->tripped) {
+        campaign_fill(k, count, threshold, ret);
+        ret->members[0] = m;
+        ret->nmembers = 1;
+        return CAMPAIGN_MEMBER;
+    }
+    if (count <= threshold || now_ms - c->start_ms < c->p.learn_ms)
+        return CAMPAIGN_QUIET;
+    k->tripped = 1;
+    c->stats.trips++;
+    campaign_fill(k, count, threshold, ret);
+    for (size_t i = 0; i < k->nmembers && ret->nmembers < CAMPAIGN_TRIP_MAX; i++)
+        if (k->last_ms[i] > now_ms - c->p.window_ms)
+            ret->members[ret->nmembers++] =
+                (struct campaign_member){ k->refs[i], (enum usertable_scope)k->scopes[i] };
+    /* the sender of this message is named even when the list is full */
+    if (idx < 0 && ret->nmembers < CAMPAIGN_TRIP_MAX)
+        ret->members[ret->nmembers++] = m;
+    else if (idx < 0)
+        ret->members[CAMPAIGN_TRIP_MAX - 1] = m;
+    return CAMPAIGN_TRIPPED;
+}
+
+/* --- subjects ------------------------------------------------------------------------ */
+
+/* Exim's T= escapes undone (string_printing and the backslash before '"' and '\'). */
+static size_t
+campaign_unescape(const char *s, size_t len, unsigned char *out, size_t size)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len && n < size; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch != '\\' || i + 1 == len) {
+            out[n++] = ch;
+            continue;
+        }
+        ch = (unsigned char)s[++i];
+        if (ch >= '0' && ch <= '7' && i + 2 < len && s[i + 1] >= '0' && s[i + 1] <= '7' &&
+            s[i + 2] >= '0' && s[i + 2] <= '7') {
+            out[n++] = (unsigned char)(((ch - '0') << 6) | ((s[i + 1] - '0') << 3) | (s[i + 2] - '0'));
+            i += 2;
+        } else if (ch == 'n' || ch == 'r' || ch == 't' || ch == 'b' || ch == 'v' || ch == 'f') {
+            out[n++] = ' ';
+        } else {
+            out[n++] = ch; /* \\ and \" */
+        }
+    }
+    return n;
+}
+
+/*
+ * One code point folded: an ASCII letter or digit (lowercase), 0 for a separator, -1 to
+ * drop (zero-width), or 1 to keep its bytes as part of a word.
+ */
+static int
+campaign_fold(uint32_t cp)
+{
+    /* Latin-1 letters U+00C0..U+00FF without their accents; ' ' for the two signs */
+    static const char latin1[] = "aaaaaaaceeeeiiiidnooooo ouuuuyts"
+                                 "aaaaaaaceeeeiiiidnooooo ouuuuyty";
+    /* look-alikes of Latin letters: Cyrillic and Greek, lower and upper case */
+    static const struct {
+        uint16_t cp;
+        char ascii;
+    } alike[] = {
+        { 0x0391, 'a' }, { 0x0392, 'b' }, { 0x0395, 'e' }, { 0x0396, 'z' }, { 0x0397, 'h' },
+        { 0x0399, 'i' }, { 0x039A, 'k' }, { 0x039C, 'm' }, { 0x039D, 'n' }, { 0x039F, 'o' },
+        { 0x03A1, 'p' }, { 0x03A4, 't' }, { 0x03A5, 'y' }, { 0x03A7, 'x' }, { 0x03B1, 'a' },
+        { 0x03B2, 'b' }, { 0x03B5, 'e' }, { 0x03B9, 'i' }, { 0x03BA, 'k' }, { 0x03BD, 'v' },
+        { 0x03BF, 'o' }, { 0x03C1, 'p' }, { 0x03C4, 't' }, { 0x03C5, 'u' }, { 0x03C7, 'x' },
+        { 0x0405, 's' }, { 0x0406, 'i' }, { 0x0408, 'j' }, { 0x0410, 'a' }, { 0x0412, 'b' },
+        { 0x0415, 'e' }, { 0x041A, 'k' }, { 0x041C, 'm' }, { 0x041D, 'h' }, { 0x041E, 'o' },
+        { 0x0420, 'p' }, { 0x0421, 'c' }, { 0x0422, 't' }, { 0x0423, 'y' }, { 0x0425, 'x' },
+        { 0x0430, 'a' }, { 0x0432, 'b' }, { 0x0435, 'e' }, { 0x043A, 'k' }, { 0x043C, 'm' },
+        { 0x043D, 'h' }, { 0x043E, 'o' }, { 0x0440, 'p' }, { 0x0441, 'c' }, { 0x0442, 't' },
+        { 0x0443, 'y' }, { 0x0445, 'x' }, { 0x0455, 's' }, { 0x0456, 'i' }, { 0x0458, 'j' },
+        { 0x0501, 'd' },
+    };
+    size_t lo = 0, hi = N_ELEMS(alike);
+
+    if (cp >= 0xFF01 && cp <= 0xFF5E) /* fullwidth forms of ASCII */
+        cp -= 0xFEE0;
+    if (cp < 0x80) {
+        if (cp >= 'A' && cp <= 'Z')
+            return (int)(cp - 'A' + 'a');
+        if ((cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9'))
+            return (int)cp;
+        return 0;
+    }
+    if (cp == 0xAD || (cp >= 0x200B && cp <= 0x200D) || cp == 0x2060 || cp == 0xFEFF)
+        return -1;
+    if (cp >= 0xC0 && cp <= 0xFF)
+        return latin1[cp - 0xC0] == ' ' ? 0 : latin1[cp - 0xC0];
+    if (cp < 0xC0 || (cp >= 0x2000 && cp <= 0x206F) || cp == 0x3000)
+        return 0; /* Latin-1 signs and spaces, general punctuation, ideographic space */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (alike[mid].cp == cp)
+            return alike[mid].ascii;
+        if (alike[mid].cp < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 1;
+}
+
+/* The code point at @p (at most @n bytes) and its length; a bad sequence is one byte. */
+static uint32_t
+campaign_utf8(const unsigned char *p, size_t n, size_t *len)
+{
+    uint32_t cp;
+    size_t need;
+
+    if (p[0] < 0x80) {
+        *len = 1;
+        return p[0];
+    }
+    if ((p[0] & 0xE0) == 0xC0) {
+        need = 2;
+        cp = p[0] & 0x1F;
+    } else if ((p[0] & 0xF0) == 0xE0) {
+        need = 3;
+        cp = p[0] & 0x0F;
+    } else if ((p[0] & 0xF8) == 0xF0) {
+        need = 4;
+        cp = p[0] & 0x07;
+    } else {
+        *len = 1;
+        return 0x110000; /* not a code point: kept as a word byte */
+    }
+    if (need > n) {
+        *len = 1;
+        return 0x110000;
+    }
+    for (size_t i = 1; i < need; i++) {
+        if ((p[i] & 0xC0) != 0x80) {
+            *len = 1;
+            return 0x110000;
+        }
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    *len = need;
+    return cp;
+}
+
+#define CAMPAIGN_WORD_MAX 24 /* longer words are ids */
+
+struct campaign_norm {
+    char *out;
+    size_t size, n;
+    char word[CAMPAIGN_WORD_MAX];
+    size_t wlen;
+    bool digit, long_word, hash_last;
+};
+
+static void
+campaign_put(struct campaign_norm *s, const char *p, size_t n)
+{
+    if (s->n + n + 1 > s->size)
+        return;
+    if (s->n)
+        s->out[s->n++] = ' ';
+    memcpy(s->out + s->n, p, n);
+    s->n += n;
+}
+
+static void
+campaign_word_end(struct campaign_norm *s)
+{
+    bool id = s->digit || s->long_word;
+
+    if (s->wlen == 0 && !s->long_word)
+        return;
+    if (id) {
+        if (!s->hash_last)
+            campaign_put(s, "#", 1);
+        s->hash_last = true;
+    } else if (!(s->n == 0 && ((s->wlen == 2 && memcmp(s->word, "re", 2) == 0) ||
+                               (s->wlen == 2 && memcmp(s->word, "fw", 2) == 0) ||
+                               (s->wlen == 3 && memcmp(s->word, "fwd", 3) == 0)))) {
+        campaign_put(s, s->word, s->wlen);
+        s->hash_last = false;
+    }
+    s->wlen = 0;
+    s->digit = s->long_word = false;
+}
+
+static void
+campaign_word_add(struct campaign_norm *s, const unsigned char *p, size_t n)
+{
+    if (s->wlen + n > CAMPAIGN_WORD_MAX) {
+        s->long_word = true;
+        return;
+    }
+    memcpy(s->word + s->wlen, p, n);
+    s->wlen += n;
+}
+
+size_t
+campaign_subject_norm(const char *esc, size_t len, char *out, size_t size)
+{
+    unsigned char raw[512];
+    size_t n = campaign_unescape(esc, len, raw, sizeof(raw)), len1;
+    struct campaign_norm s = { .out = out, .size = size };
+
+    if (size == 0)
+        return 0;
+    for (size_t i = 0; i < n; i += len1) {
+        uint32_t cp = campaign_utf8(raw + i, n - i, &len1);
+        int f = cp == 0x110000 ? 1 : campaign_fold(cp);
+        if (f == -1)
+            continue;
+        if (f == 0) {
+            campaign_word_end(&s);
+        } else if (f == 1) {
+            campaign_word_add(&s, raw + i, len1);
+        } else {
+            unsigned char ch = (unsigned char)f;
+            if (ch >= '0' && ch <= '9')
+                s.digit = true;
+            campaign_word_add(&s, &ch, 1);
+        }
+    }
+    campaign_word_end(&s);
+    out[s.n] = '\0';
+    return s.n;
+}
