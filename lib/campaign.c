@@ -418,7 +418,8 @@ campaign_unescape(const char *s, size_t len, unsigned char *out, size_t size)
 
 /*
  * One code point folded: an ASCII letter or digit (lowercase), 0 for a separator, -1 to
- * drop (zero-width), or 1 to keep its bytes as part of a word.
+ * drop (zero-width, and the joiners - _ . / : # that glue ids together: "INV-2024-0042" is
+ * one word, so one '#'), or 1 to keep its bytes as part of a word.
  */
 static int
 campaign_fold(uint32_t cp)
@@ -453,6 +454,8 @@ campaign_fold(uint32_t cp)
             return (int)(cp - 'A' + 'a');
         if ((cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9'))
             return (int)cp;
+        if (cp == '-' || cp == '_' || cp == '.' || cp == '/' || cp == ':' || cp == '#')
+            return -1;
         return 0;
     }
     if (cp == 0xAD || (cp >= 0x200B && cp <= 0x200D) || cp == 0x2060 || cp == 0xFEFF)
@@ -519,14 +522,17 @@ struct campaign_norm {
     size_t size, n;
     char word[CAMPAIGN_WORD_MAX];
     size_t wlen;
-    bool digit, long_word, hash_last;
+    bool digit, long_word, hash_last, full;
 };
 
+/* Append a word; the first one that does not fit ends the output. */
 static void
 campaign_put(struct campaign_norm *s, const char *p, size_t n)
 {
-    if (s->n + n + 1 > s->size)
+    if (s->full || s->n + (s->n ? 1 : 0) + n + 1 > s->size) {
+        s->full = true;
         return;
+    }
     if (s->n)
         s->out[s->n++] = ' ';
     memcpy(s->out + s->n, p, n);

@@ -86,8 +86,9 @@ const struct campaign_stats *campaign_stats(const struct campaign *c);
  * The campaign form of a subject as Exim logs it (T="..." without the quotes, escaped):
  * \ooo, \n, \t, \", \\ ... decoded to bytes; ASCII case folded; Cyrillic and Greek
  * look-alikes, fullwidth forms and accented Latin-1 letters folded to ASCII, zero-width
- * characters dropped; every word holding a digit (numbers, order ids) or longer than 24
- * becomes '#'; punctuation and whitespace runs become one space; leading "re", "fw",
+ * characters dropped; - _ . / : # join a word ("INV-2024-0042"); every word holding a
+ * digit (numbers, order ids) or longer than 24 becomes '#' (runs of them one '#');
+ * other punctuation and whitespace runs become one space; leading "re", "fw",
  * "fwd" words dropped. Writes at most @size - 1 bytes and a NUL; returns the length (0:
  * no key, an empty subject).
  */
