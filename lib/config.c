@@ -634,6 +634,14 @@ config_rule_metric_ext(const char *s, struct config_rule *rule)
     return -ENOENT;
 }
 
+static bool
+config_rule_metric_is_ratio(const yaml_node_t *metric)
+{
+    const char *s = (const char *)metric->data.scalar.value;
+
+    return strcmp(s, "fail_ratio") == 0 || strcmp(s, "defer_ratio") == 0;
+}
+
 const char *
 config_rule_metric_name(const struct config_rule *r)
 {
@@ -872,6 +880,9 @@ config_rule_pair(struct config_parser *p, const char *key, yaml_node_t *v, const
     if (strcmp(key, "above") == 0) {
         rc->seen |= CONFIG_RULE_ABOVE;
         rc->above = v;
+        /* a count is checked at once; a ratio's fraction once the metric says so */
+        if (rc->metric && !config_rule_metric_is_ratio(rc->metric))
+            return config_parse_u64(p, v, path, 0, UINT64_MAX, &rule->above);
         return 0;
     }
     if (strcmp(key, "actions") == 0) {
