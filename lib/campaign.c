@@ -13,8 +13,10 @@
  * old baseline times CAMPAIGN_DECAY (both decayed again for every empty period between).
  * The decay is slow: a key must be gone for hours before its surge counts as new.
  *
- * A key trips when the identities that sent it within the sliding window exceed both
- * "above" and factor x baseline, and not before learn_ms after the first message the table
+ * A key trips when the identities that sent it within the sliding window exceed "above",
+ * factor x baseline and baseline + CAMPAIGN_NOISE_Z x sqrt(baseline) (a key with a mean of
+ * 3 senders a window reaches 9 by chance now and then; a new key cannot), and not before
+ * learn_ms after the first message the table
  * saw: a shared host sends "Invoice" or "Hello" from hundreds of senders every hour, which
  * is the background (its baseline is high), not a campaign; a campaign is a surge of a key
  * the host was not sending. Once tripped, a key stays so while its sliding count is above
@@ -31,6 +33,7 @@
 #include "campaign.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,6 +276,21 @@ campaign_roll(const struct campaign *c, struct campaign_key *k, int64_t now_ms)
     k->epoch_peak = 0;
 }
 
+/*
+ * What a key's count must pass: "above", factor x baseline, and the baseline plus
+ * CAMPAIGN_NOISE_Z standard deviations of a Poisson count of that mean, so the chance ups
+ * and downs of a key a few senders use now and then are not a surge.
+ */
+static uint64_t
+campaign_threshold(const struct campaign *c, double baseline)
+{
+    double t = c->p.factor * baseline, noise = baseline + CAMPAIGN_NOISE_Z * sqrt(baseline);
+
+    if (noise > t)
+        t = noise;
+    return t > (double)c->p.above ? (uint64_t)t : c->p.above;
+}
+
 /* Identities that sent the key within the window (CAMPAIGN_MEMBERS: at least that many). */
 static uint32_t
 campaign_count(const struct campaign *c, const struct campaign_key *k, int64_t now_ms)
@@ -343,7 +361,6 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
     struct campaign_key *k = campaign_find(c, key);
     uint64_t threshold;
     uint32_t count;
-    double scaled;
     int idx;
 
     if (c->start_ms == INT64_MIN)
@@ -361,8 +378,7 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
     count = campaign_count(c, k, now_ms);
     if (count > k->epoch_peak)
         k->epoch_peak = count;
-    scaled = c->p.factor * k->baseline;
-    threshold = scaled > (double)c->p.above ? (uint64_t)scaled : c->p.above;
+    threshold = campaign_threshold(c, k->baseline);
     if (k->tripped && count <= c->p.above)
         k->tripped = 0;
     if (k->tripped) {
@@ -523,7 +539,44 @@ struct campaign_norm {
     char word[CAMPAIGN_WORD_MAX];
     size_t wlen;
     bool digit, long_word, hash_last, full;
+    uint8_t case_run; /* ASCII case pattern of the word so far (CAMPAIGN_CASE_*) */
 };
+
+/* A word whose letters change case the way random ids do (xIB2q, HSNzu) is an id. */
+enum {
+    CAMPAIGN_CASE_NONE = 0, /* no letter yet */
+    CAMPAIGN_CASE_LOWER,    /* lower case after any first letter (Invoice, invoice) */
+    CAMPAIGN_CASE_UPPER1,   /* one upper-case letter */
+    CAMPAIGN_CASE_UPPERS,   /* two or more upper-case letters (INVOICE) */
+    CAMPAIGN_CASE_MIXED,    /* upper after lower, or lower after two uppers: an id */
+};
+
+static void
+campaign_case(struct campaign_norm *s, uint32_t cp)
+{
+    bool upper = cp >= 'A' && cp <= 'Z', lower = cp >= 'a' && cp <= 'z';
+
+    if (!upper && !lower)
+        return;
+    switch (s->case_run) {
+    case CAMPAIGN_CASE_NONE:
+        s->case_run = upper ? CAMPAIGN_CASE_UPPER1 : CAMPAIGN_CASE_LOWER;
+        break;
+    case CAMPAIGN_CASE_LOWER:
+        if (upper)
+            s->case_run = CAMPAIGN_CASE_MIXED;
+        break;
+    case CAMPAIGN_CASE_UPPER1:
+        s->case_run = upper ? CAMPAIGN_CASE_UPPERS : CAMPAIGN_CASE_LOWER;
+        break;
+    case CAMPAIGN_CASE_UPPERS:
+        if (lower)
+            s->case_run = CAMPAIGN_CASE_MIXED;
+        break;
+    default:
+        break;
+    }
+}
 
 /* Append a word; the first one that does not fit ends the output. */
 static void
@@ -542,7 +595,7 @@ campaign_put(struct campaign_norm *s, const char *p, size_t n)
 static void
 campaign_word_end(struct campaign_norm *s)
 {
-    bool id = s->digit || s->long_word;
+    bool id = s->digit || s->long_word || s->case_run == CAMPAIGN_CASE_MIXED;
 
     if (s->wlen == 0 && !s->long_word)
         return;
@@ -558,6 +611,7 @@ campaign_word_end(struct campaign_norm *s)
     }
     s->wlen = 0;
     s->digit = s->long_word = false;
+    s->case_run = CAMPAIGN_CASE_NONE;
 }
 
 static void
@@ -593,6 +647,7 @@ campaign_subject_norm(const char *esc, size_t len, char *out, size_t size)
             unsigned char ch = (unsigned char)f;
             if (ch >= '0' && ch <= '9')
                 s.digit = true;
+            campaign_case(&s, cp);
             campaign_word_add(&s, &ch, 1);
         }
     }

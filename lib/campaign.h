@@ -17,6 +17,7 @@
 #define CAMPAIGN_TRIP_MAX 32 /* identities a trip names */
 #define CAMPAIGN_TEXT_MAX 96 /* the key as shown (normalized subject, domains) */
 #define CAMPAIGN_DECAY    0.8 /* the baseline's weight after each window that goes by */
+#define CAMPAIGN_NOISE_Z  5.0 /* a surge is this many Poisson deviations over the baseline */
 
 struct campaign_params {
     int64_t window_ms; /* the sliding window and the baseline's period */
@@ -87,7 +88,9 @@ const struct campaign_stats *campaign_stats(const struct campaign *c);
  * \ooo, \n, \t, \", \\ ... decoded to bytes; ASCII case folded; Cyrillic and Greek
  * look-alikes, fullwidth forms and accented Latin-1 letters folded to ASCII, zero-width
  * characters dropped; - _ . / : # join a word ("INV-2024-0042"); every word holding a
- * digit (numbers, order ids) or longer than 24 becomes '#' (runs of them one '#');
+ * digit (numbers, order ids), longer than 24, or whose ASCII letters change case the way
+ * random ids do (an upper after a lower, a lower after two uppers: xIB, HSNzu; not
+ * Invoice or INVOICE) becomes '#' (runs of them one '#');
  * other punctuation and whitespace runs become one space; leading "re", "fw",
  * "fwd" words dropped. Writes at most @size - 1 bytes and a NUL; returns the length (0:
  * no key, an empty subject).

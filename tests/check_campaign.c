@@ -34,6 +34,7 @@ static const struct norm_case norm_cases[] = {
     /* Exim's escapes for quotes, backslashes and folded lines */
     { "Your \\\"parcel\\\"\\n  is waiting \\\\ ref A1B2C3", "your parcel is waiting ref #" },
     { "order xk7qwz9 shipped", "order # shipped" },
+    { "Ref HSNzu and nERiQz for Invoice INVOICE", "ref # and # for invoice invoice" },
     { "token abcdefghijklmnopqrstuvwxyzabc here", "token # here" },
     { "\\t  \\001 ", "" },
     { "", "" },

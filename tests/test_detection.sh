@@ -40,8 +40,17 @@ with open(tmp + "/floodgate.yml", "w") as f:
     f.write("mode: monitor\nuserdomains_file: %s/userdomains\nlocaldomains_file: %s/localdomains\n"
             "rules:\n" % (tmp, tmp))
     for r in rules:
-        f.write("  - {name: %s, scope: %s, metric: %s, window: %ds, above: %d, actions: [alert]}\n"
-                % (r["name"], r["scope"], r["metric"], r["window_s"], r["above"]))
+        keys = ["name: %s" % r["name"], "scope: %s" % r["scope"]]
+        keys += ["metric: %s" % r["metric"]] if "metric" in r else []
+        keys += ["key: %s" % r["key"]] if "key" in r else []
+        keys += ["window: %ds" % r["window_s"]] if "window_s" in r else []
+        keys += ["above: %s" % r["above"]] if "above" in r else []
+        keys += ["min: %d" % r["min"]] if "min" in r else []
+        f.write("  - {%s, actions: [alert]}\n" % ", ".join(keys))
+    traps = truth.get("traps") if any(r["scope"] == "trap" for r in rules) else None
+    if traps:
+        f.write("traps:\n  addresses: [%s]\n  domains: [%s]\n" % (
+            ", ".join(traps["addresses"]), ", ".join(traps["domains"])))
 PY
 }
 
