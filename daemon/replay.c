@@ -377,6 +377,10 @@ replay_print_text(struct replay *rp, double secs)
            (unsigned long long)st->injections[ENGINE_INJ_TAIL],
            (unsigned long long)st->injections[ENGINE_INJ_HELO],
            (unsigned long long)st->clock_ahead);
+    if (st->trap_hits || st->campaign_trips || st->campaign_evictions)
+        printf("spam-trap hits %llu; campaigns tripped %llu, campaign keys evicted %llu\n",
+               (unsigned long long)st->trap_hits, (unsigned long long)st->campaign_trips,
+               (unsigned long long)st->campaign_evictions);
     printf("\ntop senders:\n");
     for (size_t i = 0; ids && i < nid; i++) {
         if (shown[ids[i].scope]++ >= 5)
