@@ -123,12 +123,22 @@ campaign_key_of(const struct campaign *c, const void *p, size_t n)
     return siphash(p, n, c->key);
 }
 
-static int
-campaign_u64cmp(const void *a, const void *b)
+/* Shell sort in place: no allocation (qsort may allocate), and sets are small. */
+static void
+campaign_sort(uint64_t *v, size_t n)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    static const size_t gaps[] = { 301, 132, 57, 23, 10, 4, 1 };
 
-    return x < y ? -1 : x > y;
+    for (size_t g = 0; g < N_ELEMS(gaps); g++) {
+        size_t gap = gaps[g];
+        for (size_t i = gap; i < n; i++) {
+            uint64_t x = v[i];
+            size_t j = i;
+            for (; j >= gap && v[j - gap] > x; j -= gap)
+                v[j] = v[j - gap];
+            v[j] = x;
+        }
+    }
 }
 
 uint64_t
@@ -138,7 +148,7 @@ campaign_set_key(const struct campaign *c, uint64_t *hashes, size_t n, size_t mi
 
     if (n < min || n == 0)
         return 0;
-    qsort(hashes, n, sizeof(*hashes), campaign_u64cmp);
+    campaign_sort(hashes, n);
     for (size_t i = 0; i < n; i++)
         if (out == 0 || hashes[i] != hashes[out - 1])
             hashes[out++] = hashes[i];

@@ -66,7 +66,6 @@ static size_t engine_signals_arrival(struct engine *e, const struct exim_event *
                                      uint64_t line, struct engine_notice *ret, size_t max);
 static size_t engine_signals_delivery(struct engine *e, const struct exim_event *ev, uint64_t line,
                                       struct engine_notice *ret, size_t max);
-static void engine_signals_done(struct engine *e, struct fg_str msgid);
 static void engine_queued_forget(void *ctx, const struct msgtrack_msg *msg);
 
 const char *
@@ -831,9 +830,7 @@ engine_feed_event(struct engine *e, const struct exim_event *parsed, uint32_t re
         return k;
     case EXIM_COMPLETED:
         e->stats.completed++;
-        if (e->sig & ENGINE_SIG_QUEUED)
-            engine_signals_done(e, ev.msgid);
-        (void)msgtrack_remove(e->msgs, ev.msgid);
+        (void)msgtrack_remove(e->msgs, ev.msgid); /* queued counts: engine_queued_forget() */
         return k;
     case EXIM_FROZEN:
     case EXIM_UNFROZEN: {
@@ -1075,6 +1072,7 @@ engine_queued_msg(struct engine *e, const struct msgtrack_msg *msg, int delta)
             (void)engine_queued_add(e, msg->refs[s], delta);
 }
 
+/* A message leaves the table (its Completed line, or forgotten for room): not queued now. */
 static void
 engine_queued_forget(void *ctx, const struct msgtrack_msg *msg)
 {
@@ -1082,16 +1080,6 @@ engine_queued_forget(void *ctx, const struct msgtrack_msg *msg)
         engine_queued_msg(ctx, msg, -1);
 }
 
-static void
-engine_signals_done(struct engine *e, struct fg_str msgid)
-{
-    struct msgtrack_msg *msg = msgtrack_get(e->msgs, msgid);
-
-    if (msg && (msg->flags & MSGTRACK_QUEUED)) {
-        engine_queued_msg(e, msg, -1);
-        msg->flags &= ~MSGTRACK_QUEUED;
-    }
-}
 
 /* One ENGINE_TRIP for @ent when policy_fire() lets @rule fire; 0 or 1 notices. */
 static size_t
@@ -1359,15 +1347,15 @@ engine_signals_delivery(struct engine *e, const struct exim_event *ev, uint64_t 
         char acct[ATTRIB_ACCOUNT_MAX];
         const char *id;
         size_t n;
-        if (msg->refs[s].slot == UINT32_MAX)
+        if (msg->refs[s].slot == UINT32_MAX || !policy_has_ratio(e->policy, (enum usertable_scope)s))
             continue;
         ent = usertable_deref(e->table, msg->refs[s]);
         if (!ent)
             continue;
         id = usertable_entry_key(ent);
         engine_account_of(e, (enum usertable_scope)s, id, acct, sizeof(acct));
-        n = policy_eval(e->policy, e->table, ent, acct[0] ? acct : NULL, e->now_ms, v,
-                        N_ELEMS(v));
+        n = policy_eval_ratios(e->policy, e->table, ent, acct[0] ? acct : NULL, e->now_ms, v,
+                               N_ELEMS(v));
         for (size_t i = 0; i < n && k < max; i++) {
             engine_notice_fill(&ret[k], ENGINE_TRIP, (enum usertable_scope)s, id, acct, e, ent, ev,
                                line);

@@ -35,7 +35,7 @@ struct msgtrack {
     uint32_t fresh; /* nodes [fresh, cap) were never used: untouched pages stay unmapped */
     size_t count;
     uint64_t forgotten;
-    msgtrack_forget_fn forget; /* told of each message forgotten for room */
+    msgtrack_forget_fn forget; /* told of each message dropped: removed or forgotten */
     void *forget_ctx;
 };
 
@@ -226,6 +226,8 @@ msgtrack_remove(struct msgtrack *t, struct fg_str id)
     n = t->index[slot];
     if (n == MSGTRACK_NONE)
         return false;
+    if (t->forget)
+        t->forget(t->forget_ctx, &t->nodes[n].msg);
     msgtrack_unindex(t, slot);
     msgtrack_unlink(t, n);
     return true;

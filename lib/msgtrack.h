@@ -41,7 +41,7 @@ void msgtrack_free(struct msgtrack *t);
  * already tracked.
  */
 struct msgtrack_msg *msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms);
-/* Called with a message about to be forgotten for room (not for msgtrack_remove()). */
+/* Called with each message about to be dropped: msgtrack_remove() or forgotten for room. */
 typedef void (*msgtrack_forget_fn)(void *ctx, const struct msgtrack_msg *msg);
 void msgtrack_set_forget(struct msgtrack *t, msgtrack_forget_fn fn, void *ctx);
 

@@ -30,6 +30,7 @@ struct policy {
     size_t nseries[SCOPE__MAX];
     size_t rule_series[CONFIG_RULES_MAX]; /* rule index -> series index within its scope */
     size_t rule_total[CONFIG_RULES_MAX];  /* ratio rules: the recipients series */
+    bool has_ratio[SCOPE__MAX];           /* the scope has a ratio rule */
     double min_factor;                    /* smallest override factor, at most 1 */
 };
 
@@ -82,6 +83,8 @@ policy_new(const struct config *cfg)
             policy_free(p);
             return NULL;
         }
+        if (r->kind == CONFIG_RULE_RATIO)
+            p->has_ratio[r->scope] = true;
     }
     return p;
 }
@@ -187,9 +190,36 @@ policy_lookup(const struct config *cfg, enum usertable_scope scope, const char *
     l->factor = config_factor(cfg, account);
 }
 
+static size_t policy_eval_kinds(const struct policy *p, const struct usertable *t,
+                                struct usertable_entry *e, const char *account, int64_t now_ms,
+                                bool ratios_only, struct policy_verdict *ret, size_t max);
+
 size_t
 policy_eval(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
             const char *account, int64_t now_ms, struct policy_verdict *ret, size_t max)
+{
+    return policy_eval_kinds(p, t, e, account, now_ms, false, ret, max);
+}
+
+bool
+policy_has_ratio(const struct policy *p, enum usertable_scope scope)
+{
+    return (unsigned)scope < SCOPE__MAX && p->has_ratio[scope];
+}
+
+size_t
+policy_eval_ratios(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
+                   const char *account, int64_t now_ms, struct policy_verdict *ret, size_t max)
+{
+    return p->has_ratio[usertable_entry_scope(e)]
+               ? policy_eval_kinds(p, t, e, account, now_ms, true, ret, max)
+               : 0;
+}
+
+static size_t
+policy_eval_kinds(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
+                  const char *account, int64_t now_ms, bool ratios_only,
+                  struct policy_verdict *ret, size_t max)
 {
     const struct config *cfg = p->cfg;
     enum usertable_scope scope = usertable_entry_scope(e);
@@ -206,7 +236,8 @@ policy_eval(const struct policy *p, const struct usertable *t, struct usertable_
         uint32_t bit = UINT32_C(1) << i;
         uint64_t value, threshold;
 
-        if (r->scope != scope || (st->tripped & bit))
+        if (r->scope != scope || (st->tripped & bit) ||
+            (ratios_only && r->kind != CONFIG_RULE_RATIO))
             continue;
         if (r->kind == CONFIG_RULE_RATIO) {
             uint64_t total;

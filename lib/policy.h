@@ -60,6 +60,13 @@ size_t policy_eval(const struct policy *p, const struct usertable *t, struct use
 int policy_fire(const struct policy *p, struct usertable_entry *e, const char *account, size_t rule,
                 uint64_t value, uint64_t threshold, int64_t now_ms, struct policy_verdict *ret);
 
+/* Does @scope have a ratio rule (fail_ratio, defer_ratio)? */
+bool policy_has_ratio(const struct policy *p, enum usertable_scope scope);
+/* policy_eval() of the ratio rules only (a failure or deferral moved a ratio). */
+size_t policy_eval_ratios(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
+                          const char *account, int64_t now_ms, struct policy_verdict *ret,
+                          size_t max);
+
 /* Clear every trip of the entry and start its cooldown at @now_ms. */
 void policy_release(const struct policy *p, struct usertable_entry *e, int64_t now_ms);
 

@@ -239,6 +239,19 @@ START_TEST(test_campaign_set_key)
     ck_assert_uint_eq(campaign_set_key(c, a, N_ELEMS(a), 4), campaign_set_key(c, b, N_ELEMS(b), 4));
     ck_assert_uint_eq(campaign_set_key(c, b, N_ELEMS(b), 5), 0);
     ck_assert_uint_eq(campaign_set_key(c, d, N_ELEMS(d), 2), 0);
+    {
+        /* a long set sorts and dedups the same in any order */
+        uint64_t x[500], y[500];
+        for (size_t i = 0; i < N_ELEMS(x); i++) {
+            x[i] = (i * 7919u) % 300u;
+            y[N_ELEMS(y) - 1 - i] = x[i];
+        }
+        ck_assert_uint_eq(campaign_set_key(c, x, N_ELEMS(x), 300),
+                          campaign_set_key(c, y, N_ELEMS(y), 300));
+        ck_assert_uint_eq(campaign_set_key(c, y, N_ELEMS(y), 301), 0);
+        for (size_t i = 1; i < 300; i++)
+            ck_assert_uint_lt(x[i - 1], x[i]);
+    }
     campaign_free(c);
 }
 END_TEST
