@@ -44,18 +44,24 @@
 /* Segmented LRU: keys one identity sent wait in probation, keys of two or more are kept. */
 enum { CAMPAIGN_PROBATION = 0, CAMPAIGN_PROTECTED = 1 };
 
+/* A member: its identity-table reference and when it last sent the key (0: never). */
+struct campaign_slot {
+    uint32_t slot, gen;
+    uint32_t last_s; /* seconds since the table's first message, plus one */
+};
+
 struct campaign_key {
     uint64_t hash;
     uint32_t hnext, prev, next; /* hash chain; LRU list (prev: more recent) */
     uint8_t used, tripped, nmembers, seg; /* seg: CAMPAIGN_PROBATION or CAMPAIGN_PROTECTED */
     uint32_t epoch_peak;      /* highest sliding count seen in the current period */
+    uint32_t touched;         /* c->tick when last moved to the front of its LRU list */
+    uint32_t overflow_s;      /* last time (CAMPAIGN_TIME) an identity found the list full */
     int64_t epoch;            /* the current period: log time / window_ms */
-    int64_t overflow_ms;      /* last time an identity found the member list full */
     double baseline;
     char text[CAMPAIGN_TEXT_MAX + 1];
-    struct usertable_ref refs[CAMPAIGN_MEMBERS];
-    int64_t last_ms[CAMPAIGN_MEMBERS];
     uint8_t scopes[CAMPAIGN_MEMBERS];
+    struct campaign_slot members[CAMPAIGN_MEMBERS]; /* first seen first */
 };
 
 struct campaign {
@@ -69,6 +75,8 @@ struct campaign {
     uint32_t nseg[2];
     uint32_t protected_max;
     int64_t start_ms;            /* first message seen, INT64_MIN: none yet */
+    uint32_t window_s;           /* the window in whole seconds, rounded up */
+    uint32_t tick;               /* notes so far (wraps): how recently a key was moved */
     struct campaign_stats stats;
 };
 
@@ -98,6 +106,7 @@ campaign_new(const struct campaign_params *p, const uint8_t key[SIPHASH_KEY_LEN]
     c->lru_head[0] = c->lru_tail[0] = c->lru_head[1] = c->lru_tail[1] = CAMPAIGN_NONE;
     c->protected_max = p->cap - p->cap / 4; /* a quarter stays for new keys to prove themselves */
     c->start_ms = INT64_MIN;
+    c->window_s = (uint32_t)((p->window_ms + 999) / 1000);
     return c;
 }
 
@@ -243,11 +252,11 @@ campaign_add(struct campaign *c, uint64_t hash, int64_t now_ms, campaign_text_fn
         campaign_unchain(c, k);
         c->stats.evictions++;
     }
-    memset(k, 0, offsetof(struct campaign_key, refs));
+    memset(k, 0, offsetof(struct campaign_key, members));
     k->hash = hash;
     k->used = 1;
     k->epoch = now_ms / c->p.window_ms;
-    k->overflow_ms = INT64_MIN;
+    k->touched = c->tick;
     if (text)
         text(text_ctx, k->text, sizeof(k->text));
     k->text[sizeof(k->text) - 1] = '\0';
@@ -301,56 +310,58 @@ campaign_threshold(const struct campaign *c, double baseline)
     return t > (double)c->p.above ? (uint64_t)t : c->p.above;
 }
 
-/* Identities that sent the key within the window (CAMPAIGN_MEMBERS: at least that many). */
+/* Log time as a member's last_s: whole seconds since the first message, plus one. */
 static uint32_t
-campaign_count(const struct campaign *c, const struct campaign_key *k, int64_t now_ms)
+campaign_time(const struct campaign *c, int64_t now_ms)
 {
-    int64_t since = now_ms - c->p.window_ms;
-    uint32_t n = 0;
+    int64_t s = (now_ms - c->start_ms) / 1000 + 1;
 
-    if (k->overflow_ms > since)
-        return CAMPAIGN_MEMBERS;
-    for (size_t i = 0; i < k->nmembers; i++)
-        n += k->last_ms[i] > since;
-    return n;
+    return s < 1 ? 1 : s > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 
-/* Remember @m sent the key at @now_ms; returns its index, or -1 when the list is full. */
-static int
+/*
+ * Remember @m sent the key at @now (campaign_time) and count the identities that sent it
+ * within the window (CAMPAIGN_MEMBERS: at least that many), in one pass. *@idx is the
+ * member's index, or -1 when the list is full of identities still inside the window.
+ */
+static uint32_t
 campaign_remember(const struct campaign *c, struct campaign_key *k, struct campaign_member m,
-                  int64_t now_ms)
+                  uint32_t now, int *idx)
 {
-    int64_t since = now_ms - c->p.window_ms;
-    size_t oldest = 0;
+    uint32_t since = now > c->window_s ? now - c->window_s : 0, count = 0;
+    size_t oldest = 0, n = k->nmembers, found = SIZE_MAX;
+    struct campaign_slot *v = k->members;
 
-    for (size_t i = 0; i < k->nmembers; i++) {
-        if (k->refs[i].slot == m.ref.slot && k->refs[i].gen == m.ref.gen &&
-            k->scopes[i] == (uint8_t)m.scope) {
-            k->last_ms[i] = now_ms;
-            return (int)i;
-        }
-        if (k->last_ms[i] < k->last_ms[oldest])
+    for (size_t i = 0; i < n; i++) {
+        count += v[i].last_s > since;
+        if (v[i].slot == m.ref.slot && v[i].gen == m.ref.gen && k->scopes[i] == (uint8_t)m.scope)
+            found = i;
+        if (v[i].last_s < v[oldest].last_s)
             oldest = i;
     }
-    if (k->nmembers < CAMPAIGN_MEMBERS) {
-        oldest = k->nmembers++;
-    } else if (k->last_ms[oldest] > since) {
-        k->overflow_ms = now_ms;
-        return -1;
+    if (found != SIZE_MAX) {
+        count += v[found].last_s <= since;
+        v[found].last_s = now;
+        *idx = (int)found;
+    } else if (n < CAMPAIGN_MEMBERS) {
+        v[n] = (struct campaign_slot){ m.ref.slot, m.ref.gen, now };
+        k->scopes[n] = (uint8_t)m.scope;
+        k->nmembers++;
+        count++;
+        *idx = (int)n;
+    } else if (v[oldest].last_s > since) {
+        k->overflow_s = now;
+        *idx = -1;
     } else {
         /* keep the list in first-seen order: the stale one leaves, the rest move up */
-        memmove(&k->refs[oldest], &k->refs[oldest + 1],
-                (k->nmembers - oldest - 1) * sizeof(k->refs[0]));
-        memmove(&k->last_ms[oldest], &k->last_ms[oldest + 1],
-                (k->nmembers - oldest - 1) * sizeof(k->last_ms[0]));
-        memmove(&k->scopes[oldest], &k->scopes[oldest + 1],
-                (k->nmembers - oldest - 1) * sizeof(k->scopes[0]));
-        oldest = k->nmembers - 1u;
+        memmove(&v[oldest], &v[oldest + 1], (n - oldest - 1) * sizeof(v[0]));
+        memmove(&k->scopes[oldest], &k->scopes[oldest + 1], n - oldest - 1);
+        v[n - 1] = (struct campaign_slot){ m.ref.slot, m.ref.gen, now };
+        k->scopes[n - 1] = (uint8_t)m.scope;
+        count++;
+        *idx = (int)(n - 1);
     }
-    k->refs[oldest] = m.ref;
-    k->scopes[oldest] = (uint8_t)m.scope;
-    k->last_ms[oldest] = now_ms;
-    return (int)oldest;
+    return k->overflow_s > since ? CAMPAIGN_MEMBERS : count;
 }
 
 static void
@@ -370,22 +381,25 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
 {
     struct campaign_key *k = campaign_find(c, key);
     uint64_t threshold;
-    uint32_t count;
+    uint32_t count, now;
     int idx;
 
     if (c->start_ms == INT64_MIN)
         c->start_ms = now_ms;
+    now = campaign_time(c, now_ms);
+    c->tick++;
     if (!k) {
         k = campaign_add(c, key, now_ms, text, text_ctx);
-    } else if (k->prev != CAMPAIGN_NONE) {
+    } else if (k->prev != CAMPAIGN_NONE && c->tick - k->touched > c->p.cap / 16) {
+        /* a key moved to the front lately is still far from the end: leave it there */
         campaign_lru_unlink(c, k);
         campaign_lru_front(c, k);
+        k->touched = c->tick;
     }
     campaign_roll(c, k, now_ms);
-    idx = campaign_remember(c, k, m, now_ms);
+    count = campaign_remember(c, k, m, now, &idx);
     if (k->seg == CAMPAIGN_PROBATION && k->nmembers >= 2)
         campaign_promote(c, k);
-    count = campaign_count(c, k, now_ms);
     if (count > k->epoch_peak)
         k->epoch_peak = count;
     threshold = campaign_threshold(c, k->baseline);
@@ -403,9 +417,10 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
     c->stats.trips++;
     campaign_fill(k, count, threshold, ret);
     for (size_t i = 0; i < k->nmembers && ret->nmembers < CAMPAIGN_TRIP_MAX; i++)
-        if (k->last_ms[i] > now_ms - c->p.window_ms)
-            ret->members[ret->nmembers++] =
-                (struct campaign_member){ k->refs[i], (enum usertable_scope)k->scopes[i] };
+        if (k->members[i].last_s + c->window_s > now)
+            ret->members[ret->nmembers++] = (struct campaign_member){
+                { k->members[i].slot, k->members[i].gen }, (enum usertable_scope)k->scopes[i]
+            };
     /* the sender of this message is named even when the list is full */
     if (idx < 0 && ret->nmembers < CAMPAIGN_TRIP_MAX)
         ret->members[ret->nmembers++] = m;
