@@ -16,19 +16,27 @@
  * A key trips when the identities that sent it within the sliding window exceed "above",
  * factor x baseline and baseline + CAMPAIGN_NOISE_Z x sqrt(baseline) (a key with a mean of
  * 3 senders a window reaches 9 by chance now and then; a new key cannot), and not before
- * learn_ms after the first message the table
- * saw: a shared host sends "Invoice" or "Hello" from hundreds of senders every hour, which
- * is the background (its baseline is high), not a campaign; a campaign is a surge of a key
- * the host was not sending. Once tripped, a key stays so while its sliding count is above
- * "above", and every identity that sends it meanwhile is reported as a member.
+ * learn_ms after the first message the table saw: a shared host sends "Invoice" or "Hello"
+ * from hundreds of senders every hour, which is the background (its baseline is high), not
+ * a campaign; a campaign is a surge of a key the host was not sending. Once tripped, a key
+ * stays so while its sliding count is above "above", and every identity that sends it
+ * meanwhile is reported as a member.
  *
  * Bounded: cap keys allocated once, a segmented LRU: a new key waits in probation, and
  * once a second identity sends it, it moves to the protected segment (at most three
  * quarters of the keys; its least recently used key goes back to probation). A new key
  * takes the place of probation's least recently used key, else protected's (counted):
- * the many subjects only one sender ever uses cannot push out the keys with a history. Counts saturate at CAMPAIGN_MEMBERS: an identity that finds the
- * list full of identities still inside the window is not remembered, and the count reads
- * "at least CAMPAIGN_MEMBERS" for a window. No allocation after campaign_new().
+ * the many subjects only one sender ever uses cannot push out the keys with a history.
+ * Counts saturate at CAMPAIGN_MEMBERS: an identity that finds the list full of identities
+ * still inside the window is not remembered, and the count reads "at least
+ * CAMPAIGN_MEMBERS" for a window. No allocation after campaign_new().
+ *
+ * Layout, for the cache: most keys are subjects one sender used once. Those stop at the
+ * doorkeeper (struct campaign_door: a key enters the table when a second identity sends
+ * it within the window, with its first sender). A key's hot part
+ * (struct campaign_key, 64 bytes: hash chain, LRU links, baseline, its first member) is
+ * all such a key ever touches; its cold part (struct campaign_cold: the shown text and
+ * the member list) is written when a second identity sends it.
  */
 #include "campaign.h"
 
@@ -53,30 +61,48 @@ struct campaign_slot {
 struct campaign_key {
     uint64_t hash;
     uint32_t hnext, prev, next; /* hash chain; LRU list (prev: more recent) */
-    uint8_t used, tripped, nmembers, seg; /* seg: CAMPAIGN_PROBATION or CAMPAIGN_PROTECTED */
-    uint32_t epoch_peak;      /* highest sliding count seen in the current period */
-    uint32_t touched;         /* c->tick when last moved to the front of its LRU list */
-    uint32_t overflow_s;      /* last time (CAMPAIGN_TIME) an identity found the list full */
-    int64_t epoch;            /* the current period: log time / window_ms */
-    double baseline;
+    uint32_t touched;           /* c->tick when last moved to the front of its LRU list */
+    uint32_t overflow_s;        /* last time (campaign_time) an identity found the list full */
+    uint32_t epoch_peak;        /* highest sliding count seen in the current period */
+    uint32_t epoch;             /* the current period: log time / window_ms */
+    float baseline;
+    uint8_t tripped, nmembers, seg, first_scope; /* seg: CAMPAIGN_PROBATION, _PROTECTED */
+    struct campaign_slot first; /* the member while there is one; then cold->members[0] */
+};
+
+struct campaign_cold {
     char text[CAMPAIGN_TEXT_MAX + 1];
     uint8_t scopes[CAMPAIGN_MEMBERS];
     struct campaign_slot members[CAMPAIGN_MEMBERS]; /* first seen first */
 };
 
+/*
+ * The doorkeeper: a key's first sender waits here (one slot per hash, overwritten by any
+ * other key) and the key enters the table only when a second identity sends it within the
+ * window. Most subjects are sent once by one sender: they never touch the table.
+ */
+struct campaign_door {
+    uint32_t tag; /* the key's hash, high half, never 0; 0: empty */
+    uint32_t slot, gen, last_s;
+    uint32_t scope;
+};
+
 struct campaign {
     struct campaign_params p;
+    struct campaign_door *door;
+    uint32_t ndoor; /* a power of two, twice the keys */
     uint8_t key[SIPHASH_KEY_LEN];
     struct campaign_key *keys;
+    struct campaign_cold *cold; /* per key, written from its second identity on */
     uint32_t *buckets;
     uint32_t nbuckets; /* a power of two */
     uint32_t nused;
     uint32_t lru_head[2], lru_tail[2]; /* per segment: most, least recently used */
     uint32_t nseg[2];
     uint32_t protected_max;
-    int64_t start_ms;            /* first message seen, INT64_MIN: none yet */
-    uint32_t window_s;           /* the window in whole seconds, rounded up */
-    uint32_t tick;               /* notes so far (wraps): how recently a key was moved */
+    int64_t start_ms;  /* first message seen, INT64_MIN: none yet */
+    uint32_t window_s; /* the window in whole seconds, rounded up */
+    uint32_t tick;     /* notes so far (wraps): how recently a key was moved */
     struct campaign_stats stats;
 };
 
@@ -97,8 +123,11 @@ campaign_new(const struct campaign_params *p, const uint8_t key[SIPHASH_KEY_LEN]
         c->nbuckets <<= 1;
     /* calloc: the pages of keys never used are never touched */
     c->keys = calloc(p->cap, sizeof(*c->keys));
+    c->cold = calloc(p->cap, sizeof(*c->cold));
     c->buckets = malloc(c->nbuckets * sizeof(*c->buckets));
-    if (!c->keys || !c->buckets) {
+    c->ndoor = c->nbuckets < (1u << 29) ? 2 * c->nbuckets : c->nbuckets;
+    c->door = calloc(c->ndoor, sizeof(*c->door));
+    if (!c->keys || !c->cold || !c->buckets || !c->door) {
         campaign_free(c);
         return NULL;
     }
@@ -116,6 +145,8 @@ campaign_free(struct campaign *c)
     if (!c)
         return;
     free(c->keys);
+    free(c->cold);
+    free(c->door);
     free(c->buckets);
     free(c);
 }
@@ -166,7 +197,7 @@ campaign_set_key(const struct campaign *c, uint64_t *hashes, size_t n, size_t mi
     return siphash(hashes, out * sizeof(*hashes), c->key) | 1; /* never 0 */
 }
 
-/* --- the LRU list and the hash chains --------------------------------------------- */
+/* --- the LRU lists and the hash chains --------------------------------------------- */
 
 static void
 campaign_lru_unlink(struct campaign *c, struct campaign_key *k)
@@ -195,6 +226,7 @@ campaign_lru_front(struct campaign *c, struct campaign_key *k)
         c->lru_tail[k->seg] = i;
     c->lru_head[k->seg] = i;
     c->nseg[k->seg]++;
+    k->touched = c->tick;
 }
 
 /* A key a second identity sent: kept; the protected segment's oldest goes back to probation. */
@@ -235,8 +267,7 @@ campaign_find(struct campaign *c, uint64_t hash)
 }
 
 static struct campaign_key *
-campaign_add(struct campaign *c, uint64_t hash, int64_t now_ms, campaign_text_fn text,
-             void *text_ctx)
+campaign_add(struct campaign *c, uint64_t hash, int64_t now_ms)
 {
     struct campaign_key *k;
     uint32_t *head;
@@ -252,14 +283,9 @@ campaign_add(struct campaign *c, uint64_t hash, int64_t now_ms, campaign_text_fn
         campaign_unchain(c, k);
         c->stats.evictions++;
     }
-    memset(k, 0, offsetof(struct campaign_key, members));
+    memset(k, 0, sizeof(*k));
     k->hash = hash;
-    k->used = 1;
-    k->epoch = now_ms / c->p.window_ms;
-    k->touched = c->tick;
-    if (text)
-        text(text_ctx, k->text, sizeof(k->text));
-    k->text[sizeof(k->text) - 1] = '\0';
+    k->epoch = (uint32_t)(now_ms / c->p.window_ms);
     head = &c->buckets[hash & (c->nbuckets - 1)];
     k->hnext = *head;
     *head = (uint32_t)(k - c->keys);
@@ -281,16 +307,16 @@ campaign_decay(double v, int64_t periods)
 static void
 campaign_roll(const struct campaign *c, struct campaign_key *k, int64_t now_ms)
 {
-    int64_t epoch = now_ms / c->p.window_ms, gone;
-    double last;
+    uint32_t epoch = (uint32_t)(now_ms / c->p.window_ms);
+    int64_t gone;
+    double last, base;
 
     if (epoch <= k->epoch)
         return;
-    gone = epoch - k->epoch;
+    gone = (int64_t)epoch - k->epoch;
     last = campaign_decay((double)k->epoch_peak, gone - 1);
-    k->baseline = campaign_decay(k->baseline, gone);
-    if (last > k->baseline)
-        k->baseline = last;
+    base = campaign_decay((double)k->baseline, gone);
+    k->baseline = (float)(last > base ? last : base);
     k->epoch = epoch;
     k->epoch_peak = 0;
 }
@@ -319,22 +345,46 @@ campaign_time(const struct campaign *c, int64_t now_ms)
     return s < 1 ? 1 : s > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 
+static bool
+campaign_is(const struct campaign_slot *v, uint8_t scope, struct campaign_member m)
+{
+    return v->slot == m.ref.slot && v->gen == m.ref.gen && scope == (uint8_t)m.scope;
+}
+
 /*
  * Remember @m sent the key at @now (campaign_time) and count the identities that sent it
  * within the window (CAMPAIGN_MEMBERS: at least that many), in one pass. *@idx is the
- * member's index, or -1 when the list is full of identities still inside the window.
+ * member's index, or -1 when the list is full of identities still inside the window. A
+ * key with one member keeps it in its hot part; the second moves the list to the cold
+ * part (and the key's shown text with it: @text is asked for then).
  */
 static uint32_t
-campaign_remember(const struct campaign *c, struct campaign_key *k, struct campaign_member m,
-                  uint32_t now, int *idx)
+campaign_remember(struct campaign *c, struct campaign_key *k, struct campaign_member m,
+                  uint32_t now, campaign_text_fn text, void *text_ctx, int *idx)
 {
     uint32_t since = now > c->window_s ? now - c->window_s : 0, count = 0;
+    struct campaign_cold *cold = &c->cold[k - c->keys];
     size_t oldest = 0, n = k->nmembers, found = SIZE_MAX;
-    struct campaign_slot *v = k->members;
+    struct campaign_slot *v = cold->members;
 
+    if (n == 0 || (n == 1 && campaign_is(&k->first, k->first_scope, m))) {
+        count = 1;
+        k->first = (struct campaign_slot){ m.ref.slot, m.ref.gen, now };
+        k->first_scope = (uint8_t)m.scope;
+        k->nmembers = 1;
+        *idx = 0;
+        return count;
+    }
+    if (n == 1) { /* a second identity: the list moves to the cold part */
+        v[0] = k->first;
+        cold->scopes[0] = k->first_scope;
+        if (text)
+            text(text_ctx, cold->text, sizeof(cold->text));
+        cold->text[sizeof(cold->text) - 1] = '\0';
+    }
     for (size_t i = 0; i < n; i++) {
         count += v[i].last_s > since;
-        if (v[i].slot == m.ref.slot && v[i].gen == m.ref.gen && k->scopes[i] == (uint8_t)m.scope)
+        if (campaign_is(&v[i], cold->scopes[i], m))
             found = i;
         if (v[i].last_s < v[oldest].last_s)
             oldest = i;
@@ -345,7 +395,7 @@ campaign_remember(const struct campaign *c, struct campaign_key *k, struct campa
         *idx = (int)found;
     } else if (n < CAMPAIGN_MEMBERS) {
         v[n] = (struct campaign_slot){ m.ref.slot, m.ref.gen, now };
-        k->scopes[n] = (uint8_t)m.scope;
+        cold->scopes[n] = (uint8_t)m.scope;
         k->nmembers++;
         count++;
         *idx = (int)n;
@@ -355,9 +405,9 @@ campaign_remember(const struct campaign *c, struct campaign_key *k, struct campa
     } else {
         /* keep the list in first-seen order: the stale one leaves, the rest move up */
         memmove(&v[oldest], &v[oldest + 1], (n - oldest - 1) * sizeof(v[0]));
-        memmove(&k->scopes[oldest], &k->scopes[oldest + 1], n - oldest - 1);
+        memmove(&cold->scopes[oldest], &cold->scopes[oldest + 1], n - oldest - 1);
         v[n - 1] = (struct campaign_slot){ m.ref.slot, m.ref.gen, now };
-        k->scopes[n - 1] = (uint8_t)m.scope;
+        cold->scopes[n - 1] = (uint8_t)m.scope;
         count++;
         *idx = (int)(n - 1);
     }
@@ -365,10 +415,10 @@ campaign_remember(const struct campaign *c, struct campaign_key *k, struct campa
 }
 
 static void
-campaign_fill(const struct campaign_key *k, uint32_t count, uint64_t threshold,
-              struct campaign_trip *ret)
+campaign_fill(const struct campaign *c, const struct campaign_key *k, uint32_t count,
+              uint64_t threshold, struct campaign_trip *ret)
 {
-    memcpy(ret->text, k->text, sizeof(ret->text));
+    memcpy(ret->text, c->cold[k - c->keys].text, sizeof(ret->text));
     ret->identities = count;
     ret->baseline = k->baseline;
     ret->threshold = threshold;
@@ -380,6 +430,7 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
               struct campaign_member m, int64_t now_ms, struct campaign_trip *ret)
 {
     struct campaign_key *k = campaign_find(c, key);
+    const struct campaign_cold *cold;
     uint64_t threshold;
     uint32_t count, now;
     int idx;
@@ -389,24 +440,37 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
     now = campaign_time(c, now_ms);
     c->tick++;
     if (!k) {
-        k = campaign_add(c, key, now_ms, text, text_ctx);
+        struct campaign_door *d = &c->door[key & (c->ndoor - 1)];
+        uint32_t tag = (uint32_t)(key >> 32) | 1;
+        if (d->tag != tag || d->last_s + c->window_s <= now ||
+            campaign_is(&(struct campaign_slot){ d->slot, d->gen, 0 }, (uint8_t)d->scope, m)) {
+            *d = (struct campaign_door){ tag, m.ref.slot, m.ref.gen, now, (uint32_t)m.scope };
+            return CAMPAIGN_QUIET;
+        }
+        /* a second identity within the window: the key enters with its first sender */
+        k = campaign_add(c, key, now_ms);
+        k->first = (struct campaign_slot){ d->slot, d->gen, d->last_s };
+        k->first_scope = (uint8_t)d->scope;
+        k->nmembers = 1;
+        d->tag = 0;
     } else if (k->prev != CAMPAIGN_NONE && c->tick - k->touched > c->p.cap / 16) {
         /* a key moved to the front lately is still far from the end: leave it there */
         campaign_lru_unlink(c, k);
         campaign_lru_front(c, k);
-        k->touched = c->tick;
     }
     campaign_roll(c, k, now_ms);
-    count = campaign_remember(c, k, m, now, &idx);
+    count = campaign_remember(c, k, m, now, text, text_ctx, &idx);
     if (k->seg == CAMPAIGN_PROBATION && k->nmembers >= 2)
         campaign_promote(c, k);
     if (count > k->epoch_peak)
         k->epoch_peak = count;
-    threshold = campaign_threshold(c, k->baseline);
-    if (k->tripped && count <= c->p.above)
+    if (count <= c->p.above) { /* under every threshold: the common case ends here */
         k->tripped = 0;
+        return CAMPAIGN_QUIET;
+    }
+    threshold = campaign_threshold(c, k->baseline);
     if (k->tripped) {
-        campaign_fill(k, count, threshold, ret);
+        campaign_fill(c, k, count, threshold, ret);
         ret->members[0] = m;
         ret->nmembers = 1;
         return CAMPAIGN_MEMBER;
@@ -415,11 +479,13 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
         return CAMPAIGN_QUIET;
     k->tripped = 1;
     c->stats.trips++;
-    campaign_fill(k, count, threshold, ret);
+    campaign_fill(c, k, count, threshold, ret);
+    cold = &c->cold[k - c->keys];
     for (size_t i = 0; i < k->nmembers && ret->nmembers < CAMPAIGN_TRIP_MAX; i++)
-        if (k->members[i].last_s + c->window_s > now)
+        if (cold->members[i].last_s + c->window_s > now)
             ret->members[ret->nmembers++] = (struct campaign_member){
-                { k->members[i].slot, k->members[i].gen }, (enum usertable_scope)k->scopes[i]
+                { cold->members[i].slot, cold->members[i].gen },
+                (enum usertable_scope)cold->scopes[i]
             };
     /* the sender of this message is named even when the list is full */
     if (idx < 0 && ret->nmembers < CAMPAIGN_TRIP_MAX)
@@ -440,7 +506,16 @@ campaign_unescape(const char *s, size_t len, unsigned char *out, size_t size)
     for (size_t i = 0; i < len && n < size; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch != '\\' || i + 1 == len) {
-            out[n++] = ch;
+            /* the run up to the next backslash at once: most subjects have none */
+            const char *bs = memchr(s + i, '\\', len - i);
+            size_t run = (bs ? (size_t)(bs - s) : len) - i;
+            if (run > size - n)
+                run = size - n;
+            if (run == 0)
+                run = 1;
+            memcpy(out + n, s + i, run);
+            n += run;
+            i += run - 1;
             continue;
         }
         ch = (unsigned char)s[++i];
@@ -640,6 +715,15 @@ campaign_word_end(struct campaign_norm *s)
 }
 
 static void
+campaign_word_byte(struct campaign_norm *s, char ch)
+{
+    if (s->wlen == CAMPAIGN_WORD_MAX)
+        s->long_word = true;
+    else
+        s->word[s->wlen++] = ch;
+}
+
+static void
 campaign_word_add(struct campaign_norm *s, const unsigned char *p, size_t n)
 {
     if (s->wlen + n > CAMPAIGN_WORD_MAX) {
@@ -660,7 +744,22 @@ campaign_subject_norm(const char *esc, size_t len, char *out, size_t size)
     if (size == 0)
         return 0;
     for (size_t i = 0; i < n; i += len1) {
-        uint32_t cp = campaign_utf8(raw + i, n - i, &len1);
+        uint32_t cp;
+        if (raw[i] < 0x80) { /* ASCII: no decoding, no table search */
+            unsigned char ch = raw[i];
+            len1 = 1;
+            if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') {
+                campaign_case(&s, ch);
+                campaign_word_byte(&s, (char)(ch | 0x20));
+            } else if (ch >= '0' && ch <= '9') {
+                s.digit = true;
+                campaign_word_byte(&s, (char)ch);
+            } else if (ch != '-' && ch != '_' && ch != '.' && ch != '/' && ch != ':' && ch != '#') {
+                campaign_word_end(&s);
+            }
+            continue;
+        }
+        cp = campaign_utf8(raw + i, n - i, &len1);
         int f = cp == 0x110000 ? 1 : campaign_fold(cp);
         if (f == -1)
             continue;

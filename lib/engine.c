@@ -47,9 +47,6 @@ struct engine {
     int64_t bound_ms; /* without a wall clock: engine_delay's bound, INT64_MAX: none */
     /* signals across identities (the section at the end of this file) */
     struct campaign *campaigns[CONFIG_RULES_MAX]; /* per campaign rule, NULL for others */
-    uint32_t *queued;     /* per identity slot: its messages still queued (QUEUED rules) */
-    uint32_t *queued_gen; /* the slot generation each count belongs to */
-    uint32_t queued_cap;
     unsigned sig; /* ENGINE_SIG_* the config asks for */
 };
 
@@ -257,7 +254,7 @@ engine_set_config(struct engine *e, const struct config *cfg)
     msgs = msgtrack_new(0, e->key);
     e->cfg = cfg; /* engine_carry_trips() maps onto the new rules */
     r = (table && msgs) ? engine_carry_trips(e, table, names, old->nrules) : -ENOMEM;
-    /* campaign members and queued counts name slots of the old table: start them afresh */
+    /* campaign members name slots of the old table: start them afresh */
     if (r == 0)
         r = engine_signals_swap(e, old, cfg, true);
     if (r < 0) {
@@ -968,7 +965,7 @@ engine_campaign_same(const struct config_rule *a, const struct config_rule *b)
 
 /*
  * Take @cfg's signals: campaign tables (kept across a reload for an unchanged rule unless
- * @fresh: the identity table was rebuilt, so members name stale slots), queued counts.
+ * @fresh: the identity table was rebuilt, so members name stale slots).
  * All or nothing: -ENOMEM leaves the engine as it was.
  */
 static int
@@ -977,7 +974,6 @@ engine_signals_swap(struct engine *e, const struct config *old, const struct con
 {
     struct campaign *next[CONFIG_RULES_MAX] = { NULL };
     bool kept[CONFIG_RULES_MAX] = { false }, reused[CONFIG_RULES_MAX] = { false };
-    uint32_t *queued = NULL, *gen = NULL;
     unsigned sig = 0;
 
     for (size_t i = 0; i < cfg->nrules; i++) {
@@ -1003,35 +999,17 @@ engine_signals_swap(struct engine *e, const struct config *old, const struct con
                 goto nomem;
         }
     }
-    if ((sig & ENGINE_SIG_QUEUED) && (!e->queued || e->queued_cap != cfg->max_identities)) {
-        queued = calloc(cfg->max_identities, sizeof(*queued));
-        gen = calloc(cfg->max_identities, sizeof(*gen));
-        if (!queued || !gen)
-            goto nomem;
-    }
     /* commit */
     for (size_t j = 0; j < CONFIG_RULES_MAX; j++)
         if (e->campaigns[j] && !kept[j])
             campaign_free(e->campaigns[j]);
     memcpy(e->campaigns, next, sizeof(next));
-    if (queued) {
-        free(e->queued);
-        free(e->queued_gen);
-        e->queued = queued;
-        e->queued_gen = gen;
-        e->queued_cap = cfg->max_identities;
-    } else if (e->queued && fresh) {
-        memset(e->queued, 0, e->queued_cap * sizeof(*e->queued));
-        memset(e->queued_gen, 0, e->queued_cap * sizeof(*e->queued_gen));
-    }
     e->sig = sig;
     return 0;
 nomem:
     for (size_t i = 0; i < CONFIG_RULES_MAX; i++)
         if (!reused[i])
             campaign_free(next[i]);
-    free(queued);
-    free(gen);
     return -ENOMEM;
 }
 
@@ -1040,23 +1018,14 @@ engine_signals_free(struct engine *e)
 {
     for (size_t i = 0; i < CONFIG_RULES_MAX; i++)
         campaign_free(e->campaigns[i]);
-    free(e->queued);
-    free(e->queued_gen);
 }
 
-/* Queued messages of identity @ref: add @delta (+1 at arrival, -1 when done). */
+/* Queued messages of an identity (kept with its policy state): add @delta (+1 or -1). */
 static uint32_t
-engine_queued_add(struct engine *e, struct usertable_ref ref, int delta)
+engine_queued_add(struct usertable_entry *ent, int delta)
 {
-    uint32_t *q;
+    uint32_t *q = &usertable_entry_policy(ent)->queued;
 
-    if (!e->queued || ref.slot >= e->queued_cap)
-        return 0;
-    q = &e->queued[ref.slot];
-    if (e->queued_gen[ref.slot] != ref.gen) { /* another identity had the slot before */
-        e->queued_gen[ref.slot] = ref.gen;
-        *q = 0;
-    }
     if (delta > 0 && *q < UINT32_MAX)
         (*q)++;
     else if (delta < 0 && *q > 0)
@@ -1067,9 +1036,11 @@ engine_queued_add(struct engine *e, struct usertable_ref ref, int delta)
 static void
 engine_queued_msg(struct engine *e, const struct msgtrack_msg *msg, int delta)
 {
-    for (size_t s = 0; s < SCOPE__MAX; s++)
-        if (msg->refs[s].slot != UINT32_MAX)
-            (void)engine_queued_add(e, msg->refs[s], delta);
+    for (size_t s = 0; s < SCOPE__MAX; s++) {
+        struct usertable_entry *ent;
+        if (msg->refs[s].slot != UINT32_MAX && (ent = usertable_deref(e->table, msg->refs[s])))
+            (void)engine_queued_add(ent, delta);
+    }
 }
 
 /* A message leaves the table (its Completed line, or forgotten for room): not queued now. */
@@ -1137,11 +1108,11 @@ engine_sig_queued(struct engine *e, const struct exim_event *ev, struct msgtrack
     for (size_t s = 0; s < SCOPE__MAX; s++) {
         struct usertable_entry *ent;
         uint32_t n;
-        if (msg->refs[s].slot == UINT32_MAX)
+        if (msg->refs[s].slot == UINT32_MAX ||
+            !(ent = usertable_deref(e->table, msg->refs[s])))
             continue;
-        n = engine_queued_add(e, msg->refs[s], 1);
-        ent = usertable_deref(e->table, msg->refs[s]);
-        for (size_t i = 0; ent && i < cfg->nrules; i++)
+        n = engine_queued_add(ent, 1);
+        for (size_t i = 0; i < cfg->nrules; i++)
             if (cfg->rules[i].kind == CONFIG_RULE_QUEUED && cfg->rules[i].scope == s)
                 k += engine_fire(e, ent, i, n, POLICY_THRESHOLD_RULE, "", ev, line, ret + k,
                                  max - k);
@@ -1177,33 +1148,53 @@ engine_sig_trap(struct engine *e, const struct exim_event *ev, const struct attr
     return k;
 }
 
-/* The shown form of a domain-set key: the domains of the for-list, in its order. */
+/* The shown form of a domain-set key: its first domains, sorted, lowercase. */
 struct engine_domains_text {
     const struct exim_event *ev;
 };
+
+/* Case-insensitive order of two domains. */
+static int
+engine_domain_cmp(struct fg_str a, struct fg_str b)
+{
+    for (size_t i = 0; i < a.len && i < b.len; i++) {
+        char x = util_ascii_lower(a.p[i]), y = util_ascii_lower(b.p[i]);
+        if (x != y)
+            return (unsigned char)x < (unsigned char)y ? -1 : 1;
+    }
+    return a.len < b.len ? -1 : a.len > b.len;
+}
 
 static void
 engine_domains_text(void *ctx, char *buf, size_t size)
 {
     const struct engine_domains_text *t = ctx;
-    struct fg_str addr;
-    size_t pos = 0, n = 0;
+    struct fg_str doms[16], addr;
+    size_t pos = 0, nd = 0, n = 0;
 
-    buf[0] = '\0';
-    while (eximlog_next_addr(t->ev->rcpts, &pos, &addr) > 0) {
+    /* the first 16 distinct domains of the for-list, in order (insertion sort) */
+    while (nd < N_ELEMS(doms) && eximlog_next_addr(t->ev->rcpts, &pos, &addr) > 0) {
         struct fg_str d = eximlog_addr_domain(addr);
-        bool seen = false;
-        for (size_t i = 0; i + d.len <= n && !seen; i++)
-            seen = memcmp(buf + i, d.p, d.len) == 0 && (i == 0 || buf[i - 1] == ' ') &&
-                   (i + d.len == n || buf[i + d.len] == ' ');
-        if (seen || d.len == 0)
+        size_t k = nd;
+        int c = 1;
+        if (d.len == 0)
             continue;
-        if (n + (n ? 1 : 0) + d.len + 1 > size)
+        while (k > 0 && (c = engine_domain_cmp(d, doms[k - 1])) < 0)
+            k--;
+        if (k > 0 && c == 0)
+            continue;
+        memmove(&doms[k + 1], &doms[k], (nd - k) * sizeof(doms[0]));
+        doms[k] = d;
+        nd++;
+    }
+    buf[0] = '\0';
+    for (size_t i = 0; i < nd; i++) {
+        if (n + (n ? 1 : 0) + doms[i].len + 1 > size)
             break;
         if (n)
             buf[n++] = ' ';
-        for (size_t i = 0; i < d.len; i++)
-            buf[n++] = util_ascii_lower(d.p[i]);
+        for (size_t j2 = 0; j2 < doms[i].len; j2++)
+            buf[n++] = util_ascii_lower(doms[i].p[j2]);
         buf[n] = '\0';
     }
 }

@@ -201,6 +201,11 @@ policy_eval(const struct policy *p, const struct usertable *t, struct usertable_
     return policy_eval_kinds(p, t, e, account, now_ms, false, ret, max);
 }
 
+/*
+ * Ratio rules are evaluated by policy_eval_ratios() alone: a ratio's count only grows on a
+ * failure or deferral line, while an arrival only adds to its total.
+ */
+
 bool
 policy_has_ratio(const struct policy *p, enum usertable_scope scope)
 {
@@ -237,7 +242,7 @@ policy_eval_kinds(const struct policy *p, const struct usertable *t, struct user
         uint64_t value, threshold;
 
         if (r->scope != scope || (st->tripped & bit) ||
-            (ratios_only && r->kind != CONFIG_RULE_RATIO))
+            ratios_only != (r->kind == CONFIG_RULE_RATIO))
             continue;
         if (r->kind == CONFIG_RULE_RATIO) {
             uint64_t total;

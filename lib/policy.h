@@ -37,8 +37,7 @@ void policy_usertable_series(const struct policy *p, struct usertable_params *re
 size_t policy_rule_series(const struct policy *p, size_t rule);
 
 /*
- * Evaluate every sliding-count and ratio rule of the entry's scope (a ratio rule only once
- * its recipients reach the rule's min:), pure in the sense of DESIGN.md: counters,
+ * Evaluate every sliding-count rule of the entry's scope (ratio rules: policy_eval_ratios), pure in the sense of DESIGN.md: counters,
  * identity and log time in, verdicts out. @account is the identity's account (NULL when
  * unknown), for exemptions and overrides; a mailbox identity is also matched against the
  * mailbox exemptions. A verdict fires once per identity and rule: the rule's bit in the
@@ -62,7 +61,10 @@ int policy_fire(const struct policy *p, struct usertable_entry *e, const char *a
 
 /* Does @scope have a ratio rule (fail_ratio, defer_ratio)? */
 bool policy_has_ratio(const struct policy *p, enum usertable_scope scope);
-/* policy_eval() of the ratio rules only (a failure or deferral moved a ratio). */
+/*
+ * The ratio rules of the entry's scope, each once its recipients reach the rule's min:
+ * called when a failure or deferral moved a ratio (an arrival only lowers one).
+ */
 size_t policy_eval_ratios(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
                           const char *account, int64_t now_ms, struct policy_verdict *ret,
                           size_t max);

@@ -199,21 +199,41 @@ START_TEST(test_campaign_lru_keeps_shared_keys)
     struct campaign_trip trip;
     char key[32];
 
-    /* "shared" has a history: two senders */
+    /* "shared": two senders, the second one lets it into the table */
     ck_assert_int_eq(note(c, "shared", 1, 0, &trip), CAMPAIGN_QUIET);
     ck_assert_int_eq(note(c, "shared", 2, 1000, &trip), CAMPAIGN_QUIET);
-    /* a flood of one-off subjects fills the table many times over */
+    /* a flood of one-off subjects stops at the doorkeeper: the table never sees them */
     for (uint32_t i = 0; i < 200; i++) {
         (void)snprintf(key, sizeof(key), "unique %u", i);
         ck_assert_int_eq(note(c, key, 1000 + i, 2000 + i, &trip), CAMPAIGN_QUIET);
     }
+    ck_assert_uint_eq(campaign_stats(c)->keys, 1);
+    ck_assert_uint_eq(campaign_stats(c)->evictions, 0);
+    /* subjects of two senders each enter it, fill it and push the oldest out */
+    for (uint32_t i = 0; i < 14; i++) {
+        (void)snprintf(key, sizeof(key), "pair %u", i);
+        ck_assert_int_eq(note(c, key, 3000 + i, 3000 + 2 * i, &trip), CAMPAIGN_QUIET);
+        ck_assert_int_eq(note(c, key, 4000 + i, 3001 + 2 * i, &trip), CAMPAIGN_QUIET);
+    }
+    ck_assert_uint_eq(campaign_stats(c)->keys, 15);
+    ck_assert_uint_eq(campaign_stats(c)->evictions, 0);
+    for (uint32_t i = 14; i < 20; i++) {
+        (void)snprintf(key, sizeof(key), "pair %u", i);
+        ck_assert_int_eq(note(c, key, 3000 + i, 3000 + 2 * i, &trip), CAMPAIGN_QUIET);
+        ck_assert_int_eq(note(c, key, 4000 + i, 3001 + 2 * i, &trip), CAMPAIGN_QUIET);
+    }
     ck_assert_uint_eq(campaign_stats(c)->keys, 16);
-    ck_assert_uint_eq(campaign_stats(c)->evictions, 200 + 1 - 16);
-    /* "shared" is still known: 7 more senders make 9 identities */
-    for (uint32_t i = 3; i < 9; i++)
+    ck_assert_uint_eq(campaign_stats(c)->evictions, 5);
+    /* the same sender twice is still one sender: its key stays out */
+    ck_assert_int_eq(note(c, "solo", 7, 9000, &trip), CAMPAIGN_QUIET);
+    ck_assert_int_eq(note(c, "solo", 7, 9001, &trip), CAMPAIGN_QUIET);
+    ck_assert_uint_eq(campaign_stats(c)->evictions, 5);
+    /* "shared" was used before the pairs: gone, and learnt again from its next senders */
+    for (uint32_t i = 3; i < 11; i++)
         ck_assert_int_eq(note(c, "shared", i, 5000 + i, &trip), CAMPAIGN_QUIET);
-    ck_assert_int_eq(note(c, "shared", 9, 6000, &trip), CAMPAIGN_TRIPPED);
+    ck_assert_int_eq(note(c, "shared", 11, 6000, &trip), CAMPAIGN_TRIPPED);
     ck_assert_uint_eq(trip.identities, 9);
+    ck_assert_uint_eq(trip.members[0].ref.slot, 3);
     campaign_free(c);
 }
 END_TEST
