@@ -22,12 +22,10 @@
  * stays so while its sliding count is above "above", and every identity that sends it
  * meanwhile is reported as a member.
  *
- * Bounded: cap keys allocated once, a segmented LRU: a new key waits in probation, and
- * once a second identity sends it, it moves to the protected segment (at most three
- * quarters of the keys; its least recently used key goes back to probation). A new key
- * takes the place of probation's least recently used key, else protected's (counted):
- * the many subjects only one sender ever uses cannot push out the keys with a history.
- * Counts saturate at CAMPAIGN_MEMBERS: an identity that finds the list full of identities
+ * Bounded: cap keys allocated once; a key enters the table only when a second identity
+ * sends it within the window (the first sender waits in the doorkeeper below), so the many
+ * subjects only one sender ever uses cannot push out the keys with a history; a new key
+ * takes the place of the least recently used one (counted). Counts saturate at CAMPAIGN_MEMBERS: an identity that finds the list full of identities
  * still inside the window is not remembered, and the count reads "at least
  * CAMPAIGN_MEMBERS" for a window. No allocation after campaign_new().
  *
@@ -49,9 +47,6 @@
 
 #define CAMPAIGN_NONE UINT32_MAX
 
-/* Segmented LRU: keys one identity sent wait in probation, keys of two or more are kept. */
-enum { CAMPAIGN_PROBATION = 0, CAMPAIGN_PROTECTED = 1 };
-
 /* A member: its identity-table reference and when it last sent the key (0: never). */
 struct campaign_slot {
     uint32_t slot, gen;
@@ -66,7 +61,7 @@ struct campaign_key {
     uint32_t epoch_peak;        /* highest sliding count seen in the current period */
     uint32_t epoch;             /* the current period: log time / window_ms */
     float baseline;
-    uint8_t tripped, nmembers, seg, first_scope; /* seg: CAMPAIGN_PROBATION, _PROTECTED */
+    uint8_t tripped, nmembers, first_scope;
     struct campaign_slot first; /* the member while there is one; then cold->members[0] */
 };
 
@@ -97,9 +92,7 @@ struct campaign {
     uint32_t *buckets;
     uint32_t nbuckets; /* a power of two */
     uint32_t nused;
-    uint32_t lru_head[2], lru_tail[2]; /* per segment: most, least recently used */
-    uint32_t nseg[2];
-    uint32_t protected_max;
+    uint32_t lru_head, lru_tail; /* most, least recently used */
     int64_t start_ms;  /* first message seen, INT64_MIN: none yet */
     uint32_t window_s; /* the window in whole seconds, rounded up */
     uint32_t tick;     /* notes so far (wraps): how recently a key was moved */
@@ -132,8 +125,7 @@ campaign_new(const struct campaign_params *p, const uint8_t key[SIPHASH_KEY_LEN]
         return NULL;
     }
     memset(c->buckets, 0xff, c->nbuckets * sizeof(*c->buckets));
-    c->lru_head[0] = c->lru_tail[0] = c->lru_head[1] = c->lru_tail[1] = CAMPAIGN_NONE;
-    c->protected_max = p->cap - p->cap / 4; /* a quarter stays for new keys to prove themselves */
+    c->lru_head = c->lru_tail = CAMPAIGN_NONE;
     c->start_ms = INT64_MIN;
     c->window_s = (uint32_t)((p->window_ms + 999) / 1000);
     return c;
@@ -197,7 +189,7 @@ campaign_set_key(const struct campaign *c, uint64_t *hashes, size_t n, size_t mi
     return siphash(hashes, out * sizeof(*hashes), c->key) | 1; /* never 0 */
 }
 
-/* --- the LRU lists and the hash chains --------------------------------------------- */
+/* --- the LRU list and the hash chains ---------------------------------------------- */
 
 static void
 campaign_lru_unlink(struct campaign *c, struct campaign_key *k)
@@ -205,12 +197,11 @@ campaign_lru_unlink(struct campaign *c, struct campaign_key *k)
     if (k->prev != CAMPAIGN_NONE)
         c->keys[k->prev].next = k->next;
     else
-        c->lru_head[k->seg] = k->next;
+        c->lru_head = k->next;
     if (k->next != CAMPAIGN_NONE)
         c->keys[k->next].prev = k->prev;
     else
-        c->lru_tail[k->seg] = k->prev;
-    c->nseg[k->seg]--;
+        c->lru_tail = k->prev;
 }
 
 static void
@@ -219,29 +210,13 @@ campaign_lru_front(struct campaign *c, struct campaign_key *k)
     uint32_t i = (uint32_t)(k - c->keys);
 
     k->prev = CAMPAIGN_NONE;
-    k->next = c->lru_head[k->seg];
-    if (c->lru_head[k->seg] != CAMPAIGN_NONE)
-        c->keys[c->lru_head[k->seg]].prev = i;
+    k->next = c->lru_head;
+    if (c->lru_head != CAMPAIGN_NONE)
+        c->keys[c->lru_head].prev = i;
     else
-        c->lru_tail[k->seg] = i;
-    c->lru_head[k->seg] = i;
-    c->nseg[k->seg]++;
+        c->lru_tail = i;
+    c->lru_head = i;
     k->touched = c->tick;
-}
-
-/* A key a second identity sent: kept; the protected segment's oldest goes back to probation. */
-static void
-campaign_promote(struct campaign *c, struct campaign_key *k)
-{
-    campaign_lru_unlink(c, k);
-    k->seg = CAMPAIGN_PROTECTED;
-    campaign_lru_front(c, k);
-    if (c->nseg[CAMPAIGN_PROTECTED] > c->protected_max) {
-        struct campaign_key *old = &c->keys[c->lru_tail[CAMPAIGN_PROTECTED]];
-        campaign_lru_unlink(c, old);
-        old->seg = CAMPAIGN_PROBATION;
-        campaign_lru_front(c, old);
-    }
 }
 
 static void
@@ -276,9 +251,7 @@ campaign_add(struct campaign *c, uint64_t hash, int64_t now_ms)
         k = &c->keys[c->nused++];
         c->stats.keys++;
     } else {
-        uint32_t seg = c->lru_tail[CAMPAIGN_PROBATION] != CAMPAIGN_NONE ? CAMPAIGN_PROBATION
-                                                                         : CAMPAIGN_PROTECTED;
-        k = &c->keys[c->lru_tail[seg]];
+        k = &c->keys[c->lru_tail];
         campaign_lru_unlink(c, k);
         campaign_unchain(c, k);
         c->stats.evictions++;
@@ -460,8 +433,6 @@ campaign_note(struct campaign *c, uint64_t key, campaign_text_fn text, void *tex
     }
     campaign_roll(c, k, now_ms);
     count = campaign_remember(c, k, m, now, text, text_ctx, &idx);
-    if (k->seg == CAMPAIGN_PROBATION && k->nmembers >= 2)
-        campaign_promote(c, k);
     if (count > k->epoch_peak)
         k->epoch_peak = count;
     if (count <= c->p.above) { /* under every threshold: the common case ends here */

@@ -24,7 +24,8 @@ struct campaign_params {
     uint64_t above;    /* distinct identities must exceed it (below CAMPAIGN_MEMBERS) */
     double factor;     /* ... and factor x the key's baseline */
     int64_t learn_ms;  /* no trip before this long after the first message */
-    uint32_t cap;      /* keys remembered; the least recently used is forgotten */
+    uint32_t cap;      /* keys remembered (from their second identity on); the least
+                        * recently used is forgotten */
 };
 
 /* An identity, as the engine's identity table knows it. */
