@@ -90,8 +90,9 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
 
     (void)snprintf(value, sizeof(value), "%" PRIu64, n->verdict.value);
     alertmsg_duration(n->verdict.window_ms, when, sizeof(when)); /* "1h", not "3600s" */
-    log_emit(LOG_NOTICE, 0, fields, "tripped %s: %s %s %" PRIu64 " > %" PRIu64 " in %s",
-             n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold, when);
+    log_emit(LOG_NOTICE, 0, fields, "tripped %s: %s %s %" PRIu64 " > %" PRIu64 " in %s%s%s",
+             n->verdict.rule_name, scope, n->id, n->verdict.value, n->verdict.threshold, when,
+             n->detail[0] ? "; " : "", n->detail);
 
     live_metrics_trip(d, n->verdict.rule_name, n->scope);
     live_dnsbl_trip(d, n);
@@ -112,10 +113,17 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
     (void)strbuf_printf(&b,
                         ",\"at\":\"%s\",\"line\":%" PRIu64 ",\"value\":%" PRIu64
                         ",\"threshold\":%" PRIu64 ",\"window_s\":%lld,\"detected_at\":%s,"
-                        "\"msgid\":\"%s\",\"mode\":\"%s\"}\n",
+                        "\"msgid\":\"%s\",\"mode\":\"%s\"",
                         n->at, n->line, n->verdict.value, n->verdict.threshold,
                         (long long)(n->verdict.window_ms / 1000), when, n->msgid,
                         d->cfg->mode == CONFIG_MODE_MONITOR ? "monitor" : "enforce");
+    /* campaign and trap trips say what they are about (the key and its identities, the trap) */
+    if (n->detail[0]) {
+        (void)strbuf_appends(&b, ",\"detail\":\"");
+        (void)strbuf_append_json(&b, n->detail, strlen(n->detail));
+        (void)strbuf_append(&b, "\"", 1);
+    }
+    (void)strbuf_appends(&b, "}\n");
     live_audit(d, strbuf_cstr(&b));
     strbuf_done(&b);
     /* DESIGN.md's order: the "tripped" alert, then the actions, then "acted" */

@@ -176,7 +176,7 @@ live_alert_trip(struct daemon *d, const struct engine_notice *n, const struct ex
         };
     }
     if (n->verdict.rule < d->cfg->nrules)
-        metric = window_metric_name(d->cfg->rules[n->verdict.rule].metric);
+        metric = config_rule_metric_name(&d->cfg->rules[n->verdict.rule]);
     live_alert_sample(rec, &sample);
     struct dispatch_trip trip = {
         .rule = n->verdict.rule_name,

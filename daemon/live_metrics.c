@@ -395,6 +395,15 @@ live_metrics_engine(struct metrics *m, struct daemon *d)
                          "Records dated more than 5 minutes ahead of the clock, counted at the "
                          "current time.",
                          st->clock_ahead);
+    live_metrics_counter(m, "floodgate_trap_hits_total",
+                         "Outbound messages with a spam trap among their recipients.",
+                         st->trap_hits);
+    live_metrics_counter(m, "floodgate_campaign_trips_total",
+                         "Campaign keys that passed their threshold (each tripping its identities).",
+                         st->campaign_trips);
+    live_metrics_counter(m, "floodgate_campaign_keys_evicted_total",
+                         "Campaign keys forgotten to make room for new ones (campaign rules' keys).",
+                         st->campaign_evictions);
 }
 
 static void

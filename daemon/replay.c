@@ -559,11 +559,16 @@ replay_print_json(struct replay *rp, double secs)
         replay_json_str(&b, n->at);
         (void)strbuf_printf(&b,
                             ",\"line\":%llu,\"value\":%llu,\"limit\":%llu,\"window_s\":%lld,"
-                            "\"again\":%s}",
+                            "\"again\":%s",
                             (unsigned long long)n->line, (unsigned long long)n->verdict.value,
                             (unsigned long long)n->verdict.threshold,
                             (long long)(n->verdict.window_ms / 1000),
                             rp->trips[i].again ? "true" : "false");
+        if (n->detail[0]) {
+            (void)strbuf_appends(&b, ",\"detail\":");
+            replay_json_str(&b, n->detail);
+        }
+        (void)strbuf_appends(&b, "}");
     }
     (void)strbuf_appends(&b, "]}\n");
     (void)fwrite(strbuf_cstr(&b), 1, b.len, stdout);
@@ -611,6 +616,10 @@ replay_print_text(struct replay *rp, double secs)
            (unsigned long long)st->injections[ENGINE_INJ_TAIL],
            (unsigned long long)st->injections[ENGINE_INJ_HELO],
            (unsigned long long)st->clock_ahead);
+    if (st->trap_hits || st->campaign_trips || st->campaign_evictions)
+        printf("spam-trap hits %llu; campaigns tripped %llu, campaign keys evicted %llu\n",
+               (unsigned long long)st->trap_hits, (unsigned long long)st->campaign_trips,
+               (unsigned long long)st->campaign_evictions);
     printf("\ntop senders (at most 5 per scope):\n");
     if (nid > 0)
         printf("  %-8s %-50s %-12s %9s %10s\n", "SCOPE", "IDENTITY", "ACCOUNT", "MESSAGES",
@@ -643,6 +652,8 @@ replay_print_text(struct replay *rp, double secs)
                replay_term(t_id, n->id), n->account[0] ? replay_term(t_acct, n->account) : "-",
                (unsigned long long)n->verdict.value, (unsigned long long)n->verdict.threshold, w,
                rp->trips[i].again ? " (again)" : "");
+        if (n->detail[0])
+            printf("      %s\n", replay_term(t_rule, n->detail));
     }
     free(ids);
 }

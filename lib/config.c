@@ -616,7 +616,217 @@ static const char *const config_rule_keys[] = {
 struct config_rule_ctx {
     struct config_rule *rule;
     unsigned seen;
+    yaml_node_t *above; /* read once the kind is known (a fraction for ratios) */
+    yaml_node_t *scope, *metric;
+    unsigned ext_seen; /* keys of config_rule_ext_pair() */
 };
+
+/*
+ * Rule kinds beyond a sliding count: ratios of failed or deferred recipients, messages
+ * still queued, campaigns across identities, spam-trap hits. The scope and metric keys
+ * decide the kind; config_rule_finish() checks the keys each kind takes.
+ */
+#define CONFIG_LEARN_MAX_MS (7 * 86400000LL)
+
+static const struct {
+    const char *name;
+    enum config_rule_kind kind;
+    enum window_metric metric;
+} config_metric_ext[] = {
+    { "fail_ratio", CONFIG_RULE_RATIO, WINDOW_FAILED },
+    { "defer_ratio", CONFIG_RULE_RATIO, WINDOW_DEFERRED },
+    { "queued", CONFIG_RULE_QUEUED, WINDOW_MESSAGES },
+    { "identities", CONFIG_RULE_CAMPAIGN, WINDOW_MESSAGES },
+};
+
+enum {
+    CONFIG_RULE_MIN = 1u << 0,
+    CONFIG_RULE_KEY = 1u << 1,
+    CONFIG_RULE_FACTOR = 1u << 2,
+    CONFIG_RULE_LEARN = 1u << 3,
+    CONFIG_RULE_KEYS = 1u << 4,
+    CONFIG_RULE_MIN_DOMAINS = 1u << 5,
+};
+
+/* scope: campaign or trap. 0, or -ENOENT for another name. */
+static int
+config_rule_scope_ext(const char *s, struct config_rule *rule)
+{
+    if (strcmp(s, "campaign") == 0)
+        rule->kind = CONFIG_RULE_CAMPAIGN;
+    else if (strcmp(s, "trap") == 0)
+        rule->kind = CONFIG_RULE_TRAP;
+    else
+        return -ENOENT;
+    rule->scope = SCOPE_MAILBOX;
+    return 0;
+}
+
+/* metric: fail_ratio, defer_ratio, queued, identities (the kind is settled at the end). */
+static int
+config_rule_metric_ext(const char *s, struct config_rule *rule)
+{
+    for (size_t i = 0; i < N_ELEMS(config_metric_ext); i++)
+        if (strcmp(s, config_metric_ext[i].name) == 0) {
+            rule->metric = config_metric_ext[i].metric;
+            return 0;
+        }
+    return -ENOENT;
+}
+
+static bool
+config_rule_metric_is_ratio(const yaml_node_t *metric)
+{
+    const char *s = (const char *)metric->data.scalar.value;
+
+    return strcmp(s, "fail_ratio") == 0 || strcmp(s, "defer_ratio") == 0;
+}
+
+const char *
+config_rule_metric_name(const struct config_rule *r)
+{
+    switch (r->kind) {
+    case CONFIG_RULE_RATIO:
+        return r->metric == WINDOW_FAILED ? "fail_ratio" : "defer_ratio";
+    case CONFIG_RULE_QUEUED:
+        return "queued";
+    case CONFIG_RULE_CAMPAIGN:
+        return "identities";
+    case CONFIG_RULE_TRAP:
+        return "trap";
+    default:
+        return window_metric_name(r->metric);
+    }
+}
+
+static int
+config_rule_ext_pair(struct config_parser *p, const char *key, yaml_node_t *v, const char *path,
+                     struct config_rule_ctx *rc)
+{
+    struct config_rule *rule = rc->rule;
+    const char *s;
+    int r;
+
+    if (strcmp(key, "min") == 0) {
+        rc->ext_seen |= CONFIG_RULE_MIN;
+        return config_parse_u64(p, v, path, 1, UINT32_MAX, &rule->min);
+    }
+    if (strcmp(key, "key") == 0) {
+        rc->ext_seen |= CONFIG_RULE_KEY;
+        r = config_scalar(p, v, path, &s);
+        if (r < 0)
+            return r;
+        if (strcmp(s, "subject") == 0)
+            rule->key = CONFIG_CAMPAIGN_SUBJECT;
+        else if (strcmp(s, "domains") == 0)
+            rule->key = CONFIG_CAMPAIGN_DOMAINS;
+        else
+            return config_fail(p, v, path, "unknown campaign key '%s' (subject or domains)", s);
+        return 0;
+    }
+    if (strcmp(key, "factor") == 0) {
+        rc->ext_seen |= CONFIG_RULE_FACTOR;
+        r = config_parse_decimal(p, v, path, "factor", 1000.0, &rule->factor);
+        if (r == 0 && rule->factor < 1.0)
+            return config_fail(p, v, path, "factor must be at least 1 (times the baseline)");
+        return r;
+    }
+    if (strcmp(key, "learn") == 0) {
+        rc->ext_seen |= CONFIG_RULE_LEARN;
+        return config_parse_duration(p, v, path, true, 0, CONFIG_LEARN_MAX_MS, &rule->learn_ms);
+    }
+    if (strcmp(key, "keys") == 0) {
+        rc->ext_seen |= CONFIG_RULE_KEYS;
+        return config_parse_u32(p, v, path, 16, 1u << 20, &rule->keys);
+    }
+    if (strcmp(key, "min_domains") == 0) {
+        rc->ext_seen |= CONFIG_RULE_MIN_DOMAINS;
+        return config_parse_u32(p, v, path, 2, 64, &rule->min_domains);
+    }
+    return -ENOENT;
+}
+
+/* Is key @bit (CONFIG_RULE_*) of config_rule_keys required for the rule's kind? */
+static bool
+config_rule_needs(const struct config_rule *rule, const struct config_rule_ctx *rc, unsigned bit)
+{
+    bool queued = rc->metric && rule->kind == CONFIG_RULE_RATE &&
+                  strcmp((const char *)rc->metric->data.scalar.value, "queued") == 0;
+
+    if (rule->kind == CONFIG_RULE_TRAP)
+        return bit == CONFIG_RULE_NAME || bit == CONFIG_RULE_SCOPE || bit == CONFIG_RULE_ACTIONS;
+    if (queued)
+        return bit != CONFIG_RULE_WINDOW;
+    return true;
+}
+
+/* Settle the kind, read above: for it, and check the keys it takes. */
+static int
+config_rule_finish(struct config_parser *p, yaml_node_t *n, const char *path,
+                   struct config_rule_ctx *rc)
+{
+    struct config_rule *rule = rc->rule;
+    const char *metric = rc->metric ? (const char *)rc->metric->data.scalar.value : "";
+    enum config_rule_kind mk = CONFIG_RULE_RATE;
+    char sub[CONFIG_PATHKEY_MAX];
+    unsigned allowed = 0;
+
+    for (size_t i = 0; i < N_ELEMS(config_metric_ext); i++)
+        if (strcmp(metric, config_metric_ext[i].name) == 0)
+            mk = config_metric_ext[i].kind;
+    if (rule->kind == CONFIG_RULE_CAMPAIGN || rule->kind == CONFIG_RULE_TRAP) {
+        if (rule->kind == CONFIG_RULE_CAMPAIGN && mk != CONFIG_RULE_CAMPAIGN)
+            return config_fail(p, rc->metric, "metric",
+                               "scope campaign counts identities (metric: identities)");
+        if (rule->kind == CONFIG_RULE_TRAP && (rc->metric || rc->above || (rc->seen & CONFIG_RULE_WINDOW)))
+            return config_fail(p, n, path,
+                               "a trap rule trips on one message: no metric, window or above");
+    } else if (mk == CONFIG_RULE_CAMPAIGN) {
+        return config_fail(p, rc->metric, "metric", "metric identities needs scope: campaign");
+    } else {
+        rule->kind = mk;
+    }
+    (void)config_path_key(sub, sizeof(sub), path, "above");
+    switch (rule->kind) {
+    case CONFIG_RULE_RATIO:
+        allowed = CONFIG_RULE_MIN;
+        if (config_parse_decimal(p, rc->above, sub, "a ratio", 1.0, &rule->ratio) < 0)
+            return -EINVAL;
+        if (!(rc->ext_seen & CONFIG_RULE_MIN))
+            rule->min = 1;
+        break;
+    case CONFIG_RULE_CAMPAIGN:
+        allowed = CONFIG_RULE_KEY | CONFIG_RULE_FACTOR | CONFIG_RULE_LEARN | CONFIG_RULE_KEYS |
+                  (rule->key == CONFIG_CAMPAIGN_DOMAINS ? CONFIG_RULE_MIN_DOMAINS : 0);
+        if (config_parse_u64(p, rc->above, sub, 1, CONFIG_CAMPAIGN_ABOVE_MAX, &rule->above) < 0)
+            return -EINVAL;
+        if (!(rc->ext_seen & CONFIG_RULE_FACTOR))
+            rule->factor = CONFIG_CAMPAIGN_FACTOR_DEFAULT;
+        if (!(rc->ext_seen & CONFIG_RULE_LEARN))
+            rule->learn_ms = 2 * rule->window_ms;
+        if (!(rc->ext_seen & CONFIG_RULE_KEYS))
+            rule->keys = CONFIG_CAMPAIGN_KEYS_DEFAULT;
+        if (!(rc->ext_seen & CONFIG_RULE_MIN_DOMAINS))
+            rule->min_domains = CONFIG_CAMPAIGN_MIN_DOMAINS;
+        break;
+    case CONFIG_RULE_TRAP:
+        break;
+    default:
+        if (config_parse_u64(p, rc->above, sub, 0, UINT64_MAX, &rule->above) < 0)
+            return -EINVAL;
+    }
+    if (rc->ext_seen & ~allowed) {
+        static const char *const names[] = { "min",   "key",  "factor",
+                                             "learn", "keys", "min_domains" };
+        for (size_t i = 0; i < N_ELEMS(names); i++)
+            if (rc->ext_seen & ~allowed & (1u << i))
+                return config_fail(p, n, path, "key '%s' does not apply to a %s rule", names[i],
+                                   rule->kind == CONFIG_RULE_TRAP       ? "trap"
+                                   : rule->kind == CONFIG_RULE_CAMPAIGN ? "campaign"
+                                                                        : metric);
+    }
+    return 0;
+}
 
 static int
 config_parse_rule_actions(struct config_parser *p, yaml_node_t *n, const char *path, uint32_t *ret)
@@ -674,23 +884,31 @@ config_rule_pair(struct config_parser *p, const char *key, yaml_node_t *v, const
         r = config_scalar(p, v, path, &s);
         if (r < 0)
             return r;
+        rc->scope = v;
         for (size_t i = 0; i < SCOPE__MAX; i++) {
             if (strcmp(s, config_scope_names[i]) == 0) {
                 rule->scope = (enum usertable_scope)i;
                 return 0;
             }
         }
-        return config_fail(p, v, path, "unknown scope '%s' (mailbox, account or script)", s);
+        if (config_rule_scope_ext(s, rule) == 0)
+            return 0;
+        return config_fail(p, v, path,
+                           "unknown scope '%s' (mailbox, account, script, campaign or trap)", s);
     }
     if (strcmp(key, "metric") == 0) {
         rc->seen |= CONFIG_RULE_METRIC;
         r = config_scalar(p, v, path, &s);
         if (r < 0)
             return r;
+        rc->metric = v;
+        if (config_rule_metric_ext(s, rule) == 0)
+            return 0;
         if (window_metric_parse(s, &rule->metric) < 0)
             return config_fail(p, v, path,
                                "unknown metric '%s' (messages, recipients, failed, deferred, "
-                               "domains, ips, mismatch or authfail)",
+                               "domains, ips, mismatch, authfail, fail_ratio, defer_ratio, "
+                               "queued or identities)",
                                s);
         return 0;
     }
@@ -701,13 +919,17 @@ config_rule_pair(struct config_parser *p, const char *key, yaml_node_t *v, const
     }
     if (strcmp(key, "above") == 0) {
         rc->seen |= CONFIG_RULE_ABOVE;
-        return config_parse_u64(p, v, path, 0, UINT64_MAX, &rule->above);
+        rc->above = v;
+        /* a count is checked at once; a ratio's fraction once the metric says so */
+        if (rc->metric && !config_rule_metric_is_ratio(rc->metric))
+            return config_parse_u64(p, v, path, 0, UINT64_MAX, &rule->above);
+        return 0;
     }
     if (strcmp(key, "actions") == 0) {
         rc->seen |= CONFIG_RULE_ACTIONS;
         return config_parse_rule_actions(p, v, path, &rule->actions);
     }
-    return -ENOENT;
+    return config_rule_ext_pair(p, key, v, path, rc);
 }
 
 /* Each scope's distinct (metric, window) pairs must fit a usertable_params row. */
@@ -718,16 +940,26 @@ config_check_series(struct config_parser *p, const yaml_node_t *n, const char *p
     const struct config_rule *last = &c->rules[c->nrules - 1];
     size_t distinct = 0;
 
+    struct usertable_series pairs[2 * CONFIG_RULES_MAX];
+    size_t npairs = 0;
+
     for (size_t i = 0; i < c->nrules; i++) {
         const struct config_rule *a = &c->rules[i];
-        bool first = a->scope == last->scope;
-        for (size_t j = 0; first && j < i; j++) {
-            const struct config_rule *b = &c->rules[j];
-            if (b->scope == a->scope && b->metric == a->metric && b->window_ms == a->window_ms)
-                first = false;
+        struct usertable_series want[2] = { { a->metric, a->window_ms },
+                                            { WINDOW_RECIPIENTS, a->window_ms } };
+        size_t nwant = a->kind == CONFIG_RULE_RATIO ? 2 : a->kind == CONFIG_RULE_RATE ? 1 : 0;
+        if (a->scope != last->scope)
+            continue;
+        for (size_t w = 0; w < nwant; w++) {
+            bool first = true;
+            for (size_t j = 0; first && j < npairs; j++)
+                if (pairs[j].metric == want[w].metric && pairs[j].window_ms == want[w].window_ms)
+                    first = false;
+            if (first)
+                pairs[npairs++] = want[w];
         }
-        distinct += first;
     }
+    distinct = npairs;
     if (distinct > USERTABLE_SERIES_MAX)
         return config_fail(p, n, path, "more than %d distinct (metric, window) pairs for scope %s",
                            USERTABLE_SERIES_MAX, config_scope_names[last->scope]);
@@ -747,8 +979,11 @@ config_parse_rule(struct config_parser *p, yaml_node_t *n, const char *path)
     if (r < 0)
         return r;
     for (size_t i = 0; i < N_ELEMS(config_rule_keys); i++)
-        if (!(rc.seen & (1u << i)))
+        if (!(rc.seen & (1u << i)) && config_rule_needs(rc.rule, &rc, 1u << i))
             return config_fail(p, n, path, "missing required key '%s'", config_rule_keys[i]);
+    r = config_rule_finish(p, n, path, &rc);
+    if (r < 0)
+        return r;
     for (size_t i = 0; i < c->nrules; i++)
         if (strcmp(c->rules[i].name, rc.rule->name) == 0)
             return config_fail(p, n, path, "duplicate rule name '%s' (first on line %u)",
@@ -2025,6 +2260,235 @@ config_parse_reputation(struct config_parser *p, yaml_node_t *n, const char *pat
     return 0;
 }
 
+/* Spam traps: traps: { addresses: [...], domains: [...] } and traps_file: */
+
+#define CONFIG_TRAPS_FILE_MAX (4u * 1024 * 1024)
+
+static int
+config_trap_strcmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Add @s (@len bytes) lowercased to @v; NULL-safe growth. 0 or -ENOMEM. */
+static int
+config_trap_push(char ***v, size_t *n, const char *s, size_t len)
+{
+    char **nv, *copy;
+
+    if ((*n & (*n - 1)) == 0) { /* 0, 1, 2, 4, ...: grow to the next power of two */
+        nv = realloc(*v, (*n ? *n * 2 : 1) * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+    }
+    copy = malloc(len + 1);
+    if (!copy)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        copy[i] = util_ascii_lower(s[i]);
+    copy[len] = '\0';
+    (*v)[(*n)++] = copy;
+    return 0;
+}
+
+/* An address (local@domain) or a domain: printable, no spaces, one '@' for addresses. */
+static const char *
+config_trap_problem(const char *s, size_t len, bool address)
+{
+    const char *at = memchr(s, '@', len);
+
+    if (len == 0 || len >= USERTABLE_KEY_MAX)
+        return "empty or too long";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+            return "holds a space or a control character";
+    if (address && (!at || at == s || at == s + len - 1 || memchr(at + 1, '@', len - (size_t)(at - s) - 1)))
+        return "is not an address (local@domain)";
+    if (!address && (at || s[0] == '.' || s[len - 1] == '.'))
+        return "is not a domain";
+    return NULL;
+}
+
+static int
+config_traps_list(struct config_parser *p, yaml_node_t *n, const char *path, bool address)
+{
+    struct config_traps *t = &p->c->traps;
+    char sub[CONFIG_PATHKEY_MAX];
+    size_t count;
+    int r;
+
+    r = config_list(p, n, path, CONFIG_LIST_MAX, &count);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item;
+        const char *s, *why;
+
+        r = config_list_item(p, n, i, path, sub, sizeof(sub), &item);
+        if (r < 0)
+            return r;
+        r = config_scalar(p, item, sub, &s);
+        if (r < 0)
+            return r;
+        why = config_trap_problem(s, strlen(s), address);
+        if (why)
+            return config_fail(p, item, sub, "'%s' %s", s, why);
+        r = address ? config_trap_push(&t->addresses, &t->naddresses, s, strlen(s))
+                    : config_trap_push(&t->domains, &t->ndomains, s, strlen(s));
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int
+config_traps_pair(struct config_parser *p, const char *key, yaml_node_t *v, const char *path,
+                  void *ctx)
+{
+    (void)ctx;
+    if (strcmp(key, "addresses") == 0)
+        return config_traps_list(p, v, path, true);
+    if (strcmp(key, "domains") == 0)
+        return config_traps_list(p, v, path, false);
+    return -ENOENT;
+}
+
+static int
+config_traps_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const char *path)
+{
+    if (strcmp(key, "traps") == 0)
+        return config_walk_map(p, v, path, config_traps_pair, NULL);
+    if (strcmp(key, "traps_file") == 0)
+        return config_parse_path(p, v, path, &p->c->traps.file);
+    return -ENOENT;
+}
+
+static int config_fail_file(struct config_parser *p, const char *file, unsigned line,
+                            const char *fmt, ...) FG_PRINTF(4, 5);
+
+/* A problem in a file the config names: the diag points at that file and line. */
+static int
+config_fail_file(struct config_parser *p, const char *file, unsigned line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    config_diag_set(p->diag, file, line, 1, "traps_file", fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+/* traps_file: one address or domain a line; '#' starts a comment; blank lines skipped. */
+static int
+config_read_traps_file(struct config_parser *p)
+{
+    struct config_traps *t = &p->c->traps;
+    unsigned mode = 0, lineno = 0;
+    size_t len = 0;
+    const char *s, *line;
+    size_t n;
+    char *buf;
+    int r;
+
+    buf = malloc(CONFIG_TRAPS_FILE_MAX + 1);
+    if (!buf)
+        return -ENOMEM;
+    r = p->reader->read(p->reader->ctx, t->file, buf, CONFIG_TRAPS_FILE_MAX, &len, &mode);
+    if (r < 0) {
+        r = config_fail_file(p, t->file, 0, "%s",
+                             r == -E2BIG    ? "larger than 4 MiB"
+                             : r == -EISDIR ? "not a regular file"
+                                            : strerror(-r));
+        goto out;
+    }
+    buf[len] = '\0';
+    if (strlen(buf) != len) {
+        r = config_fail_file(p, t->file, 0, "contains a NUL byte");
+        goto out;
+    }
+    s = buf;
+    while (config_next_line(&s, &line, &n)) {
+        const char *hash = memchr(line, '#', n), *why;
+        bool address;
+        lineno++;
+        if (hash)
+            n = (size_t)(hash - line);
+        while (n > 0 && (line[0] == ' ' || line[0] == '\t')) {
+            line++;
+            n--;
+        }
+        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t' || line[n - 1] == '\r'))
+            n--;
+        if (n == 0)
+            continue;
+        address = memchr(line, '@', n) != NULL;
+        why = config_trap_problem(line, n, address);
+        if (why) {
+            r = config_fail_file(p, t->file, lineno, "'%.*s' %s", (int)(n < 80 ? n : 80), line,
+                                 why);
+            goto out;
+        }
+        r = address ? config_trap_push(&t->addresses, &t->naddresses, line, n)
+                    : config_trap_push(&t->domains, &t->ndomains, line, n);
+        if (r < 0)
+            goto out;
+    }
+    r = 0;
+out:
+    free(buf);
+    return r;
+}
+
+static void
+config_trap_sort(char **v, size_t *n)
+{
+    size_t out = 0;
+
+    if (*n < 2)
+        return;
+    qsort(v, *n, sizeof(*v), config_trap_strcmp);
+    out = 1;
+    for (size_t i = 1; i < *n; i++) {
+        if (strcmp(v[i], v[out - 1]) == 0)
+            free(v[i]);
+        else
+            v[out++] = v[i];
+    }
+    *n = out;
+}
+
+/* After every key: read traps_file, sort, and pair the lists with a trap rule. */
+static int
+config_check_traps(struct config_parser *p)
+{
+    struct config *c = p->c;
+    struct config_traps *t = &c->traps;
+    const struct config_rule *rule = NULL;
+    int r;
+
+    if (t->file) {
+        r = config_read_traps_file(p);
+        if (r < 0)
+            return r;
+    }
+    config_trap_sort(t->addresses, &t->naddresses);
+    config_trap_sort(t->domains, &t->ndomains);
+    for (size_t i = 0; i < c->nrules; i++)
+        if (c->rules[i].kind == CONFIG_RULE_TRAP)
+            rule = &c->rules[i];
+    if (rule && t->naddresses + t->ndomains == 0)
+        return config_fail_at(p, -EINVAL, rule->line, 1, "traps",
+                              "rule '%s' has scope trap but traps: and traps_file: list no "
+                              "address or domain",
+                              rule->name);
+    if (!rule && t->naddresses + t->ndomains > 0)
+        return config_fail_at(p, -EINVAL, 0, 0, "traps",
+                              "spam traps are listed but no rule has scope: trap (it says what "
+                              "a hit does)");
+    return 0;
+}
+
 static void
 config_free_reputation(struct config_reputation *rp)
 {
@@ -2035,6 +2499,65 @@ config_free_reputation(struct config_reputation *rp)
         free(rp->zones[i]);
     free(rp->zones);
     free(rp->nameserver);
+}
+
+static void
+config_free_traps(struct config_traps *t)
+{
+    for (size_t i = 0; i < t->naddresses; i++)
+        free(t->addresses[i]);
+    free(t->addresses);
+    for (size_t i = 0; i < t->ndomains; i++)
+        free(t->domains[i]);
+    free(t->domains);
+    free(t->file);
+    memset(t, 0, sizeof(*t));
+}
+
+static bool
+config_trap_find(char *const *v, size_t n, const char *s, size_t len)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *m = v[mid];
+        int c = 0;
+        size_t i = 0;
+        for (; i < len && m[i]; i++) {
+            unsigned char a = (unsigned char)util_ascii_lower(s[i]), b = (unsigned char)m[i];
+            if (a != b) {
+                c = a < b ? -1 : 1;
+                break;
+            }
+        }
+        if (c == 0)
+            c = i == len ? (m[i] ? -1 : 0) : 1;
+        if (c == 0)
+            return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
+
+bool
+config_is_trap(const struct config *c, const char *addr, size_t len)
+{
+    const struct config_traps *t = &c->traps;
+    const char *at;
+
+    if (t->naddresses + t->ndomains == 0 || len == 0)
+        return false;
+    if (config_trap_find(t->addresses, t->naddresses, addr, len))
+        return true;
+    at = NULL;
+    for (size_t i = len; i > 0 && !at; i--)
+        if (addr[i - 1] == '@')
+            at = addr + i - 1;
+    return at && config_trap_find(t->domains, t->ndomains, at + 1, len - (size_t)(at + 1 - addr));
 }
 
 struct config_top_ctx {
@@ -2105,7 +2628,7 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
         return config_walk_map(p, v, path, config_alerts_pair, NULL);
     if (strcmp(key, "reputation") == 0)
         return config_parse_reputation(p, v, path);
-    return -ENOENT;
+    return config_traps_top_pair(p, key, v, path);
 }
 
 /* libyaml's own words and mark for a syntax error, mapped to -EINVAL (or -ENOMEM). */
@@ -2145,7 +2668,7 @@ config_check(struct config_parser *p, const struct config_top_ctx *tc)
     if (c->backend == CONFIG_BACKEND_COMMAND && !c->command_path)
         return config_fail(p, tc->actions, "actions.command",
                            "backend 'command' needs actions.command, an absolute path");
-    return 0;
+    return config_check_traps(p);
 }
 
 /*
@@ -2484,6 +3007,7 @@ config_free(struct config *c)
     free(c->uapi_path);
     free(c->command_path);
     free(c->exim_user);
+    config_free_traps(&c->traps);
     free(c->control_group);
     free(c->metrics_file);
     free(c->metrics_listen);

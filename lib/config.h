@@ -28,14 +28,54 @@ enum config_backend {
     CONFIG_BACKEND__MAX
 };
 
+/* What a rule measures (the "scope" and "metric" keys decide it). */
+enum config_rule_kind {
+    CONFIG_RULE_RATE = 0, /* a sliding count or distinct count of one identity */
+    CONFIG_RULE_RATIO,    /* fail_ratio, defer_ratio: failed or deferred / recipients */
+    CONFIG_RULE_QUEUED,   /* messages of one identity still queued (no Completed yet) */
+    CONFIG_RULE_CAMPAIGN, /* scope: campaign: distinct identities sending one campaign key */
+    CONFIG_RULE_TRAP,     /* scope: trap: one message to a spam-trap address (traps:) */
+};
+
+/* What makes messages one campaign (key: of a campaign rule). */
+enum config_campaign_key {
+    CONFIG_CAMPAIGN_SUBJECT = 0, /* the normalized subject */
+    CONFIG_CAMPAIGN_DOMAINS,     /* the set of remote recipient domains (2 or more) */
+};
+
+#define CONFIG_CAMPAIGN_KEYS_DEFAULT 8192
+#define CONFIG_CAMPAIGN_MIN_DOMAINS  4
+#define CONFIG_CAMPAIGN_FACTOR_DEFAULT 3.0
+#define CONFIG_CAMPAIGN_ABOVE_MAX      40 /* lib/campaign counts up to CAMPAIGN_MEMBERS */
+
 struct config_rule {
     char name[CONFIG_NAME_MAX];
-    enum usertable_scope scope;
-    enum window_metric metric;
-    int64_t window_ms;
+    enum usertable_scope scope; /* RATE, RATIO, QUEUED; campaign and trap trips name each
+                                 * identity's own scope */
+    enum window_metric metric;  /* RATIO: WINDOW_FAILED or WINDOW_DEFERRED */
+    int64_t window_ms;          /* QUEUED: unused (0 when not given) */
     uint64_t above;   /* trips when the sliding value is strictly greater */
     uint32_t actions; /* CONFIG_ACTION_* */
     unsigned line;    /* where it was defined, for messages */
+    enum config_rule_kind kind;
+    double ratio;                    /* RATIO: the fraction "above:" gave (0 < ratio <= 1) */
+    uint64_t min;                    /* RATIO: recipients in the window before it counts */
+    enum config_campaign_key key;    /* CAMPAIGN */
+    double factor;                   /* CAMPAIGN: times the key's baseline; default 3 */
+    int64_t learn_ms;                /* CAMPAIGN: no trip this long after the first record;
+                                      * default twice the window */
+    uint32_t keys;                   /* CAMPAIGN: keys remembered (LRU); default 8192 */
+    uint32_t min_domains;            /* CAMPAIGN key domains: sets of at least this many
+                                      * distinct domains; default 4 */
+};
+
+/* Spam-trap recipients (traps:, traps_file:): lowercased, sorted, unique. */
+struct config_traps {
+    char **addresses; /* local@domain */
+    size_t naddresses;
+    char **domains; /* every address of the domain is a trap */
+    size_t ndomains;
+    char *file; /* traps_file: one address or domain a line; NULL: none */
 };
 
 struct config_override {
@@ -129,6 +169,7 @@ struct config {
                               * written: 127.0.0.0/8, [::1] or localhost only; NULL: none */
     struct config_alerts alerts;
     struct config_reputation reputation;
+    struct config_traps traps;
     uint32_t max_identities; /* default 200000 */
     char *exim_user; /* Exim's own login: "<>" from it is a bounce; NULL (default): any of
                       * Debian-exim, exim, mailnull */
@@ -185,6 +226,11 @@ const char *config_backend_name(enum config_backend b);
 
 bool config_is_exempt_mailbox(const struct config *c, const char *mailbox);
 bool config_is_exempt_account(const struct config *c, const char *account);
+/* Is @addr (local@domain, any case) a spam trap: listed, or in a listed domain? */
+bool config_is_trap(const struct config *c, const char *addr, size_t len);
+/* "rate", ... for messages; the metric name a rule was written with ("fail_ratio", ...). */
+const char *config_rule_metric_name(const struct config_rule *r);
+
 /* Threshold factor for an account (1.0 when none). */
 double config_factor(const struct config *c, const char *account);
 

@@ -25,6 +25,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,25 @@ struct engine {
     const struct engine_hook *hook;
     int64_t now_ms;
     int64_t bound_ms; /* without a wall clock: engine_delay's bound, INT64_MAX: none */
+    /* signals across identities (the section at the end of this file) */
+    struct campaign *campaigns[CONFIG_RULES_MAX]; /* per campaign rule, NULL for others */
+    unsigned sig; /* ENGINE_SIG_* the config asks for */
 };
+
+#define ENGINE_SIG_QUEUED   (1u << 0)
+#define ENGINE_SIG_RATIO    (1u << 1)
+#define ENGINE_SIG_TRAP     (1u << 2)
+#define ENGINE_SIG_CAMPAIGN (1u << 3)
+
+static int engine_signals_swap(struct engine *e, const struct config *old, const struct config *cfg,
+                               bool fresh);
+static void engine_signals_free(struct engine *e);
+static size_t engine_signals_arrival(struct engine *e, const struct exim_event *ev,
+                                     const struct attrib_result *ar, struct msgtrack_msg *msg,
+                                     uint64_t line, struct engine_notice *ret, size_t max);
+static size_t engine_signals_delivery(struct engine *e, const struct exim_event *ev, uint64_t line,
+                                      struct engine_notice *ret, size_t max);
+static void engine_queued_forget(void *ctx, const struct msgtrack_msg *msg);
 
 const char *
 engine_injection_name(enum engine_injection k)
@@ -108,10 +127,12 @@ engine_new(const struct engine_params *p, struct engine **ret)
         e->table = engine_table_new(e, e->policy);
     e->msgs = msgtrack_new(0, e->key);
     e->seen = msgtrack_seen_new();
-    if (!e->policy || !e->table || !e->msgs || !e->maps || !e->seen) {
+    if (!e->policy || !e->table || !e->msgs || !e->maps || !e->seen ||
+        engine_signals_swap(e, NULL, e->cfg, true) < 0) {
         engine_free(e);
         return -ENOMEM;
     }
+    msgtrack_set_forget(e->msgs, engine_queued_forget, e);
     *ret = e;
     return 0;
 }
@@ -126,6 +147,7 @@ engine_free(struct engine *e)
     msgtrack_free(e->msgs);
     msgtrack_seen_free(e->seen);
     attrib_maps_free(e->own_maps);
+    engine_signals_free(e);
     free(e);
 }
 
@@ -218,6 +240,10 @@ engine_set_config(struct engine *e, const struct config *cfg)
     memcpy(up.key, e->key, SIPHASH_KEY_LEN);
     policy_usertable_series(p, &up);
     if (engine_same_series(&up, usertable_params(e->table))) {
+        if (engine_signals_swap(e, old, cfg, false) < 0) {
+            policy_free(p);
+            return -ENOMEM;
+        }
         policy_free(e->policy);
         e->policy = p;
         e->cfg = cfg;
@@ -230,6 +256,9 @@ engine_set_config(struct engine *e, const struct config *cfg)
     msgs = msgtrack_new(0, e->key);
     e->cfg = cfg; /* engine_carry_trips() maps onto the new rules */
     r = (table && msgs) ? engine_carry_trips(e, table, names, old->nrules) : -ENOMEM;
+    /* campaign members name slots of the old table: start them afresh */
+    if (r == 0)
+        r = engine_signals_swap(e, old, cfg, true);
     if (r < 0) {
         e->cfg = old;
         usertable_free(table);
@@ -244,6 +273,7 @@ engine_set_config(struct engine *e, const struct config *cfg)
     e->table = table;
     e->policy = p;
     e->msgs = msgs;
+    msgtrack_set_forget(e->msgs, engine_queued_forget, e);
     e->attrib.exim_user = cfg->exim_user;
     return 1;
 }
@@ -547,6 +577,8 @@ engine_arrival(struct engine *e, const struct exim_event *ev, uint32_t flags, ui
         k += engine_count_all(e, ev, ar, NULL, ip_hash, msg, line, ret + k, max - k);
     if (out2)
         k += engine_count_all(e, ev, ar2, out ? ar : NULL, ip_hash, msg, line, ret + k, max - k);
+    if (e->sig)
+        k += engine_signals_arrival(e, ev, out ? ar : ar2, msg, line, ret + k, max - k);
     return k;
 }
 
@@ -797,10 +829,12 @@ engine_feed_event(struct engine *e, const struct exim_event *parsed, uint32_t re
     case EXIM_DEFER:
     case EXIM_FAIL:
         engine_delivery(e, &ev);
+        if (e->sig & ENGINE_SIG_RATIO)
+            k += engine_signals_delivery(e, &ev, line, ret + k, max - k);
         return k;
     case EXIM_COMPLETED:
         e->stats.completed++;
-        (void)msgtrack_remove(e->msgs, ev.msgid);
+        (void)msgtrack_remove(e->msgs, ev.msgid); /* queued counts: engine_queued_forget() */
         return k;
     case EXIM_FROZEN:
     case EXIM_UNFROZEN: {
@@ -923,6 +957,411 @@ engine_identity_queued(struct engine *e, enum usertable_scope scope, const char 
         usertable_get(e->table, scope, id, strlen(id), e->now_ms, false, &ent) <= 0)
         return 0;
     return msgtrack_queued(e->msgs, scope, usertable_ref(e->table, ent), ret, max);
+}
+
+/* --- signals across identities: campaigns, spam traps, queue and bounce ratios ----- */
+
+static bool
+engine_campaign_same(const struct config_rule *a, const struct config_rule *b)
+{
+    return a->kind == CONFIG_RULE_CAMPAIGN && b->kind == CONFIG_RULE_CAMPAIGN &&
+           strcmp(a->name, b->name) == 0 && a->key == b->key && a->window_ms == b->window_ms &&
+           a->above == b->above && a->factor == b->factor && a->learn_ms == b->learn_ms &&
+           a->keys == b->keys && a->min_domains == b->min_domains;
+}
+
+/*
+ * Take @cfg's signals: campaign tables (kept across a reload for an unchanged rule unless
+ * @fresh: the identity table was rebuilt, so members name stale slots).
+ * All or nothing: -ENOMEM leaves the engine as it was.
+ */
+static int
+engine_signals_swap(struct engine *e, const struct config *old, const struct config *cfg,
+                    bool fresh)
+{
+    struct campaign *next[CONFIG_RULES_MAX] = { NULL };
+    bool kept[CONFIG_RULES_MAX] = { false }, reused[CONFIG_RULES_MAX] = { false };
+    unsigned sig = 0;
+
+    for (size_t i = 0; i < cfg->nrules; i++) {
+        const struct config_rule *r = &cfg->rules[i];
+        sig |= r->kind == CONFIG_RULE_QUEUED   ? ENGINE_SIG_QUEUED
+               : r->kind == CONFIG_RULE_RATIO  ? ENGINE_SIG_RATIO
+               : r->kind == CONFIG_RULE_TRAP   ? ENGINE_SIG_TRAP
+               : r->kind == CONFIG_RULE_CAMPAIGN ? ENGINE_SIG_CAMPAIGN
+                                                 : 0;
+        if (r->kind != CONFIG_RULE_CAMPAIGN)
+            continue;
+        for (size_t j = 0; old && !fresh && j < old->nrules && !next[i]; j++)
+            if (!kept[j] && e->campaigns[j] && engine_campaign_same(&old->rules[j], r)) {
+                next[i] = e->campaigns[j];
+                kept[j] = reused[i] = true;
+            }
+        if (!next[i]) {
+            struct campaign_params cp = { .window_ms = r->window_ms, .above = r->above,
+                                          .factor = r->factor, .learn_ms = r->learn_ms,
+                                          .cap = r->keys };
+            next[i] = campaign_new(&cp, e->key);
+            if (!next[i])
+                goto nomem;
+        }
+    }
+    /* commit */
+    for (size_t j = 0; j < CONFIG_RULES_MAX; j++)
+        if (e->campaigns[j] && !kept[j])
+            campaign_free(e->campaigns[j]);
+    memcpy(e->campaigns, next, sizeof(next));
+    e->sig = sig;
+    return 0;
+nomem:
+    for (size_t i = 0; i < CONFIG_RULES_MAX; i++)
+        if (!reused[i])
+            campaign_free(next[i]);
+    return -ENOMEM;
+}
+
+static void
+engine_signals_free(struct engine *e)
+{
+    for (size_t i = 0; i < CONFIG_RULES_MAX; i++)
+        campaign_free(e->campaigns[i]);
+}
+
+/* Queued messages of an identity (kept with its policy state): add @delta (+1 or -1). */
+static uint32_t
+engine_queued_add(struct usertable_entry *ent, int delta)
+{
+    uint32_t *q = &usertable_entry_policy(ent)->queued;
+
+    if (delta > 0 && *q < UINT32_MAX)
+        (*q)++;
+    else if (delta < 0 && *q > 0)
+        (*q)--;
+    return *q;
+}
+
+static void
+engine_queued_msg(struct engine *e, const struct msgtrack_msg *msg, int delta)
+{
+    for (size_t s = 0; s < SCOPE__MAX; s++) {
+        struct usertable_entry *ent;
+        if (msg->refs[s].slot != UINT32_MAX && (ent = usertable_deref(e->table, msg->refs[s])))
+            (void)engine_queued_add(ent, delta);
+    }
+}
+
+/* A message leaves the table (its Completed line, or forgotten for room): not queued now. */
+static void
+engine_queued_forget(void *ctx, const struct msgtrack_msg *msg)
+{
+    if (msg->flags & MSGTRACK_QUEUED)
+        engine_queued_msg(ctx, msg, -1);
+}
+
+
+/* One ENGINE_TRIP for @ent when policy_fire() lets @rule fire; 0 or 1 notices. */
+static size_t
+engine_fire(struct engine *e, struct usertable_entry *ent, size_t rule, uint64_t value,
+            uint64_t threshold, const char *detail, const struct exim_event *ev, uint64_t line,
+            struct engine_notice *ret, size_t max)
+{
+    enum usertable_scope scope = usertable_entry_scope(ent);
+    const char *id = usertable_entry_key(ent);
+    char acct[ATTRIB_ACCOUNT_MAX];
+    struct policy_verdict v;
+
+    if (max == 0)
+        return 0;
+    engine_account_of(e, scope, id, acct, sizeof(acct));
+    if (!policy_fire(e->policy, ent, acct[0] ? acct : NULL, rule, value, threshold, e->now_ms, &v))
+        return 0;
+    engine_notice_fill(ret, ENGINE_TRIP, scope, id, acct, e, ent, ev, line);
+    ret->verdict = v;
+    (void)util_copy_str(ret->detail, sizeof(ret->detail), fg_str_make(detail, strlen(detail)));
+    e->stats.trips++;
+    return 1;
+}
+
+/* The identity a cross-identity signal names: the mailbox, else the script, else the account. */
+static struct usertable_entry *
+engine_sender(struct engine *e, const struct attrib_result *ar, const struct msgtrack_msg *msg)
+{
+    enum usertable_scope s = ar->mailbox[0] ? SCOPE_MAILBOX
+                             : ar->script[0] ? SCOPE_SCRIPT
+                                             : SCOPE_ACCOUNT;
+    const char *id = s == SCOPE_MAILBOX ? ar->mailbox : s == SCOPE_SCRIPT ? ar->script : ar->account;
+    struct usertable_entry *ent = NULL;
+
+    if (!id[0])
+        return NULL;
+    if (msg && msg->refs[s].slot != UINT32_MAX)
+        ent = usertable_deref(e->table, msg->refs[s]);
+    if (!ent && usertable_get(e->table, s, id, strlen(id), e->now_ms, false, &ent) <= 0)
+        return NULL;
+    return ent;
+}
+
+/* Queued messages: count this one, then the QUEUED rules of each of its identities. */
+static size_t
+engine_sig_queued(struct engine *e, const struct exim_event *ev, struct msgtrack_msg *msg,
+                  uint64_t line, struct engine_notice *ret, size_t max)
+{
+    const struct config *cfg = e->cfg;
+    size_t k = 0;
+
+    if (!msg || (msg->flags & MSGTRACK_QUEUED))
+        return 0;
+    msg->flags |= MSGTRACK_QUEUED;
+    for (size_t s = 0; s < SCOPE__MAX; s++) {
+        struct usertable_entry *ent;
+        uint32_t n;
+        if (msg->refs[s].slot == UINT32_MAX ||
+            !(ent = usertable_deref(e->table, msg->refs[s])))
+            continue;
+        n = engine_queued_add(ent, 1);
+        for (size_t i = 0; i < cfg->nrules; i++)
+            if (cfg->rules[i].kind == CONFIG_RULE_QUEUED && cfg->rules[i].scope == s)
+                k += engine_fire(e, ent, i, n, POLICY_THRESHOLD_RULE, "", ev, line, ret + k,
+                                 max - k);
+    }
+    return k;
+}
+
+/* A spam trap among the recipients trips the sender at once (one trip per message). */
+static size_t
+engine_sig_trap(struct engine *e, const struct exim_event *ev, const struct attrib_result *ar,
+                const struct msgtrack_msg *msg, uint64_t line, struct engine_notice *ret,
+                size_t max)
+{
+    char detail[ENGINE_DETAIL_MAX];
+    struct usertable_entry *ent;
+    struct fg_str addr = { NULL, 0 };
+    size_t pos = 0, k = 0;
+    bool hit = false;
+
+    while (!hit && eximlog_next_addr(ev->rcpts, &pos, &addr) > 0)
+        hit = config_is_trap(e->cfg, addr.p, addr.len);
+    if (!hit)
+        return 0;
+    e->stats.trap_hits++;
+    ent = engine_sender(e, ar, msg);
+    if (!ent)
+        return 0;
+    (void)snprintf(detail, sizeof(detail), "trap %.*s", (int)(addr.len < 300 ? addr.len : 300),
+                   addr.p);
+    for (size_t i = 0; i < e->cfg->nrules && k < max; i++)
+        if (e->cfg->rules[i].kind == CONFIG_RULE_TRAP)
+            k += engine_fire(e, ent, i, 1, 0, detail, ev, line, ret + k, max - k);
+    return k;
+}
+
+/* The shown form of a domain-set key: its first domains, sorted, lowercase. */
+struct engine_domains_text {
+    const struct exim_event *ev;
+};
+
+/* Case-insensitive order of two domains. */
+static int
+engine_domain_cmp(struct fg_str a, struct fg_str b)
+{
+    for (size_t i = 0; i < a.len && i < b.len; i++) {
+        char x = util_ascii_lower(a.p[i]), y = util_ascii_lower(b.p[i]);
+        if (x != y)
+            return (unsigned char)x < (unsigned char)y ? -1 : 1;
+    }
+    return a.len < b.len ? -1 : a.len > b.len;
+}
+
+static void
+engine_domains_text(void *ctx, char *buf, size_t size)
+{
+    const struct engine_domains_text *t = ctx;
+    struct fg_str doms[16], addr;
+    size_t pos = 0, nd = 0, n = 0;
+
+    /* the first 16 distinct domains of the for-list, in order (insertion sort) */
+    while (nd < N_ELEMS(doms) && eximlog_next_addr(t->ev->rcpts, &pos, &addr) > 0) {
+        struct fg_str d = eximlog_addr_domain(addr);
+        size_t k = nd;
+        int c = 1;
+        if (d.len == 0)
+            continue;
+        while (k > 0 && (c = engine_domain_cmp(d, doms[k - 1])) < 0)
+            k--;
+        if (k > 0 && c == 0)
+            continue;
+        memmove(&doms[k + 1], &doms[k], (nd - k) * sizeof(doms[0]));
+        doms[k] = d;
+        nd++;
+    }
+    buf[0] = '\0';
+    for (size_t i = 0; i < nd; i++) {
+        if (n + (n ? 1 : 0) + doms[i].len + 1 > size)
+            break;
+        if (n)
+            buf[n++] = ' ';
+        for (size_t j2 = 0; j2 < doms[i].len; j2++)
+            buf[n++] = util_ascii_lower(doms[i].p[j2]);
+        buf[n] = '\0';
+    }
+}
+
+static void
+engine_subject_text(void *ctx, char *buf, size_t size)
+{
+    (void)util_copy_str(buf, size, fg_str_make(ctx, strlen(ctx)));
+}
+
+/* 'campaign subject "<key>": N identities (baseline B, threshold T): id, id, ...' */
+static void
+engine_campaign_detail(struct engine *e, const struct config_rule *r,
+                       const struct campaign_trip *t, char *buf, size_t size)
+{
+    size_t n;
+    int w = snprintf(buf, size, "campaign %s \"%s\": %u identities (baseline %.1f, threshold %llu)",
+                     r->key == CONFIG_CAMPAIGN_DOMAINS ? "domains" : "subject", t->text,
+                     (unsigned)t->identities, t->baseline, (unsigned long long)t->threshold);
+
+    n = w < 0 ? 0 : (size_t)w < size ? (size_t)w : size - 1;
+    for (size_t i = 0; i < t->nmembers && n + 8 < size; i++) {
+        struct usertable_entry *ent = usertable_deref(e->table, t->members[i].ref);
+        const char *id;
+        size_t len;
+        if (!ent)
+            continue;
+        id = usertable_entry_key(ent);
+        len = strlen(id);
+        if (n + 2 + len + 5 >= size) {
+            memcpy(buf + n, ", ...", 5);
+            n += 5;
+            break;
+        }
+        buf[n++] = i ? ',' : ':';
+        buf[n++] = ' ';
+        memcpy(buf + n, id, len);
+        n += len;
+    }
+    buf[n] = '\0';
+}
+
+static size_t
+engine_sig_campaign(struct engine *e, const struct exim_event *ev, const struct attrib_result *ar,
+                    const struct msgtrack_msg *msg, uint64_t line, struct engine_notice *ret,
+                    size_t max)
+{
+    const struct config *cfg = e->cfg;
+    char subject[CAMPAIGN_TEXT_MAX + 1], detail[ENGINE_DETAIL_MAX];
+    uint64_t doms[ATTRIB_DOMAINS_MAX];
+    struct engine_domains_text dt = { ev };
+    struct usertable_entry *ent = engine_sender(e, ar, msg);
+    struct campaign_member m;
+    struct campaign_trip trip;
+    size_t k = 0, nsubj = SIZE_MAX;
+    uint64_t dkey = 0;
+    uint32_t dkey_min = 0; /* the min_domains dkey was made for, 0: none yet */
+
+    if (!ent)
+        return 0;
+    m.ref = usertable_ref(e->table, ent);
+    m.scope = usertable_entry_scope(ent);
+    for (size_t i = 0; i < cfg->nrules; i++) {
+        const struct config_rule *r = &cfg->rules[i];
+        enum campaign_result res;
+        uint64_t key, evicted;
+
+        if (r->kind != CONFIG_RULE_CAMPAIGN || !e->campaigns[i])
+            continue;
+        evicted = campaign_stats(e->campaigns[i])->evictions;
+        if (r->key == CONFIG_CAMPAIGN_SUBJECT) {
+            if (nsubj == SIZE_MAX)
+                nsubj = ev->subject.len ? campaign_subject_norm(ev->subject.p, ev->subject.len,
+                                                                subject, sizeof(subject))
+                                        : 0;
+            if (nsubj == 0)
+                continue;
+            key = campaign_key_of(e->campaigns[i], subject, nsubj);
+            res = campaign_note(e->campaigns[i], key, engine_subject_text, subject, m, e->now_ms,
+                                &trip);
+        } else {
+            if (dkey_min != r->min_domains) {
+                size_t n = ar->ndomains < N_ELEMS(doms) ? ar->ndomains : N_ELEMS(doms);
+                memcpy(doms, ar->domains, n * sizeof(doms[0]));
+                dkey = campaign_set_key(e->campaigns[i], doms, n, r->min_domains);
+                dkey_min = r->min_domains;
+            }
+            if (dkey == 0)
+                continue;
+            res = campaign_note(e->campaigns[i], dkey, engine_domains_text, &dt, m, e->now_ms,
+                                &trip);
+        }
+        e->stats.campaign_evictions += campaign_stats(e->campaigns[i])->evictions - evicted;
+        if (res == CAMPAIGN_QUIET)
+            continue;
+        if (res == CAMPAIGN_TRIPPED)
+            e->stats.campaign_trips++;
+        engine_campaign_detail(e, r, &trip, detail, sizeof(detail));
+        for (size_t j = 0; j < trip.nmembers && k < max; j++) {
+            struct usertable_entry *me = usertable_deref(e->table, trip.members[j].ref);
+            if (me)
+                k += engine_fire(e, me, i, trip.identities, trip.threshold, detail, ev, line,
+                                 ret + k, max - k);
+        }
+    }
+    return k;
+}
+
+static size_t
+engine_signals_arrival(struct engine *e, const struct exim_event *ev,
+                       const struct attrib_result *ar, struct msgtrack_msg *msg, uint64_t line,
+                       struct engine_notice *ret, size_t max)
+{
+    size_t k = 0;
+
+    if (e->sig & ENGINE_SIG_QUEUED)
+        k += engine_sig_queued(e, ev, msg, line, ret + k, max - k);
+    if (e->sig & ENGINE_SIG_TRAP)
+        k += engine_sig_trap(e, ev, ar, msg, line, ret + k, max - k);
+    if (e->sig & ENGINE_SIG_CAMPAIGN)
+        k += engine_sig_campaign(e, ev, ar, msg, line, ret + k, max - k);
+    return k;
+}
+
+/* A failure or deferral moved a ratio: evaluate the rules of the message's identities. */
+static size_t
+engine_signals_delivery(struct engine *e, const struct exim_event *ev, uint64_t line,
+                        struct engine_notice *ret, size_t max)
+{
+    struct policy_verdict v[POLICY_VERDICTS_MAX];
+    struct msgtrack_msg *msg;
+    size_t k = 0;
+
+    if (ev->type == EXIM_DELIVERY || (ev->flags & (EXIM_F_ENFORCED | EXIM_F_RETRY_WAIT)))
+        return 0;
+    msg = msgtrack_get(e->msgs, ev->msgid);
+    if (!msg)
+        return 0;
+    for (size_t s = 0; s < SCOPE__MAX && k < max; s++) {
+        struct usertable_entry *ent;
+        char acct[ATTRIB_ACCOUNT_MAX];
+        const char *id;
+        size_t n;
+        if (msg->refs[s].slot == UINT32_MAX || !policy_has_ratio(e->policy, (enum usertable_scope)s))
+            continue;
+        ent = usertable_deref(e->table, msg->refs[s]);
+        if (!ent)
+            continue;
+        id = usertable_entry_key(ent);
+        engine_account_of(e, (enum usertable_scope)s, id, acct, sizeof(acct));
+        n = policy_eval_ratios(e->policy, e->table, ent, acct[0] ? acct : NULL, e->now_ms, v,
+                               N_ELEMS(v));
+        for (size_t i = 0; i < n && k < max; i++) {
+            engine_notice_fill(&ret[k], ENGINE_TRIP, (enum usertable_scope)s, id, acct, e, ent, ev,
+                               line);
+            ret[k++].verdict = v[i];
+            e->stats.trips++;
+        }
+    }
+    return k;
 }
 
 /* --- replay's bound: records fed ENGINE_CLOCK_CONFIRM late ------------------------ */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "attrib.h"
+#include "campaign.h"
 #include "config.h"
 #include "eximlog.h"
 #include "msgtrack.h"
@@ -19,8 +20,17 @@
  * (ENGINE_CLOCK_AHEAD_MS) so that one record dated in the future cannot move it there.
  */
 
-/* A forged HELO counts a message for the identities of two readings: twice the notices. */
-#define ENGINE_NOTICES_MAX (2 * (POLICY_VERDICTS_MAX * SCOPE__MAX + SCOPE__MAX) + 4)
+/*
+ * A forged HELO counts a message for the identities of two readings: twice the notices.
+ * Signals across identities (engine_signals_*) add the members of campaigns that trip on
+ * the record (ENGINE_CAMPAIGN_NOTICES; more members trip when they next send) and a trap.
+ */
+#define ENGINE_CAMPAIGN_NOTICES (2 * CAMPAIGN_TRIP_MAX)
+#define ENGINE_NOTICES_MAX                                                                         \
+    (2 * (POLICY_VERDICTS_MAX * SCOPE__MAX + SCOPE__MAX) + 4 + ENGINE_CAMPAIGN_NOTICES + 2)
+
+/* engine_notice.detail: what a campaign or trap trip is about ("" for other trips). */
+#define ENGINE_DETAIL_MAX 384
 
 /*
  * The pipeline clock never moves more than ENGINE_CLOCK_AHEAD_MS ahead of the wall clock
@@ -83,6 +93,12 @@ struct engine_notice {
     enum engine_injection injection; /* ENGINE_INJECTION */
     enum usertable_scope other_scope;    /* ENGINE_INJ_HELO: the second reading's identity */
     char other[USERTABLE_KEY_MAX];       /* "" when none */
+    /*
+     * ENGINE_TRIP of a campaign rule: 'campaign subject "<key>": N identities (baseline B):
+     * <first identities>'; of a trap rule: "trap <address>"; otherwise "". Log text:
+     * escape it for display (strbuf_append_json, util_term_escape).
+     */
+    char detail[ENGINE_DETAIL_MAX];
 };
 
 struct engine_stats {
@@ -107,6 +123,9 @@ struct engine_stats {
     uint64_t clock_ahead; /* records dated beyond the bound, counted at the clock */
     uint64_t null_sender; /* "<>" arrivals counted: authenticated or a user's submission */
     uint64_t injections[ENGINE_INJ__MAX];
+    uint64_t trap_hits;          /* outbound messages to a spam trap */
+    uint64_t campaign_trips;     /* campaign keys that tripped */
+    uint64_t campaign_evictions; /* campaign keys forgotten for room (all campaign rules) */
 };
 
 /*

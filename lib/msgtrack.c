@@ -35,6 +35,8 @@ struct msgtrack {
     uint32_t fresh; /* nodes [fresh, cap) were never used: untouched pages stay unmapped */
     size_t count;
     uint64_t forgotten;
+    msgtrack_forget_fn forget; /* told of each message dropped: removed or forgotten */
+    void *forget_ctx;
 };
 
 struct msgtrack *
@@ -165,6 +167,8 @@ msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms)
         t->free = t->fresh++;
     }
     if (t->free == MSGTRACK_NONE) {
+        if (t->forget)
+            t->forget(t->forget_ctx, &t->nodes[t->oldest].msg);
         msgtrack_drop(t, t->oldest);
         t->forgotten++;
         slot = msgtrack_slot_from(t, id, home);
@@ -192,6 +196,13 @@ msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms)
     return &x->msg;
 }
 
+void
+msgtrack_set_forget(struct msgtrack *t, msgtrack_forget_fn fn, void *ctx)
+{
+    t->forget = fn;
+    t->forget_ctx = ctx;
+}
+
 struct msgtrack_msg *
 msgtrack_get(struct msgtrack *t, struct fg_str id)
 {
@@ -215,6 +226,8 @@ msgtrack_remove(struct msgtrack *t, struct fg_str id)
     n = t->index[slot];
     if (n == MSGTRACK_NONE)
         return false;
+    if (t->forget)
+        t->forget(t->forget_ctx, &t->nodes[n].msg);
     msgtrack_unindex(t, slot);
     msgtrack_unlink(t, n);
     return true;

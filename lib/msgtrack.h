@@ -16,6 +16,7 @@
 /* struct msgtrack_msg.flags */
 #define MSGTRACK_FROZEN    (1u << 0) /* Exim logged it frozen */
 #define MSGTRACK_TRUNCATED (1u << 1) /* its for-list was cut: delivery lines add recipients */
+#define MSGTRACK_QUEUED    (1u << 2) /* counted in its identities' queued messages */
 
 /* What we remember of an arrival until its Completed line. */
 struct msgtrack_msg {
@@ -40,6 +41,10 @@ void msgtrack_free(struct msgtrack *t);
  * already tracked.
  */
 struct msgtrack_msg *msgtrack_add(struct msgtrack *t, struct fg_str id, int64_t ts_ms);
+/* Called with each message about to be dropped: msgtrack_remove() or forgotten for room. */
+typedef void (*msgtrack_forget_fn)(void *ctx, const struct msgtrack_msg *msg);
+void msgtrack_set_forget(struct msgtrack *t, msgtrack_forget_fn fn, void *ctx);
+
 /* The tracked message @id, or NULL. Borrowed until the next add or remove. */
 struct msgtrack_msg *msgtrack_get(struct msgtrack *t, struct fg_str id);
 /* Forget @id (its Completed line); returns true if it was tracked. */

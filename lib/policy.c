@@ -29,6 +29,8 @@ struct policy {
     struct usertable_series series[SCOPE__MAX][USERTABLE_SERIES_MAX];
     size_t nseries[SCOPE__MAX];
     size_t rule_series[CONFIG_RULES_MAX]; /* rule index -> series index within its scope */
+    size_t rule_total[CONFIG_RULES_MAX];  /* ratio rules: the recipients series */
+    bool has_ratio[SCOPE__MAX];           /* the scope has a ratio rule */
     double min_factor;                    /* smallest override factor, at most 1 */
 };
 
@@ -71,11 +73,18 @@ policy_new(const struct config *cfg)
             p->min_factor = cfg->overrides[i].factor;
     for (size_t i = 0; i < cfg->nrules; i++) {
         const struct config_rule *r = &cfg->rules[i];
+        bool counted = r->kind == CONFIG_RULE_RATE || r->kind == CONFIG_RULE_RATIO;
         if ((unsigned)r->scope >= SCOPE__MAX ||
-            policy_series_index(p, r->scope, r->metric, r->window_ms, &p->rule_series[i]) < 0) {
+            (counted &&
+             policy_series_index(p, r->scope, r->metric, r->window_ms, &p->rule_series[i]) < 0) ||
+            (r->kind == CONFIG_RULE_RATIO &&
+             policy_series_index(p, r->scope, WINDOW_RECIPIENTS, r->window_ms,
+                                 &p->rule_total[i]) < 0)) {
             policy_free(p);
             return NULL;
         }
+        if (r->kind == CONFIG_RULE_RATIO)
+            p->has_ratio[r->scope] = true;
     }
     return p;
 }
@@ -113,6 +122,32 @@ policy_threshold(uint64_t above, double factor)
     if (t >= 18446744073709551616.0) /* 2^64 */
         return UINT64_MAX;
     return (uint64_t)t;
+}
+
+/*
+ * A ratio rule: the failed (or deferred) recipients in @value, the recipients in @total;
+ * -1 while the recipients are under the rule's minimum.
+ */
+static int
+policy_ratio(const struct policy *p, const struct usertable *t, const struct usertable_entry *e,
+             size_t i, int64_t now_ms, uint64_t *value, uint64_t *total)
+{
+    *total = usertable_sum(t, e, p->rule_total[i], now_ms);
+    if (*total == 0 || *total < p->cfg->rules[i].min)
+        return -1;
+    *value = usertable_sum(t, e, p->rule_series[i], now_ms);
+    return 0;
+}
+
+/* ratio x factor x total, rounded down: the ratio trips when the count is strictly above. */
+static uint64_t
+policy_ratio_threshold(double ratio, double factor, uint64_t total)
+{
+    double t = ratio * factor;
+
+    if (t >= 1.0)
+        return total; /* a count never exceeds its total */
+    return (uint64_t)(t * (double)total);
 }
 
 /* The account of a script identity is the part of its key before ':'. */
@@ -155,9 +190,41 @@ policy_lookup(const struct config *cfg, enum usertable_scope scope, const char *
     l->factor = config_factor(cfg, account);
 }
 
+static size_t policy_eval_kinds(const struct policy *p, const struct usertable *t,
+                                struct usertable_entry *e, const char *account, int64_t now_ms,
+                                bool ratios_only, struct policy_verdict *ret, size_t max);
+
 size_t
 policy_eval(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
             const char *account, int64_t now_ms, struct policy_verdict *ret, size_t max)
+{
+    return policy_eval_kinds(p, t, e, account, now_ms, false, ret, max);
+}
+
+/*
+ * Ratio rules are evaluated by policy_eval_ratios() alone: a ratio's count only grows on a
+ * failure or deferral line, while an arrival only adds to its total.
+ */
+
+bool
+policy_has_ratio(const struct policy *p, enum usertable_scope scope)
+{
+    return (unsigned)scope < SCOPE__MAX && p->has_ratio[scope];
+}
+
+size_t
+policy_eval_ratios(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
+                   const char *account, int64_t now_ms, struct policy_verdict *ret, size_t max)
+{
+    return p->has_ratio[usertable_entry_scope(e)]
+               ? policy_eval_kinds(p, t, e, account, now_ms, true, ret, max)
+               : 0;
+}
+
+static size_t
+policy_eval_kinds(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
+                  const char *account, int64_t now_ms, bool ratios_only,
+                  struct policy_verdict *ret, size_t max)
 {
     const struct config *cfg = p->cfg;
     enum usertable_scope scope = usertable_entry_scope(e);
@@ -174,20 +241,39 @@ policy_eval(const struct policy *p, const struct usertable *t, struct usertable_
         uint32_t bit = UINT32_C(1) << i;
         uint64_t value, threshold;
 
-        if (r->scope != scope || (st->tripped & bit))
+        if (r->scope != scope || (st->tripped & bit) ||
+            ratios_only != (r->kind == CONFIG_RULE_RATIO))
             continue;
-        value = usertable_sum(t, e, p->rule_series[i], now_ms);
-        /* below every possible threshold: no need to look the account up */
-        if (!lazy.done && value <= policy_threshold(r->above, p->min_factor))
-            continue;
-        if (!lazy.done) {
-            key = usertable_entry_key(e);
-            account = policy_account(scope, key, account, buf, sizeof(buf));
-            policy_lookup(cfg, scope, key, account, &lazy);
+        if (r->kind == CONFIG_RULE_RATIO) {
+            uint64_t total;
+            if (policy_ratio(p, t, e, i, now_ms, &value, &total) < 0)
+                continue;
+            if (!lazy.done && value <= policy_ratio_threshold(r->ratio, p->min_factor, total))
+                continue;
+            if (!lazy.done) {
+                key = usertable_entry_key(e);
+                account = policy_account(scope, key, account, buf, sizeof(buf));
+                policy_lookup(cfg, scope, key, account, &lazy);
+            }
+            if (lazy.exempt)
+                return n;
+            threshold = policy_ratio_threshold(r->ratio, lazy.factor, total);
+        } else {
+            if (r->kind != CONFIG_RULE_RATE)
+                continue;
+            value = usertable_sum(t, e, p->rule_series[i], now_ms);
+            /* below every possible threshold: no need to look the account up */
+            if (!lazy.done && value <= policy_threshold(r->above, p->min_factor))
+                continue;
+            if (!lazy.done) {
+                key = usertable_entry_key(e);
+                account = policy_account(scope, key, account, buf, sizeof(buf));
+                policy_lookup(cfg, scope, key, account, &lazy);
+            }
+            if (lazy.exempt)
+                return n;
+            threshold = policy_threshold(r->above, lazy.factor);
         }
-        if (lazy.exempt)
-            return n;
-        threshold = policy_threshold(r->above, lazy.factor);
         if (value <= threshold)
             continue;
         st->tripped |= bit;
@@ -202,6 +288,48 @@ policy_eval(const struct policy *p, const struct usertable *t, struct usertable_
         };
     }
     return n;
+}
+
+int
+policy_fire(const struct policy *p, struct usertable_entry *e, const char *account, size_t rule,
+            uint64_t value, uint64_t threshold, int64_t now_ms, struct policy_verdict *ret)
+{
+    const struct config *cfg = p->cfg;
+    const struct config_rule *r;
+    enum usertable_scope scope = usertable_entry_scope(e);
+    struct usertable_policy *st = usertable_entry_policy(e);
+    struct policy_lazy lazy;
+    char buf[CONFIG_NAME_MAX];
+    const char *key;
+
+    if (rule >= cfg->nrules || now_ms < st->quiet_until_ms || (st->tripped & (UINT32_C(1) << rule)))
+        return 0;
+    r = &cfg->rules[rule];
+    if (threshold == POLICY_THRESHOLD_RULE && value <= policy_threshold(r->above, p->min_factor))
+        return 0;
+    if (threshold != POLICY_THRESHOLD_RULE && value <= threshold)
+        return 0;
+    key = usertable_entry_key(e);
+    account = policy_account(scope, key, account, buf, sizeof(buf));
+    policy_lookup(cfg, scope, key, account, &lazy);
+    if (lazy.exempt)
+        return 0;
+    if (threshold == POLICY_THRESHOLD_RULE) {
+        threshold = policy_threshold(r->above, lazy.factor);
+        if (value <= threshold)
+            return 0;
+    }
+    st->tripped |= UINT32_C(1) << rule;
+    *ret = (struct policy_verdict){
+        .rule = rule,
+        .rule_name = r->name,
+        .scope = scope,
+        .value = value,
+        .threshold = threshold,
+        .window_ms = r->window_ms,
+        .actions = r->actions,
+    };
+    return 1;
 }
 
 void

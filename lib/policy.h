@@ -37,7 +37,7 @@ void policy_usertable_series(const struct policy *p, struct usertable_params *re
 size_t policy_rule_series(const struct policy *p, size_t rule);
 
 /*
- * Evaluate every rule of the entry's scope, pure in the sense of DESIGN.md: counters,
+ * Evaluate every sliding-count rule of the entry's scope (ratio rules: policy_eval_ratios), pure in the sense of DESIGN.md: counters,
  * identity and log time in, verdicts out. @account is the identity's account (NULL when
  * unknown), for exemptions and overrides; a mailbox identity is also matched against the
  * mailbox exemptions. A verdict fires once per identity and rule: the rule's bit in the
@@ -47,6 +47,27 @@ size_t policy_rule_series(const struct policy *p, size_t rule);
  */
 size_t policy_eval(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
                    const char *account, int64_t now_ms, struct policy_verdict *ret, size_t max);
+
+/*
+ * A verdict decided outside policy_eval(): a QUEUED rule (@value messages still queued), a
+ * campaign or a trap hit. Fires when @value is above @threshold, or with
+ * POLICY_THRESHOLD_RULE above the rule's "above" times the account's override factor,
+ * unless the identity is exempt, in its cooldown, or tripped by the rule already; sets the
+ * rule's bit. Returns 1 and *ret, or 0.
+ */
+#define POLICY_THRESHOLD_RULE UINT64_MAX
+int policy_fire(const struct policy *p, struct usertable_entry *e, const char *account, size_t rule,
+                uint64_t value, uint64_t threshold, int64_t now_ms, struct policy_verdict *ret);
+
+/* Does @scope have a ratio rule (fail_ratio, defer_ratio)? */
+bool policy_has_ratio(const struct policy *p, enum usertable_scope scope);
+/*
+ * The ratio rules of the entry's scope, each once its recipients reach the rule's min:
+ * called when a failure or deferral moved a ratio (an arrival only lowers one).
+ */
+size_t policy_eval_ratios(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
+                          const char *account, int64_t now_ms, struct policy_verdict *ret,
+                          size_t max);
 
 /* Clear every trip of the entry and start its cooldown at @now_ms. */
 void policy_release(const struct policy *p, struct usertable_entry *e, int64_t now_ms);

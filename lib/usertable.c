@@ -1282,7 +1282,7 @@ usertable_load_entry(struct usertable *t, struct usertable_reader *r,
     uint64_t scope = usertable_r_u64(r, 1), ntot, kind, h;
     size_t len = (size_t)usertable_r_u64(r, 2);
     const char *key = (const char *)r->p;
-    struct usertable_policy pol;
+    struct usertable_policy pol = { 0 };
     uint64_t tot[WINDOW_METRIC__MAX] = { 0 };
     int64_t newest;
     int ret;

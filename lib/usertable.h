@@ -38,6 +38,8 @@ struct usertable_params {
 /* Per-identity policy state, owned by lib/policy, stored with the identity. */
 struct usertable_policy {
     uint32_t tripped;       /* bit i: rule i has fired and not been released */
+    uint32_t queued;        /* messages still queued (engine; not in snapshots: msgtrack
+                             * is not either) */
     int64_t quiet_until_ms; /* after a release: no new trip before this log time */
 };
 

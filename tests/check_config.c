@@ -1493,6 +1493,99 @@ START_TEST(test_config_reputation_bad)
 }
 END_TEST
 
+/* Signals across identities: campaign, trap, queued and ratio rules; traps: and traps_file: */
+
+#define CAMPAIGN_RULE(extra)                                                                       \
+    "rules:\n  - {name: c, scope: campaign, metric: identities, window: 30m, above: 8, "         \
+    "actions: [alert]" extra "}\n"
+
+static const struct config_case signal_bad[] = {
+    { "campaign metric", "rules:\n  - {name: c, scope: campaign, metric: messages, window: 30m, "
+                         "above: 8, actions: [alert]}\n",
+      2, 0, "metric", "scope campaign counts identities", 0 },
+    { "identities without campaign", "rules:\n  - {name: c, scope: mailbox, metric: identities, "
+                                     "window: 30m, above: 8, actions: [alert]}\n",
+      2, 0, "metric", "needs scope: campaign", 0 },
+    { "campaign above too high", "rules:\n  - {name: c, scope: campaign, metric: identities, "
+                                 "window: 30m, above: 41, actions: [alert]}\n",
+      2, 0, "rules[0].above", "out of range", 0 },
+    { "campaign without window", "rules:\n  - {name: c, scope: campaign, metric: identities, "
+                                 "above: 8, actions: [alert]}\n",
+      2, 0, "rules[0]", "missing required key 'window'", 0 },
+    { "campaign key unknown", CAMPAIGN_RULE(", key: body"), 2, 0, "rules[0].key",
+      "unknown campaign key 'body'", 0 },
+    { "campaign factor under 1", CAMPAIGN_RULE(", factor: 0.5"), 2, 0, "rules[0].factor",
+      "at least 1", 0 },
+    { "campaign keys too few", CAMPAIGN_RULE(", keys: 3"), 2, 0, "rules[0].keys", "out of range",
+      0 },
+    { "min_domains on a subject key", CAMPAIGN_RULE(", min_domains: 3"), 2, 0, "rules[0]",
+      "key 'min_domains' does not apply to a campaign rule", 0 },
+    { "min on a campaign", CAMPAIGN_RULE(", min: 3"), 2, 0, "rules[0]",
+      "key 'min' does not apply", 0 },
+    { "ratio above 1", "rules:\n  - {name: r, scope: mailbox, metric: fail_ratio, window: 1h, "
+                       "above: 1.5, min: 50, actions: [alert]}\n",
+      2, 0, "rules[0].above", "is over 1", 0 },
+    { "ratio above words", "rules:\n  - {name: r, scope: mailbox, metric: defer_ratio, window: 1h, "
+                           "above: half, actions: [alert]}\n",
+      2, 0, "rules[0].above", "not a number", 0 },
+    { "ratio min zero", "rules:\n  - {name: r, scope: mailbox, metric: fail_ratio, window: 1h, "
+                        "above: 0.3, min: 0, actions: [alert]}\n",
+      2, 0, "rules[0].min", "out of range", 0 },
+    { "min on a count", "rules:\n  - {name: r, scope: mailbox, metric: messages, window: 1h, "
+                        "above: 3, min: 5, actions: [alert]}\n",
+      2, 0, "rules[0]", "key 'min' does not apply to a messages rule", 0 },
+    { "queued above fraction", "rules:\n  - {name: q, scope: mailbox, metric: queued, above: 0.5, "
+                               "actions: [alert]}\n",
+      2, 0, "rules[0].above", "not a non-negative integer", 0 },
+    { "trap with above", "rules:\n  - {name: t, scope: trap, above: 1, actions: [alert]}\n"
+                         "traps: {addresses: [t@x.example]}\n",
+      2, 0, "rules[0]", "no metric, window or above", 0 },
+    { "trap rule without traps", "rules:\n  - {name: t, scope: trap, actions: [alert]}\n", 2, 0,
+      "traps", "list no address or domain", 0 },
+    { "traps without a rule", "traps:\n  domains: [trap.example]\n", 0, 0, "traps",
+      "no rule has scope: trap", 0 },
+    { "trap address without @", "rules:\n  - {name: t, scope: trap, actions: [alert]}\n"
+                                "traps:\n  addresses: [trap.example]\n",
+      4, 0, "traps.addresses[0]", "is not an address", 0 },
+    { "trap domain with @", "rules:\n  - {name: t, scope: trap, actions: [alert]}\n"
+                            "traps:\n  domains: [a@trap.example]\n",
+      4, 0, "traps.domains[0]", "is not a domain", 0 },
+    { "traps unknown key", "traps:\n  hosts: [x]\n", 2, 0, "traps.hosts", "unknown key", 0 },
+    { "traps_file relative", "traps_file: traps.txt\n", 1, 0, "traps_file",
+      "not an absolute path", 0 },
+    { "traps_file missing", "rules:\n  - {name: t, scope: trap, actions: [alert]}\n"
+                            "traps_file: /nonexistent/floodgate-traps\n",
+      0, 0, "traps_file", "No such file", 0 },
+};
+
+static const char *const signal_good[] = {
+    CAMPAIGN_RULE(""),
+    CAMPAIGN_RULE(", key: domains, min_domains: 3, factor: 2.5, learn: 0s, keys: 1024"),
+    "rules:\n  - {name: r, scope: mailbox, metric: fail_ratio, window: 1h, above: 0.3, min: 50, "
+    "actions: [alert]}\n  - {name: d, scope: script, metric: defer_ratio, window: 1h, "
+    "above: 1, actions: [alert]}\n",
+    "rules:\n  - {name: q, scope: account, metric: queued, above: 200, actions: [freeze]}\n",
+    "rules:\n  - {name: t, scope: trap, actions: [freeze, hold]}\n"
+    "traps:\n  addresses: [a@trap.example]\n  domains: [trap.example]\n",
+};
+
+START_TEST(test_config_signals_bad)
+{
+    const struct config_case *t = &signal_bad[_i];
+    struct config *c = NULL;
+    struct diag d;
+    int r = config_parse(t->yaml, strlen(t->yaml), "test.yml", &c, &d);
+
+    ck_assert_msg(r == -EINVAL, "%s: r=%d", t->name, r);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(d.line == t->line, "%s: line %u, want %u (%s)", t->name, d.line, t->line, d.msg);
+    ck_assert_msg(strcmp(d.key, t->key) == 0, "%s: key '%s', want '%s' (%s)", t->name, d.key,
+                  t->key, d.msg);
+    ck_assert_msg(strstr(d.msg, t->msg) != NULL, "%s: message '%s' lacks '%s'", t->name, d.msg,
+                  t->msg);
+}
+END_TEST
+
 START_TEST(test_config_reputation_values)
 {
     static const char yaml[] = "reputation:\n"
@@ -1531,6 +1624,114 @@ START_TEST(test_config_reputation_values)
                       d.msg);
         config_free(c);
     }
+}
+END_TEST
+
+START_TEST(test_config_signals_good)
+{
+    struct config *c = NULL;
+    struct diag d;
+    char buf[512];
+    int r = config_parse(signal_good[_i], strlen(signal_good[_i]), "test.yml", &c, &d);
+
+    diag_format(&d, buf, sizeof(buf));
+    ck_assert_msg(r == 0, "case %d: %s", _i, buf);
+    config_free(c);
+}
+END_TEST
+
+START_TEST(test_config_signals_values)
+{
+    static const char yaml[] =
+        CAMPAIGN_RULE("") "  - {name: cd, scope: campaign, metric: identities, key: domains, "
+                          "window: 10m, above: 5, factor: 2.5, learn: 1h, actions: [freeze]}\n"
+                          "  - {name: r, scope: mailbox, metric: defer_ratio, window: 1h, "
+                          "above: 0.25, min: 40, actions: [alert]}\n"
+                          "  - {name: q, scope: mailbox, metric: queued, above: 30, "
+                          "actions: [alert]}\n";
+    struct config *c = NULL;
+    struct diag d;
+
+    ck_assert_int_eq(config_parse(yaml, strlen(yaml), "test.yml", &c, &d), 0);
+    ck_assert_int_eq(c->rules[0].kind, CONFIG_RULE_CAMPAIGN);
+    ck_assert_int_eq(c->rules[0].key, CONFIG_CAMPAIGN_SUBJECT);
+    ck_assert_double_eq(c->rules[0].factor, 3.0);
+    ck_assert_int_eq(c->rules[0].learn_ms, 2 * 30 * 60000);
+    ck_assert_uint_eq(c->rules[0].keys, CONFIG_CAMPAIGN_KEYS_DEFAULT);
+    ck_assert_uint_eq(c->rules[1].min_domains, CONFIG_CAMPAIGN_MIN_DOMAINS);
+    ck_assert_int_eq(c->rules[1].key, CONFIG_CAMPAIGN_DOMAINS);
+    ck_assert_double_eq(c->rules[1].factor, 2.5);
+    ck_assert_int_eq(c->rules[1].learn_ms, 3600000);
+    ck_assert_int_eq(c->rules[2].kind, CONFIG_RULE_RATIO);
+    ck_assert_int_eq(c->rules[2].metric, WINDOW_DEFERRED);
+    ck_assert_double_eq(c->rules[2].ratio, 0.25);
+    ck_assert_uint_eq(c->rules[2].min, 40);
+    ck_assert_str_eq(config_rule_metric_name(&c->rules[2]), "defer_ratio");
+    ck_assert_int_eq(c->rules[3].kind, CONFIG_RULE_QUEUED);
+    ck_assert_uint_eq(c->rules[3].above, 30);
+    ck_assert_int_eq(c->rules[3].window_ms, 0);
+    ck_assert_str_eq(config_rule_metric_name(&c->rules[3]), "queued");
+    config_free(c);
+}
+END_TEST
+
+/* A ratio rule needs the recipients series too: it counts against USERTABLE_SERIES_MAX. */
+START_TEST(test_config_signals_ratio_series)
+{
+    char yaml[4096];
+    size_t n = (size_t)snprintf(yaml, sizeof(yaml), "rules:\n");
+    struct config *c = NULL;
+    struct diag d;
+
+    for (int i = 0; i < USERTABLE_SERIES_MAX / 2; i++)
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n,
+                              "  - {name: r%d, scope: mailbox, metric: fail_ratio, window: %dm, "
+                              "above: 0.5, actions: [alert]}\n",
+                              i, i + 1);
+    ck_assert_int_eq(config_parse(yaml, n, "test.yml", &c, &d), 0);
+    config_free(c);
+    (void)snprintf(yaml + n, sizeof(yaml) - n,
+                   "  - {name: last, scope: mailbox, metric: messages, window: 99m, above: 5, "
+                   "actions: [alert]}\n");
+    ck_assert_int_eq(config_parse(yaml, strlen(yaml), "test.yml", &c, &d), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(d.msg, "distinct (metric, window) pairs"));
+}
+END_TEST
+
+START_TEST(test_config_traps_file)
+{
+    char yaml[1024];
+    const char *path;
+    struct config *c = NULL;
+    struct diag d;
+
+    path = config_test_file("traps", "# spam traps\n\nbait@Trap.example  # planted 2024\n"
+                                     "  honeypot.example\nbait@trap.example\n",
+                            0644);
+    (void)snprintf(yaml, sizeof(yaml),
+                   "rules:\n  - {name: t, scope: trap, actions: [alert]}\n"
+                   "traps: {addresses: [x@y.example]}\ntraps_file: %s\n",
+                   path);
+    ck_assert_int_eq(config_parse(yaml, strlen(yaml), "test.yml", &c, &d), 0);
+    ck_assert_uint_eq(c->traps.naddresses, 2); /* sorted, case folded, duplicates dropped */
+    ck_assert_str_eq(c->traps.addresses[0], "bait@trap.example");
+    ck_assert_uint_eq(c->traps.ndomains, 1);
+    ck_assert(config_is_trap(c, "BAIT@trap.EXAMPLE", 17));
+    ck_assert(config_is_trap(c, "anyone@honeypot.example", 23));
+    ck_assert(config_is_trap(c, "x@y.example", 11));
+    ck_assert(!config_is_trap(c, "bait@trap.example.com", 21));
+    ck_assert(!config_is_trap(c, "bait@trap.exampl", 16));
+    ck_assert(!config_is_trap(c, "a@sub.honeypot.example", 22));
+    config_free(c);
+
+    /* a bad line names the file and its line */
+    path = config_test_file("traps", "ok@trap.example\n\nbad address@x\n", 0644);
+    (void)snprintf(yaml, sizeof(yaml),
+                   "rules:\n  - {name: t, scope: trap, actions: [alert]}\ntraps_file: %s\n", path);
+    ck_assert_int_eq(config_parse(yaml, strlen(yaml), "test.yml", &c, &d), -EINVAL);
+    ck_assert_str_eq(d.file, path);
+    ck_assert_uint_eq(d.line, 3);
+    ck_assert_ptr_nonnull(strstr(d.msg, "holds a space"));
 }
 END_TEST
 
@@ -1578,6 +1779,15 @@ config_suite(void)
     tcase_add_test(tc, test_config_url_file);
     tcase_add_test(tc, test_config_secret_file);
     tcase_add_test(tc, test_config_inline_credentials_mode);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("signals");
+    tcase_add_checked_fixture(tc, config_files_setup, config_files_teardown);
+    tcase_add_loop_test(tc, test_config_signals_bad, 0, (int)N_ELEMS(signal_bad));
+    tcase_add_loop_test(tc, test_config_signals_good, 0, (int)N_ELEMS(signal_good));
+    tcase_add_test(tc, test_config_signals_values);
+    tcase_add_test(tc, test_config_signals_ratio_series);
+    tcase_add_test(tc, test_config_traps_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -123,6 +123,42 @@ START_TEST(test_msgtrack_seen)
 }
 END_TEST
 
+static unsigned msgtrack_test_dropped;
+static char msgtrack_test_last[MSGTRACK_ID_MAX + 1];
+
+static void
+msgtrack_test_forget(void *ctx, const struct msgtrack_msg *msg)
+{
+    (void)ctx;
+    msgtrack_test_dropped++;
+    memcpy(msgtrack_test_last, msg->id, msg->idlen);
+    msgtrack_test_last[msg->idlen] = '\0';
+}
+
+/* The drop hook hears of every message that leaves: removed, or forgotten for room. */
+START_TEST(test_msgtrack_forget_hook)
+{
+    struct msgtrack *t = msgtrack_new(4, msgtrack_test_key);
+    char buf[24];
+
+    msgtrack_set_forget(t, msgtrack_test_forget, NULL);
+    for (unsigned i = 0; i < 4; i++)
+        ck_assert_ptr_nonnull(msgtrack_add(t, msgtrack_test_id(buf, i), i));
+    ck_assert_uint_eq(msgtrack_test_dropped, 0);
+    ck_assert(msgtrack_remove(t, msgtrack_test_id(buf, 2)));
+    ck_assert_uint_eq(msgtrack_test_dropped, 1);
+    ck_assert_str_eq(msgtrack_test_last, "1vwqhc-000002-Ab");
+    ck_assert(!msgtrack_remove(t, msgtrack_test_id(buf, 2)));
+    ck_assert_uint_eq(msgtrack_test_dropped, 1);
+    ck_assert_ptr_nonnull(msgtrack_add(t, msgtrack_test_id(buf, 4), 4)); /* room again */
+    ck_assert_uint_eq(msgtrack_test_dropped, 1);
+    ck_assert_ptr_nonnull(msgtrack_add(t, msgtrack_test_id(buf, 5), 5)); /* forgets id 0 */
+    ck_assert_uint_eq(msgtrack_test_dropped, 2);
+    ck_assert_str_eq(msgtrack_test_last, "1vwqhc-000000-Ab");
+    msgtrack_free(t);
+}
+END_TEST
+
 static Suite *
 msgtrack_suite(void)
 {
@@ -131,6 +167,7 @@ msgtrack_suite(void)
 
     tcase_add_test(tc, test_msgtrack_add_get_remove);
     tcase_add_test(tc, test_msgtrack_forgets_oldest);
+    tcase_add_test(tc, test_msgtrack_forget_hook);
     tcase_add_test(tc, test_msgtrack_queued_by_identity);
     tcase_add_test(tc, test_msgtrack_churn);
     tcase_add_test(tc, test_msgtrack_seen);

@@ -4,8 +4,14 @@
 # rules the generator's truth lists (normal senders stay under all of them). Every offender
 # (mailbox burst, PHP script, leaked password spread over IPs, recipient blast, spoofed
 # sender) must trip its rule on its true identity between its start and 60 s of log time
-# after its own traffic crossed the threshold, and no other identity may trip. The seed-11
-# log must give the same report plain, gzipped, from stdin and rotated into dated files.
+# after its own traffic crossed the threshold, and no other identity may trip. So must the
+# signals across identities: every member of a spam campaign spread over mailboxes and
+# scripts (each under every per-identity limit) once the campaign passes its threshold,
+# the senders of spam-trap hits, and mailboxes whose mail to dead hosts queues, defers and
+# bounces (queued, defer_ratio). The seed-11 log must give the same report plain, gzipped,
+# from stdin and rotated into dated files. Normal traffic alone (no offender) trips
+# nothing, and neither do the real logs of FG_SHARED_DIR/corpus when present (every rule,
+# the campaign rule without its learning time).
 #
 # A hostile-sender log (attacker text in subjects, Message-IDs, HELOs, quoted senders and
 # recipients, argv, and raw newlines forging whole lines) is replayed too: its victims must
@@ -40,8 +46,17 @@ with open(tmp + "/floodgate.yml", "w") as f:
     f.write("mode: monitor\nuserdomains_file: %s/userdomains\nlocaldomains_file: %s/localdomains\n"
             "rules:\n" % (tmp, tmp))
     for r in rules:
-        f.write("  - {name: %s, scope: %s, metric: %s, window: %ds, above: %d, actions: [alert]}\n"
-                % (r["name"], r["scope"], r["metric"], r["window_s"], r["above"]))
+        keys = ["name: %s" % r["name"], "scope: %s" % r["scope"]]
+        keys += ["metric: %s" % r["metric"]] if "metric" in r else []
+        keys += ["key: %s" % r["key"]] if "key" in r else []
+        keys += ["window: %ds" % r["window_s"]] if "window_s" in r else []
+        keys += ["above: %s" % r["above"]] if "above" in r else []
+        keys += ["min: %d" % r["min"]] if "min" in r else []
+        f.write("  - {%s, actions: [alert]}\n" % ", ".join(keys))
+    traps = truth.get("traps") if any(r["scope"] == "trap" for r in rules) else None
+    if traps:
+        f.write("traps:\n  addresses: [%s]\n  domains: [%s]\n" % (
+            ", ".join(traps["addresses"]), ", ".join(traps["domains"])))
 PY
 }
 
@@ -138,7 +153,7 @@ a["files"] = b["files"] = None
 assert a == b, "the truth differs between two runs of one seed"' "$tmp/a.json" "$tmp/b.json"
 echo "generator: deterministic by seed"
 
-common=(--hours 1.5 --rate 8 --outbreaks 5 --outbreak-minutes 10)
+common=(--hours 1.5 --rate 8 --outbreaks 5 --outbreak-minutes 10 --campaign 18 --traps 4 --backlog 2)
 for run in "11 --id-format mixed --pid --millisec" "23 --id-format old" \
     "37 --id-format new --pid --tz +0100"; do
     read -r seed opts <<<"$run"
@@ -164,6 +179,35 @@ for run in "11 --id-format mixed --pid --millisec" "23 --id-format old" \
     fi
     check "$tmp/truth.json" "$tmp/out.json" "seed $seed" 1
 done
+
+# Normal traffic only: every rule, new signals included, stays silent.
+for seed in 61 62; do
+    python3 "$gen" --hours 2.5 --rate 8 --outbreaks 0 --seed "$seed" --id-format mixed --pid \
+        --out "$tmp/log" --truth "$tmp/truth.json"
+    setup "$tmp/truth.json"
+    replay "$tmp/out.json" "$tmp/log"
+    check "$tmp/truth.json" "$tmp/out.json" "normal seed $seed" 1
+done
+
+# Real logs: no trip at all, the campaign rule learning nothing first.
+corpus="${FG_SHARED_DIR:-}/corpus"
+if [ -n "${FG_SHARED_DIR:-}" ] && [ -d "$corpus" ]; then
+    sed -i 's/key: subject, /key: subject, learn: 0s, /; s/key: domains, /key: domains, learn: 0s, /' \
+        "$tmp/floodgate.yml"
+    grep -q 'learn: 0s' "$tmp/floodgate.yml"
+    n=0
+    for f in "$corpus"/*.log; do
+        [ -f "$f" ] || continue
+        replay "$tmp/out.json" "$f"
+        python3 - "$tmp/out.json" "$f" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert not o["trips"], "corpus %s: false trips %s" % (sys.argv[2], [(t["rule"], t["id"]) for t in o["trips"]])
+PY
+        n=$((n + 1))
+    done
+    echo "corpus: $n real logs, no trips"
+fi
 
 # Hostile senders: printed always, enforced on request.
 python3 "$gen" "${common[@]}" --seed 53 --id-format mixed --pid --millisec --hostile 12 \

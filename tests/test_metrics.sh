@@ -317,7 +317,10 @@ try:
                              ("floodgate_state_commits_total", {"result": "failed"}),
                              ("floodgate_log_injection_total", {"kind": "absorbed"}),
                              ("floodgate_log_injection_total", {"kind": "helo"}),
-                             ("floodgate_records_clock_ahead_total", {})):
+                             ("floodgate_records_clock_ahead_total", {}),
+                             ("floodgate_trap_hits_total", {}),
+                             ("floodgate_campaign_trips_total", {}),
+                             ("floodgate_campaign_keys_evicted_total", {})):
             try:
                 v = value(smp, name, **labels)
             except KeyError as e:
