@@ -37,10 +37,15 @@ with open(tmp + "/userdomains", "w") as f:
     f.write("*: nobody\n")
 with open(tmp + "/localdomains", "w") as f:
     f.write("".join(d + "\n" for d in truth.get("localdomains", [])))
+# the sliding counts of the truth (not its trap, campaign, queued or ratio rules)
+SLIDING = ("messages", "recipients", "failed", "deferred", "domains", "ips", "mismatch",
+           "authfail")
 with open(tmp + "/floodgate.yml", "w") as f:
     f.write("mode: monitor\nuserdomains_file: %s/userdomains\nlocaldomains_file: %s/localdomains\n"
             "rules:\n" % (tmp, tmp))
     for r in truth["rules"]:
+        if r.get("metric") not in SLIDING:
+            continue  # the sliding counts the page charts (not trap or campaign rules)
         f.write("  - {name: %s, scope: %s, metric: %s, window: %ds, above: %d, actions: [alert]}\n"
                 % (r["name"], r["scope"], r["metric"], r["window_s"], r["above"]))
 last = open(tmp + "/log", "rb").read().rstrip(b"\n").rsplit(b"\n", 1)[-1].decode()

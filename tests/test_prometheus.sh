@@ -124,10 +124,13 @@ with open(os.path.join(TMP, "localdomains"), "w") as f:
 open(LOG, "w").close()
 os.makedirs(os.path.dirname(PROM))
 MPORT, PPORT, DEAD = free_port(), free_port(), free_port()
+# the sliding counts of the truth (not its trap, campaign, queued or ratio rules)
+SLIDING = ("messages", "recipients", "failed", "deferred", "domains", "ips", "mismatch",
+           "authfail")
 rules = "".join("  - { name: %s, scope: %s, metric: %s, window: %ds, above: %d, "
                 "actions: [freeze, hold, alert] }\n"
                 % (r["name"], r["scope"], r["metric"], r["window_s"], r["above"])
-                for r in truth["rules"])
+                for r in truth["rules"] if r.get("metric") in SLIDING)
 with open(CFG, "w") as f:
     f.write("""mode: monitor
 log_file: %(log)s
