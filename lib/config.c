@@ -105,6 +105,16 @@ static const char *const config_backend_names[CONFIG_BACKEND__MAX] = {
     [CONFIG_BACKEND_COMMAND] = "command",
 };
 
+static const char *const config_mode_names[] = {
+    [CONFIG_MODE_ENFORCE] = "enforce",
+    [CONFIG_MODE_MONITOR] = "monitor",
+};
+
+static const char *const config_campaign_key_names[] = {
+    [CONFIG_CAMPAIGN_SUBJECT] = "subject",
+    [CONFIG_CAMPAIGN_DOMAINS] = "domains",
+};
+
 static void config_diag_set(struct diag *d, const char *file, unsigned line, unsigned column,
                             const char *key, const char *fmt, va_list ap) FG_PRINTF(6, 0);
 
@@ -239,6 +249,29 @@ config_scalar(struct config_parser *p, const yaml_node_t *n, const char *path, c
         return config_fail(p, n, path, "value is empty");
     *ret = s;
     return 0;
+}
+
+/*
+ * A scalar that must be one of the @count @names: its index in *ret, else the error
+ * "unknown @what '<value>' (@choices)".
+ */
+static int
+config_parse_choice(struct config_parser *p, const yaml_node_t *n, const char *path,
+                    const char *const *names, size_t count, const char *what, const char *choices,
+                    size_t *ret)
+{
+    const char *s;
+    int r = config_scalar(p, n, path, &s);
+
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < count; i++) {
+        if (names[i] && strcmp(s, names[i]) == 0) {
+            *ret = i;
+            return 0;
+        }
+    }
+    return config_fail(p, n, path, "unknown %s '%s' (%s)", what, s, choices);
 }
 
 static int
@@ -704,7 +737,7 @@ config_rule_ext_pair(struct config_parser *p, const char *key, yaml_node_t *v, c
                      struct config_rule_ctx *rc)
 {
     struct config_rule *rule = rc->rule;
-    const char *s;
+    size_t choice;
     int r;
 
     if (strcmp(key, "min") == 0) {
@@ -713,16 +746,12 @@ config_rule_ext_pair(struct config_parser *p, const char *key, yaml_node_t *v, c
     }
     if (strcmp(key, "key") == 0) {
         rc->ext_seen |= CONFIG_RULE_KEY;
-        r = config_scalar(p, v, path, &s);
-        if (r < 0)
-            return r;
-        if (strcmp(s, "subject") == 0)
-            rule->key = CONFIG_CAMPAIGN_SUBJECT;
-        else if (strcmp(s, "domains") == 0)
-            rule->key = CONFIG_CAMPAIGN_DOMAINS;
-        else
-            return config_fail(p, v, path, "unknown campaign key '%s' (subject or domains)", s);
-        return 0;
+        r = config_parse_choice(p, v, path, config_campaign_key_names,
+                                N_ELEMS(config_campaign_key_names), "campaign key",
+                                "subject or domains", &choice);
+        if (r == 0)
+            rule->key = (enum config_campaign_key)choice;
+        return r;
     }
     if (strcmp(key, "factor") == 0) {
         rc->ext_seen |= CONFIG_RULE_FACTOR;
@@ -1184,21 +1213,16 @@ config_actions_pair(struct config_parser *p, const char *key, yaml_node_t *v, co
                     void *ctx)
 {
     struct config *c = p->c;
-    const char *s;
+    size_t choice;
     int r;
 
     (void)ctx;
     if (strcmp(key, "backend") == 0) {
-        r = config_scalar(p, v, path, &s);
-        if (r < 0)
-            return r;
-        for (size_t i = 0; i < N_ELEMS(config_backend_names); i++) {
-            if (strcmp(s, config_backend_names[i]) == 0) {
-                c->backend = (enum config_backend)i;
-                return 0;
-            }
-        }
-        return config_fail(p, v, path, "unknown backend '%s' (exim, cpanel or command)", s);
+        r = config_parse_choice(p, v, path, config_backend_names, N_ELEMS(config_backend_names),
+                                "backend", "exim, cpanel or command", &choice);
+        if (r == 0)
+            c->backend = (enum config_backend)choice;
+        return r;
     }
     if (strcmp(key, "exim_path") == 0)
         return config_parse_path(p, v, path, &c->exim_path);
@@ -1824,6 +1848,7 @@ config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, siz
     struct config_dest *d = &a->dests[i];
     struct config_dest_ctx dc;
     yaml_node_t *const *v = dc.v;
+    const char *types[ALERT_DEST_TYPES];
     const char *s;
     size_t t;
     int r;
@@ -1841,15 +1866,13 @@ config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, siz
     if (!v[CONFIG_DEST_TYPE])
         return config_fail(p, n, path, "missing required key 'type'");
 
-    r = config_scalar(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE], &s);
+    for (t = 0; t < ALERT_DEST_TYPES; t++)
+        types[t] = alert_dest_type_name((enum alert_dest_type)t);
+    r = config_parse_choice(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE], types,
+                            ALERT_DEST_TYPES, "destination type", "slack, webhook or alertmanager",
+                            &t);
     if (r < 0)
         return r;
-    for (t = 0; t < ALERT_DEST_TYPES; t++)
-        if (strcmp(s, alert_dest_type_name((enum alert_dest_type)t)) == 0)
-            break;
-    if (t == ALERT_DEST_TYPES)
-        return config_fail(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE],
-                           "unknown destination type '%s' (slack, webhook or alertmanager)", s);
     d->type = (enum alert_dest_type)t;
     d->rate = config_dest_defaults[t].rate;
     d->burst = config_dest_defaults[t].burst;
@@ -2581,23 +2604,18 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
     };
     struct config_top_ctx *tc = ctx;
     struct config *c = p->c;
-    const char *s;
+    size_t choice;
     int r;
 
     for (size_t i = 0; i < N_ELEMS(paths); i++)
         if (strcmp(key, paths[i].name) == 0)
             return config_parse_path(p, v, path, (char **)((char *)c + paths[i].offset));
     if (strcmp(key, "mode") == 0) {
-        r = config_scalar(p, v, path, &s);
-        if (r < 0)
-            return r;
-        if (strcmp(s, "enforce") == 0)
-            c->mode = CONFIG_MODE_ENFORCE;
-        else if (strcmp(s, "monitor") == 0)
-            c->mode = CONFIG_MODE_MONITOR;
-        else
-            return config_fail(p, v, path, "unknown mode '%s' (enforce or monitor)", s);
-        return 0;
+        r = config_parse_choice(p, v, path, config_mode_names, N_ELEMS(config_mode_names), "mode",
+                                "enforce or monitor", &choice);
+        if (r == 0)
+            c->mode = (enum config_mode)choice;
+        return r;
     }
     if (strcmp(key, "rules") == 0)
         return config_parse_rules(p, v, path);
