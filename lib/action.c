@@ -1160,8 +1160,9 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
     return 1;
 }
 
+/* The retry and the scan timer: the wait is over, the pump takes the next step. */
 static void
-action_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+action_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct action *a = w->data;
 
@@ -1435,17 +1436,6 @@ job_scan_release_cb(void *ctx, const char *msgid, const struct spool_header *h)
         return;
     if (j->nextra < ACTION_FROZEN_MAX)
         (void)action_ids_add(&j->extra, &j->nextra, &j->capextra, msgid);
-}
-
-static void
-action_scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct action *a = w->data;
-
-    (void)loop;
-    (void)revents;
-    a->inflight = false;
-    action_pump(a);
 }
 
 /*
@@ -2401,9 +2391,9 @@ action_open(const struct action_params *p, struct action **ret)
     a->env.spawner = a->spawner;
     a->env.hold_users_file = a->hold_file;
     a->env.suspended_users_file = a->susp_file;
-    ev_init(&a->retry_timer, action_retry_cb);
+    ev_init(&a->retry_timer, action_resume_cb);
     a->retry_timer.data = a;
-    ev_init(&a->scan_timer, action_scan_cb);
+    ev_init(&a->scan_timer, action_resume_cb);
     a->scan_timer.data = a;
     action_syslogins_load(a);
     r = ledger_load(a);
