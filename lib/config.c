@@ -1057,6 +1057,33 @@ config_strcmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Sort the @n owned strings of @v and free the repeats, @n becoming the count left. */
+static void
+config_strv_sort(char **v, size_t *n)
+{
+    size_t out = 1;
+
+    if (*n < 2)
+        return;
+    qsort(v, *n, sizeof(*v), config_strcmp);
+    for (size_t i = 1; i < *n; i++) {
+        if (strcmp(v[i], v[out - 1]) == 0)
+            free(v[i]);
+        else
+            v[out++] = v[i];
+    }
+    *n = out;
+}
+
+/* Free the @n owned strings of @v and @v itself. */
+static void
+config_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static int config_parse_bool(struct config_parser *p, yaml_node_t *n, const char *path, bool *ret);
 
 /* A list of names into an owned, sorted, de-duplicated array (replacing any earlier one). */
@@ -1105,27 +1132,13 @@ config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bo
                 *q = util_ascii_lower(*q);
         len++;
     }
-    if (len > 1) {
-        size_t out = 1;
-        qsort(v, len, sizeof(*v), config_strcmp);
-        for (size_t i = 1; i < len; i++) {
-            if (strcmp(v[i], v[out - 1]) == 0)
-                free(v[i]);
-            else
-                v[out++] = v[i];
-        }
-        len = out;
-    }
-    for (size_t i = 0; i < *ret_n; i++)
-        free((*ret)[i]);
-    free(*ret);
+    config_strv_sort(v, &len);
+    config_strv_free(*ret, *ret_n);
     *ret = v;
     *ret_n = len;
     return 0;
 fail:
-    for (size_t i = 0; i < len; i++)
-        free(v[i]);
-    free(v);
+    config_strv_free(v, len);
     return r;
 }
 
@@ -2287,12 +2300,6 @@ config_parse_reputation(struct config_parser *p, yaml_node_t *n, const char *pat
 
 #define CONFIG_TRAPS_FILE_MAX (4u * 1024 * 1024)
 
-static int
-config_trap_strcmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Add @s (@len bytes) lowercased to @v; NULL-safe growth. 0 or -ENOMEM. */
 static int
 config_trap_push(char ***v, size_t *n, const char *s, size_t len)
@@ -2463,24 +2470,6 @@ out:
     return r;
 }
 
-static void
-config_trap_sort(char **v, size_t *n)
-{
-    size_t out = 0;
-
-    if (*n < 2)
-        return;
-    qsort(v, *n, sizeof(*v), config_trap_strcmp);
-    out = 1;
-    for (size_t i = 1; i < *n; i++) {
-        if (strcmp(v[i], v[out - 1]) == 0)
-            free(v[i]);
-        else
-            v[out++] = v[i];
-    }
-    *n = out;
-}
-
 /* After every key: read traps_file, sort, and pair the lists with a trap rule. */
 static int
 config_check_traps(struct config_parser *p)
@@ -2495,8 +2484,8 @@ config_check_traps(struct config_parser *p)
         if (r < 0)
             return r;
     }
-    config_trap_sort(t->addresses, &t->naddresses);
-    config_trap_sort(t->domains, &t->ndomains);
+    config_strv_sort(t->addresses, &t->naddresses);
+    config_strv_sort(t->domains, &t->ndomains);
     for (size_t i = 0; i < c->nrules; i++)
         if (c->rules[i].kind == CONFIG_RULE_TRAP)
             rule = &c->rules[i];
@@ -2515,24 +2504,16 @@ config_check_traps(struct config_parser *p)
 static void
 config_free_reputation(struct config_reputation *rp)
 {
-    for (size_t i = 0; i < rp->nips; i++)
-        free(rp->ips[i]);
-    free(rp->ips);
-    for (size_t i = 0; i < rp->nzones; i++)
-        free(rp->zones[i]);
-    free(rp->zones);
+    config_strv_free(rp->ips, rp->nips);
+    config_strv_free(rp->zones, rp->nzones);
     free(rp->nameserver);
 }
 
 static void
 config_free_traps(struct config_traps *t)
 {
-    for (size_t i = 0; i < t->naddresses; i++)
-        free(t->addresses[i]);
-    free(t->addresses);
-    for (size_t i = 0; i < t->ndomains; i++)
-        free(t->domains[i]);
-    free(t->domains);
+    config_strv_free(t->addresses, t->naddresses);
+    config_strv_free(t->domains, t->ndomains);
     free(t->file);
     memset(t, 0, sizeof(*t));
 }
@@ -3000,15 +2981,9 @@ config_free(struct config *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->nexempt_mailboxes; i++)
-        free(c->exempt_mailboxes[i]);
-    free(c->exempt_mailboxes);
-    for (size_t i = 0; i < c->nexempt_accounts; i++)
-        free(c->exempt_accounts[i]);
-    free(c->exempt_accounts);
-    for (size_t i = 0; i < c->nnever_hold; i++)
-        free(c->never_hold[i]);
-    free(c->never_hold);
+    config_strv_free(c->exempt_mailboxes, c->nexempt_mailboxes);
+    config_strv_free(c->exempt_accounts, c->nexempt_accounts);
+    config_strv_free(c->never_hold, c->nnever_hold);
     free(c->overrides);
     free(c->path);
     free(c->userdomains_file);
