@@ -221,6 +221,23 @@ policy_eval_ratios(const struct policy *p, const struct usertable *t, struct use
                : 0;
 }
 
+/* Rule @i (@r) trips: its bit set in @st (until a release) and its verdict. */
+static struct policy_verdict
+policy_trip(struct usertable_policy *st, const struct config_rule *r, size_t i,
+            enum usertable_scope scope, uint64_t value, uint64_t threshold)
+{
+    st->tripped |= UINT32_C(1) << i;
+    return (struct policy_verdict){
+        .rule = i,
+        .rule_name = r->name,
+        .scope = scope,
+        .value = value,
+        .threshold = threshold,
+        .window_ms = r->window_ms,
+        .actions = r->actions,
+    };
+}
+
 /* The threshold of rule @r at @factor: a rate's count, or a ratio's share of @total. */
 static inline uint64_t
 policy_rule_threshold(const struct config_rule *r, double factor, uint64_t total)
@@ -273,16 +290,7 @@ policy_eval_kinds(const struct policy *p, const struct usertable *t, struct user
         threshold = policy_rule_threshold(r, lazy.factor, total);
         if (value <= threshold)
             continue;
-        st->tripped |= bit;
-        ret[n++] = (struct policy_verdict){
-            .rule = i,
-            .rule_name = r->name,
-            .scope = scope,
-            .value = value,
-            .threshold = threshold,
-            .window_ms = r->window_ms,
-            .actions = r->actions,
-        };
+        ret[n++] = policy_trip(st, r, i, scope, value, threshold);
     }
     return n;
 }
@@ -316,16 +324,7 @@ policy_fire(const struct policy *p, struct usertable_entry *e, const char *accou
         if (value <= threshold)
             return 0;
     }
-    st->tripped |= UINT32_C(1) << rule;
-    *ret = (struct policy_verdict){
-        .rule = rule,
-        .rule_name = r->name,
-        .scope = scope,
-        .value = value,
-        .threshold = threshold,
-        .window_ms = r->window_ms,
-        .actions = r->actions,
-    };
+    *ret = policy_trip(st, r, rule, scope, value, threshold);
     return 1;
 }
 
