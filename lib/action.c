@@ -1968,14 +1968,7 @@ action_trip(struct action *a, const struct action_request *req)
         j->out.not_held = not_held;
         j->out.candidates = req->nmsgids;
         action_not_held(a, j, not_held);
-        job_free(j);
-        free(account);
-        free(reason);
-        if (fresh)
-            entry_free(e);
-        else
-            memcpy(e->rule, saved.rule, sizeof(e->rule));
-        return 0;
+        goto undo; /* r == 0 */
     }
     unconfirmed = r == 0 && confirm && j->verified == 0;
     if (r == 0 && !unconfirmed &&
@@ -1988,17 +1981,8 @@ action_trip(struct action *a, const struct action_request *req)
                    "circuit breaker open: max_actions_per_hour reached, not acting", NULL);
         r = -EBUSY;
     }
-    if (r < 0) {
-        if (j)
-            job_free(j);
-        free(account);
-        free(reason);
-        if (fresh)
-            entry_free(e);
-        else
-            memcpy(e->rule, saved.rule, sizeof(e->rule));
-        return r;
-    }
+    if (r < 0)
+        goto undo;
     if (fresh) {
         e->next = a->entries;
         a->entries = e;
@@ -2076,6 +2060,17 @@ action_trip(struct action *a, const struct action_request *req)
     job_enqueue(a, j);
     action_pump(a);
     return 0;
+undo:
+    /* before the entry turned "acting": it goes back to what it was */
+    if (j)
+        job_free(j);
+    free(account);
+    free(reason);
+    if (fresh)
+        entry_free(e);
+    else
+        memcpy(e->rule, saved.rule, sizeof(e->rule));
+    return r;
 }
 
 /* Move @from's confirmed ids into the queued job @to (not started yet), skipping repeats. */
