@@ -2198,9 +2198,10 @@ config_rep_zone(struct config_parser *p, yaml_node_t *n, const char *path, void 
 
 typedef int (*config_item_fn)(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx);
 
+/* A list of at most @max items, each handed to @fn with its own path. */
 static int
-config_rep_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,
-                config_item_fn fn, void *ctx)
+config_each_item(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,
+                 config_item_fn fn, void *ctx)
 {
     char sub[CONFIG_PATHKEY_MAX];
     size_t count;
@@ -2266,9 +2267,9 @@ config_reputation_pair(struct config_parser *p, const char *key, yaml_node_t *v,
 
     (void)ctx;
     if (strcmp(key, "ips") == 0)
-        return config_rep_list(p, v, path, CONFIG_REP_IPS_MAX, config_rep_ip, rp);
+        return config_each_item(p, v, path, CONFIG_REP_IPS_MAX, config_rep_ip, rp);
     if (strcmp(key, "zones") == 0)
-        return config_rep_list(p, v, path, CONFIG_REP_ZONES_MAX, config_rep_zone, rp);
+        return config_each_item(p, v, path, CONFIG_REP_ZONES_MAX, config_rep_zone, rp);
     if (strcmp(key, "interval") == 0)
         return config_parse_duration(p, v, path, false, CONFIG_REP_INTERVAL_MIN_MS,
                                      CONFIG_REP_INTERVAL_MAX_MS, &rp->interval_ms);
@@ -2340,36 +2341,35 @@ config_trap_problem(const char *s, size_t len, bool address)
     return NULL;
 }
 
+/* One item of traps.addresses (@address) or traps.domains. */
 static int
-config_traps_list(struct config_parser *p, yaml_node_t *n, const char *path, bool address)
+config_trap_item(struct config_parser *p, yaml_node_t *n, const char *path, bool address)
 {
     struct config_traps *t = &p->c->traps;
-    char sub[CONFIG_PATHKEY_MAX];
-    size_t count;
-    int r;
+    const char *s, *why;
+    int r = config_scalar(p, n, path, &s);
 
-    r = config_list(p, n, path, CONFIG_LIST_MAX, &count);
     if (r < 0)
         return r;
-    for (size_t i = 0; i < count; i++) {
-        yaml_node_t *item;
-        const char *s, *why;
+    why = config_trap_problem(s, strlen(s), address);
+    if (why)
+        return config_fail(p, n, path, "'%s' %s", s, why);
+    return address ? config_trap_push(&t->addresses, &t->naddresses, s, strlen(s))
+                   : config_trap_push(&t->domains, &t->ndomains, s, strlen(s));
+}
 
-        r = config_list_item(p, n, i, path, sub, sizeof(sub), &item);
-        if (r < 0)
-            return r;
-        r = config_scalar(p, item, sub, &s);
-        if (r < 0)
-            return r;
-        why = config_trap_problem(s, strlen(s), address);
-        if (why)
-            return config_fail(p, item, sub, "'%s' %s", s, why);
-        r = address ? config_trap_push(&t->addresses, &t->naddresses, s, strlen(s))
-                    : config_trap_push(&t->domains, &t->ndomains, s, strlen(s));
-        if (r < 0)
-            return r;
-    }
-    return 0;
+static int
+config_trap_address(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx)
+{
+    (void)ctx;
+    return config_trap_item(p, n, path, true);
+}
+
+static int
+config_trap_domain(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx)
+{
+    (void)ctx;
+    return config_trap_item(p, n, path, false);
 }
 
 static int
@@ -2378,9 +2378,9 @@ config_traps_pair(struct config_parser *p, const char *key, yaml_node_t *v, cons
 {
     (void)ctx;
     if (strcmp(key, "addresses") == 0)
-        return config_traps_list(p, v, path, true);
+        return config_each_item(p, v, path, CONFIG_LIST_MAX, config_trap_address, NULL);
     if (strcmp(key, "domains") == 0)
-        return config_traps_list(p, v, path, false);
+        return config_each_item(p, v, path, CONFIG_LIST_MAX, config_trap_domain, NULL);
     return -ENOENT;
 }
 
