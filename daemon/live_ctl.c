@@ -574,12 +574,11 @@ live_ctl_trip_json(struct strbuf *out, const struct trip_rec *t)
     return r;
 }
 
+/* The @n trips of @list as JSON objects, commas between (no brackets). */
 static int
-live_ctl_tripped(struct daemon *d, struct strbuf *out)
+live_ctl_trips_json(struct strbuf *out, const struct trip_rec *const *list, size_t n)
 {
-    const struct trip_rec *list[LIVE_CTL_TRIPS_SHOWN];
-    size_t n = d->trips ? trips_list(d->trips, NULL, 0, list, N_ELEMS(list)) : 0;
-    int r = strbuf_printf(out, "{\"mode\":\"%s\",\"trips\":[", live_ctl_mode(d));
+    int r = 0;
 
     for (size_t i = 0; i < n && r == 0; i++) {
         r = strbuf_appends(out, i ? ",{" : "{");
@@ -588,6 +587,18 @@ live_ctl_tripped(struct daemon *d, struct strbuf *out)
         if (r == 0)
             r = strbuf_appends(out, "}");
     }
+    return r;
+}
+
+static int
+live_ctl_tripped(struct daemon *d, struct strbuf *out)
+{
+    const struct trip_rec *list[LIVE_CTL_TRIPS_SHOWN];
+    size_t n = d->trips ? trips_list(d->trips, NULL, 0, list, N_ELEMS(list)) : 0;
+    int r = strbuf_printf(out, "{\"mode\":\"%s\",\"trips\":[", live_ctl_mode(d));
+
+    if (r == 0)
+        r = live_ctl_trips_json(out, list, n);
     if (r == 0)
         r = strbuf_printf(out, "],\"kept\":%zu,\"total\":%" PRIu64 ",\"shown\":%zu}",
                           d->trips ? trips_count(d->trips) : 0,
@@ -959,13 +970,8 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req_in, struct strbuf 
         r = live_ctl_show_messages(d, ids, first, nq, out);
     if (r == 0)
         r = strbuf_appends(out, ",\"trips\":[");
-    for (size_t i = 0; i < ntrips && r == 0; i++) {
-        r = strbuf_appends(out, i ? ",{" : "{");
-        if (r == 0)
-            r = live_ctl_trip_json(out, trips[i]);
-        if (r == 0)
-            r = strbuf_appends(out, "}");
-    }
+    if (r == 0)
+        r = live_ctl_trips_json(out, trips, ntrips);
     if (r == 0)
         r = strbuf_appends(out, "]");
     if (r == 0)
