@@ -67,6 +67,19 @@ live_audit_cb(void *ctx, const char *json_line)
     live_audit(ctx, json_line);
 }
 
+/* @s as a JSON string, or null when it is empty. */
+static void
+live_json_str_or_null(struct strbuf *b, const char *s)
+{
+    if (s[0]) {
+        (void)strbuf_appends(b, "\"");
+        (void)strbuf_append_json(b, s, strlen(s));
+        (void)strbuf_appends(b, "\"");
+    } else {
+        (void)strbuf_appends(b, "null");
+    }
+}
+
 static void
 live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_record *rec)
 {
@@ -103,13 +116,7 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
     (void)strbuf_printf(&b, "\",\"scope\":\"%s\",\"id\":\"", scope);
     (void)strbuf_append_json(&b, n->id, strlen(n->id));
     (void)strbuf_appends(&b, "\",\"account\":");
-    if (n->account[0]) {
-        (void)strbuf_append(&b, "\"", 1);
-        (void)strbuf_append_json(&b, n->account, strlen(n->account));
-        (void)strbuf_append(&b, "\"", 1);
-    } else {
-        (void)strbuf_appends(&b, "null");
-    }
+    live_json_str_or_null(&b, n->account);
     (void)strbuf_printf(&b,
                         ",\"at\":\"%s\",\"line\":%" PRIu64 ",\"value\":%" PRIu64
                         ",\"threshold\":%" PRIu64 ",\"window_s\":%lld,\"detected_at\":%s,"
@@ -268,26 +275,11 @@ live_injection(struct daemon *d, const struct engine_notice *n)
     /* the audit log has every one; the journal and the alerts one a minute per kind */
     strbuf_init(&b, 4096);
     (void)strbuf_printf(&b, "{\"event\":\"log_injection\",\"kind\":\"%s\",\"scope\":", kind);
-    if (n->id[0])
-        (void)strbuf_printf(&b, "\"%s\"", usertable_scope_name(n->scope));
-    else
-        (void)strbuf_appends(&b, "null");
+    live_json_str_or_null(&b, n->id[0] ? usertable_scope_name(n->scope) : "");
     (void)strbuf_appends(&b, ",\"id\":");
-    if (n->id[0]) {
-        (void)strbuf_appends(&b, "\"");
-        (void)strbuf_append_json(&b, n->id, strlen(n->id));
-        (void)strbuf_appends(&b, "\"");
-    } else {
-        (void)strbuf_appends(&b, "null");
-    }
+    live_json_str_or_null(&b, n->id);
     (void)strbuf_appends(&b, ",\"account\":");
-    if (n->account[0]) {
-        (void)strbuf_appends(&b, "\"");
-        (void)strbuf_append_json(&b, n->account, strlen(n->account));
-        (void)strbuf_appends(&b, "\"");
-    } else {
-        (void)strbuf_appends(&b, "null");
-    }
+    live_json_str_or_null(&b, n->account);
     if (n->other[0]) {
         (void)strbuf_printf(&b, ",\"other_scope\":\"%s\",\"other_id\":\"",
                             usertable_scope_name(n->other_scope));

@@ -92,6 +92,21 @@ live_ctl_str(struct strbuf *out, const char *key, const char *val)
     return r < 0 ? r : strbuf_appends(out, "\"");
 }
 
+/* "k1":"v1","k2":"v2"...: the @n key and value pairs of @kv, JSON-escaped. */
+static int
+live_ctl_strs(struct strbuf *out, const char *const *kv, size_t n)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < n && r == 0; i++) {
+        if (i > 0)
+            r = strbuf_appends(out, ",");
+        if (r == 0)
+            r = live_ctl_str(out, kv[2 * i], kv[2 * i + 1]);
+    }
+    return r;
+}
+
 static const char *
 live_ctl_mode(const struct daemon *d)
 {
@@ -439,19 +454,11 @@ live_ctl_info(const struct daemon *d, struct strbuf *out, const struct action_in
     int r = strbuf_printf(out, "\"scope\":\"%s\",", usertable_scope_name(in->scope));
 
     if (r == 0)
-        r = live_ctl_str(out, "id", in->id);
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "account", in->account ? in->account : "");
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "rule", in->rule);
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "reason", in->reason);
+        r = live_ctl_strs(out,
+                          (const char *const[]){ "id", in->id, "account",
+                                                 in->account ? in->account : "", "rule", in->rule,
+                                                 "reason", in->reason },
+                          4);
     if (r == 0)
         r = strbuf_printf(out,
                           ",\"manual\":%s,\"state\":\"%s\",\"what\":\"%s\",\"applied\":\"%s\","
@@ -542,15 +549,8 @@ live_ctl_trip_json(struct strbuf *out, const struct trip_rec *t)
                           usertable_scope_name(t->scope));
 
     if (r == 0)
-        r = live_ctl_str(out, "id", t->id);
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "account", t->account);
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "rule", t->rule);
+        r = live_ctl_strs(
+            out, (const char *const[]){ "id", t->id, "account", t->account, "rule", t->rule }, 3);
     if (r == 0)
         r = strbuf_printf(out,
                           ",\"manual\":%s,\"at\":\"%s\",\"log_ms\":%lld,\"detected_ms\":%lld,"
@@ -569,11 +569,24 @@ live_ctl_trip_json(struct strbuf *out, const struct trip_rec *t)
                           : (t->actions & CONFIG_ACTION_FREEZE) ? "freeze"
                                                                 : "alert");
     if (r == 0)
-        r = live_ctl_str(out, "subject", t->subject);
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "detail", t->detail);
+        r = live_ctl_strs(out, (const char *const[]){ "subject", t->subject, "detail", t->detail },
+                          2);
+    return r;
+}
+
+/* The @n trips of @list as JSON objects, commas between (no brackets). */
+static int
+live_ctl_trips_json(struct strbuf *out, const struct trip_rec *const *list, size_t n)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < n && r == 0; i++) {
+        r = strbuf_appends(out, i ? ",{" : "{");
+        if (r == 0)
+            r = live_ctl_trip_json(out, list[i]);
+        if (r == 0)
+            r = strbuf_appends(out, "}");
+    }
     return r;
 }
 
@@ -584,13 +597,8 @@ live_ctl_tripped(struct daemon *d, struct strbuf *out)
     size_t n = d->trips ? trips_list(d->trips, NULL, 0, list, N_ELEMS(list)) : 0;
     int r = strbuf_printf(out, "{\"mode\":\"%s\",\"trips\":[", live_ctl_mode(d));
 
-    for (size_t i = 0; i < n && r == 0; i++) {
-        r = strbuf_appends(out, i ? ",{" : "{");
-        if (r == 0)
-            r = live_ctl_trip_json(out, list[i]);
-        if (r == 0)
-            r = strbuf_appends(out, "}");
-    }
+    if (r == 0)
+        r = live_ctl_trips_json(out, list, n);
     if (r == 0)
         r = strbuf_printf(out, "],\"kept\":%zu,\"total\":%" PRIu64 ",\"shown\":%zu}",
                           d->trips ? trips_count(d->trips) : 0,
@@ -821,11 +829,7 @@ live_ctl_show_messages(struct daemon *d, char (*ids)[MSGTRACK_ID_MAX + 1], size_
         r = strbuf_printf(out, "%s{\"id\":\"%s\",\"in_spool\":%s,\"frozen\":%s,", i == first ? "" : ",",
                           ids[i], in_spool ? "true" : "false", h.frozen ? "true" : "false");
         if (r == 0)
-            r = live_ctl_str(out, "sender", sender);
-        if (r == 0)
-            r = strbuf_appends(out, ",");
-        if (r == 0)
-            r = live_ctl_str(out, "subject", subj);
+            r = live_ctl_strs(out, (const char *const[]){ "sender", sender, "subject", subj }, 2);
         if (r == 0)
             r = strbuf_appends(out, "}");
     }
@@ -852,14 +856,13 @@ live_ctl_show_blocklist(struct daemon *d, const struct ctl_request *req, const c
     if (req->scope == SCOPE_SCRIPT && action_exim_key(&t, skey, sizeof(skey)) < 0)
         skey[0] = '\0';
     sklen = strlen(skey);
+    rr = state_read_path(path, LIVE_CTL_BLOCKLIST_MAX, &buf, NULL);
     r = strbuf_appends(out, ",\"blocklist\":{");
     if (r == 0)
-        r = live_ctl_str(out, "file", path);
-    rr = state_read_path(path, LIVE_CTL_BLOCKLIST_MAX, &buf, NULL);
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "error", rr == 0 || rr == -ENOENT ? "" : strerror(-rr));
+        r = live_ctl_strs(out,
+                          (const char *const[]){ "file", path, "error",
+                                                 rr == 0 || rr == -ENOENT ? "" : strerror(-rr) },
+                          2);
     if (r == 0)
         r = strbuf_printf(out, ",\"exists\":%s,\"lines\":[", rr == 0 ? "true" : "false");
     for (char *line = rr == 0 ? buf : NULL, *nl; line && *line && r == 0; line = nl + 1) {
@@ -949,11 +952,7 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req_in, struct strbuf 
     engine_account_of(d->engine, req->scope, req->id, account, sizeof(account));
     r = strbuf_printf(out, "{\"scope\":\"%s\",", usertable_scope_name(req->scope));
     if (r == 0)
-        r = live_ctl_str(out, "id", req->id);
-    if (r == 0)
-        r = strbuf_appends(out, ",");
-    if (r == 0)
-        r = live_ctl_str(out, "account", account);
+        r = live_ctl_strs(out, (const char *const[]){ "id", req->id, "account", account }, 2);
     if (r == 0)
         r = strbuf_printf(out, ",\"ref\":\"%s\"", ref);
     if (r == 0)
@@ -971,13 +970,8 @@ live_ctl_show(struct daemon *d, const struct ctl_request *req_in, struct strbuf 
         r = live_ctl_show_messages(d, ids, first, nq, out);
     if (r == 0)
         r = strbuf_appends(out, ",\"trips\":[");
-    for (size_t i = 0; i < ntrips && r == 0; i++) {
-        r = strbuf_appends(out, i ? ",{" : "{");
-        if (r == 0)
-            r = live_ctl_trip_json(out, trips[i]);
-        if (r == 0)
-            r = strbuf_appends(out, "}");
-    }
+    if (r == 0)
+        r = live_ctl_trips_json(out, trips, ntrips);
     if (r == 0)
         r = strbuf_appends(out, "]");
     if (r == 0)

@@ -1160,8 +1160,9 @@ job_start_batch(struct action *a, struct action_job *j, bool thaw)
     return 1;
 }
 
+/* The retry and the scan timer: the wait is over, the pump takes the next step. */
 static void
-action_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+action_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct action *a = w->data;
 
@@ -1435,17 +1436,6 @@ job_scan_release_cb(void *ctx, const char *msgid, const struct spool_header *h)
         return;
     if (j->nextra < ACTION_FROZEN_MAX)
         (void)action_ids_add(&j->extra, &j->nextra, &j->capextra, msgid);
-}
-
-static void
-action_scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct action *a = w->data;
-
-    (void)loop;
-    (void)revents;
-    a->inflight = false;
-    action_pump(a);
 }
 
 /*
@@ -1978,14 +1968,7 @@ action_trip(struct action *a, const struct action_request *req)
         j->out.not_held = not_held;
         j->out.candidates = req->nmsgids;
         action_not_held(a, j, not_held);
-        job_free(j);
-        free(account);
-        free(reason);
-        if (fresh)
-            entry_free(e);
-        else
-            memcpy(e->rule, saved.rule, sizeof(e->rule));
-        return 0;
+        goto undo; /* r == 0 */
     }
     unconfirmed = r == 0 && confirm && j->verified == 0;
     if (r == 0 && !unconfirmed &&
@@ -1998,17 +1981,8 @@ action_trip(struct action *a, const struct action_request *req)
                    "circuit breaker open: max_actions_per_hour reached, not acting", NULL);
         r = -EBUSY;
     }
-    if (r < 0) {
-        if (j)
-            job_free(j);
-        free(account);
-        free(reason);
-        if (fresh)
-            entry_free(e);
-        else
-            memcpy(e->rule, saved.rule, sizeof(e->rule));
-        return r;
-    }
+    if (r < 0)
+        goto undo;
     if (fresh) {
         e->next = a->entries;
         a->entries = e;
@@ -2086,6 +2060,17 @@ action_trip(struct action *a, const struct action_request *req)
     job_enqueue(a, j);
     action_pump(a);
     return 0;
+undo:
+    /* before the entry turned "acting": it goes back to what it was */
+    if (j)
+        job_free(j);
+    free(account);
+    free(reason);
+    if (fresh)
+        entry_free(e);
+    else
+        memcpy(e->rule, saved.rule, sizeof(e->rule));
+    return r;
 }
 
 /* Move @from's confirmed ids into the queued job @to (not started yet), skipping repeats. */
@@ -2401,9 +2386,9 @@ action_open(const struct action_params *p, struct action **ret)
     a->env.spawner = a->spawner;
     a->env.hold_users_file = a->hold_file;
     a->env.suspended_users_file = a->susp_file;
-    ev_init(&a->retry_timer, action_retry_cb);
+    ev_init(&a->retry_timer, action_resume_cb);
     a->retry_timer.data = a;
-    ev_init(&a->scan_timer, action_scan_cb);
+    ev_init(&a->scan_timer, action_resume_cb);
     a->scan_timer.data = a;
     action_syslogins_load(a);
     r = ledger_load(a);

@@ -105,6 +105,16 @@ static const char *const config_backend_names[CONFIG_BACKEND__MAX] = {
     [CONFIG_BACKEND_COMMAND] = "command",
 };
 
+static const char *const config_mode_names[] = {
+    [CONFIG_MODE_ENFORCE] = "enforce",
+    [CONFIG_MODE_MONITOR] = "monitor",
+};
+
+static const char *const config_campaign_key_names[] = {
+    [CONFIG_CAMPAIGN_SUBJECT] = "subject",
+    [CONFIG_CAMPAIGN_DOMAINS] = "domains",
+};
+
 static void config_diag_set(struct diag *d, const char *file, unsigned line, unsigned column,
                             const char *key, const char *fmt, va_list ap) FG_PRINTF(6, 0);
 
@@ -239,6 +249,29 @@ config_scalar(struct config_parser *p, const yaml_node_t *n, const char *path, c
         return config_fail(p, n, path, "value is empty");
     *ret = s;
     return 0;
+}
+
+/*
+ * A scalar that must be one of the @count @names: its index in *ret, else the error
+ * "unknown @what '<value>' (@choices)".
+ */
+static int
+config_parse_choice(struct config_parser *p, const yaml_node_t *n, const char *path,
+                    const char *const *names, size_t count, const char *what, const char *choices,
+                    size_t *ret)
+{
+    const char *s;
+    int r = config_scalar(p, n, path, &s);
+
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < count; i++) {
+        if (names[i] && strcmp(s, names[i]) == 0) {
+            *ret = i;
+            return 0;
+        }
+    }
+    return config_fail(p, n, path, "unknown %s '%s' (%s)", what, s, choices);
 }
 
 static int
@@ -704,7 +737,7 @@ config_rule_ext_pair(struct config_parser *p, const char *key, yaml_node_t *v, c
                      struct config_rule_ctx *rc)
 {
     struct config_rule *rule = rc->rule;
-    const char *s;
+    size_t choice;
     int r;
 
     if (strcmp(key, "min") == 0) {
@@ -713,16 +746,12 @@ config_rule_ext_pair(struct config_parser *p, const char *key, yaml_node_t *v, c
     }
     if (strcmp(key, "key") == 0) {
         rc->ext_seen |= CONFIG_RULE_KEY;
-        r = config_scalar(p, v, path, &s);
-        if (r < 0)
-            return r;
-        if (strcmp(s, "subject") == 0)
-            rule->key = CONFIG_CAMPAIGN_SUBJECT;
-        else if (strcmp(s, "domains") == 0)
-            rule->key = CONFIG_CAMPAIGN_DOMAINS;
-        else
-            return config_fail(p, v, path, "unknown campaign key '%s' (subject or domains)", s);
-        return 0;
+        r = config_parse_choice(p, v, path, config_campaign_key_names,
+                                N_ELEMS(config_campaign_key_names), "campaign key",
+                                "subject or domains", &choice);
+        if (r == 0)
+            rule->key = (enum config_campaign_key)choice;
+        return r;
     }
     if (strcmp(key, "factor") == 0) {
         rc->ext_seen |= CONFIG_RULE_FACTOR;
@@ -1028,6 +1057,33 @@ config_strcmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Sort the @n owned strings of @v and free the repeats, @n becoming the count left. */
+static void
+config_strv_sort(char **v, size_t *n)
+{
+    size_t out = 1;
+
+    if (*n < 2)
+        return;
+    qsort(v, *n, sizeof(*v), config_strcmp);
+    for (size_t i = 1; i < *n; i++) {
+        if (strcmp(v[i], v[out - 1]) == 0)
+            free(v[i]);
+        else
+            v[out++] = v[i];
+    }
+    *n = out;
+}
+
+/* Free the @n owned strings of @v and @v itself. */
+static void
+config_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static int config_parse_bool(struct config_parser *p, yaml_node_t *n, const char *path, bool *ret);
 
 /* A list of names into an owned, sorted, de-duplicated array (replacing any earlier one). */
@@ -1076,27 +1132,13 @@ config_parse_names(struct config_parser *p, yaml_node_t *n, const char *path, bo
                 *q = util_ascii_lower(*q);
         len++;
     }
-    if (len > 1) {
-        size_t out = 1;
-        qsort(v, len, sizeof(*v), config_strcmp);
-        for (size_t i = 1; i < len; i++) {
-            if (strcmp(v[i], v[out - 1]) == 0)
-                free(v[i]);
-            else
-                v[out++] = v[i];
-        }
-        len = out;
-    }
-    for (size_t i = 0; i < *ret_n; i++)
-        free((*ret)[i]);
-    free(*ret);
+    config_strv_sort(v, &len);
+    config_strv_free(*ret, *ret_n);
     *ret = v;
     *ret_n = len;
     return 0;
 fail:
-    for (size_t i = 0; i < len; i++)
-        free(v[i]);
-    free(v);
+    config_strv_free(v, len);
     return r;
 }
 
@@ -1184,21 +1226,16 @@ config_actions_pair(struct config_parser *p, const char *key, yaml_node_t *v, co
                     void *ctx)
 {
     struct config *c = p->c;
-    const char *s;
+    size_t choice;
     int r;
 
     (void)ctx;
     if (strcmp(key, "backend") == 0) {
-        r = config_scalar(p, v, path, &s);
-        if (r < 0)
-            return r;
-        for (size_t i = 0; i < N_ELEMS(config_backend_names); i++) {
-            if (strcmp(s, config_backend_names[i]) == 0) {
-                c->backend = (enum config_backend)i;
-                return 0;
-            }
-        }
-        return config_fail(p, v, path, "unknown backend '%s' (exim, cpanel or command)", s);
+        r = config_parse_choice(p, v, path, config_backend_names, N_ELEMS(config_backend_names),
+                                "backend", "exim, cpanel or command", &choice);
+        if (r == 0)
+            c->backend = (enum config_backend)choice;
+        return r;
     }
     if (strcmp(key, "exim_path") == 0)
         return config_parse_path(p, v, path, &c->exim_path);
@@ -1824,6 +1861,7 @@ config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, siz
     struct config_dest *d = &a->dests[i];
     struct config_dest_ctx dc;
     yaml_node_t *const *v = dc.v;
+    const char *types[ALERT_DEST_TYPES];
     const char *s;
     size_t t;
     int r;
@@ -1841,15 +1879,13 @@ config_parse_dest(struct config_parser *p, yaml_node_t *n, const char *path, siz
     if (!v[CONFIG_DEST_TYPE])
         return config_fail(p, n, path, "missing required key 'type'");
 
-    r = config_scalar(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE], &s);
+    for (t = 0; t < ALERT_DEST_TYPES; t++)
+        types[t] = alert_dest_type_name((enum alert_dest_type)t);
+    r = config_parse_choice(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE], types,
+                            ALERT_DEST_TYPES, "destination type", "slack, webhook or alertmanager",
+                            &t);
     if (r < 0)
         return r;
-    for (t = 0; t < ALERT_DEST_TYPES; t++)
-        if (strcmp(s, alert_dest_type_name((enum alert_dest_type)t)) == 0)
-            break;
-    if (t == ALERT_DEST_TYPES)
-        return config_fail(p, v[CONFIG_DEST_TYPE], dc.path[CONFIG_DEST_TYPE],
-                           "unknown destination type '%s' (slack, webhook or alertmanager)", s);
     d->type = (enum alert_dest_type)t;
     d->rate = config_dest_defaults[t].rate;
     d->burst = config_dest_defaults[t].burst;
@@ -2162,9 +2198,10 @@ config_rep_zone(struct config_parser *p, yaml_node_t *n, const char *path, void 
 
 typedef int (*config_item_fn)(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx);
 
+/* A list of at most @max items, each handed to @fn with its own path. */
 static int
-config_rep_list(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,
-                config_item_fn fn, void *ctx)
+config_each_item(struct config_parser *p, yaml_node_t *n, const char *path, size_t max,
+                 config_item_fn fn, void *ctx)
 {
     char sub[CONFIG_PATHKEY_MAX];
     size_t count;
@@ -2230,9 +2267,9 @@ config_reputation_pair(struct config_parser *p, const char *key, yaml_node_t *v,
 
     (void)ctx;
     if (strcmp(key, "ips") == 0)
-        return config_rep_list(p, v, path, CONFIG_REP_IPS_MAX, config_rep_ip, rp);
+        return config_each_item(p, v, path, CONFIG_REP_IPS_MAX, config_rep_ip, rp);
     if (strcmp(key, "zones") == 0)
-        return config_rep_list(p, v, path, CONFIG_REP_ZONES_MAX, config_rep_zone, rp);
+        return config_each_item(p, v, path, CONFIG_REP_ZONES_MAX, config_rep_zone, rp);
     if (strcmp(key, "interval") == 0)
         return config_parse_duration(p, v, path, false, CONFIG_REP_INTERVAL_MIN_MS,
                                      CONFIG_REP_INTERVAL_MAX_MS, &rp->interval_ms);
@@ -2263,12 +2300,6 @@ config_parse_reputation(struct config_parser *p, yaml_node_t *n, const char *pat
 /* Spam traps: traps: { addresses: [...], domains: [...] } and traps_file: */
 
 #define CONFIG_TRAPS_FILE_MAX (4u * 1024 * 1024)
-
-static int
-config_trap_strcmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* Add @s (@len bytes) lowercased to @v; NULL-safe growth. 0 or -ENOMEM. */
 static int
@@ -2310,36 +2341,35 @@ config_trap_problem(const char *s, size_t len, bool address)
     return NULL;
 }
 
+/* One item of traps.addresses (@address) or traps.domains. */
 static int
-config_traps_list(struct config_parser *p, yaml_node_t *n, const char *path, bool address)
+config_trap_item(struct config_parser *p, yaml_node_t *n, const char *path, bool address)
 {
     struct config_traps *t = &p->c->traps;
-    char sub[CONFIG_PATHKEY_MAX];
-    size_t count;
-    int r;
+    const char *s, *why;
+    int r = config_scalar(p, n, path, &s);
 
-    r = config_list(p, n, path, CONFIG_LIST_MAX, &count);
     if (r < 0)
         return r;
-    for (size_t i = 0; i < count; i++) {
-        yaml_node_t *item;
-        const char *s, *why;
+    why = config_trap_problem(s, strlen(s), address);
+    if (why)
+        return config_fail(p, n, path, "'%s' %s", s, why);
+    return address ? config_trap_push(&t->addresses, &t->naddresses, s, strlen(s))
+                   : config_trap_push(&t->domains, &t->ndomains, s, strlen(s));
+}
 
-        r = config_list_item(p, n, i, path, sub, sizeof(sub), &item);
-        if (r < 0)
-            return r;
-        r = config_scalar(p, item, sub, &s);
-        if (r < 0)
-            return r;
-        why = config_trap_problem(s, strlen(s), address);
-        if (why)
-            return config_fail(p, item, sub, "'%s' %s", s, why);
-        r = address ? config_trap_push(&t->addresses, &t->naddresses, s, strlen(s))
-                    : config_trap_push(&t->domains, &t->ndomains, s, strlen(s));
-        if (r < 0)
-            return r;
-    }
-    return 0;
+static int
+config_trap_address(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx)
+{
+    (void)ctx;
+    return config_trap_item(p, n, path, true);
+}
+
+static int
+config_trap_domain(struct config_parser *p, yaml_node_t *n, const char *path, void *ctx)
+{
+    (void)ctx;
+    return config_trap_item(p, n, path, false);
 }
 
 static int
@@ -2348,9 +2378,9 @@ config_traps_pair(struct config_parser *p, const char *key, yaml_node_t *v, cons
 {
     (void)ctx;
     if (strcmp(key, "addresses") == 0)
-        return config_traps_list(p, v, path, true);
+        return config_each_item(p, v, path, CONFIG_LIST_MAX, config_trap_address, NULL);
     if (strcmp(key, "domains") == 0)
-        return config_traps_list(p, v, path, false);
+        return config_each_item(p, v, path, CONFIG_LIST_MAX, config_trap_domain, NULL);
     return -ENOENT;
 }
 
@@ -2440,24 +2470,6 @@ out:
     return r;
 }
 
-static void
-config_trap_sort(char **v, size_t *n)
-{
-    size_t out = 0;
-
-    if (*n < 2)
-        return;
-    qsort(v, *n, sizeof(*v), config_trap_strcmp);
-    out = 1;
-    for (size_t i = 1; i < *n; i++) {
-        if (strcmp(v[i], v[out - 1]) == 0)
-            free(v[i]);
-        else
-            v[out++] = v[i];
-    }
-    *n = out;
-}
-
 /* After every key: read traps_file, sort, and pair the lists with a trap rule. */
 static int
 config_check_traps(struct config_parser *p)
@@ -2472,8 +2484,8 @@ config_check_traps(struct config_parser *p)
         if (r < 0)
             return r;
     }
-    config_trap_sort(t->addresses, &t->naddresses);
-    config_trap_sort(t->domains, &t->ndomains);
+    config_strv_sort(t->addresses, &t->naddresses);
+    config_strv_sort(t->domains, &t->ndomains);
     for (size_t i = 0; i < c->nrules; i++)
         if (c->rules[i].kind == CONFIG_RULE_TRAP)
             rule = &c->rules[i];
@@ -2492,24 +2504,16 @@ config_check_traps(struct config_parser *p)
 static void
 config_free_reputation(struct config_reputation *rp)
 {
-    for (size_t i = 0; i < rp->nips; i++)
-        free(rp->ips[i]);
-    free(rp->ips);
-    for (size_t i = 0; i < rp->nzones; i++)
-        free(rp->zones[i]);
-    free(rp->zones);
+    config_strv_free(rp->ips, rp->nips);
+    config_strv_free(rp->zones, rp->nzones);
     free(rp->nameserver);
 }
 
 static void
 config_free_traps(struct config_traps *t)
 {
-    for (size_t i = 0; i < t->naddresses; i++)
-        free(t->addresses[i]);
-    free(t->addresses);
-    for (size_t i = 0; i < t->ndomains; i++)
-        free(t->domains[i]);
-    free(t->domains);
+    config_strv_free(t->addresses, t->naddresses);
+    config_strv_free(t->domains, t->ndomains);
     free(t->file);
     memset(t, 0, sizeof(*t));
 }
@@ -2581,23 +2585,18 @@ config_top_pair(struct config_parser *p, const char *key, yaml_node_t *v, const 
     };
     struct config_top_ctx *tc = ctx;
     struct config *c = p->c;
-    const char *s;
+    size_t choice;
     int r;
 
     for (size_t i = 0; i < N_ELEMS(paths); i++)
         if (strcmp(key, paths[i].name) == 0)
             return config_parse_path(p, v, path, (char **)((char *)c + paths[i].offset));
     if (strcmp(key, "mode") == 0) {
-        r = config_scalar(p, v, path, &s);
-        if (r < 0)
-            return r;
-        if (strcmp(s, "enforce") == 0)
-            c->mode = CONFIG_MODE_ENFORCE;
-        else if (strcmp(s, "monitor") == 0)
-            c->mode = CONFIG_MODE_MONITOR;
-        else
-            return config_fail(p, v, path, "unknown mode '%s' (enforce or monitor)", s);
-        return 0;
+        r = config_parse_choice(p, v, path, config_mode_names, N_ELEMS(config_mode_names), "mode",
+                                "enforce or monitor", &choice);
+        if (r == 0)
+            c->mode = (enum config_mode)choice;
+        return r;
     }
     if (strcmp(key, "rules") == 0)
         return config_parse_rules(p, v, path);
@@ -2982,15 +2981,9 @@ config_free(struct config *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->nexempt_mailboxes; i++)
-        free(c->exempt_mailboxes[i]);
-    free(c->exempt_mailboxes);
-    for (size_t i = 0; i < c->nexempt_accounts; i++)
-        free(c->exempt_accounts[i]);
-    free(c->exempt_accounts);
-    for (size_t i = 0; i < c->nnever_hold; i++)
-        free(c->never_hold[i]);
-    free(c->never_hold);
+    config_strv_free(c->exempt_mailboxes, c->nexempt_mailboxes);
+    config_strv_free(c->exempt_accounts, c->nexempt_accounts);
+    config_strv_free(c->never_hold, c->nnever_hold);
     free(c->overrides);
     free(c->path);
     free(c->userdomains_file);

@@ -955,24 +955,19 @@ eximlog_tail(struct eximlog_walk *w, struct eximlog_reading *r, const char *p)
                 int plain = eximlog_plain_addr(q, end, &e);
                 if (plain > 0) {
                     n++;
-                    if (e == end)
-                        break;
-                    q = e + 1;
-                    if (q == end || *q == ' ')
+                } else {
+                    e = eximlog_addr_token(q, end, &open, NULL);
+                    if (open) {
+                        w->why |= eximlog_open_why(r);
+                        return;
+                    }
+                    if (e - q == 7 && memcmp(q, "<trunc>", 7) == 0 && e == end)
+                        trunc = true;
+                    else if (!eximlog_addr_shaped(q, e))
                         goto anomalous;
-                    continue;
+                    else
+                        n++;
                 }
-                e = eximlog_addr_token(q, end, &open, NULL);
-                if (open) {
-                    w->why |= eximlog_open_why(r);
-                    return;
-                }
-                if (e - q == 7 && memcmp(q, "<trunc>", 7) == 0 && e == end)
-                    trunc = true;
-                else if (!eximlog_addr_shaped(q, e))
-                    goto anomalous;
-                else
-                    n++;
                 if (e == end)
                     break;
                 q = e + 1;

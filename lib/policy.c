@@ -221,6 +221,31 @@ policy_eval_ratios(const struct policy *p, const struct usertable *t, struct use
                : 0;
 }
 
+/* Rule @i (@r) trips: its bit set in @st (until a release) and its verdict. */
+static struct policy_verdict
+policy_trip(struct usertable_policy *st, const struct config_rule *r, size_t i,
+            enum usertable_scope scope, uint64_t value, uint64_t threshold)
+{
+    st->tripped |= UINT32_C(1) << i;
+    return (struct policy_verdict){
+        .rule = i,
+        .rule_name = r->name,
+        .scope = scope,
+        .value = value,
+        .threshold = threshold,
+        .window_ms = r->window_ms,
+        .actions = r->actions,
+    };
+}
+
+/* The threshold of rule @r at @factor: a rate's count, or a ratio's share of @total. */
+static inline uint64_t
+policy_rule_threshold(const struct config_rule *r, double factor, uint64_t total)
+{
+    return r->kind == CONFIG_RULE_RATIO ? policy_ratio_threshold(r->ratio, factor, total)
+                                        : policy_threshold(r->above, factor);
+}
+
 static size_t
 policy_eval_kinds(const struct policy *p, const struct usertable *t, struct usertable_entry *e,
                   const char *account, int64_t now_ms, bool ratios_only,
@@ -239,53 +264,33 @@ policy_eval_kinds(const struct policy *p, const struct usertable *t, struct user
     for (size_t i = 0; i < cfg->nrules && n < max; i++) {
         const struct config_rule *r = &cfg->rules[i];
         uint32_t bit = UINT32_C(1) << i;
-        uint64_t value, threshold;
+        uint64_t value, threshold, total = 0;
 
         if (r->scope != scope || (st->tripped & bit) ||
             ratios_only != (r->kind == CONFIG_RULE_RATIO))
             continue;
         if (r->kind == CONFIG_RULE_RATIO) {
-            uint64_t total;
             if (policy_ratio(p, t, e, i, now_ms, &value, &total) < 0)
                 continue;
-            if (!lazy.done && value <= policy_ratio_threshold(r->ratio, p->min_factor, total))
-                continue;
-            if (!lazy.done) {
-                key = usertable_entry_key(e);
-                account = policy_account(scope, key, account, buf, sizeof(buf));
-                policy_lookup(cfg, scope, key, account, &lazy);
-            }
-            if (lazy.exempt)
-                return n;
-            threshold = policy_ratio_threshold(r->ratio, lazy.factor, total);
         } else {
             if (r->kind != CONFIG_RULE_RATE)
                 continue;
             value = usertable_sum(t, e, p->rule_series[i], now_ms);
-            /* below every possible threshold: no need to look the account up */
-            if (!lazy.done && value <= policy_threshold(r->above, p->min_factor))
-                continue;
-            if (!lazy.done) {
-                key = usertable_entry_key(e);
-                account = policy_account(scope, key, account, buf, sizeof(buf));
-                policy_lookup(cfg, scope, key, account, &lazy);
-            }
-            if (lazy.exempt)
-                return n;
-            threshold = policy_threshold(r->above, lazy.factor);
         }
+        /* below every possible threshold: no need to look the account up */
+        if (!lazy.done && value <= policy_rule_threshold(r, p->min_factor, total))
+            continue;
+        if (!lazy.done) {
+            key = usertable_entry_key(e);
+            account = policy_account(scope, key, account, buf, sizeof(buf));
+            policy_lookup(cfg, scope, key, account, &lazy);
+        }
+        if (lazy.exempt)
+            return n;
+        threshold = policy_rule_threshold(r, lazy.factor, total);
         if (value <= threshold)
             continue;
-        st->tripped |= bit;
-        ret[n++] = (struct policy_verdict){
-            .rule = i,
-            .rule_name = r->name,
-            .scope = scope,
-            .value = value,
-            .threshold = threshold,
-            .window_ms = r->window_ms,
-            .actions = r->actions,
-        };
+        ret[n++] = policy_trip(st, r, i, scope, value, threshold);
     }
     return n;
 }
@@ -319,16 +324,7 @@ policy_fire(const struct policy *p, struct usertable_entry *e, const char *accou
         if (value <= threshold)
             return 0;
     }
-    st->tripped |= UINT32_C(1) << rule;
-    *ret = (struct policy_verdict){
-        .rule = rule,
-        .rule_name = r->name,
-        .scope = scope,
-        .value = value,
-        .threshold = threshold,
-        .window_ms = r->window_ms,
-        .actions = r->actions,
-    };
+    *ret = policy_trip(st, r, rule, scope, value, threshold);
     return 1;
 }
 

@@ -248,8 +248,16 @@ util_utf8_cp(const unsigned char *p, size_t n)
     return cp;
 }
 
-int
-strbuf_append_json(struct strbuf *b, const char *p, size_t len)
+/* The escape of @cp in one output syntax, or NULL when the walk below decides. */
+typedef const char *(*util_escape_fn)(unsigned cp);
+
+/*
+ * Append @p as UTF-8 text: a byte that is not UTF-8 becomes U+FFFD, a code point @escape
+ * names becomes its escape, a control or steering code point \uXXXX, any other is copied.
+ * On failure the buffer is as it was.
+ */
+static int
+strbuf_append_escaped(struct strbuf *b, const char *p, size_t len, util_escape_fn escape)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)p;
@@ -259,17 +267,14 @@ strbuf_append_json(struct strbuf *b, const char *p, size_t len)
     for (size_t i = 0; i < len && r == 0;) {
         size_t n = util_utf8_len(s + i, len - i);
         unsigned cp = n ? util_utf8_cp(s + i, n) : 0xfffd;
+        const char *e = n ? escape(cp) : NULL;
         char esc[6] = { '\\', 'u', hex[cp >> 12 & 15], hex[cp >> 8 & 15], hex[cp >> 4 & 15],
                         hex[cp & 15] };
 
         if (n == 0)
             r = strbuf_append(b, "\xef\xbf\xbd", 3); /* not UTF-8: U+FFFD, as alerts */
-        else if (cp == '"' || cp == '\\')
-            r = strbuf_append(b, (const char[]){ '\\', (char)cp }, 2);
-        else if (cp == '\n')
-            r = strbuf_append(b, "\\n", 2);
-        else if (cp == '\t')
-            r = strbuf_append(b, "\\t", 2);
+        else if (e)
+            r = strbuf_appends(b, e);
         else if (cp < 0x20 || cp == 0x7f || util_cp_steers(cp))
             r = strbuf_append(b, esc, 6);
         else
@@ -284,44 +289,52 @@ strbuf_append_json(struct strbuf *b, const char *p, size_t len)
     return r;
 }
 
+static const char *
+util_json_escape(unsigned cp)
+{
+    switch (cp) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\t':
+        return "\\t";
+    default:
+        return NULL;
+    }
+}
+
+static const char *
+util_html_escape(unsigned cp)
+{
+    switch (cp) {
+    case '&':
+        return "&amp;";
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '"':
+        return "&quot;";
+    case '\'':
+        return "&#39;";
+    default:
+        return NULL;
+    }
+}
+
+int
+strbuf_append_json(struct strbuf *b, const char *p, size_t len)
+{
+    return strbuf_append_escaped(b, p, len, util_json_escape);
+}
+
 int
 strbuf_append_html(struct strbuf *b, const char *p, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *s = (const unsigned char *)p;
-    size_t start = b->len;
-    int r = 0;
-
-    for (size_t i = 0; i < len && r == 0;) {
-        size_t n = util_utf8_len(s + i, len - i);
-        unsigned cp = n ? util_utf8_cp(s + i, n) : 0xfffd;
-        char esc[6] = { '\\', 'u', hex[cp >> 12 & 15], hex[cp >> 8 & 15], hex[cp >> 4 & 15],
-                        hex[cp & 15] };
-
-        if (n == 0)
-            r = strbuf_append(b, "\xef\xbf\xbd", 3); /* not UTF-8: U+FFFD */
-        else if (cp == '&')
-            r = strbuf_append(b, "&amp;", 5);
-        else if (cp == '<')
-            r = strbuf_append(b, "&lt;", 4);
-        else if (cp == '>')
-            r = strbuf_append(b, "&gt;", 4);
-        else if (cp == '"')
-            r = strbuf_append(b, "&quot;", 6);
-        else if (cp == '\'')
-            r = strbuf_append(b, "&#39;", 5);
-        else if (cp < 0x20 || cp == 0x7f || util_cp_steers(cp))
-            r = strbuf_append(b, esc, 6);
-        else
-            r = strbuf_append(b, p + i, n);
-        i += n ? n : 1;
-    }
-    if (r < 0) {
-        b->len = start;
-        if (b->p)
-            b->p[start] = '\0';
-    }
-    return r;
+    return strbuf_append_escaped(b, p, len, util_html_escape);
 }
 
 /* One unit of terminal output for the bytes at @s: its text into @u, its input length. */
