@@ -364,8 +364,14 @@ for line in open(log):
 sys.exit(1)
 PY
 }
-check "webhook: mailbox tripped (signed, verified by the receiver)" \
-    wait_for 15 sink_has bad@spam.example floodgate.trip.tripped
+# "tripped" goes at once, but an outcome that comes before it was ever attempted (its
+# checkpoint still being written on a loaded machine) replaces it: one merged "acted"
+tripped_or_merged() {
+    sink_has bad@spam.example floodgate.trip.tripped ||
+        sink_has bad@spam.example floodgate.trip.acted
+}
+check "webhook: mailbox tripped (signed, verified by the receiver; or merged into acted)" \
+    wait_for 15 tripped_or_merged
 check "webhook: mailbox acted, with the messages frozen and the suspension" \
     wait_for 15 sink_has bad@spam.example floodgate.trip.acted \
     "any(a['action'] == 'freeze' and a['messages'] > 0 for a in d['actions']) and any(a['action'] == 'suspend' and a['result'] == 'ok' for a in d['actions'])"
