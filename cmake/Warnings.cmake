@@ -1,4 +1,4 @@
-# Warning and hardening flags for every target (STYLE.md "Compiler flags").
+# Warning and hardening flags for every target (-Wall -Wextra, -Werror with FLOODGATE_WERROR).
 add_compile_definitions(_GNU_SOURCE)
 add_compile_options(
   -Wall -Wextra -Wpedantic

@@ -2,13 +2,13 @@
  * live.c - the service: the tailer feeds the engine, trips go to the audit log, the
  * journal and the actions; state is checkpointed about once a second.
  *
- * Wiring only (STYLE.md): every decision lives in lib/. One libev loop, one struct daemon
+ * Wiring only: every decision lives in lib/. One libev loop, one struct daemon
  * reached from watchers through w->data. Signals arrive as libev watchers: SIGHUP reloads
  * (parse and validate the whole new configuration, swap only if valid), SIGTERM/SIGINT
  * checkpoint and exit 0. systemd: READY=1 after the first catch-up, STATUS= every few
  * seconds, WATCHDOG=1 from a loop timer, RELOADING=1 / READY=1 around a reload.
  *
- * State (DESIGN.md "State and restarts"): one file, "state", holds the tail position and
+ * State (ARCHITECTURE.md, "State"): one file, "state", holds the tail position and
  * the counters snapshot together, written tmp + fsync + rename + fsync(dir) by a forked
  * child about once a second and inline at shutdown. A crash restores a position and
  * counters that belong together, so the lines read again after it are counted exactly
@@ -133,7 +133,7 @@ live_trip(struct daemon *d, const struct engine_notice *n, const struct eximlog_
     (void)strbuf_appends(&b, "}\n");
     live_audit(d, strbuf_cstr(&b));
     strbuf_done(&b);
-    /* DESIGN.md's order: the "tripped" alert, then the actions, then "acted" */
+    /* the order: the "tripped" alert, then the actions, then "acted" */
     live_alert_trip(d, n, rec);
 
     nids = engine_queued(d->engine, n, ids, LIVE_QUEUED_MAX);

@@ -1,5 +1,5 @@
 /*
- * live_metrics.c - the daemon's Prometheus metrics (alerting.md §6): what the running
+ * live_metrics.c - the daemon's Prometheus metrics (docs/configure.md, "Metrics"): what the running
  * modules know, formatted by lib/metrics, written to the node_exporter textfile
  * (cfg->metrics_file: <file>.tmp in the same directory, then rename; every
  * LIVE_METRICS_FILE_MS, once at start and once at shutdown) and served by lib/metrics_http
@@ -11,7 +11,7 @@
  * refusals, reloads, state commits - are counted by the hooks live.c calls. Every label
  * value is an enumeration fixed here or a name from the operator's configuration (rule,
  * destination, backend),
- * never text from the log (the cardinality rule, §6.2). Trip counts are keyed by rule name,
+ * never text from the log (labels never carry log text). Trip counts are keyed by rule name,
  * since a reload can reorder, rename or drop rules; names gone from the configuration
  * keep their counts (a counter must not go back), within LIVE_METRICS_RULES_MAX.
  *

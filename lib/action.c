@@ -1,13 +1,14 @@
 /*
  * action.c - freeze, then hold or suspend, then report; the ledger; release.
  *
- * Owns: turning a verdict into external effects in the order DESIGN.md "Actions" fixes
+ * Owns: turning a verdict into external effects in a fixed order (ARCHITECTURE.md)
  * (freeze queued mail first, so neither a suspension's bounces nor a hold's notices are
  * generated for it; then the backend step), confirming every message id in the spool
- * before exim -Mf sees it (DESIGN.md "Trust"), the per-hour circuit breaker, monitor mode,
- * and the ledger that makes all of it survive a restart. Does not own: deciding (lib/policy),
- * alerting (the done callback hands the outcome to the caller), exemptions (the caller
- * does not trip exempt identities), the backends' mechanics (action_<name>.c).
+ * before exim -Mf sees it (a log line is evidence, not proof), the per-hour circuit
+ * breaker, monitor mode, and the ledger that makes all of it survive a restart. Does not
+ * own: deciding (lib/policy), alerting (the done callback hands the outcome to the
+ * caller), exemptions (the caller does not trip exempt identities), the backends'
+ * mechanics (action_<name>.c).
  *
  * Requests become jobs in one FIFO, and only the head job runs, one external command at
  * a time: this is the rate cap on exim -Mf (one batch of cfg->freeze_batch ids in flight,
@@ -15,9 +16,8 @@
  * a small state machine: FREEZE (batches, then one delayed retry of "is locked" ids) ->
  * BACKEND -> DONE for a trip; UNBLOCK -> THAW -> DONE for a release. We learn which ids
  * we froze from exim's per-id lines ("Message <id> is now frozen"), never from its exit
- * status, which is 1 as soon as any id did not change (cpanel.md §4.1). "is already
- * frozen" ids are not recorded as ours: someone else froze them and a release must not
- * thaw them.
+ * status, which is 1 as soon as any id did not change. "is already frozen" ids are not
+ * recorded as ours: someone else froze them and a release must not thaw them.
  *
  * Ledger: a text file, one "E" line per identity followed by its "F <msgid>" lines,
  * fields tab-separated and percent-encoded. A backend step is recorded as attempted before
@@ -878,7 +878,7 @@ action_login_of(enum usertable_scope scope, const char *id, char *buf, size_t si
  * Confirm candidate ids against the spool and the identity; count them in j->verified and,
  * with @freeze, append the ones not yet frozen by us to the job (without, the first
  * confirmed id is enough). Unconfirmed ids are audited: a log line naming a message that
- * is not the identity's may be a forgery (DESIGN.md "Trust").
+ * is not the identity's may be a forgery (a log line is evidence, not proof).
  */
 static int
 job_collect(struct action *a, struct action_job *j, const char *const *msgids, size_t n,

@@ -16,7 +16,7 @@ struct action;
 struct action_backend;
 
 /*
- * lib/action: what floodgate does to a tripped identity (DESIGN.md "Actions").
+ * lib/action: what floodgate does to a tripped identity (ARCHITECTURE.md, "Invariants").
  *
  *   action_trip()        freeze the identity's queued mail (each id confirmed in the spool
  *                        first, exim -Mf in batches of cfg->freeze_batch, one command at a
@@ -40,7 +40,7 @@ struct action_backend;
  * restart action_is_active() still answers, a trip is not repeated, a release thaws what
  * was frozen before the restart, and a backend step cut short by the restart is re-run.
  *
- * Confirmation (DESIGN.md "Trust"): a log line is evidence, not proof. An automatic trip
+ * Confirmation: a log line is evidence, not proof. An automatic trip
  * that wants a hold or a suspension acts only when at least one of its messages is
  * confirmed in Exim's spool (the -H file: spool_confirm()) as the identity's; otherwise
  * nothing is done, the identity is recorded as "unconfirmed" (listed, not active), the
